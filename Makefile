@@ -1,0 +1,96 @@
+# Thin front door: every target is one call into the Python CLI (python -m harness ...).
+# Variables use ?= so they can come from the command line; RUN_ARGS passes anything else through.
+
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+EXTRAS     ?= cpu,dev        # GPU machines: make install EXTRAS=gpu,dev
+
+SCENARIO   ?= Offline
+MODEL      ?= full
+TASK       ?= xnli
+BACKEND    ?= pytorch
+ENCODER    ?=
+ACCURACY   ?=
+DURATION   ?=
+COUNT      ?=
+LOG_DIR    ?=
+TEST       ?= TEST01
+SUBMITTER  ?= MyOrg
+SYSTEM     ?= $(shell hostname -s)
+CHECKER    ?=
+RUN_ARGS   ?=
+PYTEST_ARGS ?=
+
+run_flags = --scenario $(SCENARIO) --model $(MODEL) --task $(TASK) --backend $(BACKEND) \
+	$(if $(ENCODER),--encoder $(ENCODER)) $(if $(ACCURACY),--accuracy) \
+	$(if $(DURATION),--duration $(DURATION)) $(if $(COUNT),--count $(COUNT)) \
+	$(if $(LOG_DIR),--output_dir $(LOG_DIR))
+
+.PHONY: install run test lint format info clean models find_peak compliance \
+	stage_results truncate_results check_submission pack_submission submission \
+	benchmark study gpu_check
+
+$(STAMP): setup.py
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# torch first, pinned: an unpinned torch resolves to a multi-GB CUDA build.
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[$(strip $(EXTRAS))]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m harness run $(run_flags) $(RUN_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+info: $(STAMP)
+	$(PY) -m harness info
+
+models: $(STAMP)
+	$(PY) -m harness models $(if $(ENCODER),--encoder $(ENCODER)) $(RUN_ARGS)
+
+find_peak: $(STAMP)
+	$(PY) -m harness find_peak $(run_flags) $(RUN_ARGS)
+
+compliance: $(STAMP)
+	$(PY) -m harness compliance --test $(TEST) $(run_flags) $(RUN_ARGS)
+
+stage_results: $(STAMP)
+	$(PY) -m harness submission stage --submitter $(SUBMITTER) --system $(SYSTEM) $(if $(LOG_DIR),--log_dir $(LOG_DIR)) $(RUN_ARGS)
+
+truncate_results: $(STAMP)
+	$(PY) -m harness submission truncate --submitter $(SUBMITTER) $(RUN_ARGS)
+
+check_submission: $(STAMP)
+	$(PY) -m harness submission check --submitter $(SUBMITTER) $(if $(CHECKER),--checker $(CHECKER)) $(RUN_ARGS)
+
+pack_submission: $(STAMP)
+	$(PY) -m harness submission pack --submitter $(SUBMITTER) $(RUN_ARGS)
+
+submission: stage_results truncate_results check_submission pack_submission
+
+benchmark: $(STAMP)
+	$(PY) -m harness benchmark $(RUN_ARGS)
+
+study: $(STAMP)
+	$(PY) -m harness study $(RUN_ARGS)
+
+gpu_check: $(STAMP)
+	$(PY) -m harness gpu_check $(RUN_ARGS)
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

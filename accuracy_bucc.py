@@ -1,0 +1,8 @@
+"""Score an MLPerf accuracy log of BUCC: python accuracy_bucc.py mlperf_log_accuracy.json [--help]."""
+
+import sys
+
+from tasks.scoring.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main("bucc"))

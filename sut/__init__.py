@@ -1,0 +1,1 @@
+"""System-Under-Test: the LoadGen SUT contract and its SingleStream / Offline / Server schedulers."""

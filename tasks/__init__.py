@@ -1,0 +1,1 @@
+"""XTREME tasks as QSL-ready datasets, and their metrics (tasks/scoring)."""

@@ -1,0 +1,36 @@
+"""Shared fixtures: everything is built inside the test session (CPU, offline, small, seeded)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+
+
+def _tokenizer_text(max_lines_per_file: int = 400) -> list[str]:
+    """Unlabelled sentences from several bundled files and scripts (the first lines of each)."""
+    lines: list[str] = []
+    for path in sorted((DATA / "xnli").glob("dev-*.tsv.gz")) + sorted((DATA / "pawsx").glob("*.tsv.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for k, line in enumerate(f):
+                if k >= max_lines_per_file:
+                    break
+                lines.extend(line.rstrip("\n").split("\t")[:2])
+    for path in sorted((DATA / "tatoeba").glob("*.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            lines.extend(line.strip() for _, line in zip(range(100), f, strict=False))
+    return lines
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """An XLM-R fast tokenizer (SentencePiece unigram, 2000 pieces) trained on bundled text in ~5 s."""
+    from models.tokenizer import train_tokenizer
+
+    return train_tokenizer(
+        _tokenizer_text(), tmp_path_factory.mktemp("tokenizer"), vocab_size=2000, character_coverage=0.98
+    )
