@@ -1,0 +1,226 @@
+"""`make compliance TEST=TEST01`: the audit run and its verification, like MLCommons' TEST01.
+
+1. Stage: audit.conf (repo root) is copied as `audit.config` into a fresh temporary working
+   directory; the runner (`python -m harness run ... --audit_conf <it>`) runs there in a
+   subprocess, because LoadGen applies any audit.config found in its working directory at
+   StartTest. The directory is removed afterwards whatever happens, so no later run sees it.
+2. Verify against the normal runs in D/<MODEL>/<TASK>/<Scenario>/{accuracy,performance}/:
+   - accuracy: the first element of every response logged by the audit run equals the accuracy
+     run's for the same qsl_idx (at least one match, no mismatch);
+   - performance: the audit run's result is within 10% of the performance run's (20% for
+     SingleStream latencies <= 200 us, as upstream), both VALID, same scenario (and Server latency).
+3. Write D/.../<Scenario>/TEST01/{verify_accuracy.txt, verify_performance.txt, accuracy/,
+   performance/run_1/, audit_run/ (the full run folder)}; each verify file has a `TEST PASS` or
+   `TEST FAIL` line with the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, REPO
+from harness.submission.loadgen_log import LoadgenLog
+
+AUDIT_CONF = REPO / "audit.conf"
+RUNNER = (sys.executable, "-m", "harness", "run")
+DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "byte": np.int8}
+
+
+def _first_elements(log: Path, dtype: str) -> list[tuple[int, object]]:
+    """(qsl_idx, first element or None for an empty response) of every accuracy-log entry."""
+    out = []
+    for entry in json.loads(log.read_text()):
+        data = np.frombuffer(bytes.fromhex(entry["data"]), DTYPES[dtype])
+        out.append((int(entry["qsl_idx"]), data[0].item() if data.size else None))
+    return out
+
+
+def verify_accuracy(reference: Path, audit: Path, dtype: str = "float32") -> tuple[bool, str]:
+    """Compare first elements per qsl_idx; returns (passed, report ending in TEST PASS/FAIL)."""
+    ref = dict(_first_elements(reference, dtype))
+    matched = mismatched = missing = 0
+    first_bad = ""
+    for idx, value in _first_elements(audit, dtype):
+        if idx not in ref:
+            missing += 1
+        elif ref[idx] == value:
+            matched += 1
+        else:
+            mismatched += 1
+            first_bad = (
+                first_bad or f"first mismatch: qsl_idx {idx}: accuracy run {ref[idx]}, audit {value}"
+            )
+    passed = mismatched == 0 and matched > 0
+    lines = [
+        f"reference (accuracy run): {reference}",
+        f"test (audit run): {audit}",
+        f"dtype = {dtype}",
+        f"num_acc_log_entries = {len(ref)}",
+        f"num_perf_log_qsl_idx_match = {matched}",
+        f"num_perf_log_data_mismatch = {mismatched}",
+        f"num_missing_qsl_idxs = {missing}",
+        *([first_bad] if first_bad else []),
+        "TEST PASS" if passed else "TEST FAIL",
+    ]
+    return passed, "\n".join(lines) + "\n"
+
+
+def verify_performance(reference: Path, audit: Path) -> tuple[bool, str]:
+    """Audit result within the threshold of the reference; returns (passed, report)."""
+    ref, test = LoadgenLog.read(reference), LoadgenLog.read(audit)
+    lines = [f"reference (performance run): {reference}", f"test (audit run): {audit}"]
+
+    def fail(why: str) -> tuple[bool, str]:
+        return False, "\n".join([*lines, f"TEST FAIL: {why}", "TEST FAIL"]) + "\n"
+
+    for name, log in (("reference", ref), ("test", test)):
+        if not log.valid:
+            return fail(f"{name} result is {log.get('result_validity')}, not VALID")
+    if ref.scenario != test.scenario:
+        return fail(f"scenarios differ: {ref.scenario} vs {test.scenario}")
+    if ref.scenario == "Server" and ref.get("effective_target_latency_ns") != test.get(
+        "effective_target_latency_ns"
+    ):
+        return fail("Server target latency differs")
+    r, t = ref.result(), test.result()
+    if r is None or t is None:
+        return fail("result missing from a detail log")
+    small_latency = (ref.scenario == "SingleStream" and r <= 200_000) or (
+        ref.scenario == "MultiStream" and r <= 1_600_000
+    )
+    threshold = 0.20 if small_latency else 0.10
+    lines += [f"reference score = {r}", f"test score = {t}", f"threshold = {threshold:.0%}"]
+    if r * (1 - threshold) <= t <= r * (1 + threshold):
+        return True, "\n".join([*lines, "TEST PASS"]) + "\n"
+    return fail(f"test score off by {abs(t / r - 1):.1%} (> {threshold:.0%})")
+
+
+def run_audit(
+    run_args: list[str], runner: tuple[str, ...] | None = None, audit_conf: Path = AUDIT_CONF
+) -> Path:
+    """Run the runner with the audit file staged; returns the audit run folder (a temp copy owner
+    must move). The temporary working directory, audit.config included, is always removed."""
+    workdir = Path(tempfile.mkdtemp(prefix="audit-"))
+    keep = Path(tempfile.mkdtemp(prefix="audit-result-"))
+    try:
+        staged = workdir / "audit.config"
+        shutil.copy2(audit_conf, staged)
+        cmd = [
+            *(runner or RUNNER),
+            *run_args,
+            "--output_dir",
+            str(workdir / "out"),
+            "--audit_conf",
+            str(staged),
+        ]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+        print("+ (cwd " + str(workdir) + ") " + shlex.join(cmd), flush=True)
+        rc = subprocess.run(cmd, cwd=workdir, env=env).returncode
+        if rc:
+            raise RuntimeError(f"audit run failed with exit status {rc}")
+        details = sorted((workdir / "out").rglob("mlperf_log_detail.txt"))
+        if len(details) != 1:
+            raise RuntimeError(f"audit run left {len(details)} run folders, expected 1")
+        shutil.copytree(details[0].parent, keep / "audit_run")
+        return keep / "audit_run"
+    except BaseException:
+        shutil.rmtree(keep, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def write_test01(scenario_dir: Path, audit_run: Path, dtype: str) -> bool:
+    """Verify `audit_run` against scenario_dir/{accuracy,performance} and lay out TEST01/."""
+    out = scenario_dir / "TEST01"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(audit_run, out / "audit_run")
+    (out / "accuracy").mkdir(parents=True)
+    shutil.copy2(audit_run / "mlperf_log_accuracy.json", out / "accuracy")
+    (out / "performance" / "run_1").mkdir(parents=True)
+    for name in PERF_FILES:
+        shutil.copy2(audit_run / name, out / "performance" / "run_1")
+    acc_ok, acc_text = verify_accuracy(
+        scenario_dir / "accuracy" / "mlperf_log_accuracy.json",
+        audit_run / "mlperf_log_accuracy.json",
+        dtype,
+    )
+    perf_ok, perf_text = verify_performance(
+        scenario_dir / "performance" / "mlperf_log_detail.txt", audit_run / "mlperf_log_detail.txt"
+    )
+    (out / "verify_accuracy.txt").write_text(acc_text)
+    (out / "verify_performance.txt").write_text(perf_text)
+    print(acc_text + perf_text, end="")
+    print(f"Accuracy check pass: {acc_ok}\nPerformance check pass: {perf_ok}\nTEST01 results in {out}")
+    return acc_ok and perf_ok
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--test", default="TEST01", choices=["TEST01"], help="BERT-class models need TEST01 only"
+    )
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--backend")
+    parser.add_argument("--encoder")
+    parser.add_argument("--duration", help="development only: audit-run duration (s)")
+    parser.add_argument("--count", help="development only: sample count")
+    parser.add_argument("--accuracy", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--output_dir", type=Path, help=f"the log dir of the normal runs ({DEFAULT_LOG_DIR})"
+    )
+    parser.add_argument(
+        "--dtype", default="float32", choices=sorted(DTYPES), help="response element type"
+    )
+    parser.add_argument(
+        "--verify_only", action="store_true", help="re-verify an existing TEST01/audit_run"
+    )
+    parser.add_argument("--run_args", default="", help="extra flags for the runner, one quoted string")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.accuracy:
+        print("compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy")
+        return 2
+    log_dir = (args.output_dir or DEFAULT_LOG_DIR).resolve()
+    scen_dir = log_dir / args.model / args.task / args.scenario
+    for mode, how in (("accuracy", " ACCURACY=1"), ("performance", "")):
+        if not (scen_dir / mode / "mlperf_log_detail.txt").is_file():
+            print(
+                f"compliance: no {mode} run at {scen_dir / mode}. TEST01 compares against it: run "
+                f"`make run SCENARIO={args.scenario} MODEL={args.model} TASK={args.task}{how} "
+                f"LOG_DIR={log_dir}` first (same LOG_DIR for every run)."
+            )
+            return 2
+    if args.verify_only:  # re-verify a kept audit run (copied out first: TEST01/ is rewritten)
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(scen_dir / "TEST01" / "audit_run", Path(tmp) / "audit_run")
+            return 0 if write_test01(scen_dir, Path(tmp) / "audit_run", args.dtype) else 1
+    run_args = ["--scenario", args.scenario, "--model", args.model, "--task", args.task]
+    for flag in ("backend", "encoder", "duration", "count"):
+        if getattr(args, flag):
+            run_args += [f"--{flag}", str(getattr(args, flag))]
+    run_args += shlex.split(args.run_args)
+    try:
+        audit_run = run_audit(run_args)
+    except RuntimeError as exc:
+        print(f"compliance: {exc}")
+        return 1
+    try:
+        return 0 if write_test01(scen_dir, audit_run, args.dtype) else 1
+    finally:
+        shutil.rmtree(audit_run.parent, ignore_errors=True)

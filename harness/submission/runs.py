@@ -1,0 +1,88 @@
+"""Run folders of the run-folder contract, found under one or more log directories.
+
+A run folder holds mlperf_log_*.txt, run_config.json and results.json (accuracy runs also
+accuracy.txt); see harness/runner.py. TEST01 folders are D/<MODEL>/<TASK>/<Scenario>/TEST01/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.submission.layout import benchmark_name
+from harness.submission.loadgen_log import LoadgenLog
+
+
+@dataclass
+class Run:
+    """One LoadGen run folder; `config` is run_config.json, `results` results.json ({} if absent)."""
+
+    path: Path
+    config: dict[str, Any]
+    results: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> Run:
+        results_file = path / "results.json"
+        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+        return cls(path, json.loads((path / "run_config.json").read_text()), results)
+
+    @property
+    def mode(self) -> str:
+        """'accuracy' or 'performance' (run_config mode, else the folder name)."""
+        mode = str(self.config.get("mode") or self.path.name).lower()
+        return "accuracy" if "acc" in mode else "performance"
+
+    @property
+    def scenario(self) -> str:
+        return str(self.config.get("scenario") or self.path.parent.name)
+
+    @property
+    def benchmark(self) -> str:
+        c = self.config
+        return benchmark_name(str(c.get("encoder") or ""), str(c.get("model")), str(c.get("task")))
+
+    @property
+    def started_at(self) -> str:
+        return str(self.config.get("started_at") or "")
+
+    def user_conf_digest(self) -> str | None:
+        conf = self.path / "user.conf"
+        return hashlib.sha256(conf.read_bytes()).hexdigest() if conf.is_file() else None
+
+    def detail(self) -> LoadgenLog | None:
+        f = self.path / "mlperf_log_detail.txt"
+        return LoadgenLog.read(f) if f.is_file() else None
+
+    def loadgen_errors(self) -> list[str]:
+        """Errors from results.json and from the detail log (deduplicated, in order)."""
+        errors = [str(e) for e in self.results.get("loadgen_errors") or []]
+        log = self.detail()
+        errors += log.errors if log else []
+        return list(dict.fromkeys(errors))
+
+
+def find_runs(log_dirs: list[Path]) -> dict[tuple[str, str, str], Run]:
+    """(benchmark, scenario, mode) -> the latest run (by started_at) under `log_dirs`.
+
+    Folders below a TEST01/ folder are audit runs and are skipped here.
+    """
+    found: dict[tuple[str, str, str], Run] = {}
+    for log_dir in log_dirs:
+        for cfg in sorted(Path(log_dir).resolve().rglob("run_config.json")):
+            if "TEST01" in cfg.parent.parts:
+                continue
+            run = Run.load(cfg.parent)
+            key = (run.benchmark, run.scenario, run.mode)
+            if key not in found or run.started_at >= found[key].started_at:
+                found[key] = run
+    return found
+
+
+def test01_dir(run: Run) -> Path | None:
+    """The TEST01 folder next to `run` (<Scenario>/TEST01) when compliance has produced one."""
+    d = run.path.parent / "TEST01"
+    return d if (d / "verify_accuracy.txt").is_file() else None

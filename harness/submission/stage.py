@@ -1,0 +1,239 @@
+"""`submission stage`: copy VALID runs from the run logs into open/<submitter>/ (v6.1 layout).
+
+Refuses, listing every reason at once and writing nothing, when a run is INVALID, has LoadGen
+errors, is a development run (submission_grade false), is an accuracy run on random weights, or
+when a benchmark's performance and accuracy runs differ in git sha or user.conf. With
+allow_test_runs, development runs (and a dirty tree) are accepted and the package is stamped
+NOT FOR SUBMISSION (a file at the package root and a banner in every README).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from harness.submission.layout import (
+    ACC_FILES,
+    DEFAULT_MAPPED_MODEL,
+    DIVISION,
+    FULL_LOGS,
+    NOT_FOR_SUBMISSION,
+    PERF_FILES,
+    REPO,
+    submitter_dir,
+)
+from harness.submission.runs import Run, find_runs, test01_dir
+from harness.submission.system import build_system_json
+
+BANNER = (
+    "**NOT FOR SUBMISSION**: built with --allow_test_runs from development runs (short or "
+    "overridden durations, possibly a dirty tree). Do not upload this package."
+)
+
+
+def run_problems(run: Run, allow_test_runs: bool) -> list[str]:
+    """Reasons `run` cannot be staged (empty when it can)."""
+    where = f"{run.benchmark}/{run.scenario} {run.mode} run ({run.path})"
+    problems = []
+    needed = ACC_FILES if run.mode == "accuracy" else PERF_FILES
+    missing = [f for f in (*needed, "user.conf") if not (run.path / f).is_file()]
+    if missing:
+        problems.append(f"{where}: missing {', '.join(missing)}")
+    detail = run.detail()
+    if run.mode == "performance":
+        valid = run.results.get("result_valid", detail.valid if detail else False)
+        validity = run.results.get("validity") or (detail.get("result_validity") if detail else None)
+        if not valid:
+            problems.append(f"{where}: result is INVALID ({validity}); only VALID runs can be staged")
+    errors = run.loadgen_errors()
+    if errors:
+        problems.append(f"{where}: LoadGen reported {len(errors)} error(s), first: {errors[0]}")
+    if not run.config.get("submission_grade") and not allow_test_runs:
+        problems.append(
+            f"{where}: development run (submission_grade false: DURATION/COUNT overridden); rerun "
+            "without them, or pass --allow_test_runs for a NOT FOR SUBMISSION test package"
+        )
+    if run.config.get("git_dirty") and not allow_test_runs:
+        problems.append(f"{where}: made from a dirty git tree; commit, then rerun")
+    if run.mode == "accuracy" and run.config.get("model_kind") == "random":
+        problems.append(
+            f"{where}: accuracy run on random weights (model_kind random); use trained weights"
+        )
+    return problems
+
+
+def pair_problems(perf: Run, acc: Run) -> list[str]:
+    """Performance and accuracy runs of one benchmark/scenario must come from the same code and conf."""
+    where = f"{perf.benchmark}/{perf.scenario}"
+    problems = []
+    sha_p, sha_a = perf.config.get("git_sha"), acc.config.get("git_sha")
+    if sha_p != sha_a:
+        problems.append(f"{where}: git sha mismatch: performance run {sha_p}, accuracy run {sha_a}")
+    if perf.user_conf_digest() != acc.user_conf_digest():
+        problems.append(f"{where}: user.conf mismatch between the performance and accuracy runs")
+    return problems
+
+
+def test01_problems(perf: Run, test_dir: Path) -> list[str]:
+    where = f"{perf.benchmark}/{perf.scenario} TEST01 ({test_dir})"
+    problems = []
+    for name in ("verify_accuracy.txt", "verify_performance.txt"):
+        f = test_dir / name
+        if not f.is_file() or "TEST PASS" not in f.read_text().splitlines():
+            problems.append(f"{where}: {name} does not say TEST PASS")
+    audit_cfg = test_dir / "audit_run" / "run_config.json"
+    if audit_cfg.is_file():
+        sha = json.loads(audit_cfg.read_text()).get("git_sha")
+        if sha != perf.config.get("git_sha"):
+            problems.append(f"{where}: git sha mismatch: audit run {sha}, performance run "
+                            f"{perf.config.get('git_sha')}")  # fmt: skip
+    return problems
+
+
+def _copy(src_dir: Path, names: tuple[str, ...], dst_dir: Path) -> None:
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(src_dir / name, dst_dir / name)
+
+
+def extract_source(sha: str, dst: Path, repo: Path = REPO) -> None:
+    """`git archive <sha>` unpacked into `dst` (the harness source exactly as the runs used it)."""
+    proc = subprocess.run(["git", "archive", "--format=tar", sha], cwd=repo, capture_output=True)
+    if proc.returncode:
+        raise RuntimeError(f"git archive {sha} failed: {proc.stderr.decode().strip()}")
+    dst.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(dst, filter="data")
+    (dst / "GIT_SHA").write_text(sha + "\n")
+
+
+def readme(perf: Run, acc: Run, system: str, has_test01: bool, stamped: bool) -> str:
+    c = perf.config
+    flags = f"SCENARIO={perf.scenario} MODEL={c.get('model')} TASK={c.get('task')} BACKEND={c.get('backend')}"
+    flags += f" ENCODER={c.get('encoder')}" if c.get("encoder") else ""
+    lines = [f"# {perf.benchmark} / {perf.scenario} on {system}", ""]
+    lines += [BANNER, ""] if stamped else []
+    lines += [
+        f"Harness source: `src/` of this package = git sha `{c.get('git_sha')}` (see src/GIT_SHA).",
+        f"Model: `{c.get('model')}` ({c.get('model_kind')}), spec `{c.get('model_spec')}`, "
+        f"encoder `{c.get('encoder')}`, task `{c.get('task')}`, backend `{c.get('backend')}` "
+        f"{json.dumps(c.get('backend_options') or {})}.",
+        "",
+        "## Reproduce (from src/, one LOG_DIR for every run)",
+        "```",
+        "make install",
+        f"make run {flags} LOG_DIR=build/logs/submission",
+        f"make run {flags} ACCURACY=1 LOG_DIR=build/logs/submission",
+    ]
+    if has_test01:
+        lines.append(f"make compliance TEST=TEST01 {flags} LOG_DIR=build/logs/submission")
+    lines += [
+        "make submission SUBMITTER=<org> SYSTEM=<system> LOG_DIR=build/logs/submission",
+        "```",
+        "",
+        "Recorded command lines:",
+        "",
+        f"- performance: `{c.get('command')}`",
+        f"- accuracy: `{acc.config.get('command')}`",
+        "",
+        "user.conf in this folder is the copy the runs used; LoadGen's built-in mlperf.conf applies first.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def measurements(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
+    c = run.config
+    opts = c.get("backend_options") or {}
+    dtype = str(opts.get("dtype") or opts.get("precision") or "fp32")
+    out = {
+        "input_data_types": "int64 (token ids and attention mask from the XLM-R tokenizer)",
+        "retraining": f"yes: task fine-tuning of the public XLM-R encoder ({c.get('model')})",
+        "starting_weights_filename": str(c.get("model_spec") or c.get("model")),
+        "weight_data_types": dtype,
+        "weight_transformations": "none" if dtype == "fp32" else f"cast to {dtype}",
+    }
+    out.update(overrides)
+    return out
+
+
+def stage(
+    log_dirs: list[Path],
+    submitter: str,
+    system: str,
+    root: Path,
+    allow_test_runs: bool = False,
+    mapping: dict[str, str] | None = None,
+    system_overrides: dict[str, Any] | None = None,
+    measurement_overrides: dict[str, Any] | None = None,
+) -> tuple[int, list[str]]:
+    """Build root/open/<submitter>/. Returns (benchmark-scenarios staged, problems); nothing is
+    written when problems is non-empty."""
+    runs = find_runs(log_dirs)
+    problems: list[str] = []
+    if not runs:
+        return 0, [f"no run folders (run_config.json) under {', '.join(map(str, log_dirs))}"]
+    pairs: list[tuple[Run, Run, Path | None]] = []
+    for (bench, scen, mode), run in sorted(runs.items()):
+        problems += run_problems(run, allow_test_runs)
+        if mode != "performance":
+            continue
+        acc = runs.get((bench, scen, "accuracy"))
+        if acc is None:
+            problems.append(
+                f"{bench}/{scen}: no accuracy run; run `make run ... ACCURACY=1` with the same LOG_DIR"
+            )
+            continue
+        t01 = test01_dir(run)
+        problems += pair_problems(run, acc) + (test01_problems(run, t01) if t01 else [])
+        pairs.append((run, acc, t01))
+    for (bench, scen, mode), _ in runs.items():
+        if mode == "accuracy" and (bench, scen, "performance") not in runs:
+            problems.append(f"{bench}/{scen}: accuracy run without a performance run")
+    shas = sorted({str(p.config.get("git_sha")) for p, _, _ in pairs})
+    if len(shas) > 1:
+        problems.append(f"runs come from {len(shas)} git shas {shas}; src/ holds one: rerun on one sha")
+    if problems:
+        return 0, problems
+
+    sub = submitter_dir(root, submitter)
+    for stale in (sub, root / FULL_LOGS / DIVISION / submitter):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        extract_source(shas[0], sub / "src")
+    except RuntimeError as exc:
+        shutil.rmtree(sub, ignore_errors=True)
+        return 0, [str(exc)]
+    (sub / "systems").mkdir(parents=True)
+    desc = build_system_json(submitter, system, pairs[0][0].config, system_overrides)
+    (sub / "systems" / f"{system}.json").write_text(json.dumps(desc, indent=2) + "\n")
+    model_map = {
+        p.benchmark: (mapping or {}).get(p.benchmark, DEFAULT_MAPPED_MODEL) for p, _, _ in pairs
+    }
+    (sub / "model_mapping.json").write_text(json.dumps(model_map, indent=2, sort_keys=True) + "\n")
+    for perf, acc, t01 in pairs:
+        dst = sub / "results" / system / perf.benchmark / perf.scenario
+        _copy(perf.path, PERF_FILES, dst / "performance" / "run_1")
+        _copy(acc.path, ACC_FILES, dst / "accuracy")
+        shutil.copy2(perf.path / "user.conf", dst / "user.conf")
+        meas = measurements(perf, measurement_overrides or {})
+        (dst / "measurements.json").write_text(json.dumps(meas, indent=2) + "\n")
+        (dst / "README.md").write_text(readme(perf, acc, system, t01 is not None, allow_test_runs))
+        if t01:
+            _copy(t01, ("verify_accuracy.txt", "verify_performance.txt"), dst / "TEST01")
+            _copy(t01 / "performance" / "run_1", PERF_FILES, dst / "TEST01" / "performance" / "run_1")
+            _copy(t01 / "accuracy", ("mlperf_log_accuracy.json",), dst / "TEST01" / "accuracy")
+            (dst / "TEST01" / "accuracy" / "accuracy.txt").write_text(
+                "TEST01 audit-run accuracy log (first elements compared with the accuracy run; "
+                "see ../verify_accuracy.txt)\n"
+            )
+    if allow_test_runs:
+        for where in (sub, root):
+            (where / NOT_FOR_SUBMISSION).write_text(BANNER + "\n")
+    else:
+        (root / NOT_FOR_SUBMISSION).unlink(missing_ok=True)
+    return len(pairs), []

@@ -1,0 +1,69 @@
+"""`submission truncate`: MLCommons' accuracy-log truncation, applied to a staged package.
+
+For every accuracy/ folder (main and TEST01) whose mlperf_log_accuracy.json is not yet truncated:
+keep the full file under <root>/full_accuracy_logs/<same relative path>, append
+`hash=<sha256 of the full file>` to accuracy.txt, and keep only the first and last 4 KiB of the
+json with a `...` marker between them (files under 4 KiB are kept whole, as upstream does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from harness.submission.layout import (
+    FULL_LOGS,
+    MAX_ACCURACY_LOG_BYTES,
+    VIEWABLE_BYTES,
+    accuracy_dirs,
+    read_hash,
+    submitter_dir,
+)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def truncate_file(path: Path) -> None:
+    """Keep the first and last VIEWABLE_BYTES bytes of `path` (the log is ASCII hex + JSON)."""
+    size = path.stat().st_size
+    if size < VIEWABLE_BYTES:
+        return
+    with open(path, "rb") as f:
+        head = f.read(VIEWABLE_BYTES)
+        f.seek(size - VIEWABLE_BYTES)
+        tail = f.read(VIEWABLE_BYTES)
+    path.write_bytes(head + b"\n\n...\n\n" + tail)
+
+
+def truncate_dir(acc_dir: Path, backup_dir: Path) -> bool:
+    """Truncate acc_dir/mlperf_log_accuracy.json once; returns False when it was already done."""
+    log, txt = acc_dir / "mlperf_log_accuracy.json", acc_dir / "accuracy.txt"
+    if read_hash(txt) and log.stat().st_size <= MAX_ACCURACY_LOG_BYTES:
+        return False
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(log, backup_dir / log.name)
+    digest = sha256_file(log)
+    with open(txt, "a", encoding="utf-8") as f:
+        f.write(f"\nhash={digest}\n")
+    truncate_file(log)
+    return True
+
+
+def truncate(root: Path, submitter: str) -> list[Path]:
+    """Truncate every accuracy log of root/open/<submitter>; returns the folders changed."""
+    sub = submitter_dir(root, submitter)
+    if not sub.is_dir():
+        raise FileNotFoundError(f"{sub} does not exist: run `make stage_results` first")
+    changed = []
+    for acc_dir in accuracy_dirs(sub):
+        rel = acc_dir.relative_to(root)
+        if truncate_dir(acc_dir, root / FULL_LOGS / rel):
+            changed.append(acc_dir)
+    return changed
