@@ -100,7 +100,14 @@ class FeatureSet:
 def tokenizer_fingerprint(tokenizer) -> str:
     """A short stable hash of a tokenizer's full definition (vocab, normaliser, special tokens)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    if backend is None:
+        text = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    else:
+        # truncation/padding are call-time state left behind by the last encode: not the definition
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        text = json.dumps(spec, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -155,7 +162,9 @@ class Task(ABC):
         return output_width
 
     # --- features, cached -----------------------------------------------------------------------
-    def features(self, tokenizer, cache_dir: str | Path | None = None, progress: bool = True) -> FeatureSet:
+    def features(
+        self, tokenizer, cache_dir: str | Path | None = None, progress: bool = True
+    ) -> FeatureSet:
         """Features for this task, from build/cache/ when the key (tokenizer, settings, data) matches."""
         from tasks.data import cache_root
 

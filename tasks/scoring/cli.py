@@ -1,0 +1,137 @@
+"""The shared accuracy CLI behind accuracy_<task>.py, and `score_log` for the runner (in-process).
+
+`python accuracy_<task>.py LOG [--data_dir D] [--dtype float32|float16] [--output FILE] [--languages L]
+ [--tokenizer PATH] (tydiqa) [--heldout_rows] (xnli, pawsx) [--threshold T] [--duplicates all|drop] (bucc)`
+
+stdout: the per-language table, then ONE final JSON line (what the submission checker reads).
+stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tasks.base import DataError
+from tasks.scoring.classification import HELDOUT_FIRST_ROW, score_classification
+from tasks.scoring.log import DTYPES, LogError, read_accuracy_log
+from tasks.scoring.qa import score_tydiqa
+from tasks.scoring.result import ScoreResult, write_predictions
+from tasks.scoring.retrieval import score_bucc, score_tatoeba
+
+EXIT_BAD_INPUT = 2
+
+# Scorer by task name, else by task kind (a new classification task needs no line here).
+_BY_NAME: dict[str, Callable[..., ScoreResult]] = {"bucc": score_bucc, "tatoeba": score_tatoeba}
+_BY_KIND: dict[str, Callable[..., ScoreResult]] = {
+    "classification": score_classification,
+    "qa": score_tydiqa,
+}
+
+
+def score_log(
+    task_name: str,
+    log_path: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    languages: list[str] | str | None = None,
+    dtype: str = "float32",
+    **options: Any,
+) -> ScoreResult:
+    """Score one accuracy log. Raises LogError / DataError / ValueError with a message naming the file.
+
+    options by task: tokenizer (tydiqa: path or tokenizer object; default from run_config.json),
+    heldout_rows: bool (xnli, pawsx), threshold: float | None and duplicates: "all" | "drop" (bucc).
+    Options that are None are ignored.
+    """
+    from tasks.registry import get_task
+
+    task = get_task(task_name, data_dir=data_dir, languages=languages)
+    scorer = _BY_NAME.get(task.name) or _BY_KIND[task.kind]
+    log = read_accuracy_log(log_path, dtype)
+    return scorer(task, log, **{k: v for k, v in options.items() if v is not None})
+
+
+def build_parser(task_name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"accuracy_{task_name}.py",
+        description=f"Score an MLPerf accuracy log (mlperf_log_accuracy.json) of {task_name} as XTREME does.",
+    )
+    p.add_argument("log", metavar="LOG", help="mlperf_log_accuracy.json of an AccuracyOnly run")
+    p.add_argument(
+        "--data_dir", default=None, help="folder of the official data files (default: bundled data/)"
+    )
+    p.add_argument(
+        "--languages", default=None, help="comma-separated subset the run used (default: all)"
+    )
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="response element type")
+    p.add_argument(
+        "--output", default=None, help="write all metrics as JSON to this file (+ predictions beside it)"
+    )
+    if task_name == "tydiqa":
+        p.add_argument(
+            "--tokenizer",
+            default=None,
+            help='the run\'s tokenizer folder (default: "tokenizer" in run_config.json beside LOG)',
+        )
+    if task_name in HELDOUT_FIRST_ROW:
+        p.add_argument(
+            "--heldout_rows",
+            action="store_true",
+            default=None,
+            help=f"score only rows >= {HELDOUT_FIRST_ROW[task_name]} of each language "
+            "(those the tiny model zoo did not train on)",
+        )
+    if task_name == "bucc":
+        p.add_argument(
+            "--threshold", type=float, default=None, help="apply this margin threshold instead of tuning"
+        )
+        p.add_argument(
+            "--duplicates",
+            choices=["all", "drop"],
+            default=None,
+            help="drop (default, as XTREME): discard mined pairs of repeated sentences; "
+            "all: a mined duplicate sentence stands for all its ids",
+        )
+    return p
+
+
+def predictions_path(output: Path, result: ScoreResult) -> Path:
+    """`metrics.json` -> `metrics.predictions.json` / `.predictions.tsv` beside it."""
+    return output.with_name(f"{output.stem}.{result.predictions_name}")
+
+
+def main(task_name: str, argv: list[str] | None = None) -> int:
+    """Entry point of accuracy_<task>.py. Returns the exit code (0, or 2 on bad input)."""
+    args = build_parser(task_name).parse_args(argv)
+    options = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("log", "data_dir", "languages", "dtype", "output")
+    }
+    try:
+        result = score_log(
+            task_name,
+            args.log,
+            data_dir=args.data_dir,
+            languages=args.languages,
+            dtype=args.dtype,
+            **options,
+        )
+    except (LogError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    sys.stdout.write(result.stdout_text)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result.metrics, indent=1) + "\n", encoding="utf-8")
+        if result.predictions is not None:
+            write_predictions(result, predictions_path(out, result))
+    return 0

@@ -1,0 +1,87 @@
+"""What scoring returns, how it prints, and how it is written into a run folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ScoreResult:
+    """One scored accuracy log.
+
+    metrics:      everything (per-language numbers, counts, options), JSON-serialisable
+    table_text:   the per-language table (what the script prints before the final line)
+    final_line:   the one-line JSON the MLPerf submission checker reads (accuracy.txt's last line)
+    predictions:  TyDiQA {qid: answer}, BUCC [(src_id, en_id, score)] mined above the threshold, else None
+    predictions_name: file name for the predictions in a run folder
+    warnings:     partial coverage and similar (printed to stderr by the CLI)
+    """
+
+    metrics: dict[str, Any]
+    table_text: str
+    final_line: str
+    predictions: object | None = None
+    predictions_name: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stdout_text(self) -> str:
+        """Exactly what `python accuracy_<task>.py LOG` prints on stdout (= accuracy.txt)."""
+        return f"{self.table_text}\n{self.final_line}\n"
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], average: Sequence[Any]) -> str:
+    """A fixed-width text table: header, one row per language, a rule, then the average row.
+
+    Floats print with 2 decimals (the precision XTREME reports).
+    """
+
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    body = [[cell(v) for v in r] for r in [header, *rows, average]]
+    widths = [max(len(r[c]) for r in body) for c in range(len(header))]
+    lines = [
+        "  ".join(
+            v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in body
+    ]
+    rule = "-" * len(lines[0])
+    return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def final_json(pairs: dict[str, Any]) -> str:
+    """The final line: a JSON object with keys in the given order (the checker reads a prefix)."""
+    return json.dumps(pairs)
+
+
+def write_predictions(result: ScoreResult, path: Path) -> None:
+    """TyDiQA predictions as SQuAD-style JSON {qid: text}; BUCC as `src_id TAB en_id` lines (XTREME)."""
+    if isinstance(result.predictions, dict):
+        path.write_text(
+            json.dumps(result.predictions, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
+    else:
+        lines = [f"{s}\t{t}\n" for s, t, *_ in result.predictions]  # type: ignore[union-attr]
+        path.write_text("".join(lines), encoding="utf-8")
+
+
+def write_outputs(result: ScoreResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write accuracy.txt (the script's stdout), accuracy.json (all metrics) and the predictions file.
+
+    Returns {"accuracy.txt": path, "accuracy.json": path, "predictions": path (when there are any)}.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"accuracy.txt": out / "accuracy.txt", "accuracy.json": out / "accuracy.json"}
+    paths["accuracy.txt"].write_text(result.stdout_text, encoding="utf-8")
+    paths["accuracy.json"].write_text(json.dumps(result.metrics, indent=1) + "\n", encoding="utf-8")
+    if result.predictions is not None:
+        paths["predictions"] = out / result.predictions_name
+        write_predictions(result, paths["predictions"])
+    return paths

@@ -1,0 +1,125 @@
+"""XNLI and PAWS-X: sentence-pair classification, one code path (`ClassificationTask`).
+
+Files: `<data_dir>/<split>-<lang>.tsv[.gz]`, rows `text_a TAB text_b TAB label`, no quoting. The bundled
+split is `dev`; `split="test"` reads the user's official XTREME-format test files. A first line whose
+label column reads "label" is a header and skipped.
+
+qsl_idx order: languages in the task's order (only the active ones), and within a language the data
+rows in file order. With all languages, sample `k * rows + r` is row r of language number k
+(XNLI: ar bg de el en es fr hi ru sw th tr ur vi zh, 2490 dev rows each, so qsl 2490 is bg row 0;
+PAWS-X: de en es fr ja ko zh, 2000 dev rows each).
+
+Features: `tokenizer(text_a, text_b, truncation=True, max_length=max_length)` (default 128 tokens,
+XTREME's setting; longest-first truncation). Extra arrays: "label" int16 [n] (index into
+`label_names`), "row" int32 [n] (0-based row in its file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tasks.base import FeatureSet, Task
+from tasks.data import (
+    ClassificationExample,
+    batch_encode,
+    check_choice,
+    check_max_length,
+    find_file,
+    read_classification_file,
+    to_ragged,
+)
+
+
+class ClassificationTask(Task):
+    """A sentence-pair classification task; subclasses only declare their data (names, languages, labels)."""
+
+    kind = "classification"
+    label_names: ClassVar[tuple[str, ...]]
+    splits: ClassVar[tuple[str, ...]] = ("dev", "test")
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        languages: Sequence[str] | str | None = None,
+        split: str = "dev",
+        max_length: int = 128,
+    ):
+        super().__init__(data_dir, languages)
+        self.split = check_choice(split, self.splits, "split")
+        self.max_length = check_max_length(max_length)
+
+    def data_files(self) -> list[Path]:
+        """`<split>-<lang>.tsv` (or .gz) per active language, in qsl order."""
+        return [find_file(self.data_dir, f"{self.split}-{lang}.tsv") for lang in self.active_languages]
+
+    def read(self) -> list[ClassificationExample]:
+        """Every example of the active languages in qsl order."""
+        out: list[ClassificationExample] = []
+        for lang, path in zip(self.active_languages, self.data_files(), strict=True):
+            out.extend(read_classification_file(path, self.label_names, language=lang))
+        return out
+
+    def feature_settings(self) -> dict[str, Any]:
+        return {"max_length": self.max_length}
+
+    def featurize(self, tokenizer, settings: dict[str, Any]) -> FeatureSet:
+        examples = self.read()
+        ids = batch_encode(
+            tokenizer,
+            [e.text_a for e in examples],
+            [e.text_b for e in examples],
+            max_length=settings["max_length"],
+            desc=f"featurising {self.name}",
+        )
+        input_ids, offsets = to_ragged(ids)
+        lang_index = {lang: k for k, lang in enumerate(self.active_languages)}
+        return FeatureSet(
+            task=self.name,
+            languages=self.active_languages,
+            input_ids=input_ids,
+            offsets=offsets,
+            language=np.array([lang_index[e.language] for e in examples], dtype=np.int16),
+            extra={
+                "label": np.array([e.label for e in examples], dtype=np.int16),
+                "row": np.array([e.row for e in examples], dtype=np.int32),
+            },
+            meta={"split": self.split},
+        )
+
+
+class XnliTask(ClassificationTask):
+    """XNLI (Conneau et al. 2018): premise/hypothesis -> entailment, neutral, contradiction."""
+
+    name = "xnli"
+    languages = (
+        "ar",
+        "bg",
+        "de",
+        "el",
+        "en",
+        "es",
+        "fr",
+        "hi",
+        "ru",
+        "sw",
+        "th",
+        "tr",
+        "ur",
+        "vi",
+        "zh",
+    )
+    label_names = ("entailment", "neutral", "contradiction")
+    num_labels = 3
+
+
+class PawsxTask(ClassificationTask):
+    """PAWS-X (Yang et al. 2019): is s2 a paraphrase of s1? Labels "0" (no) and "1" (yes)."""
+
+    name = "pawsx"
+    languages = ("de", "en", "es", "fr", "ja", "ko", "zh")
+    label_names = ("0", "1")
+    num_labels = 2

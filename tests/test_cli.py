@@ -1,0 +1,43 @@
+"""The front door: `python -m harness` dispatch and `info`."""
+
+import json
+import subprocess
+import sys
+
+from harness.cli import COMMANDS, main
+from harness.info import package_versions
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_unknown_command_exits_2(capsys):
+    try:
+        rc = main(["frobnicate"])
+    except SystemExit as exc:  # argparse reports the valid choices and exits
+        rc = exc.code
+    assert rc == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_info_json_reports_pinned_versions_and_paths():
+    out = subprocess.run(
+        [sys.executable, "-m", "harness", "info", "--json"], capture_output=True, text=True, check=True
+    ).stdout
+    info = json.loads(out)
+    assert info["versions"]["mlperf_loadgen"] == "6.0.17"
+    assert info["versions"]["torch"].startswith("2.13.0")
+    assert info["versions"]["transformers"].startswith("4.57.")
+    assert info["device"]["cpu_cores"] >= 1
+    assert info["paths"]["user_conf"].endswith("user.conf")
+    assert len(info["git_sha"]) in (40, len("unknown"))
+
+
+def test_package_versions_names_missing_packages_as_none(monkeypatch):
+    versions = package_versions()
+    assert set(versions) >= {"python", "torch", "onnxruntime", "mlperf_loadgen"}
+    assert versions["numpy"] is not None
