@@ -1,0 +1,144 @@
+"""RunConfig: everything one `run` needs, typed and validated on construction.
+
+Precedence, lowest first: dataclass defaults < device defaults (`DEVICE_DEFAULTS`) < model spec
+(encoder size, `ENCODER_DEFAULTS`) < flags given on the command line. LoadGen timing knobs (target_qps,
+latencies, durations, counts) are not here: they live in user.conf (harness/settings.py); only the
+development overrides `duration_s` / `count` are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from models.base import DTYPES, BackendOptions
+from sut.base import SUTOptions
+from sut.registry import SCENARIOS
+
+REPO = Path(__file__).resolve().parents[1]
+
+# device kind -> scheduling defaults (flags override). CPU: one worker owning all intra-op threads.
+DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cpu": {"max_batch": 32, "token_budget": 4096, "workers": 1, "max_wait_ms": 2.0},
+    "cuda": {"max_batch": 256, "token_budget": 65536, "workers": 2, "max_wait_ms": 5.0},
+}
+# encoder -> overrides of the device defaults (bigger models: smaller batches bound memory/latency)
+ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {"large": {"token_budget_scale": 0.5}}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    scenario: str = "Offline"
+    model: str = "full"
+    task: str = "xnli"
+    backend: str = "pytorch"
+    encoder: str = "tiny"
+    weights: str | None = None  # None = the zoo, "random", or a checkpoint dir
+    models_dir: str | None = None  # None = the encoder's default zoo folder
+    accuracy: bool = False
+    user_conf: Path = REPO / "user.conf"
+    audit_conf: Path | None = None
+    output_dir: Path | None = None
+    loadgen_model: str | None = None  # None = the MODEL name (see user.conf)
+    count: int | None = None  # QSL = the first `count` samples (development)
+    duration_s: float | None = None  # development run: min/max duration overridden
+    languages: str | None = None
+    device: str = "cpu"
+    dtype: str = "fp32"
+    threads: int = 0
+    max_batch: int = 32
+    token_budget: int = 4096
+    max_wait_ms: float = 2.0
+    workers: int = 1
+    watchdog_s: float = 60.0
+    abort_grace_s: float = 30.0  # after a SUT failure, how long StartTest may take to return
+    allow_invalid: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"scenario {self.scenario!r} is not one of {', '.join(SCENARIOS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"count must be >= 1, got {self.count}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ValueError(f"duration must be > 0 s, got {self.duration_s}")
+        if not Path(self.user_conf).is_file():
+            raise ValueError(f"user.conf not found: {self.user_conf}")
+        if self.audit_conf is not None and not Path(self.audit_conf).is_file():
+            raise ValueError(f"audit config not found: {self.audit_conf}")
+        self.sut_options()  # validates the scheduling knobs
+        self.backend_options()
+
+    @property
+    def mode(self) -> str:
+        return "accuracy" if self.accuracy else "performance"
+
+    @property
+    def loadgen_model_name(self) -> str:
+        return self.loadgen_model or self.model
+
+    @property
+    def submission_grade(self) -> bool:
+        """Official settings only: no duration or count override."""
+        return self.duration_s is None and self.count is None
+
+    def sut_options(self) -> SUTOptions:
+        return SUTOptions(
+            self.max_batch, self.token_budget, self.max_wait_ms, self.workers, self.watchdog_s
+        )
+
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(device=self.device, dtype=self.dtype, threads=self.threads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunConfig:
+        """defaults < device < encoder < flags (argparse leaves unset flags at None)."""
+        given = {
+            f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None
+        }
+        device = given.get("device", cls.device)
+        layered: dict[str, Any] = dict(DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"])
+        scale = ENCODER_DEFAULTS.get(given.get("encoder", cls.encoder), {}).get(
+            "token_budget_scale", 1.0
+        )
+        layered["token_budget"] = int(layered["token_budget"] * scale)
+        for key in ("user_conf", "audit_conf", "output_dir"):
+            if key in given:
+                given[key] = Path(given[key])
+        return cls(**{**layered, **given})
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `run` flags (shared by find_peak and benchmark). Unset = None so precedence can apply."""
+    a = parser.add_argument
+    a("--scenario", choices=SCENARIOS, help="LoadGen scenario (default Offline)")
+    a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad)")
+    a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba)")
+    a("--backend", help="pytorch | onnxruntime")
+    a("--encoder", help="tiny | base | large (default tiny)")
+    a("--weights", help="checkpoint dir, or 'random' (speed studies only)")
+    a("--models_dir", help="zoo folder (default build/models for tiny)")
+    a("--accuracy", action="store_true", default=None, help="AccuracyOnly mode (scores in-process)")
+    a("--user_conf", help="user.conf (default: the repo's)")
+    a("--audit_conf", help="audit.config for compliance runs only")
+    a("--output_dir", help="runs land in DIR/<MODEL>/<TASK>/<Scenario>/<mode>/")
+    a("--loadgen_model", help="LoadGen model name for user.conf lookups (default: MODEL)")
+    a("--count", type=int, help="development: QSL = the first N samples")
+    a("--duration", dest="duration_s", type=float, help="development: run for S seconds")
+    a("--languages", help="comma-separated subset of the task's languages")
+    a("--device", help="cpu | cuda[:N]")
+    a("--dtype", choices=DTYPES)
+    a("--threads", type=int, help="backend intra-op threads (0 = library default)")
+    a("--max_batch", type=int)
+    a("--token_budget", type=int, help="max padded tokens per batch (0 = unlimited)")
+    a("--max_wait_ms", type=float, help="Server: batching wait bound after a batch's first query")
+    a("--workers", type=int, help="SUT worker threads (one backend instance each)")
+    a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
+    a("--abort_grace_s", type=float, help="after a SUT failure, exit if LoadGen has not finished")
+    a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")

@@ -1,0 +1,86 @@
+"""`python -m harness find_peak`: the highest VALID Server target_qps, by bisection over short runs.
+
+Each trial is a separate `python -m harness run --scenario Server` process (one LoadGen test per
+process) with a temporary user.conf = the chosen user.conf plus one `<model>.Server.target_qps = Q`
+line (later lines win in LoadGen's parser), so timing knobs still come from user.conf only.
+Writes <output_dir>/find_peak.json and prints the user.conf line to use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.config import REPO, RunConfig, add_run_arguments
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--low", type=float, default=1.0, help="a QPS assumed VALID")
+    parser.add_argument("--high", type=float, default=0.0, help="a QPS assumed INVALID (0 = x2 search)")
+    parser.add_argument("--steps", type=int, default=5, help="bisection steps")
+    parser.set_defaults(duration_s=None)
+
+
+def trial(cfg: RunConfig, argv: list[str], qps: float, folder: Path) -> bool:
+    """One Server run at `qps` into `folder`; True if LoadGen reported VALID."""
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "user.conf"
+    conf.write_text(
+        Path(cfg.user_conf).read_text() + f"\n{cfg.loadgen_model_name}.Server.target_qps = {qps:.2f}\n"
+    )
+    cmd = [sys.executable, "-m", "harness", "run", *argv, "--scenario", "Server", "--user_conf", str(conf),
+           "--output_dir", str(folder), "--allow_invalid"]  # fmt: skip
+    subprocess.run(cmd, cwd=REPO, check=False)
+    res = folder / cfg.model / cfg.task / "Server" / "performance" / "results.json"
+    return res.is_file() and bool(json.loads(res.read_text()).get("result_valid"))
+
+
+def main(args: argparse.Namespace) -> int:
+    args.scenario = "Server"
+    cfg = RunConfig.from_args(args)
+    out = Path(cfg.output_dir or REPO / "build" / "peak") / cfg.model / cfg.task
+    argv = [a for a in sys.argv[2:] if a not in ("--scenario", "Server")]
+    argv = _drop(argv, ("--low", "--high", "--steps", "--output_dir", "--user_conf"))
+    trials: list[dict] = []
+
+    def probe(q: float) -> bool:
+        ok = trial(cfg, argv, q, out / f"trial_{len(trials):02d}_{q:.0f}")
+        trials.append({"target_qps": q, "valid": ok})
+        print(f"find_peak: target_qps {q:.2f} -> {'VALID' if ok else 'INVALID'}", flush=True)
+        return ok
+
+    lo, hi = args.low, args.high
+    if hi <= 0:
+        hi = max(lo * 2, 2.0)
+        while probe(hi):
+            lo, hi = hi, hi * 2
+    for _ in range(args.steps):
+        mid = (lo + hi) / 2
+        if probe(mid):
+            lo = mid
+        else:
+            hi = mid
+    line = f"{cfg.loadgen_model_name}.Server.target_qps = {lo:.1f}"
+    record = {"peak_valid_qps": lo, "first_invalid_qps": hi, "user_conf_line": line, "trials": trials}
+    (out / "find_peak.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(
+        f"highest VALID Server target_qps: {lo:.1f} (record: {out / 'find_peak.json'})\nuser.conf: {line}"
+    )
+    return 0
+
+
+def _drop(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """argv without the given `--flag value` pairs."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in flags:
+            skip = True
+        else:
+            out.append(a)
+    return out

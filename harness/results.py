@@ -1,0 +1,118 @@
+"""Parse LoadGen's mlperf_log_summary.txt (+ detail log) into results.json.
+
+`parse_summary(text)` keeps every `key : value` line (numbers converted) and the validity reasons;
+`build_results(run_dir, ...)` writes the results.json contract (see `RESULT_KEYS`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+RESULT_KEYS = (
+    "result_valid validity scenario mode samples_per_second completed_qps scheduled_qps target_qps "
+    "target_latency_ns latency_ns early_stopping_latency_ns constraints_failed loadgen_errors "
+    "loadgen_warnings submission_grade summary"
+).split()
+_LINE = re.compile(r"^\s*(?:\*\s*)?([^:=*\s][^:]*?)\s*:\s*(.*?)\s*$")
+_PERCENTILE = re.compile(r"^(\d+\.\d+) percentile latency \(ns\)$")
+# summary line -> the constraint LoadGen reports as not met
+_CONSTRAINTS = {
+    "Min duration satisfied": "min duration",
+    "Min queries satisfied": "min queries",
+    "Performance constraints satisfied": "latency",
+    "Early stopping satisfied": "early stopping",
+}
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def parse_summary(text: str) -> dict[str, Any]:
+    """All `key : value` pairs of a summary (later duplicates keep the first), values as numbers."""
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m and m.group(1) not in out:
+            out[m.group(1)] = _number(m.group(2))
+    return out
+
+
+def _percentiles(summary: dict[str, Any]) -> dict[str, Any]:
+    lat: dict[str, Any] = {
+        "min": summary.get("Min latency (ns)"),
+        "mean": summary.get("Mean latency (ns)"),
+        "max": summary.get("Max latency (ns)"),
+    }
+    for key, value in summary.items():
+        m = _PERCENTILE.match(key)
+        if m:
+            p = float(m.group(1))
+            lat[f"p{p:g}"] = value
+    return lat
+
+
+def count_detail(detail: Path) -> tuple[int, int]:
+    """(errors, warnings) logged by LoadGen in mlperf_log_detail.txt."""
+    errors = warnings = 0
+    if detail.is_file():
+        for line in detail.read_text(errors="replace").splitlines():
+            if '"key": "error"' in line:
+                errors += 1
+            elif '"key": "warning"' in line:
+                warnings += 1
+    return errors, warnings
+
+
+def results_from_summary(text: str, detail: Path, mode: str, submission_grade: bool) -> dict[str, Any]:
+    """The results.json dict for one run (accuracy runs have no validity: reported VALID if logged)."""
+    s = parse_summary(text)
+    validity = str(s.get("Result is", "INVALID"))
+    failed = [name for key, name in _CONSTRAINTS.items() if str(s.get(key, "Yes")).lower() == "no"]
+    errors, warnings = count_detail(detail)
+    early = None
+    for key, value in s.items():
+        if key.startswith("Early stopping") and "percentile estimate" in key:
+            early = early or value
+    target_latency = s.get("target_latency (ns)")
+    return {
+        "result_valid": validity == "VALID",
+        "validity": validity,
+        "scenario": s.get("Scenario"),
+        "mode": mode,
+        "samples_per_second": s.get("Samples per second"),
+        "completed_qps": s.get("Completed samples per second"),
+        "scheduled_qps": s.get("Scheduled samples per second"),
+        "target_qps": s.get("target_qps"),
+        "target_latency_ns": target_latency,
+        "latency_ns": _percentiles(s),
+        "early_stopping_latency_ns": early,
+        "constraints_failed": failed,
+        "loadgen_errors": errors,
+        "loadgen_warnings": warnings,
+        "submission_grade": submission_grade,
+        "summary": s,
+    }
+
+
+def write_results(
+    run_dir: Path, mode: str, submission_grade: bool, extra: dict[str, Any] | None = None
+) -> dict:
+    """Parse run_dir's LoadGen logs and write run_dir/results.json; returns the dict."""
+    summary = run_dir / "mlperf_log_summary.txt"
+    text = summary.read_text(errors="replace") if summary.is_file() else ""
+    res = results_from_summary(text, run_dir / "mlperf_log_detail.txt", mode, submission_grade)
+    if not text:
+        res["constraints_failed"].append("no summary written")
+    res.update(extra or {})
+    (run_dir / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    return res

@@ -1,0 +1,310 @@
+"""The SUT contract shared by every scenario, and the one response-packing helper.
+
+Threads and what runs where:
+  * LoadGen's thread calls `issue_queries(ids, indices)` (ConstructFastSUT) and `flush_queries()`:
+    they only append one work item to a queue (O(1), no numpy, no logging).
+  * `workers` worker threads, each owning one Backend instance (`Backend.predict` is single-threaded
+    per instance), take work via the scheduler's `_next_work` (the only part a scenario defines),
+    build the padded batch from the QSL, run the backend, and complete the batch with ONE
+    `QuerySamplesComplete` call (`respond`).
+  * a watchdog thread bounds stalls: when samples are outstanding and nothing was issued or completed
+    for `watchdog_s`, it records a failure and completes everything outstanding with empty responses.
+
+Exactly-once completion: a batch is registered in `_in_flight` before it runs and whoever removes it
+from there (its worker, or the watchdog) completes it; queued work is completed by whoever dequeues it.
+No exception leaves a LoadGen callback: every failure is recorded (`failure`, first one wins), the
+affected samples are completed with empty responses, and from then on work is completed empty without
+computing, so LoadGen finishes quickly and the runner exits non-zero.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import mlperf_loadgen as lg
+import numpy as np
+
+from models.base import Backend
+from sut.batching import BatchLimits
+from tasks.qsl import QuerySampleLibrary
+
+
+# --- responses ----------------------------------------------------------------------------------
+@dataclass
+class Packed:
+    """Responses of one batch: byte addresses/sizes inside `buffer` (kept alive by this object)."""
+
+    buffer: np.ndarray | None
+    addresses: list[int]
+    sizes: list[int]
+
+
+def pack_rows(out: np.ndarray, lengths: np.ndarray) -> Packed:
+    """classification [B, C] / retrieval [B, H]: one response per row, no copy for float32 C-order."""
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    base, stride = out.ctypes.data, out.strides[0]
+    n = len(out)
+    return Packed(out, (base + stride * np.arange(n)).tolist(), [out[0].nbytes] * n if n else [])
+
+
+def pack_qa(out: np.ndarray, lengths: np.ndarray) -> Packed:
+    """qa [B, 2, L]: sample i's response is out[i, :, :len_i] row-major (starts then ends), float32."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = np.asarray(out, dtype=np.float32)
+    buf = np.concatenate([out[i, :, :n].ravel() for i, n in enumerate(lengths.tolist())])
+    sizes = 2 * 4 * lengths
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    return Packed(buf, (buf.ctypes.data + starts).tolist(), sizes.tolist())
+
+
+PACKERS: dict[str, Callable[[np.ndarray, np.ndarray], Packed]] = {
+    "classification": pack_rows,
+    "retrieval": pack_rows,
+    "qa": pack_qa,
+}
+
+
+def respond(ids: Sequence[int], packed: Packed | None) -> None:
+    """THE one place responses are built and `QuerySamplesComplete` is called (once per batch).
+
+    packed=None completes every id with an empty response (failure path). `packed` (and so its
+    buffer) is referenced until `QuerySamplesComplete` returns, which is when LoadGen has copied it.
+    """
+    if packed is None:
+        responses = [lg.QuerySampleResponse(i, 0, 0) for i in ids]
+    else:
+        responses = [
+            lg.QuerySampleResponse(i, a, n)
+            for i, a, n in zip(ids, packed.addresses, packed.sizes, strict=True)
+        ]
+    lg.QuerySamplesComplete(responses)
+    del packed  # only now may the buffer go
+
+
+# --- options and work ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SUTOptions:
+    """Scheduling knobs (LoadGen timing knobs live in user.conf, not here).
+
+    max_batch / token_budget: batch limits (see sut/batching.py); SingleStream ignores them.
+    max_wait_ms: Server only, how long a batch may wait for more samples after its first one arrived.
+    workers: worker threads, one Backend instance each.
+    watchdog_s: stall bound (see module doc); 0 disables it.
+    """
+
+    max_batch: int = 32
+    token_budget: int = 8192
+    max_wait_ms: float = 2.0
+    workers: int = 1
+    watchdog_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        BatchLimits(self.max_batch, self.token_budget)  # validates both
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_wait_ms < 0 or self.watchdog_s < 0:
+            raise ValueError("max_wait_ms and watchdog_s must be >= 0")
+
+    @property
+    def limits(self) -> BatchLimits:
+        return BatchLimits(self.max_batch, self.token_budget)
+
+
+@dataclass
+class Work:
+    """Samples to run: LoadGen ids (python ints) and qsl indices, with the monotonic enqueue time.
+    planned=False: a raw query from issue_queries; True: a batch already cut by a scheduler."""
+
+    ids: list[int]
+    indices: Any  # list[int] or int64 array
+    t: float
+    planned: bool = False
+    key: int = field(default=0, compare=False)
+
+
+STOP = Work([], [], 0.0, planned=True)  # sentinel: one per worker at shutdown
+
+
+class SUT(ABC):
+    """A LoadGen SUT over a QSL and one Backend per worker thread. Subclasses define `_next_work`."""
+
+    scenario: ClassVar[str]
+
+    def __init__(
+        self, backends: Sequence[Backend], qsl: QuerySampleLibrary, task_kind: str, options: SUTOptions
+    ):
+        if len(backends) != options.workers:
+            raise ValueError(f"need one backend per worker: {len(backends)} for {options.workers}")
+        self.backends = list(backends)
+        self.qsl = qsl
+        self.pack = PACKERS[task_kind]
+        self.options = options
+        self.failure: BaseException | None = None
+        self.failure_text = ""
+        self.failed = threading.Event()
+        self.issued = 0  # samples; written by LoadGen's thread only
+        self.completed = 0  # samples; under _lock
+        self.batches = 0
+        self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, Work] = {}
+        self._keys = iter(range(1, 1 << 62))
+        self._last_activity = time.monotonic()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- LoadGen callbacks (LoadGen's thread) -------------------------------------------------
+    def issue_queries(self, ids: list[int], indices: list[int]) -> None:
+        """ConstructFastSUT's issue callback: enqueue only."""
+        try:
+            now = time.monotonic()
+            self._last_activity = now
+            self.issued += len(ids)
+            self._queue.put(Work(ids, indices, now))
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen
+            self._fail(exc, "issue_queries")
+            self._complete_empty(Work(ids, indices, 0.0))
+
+    def flush_queries(self) -> None:
+        """Nothing is held back waiting for more queries, so there is nothing to flush."""
+        return None
+
+    def guard(self, fn: Callable[[list[int]], None], where: str) -> Callable[[list[int]], None]:
+        """Wrap a QSL callback so that an exception is recorded instead of reaching LoadGen."""
+
+        def wrapped(indices: list[int]) -> None:
+            try:
+                fn(indices)
+            except BaseException as exc:  # noqa: BLE001
+                self._fail(exc, where)
+
+        return wrapped
+
+    # --- lifecycle (the runner's thread) --------------------------------------------------------
+    def start(self) -> None:
+        for w, backend in enumerate(self.backends):
+            t = threading.Thread(
+                target=self._worker, args=(w, backend), name=f"sut-worker-{w}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
+        if self.options.watchdog_s:
+            t = threading.Thread(target=self._watchdog, name="sut-watchdog", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop workers and watchdog; a worker stuck in `predict` is left behind (daemon thread)."""
+        for _ in self.backends:
+            self._queue.put(STOP)
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> SUT:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- scheduling (worker threads) ------------------------------------------------------------
+    @abstractmethod
+    def _next_work(self, worker: int) -> Work | None:
+        """Block until the next batch to run is formed; None = stop. Runs on worker `worker`."""
+
+    def _worker(self, worker: int, backend: Backend) -> None:
+        while True:
+            try:
+                work = self._next_work(worker)
+            except BaseException as exc:  # noqa: BLE001
+                self._fail(exc, "scheduler")
+                continue
+            if work is None:
+                return
+            self._run(backend, work)
+
+    def _run(self, backend: Backend, work: Work) -> None:
+        with self._lock:
+            work.key = next(self._keys)
+            self._in_flight[work.key] = work
+        packed = None
+        if not self.failed.is_set():
+            try:
+                batch = self.qsl.batch(work.indices)
+                packed = self.pack(backend.predict(batch.input_ids, batch.attention_mask), batch.lengths)
+            except BaseException as exc:  # noqa: BLE001
+                self._fail(exc, f"batch of {len(work.ids)} samples")
+        with self._lock:
+            mine = self._in_flight.pop(work.key, None) is not None
+        if mine:
+            self._respond(work, packed)
+
+    def _respond(self, work: Work, packed: Packed | None) -> None:
+        try:
+            respond(work.ids, packed)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc, "QuerySamplesComplete")
+        with self._lock:
+            self.completed += len(work.ids)
+            self.batches += 1
+            self._last_activity = time.monotonic()
+
+    def _complete_empty(self, work: Work) -> None:
+        self._respond(work, None)
+
+    # --- failure handling -----------------------------------------------------------------------
+    def _fail(self, exc: BaseException, where: str) -> None:
+        with self._lock:
+            first = self.failure is None
+            if first:
+                self.failure = exc
+                self.failure_text = f"{where}: {type(exc).__name__}: {exc}\n" + "".join(
+                    traceback.format_exception(exc)
+                )
+        if first:
+            self.failed.set()
+            print(f"SUT failure in {where}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    def _drain(self, claim_in_flight: bool) -> None:
+        """Complete queued work (and, on a stall, in-flight work) with empty responses."""
+        if claim_in_flight:
+            with self._lock:
+                stuck, self._in_flight = list(self._in_flight.values()), {}
+            for work in stuck:
+                self._complete_empty(work)
+        stops = 0
+        while True:
+            try:
+                work = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if work is STOP:
+                stops += 1
+            else:
+                self._complete_empty(work)
+        for _ in range(stops):
+            self._queue.put(STOP)
+
+    def _watchdog(self) -> None:
+        limit = self.options.watchdog_s
+        while not self._stopping.wait(min(0.1, limit / 4)):
+            stalled = self.issued > self.completed and time.monotonic() - self._last_activity > limit
+            if stalled:
+                n = self.issued - self.completed
+                self._fail(
+                    TimeoutError(f"no batch completed for {limit:g} s, {n} samples outstanding"),
+                    "watchdog",
+                )
+            if self.failed.is_set():
+                self._drain(claim_in_flight=stalled)

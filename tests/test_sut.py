@@ -1,0 +1,183 @@
+"""SUT, QSL and batching with real LoadGen (in-process, no FromConfig) and a deterministic fake backend."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import mlperf_loadgen as lg
+import numpy as np
+import pytest
+
+from harness.results import results_from_summary
+from models.base import Backend
+from sut.base import SUTOptions
+from sut.batching import BatchLimits, plan_batches
+from sut.registry import SCENARIOS, get_sut_class
+from tasks.base import FeatureSet
+from tasks.qsl import QuerySampleLibrary
+
+N = 300
+
+
+def make_features(n: int = N, seed: int = 0) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(4, 64, n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lens)
+    ids = rng.integers(3, 2000, int(offsets[-1])).astype(np.int32)
+    return FeatureSet("fake", ("en",), ids, offsets, np.zeros(n, dtype=np.int16))
+
+
+class FakeBackend(Backend):
+    """Row-independent outputs: classification [sum ids, length, first id]; qa [ids, -ids]."""
+
+    name = "fake"
+
+    def __init__(self, kind: str = "classification", fail_after: int | None = None, hang: bool = False):
+        self.kind, self.fail_after, self.hang, self.calls = kind, fail_after, hang, 0
+        self.release = threading.Event()
+
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            if self.hang:
+                self.release.wait(30)
+            raise RuntimeError("backend exploded")
+        x = (input_ids * attention_mask).astype(np.float32)
+        if self.kind == "qa":
+            return np.stack([x, -x], axis=1)
+        return np.stack([x.sum(1), attention_mask.sum(1).astype(np.float32), x[:, 0]], axis=1)
+
+
+def expected(fs: FeatureSet, i: int, kind: str) -> np.ndarray:
+    ids = fs.ids(i).astype(np.float32)
+    if kind == "qa":
+        return np.concatenate([ids, -ids])
+    return np.array([ids.sum(), len(ids), ids[0]], dtype=np.float32)
+
+
+def run_loadgen(tmp: Path, scenario: str, accuracy: bool, backend: Backend, kind: str = "classification",
+                options: SUTOptions | None = None, timeout: float = 60.0):  # fmt: skip
+    """One LoadGen test with hand-made settings; returns (sut, out_dir). Fails the test on a hang."""
+    fs = make_features()
+    qsl = QuerySampleLibrary(fs, performance_sample_count=100)
+    sut = get_sut_class(scenario)(
+        [backend], qsl, kind, options or SUTOptions(max_batch=8, token_budget=256)
+    )
+    ts = lg.TestSettings()
+    ts.scenario = getattr(lg.TestScenario, scenario)
+    ts.mode = lg.TestMode.AccuracyOnly if accuracy else lg.TestMode.PerformanceOnly
+    ts.min_duration_ms = ts.max_duration_ms = 500
+    ts.min_query_count = 1
+    ts.offline_expected_qps = 2000
+    ts.server_target_qps = 400
+    ts.server_target_latency_ns = 100_000_000
+    ts.single_stream_expected_latency_ns = 100_000
+    log = lg.LogSettings()
+    log.log_output.outdir = str(tmp)
+    log.enable_trace = False
+    tmp.mkdir(parents=True, exist_ok=True)
+
+    def body() -> None:
+        with sut:
+            h = lg.ConstructFastSUT(sut.issue_queries, sut.flush_queries)
+            q = lg.ConstructQSL(N, 100, sut.guard(qsl.load_query_samples, "load"),
+                                sut.guard(qsl.unload_query_samples, "unload"))  # fmt: skip
+            lg.StartTestWithLogSettings(h, q, ts, log, str(tmp / "no-audit"))
+            lg.DestroyQSL(q)
+            lg.DestroyFastSUT(h)
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "LoadGen test hung"
+    return sut, fs
+
+
+def read_log(out: Path) -> list[dict]:
+    return json.loads((out / "mlperf_log_accuracy.json").read_text())
+
+
+def test_plan_batches_respects_limits_and_covers_everything():
+    lens = np.random.default_rng(1).integers(1, 100, 500)
+    limits = BatchLimits(max_batch=16, token_budget=600)
+    plan = plan_batches(lens, limits)
+    seen = np.concatenate(plan)
+    assert sorted(seen.tolist()) == list(range(500))
+    for b in plan:
+        assert len(b) <= 16 and (len(b) == 1 or len(b) * lens[b].max() <= 600)
+    longest = [int(lens[b].max()) for b in plan]
+    assert longest == sorted(longest, reverse=True)
+
+
+def test_qsl_load_unload_keeps_only_requested():
+    fs = make_features()
+    qsl = QuerySampleLibrary(fs, performance_sample_count=50)
+    assert qsl.loaded_tokens == 0
+    qsl.load_query_samples([5, 2, 9])
+    assert qsl.loaded.tolist() == [2, 5, 9]
+    assert qsl.loaded_tokens == int(fs.lengths[[2, 5, 9]].sum())
+    b = qsl.batch(np.array([9, 2]))
+    assert b.input_ids.shape == (2, int(fs.lengths[[9, 2]].max()))  # padded to the batch's longest
+    assert b.input_ids[0, : fs.lengths[9]].tolist() == fs.ids(9).tolist()
+    assert (b.input_ids[1, fs.lengths[2] :] == 1).all() and b.attention_mask[1].sum() == fs.lengths[2]
+    with pytest.raises(KeyError):
+        qsl.batch(np.array([3]))
+    qsl.unload_query_samples([2, 9])
+    assert qsl.loaded.tolist() == [5] and qsl.loaded_tokens == int(fs.lengths[5])
+    qsl.unload_query_samples([5])
+    assert qsl.loaded_tokens == 0
+
+
+@pytest.mark.parametrize("kind", ["classification", "qa"])
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_accuracy_log_is_complete_and_exact(tmp_path, scenario, kind):
+    sut, fs = run_loadgen(tmp_path, scenario, True, FakeBackend(kind), kind)
+    entries = read_log(tmp_path)
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(N))  # every sample exactly once
+    for e in entries:
+        got = np.frombuffer(bytes.fromhex(e["data"]), dtype=np.float32)
+        np.testing.assert_array_equal(got, expected(fs, e["qsl_idx"], kind))
+    assert sut.failure is None and sut.issued == sut.completed == N
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_performance_run_is_valid_and_batches(tmp_path, scenario):
+    sut, _ = run_loadgen(tmp_path, scenario, False, FakeBackend())
+    res = results_from_summary((tmp_path / "mlperf_log_summary.txt").read_text(),
+                               tmp_path / "mlperf_log_detail.txt", "performance", False)  # fmt: skip
+    assert res["scenario"] == scenario and res["loadgen_errors"] == 0
+    assert res["latency_ns"]["p99"] >= res["latency_ns"]["p50"] > 0
+    assert sut.issued == sut.completed > 0
+    if scenario == "Offline":
+        assert res["samples_per_second"] > 0 and sut.batches < sut.completed
+    if scenario == "Server":
+        assert res["completed_qps"] > 0 and res["target_latency_ns"] == 100_000_000
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_failing_backend_ends_run_with_error(tmp_path, scenario):
+    sut, _ = run_loadgen(tmp_path, scenario, True, FakeBackend(fail_after=3), timeout=60)
+    assert isinstance(sut.failure, RuntimeError) and "backend exploded" in sut.failure_text
+    assert sut.issued == sut.completed == N  # everything completed exactly once, empty after failure
+    entries = read_log(tmp_path)
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(N))
+
+
+def test_watchdog_unblocks_a_hung_backend(tmp_path):
+    backend = FakeBackend(fail_after=2, hang=True)
+    opts = SUTOptions(max_batch=8, token_budget=256, watchdog_s=1.0)
+    sut, _ = run_loadgen(tmp_path, "Offline", True, backend, options=opts, timeout=30)
+    backend.release.set()
+    assert isinstance(sut.failure, TimeoutError) and sut.issued == sut.completed == N
+
+
+def test_results_parse_real_summaries_keep_reasons():
+    text = """Scenario : SingleStream\nResult is : INVALID\n  Min duration satisfied : NO
+  Min queries satisfied : Yes\n  Early stopping satisfied: Yes
+ * Early stopping 90.0th percentile estimate: 733992\n90.00 percentile latency (ns)   : 729456\n"""
+    res = results_from_summary(text, Path("/nonexistent"), "performance", True)
+    assert res["validity"] == "INVALID" and res["constraints_failed"] == ["min duration"]
+    assert res["early_stopping_latency_ns"] == 733992 and res["latency_ns"]["p90"] == 729456
