@@ -1,0 +1,312 @@
+"""`python -m harness gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min.
+
+Runs, as `harness run` subprocesses (one LoadGen test each), in priority order until the time budget
+is spent: large then base, PyTorch bf16 (SDPA) then ONNX Runtime CUDA fp16, Offline and SingleStream,
+plus one short Server run (large, PyTorch bf16) offered `server_fraction` x its Offline samples/s.
+Writes `<out>/gpu_check.json` and `<out>/gpu_check.md`, run folders under `<out>/runs/`.
+
+Compute bound: useful FLOPs per XNLI sample (unpadded lengths of the task's QSL) from the shape,
+    per layer: 2 * L * (4 d^2 + 2 d f)   (Q, K, V, O and the two FFN matmuls, multiply-add = 2 FLOPs)
+             + 4 * L^2 * d               (Q K^T and P V)
+achieved = samples/s x FLOPs/sample, compared with the dense bf16 peak of the GPU (KNOWN_PEAKS, else
+a measured large bf16 matmul). `--dry` runs the same path on CPU with the tiny shape, fp32, 1-second
+runs and a few samples: it checks the code, its numbers mean nothing (the output says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.info import device_info, git_state, package_versions
+
+REPO = Path(__file__).resolve().parents[1]
+# Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets. Matched by substring of
+# torch's device name, first match wins (so the more specific names come first).
+KNOWN_PEAKS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
+    ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One LoadGen test of the check."""
+
+    encoder: str
+    backend: str
+    dtype: str
+    scenario: str
+    duration_s: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.encoder}.{self.backend}-{self.dtype}.{self.scenario}"
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """What the check runs: GPU (real shapes) or dry (tiny, CPU)."""
+
+    dry: bool
+    device: str
+    probes: tuple[Probe, ...]
+    server: Probe  # offered a fraction of the Offline samples/s of the same encoder/backend
+    extra_args: tuple[str, ...]
+    bound_encoder: str  # the shape whose Offline run is compared with the compute bound
+
+
+def make_plan(dry: bool, duration_s: float | None = None) -> CheckPlan:
+    """The probes, most important first (the budget may cut the tail)."""
+    if dry:
+        d = duration_s or 1.0
+        variants, encoders, device = [("pytorch", "fp32"), ("onnxruntime", "fp32")], ["tiny"], "cpu"
+        extra = ("--languages", "en", "--count", "64")
+    else:
+        d = duration_s or 20.0
+        variants, encoders, device = (
+            [("pytorch", "bf16"), ("onnxruntime", "fp16")],
+            ["large", "base"],
+            "cuda",
+        )
+        extra = ()
+    probes = tuple(
+        Probe(enc, b, dt, sc, d)
+        for b, dt in variants
+        for enc in encoders
+        for sc in ("Offline", "SingleStream")
+    )
+    server = Probe(encoders[0], variants[0][0], variants[0][1], "Server", d)
+    return CheckPlan(dry, device, probes, server, extra, encoders[0])
+
+
+def flops_per_sample(config: dict[str, Any], lengths: np.ndarray) -> float:
+    """Mean useful FLOPs per sample for unpadded `lengths` (see the module docstring)."""
+    d, f, n = (int(config[k]) for k in ("hidden_size", "intermediate_size", "num_hidden_layers"))
+    L = np.asarray(lengths, dtype=np.float64)
+    per_layer = 2.0 * L * (4 * d * d + 2 * d * f) + 4.0 * L * L * d
+    return float(np.mean(n * per_layer))
+
+
+def known_peak(device_name: str) -> float | None:
+    for key, peak in KNOWN_PEAKS:
+        if key.lower() in device_name.lower():
+            return peak
+    return None
+
+
+def measured_matmul_peak(device: str, size: int, repeats: int = 20) -> float:
+    """FLOP/s of a square matmul (bf16 on CUDA, fp32 on CPU), best of `repeats`."""
+    import torch
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        a @ b
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best
+
+
+def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Token lengths of the XNLI samples the runs use, and the bound encoder's config."""
+    from models.registry import resolve
+    from tasks.registry import get_task
+
+    served = resolve("full", "xnli", plan.bound_encoder, weights="random", models_dir=models_dir)
+    languages = "en" if plan.dry else None
+    lengths = get_task("xnli", languages=languages).features(served.tokenizer()).lengths
+    return (lengths[:64] if plan.dry else lengths), dict(served.encoder_config)
+
+
+def probe_argv(
+    p: Probe, plan: CheckPlan, out: Path, models_dir: str | None, conf: Path | None
+) -> list[str]:
+    argv = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--weights", "random",
+            "--encoder", p.encoder, "--backend", p.backend, "--dtype", p.dtype, "--device", plan.device,
+            "--scenario", p.scenario, "--duration", f"{p.duration_s:g}", "--allow_invalid",
+            "--output_dir", str(out / "runs" / f"{p.encoder}-{p.backend}-{p.dtype}"), *plan.extra_args]  # fmt: skip
+    if models_dir:
+        argv += ["--models_dir", models_dir]
+    if conf is not None:
+        argv += ["--user_conf", str(conf)]
+    return argv
+
+
+def run_probe(p: Probe, argv: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
+    """Run one probe; its results.json values (or the error) as a dict."""
+    log = out / "logs" / f"{p.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        f.write(" ".join(argv) + "\n\n")
+        f.flush()
+        try:
+            rc = subprocess.run(
+                argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = -9
+    row: dict[str, Any] = {
+        **asdict(p),
+        "name": p.name,
+        "rc": rc,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    folder = Path(argv[argv.index("--output_dir") + 1]) / "full" / "xnli" / p.scenario / "performance"
+    try:
+        res = json.loads((folder / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {**row, "error": f"no results.json (exit {rc}); see {log}"}
+    lat = res.get("latency_ns") or {}
+    return {**row, "valid": res.get("result_valid"), "samples_per_second": res.get("samples_per_second"),
+            "completed_qps": res.get("completed_qps"), "target_qps": res.get("target_qps"),
+            "p50_ms": _ms(lat.get("p50")), "p90_ms": _ms(lat.get("p90")), "p99_ms": _ms(lat.get("p99")),
+            "run_folder": str(folder)}  # fmt: skip
+
+
+def _ms(ns: Any) -> float | None:
+    return None if ns is None else float(ns) / 1e6
+
+
+def _conf(out: Path, name: str, line: str) -> Path:
+    """The repo's user.conf plus one overriding line (LoadGen knobs live in user.conf only)."""
+    path = out / name
+    base = (REPO / "user.conf").read_text() if (REPO / "user.conf").is_file() else ""
+    path.write_text(f"{base.rstrip()}\n{line}\n")
+    return path
+
+
+def server_conf(out: Path, target_qps: float) -> Path:
+    return _conf(out, "server_user.conf", f"full.Server.target_qps = {target_qps:.2f}")
+
+
+def dry_offline_conf(out: Path) -> Path:
+    """Dry runs: a small Offline query (1.1 x 1 s x 100 samples) so each run takes about a second."""
+    return _conf(out, "dry_offline_user.conf", "full.Offline.target_qps = 100")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--dry", action="store_true", help="CPU, tiny shape, 1-second runs: checks the code path only")
+    a("--out", type=Path, default=REPO / "reports" / "gpu")
+    a("--duration", type=float, default=None, help="seconds per LoadGen run (default 20; dry 1)")
+    a("--budget", type=float, default=450.0, help="seconds for all runs; the tail is skipped beyond")
+    a("--server_fraction", type=float, default=0.8, help="Server offered load / Offline samples/s")
+    a("--models_dir", default=None, help="zoo folder whose encoder/ tokenizer random weights use")
+
+
+def main(args: argparse.Namespace) -> int:
+    t_start = time.perf_counter()
+    plan = make_plan(args.dry, args.duration)
+    dev = device_info()
+    if not plan.dry and not dev["gpus"]:
+        print("gpu_check: no CUDA GPU visible; use --dry on CPU", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    device_name = dev["gpus"][0]["name"] if dev["gpus"] and not plan.dry else dev["cpu_model"]
+    label = (
+        "DRY RUN (CPU, tiny shape, numbers meaningless)" if plan.dry else "GPU check (random weights)"
+    )
+    print(f"gpu_check: {label} on {device_name}", flush=True)
+    lengths, config = task_lengths(plan, args.models_dir)
+    rows: list[dict[str, Any]] = []
+    for p in plan.probes + (plan.server,):
+        left = args.budget - (time.perf_counter() - t_start)
+        if left < 2 * p.duration_s + 10:
+            rows.append({**asdict(p), "name": p.name, "error": "skipped: time budget spent"})
+            continue
+        conf = dry_offline_conf(out) if plan.dry and p.scenario == "Offline" else None
+        if p.scenario == "Server":
+            off = next(
+                (r for r in rows if r["name"] == f"{p.encoder}.{p.backend}-{p.dtype}.Offline"), {}
+            )
+            if not off.get("samples_per_second"):
+                rows.append({**asdict(p), "name": p.name, "error": "skipped: no Offline result"})
+                continue
+            conf = server_conf(out, args.server_fraction * off["samples_per_second"])
+        row = run_probe(p, probe_argv(p, plan, out, args.models_dir, conf), out, left)
+        rows.append(row)
+        print(f"  {p.name:<40} {_summary(row)}", flush=True)
+    summary = summarise(plan, rows, lengths, config, device_name)
+    summary.update(dry=plan.dry, label=label, device=dev, versions=package_versions(), **git_state(),
+                   wall_s=round(time.perf_counter() - t_start, 1), runs=rows)  # fmt: skip
+    (out / "gpu_check.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out / "gpu_check.md").write_text(markdown(summary))
+    print(f"gpu_check: wrote {out / 'gpu_check.md'} ({summary['wall_s']:.0f} s)")
+    return 0 if all("error" not in r or r["error"].startswith("skipped") for r in rows) else 1
+
+
+def _summary(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return row["error"]
+    sps = row.get("samples_per_second") or row.get("completed_qps")
+    return f"{sps or 0:,.1f}/s p90 {row.get('p90_ms') or 0:.2f} ms valid={row.get('valid')}"
+
+
+def summarise(plan: CheckPlan, rows: list[dict[str, Any]], lengths: np.ndarray, config: dict[str, Any],
+              device_name: str) -> dict[str, Any]:  # fmt: skip
+    """Compute-bound fraction of the bound shape's Offline run and the Server/Offline ratio."""
+    by = {r["name"]: r for r in rows}
+    first = plan.probes[0]
+    off = by.get(f"{plan.bound_encoder}.{first.backend}-{first.dtype}.Offline", {})
+    flops = flops_per_sample(config, lengths)
+    peak_table = None if plan.dry else known_peak(device_name)
+    peak_measured = measured_matmul_peak(plan.device, 512 if plan.dry else 8192)
+    peak = peak_table or peak_measured
+    sps = off.get("samples_per_second")
+    achieved = sps * flops if sps else None
+    server = by.get(plan.server.name, {})
+    ratio = server["completed_qps"] / sps if sps and server.get("completed_qps") else None
+    return {
+        "device_name": device_name,
+        "mean_tokens": float(np.mean(lengths)),
+        "flops_per_sample": flops,
+        "peak_flops": peak,
+        "peak_source": "datasheet table" if peak_table else "measured matmul",
+        "peak_measured_matmul": peak_measured,
+        "achieved_flops": achieved,
+        "fraction_of_peak": achieved / peak if achieved else None,
+        "server_offline_ratio": ratio,
+        "server_valid": server.get("valid"),
+    }
+
+
+def markdown(s: dict[str, Any]) -> str:
+    """gpu_check.md: what ran, the bound and the Server/Offline ratio, clearly labelled."""
+    f = s["fraction_of_peak"]
+    lines = [f"# gpu_check: {s['label']}", "", f"Device: {s['device_name']}. Weights: random (speed only).",
+             f"git {s['git_sha'][:12]}{' (dirty)' if s.get('git_dirty') else ''}; wall {s['wall_s']:.0f} s.", "",
+             "| run | valid | samples/s or QPS | p50 ms | p90 ms | p99 ms | note |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in s["runs"]:
+        sps = r.get("samples_per_second") or r.get("completed_qps")
+        cells = [r["name"], str(r.get("valid", "-")), f"{sps:,.1f}" if sps else "-"]
+        cells += [f"{r[k]:.2f}" if r.get(k) is not None else "-" for k in ("p50_ms", "p90_ms", "p99_ms")]
+        lines.append("| " + " | ".join(cells + [r.get("error", "")]) + " |")
+    lines += ["", f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; {s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",
+              f"Peak {s['peak_flops'] / 1e12:.1f} TFLOP/s ({s['peak_source']}; measured matmul "
+              f"{s['peak_measured_matmul'] / 1e12:.1f}).",
+              f"Offline achieved {s['achieved_flops'] / 1e12:.2f} TFLOP/s = {100 * f:.1f}% of peak."
+              if f else "Offline achieved: no Offline result.",
+              f"Server/Offline: {s['server_offline_ratio']:.2f} (Server valid: {s['server_valid']}; a short run "
+              "cannot meet early stopping, so INVALID here is expected)." if s["server_offline_ratio"]
+              else "Server/Offline: no Server result.", ""]  # fmt: skip
+    if s["dry"]:
+        lines.insert(
+            1, "\n**DRY RUN on CPU with the tiny shape: these numbers check the code path only.**\n"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,262 @@
+"""`python -m harness study --speed`: in-process micro-benchmarks, before/after measured side by side.
+
+Every comparison builds both sides in one process, warms each up once, then runs them interleaved
+(A B A B ..., `--repeats` rounds) over the same samples and reports the MEDIAN samples/s of each and
+their ratio, so a noisy machine slows both sides alike. Samples: XNLI token lengths (the tiny zoo's
+tokenizer; a seeded synthetic distribution, labelled, when no tokenizer is found) with random ids.
+All weights are RANDOM (model_kind "random"): speed only. Parts:
+  a  batching: length-sorted token-budget batches (sut/batching.py) vs fixed 32-sample batches padded
+     to the task's max length (128), PyTorch, model full.
+  b  ONNX Runtime: transformer fusions on vs off (fp32), and int8 dynamic quantisation vs fp32 (both
+     fused). Accuracy change per XNLI language comes from the study's accuracy runs (study.md).
+  c  AdapterFusion: the library's fusion layer vs models.fusion.fold_fusion_layers (max |diff| checked
+     < 1e-4, throughput ratio).
+  d  adapter (unmerged seq_bn), adapter-squad (fusion, library and folded) and lora-squad (merged) vs
+     full, PyTorch at XNLI lengths. Targets: adapter cost <= 10%, merged LoRA within 2%.
+  e  real shapes: base and large XLM-R (RANDOM weights) throughput and batch-1 latency, PyTorch and
+     ONNX Runtime fp32.
+Writes `<out>/speed.json` and `<out>/speed.md` and prints the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PARTS = "abcde"
+REPO = Path(__file__).resolve().parents[1]
+Predict = Callable[[np.ndarray, np.ndarray], Any]
+
+
+def xnli_lengths(n: int, models_dir: str | None, seed: int = 0) -> tuple[np.ndarray, str]:
+    """n XNLI token lengths (seeded sample over all languages) and where they came from."""
+    rng = np.random.default_rng(seed)
+    try:
+        from models.registry import resolve
+        from tasks.registry import get_task
+
+        tok = resolve("full", "xnli", "tiny", weights="random", models_dir=models_dir).tokenizer()
+        lengths = get_task("xnli").features(tok, progress=False).lengths
+        return rng.choice(lengths, size=n, replace=len(lengths) < n), "XNLI dev, tiny tokenizer"
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        synthetic = np.clip(rng.lognormal(np.log(55), 0.35, size=n), 8, 128).astype(np.int64)
+        return synthetic, f"SYNTHETIC lognormal (median 55, no tokenizer: {type(exc).__name__})"
+
+
+def make_batches(lengths: np.ndarray, sorted_budget: bool, vocab: int, seed: int = 0) -> list[tuple]:
+    """Padded (input_ids, attention_mask) batches. sorted_budget: sut/batching.plan_batches with
+    BatchLimits(32, 4096); else fixed 32-sample batches in order, padded to 128 (naive reference)."""
+    from sut.batching import BatchLimits, plan_batches
+
+    rng = np.random.default_rng(seed)
+    if sorted_budget:
+        groups = plan_batches(lengths, BatchLimits(max_batch=32, token_budget=4096))
+    else:
+        groups = [np.arange(i, min(i + 32, len(lengths))) for i in range(0, len(lengths), 32)]
+    batches = []
+    for g in groups:
+        width = int(lengths[g].max()) if sorted_budget else 128
+        ids = np.ones((len(g), width), dtype=np.int64)  # pad id 1
+        mask = np.zeros_like(ids)
+        for row, k in enumerate(g):
+            n = int(lengths[k])
+            ids[row, :n] = rng.integers(5, vocab, size=n)
+            ids[row, 0], ids[row, n - 1] = 0, 2  # <s> ... </s>
+            mask[row, :n] = 1
+        batches.append((ids, mask))
+    return batches
+
+
+def interleaved(
+    sides: dict[str, tuple[Predict, list[tuple]]], repeats: int
+) -> dict[str, dict[str, float]]:
+    """Median samples/s of each side, rounds interleaved; one warm-up pass each first."""
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    for predict, batches in sides.values():
+        predict(*batches[0])
+    for _ in range(repeats):
+        for name, (predict, batches) in sides.items():
+            t0 = time.perf_counter()
+            for ids, mask in batches:
+                predict(ids, mask)
+            rates[name].append(sum(len(b[0]) for b in batches) / (time.perf_counter() - t0))
+    return {
+        n: {"samples_per_s": statistics.median(r), "spread": max(r) / min(r) - 1}
+        for n, r in rates.items()
+    }
+
+
+def torch_predict(module) -> Predict:
+    import torch
+
+    def predict(ids: np.ndarray, mask: np.ndarray):
+        with torch.inference_mode():
+            return module(torch.from_numpy(ids), torch.from_numpy(mask))
+
+    return predict
+
+
+def _served(model: str, encoder: str, models_dir: str | None):
+    from models.registry import resolve
+
+    return resolve(model, "xnli", encoder, weights="random", models_dir=models_dir)
+
+
+def _ratio(result: dict[str, dict[str, float]], new: str, old: str) -> float:
+    return result[new]["samples_per_s"] / result[old]["samples_per_s"]
+
+
+def part_a(lengths, args) -> dict[str, Any]:
+    predict = torch_predict(_served("full", "tiny", args.models_dir).torch_module())
+    vocab = 8002
+    res = interleaved({"naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab)),
+                       "sorted_token_budget": (predict, make_batches(lengths, True, vocab))}, args.repeats)  # fmt: skip
+    return {"results": res, "ratio": _ratio(res, "sorted_token_budget", "naive_fixed32_pad128")}
+
+
+def part_b(lengths, args) -> dict[str, Any]:
+    from models.backends import create_backend
+    from models.base import BackendOptions
+
+    served = _served("full", "tiny", args.models_dir)
+    batches = make_batches(lengths, True, 8002)
+    make = lambda **kw: create_backend("onnxruntime", served, BackendOptions(threads=args.threads, **kw))  # noqa: E731
+    sides = {"fp32_unfused": make(optimize=False), "fp32_fused": make(optimize=True),
+             "int8_fused": make(optimize=True, dtype="int8")}  # fmt: skip
+    res = interleaved({k: (b.predict, batches) for k, b in sides.items()}, args.repeats)
+    return {"results": res, "fusions_ratio": _ratio(res, "fp32_fused", "fp32_unfused"),
+            "int8_ratio": _ratio(res, "int8_fused", "fp32_fused"),
+            "accuracy_note": "int8 accuracy change per XNLI language: see study.md (accuracy runs)"}  # fmt: skip
+
+
+def part_c(lengths, args) -> dict[str, Any]:
+    import torch
+
+    from models.fusion import fold_fusion_layers
+
+    library = _served("adapter-squad", "tiny", args.models_dir).torch_module()
+    with torch.no_grad():  # non-trivial adapter and fusion weights (the library's init is near identity)
+        torch.manual_seed(0)
+        for name, p in library.named_parameters():
+            if "adapter" in name:
+                p.normal_(0, 0.05)
+    folded = copy.deepcopy(library)
+    replaced = fold_fusion_layers(folded)
+    batches = make_batches(lengths, True, 8002)
+    a, b = torch_predict(library), torch_predict(folded)
+    diff = max(float((a(*x) - b(*x)).abs().max()) for x in batches[:4])
+    scale = max(float(a(*x).abs().max()) for x in batches[:4])
+    res = interleaved({"library_fusion": (a, batches), "folded_fusion": (b, batches)}, args.repeats)
+    return {"results": res, "ratio": _ratio(res, "folded_fusion", "library_fusion"),
+            "max_abs_diff": diff, "output_max_abs": scale, "equal_within_1e-4": diff < 1e-4, "layers_replaced": replaced}  # fmt: skip
+
+
+def part_d(lengths, args) -> dict[str, Any]:
+    from models.fusion import fold_fusion_layers
+
+    batches = make_batches(lengths, True, 8002)
+    modules = {m: _served(m, "tiny", args.models_dir).torch_module() for m in
+               ("full", "adapter", "adapter-squad", "lora-squad")}  # fmt: skip
+    folded = copy.deepcopy(modules["adapter-squad"])
+    fold_fusion_layers(folded)
+    modules["adapter-squad-folded"] = folded
+    res = interleaved({k: (torch_predict(m), batches) for k, m in modules.items()}, args.repeats)
+    cost = {k: 1 - _ratio(res, k, "full") for k in res if k != "full"}
+    return {"results": res, "cost_vs_full": cost,
+            "targets": {"adapter_cost_le_10pct": cost["adapter"] <= 0.10,
+                        "merged_lora_within_2pct": abs(cost["lora-squad"]) <= 0.02}}  # fmt: skip
+
+
+def part_e(lengths, args) -> dict[str, Any]:
+    from models.backends import create_backend
+    from models.base import BackendOptions
+
+    out: dict[str, Any] = {"weights": "RANDOM (speed only)"}
+    n = min(args.real_samples, len(lengths))
+    for encoder in ("base", "large"):
+        served = _served("full", encoder, args.models_dir)
+        vocab = int(served.encoder_config["vocab_size"])
+        batches = make_batches(lengths[:n], True, vocab)
+        singles = make_batches(lengths[: max(4, n // 2)], True, vocab)
+        singles = [(ids[i : i + 1, : int(m[i].sum())], m[i : i + 1, : int(m[i].sum())])
+                   for ids, m in singles for i in range(len(ids))]  # fmt: skip
+        for backend in [b for b in args.real_backends.split(",") if b]:
+            b = create_backend(backend, served, BackendOptions(threads=args.threads))
+            thr = interleaved({"offline": (b.predict, batches)}, max(1, args.repeats // 2))
+            lat = []
+            for ids, m in singles:
+                t0 = time.perf_counter()
+                b.predict(ids, m)
+                lat.append(1000 * (time.perf_counter() - t0))
+            out[f"{encoder}/{backend}"] = {"samples_per_s": thr["offline"]["samples_per_s"],
+                                            "batch1_p50_ms": float(np.percentile(lat, 50)),
+                                            "batch1_p90_ms": float(np.percentile(lat, 90))}  # fmt: skip
+            b.close()
+    return out
+
+
+PART_FUNCS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The --speed flags (parsed by `study`)."""
+    a = parser.add_argument
+    a("--parts", default=PARTS, help="which micro-benchmarks, e.g. 'abd' (default all: abcde)")
+    a("--repeats", type=int, default=5, help="interleaved rounds per comparison (medians reported)")
+    a("--samples", type=int, default=512, help="XNLI samples per pass (tiny shape)")
+    a("--real_samples", type=int, default=32, help="samples per pass for base/large shapes (part e)")
+    a("--real_backends", default="pytorch,onnxruntime", help="backends of part e (comma list)")
+    a("--models_dir", default=None, help="zoo folder whose encoder/ tokenizer gives XNLI lengths")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the selected parts; print ratios; write speed.json / speed.md under args.out."""
+    from harness.info import device_info, git_state, package_versions
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    lengths, source = xnli_lengths(args.samples, args.models_dir)
+    report: dict[str, Any] = {"lengths": source, "mean_tokens": float(lengths.mean()), "repeats": args.repeats,
+                              "device": device_info(), "versions": package_versions(), **git_state()}  # fmt: skip
+    for part in args.parts:
+        t0 = time.perf_counter()
+        print(f"speed part {part} ...", flush=True)
+        report[part] = PART_FUNCS[part](lengths, args)
+        report[part]["wall_s"] = round(time.perf_counter() - t0, 1)
+        print(
+            json.dumps({k: v for k, v in report[part].items() if k != "results"}, indent=1, default=str)
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "speed.md").write_text(markdown(report))
+    print(f"speed: wrote {out / 'speed.md'}")
+    return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """speed.md: one table per part, medians and ratios."""
+    lines = ["# Speed micro-benchmarks (random weights, in-process, interleaved medians)", "",
+             f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
+             f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}.", ""]  # fmt: skip
+    for part in PARTS:
+        if part not in r:
+            continue
+        lines += [f"## Part {part}", "", "| variant | samples/s (median) | spread |", "|---|---|---|"]
+        for name, v in r[part].get("results", {}).items():
+            lines.append(f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |")
+        for key, value in r[part].items():
+            if key != "results":
+                lines.append(f"- {key}: {json.dumps(value, default=str)}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,376 @@
+"""`python -m harness study`: the full vs adapter efficiency study, one LoadGen test per subprocess.
+
+Grid: model x task x backend variant x (scenario, mode). Every cell is one `python -m harness run`
+process (LoadGen allows one test per process, MLPERF_FACTS.md) writing the runner's run folder
+`<runs_dir>/<backend>[/qps-F]/<MODEL>/<TASK>/<Scenario>/<mode>/`. Cells run in an order where each
+Server cell comes after the Offline cell of its variant (its offered load is a fraction of that
+Offline throughput, or the peak found by `find_peak` with `--server_qps peak`).
+
+Resumable: a finished cell leaves `study_cell.json` (its settings) beside results.json; a later study
+with the same settings skips it. Each cell's stdout/stderr goes to `<runs_dir>/logs/<cell>.log` and one
+line per finished cell (rc, wall seconds) to `<runs_dir>/study_log.jsonl`.
+At the end the runs are collected into `<out>/study.{csv,md}` and PNG figures (harness/report.py).
+`--speed` runs the in-process micro-benchmarks instead (harness/speed.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = "study_cell.json"
+
+# study backend label -> (runner --backend, --dtype). One lookup, no branching on names elsewhere.
+BACKEND_VARIANTS: dict[str, tuple[str, str]] = {
+    "pytorch": ("pytorch", "fp32"),
+    "onnxruntime": ("onnxruntime", "fp32"),
+    "onnxruntime-int8": ("onnxruntime", "int8"),
+}
+MODELS = ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
+TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
+SCENARIOS = ("SingleStream", "Offline", "Server")
+
+# Wall-time model for --plan (2-core CPU, tiny zoo; calibrate from study_log.jsonl): per process start
+# (imports, model load, ONNX export/quantisation, cached features), and an accuracy pass over the task.
+PROCESS_OVERHEAD_S = 12.0
+# Offline query size is 1.1 x duration x target_qps (MLPERF_FACTS.md), so an Offline run lasts about
+# that many samples / throughput. Study default per task (tiny encoder, 2 CPU cores); --offline_qps
+# overrides; 0 keeps user.conf's value.
+OFFLINE_QPS = {"xnli": 300.0, "pawsx": 300.0, "tydiqa": 40.0, "tatoeba": 400.0, "bucc": 400.0}
+ACCURACY_PASS_S = {"xnli": 25.0, "pawsx": 12.0, "tydiqa": 40.0, "tatoeba": 20.0, "bucc": 15.0}
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What every cell shares. duration_s: LoadGen min_duration of performance runs (seconds)."""
+
+    runs_dir: Path
+    duration_s: float = 3.0
+    encoder: str = "tiny"
+    count: int | None = None
+    threads: int = 0
+    run_args: tuple[str, ...] = ()
+    server_qps: str = "fraction"  # "fraction" (of the variant's Offline samples/s) or "peak"
+    cell_timeout_s: float = 900.0
+    python: str = sys.executable
+    user_conf: Path = REPO / "user.conf"  # base user.conf; Server/Offline cells get a copy
+    offline_qps: float | None = None  # None = OFFLINE_QPS per task; 0 = user.conf's value
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One LoadGen test. qps_fraction: Server only, the offered load as a fraction of Offline."""
+
+    model: str
+    task: str
+    backend: str  # a key of BACKEND_VARIANTS
+    scenario: str
+    mode: str  # performance | accuracy
+    qps_fraction: float | None = None
+
+    @property
+    def name(self) -> str:
+        q = f"-qps{self.qps_fraction:.2f}" if self.qps_fraction is not None else ""
+        return f"{self.model}.{self.task}.{self.backend}.{self.scenario}.{self.mode}{q}"
+
+    def output_dir(self, s: StudySettings) -> Path:
+        """The --output_dir given to the runner (Server points get their own, so they do not collide)."""
+        base = s.runs_dir / self.backend
+        return base / f"qps-{self.qps_fraction:.2f}" if self.qps_fraction is not None else base
+
+    def run_folder(self, s: StudySettings) -> Path:
+        """Where the runner writes this cell (the run-folder contract)."""
+        return self.output_dir(s) / self.model / self.task / self.scenario / self.mode
+
+    def settings_key(self, s: StudySettings) -> dict[str, Any]:
+        """Everything that changes the result: a finished cell is reused only if this matches."""
+        return {
+            "cell": asdict(self),
+            "duration_s": s.duration_s if self.mode == "performance" else None,
+            "encoder": s.encoder,
+            "count": s.count,
+            "threads": s.threads,
+            "run_args": list(s.run_args),
+            "server_qps": s.server_qps if self.scenario == "Server" else None,
+            "offline_qps": offline_qps(self, s) if self.scenario == "Offline" else None,
+        }
+
+
+def plan_cells(
+    models: Sequence[str],
+    tasks: Sequence[str],
+    backends: Sequence[str],
+    scenarios: Sequence[str],
+    latency_tasks: Sequence[str] | None,
+    accuracy_backends: Sequence[str],
+    server_fractions: Sequence[float],
+    server_qps: str = "fraction",
+    server_backends: Sequence[str] | None = None,
+) -> list[Cell]:
+    """The ordered grid. SingleStream/Server only for `latency_tasks` (None = every task); accuracy
+    runs only for `accuracy_backends`; Server only for `server_backends` (None = all), one cell per
+    fraction (one cell when server_qps=peak).
+    Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy."""
+    for b in (*backends, *accuracy_backends):
+        if b not in BACKEND_VARIANTS:
+            raise ValueError(f"unknown backend variant {b!r}; known: {', '.join(BACKEND_VARIANTS)}")
+    for sc in scenarios:
+        if sc not in SCENARIOS:
+            raise ValueError(f"unknown scenario {sc!r}; known: {', '.join(SCENARIOS)}")
+    cells: list[Cell] = []
+    for task in tasks:
+        latency = latency_tasks is None or task in latency_tasks
+        for model in models:
+            for backend in backends:
+                server = (
+                    "Server" in scenarios
+                    and latency
+                    and (server_backends is None or backend in server_backends)
+                )
+                needs_offline = server and server_qps == "fraction"
+                if "Offline" in scenarios or needs_offline:
+                    cells.append(Cell(model, task, backend, "Offline", "performance"))
+                if "SingleStream" in scenarios and latency:
+                    cells.append(Cell(model, task, backend, "SingleStream", "performance"))
+                if server:
+                    fractions = [None] if server_qps == "peak" else list(server_fractions)
+                    cells += [Cell(model, task, backend, "Server", "performance", f) for f in fractions]
+                if backend in accuracy_backends:
+                    cells.append(Cell(model, task, backend, "Offline", "accuracy"))
+    return cells
+
+
+def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
+    """Expected wall time of `cells` (see PROCESS_OVERHEAD_S): a planning figure, not a promise."""
+    total = 0.0
+    for c in cells:
+        run = ACCURACY_PASS_S.get(c.task, 30.0) if c.mode == "accuracy" else 1.1 * s.duration_s + 1.0
+        total += PROCESS_OVERHEAD_S + run
+    return total
+
+
+def result_folder(cell: Cell, s: StudySettings) -> Path:
+    """The run folder holding the cell's results: the contract's, or for a find_peak Server cell the
+    newest Server run folder find_peak wrote under the cell's output_dir."""
+    if cell.scenario == "Server" and s.server_qps == "peak":
+        found = sorted(cell.output_dir(s).rglob("results.json"), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1].parent
+    return cell.run_folder(s)
+
+
+def is_done(cell: Cell, s: StudySettings) -> bool:
+    """A cell is done when its run folder has results.json and a marker with the same settings."""
+    folder = result_folder(cell, s)
+    marker = folder / MARKER
+    if not (folder / "results.json").is_file() or not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("settings") == cell.settings_key(s)
+    except json.JSONDecodeError:
+        return False
+
+
+def offline_throughput(cell: Cell, s: StudySettings) -> float | None:
+    """samples/s of the Offline performance run of the cell's variant (None if missing/unreadable)."""
+    off = Cell(cell.model, cell.task, cell.backend, "Offline", "performance")
+    try:
+        value = json.loads((off.run_folder(s) / "results.json").read_text()).get("samples_per_second")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return float(value) if value else None
+
+
+def command(cell: Cell, s: StudySettings) -> list[str]:
+    """The subprocess argv for `cell`: `harness run`, or `harness find_peak` for a peak Server cell.
+
+    Raises LookupError when a Server cell's Offline throughput is not available."""
+    backend, dtype = BACKEND_VARIANTS[cell.backend]
+    sub = "find_peak" if cell.scenario == "Server" and s.server_qps == "peak" else "run"
+    argv = [s.python, "-m", "harness", sub, "--scenario", cell.scenario, "--model", cell.model,
+            "--task", cell.task, "--backend", backend, "--dtype", dtype, "--encoder", s.encoder,
+            "--output_dir", str(cell.output_dir(s))]  # fmt: skip
+    if cell.mode == "accuracy":
+        argv.append("--accuracy")
+    elif sub == "run":
+        argv += ["--duration", f"{s.duration_s:g}"]
+        if s.count:
+            argv += ["--count", str(s.count)]
+    if cell.mode == "performance":
+        argv.append("--allow_invalid")  # short runs may be INVALID: keep their numbers, flag them
+    if cell.qps_fraction is not None:
+        sps = offline_throughput(cell, s)
+        if sps is None:
+            raise LookupError(f"{cell.name}: no Offline result to derive the Server target_qps from")
+        argv += ["--user_conf", str(cell_user_conf(cell, s, max(0.1, cell.qps_fraction * sps)))]
+    elif cell.scenario == "Offline" and cell.mode == "performance" and offline_qps(cell, s):
+        argv += ["--user_conf", str(cell_user_conf(cell, s, offline_qps(cell, s)))]
+    if s.threads:
+        argv += ["--threads", str(s.threads)]
+    return argv + list(s.run_args)
+
+
+def offline_qps(cell: Cell, s: StudySettings) -> float:
+    """The Offline target_qps the study sets for `cell` (0 = leave user.conf's)."""
+    if s.offline_qps is not None:
+        return s.offline_qps
+    return OFFLINE_QPS.get(cell.task, 0.0) if s.encoder == "tiny" else 0.0
+
+
+def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
+    """A copy of the base user.conf with the cell's target_qps appended (LoadGen timing knobs live in
+    user.conf only; a later line overrides an earlier one). Written under runs_dir/user_confs."""
+    path = s.runs_dir / "user_confs" / f"{cell.name}.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = s.user_conf.read_text() if s.user_conf.is_file() else ""
+    why = (
+        f"{cell.qps_fraction:g} x Offline samples/s" if cell.qps_fraction is not None else "offline_qps"
+    )
+    line = f"{cell.model}.{cell.scenario}.target_qps = {target_qps:.2f}"
+    path.write_text(f"{base.rstrip()}\n# study: {why}\n{line}\n")
+    return path
+
+
+def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
+    """Run one cell as a subprocess; log its output; write the marker on success. Never raises for a
+    failing cell: returns {"cell", "rc", "wall_s", "error"?} so the study goes on."""
+    log_dir = s.runs_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"cell": cell.name}
+    try:
+        argv = command(cell, s)
+    except LookupError as exc:
+        return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
+    with open(log_dir / f"{cell.name}.log", "w") as log:
+        log.write(" ".join(argv) + "\n\n")
+        log.flush()
+        try:
+            rc = subprocess.run(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                timeout=s.cell_timeout_s).returncode  # fmt: skip
+        except subprocess.TimeoutExpired:
+            rc = -9
+    record.update(rc=rc, wall_s=round(time.perf_counter() - t0, 2))
+    folder = result_folder(cell, s)
+    if rc == 0 and (folder / "results.json").is_file():
+        marker = {"settings": cell.settings_key(s), "argv": argv, "wall_s": record["wall_s"]}
+        (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    elif rc == 0:
+        record["error"] = f"exit 0 but no results.json in {folder}"
+    else:
+        record["error"] = f"exit {rc}; see {log_dir / (cell.name + '.log')}"
+    with open(s.runs_dir / "study_log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
+
+
+def run_study(cells: Sequence[Cell], s: StudySettings, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every cell not already done, in order, with a tqdm bar over cells. Returns the records of
+    the cells run (skipped cells get {"cell", "skipped": True})."""
+    from tqdm import tqdm
+
+    s.runs_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    bar = tqdm(cells, desc="study cells", unit="cell", disable=not progress)
+    for cell in bar:
+        bar.set_postfix_str(cell.name, refresh=False)
+        if is_done(cell, s):
+            records.append({"cell": cell.name, "skipped": True})
+            continue
+        records.append(run_cell(cell, s))
+    return records
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--models", type=_csv, default=list(MODELS), help="comma list (default: all five)")
+    a("--tasks", type=_csv, default=list(TASKS), help="comma list (default: xnli,tydiqa,tatoeba,bucc)")
+    a("--backends", type=_csv, default=list(BACKEND_VARIANTS), help="comma list of backend variants")
+    a("--scenarios", type=_csv, default=list(SCENARIOS), help="comma list of LoadGen scenarios")
+    a("--latency_tasks", type=_csv, default=["xnli"],
+      help="tasks that also get SingleStream and Server ('all' = every task); default xnli")  # fmt: skip
+    a("--accuracy_backends", type=_csv, default=["pytorch", "onnxruntime-int8"],
+      help="backend variants that get an accuracy run ('all', or 'none' = no accuracy runs)")  # fmt: skip
+    a("--server_qps", choices=("fraction", "peak"), default="fraction",
+      help="Server offered load: fractions of Offline samples/s, or find_peak's search")  # fmt: skip
+    a("--server_fractions", type=lambda v: [float(x) for x in _csv(v)], default=[0.5, 0.9],
+      help="Server offered loads as fractions of the variant's Offline samples/s")  # fmt: skip
+    a("--server_backends", type=_csv, default=["pytorch", "onnxruntime-int8"],
+      help="backend variants that get Server runs ('all' = every one)")  # fmt: skip
+    a(
+        "--duration",
+        type=float,
+        default=3.0,
+        help="performance-run min_duration in seconds (600 official)",
+    )
+    a("--offline_qps", type=float, default=None,
+      help="Offline target_qps written to each Offline cell's user.conf (default: per task for tiny, "
+           "see OFFLINE_QPS; 0 = user.conf's)")  # fmt: skip
+    a("--count", type=int, default=None, help="passed to the runner as --count")
+    a("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
+    a("--encoder", default="tiny")
+    a("--runs_dir", type=Path, default=REPO / "build" / "study")
+    a("--out", type=Path, default=REPO / "reports")
+    a("--cell_timeout", type=float, default=900.0, help="seconds before a cell's process is killed")
+    a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
+    a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
+    a("--report_only", action="store_true", help="only collect runs_dir into the report")
+    a("--speed", action="store_true", help="run the in-process micro-benchmarks (harness/speed.py)")
+    a("--no_progress", action="store_true")
+    from harness.speed import add_arguments
+
+    add_arguments(parser.add_argument_group("--speed options (harness/speed.py)"))
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.speed:
+        from harness import speed
+
+        return speed.main(args)
+    settings = StudySettings(
+        runs_dir=args.runs_dir, duration_s=args.duration, encoder=args.encoder, count=args.count,
+        threads=args.threads, run_args=tuple(args.run_args.split()), server_qps=args.server_qps,
+        cell_timeout_s=args.cell_timeout, offline_qps=args.offline_qps,
+    )  # fmt: skip
+    latency = None if args.latency_tasks == ["all"] else args.latency_tasks
+    acc = {"none": [], "all": args.backends}.get(
+        ",".join(args.accuracy_backends), args.accuracy_backends
+    )
+    cells = plan_cells(args.models, args.tasks, args.backends, args.scenarios, latency, acc,
+                       args.server_fractions, args.server_qps,
+                       None if args.server_backends == ["all"] else args.server_backends)  # fmt: skip
+    est = estimate_seconds(cells, settings)
+    print(f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
+          f"({PROCESS_OVERHEAD_S:g} s start per process + run time)")  # fmt: skip
+    if args.plan:
+        for c in cells:
+            print(" ", c.name)
+        return 0
+    failed = []
+    if not args.report_only:
+        t0 = time.perf_counter()
+        records = run_study(cells, settings, progress=not args.no_progress)
+        failed = [r for r in records if r.get("error")]
+        done = sum(1 for r in records if r.get("skipped"))
+        print(f"study: ran {len(records) - done} cells ({done} already done) in "
+              f"{(time.perf_counter() - t0) / 60:.1f} min; {len(failed)} failed")  # fmt: skip
+        for r in failed:
+            print(f"  FAILED {r['cell']}: {r['error']}")
+    from harness.report import write_report
+
+    written = write_report(settings.runs_dir, args.out)
+    for name, path in written.items():
+        print(f"  {name:<24} {path}")
+    return 1 if failed else 0
