@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from harness.config import REPO, RunConfig, add_run_arguments
+from harness.settings import user_conf_with
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +29,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def trial(cfg: RunConfig, argv: list[str], qps: float, folder: Path) -> bool:
     """One Server run at `qps` into `folder`; True if LoadGen reported VALID."""
     folder.mkdir(parents=True, exist_ok=True)
-    conf = folder / "user.conf"
-    conf.write_text(
-        Path(cfg.user_conf).read_text() + f"\n{cfg.loadgen_model_name}.Server.target_qps = {qps:.2f}\n"
-    )
+    line = f"{cfg.loadgen_model_name}.Server.target_qps = {qps:.2f}"
+    conf = user_conf_with(Path(cfg.user_conf), [line], folder / "user.conf", "find_peak trial")
     cmd = [sys.executable, "-m", "harness", "run", *argv, "--scenario", "Server", "--user_conf", str(conf),
            "--output_dir", str(folder), "--allow_invalid"]  # fmt: skip
     subprocess.run(cmd, cwd=REPO, check=False)

@@ -80,7 +80,9 @@ def prepare(cfg: RunConfig) -> Prepared:
     tokenizer = served.tokenizer()
     task = get_task(cfg.task, languages=cfg.languages)
     features = task.features(tokenizer)
-    qsl = QuerySampleLibrary(features, count=cfg.count, pad_id=int(tokenizer.pad_token_id))
+    qsl = QuerySampleLibrary(
+        features, count=cfg.count, pad_id=int(tokenizer.pad_token_id), pad_to=cfg.pad_to
+    )
     backends = [create_backend(cfg.backend, served, cfg.backend_options()) for _ in range(cfg.workers)]
     info = {
         "model_kind": served.model_kind,

@@ -51,3 +51,16 @@ def make_test_settings(
 
 def read_setting(ts: lg.TestSettings, name: str) -> int | float:
     return getattr(ts, name)
+
+
+def user_conf_with(base: Path, lines: list[str], dest: Path, why: str = "") -> Path:
+    """Write `dest` = `base` user.conf plus `lines` (e.g. `full.Server.target_qps = 120.00`).
+
+    LoadGen timing knobs live in user.conf only; a later line overrides an earlier one, so derived
+    runs (find_peak trials, study cells, benchmark runs) append their target here instead of using
+    flags. Returns `dest`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    text = Path(base).read_text() if Path(base).is_file() else ""
+    note = f"# {why}\n" if why else ""
+    dest.write_text(f"{text.rstrip()}\n{note}" + "".join(f"{line}\n" for line in lines))
+    return dest

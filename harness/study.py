@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.settings import user_conf_with
+
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "study_cell.json"
 
@@ -228,15 +230,12 @@ def offline_qps(cell: Cell, s: StudySettings) -> float:
 def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
     """A copy of the base user.conf with the cell's target_qps appended (LoadGen timing knobs live in
     user.conf only; a later line overrides an earlier one). Written under runs_dir/user_confs."""
-    path = s.runs_dir / "user_confs" / f"{cell.name}.conf"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    base = s.user_conf.read_text() if s.user_conf.is_file() else ""
     why = (
         f"{cell.qps_fraction:g} x Offline samples/s" if cell.qps_fraction is not None else "offline_qps"
     )
     line = f"{cell.model}.{cell.scenario}.target_qps = {target_qps:.2f}"
-    path.write_text(f"{base.rstrip()}\n# study: {why}\n{line}\n")
-    return path
+    dest = s.runs_dir / "user_confs" / f"{cell.name}.conf"
+    return user_conf_with(s.user_conf, [line], dest, f"study: {why}")
 
 
 def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:

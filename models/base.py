@@ -64,5 +64,5 @@ class Backend(ABC):
         """What run_config.json records about this backend (provider, dtype, threads...)."""
         return {"backend": self.name}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook; most backends hold nothing to release
         """Release sessions / memory. Called once when the run ends, whatever happened."""

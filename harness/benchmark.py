@@ -1,0 +1,241 @@
+"""`python -m harness benchmark`: the SUT's speed targets, as ratios measured side by side in one run.
+
+For each encoder (default: the tiny zoo model and the XLM-R base shape with random weights), on one
+task/model/backend, it measures in this order (A B A: the plain loop again after the LoadGen runs,
+because the machine is noisy) and prints one table of ratios:
+
+  offline_efficiency   LoadGen Offline samples/s / a plain loop over the same pre-tokenised samples
+                       with the same batching (sut.batching.plan_batches)        target >= 0.95
+  vs_reference         our Offline samples/s / the MLCommons reference design run through LoadGen
+                       (batch 1, padded to the task's max length, one QuerySamplesComplete per
+                       sample)                                          target >= 2 (tiny), >= 3 (base)
+  server_vs_offline    highest VALID Server target_qps tried / Offline samples/s   target >= 0.75
+  singlestream_ratio   LoadGen SingleStream p90 / bare single-sample forward p90  target <= 1.10
+
+Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
+a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.config import REPO, RunConfig
+from harness.info import device_info
+from harness.settings import user_conf_with
+from sut.batching import BatchLimits, plan_batches
+
+TARGETS = {"offline_efficiency": 0.95, "server_vs_offline": 0.75, "singlestream_ratio": 1.10}
+VS_REFERENCE_TARGET = {"tiny": 2.0, "base": 3.0, "large": 3.0}
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--encoders", default="tiny,base", help="comma-separated: tiny (zoo), base/large (random weights)")
+    a("--model", default="full")
+    a("--task", default="xnli")
+    a("--backend", default="pytorch")
+    a("--threads", type=int, default=0, help="backend intra-op threads (0 = library default)")
+    a("--duration", type=float, default=10.0, help="seconds per LoadGen run (Server needs >= 10)")
+    a("--server_fractions", default="0.9,0.8,0.75", help="Server loads tried, x Offline samples/s")
+    a("--runs_dir", default=str(REPO / "build" / "benchmark"))
+    a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
+
+
+# --- in-process measurements (no LoadGen) ------------------------------------------------------
+def _time_batches(prep, batches: list[np.ndarray]) -> float:
+    """Seconds to run `batches` (qsl indices) through the first backend, batch building included."""
+    backend, qsl = prep.backends[0], prep.qsl
+    t0 = time.perf_counter()
+    for idx in batches:
+        b = qsl.batch(idx)
+        backend.predict(b.input_ids, b.attention_mask)
+    return time.perf_counter() - t0
+
+
+def plain_loop_sps(prep, cfg: RunConfig, indices: np.ndarray, pad_to: int | None = None) -> float:
+    """samples/s of a bare loop over `indices` with the Offline SUT's batching (or batch 1 padded to
+    `pad_to`, the reference design)."""
+    qsl = prep.qsl
+    qsl.load_query_samples(np.unique(indices).tolist())
+    if pad_to is None:
+        limits = BatchLimits(cfg.max_batch, cfg.token_budget)
+        batches = [indices[pos] for pos in plan_batches(qsl.lengths[indices], limits)]
+    else:
+        batches = [indices[i : i + 1] for i in range(len(indices))]
+    saved, qsl.pad_to = qsl.pad_to, pad_to
+    try:
+        return len(indices) / _time_batches(prep, batches)
+    finally:
+        qsl.pad_to = saved
+        qsl.unload_query_samples(np.unique(indices).tolist())
+
+
+def bare_single_p90_ms(prep, indices: np.ndarray) -> float:
+    """p90 in ms of single-sample forwards (no padding), as SingleStream issues them."""
+    qsl = prep.qsl
+    qsl.load_query_samples(np.unique(indices).tolist())
+    times = [_time_batches(prep, [indices[i : i + 1]]) * 1e3 for i in range(len(indices))]
+    qsl.unload_query_samples(np.unique(indices).tolist())
+    return float(np.percentile(times, 90))
+
+
+# --- LoadGen runs (subprocesses) ----------------------------------------------------------------
+def loadgen_run(
+    cfg: RunConfig, scenario: str, conf_lines: list[str], name: str, runs_dir: Path, extra: list[str]
+) -> dict[str, Any]:
+    """One `harness run` subprocess; returns its results.json (or {"error": ...})."""
+    out = runs_dir / name
+    conf = user_conf_with(cfg.user_conf, conf_lines, out / "user.conf", f"benchmark: {name}")
+    argv = [sys.executable, "-m", "harness", "run", "--scenario", scenario, "--model", cfg.model,
+            "--task", cfg.task, "--backend", cfg.backend, "--encoder", cfg.encoder,
+            "--duration", f"{cfg.duration_s:g}", "--user_conf", str(conf), "--output_dir", str(out),
+            "--allow_invalid", *extra]  # fmt: skip
+    if cfg.weights:
+        argv += ["--weights", cfg.weights]
+    if cfg.threads:
+        argv += ["--threads", str(cfg.threads)]
+    log = out / "benchmark.log"
+    with open(log, "w") as f:
+        rc = subprocess.run(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+    res = out / cfg.model / cfg.task / scenario / "performance" / "results.json"
+    if rc != 0 or not res.is_file():
+        return {"error": f"exit {rc}, see {log}"}
+    return json.loads(res.read_text())
+
+
+def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
+    """All four ratios for one encoder; every figure measured in this call."""
+    from harness.runner import prepare, warm_up
+
+    weights = None if encoder == "tiny" else "random"
+    cfg = RunConfig(model=args.model, task=args.task, backend=args.backend, encoder=encoder,
+                    weights=weights, threads=args.threads, duration_s=args.duration)  # fmt: skip
+    runs_dir = Path(args.runs_dir) / encoder
+    prep = prepare(cfg)
+    warm_up(prep)
+    model_kind = prep.run_info["model_kind"]
+    max_len = int(prep.task.feature_settings().get("max_length", prep.qsl.lengths.max()))
+    rng = np.random.default_rng(0)
+    pool = prep.qsl.total_sample_count
+
+    # 1. estimate throughput, then size the Offline query like LoadGen will (1.1 x duration x qps)
+    est = plain_loop_sps(prep, cfg, rng.choice(pool, 256))
+    n = max(256, int(1.1 * args.duration * est))
+    sample = rng.choice(pool, n)  # with replacement, as LoadGen draws an Offline query
+    loop_a = plain_loop_sps(prep, cfg, sample)
+    ref_est = plain_loop_sps(prep, cfg, rng.choice(pool, 64), pad_to=max_len)
+    single_p90 = bare_single_p90_ms(prep, rng.choice(pool, 200))
+
+    m = args.model
+    offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {loop_a:.2f}"], "offline",
+                          runs_dir, [])  # fmt: skip
+    reference = loadgen_run(
+        cfg, "Offline", [f"{m}.Offline.target_qps = {ref_est:.2f}"], "reference", runs_dir,
+        ["--max_batch", "1", "--token_budget", "0", "--pad_to", str(max_len)],
+    )  # fmt: skip
+    single = loadgen_run(
+        cfg, "SingleStream", [f"{m}.SingleStream.target_latency = {max(single_p90, 0.05):.3f}"],
+        "singlestream", runs_dir, [],
+    )  # fmt: skip
+    loop_b = plain_loop_sps(prep, cfg, sample)
+    loop = float(np.mean([loop_a, loop_b]))
+    off_sps = offline.get("samples_per_second") or 0.0
+
+    server_runs = []
+    for frac in [float(x) for x in args.server_fractions.split(",") if x]:
+        qps = frac * off_sps
+        res = loadgen_run(cfg, "Server", [f"{m}.Server.target_qps = {qps:.2f}"],
+                          f"server_{frac:g}", runs_dir, [])  # fmt: skip
+        server_runs.append({"fraction": frac, "target_qps": round(qps, 2),
+                            "valid": bool(res.get("result_valid")),
+                            "p99_ms": (res.get("latency_ns") or {}).get("p99", 0) / 1e6})  # fmt: skip
+        if res.get("result_valid"):
+            break
+    best = max((r["target_qps"] for r in server_runs if r["valid"]), default=0.0)
+    ss_p90_ns = (single.get("latency_ns") or {}).get("p90") or 0
+    ref_sps = reference.get("samples_per_second") or 0.0
+    for p in prep.backends:
+        p.close()
+    return {
+        "encoder": encoder,
+        "model_kind": model_kind,
+        "plain_loop_sps": [round(loop_a, 2), round(loop_b, 2)],
+        "offline_sps": round(off_sps, 2),
+        "offline_valid": offline.get("result_valid"),
+        "reference_sps": round(ref_sps, 2),
+        "server_runs": server_runs,
+        "bare_single_p90_ms": round(single_p90, 3),
+        "singlestream_p90_ms": round(ss_p90_ns / 1e6, 3),
+        "offline_efficiency": round(off_sps / loop, 3) if loop else None,
+        "vs_reference": round(off_sps / ref_sps, 2) if ref_sps else None,
+        "server_vs_offline": round(best / off_sps, 3) if off_sps else None,
+        "singlestream_ratio": round(ss_p90_ns / 1e6 / single_p90, 3) if ss_p90_ns else None,
+        "errors": [r["error"] for r in (offline, reference, single) if "error" in r],
+    }
+
+
+def _verdict(name: str, value: float | None, encoder: str) -> str:
+    if value is None:
+        return "n/a"
+    if name == "vs_reference":
+        return "met" if value >= VS_REFERENCE_TARGET.get(encoder, 3.0) else "MISSED"
+    if name == "singlestream_ratio":
+        return "met" if value <= TARGETS[name] else "MISSED"
+    return "met" if value >= TARGETS[name] else "MISSED"
+
+
+def render(rows: list[dict[str, Any]], command: str) -> str:
+    dev = device_info()
+    lines = [
+        "# SUT benchmark: ratios measured side by side in one run",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB; "
+        f"measured {time.strftime('%Y-%m-%d %H:%M')}.  ",
+        "Model kinds: `tiny` = the repository's tiny zoo model (4 layers x 128); `random` = the real "
+        "XLM-R shape with random weights (speed only, no accuracy meaning).",
+        "",
+        "| encoder (kind) | ratio | value | target | verdict | figures |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        tag = f"{r['encoder']} ({r['model_kind']})"
+        figs = {
+            "offline_efficiency": f"LoadGen {r['offline_sps']} / plain loop {r['plain_loop_sps']} samples/s",
+            "vs_reference": f"{r['offline_sps']} / reference {r['reference_sps']} samples/s",
+            "server_vs_offline": "; ".join(
+                f"{s['target_qps']} QPS {'VALID' if s['valid'] else 'INVALID'} p99 {s['p99_ms']:.1f} ms"
+                for s in r["server_runs"]
+            ),
+            "singlestream_ratio": f"p90 {r['singlestream_p90_ms']} ms / bare {r['bare_single_p90_ms']} ms",
+        }
+        for name in ("offline_efficiency", "vs_reference", "server_vs_offline", "singlestream_ratio"):
+            target = VS_REFERENCE_TARGET.get(r["encoder"]) if name == "vs_reference" else TARGETS[name]
+            op = "<=" if name == "singlestream_ratio" else ">="
+            lines.append(f"| {tag} | {name} | {r[name]} | {op} {target} | "
+                         f"{_verdict(name, r[name], r['encoder'])} | {figs[name]} |")  # fmt: skip
+        if r["errors"]:
+            lines.append(f"| {tag} | errors | {'; '.join(r['errors'])} | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace) -> int:
+    rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
+    command = "python -m harness benchmark " + " ".join(sys.argv[2:])
+    text = render(rows, command.strip())
+    print(text)
+    Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.runs_dir) / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    return 0 if not any(r["errors"] for r in rows) else 1

@@ -1,0 +1,29 @@
+"""Backend registry: BACKEND= names -> Backend classes (models/base.py), imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+
+from models.base import Backend, BackendOptions
+from tasks.data import did_you_mean
+
+# name -> "module:Class" (lazy: onnxruntime is not imported for a PyTorch run and vice versa)
+BACKENDS: dict[str, str] = {
+    "pytorch": "models.pytorch_backend:PyTorchBackend",
+    "onnxruntime": "models.onnx_backend:OnnxRuntimeBackend",
+}
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """The Backend class registered as `name`; ValueError with "did you mean" otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {name!r}.{did_you_mean(name, list(BACKENDS))} Known: {', '.join(BACKENDS)}"
+        )
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create_backend(name: str, served, options: BackendOptions | None = None) -> Backend:
+    """Build backend `name` for a ServedModel (models.registry.resolve) with `options`."""
+    return get_backend_class(name)(served, options or BackendOptions())

@@ -1,0 +1,95 @@
+"""Encoders the zoo is built on: `tiny` (trained here, offline) and the real `base` / `large` XLM-R.
+
+Every encoder is one `EncoderSpec`: its XLM-R configuration, where its pretrained weights come from and
+its retrieval layer. The real encoders load with `from_pretrained(source)` where `source` is a local
+directory (offline) or the hub id (when a hub is reachable): the same code path either way.
+`random_model_config` gives the real base/large shapes with vocab 250002 for speed studies
+(model_kind "random": never for accuracy).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# The published xlm-roberta-base / -large config.json values (hard-coded: no hub here).
+_XLMR_COMMON: dict[str, Any] = {
+    "vocab_size": 250002,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+    "layer_norm_eps": 1e-5,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+    "position_embedding_type": "absolute",
+}
+BASE_CONFIG = {**_XLMR_COMMON, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+               "intermediate_size": 3072}  # fmt: skip
+LARGE_CONFIG = {**_XLMR_COMMON, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                "intermediate_size": 4096}  # fmt: skip
+
+# The tiny zoo encoder (pretrained by models/pretrain.py in about 3 minutes on 2 cores).
+TINY_CONFIG = {**_XLMR_COMMON, "vocab_size": 8002, "hidden_size": 128, "num_hidden_layers": 4,
+               "num_attention_heads": 4, "intermediate_size": 512}  # fmt: skip
+TINY_VOCAB = 8000  # SentencePiece pieces; the tokenizer adds <pad> and <mask> -> 8002 ids
+
+
+def default_pooling_layer(num_layers: int) -> int:
+    """Retrieval layer index into `hidden_states` (0 = embeddings): 14 of 24 (large, XTREME), 8 of 12
+    (base), otherwise about 7/12 of the depth (at least 1)."""
+    return {24: 14, 12: 8}.get(num_layers, max(1, round(num_layers * 7 / 12)))
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One encoder size.
+
+    name:     what users type (`--encoder` / ENCODER=)
+    source:   default `from_pretrained` source of the pretrained weights: hub id or local dir;
+              None for tiny (built by the recipe under <models_dir>/encoder)
+    config:   XLMRobertaConfig keyword arguments (the real shapes for base/large)
+    """
+
+    name: str
+    source: str | None
+    config: dict[str, Any] = field(hash=False)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.config["num_hidden_layers"])
+
+    @property
+    def pooling_layer(self) -> int:
+        return default_pooling_layer(self.num_layers)
+
+    def default_models_dir(self, root: str | Path = "build") -> Path:
+        """Where the recipe writes this encoder's zoo: build/models (tiny), build/models-<name> (others)."""
+        return Path(root) / ("models" if self.name == "tiny" else f"models-{self.name}")
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "tiny": EncoderSpec("tiny", None, TINY_CONFIG),
+    "base": EncoderSpec("base", "xlm-roberta-base", BASE_CONFIG),
+    "large": EncoderSpec("large", "xlm-roberta-large", LARGE_CONFIG),
+}
+
+
+def get_encoder(name: str) -> EncoderSpec:
+    """The spec of encoder `name`; a ValueError listing the known ones (with a suggestion) otherwise."""
+    if name not in ENCODERS:
+        close = difflib.get_close_matches(name, ENCODERS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}.{hint}")
+    return ENCODERS[name]
+
+
+def xlmr_config(config: dict[str, Any], **overrides: Any):
+    """An `XLMRobertaConfig` from a spec's values plus overrides (num_labels, attn_implementation...)."""
+    from transformers import XLMRobertaConfig
+
+    return XLMRobertaConfig(**{**config, **overrides})

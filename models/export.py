@@ -1,0 +1,166 @@
+"""ONNX export of a served module, plus the ORT graph variants (fusions, fp16, int8), cached on disk.
+
+build/onnx/<key>.onnx is the exported fp32 graph of `served.torch_module(attn_implementation="eager")`
+(the adapters library cannot export itself: the served module calls it with keyword arguments,
+TASKS.md); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-int8.onnx are derived from it. The key hashes the
+served model's description, the checkpoint files (names, sizes, mtimes), the opset and torch version.
+Every file is written under a temporary name and renamed: an interrupted export leaves no cache entry.
+Graphs over 2 GB (large) keep their weights in <name>.data beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+OPSET = 17
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "output"
+_PROTO_LIMIT = 1_800_000_000  # bytes of initialisers above which weights go to external data
+
+
+def onnx_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "build" / "onnx"
+
+
+def _checkpoint_fingerprint(served) -> list[Any]:
+    from models.loaders import base_source
+
+    files = []
+    if served.checkpoint is not None:
+        for root in {Path(served.checkpoint), Path(base_source(Path(served.checkpoint)))}:
+            if root.is_dir():
+                for p in sorted(root.rglob("*")):
+                    if p.is_file():
+                        st = p.stat()
+                        files.append([str(p), st.st_size, int(st.st_mtime)])
+    return files
+
+
+def export_key(served) -> str:
+    src = {
+        "served": served.describe(),
+        "config": served.encoder_config,
+        "files": _checkpoint_fingerprint(served),
+        "opset": OPSET,
+        "torch": torch.__version__,
+    }
+    return (
+        f"{served.name}-{served.task}-{served.encoder}-"
+        + hashlib.sha256(json.dumps(src, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    )
+
+
+def _dummy_inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch 2 x 16 with one padded row, so the traced graph keeps the attention-mask path."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, min(vocab, 1000), (2, 16), generator=g)
+    ids[:, 0], ids[0, -1], ids[1, 9] = 0, 2, 2
+    mask = torch.ones_like(ids)
+    mask[1, 10:] = 0
+    ids[1, 10:] = 1
+    return ids, mask
+
+
+def _save(model_proto, path: Path) -> None:
+    """Save an onnx ModelProto at `path` atomically (external data for > 2 GB graphs)."""
+    import onnx
+
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    big = sum(t.ByteSize() for t in model_proto.graph.initializer) > _PROTO_LIMIT
+    if big:
+        onnx.save_model(model_proto, tmp, save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save_model(model_proto, tmp)
+    tmp.replace(path)
+
+
+def export_onnx(served, out_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Export (or reuse) the fp32 ONNX graph of `served`; returns build/onnx/<key>.onnx.
+
+    Inputs input_ids / attention_mask int64 [batch, sequence] (both axes dynamic); output "output"
+    float32 with the task kind's shape. Opset 17, TorchScript exporter (dynamo=False).
+    """
+    import onnx
+
+    out_dir = Path(out_dir) if out_dir is not None else onnx_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{export_key(served)}.onnx"
+    if path.exists():
+        return path
+    if progress:
+        print(f"[export] {served.name}/{served.task} ({served.encoder}) -> {path}", flush=True)
+    module = served.torch_module(attn_implementation="eager").eval()  # eager: ORT fuses its pattern
+    dynamic = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+    dynamic[OUTPUT] = {0: "batch", 2: "sequence"} if served.task_kind == "qa" else {0: "batch"}
+    tmp_dir = out_dir / f".export-{os.getpid()}"
+    tmp_dir.mkdir(exist_ok=True)
+    tmp = tmp_dir / "model.onnx"
+    with torch.no_grad():
+        torch.onnx.export(
+            module,
+            _dummy_inputs(int(served.encoder_config["vocab_size"])),
+            str(tmp),
+            input_names=list(INPUTS),
+            output_names=[OUTPUT],
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    _save(onnx.load(str(tmp), load_external_data=True), path)
+    for p in tmp_dir.iterdir():
+        p.unlink()
+    tmp_dir.rmdir()
+    return path
+
+
+def optimized(path: Path, served, use_gpu: bool = False, fp16: bool = False) -> Path:
+    """ORT transformer fusions (model_type "bert": attention, LayerNorm, GELU) -> <key>-opt[-fp16].onnx.
+
+    fp16 converts weights and compute to float16 with float32 inputs/outputs kept (GPU only).
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    out = path.with_name(
+        path.stem + ("-opt-fp16" if fp16 else "-opt") + (".gpu" if use_gpu else "") + ".onnx"
+    )
+    if out.exists():
+        return out
+    cfg = served.encoder_config
+    opt = optimize_model(
+        str(path),
+        model_type="bert",
+        num_heads=int(cfg["num_attention_heads"]),
+        hidden_size=int(cfg["hidden_size"]),
+        use_gpu=use_gpu,
+    )
+    if fp16:
+        opt.convert_float_to_float16(keep_io_types=True)
+    _save(opt.model, out)
+    return out
+
+
+def quantized(path: Path) -> Path:
+    """int8 dynamic quantisation of MatMul weights (activations quantised at run time) -> <stem>-int8.onnx."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = path.with_name(path.stem + "-int8.onnx")
+    if out.exists():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}.onnx")
+    quantize_dynamic(
+        str(path),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},  # fused contrib ops lack shape inference
+    )
+    tmp.replace(out)
+    return out

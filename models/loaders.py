@@ -1,0 +1,209 @@
+"""Loading a resolved model: checkpoint layout, tokenizer, and one loader per serving form.
+
+Zoo layout (written by models/recipe.py; `zoo.json` in each folder is the manifest, `.done` the marker):
+  <models_dir>/encoder/                     tiny pretrained encoder (AutoModel) + tokenizer
+  <models_dir>/<MODEL>/squad/               intermediate stage (served for retrieval tasks)
+  <models_dir>/<MODEL>/<TASK>/              target stage (xnli, pawsx, tydiqa)
+Forms:
+  plain / merged: a `save_pretrained` folder (model + tokenizer): plain AutoModelFor... loads it.
+  adapter / fusion: tokenizer + `adapters/<name>/` (save_adapter, target head saved with its adapter)
+                    + `fusion/` (save_adapter_fusion) + zoo.json naming the frozen base encoder
+                    ("base": a path relative to the folder, an absolute path, or a hub id).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from models.modules import wrap
+
+if TYPE_CHECKING:
+    from models.encoders import EncoderSpec
+    from models.registry import ModelSpec, ServedModel, TargetTask
+
+MANIFEST = "zoo.json"
+DONE = ".done"
+_CONFIG_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
+
+
+# --- manifests and checkpoint discovery -------------------------------------------------------------
+def write_manifest(folder: Path, **fields: Any) -> None:
+    (Path(folder) / MANIFEST).write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def base_source(folder: Path) -> str:
+    """Where the frozen encoder of an adapter-form checkpoint lives (path or hub id)."""
+    base = read_manifest(folder).get("base")
+    if base is None:
+        return str(folder)
+    cand = (Path(folder) / base).resolve()
+    return str(cand) if cand.exists() else base
+
+
+def find_checkpoint(spec: ModelSpec, target: TargetTask, root: Path, weights: str | Path | None) -> Path:
+    """The checkpoint folder served for (spec, target): `weights` if given, else the zoo's."""
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"--weights {path}: not a directory (expected a zoo-style checkpoint)"
+            )
+        return path
+    stage = spec.stage_dir(target.kind, target.name)
+    path = root / spec.name / stage if stage else root / "encoder"
+    if not (path / DONE).exists() and not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"no checkpoint for model {spec.name!r} task {target.name!r} at {path}: build the zoo with "
+            f"`python -m harness models` (make models), or pass --weights PATH, or weights='random'"
+        )
+    return path
+
+
+def encoder_config_of(enc: EncoderSpec, checkpoint: Path | None) -> dict[str, Any]:
+    """The encoder's XLM-R config values: from the checkpoint (or its base) when there is one."""
+    if checkpoint is not None:
+        for folder in (Path(checkpoint), Path(base_source(Path(checkpoint)))):
+            cfg = folder / "config.json"
+            if cfg.is_file():
+                values = json.loads(cfg.read_text())
+                return {**enc.config, **{k: values[k] for k in _CONFIG_KEYS if k in values}}
+    return dict(enc.config)
+
+
+# --- tokenizer ---------------------------------------------------------------------------------------
+def load_tokenizer(served: ServedModel):
+    """The checkpoint's tokenizer. Random weights: the real tokenizer of base/large when it loads
+    (local dir or hub), else the tiny zoo's (valid ids for any vocab >= its size; lengths differ)."""
+    from transformers import AutoTokenizer
+
+    from models.encoders import get_encoder
+
+    if served.checkpoint is not None:
+        return AutoTokenizer.from_pretrained(str(served.checkpoint))
+    enc = get_encoder(served.encoder)
+    candidates = [enc.source] if enc.source else []
+    tiny_root = get_encoder("tiny").default_models_dir(Path(__file__).resolve().parents[1] / "build")
+    candidates += [str(served.models_dir / "encoder"), str(tiny_root / "encoder")]
+    errors = []
+    for source in candidates:
+        try:
+            return AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as e:
+            errors.append(f"{source}: {type(e).__name__}")
+    raise FileNotFoundError(
+        "no tokenizer for random weights; tried " + "; ".join(errors) + ". Build the tiny zoo first."
+    )
+
+
+# --- model construction, one function per serving form ---------------------------------------------
+def _plain_class(task_kind: str):
+    from transformers import AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    return {
+        "classification": AutoModelForSequenceClassification,
+        "qa": AutoModelForQuestionAnswering,
+        "retrieval": AutoModel,
+    }[task_kind]
+
+
+def _config(served: ServedModel, attn: str):
+    from models.encoders import xlmr_config
+
+    extra = {"num_labels": served.num_labels} if served.task_kind == "classification" else {}
+    return xlmr_config(served.encoder_config, attn_implementation=attn, **extra)
+
+
+def _kw(served: ServedModel) -> dict[str, Any]:
+    return {"add_pooling_layer": False} if served.task_kind == "retrieval" else {}
+
+
+def load_plain(served: ServedModel, attn: str) -> nn.Module:
+    """plain / merged: a transformers model (random init with the real shapes when no checkpoint)."""
+    cls = _plain_class(served.task_kind)
+    if served.checkpoint is None:
+        torch.manual_seed(0)
+        return cls.from_config(_config(served, attn), **_kw(served))
+    return cls.from_pretrained(str(served.checkpoint), attn_implementation=attn, **_kw(served))
+
+
+def adapter_names(served: ServedModel) -> list[str]:
+    """Adapters active when serving: the target's, behind Fuse(squad, target) for fusion; retrieval
+    uses the intermediate stage's adapter alone."""
+    if served.task_kind == "retrieval":
+        return [served.spec.intermediate or "squad"]
+    if served.serving == "fusion":
+        return [served.spec.intermediate or "squad", served.task]
+    return [served.task]
+
+
+def load_adapter_model(served: ServedModel, attn: str) -> nn.Module:
+    """adapter / fusion: XLMRobertaAdapterModel on the frozen base + adapters (+ fusion) + head.
+
+    Activation order matters (TASKS.md): set_active_adapters before anything else reads the setup.
+    """
+    from adapters import Fuse, XLMRobertaAdapterModel
+
+    names = adapter_names(served)
+    head = None if served.task_kind == "retrieval" else served.task
+    if served.checkpoint is None:
+        torch.manual_seed(0)
+        model = XLMRobertaAdapterModel(_config(served, attn))
+        for name in names:
+            model.add_adapter(name, config="seq_bn")
+        add_head(model, served.task_kind, head, served.num_labels)
+        if len(names) > 1:
+            model.add_adapter_fusion(Fuse(*names))
+    else:
+        ckpt = Path(served.checkpoint)
+        model = XLMRobertaAdapterModel.from_pretrained(base_source(ckpt), attn_implementation=attn)
+        for name in names:
+            model.load_adapter(str(ckpt / "adapters" / name), with_head=name == head)
+        if len(names) > 1:
+            model.load_adapter_fusion(str(ckpt / "fusion"), with_head=False)
+    model.set_active_adapters(Fuse(*names) if len(names) > 1 else names[0])
+    if head is not None:
+        model.active_head = head
+    return model.base_model if served.task_kind == "retrieval" else model
+
+
+def add_head(model: nn.Module, task_kind: str, name: str | None, num_labels: int) -> None:
+    """Add the flex head of a task kind to an XLMRobertaAdapterModel (none for retrieval)."""
+    if task_kind == "classification":
+        model.add_classification_head(name, num_labels=num_labels, overwrite_ok=True)
+    elif task_kind == "qa":
+        model.add_qa_head(name, overwrite_ok=True)
+
+
+LOADERS: dict[str, Callable[[Any, str], nn.Module]] = {
+    "plain": load_plain,
+    "merged": load_plain,
+    "adapter": load_adapter_model,
+    "fusion": load_adapter_model,
+}
+
+
+def load_model(served: ServedModel, attn_implementation: str = "sdpa") -> nn.Module:
+    """The underlying transformers/adapters model (eval mode), before wrapping."""
+    return LOADERS[served.serving](served, attn_implementation).eval()
+
+
+def build_module(served: ServedModel, attn_implementation: str = "sdpa") -> nn.Module:
+    """The served module (models/modules.py) for `served`, eval mode, gradients off."""
+    return wrap(served.task_kind, load_model(served, attn_implementation), served.pooling_layer)

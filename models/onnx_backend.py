@@ -1,0 +1,92 @@
+"""ONNX Runtime backend: the exported served module (models/export.py) in an InferenceSession."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from models.base import Backend, BackendOptions
+from models.export import INPUTS, OUTPUT, export_onnx, optimized, quantized
+
+# device type -> execution providers in order of preference (filtered by what this build has)
+DEFAULT_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+class OnnxRuntimeBackend(Backend):
+    """Serves build/onnx/<key>[-opt][-fp16|-int8].onnx.
+
+    options.optimize: ORT transformer fusions; dtype int8: dynamic quantisation (CPU); fp16: fp16
+    graph (GPU); bf16 is not offered by ORT here. threads -> SessionOptions.intra_op_num_threads.
+    On CUDA, inputs/outputs go through IO binding (one host->device copy per input, no reallocation).
+    """
+
+    name: ClassVar[str] = "onnxruntime"
+
+    def __init__(self, served, options: BackendOptions, onnx_dir: str | Path | None = None):
+        import onnxruntime as ort
+
+        if options.dtype == "bf16":
+            raise ValueError("onnxruntime backend: bf16 is not supported; use fp16 (GPU) or fp32/int8")
+        gpu = options.device.startswith("cuda")
+        if options.dtype == "fp16" and not gpu:
+            raise ValueError("onnxruntime backend: fp16 needs device cuda; use fp32 or int8 on CPU")
+        self.served, self.options = served, options
+        path = export_onnx(served, onnx_dir)
+        if options.optimize or options.dtype == "fp16":
+            path = optimized(path, served, use_gpu=gpu, fp16=options.dtype == "fp16")
+        if options.dtype == "int8":
+            path = quantized(path)
+        self.path = path
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if options.threads > 0:
+            so.intra_op_num_threads = options.threads
+        self.providers = self._providers(ort.get_available_providers())
+        self.session = ort.InferenceSession(str(path), so, providers=self.providers)
+        self.device_id = int(options.device.split(":")[1]) if ":" in options.device else 0
+        self.io_binding = gpu and "CUDAExecutionProvider" in self.session.get_providers()
+
+    def _providers(self, available: list[str]) -> list[Any]:
+        wanted = [p for p in self.options.providers.split(",") if p] or list(
+            DEFAULT_PROVIDERS["cuda" if self.options.device.startswith("cuda") else "cpu"]
+        )
+        chosen = [p for p in wanted if p in available]
+        if not chosen:
+            raise ValueError(f"none of the providers {wanted} is available (have {available})")
+        return chosen
+
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {
+            INPUTS[0]: np.ascontiguousarray(input_ids, dtype=np.int64),
+            INPUTS[1]: np.ascontiguousarray(attention_mask, dtype=np.int64),
+        }
+        if not self.io_binding:
+            return self.session.run([OUTPUT], feeds)[0]
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output(OUTPUT, "cuda", self.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "backend": self.name,
+            "onnxruntime": ort.__version__,
+            "onnx_file": str(self.path),
+            "providers": self.session.get_providers(),
+            "dtype": self.options.dtype,
+            "optimize": self.options.optimize,
+            "threads": self.options.threads,
+            "io_binding": self.io_binding,
+        }
+
+    def close(self) -> None:
+        self.session = None

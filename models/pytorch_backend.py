@@ -1,0 +1,75 @@
+"""PyTorch backend: the served module under torch.inference_mode, SDPA attention, optional autocast."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from models.base import Backend, BackendOptions
+
+# BackendOptions.dtype -> autocast dtype (GPU only); fp32 runs without autocast
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class PyTorchBackend(Backend):
+    """Runs `served.torch_module()` on options.device.
+
+    fp32 on CPU or GPU; bf16/fp16 = torch.autocast on CUDA (weights stay fp32, matmuls in half);
+    int8 is ONNX Runtime only. threads > 0 -> torch.set_num_threads (process-wide).
+    """
+
+    name: ClassVar[str] = "pytorch"
+
+    def __init__(self, served, options: BackendOptions):
+        if options.dtype == "int8":
+            raise ValueError("dtype int8 is served by the onnxruntime backend (dynamic quantisation)")
+        if options.dtype in AUTOCAST and not options.device.startswith("cuda"):
+            raise ValueError(
+                f"dtype {options.dtype} needs device cuda (autocast on GPU); use fp32 on CPU"
+            )
+        if options.threads > 0:
+            torch.set_num_threads(options.threads)
+        self.served, self.options = served, options
+        self.device = torch.device(options.device)
+        try:
+            module = served.torch_module(attn_implementation="sdpa")
+            self.attn = "sdpa"
+        except (ValueError, ImportError):  # an architecture without SDPA support
+            module = served.torch_module(attn_implementation="eager")
+            self.attn = "eager"
+        self.module = module.to(self.device)
+        self.autocast = AUTOCAST.get(options.dtype)
+
+    def _autocast(self):
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast)
+
+    def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        ids = torch.from_numpy(np.ascontiguousarray(input_ids, dtype=np.int64)).to(
+            self.device, non_blocking=True
+        )
+        mask = torch.from_numpy(np.ascontiguousarray(attention_mask, dtype=np.int64)).to(
+            self.device, non_blocking=True
+        )
+        with torch.inference_mode(), self._autocast():
+            out = self.module(ids, mask)
+        return out.float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "torch": torch.__version__,
+            "device": str(self.device),
+            "dtype": self.options.dtype,
+            "attn_implementation": self.attn,
+            "threads": torch.get_num_threads(),
+        }
+
+    def close(self) -> None:
+        self.module = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,186 @@
+"""`python -m harness models`: build the model zoo (tiny encoder -> intermediate SQuAD -> English target).
+
+Stages, each skipped when its folder already has a `.done` marker (resumable; --force redoes them):
+  1. encoder   (tiny only) tokenizer + masked-LM pretraining  -> <models_dir>/encoder
+  2. squad     per model with an intermediate task: full fine-tune / seq_bn adapter "squad" / LoRA
+               (merged) on English SQuAD-format data (bundled xquad.en, or --squad_train PATH)
+               -> <models_dir>/<MODEL>/squad
+  3. target    per model x xnli/pawsx/tydiqa, English training data only -> <models_dir>/<MODEL>/<TASK>
+  4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
+Honest splits of the bundled dev sets (no train set ships here): XNLI trains on English rows
+XNLI_TRAIN_ROWS and must be evaluated on rows XNLI_EVAL_ROWS of every language; PAWS-X likewise;
+TyDiQA trains on train-en and is evaluated on the dev sets. Deterministic for a given --seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from models import stages
+from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
+from models.loaders import DONE
+from models.registry import MODELS, TASKS
+
+XNLI_TRAIN_ROWS = (0, 1245)  # English dev rows used for training
+XNLI_EVAL_ROWS = (1245, 2490)  # rows to evaluate, in every language
+PAWSX_TRAIN_ROWS = (0, 1000)
+PAWSX_EVAL_ROWS = (1000, 2000)
+TRAIN_ROWS = {"xnli": XNLI_TRAIN_ROWS, "pawsx": PAWSX_TRAIN_ROWS}
+EVAL_ROWS = {"xnli": XNLI_EVAL_ROWS, "pawsx": PAWSX_EVAL_ROWS}
+TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much training each stage gets (steps of `batch_size` samples)."""
+
+    vocab_size: int = TINY_VOCAB
+    char_coverage: float = 0.9995  # < 1: rare characters -> <unk> (keeps CJK within the vocab)
+    config: tuple[tuple[str, int], ...] = ()  # overrides of TINY_CONFIG
+    pretrain_steps: int = 1200
+    squad_steps: int = 250
+    target_steps: int = 150
+    batch_size: int = 32
+    qa_max_length: int = 256  # training windows (evaluation uses the task's 384)
+    max_corpus_lines: int | None = None
+    max_train_examples: int | None = None  # first N training examples per task (tests)
+    eval_languages: dict | None = None  # task -> languages evaluated in the report (None = all)
+
+
+TINY = Sizes(eval_languages={"tydiqa": "en,fi,sw,ru"})
+TINY_TEST = Sizes(
+    vocab_size=2000,
+    char_coverage=0.98,
+    config=(
+        ("hidden_size", 64),
+        ("num_hidden_layers", 2),
+        ("num_attention_heads", 2),
+        ("intermediate_size", 128),
+    ),
+    pretrain_steps=30,
+    squad_steps=6,
+    target_steps=6,
+    batch_size=8,
+    qa_max_length=128,
+    max_corpus_lines=150,
+    max_train_examples=120,
+)
+FULL_STEPS = Sizes(squad_steps=5000, target_steps=3000, batch_size=32, qa_max_length=384)  # base/large
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--encoder", default="tiny", help="tiny (trained here), base or large")
+    parser.add_argument("--encoder_path", default=None, help="base/large weights: local dir or hub id")
+    parser.add_argument("--models_dir", default=None, help="default build/models[-<encoder>]")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated MODEL names")
+    parser.add_argument("--tasks", default=",".join(TARGETS), help="comma-separated target tasks")
+    parser.add_argument("--squad_train", default=None, help="SQuAD v1.1 train JSON (default xquad.en)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tiny-test", dest="tiny_test", action="store_true", help="very small, for tests"
+    )
+    parser.add_argument(
+        "--no_eval", action="store_true", help="skip the held-out figures (reports/zoo.md)"
+    )
+    parser.add_argument("--report", default=str(REPO / "reports" / "zoo.md"))
+    parser.add_argument("--force", action="store_true", help="redo stages that are already done")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
+    """Run fn(out) unless out/.done exists; write the marker after it succeeds. True if it ran."""
+    if (out / DONE).exists() and not force:
+        print(f"[models] {desc}: done already ({out})", flush=True)
+        return False
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    print(f"[models] {desc} -> {out}", flush=True)
+    fn(out)
+    (out / DONE).write_text(f"{time.perf_counter() - t0:.1f} s\n")
+    return True
+
+
+def build_zoo(
+    models_dir: Path,
+    encoder: str = "tiny",
+    models: list[str] | None = None,
+    tasks: list[str] | None = None,
+    sizes: Sizes = TINY,
+    encoder_path: str | None = None,
+    squad_train: str | None = None,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Build (or complete) the zoo in models_dir; returns seconds per stage that ran."""
+    models = [MODELS[m].name for m in (models or list(MODELS))]
+    tasks = [TASKS[t].name for t in (tasks or list(TARGETS))]
+    ctx = stages.Context(
+        models_dir=models_dir,
+        sizes=sizes,
+        seed=seed,
+        progress=progress,
+        squad_path=Path(squad_train) if squad_train else REPO / "data/squad_en/xquad.en.json.gz",
+        train_rows=TRAIN_ROWS,
+    )
+    timings: dict[str, float] = {}
+
+    def timed(out: Path, desc: str, fn) -> None:
+        t0 = time.perf_counter()
+        if run_stage(out, desc, fn, force):
+            timings[desc] = time.perf_counter() - t0
+
+    enc = get_encoder(encoder)
+    if enc.name == "tiny":
+        config = {**TINY_CONFIG, **dict(sizes.config)}
+        timed(models_dir / "encoder", "encoder tiny", lambda out: stages.pretrain(ctx, out, config))
+        ctx = replace(ctx, encoder_dir=str(models_dir / "encoder"))
+    else:
+        ctx = replace(ctx, encoder_dir=encoder_path or enc.source)
+    for name in models:
+        spec = MODELS[name]
+        if spec.intermediate:
+            timed(
+                models_dir / name / "squad",
+                f"{name} squad",
+                lambda out, s=spec: stages.squad(ctx, s, out),
+            )
+        for task in tasks:
+            desc = f"{name} {task}"
+            timed(
+                models_dir / name / task, desc, lambda out, s=spec, t=task: stages.target(ctx, s, t, out)
+            )
+    return timings
+
+
+def main(args: argparse.Namespace) -> int:
+    enc = get_encoder(args.encoder)
+    sizes = TINY_TEST if args.tiny_test else (TINY if enc.name == "tiny" else FULL_STEPS)
+    models_dir = Path(args.models_dir) if args.models_dir else enc.default_models_dir(REPO / "build")
+    models = [m for m in args.models.split(",") if m]
+    tasks = [t for t in args.tasks.split(",") if t]
+    t0 = time.perf_counter()
+    timings = build_zoo(
+        models_dir, enc.name, models, tasks, sizes, args.encoder_path, args.squad_train, args.seed,
+        args.force, not args.quiet,
+    )  # fmt: skip
+    train_s = time.perf_counter() - t0
+    print(
+        f"[models] training stages: {train_s:.0f} s ({json.dumps({k: round(v) for k, v in timings.items()})})"
+    )
+    if not args.no_eval:
+        from models.zoo_eval import evaluate_zoo, write_report
+
+        rows = evaluate_zoo(models_dir, enc.name, models, [*tasks, "tatoeba"], sizes, not args.quiet)
+        write_report(Path(args.report), rows, enc.name, sizes, train_s, time.perf_counter() - t0)
+        print(f"[models] report -> {args.report}")
+    print(f"[models] total {time.perf_counter() - t0:.0f} s; zoo in {models_dir}")
+    return 0

@@ -1,0 +1,340 @@
+"""The recipe's training stages: one function per (stage, learning kind), chosen through dicts.
+
+Each stage writes one zoo folder in the layout models/loaders.py reads (and documents).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.loaders import add_head, write_manifest
+from models.registry import TASKS, ModelSpec
+
+LR = {"full": 1e-4, "adapter": 1e-3, "fusion": 1e-3, "lora": 1e-3}  # tiny-model learning rates
+
+
+@dataclass(frozen=True)
+class Context:
+    models_dir: Path
+    sizes: Any  # recipe.Sizes
+    seed: int
+    progress: bool
+    squad_path: Path
+    train_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    encoder_dir: str = ""
+
+
+# --- data ------------------------------------------------------------------------------------------
+def classification_data(task: str, tokenizer, rows: tuple[int, int]) -> dict[str, np.ndarray]:
+    """English rows [lo, hi) of the task's bundled dev file -> ragged ids + labels."""
+    from tasks.data import batch_encode, find_file, read_classification_file, to_ragged
+    from tasks.registry import get_task
+
+    t = get_task(task, languages="en")
+    examples = read_classification_file(find_file(t.data_dir, "dev-en.tsv"), t.label_names, "en")
+    examples = [e for e in examples if rows[0] <= e.row < rows[1]]
+    ids = batch_encode(tokenizer, [e.text_a for e in examples], [e.text_b for e in examples], 128)
+    values, offsets = to_ragged(ids)
+    return {"input_ids": values, "offsets": offsets, "labels": np.array([e.label for e in examples])}
+
+
+def qa_data(path: Path, tokenizer, max_length: int) -> dict[str, np.ndarray]:
+    """SQuAD-format training windows (tasks.tydiqa.squad_train_features)."""
+    from tasks.data import read_squad
+    from tasks.tydiqa import squad_train_features
+
+    return squad_train_features(
+        tokenizer,
+        read_squad(path, "en"),
+        max_length,
+        128 if max_length > 200 else 48,
+        64 if max_length > 200 else 32,
+    )
+
+
+_MEMO: dict[tuple, dict[str, np.ndarray]] = {}  # featurised training data, reused across models
+
+
+def train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
+    """Training arrays of `task` (or "squad"), featurised once per (encoder, task, sizes)."""
+    key = (ctx.encoder_dir, task, ctx.sizes, str(ctx.squad_path))
+    if key not in _MEMO:
+        _MEMO[key] = _subset(_train_data(ctx, task, tokenizer), ctx.sizes.max_train_examples)
+    return _MEMO[key]
+
+
+def _subset(data: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]:
+    """The first n samples of ragged training arrays (all when n is None)."""
+    if n is None or n >= len(data["offsets"]) - 1:
+        return data
+    out = {k: v[:n] for k, v in data.items() if k not in ("input_ids", "offsets")}
+    out["offsets"] = data["offsets"][: n + 1]
+    out["input_ids"] = data["input_ids"][: data["offsets"][n]]
+    return out
+
+
+def _train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
+    if task == "squad":
+        return qa_data(ctx.squad_path, tokenizer, ctx.sizes.qa_max_length)
+    if TASKS[task].kind == "qa":
+        from tasks.data import find_file
+        from tasks.registry import get_task
+
+        path = find_file(get_task(task).data_dir, "train-en.json")
+        return qa_data(path, tokenizer, ctx.sizes.qa_max_length)
+    return classification_data(task, tokenizer, ctx.train_rows[task])
+
+
+# --- training loop ---------------------------------------------------------------------------------
+def train(
+    model: nn.Module, data: dict[str, np.ndarray], steps: int, lr: float, ctx: Context, desc: str
+) -> None:
+    """AdamW + linear warmup/decay on the parameters with requires_grad; random batches (seeded),
+    padded per batch. Label arrays in `data` are passed to the model by name (labels / start_positions...)."""
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    from tasks.data import pad_ragged
+
+    torch.manual_seed(ctx.seed)
+    rng = np.random.default_rng(ctx.seed)
+    label_keys = [k for k in ("labels", "start_positions", "end_positions") if k in data]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), steps)
+    n = len(data["offsets"]) - 1
+    model.train()
+    bar = tqdm(range(steps), desc=desc, disable=not ctx.progress)
+    for _ in bar:
+        rows = rng.integers(0, n, ctx.sizes.batch_size)
+        ids, mask = pad_ragged(data["input_ids"], data["offsets"], rows, 1)
+        labels = {k: torch.from_numpy(np.asarray(data[k])[rows]).long() for k in label_keys}
+        loss = model(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **labels
+        ).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+
+
+def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:
+    """requires_grad on exactly the parameters whose name contains one of `prefixes`."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(any(s in name for s in prefixes))
+
+
+# --- LoRA -> plain -----------------------------------------------------------------------------------
+def merge_lora(model: nn.Module, name: str, plain_cls) -> nn.Module:
+    """Merge LoRA `name` into the weights and return a plain transformers model of the same class.
+
+    Activate first, merge second (set_active_adapters after a merge silently un-merges, TASKS.md);
+    the merged weights are copied into a fresh model, so no LoRA module is left in the graph.
+    """
+    model.set_active_adapters(name)
+    model.merge_adapter(name)
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "adapters"):
+        del config.adapters  # a plain checkpoint: no adapters section in config.json
+    plain = plain_cls.from_config(config)
+    keys = plain.state_dict().keys()
+    state = model.state_dict()
+    plain.load_state_dict({k: state[k] for k in keys}, strict=True)
+    return plain.eval()
+
+
+def _plain_class(task: str):
+    from models.loaders import _plain_class
+
+    return _plain_class(TASKS[task].kind)
+
+
+def _head_kwargs(task: str) -> dict[str, Any]:
+    t = TASKS[task]
+    return {"num_labels": t.num_labels} if t.kind == "classification" else {}
+
+
+def _save_plain(model: nn.Module, tokenizer, out: Path, **manifest: Any) -> None:
+    if hasattr(model.config, "adapters"):
+        del model.config.adapters  # a plain checkpoint: no adapters section in config.json
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    write_manifest(out, **manifest)
+
+
+def _tokenizer(ctx: Context):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(ctx.encoder_dir)
+
+
+def _base_ref(ctx: Context, out: Path) -> str:
+    """The frozen encoder as zoo.json records it: relative path inside the zoo, else as given."""
+    enc = Path(ctx.encoder_dir)
+    return os.path.relpath(enc.resolve(), out.resolve()) if enc.exists() else ctx.encoder_dir
+
+
+# --- stage 1: tiny encoder ---------------------------------------------------------------------------
+def pretrain(ctx: Context, out: Path, config: dict[str, Any]) -> None:
+    from models.pretrain import build_tokenizer, pretrain_mlm, unlabelled_corpus
+
+    sentences = unlabelled_corpus(max_per_file=ctx.sizes.max_corpus_lines, seed=ctx.seed)
+    tok = build_tokenizer(out, sentences, ctx.sizes.vocab_size, ctx.sizes.char_coverage, ctx.seed)
+    pretrain_mlm(
+        tok, sentences, config, out, ctx.sizes.pretrain_steps, seed=ctx.seed, progress=ctx.progress
+    )
+    write_manifest(out, stage="encoder", serving="plain", sentences=len(sentences), config=config)
+
+
+# --- stage 2: intermediate SQuAD ---------------------------------------------------------------------
+def squad_full(ctx: Context, out: Path, data: dict, tok) -> None:
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
+    train(model, data, ctx.sizes.squad_steps, LR["full"], ctx, "squad full")
+    _save_plain(model, tok, out, stage="squad", serving="plain")
+
+
+def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
+    from adapters import XLMRobertaAdapterModel
+
+    model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
+    model.add_adapter("squad", config="seq_bn")
+    model.add_qa_head("squad")
+    model.set_active_adapters("squad")
+    only_train(model, ("adapters.squad.", "heads.squad."))
+    train(model, data, ctx.sizes.squad_steps, LR["adapter"], ctx, "squad seq_bn adapter")
+    (out / "adapters" / "squad").mkdir(parents=True)
+    model.save_adapter(str(out / "adapters" / "squad"), "squad", with_head=True)
+    tok.save_pretrained(out)
+    write_manifest(out, stage="squad", serving="adapter", base=_base_ref(ctx, out), adapters=["squad"])
+
+
+def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
+    import adapters
+    from adapters import LoRAConfig
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
+    adapters.init(model)
+    model.add_adapter("squad", config=LoRAConfig(r=8, alpha=16))
+    model.set_active_adapters("squad")
+    only_train(model, ("loras.squad.", "qa_outputs."))
+    train(model, data, ctx.sizes.squad_steps, LR["lora"], ctx, "squad LoRA")
+    _save_plain(
+        merge_lora(model, "squad", AutoModelForQuestionAnswering),
+        tok,
+        out,
+        stage="squad",
+        serving="merged",
+        merged=["squad"],
+    )
+
+
+SQUAD_STAGES = {"full": squad_full, "fusion": squad_adapter, "lora": squad_lora}
+
+
+def squad(ctx: Context, spec: ModelSpec, out: Path) -> None:
+    tok = _tokenizer(ctx)
+    data = train_data(ctx, "squad", tok)
+    SQUAD_STAGES[spec.learning](ctx, out, data, tok)
+
+
+# --- stage 3: target task ------------------------------------------------------------------------------
+def target_full(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
+    src = str(ctx.models_dir / spec.name / "squad") if spec.intermediate else ctx.encoder_dir
+    model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
+    train(model, data, ctx.sizes.target_steps, LR["full"], ctx, f"{spec.name} {task}")
+    _save_plain(model, tok, out, stage=task, serving="plain", source=src)
+
+
+def target_adapter(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
+    from adapters import XLMRobertaAdapterModel
+
+    model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
+    model.add_adapter(task, config="seq_bn")
+    add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
+    model.set_active_adapters(task)
+    only_train(model, (f"adapters.{task}.", f"heads.{task}."))
+    train(model, data, ctx.sizes.target_steps, LR["adapter"], ctx, f"{spec.name} {task}")
+    (out / "adapters" / task).mkdir(parents=True)
+    model.save_adapter(str(out / "adapters" / task), task, with_head=True)
+    tok.save_pretrained(out)
+    write_manifest(out, stage=task, serving="adapter", base=_base_ref(ctx, out), adapters=[task])
+
+
+def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
+    """Target adapter trained jointly with Fuse(squad, task); the squad adapter stays frozen."""
+    from adapters import Fuse, XLMRobertaAdapterModel
+
+    squad_dir = ctx.models_dir / spec.name / "squad"
+    model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
+    model.load_adapter(str(squad_dir / "adapters" / "squad"), with_head=False)
+    model.add_adapter(task, config="seq_bn")
+    add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
+    fuse = Fuse("squad", task)
+    model.add_adapter_fusion(fuse)
+    model.set_active_adapters(fuse)
+    model.active_head = task
+    only_train(model, (f"adapters.{task}.", f"adapter_fusion_layer.squad,{task}.", f"heads.{task}."))
+    train(model, data, ctx.sizes.target_steps, LR["fusion"], ctx, f"{spec.name} {task}")
+    for name in ("squad", task):
+        (out / "adapters" / name).mkdir(parents=True)
+        model.save_adapter(str(out / "adapters" / name), name, with_head=name == task)
+    (out / "fusion").mkdir()
+    model.save_adapter_fusion(str(out / "fusion"), fuse)
+    tok.save_pretrained(out)
+    write_manifest(
+        out,
+        stage=task,
+        serving="fusion",
+        base=_base_ref(ctx, out),
+        adapters=["squad", task],
+        fusion=["squad", task],
+    )
+
+
+def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
+    import adapters
+    from adapters import LoRAConfig
+
+    src = str(ctx.models_dir / spec.name / "squad")  # the SQuAD LoRA is already merged there
+    model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
+    adapters.init(model)
+    model.add_adapter(task, config=LoRAConfig(r=8, alpha=16))
+    model.set_active_adapters(task)
+    head = "qa_outputs." if TASKS[task].kind == "qa" else "classifier."
+    only_train(model, (f"loras.{task}.", head))
+    train(model, data, ctx.sizes.target_steps, LR["lora"], ctx, f"{spec.name} {task}")
+    _save_plain(
+        merge_lora(model, task, _plain_class(task)),
+        tok,
+        out,
+        stage=task,
+        serving="merged",
+        merged=["squad", task],
+    )
+
+
+TARGET_STAGES = {
+    "full": target_full,
+    "adapter": target_adapter,
+    "fusion": target_fusion,
+    "lora": target_lora,
+}
+
+
+def target(ctx: Context, spec: ModelSpec, task: str, out: Path) -> None:
+    tok = _tokenizer(ctx)
+    TARGET_STAGES[spec.learning](ctx, spec, task, out, train_data(ctx, task, tok), tok)

@@ -1,0 +1,168 @@
+"""Model zoo: registry, loaders, LoRA merge, AdapterFusion reload, ONNX parity, pooling, random weights.
+
+One very small zoo (2 layers, hidden 64, 2000 pieces, a few steps) is built once per session.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.registry import MODELS, resolve
+
+KIND_TASKS = ("xnli", "tydiqa", "tatoeba")  # one task per kind
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory):
+    from models.recipe import TINY_TEST, build_zoo
+
+    root = tmp_path_factory.mktemp("zoo")
+    build_zoo(root, "tiny", tasks=["xnli", "tydiqa"], sizes=TINY_TEST, progress=False)
+    return root
+
+
+def _inputs(tok) -> tuple[np.ndarray, np.ndarray]:
+    enc = tok(
+        ["The cat sat on the mat.", "Der Hund schläft, 你好", "Hi"],
+        [
+            "A cat is sitting.",
+            "Where does the dog sleep? It sleeps in the garden near the old house.",
+            "Yo",
+        ],
+        padding=True,
+        return_tensors="np",
+    )
+    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+def test_registry_errors_suggest_names(zoo):
+    with pytest.raises(ValueError, match="Did you mean 'adapter-squad'"):
+        resolve("adapter-squat", "xnli", models_dir=zoo)
+    with pytest.raises(ValueError, match="Did you mean 'pawsx'"):
+        resolve("full", "paws", models_dir=zoo)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        resolve("full", "xnli", encoder="huge", models_dir=zoo)
+    with pytest.raises(FileNotFoundError, match="harness models"):
+        resolve("full", "pawsx", models_dir=zoo)  # not built in this zoo
+    from models.backends import create_backend
+
+    with pytest.raises(ValueError, match="Did you mean 'onnxruntime'"):
+        create_backend("onnx-runtime", resolve("full", "xnli", models_dir=zoo))
+
+
+def test_serving_forms_and_shapes(zoo):
+    forms = {(m, t): resolve(m, t, models_dir=zoo).serving for m in MODELS for t in KIND_TASKS}
+    assert forms[("adapter-squad", "xnli")] == "fusion"
+    assert forms[("adapter-squad", "tatoeba")] == "adapter"
+    assert forms[("lora-squad", "tydiqa")] == "merged"
+    assert forms[("adapter", "tatoeba")] == "plain"
+    s = resolve("full", "tydiqa", models_dir=zoo)
+    ids, mask = _inputs(s.tokenizer())
+    with torch.inference_mode():
+        out = s.torch_module()(torch.from_numpy(ids), torch.from_numpy(mask))
+    assert out.shape == (3, 2, ids.shape[1]) and out.dtype == torch.float32
+    d = resolve("adapter-squad", "tatoeba", models_dir=zoo).describe()
+    assert d["model_kind"] == "tiny" and d["pooling_layer"] == 1 and d["serving"] == "adapter"
+
+
+def test_random_weights_refused_for_accuracy():
+    s = resolve("adapter-squad", "xnli", encoder="large", weights="random")
+    assert s.model_kind == "random" and s.encoder_config["hidden_size"] == 1024
+    assert s.pooling_layer == 14 and resolve("full", "bucc", "base", weights="random").pooling_layer == 8
+    with pytest.raises(ValueError, match="random weights"):
+        s.check_for_accuracy()
+
+
+def test_merged_lora_equals_unmerged_and_has_no_lora_modules(zoo):
+    import adapters
+    from adapters import LoRAConfig
+    from transformers import AutoModelForSequenceClassification
+
+    from models.stages import merge_lora
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        zoo / "lora-squad" / "squad", num_labels=3
+    )
+    adapters.init(model)
+    model.add_adapter("x", config=LoRAConfig(r=8, alpha=16))
+    with torch.no_grad():  # LoRA B starts at zero: make the adapter matter
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.set_active_adapters("x")
+    model.eval()
+    ids, mask = (
+        torch.from_numpy(a) for a in _inputs(resolve("full", "xnli", models_dir=zoo).tokenizer())
+    )
+    with torch.no_grad():
+        unmerged = model(input_ids=ids, attention_mask=mask).logits
+        plain = merge_lora(model, "x", AutoModelForSequenceClassification)
+        merged = plain(input_ids=ids, attention_mask=mask).logits
+    assert (unmerged - merged).abs().max().item() < 1e-4
+    assert not any("lora" in n.lower() or "LoRA" in type(m).__name__ for n, m in plain.named_modules())
+    served = resolve("lora-squad", "xnli", models_dir=zoo).torch_module()
+    assert not any("LoRA" in type(m).__name__ or "loras" in n for n, m in served.named_modules())
+
+
+def test_full_and_lora_checkpoints_load_with_plain_transformers(zoo):
+    from transformers import AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+
+    for model in ("full", "full-squad", "lora-squad"):
+        clf = AutoModelForSequenceClassification.from_pretrained(zoo / model / "xnli")
+        assert clf.config.num_labels == 3
+        AutoModelForQuestionAnswering.from_pretrained(zoo / model / "tydiqa")
+    AutoModel.from_pretrained(zoo / "lora-squad" / "squad")
+    assert "adapters" not in (zoo / "lora-squad" / "xnli" / "config.json").read_text()
+
+
+def test_fusion_checkpoint_reloads_identically(zoo):
+    s = resolve("adapter-squad", "xnli", models_dir=zoo)
+    ids, mask = (torch.from_numpy(a) for a in _inputs(s.tokenizer()))
+    with torch.inference_mode():
+        a, b = (s.torch_module()(ids, mask) for _ in range(2))
+    assert torch.equal(a, b)
+    # the fusion layer and both adapters are really there and active
+    model = s.torch_module().model
+    assert str(model.active_adapters) == "Fuse[squad, xnli]"
+    assert any("adapter_fusion_layer" in n for n, _ in model.named_parameters())
+
+
+def test_pooling_layer_is_honoured(zoo):
+    from transformers import AutoModel
+
+    from models.modules import mean_pool
+
+    s = resolve("full-squad", "tatoeba", models_dir=zoo)
+    ids, mask = (torch.from_numpy(a) for a in _inputs(s.tokenizer()))
+    enc = AutoModel.from_pretrained(s.checkpoint).eval()
+    with torch.inference_mode():
+        hs = enc(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        for layer in (0, 1, 2):
+            got = s.with_pooling_layer(layer).torch_module()(ids, mask)
+            assert torch.allclose(got, mean_pool(hs[layer], mask), atol=1e-5)
+    with pytest.raises(ValueError, match="pooling layer"):
+        s.with_pooling_layer(3)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_onnx_parity_every_entry_and_kind(zoo, model, tmp_path):
+    from models.backends import create_backend
+    from models.base import BackendOptions
+
+    for task in KIND_TASKS:
+        s = resolve(model, task, models_dir=zoo)
+        ids, mask = _inputs(s.tokenizer())
+        ref = create_backend("pytorch", s, BackendOptions(threads=1)).predict(ids, mask)
+        for optimize in (False, True):
+            ort = create_backend("onnxruntime", s, BackendOptions(threads=1, optimize=optimize))
+            got = ort.predict(ids, mask)
+            assert got.shape == ref.shape and got.dtype == np.float32
+            valid = np.broadcast_to(mask[:, None, :], ref.shape) if task == "tydiqa" else slice(None)
+            assert np.abs(got - ref)[valid].max() < 1e-4, (model, task, optimize)
+    q = create_backend(
+        "onnxruntime", resolve(model, "xnli", models_dir=zoo), BackendOptions(dtype="int8")
+    )
+    assert q.predict(ids, mask).shape == (3, 3)
