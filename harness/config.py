@@ -52,6 +52,7 @@ class RunConfig:
     token_budget: int = 4096
     max_wait_ms: float = 2.0
     pad_to: int | None = None  # reference-design baseline only: pad every batch to this length
+    pooling_layer: int | None = None  # retrieval: hidden_states index to pool (None = registry's)
     workers: int = 1
     watchdog_s: float = 60.0
     abort_grace_s: float = 30.0  # after a SUT failure, how long StartTest may take to return
@@ -138,6 +139,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--threads", type=int, help="backend intra-op threads (0 = library default)")
     a("--max_batch", type=int)
     a("--token_budget", type=int, help="max padded tokens per batch (0 = unlimited)")
+    a("--pooling_layer", type=int, help="retrieval tasks: hidden_states index to mean-pool")
     a("--pad_to", type=int, help="pad every batch to N tokens (the reference-design baseline only)")
     a("--max_wait_ms", type=float, help="Server: batching wait bound after a batch's first query")
     a("--workers", type=int, help="SUT worker threads (one backend instance each)")

@@ -8,7 +8,7 @@ Stages, each skipped when its folder already has a `.done` marker (resumable; --
   3. target    per model x xnli/pawsx/tydiqa, English training data only -> <models_dir>/<MODEL>/<TASK>
   4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
 Honest splits of the bundled dev sets (no train set ships here): XNLI trains on English rows
-XNLI_TRAIN_ROWS and must be evaluated on rows XNLI_EVAL_ROWS of every language; PAWS-X likewise;
+TRAIN_ROWS and must be evaluated on rows EVAL_ROWS of every language (PAWS-X likewise);
 TyDiQA trains on train-en and is evaluated on the dev sets. Deterministic for a given --seed.
 """
 
@@ -25,13 +25,12 @@ from models import stages
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
 from models.loaders import DONE
 from models.registry import MODELS, TASKS
+from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
-XNLI_TRAIN_ROWS = (0, 1245)  # English dev rows used for training
-XNLI_EVAL_ROWS = (1245, 2490)  # rows to evaluate, in every language
-PAWSX_TRAIN_ROWS = (0, 1000)
-PAWSX_EVAL_ROWS = (1000, 2000)
-TRAIN_ROWS = {"xnli": XNLI_TRAIN_ROWS, "pawsx": PAWSX_TRAIN_ROWS}
-EVAL_ROWS = {"xnli": XNLI_EVAL_ROWS, "pawsx": PAWSX_EVAL_ROWS}
+# English dev rows [0, first held-out row) train the targets; every language's rows from there on
+# are the evaluation rows (one definition, shared with the scorers' --heldout_rows).
+TRAIN_ROWS = {task: (0, first) for task, first in HELDOUT_FIRST_ROW.items()}
+EVAL_ROWS = {task: (first, None) for task, first in HELDOUT_FIRST_ROW.items()}
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,9 +42,9 @@ class Sizes:
     vocab_size: int = TINY_VOCAB
     char_coverage: float = 0.9995  # < 1: rare characters -> <unk> (keeps CJK within the vocab)
     config: tuple[tuple[str, int], ...] = ()  # overrides of TINY_CONFIG
-    pretrain_steps: int = 1200
-    squad_steps: int = 250
-    target_steps: int = 150
+    pretrain_steps: int = 600
+    squad_steps: int = 150
+    target_steps: int = 100
     batch_size: int = 32
     qa_max_length: int = 256  # training windows (evaluation uses the task's 384)
     max_corpus_lines: int | None = None
@@ -121,8 +120,8 @@ def build_zoo(
     progress: bool = True,
 ) -> dict[str, float]:
     """Build (or complete) the zoo in models_dir; returns seconds per stage that ran."""
-    models = [MODELS[m].name for m in (models or list(MODELS))]
-    tasks = [TASKS[t].name for t in (tasks or list(TARGETS))]
+    models = [MODELS[m].name for m in (list(MODELS) if models is None else models)]
+    tasks = [TASKS[t].name for t in (list(TARGETS) if tasks is None else tasks)]
     ctx = stages.Context(
         models_dir=models_dir,
         sizes=sizes,
@@ -184,3 +183,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"[models] report -> {args.report}")
     print(f"[models] total {time.perf_counter() - t0:.0f} s; zoo in {models_dir}")
     return 0
+
+
+def build_for_run(model: str, task: str, models_dir: Path | None = None) -> None:
+    """Build only the tiny-zoo stages one run needs (first use of `make run`): the encoder, the
+    model's intermediate stage, and its target stage when the task has one."""
+    models_dir = models_dir or get_encoder("tiny").default_models_dir(REPO / "build")
+    tasks = [task] if task in TARGETS else []
+    print(f"[models] first use: building the tiny zoo entries for {model}/{task} in {models_dir}")
+    build_zoo(models_dir, "tiny", [model], tasks, TINY)
