@@ -89,8 +89,8 @@ def encoder_config_of(enc: EncoderSpec, checkpoint: Path | None) -> dict[str, An
 
 # --- tokenizer ---------------------------------------------------------------------------------------
 def load_tokenizer(served: ServedModel):
-    """The checkpoint's tokenizer. Random weights: the real tokenizer of base/large when it loads
-    (local dir or hub), else the tiny zoo's (valid ids for any vocab >= its size; lengths differ)."""
+    """The checkpoint's tokenizer. Random weights: the real tokenizer of base/large when it is on
+    disk (local dir or the Hugging Face cache), else the tiny zoo's (valid ids for any vocab >= its size; lengths differ)."""
     from transformers import AutoTokenizer
 
     from models.encoders import get_encoder
@@ -103,8 +103,8 @@ def load_tokenizer(served: ServedModel):
     candidates += [str(served.models_dir / "encoder"), str(tiny_root / "encoder")]
     errors = []
     for source in candidates:
-        try:
-            return AutoTokenizer.from_pretrained(source)
+        try:  # local files / the HF cache only: a speed study must not stall on network retries
+            return AutoTokenizer.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as e:
             errors.append(f"{source}: {type(e).__name__}")
     raise FileNotFoundError(

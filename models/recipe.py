@@ -43,10 +43,10 @@ class Sizes:
     char_coverage: float = 0.9995  # < 1: rare characters -> <unk> (keeps CJK within the vocab)
     config: tuple[tuple[str, int], ...] = ()  # overrides of TINY_CONFIG
     pretrain_steps: int = 600
-    squad_steps: int = 150
+    squad_steps: int = 100
     target_steps: int = 100
     batch_size: int = 32
-    qa_max_length: int = 256  # training windows (evaluation uses the task's 384)
+    qa_max_length: int = 192  # training windows (evaluation uses the task's 384)
     max_corpus_lines: int | None = None
     max_train_examples: int | None = None  # first N training examples per task (tests)
     eval_languages: dict | None = None  # task -> languages evaluated in the report (None = all)

@@ -65,7 +65,7 @@ _MEMO: dict[tuple, dict[str, np.ndarray]] = {}  # featurised training data, reus
 
 def train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
     """Training arrays of `task` (or "squad"), featurised once per (encoder, task, sizes)."""
-    key = (ctx.encoder_dir, task, ctx.sizes, str(ctx.squad_path))
+    key = (ctx.encoder_dir, task, repr(ctx.sizes), str(ctx.squad_path))  # Sizes holds a dict
     if key not in _MEMO:
         _MEMO[key] = _subset(_train_data(ctx, task, tokenizer), ctx.sizes.max_train_examples)
     return _MEMO[key]
