@@ -157,6 +157,9 @@ class SUT(ABC):
         self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_flight: dict[int, Work] = {}
+        # worker -> work it took off the queue but holds back for its next batch (Server); handed
+        # over with dict.pop, so exactly one of the worker and the watchdog ever gets it
+        self._carry: dict[int, Work] = {}
         self._keys = iter(range(1, 1 << 62))
         self._last_activity = time.monotonic()
         self._stopping = threading.Event()
@@ -281,6 +284,10 @@ class SUT(ABC):
         if claim_in_flight:
             with self._lock:
                 stuck, self._in_flight = list(self._in_flight.values()), {}
+            for worker in list(self._carry):
+                held = self._carry.pop(worker, None)
+                if held is not None:
+                    stuck.append(held)
             for work in stuck:
                 self._complete_empty(work)
         stops = 0

@@ -20,10 +20,6 @@ from sut.batching import fits
 class ServerSUT(SUT):
     scenario = "Server"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._carry: dict[int, Work] = {}  # worker -> a query that did not fit its previous batch
-
     def _next_work(self, worker: int) -> Work | None:
         first = self._carry.pop(worker, None) or self._queue.get()
         if first is STOP:

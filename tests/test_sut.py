@@ -174,6 +174,23 @@ def test_watchdog_unblocks_a_hung_backend(tmp_path):
     assert isinstance(sut.failure, TimeoutError) and sut.issued == sut.completed == N
 
 
+def test_stall_drain_completes_a_query_held_back_by_a_server_worker(monkeypatch):
+    """A Server worker stuck in predict may hold a query it carried over: the drain must complete it."""
+    from sut.base import Work
+
+    sut = get_sut_class("Server")([FakeBackend()], QuerySampleLibrary(make_features()), "classification",
+                                  SUTOptions(max_batch=8, token_budget=256))  # fmt: skip
+    completed: list[int] = []
+    monkeypatch.setattr(lg, "QuerySamplesComplete", lambda rs: completed.extend(r.id for r in rs))
+    sut._carry[0] = Work([7], [3], 0.0)
+    sut._in_flight[1] = Work([5, 6], [1, 2], 0.0, planned=True)
+    sut._queue.put(Work([8], [4], 0.0))
+    sut._drain(claim_in_flight=True)
+    assert sorted(completed) == [5, 6, 7, 8] and not sut._carry and not sut._in_flight
+    sut._drain(claim_in_flight=True)  # nothing is completed twice
+    assert sorted(completed) == [5, 6, 7, 8]
+
+
 def test_results_parse_real_summaries_keep_reasons():
     text = """Scenario : SingleStream\nResult is : INVALID\n  Min duration satisfied : NO
   Min queries satisfied : Yes\n  Early stopping satisfied: Yes
