@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -291,53 +289,12 @@ def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
 
 
 # --- provenance and the stdout tee -----------------------------------------------------------------
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def _version(module: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = {"mlperf_loadgen": "mlcommons-loadgen"}
-    try:
-        return version(names.get(module, module))
-    except PackageNotFoundError:
-        return None
-
-
 def provenance() -> dict[str, Any]:
-    """git sha / dirty, package versions, device (run_config.json)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        mem = None
-    gpus: list[str] = []
-    try:
-        import torch
+    """git sha / dirty, package versions, device, for run_config.json: the same collectors (and so
+    the same keys) as `make info`, which the submission's systems/<system>.json is filled from."""
+    from harness.info import device_info, git_state, package_versions
 
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - provenance must never fail a run
-        pass
-    mods = ("torch", "transformers", "adapters", "onnxruntime", "mlperf_loadgen", "numpy")
-    return {
-        "git_sha": _git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(_git("status", "--porcelain")),
-        "versions": {"python": platform.python_version(), **{m: _version(m) for m in mods}},
-        "device": {"cpu": cpu, "cores": os.cpu_count(), "memory_bytes": mem, "gpus": gpus},
-    }
+    return {**git_state(), "versions": package_versions(), "device": device_info()}
 
 
 class Tee:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from harness.submission.system import build_system_json
 
 REPO = Path(__file__).resolve().parents[1]
 TEST01 = "*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n*.*.accuracy_log_sampling_target = 4096\n"
@@ -61,6 +64,11 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     cfg = json.loads((run_dir / "run_config.json").read_text())
     assert cfg["mode"] == mode and cfg["model_kind"] == "tiny" and cfg["submission_grade"] is False
     assert cfg["loadgen_model_name"] == "full" and cfg["duration_s"] == 1.0 and cfg["count"] == COUNT
+    # provenance carries the keys the submission's system description is filled from
+    system = build_system_json("Org", "box", cfg)
+    assert system["host_processor_core_count"] == str(os.cpu_count()) == str(cfg["device"]["cpu_cores"])
+    assert system["host_memory_capacity"] == f"{cfg['device']['memory_gib']} GiB"
+    assert cfg["versions"]["mlperf_loadgen"] == "6.0.17" and len(cfg["git_sha"]) == 40
     res = json.loads((run_dir / "results.json").read_text())
     assert res["scenario"] == scenario and res["mode"] == mode and res["loadgen_errors"] == 0
     stdout = (run_dir / "stdout.txt").read_text()
