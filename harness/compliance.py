@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.loadgen_log import LoadgenLog
 from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, REPO
-from harness.submission.loadgen_log import LoadgenLog
 
 AUDIT_CONF = REPO / "audit.conf"
 RUNNER = (sys.executable, "-m", "harness", "run")

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from harness.loadgen_log import LoadgenLog
+
 RESULT_KEYS = (
     "result_valid validity scenario mode samples_per_second completed_qps scheduled_qps target_qps "
     "target_latency_ns latency_ns early_stopping_latency_ns constraints_failed loadgen_errors "
@@ -62,15 +64,11 @@ def _percentiles(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def count_detail(detail: Path) -> tuple[int, int]:
-    """(errors, warnings) logged by LoadGen in mlperf_log_detail.txt."""
-    errors = warnings = 0
-    if detail.is_file():
-        for line in detail.read_text(errors="replace").splitlines():
-            if '"key": "error"' in line:
-                errors += 1
-            elif '"key": "warning"' in line:
-                warnings += 1
-    return errors, warnings
+    """(errors, warnings) logged by LoadGen in mlperf_log_detail.txt (0, 0 when it is absent)."""
+    if not detail.is_file():
+        return 0, 0
+    log = LoadgenLog.read(detail)
+    return len(log.errors), len(log.warnings)
 
 
 def results_from_summary(text: str, detail: Path, mode: str, submission_grade: bool) -> dict[str, Any]:

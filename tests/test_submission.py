@@ -88,7 +88,7 @@ validity = vals.get("result_validity")
     "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
 (out / "results.json").write_text(json.dumps({
     "result_valid": validity == "VALID" if not a.accuracy else True, "validity": validity,
-    "scenario": a.scenario, "mode": mode, "loadgen_errors": [], "submission_grade": False}))
+    "scenario": a.scenario, "mode": mode, "loadgen_errors": 0, "submission_grade": False}))
 (out / "stdout.txt").write_text("")
 if a.accuracy:
     (out / "accuracy.txt").write_text('{"accuracy": 41.2, "count": 32}\n')
@@ -228,7 +228,6 @@ def _edit(run_dir: Path, name: str, **changes) -> None:
             {"result_valid": False, "validity": "INVALID"},
             "result is INVALID",
         ),
-        ("performance", "results.json", {"loadgen_errors": ["boom"]}, "LoadGen reported 1 error(s)"),
         ("accuracy", "run_config.json", {"git_sha": "f" * 40}, "git sha mismatch"),
         ("accuracy", "run_config.json", {"model_kind": "random"}, "accuracy run on random weights"),
     ],
@@ -240,6 +239,19 @@ def test_stage_refuses(log_dir, tmp_path, mode, name, changes, message):
     count, problems = stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
     assert count == 0 and any(message in p for p in problems), problems
     assert not (tmp_path / "sub" / "open").exists()
+
+
+def test_stage_refuses_runs_with_loadgen_errors(log_dir, tmp_path):
+    """An error record in LoadGen's detail log (results.json only counts them) blocks staging."""
+    d = tmp_path / "D"
+    shutil.copytree(log_dir, d)
+    run_dir = d / "adapter-squad" / "xnli" / "Offline" / "performance"
+    record = {"key": "error", "value": "boom", "time_ms": 1.0, "namespace": "mlperf::logging"}
+    with open(run_dir / "mlperf_log_detail.txt", "a") as f:
+        f.write(":::MLLOG " + json.dumps(record) + "\n")
+    _edit(run_dir, "results.json", loadgen_errors=1)
+    count, problems = stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
+    assert count == 0 and any("LoadGen reported 1 error(s), first: boom" in p for p in problems), problems
 
 
 def test_stage_refuses_user_conf_mismatch(log_dir, tmp_path):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.loadgen_log import LoadgenLog
 from harness.submission.layout import (
     ACC_FILES,
     CHECKER_VERSION,
@@ -36,7 +37,6 @@ from harness.submission.layout import (
     read_hash,
     submitter_dir,
 )
-from harness.submission.loadgen_log import LoadgenLog
 
 
 def _load_json(path: Path, errors: list[str]) -> dict | None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.loadgen_log import LoadgenLog
 from harness.submission.layout import benchmark_name
-from harness.submission.loadgen_log import LoadgenLog
 
 
 @dataclass
@@ -58,11 +58,9 @@ class Run:
         return LoadgenLog.read(f) if f.is_file() else None
 
     def loadgen_errors(self) -> list[str]:
-        """Errors from results.json and from the detail log (deduplicated, in order)."""
-        errors = [str(e) for e in self.results.get("loadgen_errors") or []]
+        """The error records of LoadGen's detail log (results.json only counts them)."""
         log = self.detail()
-        errors += log.errors if log else []
-        return list(dict.fromkeys(errors))
+        return log.errors if log else []
 
 
 def find_runs(log_dirs: list[Path]) -> dict[tuple[str, str, str], Run]:
