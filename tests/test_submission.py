@@ -251,7 +251,9 @@ def test_stage_refuses_runs_with_loadgen_errors(log_dir, tmp_path):
         f.write(":::MLLOG " + json.dumps(record) + "\n")
     _edit(run_dir, "results.json", loadgen_errors=1)
     count, problems = stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
-    assert count == 0 and any("LoadGen reported 1 error(s), first: boom" in p for p in problems), problems
+    assert count == 0 and any("LoadGen reported 1 error(s), first: boom" in p for p in problems), (
+        problems
+    )
 
 
 def test_stage_refuses_user_conf_mismatch(log_dir, tmp_path):
