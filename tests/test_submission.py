@@ -270,3 +270,17 @@ def test_stage_refuses_dev_runs_without_testing_option(log_dir, tmp_path):
     assert count == 0
     assert any("development run (submission_grade false" in p for p in problems)
     assert any("dirty git tree" in p for p in problems)
+
+
+@pytest.mark.parametrize("action", ["truncate", "check", "pack"])
+def test_steps_before_stage_give_one_line_errors(tmp_path, action, capsys):
+    import argparse
+
+    from harness.submission.cli import configure_parser, main
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    rc = main(parser.parse_args([action, "--submitter", "Org", "--root", str(tmp_path / "none")]))
+    out = capsys.readouterr()
+    assert rc in (1, 2) and "Traceback" not in out.err + out.out
+    assert "Org" in out.err + out.out  # names the missing package

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from harness.submission.layout import DEFAULT_LOG_DIR, DEFAULT_ROOT
@@ -57,6 +58,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Each step reports a user error (nothing staged yet, a missing file) in one line, exit 2."""
+    try:
+        return _run(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: submission {args.action}: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     root = args.root.resolve()
     if args.action == "stage":
         from harness.submission.stage import stage
@@ -91,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"ERROR: {e}")
         print(f"check: {len(errors)} error(s) ({'REJECTED' if errors else 'accepted'} by our rules)")
         status = 1 if errors else 0
-        if args.checker:
+        if args.checker and (root / "open").is_dir():
             extra = args.checker_args.split() + (
                 [] if args.strict_dataset_size else ["--skip-dataset-size-check"]
             )
@@ -104,6 +114,8 @@ def main(args: argparse.Namespace) -> int:
 
     errors, _ = check_package(root, args.submitter)
     if errors:
+        for e in errors:
+            print(f"ERROR: {e}")
         print(f"pack: refused, `submission check` reports {len(errors)} error(s)")
         return 1
     print(f"pack: {pack(root, args.submitter)}")
