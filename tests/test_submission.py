@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.submission.check import check_package
-from harness.submission.layout import FULL_LOGS, NOT_FOR_SUBMISSION, VIEWABLE_BYTES, read_hash
+from harness.submission.layout import NOT_FOR_SUBMISSION, VIEWABLE_BYTES, full_logs_dir, read_hash
 from harness.submission.pack import pack
 from harness.submission.stage import stage
 from harness.submission.truncate import truncate, truncate_dir
@@ -149,12 +149,14 @@ def test_package_accepted_and_stamped(package):
     assert json.loads((sub / "model_mapping.json").read_text()) == {BENCH: "bert-99"}
     assert (sub / "src" / "GIT_SHA").read_text().strip() == head_sha()
     assert (sub / "src" / "harness" / "cli.py").is_file()
+    assert not list((sub / "src").glob(".*"))  # no .ci/ or .gitignore: the legacy checker refuses them
+    assert not (package / "full_accuracy_logs").exists() and full_logs_dir(package).is_dir()
     system = json.loads((sub / "systems" / "tiny_cpu.json").read_text())
     assert system["host_processor_model_name"] == "Test CPU" and system["accelerators_per_node"] == "0"
     assert "TEST PASS" in (scen / "TEST01" / "verify_accuracy.txt").read_text().splitlines()
     for rel in ("accuracy", "TEST01/accuracy"):
         truncated = scen / rel / "mlperf_log_accuracy.json"
-        full = package / FULL_LOGS / truncated.relative_to(package)
+        full = full_logs_dir(package) / truncated.relative_to(package)
         assert truncated.stat().st_size <= 10 * 1024 < full.stat().st_size
         assert read_hash(scen / rel / "accuracy.txt") == hashlib.sha256(full.read_bytes()).hexdigest()
     assert pack(package, "TestOrg").name == "TestOrg-open-NOT_FOR_SUBMISSION.tar.gz"
@@ -198,7 +200,7 @@ def test_check_rejects_missing_system_field(package, tmp_path):
 def test_check_rejects_untruncated_log(package, tmp_path):
     root, sub = _broken_copy(package, tmp_path)
     rel = Path("open/TestOrg/results/tiny_cpu") / BENCH / "Offline/accuracy/mlperf_log_accuracy.json"
-    shutil.copy2(root / FULL_LOGS / rel, root / rel)
+    shutil.copy2(full_logs_dir(package) / rel, root / rel)
     errors, _ = check_package(root, "TestOrg")
     assert any("not truncated" in e for e in errors)
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.submission.layout import DEFAULT_LOG_DIR, DEFAULT_ROOT
+from harness.submission.layout import DEFAULT_LOG_DIR, DEFAULT_ROOT, full_logs_dir
 
 
 def _mapping(items: list[str]) -> dict[str, str]:
@@ -87,9 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         from harness.submission.truncate import truncate
 
         changed = truncate(root, args.submitter)
-        print(
-            f"truncate: {len(changed)} accuracy log(s) truncated; full logs in {root}/full_accuracy_logs"
-        )
+        print(f"truncate: {len(changed)} accuracy log(s) truncated; full logs in {full_logs_dir(root)}")
         return 0
     if args.action == "check":
         from harness.submission.check import check_package, run_official

@@ -9,12 +9,18 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ROOT = REPO / "build" / "submission"  # holds open/<submitter>/ and full_accuracy_logs/
+DEFAULT_ROOT = REPO / "build" / "submission"  # the checker's --input: holds open/<submitter>/ only
 DEFAULT_LOG_DIR = REPO / "build" / "logs" / "latest"
 DIVISION = "open"
 CHECKER_VERSION = "v6.1"
 NOT_FOR_SUBMISSION = "NOT_FOR_SUBMISSION.txt"
-FULL_LOGS = "full_accuracy_logs"
+
+
+def full_logs_dir(root: Path) -> Path:
+    """Where truncation keeps the full accuracy logs: BESIDE the package root, never inside it (the
+    checker reads every folder of its --input as a division)."""
+    return root.with_name(root.name + "_full_accuracy_logs")
+
 
 # Every benchmark folder maps to this official model unless --map says otherwise. BERT-99 is the
 # language-encoder benchmark; its rules (sample counts, accuracy.txt format) then apply.

@@ -21,10 +21,10 @@ from harness.submission.layout import (
     ACC_FILES,
     DEFAULT_MAPPED_MODEL,
     DIVISION,
-    FULL_LOGS,
     NOT_FOR_SUBMISSION,
     PERF_FILES,
     REPO,
+    full_logs_dir,
     submitter_dir,
 )
 from harness.submission.runs import Run, find_runs, test01_dir
@@ -102,13 +102,15 @@ def _copy(src_dir: Path, names: tuple[str, ...], dst_dir: Path) -> None:
 
 
 def extract_source(sha: str, dst: Path, repo: Path = REPO) -> None:
-    """`git archive <sha>` unpacked into `dst` (the harness source exactly as the runs used it)."""
+    """`git archive <sha>` unpacked into `dst` (the harness source exactly as the runs used it),
+    without dot-files and dot-folders (.ci/, .gitignore): the legacy checker rejects such names."""
     proc = subprocess.run(["git", "archive", "--format=tar", sha], cwd=repo, capture_output=True)
     if proc.returncode:
         raise RuntimeError(f"git archive {sha} failed: {proc.stderr.decode().strip()}")
     dst.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
-        tar.extractall(dst, filter="data")
+        members = [m for m in tar.getmembers() if not any(p.startswith(".") for p in Path(m.name).parts)]
+        tar.extractall(dst, members=members, filter="data")
     (dst / "GIT_SHA").write_text(sha + "\n")
 
 
@@ -201,7 +203,7 @@ def stage(
         return 0, problems
 
     sub = submitter_dir(root, submitter)
-    for stale in (sub, root / FULL_LOGS / DIVISION / submitter):
+    for stale in (sub, full_logs_dir(root) / DIVISION / submitter):
         shutil.rmtree(stale, ignore_errors=True)
     try:
         extract_source(shas[0], sub / "src")

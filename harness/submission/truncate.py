@@ -1,7 +1,7 @@
 """`submission truncate`: MLCommons' accuracy-log truncation, applied to a staged package.
 
 For every accuracy/ folder (main and TEST01) whose mlperf_log_accuracy.json is not yet truncated:
-keep the full file under <root>/full_accuracy_logs/<same relative path>, append
+keep the full file under <root>_full_accuracy_logs/<same relative path> (beside the package), append
 `hash=<sha256 of the full file>` to accuracy.txt, and keep only the first and last 4 KiB of the
 json with a `...` marker between them (files under 4 KiB are kept whole, as upstream does).
 """
@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 from harness.submission.layout import (
-    FULL_LOGS,
     MAX_ACCURACY_LOG_BYTES,
     VIEWABLE_BYTES,
     accuracy_dirs,
+    full_logs_dir,
     read_hash,
     submitter_dir,
 )
@@ -64,6 +64,6 @@ def truncate(root: Path, submitter: str) -> list[Path]:
     changed = []
     for acc_dir in accuracy_dirs(sub):
         rel = acc_dir.relative_to(root)
-        if truncate_dir(acc_dir, root / FULL_LOGS / rel):
+        if truncate_dir(acc_dir, full_logs_dir(root) / rel):
             changed.append(acc_dir)
     return changed
