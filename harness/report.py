@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,9 +246,22 @@ def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[s
     return out
 
 
-def markdown(rows: list[dict[str, Any]], runs: list[Run], title: str = "Efficiency study") -> str:
-    """The study.md text: the variant table, the overhead table and the int8 per-language table."""
+def markdown(
+    rows: list[dict[str, Any]],
+    runs: list[Run],
+    title: str = "Efficiency study",
+    figures: Sequence[str] = (),
+    command: str | None = None,
+) -> str:
+    """The study.md text: how it was made, the variant table, the overhead table, the int8
+    per-language table, and the figures that were actually written."""
+    from harness.info import device_info
+
+    dev = device_info()
     lines = [f"# {title}", ""]
+    if command:
+        lines += [f"Command: `{command}`  "]
+    lines += [f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB.", ""]
     kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
     if kinds:
         lines += [
@@ -283,16 +296,13 @@ def markdown(rows: list[dict[str, Any]], runs: list[Run], title: str = "Efficien
                          f"{d['delta']:+.2f} |")  # fmt: skip
         mean = statistics.fmean(d["delta"] for d in deltas)
         lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
-    lines += [
-        "",
-        "Figures: throughput.png, latency.png, accuracy_vs_throughput.png, server_latency.png.",
-        "",
-    ]
-    return "\n".join(lines)
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
+    return "\n".join(lines) + "\n"
 
 
 def write_report(
-    runs_root: str | Path, out: str | Path, title: str = "Efficiency study"
+    runs_root: str | Path, out: str | Path, title: str = "Efficiency study", command: str | None = None
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written."""
     from harness.plots import write_plots
@@ -307,6 +317,8 @@ def write_report(
     write_csv(
         run_dicts, written["runs_csv"], [k for k in Run.__dataclass_fields__ if k != "per_language"]
     )
-    written["md"].write_text(markdown(rows, runs, title))
-    written.update(write_plots(rows, runs, out))
+    figures = write_plots(rows, runs, out)
+    names = sorted(path.name for path in figures.values())
+    written["md"].write_text(markdown(rows, runs, title, names, command))
+    written.update(figures)
     return written

@@ -87,6 +87,13 @@ def test_report_table_equals_inputs(synthetic_tree, tmp_path):
     for name in ("throughput", "latency", "accuracy_vs_throughput", "server_latency"):
         png = written[name].read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 5000
+        assert f"![{name}.png]({name}.png)" in md  # every figure written is linked
+
+
+def test_report_links_only_the_figures_it_wrote(tmp_path):
+    written = report.write_report(tmp_path / "nothing", tmp_path / "out", command="python -m x")
+    md = written["md"].read_text()
+    assert "Command: `python -m x`" in md and "Machine: " in md and "![" not in md
 
 
 def test_report_of_empty_tree_writes_table_without_plots(tmp_path):
