@@ -44,8 +44,9 @@ def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
     return AccuracyLog(Path("<zoo-eval>"), qsl, offsets, values)
 
 
-def evaluate(served, languages: str | None = None) -> dict[str, Any]:
-    """Score one ServedModel on its task's held-out data; returns the final-line metrics + details."""
+def evaluate(served, languages: str | None = None, rows: int | None = None) -> dict[str, Any]:
+    """Score one ServedModel on its task's held-out data (XNLI/PAWS-X: the first `rows` held-out rows
+    of each language, all when None); returns the final-line metrics + details."""
     import importlib
 
     from models.backends import create_backend
@@ -57,7 +58,9 @@ def evaluate(served, languages: str | None = None) -> dict[str, Any]:
     fs = task.features(tok, progress=False)
     indices = np.arange(len(fs))
     if served.task in EVAL_ROWS:
-        indices = indices[fs.extra["row"] >= EVAL_ROWS[served.task][0]]
+        first = EVAL_ROWS[served.task][0]
+        row = fs.extra["row"]
+        indices = indices[(row >= first) & (row < (first + rows if rows else np.inf))]
     backend = create_backend("pytorch", served)
     log = predict_log(backend, fs, indices, served.task_kind, tok.pad_token_id)
     module, fn = SCORERS[served.task_kind]
@@ -87,7 +90,7 @@ def evaluate_zoo(
                 served = resolve(model, task, encoder, models_dir=models_dir)
             except FileNotFoundError:
                 continue
-            res = evaluate(served, langs.get(task))
+            res = evaluate(served, langs.get(task), sizes.eval_rows)
             rows.append({"model": model, "task": task, **res, "seconds": time.perf_counter() - t0})
             if progress:
                 print(f"[models] eval {model} {task}: {res['final']} ({res['n']} samples)", flush=True)
@@ -105,9 +108,11 @@ def write_report(
         f"total with evaluation {total_s:.0f} s on this machine (2 shared CPU cores).",
         "",
         "**Tiny-model figures** (a 4-layer, 128-wide XLM-R pretrained here for minutes): they check the "
-        "pipeline end to end; they are not XLM-R results. Held-out data only: XNLI rows [1245, 2490) and "
-        "PAWS-X rows [1000, 2000) of every language (training used English rows before those), TyDiQA-GoldP "
-        "dev (training used train-en), Tatoeba (no training on it). Scored by the tasks' own metrics.",
+        "pipeline end to end; they are not XLM-R results. Held-out data only: XNLI rows from 1245 on and "
+        "PAWS-X rows from 1000 on of every language"
+        + (f", the first {sizes.eval_rows} of them per language" if sizes.eval_rows else "")
+        + " (training used English rows before those), TyDiQA-GoldP dev (training used train-en), "
+        "Tatoeba (no training on it). Scored by the tasks' own metrics.",
         "",
         "| model | task | metric | languages | samples |",
         "| --- | --- | --- | --- | --- |",
