@@ -1,18 +1,21 @@
 """`python -m harness benchmark`: the SUT's speed targets, as ratios measured side by side in one run.
 
 For each encoder (default: the tiny zoo model and the XLM-R base shape with random weights), on one
-task/model/backend, it measures in this order (A B A: the plain loop again after the LoadGen runs,
-because the machine is noisy) and prints one table of ratios:
+task/model/backend, it runs LoadGen and prints one table of ratios:
 
-  offline_efficiency   LoadGen Offline samples/s / a plain loop over the same pre-tokenised samples
-                       with the same batching (sut.batching.plan_batches)        target >= 0.95
+  offline_efficiency   LoadGen Offline samples/s / a plain loop over the very samples of that query,
+                       with the same batching (sut.batching.plan_batches), timed in the same
+                       process right after the test (`run --probe`)               target >= 0.95
   vs_reference         our Offline samples/s / the MLCommons reference design run through LoadGen
                        (batch 1, padded to the task's max length, one QuerySamplesComplete per
                        sample)                                          target >= 2 (tiny), >= 3 (base)
   server_vs_offline    highest VALID Server target_qps tried / Offline samples/s   target >= 0.75
-  singlestream_ratio   LoadGen SingleStream p90 / bare single-sample forward p90  target <= 1.10
+  singlestream_ratio   LoadGen SingleStream p90 / p90 of bare single-sample forwards over the very
+                       samples LoadGen issued, same process, right after (`run --probe`)  target <= 1.10
 
-Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
+The probe puts both sides of a ratio in one process, on the same samples, minutes apart at most: on a
+shared machine whose speed drifts by tens of percent between minutes, that is what makes the ratio
+mean something. Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
 a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
 """
 
@@ -22,6 +25,7 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -88,6 +92,36 @@ def bare_single_p90_ms(prep, indices: np.ndarray) -> float:
     return float(np.percentile(times, 90))
 
 
+def probe(cfg: RunConfig, prep, issued: list, predict_s: list[float] | None = None) -> dict[str, Any]:
+    """`run --probe`, after the test, in the same process: the samples LoadGen issued, timed again
+    without LoadGen (Offline: a plain loop with the same batching or the same pad_to; SingleStream:
+    back-to-back single-sample forwards), plus the model calls timed inside the SUT during the test.
+
+    The loop runs on a fresh thread: the SUT ran the model on its worker threads, and a thread that
+    uses PyTorch after another one did can be slowed by the first one's idle OpenMP pool (see
+    harness.runner.warm_up), which would flatter the ratio."""
+    indices = np.concatenate([np.asarray(q, dtype=np.int64).ravel() for q in issued])
+    out: dict[str, Any] = {"samples": len(indices)}
+    if cfg.scenario == "Offline":
+        key, fn = "plain_loop_samples_per_second", lambda: plain_loop_sps(prep, cfg, indices, cfg.pad_to)
+        if predict_s:
+            out["in_run_predict_samples_per_second"] = round(len(indices) / sum(predict_s), 3)
+    elif cfg.scenario == "SingleStream":
+        key, fn = "bare_p90_ms", lambda: bare_single_p90_ms(prep, indices)
+        if predict_s:
+            out["in_run_predict_p90_ms"] = round(float(np.percentile(predict_s, 90)) * 1e3, 4)
+    else:
+        return {}
+    box: dict[str, float] = {}
+    thread = threading.Thread(target=lambda: box.update(v=fn()), name="probe")
+    thread.start()
+    thread.join()
+    if "v" not in box:
+        raise RuntimeError(f"probe of {cfg.scenario} failed (see the traceback above)")
+    out[key] = round(box["v"], 4)
+    return out
+
+
 # --- LoadGen runs (subprocesses) ----------------------------------------------------------------
 def loadgen_run(
     cfg: RunConfig, scenario: str, conf_lines: list[str], name: str, runs_dir: Path, extra: list[str]
@@ -126,29 +160,27 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     max_len = int(prep.task.feature_settings().get("max_length", prep.qsl.lengths.max()))
     rng = np.random.default_rng(0)
     pool = prep.qsl.total_sample_count
-
-    # 1. estimate throughput, then size the Offline query like LoadGen will (1.1 x duration x qps)
+    # estimates that only size the LoadGen runs (target_qps, target_latency); the ratios come from
+    # each run's own probe
     est = plain_loop_sps(prep, cfg, rng.choice(pool, 256))
-    n = max(256, int(1.1 * args.duration * est))
-    sample = rng.choice(pool, n)  # with replacement, as LoadGen draws an Offline query
-    loop_a = plain_loop_sps(prep, cfg, sample)
-    ref_est = plain_loop_sps(prep, cfg, rng.choice(pool, 64), pad_to=max_len)
-    single_p90 = bare_single_p90_ms(prep, rng.choice(pool, 200))
+    ref_est = plain_loop_sps(prep, cfg, rng.choice(pool, 32), pad_to=max_len)
+    single_est = bare_single_p90_ms(prep, rng.choice(pool, 50))
+    for p in prep.backends:
+        p.close()
 
     m = args.model
-    offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {loop_a:.2f}"], "offline",
-                          runs_dir, [])  # fmt: skip
+    offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {est:.2f}"], "offline",
+                          runs_dir, ["--probe"])  # fmt: skip
     reference = loadgen_run(
         cfg, "Offline", [f"{m}.Offline.target_qps = {ref_est:.2f}"], "reference", runs_dir,
         ["--max_batch", "1", "--token_budget", "0", "--pad_to", str(max_len)],
     )  # fmt: skip
     single = loadgen_run(
-        cfg, "SingleStream", [f"{m}.SingleStream.target_latency = {max(single_p90, 0.05):.3f}"],
-        "singlestream", runs_dir, [],
+        cfg, "SingleStream", [f"{m}.SingleStream.target_latency = {max(single_est, 0.05):.3f}"],
+        "singlestream", runs_dir, ["--probe"],
     )  # fmt: skip
-    loop_b = plain_loop_sps(prep, cfg, sample)
-    loop = float(np.mean([loop_a, loop_b]))
     off_sps = offline.get("samples_per_second") or 0.0
+    loop = (offline.get("probe") or {}).get("plain_loop_samples_per_second") or 0.0
 
     server_runs = []
     for frac in [float(x) for x in args.server_fractions.split(",") if x]:
@@ -161,24 +193,25 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
         if res.get("result_valid"):
             break
     best = max((r["target_qps"] for r in server_runs if r["valid"]), default=0.0)
-    ss_p90_ns = (single.get("latency_ns") or {}).get("p90") or 0
+    ss_p90_ms = ((single.get("latency_ns") or {}).get("p90") or 0) / 1e6
+    bare_ms = (single.get("probe") or {}).get("bare_p90_ms") or 0.0
     ref_sps = reference.get("samples_per_second") or 0.0
-    for p in prep.backends:
-        p.close()
     return {
         "encoder": encoder,
         "model_kind": model_kind,
-        "plain_loop_sps": [round(loop_a, 2), round(loop_b, 2)],
+        "plain_loop_sps": round(loop, 2),
+        "offline_samples": (offline.get("probe") or {}).get("samples"),
         "offline_sps": round(off_sps, 2),
         "offline_valid": offline.get("result_valid"),
         "reference_sps": round(ref_sps, 2),
         "server_runs": server_runs,
-        "bare_single_p90_ms": round(single_p90, 3),
-        "singlestream_p90_ms": round(ss_p90_ns / 1e6, 3),
+        "bare_single_p90_ms": round(bare_ms, 3),
+        "singlestream_p90_ms": round(ss_p90_ms, 3),
+        "singlestream_samples": (single.get("probe") or {}).get("samples"),
         "offline_efficiency": round(off_sps / loop, 3) if loop else None,
         "vs_reference": round(off_sps / ref_sps, 2) if ref_sps else None,
         "server_vs_offline": round(best / off_sps, 3) if off_sps else None,
-        "singlestream_ratio": round(ss_p90_ns / 1e6 / single_p90, 3) if ss_p90_ns else None,
+        "singlestream_ratio": round(ss_p90_ms / bare_ms, 3) if ss_p90_ms and bare_ms else None,
         "errors": [r["error"] for r in (offline, reference, single) if "error" in r],
     }
 
@@ -210,13 +243,15 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
     for r in rows:
         tag = f"{r['encoder']} ({r['model_kind']})"
         figs = {
-            "offline_efficiency": f"LoadGen {r['offline_sps']} / plain loop {r['plain_loop_sps']} samples/s",
+            "offline_efficiency": f"LoadGen {r['offline_sps']} / plain loop {r['plain_loop_sps']} "
+            f"samples/s (the query's {r['offline_samples']} samples)",
             "vs_reference": f"{r['offline_sps']} / reference {r['reference_sps']} samples/s",
             "server_vs_offline": "; ".join(
                 f"{s['target_qps']} QPS {'VALID' if s['valid'] else 'INVALID'} p99 {s['p99_ms']:.1f} ms"
                 for s in r["server_runs"]
             ),
-            "singlestream_ratio": f"p90 {r['singlestream_p90_ms']} ms / bare {r['bare_single_p90_ms']} ms",
+            "singlestream_ratio": f"p90 {r['singlestream_p90_ms']} ms / bare {r['bare_single_p90_ms']} "
+            f"ms ({r['singlestream_samples']} samples)",
         }
         for name in ("offline_efficiency", "vs_reference", "server_vs_offline", "singlestream_ratio"):
             target = VS_REFERENCE_TARGET.get(r["encoder"]) if name == "vs_reference" else TARGETS[name]

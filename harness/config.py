@@ -20,12 +20,21 @@ from sut.registry import SCENARIOS
 REPO = Path(__file__).resolve().parents[1]
 
 # device kind -> scheduling defaults (flags override). CPU: one worker owning all intra-op threads.
+# batch_overhead_tokens (Server): a forward pass's fixed cost in padded tokens' worth of compute.
 DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cpu": {"max_batch": 32, "token_budget": 4096, "workers": 1, "max_wait_ms": 2.0},
-    "cuda": {"max_batch": 256, "token_budget": 65536, "workers": 2, "max_wait_ms": 5.0},
+    "cpu": {"max_batch": 32, "token_budget": 4096, "workers": 1, "max_wait_ms": 2.0,
+            "batch_overhead_tokens": 192},
+    "cuda": {"max_batch": 256, "token_budget": 65536, "workers": 2, "max_wait_ms": 5.0,
+             "batch_overhead_tokens": 4096},
+}  # fmt: skip
+# encoder -> overrides of the device defaults. Bigger models: smaller batches bound memory/latency;
+# on CPU their fixed cost per forward pass is worth fewer tokens. Measured on 2 EPYC cores, PyTorch
+# fp32, a forward pass of b x L tokens: tiny ~3.6 ms + 20 us/token (-> 192 above); base shape ~34 ms
+# + 1.2 ms/token (-> 32); large, by the same ratio, 16. On GPU (unmeasured) the device value stays.
+ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "base": {"cpu_batch_overhead_tokens": 32},
+    "large": {"token_budget_scale": 0.5, "cpu_batch_overhead_tokens": 16},
 }
-# encoder -> overrides of the device defaults (bigger models: smaller batches bound memory/latency)
-ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {"large": {"token_budget_scale": 0.5}}
 
 
 @dataclass(frozen=True)
@@ -51,12 +60,15 @@ class RunConfig:
     max_batch: int = 32
     token_budget: int = 4096
     max_wait_ms: float = 2.0
+    gather: int = 0  # Server: most samples per planning step (0 = 4 x max_batch)
+    batch_overhead_tokens: int = 192
     pad_to: int | None = None  # reference-design baseline only: pad every batch to this length
     pooling_layer: int | None = None  # retrieval: hidden_states index to pool (None = registry's)
     workers: int = 1
     watchdog_s: float = 60.0
     abort_grace_s: float = 30.0  # after a SUT failure, how long StartTest may take to return
     allow_invalid: bool = False
+    probe: bool = False  # benchmark: re-time the issued samples outside LoadGen after the test
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -89,7 +101,13 @@ class RunConfig:
 
     def sut_options(self) -> SUTOptions:
         return SUTOptions(
-            self.max_batch, self.token_budget, self.max_wait_ms, self.workers, self.watchdog_s
+            self.max_batch,
+            self.token_budget,
+            self.max_wait_ms,
+            self.workers,
+            self.watchdog_s,
+            self.gather,
+            self.batch_overhead_tokens,
         )
 
     def backend_options(self) -> BackendOptions:
@@ -105,11 +123,12 @@ class RunConfig:
             f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None
         }
         device = given.get("device", cls.device)
-        layered: dict[str, Any] = dict(DEVICE_DEFAULTS["cuda" if device.startswith("cuda") else "cpu"])
-        scale = ENCODER_DEFAULTS.get(given.get("encoder", cls.encoder), {}).get(
-            "token_budget_scale", 1.0
-        )
-        layered["token_budget"] = int(layered["token_budget"] * scale)
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        layered: dict[str, Any] = dict(DEVICE_DEFAULTS[kind])
+        enc = ENCODER_DEFAULTS.get(given.get("encoder", cls.encoder), {})
+        layered["token_budget"] = int(layered["token_budget"] * enc.get("token_budget_scale", 1.0))
+        if kind == "cpu" and "cpu_batch_overhead_tokens" in enc:
+            layered["batch_overhead_tokens"] = enc["cpu_batch_overhead_tokens"]
         for key in ("user_conf", "audit_conf", "output_dir"):
             if key in given:
                 given[key] = Path(given[key])
@@ -142,7 +161,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--pooling_layer", type=int, help="retrieval tasks: hidden_states index to mean-pool")
     a("--pad_to", type=int, help="pad every batch to N tokens (the reference-design baseline only)")
     a("--max_wait_ms", type=float, help="Server: batching wait bound after a batch's first query")
+    a("--gather", type=int, help="Server: most samples per planning step (0 = 4 x max_batch)")
+    a(
+        "--batch_overhead_tokens",
+        type=int,
+        help="Server: fixed cost of a forward pass in padded tokens (splits a backlog by length)",
+    )
     a("--workers", type=int, help="SUT worker threads (one backend instance each)")
     a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
     a("--abort_grace_s", type=float, help="after a SUT failure, exit if LoadGen has not finished")
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
+    a("--probe", action="store_true", default=None,
+      help="benchmark: after the test, time the samples LoadGen issued without LoadGen (Offline: "
+           "a plain loop, same batching; SingleStream: bare single-sample forwards) -> results.json")  # fmt: skip

@@ -107,15 +107,20 @@ def prepare(cfg: RunConfig) -> Prepared:
     return Prepared(backends, qsl, task.kind, info, task)
 
 
-def warm_up(prep: Prepared) -> None:
-    """A few batches through every backend so one-time costs (allocations, graph opt) stay out."""
+def warm_up(prep: Prepared, backends: list[Backend] | None = None) -> None:
+    """A few batches through each backend so one-time costs (allocations, graph opt) stay out.
+
+    Call it on the thread that will run the backend: PyTorch's OpenMP pool belongs to the thread
+    that first runs a parallel region, and a second thread's pool competes with the first one's
+    idle threads (measured on 2 cores: single-sample forwards ~1.6x slower on the second thread).
+    The SUT therefore warms each backend on its own worker thread (`SUT(warm_up=...)`)."""
     n = min(8, len(prep.qsl.lengths))
     sample = np.arange(n)
     qsl = QuerySampleLibrary(
         prep.qsl.features, count=prep.qsl.total_sample_count, pad_id=prep.qsl.pad_id
     )
     qsl.load_query_samples(sample.tolist())
-    for backend in prep.backends:
+    for backend in prep.backends if backends is None else backends:
         for idx in (sample[:1], sample):
             b = qsl.batch(idx)
             backend.predict(b.input_ids, b.attention_mask)
@@ -138,7 +143,6 @@ def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | N
         print(f"run folder: {run_dir}", flush=True)
         try:
             prep = prepared or prepare(cfg)
-            warm_up(prep)
         except (ValueError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return 3
@@ -170,6 +174,10 @@ def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | N
         extra: dict[str, Any] = {"sut_failure": outcome.failure, "sut_batches": outcome.batches}
         if outcome.failure is None and cfg.accuracy:
             extra["accuracy"] = score(cfg, prep, run_dir)
+        if outcome.failure is None and outcome.issued:
+            from harness.benchmark import probe
+
+            extra["probe"] = probe(cfg, prep, outcome.issued, outcome.predict_s)
         extra["scenario"] = cfg.scenario
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: complete log, no SUT failure
             ok = outcome.failure is None
@@ -241,6 +249,8 @@ def _abort_after(sut, grace: float, done: threading.Event, run_dir: Path) -> Non
 class Outcome:
     failure: str | None  # the SUT's first failure (with traceback), None if none
     batches: int
+    issued: list[Any] | None = None  # cfg.probe only: every query's qsl indices, in issue order,
+    predict_s: list[float] | None = None  # and the seconds of every backend.predict call
 
 
 def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
@@ -259,7 +269,12 @@ def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
     log.log_output.outdir = str(run_dir)  # exists: run_dir_for created it
     log.log_output.copy_summary_to_stdout = True
     log.enable_trace = False
-    sut = get_sut_class(cfg.scenario)(prep.backends, prep.qsl, prep.task_kind, cfg.sut_options())
+    sut = get_sut_class(cfg.scenario)(
+        prep.backends, prep.qsl, prep.task_kind, cfg.sut_options(),
+        warm_up=lambda backend: warm_up(prep, [backend]),
+    )  # fmt: skip
+    if cfg.probe:
+        sut.record_for_probe()
     done = threading.Event()
     monitor = threading.Thread(
         target=_abort_after, args=(sut, cfg.abort_grace_s, done, run_dir), daemon=True
@@ -285,7 +300,7 @@ def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
     trace = run_dir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen creates it even with tracing off
-    return Outcome(sut.failure_text or None, sut.batches)
+    return Outcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s)
 
 
 # --- provenance and the stdout tee -----------------------------------------------------------------

@@ -14,6 +14,7 @@ Forms:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,19 @@ def adapter_names(served: ServedModel) -> list[str]:
     return [served.task]
 
 
+def activate(model: nn.Module, setup: Any) -> None:
+    """model.set_active_adapters(setup), without the library's spurious "none are activated"
+    warning: set_active_adapters first resets the old setup through a forward context, which warns
+    on every call. The warning stays on for real forward passes, where it would mean a bug."""
+    log = logging.getLogger("adapters.model_mixin")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        model.set_active_adapters(setup)
+    finally:
+        log.setLevel(level)
+
+
 def load_adapter_model(served: ServedModel, attn: str) -> nn.Module:
     """adapter / fusion: XLMRobertaAdapterModel on the frozen base + adapters (+ fusion) + head.
 
@@ -177,7 +191,7 @@ def load_adapter_model(served: ServedModel, attn: str) -> nn.Module:
             model.load_adapter(str(ckpt / "adapters" / name), with_head=name == head)
         if len(names) > 1:
             model.load_adapter_fusion(str(ckpt / "fusion"), with_head=False)
-    model.set_active_adapters(Fuse(*names) if len(names) > 1 else names[0])
+    activate(model, Fuse(*names) if len(names) > 1 else names[0])
     if head is not None:
         model.active_head = head
     return model.base_model if served.task_kind == "retrieval" else model

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.loaders import add_head, write_manifest
+from models.loaders import activate, add_head, write_manifest
 from models.registry import TASKS, ModelSpec
 
 LR = {"full": 1e-4, "adapter": 1e-3, "fusion": 1e-3, "lora": 1e-3}  # tiny-model learning rates
@@ -142,7 +142,7 @@ def merge_lora(model: nn.Module, name: str, plain_cls) -> nn.Module:
     Activate first, merge second (set_active_adapters after a merge silently un-merges, TASKS.md);
     the merged weights are copied into a fresh model, so no LoRA module is left in the graph.
     """
-    model.set_active_adapters(name)
+    activate(model, name)
     model.merge_adapter(name)
     config = copy.deepcopy(model.config)
     if hasattr(config, "adapters"):
@@ -212,7 +212,7 @@ def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
     model.add_adapter("squad", config="seq_bn")
     model.add_qa_head("squad")
-    model.set_active_adapters("squad")
+    activate(model, "squad")
     only_train(model, ("adapters.squad.", "heads.squad."))
     train(model, data, ctx.sizes.squad_steps, LR["adapter"], ctx, "squad seq_bn adapter")
     (out / "adapters" / "squad").mkdir(parents=True)
@@ -229,7 +229,7 @@ def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
     model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
     adapters.init(model)
     model.add_adapter("squad", config=LoRAConfig(r=8, alpha=16))
-    model.set_active_adapters("squad")
+    activate(model, "squad")
     only_train(model, ("loras.squad.", "qa_outputs."))
     train(model, data, ctx.sizes.squad_steps, LR["lora"], ctx, "squad LoRA")
     _save_plain(
@@ -265,7 +265,7 @@ def target_adapter(ctx: Context, spec: ModelSpec, task: str, out: Path, data: di
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
     model.add_adapter(task, config="seq_bn")
     add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
-    model.set_active_adapters(task)
+    activate(model, task)
     only_train(model, (f"adapters.{task}.", f"heads.{task}."))
     train(model, data, ctx.sizes.target_steps, LR["adapter"], ctx, f"{spec.name} {task}")
     (out / "adapters" / task).mkdir(parents=True)
@@ -285,7 +285,7 @@ def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dic
     add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
     fuse = Fuse("squad", task)
     model.add_adapter_fusion(fuse)
-    model.set_active_adapters(fuse)
+    activate(model, fuse)
     model.active_head = task
     only_train(model, (f"adapters.{task}.", f"adapter_fusion_layer.squad,{task}.", f"heads.{task}."))
     train(model, data, ctx.sizes.target_steps, LR["fusion"], ctx, f"{spec.name} {task}")
@@ -313,7 +313,7 @@ def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict,
     model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
     adapters.init(model)
     model.add_adapter(task, config=LoRAConfig(r=8, alpha=16))
-    model.set_active_adapters(task)
+    activate(model, task)
     head = "qa_outputs." if TASKS[task].kind == "qa" else "classifier."
     only_train(model, (f"loras.{task}.", head))
     train(model, data, ctx.sizes.target_steps, LR["lora"], ctx, f"{spec.name} {task}")

@@ -4,7 +4,8 @@ Threads and what runs where:
   * LoadGen's thread calls `issue_queries(ids, indices)` (ConstructFastSUT) and `flush_queries()`:
     they only append one work item to a queue (O(1), no numpy, no logging).
   * `workers` worker threads, each owning one Backend instance (`Backend.predict` is single-threaded
-    per instance), take work via the scheduler's `_next_work` (the only part a scenario defines),
+    per instance) and warming it up itself before `start()` returns (a PyTorch OpenMP pool belongs
+    to the thread that uses it; see harness.runner.warm_up), take work via the scheduler's `_next_work` (the only part a scenario defines),
     build the padded batch from the QSL, run the backend, and complete the batch with ONE
     `QuerySamplesComplete` call (`respond`).
   * a watchdog thread bounds stalls: when samples are outstanding and nothing was issued or completed
@@ -97,6 +98,9 @@ class SUTOptions:
 
     max_batch / token_budget: batch limits (see sut/batching.py); SingleStream ignores them.
     max_wait_ms: Server only, how long a batch may wait for more samples after its first one arrived.
+    gather: Server only, the most samples one planning step takes off the queue (0 = 4 x max_batch).
+    batch_overhead_tokens: Server only, the fixed cost of one forward pass in padded tokens' worth of
+      compute, which decides when a backlog is better run as several length-sorted batches.
     workers: worker threads, one Backend instance each.
     watchdog_s: stall bound (see module doc); 0 disables it.
     """
@@ -106,13 +110,17 @@ class SUTOptions:
     max_wait_ms: float = 2.0
     workers: int = 1
     watchdog_s: float = 60.0
+    gather: int = 0
+    batch_overhead_tokens: int = 192
 
     def __post_init__(self) -> None:
         BatchLimits(self.max_batch, self.token_budget)  # validates both
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
-        if self.max_wait_ms < 0 or self.watchdog_s < 0:
-            raise ValueError("max_wait_ms and watchdog_s must be >= 0")
+        if min(self.max_wait_ms, self.watchdog_s, self.gather, self.batch_overhead_tokens) < 0:
+            raise ValueError("max_wait_ms, watchdog_s, gather and batch_overhead_tokens must be >= 0")
+        if self.gather == 0:
+            object.__setattr__(self, "gather", 4 * self.max_batch)
 
     @property
     def limits(self) -> BatchLimits:
@@ -140,7 +148,12 @@ class SUT(ABC):
     scenario: ClassVar[str]
 
     def __init__(
-        self, backends: Sequence[Backend], qsl: QuerySampleLibrary, task_kind: str, options: SUTOptions
+        self,
+        backends: Sequence[Backend],
+        qsl: QuerySampleLibrary,
+        task_kind: str,
+        options: SUTOptions,
+        warm_up: Callable[[Backend], None] | None = None,
     ):
         if len(backends) != options.workers:
             raise ValueError(f"need one backend per worker: {len(backends)} for {options.workers}")
@@ -148,18 +161,23 @@ class SUT(ABC):
         self.qsl = qsl
         self.pack = PACKERS[task_kind]
         self.options = options
+        self.warm_up = warm_up  # run by each worker on its own thread before start() returns
         self.failure: BaseException | None = None
         self.failure_text = ""
         self.failed = threading.Event()
         self.issued = 0  # samples; written by LoadGen's thread only
         self.completed = 0  # samples; under _lock
         self.batches = 0
+        # `record_for_probe()`: every query's qsl indices in issue order, and the seconds of every
+        # backend.predict call (the benchmark's side-by-side figures; off by default)
+        self.issued_log: list[Any] | None = None
+        self.predict_s: list[float] | None = None
         self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._in_flight: dict[int, Work] = {}
-        # worker -> work it took off the queue but holds back for its next batch (Server); handed
-        # over with dict.pop, so exactly one of the worker and the watchdog ever gets it
-        self._carry: dict[int, Work] = {}
+        # worker -> batches it took off the queue and planned but has not run yet (Server); handed
+        # over with dict.pop, so exactly one of the worker and the watchdog ever gets each
+        self._carry: dict[int, list[Work]] = {}
         self._keys = iter(range(1, 1 << 62))
         self._last_activity = time.monotonic()
         self._stopping = threading.Event()
@@ -173,9 +191,14 @@ class SUT(ABC):
             self._last_activity = now
             self.issued += len(ids)
             self._queue.put(Work(ids, indices, now))
+            if self.issued_log is not None:
+                self.issued_log.append(indices)
         except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen
             self._fail(exc, "issue_queries")
             self._complete_empty(Work(ids, indices, 0.0))
+
+    def record_for_probe(self) -> None:
+        self.issued_log, self.predict_s = [], []
 
     def flush_queries(self) -> None:
         """Nothing is held back waiting for more queries, so there is nothing to flush."""
@@ -194,12 +217,17 @@ class SUT(ABC):
 
     # --- lifecycle (the runner's thread) --------------------------------------------------------
     def start(self) -> None:
+        """Start the workers; returns once each has warmed up its backend (a failing warm-up is
+        recorded as the run's failure, and that worker then completes everything empty)."""
+        ready = [threading.Event() for _ in self.backends]
         for w, backend in enumerate(self.backends):
             t = threading.Thread(
-                target=self._worker, args=(w, backend), name=f"sut-worker-{w}", daemon=True
+                target=self._worker, args=(w, backend, ready[w]), name=f"sut-worker-{w}", daemon=True
             )
             t.start()
             self._threads.append(t)
+        for event in ready:
+            event.wait()
         if self.options.watchdog_s:
             t = threading.Thread(target=self._watchdog, name="sut-watchdog", daemon=True)
             t.start()
@@ -226,7 +254,14 @@ class SUT(ABC):
     def _next_work(self, worker: int) -> Work | None:
         """Block until the next batch to run is formed; None = stop. Runs on worker `worker`."""
 
-    def _worker(self, worker: int, backend: Backend) -> None:
+    def _worker(self, worker: int, backend: Backend, ready: threading.Event) -> None:
+        try:
+            if self.warm_up is not None:
+                self.warm_up(backend)
+        except BaseException as exc:  # noqa: BLE001
+            self._fail(exc, "warm-up")
+        finally:
+            ready.set()
         while True:
             try:
                 work = self._next_work(worker)
@@ -245,7 +280,11 @@ class SUT(ABC):
         if not self.failed.is_set():
             try:
                 batch = self.qsl.batch(work.indices)
-                packed = self.pack(backend.predict(batch.input_ids, batch.attention_mask), batch.lengths)
+                t0 = time.perf_counter()
+                out = backend.predict(batch.input_ids, batch.attention_mask)
+                if self.predict_s is not None:
+                    self.predict_s.append(time.perf_counter() - t0)
+                packed = self.pack(out, batch.lengths)
             except BaseException as exc:  # noqa: BLE001
                 self._fail(exc, f"batch of {len(work.ids)} samples")
         with self._lock:
@@ -285,9 +324,7 @@ class SUT(ABC):
             with self._lock:
                 stuck, self._in_flight = list(self._in_flight.values()), {}
             for worker in list(self._carry):
-                held = self._carry.pop(worker, None)
-                if held is not None:
-                    stuck.append(held)
+                stuck.extend(self._carry.pop(worker, None) or [])
             for work in stuck:
                 self._complete_empty(work)
         stops = 0

@@ -58,3 +58,38 @@ def plan_batches(lengths: np.ndarray, limits: BatchLimits) -> list[np.ndarray]:
         batches.append(order[start:end])
         start = end
     return batches
+
+
+def plan_least_cost(lengths: np.ndarray, limits: BatchLimits, overhead_tokens: int) -> list[np.ndarray]:
+    """Cut positions 0..n-1 into length-sorted batches that minimise the modelled time
+    sum over batches of (overhead_tokens + size x longest), within the limits.
+
+    The model: a forward pass costs a fixed overhead (Python, kernel launches, expressed in tokens of
+    compute) plus time proportional to its padded tokens. `plan_batches` fills every batch to the
+    limits, which is right for a long length-sorted query (neighbours have nearly equal lengths); a
+    Server backlog of a few dozen random-length samples instead pads short samples to a long one,
+    which this plan avoids whenever a separate batch costs less than the padding. Exact dynamic
+    programme over the sorted lengths: O(n x max_batch) (n is a backlog, tens to hundreds).
+    Returns position arrays, longest batch first.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    longest = lengths[order].astype(np.float64)  # batch [i, j) of the sorted list pads to longest[i]
+    n = len(order)
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    start = np.zeros(n + 1, dtype=np.int64)
+    for j in range(1, n + 1):
+        lo = max(0, j - limits.max_batch)
+        size = j - np.arange(lo, j)
+        padded = size * longest[lo:j]
+        cost = best[lo:j] + overhead_tokens + padded
+        if limits.token_budget:
+            cost[(padded > limits.token_budget) & (size > 1)] = np.inf
+        k = int(np.argmin(cost))
+        best[j], start[j] = cost[k], lo + k
+    cuts = [n]
+    while cuts[-1] > 0:
+        cuts.append(int(start[cuts[-1]]))
+    cuts.reverse()
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]

@@ -1,9 +1,12 @@
 """Server: dynamic batching of queries arriving on a Poisson schedule.
 
-A worker takes the oldest query, then keeps taking queued queries while the batch stays within
-max_batch and the token budget, waiting for new arrivals at most until `max_wait_ms` after the first
-query of the batch was issued (never past it). A query that does not fit is carried to the worker's
-next batch. One QuerySamplesComplete per batch.
+A worker that has nothing planned takes the oldest query and gathers more: it waits for new arrivals
+at most until `max_wait_ms` after that first query was issued (never past it) while it has fewer
+than max_batch samples, and after that takes only what is already queued, up to `gather` samples.
+It then cuts what it gathered into length-sorted batches of least modelled cost
+(`plan_least_cost`: a batch costs `batch_overhead_tokens` plus its padded tokens) and runs them
+oldest first, one QuerySamplesComplete per batch. Under load the backlog holds samples of every
+length; padding them all to the longest would cost Server up to half of Offline's throughput.
 """
 
 from __future__ import annotations
@@ -14,43 +17,54 @@ import time
 import numpy as np
 
 from sut.base import STOP, SUT, Work
-from sut.batching import fits
+from sut.batching import plan_least_cost
 
 
 class ServerSUT(SUT):
     scenario = "Server"
 
     def _next_work(self, worker: int) -> Work | None:
-        first = self._carry.pop(worker, None) or self._queue.get()
+        planned = self._carry.pop(worker, None)
+        if planned:
+            if len(planned) > 1:
+                self._carry[worker] = planned[1:]
+            return planned[0]
+        first = self._queue.get()
         if first is STOP:
             return None
-        limits, lengths = self.options.limits, self.qsl.lengths
-        ids, indices = list(first.ids), list(first.indices)
-        longest = int(lengths[np.asarray(indices)].max())
+        gathered, n = [first], len(first.ids)
         deadline = first.t + self.options.max_wait_ms / 1000.0
-        while len(ids) < limits.max_batch:
+        while n < self.options.gather:
             remaining = deadline - time.monotonic()
             try:
-                nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                if remaining > 0 and n < self.options.max_batch:
+                    nxt = self._queue.get(timeout=remaining)
+                else:
+                    nxt = self._queue.get_nowait()
             except queue.Empty:
                 break
             if nxt is STOP:
                 self._queue.put(STOP)
                 break
-            ok, new_longest = self._fits(len(ids), longest, nxt)
-            if not ok:
-                self._carry[worker] = nxt
-                break
-            ids.extend(nxt.ids)
-            indices.extend(nxt.indices)
-            longest = new_longest
-        return Work(ids, indices, first.t, planned=True)
+            gathered.append(nxt)
+            n += len(nxt.ids)
+        batches = self._plan(gathered)
+        if len(batches) > 1:
+            self._carry[worker] = batches[1:]
+        return batches[0]
 
-    def _fits(self, size: int, longest: int, work: Work) -> tuple[bool, int]:
-        """Whether every sample of `work` (usually one) joins a batch of `size` samples."""
-        limits = self.options.limits
-        for n in self.qsl.lengths[np.asarray(work.indices)].tolist():
-            if not fits(limits, size, longest, n):
-                return False, longest
-            size, longest = size + 1, max(longest, n)
-        return True, longest
+    def _plan(self, gathered: list[Work]) -> list[Work]:
+        """Least-cost length-sorted batches of the gathered samples, the oldest batch first."""
+        if len(gathered) == 1 and len(gathered[0].ids) == 1:
+            return [Work(gathered[0].ids, gathered[0].indices, gathered[0].t, planned=True)]
+        ids = [i for w in gathered for i in w.ids]
+        indices = np.concatenate([np.asarray(w.indices, dtype=np.int64) for w in gathered])
+        issued = np.concatenate([np.full(len(w.ids), w.t) for w in gathered])
+        plan = plan_least_cost(
+            self.qsl.lengths[indices], self.options.limits, self.options.batch_overhead_tokens
+        )
+        batches = [
+            Work([ids[p] for p in pos.tolist()], indices[pos], float(issued[pos].min()), planned=True)
+            for pos in plan
+        ]
+        return sorted(batches, key=lambda w: w.t)

@@ -6,8 +6,8 @@ from harness.benchmark import render
 def row(encoder: str, **ratios) -> dict:
     base = {
         "encoder": encoder, "model_kind": "tiny" if encoder == "tiny" else "random",
-        "plain_loop_sps": [100.0, 102.0], "offline_sps": 97.0, "offline_valid": True,
-        "reference_sps": 40.0, "bare_single_p90_ms": 4.0, "singlestream_p90_ms": 4.2,
+        "plain_loop_sps": 101.0, "offline_samples": 1111, "offline_sps": 97.0, "offline_valid": True,
+        "reference_sps": 40.0, "bare_single_p90_ms": 4.0, "singlestream_p90_ms": 4.2, "singlestream_samples": 2000,
         "server_runs": [{"fraction": 0.9, "target_qps": 87.3, "valid": True, "p99_ms": 55.0}],
         "offline_efficiency": 0.96, "vs_reference": 2.43, "server_vs_offline": 0.9,
         "singlestream_ratio": 1.05, "errors": [],
@@ -33,7 +33,8 @@ def test_verdicts_follow_the_targets_per_encoder():
     assert v[("tiny", "vs_reference")] == "met"  # 2.43 >= 2 for tiny
     assert v[("base", "vs_reference")] == "MISSED"  # 2.43 < 3 for the base shape
     assert v[("tiny", "singlestream_ratio")] == "met" and v[("base", "singlestream_ratio")] == "MISSED"
-    assert "LoadGen 97.0 / plain loop [100.0, 102.0] samples/s" in text
+    assert "LoadGen 97.0 / plain loop 101.0 samples/s (the query's 1111 samples)" in text
+    assert "p90 4.2 ms / bare 4.0 ms (2000 samples)" in text
     assert "87.3 QPS VALID p99 55.0 ms" in text
     assert "base (random)" in text and "Command: `cmd`" in text
 
@@ -42,3 +43,31 @@ def test_missing_ratio_and_errors_are_reported_not_hidden():
     text = render([row("tiny", server_vs_offline=None, errors=["exit 2, see x.log"])], "cmd")
     assert verdicts(text)[("tiny", "server_vs_offline")] == "n/a"
     assert "exit 2, see x.log" in text
+
+
+def test_probe_times_exactly_the_issued_samples(monkeypatch):
+    """`run --probe` re-times the query LoadGen issued: all its samples, with the run's batching."""
+    import numpy as np
+
+    from harness import benchmark
+    from harness.config import RunConfig
+
+    seen = {}
+    monkeypatch.setattr(benchmark, "plain_loop_sps",
+                        lambda prep, cfg, idx, pad_to=None: seen.update(idx=idx, pad=pad_to) or 50.0)  # fmt: skip
+    monkeypatch.setattr(benchmark, "bare_single_p90_ms", lambda prep, idx: seen.update(ss=idx) or 3.25)
+    off = RunConfig(scenario="Offline", pad_to=128)
+    assert benchmark.probe(off, None, [[4, 9, 9, 1]]) == {
+        "samples": 4,
+        "plain_loop_samples_per_second": 50.0,
+    }
+    assert seen["idx"].tolist() == [4, 9, 9, 1] and seen["pad"] == 128
+    ss = RunConfig(scenario="SingleStream")
+    got = benchmark.probe(ss, None, [[3], [7], [3]], [0.001] * 9 + [0.011])
+    assert got == {
+        "samples": 3,
+        "bare_p90_ms": 3.25,
+        "in_run_predict_p90_ms": 2.0,
+    }  # p90 of 9x1, 1x11 ms
+    assert seen["ss"].tolist() == [3, 7, 3]
+    assert benchmark.probe(RunConfig(scenario="Server"), None, [[1]]) == {}

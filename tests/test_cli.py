@@ -41,3 +41,31 @@ def test_package_versions_names_missing_packages_as_none(monkeypatch):
     versions = package_versions()
     assert set(versions) >= {"python", "torch", "onnxruntime", "mlperf_loadgen"}
     assert versions["numpy"] is not None
+
+
+def test_run_flags_layer_defaults_device_encoder_then_flags():
+    """defaults < device < encoder < flags: the measured per-encoder cost model reaches the SUT."""
+    import argparse
+
+    from harness.config import RunConfig, add_run_arguments
+
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+
+    def cfg(*argv):
+        return RunConfig.from_args(parser.parse_args(list(argv)))
+
+    tiny = cfg().sut_options()
+    assert (tiny.max_batch, tiny.token_budget, tiny.batch_overhead_tokens, tiny.gather) == (
+        32,
+        4096,
+        192,
+        128,
+    )
+    assert cfg("--encoder", "base").sut_options().batch_overhead_tokens == 32
+    large = cfg("--encoder", "large").sut_options()
+    assert (large.token_budget, large.batch_overhead_tokens) == (2048, 16)
+    cuda = cfg("--device", "cuda", "--encoder", "large").sut_options()
+    assert (cuda.max_batch, cuda.token_budget, cuda.batch_overhead_tokens) == (256, 32768, 4096)
+    flags = cfg("--encoder", "base", "--batch_overhead_tokens", "7", "--gather", "9").sut_options()
+    assert (flags.batch_overhead_tokens, flags.gather) == (7, 9)

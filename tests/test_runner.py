@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.loadgen_log import LoadgenLog
 from harness.submission.system import build_system_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     if not backend_available(backend):
         pytest.skip(f"backend {backend} not implemented yet (models engineer)")
     flags = ["--scenario", scenario, "--backend", backend, "--weights", str(tiny_checkpoint),
-             "--duration", "1", "--allow_invalid"] + (["--accuracy"] if mode == "accuracy" else [])  # fmt: skip
+             "--duration", "1", "--allow_invalid"] + (["--accuracy"] if mode == "accuracy" else ["--probe"])  # fmt: skip
     proc = harness_run(tmp_path, *flags)
     run_dir = tmp_path / "full" / "xnli" / scenario / mode
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -75,6 +76,15 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     assert f"run folder: {run_dir}" in stdout
     if mode == "performance":
         assert "MLPerf Results Summary" in stdout and res["latency_ns"]["p50"] > 0
+        probe = res.get("probe", {})  # the issued samples, re-timed without LoadGen
+        if scenario == "Offline":
+            assert probe["samples"] == int(res["summary"]["samples_per_query"])
+            assert probe["plain_loop_samples_per_second"] > 0
+        elif scenario == "SingleStream":
+            queries = LoadgenLog.read(run_dir / "mlperf_log_detail.txt").get("result_query_count")
+            assert probe["samples"] == queries > 0 and probe["bare_p90_ms"] > 0
+        else:
+            assert probe == {}
     if mode == "accuracy":
         entries = json.loads((run_dir / "mlperf_log_accuracy.json").read_text())
         assert sorted(e["qsl_idx"] for e in entries) == list(range(COUNT))

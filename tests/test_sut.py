@@ -13,7 +13,7 @@ import pytest
 from harness.results import results_from_summary
 from models.base import Backend
 from sut.base import SUTOptions
-from sut.batching import BatchLimits, plan_batches
+from sut.batching import BatchLimits, plan_batches, plan_least_cost
 from sut.registry import SCENARIOS, get_sut_class
 from tasks.base import FeatureSet
 from tasks.qsl import QuerySampleLibrary
@@ -175,20 +175,77 @@ def test_watchdog_unblocks_a_hung_backend(tmp_path):
 
 
 def test_stall_drain_completes_a_query_held_back_by_a_server_worker(monkeypatch):
-    """A Server worker stuck in predict may hold a query it carried over: the drain must complete it."""
+    """A Server worker stuck in predict may hold batches it planned: the drain must complete them."""
     from sut.base import Work
 
     sut = get_sut_class("Server")([FakeBackend()], QuerySampleLibrary(make_features()), "classification",
                                   SUTOptions(max_batch=8, token_budget=256))  # fmt: skip
     completed: list[int] = []
     monkeypatch.setattr(lg, "QuerySamplesComplete", lambda rs: completed.extend(r.id for r in rs))
-    sut._carry[0] = Work([7], [3], 0.0)
+    sut._carry[0] = [Work([7], [3], 0.0, planned=True), Work([9, 10], [5, 6], 0.0, planned=True)]
     sut._in_flight[1] = Work([5, 6], [1, 2], 0.0, planned=True)
     sut._queue.put(Work([8], [4], 0.0))
     sut._drain(claim_in_flight=True)
-    assert sorted(completed) == [5, 6, 7, 8] and not sut._carry and not sut._in_flight
+    assert sorted(completed) == [5, 6, 7, 8, 9, 10] and not sut._carry and not sut._in_flight
     sut._drain(claim_in_flight=True)  # nothing is completed twice
-    assert sorted(completed) == [5, 6, 7, 8]
+    assert sorted(completed) == [5, 6, 7, 8, 9, 10]
+
+
+def brute_force_cost(lens: np.ndarray, limits: BatchLimits, overhead: int) -> float:
+    """Least modelled cost over every way to cut the descending-sorted lengths (small n only)."""
+    s = np.sort(lens)[::-1]
+    best = [0.0] + [np.inf] * len(s)
+    for j in range(1, len(s) + 1):
+        for i in range(max(0, j - limits.max_batch), j):
+            padded = (j - i) * s[i]
+            if j - i == 1 or not limits.token_budget or padded <= limits.token_budget:
+                best[j] = min(best[j], best[i] + overhead + padded)
+    return best[-1]
+
+
+@pytest.mark.parametrize("overhead", [0, 20, 100, 10_000])
+def test_plan_least_cost_is_optimal_within_limits(overhead):
+    rng = np.random.default_rng(overhead)
+    limits = BatchLimits(max_batch=5, token_budget=300)
+    for _ in range(20):
+        lens = rng.integers(1, 120, rng.integers(1, 14))
+        plan = plan_least_cost(lens, limits, overhead)
+        assert sorted(np.concatenate(plan).tolist()) == list(range(len(lens)))
+        for b in plan:
+            assert len(b) <= 5 and (len(b) == 1 or len(b) * lens[b].max() <= 300)
+        cost = sum(overhead + len(b) * lens[b].max() for b in plan)
+        assert cost == pytest.approx(brute_force_cost(lens, limits, overhead))
+
+
+def test_plan_least_cost_splits_a_mixed_backlog_only_when_padding_costs_more():
+    lens = np.array([10, 100, 12, 98, 11])
+    limits = BatchLimits(max_batch=32, token_budget=0)
+    # overhead 50: padding three 10-12 token samples to 100 wastes 267 tokens > one more batch
+    assert [sorted(b.tolist()) for b in plan_least_cost(lens, limits, 50)] == [[1, 3], [0, 2, 4]]
+    # overhead 1000: a second forward pass costs more than all the padding
+    assert [sorted(b.tolist()) for b in plan_least_cost(lens, limits, 1000)] == [[0, 1, 2, 3, 4]]
+
+
+def test_server_plans_a_backlog_into_length_sorted_batches_oldest_first():
+    """A worker that finds a mixed backlog runs it as least-cost batches (oldest first), holds the rest
+    for its next calls, and hands every sample out exactly once."""
+    from sut.base import Work
+
+    fs = make_features()
+    sut = get_sut_class("Server")([FakeBackend()], QuerySampleLibrary(fs), "classification",
+                                  SUTOptions(max_batch=8, token_budget=0, max_wait_ms=0,
+                                             batch_overhead_tokens=16))  # fmt: skip
+    long_ = [int(i) for i in np.argsort(-fs.lengths)[:3]]
+    short = [int(i) for i in np.argsort(fs.lengths)[:3]]
+    order = [short[0], long_[0], short[1], long_[1], short[2], long_[2]]
+    for t, i in enumerate(order):
+        sut._queue.put(Work([100 + i], [i], float(t)))
+    first = sut._next_work(0)
+    second = sut._next_work(0)
+    assert sorted(first.indices.tolist()) == sorted(short) and first.t == 0.0
+    assert sorted(second.indices.tolist()) == sorted(long_) and second.t == 1.0
+    assert first.ids == [100 + i for i in first.indices.tolist()]
+    assert not sut._carry and sut._queue.empty()
 
 
 def test_results_parse_real_summaries_keep_reasons():
