@@ -6,12 +6,19 @@ task/model/backend, it runs LoadGen and prints one table of ratios:
   offline_efficiency   LoadGen Offline samples/s / a plain loop over the very samples of that query,
                        with the same batching (sut.batching.plan_batches), timed in the same
                        process right after the test (`run --probe`)               target >= 0.95
+  offline_vs_model_calls  LoadGen Offline samples/s / the same samples over the time of the model
+                       calls alone, timed inside the SUT during that run: the harness's own overhead,
+                       free of the drift between two passes                       target >= 0.95
   vs_reference         our Offline samples/s / the MLCommons reference design run through LoadGen
                        (batch 1, padded to the task's max length, one QuerySamplesComplete per
                        sample)                                          target >= 2 (tiny), >= 3 (base)
   server_vs_offline    highest VALID Server target_qps tried / Offline samples/s   target >= 0.75
-  singlestream_ratio   LoadGen SingleStream p90 / p90 of bare single-sample forwards over the very
-                       samples LoadGen issued, same process, right after (`run --probe`)  target <= 1.10
+  singlestream_ratio   LoadGen SingleStream p90 / p90 of the model calls themselves, timed inside the
+                       SUT during that run: the harness's own overhead        target <= 1.10
+  singlestream_vs_loop LoadGen SingleStream p90 / p90 of back-to-back single-sample forwards over the
+                       very samples LoadGen issued, same process, right after (`run --probe`). Also
+                       held to 1.10; it includes what the gaps between queries cost the model call
+                       itself (caches, idle cores), which no SingleStream harness avoids entirely.
 
 The probe puts both sides of a ratio in one process, on the same samples, minutes apart at most: on a
 shared machine whose speed drifts by tens of percent between minutes, that is what makes the ratio
@@ -37,7 +44,21 @@ from harness.info import device_info
 from harness.settings import user_conf_with
 from sut.batching import BatchLimits, plan_batches
 
-TARGETS = {"offline_efficiency": 0.95, "server_vs_offline": 0.75, "singlestream_ratio": 1.10}
+TARGETS = {
+    "offline_efficiency": 0.95,
+    "offline_vs_model_calls": 0.95,
+    "server_vs_offline": 0.75,
+    "singlestream_ratio": 1.10,
+    "singlestream_vs_loop": 1.10,
+}
+LOWER_IS_BETTER = ("singlestream_ratio", "singlestream_vs_loop")
+RATIOS = (
+    "offline_efficiency",
+    "offline_vs_model_calls",
+    "vs_reference",
+    "server_vs_offline",
+    *LOWER_IS_BETTER,
+)
 VS_REFERENCE_TARGET = {"tiny": 2.0, "base": 3.0, "large": 3.0}
 
 
@@ -49,7 +70,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--backend", default="pytorch")
     a("--threads", type=int, default=0, help="backend intra-op threads (0 = library default)")
     a("--duration", type=float, default=10.0, help="seconds per LoadGen run (Server needs >= 10)")
-    a("--server_fractions", default="0.9,0.8,0.75", help="Server loads tried, x Offline samples/s")
+    a(
+        "--server_fractions",
+        default="0.9,0.75,0.6,0.5",
+        help="Server loads tried (x Offline samples/s), until one is VALID",
+    )
     a("--runs_dir", default=str(REPO / "build" / "benchmark"))
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
 
@@ -169,10 +194,12 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
         p.close()
 
     m = args.model
-    offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {est:.2f}"], "offline",
+    # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
+    # estimate keeps the run long enough when the machine speeds up between estimate and run
+    offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], "offline",
                           runs_dir, ["--probe"])  # fmt: skip
     reference = loadgen_run(
-        cfg, "Offline", [f"{m}.Offline.target_qps = {ref_est:.2f}"], "reference", runs_dir,
+        cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * ref_est:.2f}"], "reference", runs_dir,
         ["--max_batch", "1", "--token_budget", "0", "--pad_to", str(max_len)],
     )  # fmt: skip
     single = loadgen_run(
@@ -195,23 +222,29 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     best = max((r["target_qps"] for r in server_runs if r["valid"]), default=0.0)
     ss_p90_ms = ((single.get("latency_ns") or {}).get("p90") or 0) / 1e6
     bare_ms = (single.get("probe") or {}).get("bare_p90_ms") or 0.0
+    in_run_ms = (single.get("probe") or {}).get("in_run_predict_p90_ms") or 0.0
+    in_run_sps = (offline.get("probe") or {}).get("in_run_predict_samples_per_second")
     ref_sps = reference.get("samples_per_second") or 0.0
     return {
         "encoder": encoder,
         "model_kind": model_kind,
         "plain_loop_sps": round(loop, 2),
+        "in_run_predict_sps": in_run_sps,
         "offline_samples": (offline.get("probe") or {}).get("samples"),
         "offline_sps": round(off_sps, 2),
         "offline_valid": offline.get("result_valid"),
         "reference_sps": round(ref_sps, 2),
         "server_runs": server_runs,
         "bare_single_p90_ms": round(bare_ms, 3),
+        "in_run_predict_p90_ms": round(in_run_ms, 3),
         "singlestream_p90_ms": round(ss_p90_ms, 3),
         "singlestream_samples": (single.get("probe") or {}).get("samples"),
         "offline_efficiency": round(off_sps / loop, 3) if loop else None,
+        "offline_vs_model_calls": round(off_sps / in_run_sps, 3) if in_run_sps else None,
         "vs_reference": round(off_sps / ref_sps, 2) if ref_sps else None,
         "server_vs_offline": round(best / off_sps, 3) if off_sps else None,
-        "singlestream_ratio": round(ss_p90_ms / bare_ms, 3) if ss_p90_ms and bare_ms else None,
+        "singlestream_ratio": round(ss_p90_ms / in_run_ms, 3) if ss_p90_ms and in_run_ms else None,
+        "singlestream_vs_loop": round(ss_p90_ms / bare_ms, 3) if ss_p90_ms and bare_ms else None,
         "errors": [r["error"] for r in (offline, reference, single) if "error" in r],
     }
 
@@ -221,7 +254,7 @@ def _verdict(name: str, value: float | None, encoder: str) -> str:
         return "n/a"
     if name == "vs_reference":
         return "met" if value >= VS_REFERENCE_TARGET.get(encoder, 3.0) else "MISSED"
-    if name == "singlestream_ratio":
+    if name in LOWER_IS_BETTER:
         return "met" if value <= TARGETS[name] else "MISSED"
     return "met" if value >= TARGETS[name] else "MISSED"
 
@@ -245,17 +278,21 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
         figs = {
             "offline_efficiency": f"LoadGen {r['offline_sps']} / plain loop {r['plain_loop_sps']} "
             f"samples/s (the query's {r['offline_samples']} samples)",
+            "offline_vs_model_calls": f"LoadGen {r['offline_sps']} / model calls alone "
+            f"{r['in_run_predict_sps']} samples/s",
             "vs_reference": f"{r['offline_sps']} / reference {r['reference_sps']} samples/s",
             "server_vs_offline": "; ".join(
                 f"{s['target_qps']} QPS {'VALID' if s['valid'] else 'INVALID'} p99 {s['p99_ms']:.1f} ms"
                 for s in r["server_runs"]
             ),
-            "singlestream_ratio": f"p90 {r['singlestream_p90_ms']} ms / bare {r['bare_single_p90_ms']} "
-            f"ms ({r['singlestream_samples']} samples)",
+            "singlestream_ratio": f"p90 {r['singlestream_p90_ms']} ms / model calls in the run "
+            f"{r['in_run_predict_p90_ms']} ms ({r['singlestream_samples']} queries)",
+            "singlestream_vs_loop": f"p90 {r['singlestream_p90_ms']} ms / back-to-back loop "
+            f"{r['bare_single_p90_ms']} ms",
         }
-        for name in ("offline_efficiency", "vs_reference", "server_vs_offline", "singlestream_ratio"):
+        for name in RATIOS:
             target = VS_REFERENCE_TARGET.get(r["encoder"]) if name == "vs_reference" else TARGETS[name]
-            op = "<=" if name == "singlestream_ratio" else ">="
+            op = "<=" if name in LOWER_IS_BETTER else ">="
             lines.append(f"| {tag} | {name} | {r[name]} | {op} {target} | "
                          f"{_verdict(name, r[name], r['encoder'])} | {figs[name]} |")  # fmt: skip
         if r["errors"]:

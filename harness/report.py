@@ -228,8 +228,17 @@ def overhead_rows(rows: list[dict[str, Any]], reference: str = "full") -> list[d
     return out
 
 
+# fp32 references for the int8 accuracy comparison, in order of preference: the same runtime when
+# its fp32 run exists, else PyTorch fp32 (the same fp32 math; the study's default accuracy backends
+# are pytorch and onnxruntime-int8, so ONNX Runtime fp32 usually has no accuracy run).
+INT8_REFERENCES = ("onnxruntime", "pytorch")
+
+
 def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[str, Any]]:
-    """Per-language accuracy of onnxruntime-int8 minus fp32 onnxruntime, per model (points x 100)."""
+    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model (points).
+
+    The reference is the model's onnxruntime (fp32) accuracy run when present, else its pytorch one;
+    each row names it in `reference`."""
     acc = {
         (r.model, r.backend): r
         for r in runs
@@ -237,13 +246,233 @@ def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[s
     }
     out = []
     for (model, backend), r in sorted(acc.items()):
-        ref = acc.get((model, "onnxruntime")) if backend == "onnxruntime-int8" else None
-        if ref is None:
+        if backend != "onnxruntime-int8":
             continue
+        reference = next((b for b in INT8_REFERENCES if (model, b) in acc), None)
+        if reference is None:
+            continue
+        ref = acc[(model, reference)]
         for lang in sorted(set(r.per_language) & set(ref.per_language)):
-            out.append({"model": model, "language": lang, "fp32": ref.per_language[lang],
-                        "int8": r.per_language[lang], "delta": r.per_language[lang] - ref.per_language[lang]})  # fmt: skip
+            out.append({"model": model, "reference": reference, "language": lang,
+                        "fp32": ref.per_language[lang], "int8": r.per_language[lang],
+                        "delta": r.per_language[lang] - ref.per_language[lang]})  # fmt: skip
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The answer to the study's question, in words, from the figures only
+# ----------------------------------------------------------------------------------------------
+QUESTION = (
+    "Does adapter-based fine-tuning after intermediate-task training keep the accuracy of full "
+    "fine-tuning, and what does it cost or save at inference time?"
+)
+BACKEND_NAMES = {
+    "pytorch": "PyTorch",
+    "onnxruntime": "ONNX Runtime",
+    "onnxruntime-int8": "ONNX Runtime int8",
+}
+TASK_NAMES = {
+    "xnli": "XNLI",
+    "pawsx": "PAWS-X",
+    "tydiqa": "TyDiQA",
+    "tatoeba": "Tatoeba",
+    "bucc": "BUCC",
+}
+# How each non-reference model is served (models/registry.py), as the answer names it.
+SERVED_AS = {"adapter": "adapter", "adapter-squad": "adapter-squad (AdapterFusion, unmerged)",
+             "lora-squad": "lora-squad (merged)"}  # fmt: skip
+# Models whose served graph is the one of `full` (plain weights; LoRA merged): their ratio is noise.
+SAME_GRAPH_AS_FULL = ("full-squad", "lora-squad")
+ADAPTER_MODELS = ("adapter", "adapter-squad")
+KIND_NOTES = {
+    "tiny": "tiny = a 4-layer, 128-wide model trained here for minutes, near chance on XNLI, so "
+    "accuracy differences between models say nothing about XLM-R",
+    "random": "random = random weights with the real shapes, speed only",
+    "real": "real = trained checkpoints",
+}
+
+
+def _ordered_backends(labels: Iterable[str]) -> list[str]:
+    known = [b for b in BACKEND_NAMES if b in labels]
+    return known + sorted(set(labels) - set(known))
+
+
+def _bname(backend: str) -> str:
+    return BACKEND_NAMES.get(backend, backend)
+
+
+def _tname(task: str) -> str:
+    return TASK_NAMES.get(task, task)
+
+
+def _pct(ratio: float) -> str:
+    """A ratio as a signed whole-percent change: 0.91 -> '-9%', 1.02 -> '+2%' (never '-0%')."""
+    return f"{round(100.0 * (ratio - 1.0)):+d}%"
+
+
+def _span(values: Sequence[float], fmt: str = ".2f") -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
+
+
+def _cost_lines(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
+    """Offline throughput of adapter / adapter-squad / lora-squad relative to full, per backend,
+    then the spread of the same-graph models as the noise level."""
+    over = {(r["model"], r["backend"]): r for r in overhead_rows(rows) if r["task"] == task}
+    full = {
+        r["backend"]: r["offline_samples_per_s"]
+        for r in rows
+        if r["model"] == "full" and r["task"] == task and r["offline_samples_per_s"]
+    }
+    subs = []
+    for backend in _ordered_backends(full):
+        parts = []
+        for model, name in SERVED_AS.items():
+            o = over.get((model, backend))
+            if o:
+                of_full = " of full" if not parts else ""
+                parts.append(f"{name} {o['ratio_vs_full']:.2f}x{of_full} ({_pct(o['ratio_vs_full'])})")
+        if parts:
+            subs.append(f"  - {_bname(backend)}, {_tname(task)} (full {full[backend]:.1f} samples/s): "
+                        + ", ".join(parts) + ".")  # fmt: skip
+    noise = [o for (model, _), o in over.items() if model in SAME_GRAPH_AS_FULL]
+    if noise:
+        ratios = [o["ratio_vs_full"] for o in noise]
+        names = sorted({o["model"] for o in noise}, key=SAME_GRAPH_AS_FULL.index)
+        verb = "runs" if len(names) == 1 else "run"
+        band = max(abs(r - 1.0) for r in ratios)  # the noise level, as a +- fraction around 1
+        line = (f"  - Noise: {' and '.join(names)} {verb} the very graph of full; their ratios "
+                f"({_span(ratios)} over {len(ratios)} run{'s' if len(ratios) > 1 else ''}) show the "
+                f"noise of single short runs: up to {100.0 * band:.0f}% either way.")  # fmt: skip
+        adapters = [o for (model, _), o in sorted(over.items()) if model in ADAPTER_MODELS]
+        outside = [o for o in adapters if abs(o["ratio_vs_full"] - 1.0) > band]
+        if outside:
+            listed = ", ".join(f"{o['model']} on {_bname(o['backend'])} ({o['ratio_vs_full']:.2f}x)"
+                               for o in outside)  # fmt: skip
+            line += f" Adapter ratios beyond that noise: {listed}."
+        elif adapters:
+            line += " No adapter ratio is beyond that noise."
+        subs.append(line)
+    if not subs:
+        return []
+    return [f"- Cost at inference ({_tname(task)} Offline samples/s relative to full, same backend):",
+            *subs]  # fmt: skip
+
+
+def _relative(values: dict[str, float], base: float | None, keys: Sequence[str], unit: str,
+              digits: int, name=lambda k: k) -> list[str]:  # fmt: skip
+    """'<name> <value> <unit> (<ratio>x, <pct>)' for each of `keys` present, relative to `base`."""
+    return [
+        f"{name(k)} {values[k]:.{digits}f} {unit} ({values[k] / base:.2f}x, {_pct(values[k] / base)})"
+        for k in keys
+        if base and k in values
+    ]
+
+
+def _backend_line(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
+    """ONNX Runtime fp32 and int8 Offline throughput of `full` relative to PyTorch."""
+    sps = {
+        r["backend"]: r["offline_samples_per_s"]
+        for r in rows
+        if r["model"] == "full" and r["task"] == task and r["offline_samples_per_s"]
+    }
+    base = sps.get("pytorch")
+    parts = _relative(sps, base, ("onnxruntime", "onnxruntime-int8"), "samples/s", 1, _bname)
+    if not parts:
+        return []
+    return [f"- Backends (full, {_tname(task)} Offline, relative to PyTorch at {base:.1f} samples/s): "
+            + "; ".join(parts) + "."]  # fmt: skip
+
+
+def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = "pytorch") -> list[str]:
+    """SingleStream p90 of the adapter models against full, on one backend."""
+    p90 = {
+        r["model"]: r["singlestream_p90_ms"]
+        for r in rows
+        if r["task"] == task and r["backend"] == backend and r["singlestream_p90_ms"]
+    }
+    base = p90.get("full")
+    parts = _relative(p90, base, ("adapter", "adapter-squad"), "ms", 2)
+    if not parts:
+        return []
+    return [f"- Latency ({_bname(backend)}, {_tname(task)} SingleStream p90): full {base:.2f} ms; "
+            + "; ".join(parts) + "."]  # fmt: skip
+
+
+def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
+    """Per task: each model's metric minus full's on one backend (pytorch preferred); the int8 mean."""
+    subs = []
+    value = {(r["task"], r["backend"], r["model"]): r for r in rows if r["metric_value"] is not None}
+    for task in sorted({t for t, _, _ in value}):
+        backends = _ordered_backends({b for t, b, _ in value if t == task})
+        for backend in backends:
+            full = value.get((task, backend, "full"))
+            others = [
+                r for (t, b, m), r in sorted(value.items()) if t == task and b == backend and m != "full"
+            ]
+            if full is None or not others:
+                continue
+            parts = [f"{r['model']} {r['metric_value']:.2f} ({r['metric_value'] - full['metric_value']:+.2f} points)"
+                     for r in others]  # fmt: skip
+            subs.append(f"  - {_tname(task)} {full['metric']}, {_bname(backend)}: full "
+                        f"{full['metric_value']:.2f}; " + ", ".join(parts) + ".")  # fmt: skip
+            break
+    deltas = int8_language_deltas(runs)
+    if deltas:
+        refs: dict[str, list[str]] = {}
+        for d in deltas:
+            refs.setdefault(d["reference"], [])
+            if d["model"] not in refs[d["reference"]]:
+                refs[d["reference"]].append(d["model"])
+        used = "; ".join(f"{_bname(b)} fp32 for {', '.join(ms)}" for b, ms in refs.items())
+        mean = statistics.fmean(d["delta"] for d in deltas)
+        subs.append(f"  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean {mean:+.2f} points "
+                    f"over {len(deltas)} model-language pairs (reference: {used}).")  # fmt: skip
+    if not subs:
+        return []
+    return ["- Accuracy (each model minus full on the same backend, in points):", *subs]
+
+
+def _caveat_line(
+    rows: list[dict[str, Any]], runs: list[Run], speed_md: bool, machine: str | None
+) -> list[str]:
+    kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
+    if kinds:
+        notes = [KIND_NOTES[k] for k in kinds if k in KIND_NOTES]
+        who = f"Figures come from model kind(s) {', '.join(kinds)}" + (
+            f" ({'; '.join(notes)})" if notes else ""
+        )
+    else:
+        who = "The model kind of these runs is not recorded"
+    durations = sorted({r.duration_s for r in runs if r.mode == "performance" and r.duration_s})
+    how = "a single short run"
+    if durations:
+        how += f" (min_duration {_span(durations, 'g')} s, no repeats)"
+    how += f" on a shared {machine}" if machine else " on a shared machine"
+    if speed_md:
+        speed = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
+                 "(`python -m harness study --speed`).")  # fmt: skip
+    else:
+        speed = "`python -m harness study --speed` writes side-by-side ratios measured in one process."
+    return [f"- Caveats: {who}. Each figure is {how}. {speed}"]
+
+
+def answer_lines(
+    rows: list[dict[str, Any]],
+    runs: list[Run],
+    speed_md: bool = False,
+    machine: str | None = None,
+) -> list[str]:
+    """The "Answer" section of study.md: bullets built only from the figures in `rows` / `runs`, each
+    omitted when its figures are missing (the caveats always stay). `speed_md`: whether speed.md sits
+    beside study.md; `machine`: e.g. "2-core CPU (AMD EPYC)" for the caveat."""
+    lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
+    lines += _cost_lines(rows)
+    lines += _backend_line(rows)
+    lines += _latency_line(rows)
+    lines += _accuracy_lines(rows, runs)
+    lines += _caveat_line(rows, runs, speed_md, machine)
+    return lines
 
 
 def markdown(
@@ -252,9 +481,11 @@ def markdown(
     title: str = "Efficiency study",
     figures: Sequence[str] = (),
     command: str | None = None,
+    speed_md: bool = False,
 ) -> str:
     """The study.md text: how it was made, the variant table, the overhead table, the int8
-    per-language table, and the figures that were actually written."""
+    per-language table, the figures that were actually written, and the answer in words
+    (`speed_md`: whether speed.md exists beside study.md, for the answer's caveat)."""
     from harness.info import device_info
 
     dev = device_info()
@@ -289,15 +520,20 @@ def markdown(
                          f"{r['cost_pct']:+.1f} |")  # fmt: skip
     deltas = int8_language_deltas(runs)
     if deltas:
-        lines += ["", "## XNLI accuracy per language: int8 minus fp32 (ONNX Runtime)", "",
-                  "| model | language | fp32 | int8 | delta |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference", "",
+                  "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its "
+                  "PyTorch fp32 run (the same fp32 math); the `reference` column names it.", "",
+                  "| model | reference | language | fp32 | int8 | delta |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
         for d in deltas:
-            lines.append(f"| {d['model']} | {d['language']} | {d['fp32']:.2f} | {d['int8']:.2f} | "
-                         f"{d['delta']:+.2f} |")  # fmt: skip
+            lines.append(f"| {d['model']} | {d['reference']} | {d['language']} | {d['fp32']:.2f} | "
+                         f"{d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
         mean = statistics.fmean(d["delta"] for d in deltas)
         lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
     if figures:
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
+    machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
+    lines += [""] + answer_lines(rows, runs, speed_md=speed_md, machine=machine)
     return "\n".join(lines) + "\n"
 
 
@@ -319,6 +555,7 @@ def write_report(
     )
     figures = write_plots(rows, runs, out)
     names = sorted(path.name for path in figures.values())
-    written["md"].write_text(markdown(rows, runs, title, names, command))
+    speed_md = (out / "speed.md").exists()  # written by `python -m harness study --speed`
+    written["md"].write_text(markdown(rows, runs, title, names, command, speed_md=speed_md))
     written.update(figures)
     return written

@@ -15,6 +15,8 @@ All weights are RANDOM (model_kind "random"): speed only. Parts:
      full, PyTorch at XNLI lengths. Targets: adapter cost <= 10%, merged LoRA within 2%.
   e  real shapes: base and large XLM-R (RANDOM weights) throughput and batch-1 latency, PyTorch and
      ONNX Runtime fp32.
+  f  part d at the XLM-R base shape (RANDOM weights): what adapters cost when the model, not the
+     per-operator overhead of a tiny model, dominates.
 Writes `<out>/speed.json` and `<out>/speed.md` and prints the ratios.
 """
 
@@ -24,6 +26,7 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-PARTS = "abcde"
+PARTS = "abcdef"
 REPO = Path(__file__).resolve().parents[1]
 Predict = Callable[[np.ndarray, np.ndarray], Any]
 
@@ -159,20 +162,26 @@ def part_c(lengths, args) -> dict[str, Any]:
             "max_abs_diff": diff, "output_max_abs": scale, "equal_within_1e-4": diff < 1e-4, "layers_replaced": replaced}  # fmt: skip
 
 
-def part_d(lengths, args) -> dict[str, Any]:
+def part_d(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
     from models.fusion import fold_fusion_layers
 
-    batches = make_batches(lengths, True, 8002)
-    modules = {m: _served(m, "tiny", args.models_dir).torch_module() for m in
+    modules = {m: _served(m, encoder, args.models_dir).torch_module() for m in
                ("full", "adapter", "adapter-squad", "lora-squad")}  # fmt: skip
+    vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
+    batches = make_batches(lengths, True, vocab)
     folded = copy.deepcopy(modules["adapter-squad"])
     fold_fusion_layers(folded)
     modules["adapter-squad-folded"] = folded
     res = interleaved({k: (torch_predict(m), batches) for k, m in modules.items()}, args.repeats)
     cost = {k: 1 - _ratio(res, k, "full") for k in res if k != "full"}
-    return {"results": res, "cost_vs_full": cost,
+    return {"encoder": encoder, "samples": len(lengths), "results": res, "cost_vs_full": cost,
             "targets": {"adapter_cost_le_10pct": cost["adapter"] <= 0.10,
                         "merged_lora_within_2pct": abs(cost["lora-squad"]) <= 0.02}}  # fmt: skip
+
+
+def part_f(lengths, args) -> dict[str, Any]:
+    """Part d at the real XLM-R base shape (RANDOM weights; --real_samples samples per pass)."""
+    return part_d(lengths[: min(args.real_samples, len(lengths))], args, encoder="base")
 
 
 def part_e(lengths, args) -> dict[str, Any]:
@@ -203,16 +212,16 @@ def part_e(lengths, args) -> dict[str, Any]:
     return out
 
 
-PART_FUNCS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e}
+PART_FUNCS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e, "f": part_f}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The --speed flags (parsed by `study`)."""
     a = parser.add_argument
-    a("--parts", default=PARTS, help="which micro-benchmarks, e.g. 'abd' (default all: abcde)")
+    a("--parts", default=PARTS, help=f"which micro-benchmarks, e.g. 'abd' (default all: {PARTS})")
     a("--repeats", type=int, default=5, help="interleaved rounds per comparison (medians reported)")
     a("--samples", type=int, default=512, help="XNLI samples per pass (tiny shape)")
-    a("--real_samples", type=int, default=32, help="samples per pass for base/large shapes (part e)")
+    a("--real_samples", type=int, default=32, help="samples per pass, base/large shapes (parts e, f)")
     a("--real_backends", default="pytorch,onnxruntime", help="backends of part e (comma list)")
     a("--models_dir", default=None, help="zoo folder whose encoder/ tokenizer gives XNLI lengths")
 
@@ -226,17 +235,24 @@ def main(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     lengths, source = xnli_lengths(args.samples, args.models_dir)
-    report: dict[str, Any] = {"lengths": source, "mean_tokens": float(lengths.mean()), "repeats": args.repeats,
+    command = "python -m harness study " + " ".join(sys.argv[2:])
+    report: dict[str, Any] = {"command": command.strip(), "lengths": source, "mean_tokens": float(lengths.mean()), "repeats": args.repeats,
                               "device": device_info(), "versions": package_versions(), **git_state()}  # fmt: skip
+    out = Path(args.out)
+    previous = out / "speed.json"
+    if previous.is_file():  # parts not run now keep their earlier figures (each part says when/how)
+        old = json.loads(previous.read_text())
+        report |= {p: old[p] for p in PARTS if p in old and p not in args.parts}
     for part in args.parts:
         t0 = time.perf_counter()
         print(f"speed part {part} ...", flush=True)
         report[part] = PART_FUNCS[part](lengths, args)
         report[part]["wall_s"] = round(time.perf_counter() - t0, 1)
+        report[part]["measured"] = {"at": time.strftime("%Y-%m-%d %H:%M"), "command": command.strip(),
+                                    "git_sha": report.get("git_sha")}  # fmt: skip
         print(
             json.dumps({k: v for k, v in report[part].items() if k != "results"}, indent=1, default=str)
         )
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "speed.md").write_text(markdown(report))
@@ -247,6 +263,7 @@ def main(args: argparse.Namespace) -> int:
 def markdown(r: dict[str, Any]) -> str:
     """speed.md: one table per part, medians and ratios."""
     lines = ["# Speed micro-benchmarks (random weights, in-process, interleaved medians)", "",
+             f"Command: `{r.get('command', 'python -m harness study --speed')}`  ",
              f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
              f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}.", ""]  # fmt: skip
     for part in PARTS:

@@ -83,7 +83,9 @@ def test_report_table_equals_inputs(synthetic_tree, tmp_path):
     md = written["md"].read_text()
     assert "| adapter | xnli | onnxruntime | 380.0 |" in md
     assert "| adapter | xnli | onnxruntime | 0.950 | +5.0 |" in md  # 380 / 400
-    assert "| full | en | 80.00 | 78.00 | -2.00 |" in md  # int8 per-language change
+    assert "| full | onnxruntime | en | 80.00 | 78.00 | -2.00 |" in md  # int8 per-language change
+    assert md.rstrip().splitlines()[-1].startswith("- Caveats: ")  # the answer ends the report
+    assert "## Answer (from the figures above)" in md.split("## Figures")[1]
     for name in ("throughput", "latency", "accuracy_vs_throughput", "server_latency"):
         png = written[name].read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 5000
@@ -100,6 +102,122 @@ def test_report_of_empty_tree_writes_table_without_plots(tmp_path):
     written = report.write_report(tmp_path / "nothing", tmp_path / "out")
     assert set(written) == {"csv", "runs_csv", "md"}
     assert written["csv"].read_text().startswith("model,task,backend")
+
+
+def test_int8_deltas_use_pytorch_fp32_when_onnxruntime_fp32_has_no_accuracy_run(tmp_path):
+    """The study's default accuracy backends (pytorch, onnxruntime-int8) still give the int8 table."""
+    root = tmp_path / "runs"
+    acc = {("full", "pytorch", "fp32"): 50.0, ("full", "onnxruntime", "int8"): 47.5,
+           ("adapter", "pytorch", "fp32"): 10.0, ("adapter", "onnxruntime", "fp32"): 44.0,
+           ("adapter", "onnxruntime", "int8"): 45.0}  # fmt: skip
+    for (model, backend, dtype), en in acc.items():
+        _write_run(root, backend, dtype, model, "xnli", "Offline", "accuracy", {},
+                   {"metrics": {"accuracy": en}, "per_language": {"en": en}})  # fmt: skip
+    deltas = report.int8_language_deltas(report.collect_runs(root))
+    assert deltas == [  # adapter: ONNX Runtime fp32 preferred over its (different) PyTorch figure
+        {"model": "adapter", "reference": "onnxruntime", "language": "en", "fp32": 44.0, "int8": 45.0,
+         "delta": 1.0},
+        {"model": "full", "reference": "pytorch", "language": "en", "fp32": 50.0, "int8": 47.5,
+         "delta": -2.5},
+    ]  # fmt: skip
+    md = report.write_report(root, tmp_path / "out")["md"].read_text()
+    assert "| model | reference | language | fp32 | int8 | delta |" in md
+    assert "| full | pytorch | en | 50.00 | 47.50 | -2.50 |" in md
+    assert "| adapter | onnxruntime | en | 44.00 | 45.00 | +1.00 |" in md
+    assert "Mean change over models and languages: -0.75." in md
+
+
+def _row(model: str, backend: str, sps: float | None = None, p90: float | None = None,
+         value: float | None = None, task: str = "xnli", metric: str = "accuracy",
+         kind: str = "tiny") -> dict:  # fmt: skip
+    row = dict.fromkeys(report.VARIANT_COLUMNS)
+    row.update(model=model, task=task, backend=backend, model_kind=kind, offline_samples_per_s=sps,
+               singlestream_p90_ms=p90, metric=metric if value is not None else None,
+               metric_value=value)  # fmt: skip
+    return row
+
+
+def _acc_run(model: str, backend: str, per_language: dict) -> report.Run:
+    return report.Run(path="", model=model, task="xnli", scenario="Offline", mode="accuracy",
+                      backend=backend, per_language=per_language)  # fmt: skip
+
+
+def test_answer_quotes_the_measured_ratios():
+    rows = [
+        _row("full", "pytorch", sps=500.0, p90=4.0, value=34.0),
+        _row("adapter", "pytorch", sps=455.0, value=33.5),  # 0.91x; no SingleStream run
+        _row("adapter-squad", "pytorch", sps=230.0, p90=6.8, value=35.25),  # 0.46x; p90 1.70x
+        _row("lora-squad", "pytorch", sps=510.0),  # 1.02x
+        _row("full-squad", "pytorch", sps=475.0),  # 0.95x
+        _row("full", "onnxruntime", sps=700.0),
+        _row("full-squad", "onnxruntime", sps=728.0),  # 1.04x
+        _row("full", "onnxruntime-int8", sps=950.0, value=33.0),
+        _row("full", "onnxruntime-int8", value=6.0, task="tydiqa", metric="f1"),
+        _row("adapter", "onnxruntime-int8", value=4.5, task="tydiqa", metric="f1"),
+    ]
+    runs = [
+        _acc_run("full", "pytorch", {"en": 40.0, "de": 30.0}),
+        _acc_run("full", "onnxruntime-int8", {"en": 39.0, "de": 28.0}),
+        report.Run(
+            path="",
+            model="full",
+            task="xnli",
+            scenario="Offline",
+            mode="performance",
+            backend="pytorch",
+            duration_s=3.0,
+        ),  # fmt: skip
+    ]
+    lines = report.answer_lines(rows, runs, speed_md=True, machine="2-core CPU (AMD EPYC)")
+    text = "\n".join(lines)
+    assert lines[0] == "## Answer (from the figures above)"
+    assert ("  - PyTorch, XNLI (full 500.0 samples/s): adapter 0.91x of full (-9%), adapter-squad "
+            "(AdapterFusion, unmerged) 0.46x (-54%), lora-squad (merged) 1.02x (+2%).") in lines  # fmt: skip
+    assert "  - ONNX Runtime, XNLI" not in text  # no adapter model measured on it
+    assert ("  - Noise: full-squad and lora-squad run the very graph of full; their ratios "
+            "(0.95-1.04 over 3 runs) show the noise of single short runs: up to 5% either way. "
+            "Adapter ratios beyond that noise: adapter on PyTorch (0.91x), adapter-squad on "
+            "PyTorch (0.46x).") in lines  # fmt: skip
+    assert ("- Backends (full, XNLI Offline, relative to PyTorch at 500.0 samples/s): ONNX Runtime "
+            "700.0 samples/s (1.40x, +40%); ONNX Runtime int8 950.0 samples/s (1.90x, +90%).") in lines  # fmt: skip
+    assert ("- Latency (PyTorch, XNLI SingleStream p90): full 4.00 ms; adapter-squad 6.80 ms "
+            "(1.70x, +70%).") in lines  # fmt: skip
+    assert ("  - XNLI accuracy, PyTorch: full 34.00; adapter 33.50 (-0.50 points), adapter-squad "
+            "35.25 (+1.25 points).") in lines  # pytorch preferred over the int8 figure  # fmt: skip
+    assert "  - TyDiQA f1, ONNX Runtime int8: full 6.00; adapter 4.50 (-1.50 points)." in lines
+    assert ("  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean -1.50 points over 2 "
+            "model-language pairs (reference: PyTorch fp32 for full).") in lines  # fmt: skip
+    caveat = lines[-1]
+    assert caveat.startswith(
+        "- Caveats: Figures come from model kind(s) tiny (tiny = a 4-layer, 128-wide"
+    )
+    assert "near chance on XNLI" in caveat and "random =" not in caveat
+    assert (
+        "a single short run (min_duration 3 s, no repeats) on a shared 2-core CPU (AMD EPYC)" in caveat
+    )
+    assert "[speed.md](speed.md)" in caveat
+
+
+def test_answer_omits_bullets_without_figures():
+    rows = [_row("full", "onnxruntime", sps=400.0, kind="random"),
+            _row("adapter", "onnxruntime", sps=300.0, kind="random")]  # fmt: skip
+    lines = report.answer_lines(rows, [])
+    text = "\n".join(lines)
+    assert "  - ONNX Runtime, XNLI (full 400.0 samples/s): adapter 0.75x of full (-25%)." in lines
+    for gone in ("Noise:", "- Backends", "- Latency", "- Accuracy", "speed.md)"):
+        assert gone not in text  # no same-graph model, no PyTorch, no SingleStream, no accuracy
+    assert lines[-1].startswith("- Caveats: Figures come from model kind(s) random (random = ")
+    assert "tiny =" not in lines[-1] and "`python -m harness study --speed` writes" in lines[-1]
+    bare = report.answer_lines([], [])
+    assert [line for line in bare if line.startswith("- ")] == [bare[-1]]  # only the caveats
+    assert "not recorded" in bare[-1]
+
+
+def test_report_links_speed_md_only_when_it_exists(tmp_path):
+    out = tmp_path / "out"
+    assert "[speed.md](speed.md)" not in report.write_report(tmp_path / "none", out)["md"].read_text()
+    (out / "speed.md").write_text("# speed\n")
+    assert "[speed.md](speed.md)" in report.write_report(tmp_path / "none", out)["md"].read_text()
 
 
 def test_plan_orders_offline_before_server_and_counts_cells():
@@ -217,3 +335,27 @@ def test_speed_batching_and_fusion_parts_run_small(tmp_path):
     assert a["ratio"] > 0 and set(a["results"]) == {"naive_fixed32_pad128", "sorted_token_budget"}
     c = speed.part_c(lengths, args)
     assert c["equal_within_1e-4"] and c["layers_replaced"] == 4 and c["output_max_abs"] > 1e-3
+
+
+def test_speed_partial_run_keeps_the_other_parts(tmp_path, monkeypatch):
+    """`--speed --parts f` after a full run updates part f only; every part records when and how."""
+    import argparse
+    import json as _json
+
+    from harness import speed
+
+    monkeypatch.setattr(speed, "xnli_lengths", lambda n, d: (np.full(n, 50), "fake lengths"))
+    monkeypatch.setattr(
+        speed, "PART_FUNCS", {p: (lambda lengths, args, p=p: {"ratio": ord(p)}) for p in speed.PARTS}
+    )
+    args = argparse.Namespace(
+        threads=0, samples=8, models_dir=None, repeats=1, out=str(tmp_path), parts="ab"
+    )
+    assert speed.main(args) == 0
+    monkeypatch.setattr(speed, "PART_FUNCS", {"b": lambda lengths, args: {"ratio": -1}})
+    assert speed.main(argparse.Namespace(**{**vars(args), "parts": "b"})) == 0
+    report = _json.loads((tmp_path / "speed.json").read_text())
+    assert report["a"]["ratio"] == ord("a") and report["b"]["ratio"] == -1 and "c" not in report
+    assert report["a"]["measured"]["git_sha"] == report["b"]["measured"]["git_sha"]
+    md = (tmp_path / "speed.md").read_text()
+    assert "## Part a" in md and "## Part b" in md and "- ratio: -1" in md
