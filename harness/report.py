@@ -433,6 +433,36 @@ def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
     return ["- Accuracy (each model minus full on the same backend, in points):", *subs]
 
 
+def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
+    """The in-process side-by-side figures of speed.json (parts d, f, g) in one bullet."""
+    if not speed:
+        return []
+    subs = []
+    for part, shape in (("d", "tiny"), ("f", "base")):
+        p = speed.get(part) or {}
+        cost, res = p.get("cost_vs_full") or {}, p.get("results") or {}
+        if cost and res:
+            spread = max(v["spread"] for v in res.values())
+            subs.append(
+                f"  - Timed, {shape} shape (part {part}): adapter {-cost['adapter']:+.0%}, "
+                f"adapter-squad {-cost['adapter-squad']:+.0%} (folded {-cost['adapter-squad-folded']:+.0%}), "
+                f"lora-squad {-cost['lora-squad']:+.0%} vs full; the rounds spread up to {spread:.0%}, "
+                "and lora-squad runs full's very graph, so its figure is noise."
+            )  # fmt: skip
+    for shape, g in (speed.get("g") or {}).items():
+        if isinstance(g, dict) and "extra_vs_full" in g:
+            e = g["extra_vs_full"]
+            subs.append(
+                f"  - Counted FLOPs, {shape} shape (part g, no noise): adapter {e['adapter']:+.1%}, "
+                f"adapter-squad {e['adapter-squad']:+.1%} (folded {e['adapter-squad-folded']:+.1%}), "
+                f"lora-squad {e['lora-squad']:+.1%} vs full."
+            )
+    if not subs:
+        return []
+    return ["- Side by side in one process ([speed.md](speed.md), random weights, Offline "
+            "throughput change vs full):", *subs]  # fmt: skip
+
+
 def _caveat_line(
     rows: list[dict[str, Any]], runs: list[Run], speed_md: bool, machine: str | None
 ) -> list[str]:
@@ -462,15 +492,18 @@ def answer_lines(
     runs: list[Run],
     speed_md: bool = False,
     machine: str | None = None,
+    speed: dict[str, Any] | None = None,
 ) -> list[str]:
     """The "Answer" section of study.md: bullets built only from the figures in `rows` / `runs`, each
     omitted when its figures are missing (the caveats always stay). `speed_md`: whether speed.md sits
-    beside study.md; `machine`: e.g. "2-core CPU (AMD EPYC)" for the caveat."""
+    beside study.md; `machine`: e.g. "2-core CPU (AMD EPYC)" for the caveat; `speed`: the parsed
+    speed.json, whose in-process figures get a bullet of their own."""
     lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
     lines += _cost_lines(rows)
     lines += _backend_line(rows)
     lines += _latency_line(rows)
     lines += _accuracy_lines(rows, runs)
+    lines += _speed_lines(speed)
     lines += _caveat_line(rows, runs, speed_md, machine)
     return lines
 
@@ -482,6 +515,7 @@ def markdown(
     figures: Sequence[str] = (),
     command: str | None = None,
     speed_md: bool = False,
+    speed: dict[str, Any] | None = None,
 ) -> str:
     """The study.md text: how it was made, the variant table, the overhead table, the int8
     per-language table, the figures that were actually written, and the answer in words
@@ -533,7 +567,7 @@ def markdown(
     if figures:
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
-    lines += [""] + answer_lines(rows, runs, speed_md=speed_md, machine=machine)
+    lines += [""] + answer_lines(rows, runs, speed_md=speed_md, machine=machine, speed=speed)
     return "\n".join(lines) + "\n"
 
 
@@ -556,6 +590,7 @@ def write_report(
     figures = write_plots(rows, runs, out)
     names = sorted(path.name for path in figures.values())
     speed_md = (out / "speed.md").exists()  # written by `python -m harness study --speed`
-    written["md"].write_text(markdown(rows, runs, title, names, command, speed_md=speed_md))
+    speed = _read_json(out / "speed.json") if (out / "speed.json").is_file() else None
+    written["md"].write_text(markdown(rows, runs, title, names, command, speed_md, speed))
     written.update(figures)
     return written

@@ -17,6 +17,7 @@ All weights are RANDOM (model_kind "random"): speed only. Parts:
      ONNX Runtime fp32.
   f  part d at the XLM-R base shape (RANDOM weights): what adapters cost when the model, not the
      per-operator overhead of a tiny model, dominates.
+  g  FLOPs (torch FlopCounterMode) of every variant relative to full, tiny and base shapes.
 Writes `<out>/speed.json` and `<out>/speed.md` and prints the ratios.
 """
 
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-PARTS = "abcdef"
+PARTS = "abcdefg"
 REPO = Path(__file__).resolve().parents[1]
 Predict = Callable[[np.ndarray, np.ndarray], Any]
 
@@ -212,7 +213,37 @@ def part_e(lengths, args) -> dict[str, Any]:
     return out
 
 
-PART_FUNCS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e, "f": part_f}
+def forward_flops(module, ids: np.ndarray, mask: np.ndarray) -> int:
+    """FLOPs of one forward pass as PyTorch's FlopCounterMode counts them (matmuls and attention)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        module(torch.from_numpy(ids), torch.from_numpy(mask))
+    return int(counter.get_total_flops())
+
+
+def part_g(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> dict[str, Any]:
+    """FLOPs of each served variant relative to full on the same batch, tiny and base shapes: a
+    count, not a timing, so it does not move with the machine's noise."""
+    from models.fusion import fold_fusion_layers
+
+    out: dict[str, Any] = {}
+    for encoder in encoders:
+        served = {m: _served(m, encoder, args.models_dir) for m in
+                  ("full", "adapter", "adapter-squad", "lora-squad")}  # fmt: skip
+        vocab = int(served["full"].encoder_config["vocab_size"])
+        ids, mask = make_batches(lengths[:8], True, vocab)[0]
+        modules = {m: s.torch_module() for m, s in served.items()}
+        modules["adapter-squad-folded"] = copy.deepcopy(modules["adapter-squad"])
+        fold_fusion_layers(modules["adapter-squad-folded"])
+        flops = {m: forward_flops(mod, ids, mask) for m, mod in modules.items()}
+        out[encoder] = {"batch": list(ids.shape), "gflops_full": flops["full"] / 1e9,
+                        "extra_vs_full": {m: f / flops["full"] - 1 for m, f in flops.items() if m != "full"}}  # fmt: skip
+    return out
+
+
+PART_FUNCS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e, "f": part_f, "g": part_g}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -260,20 +291,54 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+PART_TITLES = {
+    "a": "Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny shape, PyTorch)",
+    "b": "ONNX Runtime: transformer fusions, then int8 dynamic quantisation (tiny shape)",
+    "c": "AdapterFusion: the library's layer vs the exact fold (tiny adapter-squad)",
+    "d": "Adapters vs full, PyTorch fp32 (tiny shape)",
+    "e": "Real shapes, RANDOM weights: Offline throughput and batch-1 latency",
+    "f": "Adapters vs full at the XLM-R base shape, RANDOM weights, PyTorch fp32",
+    "g": "FLOPs of each variant relative to full, one batch of 8 (a count: no timing noise)",
+}
+
+
+def _short(value: Any) -> Any:
+    """Floats to 4 significant digits, recursively (for the markdown only; speed.json keeps all)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _short(v) for k, v in value.items()}
+    return value
+
+
 def markdown(r: dict[str, Any]) -> str:
-    """speed.md: one table per part, medians and ratios."""
+    """speed.md: one section per part: its medians table (or, for part e, one row per shape and
+    backend), then its ratios and when and how it was measured."""
     lines = ["# Speed micro-benchmarks (random weights, in-process, interleaved medians)", "",
              f"Command: `{r.get('command', 'python -m harness study --speed')}`  ",
              f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
-             f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}.", ""]  # fmt: skip
+             f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}.", "",
+             "Within a part every variant runs on the same batches, in interleaved rounds; `spread` is "
+             "max/min - 1 over the rounds, the noise the medians sit in.", ""]  # fmt: skip
     for part in PARTS:
         if part not in r:
             continue
-        lines += [f"## Part {part}", "", "| variant | samples/s (median) | spread |", "|---|---|---|"]
-        for name, v in r[part].get("results", {}).items():
-            lines.append(f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |")
+        lines += [f"## Part {part}: {PART_TITLES[part]}", ""]
+        shapes = {k: v for k, v in r[part].items() if isinstance(v, dict) and "batch1_p50_ms" in v}
+        if shapes:
+            lines += [
+                "| shape/backend | samples/s | batch-1 p50 ms | batch-1 p90 ms |",
+                "|---|---|---|---|",
+            ]
+            lines += [f"| {k} | {v['samples_per_s']:,.2f} | {v['batch1_p50_ms']:,.1f} | "
+                      f"{v['batch1_p90_ms']:,.1f} |" for k, v in shapes.items()]  # fmt: skip
+        else:
+            lines += ["| variant | samples/s (median) | spread |", "|---|---|---|"]
+            lines += [f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |"
+                      for name, v in r[part].get("results", {}).items()]  # fmt: skip
+        lines.append("")
         for key, value in r[part].items():
-            if key != "results":
-                lines.append(f"- {key}: {json.dumps(value, default=str)}")
+            if key != "results" and key not in shapes:
+                lines.append(f"- {key}: {json.dumps(_short(value), default=str)}")
         lines.append("")
     return "\n".join(lines)

@@ -5,9 +5,9 @@ Threads and what runs where:
     they only append one work item to a queue (O(1), no numpy, no logging).
   * `workers` worker threads, each owning one Backend instance (`Backend.predict` is single-threaded
     per instance) and warming it up itself before `start()` returns (a PyTorch OpenMP pool belongs
-    to the thread that uses it; see harness.runner.warm_up), take work via the scheduler's `_next_work` (the only part a scenario defines),
-    build the padded batch from the QSL, run the backend, and complete the batch with ONE
-    `QuerySamplesComplete` call (`respond`).
+    to the thread that uses it; see harness.runner.warm_up), take work via the scheduler's
+    `_next_work` (the only part a scenario defines), build the padded batch from the QSL, run the
+    backend, and complete the batch with ONE `QuerySamplesComplete` call (`respond`).
   * a watchdog thread bounds stalls: when samples are outstanding and nothing was issued or completed
     for `watchdog_s`, it records a failure and completes everything outstanding with empty responses.
 

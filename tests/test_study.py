@@ -278,6 +278,9 @@ def test_study_is_resumable(tmp_path):
     longer = study.StudySettings(runs_dir=runs, duration_s=2.0, python=str(fake))
     assert not study.is_done(cells[0], longer)  # other settings: the performance cell is stale
     assert study.is_done(cells[2], longer)  # accuracy does not depend on the duration
+    other_qps = study.StudySettings(runs_dir=runs, duration_s=1.0, python=str(fake), offline_qps=123.0)
+    assert not study.is_done(cells[0], other_qps)  # the Offline query size changed
+    assert study.is_done(cells[2], other_qps)  # nor on the Offline target_qps
 
 
 def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
@@ -359,3 +362,46 @@ def test_speed_partial_run_keeps_the_other_parts(tmp_path, monkeypatch):
     assert report["a"]["measured"]["git_sha"] == report["b"]["measured"]["git_sha"]
     md = (tmp_path / "speed.md").read_text()
     assert "## Part a" in md and "## Part b" in md and "- ratio: -1" in md
+
+
+def test_speed_flop_counts_follow_the_served_graphs(tmp_path):
+    """Part g counts FLOPs: a Linear is 2 x in x out per row; merged LoRA adds nothing to full,
+    an adapter adds some, AdapterFusion more, and the exact fold less than the library's layer."""
+    import argparse
+
+    import torch
+
+    from harness import speed
+
+    lin = torch.nn.Linear(16, 4)
+    ones = np.ones((3, 16))
+    assert speed.forward_flops(lambda ids, mask: lin(ids.float()), ones, ones) == 2 * 16 * 4 * 3
+    args = argparse.Namespace(models_dir=str(tmp_path))
+    g = speed.part_g(np.array([40, 33, 25, 12, 9, 7, 6, 5]), args, encoders=("tiny",))["tiny"]
+    extra = g["extra_vs_full"]
+    assert g["batch"] == [8, 40] and g["gflops_full"] > 0
+    assert extra["lora-squad"] == 0.0
+    assert 0 < extra["adapter"] < extra["adapter-squad"]
+    assert 0 < extra["adapter-squad-folded"] < extra["adapter-squad"]
+
+
+def test_answer_quotes_the_in_process_speed_figures():
+    """speed.json's parts d, f (timed) and g (counted) become one bullet with their own numbers."""
+    res = {
+        "full": {"samples_per_s": 100.0, "spread": 0.2},
+        "adapter": {"samples_per_s": 88.0, "spread": 0.35},
+    }
+    speed = {
+        "d": {"cost_vs_full": {"adapter": 0.12, "adapter-squad": 0.55, "adapter-squad-folded": 0.3,
+                               "lora-squad": -0.01}, "results": res},
+        "g": {"base": {"extra_vs_full": {"adapter": 0.0123, "adapter-squad": 0.2511,
+                                         "adapter-squad-folded": 0.101, "lora-squad": 0.0}}},
+    }  # fmt: skip
+    lines = report.answer_lines([], [], speed=speed)
+    assert ("  - Timed, tiny shape (part d): adapter -12%, adapter-squad -55% (folded -30%), "
+            "lora-squad +1% vs full; the rounds spread up to 35%, and lora-squad runs full's very "
+            "graph, so its figure is noise.") in lines  # fmt: skip
+    assert ("  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +25.1% "
+            "(folded +10.1%), lora-squad +0.0% vs full.") in lines  # fmt: skip
+    assert not any("part f" in line for line in lines)  # no part f figures, no line
+    assert not any("Side by side" in line for line in report.answer_lines([], [], speed={}))

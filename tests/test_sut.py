@@ -255,3 +255,35 @@ def test_results_parse_real_summaries_keep_reasons():
     res = results_from_summary(text, Path("/nonexistent"), "performance", True)
     assert res["validity"] == "INVALID" and res["constraints_failed"] == ["min duration"]
     assert res["early_stopping_latency_ns"] == 733992 and res["latency_ns"]["p90"] == 729456
+
+
+def test_each_worker_warms_its_backend_on_its_own_thread(monkeypatch):
+    """The warm-up runs on the worker thread (PyTorch's OpenMP pool is per thread) before start()
+    returns; a failing warm-up becomes the run's failure and its samples are completed empty."""
+
+    threads: list[str] = []
+    fs = make_features()
+    sut = get_sut_class("Offline")([FakeBackend()], QuerySampleLibrary(fs), "classification",
+                                   SUTOptions(max_batch=8, token_budget=256),
+                                   warm_up=lambda b: threads.append(threading.current_thread().name))  # fmt: skip
+    with sut:
+        assert threads == ["sut-worker-0"]  # done before start() returned
+    completed: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        lg, "QuerySamplesComplete", lambda rs: completed.extend((r.id, r.size) for r in rs)
+    )
+
+    def boom(backend):
+        raise RuntimeError("no memory for the warm-up batch")
+
+    sut = get_sut_class("Offline")([FakeBackend()], QuerySampleLibrary(fs), "classification",
+                                   SUTOptions(max_batch=8, token_budget=256), warm_up=boom)  # fmt: skip
+    with sut:
+        assert "warm-up: RuntimeError: no memory" in sut.failure_text
+        sut.qsl.load_query_samples([1, 2])
+        sut.issue_queries([11, 12], [1, 2])
+        for _ in range(200):
+            if len(completed) == 2:
+                break
+            threading.Event().wait(0.01)
+    assert sorted(completed) == [(11, 0), (12, 0)]
