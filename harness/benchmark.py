@@ -22,7 +22,9 @@ task/model/backend, it runs LoadGen and prints one table of ratios:
 
 The probe puts both sides of a ratio in one process, on the same samples, minutes apart at most: on a
 shared machine whose speed drifts by tens of percent between minutes, that is what makes the ratio
-mean something. Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
+mean something.
+
+Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
 a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
 """
 
@@ -117,6 +119,25 @@ def bare_single_p90_ms(prep, indices: np.ndarray) -> float:
     return float(np.percentile(times, 90))
 
 
+def on_new_thread(fn):
+    """fn() run on a fresh thread (its own PyTorch OpenMP pool, see harness.runner.warm_up); its
+    result, or its exception re-raised here."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="probe")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def probe(cfg: RunConfig, prep, issued: list, predict_s: list[float] | None = None) -> dict[str, Any]:
     """`run --probe`, after the test, in the same process: the samples LoadGen issued, timed again
     without LoadGen (Offline: a plain loop with the same batching or the same pad_to; SingleStream:
@@ -137,13 +158,7 @@ def probe(cfg: RunConfig, prep, issued: list, predict_s: list[float] | None = No
             out["in_run_predict_p90_ms"] = round(float(np.percentile(predict_s, 90)) * 1e3, 4)
     else:
         return {}
-    box: dict[str, float] = {}
-    thread = threading.Thread(target=lambda: box.update(v=fn()), name="probe")
-    thread.start()
-    thread.join()
-    if "v" not in box:
-        raise RuntimeError(f"probe of {cfg.scenario} failed (see the traceback above)")
-    out[key] = round(box["v"], 4)
+    out[key] = round(on_new_thread(fn), 4)
     return out
 
 

@@ -464,7 +464,7 @@ def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
 
 
 def _caveat_line(
-    rows: list[dict[str, Any]], runs: list[Run], speed_md: bool, machine: str | None
+    rows: list[dict[str, Any]], runs: list[Run], speed: dict[str, Any] | None, machine: str | None
 ) -> list[str]:
     kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
     if kinds:
@@ -479,32 +479,31 @@ def _caveat_line(
     if durations:
         how += f" (min_duration {_span(durations, 'g')} s, no repeats)"
     how += f" on a shared {machine}" if machine else " on a shared machine"
-    if speed_md:
-        speed = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
+    if speed is not None:
+        link = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
                  "(`python -m harness study --speed`).")  # fmt: skip
     else:
-        speed = "`python -m harness study --speed` writes side-by-side ratios measured in one process."
-    return [f"- Caveats: {who}. Each figure is {how}. {speed}"]
+        link = "`python -m harness study --speed` writes side-by-side ratios measured in one process."
+    return [f"- Caveats: {who}. Each figure is {how}. {link}"]
 
 
 def answer_lines(
     rows: list[dict[str, Any]],
     runs: list[Run],
-    speed_md: bool = False,
     machine: str | None = None,
     speed: dict[str, Any] | None = None,
 ) -> list[str]:
     """The "Answer" section of study.md: bullets built only from the figures in `rows` / `runs`, each
-    omitted when its figures are missing (the caveats always stay). `speed_md`: whether speed.md sits
-    beside study.md; `machine`: e.g. "2-core CPU (AMD EPYC)" for the caveat; `speed`: the parsed
-    speed.json, whose in-process figures get a bullet of their own."""
+    omitted when its figures are missing (the caveats always stay). `machine`: e.g. "2-core CPU
+    (AMD EPYC)" for the caveat; `speed`: the parsed speed.json beside study.md (None: there is none),
+    whose in-process figures get a bullet of their own and a link to speed.md."""
     lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
     lines += _cost_lines(rows)
     lines += _backend_line(rows)
     lines += _latency_line(rows)
     lines += _accuracy_lines(rows, runs)
     lines += _speed_lines(speed)
-    lines += _caveat_line(rows, runs, speed_md, machine)
+    lines += _caveat_line(rows, runs, speed, machine)
     return lines
 
 
@@ -514,12 +513,11 @@ def markdown(
     title: str = "Efficiency study",
     figures: Sequence[str] = (),
     command: str | None = None,
-    speed_md: bool = False,
     speed: dict[str, Any] | None = None,
 ) -> str:
     """The study.md text: how it was made, the variant table, the overhead table, the int8
     per-language table, the figures that were actually written, and the answer in words
-    (`speed_md`: whether speed.md exists beside study.md, for the answer's caveat)."""
+    (`speed`: the parsed speed.json beside study.md, None if there is none)."""
     from harness.info import device_info
 
     dev = device_info()
@@ -567,7 +565,7 @@ def markdown(
     if figures:
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
-    lines += [""] + answer_lines(rows, runs, speed_md=speed_md, machine=machine, speed=speed)
+    lines += [""] + answer_lines(rows, runs, machine=machine, speed=speed)
     return "\n".join(lines) + "\n"
 
 
@@ -589,8 +587,8 @@ def write_report(
     )
     figures = write_plots(rows, runs, out)
     names = sorted(path.name for path in figures.values())
-    speed_md = (out / "speed.md").exists()  # written by `python -m harness study --speed`
+    # speed.json and speed.md are written together by `python -m harness study --speed`
     speed = _read_json(out / "speed.json") if (out / "speed.json").is_file() else None
-    written["md"].write_text(markdown(rows, runs, title, names, command, speed_md, speed))
+    written["md"].write_text(markdown(rows, runs, title, names, command, speed))
     written.update(figures)
     return written

@@ -75,3 +75,16 @@ def test_probe_times_exactly_the_issued_samples(monkeypatch):
     }  # p90 of 9x1, 1x11 ms
     assert seen["ss"].tolist() == [3, 7, 3]
     assert benchmark.probe(RunConfig(scenario="Server"), None, [[1]]) == {}
+
+
+def test_on_new_thread_returns_the_value_or_reraises():
+    import threading
+
+    import pytest
+
+    from harness.benchmark import on_new_thread
+
+    main = threading.current_thread().name
+    assert on_new_thread(lambda: threading.current_thread().name) == "probe" != main
+    with pytest.raises(ZeroDivisionError):
+        on_new_thread(lambda: 1 / 0)

@@ -168,7 +168,7 @@ def test_answer_quotes_the_measured_ratios():
             duration_s=3.0,
         ),  # fmt: skip
     ]
-    lines = report.answer_lines(rows, runs, speed_md=True, machine="2-core CPU (AMD EPYC)")
+    lines = report.answer_lines(rows, runs, machine="2-core CPU (AMD EPYC)", speed={})
     text = "\n".join(lines)
     assert lines[0] == "## Answer (from the figures above)"
     assert ("  - PyTorch, XNLI (full 500.0 samples/s): adapter 0.91x of full (-9%), adapter-squad "
@@ -216,7 +216,7 @@ def test_answer_omits_bullets_without_figures():
 def test_report_links_speed_md_only_when_it_exists(tmp_path):
     out = tmp_path / "out"
     assert "[speed.md](speed.md)" not in report.write_report(tmp_path / "none", out)["md"].read_text()
-    (out / "speed.md").write_text("# speed\n")
+    (out / "speed.json").write_text("{}\n")  # speed.json and speed.md come together
     assert "[speed.md](speed.md)" in report.write_report(tmp_path / "none", out)["md"].read_text()
 
 

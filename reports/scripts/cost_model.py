@@ -4,17 +4,18 @@
     python reports/scripts/cost_model.py base      # random weights, the XLM-R base shape
 
 A forward pass costs about a fixed overhead plus a time per padded token; harness/config.py turns the
-measured pair into `batch_overhead_tokens` (overhead / time per token) per encoder.
+measured pair into `batch_overhead_tokens` (overhead / time per token) per encoder. It first prints
+the XNLI token lengths under the tokenizer the runs use (reports/benchmark.md quotes them).
 """
 
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from harness.benchmark import on_new_thread  # noqa: E402
 from harness.config import RunConfig  # noqa: E402
 from harness.runner import prepare  # noqa: E402
 
@@ -22,7 +23,10 @@ from harness.runner import prepare  # noqa: E402
 def main(encoder: str) -> None:
     cfg = RunConfig(model="full", task="xnli", encoder=encoder,
                     weights=None if encoder == "tiny" else "random")  # fmt: skip
-    backend = prepare(cfg).backends[0]
+    prep = prepare(cfg)
+    backend, lengths = prep.backends[0], prep.qsl.lengths
+    print(f"XNLI lengths: mean {lengths.mean():.1f} tokens, {100 * (lengths >= 128).mean():.1f}% at "
+          f"128 (padding every sample to 128 adds {128 / lengths.mean():.2f}x tokens)")  # fmt: skip
     shapes = [(b, L) for L in (32, 64, 128) for b in (1, 4, 16, 32)]
     if encoder != "tiny":
         shapes = [(1, 32), (8, 32), (1, 96), (8, 96), (4, 128), (8, 128), (32, 128)]
@@ -38,9 +42,7 @@ def main(encoder: str) -> None:
             ms = (time.perf_counter() - t0) / reps * 1e3
             print(f"b={b:<3} L={L:<4} {ms:9.2f} ms  {ms / (b * L) * 1e3:8.1f} us/token", flush=True)
 
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
+    on_new_thread(run)
 
 
 if __name__ == "__main__":

@@ -8,23 +8,14 @@ quoted in reports/benchmark.md came from this script (2 cores, 2026-11-28).
 """
 
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from harness.benchmark import bare_single_p90_ms  # noqa: E402
+from harness.benchmark import bare_single_p90_ms, on_new_thread  # noqa: E402
 from harness.config import RunConfig  # noqa: E402
 from harness.runner import prepare, warm_up  # noqa: E402
-
-
-def on_new_thread(fn):
-    box = {}
-    t = threading.Thread(target=lambda: box.update(v=fn()))
-    t.start()
-    t.join()
-    return box["v"]
 
 
 def main(mode: str) -> None:
