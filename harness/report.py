@@ -433,6 +433,18 @@ def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
     return ["- Accuracy (each model minus full on the same backend, in points):", *subs]
 
 
+def _variant_figures(change: dict[str, float], sign: int, fmt: str) -> str:
+    """'adapter -5% (library form -12%), adapter-squad ..., lora-squad +0% vs full' from speed.json
+    figures (sign -1 turns a cost into a throughput change)."""
+
+    def fig(name: str) -> str:
+        return format(sign * change[name] + 0.0, "+" + fmt)  # + 0.0: no "-0%"
+
+    parts = [f"{m} {fig(m)}" + (f" (library form {fig(m + '-library')})" if m + "-library" in change else "")
+             for m in ("adapter", "adapter-squad")]  # fmt: skip
+    return ", ".join(parts) + f", lora-squad {fig('lora-squad')} vs full"
+
+
 def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
     """The in-process side-by-side figures of speed.json (parts d, f, g) in one bullet."""
     if not speed:
@@ -443,20 +455,13 @@ def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
         cost, res = p.get("cost_vs_full") or {}, p.get("results") or {}
         if cost and res:
             spread = max(v["spread"] for v in res.values())
-            subs.append(
-                f"  - Timed, {shape} shape (part {part}): adapter {-cost['adapter']:+.0%}, "
-                f"adapter-squad {-cost['adapter-squad']:+.0%} (folded {-cost['adapter-squad-folded']:+.0%}), "
-                f"lora-squad {-cost['lora-squad']:+.0%} vs full; the rounds spread up to {spread:.0%}, "
-                "and lora-squad runs full's very graph, so its figure is noise."
-            )  # fmt: skip
+            subs.append(f"  - Timed, {shape} shape (part {part}): {_variant_figures(cost, -1, '.0%')}; the "
+                        f"rounds spread up to {spread:.0%}, and lora-squad runs full's very graph, so its "
+                        "figure is noise.")  # fmt: skip
     for shape, g in (speed.get("g") or {}).items():
         if isinstance(g, dict) and "extra_vs_full" in g:
-            e = g["extra_vs_full"]
-            subs.append(
-                f"  - Counted FLOPs, {shape} shape (part g, no noise): adapter {e['adapter']:+.1%}, "
-                f"adapter-squad {e['adapter-squad']:+.1%} (folded {e['adapter-squad-folded']:+.1%}), "
-                f"lora-squad {e['lora-squad']:+.1%} vs full."
-            )
+            subs.append(f"  - Counted FLOPs, {shape} shape (part g, no noise): "
+                        f"{_variant_figures(g['extra_vs_full'], 1, '.1%')}.")  # fmt: skip
     if not subs:
         return []
     return ["- Side by side in one process ([speed.md](speed.md), random weights, Offline "

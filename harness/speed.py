@@ -1,8 +1,9 @@
 """`python -m harness study --speed`: in-process micro-benchmarks, before/after measured side by side.
 
 Every comparison builds both sides in one process, warms each up once, then runs them interleaved
-(A B A B ..., `--repeats` rounds) over the same samples and reports the MEDIAN samples/s of each and
-their ratio, so a noisy machine slows both sides alike. Samples: XNLI token lengths (the tiny zoo's
+batch by batch (each batch on A then B, the order rotating; `--repeats` rounds) over the same samples,
+and reports the MEDIAN samples/s of each and the median of the per-round ratios, so a noisy machine
+slows both sides alike. Samples: XNLI token lengths (the tiny zoo's
 tokenizer; a seeded synthetic distribution, labelled, when no tokenizer is found) with random ids.
 All weights are RANDOM (model_kind "random"): speed only. Parts:
   a  batching: length-sorted token-budget batches (sut/batching.py) vs fixed 32-sample batches padded
@@ -11,8 +12,9 @@ All weights are RANDOM (model_kind "random"): speed only. Parts:
      fused). Accuracy change per XNLI language comes from the study's accuracy runs (study.md).
   c  AdapterFusion: the library's fusion layer vs models.fusion.fold_fusion_layers (max |diff| checked
      < 1e-4, throughput ratio).
-  d  adapter (unmerged seq_bn), adapter-squad (fusion, library and folded) and lora-squad (merged) vs
-     full, PyTorch at XNLI lengths. Targets: adapter cost <= 10%, merged LoRA within 2%.
+  d  adapter (unmerged seq_bn), adapter-squad (AdapterFusion) and lora-squad (merged) vs full,
+     PyTorch at XNLI lengths, as served (models/lean.py, fusion folded) and, `-library`, in the
+     adapters library's own form. Targets: adapter cost <= 10%, merged LoRA within 2%.
   e  real shapes: base and large XLM-R (RANDOM weights) throughput and batch-1 latency, PyTorch and
      ONNX Runtime fp32.
   f  part d at the XLM-R base shape (RANDOM weights): what adapters cost when the model, not the
@@ -81,20 +83,31 @@ def make_batches(lengths: np.ndarray, sorted_budget: bool, vocab: int, seed: int
 
 def interleaved(
     sides: dict[str, tuple[Predict, list[tuple]]], repeats: int
-) -> dict[str, dict[str, float]]:
-    """Median samples/s of each side, rounds interleaved; one warm-up pass each first."""
-    rates: dict[str, list[float]] = {name: [] for name in sides}
+) -> dict[str, dict[str, Any]]:
+    """Samples/s of each side, paired at batch granularity: in every round each batch runs on every
+    side back to back (the side order rotating from batch to batch and round to round), so a drift
+    in machine speed hits all sides alike. One warm-up call per side first. Per side: the median
+    over rounds, the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""
+    names = list(sides)
     for predict, batches in sides.values():
         predict(*batches[0])
-    for _ in range(repeats):
-        for name, (predict, batches) in sides.items():
-            t0 = time.perf_counter()
-            for ids, mask in batches:
-                predict(ids, mask)
-            rates[name].append(sum(len(b[0]) for b in batches) / (time.perf_counter() - t0))
+    rounds: dict[str, list[float]] = {name: [] for name in names}
+    n_batches = max(len(batches) for _, batches in sides.values())
+    for r in range(repeats):
+        spent = dict.fromkeys(names, 0.0)
+        for i in range(n_batches):
+            k = (r + i) % len(names)
+            for name in names[k:] + names[:k]:
+                predict, batches = sides[name]
+                if i < len(batches):
+                    t0 = time.perf_counter()
+                    predict(*batches[i])
+                    spent[name] += time.perf_counter() - t0
+        for name, (_, batches) in sides.items():
+            rounds[name].append(sum(len(b[0]) for b in batches) / spent[name])
     return {
-        n: {"samples_per_s": statistics.median(r), "spread": max(r) / min(r) - 1}
-        for n, r in rates.items()
+        n: {"samples_per_s": statistics.median(r), "spread": max(r) / min(r) - 1, "rounds": r}
+        for n, r in rounds.items()
     }
 
 
@@ -114,8 +127,10 @@ def _served(model: str, encoder: str, models_dir: str | None):
     return resolve(model, "xnli", encoder, weights="random", models_dir=models_dir)
 
 
-def _ratio(result: dict[str, dict[str, float]], new: str, old: str) -> float:
-    return result[new]["samples_per_s"] / result[old]["samples_per_s"]
+def _ratio(result: dict[str, dict[str, Any]], new: str, old: str) -> float:
+    """new/old throughput: the median over rounds of the two sides' rates in the same round."""
+    pairs = zip(result[new]["rounds"], result[old]["rounds"], strict=True)
+    return statistics.median(a / b for a, b in pairs)
 
 
 def part_a(lengths, args) -> dict[str, Any]:
@@ -146,7 +161,7 @@ def part_c(lengths, args) -> dict[str, Any]:
 
     from models.fusion import fold_fusion_layers
 
-    library = _served("adapter-squad", "tiny", args.models_dir).torch_module()
+    library = _served("adapter-squad", "tiny", args.models_dir).torch_module(lean=False)
     with torch.no_grad():  # non-trivial adapter and fusion weights (the library's init is near identity)
         torch.manual_seed(0)
         for name, p in library.named_parameters():
@@ -163,16 +178,20 @@ def part_c(lengths, args) -> dict[str, Any]:
             "max_abs_diff": diff, "output_max_abs": scale, "equal_within_1e-4": diff < 1e-4, "layers_replaced": replaced}  # fmt: skip
 
 
-def part_d(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
-    from models.fusion import fold_fusion_layers
+VARIANTS = ("full", "adapter", "adapter-library", "adapter-squad", "adapter-squad-library", "lora-squad")
 
-    modules = {m: _served(m, encoder, args.models_dir).torch_module() for m in
-               ("full", "adapter", "adapter-squad", "lora-squad")}  # fmt: skip
+
+def _variants(encoder: str, models_dir: str | None) -> dict[str, Any]:
+    """Parts d, f, g: the served modules (adapter models lean, AdapterFusion folded) and, as
+    `<model>-library`, the two adapter models in the adapters library's own form (lean=False)."""
+    return {v: _served(v.removesuffix("-library"), encoder, models_dir).torch_module(
+                lean=not v.endswith("-library")) for v in VARIANTS}  # fmt: skip
+
+
+def part_d(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
+    modules = _variants(encoder, args.models_dir)
     vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
     batches = make_batches(lengths, True, vocab)
-    folded = copy.deepcopy(modules["adapter-squad"])
-    fold_fusion_layers(folded)
-    modules["adapter-squad-folded"] = folded
     res = interleaved({k: (torch_predict(m), batches) for k, m in modules.items()}, args.repeats)
     cost = {k: 1 - _ratio(res, k, "full") for k in res if k != "full"}
     return {"encoder": encoder, "samples": len(lengths), "results": res, "cost_vs_full": cost,
@@ -226,17 +245,11 @@ def forward_flops(module, ids: np.ndarray, mask: np.ndarray) -> int:
 def part_g(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> dict[str, Any]:
     """FLOPs of each served variant relative to full on the same batch, tiny and base shapes: a
     count, not a timing, so it does not move with the machine's noise."""
-    from models.fusion import fold_fusion_layers
-
     out: dict[str, Any] = {}
     for encoder in encoders:
-        served = {m: _served(m, encoder, args.models_dir) for m in
-                  ("full", "adapter", "adapter-squad", "lora-squad")}  # fmt: skip
-        vocab = int(served["full"].encoder_config["vocab_size"])
+        vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
         ids, mask = make_batches(lengths[:8], True, vocab)[0]
-        modules = {m: s.torch_module() for m, s in served.items()}
-        modules["adapter-squad-folded"] = copy.deepcopy(modules["adapter-squad"])
-        fold_fusion_layers(modules["adapter-squad-folded"])
+        modules = _variants(encoder, args.models_dir)
         flops = {m: forward_flops(mod, ids, mask) for m, mod in modules.items()}
         out[encoder] = {"batch": list(ids.shape), "gflops_full": flops["full"] / 1e9,
                         "extra_vs_full": {m: f / flops["full"] - 1 for m, f in flops.items() if m != "full"}}  # fmt: skip
@@ -318,8 +331,9 @@ def markdown(r: dict[str, Any]) -> str:
              f"Command: `{r.get('command', 'python -m harness study --speed')}`  ",
              f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
              f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}.", "",
-             "Within a part every variant runs on the same batches, in interleaved rounds; `spread` is "
-             "max/min - 1 over the rounds, the noise the medians sit in.", ""]  # fmt: skip
+             "Within a part every variant runs on the same batches, interleaved batch by batch; ratios are "
+             "medians of per-round ratios; `spread` is max/min - 1 of a variant's rounds, the noise "
+             "its median sits in.", ""]  # fmt: skip
     for part in PARTS:
         if part not in r:
             continue

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 OPSET = 17
+GRAPH_VERSION = 2  # bump when the exported module's code changes (2: models/lean.py, fusion folded)
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "output"
 _PROTO_LIMIT = 1_800_000_000  # bytes of initialisers above which weights go to external data
@@ -49,6 +50,7 @@ def export_key(served) -> str:
         "files": _checkpoint_fingerprint(served),
         "opset": OPSET,
         "torch": torch.__version__,
+        "graph": GRAPH_VERSION,
     }
     return (
         f"{served.name}-{served.task}-{served.encoder}-"

@@ -213,11 +213,21 @@ LOADERS: dict[str, Callable[[Any, str], nn.Module]] = {
 }
 
 
-def load_model(served: ServedModel, attn_implementation: str = "sdpa") -> nn.Module:
-    """The underlying transformers/adapters model (eval mode), before wrapping."""
-    return LOADERS[served.serving](served, attn_implementation).eval()
+def load_model(served: ServedModel, attn_implementation: str = "sdpa", lean: bool = True) -> nn.Module:
+    """The underlying transformers/adapters model (eval mode), before wrapping. lean (the served
+    form): adapter models without the library's no-op per-layer dispatch (models/lean.py), and
+    AdapterFusion layers replaced by their exact fold (models/fusion.py); lean=False keeps the
+    library's modules as they are (before/after measurements)."""
+    model = LOADERS[served.serving](served, attn_implementation).eval()
+    if lean and served.serving in ("adapter", "fusion"):
+        from models.fusion import fold_fusion_layers
+        from models.lean import strip_adapter_dispatch
+
+        strip_adapter_dispatch(model)
+        fold_fusion_layers(model)
+    return model
 
 
-def build_module(served: ServedModel, attn_implementation: str = "sdpa") -> nn.Module:
+def build_module(served: ServedModel, attn_implementation: str = "sdpa", lean: bool = True) -> nn.Module:
     """The served module (models/modules.py) for `served`, eval mode, gradients off."""
-    return wrap(served.task_kind, load_model(served, attn_implementation), served.pooling_layer)
+    return wrap(served.task_kind, load_model(served, attn_implementation, lean), served.pooling_layer)

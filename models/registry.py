@@ -155,11 +155,12 @@ class ServedModel:
 
         return load_tokenizer(self)
 
-    def torch_module(self, attn_implementation: str = "sdpa"):
-        """nn.Module in eval mode: forward(input_ids, attention_mask) -> float tensor (see class doc)."""
+    def torch_module(self, attn_implementation: str = "sdpa", lean: bool = True):
+        """nn.Module in eval mode: forward(input_ids, attention_mask) -> float tensor (see class doc).
+        lean=False keeps the adapters library's per-layer dispatch (models/lean.py)."""
         from models.loaders import build_module
 
-        return build_module(self, attn_implementation=attn_implementation)
+        return build_module(self, attn_implementation=attn_implementation, lean=lean)
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run_config.json."""

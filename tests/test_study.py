@@ -340,6 +340,44 @@ def test_speed_batching_and_fusion_parts_run_small(tmp_path):
     assert c["equal_within_1e-4"] and c["layers_replaced"] == 4 and c["output_max_abs"] > 1e-3
 
 
+def test_speed_interleaving_pairs_sides_batch_by_batch(monkeypatch):
+    """A machine that slows down round after round (x1, x2, x3) moves both sides' medians, but the
+    paired per-round ratio stays exact: B costs 2 units per batch, A costs 1, so B/A = 0.5."""
+    from harness import speed
+
+    clock = {"t": 0.0, "round_scale": 1.0}
+    calls: list[str] = []
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: clock["t"])
+
+    def side(name: str, cost: float):
+        def predict(ids, mask):
+            calls.append(name)
+            clock["t"] += cost * clock["round_scale"]
+
+        return predict
+
+    batches = [(np.zeros((4, 8)), np.ones((4, 8)))] * 3
+    scales = iter([1.0] * 2 + [1.0] * 6 + [2.0] * 6 + [3.0] * 6)  # 2 warm-ups, then 3 rounds of 6 calls
+
+    def scaled(name, cost):
+        inner = side(name, cost)
+
+        def predict(ids, mask):
+            clock["round_scale"] = next(scales)
+            inner(ids, mask)
+
+        return predict
+
+    sides = {"A": (scaled("A", 1.0), batches), "B": (scaled("B", 2.0), batches)}
+    res = speed.interleaved(sides, repeats=3)
+    assert calls[:2] == ["A", "B"]  # warm-ups
+    assert calls[2:8] == ["A", "B", "B", "A", "A", "B"]  # round 0: the order rotates per batch
+    assert calls[8:10] == ["B", "A"]  # round 1 starts with the other side
+    assert res["A"]["rounds"] == [12 / 3, 12 / 6, 12 / 9]  # 12 samples per pass, slowing down
+    assert res["A"]["samples_per_s"] == 2.0 and res["A"]["spread"] == 2.0
+    assert speed._ratio(res, "B", "A") == 0.5
+
+
 def test_speed_partial_run_keeps_the_other_parts(tmp_path, monkeypatch):
     """`--speed --parts f` after a full run updates part f only; every part records when and how."""
     import argparse
@@ -382,7 +420,8 @@ def test_speed_flop_counts_follow_the_served_graphs(tmp_path):
     assert g["batch"] == [8, 40] and g["gflops_full"] > 0
     assert extra["lora-squad"] == 0.0
     assert 0 < extra["adapter"] < extra["adapter-squad"]
-    assert 0 < extra["adapter-squad-folded"] < extra["adapter-squad"]
+    assert 0 < extra["adapter-squad"] < extra["adapter-squad-library"]  # the fold saves FLOPs
+    assert extra["adapter-library"] == extra["adapter"]  # the library's dispatch adds no FLOPs
 
 
 def test_answer_quotes_the_in_process_speed_figures():
@@ -392,16 +431,20 @@ def test_answer_quotes_the_in_process_speed_figures():
         "adapter": {"samples_per_s": 88.0, "spread": 0.35},
     }
     speed = {
-        "d": {"cost_vs_full": {"adapter": 0.12, "adapter-squad": 0.55, "adapter-squad-folded": 0.3,
+        "d": {"cost_vs_full": {"adapter": 0.12, "adapter-squad": 0.3, "adapter-squad-library": 0.55,
                                "lora-squad": -0.01}, "results": res},
-        "g": {"base": {"extra_vs_full": {"adapter": 0.0123, "adapter-squad": 0.2511,
-                                         "adapter-squad-folded": 0.101, "lora-squad": 0.0}}},
+        "f": {"cost_vs_full": {"adapter": 0.04, "adapter-library": 0.09, "adapter-squad": 0.25,
+                               "adapter-squad-library": 0.5, "lora-squad": 0.0}, "results": res},
+        "g": {"base": {"extra_vs_full": {"adapter": 0.0123, "adapter-squad": 0.101,
+                                         "adapter-squad-library": 0.2511, "lora-squad": 0.0}}},
     }  # fmt: skip
     lines = report.answer_lines([], [], speed=speed)
-    assert ("  - Timed, tiny shape (part d): adapter -12%, adapter-squad -55% (folded -30%), "
+    assert ("  - Timed, tiny shape (part d): adapter -12%, adapter-squad -30% (library form -55%), "
             "lora-squad +1% vs full; the rounds spread up to 35%, and lora-squad runs full's very "
             "graph, so its figure is noise.") in lines  # fmt: skip
-    assert ("  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +25.1% "
-            "(folded +10.1%), lora-squad +0.0% vs full.") in lines  # fmt: skip
-    assert not any("part f" in line for line in lines)  # no part f figures, no line
+    assert ("  - Timed, base shape (part f): adapter -4% (library form -9%), adapter-squad -25% "
+            "(library form -50%), lora-squad +0% vs full; the rounds spread up to 35%, and lora-squad "
+            "runs full's very graph, so its figure is noise.") in lines  # fmt: skip
+    assert ("  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +10.1% "
+            "(library form +25.1%), lora-squad +0.0% vs full.") in lines  # fmt: skip
     assert not any("Side by side" in line for line in report.answer_lines([], [], speed={}))
