@@ -279,7 +279,7 @@ TASK_NAMES = {
     "bucc": "BUCC",
 }
 # How each non-reference model is served (models/registry.py), as the answer names it.
-SERVED_AS = {"adapter": "adapter", "adapter-squad": "adapter-squad (AdapterFusion, unmerged)",
+SERVED_AS = {"adapter": "adapter", "adapter-squad": "adapter-squad (AdapterFusion, folded)",
              "lora-squad": "lora-squad (merged)"}  # fmt: skip
 # Models whose served graph is the one of `full` (plain weights; LoRA merged): their ratio is noise.
 SAME_GRAPH_AS_FULL = ("full-squad", "lora-squad")
@@ -458,6 +458,11 @@ def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
             subs.append(f"  - Timed, {shape} shape (part {part}): {_variant_figures(cost, -1, '.0%')}; the "
                         f"rounds spread up to {spread:.0%}, and lora-squad runs full's very graph, so its "
                         "figure is noise.")  # fmt: skip
+    b = speed.get("b") or {}
+    for shape, figs in (("tiny", b), ("base", b.get("base") or {})):
+        if "fp32_vs_pytorch" in figs:
+            subs.append(f"  - ONNX Runtime vs PyTorch, full, {shape} shape (part b): fp32 "
+                        f"{figs['fp32_vs_pytorch']:.2f}x, int8 {figs['int8_vs_pytorch']:.2f}x.")  # fmt: skip
     for shape, g in (speed.get("g") or {}).items():
         if isinstance(g, dict) and "extra_vs_full" in g:
             subs.append(f"  - Counted FLOPs, {shape} shape (part g, no noise): "

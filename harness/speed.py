@@ -8,8 +8,8 @@ tokenizer; a seeded synthetic distribution, labelled, when no tokenizer is found
 All weights are RANDOM (model_kind "random"): speed only. Parts:
   a  batching: length-sorted token-budget batches (sut/batching.py) vs fixed 32-sample batches padded
      to the task's max length (128), PyTorch, model full.
-  b  ONNX Runtime: transformer fusions on vs off (fp32), and int8 dynamic quantisation vs fp32 (both
-     fused). Accuracy change per XNLI language comes from the study's accuracy runs (study.md).
+  b  ONNX Runtime: transformer fusions on vs off (fp32), int8 dynamic quantisation vs fp32 (both
+     fused), and both vs PyTorch eager (targets: fp32 >= 1.2x, int8 >= 1.5x), tiny and base shapes. Accuracy change per XNLI language comes from the study's accuracy runs (study.md).
   c  AdapterFusion: the library's fusion layer vs models.fusion.fold_fusion_layers (max |diff| checked
      < 1e-4, throughput ratio).
   d  adapter (unmerged seq_bn), adapter-squad (AdapterFusion) and lora-squad (merged) vs full,
@@ -82,26 +82,36 @@ def make_batches(lengths: np.ndarray, sorted_budget: bool, vocab: int, seed: int
 
 
 def interleaved(
-    sides: dict[str, tuple[Predict, list[tuple]]], repeats: int
+    sides: dict[str, tuple[Predict, list[tuple]]],
+    repeats: int,
+    per_batch: bool = True,
+    settle_s: float = 0.02,
 ) -> dict[str, dict[str, Any]]:
-    """Samples/s of each side, paired at batch granularity: in every round each batch runs on every
-    side back to back (the side order rotating from batch to batch and round to round), so a drift
-    in machine speed hits all sides alike. One warm-up call per side first. Per side: the median
-    over rounds, the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""
+    """Samples/s of each side, paired within rounds. per_batch: in every round each batch runs on
+    every side back to back (the side order rotating from batch to batch and round to round), so a
+    drift in machine speed hits all sides alike; else each side runs its whole pass in turn (the
+    order rotating per round), for sides on different runtimes, which slow each other down when
+    they alternate call by call (measured: PyTorch at 0.7x its speed between ONNX Runtime calls).
+    Each timed unit is preceded by an untimed `settle_s` sleep, for the previous side's
+    spin-waiting thread pool. One warm-up call per side first. Per side: the median over rounds,
+    the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""  # fmt: skip
     names = list(sides)
     for predict, batches in sides.values():
         predict(*batches[0])
     rounds: dict[str, list[float]] = {name: [] for name in names}
-    n_batches = max(len(batches) for _, batches in sides.values())
+    units = max(len(batches) for _, batches in sides.values()) if per_batch else 1
     for r in range(repeats):
         spent = dict.fromkeys(names, 0.0)
-        for i in range(n_batches):
+        for i in range(units):
             k = (r + i) % len(names)
             for name in names[k:] + names[:k]:
                 predict, batches = sides[name]
-                if i < len(batches):
+                todo = batches[i : i + 1] if per_batch else batches
+                if todo:
+                    time.sleep(settle_s)
                     t0 = time.perf_counter()
-                    predict(*batches[i])
+                    for ids, mask in todo:
+                        predict(ids, mask)
                     spent[name] += time.perf_counter() - t0
         for name, (_, batches) in sides.items():
             rounds[name].append(sum(len(b[0]) for b in batches) / spent[name])
@@ -141,19 +151,38 @@ def part_a(lengths, args) -> dict[str, Any]:
     return {"results": res, "ratio": _ratio(res, "sorted_token_budget", "naive_fixed32_pad128")}
 
 
-def part_b(lengths, args) -> dict[str, Any]:
+def _backend_sides(encoder: str, lengths, args, unfused: bool) -> dict[str, Any]:
+    """PyTorch eager vs ONNX Runtime fp32 (fused; also unfused if asked) and int8, model full, in
+    whole passes interleaved round by round (mixed runtimes, see `interleaved`)."""
     from models.backends import create_backend
     from models.base import BackendOptions
 
-    served = _served("full", "tiny", args.models_dir)
-    batches = make_batches(lengths, True, 8002)
+    served = _served("full", encoder, args.models_dir)
+    batches = make_batches(lengths, True, int(served.encoder_config["vocab_size"]))
     make = lambda **kw: create_backend("onnxruntime", served, BackendOptions(threads=args.threads, **kw))  # noqa: E731
-    sides = {"fp32_unfused": make(optimize=False), "fp32_fused": make(optimize=True),
-             "int8_fused": make(optimize=True, dtype="int8")}  # fmt: skip
-    res = interleaved({k: (b.predict, batches) for k, b in sides.items()}, args.repeats)
-    return {"results": res, "fusions_ratio": _ratio(res, "fp32_fused", "fp32_unfused"),
+    sides = {"fp32_unfused": make(optimize=False)} if unfused else {}
+    sides |= {"fp32_fused": make(optimize=True), "int8_fused": make(optimize=True, dtype="int8")}
+    predicts = {k: b.predict for k, b in sides.items()} | {
+        "pytorch": torch_predict(served.torch_module())
+    }
+    res = interleaved({k: (p, batches) for k, p in predicts.items()}, args.repeats, per_batch=False)
+    for backend in sides.values():
+        backend.close()
+    return {"samples": len(lengths), "results": res, "fp32_vs_pytorch": _ratio(res, "fp32_fused", "pytorch"),
+            "int8_vs_pytorch": _ratio(res, "int8_fused", "pytorch")}  # fmt: skip
+
+
+def part_b(lengths, args) -> dict[str, Any]:
+    out = _backend_sides("tiny", lengths, args, unfused=True)
+    res = out["results"]
+    out |= {"fusions_ratio": _ratio(res, "fp32_fused", "fp32_unfused"),
             "int8_ratio": _ratio(res, "int8_fused", "fp32_fused"),
             "accuracy_note": "int8 accuracy change per XNLI language: see study.md (accuracy runs)"}  # fmt: skip
+    if "base" in args.b_shapes.split(","):
+        out["base"] = _backend_sides(
+            "base", lengths[: min(args.real_samples, len(lengths))], args, unfused=False
+        )
+    return out
 
 
 def part_c(lengths, args) -> dict[str, Any]:
@@ -267,6 +296,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--samples", type=int, default=512, help="XNLI samples per pass (tiny shape)")
     a("--real_samples", type=int, default=32, help="samples per pass, base/large shapes (parts e, f)")
     a("--real_backends", default="pytorch,onnxruntime", help="backends of part e (comma list)")
+    a(
+        "--b_shapes",
+        default="tiny,base",
+        help="part b: 'tiny' alone skips the base shape (RANDOM weights)",
+    )
     a("--models_dir", default=None, help="zoo folder whose encoder/ tokenizer gives XNLI lengths")
 
 
@@ -293,7 +327,7 @@ def main(args: argparse.Namespace) -> int:
         report[part] = PART_FUNCS[part](lengths, args)
         report[part]["wall_s"] = round(time.perf_counter() - t0, 1)
         report[part]["measured"] = {"at": time.strftime("%Y-%m-%d %H:%M"), "command": command.strip(),
-                                    "git_sha": report.get("git_sha")}  # fmt: skip
+                                    "git_sha": report.get("git_sha"), "git_dirty": report.get("git_dirty")}  # fmt: skip
         print(
             json.dumps({k: v for k, v in report[part].items() if k != "results"}, indent=1, default=str)
         )
@@ -306,7 +340,7 @@ def main(args: argparse.Namespace) -> int:
 
 PART_TITLES = {
     "a": "Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny shape, PyTorch)",
-    "b": "ONNX Runtime: transformer fusions, then int8 dynamic quantisation (tiny shape)",
+    "b": "ONNX Runtime: transformer fusions, int8 dynamic quantisation, vs PyTorch eager",
     "c": "AdapterFusion: the library's layer vs the exact fold (tiny adapter-squad)",
     "d": "Adapters vs full, PyTorch fp32 (tiny shape)",
     "e": "Real shapes, RANDOM weights: Offline throughput and batch-1 latency",
@@ -324,35 +358,40 @@ def _short(value: Any) -> Any:
     return value
 
 
+def _section(result: dict[str, Any]) -> list[str]:
+    """One part's (or one shape's) medians table, then its other figures; a nested figure set
+    with its own `results` (part b's base shape) becomes a subsection."""
+    nested = {k: v for k, v in result.items() if isinstance(v, dict) and "results" in v}
+    shapes = {k: v for k, v in result.items() if isinstance(v, dict) and "batch1_p50_ms" in v}
+    if shapes:
+        lines = ["| shape/backend | samples/s | batch-1 p50 ms | batch-1 p90 ms |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['samples_per_s']:,.2f} | {v['batch1_p50_ms']:,.1f} | "
+                  f"{v['batch1_p90_ms']:,.1f} |" for k, v in shapes.items()]  # fmt: skip
+    else:
+        lines = ["| variant | samples/s (median) | spread |", "|---|---|---|"]
+        lines += [f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |"
+                  for name, v in result.get("results", {}).items()]  # fmt: skip
+    lines.append("")
+    lines += [f"- {key}: {json.dumps(_short(value), default=str)}" for key, value in result.items()
+              if key != "results" and key not in shapes and key not in nested]  # fmt: skip
+    for key, value in nested.items():
+        lines += ["", f"### {key} shape", "", *_section(value)]
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     """speed.md: one section per part: its medians table (or, for part e, one row per shape and
     backend), then its ratios and when and how it was measured."""
+    dirty = " (uncommitted changes)" if r.get("git_dirty") else ""
     lines = ["# Speed micro-benchmarks (random weights, in-process, interleaved medians)", "",
              f"Command: `{r.get('command', 'python -m harness study --speed')}`  ",
              f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
-             f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}.", "",
-             "Within a part every variant runs on the same batches, interleaved batch by batch; ratios are "
-             "medians of per-round ratios; `spread` is max/min - 1 of a variant's rounds, the noise "
-             "its median sits in.", ""]  # fmt: skip
+             f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}{dirty}.", "",
+             "Within a part every variant runs on the same batches, interleaved batch by batch (part b, "
+             "whose sides are different runtimes, by whole passes); ratios are medians of per-round "
+             "ratios; `spread` is max/min - 1 of a variant's rounds, the noise its median sits in. "
+             "Each part says when, how and at which commit it was measured.", ""]  # fmt: skip
     for part in PARTS:
-        if part not in r:
-            continue
-        lines += [f"## Part {part}: {PART_TITLES[part]}", ""]
-        shapes = {k: v for k, v in r[part].items() if isinstance(v, dict) and "batch1_p50_ms" in v}
-        if shapes:
-            lines += [
-                "| shape/backend | samples/s | batch-1 p50 ms | batch-1 p90 ms |",
-                "|---|---|---|---|",
-            ]
-            lines += [f"| {k} | {v['samples_per_s']:,.2f} | {v['batch1_p50_ms']:,.1f} | "
-                      f"{v['batch1_p90_ms']:,.1f} |" for k, v in shapes.items()]  # fmt: skip
-        else:
-            lines += ["| variant | samples/s (median) | spread |", "|---|---|---|"]
-            lines += [f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |"
-                      for name, v in r[part].get("results", {}).items()]  # fmt: skip
-        lines.append("")
-        for key, value in r[part].items():
-            if key != "results" and key not in shapes:
-                lines.append(f"- {key}: {json.dumps(_short(value), default=str)}")
-        lines.append("")
+        if part in r:
+            lines += [f"## Part {part}: {PART_TITLES[part]}", "", *_section(r[part]), ""]
     return "\n".join(lines)

@@ -172,7 +172,7 @@ def test_answer_quotes_the_measured_ratios():
     text = "\n".join(lines)
     assert lines[0] == "## Answer (from the figures above)"
     assert ("  - PyTorch, XNLI (full 500.0 samples/s): adapter 0.91x of full (-9%), adapter-squad "
-            "(AdapterFusion, unmerged) 0.46x (-54%), lora-squad (merged) 1.02x (+2%).") in lines  # fmt: skip
+            "(AdapterFusion, folded) 0.46x (-54%), lora-squad (merged) 1.02x (+2%).") in lines  # fmt: skip
     assert "  - ONNX Runtime, XNLI" not in text  # no adapter model measured on it
     assert ("  - Noise: full-squad and lora-squad run the very graph of full; their ratios "
             "(0.95-1.04 over 3 runs) show the noise of single short runs: up to 5% either way. "
@@ -322,7 +322,7 @@ def test_known_peaks_match_device_names():
 
 
 def test_speed_batching_and_fusion_parts_run_small(tmp_path):
-    """speed.py parts a and c on 24 synthetic-length samples: ratios are positive, fusion is exact."""
+    """speed.py parts a, b and c on 24 synthetic-length samples: ratios are positive, fusion is exact."""
     import argparse
 
     from harness import speed
@@ -333,9 +333,12 @@ def test_speed_batching_and_fusion_parts_run_small(tmp_path):
     assert sum(len(b[0]) for b in sorted_b) == sum(len(b[0]) for b in naive) == 24
     assert all(b[0].shape[1] == 128 for b in naive)
     assert sum(int(b[1].sum()) for b in sorted_b) == int(lengths.sum())  # every real token, once
-    args = argparse.Namespace(models_dir=str(tmp_path), repeats=1, threads=0)
+    args = argparse.Namespace(models_dir=str(tmp_path), repeats=1, threads=0, b_shapes="tiny")
     a = speed.part_a(lengths, args)
     assert a["ratio"] > 0 and set(a["results"]) == {"naive_fixed32_pad128", "sorted_token_budget"}
+    b = speed.part_b(lengths, args)
+    assert set(b["results"]) == {"fp32_unfused", "fp32_fused", "int8_fused", "pytorch"}
+    assert b["fp32_vs_pytorch"] == speed._ratio(b["results"], "fp32_fused", "pytorch") > 0
     c = speed.part_c(lengths, args)
     assert c["equal_within_1e-4"] and c["layers_replaced"] == 4 and c["output_max_abs"] > 1e-3
 
@@ -369,13 +372,25 @@ def test_speed_interleaving_pairs_sides_batch_by_batch(monkeypatch):
         return predict
 
     sides = {"A": (scaled("A", 1.0), batches), "B": (scaled("B", 2.0), batches)}
-    res = speed.interleaved(sides, repeats=3)
+    res = speed.interleaved(sides, repeats=3, settle_s=0)
     assert calls[:2] == ["A", "B"]  # warm-ups
     assert calls[2:8] == ["A", "B", "B", "A", "A", "B"]  # round 0: the order rotates per batch
     assert calls[8:10] == ["B", "A"]  # round 1 starts with the other side
     assert res["A"]["rounds"] == [12 / 3, 12 / 6, 12 / 9]  # 12 samples per pass, slowing down
     assert res["A"]["samples_per_s"] == 2.0 and res["A"]["spread"] == 2.0
     assert speed._ratio(res, "B", "A") == 0.5
+
+
+def test_speed_interleaving_by_whole_passes_for_mixed_runtimes():
+    """per_batch=False: each side runs its whole pass in turn, the order rotating per round."""
+    from harness import speed
+
+    calls: list[str] = []
+    batches = [(np.zeros((2, 4)), np.ones((2, 4)))] * 3
+    sides = {n: (lambda ids, mask, n=n: calls.append(n), batches) for n in "AB"}
+    res = speed.interleaved(sides, repeats=2, per_batch=False, settle_s=0)
+    assert calls == ["A", "B"] + ["A"] * 3 + ["B"] * 3 + ["B"] * 3 + ["A"] * 3
+    assert len(res["A"]["rounds"]) == 2
 
 
 def test_speed_partial_run_keeps_the_other_parts(tmp_path, monkeypatch):
@@ -435,6 +450,8 @@ def test_answer_quotes_the_in_process_speed_figures():
                                "lora-squad": -0.01}, "results": res},
         "f": {"cost_vs_full": {"adapter": 0.04, "adapter-library": 0.09, "adapter-squad": 0.25,
                                "adapter-squad-library": 0.5, "lora-squad": 0.0}, "results": res},
+        "b": {"fp32_vs_pytorch": 1.234, "int8_vs_pytorch": 1.9,
+              "base": {"fp32_vs_pytorch": 1.3, "int8_vs_pytorch": 2.5}},
         "g": {"base": {"extra_vs_full": {"adapter": 0.0123, "adapter-squad": 0.101,
                                          "adapter-squad-library": 0.2511, "lora-squad": 0.0}}},
     }  # fmt: skip
@@ -445,6 +462,8 @@ def test_answer_quotes_the_in_process_speed_figures():
     assert ("  - Timed, base shape (part f): adapter -4% (library form -9%), adapter-squad -25% "
             "(library form -50%), lora-squad +0% vs full; the rounds spread up to 35%, and lora-squad "
             "runs full's very graph, so its figure is noise.") in lines  # fmt: skip
+    assert "  - ONNX Runtime vs PyTorch, full, tiny shape (part b): fp32 1.23x, int8 1.90x." in lines
+    assert "  - ONNX Runtime vs PyTorch, full, base shape (part b): fp32 1.30x, int8 2.50x." in lines
     assert ("  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +10.1% "
             "(library form +25.1%), lora-squad +0.0% vs full.") in lines  # fmt: skip
     assert not any("Side by side" in line for line in report.answer_lines([], [], speed={}))
