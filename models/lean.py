@@ -7,8 +7,10 @@ loaded. Per layer and forward pass, with one bottleneck adapter loaded, it:
     factor 1, a full copy) and consults prefix tuning;
   * sends each residual block through the composition machinery (state tuples, setup lookups);
   * calls a ReFT forward hook and a Parallel-composition pre-hook.
-None of it changes the result of the setups the harness serves. On the tiny zoo model it is most of
-what the adapter costs over full fine-tuning (`python -m harness study --speed --parts d`).
+None of it changes the result of the setups the harness serves. On the tiny shape it is about half of
+what the adapter costs over full fine-tuning (11.8% -> 5.6% of Offline throughput); at the base
+shape, where the matmuls dominate, it is within noise (`python -m harness study --speed --parts df`,
+reports/speed.md).
 
 `strip_adapter_dispatch(model)` rebinds, per module instance, what is provably a no-op for the
 model's active setup to the plain transformers code:
