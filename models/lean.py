@@ -2,7 +2,8 @@
 
 `XLMRobertaAdapterModel` wraps every layer for every method the library supports, whatever is
 loaded. Per layer and forward pass, with one bottleneck adapter loaded, it:
-  * runs each of the six Linears as a LoRALinear that looks up the active LoRA setup first;
+  * runs five of the six Linears (Q, K, V, FFN in and out) as LoRALinears that look up the active
+    LoRA setup first;
   * copies Q, K and V in self-attention (`match_attn_matrices_for_parallel` repeats them with
     factor 1, a full copy) and consults prefix tuning;
   * sends each residual block through the composition machinery (state tuples, setup lookups);
