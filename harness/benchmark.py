@@ -274,7 +274,9 @@ def _verdict(name: str, value: float | None, encoder: str) -> str:
     return "met" if value >= TARGETS[name] else "MISSED"
 
 
-def render(rows: list[dict[str, Any]], command: str) -> str:
+def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) -> str:
+    """The report's markdown; `notes`, when that file exists, is linked at the end (the hand-written
+    reading of the figures lives there, so a rerun does not erase it)."""
     dev = device_info()
     lines = [
         "# SUT benchmark: ratios measured side by side in one run",
@@ -312,17 +314,20 @@ def render(rows: list[dict[str, Any]], command: str) -> str:
                          f"{_verdict(name, r[name], r['encoder'])} | {figs[name]} |")  # fmt: skip
         if r["errors"]:
             lines.append(f"| {tag} | errors | {'; '.join(r['errors'])} | | | |")
+    if notes is not None and notes.is_file():
+        lines += ["", f"How to read these figures: [{notes.name}]({notes.name})."]
     return "\n".join(lines) + "\n"
 
 
 def main(args: argparse.Namespace) -> int:
     rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
     command = "python -m harness benchmark " + " ".join(sys.argv[2:])
-    text = render(rows, command.strip())
+    out = Path(args.out) if args.out else None
+    text = render(rows, command.strip(), out.with_name(f"{out.stem}_notes.md") if out else None)
     print(text)
     Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.runs_dir) / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     return 0 if not any(r["errors"] for r in rows) else 1

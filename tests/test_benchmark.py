@@ -88,3 +88,12 @@ def test_on_new_thread_returns_the_value_or_reraises():
     assert on_new_thread(lambda: threading.current_thread().name) == "probe" != main
     with pytest.raises(ZeroDivisionError):
         on_new_thread(lambda: 1 / 0)
+
+
+def test_report_links_the_hand_written_notes_only_when_they_exist(tmp_path):
+    notes = tmp_path / "benchmark_notes.md"
+    assert "How to read" not in render([row("tiny")], "cmd", notes)
+    notes.write_text("# notes\n")
+    assert render([row("tiny")], "cmd", notes).endswith(
+        "How to read these figures: [benchmark_notes.md](benchmark_notes.md).\n"
+    )
