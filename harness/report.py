@@ -315,15 +315,20 @@ def _span(values: Sequence[float], fmt: str = ".2f") -> str:
     return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
 
 
-def _cost_lines(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
-    """Offline throughput of adapter / adapter-squad / lora-squad relative to full, per backend,
-    then the spread of the same-graph models as the noise level."""
-    over = {(r["model"], r["backend"]): r for r in overhead_rows(rows) if r["task"] == task}
-    full = {
+def _full_offline_sps(rows: list[dict[str, Any]], task: str) -> dict[str, float]:
+    """backend -> Offline samples/s of `full` on `task` (backends without a figure left out)."""
+    return {
         r["backend"]: r["offline_samples_per_s"]
         for r in rows
         if r["model"] == "full" and r["task"] == task and r["offline_samples_per_s"]
     }
+
+
+def _cost_lines(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
+    """Offline throughput of adapter / adapter-squad / lora-squad relative to full, per backend,
+    then the spread of the same-graph models as the noise level."""
+    over = {(r["model"], r["backend"]): r for r in overhead_rows(rows) if r["task"] == task}
+    full = _full_offline_sps(rows, task)
     subs = []
     for backend in _ordered_backends(full):
         parts = []
@@ -371,11 +376,7 @@ def _relative(values: dict[str, float], base: float | None, keys: Sequence[str],
 
 def _backend_line(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
     """ONNX Runtime fp32 and int8 Offline throughput of `full` relative to PyTorch."""
-    sps = {
-        r["backend"]: r["offline_samples_per_s"]
-        for r in rows
-        if r["model"] == "full" and r["task"] == task and r["offline_samples_per_s"]
-    }
+    sps = _full_offline_sps(rows, task)
     base = sps.get("pytorch")
     parts = _relative(sps, base, ("onnxruntime", "onnxruntime-int8"), "samples/s", 1, _bname)
     if not parts:
@@ -446,7 +447,7 @@ def _variant_figures(change: dict[str, float], sign: int, fmt: str) -> str:
 
 
 def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
-    """The in-process side-by-side figures of speed.json (parts d, f, g) in one bullet."""
+    """The in-process side-by-side figures of speed.json (parts b, d, f, g) in one bullet."""
     if not speed:
         return []
     subs = []
@@ -470,7 +471,7 @@ def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
     if not subs:
         return []
     return ["- Side by side in one process ([speed.md](speed.md), random weights, Offline "
-            "throughput change vs full):", *subs]  # fmt: skip
+            "throughput):", *subs]  # fmt: skip
 
 
 def _caveat_line(

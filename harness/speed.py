@@ -1,10 +1,10 @@
 """`python -m harness study --speed`: in-process micro-benchmarks, before/after measured side by side.
 
 Every comparison builds both sides in one process, warms each up once, then runs them interleaved
-batch by batch (each batch on A then B, the order rotating; `--repeats` rounds) over the same samples,
-and reports the MEDIAN samples/s of each and the median of the per-round ratios, so a noisy machine
-slows both sides alike. Samples: XNLI token lengths (the tiny zoo's
-tokenizer; a seeded synthetic distribution, labelled, when no tokenizer is found) with random ids.
+batch by batch (each batch on A then B, the order rotating; part b, whose sides are different
+runtimes, by whole passes; `--repeats` rounds) over the same samples, and reports the MEDIAN
+samples/s of each and the median of the per-round ratios, so a noisy machine slows both sides
+alike. Samples: XNLI token lengths (the tiny zoo's tokenizer; a seeded synthetic distribution, labelled, when no tokenizer is found) with random ids.
 All weights are RANDOM (model_kind "random"): speed only. Parts:
   a  batching: length-sorted token-budget batches (sut/batching.py) vs fixed 32-sample batches padded
      to the task's max length (128), PyTorch, model full.
@@ -91,9 +91,10 @@ def interleaved(
     every side back to back (the side order rotating from batch to batch and round to round), so a
     drift in machine speed hits all sides alike; else each side runs its whole pass in turn (the
     order rotating per round), for sides on different runtimes, which slow each other down when
-    they alternate call by call (measured: PyTorch at 0.7x its speed between ONNX Runtime calls).
-    Each timed unit is preceded by an untimed `settle_s` sleep, for the previous side's
-    spin-waiting thread pool. One warm-up call per side first. Per side: the median over rounds,
+    they alternate call by call (PyTorch at 0.7x its speed between ONNX Runtime calls:
+    reports/scripts/mixed_runtimes.py).
+    Each timed unit is preceded by an untimed `settle_s` sleep, so the previous side's thread pool
+    has stopped spin-waiting (a precaution: it did not cure the mixed-runtime slowdown). One warm-up call per side first. Per side: the median over rounds,
     the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""  # fmt: skip
     names = list(sides)
     for predict, batches in sides.values():

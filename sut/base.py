@@ -119,8 +119,11 @@ class SUTOptions:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if min(self.max_wait_ms, self.watchdog_s, self.gather, self.batch_overhead_tokens) < 0:
             raise ValueError("max_wait_ms, watchdog_s, gather and batch_overhead_tokens must be >= 0")
-        if self.gather == 0:
-            object.__setattr__(self, "gather", 4 * self.max_batch)
+
+    @property
+    def gather_limit(self) -> int:
+        """Server: the most samples one planning step takes off the queue (`gather`, 0 = 4 x max_batch)."""
+        return self.gather or 4 * self.max_batch
 
     @property
     def limits(self) -> BatchLimits:

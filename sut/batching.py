@@ -1,8 +1,8 @@
 """Length-sorted, token-budget batching: pad each batch only to its own longest sample.
 
 Pure functions on numpy arrays (no LoadGen, no threads): the Offline SUT plans a whole query with
-`plan_batches`, the Server SUT grows one batch at a time with `fits`, and the benchmark's plain loop
-uses the same `plan_batches` so both sides of the efficiency ratio batch identically.
+`plan_batches`, the Server SUT cuts each gathered backlog with `plan_least_cost`, and the benchmark's
+plain loop uses the same `plan_batches` so both sides of the efficiency ratio batch identically.
 """
 
 from __future__ import annotations
@@ -26,15 +26,6 @@ class BatchLimits:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.token_budget < 0:
             raise ValueError(f"token_budget must be >= 0, got {self.token_budget}")
-
-
-def fits(limits: BatchLimits, size: int, longest: int, new_length: int) -> bool:
-    """Whether a batch of `size` samples (longest `longest` tokens) can take one of `new_length`."""
-    if size == 0:
-        return True
-    if size + 1 > limits.max_batch:
-        return False
-    return limits.token_budget == 0 or (size + 1) * max(longest, new_length) <= limits.token_budget
 
 
 def plan_batches(lengths: np.ndarray, limits: BatchLimits) -> list[np.ndarray]:

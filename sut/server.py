@@ -34,7 +34,7 @@ class ServerSUT(SUT):
             return None
         gathered, n = [first], len(first.ids)
         deadline = first.t + self.options.max_wait_ms / 1000.0
-        while n < self.options.gather:
+        while n < self.options.gather_limit:
             remaining = deadline - time.monotonic()
             try:
                 if remaining > 0 and n < self.options.max_batch:

@@ -56,7 +56,7 @@ def test_run_flags_layer_defaults_device_encoder_then_flags():
         return RunConfig.from_args(parser.parse_args(list(argv)))
 
     tiny = cfg().sut_options()
-    assert (tiny.max_batch, tiny.token_budget, tiny.batch_overhead_tokens, tiny.gather) == (
+    assert (tiny.max_batch, tiny.token_budget, tiny.batch_overhead_tokens, tiny.gather_limit) == (
         32,
         4096,
         192,
@@ -68,4 +68,4 @@ def test_run_flags_layer_defaults_device_encoder_then_flags():
     cuda = cfg("--device", "cuda", "--encoder", "large").sut_options()
     assert (cuda.max_batch, cuda.token_budget, cuda.batch_overhead_tokens) == (256, 32768, 4096)
     flags = cfg("--encoder", "base", "--batch_overhead_tokens", "7", "--gather", "9").sut_options()
-    assert (flags.batch_overhead_tokens, flags.gather) == (7, 9)
+    assert (flags.batch_overhead_tokens, flags.gather_limit) == (7, 9)
