@@ -83,11 +83,12 @@ def prepare(cfg: RunConfig) -> Prepared:
     try:
         served = served_model()
     except FileNotFoundError:
-        if cfg.encoder != "tiny" or cfg.weights not in (None, "random"):
-            raise  # real checkpoints are the user's to provide
-        from models.recipe import build_for_run
+        from models.recipe import SIZES, build_for_run
 
-        build_for_run(cfg.model, cfg.task, Path(cfg.models_dir) if cfg.models_dir else None)
+        if cfg.encoder not in SIZES or cfg.weights not in (None, "random"):
+            raise  # real base/large checkpoints are the user's to provide
+        models_dir = Path(cfg.models_dir) if cfg.models_dir else None
+        build_for_run(cfg.model, cfg.task, models_dir, cfg.encoder)
         served = served_model()
     if cfg.accuracy:
         served.check_for_accuracy()
@@ -195,8 +196,8 @@ def score(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Any:
 
     try:
         options = {}
-        if prep.run_info["model_kind"] == "tiny" and cfg.task in HELDOUT_FIRST_ROW:
-            options["heldout_rows"] = True  # the tiny zoo trained on the other rows' English side
+        if zoo_trained_on_dev(cfg, prep) and cfg.task in HELDOUT_FIRST_ROW:
+            options["heldout_rows"] = True  # the zoo trained on the other rows' English side
         log = run_dir / "mlperf_log_accuracy.json"
         result = score_log(cfg.task, log, languages=cfg.languages, **options)
     except ValueError as e:  # LogError / DataError: e.g. a --count run covers part of the data set
@@ -204,6 +205,14 @@ def score(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Any:
         return {"error": str(e)}
     write_outputs(result, run_dir)
     return getattr(result, "metrics", None) or str(result)
+
+
+def zoo_trained_on_dev(cfg: RunConfig, prep: Prepared) -> bool:
+    """True for the recipe's own zoo (tiny, e5-small): its XNLI/PAWS-X targets trained on English dev
+    rows, so only the held-out rows may be scored. A --weights checkpoint is scored on every row."""
+    from models.recipe import SIZES
+
+    return cfg.weights is None and cfg.encoder in SIZES and prep.run_info["model_kind"] != "random"
 
 
 def report(cfg: RunConfig, res: dict[str, Any], run_dir: Path, failure: str | None) -> int:

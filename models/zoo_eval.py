@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tasks.scoring.classification import HELDOUT_FIRST_ROW
+
 BATCH = 64
 SCORERS = {  # task kind -> scoring function name in tasks.scoring
     "classification": ("tasks.scoring.classification", "score_classification"),
@@ -42,6 +44,51 @@ def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     values = np.concatenate([outputs[i] for i in qsl]).astype(np.float32)
     return AccuracyLog(Path("<zoo-eval>"), qsl, offsets, values)
+
+
+class _TrainingModule:
+    """Backend-like view of a model being trained: the task kind's wrapper (models/modules.py)
+    without freezing its parameters; bf16 autocast (a curve probe, not a reported figure)."""
+
+    def __init__(self, kind: str, model) -> None:
+        from models.modules import WRAPPERS
+
+        self.module = WRAPPERS[kind](model, 0)
+
+    def predict(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
+        return out.float().numpy()
+
+
+def heldout_probe(task_name: str, tokenizer, rows: int = 300):
+    """evaluate(model) -> the task's main metric on English held-out data, for training curves:
+    XNLI/PAWS-X the first `rows` English held-out rows, TyDiQA the English dev set (F1)."""
+    import importlib
+
+    from models.registry import get_target
+    from tasks.registry import get_task
+
+    kind = get_target(task_name).kind
+    task = get_task(task_name, languages="en")
+    fs = task.features(tokenizer, progress=False)
+    indices = np.arange(len(fs))
+    if task_name in HELDOUT_FIRST_ROW:
+        row = fs.extra["row"]
+        first = HELDOUT_FIRST_ROW[task_name]
+        indices = indices[(row >= first) & (row < first + rows)]
+    module, fn = SCORERS[kind]
+    scorer = getattr(importlib.import_module(module), fn)
+    kwargs = {"heldout_rows": True} if task_name in HELDOUT_FIRST_ROW else {"tokenizer": tokenizer}
+    metric = "accuracy" if kind == "classification" else "f1"
+
+    def evaluate(model) -> float:
+        log = predict_log(_TrainingModule(kind, model), fs, indices, kind, tokenizer.pad_token_id)
+        return float(json.loads(scorer(task, log, **kwargs).final_line)[metric])
+
+    return evaluate
 
 
 def evaluate(served, languages: str | None = None, rows: int | None = None) -> dict[str, Any]:
