@@ -92,7 +92,11 @@ class RunConfig:
 
     @property
     def loadgen_model_name(self) -> str:
-        return self.loadgen_model or self.model
+        """user.conf lookup name: --loadgen_model, else MODEL for the tiny zoo and MODEL-ENCODER for
+        the others (e.g. full-e5-small): targets measured on one encoder mean nothing for another."""
+        if self.loadgen_model:
+            return self.loadgen_model
+        return self.model if self.encoder == "tiny" else f"{self.model}-{self.encoder}"
 
     @property
     def submission_grade(self) -> bool:
@@ -142,14 +146,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad)")
     a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba)")
     a("--backend", help="pytorch | onnxruntime")
-    a("--encoder", help="tiny | base | large (default tiny)")
+    a("--encoder", help="tiny | e5-small | base | large (default tiny)")
     a("--weights", help="checkpoint dir, or 'random' (speed studies only)")
     a("--models_dir", help="zoo folder (default build/models for tiny)")
     a("--accuracy", action="store_true", default=None, help="AccuracyOnly mode (scores in-process)")
     a("--user_conf", help="user.conf (default: the repo's)")
     a("--audit_conf", help="audit.config for compliance runs only")
     a("--output_dir", help="runs land in DIR/<MODEL>/<TASK>/<Scenario>/<mode>/")
-    a("--loadgen_model", help="LoadGen model name for user.conf lookups (default: MODEL)")
+    a(
+        "--loadgen_model",
+        help="LoadGen model name for user.conf lookups (default: MODEL; MODEL-ENCODER off tiny)",
+    )
     a("--count", type=int, help="development: QSL = the first N samples")
     a("--duration", dest="duration_s", type=float, help="development: run for S seconds")
     a("--languages", help="comma-separated subset of the task's languages")

@@ -93,7 +93,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     if cfg.accuracy:
         served.check_for_accuracy()
     tokenizer = served.tokenizer()
-    task = get_task(cfg.task, languages=cfg.languages)
+    task = get_task(cfg.task, languages=cfg.languages, **served.task_options())
     features = task.features(tokenizer)
     qsl = QuerySampleLibrary(
         features, count=cfg.count, pad_id=int(tokenizer.pad_token_id), pad_to=cfg.pad_to

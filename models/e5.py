@@ -188,16 +188,6 @@ def dequantize_q4_0(raw: bytes | np.ndarray, count: int) -> np.ndarray:
     return (nibbles.astype(np.float32) * scale).reshape(-1)
 
 
-def quantize_q4_0(values: np.ndarray) -> bytes:
-    """The inverse layout (for tests and synthetic files): float32 -> Q4_0 bytes, round to nearest."""
-    v = np.asarray(values, dtype=np.float32).reshape(-1, Q4_BLOCK)
-    amax = np.abs(v).max(axis=1, keepdims=True)
-    d = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float16)
-    q = np.clip(np.rint(v / d.astype(np.float32)) + 8, 0, 15).astype(np.uint8)
-    packed = (q[:, :16] | (q[:, 16:] << 4)).astype(np.uint8)
-    return np.concatenate([d.view(np.uint8).reshape(-1, 2), packed], axis=1).tobytes()
-
-
 def read_e5s1(buf: bytes, name: str = "e5-small-q4.bin") -> tuple[E5Header, dict[str, np.ndarray]]:
     """Parse an E5S1 file: its header and every tensor as float32 (4-bit ones dequantised).
 
@@ -259,7 +249,7 @@ _LAYER_KEYS = {  # e5 name -> XLMRobertaModel key under encoder.layer.{i}.
 def xlmr_config_values(h: E5Header) -> dict[str, Any]:
     """XLMRobertaConfig keyword arguments that compute exactly what e5's BERT computes."""
     return {
-        "vocab_size": XLMR_VOCAB,
+        "vocab_size": min(h.vocab_rows, XLMR_VOCAB),
         "hidden_size": h.hidden,
         "num_hidden_layers": h.layers,
         "num_attention_heads": h.heads,

@@ -60,12 +60,14 @@ class EncoderSpec:
               e5-small: converted from PyPI wheels, models/e5.py)
     config:   XLMRobertaConfig keyword arguments (the real shapes for base/large)
     retrieval_layer: hidden_states index pooled for Tatoeba/BUCC (None: XTREME's ~7/12 of the depth)
+    retrieval_prefix: text put before every retrieval sentence (an embedding model's convention)
     """
 
     name: str
     source: str | None
     config: dict[str, Any] = field(hash=False)
     retrieval_layer: int | None = None
+    retrieval_prefix: str = ""
 
     @property
     def num_layers(self) -> int:

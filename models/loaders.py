@@ -90,8 +90,10 @@ def encoder_config_of(enc: EncoderSpec, checkpoint: Path | None) -> dict[str, An
 
 # --- tokenizer ---------------------------------------------------------------------------------------
 def load_tokenizer(served: ServedModel):
-    """The checkpoint's tokenizer. Random weights: the real tokenizer of base/large when it is on
-    disk (local dir or the Hugging Face cache), else the tiny zoo's (valid ids for any vocab >= its size; lengths differ)."""
+    """The checkpoint's tokenizer. Random weights: a real XLM-R tokenizer for the real shapes (the
+    encoder's own from a local dir or the Hugging Face cache, else XLM-R's genuine tokenizer that
+    comes with e5-small, converted on first use), so speed runs see XLM-R's token lengths; the tiny
+    zoo's tokenizer for tiny shapes."""
     from transformers import AutoTokenizer
 
     from models.encoders import get_encoder
@@ -99,18 +101,22 @@ def load_tokenizer(served: ServedModel):
     if served.checkpoint is not None:
         return AutoTokenizer.from_pretrained(str(served.checkpoint))
     enc = get_encoder(served.encoder)
+    root = Path(__file__).resolve().parents[1] / "build"
     candidates = [enc.source] if enc.source else []
-    tiny_root = get_encoder("tiny").default_models_dir(Path(__file__).resolve().parents[1] / "build")
-    candidates += [str(served.models_dir / "encoder"), str(tiny_root / "encoder")]
+    candidates.append(str(served.models_dir / "encoder"))
+    if enc.name != "tiny":
+        candidates.append(str(get_encoder("e5-small").default_models_dir(root) / "encoder"))
     errors = []
     for source in candidates:
         try:  # local files / the HF cache only: a speed study must not stall on network retries
             return AutoTokenizer.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as e:
             errors.append(f"{source}: {type(e).__name__}")
-    raise FileNotFoundError(
-        "no tokenizer for random weights; tried " + "; ".join(errors) + ". Build the tiny zoo first."
-    )
+    from models.recipe import ensure_encoder
+
+    # real shapes: XLM-R's tokenizer from the e5-small download; tiny: the tiny zoo's (built here)
+    folder = ensure_encoder("e5-small" if enc.name != "tiny" else "tiny")
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 # --- model construction, one function per serving form ---------------------------------------------

@@ -88,8 +88,8 @@ TINY_TEST = Sizes(
 # zoo"): bf16 autocast trains at about 2x the fp32 rate on these AMX cores; an XNLI epoch is ~52 k tokens,
 # the SQuAD proxy (XQuAD-en) ~0.24 M and TyDiQA train-en ~0.58 M tokens.
 E5_SMALL = Sizes(
-    squad_epochs=2.0,
-    target_epochs=(("xnli", 5.0), ("pawsx", 3.0), ("tydiqa", 2.0)),
+    squad_epochs=1.0,
+    target_epochs=(("xnli", 5.0), ("pawsx", 3.0), ("tydiqa", 1.0)),
     lr=(("full", 5e-5), ("adapter", 1e-3), ("fusion", 5e-4), ("lora", 1e-3)),
     warmup=0.1,
     bf16=True,
@@ -246,13 +246,24 @@ def main(args: argparse.Namespace) -> int:
         f"[models] training stages: {train_s:.0f} s ({json.dumps({k: round(v) for k, v in timings.items()})})"
     )
     if not args.no_eval:
-        from models.zoo_eval import evaluate_zoo, write_report
+        from models.zoo_eval import evaluate_zoo, report_section, write_report
 
-        rows = evaluate_zoo(models_dir, enc.name, models, [*tasks, "tatoeba"], sizes, not args.quiet)
-        write_report(Path(args.report), rows, enc.name, sizes, train_s, time.perf_counter() - t0)
+        retrieval = ["tatoeba", "bucc"] if enc.name != "tiny" else ["tatoeba"]
+        rows = evaluate_zoo(models_dir, enc.name, models, [*tasks, *retrieval], sizes, not args.quiet)
+        section = report_section(rows, enc.name, sizes, train_s, time.perf_counter() - t0, models_dir)
+        write_report(Path(args.report), section, enc.name)
         print(f"[models] report -> {args.report}")
     print(f"[models] total {time.perf_counter() - t0:.0f} s; zoo in {models_dir}")
     return 0
+
+
+def ensure_encoder(name: str, models_dir: Path | None = None) -> Path:
+    """The folder of an encoder the recipe builds (tiny: pretrained; e5-small: downloaded and
+    converted), building it first when it is missing."""
+    enc = get_encoder(name)
+    models_dir = models_dir or enc.default_models_dir(REPO / "build")
+    build_zoo(models_dir, enc.name, [], [], SIZES[enc.name])
+    return models_dir / "encoder"
 
 
 def build_for_run(model: str, task: str, models_dir: Path | None = None, encoder: str = "tiny") -> None:

@@ -162,6 +162,12 @@ class ServedModel:
 
         return build_module(self, attn_implementation=attn_implementation, lean=lean)
 
+    def task_options(self) -> dict[str, Any]:
+        """Options for `tasks.registry.get_task` that the encoder's conventions set: the retrieval
+        input prefix of an embedding model (e5's "query: "); none otherwise."""
+        prefix = get_encoder(self.encoder).retrieval_prefix
+        return {"prefix": prefix} if self.task_kind == "retrieval" and prefix else {}
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run_config.json."""
         return {
@@ -175,6 +181,7 @@ class ServedModel:
             "serving": self.serving,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "pooling_layer": self.pooling_layer if self.task_kind == "retrieval" else None,
+            **self.task_options(),
             "num_labels": self.num_labels,
         }
 
@@ -222,7 +229,9 @@ def resolve(
         kind = "tiny" if encoder == "tiny" else "real"
         ckpt = find_checkpoint(spec, target, root, weights)
     config = encoder_config_of(enc, ckpt)
-    layer = pooling_layer if pooling_layer is not None else default_layer(config)
+    if pooling_layer is None:  # the encoder's own convention, else XTREME's ~7/12 of the depth
+        pooling_layer = enc.retrieval_layer if enc.retrieval_layer is not None else default_layer(config)
+    layer = pooling_layer
     served = ServedModel(
         name=spec.name,
         task=target.name,
