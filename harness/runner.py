@@ -378,7 +378,7 @@ def run_loadgen_test(
         prep.qsl.total_sample_count, cfg.duration_s, cfg.count,
     )  # fmt: skip
     log = lg.LogSettings()
-    log.log_output.outdir = str(run_dir)  # exists: run_dir_for created it
+    log.log_output.outdir = str(run_dir)  # exists: RunFolder.claim created it
     log.log_output.copy_summary_to_stdout = True
     log.enable_trace = False
     sut = get_sut_class(cfg.scenario)(

@@ -54,9 +54,10 @@ class FaultyBackend(Backend):
         return out
 
 
-def features(n: int = N, seed: int = 0) -> FeatureSet:
+def synthetic_features(n: int = N, seed: int = 0) -> FeatureSet:
+    """n samples of 4 to 63 random token ids each (also the SUT tests' data)."""
     rng = np.random.default_rng(seed)
-    lens = rng.integers(4, 48, n)
+    lens = rng.integers(4, 64, n)
     offsets = np.zeros(n + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(lens)
     ids = rng.integers(3, 2000, int(offsets[-1])).astype(np.int32)
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    qsl = QuerySampleLibrary(features(), count=cfg.count)
+    qsl = QuerySampleLibrary(synthetic_features(), count=cfg.count)
     backends = [FaultyBackend(kind) for _ in range(cfg.workers)]
     info = {"model_kind": model_kind or "fake", "model_spec": {}, "tokenizer": "", "backend_options": {}}
     return run(cfg, Prepared(backends, qsl, "classification", info), command=["fault_child", *argv])

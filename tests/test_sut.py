@@ -17,17 +17,13 @@ from sut.batching import BatchLimits, plan_batches, plan_least_cost
 from sut.registry import SCENARIOS, get_sut_class
 from tasks.base import FeatureSet
 from tasks.qsl import QuerySampleLibrary
+from tests.fault_child import synthetic_features
 
 N = 300
 
 
 def make_features(n: int = N, seed: int = 0) -> FeatureSet:
-    rng = np.random.default_rng(seed)
-    lens = rng.integers(4, 64, n)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(lens)
-    ids = rng.integers(3, 2000, int(offsets[-1])).astype(np.int32)
-    return FeatureSet("fake", ("en",), ids, offsets, np.zeros(n, dtype=np.int16))
+    return synthetic_features(n, seed)
 
 
 class FakeBackend(Backend):
