@@ -20,6 +20,8 @@ from collections import deque
 from typing import Any
 
 WINDOW_S = 10.0  # the current rate is measured over the last WINDOW_S seconds
+QUIET_S = 2.0  # a redrawn line is cleared this long before the expected end: LoadGen's summary,
+# printed from its own thread the moment the test ends, must not start on the progress line
 
 
 def _duration(seconds: float) -> str:
@@ -41,9 +43,11 @@ class Progress:
         self._seen: deque[tuple[float, int]] = deque()
         self._last_draw: float | None = None
         self._drawn = False
+        self.remaining_s: float | None = None
 
     def line(self, now: float) -> str | None:
-        """The progress text at time.monotonic() `now`, or None before the first query."""
+        """The progress text at time.monotonic() `now`, or None before the first query (sets
+        `self.remaining_s`, the seconds to the expected end, None when not known)."""
         sut = self.sut
         if sut.first_issue is None:
             return None
@@ -61,6 +65,7 @@ class Progress:
             end = backlog_end
         else:
             end = max(sut.first_issue + self.min_duration_s, backlog_end or 0.0)
+        self.remaining_s = None if end is None else end - now
         eta = (
             f"ends in about {_duration(end - now)} "
             f"({time.strftime('%H:%M:%S', time.localtime(time.time() + end - now))})"
@@ -86,7 +91,9 @@ class Progress:
             self._last_draw = now  # a pipe: the first line after every_s, not at once
             return
         self._last_draw = now
-        if self.interactive:
+        if self.interactive and self.remaining_s is not None and self.remaining_s < QUIET_S:
+            self.close()
+        elif self.interactive:
             self._write(f"\r{text}\033[K")
             self._drawn = True
         else:

@@ -193,7 +193,9 @@ def _run(cfg: RunConfig, prepared: Prepared | None, command: list[str], gate: Si
             return _measure(cfg, prepared, command, gate, folder, started, tee, leave)
         except Interrupted as i:
             print(f"interrupted by {i}: run ended, recorded in results.json", file=sys.stderr)
-            res = read_results(run_dir) or write_results(run_dir, cfg.mode, cfg.submission_grade)
+            res = read_results(run_dir) or write_results(
+                run_dir, cfg.mode, cfg.submission_grade, {"scenario": cfg.scenario}
+            )
             res.update(result_valid=False, validity="INVALID", interrupted=True, signal=str(i),
                        exit_status=i.exit_code)  # fmt: skip
             save_results(run_dir, res)
