@@ -212,22 +212,21 @@ class SUT(ABC):
     # --- LoadGen callbacks (LoadGen's thread) -------------------------------------------------
     def issue_queries(self, ids: list[int], indices: list[int]) -> None:
         """ConstructFastSUT's issue callback: enqueue only (complete at once once the test ends early)."""
-        work = Work(ids, indices, 0.0)
         try:
-            now = work.t = time.monotonic()
+            now = time.monotonic()
             if self.first_issue is None:
                 self.first_issue = now
             self._last_activity = now
             self.issued += len(ids)
-            if self._ending.is_set():
-                self._complete_empty(work)
-                return
-            self._queue.put(work)
             if self.issued_log is not None:
                 self.issued_log.append(indices)
+            if self._ending.is_set():
+                self._complete_empty(Work(ids, indices, now))  # never raises (see _respond)
+                return
+            self._queue.put(Work(ids, indices, now))  # the last step: queued work is not ours
         except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen
             self._fail(exc, "issue_queries")
-            self._complete_empty(work)
+            self._complete_empty(Work(ids, indices, 0.0))
 
     def record_for_probe(self) -> None:
         self.issued_log, self.predict_s = [], []
