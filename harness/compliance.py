@@ -12,6 +12,13 @@
 3. Write D/.../<Scenario>/TEST01/{verify_accuracy.txt, verify_performance.txt, accuracy/,
    performance/run_1/, audit_run/ (the full run folder)}; each verify file has a `TEST PASS` or
    `TEST FAIL` line with the details.
+
+A development audit run (--duration / --count) is sized like the performance run it is compared
+with: it uses that run's user.conf copy plus the line that sizes its queries from the rate that run
+measured x 1.1 (harness.settings.sizing_line), so a quicker moment of the machine cannot end it
+under min duration. Official audit runs use user.conf as it is.
+Exit codes (harness/exit_codes.py): 0 TEST PASS, 1 TEST FAIL or an INVALID audit run, 2 / 130 /
+143 the audit run's own, 3 bad input (names, missing performance or accuracy run).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.exit_codes import BAD_INPUT, SUT_FAILURE, describe
 from harness.loadgen_log import LoadgenLog
 from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, REPO
 
@@ -105,6 +113,14 @@ def verify_performance(reference: Path, audit: Path) -> tuple[bool, str]:
     return fail(f"test score off by {abs(t / r - 1):.1%} (> {threshold:.0%})")
 
 
+class AuditRunFailed(RuntimeError):
+    """The audit run exited non-zero; `code` is its exit status."""
+
+    def __init__(self, code: int):
+        super().__init__(f"audit run failed with exit status {code} ({describe(code)})")
+        self.code = code
+
+
 def run_audit(
     run_args: list[str], runner: tuple[str, ...] | None = None, audit_conf: Path = AUDIT_CONF
 ) -> Path:
@@ -130,7 +146,7 @@ def run_audit(
         print("+ (cwd " + str(workdir) + ") " + shlex.join(cmd), flush=True)
         rc = subprocess.run(cmd, cwd=workdir, env=env).returncode
         if rc:
-            raise RuntimeError(f"audit run failed with exit status {rc}")
+            raise AuditRunFailed(rc)
         details = sorted((workdir / "out").rglob("mlperf_log_detail.txt"))
         if len(details) != 1:
             raise RuntimeError(f"audit run left {len(details)} run folders, expected 1")
@@ -192,10 +208,31 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run_args", default="", help="extra flags for the runner, one quoted string")
 
 
+def dev_audit_conf(perf_dir: Path, model: str, scenario: str, dest: Path) -> tuple[Path, str | None]:
+    """The user.conf of a development audit run: the performance run's copy, plus its sizing line
+    (from the rate it measured x 1.1) where the scenario has one. Returns (dest, the line)."""
+    from harness.results import read_results
+    from harness.settings import sizing_line, user_conf_with
+
+    line = sizing_line(model, scenario, read_results(perf_dir) or {})
+    why = "compliance: development audit run sized like its performance run"
+    return user_conf_with(perf_dir / "user.conf", [line] if line else [], dest, why), line
+
+
 def main(args: argparse.Namespace) -> int:
+    from harness.config import check_names
+    from sut.registry import SCENARIOS
+
     if args.accuracy:
         print("compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy")
-        return 2
+        return BAD_INPUT
+    try:
+        check_names(args.model, args.task)  # they become folder names
+        if args.scenario not in SCENARIOS:
+            raise ValueError(f"scenario {args.scenario!r} is not one of {', '.join(SCENARIOS)}")
+    except ValueError as e:
+        print(f"compliance: {e}")
+        return BAD_INPUT
     log_dir = (args.output_dir or DEFAULT_LOG_DIR).resolve()
     scen_dir = log_dir / args.model / args.task / args.scenario
     for mode, how in (("accuracy", " ACCURACY=1"), ("performance", "")):
@@ -205,7 +242,7 @@ def main(args: argparse.Namespace) -> int:
                 f"`make run SCENARIO={args.scenario} MODEL={args.model} TASK={args.task}{how} "
                 f"LOG_DIR={log_dir}` first (same LOG_DIR for every run)."
             )
-            return 2
+            return BAD_INPUT
     if args.verify_only:  # re-verify a kept audit run (copied out first: TEST01/ is rewritten)
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(scen_dir / "TEST01" / "audit_run", Path(tmp) / "audit_run")
@@ -215,11 +252,21 @@ def main(args: argparse.Namespace) -> int:
         if getattr(args, flag):
             run_args += [f"--{flag}", str(getattr(args, flag))]
     run_args += shlex.split(args.run_args)
-    try:
-        audit_run = run_audit(run_args)
-    except RuntimeError as exc:
-        print(f"compliance: {exc}")
-        return 1
+    with tempfile.TemporaryDirectory(prefix="audit-conf-") as tmp:
+        if args.duration or args.count:
+            conf, line = dev_audit_conf(scen_dir / "performance", args.model, args.scenario,
+                                        Path(tmp) / "user.conf")  # fmt: skip
+            print(f"compliance: development audit run sized like the performance run "
+                  f"(its user.conf{' + ' + line if line else ''})")  # fmt: skip
+            run_args += ["--user_conf", str(conf)]
+        try:
+            audit_run = run_audit(run_args)
+        except AuditRunFailed as exc:
+            print(f"compliance: {exc}")
+            return exc.code
+        except RuntimeError as exc:
+            print(f"compliance: {exc}")
+            return SUT_FAILURE
     try:
         return 0 if write_test01(scen_dir, audit_run, args.dtype) else 1
     finally:

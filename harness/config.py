@@ -9,6 +9,7 @@ development overrides `duration_s` / `count` are.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,35 @@ ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
     "base": {"cpu_batch_overhead_tokens": 32},
     "large": {"token_budget_scale": 0.5, "cpu_batch_overhead_tokens": 16},
 }
+
+
+MAX_DURATION_S = 1e6  # --duration above this is a typo (11.6 days), not a development run
+
+
+def check_names(
+    model: str,
+    task: str,
+    backend: str | None = None,
+    encoder: str | None = None,
+    languages: str | None = None,
+) -> None:
+    """ValueError (with "did you mean") unless every name is registered: names become folder names,
+    so they are checked before anything is created."""
+    from models.backends import BACKENDS
+    from models.encoders import get_encoder
+    from models.registry import get_model_spec
+    from tasks.data import did_you_mean
+    from tasks.registry import get_task
+
+    get_model_spec(model)
+    get_task(task, languages=languages)  # checks the language codes too; reads no data
+    if encoder is not None:
+        get_encoder(encoder)
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {backend!r}.{did_you_mean(backend, list(BACKENDS))} "
+            f"Known: {', '.join(BACKENDS)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -66,19 +96,24 @@ class RunConfig:
     pooling_layer: int | None = None  # retrieval: hidden_states index to pool (None = registry's)
     workers: int = 1
     watchdog_s: float = 60.0
-    abort_grace_s: float = 30.0  # after a SUT failure, how long StartTest may take to return
+    abort_grace_s: float = 10.0  # after a SUT failure or a signal, how long StartTest may take to return
     allow_invalid: bool = False
     probe: bool = False  # benchmark: re-time the issued samples outside LoadGen after the test
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario {self.scenario!r} is not one of {', '.join(SCENARIOS)}")
+        check_names(self.model, self.task, self.backend, self.encoder, self.languages)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.count is not None and self.count < 1:
             raise ValueError(f"count must be >= 1, got {self.count}")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise ValueError(f"duration must be > 0 s, got {self.duration_s}")
+        for name in ("duration_s", "max_wait_ms", "watchdog_s", "abort_grace_s"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name.removesuffix('_s')} must be a finite number, got {value}")
+        if self.duration_s is not None and not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValueError(f"duration must be in (0, {MAX_DURATION_S:g}] s, got {self.duration_s}")
         if not Path(self.user_conf).is_file():
             raise ValueError(f"user.conf not found: {self.user_conf}")
         if self.audit_conf is not None and not Path(self.audit_conf).is_file():
@@ -176,7 +211,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a("--workers", type=int, help="SUT worker threads (one backend instance each)")
     a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
-    a("--abort_grace_s", type=float, help="after a SUT failure, exit if LoadGen has not finished")
+    a("--abort_grace_s", type=float,
+      help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "
+           "(default 10)")  # fmt: skip
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
     a("--probe", action="store_true", default=None,
       help="benchmark: after the test, time the samples LoadGen issued without LoadGen (Offline: "

@@ -215,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     dev = device_info()
     if not plan.dry and not dev["gpus"]:
         print("gpu_check: no CUDA GPU visible; use --dry on CPU", file=sys.stderr)
-        return 2
+        return 3  # bad configuration (harness/exit_codes.py)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     device_name = dev["gpus"][0]["name"] if dev["gpus"] and not plan.dry else dev["cpu_model"]

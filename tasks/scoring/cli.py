@@ -4,18 +4,19 @@
  [--tokenizer PATH] (tydiqa) [--heldout_rows] (xnli, pawsx) [--threshold T] [--duplicates all|drop] (bucc)`
 
 stdout: the per-language table, then ONE final JSON line (what the submission checker reads).
-stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 2.
+stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 3
+(harness/exit_codes.py: bad input; argparse usage errors too).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.exit_codes import BAD_INPUT, ArgumentParser
 from tasks.base import DataError
 from tasks.scoring.classification import HELDOUT_FIRST_ROW, score_classification
 from tasks.scoring.log import DTYPES, LogError, read_accuracy_log
@@ -23,7 +24,7 @@ from tasks.scoring.qa import score_tydiqa
 from tasks.scoring.result import ScoreResult, write_predictions
 from tasks.scoring.retrieval import score_bucc, score_tatoeba
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = BAD_INPUT
 
 # Scorer by task name, else by task kind (a new classification task needs no line here).
 _BY_NAME: dict[str, Callable[..., ScoreResult]] = {"bucc": score_bucc, "tatoeba": score_tatoeba}
@@ -56,8 +57,8 @@ def score_log(
     return scorer(task, log, **{k: v for k, v in options.items() if v is not None})
 
 
-def build_parser(task_name: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser(task_name: str) -> ArgumentParser:
+    p = ArgumentParser(
         prog=f"accuracy_{task_name}.py",
         description=f"Score an MLPerf accuracy log (mlperf_log_accuracy.json) of {task_name} as XTREME does.",
     )
@@ -106,7 +107,7 @@ def predictions_path(output: Path, result: ScoreResult) -> Path:
 
 
 def main(task_name: str, argv: list[str] | None = None) -> int:
-    """Entry point of accuracy_<task>.py. Returns the exit code (0, or 2 on bad input)."""
+    """Entry point of accuracy_<task>.py. Returns the exit code (0, or 3 on bad input)."""
     args = build_parser(task_name).parse_args(argv)
     options = {
         k: v
