@@ -126,6 +126,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no_eval", action="store_true", help="skip the held-out figures (reports/zoo.md)"
     )
+    parser.add_argument(
+        "--eval_tasks",
+        default=None,
+        help="comma-separated tasks for the held-out figures (default: --tasks plus the retrieval tasks)",
+    )
     parser.add_argument("--report", default=str(REPO / "reports" / "zoo.md"))
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -249,7 +254,8 @@ def main(args: argparse.Namespace) -> int:
         from models.zoo_eval import evaluate_zoo, report_section, write_report
 
         retrieval = ["tatoeba", "bucc"] if enc.name != "tiny" else ["tatoeba"]
-        rows = evaluate_zoo(models_dir, enc.name, models, [*tasks, *retrieval], sizes, not args.quiet)
+        evals = args.eval_tasks.split(",") if args.eval_tasks else [*tasks, *retrieval]
+        rows = evaluate_zoo(models_dir, enc.name, models, evals, sizes, not args.quiet)
         section = report_section(rows, enc.name, sizes, train_s, time.perf_counter() - t0, models_dir)
         write_report(Path(args.report), section, enc.name)
         print(f"[models] report -> {args.report}")
