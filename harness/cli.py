@@ -15,13 +15,13 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("harness.info", "print versions, devices, paths, registries"),
     "run": ("harness.runner", "one LoadGen test (performance or accuracy) in this process"),
-    "find_peak": ("harness.peak", "search the highest VALID Server target_qps"),
+    "find_peak": ("research.find_peak", "search the highest VALID Server target_qps"),
     "models": ("models.recipe", "build the model zoo (train / export checkpoints)"),
-    "compliance": ("harness.compliance", "TEST01 audit run and its verification"),
+    "compliance": ("harness.submission.compliance", "TEST01 audit run and its verification"),
     "submission": ("harness.submission", "stage / truncate / check / pack an open-division package"),
-    "benchmark": ("harness.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
-    "study": ("harness.study", "the full vs adapter efficiency study"),
-    "gpu_check": ("harness.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
+    "benchmark": ("research.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
+    "study": ("research.study", "the full vs adapter efficiency study"),
+    "gpu_check": ("research.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
 }
 
 

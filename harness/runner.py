@@ -175,7 +175,7 @@ def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | N
         if outcome.failure is None and cfg.accuracy:
             extra["accuracy"] = score(cfg, prep, run_dir)
         if outcome.failure is None and outcome.issued:
-            from harness.benchmark import probe
+            from research.benchmark import probe
 
             extra["probe"] = probe(cfg, prep, outcome.issued, outcome.predict_s)
         extra["scenario"] = cfg.scenario

@@ -215,13 +215,13 @@ LOADERS: dict[str, Callable[[Any, str], nn.Module]] = {
 
 def load_model(served: ServedModel, attn_implementation: str = "sdpa", lean: bool = True) -> nn.Module:
     """The underlying transformers/adapters model (eval mode), before wrapping. lean (the served
-    form): adapter models without the library's no-op per-layer dispatch (models/lean.py), and
+    form): adapter models without the library's no-op per-layer dispatch (models/dispatch_free.py), and
     AdapterFusion layers replaced by their exact fold (models/fusion.py); lean=False keeps the
     library's modules as they are (before/after measurements)."""
     model = LOADERS[served.serving](served, attn_implementation).eval()
     if lean and served.serving in ("adapter", "fusion"):
+        from models.dispatch_free import strip_adapter_dispatch
         from models.fusion import fold_fusion_layers
-        from models.lean import strip_adapter_dispatch
 
         strip_adapter_dispatch(model)
         fold_fusion_layers(model)

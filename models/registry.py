@@ -157,7 +157,7 @@ class ServedModel:
 
     def torch_module(self, attn_implementation: str = "sdpa", lean: bool = True):
         """nn.Module in eval mode: forward(input_ids, attention_mask) -> float tensor (see class doc).
-        lean=False keeps the adapters library's per-layer dispatch (models/lean.py)."""
+        lean=False keeps the adapters library's per-layer dispatch (models/dispatch_free.py)."""
         from models.loaders import build_module
 
         return build_module(self, attn_implementation=attn_implementation, lean=lean)

@@ -1,6 +1,6 @@
 """The SUT benchmark's report: verdicts against the issue's targets, figures carried into the table."""
 
-from harness.benchmark import RATIOS, render
+from research.benchmark import RATIOS, render
 
 
 def row(encoder: str, **ratios) -> dict:
@@ -53,8 +53,8 @@ def test_missing_ratio_and_errors_are_reported_not_hidden():
 def test_probe_times_exactly_the_issued_samples(monkeypatch):
     """`run --probe` re-times the query LoadGen issued: all its samples, with the run's batching."""
 
-    from harness import benchmark
     from harness.config import RunConfig
+    from research import benchmark
 
     seen = {}
     monkeypatch.setattr(benchmark, "plain_loop_sps",
@@ -82,7 +82,7 @@ def test_on_new_thread_returns_the_value_or_reraises():
 
     import pytest
 
-    from harness.benchmark import on_new_thread
+    from research.benchmark import on_new_thread
 
     main = threading.current_thread().name
     assert on_new_thread(lambda: threading.current_thread().name) == "probe" != main

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import compliance
+from harness.submission import compliance
 from tests.test_submission import head_sha, write_fake_runner
 
 

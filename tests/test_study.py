@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import report, study
+from research import report, study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -285,7 +285,7 @@ def test_study_is_resumable(tmp_path):
 
 def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
     """The GPU check's whole path on CPU: tiny random weights, 1-second LoadGen runs, both backends."""
-    from harness import gpu_check
+    from research import gpu_check
 
     tiny_tokenizer.save_pretrained(
         tmp_path / "zoo" / "encoder"
@@ -313,7 +313,7 @@ def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
 
 
 def test_known_peaks_match_device_names():
-    from harness.gpu_check import known_peak
+    from research.gpu_check import known_peak
 
     assert known_peak("NVIDIA H100 80GB HBM3") == 989e12
     assert known_peak("NVIDIA H100 PCIe") == 756e12
@@ -325,7 +325,7 @@ def test_speed_batching_and_fusion_parts_run_small(tmp_path):
     """speed.py parts a, b and c on 24 synthetic-length samples: ratios are positive, fusion is exact."""
     import argparse
 
-    from harness import speed
+    from research import speed
 
     lengths = np.array([5, 17, 128, 40, 9, 64] * 4)
     sorted_b = speed.make_batches(lengths, True, 8002)
@@ -346,7 +346,7 @@ def test_speed_batching_and_fusion_parts_run_small(tmp_path):
 def test_speed_interleaving_pairs_sides_batch_by_batch(monkeypatch):
     """A machine that slows down round after round (x1, x2, x3) moves both sides' medians, but the
     paired per-round ratio stays exact: B costs 2 units per batch, A costs 1, so B/A = 0.5."""
-    from harness import speed
+    from research import speed
 
     clock = {"t": 0.0, "round_scale": 1.0}
     calls: list[str] = []
@@ -383,7 +383,7 @@ def test_speed_interleaving_pairs_sides_batch_by_batch(monkeypatch):
 
 def test_speed_interleaving_by_whole_passes_for_mixed_runtimes():
     """per_batch=False: each side runs its whole pass in turn, the order rotating per round."""
-    from harness import speed
+    from research import speed
 
     calls: list[str] = []
     batches = [(np.zeros((2, 4)), np.ones((2, 4)))] * 3
@@ -398,7 +398,7 @@ def test_speed_partial_run_keeps_the_other_parts(tmp_path, monkeypatch):
     import argparse
     import json as _json
 
-    from harness import speed
+    from research import speed
 
     monkeypatch.setattr(speed, "xnli_lengths", lambda n, d: (np.full(n, 50), "fake lengths"))
     monkeypatch.setattr(
@@ -424,7 +424,7 @@ def test_speed_flop_counts_follow_the_served_graphs(tmp_path):
 
     import torch
 
-    from harness import speed
+    from research import speed
 
     lin = torch.nn.Linear(16, 4)
     ones = np.ones((3, 16))

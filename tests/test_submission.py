@@ -114,7 +114,7 @@ def fake_run(runner: tuple[str, ...], log_dir: Path, *args: str) -> None:
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory) -> Path:
     """Offline performance + accuracy runs and a TEST01 audit (via the compliance code path)."""
-    from harness.compliance import run_audit, write_test01
+    from harness.submission.compliance import run_audit, write_test01
 
     base = tmp_path_factory.mktemp("logs")
     runner = write_fake_runner(base)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from harness.benchmark import bare_single_p90_ms, on_new_thread  # noqa: E402
 from harness.config import RunConfig  # noqa: E402
 from harness.runner import prepare, warm_up  # noqa: E402
+from research.benchmark import bare_single_p90_ms, on_new_thread  # noqa: E402
 
 
 def main(mode: str) -> None:

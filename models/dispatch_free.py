@@ -22,7 +22,7 @@ model's active setup to the plain transformers code:
                                                         Pfeiffer block the library computes
   ReFT hooks without ReFT units, Parallel pre-hooks  -> removed (the setup is not Parallel)
 AdapterFusion blocks and any other configuration keep the library's code. Outputs equal the
-library's (tests/test_lean.py). The model can no longer be trained or have its setup changed.
+library's (tests/test_dispatch_free.py). The model can no longer be trained or have its setup changed.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ Offline throughput, or the peak found by `find_peak` with `--server_qps peak`).
 Resumable: a finished cell leaves `study_cell.json` (its settings) beside results.json; a later study
 with the same settings skips it. Each cell's stdout/stderr goes to `<runs_dir>/logs/<cell>.log` and one
 line per finished cell (rc, wall seconds) to `<runs_dir>/study_log.jsonl`.
-At the end the runs are collected into `<out>/study.{csv,md}` and PNG figures (harness/report.py).
-`--speed` runs the in-process micro-benchmarks instead (harness/speed.py).
+At the end the runs are collected into `<out>/study.{csv,md}` and PNG figures (research/report.py).
+`--speed` runs the in-process micro-benchmarks instead (research/speed.py).
 """
 
 from __future__ import annotations
@@ -330,16 +330,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
     a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
     a("--report_only", action="store_true", help="only collect runs_dir into the report")
-    a("--speed", action="store_true", help="run the in-process micro-benchmarks (harness/speed.py)")
+    a("--speed", action="store_true", help="run the in-process micro-benchmarks (research/speed.py)")
     a("--no_progress", action="store_true")
-    from harness.speed import add_arguments
+    from research.speed import add_arguments
 
-    add_arguments(parser.add_argument_group("--speed options (harness/speed.py)"))
+    add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
 
 
 def main(args: argparse.Namespace) -> int:
     if args.speed:
-        from harness import speed
+        from research import speed
 
         return speed.main(args)
     settings = StudySettings(
@@ -371,7 +371,7 @@ def main(args: argparse.Namespace) -> int:
               f"{(time.perf_counter() - t0) / 60:.1f} min; {len(failed)} failed")  # fmt: skip
         for r in failed:
             print(f"  FAILED {r['cell']}: {r['error']}")
-    from harness.report import write_report
+    from research.report import write_report
 
     command = "python -m harness study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     written = write_report(settings.runs_dir, args.out, command=command.strip())

@@ -584,7 +584,7 @@ def write_report(
     runs_root: str | Path, out: str | Path, title: str = "Efficiency study", command: str | None = None
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written."""
-    from harness.plots import write_plots
+    from research.plots import write_plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

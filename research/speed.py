@@ -13,7 +13,7 @@ All weights are RANDOM (model_kind "random"): speed only. Parts:
   c  AdapterFusion: the library's fusion layer vs models.fusion.fold_fusion_layers (max |diff| checked
      < 1e-4, throughput ratio).
   d  adapter (unmerged seq_bn), adapter-squad (AdapterFusion) and lora-squad (merged) vs full,
-     PyTorch at XNLI lengths, as served (models/lean.py, fusion folded) and, `-library`, in the
+     PyTorch at XNLI lengths, as served (models/dispatch_free.py, fusion folded) and, `-library`, in the
      adapters library's own form. Targets: adapter cost <= 10%, merged LoRA within 2%.
   e  real shapes: base and large XLM-R (RANDOM weights) throughput and batch-1 latency, PyTorch and
      ONNX Runtime fp32.
