@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from common.paths import REPO
 from models.base import DTYPES, BackendOptions
 from sut.base import SUTOptions
 from sut.registry import SCENARIOS
-
-REPO = Path(__file__).resolve().parents[1]
 
 # device kind -> scheduling defaults (flags override). CPU: one worker owning all intra-op threads.
 # batch_overhead_tokens (Server): a forward pass's fixed cost in padded tokens' worth of compute.

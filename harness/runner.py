@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import REPO, RunConfig, add_run_arguments
+from common.paths import BUILD
+from harness.config import RunConfig, add_run_arguments
 from harness.results import write_results
 from models.base import Backend
 from tasks.qsl import QuerySampleLibrary
@@ -40,7 +41,7 @@ def run_dir_for(cfg: RunConfig, now: float | None = None) -> Path:
     if cfg.output_dir is not None:
         run_dir = Path(cfg.output_dir) / tail
     else:
-        logs = REPO / "build" / "logs"
+        logs = BUILD / "logs"
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
         run_dir = logs / stamp / tail
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+from common.names import lookup
 from models.base import Backend, BackendOptions
-from tasks.data import did_you_mean
 
 # name -> "module:Class" (lazy: onnxruntime is not imported for a PyTorch run and vice versa)
 BACKENDS: dict[str, str] = {
@@ -16,11 +16,7 @@ BACKENDS: dict[str, str] = {
 
 def get_backend_class(name: str) -> type[Backend]:
     """The Backend class registered as `name`; ValueError with "did you mean" otherwise."""
-    if name not in BACKENDS:
-        raise ValueError(
-            f"unknown backend {name!r}.{did_you_mean(name, list(BACKENDS))} Known: {', '.join(BACKENDS)}"
-        )
-    module, cls = BACKENDS[name].split(":")
+    module, cls = lookup("backend", name, BACKENDS).split(":")
     return getattr(importlib.import_module(module), cls)
 
 

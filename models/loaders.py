@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from common.paths import BUILD
 from models.modules import wrap
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def load_tokenizer(served: ServedModel):
         return AutoTokenizer.from_pretrained(str(served.checkpoint))
     enc = get_encoder(served.encoder)
     candidates = [enc.source] if enc.source else []
-    tiny_root = get_encoder("tiny").default_models_dir(Path(__file__).resolve().parents[1] / "build")
+    tiny_root = get_encoder("tiny").default_models_dir(BUILD)
     candidates += [str(served.models_dir / "encoder"), str(tiny_root / "encoder")]
     errors = []
     for source in candidates:

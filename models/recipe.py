@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.paths import BUILD, REPO
 from models import stages
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
 from models.loaders import DONE
@@ -35,7 +36,6 @@ TRAIN_ROWS = {task: (0, first) for task, first in HELDOUT_FIRST_ROW.items()}
 EVAL_ROWS = {task: (first, None) for task, first in HELDOUT_FIRST_ROW.items()}
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def build_zoo(
 def main(args: argparse.Namespace) -> int:
     enc = get_encoder(args.encoder)
     sizes = TINY_TEST if args.tiny_test else (TINY if enc.name == "tiny" else FULL_STEPS)
-    models_dir = Path(args.models_dir) if args.models_dir else enc.default_models_dir(REPO / "build")
+    models_dir = Path(args.models_dir) if args.models_dir else enc.default_models_dir(BUILD)
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
     t0 = time.perf_counter()
@@ -198,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
 def build_for_run(model: str, task: str, models_dir: Path | None = None) -> None:
     """Build only the tiny-zoo stages one run needs (first use of `make run`): the encoder, the
     model's intermediate stage, and its target stage when the task has one."""
-    models_dir = models_dir or get_encoder("tiny").default_models_dir(REPO / "build")
+    models_dir = models_dir or get_encoder("tiny").default_models_dir(BUILD)
     tasks = [task] if task in TARGETS else []
     print(f"[models] first use: building the tiny zoo entries for {model}/{task} in {models_dir}")
     build_zoo(models_dir, "tiny", [model], tasks, TINY)

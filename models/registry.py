@@ -24,8 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from common.names import lookup
+from common.paths import BUILD
 from models.encoders import get_encoder
-from tasks.data import did_you_mean
 
 LEARNING = ("full", "adapter", "fusion", "lora")
 SERVING = ("plain", "adapter", "fusion", "merged")
@@ -109,22 +110,14 @@ TASKS: dict[str, TargetTask] = {
 MODEL_KINDS = ("tiny", "real", "random")
 
 
-def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
-    if name not in table:
-        raise ValueError(
-            f"unknown {kind} {name!r}.{did_you_mean(name, list(table))} Known: {', '.join(table)}"
-        )
-    return table[name]
-
-
 def get_model_spec(name: str) -> ModelSpec:
     """The spec of MODEL=`name`; ValueError listing the known names (with "did you mean") otherwise."""
-    return _lookup("model", name, MODELS)
+    return lookup("model", name, MODELS)
 
 
 def get_target(name: str) -> TargetTask:
     """The zoo's view of TASK=`name`; ValueError listing the known tasks otherwise."""
-    return _lookup("task", name, TASKS)
+    return lookup("task", name, TASKS)
 
 
 @dataclass(frozen=True)
@@ -215,7 +208,7 @@ def resolve(
     enc = get_encoder(encoder)
     from models.loaders import encoder_config_of, find_checkpoint
 
-    root = Path(models_dir) if models_dir is not None else enc.default_models_dir(_repo_root() / "build")
+    root = Path(models_dir) if models_dir is not None else enc.default_models_dir(BUILD)
     if weights == "random":
         kind, ckpt = "random", None
     else:
@@ -244,10 +237,6 @@ def default_layer(config: dict[str, Any]) -> int:
     from models.encoders import default_pooling_layer
 
     return default_pooling_layer(int(config["num_hidden_layers"]))
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
 
 
 def available() -> dict[str, list[str]]:

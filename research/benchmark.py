@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import REPO, RunConfig
+from common.paths import BUILD, REPO
+from harness.config import RunConfig
 from harness.info import device_info
 from harness.settings import user_conf_with
 from sut.batching import BatchLimits, plan_batches
@@ -77,7 +78,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default="0.9,0.75,0.6,0.5",
         help="Server loads tried (x Offline samples/s), until one is VALID",
     )
-    a("--runs_dir", default=str(REPO / "build" / "benchmark"))
+    a("--runs_dir", default=str(BUILD / "benchmark"))
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
 
 

@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.config import REPO, RunConfig, add_run_arguments
+from common.paths import BUILD, REPO
+from harness.config import RunConfig, add_run_arguments
 from harness.settings import user_conf_with
 
 
@@ -41,7 +42,7 @@ def trial(cfg: RunConfig, argv: list[str], qps: float, folder: Path) -> bool:
 def main(args: argparse.Namespace) -> int:
     args.scenario = "Server"
     cfg = RunConfig.from_args(args)
-    out = Path(cfg.output_dir or REPO / "build" / "peak") / cfg.model / cfg.task
+    out = Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task
     argv = [a for a in sys.argv[2:] if a not in ("--scenario", "Server")]
     argv = _drop(argv, ("--low", "--high", "--steps", "--output_dir", "--user_conf"))
     trials: list[dict] = []

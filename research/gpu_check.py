@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from common.paths import REPO
 from harness.info import device_info, git_state, package_versions
 
-REPO = Path(__file__).resolve().parents[1]
 # Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets. Matched by substring of
 # torch's device name, first match wins (so the more specific names come first).
 KNOWN_PEAKS: tuple[tuple[str, float], ...] = (

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 PARTS = "abcdefg"
-REPO = Path(__file__).resolve().parents[1]
+
 Predict = Callable[[np.ndarray, np.ndarray], Any]
 
 

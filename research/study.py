@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from common.paths import BUILD, REPO
 from harness.settings import user_conf_with
 
-REPO = Path(__file__).resolve().parents[1]
 MARKER = "study_cell.json"
 
 # study backend label -> (runner --backend, --dtype). One lookup, no branching on names elsewhere.
@@ -324,7 +324,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--count", type=int, default=None, help="passed to the runner as --count")
     a("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
     a("--encoder", default="tiny")
-    a("--runs_dir", type=Path, default=REPO / "build" / "study")
+    a("--runs_dir", type=Path, default=BUILD / "study")
     a("--out", type=Path, default=REPO / "reports")
     a("--cell_timeout", type=float, default=900.0, help="seconds before a cell's process is killed")
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")

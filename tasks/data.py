@@ -13,7 +13,6 @@ Paths:
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import io
 import json
@@ -26,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from common.names import did_you_mean, lookup
+from common.paths import BUILD, DATA
 from tasks.base import DataError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_ENV = "XLMR_HARNESS_CACHE"
 
 # Task name -> folder under data/ (plain data, not dispatch: unknown names map to themselves).
@@ -37,19 +37,13 @@ DATA_FOLDERS = {"tydiqa": "tydiqa_goldp", "bucc": "bucc2018", "squad": "squad_en
 
 def default_data_dir(task_name: str) -> Path:
     """The bundled data folder of a task: <repo>/data/<folder>."""
-    return REPO_ROOT / "data" / DATA_FOLDERS.get(task_name, task_name)
+    return DATA / DATA_FOLDERS.get(task_name, task_name)
 
 
 def cache_root() -> Path:
     """Root of the feature cache: $XLMR_HARNESS_CACHE if set (and non-empty), else <repo>/build/cache."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else REPO_ROOT / "build" / "cache"
-
-
-def did_you_mean(name: str, known: Sequence[str]) -> str:
-    """' Did you mean 'x'?' for the closest known name, or '' when nothing is close."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return Path(env) if env else BUILD / "cache"
 
 
 def resolve_languages(
@@ -372,8 +366,4 @@ def check_max_length(value: Any, name: str = "max_length", minimum: int = 8) -> 
 
 def check_choice(value: str, choices: Sequence[str], name: str) -> str:
     """`value` if it is one of `choices`, else ValueError with a 'did you mean'."""
-    if value not in choices:
-        raise ValueError(
-            f"unknown {name} {value!r}.{did_you_mean(value, choices)} Known: {', '.join(choices)}"
-        )
-    return value
+    return lookup(name, value, dict.fromkeys(choices, value))

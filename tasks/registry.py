@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from common.names import did_you_mean, lookup
 from tasks.base import Task
 from tasks.bucc import BuccTask
-from tasks.data import did_you_mean
 from tasks.tatoeba import TatoebaTask
 from tasks.tydiqa import TydiqaTask
 from tasks.xnli import PawsxTask, XnliTask
@@ -37,11 +37,7 @@ def get_task(
     options: task-specific keyword options (e.g. split="test", max_length=256). ValueError for an
     unknown task name or option, naming the closest match and what is accepted.
     """
-    if name not in TASKS:
-        raise ValueError(
-            f"unknown task {name!r}.{did_you_mean(name, list(TASKS))} Known: {', '.join(TASKS)}"
-        )
-    cls = TASKS[name]
+    cls = lookup("task", name, TASKS)
     accepted = [
         p
         for p in inspect.signature(cls.__init__).parameters

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.paths import REPO
 from harness.loadgen_log import LoadgenLog
-from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, REPO
+from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES
 
 AUDIT_CONF = REPO / "audit.conf"
 RUNNER = (sys.executable, "-m", "harness", "run")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ROOT = REPO / "build" / "submission"  # the checker's --input: holds open/<submitter>/ only
-DEFAULT_LOG_DIR = REPO / "build" / "logs" / "latest"
+from common.paths import BUILD
+
+DEFAULT_ROOT = BUILD / "submission"  # the checker's --input: holds open/<submitter>/ only
+DEFAULT_LOG_DIR = BUILD / "logs" / "latest"
 DIVISION = "open"
 CHECKER_VERSION = "v6.1"
 NOT_FOR_SUBMISSION = "NOT_FOR_SUBMISSION.txt"

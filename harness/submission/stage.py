@@ -17,13 +17,13 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from common.paths import REPO
 from harness.submission.layout import (
     ACC_FILES,
     DEFAULT_MAPPED_MODEL,
     DIVISION,
     NOT_FOR_SUBMISSION,
     PERF_FILES,
-    REPO,
     full_logs_dir,
     submitter_dir,
 )
