@@ -67,7 +67,7 @@ class RunConfig:
     watchdog_s: float = 60.0
     abort_grace_s: float = 30.0  # after a SUT failure, how long StartTest may take to return
     allow_invalid: bool = False
-    probe: bool = False  # benchmark: re-time the issued samples outside LoadGen after the test
+    retime: bool = False  # after the test, time the issued samples again without LoadGen
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -170,6 +170,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
     a("--abort_grace_s", type=float, help="after a SUT failure, exit if LoadGen has not finished")
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
-    a("--probe", action="store_true", default=None,
-      help="benchmark: after the test, time the samples LoadGen issued without LoadGen (Offline: "
-           "a plain loop, same batching; SingleStream: bare single-sample forwards) -> results.json")  # fmt: skip
+    a("--retime", "--probe", dest="retime", action="store_true", default=None,
+      help="after the test, time the samples LoadGen issued again without LoadGen (Offline: a plain "
+           "loop, same batching; SingleStream: bare single-sample forwards) -> results.json 'probe' "
+           "(harness/retime.py; --probe is the older name)")  # fmt: skip

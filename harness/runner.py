@@ -176,9 +176,11 @@ def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | N
         if outcome.failure is None and cfg.accuracy:
             extra["accuracy"] = score(cfg, prep, run_dir)
         if outcome.failure is None and outcome.issued:
-            from research.benchmark import probe
+            from harness.retime import retime_issued
 
-            extra["probe"] = probe(cfg, prep, outcome.issued, outcome.predict_s)
+            extra["probe"] = retime_issued(
+                cfg, prep.backends[0], prep.qsl, outcome.issued, outcome.predict_s
+            )
         extra["scenario"] = cfg.scenario
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: complete log, no SUT failure
             ok = outcome.failure is None
@@ -250,7 +252,7 @@ def _abort_after(sut, grace: float, done: threading.Event, run_dir: Path) -> Non
 class Outcome:
     failure: str | None  # the SUT's first failure (with traceback), None if none
     batches: int
-    issued: list[Any] | None = None  # cfg.probe only: every query's qsl indices, in issue order,
+    issued: list[Any] | None = None  # cfg.retime only: every query's qsl indices, in issue order,
     predict_s: list[float] | None = None  # and the seconds of every backend.predict call
 
 
@@ -274,8 +276,8 @@ def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
         prep.backends, prep.qsl, prep.task_kind, cfg.sut_options(),
         warm_up=lambda backend: warm_up(prep, [backend]),
     )  # fmt: skip
-    if cfg.probe:
-        sut.record_for_probe()
+    if cfg.retime:
+        sut.record_issued()
     done = threading.Event()
     monitor = threading.Thread(
         target=_abort_after, args=(sut, cfg.abort_grace_s, done, run_dir), daemon=True

@@ -5,7 +5,7 @@ task/model/backend, it runs LoadGen and prints one table of ratios:
 
   offline_efficiency   LoadGen Offline samples/s / a plain loop over the very samples of that query,
                        with the same batching (sut.batching.plan_batches), timed in the same
-                       process right after the test (`run --probe`)               target >= 0.95
+                       process right after the test (`run --retime`)               target >= 0.95
   offline_vs_model_calls  LoadGen Offline samples/s / the same samples over the time of the model
                        calls alone, timed inside the SUT during that run: the harness's own overhead,
                        free of the drift between two passes                       target >= 0.95
@@ -16,13 +16,13 @@ task/model/backend, it runs LoadGen and prints one table of ratios:
   singlestream_ratio   LoadGen SingleStream p90 / p90 of the model calls themselves, timed inside the
                        SUT during that run: the harness's own overhead        target <= 1.10
   singlestream_vs_loop LoadGen SingleStream p90 / p90 of back-to-back single-sample forwards over the
-                       very samples LoadGen issued, same process, right after (`run --probe`). Also
+                       very samples LoadGen issued, same process, right after (`run --retime`). Also
                        held to 1.10; it includes what the gaps between queries cost the model call
                        itself (caches, idle cores), which no SingleStream harness avoids entirely.
 
-The probe puts both sides of a ratio in one process, on the same samples, minutes apart at most: on a
-shared machine whose speed drifts by tens of percent between minutes, that is what makes the ratio
-mean something.
+The re-timing (harness/retime.py) puts both sides of a ratio in one process, on the same samples,
+minutes apart at most: on a shared machine whose speed drifts by tens of percent between minutes, that
+is what makes the ratio mean something.
 
 Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
 a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
@@ -34,7 +34,6 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,9 @@ import numpy as np
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
 from harness.info import device_info
+from harness.retime import bare_single_p90_ms, plain_loop_sps
 from harness.settings import user_conf_with
-from sut.batching import BatchLimits, plan_batches
+from sut.batching import BatchLimits
 
 TARGETS = {
     "offline_efficiency": 0.95,
@@ -80,87 +80,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     a("--runs_dir", default=str(BUILD / "benchmark"))
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
-
-
-# --- in-process measurements (no LoadGen) ------------------------------------------------------
-def _time_batches(prep, batches: list[np.ndarray]) -> float:
-    """Seconds to run `batches` (qsl indices) through the first backend, batch building included."""
-    backend, qsl = prep.backends[0], prep.qsl
-    t0 = time.perf_counter()
-    for idx in batches:
-        b = qsl.batch(idx)
-        backend.predict(b.input_ids, b.attention_mask)
-    return time.perf_counter() - t0
-
-
-def plain_loop_sps(prep, cfg: RunConfig, indices: np.ndarray, pad_to: int | None = None) -> float:
-    """samples/s of a bare loop over `indices` with the Offline SUT's batching (or batch 1 padded to
-    `pad_to`, the reference design)."""
-    qsl = prep.qsl
-    qsl.load_query_samples(np.unique(indices).tolist())
-    if pad_to is None:
-        limits = BatchLimits(cfg.max_batch, cfg.token_budget)
-        batches = [indices[pos] for pos in plan_batches(qsl.lengths[indices], limits)]
-    else:
-        batches = [indices[i : i + 1] for i in range(len(indices))]
-    saved, qsl.pad_to = qsl.pad_to, pad_to
-    try:
-        return len(indices) / _time_batches(prep, batches)
-    finally:
-        qsl.pad_to = saved
-        qsl.unload_query_samples(np.unique(indices).tolist())
-
-
-def bare_single_p90_ms(prep, indices: np.ndarray) -> float:
-    """p90 in ms of single-sample forwards (no padding), as SingleStream issues them."""
-    qsl = prep.qsl
-    qsl.load_query_samples(np.unique(indices).tolist())
-    times = [_time_batches(prep, [indices[i : i + 1]]) * 1e3 for i in range(len(indices))]
-    qsl.unload_query_samples(np.unique(indices).tolist())
-    return float(np.percentile(times, 90))
-
-
-def on_new_thread(fn):
-    """fn() run on a fresh thread (its own PyTorch OpenMP pool, see harness.runner.warm_up); its
-    result, or its exception re-raised here."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="probe")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def probe(cfg: RunConfig, prep, issued: list, predict_s: list[float] | None = None) -> dict[str, Any]:
-    """`run --probe`, after the test, in the same process: the samples LoadGen issued, timed again
-    without LoadGen (Offline: a plain loop with the same batching or the same pad_to; SingleStream:
-    back-to-back single-sample forwards), plus the model calls timed inside the SUT during the test.
-
-    The loop runs on a fresh thread: the SUT ran the model on its worker threads, and a thread that
-    uses PyTorch after another one did can be slowed by the first one's idle OpenMP pool (see
-    harness.runner.warm_up), which would flatter the ratio."""
-    indices = np.concatenate([np.asarray(q, dtype=np.int64).ravel() for q in issued])
-    out: dict[str, Any] = {"samples": len(indices)}
-    if cfg.scenario == "Offline":
-        key, fn = "plain_loop_samples_per_second", lambda: plain_loop_sps(prep, cfg, indices, cfg.pad_to)
-        if predict_s:
-            out["in_run_predict_samples_per_second"] = round(len(indices) / sum(predict_s), 3)
-    elif cfg.scenario == "SingleStream":
-        key, fn = "bare_p90_ms", lambda: bare_single_p90_ms(prep, indices)
-        if predict_s:
-            out["in_run_predict_p90_ms"] = round(float(np.percentile(predict_s, 90)) * 1e3, 4)
-    else:
-        return {}
-    out[key] = round(on_new_thread(fn), 4)
-    return out
 
 
 # --- LoadGen runs (subprocesses) ----------------------------------------------------------------
@@ -202,10 +121,12 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     pool = prep.qsl.total_sample_count
     # estimates that only size the LoadGen runs (target_qps, target_latency); the ratios come from
-    # each run's own probe
-    est = plain_loop_sps(prep, cfg, rng.choice(pool, 256))
-    ref_est = plain_loop_sps(prep, cfg, rng.choice(pool, 32), pad_to=max_len)
-    single_est = bare_single_p90_ms(prep, rng.choice(pool, 50))
+    # each run's own re-timing
+    backend, qsl = prep.backends[0], prep.qsl
+    limits = BatchLimits(cfg.max_batch, cfg.token_budget)
+    est = plain_loop_sps(backend, qsl, rng.choice(pool, 256), limits)
+    ref_est = plain_loop_sps(backend, qsl, rng.choice(pool, 32), limits, pad_to=max_len)
+    single_est = bare_single_p90_ms(backend, qsl, rng.choice(pool, 50))
     for p in prep.backends:
         p.close()
 
@@ -213,14 +134,14 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
     # estimate keeps the run long enough when the machine speeds up between estimate and run
     offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], "offline",
-                          runs_dir, ["--probe"])  # fmt: skip
+                          runs_dir, ["--retime"])  # fmt: skip
     reference = loadgen_run(
         cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * ref_est:.2f}"], "reference", runs_dir,
         ["--max_batch", "1", "--token_budget", "0", "--pad_to", str(max_len)],
     )  # fmt: skip
     single = loadgen_run(
         cfg, "SingleStream", [f"{m}.SingleStream.target_latency = {max(single_est, 0.05):.3f}"],
-        "singlestream", runs_dir, ["--probe"],
+        "singlestream", runs_dir, ["--retime"],
     )  # fmt: skip
     off_sps = offline.get("samples_per_second") or 0.0
     loop = (offline.get("probe") or {}).get("plain_loop_samples_per_second") or 0.0

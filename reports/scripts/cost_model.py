@@ -16,8 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from harness.config import RunConfig  # noqa: E402
+from harness.retime import on_new_thread  # noqa: E402
 from harness.runner import prepare  # noqa: E402
-from research.benchmark import on_new_thread  # noqa: E402
 
 
 def main(encoder: str) -> None:

@@ -14,8 +14,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from harness.config import RunConfig  # noqa: E402
+from harness.retime import bare_single_p90_ms, on_new_thread  # noqa: E402
 from harness.runner import prepare, warm_up  # noqa: E402
-from research.benchmark import bare_single_p90_ms, on_new_thread  # noqa: E402
 
 
 def main(mode: str) -> None:
@@ -23,7 +23,7 @@ def main(mode: str) -> None:
     idx = np.random.default_rng(0).choice(prep.qsl.total_sample_count, 300)
 
     def p90() -> float:
-        return bare_single_p90_ms(prep, idx)
+        return bare_single_p90_ms(prep.backends[0], prep.qsl, idx)
 
     if mode == "main-first":
         warm_up(prep)
