@@ -118,20 +118,29 @@ class RunConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunConfig:
         """defaults < device < encoder < flags (argparse leaves unset flags at None)."""
-        given = {
-            f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None
-        }
-        device = given.get("device", cls.device)
-        kind = "cuda" if device.startswith("cuda") else "cpu"
-        layered: dict[str, Any] = dict(DEVICE_DEFAULTS[kind])
-        enc = ENCODER_DEFAULTS.get(given.get("encoder", cls.encoder), {})
-        layered["token_budget"] = int(layered["token_budget"] * enc.get("token_budget_scale", 1.0))
-        if kind == "cpu" and "cpu_batch_overhead_tokens" in enc:
-            layered["batch_overhead_tokens"] = enc["cpu_batch_overhead_tokens"]
+        return cls.layered(**{f.name: getattr(args, f.name, None) for f in fields(cls)})
+
+    @classmethod
+    def layered(cls, **given: Any) -> RunConfig:
+        """The config of the values `given` (None = not given) over the layered defaults: what a
+        `harness run` with those flags resolves to. Tools that start runs build their configs here."""
+        given = {k: v for k, v in given.items() if v is not None}
         for key in ("user_conf", "audit_conf", "output_dir"):
             if key in given:
                 given[key] = Path(given[key])
-        return cls(**{**layered, **given})
+        device, encoder = given.get("device", cls.device), given.get("encoder", cls.encoder)
+        return cls(**{**cls.layered_defaults(device, encoder), **given})
+
+    @staticmethod
+    def layered_defaults(device: str, encoder: str) -> dict[str, Any]:
+        """The scheduling values a run on `device` with `encoder` takes when no flag sets them."""
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        layered: dict[str, Any] = dict(DEVICE_DEFAULTS[kind])
+        enc = ENCODER_DEFAULTS.get(encoder, {})
+        layered["token_budget"] = int(layered["token_budget"] * enc.get("token_budget_scale", 1.0))
+        if kind == "cpu" and "cpu_batch_overhead_tokens" in enc:
+            layered["batch_overhead_tokens"] = enc["cpu_batch_overhead_tokens"]
+        return layered
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

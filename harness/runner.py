@@ -35,8 +35,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
 
 
-def run_dir_for(cfg: RunConfig, now: float | None = None) -> Path:
-    """Create and return the run folder (and refresh build/logs/latest when no --output_dir)."""
+def run_dir_for(cfg: RunConfig, now: float | None = None, create: bool = True) -> Path:
+    """The run folder of `cfg` (the one place its path is made); with `create`, the folder is made
+    and build/logs/latest refreshed when there is no --output_dir."""
     tail = Path(cfg.model, cfg.task, cfg.scenario, cfg.mode)
     if cfg.output_dir is not None:
         run_dir = Path(cfg.output_dir) / tail
@@ -44,13 +45,16 @@ def run_dir_for(cfg: RunConfig, now: float | None = None) -> Path:
         logs = BUILD / "logs"
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
         run_dir = logs / stamp / tail
+        if not create:
+            return run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         latest = logs / "latest"
         tmp = logs / f".latest-{os.getpid()}"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(stamp)
         tmp.replace(latest)  # atomic swap of the symlink
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 

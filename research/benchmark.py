@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,9 @@ import numpy as np
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
 from harness.info import device_info
+from harness.launch import Launched, launch
 from harness.retime import bare_single_p90_ms, plain_loop_sps
+from harness.run_record import Results
 from harness.settings import user_conf_with
 from sut.batching import BatchLimits
 
@@ -82,28 +84,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
 
 
-# --- LoadGen runs (subprocesses) ----------------------------------------------------------------
+# --- LoadGen runs (child processes) -------------------------------------------------------------
 def loadgen_run(
-    cfg: RunConfig, scenario: str, conf_lines: list[str], name: str, runs_dir: Path, extra: list[str]
-) -> dict[str, Any]:
-    """One `harness run` subprocess; returns its results.json (or {"error": ...})."""
+    cfg: RunConfig, conf_lines: list[str], name: str, runs_dir: Path, **changes: Any
+) -> Launched:
+    """One child run of `cfg` with `changes`, user.conf lines appended, into runs_dir/name."""
     out = runs_dir / name
     conf = user_conf_with(cfg.user_conf, conf_lines, out / "user.conf", f"benchmark: {name}")
-    argv = [sys.executable, "-m", "harness", "run", "--scenario", scenario, "--model", cfg.model,
-            "--task", cfg.task, "--backend", cfg.backend, "--encoder", cfg.encoder,
-            "--duration", f"{cfg.duration_s:g}", "--user_conf", str(conf), "--output_dir", str(out),
-            "--allow_invalid", *extra]  # fmt: skip
-    if cfg.weights:
-        argv += ["--weights", cfg.weights]
-    if cfg.threads:
-        argv += ["--threads", str(cfg.threads)]
-    log = out / "benchmark.log"
-    with open(log, "w") as f:
-        rc = subprocess.run(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
-    res = out / cfg.model / cfg.task / scenario / "performance" / "results.json"
-    if rc != 0 or not res.is_file():
-        return {"error": f"exit {rc}, see {log}"}
-    return json.loads(res.read_text())
+    child = replace(cfg, user_conf=conf, output_dir=out, allow_invalid=True, **changes)
+    return launch(child, out / "benchmark.log")
+
+
+def _error(run: Launched) -> str | None:
+    """Why a run gave no figures (None when it did)."""
+    if run.rc != 0 or run.results is None:
+        return f"exit {run.rc}, see {run.log}"
+    return None
 
 
 def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -111,8 +107,8 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     from harness.runner import prepare, warm_up
 
     weights = None if encoder == "tiny" else "random"
-    cfg = RunConfig(model=args.model, task=args.task, backend=args.backend, encoder=encoder,
-                    weights=weights, threads=args.threads, duration_s=args.duration)  # fmt: skip
+    cfg = RunConfig.layered(model=args.model, task=args.task, backend=args.backend, encoder=encoder,
+                            weights=weights, threads=args.threads, duration_s=args.duration)  # fmt: skip
     runs_dir = Path(args.runs_dir) / encoder
     prep = prepare(cfg)
     warm_up(prep)
@@ -133,56 +129,54 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     m = args.model
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
     # estimate keeps the run long enough when the machine speeds up between estimate and run
-    offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], "offline",
-                          runs_dir, ["--retime"])  # fmt: skip
-    reference = loadgen_run(
-        cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * ref_est:.2f}"], "reference", runs_dir,
-        ["--max_batch", "1", "--token_budget", "0", "--pad_to", str(max_len)],
-    )  # fmt: skip
-    single = loadgen_run(
-        cfg, "SingleStream", [f"{m}.SingleStream.target_latency = {max(single_est, 0.05):.3f}"],
-        "singlestream", runs_dir, ["--retime"],
-    )  # fmt: skip
-    off_sps = offline.get("samples_per_second") or 0.0
-    loop = (offline.get("probe") or {}).get("plain_loop_samples_per_second") or 0.0
+    runs = {
+        "offline": loadgen_run(cfg, [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], "offline", runs_dir,
+                               scenario="Offline", retime=True),
+        "reference": loadgen_run(cfg, [f"{m}.Offline.target_qps = {1.5 * ref_est:.2f}"], "reference",
+                                 runs_dir, scenario="Offline", max_batch=1, token_budget=0, pad_to=max_len),
+        "single": loadgen_run(cfg, [f"{m}.SingleStream.target_latency = {max(single_est, 0.05):.3f}"],
+                              "singlestream", runs_dir, scenario="SingleStream", retime=True),
+    }  # fmt: skip
+    offline, reference, single = (run.results or Results() for run in runs.values())
+    off_sps = offline.samples_per_second or 0.0
+    loop = offline.retimed.get("plain_loop_samples_per_second") or 0.0
 
     server_runs = []
     for frac in [float(x) for x in args.server_fractions.split(",") if x]:
         qps = frac * off_sps
-        res = loadgen_run(cfg, "Server", [f"{m}.Server.target_qps = {qps:.2f}"],
-                          f"server_{frac:g}", runs_dir, [])  # fmt: skip
-        server_runs.append({"fraction": frac, "target_qps": round(qps, 2),
-                            "valid": bool(res.get("result_valid")),
-                            "p99_ms": (res.get("latency_ns") or {}).get("p99", 0) / 1e6})  # fmt: skip
-        if res.get("result_valid"):
+        res = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], f"server_{frac:g}", runs_dir,
+                          scenario="Server").results or Results()  # fmt: skip
+        server_runs.append({"fraction": frac, "target_qps": round(qps, 2), "valid": res.result_valid,
+                            "p99_ms": (res.latency_ms("p99") or 0.0)})  # fmt: skip
+        if res.result_valid:
             break
     best = max((r["target_qps"] for r in server_runs if r["valid"]), default=0.0)
-    ss_p90_ms = ((single.get("latency_ns") or {}).get("p90") or 0) / 1e6
-    bare_ms = (single.get("probe") or {}).get("bare_p90_ms") or 0.0
-    in_run_ms = (single.get("probe") or {}).get("in_run_predict_p90_ms") or 0.0
-    in_run_sps = (offline.get("probe") or {}).get("in_run_predict_samples_per_second")
-    ref_sps = reference.get("samples_per_second") or 0.0
+    ss_p90_ms = single.latency_ms("p90") or 0.0
+    bare_ms = single.retimed.get("bare_p90_ms") or 0.0
+    in_run_ms = single.retimed.get("in_run_predict_p90_ms") or 0.0
+    in_run_sps = offline.retimed.get("in_run_predict_samples_per_second")
+    ref_sps = reference.samples_per_second or 0.0
     return {
         "encoder": encoder,
         "model_kind": model_kind,
         "plain_loop_sps": round(loop, 2),
         "in_run_predict_sps": in_run_sps,
-        "offline_samples": (offline.get("probe") or {}).get("samples"),
+        "offline_samples": offline.retimed.get("samples"),
         "offline_sps": round(off_sps, 2),
-        "offline_valid": offline.get("result_valid"),
+        "offline_valid": offline.result_valid,
         "reference_sps": round(ref_sps, 2),
         "server_runs": server_runs,
         "bare_single_p90_ms": round(bare_ms, 3),
         "in_run_predict_p90_ms": round(in_run_ms, 3),
         "singlestream_p90_ms": round(ss_p90_ms, 3),
-        "singlestream_samples": (single.get("probe") or {}).get("samples"),
+        "singlestream_samples": single.retimed.get("samples"),
         "offline_efficiency": round(off_sps / loop, 3) if loop else None,
         "offline_vs_model_calls": round(off_sps / in_run_sps, 3) if in_run_sps else None,
         "vs_reference": round(off_sps / ref_sps, 2) if ref_sps else None,
         "server_vs_offline": round(best / off_sps, 3) if off_sps else None,
         "singlestream_ratio": round(ss_p90_ms / in_run_ms, 3) if ss_p90_ms and in_run_ms else None,
         "singlestream_vs_loop": round(ss_p90_ms / bare_ms, 3) if ss_p90_ms and bare_ms else None,
-        "errors": [r["error"] for r in (offline, reference, single) if "error" in r],
+        "errors": [e for e in map(_error, runs.values()) if e],
     }
 
 

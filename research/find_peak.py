@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+from dataclasses import replace
 from pathlib import Path
 
-from common.paths import BUILD, REPO
+from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
+from harness.launch import launch
 from harness.settings import user_conf_with
 
 
@@ -27,28 +27,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(duration_s=None)
 
 
-def trial(cfg: RunConfig, argv: list[str], qps: float, folder: Path) -> bool:
-    """One Server run at `qps` into `folder`; True if LoadGen reported VALID."""
-    folder.mkdir(parents=True, exist_ok=True)
+def trial(cfg: RunConfig, qps: float, folder: Path) -> bool:
+    """One Server run of `cfg` offered `qps` into `folder`; True if LoadGen reported VALID."""
     line = f"{cfg.loadgen_model_name}.Server.target_qps = {qps:.2f}"
     conf = user_conf_with(Path(cfg.user_conf), [line], folder / "user.conf", "find_peak trial")
-    cmd = [sys.executable, "-m", "harness", "run", *argv, "--scenario", "Server", "--user_conf", str(conf),
-           "--output_dir", str(folder), "--allow_invalid"]  # fmt: skip
-    subprocess.run(cmd, cwd=REPO, check=False)
-    res = folder / cfg.model / cfg.task / "Server" / "performance" / "results.json"
-    return res.is_file() and bool(json.loads(res.read_text()).get("result_valid"))
+    run = launch(replace(cfg, scenario="Server", user_conf=conf, output_dir=folder, allow_invalid=True))
+    return run.record is not None and run.record.valid
 
 
 def main(args: argparse.Namespace) -> int:
     args.scenario = "Server"
     cfg = RunConfig.from_args(args)
     out = Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task
-    argv = [a for a in sys.argv[2:] if a not in ("--scenario", "Server")]
-    argv = _drop(argv, ("--low", "--high", "--steps", "--output_dir", "--user_conf"))
     trials: list[dict] = []
 
-    def probe(q: float) -> bool:
-        ok = trial(cfg, argv, q, out / f"trial_{len(trials):02d}_{q:.0f}")
+    def is_valid_at(q: float) -> bool:
+        ok = trial(cfg, q, out / f"trial_{len(trials):02d}_{q:.0f}")
         trials.append({"target_qps": q, "valid": ok})
         print(f"find_peak: target_qps {q:.2f} -> {'VALID' if ok else 'INVALID'}", flush=True)
         return ok
@@ -56,11 +50,11 @@ def main(args: argparse.Namespace) -> int:
     lo, hi = args.low, args.high
     if hi <= 0:
         hi = max(lo * 2, 2.0)
-        while probe(hi):
+        while is_valid_at(hi):
             lo, hi = hi, hi * 2
     for _ in range(args.steps):
         mid = (lo + hi) / 2
-        if probe(mid):
+        if is_valid_at(mid):
             lo = mid
         else:
             hi = mid
@@ -71,16 +65,3 @@ def main(args: argparse.Namespace) -> int:
         f"highest VALID Server target_qps: {lo:.1f} (record: {out / 'find_peak.json'})\nuser.conf: {line}"
     )
     return 0
-
-
-def _drop(argv: list[str], flags: tuple[str, ...]) -> list[str]:
-    """argv without the given `--flag value` pairs."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = True
-        else:
-            out.append(a)
-    return out

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.run_record import NS_PER_MS, Results, RunRecord, find_records
+
 # The headline metric of each task (XTREME conventions, see TASKS.md); others are kept in `metrics`.
 PRIMARY_METRIC = {
     "xnli": "accuracy",
@@ -27,7 +29,6 @@ PRIMARY_METRIC = {
     "tydiqa": "f1",
     "bucc": "f1",
 }
-NS_PER_MS = 1e6
 
 
 @dataclass
@@ -57,87 +58,40 @@ class Run:
     per_language: dict[str, float] = field(default_factory=dict)
 
 
-def backend_label(config: dict[str, Any]) -> str:
-    """The study's name for a backend + dtype: fp32 is implicit, anything else is a suffix."""
-    backend = str(config.get("backend", "?"))
-    opts = config.get("backend_options") or {}
-    dtype = opts.get("dtype") or config.get("dtype") or "fp32"
-    return backend if dtype == "fp32" else f"{backend}-{dtype}"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _ms(latency: dict[str, Any], key: str) -> float | None:
-    value = latency.get(key)
-    return None if value is None else float(value) / NS_PER_MS
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _metrics(accuracy: dict[str, Any], task: str) -> tuple[str | None, float | None, dict[str, float]]:
-    """(metric name, value, per-language values) from an accuracy.json, tolerant of its nesting."""
-    name = PRIMARY_METRIC.get(task, "accuracy")
-    metrics = accuracy.get("metrics", accuracy)
-    value = metrics.get(name) if isinstance(metrics, dict) else None
-    langs = accuracy.get("per_language") or (
-        metrics.get("per_language") if isinstance(metrics, dict) else None
-    )
-    per_language: dict[str, float] = {}
-    for lang, v in (langs or {}).items():
-        v = v.get(name) if isinstance(v, dict) else v
-        if isinstance(v, int | float):
-            per_language[lang] = float(v)
-    return (name if value is not None else None), _float(value), per_language
-
-
-def load_run(results_path: Path) -> Run:
-    """Flatten one run folder (the folder of `results_path`). Missing files give None fields."""
-    folder = results_path.parent
-    res = _read_json(results_path)
-    cfg = _read_json(folder / "run_config.json")
-    parts = folder.parts
-    # Path fallbacks: .../<MODEL>/<TASK>/<Scenario>/<mode>
-    model = cfg.get("model") or parts[-4]
-    task = cfg.get("task") or parts[-3]
-    lat = res.get("latency_ns") or {}
-    es = res.get("early_stopping_latency_ns")
-    es_p90 = es.get("p90") if isinstance(es, dict) else es
-    metric, value, per_lang = _metrics(_read_json(folder / "accuracy.json"), task)
+def load_run(record: RunRecord) -> Run:
+    """Flatten one run folder's record into the study's row (latencies in ms)."""
+    res = record.results or Results()
+    metric = PRIMARY_METRIC.get(record.task, "accuracy")
+    value = record.metric(metric)
+    es = res.early_stopping_latency_ns
     return Run(
-        path=str(folder),
-        model=str(model),
-        task=str(task),
-        scenario=str(res.get("scenario") or cfg.get("scenario") or parts[-2]),
-        mode=str(res.get("mode") or cfg.get("mode") or parts[-1]),
-        backend=backend_label(cfg),
-        encoder=str(cfg.get("encoder", "")),
-        model_kind=str(cfg.get("model_kind", "")),
-        result_valid=res.get("result_valid"),
-        samples_per_second=_float(res.get("samples_per_second")),
-        target_qps=_float(res.get("target_qps")),
-        completed_qps=_float(res.get("completed_qps")),
-        scheduled_qps=_float(res.get("scheduled_qps")),
-        p50_ms=_ms(lat, "p50"),
-        p90_ms=_ms(lat, "p90"),
-        p99_ms=_ms(lat, "p99"),
-        early_stopping_p90_ms=None if es_p90 is None else float(es_p90) / NS_PER_MS,
-        duration_s=_float(cfg.get("duration_s")),
-        metric=metric,
+        path=str(record.path),
+        model=record.model,
+        task=record.task,
+        scenario=record.scenario,
+        mode=record.mode,
+        backend=record.backend_label,
+        encoder=record.encoder,
+        model_kind=record.model_kind,
+        result_valid=res.result_valid,
+        samples_per_second=res.samples_per_second,
+        target_qps=res.target_qps,
+        completed_qps=res.completed_qps,
+        scheduled_qps=res.scheduled_qps,
+        p50_ms=res.latency_ms("p50"),
+        p90_ms=res.latency_ms("p90"),
+        p99_ms=res.latency_ms("p99"),
+        early_stopping_p90_ms=None if es is None else float(es) / NS_PER_MS,
+        duration_s=record.duration_s,
+        metric=metric if value is not None else None,
         metric_value=value,
-        per_language=per_lang,
+        per_language=record.per_language(metric),
     )
 
 
 def collect_runs(root: str | Path) -> list[Run]:
-    """Every run folder under `root` (sorted by path, so the output is deterministic)."""
-    return [load_run(p) for p in sorted(Path(root).rglob("results.json"))]
+    """Every finished run folder under `root` (sorted by path, so the output is deterministic)."""
+    return [load_run(r) for r in find_records(root) if r.results is not None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -599,7 +553,7 @@ def write_report(
     figures = write_plots(rows, runs, out)
     names = sorted(path.name for path in figures.values())
     # speed.json and speed.md are written together by `python -m harness study --speed`
-    speed = _read_json(out / "speed.json") if (out / "speed.json").is_file() else None
+    speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
     written["md"].write_text(markdown(rows, runs, title, names, command, speed))
     written.update(figures)
     return written

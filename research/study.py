@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from common.paths import BUILD, REPO
+from harness.config import RunConfig
+from harness.launch import launch
+from harness.run_record import Results, RunRecord
+from harness.runner import run_dir_for
 from harness.settings import user_conf_with
 
 MARKER = "study_cell.json"
@@ -90,9 +93,26 @@ class Cell:
         base = s.runs_dir / self.backend
         return base / f"qps-{self.qps_fraction:.2f}" if self.qps_fraction is not None else base
 
+    def subcommand(self, s: StudySettings) -> str:
+        """`run`, or `find_peak` for a Server cell whose load find_peak searches."""
+        return "find_peak" if self.scenario == "Server" and s.server_qps == "peak" else "run"
+
+    def config(self, s: StudySettings, user_conf: Path | None = None) -> RunConfig:
+        """The run of this cell (`cell_config` adds the user.conf derived for it). Performance runs
+        may be INVALID (short runs): their numbers are kept, and flagged."""
+        backend, dtype = BACKEND_VARIANTS[self.backend]
+        perf = self.mode == "performance"
+        timed = perf and self.subcommand(s) == "run"
+        return RunConfig.layered(
+            scenario=self.scenario, model=self.model, task=self.task, backend=backend, dtype=dtype,
+            encoder=s.encoder, output_dir=self.output_dir(s), accuracy=not perf, allow_invalid=perf,
+            duration_s=s.duration_s if timed else None, count=s.count if timed else None,
+            threads=s.threads, user_conf=user_conf or s.user_conf,
+        )  # fmt: skip
+
     def run_folder(self, s: StudySettings) -> Path:
-        """Where the runner writes this cell (the run-folder contract)."""
-        return self.output_dir(s) / self.model / self.task / self.scenario / self.mode
+        """Where the runner writes this cell (harness.runner.run_dir_for)."""
+        return run_dir_for(self.config(s), create=False)
 
     def settings_key(self, s: StudySettings) -> dict[str, Any]:
         """Everything that changes the result: a finished cell is reused only if this matches
@@ -173,11 +193,19 @@ def result_folder(cell: Cell, s: StudySettings) -> Path:
     return cell.run_folder(s)
 
 
+def results_of(folder: Path) -> Results | None:
+    """The results of the run folder `folder`; None when it holds no finished run."""
+    try:
+        return RunRecord.load(folder).results
+    except (FileNotFoundError, ValueError):  # ValueError: a file cut short (JSON not readable)
+        return None
+
+
 def is_done(cell: Cell, s: StudySettings) -> bool:
-    """A cell is done when its run folder has results.json and a marker with the same settings."""
+    """A cell is done when its run folder has results and a marker with the same settings."""
     folder = result_folder(cell, s)
     marker = folder / MARKER
-    if not (folder / "results.json").is_file() or not marker.is_file():
+    if results_of(folder) is None or not marker.is_file():
         return False
     try:
         return json.loads(marker.read_text()).get("settings") == cell.settings_key(s)
@@ -188,40 +216,22 @@ def is_done(cell: Cell, s: StudySettings) -> bool:
 def offline_throughput(cell: Cell, s: StudySettings) -> float | None:
     """samples/s of the Offline performance run of the cell's variant (None if missing/unreadable)."""
     off = Cell(cell.model, cell.task, cell.backend, "Offline", "performance")
-    try:
-        value = json.loads((off.run_folder(s) / "results.json").read_text()).get("samples_per_second")
-    except (OSError, json.JSONDecodeError):
-        return None
-    return float(value) if value else None
+    res = results_of(off.run_folder(s))
+    return float(res.samples_per_second) if res and res.samples_per_second else None
 
 
-def command(cell: Cell, s: StudySettings) -> list[str]:
-    """The subprocess argv for `cell`: `harness run`, or `harness find_peak` for a peak Server cell.
-
-    Raises LookupError when a Server cell's Offline throughput is not available."""
-    backend, dtype = BACKEND_VARIANTS[cell.backend]
-    sub = "find_peak" if cell.scenario == "Server" and s.server_qps == "peak" else "run"
-    argv = [s.python, "-m", "harness", sub, "--scenario", cell.scenario, "--model", cell.model,
-            "--task", cell.task, "--backend", backend, "--dtype", dtype, "--encoder", s.encoder,
-            "--output_dir", str(cell.output_dir(s))]  # fmt: skip
-    if cell.mode == "accuracy":
-        argv.append("--accuracy")
-    elif sub == "run":
-        argv += ["--duration", f"{s.duration_s:g}"]
-        if s.count:
-            argv += ["--count", str(s.count)]
-    if cell.mode == "performance":
-        argv.append("--allow_invalid")  # short runs may be INVALID: keep their numbers, flag them
+def cell_config(cell: Cell, s: StudySettings) -> RunConfig:
+    """The run of `cell` with its derived user.conf (Server: a fraction of the variant's Offline
+    samples/s; Offline: the study's offline_qps). LookupError when a Server cell's Offline
+    throughput is not available."""
     if cell.qps_fraction is not None:
         sps = offline_throughput(cell, s)
         if sps is None:
             raise LookupError(f"{cell.name}: no Offline result to derive the Server target_qps from")
-        argv += ["--user_conf", str(cell_user_conf(cell, s, max(0.1, cell.qps_fraction * sps)))]
-    elif cell.scenario == "Offline" and cell.mode == "performance" and offline_qps(cell, s):
-        argv += ["--user_conf", str(cell_user_conf(cell, s, offline_qps(cell, s)))]
-    if s.threads:
-        argv += ["--threads", str(s.threads)]
-    return argv + list(s.run_args)
+        return cell.config(s, cell_user_conf(cell, s, max(0.1, cell.qps_fraction * sps)))
+    if cell.scenario == "Offline" and cell.mode == "performance" and offline_qps(cell, s):
+        return cell.config(s, cell_user_conf(cell, s, offline_qps(cell, s)))
+    return cell.config(s)
 
 
 def offline_qps(cell: Cell, s: StudySettings) -> float:
@@ -250,21 +260,16 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     t0 = time.perf_counter()
     record: dict[str, Any] = {"cell": cell.name}
     try:
-        argv = command(cell, s)
+        cfg = cell_config(cell, s)
     except LookupError as exc:
         return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
-    with open(log_dir / f"{cell.name}.log", "w") as log:
-        log.write(" ".join(argv) + "\n\n")
-        log.flush()
-        try:
-            rc = subprocess.run(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                timeout=s.cell_timeout_s).returncode  # fmt: skip
-        except subprocess.TimeoutExpired:
-            rc = -9
+    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand(s), extra=s.run_args,
+                 python=s.python, timeout_s=s.cell_timeout_s)  # fmt: skip
+    rc = run.rc
     record.update(rc=rc, wall_s=round(time.perf_counter() - t0, 2))
     folder = result_folder(cell, s)
-    if rc == 0 and (folder / "results.json").is_file():
-        marker = {"settings": cell.settings_key(s), "argv": argv, "wall_s": record["wall_s"]}
+    if rc == 0 and results_of(folder) is not None:
+        marker = {"settings": cell.settings_key(s), "argv": run.argv, "wall_s": record["wall_s"]}
         (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     elif rc == 0:
         record["error"] = f"exit 0 but no results.json in {folder}"

@@ -51,7 +51,7 @@ def synthetic_tree(tmp_path):
                 (folder / "results.json").write_text(json.dumps({**res, "result_valid": False}))
         drop = 0.02 if dtype == "int8" else 0.0
         _write_run(root, backend, dtype, model, "xnli", "Offline", "accuracy", {},
-                   {"metrics": {"accuracy": 70.0 - 100 * drop},
+                   {"accuracy": 70.0 - 100 * drop,
                     "per_language": {"en": {"accuracy": 80.0 - 100 * drop}, "de": 60.0}})  # fmt: skip
     return root
 
@@ -112,7 +112,7 @@ def test_int8_deltas_use_pytorch_fp32_when_onnxruntime_fp32_has_no_accuracy_run(
            ("adapter", "onnxruntime", "int8"): 45.0}  # fmt: skip
     for (model, backend, dtype), en in acc.items():
         _write_run(root, backend, dtype, model, "xnli", "Offline", "accuracy", {},
-                   {"metrics": {"accuracy": en}, "per_language": {"en": en}})  # fmt: skip
+                   {"accuracy": en, "per_language": {"en": en}})  # fmt: skip
     deltas = report.int8_language_deltas(report.collect_runs(root))
     assert deltas == [  # adapter: ONNX Runtime fp32 preferred over its (different) PyTorch figure
         {"model": "adapter", "reference": "onnxruntime", "language": "en", "fp32": 44.0, "int8": 45.0,
@@ -238,7 +238,8 @@ FAKE_RUNNER = """#!{python}
 import json, sys
 from pathlib import Path
 argv = sys.argv[1:]
-arg = lambda k: argv[argv.index(k) + 1]
+defaults = {{"--model": "full", "--task": "xnli", "--scenario": "Offline"}}  # the runner's defaults
+arg = lambda k: argv[argv.index(k) + 1] if k in argv else defaults[k]
 mode = "accuracy" if "--accuracy" in argv else "performance"
 folder = Path(arg("--output_dir")) / arg("--model") / arg("--task") / arg("--scenario") / mode
 folder.mkdir(parents=True, exist_ok=True)
@@ -246,6 +247,9 @@ res = {{"result_valid": True, "scenario": arg("--scenario"), "mode": mode, "samp
 if "--user_conf" in argv:
     res["target_qps"] = float(open(arg("--user_conf")).read().split("target_qps = ")[-1])
 (folder / "results.json").write_text(json.dumps(res))
+cfg = {{"model": arg("--model"), "task": arg("--task"), "scenario": arg("--scenario"), "mode": mode,
+        "backend": "pytorch"}}
+(folder / "run_config.json").write_text(json.dumps(cfg))
 with open({calls!r}, "a") as f:
     f.write(" ".join(argv) + "\\n")
 """
@@ -299,7 +303,7 @@ def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
     summary = json.loads((out / "gpu_check.json").read_text())
     assert summary["dry"] is True and "DRY RUN" in (out / "gpu_check.md").read_text()
     runs = {r["name"]: r for r in summary["runs"]}
-    assert set(runs) == {p.name for p in gpu_check.make_plan(True).probes} | {"tiny.pytorch-fp32.Server"}
+    assert set(runs) == {p.name for p in gpu_check.make_plan(True).runs} | {"tiny.pytorch-fp32.Server"}
     assert runs["tiny.pytorch-fp32.Offline"]["samples_per_second"] > 0
     assert runs["tiny.onnxruntime-fp32.SingleStream"]["p90_ms"] > 0
     # The bound: FLOPs from the shape (hand-checked for one length) and a positive fraction.

@@ -18,22 +18,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from common.paths import REPO
+from harness.config import RunConfig
+from harness.launch import child_argv, launch
 from harness.loadgen_log import LoadgenLog
+from harness.runner import run_dir_for
 from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES
 
 AUDIT_CONF = REPO / "audit.conf"
-RUNNER = (sys.executable, "-m", "harness", "run")
+RUNNER: tuple[str, ...] | None = (
+    None  # what runs the audit: None = `python -m harness run` (tests: a fake)
+)
 DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "byte": np.int8}
 
 
@@ -107,35 +111,28 @@ def verify_performance(reference: Path, audit: Path) -> tuple[bool, str]:
 
 
 def run_audit(
-    run_args: list[str], runner: tuple[str, ...] | None = None, audit_conf: Path = AUDIT_CONF
+    cfg: RunConfig,
+    extra: Sequence[str] = (),
+    runner: Sequence[str] | None = None,
+    audit_conf: Path = AUDIT_CONF,
 ) -> Path:
-    """Run the runner with the audit file staged; returns the audit run folder (a temp copy owner
-    must move). The temporary working directory, audit.config included, is always removed."""
+    """Run `cfg` (plus the runner flags `extra`) with the audit file staged; returns the audit run
+    folder (a temporary copy the caller must move). The temporary working directory, audit.config
+    included, is always removed."""
     workdir = Path(tempfile.mkdtemp(prefix="audit-"))
     keep = Path(tempfile.mkdtemp(prefix="audit-result-"))
     try:
         staged = workdir / "audit.config"
         shutil.copy2(audit_conf, staged)
-        cmd = [
-            *(runner or RUNNER),
-            *run_args,
-            "--output_dir",
-            str(workdir / "out"),
-            "--audit_conf",
-            str(staged),
-        ]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
-        print("+ (cwd " + str(workdir) + ") " + shlex.join(cmd), flush=True)
-        rc = subprocess.run(cmd, cwd=workdir, env=env).returncode
-        if rc:
-            raise RuntimeError(f"audit run failed with exit status {rc}")
-        details = sorted((workdir / "out").rglob("mlperf_log_detail.txt"))
-        if len(details) != 1:
-            raise RuntimeError(f"audit run left {len(details)} run folders, expected 1")
-        shutil.copytree(details[0].parent, keep / "audit_run")
+        audit = replace(cfg, output_dir=workdir / "out", audit_conf=staged)
+        print("+ (cwd " + str(workdir) + ") " + shlex.join(child_argv(audit, extra=extra, program=runner)),
+              flush=True)  # fmt: skip
+        run = launch(audit, extra=extra, program=runner, cwd=workdir)
+        if run.rc:
+            raise RuntimeError(f"audit run failed with exit status {run.rc}")
+        if not (run.run_dir / "mlperf_log_detail.txt").is_file():
+            raise RuntimeError(f"audit run left no LoadGen logs in {run.run_dir}")
+        shutil.copytree(run.run_dir, keep / "audit_run")
         return keep / "audit_run"
     except BaseException:
         shutil.rmtree(keep, ignore_errors=True)
@@ -144,9 +141,10 @@ def run_audit(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def write_test01(scenario_dir: Path, audit_run: Path, dtype: str) -> bool:
-    """Verify `audit_run` against scenario_dir/{accuracy,performance} and lay out TEST01/."""
-    out = scenario_dir / "TEST01"
+def write_test01(accuracy_run: Path, performance_run: Path, audit_run: Path, dtype: str) -> bool:
+    """Verify `audit_run` against the accuracy and performance run folders of its benchmark and
+    lay out TEST01/ beside them (<Scenario>/TEST01/)."""
+    out = performance_run.parent / "TEST01"
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(audit_run, out / "audit_run")
     (out / "accuracy").mkdir(parents=True)
@@ -155,12 +153,12 @@ def write_test01(scenario_dir: Path, audit_run: Path, dtype: str) -> bool:
     for name in PERF_FILES:
         shutil.copy2(audit_run / name, out / "performance" / "run_1")
     acc_ok, acc_text = verify_accuracy(
-        scenario_dir / "accuracy" / "mlperf_log_accuracy.json",
+        accuracy_run / "mlperf_log_accuracy.json",
         audit_run / "mlperf_log_accuracy.json",
         dtype,
     )
     perf_ok, perf_text = verify_performance(
-        scenario_dir / "performance" / "mlperf_log_detail.txt", audit_run / "mlperf_log_detail.txt"
+        performance_run / "mlperf_log_detail.txt", audit_run / "mlperf_log_detail.txt"
     )
     (out / "verify_accuracy.txt").write_text(acc_text)
     (out / "verify_performance.txt").write_text(perf_text)
@@ -178,8 +176,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--backend")
     parser.add_argument("--encoder")
-    parser.add_argument("--duration", help="development only: audit-run duration (s)")
-    parser.add_argument("--count", help="development only: sample count")
+    parser.add_argument("--duration", type=float, help="development only: audit-run duration (s)")
+    parser.add_argument("--count", type=int, help="development only: sample count")
     parser.add_argument("--accuracy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--output_dir", type=Path, help=f"the log dir of the normal runs ({DEFAULT_LOG_DIR})"
@@ -198,30 +196,38 @@ def main(args: argparse.Namespace) -> int:
         print("compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy")
         return 2
     log_dir = (args.output_dir or DEFAULT_LOG_DIR).resolve()
-    scen_dir = log_dir / args.model / args.task / args.scenario
-    for mode, how in (("accuracy", " ACCURACY=1"), ("performance", "")):
-        if not (scen_dir / mode / "mlperf_log_detail.txt").is_file():
+    try:
+        cfg = RunConfig.layered(
+            scenario=args.scenario, model=args.model, task=args.task, backend=args.backend,
+            encoder=args.encoder, duration_s=args.duration, count=args.count, output_dir=log_dir,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"compliance: {exc}")
+        return 2
+    accuracy_run = run_dir_for(replace(cfg, accuracy=True), create=False)
+    performance_run = run_dir_for(cfg, create=False)
+    for mode, folder, how in (
+        ("accuracy", accuracy_run, " ACCURACY=1"),
+        ("performance", performance_run, ""),
+    ):
+        if not (folder / "mlperf_log_detail.txt").is_file():
             print(
-                f"compliance: no {mode} run at {scen_dir / mode}. TEST01 compares against it: run "
+                f"compliance: no {mode} run at {folder}. TEST01 compares against it: run "
                 f"`make run SCENARIO={args.scenario} MODEL={args.model} TASK={args.task}{how} "
                 f"LOG_DIR={log_dir}` first (same LOG_DIR for every run)."
             )
             return 2
     if args.verify_only:  # re-verify a kept audit run (copied out first: TEST01/ is rewritten)
         with tempfile.TemporaryDirectory() as tmp:
-            shutil.copytree(scen_dir / "TEST01" / "audit_run", Path(tmp) / "audit_run")
-            return 0 if write_test01(scen_dir, Path(tmp) / "audit_run", args.dtype) else 1
-    run_args = ["--scenario", args.scenario, "--model", args.model, "--task", args.task]
-    for flag in ("backend", "encoder", "duration", "count"):
-        if getattr(args, flag):
-            run_args += [f"--{flag}", str(getattr(args, flag))]
-    run_args += shlex.split(args.run_args)
+            shutil.copytree(performance_run.parent / "TEST01" / "audit_run", Path(tmp) / "audit_run")
+            ok = write_test01(accuracy_run, performance_run, Path(tmp) / "audit_run", args.dtype)
+            return 0 if ok else 1
     try:
-        audit_run = run_audit(run_args)
+        audit_run = run_audit(cfg, shlex.split(args.run_args), RUNNER)
     except RuntimeError as exc:
         print(f"compliance: {exc}")
         return 1
     try:
-        return 0 if write_test01(scen_dir, audit_run, args.dtype) else 1
+        return 0 if write_test01(accuracy_run, performance_run, audit_run, args.dtype) else 1
     finally:
         shutil.rmtree(audit_run.parent, ignore_errors=True)
