@@ -49,10 +49,6 @@ def make_test_settings(
     return ts
 
 
-def read_setting(ts: lg.TestSettings, name: str) -> int | float:
-    return getattr(ts, name)
-
-
 def user_conf_with(base: Path, lines: list[str], dest: Path, why: str = "") -> Path:
     """Write `dest` = `base` user.conf plus `lines` (e.g. `full.Server.target_qps = 120.00`).
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,8 @@ from models.modules import wrap
 
 if TYPE_CHECKING:
     from models.encoders import EncoderSpec
-    from models.registry import ModelSpec, ServedModel, TargetTask
+    from models.spec import ModelSpec
+    from tasks.base import Task
 
 MANIFEST = "zoo.json"
 DONE = ".done"
@@ -59,7 +61,7 @@ def base_source(folder: Path) -> str:
     return str(cand) if cand.exists() else base
 
 
-def find_checkpoint(spec: ModelSpec, target: TargetTask, root: Path, weights: str | Path | None) -> Path:
+def find_checkpoint(spec: ModelSpec, target: type[Task], root: Path, weights: str | Path | None) -> Path:
     """The checkpoint folder served for (spec, target): `weights` if given, else the zoo's."""
     if weights is not None:
         path = Path(weights)
@@ -232,3 +234,68 @@ def load_model(served: ServedModel, attn_implementation: str = "sdpa", lean: boo
 def build_module(served: ServedModel, attn_implementation: str = "sdpa", lean: bool = True) -> nn.Module:
     """The served module (models/modules.py) for `served`, eval mode, gradients off."""
     return wrap(served.task_kind, load_model(served, attn_implementation, lean), served.pooling_layer)
+
+
+# --- the resolved model (models.registry.resolve makes it) -----------------------------------------
+@dataclass(frozen=True)
+class ServedModel:
+    """A resolved (model, task, encoder, weights): everything a backend needs to build the network.
+
+    checkpoint: the folder loaded (None for random weights); base_source: where the frozen encoder of
+    adapter forms (and random/real tokenizers) comes from. Output of `torch_module()` per task kind:
+    classification [B, num_labels] logits, qa [B, 2, L] start/end logits, retrieval [B, hidden].
+    """
+
+    name: str
+    task: str
+    task_kind: str
+    encoder: str  # tiny | base | large
+    model_kind: str  # tiny | real | random
+    checkpoint: Path | None
+    pooling_layer: int
+    num_labels: int
+    spec: ModelSpec
+    serving: str
+    models_dir: Path
+    encoder_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def tokenizer(self):
+        """The XLM-R fast tokenizer saved with the checkpoint (random weights: see load_tokenizer)."""
+        return load_tokenizer(self)
+
+    def torch_module(self, attn_implementation: str = "sdpa", lean: bool = True):
+        """nn.Module in eval mode: forward(input_ids, attention_mask) -> float tensor (see class doc).
+        lean=False keeps the adapters library's per-layer dispatch (models/dispatch_free.py)."""
+        return build_module(self, attn_implementation=attn_implementation, lean=lean)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for run_config.json."""
+        return {
+            "model": self.name,
+            "task": self.task,
+            "task_kind": self.task_kind,
+            "encoder": self.encoder,
+            "model_kind": self.model_kind,
+            "intermediate": self.spec.intermediate,
+            "learning": self.spec.learning,
+            "serving": self.serving,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "pooling_layer": self.pooling_layer if self.task_kind == "retrieval" else None,
+            "num_labels": self.num_labels,
+        }
+
+    def check_for_accuracy(self) -> None:
+        """Raise ValueError if these weights cannot give meaningful accuracy (random weights)."""
+        if self.model_kind == "random":
+            raise ValueError(
+                f"model {self.name!r} on {self.task!r} uses random weights (model_kind='random', "
+                f"encoder {self.encoder!r}): fine for speed studies, meaningless for accuracy. Build the "
+                "zoo (`python -m harness models`) or pass a trained checkpoint with --weights PATH."
+            )
+
+    def with_pooling_layer(self, layer: int) -> ServedModel:
+        """The same model pooling another hidden_states layer (retrieval)."""
+        n = int(self.encoder_config["num_hidden_layers"])
+        if not 0 <= layer <= n:
+            raise ValueError(f"pooling layer {layer} outside 0..{n} for encoder {self.encoder!r}")
+        return replace(self, pooling_layer=layer)

@@ -16,11 +16,6 @@ from typing import Any
 import numpy as np
 
 BATCH = 64
-SCORERS = {  # task kind -> scoring function name in tasks.scoring
-    "classification": ("tasks.scoring.classification", "score_classification"),
-    "qa": ("tasks.scoring.qa", "score_tydiqa"),
-    "retrieval": ("tasks.scoring.retrieval", "score_tatoeba"),
-}
 
 
 def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
@@ -47,27 +42,24 @@ def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
 def evaluate(served, languages: str | None = None, rows: int | None = None) -> dict[str, Any]:
     """Score one ServedModel on its task's held-out data (XNLI/PAWS-X: the first `rows` held-out rows
     of each language, all when None); returns the final-line metrics + details."""
-    import importlib
-
     from models.backends import create_backend
-    from models.recipe import EVAL_ROWS
     from tasks.registry import get_task
+    from tasks.scoring import score
+    from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
     task = get_task(served.task, languages=languages)
     tok = served.tokenizer()
     fs = task.features(tok, progress=False)
     indices = np.arange(len(fs))
-    if served.task in EVAL_ROWS:
-        first = EVAL_ROWS[served.task][0]
+    if served.task in HELDOUT_FIRST_ROW:  # the recipe's EVAL_ROWS start there
+        first = HELDOUT_FIRST_ROW[served.task]
         row = fs.extra["row"]
         indices = indices[(row >= first) & (row < (first + rows if rows else np.inf))]
     backend = create_backend("pytorch", served)
     log = predict_log(backend, fs, indices, served.task_kind, tok.pad_token_id)
-    module, fn = SCORERS[served.task_kind]
-    scorer = getattr(importlib.import_module(module), fn)
-    kwargs = {"heldout_rows": True} if served.task in EVAL_ROWS else {}
+    kwargs = {"heldout_rows": True} if served.task in HELDOUT_FIRST_ROW else {}
     kwargs |= {"tokenizer": tok} if served.task_kind == "qa" else {}
-    result = scorer(task, log, **kwargs)
+    result = score(task, log, **kwargs)
     return {
         "final": json.loads(result.final_line),
         "languages": list(task.active_languages),

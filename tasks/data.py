@@ -27,9 +27,13 @@ import numpy as np
 
 from common.names import did_you_mean, lookup
 from common.paths import BUILD, DATA
-from tasks.base import DataError
 
 CACHE_ENV = "XLMR_HARNESS_CACHE"
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file, the line and the problem."""
+
 
 # Task name -> folder under data/ (plain data, not dispatch: unknown names map to themselves).
 DATA_FOLDERS = {"tydiqa": "tydiqa_goldp", "bucc": "bucc2018", "squad": "squad_en"}
