@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,7 +28,11 @@ from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
 from harness.results import write_results
 from models.base import Backend
+from tasks.base import Task
 from tasks.qsl import QuerySampleLibrary
+
+if TYPE_CHECKING:
+    from models.loaders import ServedModel
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -59,17 +63,18 @@ def run_dir_for(cfg: RunConfig, now: float | None = None, create: bool = True) -
 
 
 @dataclass
-class Prepared:
-    """What the measured part needs, built before the test."""
+class Workload:
+    """What the measured part runs, built before the test: the served model, one backend per SUT
+    worker, and the task's pre-tokenised samples behind the QSL."""
 
+    served: ServedModel
     backends: list[Backend]
     qsl: QuerySampleLibrary
-    task_kind: str
-    run_info: dict[str, Any]  # model_kind, model_spec, tokenizer, backend_options (run_config.json)
-    task: Any = None  # tasks.base.Task (None when the caller built features itself)
+    task: Task
+    tokenizer: str  # where the tokenizer came from (run_config.json "tokenizer")
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: RunConfig) -> Workload:
     """Resolve the served model, tokenise the task, build one backend per worker, warm them up."""
     from models.backends import create_backend
     from models.registry import resolve
@@ -103,29 +108,24 @@ def prepare(cfg: RunConfig) -> Prepared:
         features, count=cfg.count, pad_id=int(tokenizer.pad_token_id), pad_to=cfg.pad_to
     )
     backends = [create_backend(cfg.backend, served, cfg.backend_options()) for _ in range(cfg.workers)]
-    info = {
-        "model_kind": served.model_kind,
-        "model_spec": served.describe(),
-        "tokenizer": str(getattr(tokenizer, "name_or_path", "") or served.checkpoint),
-        "backend_options": {**cfg.backend_options().to_dict(), **backends[0].describe()},
-    }
-    return Prepared(backends, qsl, task.kind, info, task)
+    source = str(getattr(tokenizer, "name_or_path", "") or served.checkpoint)
+    return Workload(served, backends, qsl, task, source)
 
 
-def warm_up(prep: Prepared, backends: list[Backend] | None = None) -> None:
+def warm_up(workload: Workload, backends: list[Backend] | None = None) -> None:
     """A few batches through each backend so one-time costs (allocations, graph opt) stay out.
 
     Call it on the thread that will run the backend: PyTorch's OpenMP pool belongs to the thread
     that first runs a parallel region, and a second thread's pool competes with the first one's
     idle threads (measured on 2 cores: single-sample forwards ~1.6x slower on the second thread).
     The SUT therefore warms each backend on its own worker thread (`SUT(warm_up=...)`)."""
-    n = min(8, len(prep.qsl.lengths))
+    n = min(8, len(workload.qsl.lengths))
     sample = np.arange(n)
     qsl = QuerySampleLibrary(
-        prep.qsl.features, count=prep.qsl.total_sample_count, pad_id=prep.qsl.pad_id
+        workload.qsl.features, count=workload.qsl.total_sample_count, pad_id=workload.qsl.pad_id
     )
     qsl.load_query_samples(sample.tolist())
-    for backend in prep.backends if backends is None else backends:
+    for backend in workload.backends if backends is None else backends:
         for idx in (sample[:1], sample):
             b = qsl.batch(idx)
             backend.predict(b.input_ids, b.attention_mask)
@@ -140,14 +140,14 @@ def main(args: argparse.Namespace) -> int:
     return run(cfg, command=sys.argv)
 
 
-def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | None = None) -> int:
-    """One complete run into its folder; returns the exit code. `prepared` lets tests inject backends."""
+def run(cfg: RunConfig, workload: Workload | None = None, command: list[str] | None = None) -> int:
+    """One complete run into its folder; returns the exit code. `workload` lets tests inject backends."""
     started = time.time()
     run_dir = run_dir_for(cfg, started)
     with Tee(run_dir / "stdout.txt"):
         print(f"run folder: {run_dir}", flush=True)
         try:
-            prep = prepared or prepare(cfg)
+            work = workload or prepare(cfg)
         except (ValueError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return 3
@@ -157,7 +157,10 @@ def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | N
             "scenario": cfg.scenario,
             "mode": cfg.mode,
             "backend": cfg.backend,
-            **prep.run_info,
+            "model_kind": work.served.model_kind,
+            "model_spec": work.served.describe(),
+            "tokenizer": work.tokenizer,
+            "backend_options": {**cfg.backend_options().to_dict(), **work.backends[0].describe()},
             "encoder": cfg.encoder,
             "loadgen_model_name": cfg.loadgen_model_name,
             "user_conf": str(cfg.user_conf),
@@ -172,37 +175,38 @@ def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | N
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         }
         (run_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
-        outcome = run_loadgen_test(cfg, prep, run_dir)
+        outcome = run_loadgen_test(cfg, work, run_dir)
         shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
         if cfg.audit_conf:
             shutil.copyfile(cfg.audit_conf, run_dir / "audit.config")
-        extra: dict[str, Any] = {"sut_failure": outcome.failure, "sut_batches": outcome.batches}
+        # results.json = LoadGen's summary parsed, plus what the harness itself knows of the run
+        harness_fields: dict[str, Any] = {"sut_failure": outcome.failure, "sut_batches": outcome.batches}
         if outcome.failure is None and cfg.accuracy:
-            extra["accuracy"] = score(cfg, prep, run_dir)
+            harness_fields["accuracy"] = score(cfg, work, run_dir)
         if outcome.failure is None and outcome.issued:
             from harness.retime import retime_issued
 
-            extra["probe"] = retime_issued(
-                cfg, prep.backends[0], prep.qsl, outcome.issued, outcome.predict_s
+            harness_fields["probe"] = retime_issued(
+                cfg, work.backends[0], work.qsl, outcome.issued, outcome.predict_s
             )
-        extra["scenario"] = cfg.scenario
+        harness_fields["scenario"] = cfg.scenario
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: complete log, no SUT failure
             ok = outcome.failure is None
-            extra.update(result_valid=ok, validity="VALID" if ok else "INVALID")
-        res = write_results(run_dir, cfg.mode, cfg.submission_grade, extra)
-        for backend in prep.backends:
+            harness_fields.update(result_valid=ok, validity="VALID" if ok else "INVALID")
+        res = write_results(run_dir, cfg.mode, cfg.submission_grade, harness_fields)
+        for backend in work.backends:
             backend.close()
         return report(cfg, res, run_dir, outcome.failure)
 
 
-def score(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Any:
+def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> Any:
     """Score the accuracy log in-process (tasks.scoring) into accuracy.txt / .json / predictions."""
     from tasks.scoring import score_log, write_outputs
     from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
     try:
         options = {}
-        if prep.run_info["model_kind"] == "tiny" and cfg.task in HELDOUT_FIRST_ROW:
+        if workload.served.model_kind == "tiny" and cfg.task in HELDOUT_FIRST_ROW:
             options["heldout_rows"] = True  # the tiny zoo trained on the other rows' English side
         log = run_dir / "mlperf_log_accuracy.json"
         result = score_log(cfg.task, log, languages=cfg.languages, **options)
@@ -253,14 +257,16 @@ def _abort_after(sut, grace: float, done: threading.Event, run_dir: Path) -> Non
 
 # --- the LoadGen test ----------------------------------------------------------------------------
 @dataclass
-class Outcome:
+class SutOutcome:
+    """What the SUT reports after the test."""
+
     failure: str | None  # the SUT's first failure (with traceback), None if none
     batches: int
     issued: list[Any] | None = None  # cfg.retime only: every query's qsl indices, in issue order,
     predict_s: list[float] | None = None  # and the seconds of every backend.predict call
 
 
-def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
+def run_loadgen_test(cfg: RunConfig, workload: Workload, run_dir: Path) -> SutOutcome:
     """TestSettings (FromConfig once), SUT + QSL constructed, StartTest, destroyed. Never raises for
     a SUT failure: it is returned; a monitor exits the process if LoadGen then fails to finish."""
     import mlperf_loadgen as lg
@@ -270,15 +276,15 @@ def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
 
     ts = make_test_settings(
         cfg.user_conf, cfg.loadgen_model_name, cfg.scenario, cfg.accuracy,
-        prep.qsl.total_sample_count, cfg.duration_s, cfg.count,
+        workload.qsl.total_sample_count, cfg.duration_s, cfg.count,
     )  # fmt: skip
     log = lg.LogSettings()
     log.log_output.outdir = str(run_dir)  # exists: run_dir_for created it
     log.log_output.copy_summary_to_stdout = True
     log.enable_trace = False
     sut = get_sut_class(cfg.scenario)(
-        prep.backends, prep.qsl, prep.task_kind, cfg.sut_options(),
-        warm_up=lambda backend: warm_up(prep, [backend]),
+        workload.backends, workload.qsl, workload.task.kind, cfg.sut_options(),
+        warm_up=lambda backend: warm_up(workload, [backend]),
     )  # fmt: skip
     if cfg.retime:
         sut.record_issued()
@@ -292,10 +298,10 @@ def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
     with sut:
         sut_handle = lg.ConstructFastSUT(sut.issue_queries, sut.flush_queries)
         qsl_handle = lg.ConstructQSL(
-            prep.qsl.total_sample_count,
+            workload.qsl.total_sample_count,
             int(ts.performance_sample_count_override),
-            sut.guard(prep.qsl.load_query_samples, "load_query_samples"),
-            sut.guard(prep.qsl.unload_query_samples, "unload_query_samples"),
+            sut.guard(workload.qsl.load_query_samples, "load_query_samples"),
+            sut.guard(workload.qsl.unload_query_samples, "unload_query_samples"),
         )
         monitor.start()
         try:
@@ -307,7 +313,7 @@ def run_loadgen_test(cfg: RunConfig, prep: Prepared, run_dir: Path) -> Outcome:
     trace = run_dir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen creates it even with tracing off
-    return Outcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s)
+    return SutOutcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s)
 
 
 # --- provenance and the stdout tee -----------------------------------------------------------------

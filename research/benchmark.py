@@ -110,21 +110,21 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     cfg = RunConfig.layered(model=args.model, task=args.task, backend=args.backend, encoder=encoder,
                             weights=weights, threads=args.threads, duration_s=args.duration)  # fmt: skip
     runs_dir = Path(args.runs_dir) / encoder
-    prep = prepare(cfg)
-    warm_up(prep)
-    model_kind = prep.run_info["model_kind"]
-    max_len = int(prep.task.feature_settings().get("max_length", prep.qsl.lengths.max()))
+    work = prepare(cfg)
+    warm_up(work)
+    model_kind = work.served.model_kind
+    max_len = int(work.task.feature_settings().get("max_length", work.qsl.lengths.max()))
     rng = np.random.default_rng(0)
-    pool = prep.qsl.total_sample_count
+    pool = work.qsl.total_sample_count
     # estimates that only size the LoadGen runs (target_qps, target_latency); the ratios come from
     # each run's own re-timing
-    backend, qsl = prep.backends[0], prep.qsl
+    backend, qsl = work.backends[0], work.qsl
     limits = BatchLimits(cfg.max_batch, cfg.token_budget)
     est = plain_loop_sps(backend, qsl, rng.choice(pool, 256), limits)
     ref_est = plain_loop_sps(backend, qsl, rng.choice(pool, 32), limits, pad_to=max_len)
     single_est = bare_single_p90_ms(backend, qsl, rng.choice(pool, 50))
-    for p in prep.backends:
-        p.close()
+    for b in work.backends:
+        b.close()
 
     m = args.model
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
