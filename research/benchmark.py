@@ -1,4 +1,4 @@
-"""`python -m harness benchmark`: the SUT's speed targets, as ratios measured side by side in one run.
+"""`python -m research benchmark`: the SUT's speed targets, as ratios measured side by side in one run.
 
 For each encoder (default: the tiny zoo model and the XLM-R base shape with random weights), on one
 task/model/backend, it runs LoadGen and prints one table of ratios:
@@ -237,7 +237,7 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
 
 def main(args: argparse.Namespace) -> int:
     rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
-    command = "python -m harness benchmark " + " ".join(sys.argv[2:])
+    command = "python -m research benchmark " + " ".join(sys.argv[2:])
     out = Path(args.out) if args.out else None
     text = render(rows, command.strip(), out.with_name(f"{out.stem}_notes.md") if out else None)
     print(text)

@@ -1,4 +1,4 @@
-"""`python -m harness find_peak`: the highest VALID Server target_qps, by bisection over short runs.
+"""`python -m research find_peak`: the highest VALID Server target_qps, by bisection over short runs.
 
 Each trial is a separate `python -m harness run --scenario Server` process (one LoadGen test per
 process) with a temporary user.conf = the chosen user.conf plus one `<model>.Server.target_qps = Q`

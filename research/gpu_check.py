@@ -1,4 +1,4 @@
-"""`python -m harness gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min.
+"""`python -m research gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min.
 
 Runs, as `harness run` subprocesses (one LoadGen test each), in priority order until the time budget
 is spent: large then base, PyTorch bf16 (SDPA) then ONNX Runtime CUDA fp16, Offline and SingleStream,

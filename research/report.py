@@ -446,9 +446,9 @@ def _caveat_line(
     how += f" on a shared {machine}" if machine else " on a shared machine"
     if speed is not None:
         link = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
-                 "(`python -m harness study --speed`).")  # fmt: skip
+                 "(`python -m research study --speed`).")  # fmt: skip
     else:
-        link = "`python -m harness study --speed` writes side-by-side ratios measured in one process."
+        link = "`python -m research study --speed` writes side-by-side ratios measured in one process."
     return [f"- Caveats: {who}. Each figure is {how}. {link}"]
 
 
@@ -552,7 +552,7 @@ def write_report(
     )
     figures = write_plots(rows, runs, out)
     names = sorted(path.name for path in figures.values())
-    # speed.json and speed.md are written together by `python -m harness study --speed`
+    # speed.json and speed.md are written together by `python -m research study --speed`
     speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
     written["md"].write_text(markdown(rows, runs, title, names, command, speed))
     written.update(figures)

@@ -1,4 +1,4 @@
-"""`python -m harness study --speed`: in-process micro-benchmarks, before/after measured side by side.
+"""`python -m research study --speed`: in-process micro-benchmarks, before/after measured side by side.
 
 Every comparison builds both sides in one process, warms each up once, then runs them interleaved
 batch by batch (each batch on A then B, the order rotating; part b, whose sides are different
@@ -314,7 +314,7 @@ def main(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     lengths, source = xnli_lengths(args.samples, args.models_dir)
-    command = "python -m harness study " + " ".join(sys.argv[2:])
+    command = "python -m research study " + " ".join(sys.argv[2:])
     report: dict[str, Any] = {"command": command.strip(), "lengths": source, "mean_tokens": float(lengths.mean()), "repeats": args.repeats,
                               "device": device_info(), "versions": package_versions(), **git_state()}  # fmt: skip
     out = Path(args.out)
@@ -385,7 +385,7 @@ def markdown(r: dict[str, Any]) -> str:
     backend), then its ratios and when and how it was measured."""
     dirty = " (uncommitted changes)" if r.get("git_dirty") else ""
     lines = ["# Speed micro-benchmarks (random weights, in-process, interleaved medians)", "",
-             f"Command: `{r.get('command', 'python -m harness study --speed')}`  ",
+             f"Command: `{r.get('command', 'python -m research study --speed')}`  ",
              f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
              f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}{dirty}.", "",
              "Within a part every variant runs on the same batches, interleaved batch by batch (part b, "

@@ -1,4 +1,4 @@
-"""`python -m harness study`: the full vs adapter efficiency study, one LoadGen test per subprocess.
+"""`python -m research study`: the full vs adapter efficiency study, one LoadGen test per subprocess.
 
 Grid: model x task x backend variant x (scenario, mode). Every cell is one `python -m harness run`
 process (LoadGen allows one test per process, MLPERF_FACTS.md) writing the runner's run folder
@@ -378,7 +378,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"  FAILED {r['cell']}: {r['error']}")
     from research.report import write_report
 
-    command = "python -m harness study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
+    command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     written = write_report(settings.runs_dir, args.out, command=command.strip())
     for name, path in written.items():
         print(f"  {name:<24} {path}")

@@ -207,7 +207,7 @@ def test_answer_omits_bullets_without_figures():
     for gone in ("Noise:", "- Backends", "- Latency", "- Accuracy", "speed.md)"):
         assert gone not in text  # no same-graph model, no PyTorch, no SingleStream, no accuracy
     assert lines[-1].startswith("- Caveats: Figures come from model kind(s) random (random = ")
-    assert "tiny =" not in lines[-1] and "`python -m harness study --speed` writes" in lines[-1]
+    assert "tiny =" not in lines[-1] and "`python -m research study --speed` writes" in lines[-1]
     bare = report.answer_lines([], [])
     assert [line for line in bare if line.startswith("- ")] == [bare[-1]]  # only the caveats
     assert "not recorded" in bare[-1]
