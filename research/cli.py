@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "find_peak": ("research.find_peak", "search the highest VALID Server target_qps"),
     "benchmark": ("research.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
     "study": ("research.study", "the full vs adapter efficiency study"),
+    "speed": ("research.speed", "in-process micro-benchmarks side by side (= study --speed)"),
     "gpu_check": ("research.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
 }
 

@@ -24,12 +24,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from common.names import lookup
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
 from harness.launch import launch
 from harness.run_record import Results, RunRecord
 from harness.runner import run_dir_for
 from harness.settings import user_conf_with
+from models import registry as model_registry
+from sut import registry as sut_registry
+from tasks.registry import get_task_class
 
 MARKER = "study_cell.json"
 
@@ -39,9 +43,10 @@ BACKEND_VARIANTS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "fp32"),
     "onnxruntime-int8": ("onnxruntime", "int8"),
 }
-MODELS = ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
+MODELS = tuple(model_registry.MODELS)  # every MODEL= name
+# The default tasks: the ones `make models` builds (PAWS-X only on request) and the retrieval tasks.
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
-SCENARIOS = ("SingleStream", "Offline", "Server")
+SCENARIOS = sut_registry.SCENARIOS
 
 # Wall-time model for --plan, calibrated from build/study/study_log.jsonl of the default grid on 2 EPYC
 # cores (2026-11-28, 135 cells in 43.4 min): per process start (imports, model load, cached ONNX and
@@ -146,11 +151,13 @@ def plan_cells(
     fraction (one cell when server_qps=peak).
     Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy."""
     for b in (*backends, *accuracy_backends):
-        if b not in BACKEND_VARIANTS:
-            raise ValueError(f"unknown backend variant {b!r}; known: {', '.join(BACKEND_VARIANTS)}")
+        lookup("backend variant", b, BACKEND_VARIANTS)
     for sc in scenarios:
-        if sc not in SCENARIOS:
-            raise ValueError(f"unknown scenario {sc!r}; known: {', '.join(SCENARIOS)}")
+        lookup("scenario", sc, dict.fromkeys(SCENARIOS))
+    for name in models:
+        model_registry.get_model_spec(name)
+    for name in tasks:
+        get_task_class(name)
     cells: list[Cell] = []
     for task in tasks:
         latency = latency_tasks is None or task in latency_tasks
@@ -303,7 +310,7 @@ def _csv(value: str) -> list[str]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--models", type=_csv, default=list(MODELS), help="comma list (default: all five)")
+    a("--models", type=_csv, default=list(MODELS), help=f"comma list (default: all, {','.join(MODELS)})")
     a("--tasks", type=_csv, default=list(TASKS), help="comma list (default: xnli,tydiqa,tatoeba,bucc)")
     a("--backends", type=_csv, default=list(BACKEND_VARIANTS), help="comma list of backend variants")
     a("--scenarios", type=_csv, default=list(SCENARIOS), help="comma list of LoadGen scenarios")
