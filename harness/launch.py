@@ -50,13 +50,13 @@ def _text(value: Any) -> str:
 def child_argv(
     cfg: RunConfig,
     command: str = "run",
-    extra: Sequence[str] = (),
+    more_flags: Sequence[str] = (),
     python: str = sys.executable,
     program: Sequence[str] | None = None,
 ) -> list[str]:
     """The child command line that runs `cfg`: `python -m harness <command>` (or `program`, e.g. a
     test's fake runner), one flag per value that differs from the child's own resolution, then
-    `extra` (flags of `command` beyond the run flags, or a user's pass-through)."""
+    `more_flags` (flags of `command` beyond the run flags, or a user's pass-through)."""
     resolved = {f.name: f.default for f in fields(RunConfig)}
     resolved |= RunConfig.layered_defaults(cfg.device, cfg.encoder)
     flags = _flags()
@@ -74,7 +74,7 @@ def child_argv(
             argv.append(flag)
         elif value is not None:
             argv += [flag, _text(value)]
-    return argv + list(extra)
+    return argv + list(more_flags)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def launch(
     log: Path | None = None,
     *,
     command: str = "run",
-    extra: Sequence[str] = (),
+    more_flags: Sequence[str] = (),
     python: str = sys.executable,
     program: Sequence[str] | None = None,
     cwd: Path = REPO,
@@ -112,7 +112,7 @@ def launch(
     (PYTHONPATH starts with the repository), whatever its working directory `cwd`."""
     if cfg.output_dir is None:
         raise ValueError("launch needs cfg.output_dir: the child's run folder must be known")
-    argv = child_argv(cfg, command, extra, python, program)
+    argv = child_argv(cfg, command, more_flags, python, program)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),

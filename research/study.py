@@ -270,7 +270,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
         cfg = cell_config(cell, s)
     except LookupError as exc:
         return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
-    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand(s), extra=s.run_args,
+    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand(s), more_flags=s.run_args,
                  python=s.python, timeout_s=s.cell_timeout_s)  # fmt: skip
     rc = run.rc
     record.update(rc=rc, wall_s=round(time.perf_counter() - t0, 2))

@@ -76,7 +76,9 @@ def test_launch_runs_the_child_and_reads_its_run_folder(tmp_path):
         "'latency_ns': {'p90': 3e6}, 'probe': {'samples': 4}}))\n"
     )
     cfg = RunConfig.layered(output_dir=tmp_path / "runs", threads=2)
-    run = launch(cfg, tmp_path / "logs" / "run.log", program=[sys.executable, str(fake)], extra=["--x"])
+    run = launch(
+        cfg, tmp_path / "logs" / "run.log", program=[sys.executable, str(fake)], more_flags=["--x"]
+    )
     assert run.rc == 0 and run.run_dir == run_dir_for(cfg, create=False)
     assert run.argv[2:] == ["--output_dir", str(tmp_path / "runs"), "--threads", "2", "--x"]
     log = (tmp_path / "logs" / "run.log").read_text()

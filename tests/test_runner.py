@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.paths import REPO
 from harness.loadgen_log import LoadgenLog
 from harness.run_record import RunRecord
 from harness.submission.system import build_system_json
 
-REPO = Path(__file__).resolve().parents[1]
 TEST01 = "*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n*.*.accuracy_log_sampling_target = 4096\n"
 COUNT = 96
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from common.paths import REPO
 from harness.submission.check import check_package
 from harness.submission.layout import NOT_FOR_SUBMISSION, VIEWABLE_BYTES, full_logs_dir, read_hash
 from harness.submission.pack import pack
 from harness.submission.stage import stage
 from harness.submission.truncate import truncate, truncate_dir
 
-REPO = Path(__file__).resolve().parents[1]
 BENCH = "xlmr-tiny-adapter-squad-xnli"
 
 FAKE_RUNNER = r"""

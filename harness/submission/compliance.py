@@ -32,7 +32,7 @@ from harness.config import RunConfig
 from harness.launch import child_argv, launch
 from harness.loadgen_log import LoadgenLog
 from harness.runner import run_dir_for
-from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES
+from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, test01_dir_of
 
 AUDIT_CONF = REPO / "audit.conf"
 RUNNER: tuple[str, ...] | None = (
@@ -112,11 +112,11 @@ def verify_performance(reference: Path, audit: Path) -> tuple[bool, str]:
 
 def run_audit(
     cfg: RunConfig,
-    extra: Sequence[str] = (),
+    more_flags: Sequence[str] = (),
     runner: Sequence[str] | None = None,
     audit_conf: Path = AUDIT_CONF,
 ) -> Path:
-    """Run `cfg` (plus the runner flags `extra`) with the audit file staged; returns the audit run
+    """Run `cfg` (plus the runner flags `more_flags`) with the audit file staged; returns the audit run
     folder (a temporary copy the caller must move). The temporary working directory, audit.config
     included, is always removed."""
     workdir = Path(tempfile.mkdtemp(prefix="audit-"))
@@ -125,9 +125,9 @@ def run_audit(
         staged = workdir / "audit.config"
         shutil.copy2(audit_conf, staged)
         audit = replace(cfg, output_dir=workdir / "out", audit_conf=staged)
-        print("+ (cwd " + str(workdir) + ") " + shlex.join(child_argv(audit, extra=extra, program=runner)),
+        print("+ (cwd " + str(workdir) + ") " + shlex.join(child_argv(audit, more_flags=more_flags, program=runner)),
               flush=True)  # fmt: skip
-        run = launch(audit, extra=extra, program=runner, cwd=workdir)
+        run = launch(audit, more_flags=more_flags, program=runner, cwd=workdir)
         if run.rc:
             raise RuntimeError(f"audit run failed with exit status {run.rc}")
         if not (run.run_dir / "mlperf_log_detail.txt").is_file():
@@ -144,7 +144,7 @@ def run_audit(
 def write_test01(accuracy_run: Path, performance_run: Path, audit_run: Path, dtype: str) -> bool:
     """Verify `audit_run` against the accuracy and performance run folders of its benchmark and
     lay out TEST01/ beside them (<Scenario>/TEST01/)."""
-    out = performance_run.parent / "TEST01"
+    out = test01_dir_of(performance_run)
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(audit_run, out / "audit_run")
     (out / "accuracy").mkdir(parents=True)
@@ -219,7 +219,7 @@ def main(args: argparse.Namespace) -> int:
             return 2
     if args.verify_only:  # re-verify a kept audit run (copied out first: TEST01/ is rewritten)
         with tempfile.TemporaryDirectory() as tmp:
-            shutil.copytree(performance_run.parent / "TEST01" / "audit_run", Path(tmp) / "audit_run")
+            shutil.copytree(test01_dir_of(performance_run) / "audit_run", Path(tmp) / "audit_run")
             ok = write_test01(accuracy_run, performance_run, Path(tmp) / "audit_run", args.dtype)
             return 0 if ok else 1
     try:

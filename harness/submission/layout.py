@@ -93,6 +93,12 @@ def benchmark_name(encoder: str, model: str, task: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", raw).strip("-")
 
 
+def test01_dir_of(performance_run: Path) -> Path:
+    """Where compliance writes a benchmark's TEST01 results: <Scenario>/TEST01/, beside the
+    performance and accuracy run folders."""
+    return performance_run.parent / "TEST01"
+
+
 def accuracy_dirs(sub_dir: Path) -> list[Path]:
     """Every `accuracy/` folder of the package whose json must be truncated (main and TEST01)."""
     results = sub_dir / "results"

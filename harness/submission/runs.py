@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.loadgen_log import LoadgenLog
 from harness.run_record import RunRecord
-from harness.submission.layout import benchmark_name
+from harness.submission.layout import benchmark_name, test01_dir_of
 
 
 class Run(RunRecord):
@@ -55,5 +55,5 @@ def find_runs(log_dirs: list[Path]) -> dict[tuple[str, str, str], Run]:
 
 def test01_dir(run: Run) -> Path | None:
     """The TEST01 folder next to `run` (<Scenario>/TEST01) when compliance has produced one."""
-    d = run.path.parent / "TEST01"
+    d = test01_dir_of(run.path)
     return d if (d / "verify_accuracy.txt").is_file() else None
