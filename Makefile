@@ -43,6 +43,10 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
+# Exit status (README, "Exit codes"): the runner prints `exit status N: meaning` as its last line and
+# make reports the same N ("Error N"). GNU make's own status can only be 0 or 2 (or the signal that
+# stopped it: Ctrl-C gives the shell 130), whatever the recipe returns; scripts that branch on
+# INVALID (1), SUT failure (2) or bad input (3) call `$(PY) -m harness run ...` directly.
 run: $(STAMP)
 	$(PY) -m harness run $(run_flags) $(RUN_ARGS)
 

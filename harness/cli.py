@@ -3,6 +3,8 @@
 Each command lives in its own module exposing `configure_parser(parser)` and `main(args) -> int`;
 modules are imported only when their command runs, so `info` works even while a heavy dependency
 is broken. `dispatch` is the front door of any package built the same way (`python -m research`).
+Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected exception prints its
+traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run exits 130.
 
 The research tooling's commands (`ELSEWHERE`: find_peak, benchmark, study, gpu_check) belong to the
 `research` package, which uses the core and is never imported by it: `python -m harness study ...`
@@ -12,9 +14,12 @@ such a command runs. No core module imports research.
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import signal
 import sys
+import traceback
+
+from common.exit_codes import BAD_INPUT, SUT_FAILURE, ArgumentParser, interrupted
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,7 +44,7 @@ def dispatch(
 ) -> int:
     """Parse `argv` = [command, flags...] against `commands` and run the command's module."""
     elsewhere = elsewhere or {}
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, (_, help_) in commands.items():
         sub.add_parser(name, help=help_, add_help=False)
@@ -47,18 +52,26 @@ def dispatch(
         sub.add_parser(name, help=f"(python -m {package} {name})", add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
-        return 0 if argv else 2
+        return 0 if argv else BAD_INPUT
     name = argv[0]
     if name in elsewhere:
         return int(importlib.import_module(f"{elsewhere[name]}.cli").main(argv) or 0)
     if name not in commands:
-        parser.parse_args(argv[:1])  # argparse prints the choices and exits 2
-        return 2
-    module = importlib.import_module(commands[name][0])
-    cmd_parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=commands[name][1])
-    module.configure_parser(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
-    return int(module.main(args) or 0)
+        parser.parse_args(argv[:1])  # prints the choices and exits 3
+        return BAD_INPUT
+    try:
+        module = importlib.import_module(commands[name][0])
+        cmd_parser = ArgumentParser(prog=f"{prog} {name}", description=commands[name][1])
+        module.configure_parser(cmd_parser)
+        args = cmd_parser.parse_args(argv[1:])
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:  # `run` handles its own signals; this is any other command
+        print(f"\n{name}: interrupted", file=sys.stderr)
+        return interrupted(signal.SIGINT)
+    except Exception:  # noqa: BLE001 - a bug, not a user error: show it, but never exit 1 (INVALID)
+        traceback.print_exc()
+        print(f"{name}: internal error (exit {SUT_FAILURE})", file=sys.stderr)
+        return SUT_FAILURE
 
 
 def main(argv: list[str] | None = None) -> int:

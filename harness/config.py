@@ -9,10 +9,12 @@ development overrides `duration_s` / `count` are.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from common.names import lookup
 from common.paths import REPO
 from models.base import DTYPES, BackendOptions
 from sut.base import SUTOptions
@@ -34,6 +36,31 @@ ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
     "base": {"cpu_batch_overhead_tokens": 32},
     "large": {"token_budget_scale": 0.5, "cpu_batch_overhead_tokens": 16},
 }
+
+
+MAX_DURATION_S = 1e6  # --duration above this is a typo (11.6 days), not a development run
+
+
+def check_names(
+    model: str,
+    task: str,
+    backend: str | None = None,
+    encoder: str | None = None,
+    languages: str | None = None,
+) -> None:
+    """ValueError (with "did you mean") unless every name is registered: names become folder names,
+    so they are checked before anything is created."""
+    from models.backends import BACKENDS
+    from models.encoders import get_encoder
+    from models.registry import get_model_spec
+    from tasks.registry import get_task
+
+    get_model_spec(model)
+    get_task(task, languages=languages)  # checks the language codes too; reads no data
+    if encoder is not None:
+        get_encoder(encoder)
+    if backend is not None:
+        lookup("backend", backend, BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -65,19 +92,24 @@ class RunConfig:
     pooling_layer: int | None = None  # retrieval: hidden_states index to pool (None = registry's)
     workers: int = 1
     watchdog_s: float = 60.0
-    abort_grace_s: float = 30.0  # after a SUT failure, how long StartTest may take to return
+    abort_grace_s: float = 10.0  # after a SUT failure or a signal, how long StartTest may take to return
     allow_invalid: bool = False
     retime: bool = False  # after the test, time the issued samples again without LoadGen
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"scenario {self.scenario!r} is not one of {', '.join(SCENARIOS)}")
+        check_names(self.model, self.task, self.backend, self.encoder, self.languages)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.count is not None and self.count < 1:
             raise ValueError(f"count must be >= 1, got {self.count}")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise ValueError(f"duration must be > 0 s, got {self.duration_s}")
+        for name in ("duration_s", "max_wait_ms", "watchdog_s", "abort_grace_s"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name.removesuffix('_s')} must be a finite number, got {value}")
+        if self.duration_s is not None and not 0 < self.duration_s <= MAX_DURATION_S:
+            raise ValueError(f"duration must be in (0, {MAX_DURATION_S:g}] s, got {self.duration_s}")
         if not Path(self.user_conf).is_file():
             raise ValueError(f"user.conf not found: {self.user_conf}")
         if self.audit_conf is not None and not Path(self.audit_conf).is_file():
@@ -91,7 +123,11 @@ class RunConfig:
 
     @property
     def loadgen_model_name(self) -> str:
-        return self.loadgen_model or self.model
+        """user.conf lookup name: --loadgen_model, else MODEL for the tiny zoo and MODEL-ENCODER for
+        the others (e.g. full-e5-small): targets measured on one encoder mean nothing for another."""
+        if self.loadgen_model:
+            return self.loadgen_model
+        return self.model if self.encoder == "tiny" else f"{self.model}-{self.encoder}"
 
     @property
     def submission_grade(self) -> bool:
@@ -150,14 +186,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad)")
     a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba)")
     a("--backend", help="pytorch | onnxruntime")
-    a("--encoder", help="tiny | base | large (default tiny)")
+    a("--encoder", help="tiny | e5-small | base | large (default tiny)")
     a("--weights", help="checkpoint dir, or 'random' (speed studies only)")
     a("--models_dir", help="zoo folder (default build/models for tiny)")
     a("--accuracy", action="store_true", default=None, help="AccuracyOnly mode (scores in-process)")
     a("--user_conf", help="user.conf (default: the repo's)")
     a("--audit_conf", help="audit.config for compliance runs only")
     a("--output_dir", help="runs land in DIR/<MODEL>/<TASK>/<Scenario>/<mode>/")
-    a("--loadgen_model", help="LoadGen model name for user.conf lookups (default: MODEL)")
+    a(
+        "--loadgen_model",
+        help="LoadGen model name for user.conf lookups (default: MODEL; MODEL-ENCODER off tiny)",
+    )
     a("--count", type=int, help="development: QSL = the first N samples")
     a("--duration", dest="duration_s", type=float, help="development: run for S seconds")
     a("--languages", help="comma-separated subset of the task's languages")
@@ -177,7 +216,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a("--workers", type=int, help="SUT worker threads (one backend instance each)")
     a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
-    a("--abort_grace_s", type=float, help="after a SUT failure, exit if LoadGen has not finished")
+    a("--abort_grace_s", type=float,
+      help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "
+           "(default 10)")  # fmt: skip
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
     a("--retime", "--probe", dest="retime", action="store_true", default=None,
       help="after the test, time the samples LoadGen issued again without LoadGen (Offline: a plain "

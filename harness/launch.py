@@ -3,7 +3,7 @@
 LoadGen allows one test per process (harness/settings.py), so every tool that needs several runs
 (compliance, and the research tools: find_peak, the benchmark, the study, gpu_check) starts each one
 as a child process here. `child_argv` is the only place a `harness run` command line is built; the
-child's run folder comes from `harness.runner.run_dir_for`, the only owner of that path; what the
+child's run folder comes from `harness.run_folder.RunFolder.plan`, the only owner of that path; what the
 child left there is read back as a `RunRecord` (harness/run_record.py).
 
 The command line holds only the flags whose values differ from what the child resolves by itself
@@ -24,8 +24,8 @@ from typing import Any
 
 from common.paths import REPO
 from harness.config import RunConfig, add_run_arguments
+from harness.run_folder import RunFolder
 from harness.run_record import RunRecord
-from harness.runner import run_dir_for
 
 
 @cache
@@ -131,7 +131,7 @@ def launch(
     finally:
         if out is not None:
             out.close()
-    run_dir = run_dir_for(cfg, create=False)
+    run_dir = RunFolder.plan(cfg).path
     try:
         record = RunRecord.load(run_dir)
     except FileNotFoundError:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ RESULT_KEYS = (
     "target_latency_ns latency_ns early_stopping_latency_ns constraints_failed loadgen_errors "
     "loadgen_warnings submission_grade summary"
 ).split()
+# The runner adds: interrupted (bool) and signal, ended_early (the SUT's reason: interrupt, Server
+# drain bound), nonfinite_samples (responses holding NaN/Inf), sut_failure, sut_batches,
+# exit_status, accuracy (accuracy runs), probe (--probe), loadgen_finished: false when the process
+# had to leave before LoadGen ended, error (a run that failed before its test).
 _LINE = re.compile(r"^\s*(?:\*\s*)?([^:=*\s][^:]*?)\s*:\s*(.*?)\s*$")
 _PERCENTILE = re.compile(r"^(\d+\.\d+) percentile latency \(ns\)$")
 # summary line -> the constraint LoadGen reports as not met
@@ -112,5 +117,20 @@ def write_results(
     if not text:
         res["constraints_failed"].append("no summary written")
     res.update(extra or {})
-    (run_dir / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    save_results(run_dir, res)
     return res
+
+
+def save_results(run_dir: Path, res: dict[str, Any]) -> None:
+    """Write run_dir/results.json atomically (a signal or a crash never leaves half a file)."""
+    tmp = run_dir / f".results.json.{os.getpid()}"
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    tmp.replace(run_dir / "results.json")
+
+
+def read_results(run_dir: Path) -> dict[str, Any] | None:
+    """run_dir/results.json, or None when absent or unreadable."""
+    try:
+        return json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None

@@ -29,7 +29,7 @@ def _json(path: Path) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class Results:
-    """results.json (harness/results.py `RESULT_KEYS` + the runner's fields). Latencies in ns;
+    """results.json (harness/results.py: `RESULT_KEYS` + the runner's fields). Latencies in ns;
     None where LoadGen did not report the value (e.g. no latency percentiles in accuracy mode)."""
 
     result_valid: bool = False
@@ -50,6 +50,13 @@ class Results:
     summary: dict[str, Any] = field(default_factory=dict)  # every line of mlperf_log_summary.txt
     sut_failure: str | None = None  # the SUT's first failure, None if none
     sut_batches: int | None = None
+    nonfinite_samples: int = 0  # responses holding NaN or Inf
+    interrupted: bool = False  # a signal ended the run early
+    signal: str | None = None  # which one (SIGINT, SIGTERM)
+    ended_early: str | None = None  # why the SUT ended the test early (interrupt, Server drain bound)
+    loadgen_finished: bool = True  # False: the process left before LoadGen ended
+    exit_status: int | None = None  # the run's exit code (common/exit_codes.py)
+    error: str | None = None  # a run that failed before its test (e.g. a bad checkpoint)
     accuracy: Any = None  # accuracy runs: the metrics (or {"error": ...} when not scored)
     retimed: dict[str, Any] = field(default_factory=dict)  # `run --retime`: results.json "probe"
 

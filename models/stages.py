@@ -18,8 +18,6 @@ from torch import nn
 from models.loaders import activate, add_head, write_manifest
 from models.registry import TASKS, ModelSpec
 
-LR = {"full": 1e-4, "adapter": 1e-3, "fusion": 1e-3, "lora": 1e-3}  # tiny-model learning rates
-
 
 @dataclass(frozen=True)
 class Context:
@@ -94,11 +92,42 @@ def _train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
 
 
 # --- training loop ---------------------------------------------------------------------------------
+def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, epochs: float) -> list:
+    """Row batches for `epochs` passes over the data (a fractional last pass is cut short).
+
+    Each pass shuffles the rows, then sorts chunks of 50 batches by length and cuts them into batches
+    (so a batch is padded only to a nearby length), and shuffles the batches: about a third fewer
+    padded tokens than random batches on TyDiQA windows, and every row seen once per pass."""
+    n = len(lengths)
+    out: list[np.ndarray] = []
+    for _ in range(int(np.ceil(epochs))):
+        perm = rng.permutation(n)
+        chunk = 50 * batch_size
+        epoch: list[np.ndarray] = []
+        for lo in range(0, n, chunk):
+            part = perm[lo : lo + chunk]
+            part = part[np.argsort(lengths[part], kind="stable")]
+            epoch += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+        out += [epoch[i] for i in rng.permutation(len(epoch))]
+    return out[: max(1, round(epochs * int(np.ceil(n / batch_size))))]
+
+
 def train(
-    model: nn.Module, data: dict[str, np.ndarray], steps: int, lr: float, ctx: Context, desc: str
-) -> None:
-    """AdamW + linear warmup/decay on the parameters with requires_grad; random batches (seeded),
-    padded per batch. Label arrays in `data` are passed to the model by name (labels / start_positions...)."""
+    model: nn.Module,
+    data: dict[str, np.ndarray],
+    lr: float,
+    ctx: Context,
+    desc: str,
+    steps: int = 0,
+    epochs: float = 0.0,
+    evaluate: Any = None,
+) -> list[dict[str, float]]:
+    """AdamW + linear warm-up (ctx.sizes.warmup of the steps) and decay on the parameters with
+    requires_grad, padded per batch; label arrays in `data` are passed to the model by name (labels /
+    start_positions...). `epochs` > 0: length-bucketed passes over the data (`batches`); else `steps`
+    random batches. ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master weights; about 2x faster
+    on CPUs with AMX, measured on these cores). Returns the training curve: per epoch (or at the end)
+    the mean loss and, with `evaluate(model) -> float`, a held-out figure."""
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -108,25 +137,68 @@ def train(
     rng = np.random.default_rng(ctx.seed)
     label_keys = [k for k in ("labels", "start_positions", "end_positions") if k in data]
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), steps)
     n = len(data["offsets"]) - 1
+    if epochs > 0:
+        plan = batches(np.diff(data["offsets"]), ctx.sizes.batch_size, rng, epochs)
+    else:
+        plan = [rng.integers(0, n, ctx.sizes.batch_size) for _ in range(steps)]
+    per_epoch = int(np.ceil(n / ctx.sizes.batch_size)) if epochs > 0 else len(plan)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = get_linear_schedule_with_warmup(opt, max(1, int(len(plan) * ctx.sizes.warmup)), len(plan))
+    curve: list[dict[str, float]] = []
+    losses: list[float] = []
     model.train()
-    bar = tqdm(range(steps), desc=desc, disable=not ctx.progress)
-    for _ in bar:
-        rows = rng.integers(0, n, ctx.sizes.batch_size)
+    bar = tqdm(plan, desc=desc, disable=not ctx.progress, unit="step")
+    for step, rows in enumerate(bar, 1):
         ids, mask = pad_ragged(data["input_ids"], data["offsets"], rows, 1)
         labels = {k: torch.from_numpy(np.asarray(data[k])[rows]).long() for k in label_keys}
-        loss = model(
-            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **labels
-        ).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ctx.sizes.bf16):
+            loss = model(
+                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **labels
+            ).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % per_epoch == 0 or step == len(plan):
+            point = {"epoch": round(step / per_epoch, 2), "step": step, "loss": float(np.mean(losses))}
+            if evaluate is not None:
+                model.eval()
+                point["heldout"] = float(evaluate(model))
+                model.train()
+            curve.append(point)
+            losses = []
+            if ctx.progress:
+                print(f"[models] {desc}: {point}", flush=True)
     model.eval()
+    return curve
+
+
+def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, desc: str, tok=None):
+    """Train with the recipe's plan for (stage, learning): epochs or steps, learning rate, and the
+    held-out curve for target tasks (ctx.sizes.curve). stage is "squad" or a target task name."""
+    sizes = ctx.sizes
+    lr = dict(sizes.lr)[learning]
+    if stage == "squad":
+        plan = {"epochs": sizes.squad_epochs, "steps": sizes.squad_steps}
+    else:
+        epochs = dict(sizes.target_epochs)
+        plan = {"epochs": epochs.get(f"{stage}/{learning}", epochs.get(stage, 0.0)),
+                "steps": sizes.target_steps}  # fmt: skip
+    evaluate = None
+    if sizes.curve and stage != "squad" and tok is not None:
+        from models.zoo_eval import heldout_probe
+
+        evaluate = heldout_probe(stage, tok)
+    if sizes.freeze_word_embeddings:
+        for name, p in model.named_parameters():
+            if name.endswith("word_embeddings.weight"):
+                p.requires_grad_(False)
+    curve = train(model, data, lr, ctx, desc, evaluate=evaluate, **plan)
+    return {"lr": lr, **plan, "bf16": sizes.bf16, "curve": curve}
 
 
 def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:
@@ -202,8 +274,8 @@ def squad_full(ctx: Context, out: Path, data: dict, tok) -> None:
     from transformers import AutoModelForQuestionAnswering
 
     model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
-    train(model, data, ctx.sizes.squad_steps, LR["full"], ctx, "squad full")
-    _save_plain(model, tok, out, stage="squad", serving="plain")
+    log = fit(model, data, ctx, "full", "squad", "squad full")
+    _save_plain(model, tok, out, stage="squad", serving="plain", training=log)
 
 
 def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
@@ -214,11 +286,13 @@ def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
     model.add_qa_head("squad")
     activate(model, "squad")
     only_train(model, ("adapters.squad.", "heads.squad."))
-    train(model, data, ctx.sizes.squad_steps, LR["adapter"], ctx, "squad seq_bn adapter")
+    log = fit(model, data, ctx, "adapter", "squad", "squad seq_bn adapter")
     (out / "adapters" / "squad").mkdir(parents=True)
     model.save_adapter(str(out / "adapters" / "squad"), "squad", with_head=True)
     tok.save_pretrained(out)
-    write_manifest(out, stage="squad", serving="adapter", base=_base_ref(ctx, out), adapters=["squad"])
+    write_manifest(
+        out, stage="squad", serving="adapter", base=_base_ref(ctx, out), adapters=["squad"], training=log
+    )
 
 
 def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
@@ -231,7 +305,7 @@ def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
     model.add_adapter("squad", config=LoRAConfig(r=8, alpha=16))
     activate(model, "squad")
     only_train(model, ("loras.squad.", "qa_outputs."))
-    train(model, data, ctx.sizes.squad_steps, LR["lora"], ctx, "squad LoRA")
+    log = fit(model, data, ctx, "lora", "squad", "squad LoRA")
     _save_plain(
         merge_lora(model, "squad", AutoModelForQuestionAnswering),
         tok,
@@ -239,6 +313,7 @@ def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
         stage="squad",
         serving="merged",
         merged=["squad"],
+        training=log,
     )
 
 
@@ -255,8 +330,8 @@ def squad(ctx: Context, spec: ModelSpec, out: Path) -> None:
 def target_full(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
     src = str(ctx.models_dir / spec.name / "squad") if spec.intermediate else ctx.encoder_dir
     model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
-    train(model, data, ctx.sizes.target_steps, LR["full"], ctx, f"{spec.name} {task}")
-    _save_plain(model, tok, out, stage=task, serving="plain", source=src)
+    log = fit(model, data, ctx, "full", task, f"{spec.name} {task}", tok)
+    _save_plain(model, tok, out, stage=task, serving="plain", source=src, training=log)
 
 
 def target_adapter(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
@@ -267,11 +342,13 @@ def target_adapter(ctx: Context, spec: ModelSpec, task: str, out: Path, data: di
     add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
     activate(model, task)
     only_train(model, (f"adapters.{task}.", f"heads.{task}."))
-    train(model, data, ctx.sizes.target_steps, LR["adapter"], ctx, f"{spec.name} {task}")
+    log = fit(model, data, ctx, "adapter", task, f"{spec.name} {task}", tok)
     (out / "adapters" / task).mkdir(parents=True)
     model.save_adapter(str(out / "adapters" / task), task, with_head=True)
     tok.save_pretrained(out)
-    write_manifest(out, stage=task, serving="adapter", base=_base_ref(ctx, out), adapters=[task])
+    write_manifest(
+        out, stage=task, serving="adapter", base=_base_ref(ctx, out), adapters=[task], training=log
+    )
 
 
 def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
@@ -288,7 +365,7 @@ def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dic
     activate(model, fuse)
     model.active_head = task
     only_train(model, (f"adapters.{task}.", f"adapter_fusion_layer.squad,{task}.", f"heads.{task}."))
-    train(model, data, ctx.sizes.target_steps, LR["fusion"], ctx, f"{spec.name} {task}")
+    log = fit(model, data, ctx, "fusion", task, f"{spec.name} {task}", tok)
     for name in ("squad", task):
         (out / "adapters" / name).mkdir(parents=True)
         model.save_adapter(str(out / "adapters" / name), name, with_head=name == task)
@@ -302,6 +379,7 @@ def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dic
         base=_base_ref(ctx, out),
         adapters=["squad", task],
         fusion=["squad", task],
+        training=log,
     )
 
 
@@ -316,7 +394,7 @@ def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict,
     activate(model, task)
     head = "qa_outputs." if TASKS[task].kind == "qa" else "classifier."
     only_train(model, (f"loras.{task}.", head))
-    train(model, data, ctx.sizes.target_steps, LR["lora"], ctx, f"{spec.name} {task}")
+    log = fit(model, data, ctx, "lora", task, f"{spec.name} {task}", tok)
     _save_plain(
         merge_lora(model, task, _plain_class(task)),
         tok,
@@ -324,6 +402,7 @@ def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict,
         stage=task,
         serving="merged",
         merged=["squad", task],
+        training=log,
     )
 
 

@@ -9,6 +9,7 @@ any SentencePiece model, so the tiny tokenizer goes through exactly the code pat
 from __future__ import annotations
 
 import io
+import logging
 import random
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,3 +54,16 @@ def train_tokenizer(
     tok = XLMRobertaTokenizerFast(vocab_file=str(spm_path), model_max_length=512)
     tok.save_pretrained(out_dir)
     return tok
+
+
+class _FalseMistralRegexWarning(logging.Filter):
+    """transformers 4.57.6 warns "incorrect regex pattern ... fix_mistral_regex" for every local
+    tokenizer folder whose config.json was saved by 4.57.3 or later, whatever its model type (its
+    version check is inverted). Nothing is changed unless fix_mistral_regex=True is passed, so for
+    XLM-R folders the warning is false; drop it so real warnings stay visible."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "fix_mistral_regex" not in record.getMessage()
+
+
+logging.getLogger("transformers.tokenization_utils_base").addFilter(_FalseMistralRegexWarning())

@@ -1,22 +1,33 @@
-"""`python -m research find_peak`: the highest VALID Server target_qps, by bisection over short runs.
+"""`python -m research find_peak`: the user.conf target that fits this machine, per scenario.
 
-Each trial is a separate `python -m harness run --scenario Server` process (one LoadGen test per
-process) with a temporary user.conf = the chosen user.conf plus one `<model>.Server.target_qps = Q`
-line (later lines win in LoadGen's parser), so timing knobs still come from user.conf only.
-Writes <output_dir>/find_peak.json and prints the user.conf line to use.
+Server (the default): the highest VALID Server target_qps, by bisection over short runs. Each trial
+is a separate `python -m harness run --scenario Server` process (one LoadGen test per process,
+started through harness.launch) with a temporary user.conf = the chosen user.conf plus one
+`<model>.Server.target_qps = Q` line (later lines win in LoadGen's parser), so timing knobs still
+come from user.conf only.
+Offline: one development run (`--duration`, default OFFLINE_TRIAL_S) measures samples/s; the line
+is target_qps = 1.1 x that rate (harness.settings.sizing_line), so an official run's query of
+1.1 x 600 s x target_qps samples lasts past min duration even on a quicker day.
+Writes <output_dir>/<MODEL>/<TASK>/find_peak.json (the trials' run folders beside it) and prints the
+user.conf line to use.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from common.exit_codes import BAD_INPUT, SUT_FAILURE
 from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
 from harness.launch import launch
-from harness.settings import user_conf_with
+from harness.run_record import Results
+from harness.settings import sizing_line, user_conf_with
+
+OFFLINE_TRIAL_S = 60.0
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -27,22 +38,48 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(duration_s=None)
 
 
-def trial(cfg: RunConfig, qps: float, folder: Path) -> bool:
-    """One Server run of `cfg` offered `qps` into `folder`; True if LoadGen reported VALID."""
-    line = f"{cfg.loadgen_model_name}.Server.target_qps = {qps:.2f}"
-    conf = user_conf_with(Path(cfg.user_conf), [line], folder / "user.conf", "find_peak trial")
-    run = launch(replace(cfg, scenario="Server", user_conf=conf, output_dir=folder, allow_invalid=True))
-    return run.record is not None and run.record.valid
+def trial(cfg: RunConfig, lines: list[str], folder: Path) -> Results | None:
+    """One run of `cfg` with `lines` added to user.conf, into `folder`; its results (None if none)."""
+    conf = user_conf_with(Path(cfg.user_conf), lines, folder / "user.conf", "find_peak trial")
+    return launch(replace(cfg, user_conf=conf, output_dir=folder, allow_invalid=True)).results
 
 
 def main(args: argparse.Namespace) -> int:
-    args.scenario = "Server"
+    args.scenario = args.scenario or "Server"
+    modes = {"Server": server_peak, "Offline": offline_peak}
+    if args.scenario not in modes:
+        print(f"find_peak: measures {' and '.join(modes)}; for SingleStream a development run's "
+              "INVALID report prints the target_latency line", file=sys.stderr)  # fmt: skip
+        return BAD_INPUT
     cfg = RunConfig.from_args(args)
     out = Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task
+    return modes[args.scenario](cfg, args, out)
+
+
+def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
+    """One development Offline run; the target_qps line from the samples/s it measured x 1.1."""
+    if cfg.duration_s is None:
+        cfg = replace(cfg, duration_s=OFFLINE_TRIAL_S)
+    res = trial(cfg, [], out / "offline_trial")
+    sps = res.samples_per_second if res else None
+    line = sizing_line(cfg.loadgen_model_name, "Offline", asdict(res)) if res and sps else None
+    if line is None:
+        print(f"find_peak: the Offline trial measured nothing (see {out / 'offline_trial'})")
+        return (res.exit_status if res else None) or SUT_FAILURE
+    record = {"samples_per_second": sps, "user_conf_line": line, "trial": str(out / "offline_trial")}
+    (out / "find_peak.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"Offline: {sps:.1f} samples/s measured (record: {out / 'find_peak.json'})\nuser.conf: {line}")
+    return 0
+
+
+def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
+    """Bisection over Server trials for the highest VALID target_qps."""
     trials: list[dict] = []
 
     def is_valid_at(q: float) -> bool:
-        ok = trial(cfg, q, out / f"trial_{len(trials):02d}_{q:.0f}")
+        line = f"{cfg.loadgen_model_name}.Server.target_qps = {q:.2f}"
+        res = trial(cfg, [line], out / f"trial_{len(trials):02d}_{q:.0f}")
+        ok = res is not None and res.result_valid
         trials.append({"target_qps": q, "valid": ok})
         print(f"find_peak: target_qps {q:.2f} -> {'VALID' if ok else 'INVALID'}", flush=True)
         return ok

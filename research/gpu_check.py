@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from common.exit_codes import BAD_INPUT
 from common.paths import REPO
 from harness.config import RunConfig
 from harness.info import device_info, git_state, package_versions
@@ -126,12 +127,13 @@ def measured_matmul_peak(device: str, size: int, repeats: int = 20) -> float:
 
 def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Token lengths of the XNLI samples the runs use, and the bound encoder's config."""
+    from models.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.registry import get_task
 
     served = resolve("full", "xnli", plan.bound_encoder, weights="random", models_dir=models_dir)
     languages = "en" if plan.dry else None
-    lengths = get_task("xnli", languages=languages).features(served.tokenizer()).lengths
+    lengths = get_task("xnli", languages=languages).features(tokenizer_for(served)).lengths
     return (lengths[:64] if plan.dry else lengths), dict(served.encoder_config)
 
 
@@ -196,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
     dev = device_info()
     if not plan.dry and not dev["gpus"]:
         print("gpu_check: no CUDA GPU visible; use --dry on CPU", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     device_name = dev["gpus"][0]["name"] if dev["gpus"] and not plan.dry else dev["cpu_model"]

@@ -28,8 +28,8 @@ from common.names import lookup
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
 from harness.launch import launch
+from harness.run_folder import RunFolder
 from harness.run_record import Results, RunRecord
-from harness.runner import run_dir_for
 from harness.settings import user_conf_with
 from models import registry as model_registry
 from sut import registry as sut_registry
@@ -116,8 +116,8 @@ class Cell:
         )  # fmt: skip
 
     def run_folder(self, s: StudySettings) -> Path:
-        """Where the runner writes this cell (harness.runner.run_dir_for)."""
-        return run_dir_for(self.config(s), create=False)
+        """Where the runner writes this cell (harness.run_folder.RunFolder.plan)."""
+        return RunFolder.plan(self.config(s)).path
 
     def settings_key(self, s: StudySettings) -> dict[str, Any]:
         """Everything that changes the result: a finished cell is reused only if this matches

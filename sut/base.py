@@ -8,14 +8,22 @@ Threads and what runs where:
     to the thread that uses it; see harness.runner.warm_up), take work via the scheduler's
     `_next_work` (the only part a scenario defines), build the padded batch from the QSL, run the
     backend, and complete the batch with ONE `QuerySamplesComplete` call (`respond`).
-  * a watchdog thread bounds stalls: when samples are outstanding and nothing was issued or completed
-    for `watchdog_s`, it records a failure and completes everything outstanding with empty responses.
+  * a monitor thread (the watchdog) bounds stalls: when samples are outstanding and nothing was
+    issued or completed for `watchdog_s`, it records a failure and completes everything outstanding
+    with empty responses. Where the scenario bounds its drain (`drain_factor`, Server), it also ends
+    the test early when the backlog cannot finish by `drain_factor` x min duration + DRAIN_GRACE_S.
+  * `end_early(reason)` (any thread: the runner on SIGINT/SIGTERM, the drain bound) completes
+    everything outstanding and, from then on, every new query at once inside `issue_queries`, with
+    empty responses and without computing: LoadGen then ends as fast as its schedule allows.
 
 Exactly-once completion: a batch is registered in `_in_flight` before it runs and whoever removes it
 from there (its worker, or the watchdog) completes it; queued work is completed by whoever dequeues it.
 No exception leaves a LoadGen callback: every failure is recorded (`failure`, first one wins), the
 affected samples are completed with empty responses, and from then on work is completed empty without
 computing, so LoadGen finishes quickly and the runner exits non-zero.
+
+Non-finite outputs: each packer counts the samples whose response holds a NaN or Inf (`nonfinite`,
+per batch, a few vectorised operations); the runner reports them and fails accuracy runs.
 """
 
 from __future__ import annotations
@@ -41,11 +49,13 @@ from tasks.qsl import QuerySampleLibrary
 # --- responses ----------------------------------------------------------------------------------
 @dataclass
 class Packed:
-    """Responses of one batch: byte addresses/sizes inside `buffer` (kept alive by this object)."""
+    """Responses of one batch: byte addresses/sizes inside `buffer` (kept alive by this object);
+    nonfinite: how many of the batch's responses hold a NaN or Inf."""
 
     buffer: np.ndarray | None
     addresses: list[int]
     sizes: list[int]
+    nonfinite: int = 0
 
 
 def pack_rows(out: np.ndarray, lengths: np.ndarray) -> Packed:
@@ -53,7 +63,8 @@ def pack_rows(out: np.ndarray, lengths: np.ndarray) -> Packed:
     out = np.ascontiguousarray(out, dtype=np.float32)
     base, stride = out.ctypes.data, out.strides[0]
     n = len(out)
-    return Packed(out, (base + stride * np.arange(n)).tolist(), [out[0].nbytes] * n if n else [])
+    bad = int((~np.isfinite(out.reshape(n, -1))).any(axis=1).sum()) if n else 0
+    return Packed(out, (base + stride * np.arange(n)).tolist(), [out[0].nbytes] * n if n else [], bad)
 
 
 def pack_qa(out: np.ndarray, lengths: np.ndarray) -> Packed:
@@ -64,7 +75,9 @@ def pack_qa(out: np.ndarray, lengths: np.ndarray) -> Packed:
     sizes = 2 * 4 * lengths
     starts = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(sizes[:-1], out=starts[1:])
-    return Packed(buf, (buf.ctypes.data + starts).tolist(), sizes.tolist())
+    seen = np.concatenate([[0], np.cumsum(~np.isfinite(buf))])  # non-finite values before each float
+    bad = int((seen[(starts + sizes) // 4] > seen[starts // 4]).sum())  # padding is not counted
+    return Packed(buf, (buf.ctypes.data + starts).tolist(), sizes.tolist(), bad)
 
 
 PACKERS: dict[str, Callable[[np.ndarray, np.ndarray], Packed]] = {
@@ -143,12 +156,16 @@ class Work:
 
 
 STOP = Work([], [], 0.0, planned=True)  # sentinel: one per worker at shutdown
+DRAIN_GRACE_S = 10.0  # added to drain_factor x min duration (see SUT.bound_drain)
 
 
 class SUT(ABC):
     """A LoadGen SUT over a QSL and one Backend per worker thread. Subclasses define `_next_work`."""
 
     scenario: ClassVar[str]
+    # A backlog must drain by drain_factor x min duration + DRAIN_GRACE_S (0: no bound; an Offline
+    # run's length is its query's size, SingleStream never has more than one sample outstanding).
+    drain_factor: ClassVar[float] = 0.0
 
     def __init__(
         self,
@@ -171,6 +188,12 @@ class SUT(ABC):
         self.issued = 0  # samples; written by LoadGen's thread only
         self.completed = 0  # samples; under _lock
         self.batches = 0
+        self.nonfinite = 0  # samples whose response held a NaN or Inf; under _lock
+        self.first_issue: float | None = None  # time.monotonic() of the first issue_queries
+        self.flushed = False  # LoadGen called flush_queries: no more queries will come
+        self.stop_reason: str | None = None  # why end_early ended the test (interrupt, drain bound)
+        self._ending = threading.Event()
+        self._drain_bound: tuple[float, float] | None = None  # (bound s, min duration s)
         # `record_issued()`: every query's qsl indices in issue order, and the seconds of every
         # backend.predict call (`run --retime`, harness/retime.py; off by default)
         self.issued_log: list[Any] | None = None
@@ -188,14 +211,19 @@ class SUT(ABC):
 
     # --- LoadGen callbacks (LoadGen's thread) -------------------------------------------------
     def issue_queries(self, ids: list[int], indices: list[int]) -> None:
-        """ConstructFastSUT's issue callback: enqueue only."""
+        """ConstructFastSUT's issue callback: enqueue only (complete at once once the test ends early)."""
         try:
             now = time.monotonic()
+            if self.first_issue is None:
+                self.first_issue = now
             self._last_activity = now
             self.issued += len(ids)
-            self._queue.put(Work(ids, indices, now))
             if self.issued_log is not None:
                 self.issued_log.append(indices)
+            if self._ending.is_set():
+                self._complete_empty(Work(ids, indices, now))  # never raises (see _respond)
+                return
+            self._queue.put(Work(ids, indices, now))  # the last step: queued work is not ours
         except BaseException as exc:  # noqa: BLE001 - nothing may escape into LoadGen
             self._fail(exc, "issue_queries")
             self._complete_empty(Work(ids, indices, 0.0))
@@ -205,8 +233,8 @@ class SUT(ABC):
         self.issued_log, self.predict_s = [], []
 
     def flush_queries(self) -> None:
-        """Nothing is held back waiting for more queries, so there is nothing to flush."""
-        return None
+        """Nothing is held back waiting for more queries; note that no more will come."""
+        self.flushed = True
 
     def guard(self, fn: Callable[[list[int]], None], where: str) -> Callable[[list[int]], None]:
         """Wrap a QSL callback so that an exception is recorded instead of reaching LoadGen."""
@@ -232,7 +260,7 @@ class SUT(ABC):
             self._threads.append(t)
         for event in ready:
             event.wait()
-        if self.options.watchdog_s:
+        if self.options.watchdog_s or self._drain_bound:
             t = threading.Thread(target=self._watchdog, name="sut-watchdog", daemon=True)
             t.start()
             self._threads.append(t)
@@ -281,7 +309,7 @@ class SUT(ABC):
             work.key = next(self._keys)
             self._in_flight[work.key] = work
         packed = None
-        if not self.failed.is_set():
+        if not self.failed.is_set() and not self._ending.is_set():
             try:
                 batch = self.qsl.batch(work.indices)
                 t0 = time.perf_counter()
@@ -304,6 +332,7 @@ class SUT(ABC):
         with self._lock:
             self.completed += len(work.ids)
             self.batches += 1
+            self.nonfinite += packed.nonfinite if packed is not None else 0
             self._last_activity = time.monotonic()
 
     def _complete_empty(self, work: Work) -> None:
@@ -344,9 +373,49 @@ class SUT(ABC):
         for _ in range(stops):
             self._queue.put(STOP)
 
+    # --- ending early (interrupt, drain bound) --------------------------------------------------
+    def end_early(self, reason: str) -> None:
+        """Any thread: complete everything outstanding now, and every later query inside
+        `issue_queries`, with empty responses (nothing computed). Not a SUT failure; the first
+        reason is kept in `stop_reason`."""
+        with self._lock:
+            if self.stop_reason is not None:
+                return
+            self.stop_reason = reason
+        self._ending.set()
+        print(f"ending the test early: {reason}", file=sys.stderr, flush=True)
+        self._drain(claim_in_flight=True)
+
+    def bound_drain(self, min_duration_s: float) -> None:
+        """Before start(): bound the drain to drain_factor x min_duration_s + DRAIN_GRACE_S after the
+        first query (no-op where drain_factor is 0)."""
+        if self.drain_factor:
+            self._drain_bound = (self.drain_factor * min_duration_s + DRAIN_GRACE_S, min_duration_s)
+
+    def _check_drain(self) -> None:
+        """End the test when the backlog cannot drain within the bound: past the bound, or, once
+        LoadGen has issued everything, when the rate so far says it would finish past it."""
+        if self._drain_bound is None or self.first_issue is None or self._ending.is_set():
+            return
+        bound, min_duration = self._drain_bound
+        elapsed = time.monotonic() - self.first_issue
+        outstanding, done = self.issued - self.completed, self.completed
+        if outstanding <= 0:
+            return
+        rate = done / elapsed if elapsed > 0 else 0.0
+        finish = elapsed + outstanding / rate if rate > 0 else float("inf")
+        if elapsed > bound or (self.flushed and done and finish > bound):
+            self.end_early(
+                f"drain bound: {outstanding} samples outstanding {elapsed:.0f} s after the first "
+                f"query; at {rate:.1f} samples/s they would finish at about {finish:.0f} s, past "
+                f"{bound:g} s ({self.drain_factor:g} x min duration {min_duration:g} s + "
+                f"{DRAIN_GRACE_S:g} s)"
+            )
+
     def _watchdog(self) -> None:
-        limit = self.options.watchdog_s
+        limit = self.options.watchdog_s or float("inf")
         while not self._stopping.wait(min(0.1, limit / 4)):
+            self._check_drain()
             stalled = self.issued > self.completed and time.monotonic() - self._last_activity > limit
             if stalled:
                 n = self.issued - self.completed

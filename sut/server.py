@@ -22,6 +22,7 @@ from sut.batching import plan_least_cost
 
 class ServerSUT(SUT):
     scenario = "Server"
+    drain_factor = 2.0  # LoadGen issues for min duration; the backlog must be done by 2x + grace
 
     def _next_work(self, worker: int) -> Work | None:
         planned = self._carry.pop(worker, None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,10 +82,11 @@ class FeatureSet:
 
     @classmethod
     def load(cls, path: Path) -> FeatureSet:
+        """Read a saved FeatureSet; ValueError (or the reader's own error) if it is inconsistent."""
         with np.load(path, allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
             extra = {k[len("extra.") :]: z[k] for k in z.files if k.startswith("extra.")}
-            return cls(
+            fs = cls(
                 task=header["task"],
                 languages=tuple(header["languages"]),
                 input_ids=z["input_ids"],
@@ -93,6 +95,16 @@ class FeatureSet:
                 extra=extra,
                 meta=header["meta"],
             )
+        n = len(fs)
+        if (
+            n < 0
+            or fs.offsets[0] != 0
+            or fs.offsets[-1] != len(fs.input_ids)
+            or len(fs.language) != n
+            or (np.diff(fs.offsets) < 0).any()
+        ):
+            raise ValueError("inconsistent arrays (offsets, ids and languages do not agree)")
+        return fs
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -187,7 +199,12 @@ class Task(ABC):
         key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
         path = Path(cache_dir or cache_root()) / self.name / f"{key}.npz"
         if path.exists():
-            return FeatureSet.load(path)
+            try:
+                return FeatureSet.load(path)
+            except Exception as e:  # noqa: BLE001 - any unreadable entry is rebuilt, never trusted
+                print(f"warning: feature cache {path} cannot be read ({type(e).__name__}: {e}); "
+                      "deleted, featurising again", file=sys.stderr, flush=True)  # fmt: skip
+                path.unlink(missing_ok=True)
         fs = self.featurize(tokenizer, settings)
         fs.meta.update({"cache_key": key, **key_src})
         fs.save(path)

@@ -40,8 +40,9 @@ class BuccTask(RetrievalTask):
         languages: Sequence[str] | str | None = None,
         split: str = "sample",
         max_length: int = 128,
+        prefix: str = "",
     ):
-        super().__init__(data_dir, languages, max_length)
+        super().__init__(data_dir, languages, max_length, prefix)
         self.split = check_choice(split, self.splits, "split")
         if not languages:
             present = tuple(lang for lang in self.languages if self._find(lang, lang, False) is not None)

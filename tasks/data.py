@@ -5,6 +5,10 @@ data/; users point at folders of the official uncompressed files) and raises `Da
 file, the 1-based line and the problem: missing file, empty file, wrong column count, unknown label,
 invalid JSON, undecodable bytes.
 
+Bundled files (under <repo>/data/) must have the rows data/rows.json lists (lines; questions for
+SQuAD-format JSON): a dropped or added row would silently change every score, so it is a DataError
+naming the file and how to restore it. Files elsewhere (--data_dir) are not counted.
+
 Paths:
   default_data_dir(task) -> <repo>/data/<folder of that task>
   cache_root()           -> <repo>/build/cache, or $XLMR_HARNESS_CACHE when set. This module is the
@@ -13,6 +17,7 @@ Paths:
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -79,6 +84,27 @@ def resolve_languages(
     return tuple(lang for lang in all_langs if lang in chosen)
 
 
+def check_bundled_rows(path: str | Path, rows: int, unit: str = "rows") -> None:
+    """DataError if `path` is a bundled file whose row count differs from data/rows.json."""
+    root = Path(DATA).resolve()
+    try:
+        rel = Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return  # the user's own file
+    expected = _bundled_rows(str(root)).get(rel.removesuffix(".gz"))
+    if expected is not None and rows != expected:
+        raise DataError(
+            f"{path}: {rows} {unit}, expected {expected} (data/rows.json): the bundled file is "
+            f"damaged; restore it with `git checkout -- data/{rel}`"
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _bundled_rows(root: str) -> dict[str, int]:
+    table = Path(root) / "rows.json"
+    return json.loads(table.read_text()) if table.is_file() else {}
+
+
 # --- opening files ---------------------------------------------------------------------------------
 def find_file(folder: str | Path, name: str, required: bool = True) -> Path | None:
     """`folder/name` if it exists, else `folder/name.gz`; DataError (or None if not required) if neither.
@@ -130,6 +156,7 @@ def read_lines(path: str | Path) -> list[str]:
     lines = [line for _, line in iter_lines(path)]
     if not lines:
         raise DataError(f"{path}: file is empty")
+    check_bundled_rows(path, len(lines))
     return lines
 
 
@@ -148,6 +175,7 @@ def read_tsv(path: str | Path, ncols: int) -> list[list[str]]:
         rows.append(fields)
     if not rows:
         raise DataError(f"{path}: file is empty")
+    check_bundled_rows(path, len(rows))
     return rows
 
 
@@ -265,6 +293,7 @@ def read_squad(path: str | Path, language: str = "") -> list[QAExample]:
                 out.append(_squad_question(qa, context, language, f"{where}.qas[{q}]", seen))
     if not out:
         raise DataError(f"{path}: no questions found")
+    check_bundled_rows(path, len(out), "questions")
     return out
 
 

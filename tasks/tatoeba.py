@@ -11,8 +11,8 @@ within a pair first the non-English lines in file order, then the English lines 
 `read()` gives one RetrievalPair per pair with ids = 0-based line numbers as strings and
 gold = [(str(i), str(i))] for every line i.
 
-Features (RetrievalTask): `tokenizer(sentence, truncation=True, max_length=max_length)`, one sample
-per sentence, max_length 128 tokens by default (XTREME's retrieval setting). `language[i]` is the
+Features (RetrievalTask): `tokenizer(prefix + sentence, truncation=True, max_length=max_length)`, one
+sample per sentence (prefix "" by default; the encoder's convention, e.g. e5's "query: ", otherwise), max_length 128 tokens by default (XTREME's retrieval setting). `language[i]` is the
 pair's language on both sides. Extra arrays: "side" int8 [n] (0 = non-English, 1 = English),
 "line" int32 [n] (0-based line of the sentence in its file, i.e. its index in src_ids / en_ids).
 """
@@ -49,16 +49,18 @@ class RetrievalTask(Task):
         data_dir: str | Path | None = None,
         languages: Sequence[str] | str | None = None,
         max_length: int = 128,
+        prefix: str = "",
     ):
         super().__init__(data_dir, languages)
         self.max_length = check_max_length(max_length)
+        self.prefix = prefix
 
     @abstractmethod
     def read(self) -> list[RetrievalPair]:
         """One RetrievalPair per active language, in qsl order."""
 
     def feature_settings(self) -> dict[str, Any]:
-        return {"max_length": self.max_length}
+        return {"max_length": self.max_length, **({"prefix": self.prefix} if self.prefix else {})}
 
     def featurize(self, tokenizer, settings: dict[str, Any]) -> FeatureSet:
         pairs = self.read()
@@ -71,6 +73,8 @@ class RetrievalTask(Task):
                 side.append(np.full(len(sents), s, dtype=np.int8))
                 line.append(np.arange(len(sents), dtype=np.int32))
                 language.append(np.full(len(sents), lang_index[pair.language], dtype=np.int16))
+        if settings.get("prefix"):  # an embedding model's input convention, e.g. e5's "query: "
+            texts = [settings["prefix"] + t for t in texts]
         ids = batch_encode(
             tokenizer, texts, max_length=settings["max_length"], desc=f"featurising {self.name}"
         )
@@ -110,8 +114,9 @@ class TatoebaTask(RetrievalTask):
         data_dir: str | Path | None = None,
         languages: Sequence[str] | str | None = None,
         max_length: int = 128,
+        prefix: str = "",
     ):
-        super().__init__(data_dir, None, max_length)
+        super().__init__(data_dir, None, max_length, prefix)
         aliases = {two: three for three, two in self.iso2.items()}
         self.active_languages = resolve_languages(self.name, self.languages, languages, aliases)
 

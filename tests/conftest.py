@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,18 @@ def tiny_tokenizer(tmp_path_factory):
     return train_tokenizer(
         _tokenizer_text(), tmp_path_factory.mktemp("tokenizer"), vocab_size=2000, character_coverage=0.98
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_tokenizer, tmp_path_factory) -> Path:
+    """A tiny XNLI classifier with seeded random weights, saved zoo-style (config + tokenizer)."""
+    import torch
+    from transformers import XLMRobertaForSequenceClassification
+
+    from models.encoders import TINY_CONFIG, xlmr_config
+
+    folder = tmp_path_factory.mktemp("tiny-xnli")
+    torch.manual_seed(0)
+    XLMRobertaForSequenceClassification(xlmr_config(TINY_CONFIG, num_labels=3)).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder

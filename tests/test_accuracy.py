@@ -255,18 +255,24 @@ def test_bucc_log_end_to_end(tmp_path, capsys):
         ('[{"seq_id": 0, "qsl_idx": -1, "data": "00"}]', "qsl_idx -1"),
         ('[{"seq_id": 0, "qsl_idx": 0, "data": "ZZ"}]', "not hexadecimal"),
         ('[{"seq_id": 0, "qsl_idx": 0, "data": "0000803F00"}]', "not a whole number of float32"),
+        ('[{"seq_id": 0, "qsl_idx": 99999999999999999999, "data": "00"}]', "integer in 0..9223372"),
+        ('[{"seq_id": 0, "qsl_idx": 3, "data": "0000803F0000C07F"}]', "1 of 1 responses hold NaN"),
+        (
+            '[{"seq_id": 0, "qsl_idx": 1, "data": "0000807F00000000"}]',
+            "hold NaN or Inf (first: qsl_idx 1)",
+        ),
     ],
 )
 def test_bad_log_structure(tmp_path, capsys, content, message):
     log = tmp_path / "mlperf_log_accuracy.json"
     log.write_text(content)
-    assert main("pawsx", [str(log)]) == 2
+    assert main("pawsx", [str(log)]) == 3
     err = capsys.readouterr().err
     assert message in err and str(log) in err and "Traceback" not in err
 
 
 def test_missing_file(tmp_path, capsys):
-    assert main("xnli", [str(tmp_path / "nope.json")]) == 2
+    assert main("xnli", [str(tmp_path / "nope.json")]) == 3
     assert "no such file" in capsys.readouterr().err
 
 
@@ -280,7 +286,7 @@ def test_duplicate_and_out_of_range_qsl(tmp_path):
 
 def test_log_of_another_task(tmp_path, capsys):
     log = gold_classification("xnli", tmp_path)
-    assert main("pawsx", [str(log)]) == 2  # 37350 entries > 14000 samples
+    assert main("pawsx", [str(log)]) == 3  # 37350 entries > 14000 samples
     assert "this looks like a log from xnli" in capsys.readouterr().err
     two = write_log(tmp_path / "p.json", [np.zeros(2, np.float32)] * 10)
     with pytest.raises(LogError, match="this looks like a log from pawsx"):
@@ -326,10 +332,10 @@ def test_retrieval_partial_pair_is_left_out(tmp_path):
 
 def test_tydiqa_needs_a_tokenizer(tmp_path, capsys):
     log = write_log(tmp_path / "mlperf_log_accuracy.json", [np.zeros(10, np.float32)])
-    assert main("tydiqa", [str(log)]) == 2
+    assert main("tydiqa", [str(log)]) == 3
     assert "pass --tokenizer PATH" in capsys.readouterr().err
     (tmp_path / "run_config.json").write_text(json.dumps({"tokenizer": "no/such/folder"}))
-    assert main("tydiqa", [str(log)]) == 2
+    assert main("tydiqa", [str(log)]) == 3
     assert "cannot load the tokenizer" in capsys.readouterr().err
 
 

@@ -28,13 +28,17 @@ def test_research_commands_keep_their_harness_names(capsys):
     assert capsys.readouterr().out == via_harness and via_harness.startswith("study: ")
 
 
-def test_unknown_command_exits_2(capsys):
-    try:
-        rc = main(["frobnicate"])
-    except SystemExit as exc:  # argparse reports the valid choices and exits
-        rc = exc.code
-    assert rc == 2
-    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+def test_usage_errors_exit_3_not_the_sut_failure_code(capsys):
+    """argparse's own status is 2, the SUT-failure code: every usage error exits 3 instead."""
+    for argv in (["frobnicate"], ["run", "--max_batch", "x"], ["run", "--scenario", "Ofline"]):
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse reports the problem and exits
+            rc = exc.code
+        assert rc == 3, argv
+    err = capsys.readouterr().err
+    assert "invalid choice: 'frobnicate'" in err and "invalid int value: 'x'" in err
+    assert main([]) == 3
 
 
 def test_info_json_reports_pinned_versions_and_paths():

@@ -86,8 +86,10 @@ def _args(log_dir: Path, **kw) -> argparse.Namespace:
 def test_compliance_command_end_to_end(tmp_path, monkeypatch, capsys):
     runner = write_fake_runner(tmp_path)
     d = tmp_path / "D"
-    assert compliance.main(_args(d)) == 2
+    assert compliance.main(_args(d)) == 3  # bad input: the runs it compares with are missing
     assert "no accuracy run at" in capsys.readouterr().out
+    assert compliance.main(_args(d, model="../../x")) == 3  # a name that would escape LOG_DIR
+    assert "unknown model '../../x'" in capsys.readouterr().out
     import subprocess
 
     for extra in ([], ["--accuracy"]):

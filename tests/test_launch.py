@@ -13,8 +13,8 @@ import pytest
 from common.paths import REPO
 from harness.config import RunConfig, add_run_arguments
 from harness.launch import child_argv, launch
+from harness.run_folder import RunFolder
 from harness.run_record import RunRecord
-from harness.runner import run_dir_for
 
 
 def parse(argv: list[str]) -> RunConfig:
@@ -79,7 +79,7 @@ def test_launch_runs_the_child_and_reads_its_run_folder(tmp_path):
     run = launch(
         cfg, tmp_path / "logs" / "run.log", program=[sys.executable, str(fake)], more_flags=["--x"]
     )
-    assert run.rc == 0 and run.run_dir == run_dir_for(cfg, create=False)
+    assert run.rc == 0 and run.run_dir == RunFolder.plan(cfg).path
     assert run.argv[2:] == ["--output_dir", str(tmp_path / "runs"), "--threads", "2", "--x"]
     log = (tmp_path / "logs" / "run.log").read_text()
     assert log.startswith(" ".join(run.argv) + "\n\n") and "child says hi" in log
@@ -139,3 +139,15 @@ def test_no_module_but_the_launcher_builds_a_run_command_or_folder_path():
             if (_ARGV.search(line) or _RUN_PATH.search(line)) and ALLOWED.get(rel) != line.strip():
                 offenders.append(f"{rel}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_record_reads_every_key_results_json_is_written_with():
+    """harness/results.py writes RESULT_KEYS and the runner adds its own fields: the one reader
+    (harness.run_record.Results) has a field for each (`probe` is read as `retimed`)."""
+    from harness.results import RESULT_KEYS
+    from harness.run_record import Results
+
+    runner_keys = ("interrupted signal ended_early nonfinite_samples sut_failure sut_batches "
+                   "exit_status accuracy loadgen_finished error").split()  # fmt: skip
+    read = {f.name for f in fields(Results)} | {"probe"}
+    assert set(RESULT_KEYS) | set(runner_keys) <= read

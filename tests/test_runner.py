@@ -21,21 +21,6 @@ TEST01 = "*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n*.*.accu
 COUNT = 96
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tiny_tokenizer, tmp_path_factory) -> Path:
-    """A tiny XNLI classifier with seeded random weights, saved zoo-style (config + tokenizer)."""
-    import torch
-    from transformers import XLMRobertaForSequenceClassification
-
-    from models.encoders import TINY_CONFIG, xlmr_config
-
-    folder = tmp_path_factory.mktemp("tiny-xnli")
-    torch.manual_seed(0)
-    XLMRobertaForSequenceClassification(xlmr_config(TINY_CONFIG, num_labels=3)).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
-
-
 def harness_run(out: Path, *flags: str, timeout: float = 240) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli",
            "--languages", "en", "--count", str(COUNT), "--output_dir", str(out), *flags]  # fmt: skip

@@ -234,6 +234,9 @@ def _edit(run_dir: Path, name: str, **changes) -> None:
         ),
         ("accuracy", "run_config.json", {"git_sha": "f" * 40}, "git sha mismatch"),
         ("accuracy", "run_config.json", {"model_kind": "random"}, "accuracy run on random weights"),
+        ("performance", "results.json", {"nonfinite_samples": 7}, "7 samples returned NaN or Inf"),
+        ("accuracy", "results.json", {"result_valid": False}, "the accuracy run is INVALID"),
+        ("accuracy", "results.json", {"interrupted": True, "signal": "SIGINT"}, "interrupted (SIGINT)"),
     ],
 )
 def test_stage_refuses(log_dir, tmp_path, mode, name, changes, message):
@@ -243,6 +246,33 @@ def test_stage_refuses(log_dir, tmp_path, mode, name, changes, message):
     count, problems = stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
     assert count == 0 and any(message in p for p in problems), problems
     assert not (tmp_path / "sub" / "open").exists()
+
+
+def test_stage_refuses_symlinks_naming_them(log_dir, tmp_path):
+    """Issue #14, failure 7: a log file replaced by a symlink to a file elsewhere used to be packed
+    with that file's content. Staging copies regular files only and names the link."""
+    d = tmp_path / "D"
+    shutil.copytree(log_dir, d)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not a LoadGen log\n")
+    link = d / "adapter-squad" / "xnli" / "Offline" / "performance" / "mlperf_log_summary.txt"
+    link.unlink()
+    link.symlink_to(secret)
+    audit_link = d / "adapter-squad" / "xnli" / "Offline" / "TEST01" / "verify_accuracy.txt"
+    audit_link.rename(tmp_path / "verify_accuracy.txt")
+    audit_link.symlink_to(tmp_path / "verify_accuracy.txt")
+    count, problems = stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
+    assert count == 0 and not (tmp_path / "sub" / "open").exists()
+    assert any(f"{link} is a symlink (to {secret})" in p for p in problems), problems
+    assert any(f"{audit_link} is a symlink" in p for p in problems), problems
+    # a package that got a symlink after staging fails our check (and so pack)
+    count, problems = stage([log_dir], "TestOrg", "tiny_cpu", tmp_path / "ok", allow_test_runs=True)
+    assert count == 1, problems
+    staged = next((tmp_path / "ok").rglob("mlperf_log_summary.txt"))
+    staged.unlink()
+    staged.symlink_to(secret)
+    errors, _ = check_package(tmp_path / "ok", "TestOrg")
+    assert any(f"{staged}: a symlink in the package" in e for e in errors), errors
 
 
 def test_stage_refuses_runs_with_loadgen_errors(log_dir, tmp_path):
@@ -286,5 +316,5 @@ def test_steps_before_stage_give_one_line_errors(tmp_path, action, capsys):
     configure_parser(parser)
     rc = main(parser.parse_args([action, "--submitter", "Org", "--root", str(tmp_path / "none")]))
     out = capsys.readouterr()
-    assert rc in (1, 2) and "Traceback" not in out.err + out.out
+    assert rc in (1, 3) and "Traceback" not in out.err + out.out  # rejected, or bad input
     assert "Org" in out.err + out.out  # names the missing package

@@ -17,17 +17,13 @@ from sut.batching import BatchLimits, plan_batches, plan_least_cost
 from sut.registry import SCENARIOS, get_sut_class
 from tasks.base import FeatureSet
 from tasks.qsl import QuerySampleLibrary
+from tests.fault_child import synthetic_features
 
 N = 300
 
 
 def make_features(n: int = N, seed: int = 0) -> FeatureSet:
-    rng = np.random.default_rng(seed)
-    lens = rng.integers(4, 64, n)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(lens)
-    ids = rng.integers(3, 2000, int(offsets[-1])).astype(np.int32)
-    return FeatureSet("fake", ("en",), ids, offsets, np.zeros(n, dtype=np.int16))
+    return synthetic_features(n, seed)
 
 
 class FakeBackend(Backend):
@@ -59,8 +55,9 @@ def expected(fs: FeatureSet, i: int, kind: str) -> np.ndarray:
 
 
 def run_loadgen(tmp: Path, scenario: str, accuracy: bool, backend: Backend, kind: str = "classification",
-                options: SUTOptions | None = None, timeout: float = 60.0):  # fmt: skip
-    """One LoadGen test with hand-made settings; returns (sut, out_dir). Fails the test on a hang."""
+                options: SUTOptions | None = None, timeout: float = 60.0, during=None):  # fmt: skip
+    """One LoadGen test with hand-made settings; returns (sut, out_dir). Fails the test on a hang.
+    during(sut), if given, runs on the calling thread while the test runs."""
     fs = make_features()
     qsl = QuerySampleLibrary(fs, performance_sample_count=100)
     sut = get_sut_class(scenario)(
@@ -91,6 +88,8 @@ def run_loadgen(tmp: Path, scenario: str, accuracy: bool, backend: Backend, kind
 
     t = threading.Thread(target=body, daemon=True)
     t.start()
+    if during is not None:
+        during(sut)
     t.join(timeout)
     assert not t.is_alive(), "LoadGen test hung"
     return sut, fs
@@ -164,6 +163,31 @@ def test_failing_backend_ends_run_with_error(tmp_path, scenario):
     assert sut.issued == sut.completed == N  # everything completed exactly once, empty after failure
     entries = read_log(tmp_path)
     assert sorted(e["qsl_idx"] for e in entries) == list(range(N))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_end_early_completes_everything_exactly_once(tmp_path, scenario):
+    """What SIGINT/SIGTERM and the Server drain bound do: from end_early on, outstanding and later
+    queries complete at once, empty, without computing; the test ends; nothing is completed twice."""
+
+    class Slow(FakeBackend):
+        def predict(self, input_ids, attention_mask):
+            threading.Event().wait(0.02)
+            return super().predict(input_ids, attention_mask)
+
+    backend = Slow()
+
+    def interrupt(sut):
+        while sut.completed < 16:
+            threading.Event().wait(0.01)
+        sut.end_early("interrupted by SIGINT")
+
+    sut, _ = run_loadgen(tmp_path, scenario, True, backend, during=interrupt, timeout=30)
+    assert sut.stop_reason == "interrupted by SIGINT" and sut.failure is None
+    assert sut.issued == sut.completed == N and backend.calls < N
+    entries = read_log(tmp_path)
+    assert sorted(e["qsl_idx"] for e in entries) == list(range(N))
+    assert sum(1 for e in entries if e["data"] == "") >= N // 2  # the rest completed empty
 
 
 def test_watchdog_unblocks_a_hung_backend(tmp_path):

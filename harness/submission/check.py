@@ -121,6 +121,8 @@ def check_package(root: Path, submitter: str) -> tuple[list[str], list[str]]:
     if not sub.is_dir():
         others = [p.name for p in (root / DIVISION).glob("*")] if (root / DIVISION).is_dir() else []
         return [f"{sub}: no package for submitter '{submitter}' (found: {others or 'none'})"], notes
+    for link in sorted(p for p in sub.rglob("*") if p.is_symlink()):
+        errors.append(f"{link}: a symlink in the package (pack would store a link, not a result)")
     stamped = (sub / NOT_FOR_SUBMISSION).is_file()
     if stamped:
         notes.append(f"{sub}: stamped NOT FOR SUBMISSION (built with --allow_test_runs)")

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from common.exit_codes import BAD_INPUT
 from harness.submission.layout import DEFAULT_LOG_DIR, DEFAULT_ROOT, full_logs_dir
 
 
@@ -15,7 +16,7 @@ def _mapping(items: list[str]) -> dict[str, str]:
     for item in items:
         bench, sep, model = item.partition("=")
         if not sep:
-            raise SystemExit(f"--map expects BENCHMARK=MODEL, got {item!r}")
+            raise ValueError(f"--map expects BENCHMARK=MODEL, got {item!r}")
         out[bench] = model
     return out
 
@@ -58,12 +59,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Each step reports a user error (nothing staged yet, a missing file) in one line, exit 2."""
+    """Each step reports a user error (nothing staged yet, a missing file) in one line, exit 3; a
+    refused or rejected package exits 1."""
     try:
         return _run(args)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: submission {args.action}: {e}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
 
 
 def _run(args: argparse.Namespace) -> int:

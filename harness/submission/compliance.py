@@ -12,6 +12,13 @@
 3. Write D/.../<Scenario>/TEST01/{verify_accuracy.txt, verify_performance.txt, accuracy/,
    performance/run_1/, audit_run/ (the full run folder)}; each verify file has a `TEST PASS` or
    `TEST FAIL` line with the details.
+
+A development audit run (--duration / --count) is sized like the performance run it is compared
+with: it uses that run's user.conf copy plus the line that sizes its queries from the rate that run
+measured x 1.1 (harness.settings.sizing_line), so a quicker moment of the machine cannot end it
+under min duration. Official audit runs use user.conf as it is.
+Exit codes (common/exit_codes.py): 0 TEST PASS, 1 TEST FAIL or an INVALID audit run, 2 / 130 /
+143 the audit run's own, 3 bad input (names, missing performance or accuracy run).
 """
 
 from __future__ import annotations
@@ -27,17 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
+from common.exit_codes import BAD_INPUT, SUT_FAILURE, describe
 from common.paths import REPO
-from harness.config import RunConfig
+from harness.config import RunConfig, check_names
 from harness.launch import child_argv, launch
 from harness.loadgen_log import LoadgenLog
-from harness.runner import run_dir_for
+from harness.run_folder import RunFolder
 from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, test01_dir_of
 
 AUDIT_CONF = REPO / "audit.conf"
-RUNNER: tuple[str, ...] | None = (
-    None  # what runs the audit: None = `python -m harness run` (tests: a fake)
-)
+# What runs the audit: None = `python -m harness run` (tests put a fake runner here).
+RUNNER: tuple[str, ...] | None = None
 DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "byte": np.int8}
 
 
@@ -110,6 +117,14 @@ def verify_performance(reference: Path, audit: Path) -> tuple[bool, str]:
     return fail(f"test score off by {abs(t / r - 1):.1%} (> {threshold:.0%})")
 
 
+class AuditRunFailed(RuntimeError):
+    """The audit run exited non-zero; `code` is its exit status."""
+
+    def __init__(self, code: int):
+        super().__init__(f"audit run failed with exit status {code} ({describe(code)})")
+        self.code = code
+
+
 def run_audit(
     cfg: RunConfig,
     more_flags: Sequence[str] = (),
@@ -125,11 +140,11 @@ def run_audit(
         staged = workdir / "audit.config"
         shutil.copy2(audit_conf, staged)
         audit = replace(cfg, output_dir=workdir / "out", audit_conf=staged)
-        print("+ (cwd " + str(workdir) + ") " + shlex.join(child_argv(audit, more_flags=more_flags, program=runner)),
-              flush=True)  # fmt: skip
+        argv = child_argv(audit, more_flags=more_flags, program=runner)
+        print("+ (cwd " + str(workdir) + ") " + shlex.join(argv), flush=True)
         run = launch(audit, more_flags=more_flags, program=runner, cwd=workdir)
         if run.rc:
-            raise RuntimeError(f"audit run failed with exit status {run.rc}")
+            raise AuditRunFailed(run.rc)
         if not (run.run_dir / "mlperf_log_detail.txt").is_file():
             raise RuntimeError(f"audit run left no LoadGen logs in {run.run_dir}")
         shutil.copytree(run.run_dir, keep / "audit_run")
@@ -191,10 +206,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run_args", default="", help="extra flags for the runner, one quoted string")
 
 
+def dev_audit_conf(perf_dir: Path, model: str, scenario: str, dest: Path) -> tuple[Path, str | None]:
+    """The user.conf of a development audit run: the performance run's copy, plus its sizing line
+    (from the rate it measured x 1.1) where the scenario has one. Returns (dest, the line)."""
+    from harness.results import read_results
+    from harness.settings import sizing_line, user_conf_with
+
+    line = sizing_line(model, scenario, read_results(perf_dir) or {})
+    why = "compliance: development audit run sized like its performance run"
+    return user_conf_with(perf_dir / "user.conf", [line] if line else [], dest, why), line
+
+
 def main(args: argparse.Namespace) -> int:
+    from sut.registry import SCENARIOS
+
     if args.accuracy:
         print("compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy")
-        return 2
+        return BAD_INPUT
+    try:
+        check_names(args.model, args.task)  # they become folder names
+        if args.scenario not in SCENARIOS:
+            raise ValueError(f"scenario {args.scenario!r} is not one of {', '.join(SCENARIOS)}")
+    except ValueError as e:
+        print(f"compliance: {e}")
+        return BAD_INPUT
     log_dir = (args.output_dir or DEFAULT_LOG_DIR).resolve()
     try:
         cfg = RunConfig.layered(
@@ -203,9 +238,9 @@ def main(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except ValueError as exc:
         print(f"compliance: {exc}")
-        return 2
-    accuracy_run = run_dir_for(replace(cfg, accuracy=True), create=False)
-    performance_run = run_dir_for(cfg, create=False)
+        return BAD_INPUT
+    accuracy_run = RunFolder.plan(replace(cfg, accuracy=True)).path
+    performance_run = RunFolder.plan(cfg).path
     for mode, folder, how in (
         ("accuracy", accuracy_run, " ACCURACY=1"),
         ("performance", performance_run, ""),
@@ -216,17 +251,27 @@ def main(args: argparse.Namespace) -> int:
                 f"`make run SCENARIO={args.scenario} MODEL={args.model} TASK={args.task}{how} "
                 f"LOG_DIR={log_dir}` first (same LOG_DIR for every run)."
             )
-            return 2
+            return BAD_INPUT
     if args.verify_only:  # re-verify a kept audit run (copied out first: TEST01/ is rewritten)
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(test01_dir_of(performance_run) / "audit_run", Path(tmp) / "audit_run")
             ok = write_test01(accuracy_run, performance_run, Path(tmp) / "audit_run", args.dtype)
             return 0 if ok else 1
-    try:
-        audit_run = run_audit(cfg, shlex.split(args.run_args), RUNNER)
-    except RuntimeError as exc:
-        print(f"compliance: {exc}")
-        return 1
+    with tempfile.TemporaryDirectory(prefix="audit-conf-") as tmp:
+        if args.duration or args.count:
+            conf, line = dev_audit_conf(performance_run, args.model, args.scenario,
+                                        Path(tmp) / "user.conf")  # fmt: skip
+            print(f"compliance: development audit run sized like the performance run "
+                  f"(its user.conf{' + ' + line if line else ''})")  # fmt: skip
+            cfg = replace(cfg, user_conf=conf)
+        try:
+            audit_run = run_audit(cfg, shlex.split(args.run_args), RUNNER)
+        except AuditRunFailed as exc:
+            print(f"compliance: {exc}")
+            return exc.code
+        except RuntimeError as exc:
+            print(f"compliance: {exc}")
+            return SUT_FAILURE
     try:
         return 0 if write_test01(accuracy_run, performance_run, audit_run, args.dtype) else 1
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -32,10 +33,31 @@ from harness.submission.layout import (
 from harness.submission.runs import Run, find_runs, test01_dir
 from harness.submission.system import build_system_json
 
+# What staging copies out of a TEST01 folder (relative paths).
+TEST01_COPIED = (
+    "verify_accuracy.txt",
+    "verify_performance.txt",
+    *(f"performance/run_1/{name}" for name in PERF_FILES),
+    "accuracy/mlperf_log_accuracy.json",
+)
 BANNER = (
     "**NOT FOR SUBMISSION**: built with --allow_test_runs from development runs (short or "
     "overridden durations, possibly a dirty tree). Do not upload this package."
 )
+
+
+def not_regular(folder: Path, names: tuple[str, ...]) -> list[str]:
+    """`folder/name` entries that staging must not copy: symlinks (they would carry a file from
+    elsewhere into the package) and anything else that is not a regular file."""
+    problems = []
+    for name in names:
+        path = folder / name
+        if path.is_symlink():
+            problems.append(f"{path} is a symlink (to {os.readlink(path)}); staging copies regular "
+                            "files only")  # fmt: skip
+        elif path.exists() and not path.is_file():
+            problems.append(f"{path} is not a regular file")
+    return problems
 
 
 def run_problems(run: Run, allow_test_runs: bool) -> list[str]:
@@ -43,9 +65,18 @@ def run_problems(run: Run, allow_test_runs: bool) -> list[str]:
     where = f"{run.benchmark}/{run.scenario} {run.mode} run ({run.path})"
     problems = []
     needed = ACC_FILES if run.mode == "accuracy" else PERF_FILES
-    missing = [f for f in (*needed, "user.conf") if not (run.path / f).is_file()]
+    odd = not_regular(run.path, (*needed, "user.conf", "results.json", "run_config.json"))
+    problems += [f"{where}: {p}" for p in odd]
+    missing = [f for f in (*needed, "user.conf") if not (run.path / f).exists()]
     if missing:
         problems.append(f"{where}: missing {', '.join(missing)}")
+    res = run.results
+    if res is not None and res.nonfinite_samples:
+        problems.append(f"{where}: {res.nonfinite_samples} samples returned NaN or Inf")
+    if res is not None and res.interrupted:
+        problems.append(f"{where}: the run was interrupted ({res.signal})")
+    elif run.mode == "accuracy" and res is not None and not res.result_valid:
+        problems.append(f"{where}: the accuracy run is INVALID (see its results.json)")
     if run.mode == "performance":
         validity = run.results.validity if run.results else "no results.json"
         if not run.valid:
@@ -81,7 +112,7 @@ def pair_problems(perf: Run, acc: Run) -> list[str]:
 
 def test01_problems(perf: Run, test_dir: Path) -> list[str]:
     where = f"{perf.benchmark}/{perf.scenario} TEST01 ({test_dir})"
-    problems = []
+    problems = [f"{where}: {p}" for p in not_regular(test_dir, TEST01_COPIED)]
     for name in ("verify_accuracy.txt", "verify_performance.txt"):
         f = test_dir / name
         if not f.is_file() or "TEST PASS" not in f.read_text().splitlines():
@@ -97,7 +128,9 @@ def test01_problems(perf: Run, test_dir: Path) -> list[str]:
 def _copy(src_dir: Path, names: tuple[str, ...], dst_dir: Path) -> None:
     dst_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copy2(src_dir / name, dst_dir / name)
+        if (src_dir / name).is_symlink():  # checked before staging; never follow one regardless
+            raise ValueError(f"{src_dir / name} is a symlink; staging copies regular files only")
+        shutil.copy2(src_dir / name, dst_dir / name, follow_symlinks=False)
 
 
 def extract_source(sha: str, dst: Path, repo: Path = REPO) -> None:

@@ -4,18 +4,19 @@
  [--tokenizer PATH] (tydiqa) [--heldout_rows] (xnli, pawsx) [--threshold T] [--duplicates all|drop] (bucc)`
 
 stdout: the per-language table, then ONE final JSON line (what the submission checker reads).
-stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 2.
+stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 3
+(common/exit_codes.py: bad input; argparse usage errors too).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.exit_codes import BAD_INPUT, ArgumentParser
 from common.names import lookup
 from tasks.data import DataError
 from tasks.scoring.classification import HELDOUT_FIRST_ROW, score_classification
@@ -24,7 +25,7 @@ from tasks.scoring.qa import score_tydiqa
 from tasks.scoring.result import ScoreResult, write_predictions
 from tasks.scoring.retrieval import score_bucc, score_tatoeba
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = BAD_INPUT
 
 # Scoring method (a task's `scoring`, tasks/base.py) -> its function: (task, log, **options).
 SCORERS: dict[str, Callable[..., ScoreResult]] = {
@@ -62,8 +63,8 @@ def score_log(
     return score(task, read_accuracy_log(log_path, dtype), **options)
 
 
-def build_parser(task_name: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser(task_name: str) -> ArgumentParser:
+    p = ArgumentParser(
         prog=f"accuracy_{task_name}.py",
         description=f"Score an MLPerf accuracy log (mlperf_log_accuracy.json) of {task_name} as XTREME does.",
     )
@@ -112,7 +113,7 @@ def predictions_path(output: Path, result: ScoreResult) -> Path:
 
 
 def main(task_name: str, argv: list[str] | None = None) -> int:
-    """Entry point of accuracy_<task>.py. Returns the exit code (0, or 2 on bad input)."""
+    """Entry point of accuracy_<task>.py. Returns the exit code (0, or 3 on bad input)."""
     args = build_parser(task_name).parse_args(argv)
     options = {
         k: v

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+_MAX_IDX = np.iinfo(np.int64).max
 
 
 class LogError(ValueError):
@@ -90,8 +91,9 @@ def _load_json(path: Path) -> object:
 def read_accuracy_log(path: str | Path, dtype: str = "float32") -> AccuracyLog:
     """Read and decode a LoadGen accuracy log. Raises LogError on any structural problem.
 
-    Checks: valid JSON; a list of objects with an integer `qsl_idx` >= 0 and a hex string `data`;
-    byte lengths that are a multiple of the dtype size; no qsl_idx logged twice.
+    Checks: valid JSON; a list of objects with an integer `qsl_idx` in [0, 2**63) and a hex string
+    `data`; byte lengths that are a multiple of the dtype size; no qsl_idx logged twice; no NaN or
+    Inf in any response (a model with damaged weights must not score as a coin toss).
     """
     path = Path(path)
     if dtype not in DTYPES:
@@ -109,8 +111,8 @@ def read_accuracy_log(path: str | Path, dtype: str = "float32") -> AccuracyLog:
         if not isinstance(e, dict) or "qsl_idx" not in e or "data" not in e:
             raise LogError(f"{not_log}; entry {j} is {json.dumps(e)[:80]})")
         q, data = e["qsl_idx"], e["data"]
-        if not isinstance(q, int) or isinstance(q, bool) or q < 0:
-            raise LogError(f"{path}: entry {j} has qsl_idx {q!r}, expected an integer >= 0")
+        if not isinstance(q, int) or isinstance(q, bool) or not 0 <= q <= _MAX_IDX:
+            raise LogError(f"{path}: entry {j} has qsl_idx {q!r}, expected an integer in 0..{_MAX_IDX}")
         if not isinstance(data, str):
             raise LogError(f"{path}: entry {j} (qsl_idx {q}) has non-string data")
         try:
@@ -137,6 +139,14 @@ def read_accuracy_log(path: str | Path, dtype: str = "float32") -> AccuracyLog:
     offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
     values = np.frombuffer(b"".join(chunks[k] for k in order), dtype=dt).astype(np.float32)
+    seen = np.concatenate([[0], np.cumsum(~np.isfinite(values))])  # non-finite values before each
+    bad = np.flatnonzero(seen[offsets[1:]] > seen[offsets[:-1]])
+    if len(bad):
+        raise LogError(
+            f"{path}: {len(bad)} of {len(idx)} responses hold NaN or Inf (first: qsl_idx "
+            f"{int(idx[bad[0]])}); the model produced non-finite outputs (damaged weights?): "
+            "nothing to score"
+        )
     return AccuracyLog(path=path, qsl_idx=idx, offsets=offsets, values=values)
 
 

