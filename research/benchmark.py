@@ -126,7 +126,7 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     for b in work.backends:
         b.close()
 
-    m = args.model
+    m = cfg.loadgen_model_name  # the user.conf name of this model on this encoder
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
     # estimate keeps the run long enough when the machine speeds up between estimate and run
     runs = {

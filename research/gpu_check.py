@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,15 +137,13 @@ def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, d
     return (lengths[:64] if plan.dry else lengths), dict(served.encoder_config)
 
 
-def run_config(
-    p: CheckRun, plan: CheckPlan, out: Path, models_dir: str | None, conf: Path | None
-) -> RunConfig:
+def run_config(p: CheckRun, plan: CheckPlan, out: Path, models_dir: str | None) -> RunConfig:
     """The `harness run` of one check run: model full on XNLI, random weights, development duration."""
     return RunConfig.layered(
         model="full", task="xnli", weights="random", encoder=p.encoder, backend=p.backend,
         dtype=p.dtype, device=plan.device, scenario=p.scenario, duration_s=p.duration_s,
         allow_invalid=True, output_dir=out / "runs" / f"{p.encoder}-{p.backend}-{p.dtype}",
-        languages=plan.languages, count=plan.count, models_dir=models_dir, user_conf=conf,
+        languages=plan.languages, count=plan.count, models_dir=models_dir,
     )  # fmt: skip
 
 
@@ -168,18 +166,12 @@ def run_check(p: CheckRun, cfg: RunConfig, out: Path, timeout_s: float) -> dict[
             "run_folder": str(run.run_dir)}  # fmt: skip
 
 
-def _conf(out: Path, name: str, line: str) -> Path:
-    """The repo's user.conf plus one overriding line (LoadGen knobs live in user.conf only)."""
-    return user_conf_with(REPO / "user.conf", [line], out / name, "gpu_check")
-
-
-def server_conf(out: Path, target_qps: float) -> Path:
-    return _conf(out, "server_user.conf", f"full.Server.target_qps = {target_qps:.2f}")
-
-
-def dry_offline_conf(out: Path) -> Path:
-    """Dry runs: a small Offline query (1.1 x 1 s x 100 samples) so each run takes about a second."""
-    return _conf(out, "dry_offline_user.conf", "full.Offline.target_qps = 100")
+def with_target_qps(cfg: RunConfig, target_qps: float, out: Path) -> RunConfig:
+    """`cfg` with the repo's user.conf plus its `<model>.<Scenario>.target_qps` line (LoadGen knobs
+    live in user.conf only; the name is the run's LoadGen model name)."""
+    line = f"{cfg.loadgen_model_name}.{cfg.scenario}.target_qps = {target_qps:.2f}"
+    name = f"{cfg.scenario.lower()}_user.conf"
+    return replace(cfg, user_conf=user_conf_with(REPO / "user.conf", [line], out / name, "gpu_check"))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +205,9 @@ def main(args: argparse.Namespace) -> int:
         if left < 2 * p.duration_s + 10:
             rows.append({**asdict(p), "name": p.name, "error": "skipped: time budget spent"})
             continue
-        conf = dry_offline_conf(out) if plan.dry and p.scenario == "Offline" else None
+        cfg = run_config(p, plan, out, args.models_dir)
+        if plan.dry and p.scenario == "Offline":  # a query of 1.1 x 1 s x 100 samples: about 1 s
+            cfg = with_target_qps(cfg, 100, out)
         if p.scenario == "Server":
             off = next(
                 (r for r in rows if r["name"] == f"{p.encoder}.{p.backend}-{p.dtype}.Offline"), {}
@@ -221,8 +215,8 @@ def main(args: argparse.Namespace) -> int:
             if not off.get("samples_per_second"):
                 rows.append({**asdict(p), "name": p.name, "error": "skipped: no Offline result"})
                 continue
-            conf = server_conf(out, args.server_fraction * off["samples_per_second"])
-        row = run_check(p, run_config(p, plan, out, args.models_dir, conf), out, left)
+            cfg = with_target_qps(cfg, args.server_fraction * off["samples_per_second"], out)
+        row = run_check(p, cfg, out, left)
         rows.append(row)
         print(f"  {p.name:<40} {_summary(row)}", flush=True)
     summary = summarise(plan, rows, lengths, config, device_name)

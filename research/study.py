@@ -254,7 +254,7 @@ def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
     why = (
         f"{cell.qps_fraction:g} x Offline samples/s" if cell.qps_fraction is not None else "offline_qps"
     )
-    line = f"{cell.model}.{cell.scenario}.target_qps = {target_qps:.2f}"
+    line = f"{cell.config(s).loadgen_model_name}.{cell.scenario}.target_qps = {target_qps:.2f}"
     dest = s.runs_dir / "user_confs" / f"{cell.name}.conf"
     return user_conf_with(s.user_conf, [line], dest, f"study: {why}")
 
