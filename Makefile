@@ -1,4 +1,5 @@
-# Thin front door: every target is one call into the Python CLI (python -m harness ...).
+# Thin front door: every target is one call into a Python CLI: python -m harness ... (the LoadGen
+# core, compliance and submission) or python -m research ... (find_peak, benchmark, study, gpu_check).
 # Variables use ?= so they can come from the command line; RUN_ARGS passes anything else through.
 
 PYTHON_SYS ?= python3
@@ -67,7 +68,7 @@ models: $(STAMP)
 	$(PY) -m harness models $(if $(ENCODER),--encoder $(ENCODER)) $(RUN_ARGS)
 
 find_peak: $(STAMP)
-	$(PY) -m harness find_peak $(run_flags) $(RUN_ARGS)
+	$(PY) -m research find_peak $(run_flags) $(RUN_ARGS)
 
 compliance: $(STAMP)
 	$(PY) -m harness compliance --test $(TEST) $(run_flags) $(RUN_ARGS)
@@ -87,13 +88,13 @@ pack_submission: $(STAMP)
 submission: stage_results truncate_results check_submission pack_submission
 
 benchmark: $(STAMP)
-	$(PY) -m harness benchmark $(RUN_ARGS)
+	$(PY) -m research benchmark $(RUN_ARGS)
 
 study: $(STAMP)
-	$(PY) -m harness study $(RUN_ARGS)
+	$(PY) -m research study $(RUN_ARGS)
 
 gpu_check: $(STAMP)
-	$(PY) -m harness gpu_check $(RUN_ARGS)
+	$(PY) -m research gpu_check $(RUN_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,9 +1,15 @@
-"""`python -m harness <command> ...`: one sub-command per Makefile target.
+"""`python -m harness <command> ...`: one sub-command per Makefile target of the LoadGen core.
 
 Each command lives in its own module exposing `configure_parser(parser)` and `main(args) -> int`;
 modules are imported only when their command runs, so `info` works even while a heavy dependency
-is broken. Exit codes follow harness/exit_codes.py: usage errors exit 3, an unexpected exception
-prints its traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run exits 130.
+is broken. `dispatch` is the front door of any package built the same way (`python -m research`).
+Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected exception prints its
+traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run exits 130.
+
+The research tooling's commands (`ELSEWHERE`: find_peak, benchmark, study, gpu_check) belong to the
+`research` package, which uses the core and is never imported by it: `python -m harness study ...`
+is kept as a forward to `python -m research study ...`, whose module is looked up by name only when
+such a command runs. No core module imports research.
 """
 
 from __future__ import annotations
@@ -13,38 +19,49 @@ import signal
 import sys
 import traceback
 
-from harness.exit_codes import BAD_INPUT, SUT_FAILURE, ArgumentParser, interrupted
+from common.exit_codes import BAD_INPUT, SUT_FAILURE, ArgumentParser, interrupted
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("harness.info", "print versions, devices, paths, registries"),
     "run": ("harness.runner", "one LoadGen test (performance or accuracy) in this process"),
-    "find_peak": ("harness.peak", "search the highest VALID Server target_qps"),
     "models": ("models.recipe", "build the model zoo (train / export checkpoints)"),
-    "compliance": ("harness.compliance", "TEST01 audit run and its verification"),
+    "compliance": ("harness.submission.compliance", "TEST01 audit run and its verification"),
     "submission": ("harness.submission", "stage / truncate / check / pack an open-division package"),
-    "benchmark": ("harness.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
-    "study": ("harness.study", "the full vs adapter efficiency study"),
-    "gpu_check": ("harness.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
+}
+# command -> the package whose own front door (`python -m <package>`, <package>.cli.main) runs it
+ELSEWHERE: dict[str, str] = {
+    name: "research" for name in ("find_peak", "benchmark", "study", "gpu_check")
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+def dispatch(
+    commands: dict[str, tuple[str, str]],
+    argv: list[str],
+    prog: str,
+    description: str,
+    elsewhere: dict[str, str] | None = None,
+) -> int:
+    """Parse `argv` = [command, flags...] against `commands` and run the command's module."""
+    elsewhere = elsewhere or {}
+    parser = ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="command")
-    for name, (_, help_) in COMMANDS.items():
+    for name, (_, help_) in commands.items():
         sub.add_parser(name, help=help_, add_help=False)
+    for name, package in elsewhere.items():
+        sub.add_parser(name, help=f"(python -m {package} {name})", add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else BAD_INPUT
     name = argv[0]
-    if name not in COMMANDS:
+    if name in elsewhere:
+        return int(importlib.import_module(f"{elsewhere[name]}.cli").main(argv) or 0)
+    if name not in commands:
         parser.parse_args(argv[:1])  # prints the choices and exits 3
         return BAD_INPUT
     try:
-        module = importlib.import_module(COMMANDS[name][0])
-        cmd_parser = ArgumentParser(prog=f"python -m harness {name}", description=COMMANDS[name][1])
+        module = importlib.import_module(commands[name][0])
+        cmd_parser = ArgumentParser(prog=f"{prog} {name}", description=commands[name][1])
         module.configure_parser(cmd_parser)
         args = cmd_parser.parse_args(argv[1:])
         return int(module.main(args) or 0)
@@ -55,3 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"{name}: internal error (exit {SUT_FAILURE})", file=sys.stderr)
         return SUT_FAILURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return dispatch(COMMANDS, argv, "python -m harness", __doc__.splitlines()[0], ELSEWHERE)

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from common.names import lookup
+from common.paths import REPO
 from models.base import DTYPES, BackendOptions
 from sut.base import SUTOptions
 from sut.registry import SCENARIOS
-
-REPO = Path(__file__).resolve().parents[1]
 
 # device kind -> scheduling defaults (flags override). CPU: one worker owning all intra-op threads.
 # batch_overhead_tokens (Server): a forward pass's fixed cost in padded tokens' worth of compute.
@@ -53,18 +53,14 @@ def check_names(
     from models.backends import BACKENDS
     from models.encoders import get_encoder
     from models.registry import get_model_spec
-    from tasks.data import did_you_mean
     from tasks.registry import get_task
 
     get_model_spec(model)
     get_task(task, languages=languages)  # checks the language codes too; reads no data
     if encoder is not None:
         get_encoder(encoder)
-    if backend is not None and backend not in BACKENDS:
-        raise ValueError(
-            f"unknown backend {backend!r}.{did_you_mean(backend, list(BACKENDS))} "
-            f"Known: {', '.join(BACKENDS)}"
-        )
+    if backend is not None:
+        lookup("backend", backend, BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ class RunConfig:
     watchdog_s: float = 60.0
     abort_grace_s: float = 10.0  # after a SUT failure or a signal, how long StartTest may take to return
     allow_invalid: bool = False
-    probe: bool = False  # benchmark: re-time the issued samples outside LoadGen after the test
+    retime: bool = False  # after the test, time the issued samples again without LoadGen
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -158,20 +154,29 @@ class RunConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunConfig:
         """defaults < device < encoder < flags (argparse leaves unset flags at None)."""
-        given = {
-            f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None
-        }
-        device = given.get("device", cls.device)
-        kind = "cuda" if device.startswith("cuda") else "cpu"
-        layered: dict[str, Any] = dict(DEVICE_DEFAULTS[kind])
-        enc = ENCODER_DEFAULTS.get(given.get("encoder", cls.encoder), {})
-        layered["token_budget"] = int(layered["token_budget"] * enc.get("token_budget_scale", 1.0))
-        if kind == "cpu" and "cpu_batch_overhead_tokens" in enc:
-            layered["batch_overhead_tokens"] = enc["cpu_batch_overhead_tokens"]
+        return cls.layered(**{f.name: getattr(args, f.name, None) for f in fields(cls)})
+
+    @classmethod
+    def layered(cls, **given: Any) -> RunConfig:
+        """The config of the values `given` (None = not given) over the layered defaults: what a
+        `harness run` with those flags resolves to. Tools that start runs build their configs here."""
+        given = {k: v for k, v in given.items() if v is not None}
         for key in ("user_conf", "audit_conf", "output_dir"):
             if key in given:
                 given[key] = Path(given[key])
-        return cls(**{**layered, **given})
+        device, encoder = given.get("device", cls.device), given.get("encoder", cls.encoder)
+        return cls(**{**cls.layered_defaults(device, encoder), **given})
+
+    @staticmethod
+    def layered_defaults(device: str, encoder: str) -> dict[str, Any]:
+        """The scheduling values a run on `device` with `encoder` takes when no flag sets them."""
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        layered: dict[str, Any] = dict(DEVICE_DEFAULTS[kind])
+        enc = ENCODER_DEFAULTS.get(encoder, {})
+        layered["token_budget"] = int(layered["token_budget"] * enc.get("token_budget_scale", 1.0))
+        if kind == "cpu" and "cpu_batch_overhead_tokens" in enc:
+            layered["batch_overhead_tokens"] = enc["cpu_batch_overhead_tokens"]
+        return layered
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +220,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "
            "(default 10)")  # fmt: skip
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
-    a("--probe", action="store_true", default=None,
-      help="benchmark: after the test, time the samples LoadGen issued without LoadGen (Offline: "
-           "a plain loop, same batching; SingleStream: bare single-sample forwards) -> results.json")  # fmt: skip
+    a("--retime", "--probe", dest="retime", action="store_true", default=None,
+      help="after the test, time the samples LoadGen issued again without LoadGen (Offline: a plain "
+           "loop, same batching; SingleStream: bare single-sample forwards) -> results.json 'probe' "
+           "(harness/retime.py; --probe is the older name)")  # fmt: skip

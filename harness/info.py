@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from common.paths import BUILD, DATA, REPO
+
 PACKAGES = ("torch", "transformers", "adapters", "onnxruntime", "mlperf_loadgen", "numpy", "onnx")
 
 
@@ -128,10 +129,10 @@ def collect() -> dict[str, Any]:
         "device": device_info(),
         "paths": {
             "repo": str(REPO),
-            "data": str(REPO / "data"),
+            "data": str(DATA),
             "cache": str(cache_root()),
-            "models": str(REPO / "build" / "models"),
-            "logs": str(REPO / "build" / "logs"),
+            "models": str(BUILD / "models"),
+            "logs": str(BUILD / "logs"),
             "user_conf": str(REPO / "user.conf"),
             "audit_conf": str(REPO / "audit.conf"),
         },

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from harness.exit_codes import interrupted
+from common.exit_codes import interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from harness.config import REPO, RunConfig
+from common.paths import BUILD
+from harness.config import RunConfig
 
-LOGS = REPO / "build" / "logs"
+LOGS = BUILD / "logs"
 LOCK = ".lock"
 
 

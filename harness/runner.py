@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -42,7 +42,11 @@ from harness.interrupts import Interrupted, SignalGate
 from harness.results import read_results, save_results, write_results
 from harness.run_folder import RunFolder
 from models.base import Backend
+from tasks.base import Task
 from tasks.qsl import QuerySampleLibrary
+
+if TYPE_CHECKING:
+    from models.loaders import ServedModel
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -50,19 +54,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass
-class Prepared:
-    """What the measured part needs, built before the test."""
+class Workload:
+    """What the measured part runs, built before the test: the served model, one backend per SUT
+    worker, and the task's pre-tokenised samples behind the QSL."""
 
+    served: ServedModel
     backends: list[Backend]
     qsl: QuerySampleLibrary
-    task_kind: str
-    run_info: dict[str, Any]  # model_kind, model_spec, tokenizer, backend_options (run_config.json)
-    task: Any = None  # tasks.base.Task (None when the caller built features itself)
+    task: Task
+    tokenizer: str  # where the tokenizer came from (run_config.json "tokenizer")
 
 
-def prepare(cfg: RunConfig) -> Prepared:
+def prepare(cfg: RunConfig) -> Workload:
     """Resolve the served model, tokenise the task, build one backend per worker, warm them up."""
     from models.backends import create_backend
+    from models.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.registry import get_task
 
@@ -88,36 +94,31 @@ def prepare(cfg: RunConfig) -> Prepared:
         served = served_model()
     if cfg.accuracy:
         served.check_for_accuracy()
-    tokenizer = served.tokenizer()
+    tokenizer = tokenizer_for(served)
     task = get_task(cfg.task, languages=cfg.languages, **served.task_options())
     features = task.features(tokenizer)
     qsl = QuerySampleLibrary(
         features, count=cfg.count, pad_id=int(tokenizer.pad_token_id), pad_to=cfg.pad_to
     )
     backends = [create_backend(cfg.backend, served, cfg.backend_options()) for _ in range(cfg.workers)]
-    info = {
-        "model_kind": served.model_kind,
-        "model_spec": served.describe(),
-        "tokenizer": str(getattr(tokenizer, "name_or_path", "") or served.checkpoint),
-        "backend_options": {**cfg.backend_options().to_dict(), **backends[0].describe()},
-    }
-    return Prepared(backends, qsl, task.kind, info, task)
+    source = str(getattr(tokenizer, "name_or_path", "") or served.checkpoint)
+    return Workload(served, backends, qsl, task, source)
 
 
-def warm_up(prep: Prepared, backends: list[Backend] | None = None) -> None:
+def warm_up(workload: Workload, backends: list[Backend] | None = None) -> None:
     """A few batches through each backend so one-time costs (allocations, graph opt) stay out.
 
     Call it on the thread that will run the backend: PyTorch's OpenMP pool belongs to the thread
     that first runs a parallel region, and a second thread's pool competes with the first one's
     idle threads (measured on 2 cores: single-sample forwards ~1.6x slower on the second thread).
     The SUT therefore warms each backend on its own worker thread (`SUT(warm_up=...)`)."""
-    n = min(8, len(prep.qsl.lengths))
+    n = min(8, len(workload.qsl.lengths))
     sample = np.arange(n)
     qsl = QuerySampleLibrary(
-        prep.qsl.features, count=prep.qsl.total_sample_count, pad_id=prep.qsl.pad_id
+        workload.qsl.features, count=workload.qsl.total_sample_count, pad_id=workload.qsl.pad_id
     )
     qsl.load_query_samples(sample.tolist())
-    for backend in prep.backends if backends is None else backends:
+    for backend in workload.backends if backends is None else backends:
         for idx in (sample[:1], sample):
             b = qsl.batch(idx)
             backend.predict(b.input_ids, b.attention_mask)
@@ -135,15 +136,15 @@ def main(args: argparse.Namespace) -> int:
     return code
 
 
-def run(cfg: RunConfig, prepared: Prepared | None = None, command: list[str] | None = None) -> int:
-    """One complete run into its folder; returns the exit code. `prepared` lets tests inject backends.
+def run(cfg: RunConfig, workload: Workload | None = None, command: list[str] | None = None) -> int:
+    """One complete run into its folder; returns the exit code. `workload` lets tests inject backends.
 
     Nothing is created before the names, paths and user.conf are checked; signals are handled from
     here on (harness/interrupts.py) when called on the main thread."""
     gate = SignalGate()
     gate.install()
     try:
-        return _run(cfg, prepared, list(command or sys.argv), gate)
+        return _run(cfg, workload, list(command or sys.argv), gate)
     except Interrupted as i:  # before the run folder existed
         print(f"interrupted by {i}", file=sys.stderr, flush=True)
         return i.exit_code
@@ -161,7 +162,7 @@ def check_conf(cfg: RunConfig) -> list[str]:
     return warnings
 
 
-def _run(cfg: RunConfig, prepared: Prepared | None, command: list[str], gate: SignalGate) -> int:
+def _run(cfg: RunConfig, workload: Workload | None, command: list[str], gate: SignalGate) -> int:
     started = time.time()
     try:
         warnings = check_conf(cfg)
@@ -191,7 +192,7 @@ def _run(cfg: RunConfig, prepared: Prepared | None, command: list[str], gate: Si
             code, f"second {signal.Signals(code - 128).name}: exiting at once", interrupted=True
         )
         try:
-            return _measure(cfg, prepared, command, gate, folder, started, tee, leave)
+            return _measure(cfg, workload, command, gate, folder, started, tee, leave)
         except Interrupted as i:
             print(f"interrupted by {i}: run ended, recorded in results.json", file=sys.stderr)
             res = read_results(run_dir) or write_results(
@@ -204,13 +205,13 @@ def _run(cfg: RunConfig, prepared: Prepared | None, command: list[str], gate: Si
 
 
 def _measure(
-    cfg: RunConfig, prepared: Prepared | None, command: list[str], gate: SignalGate,
+    cfg: RunConfig, workload: Workload | None, command: list[str], gate: SignalGate,
     folder: RunFolder, started: float, tee: Tee, leave: Callable[..., NoReturn],
 ) -> int:  # fmt: skip
     """Prepare, run the LoadGen test, record and report: the part of a run inside its folder."""
     run_dir = folder.path
     try:
-        prep = prepared or prepare(cfg)
+        work = workload or prepare(cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         write_results(run_dir, cfg.mode, cfg.submission_grade,
@@ -223,7 +224,10 @@ def _measure(
             "scenario": cfg.scenario,
             "mode": cfg.mode,
             "backend": cfg.backend,
-            **prep.run_info,
+            "model_kind": work.served.model_kind,
+            "model_spec": work.served.describe(),
+            "tokenizer": work.tokenizer,
+            "backend_options": {**cfg.backend_options().to_dict(), **work.backends[0].describe()},
             "encoder": cfg.encoder,
             "loadgen_model_name": cfg.loadgen_model_name,
             "user_conf": str(cfg.user_conf),
@@ -240,14 +244,14 @@ def _measure(
         (run_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
         folder.mark_started()
         try:
-            outcome = run_loadgen_test(cfg, prep, run_dir, gate, leave, tee.terminal_fd)
+            outcome = run_loadgen_test(cfg, work, run_dir, gate, leave, tee.terminal_fd)
         except ValueError as e:  # LoadGen refused the settings
             print(f"error: {e}", file=sys.stderr, flush=True)
             return BAD_INPUT
         shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
         if cfg.audit_conf:
             shutil.copyfile(cfg.audit_conf, run_dir / "audit.config")
-        extra: dict[str, Any] = {
+        harness_fields: dict[str, Any] = {
             "scenario": cfg.scenario,
             "sut_failure": outcome.failure,
             "sut_batches": outcome.batches,
@@ -257,19 +261,21 @@ def _measure(
         }
         clean = outcome.failure is None and outcome.stop_reason is None and not outcome.nonfinite
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: a complete, scored log
-            metrics, error = score(cfg, prep, run_dir) if clean else (None, None)
-            extra["accuracy"] = metrics if error is None else {"error": error}
+            metrics, error = score(cfg, work, run_dir) if clean else (None, None)
+            harness_fields["accuracy"] = metrics if error is None else {"error": error}
             ok = clean and error is None
-            extra.update(result_valid=ok, validity="VALID" if ok else "INVALID")
+            harness_fields.update(result_valid=ok, validity="VALID" if ok else "INVALID")
         elif clean and outcome.issued:
-            from harness.benchmark import probe
+            from harness.retime import retime_issued
 
-            extra["probe"] = probe(cfg, prep, outcome.issued, outcome.predict_s)
+            harness_fields["probe"] = retime_issued(
+                cfg, work.backends[0], work.qsl, outcome.issued, outcome.predict_s
+            )
         if outcome.stop_reason is not None:
-            extra.update(result_valid=False, validity="INVALID")
+            harness_fields.update(result_valid=False, validity="INVALID")
         if gate.signum is not None:
-            extra["signal"] = gate.name
-        res = write_results(run_dir, cfg.mode, cfg.submission_grade, extra)
+            harness_fields["signal"] = gate.name
+        res = write_results(run_dir, cfg.mode, cfg.submission_grade, harness_fields)
         if outcome.stop_reason is not None and gate.signum is None:
             res["constraints_failed"].append("drain bound")
         code = report(cfg, res, run_dir, outcome, gate.exit_code)
@@ -277,11 +283,11 @@ def _measure(
         save_results(run_dir, res)
         return code
     finally:
-        for backend in prep.backends:
+        for backend in work.backends:
             backend.close()
 
 
-def score(cfg: RunConfig, prep: Prepared, run_dir: Path) -> tuple[Any, str | None]:
+def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str | None]:
     """Score the accuracy log in-process (tasks.scoring) into accuracy.txt / .json / predictions.
     Returns (metrics, None), or (None, why) when the log cannot be scored."""
     from tasks.scoring import score_log, write_outputs
@@ -289,7 +295,7 @@ def score(cfg: RunConfig, prep: Prepared, run_dir: Path) -> tuple[Any, str | Non
 
     try:
         options = {}
-        if zoo_trained_on_dev(cfg, prep) and cfg.task in HELDOUT_FIRST_ROW:
+        if zoo_trained_on_dev(cfg, workload) and cfg.task in HELDOUT_FIRST_ROW:
             options["heldout_rows"] = True  # the zoo trained on the other rows' English side
         log = run_dir / "mlperf_log_accuracy.json"
         result = score_log(cfg.task, log, languages=cfg.languages, **options)
@@ -299,16 +305,16 @@ def score(cfg: RunConfig, prep: Prepared, run_dir: Path) -> tuple[Any, str | Non
     return getattr(result, "metrics", None) or str(result), None
 
 
-def zoo_trained_on_dev(cfg: RunConfig, prep: Prepared) -> bool:
+def zoo_trained_on_dev(cfg: RunConfig, workload: Workload) -> bool:
     """True for the recipe's own zoo (tiny, e5-small): its XNLI/PAWS-X targets trained on English dev
     rows, so only the held-out rows may be scored. A --weights checkpoint is scored on every row."""
     from models.recipe import SIZES
 
-    return cfg.weights is None and cfg.encoder in SIZES and prep.run_info["model_kind"] != "random"
+    return cfg.weights is None and cfg.encoder in SIZES and workload.served.model_kind != "random"
 
 
 def report(
-    cfg: RunConfig, res: dict[str, Any], run_dir: Path, outcome: Outcome, signalled: int | None
+    cfg: RunConfig, res: dict[str, Any], run_dir: Path, outcome: SutOutcome, signalled: int | None
 ) -> int:
     """Print the summary, the folder and what went wrong (one line each); the exit code."""
     from harness.settings import sizing_fix
@@ -359,19 +365,21 @@ def report(
 
 # --- the LoadGen test ----------------------------------------------------------------------------
 @dataclass
-class Outcome:
+class SutOutcome:
+    """What the SUT reports after the test."""
+
     failure: str | None  # the SUT's first failure (with traceback), None if none
     batches: int
-    issued: list[Any] | None = None  # cfg.probe only: every query's qsl indices, in issue order,
+    issued: list[Any] | None = None  # cfg.retime only: every query's qsl indices, in issue order,
     predict_s: list[float] | None = None  # and the seconds of every backend.predict call
     nonfinite: int = 0  # samples whose response held a NaN or Inf
     stop_reason: str | None = None  # why the SUT ended the test early (interrupt, drain bound)
 
 
 def run_loadgen_test(
-    cfg: RunConfig, prep: Prepared, run_dir: Path, gate: SignalGate | None = None,
+    cfg: RunConfig, workload: Workload, run_dir: Path, gate: SignalGate | None = None,
     leave: Callable[..., NoReturn] | None = None, terminal_fd: int | None = None,
-) -> Outcome:  # fmt: skip
+) -> SutOutcome:  # fmt: skip
     """TestSettings (FromConfig once), SUT + QSL constructed, StartTest on a helper thread, destroyed.
 
     The calling (main) thread waits: it draws the progress line (harness/progress.py), handles
@@ -386,18 +394,18 @@ def run_loadgen_test(
 
     ts = make_test_settings(
         cfg.user_conf, cfg.loadgen_model_name, cfg.scenario, cfg.accuracy,
-        prep.qsl.total_sample_count, cfg.duration_s, cfg.count,
+        workload.qsl.total_sample_count, cfg.duration_s, cfg.count,
     )  # fmt: skip
     log = lg.LogSettings()
     log.log_output.outdir = str(run_dir)  # exists: RunFolder.claim created it
     log.log_output.copy_summary_to_stdout = True
     log.enable_trace = False
     sut = get_sut_class(cfg.scenario)(
-        prep.backends, prep.qsl, prep.task_kind, cfg.sut_options(),
-        warm_up=lambda backend: warm_up(prep, [backend]),
+        workload.backends, workload.qsl, workload.task.kind, cfg.sut_options(),
+        warm_up=lambda backend: warm_up(workload, [backend]),
     )  # fmt: skip
-    if cfg.probe:
-        sut.record_for_probe()
+    if cfg.retime:
+        sut.record_issued()
     min_duration_s = ts.min_duration_ms / 1000
     sut.bound_drain(min_duration_s)
     # Without an audit file, point LoadGen at a path that cannot exist: a stray ./audit.config in the
@@ -415,10 +423,10 @@ def run_loadgen_test(
     with sut:
         sut_handle = lg.ConstructFastSUT(sut.issue_queries, sut.flush_queries)
         qsl_handle = lg.ConstructQSL(
-            prep.qsl.total_sample_count,
+            workload.qsl.total_sample_count,
             int(ts.performance_sample_count_override),
-            sut.guard(prep.qsl.load_query_samples, "load_query_samples"),
-            sut.guard(prep.qsl.unload_query_samples, "unload_query_samples"),
+            sut.guard(workload.qsl.load_query_samples, "load_query_samples"),
+            sut.guard(workload.qsl.unload_query_samples, "unload_query_samples"),
         )
 
         def start_test() -> None:  # the helper thread: StartTest blocks it, not the main thread
@@ -455,7 +463,7 @@ def run_loadgen_test(
     trace = run_dir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen creates it even with tracing off
-    return Outcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s,
+    return SutOutcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s,
                    sut.nonfinite, sut.stop_reason)  # fmt: skip
 
 

@@ -145,10 +145,6 @@ def make_test_settings(
     return ts
 
 
-def read_setting(ts: lg.TestSettings, name: str) -> int | float:
-    return getattr(ts, name)
-
-
 # Scenario -> (user.conf key, its value from the run's results.json, format): a run whose pre-generated
 # queries ran out before min duration is sized from the rate it measured x 1.1 (Offline: the query is
 # 1.1 x min_duration x target_qps samples; SingleStream: 2 x min_duration / target_latency queries).

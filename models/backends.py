@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
+from common.names import lookup
 from models.base import Backend, BackendOptions
-from tasks.data import did_you_mean
 
-# name -> "module:Class" (lazy: onnxruntime is not imported for a PyTorch run and vice versa)
-BACKENDS: dict[str, str] = {
-    "pytorch": "models.pytorch_backend:PyTorchBackend",
-    "onnxruntime": "models.onnx_backend:OnnxRuntimeBackend",
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """target: "module:Class" (lazy: onnxruntime is not imported for a PyTorch run and vice versa);
+    title: how reports name the backend."""
+
+    target: str
+    title: str
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "pytorch": BackendEntry("models.pytorch_backend:PyTorchBackend", "PyTorch"),
+    "onnxruntime": BackendEntry("models.onnx_backend:OnnxRuntimeBackend", "ONNX Runtime"),
 }
 
 
 def get_backend_class(name: str) -> type[Backend]:
     """The Backend class registered as `name`; ValueError with "did you mean" otherwise."""
-    if name not in BACKENDS:
-        raise ValueError(
-            f"unknown backend {name!r}.{did_you_mean(name, list(BACKENDS))} Known: {', '.join(BACKENDS)}"
-        )
-    module, cls = BACKENDS[name].split(":")
+    module, cls = lookup("backend", name, BACKENDS).target.split(":")
     return getattr(importlib.import_module(module), cls)
 
 

@@ -9,10 +9,11 @@ directory (offline) or the hub id (when a hub is reachable): the same code path 
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common.names import lookup
 
 # The published xlm-roberta-base / -large config.json values (hard-coded: no hub here).
 _XLMR_COMMON: dict[str, Any] = {
@@ -94,11 +95,7 @@ ENCODERS: dict[str, EncoderSpec] = {
 
 def get_encoder(name: str) -> EncoderSpec:
     """The spec of encoder `name`; a ValueError listing the known ones (with a suggestion) otherwise."""
-    if name not in ENCODERS:
-        close = difflib.get_close_matches(name, ENCODERS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}.{hint}")
-    return ENCODERS[name]
+    return lookup("encoder", name, ENCODERS)
 
 
 def xlmr_config(config: dict[str, Any], **overrides: Any):

@@ -18,15 +18,19 @@ from typing import Any
 
 import torch
 
+from common.paths import BUILD
+
 OPSET = 17
-GRAPH_VERSION = 2  # bump when the exported module's code changes (2: models/lean.py, fusion folded)
+GRAPH_VERSION = (
+    2  # bump when the exported module's code changes (2: models/dispatch_free.py, fusion folded)
+)
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "output"
 _PROTO_LIMIT = 1_800_000_000  # bytes of initialisers above which weights go to external data
 
 
 def onnx_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "build" / "onnx"
+    return BUILD / "onnx"
 
 
 def _checkpoint_fingerprint(served) -> list[Any]:

@@ -21,17 +21,20 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from common.paths import BUILD
 from models.modules import wrap
 
 if TYPE_CHECKING:
     from models.encoders import EncoderSpec
-    from models.registry import ModelSpec, ServedModel, TargetTask
+    from models.spec import ModelSpec
+    from tasks.base import Task
 
 MANIFEST = "zoo.json"
 DONE = ".done"
@@ -84,7 +87,7 @@ def rebuild_hint(folder: Path, build: Path | None = None) -> str:
     from models.encoders import ENCODERS
 
     root = folder.parent if stage == "encoder" else folder.parent.parent
-    build = build or Path(__file__).resolve().parents[1] / "build"
+    build = build or BUILD
     command = f"python -m harness models --models_dir {root}"
     for enc in ENCODERS.values():
         if root.resolve() == enc.default_models_dir(build).resolve():
@@ -162,7 +165,7 @@ def base_source(folder: Path) -> str:
     return str(cand) if cand.exists() else base
 
 
-def find_checkpoint(spec: ModelSpec, target: TargetTask, root: Path, weights: str | Path | None) -> Path:
+def find_checkpoint(spec: ModelSpec, target: type[Task], root: Path, weights: str | Path | None) -> Path:
     """The checkpoint folder served for (spec, target): `weights` if given, else the zoo's; its
     files (and its base encoder's) verified against their manifests (`verify_checkpoint`)."""
     if weights is not None:
@@ -212,22 +215,22 @@ def load_tokenizer(served: ServedModel):
         ckpt = str(served.checkpoint)
         return loading(served.checkpoint, "tokenizer", lambda: AutoTokenizer.from_pretrained(ckpt))
     enc = get_encoder(served.encoder)
-    root = Path(__file__).resolve().parents[1] / "build"
     candidates = [enc.source] if enc.source else []
     candidates.append(str(served.models_dir / "encoder"))
     if enc.name != "tiny":
-        candidates.append(str(get_encoder("e5-small").default_models_dir(root) / "encoder"))
+        candidates.append(str(get_encoder("e5-small").default_models_dir(BUILD) / "encoder"))
     errors = []
     for source in candidates:
         try:  # local files / the HF cache only: a speed study must not stall on network retries
             return AutoTokenizer.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as e:
             errors.append(f"{source}: {type(e).__name__}")
-    from models.recipe import ensure_encoder
-
-    # real shapes: XLM-R's tokenizer from the e5-small download; tiny: the tiny zoo's (built here)
-    folder = ensure_encoder("e5-small" if enc.name != "tiny" else "tiny")
-    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    # real shapes: XLM-R's tokenizer from the e5-small download; tiny: the tiny zoo's (built here);
+    # models.recipe.tokenizer_for builds it on first use (loading never trains or downloads itself)
+    build = "python -m harness models --encoder " + ("e5-small" if enc.name != "tiny" else "tiny")
+    raise FileNotFoundError(
+        "no tokenizer for random weights; tried " + "; ".join(errors) + f". Build it: {build}"
+    )
 
 
 # --- model construction, one function per serving form ---------------------------------------------
@@ -332,15 +335,15 @@ LOADERS: dict[str, Callable[[Any, str], nn.Module]] = {
 
 def load_model(served: ServedModel, attn_implementation: str = "sdpa", lean: bool = True) -> nn.Module:
     """The underlying transformers/adapters model (eval mode), before wrapping. lean (the served
-    form): adapter models without the library's no-op per-layer dispatch (models/lean.py), and
+    form): adapter models without the library's no-op per-layer dispatch (models/dispatch_free.py), and
     AdapterFusion layers replaced by their exact fold (models/fusion.py); lean=False keeps the
     library's modules as they are (before/after measurements)."""
     model = loading(
         served.checkpoint, "model", lambda: LOADERS[served.serving](served, attn_implementation)
     ).eval()
     if lean and served.serving in ("adapter", "fusion"):
+        from models.dispatch_free import strip_adapter_dispatch
         from models.fusion import fold_fusion_layers
-        from models.lean import strip_adapter_dispatch
 
         strip_adapter_dispatch(model)
         fold_fusion_layers(model)
@@ -350,3 +353,77 @@ def load_model(served: ServedModel, attn_implementation: str = "sdpa", lean: boo
 def build_module(served: ServedModel, attn_implementation: str = "sdpa", lean: bool = True) -> nn.Module:
     """The served module (models/modules.py) for `served`, eval mode, gradients off."""
     return wrap(served.task_kind, load_model(served, attn_implementation, lean), served.pooling_layer)
+
+
+# --- the resolved model (models.registry.resolve makes it) -----------------------------------------
+@dataclass(frozen=True)
+class ServedModel:
+    """A resolved (model, task, encoder, weights): everything a backend needs to build the network.
+
+    checkpoint: the folder loaded (None for random weights); base_source: where the frozen encoder of
+    adapter forms (and random/real tokenizers) comes from. Output of `torch_module()` per task kind:
+    classification [B, num_labels] logits, qa [B, 2, L] start/end logits, retrieval [B, hidden].
+    """
+
+    name: str
+    task: str
+    task_kind: str
+    encoder: str  # tiny | base | large
+    model_kind: str  # tiny | real | random
+    checkpoint: Path | None
+    pooling_layer: int
+    num_labels: int
+    spec: ModelSpec
+    serving: str
+    models_dir: Path
+    encoder_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def tokenizer(self):
+        """The XLM-R fast tokenizer saved with the checkpoint (random weights: see load_tokenizer)."""
+        return load_tokenizer(self)
+
+    def torch_module(self, attn_implementation: str = "sdpa", lean: bool = True):
+        """nn.Module in eval mode: forward(input_ids, attention_mask) -> float tensor (see class doc).
+        lean=False keeps the adapters library's per-layer dispatch (models/dispatch_free.py)."""
+        return build_module(self, attn_implementation=attn_implementation, lean=lean)
+
+    def task_options(self) -> dict[str, Any]:
+        """Options for `tasks.registry.get_task` that the encoder's conventions set: the retrieval
+        input prefix of an embedding model (e5's "query: "); none otherwise."""
+        from models.encoders import get_encoder
+
+        prefix = get_encoder(self.encoder).retrieval_prefix
+        return {"prefix": prefix} if self.task_kind == "retrieval" and prefix else {}
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for run_config.json."""
+        return {
+            "model": self.name,
+            "task": self.task,
+            "task_kind": self.task_kind,
+            "encoder": self.encoder,
+            "model_kind": self.model_kind,
+            "intermediate": self.spec.intermediate,
+            "learning": self.spec.learning,
+            "serving": self.serving,
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "pooling_layer": self.pooling_layer if self.task_kind == "retrieval" else None,
+            **self.task_options(),
+            "num_labels": self.num_labels,
+        }
+
+    def check_for_accuracy(self) -> None:
+        """Raise ValueError if these weights cannot give meaningful accuracy (random weights)."""
+        if self.model_kind == "random":
+            raise ValueError(
+                f"model {self.name!r} on {self.task!r} uses random weights (model_kind='random', "
+                f"encoder {self.encoder!r}): fine for speed studies, meaningless for accuracy. Build the "
+                "zoo (`python -m harness models`) or pass a trained checkpoint with --weights PATH."
+            )
+
+    def with_pooling_layer(self, layer: int) -> ServedModel:
+        """The same model pooling another hidden_states layer (retrieval)."""
+        n = int(self.encoder_config["num_hidden_layers"])
+        if not 0 <= layer <= n:
+            raise ValueError(f"pooling layer {layer} outside 0..{n} for encoder {self.encoder!r}")
+        return replace(self, pooling_layer=layer)

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.paths import DATA
 from models.encoders import xlmr_config
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 XNLI_PRETRAIN_ROWS = 1245  # rows [0, 1245) of each XNLI language (the target training half)
 PAWSX_PRETRAIN_ROWS = 1000
 _SENT_END = re.compile(r"(?<=[.!?。！？])\s+")

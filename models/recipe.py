@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.paths import BUILD, REPO
 from models import stages
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
 from models.loaders import DONE
@@ -35,7 +36,6 @@ TRAIN_ROWS = {task: (0, first) for task, first in HELDOUT_FIRST_ROW.items()}
 EVAL_ROWS = {task: (first, None) for task, first in HELDOUT_FIRST_ROW.items()}
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
-REPO = Path(__file__).resolve().parents[1]
 
 
 LR_TINY = (("full", 1e-4), ("adapter", 1e-3), ("fusion", 1e-3), ("lora", 1e-3))
@@ -227,7 +227,7 @@ def _convert_e5(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
     from models import e5
     from models.loaders import write_manifest
 
-    provenance = e5.convert(out, REPO / "build" / "downloads", wheels)
+    provenance = e5.convert(out, BUILD / "downloads", wheels)
     write_manifest(out, stage="encoder", serving="plain", **provenance)
 
 
@@ -238,7 +238,7 @@ def main(args: argparse.Namespace) -> int:
     enc = get_encoder(args.encoder)
     sizes = TINY_TEST if args.tiny_test else SIZES.get(enc.name, FULL_STEPS)
     wheels = [Path(w) for w in args.e5_wheels.split(",")] if args.e5_wheels else None
-    models_dir = Path(args.models_dir) if args.models_dir else enc.default_models_dir(REPO / "build")
+    models_dir = Path(args.models_dir) if args.models_dir else enc.default_models_dir(BUILD)
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
     t0 = time.perf_counter()
@@ -267,9 +267,22 @@ def ensure_encoder(name: str, models_dir: Path | None = None) -> Path:
     """The folder of an encoder the recipe builds (tiny: pretrained; e5-small: downloaded and
     converted), building it first when it is missing."""
     enc = get_encoder(name)
-    models_dir = models_dir or enc.default_models_dir(REPO / "build")
+    models_dir = models_dir or enc.default_models_dir(BUILD)
     build_zoo(models_dir, enc.name, [], [], SIZES[enc.name])
     return models_dir / "encoder"
+
+
+def tokenizer_for(served):
+    """`served.tokenizer()`, building on first use the encoder whose tokenizer random weights take
+    (XLM-R's genuine tokenizer from the e5-small download for the real shapes, the tiny zoo's for
+    tiny: models.loaders.load_tokenizer)."""
+    try:
+        return served.tokenizer()
+    except FileNotFoundError:
+        if served.model_kind != "random":
+            raise
+    ensure_encoder("e5-small" if served.encoder != "tiny" else "tiny")
+    return served.tokenizer()
 
 
 def build_for_run(model: str, task: str, models_dir: Path | None = None, encoder: str = "tiny") -> None:
@@ -277,7 +290,7 @@ def build_for_run(model: str, task: str, models_dir: Path | None = None, encoder
     (tiny, e5-small): the encoder, the model's intermediate stage, and its target stage when the
     task has one."""
     enc = get_encoder(encoder)
-    models_dir = models_dir or enc.default_models_dir(REPO / "build")
+    models_dir = models_dir or enc.default_models_dir(BUILD)
     tasks = [task] if task in TARGETS else []
     print(f"[models] first use: building the {enc.name} zoo entries for {model}/{task} in {models_dir}")
     build_zoo(models_dir, enc.name, [model], tasks, SIZES[enc.name])

@@ -20,48 +20,18 @@ like a zoo entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from common.names import lookup
+from common.paths import BUILD
 from models.encoders import get_encoder
-from tasks.data import did_you_mean
+from models.spec import ModelSpec
+from tasks import registry as task_registry
+from tasks.base import Task
 
-LEARNING = ("full", "adapter", "fusion", "lora")
-SERVING = ("plain", "adapter", "fusion", "merged")
-INTERMEDIATE = ("squad",)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One MODEL= entry. `serving` is the form for trained targets; see `serving_for` for retrieval."""
-
-    name: str
-    intermediate: str | None  # "squad" or None
-    learning: str  # one of LEARNING (target-task learning)
-    serving: str  # one of SERVING
-    summary: str
-
-    def __post_init__(self) -> None:
-        if self.intermediate is not None and self.intermediate not in INTERMEDIATE:
-            raise ValueError(f"{self.name}: intermediate {self.intermediate!r} not in {INTERMEDIATE}")
-        if self.learning not in LEARNING or self.serving not in SERVING:
-            raise ValueError(f"{self.name}: bad learning/serving {self.learning!r}/{self.serving!r}")
-
-    def serving_for(self, task_kind: str) -> str:
-        """How the model is served for a task kind: retrieval uses the intermediate-stage encoder."""
-        if task_kind != "retrieval":
-            return self.serving
-        if self.intermediate is None or self.learning == "full":
-            return "plain"
-        return {"fusion": "adapter", "lora": "merged"}.get(self.learning, self.serving)
-
-    def stage_dir(self, task_kind: str, task: str) -> str:
-        """Sub-folder of <models_dir>/<name>/ holding the checkpoint served for `task`."""
-        if task_kind != "retrieval":
-            return task
-        return self.intermediate or ""  # "" = the pretrained encoder itself (models_dir/encoder)
-
+if TYPE_CHECKING:
+    from models.loaders import ServedModel
 
 MODELS: dict[str, ModelSpec] = {
     s.name: s
@@ -83,123 +53,19 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class TargetTask:
-    """What the zoo needs to know about a task (the full Task classes live in tasks/)."""
-
-    name: str
-    kind: str  # classification | qa | retrieval
-    label_names: tuple[str, ...] = ()
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-
-TASKS: dict[str, TargetTask] = {
-    t.name: t
-    for t in (
-        TargetTask("xnli", "classification", ("entailment", "neutral", "contradiction")),
-        TargetTask("pawsx", "classification", ("0", "1")),
-        TargetTask("tydiqa", "qa"),
-        TargetTask("tatoeba", "retrieval"),
-        TargetTask("bucc", "retrieval"),
-    )
-}
-MODEL_KINDS = ("tiny", "real", "random")
-
-
-def _lookup(kind: str, name: str, table: dict[str, Any]) -> Any:
-    if name not in table:
-        raise ValueError(
-            f"unknown {kind} {name!r}.{did_you_mean(name, list(table))} Known: {', '.join(table)}"
-        )
-    return table[name]
+# TASK= names: the task registry's own table (tasks/registry.py), not a copy. Each value is the Task
+# class, whose declarations the zoo reads (name, kind, label_names, num_labels).
+TASKS: dict[str, type[Task]] = task_registry.TASKS
 
 
 def get_model_spec(name: str) -> ModelSpec:
     """The spec of MODEL=`name`; ValueError listing the known names (with "did you mean") otherwise."""
-    return _lookup("model", name, MODELS)
+    return lookup("model", name, MODELS)
 
 
-def get_target(name: str) -> TargetTask:
-    """The zoo's view of TASK=`name`; ValueError listing the known tasks otherwise."""
-    return _lookup("task", name, TASKS)
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """A resolved (model, task, encoder, weights): everything a backend needs to build the network.
-
-    checkpoint: the folder loaded (None for random weights); base_source: where the frozen encoder of
-    adapter forms (and random/real tokenizers) comes from. Output of `torch_module()` per task kind:
-    classification [B, num_labels] logits, qa [B, 2, L] start/end logits, retrieval [B, hidden].
-    """
-
-    name: str
-    task: str
-    task_kind: str
-    encoder: str  # tiny | base | large
-    model_kind: str  # tiny | real | random
-    checkpoint: Path | None
-    pooling_layer: int
-    num_labels: int
-    spec: ModelSpec
-    serving: str
-    models_dir: Path
-    encoder_config: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-    def tokenizer(self):
-        """The XLM-R fast tokenizer saved with the checkpoint (random weights: see loaders.load_tokenizer)."""
-        from models.loaders import load_tokenizer
-
-        return load_tokenizer(self)
-
-    def torch_module(self, attn_implementation: str = "sdpa", lean: bool = True):
-        """nn.Module in eval mode: forward(input_ids, attention_mask) -> float tensor (see class doc).
-        lean=False keeps the adapters library's per-layer dispatch (models/lean.py)."""
-        from models.loaders import build_module
-
-        return build_module(self, attn_implementation=attn_implementation, lean=lean)
-
-    def task_options(self) -> dict[str, Any]:
-        """Options for `tasks.registry.get_task` that the encoder's conventions set: the retrieval
-        input prefix of an embedding model (e5's "query: "); none otherwise."""
-        prefix = get_encoder(self.encoder).retrieval_prefix
-        return {"prefix": prefix} if self.task_kind == "retrieval" and prefix else {}
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-able summary for run_config.json."""
-        return {
-            "model": self.name,
-            "task": self.task,
-            "task_kind": self.task_kind,
-            "encoder": self.encoder,
-            "model_kind": self.model_kind,
-            "intermediate": self.spec.intermediate,
-            "learning": self.spec.learning,
-            "serving": self.serving,
-            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
-            "pooling_layer": self.pooling_layer if self.task_kind == "retrieval" else None,
-            **self.task_options(),
-            "num_labels": self.num_labels,
-        }
-
-    def check_for_accuracy(self) -> None:
-        """Raise ValueError if these weights cannot give meaningful accuracy (random weights)."""
-        if self.model_kind == "random":
-            raise ValueError(
-                f"model {self.name!r} on {self.task!r} uses random weights (model_kind='random', "
-                f"encoder {self.encoder!r}): fine for speed studies, meaningless for accuracy. Build the "
-                "zoo (`python -m harness models`) or pass a trained checkpoint with --weights PATH."
-            )
-
-    def with_pooling_layer(self, layer: int) -> ServedModel:
-        """The same model pooling another hidden_states layer (retrieval)."""
-        n = int(self.encoder_config["num_hidden_layers"])
-        if not 0 <= layer <= n:
-            raise ValueError(f"pooling layer {layer} outside 0..{n} for encoder {self.encoder!r}")
-        return replace(self, pooling_layer=layer)
+def get_target(name: str) -> type[Task]:
+    """The declarations of TASK=`name` (its Task class); ValueError listing the known tasks."""
+    return task_registry.get_task_class(name)
 
 
 def resolve(
@@ -217,12 +83,12 @@ def resolve(
     Raises ValueError for unknown names and FileNotFoundError (saying how to build it) for a missing
     zoo checkpoint.
     """
+    from models.loaders import ServedModel, encoder_config_of, find_checkpoint
+
     spec = get_model_spec(model)
     target = get_target(task)
     enc = get_encoder(encoder)
-    from models.loaders import encoder_config_of, find_checkpoint
-
-    root = Path(models_dir) if models_dir is not None else enc.default_models_dir(_repo_root() / "build")
+    root = Path(models_dir) if models_dir is not None else enc.default_models_dir(BUILD)
     if weights == "random":
         kind, ckpt = "random", None
     else:
@@ -253,10 +119,6 @@ def default_layer(config: dict[str, Any]) -> int:
     from models.encoders import default_pooling_layer
 
     return default_pooling_layer(int(config["num_hidden_layers"]))
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
 
 
 def available() -> dict[str, list[str]]:

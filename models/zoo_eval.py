@@ -18,11 +18,6 @@ import numpy as np
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
 BATCH = 64
-SCORERS = {  # task kind -> scoring function name in tasks.scoring
-    "classification": ("tasks.scoring.classification", "score_classification"),
-    "qa": ("tasks.scoring.qa", "score_tydiqa"),
-    "retrieval": ("tasks.scoring.retrieval", "score_tatoeba"),
-}
 
 
 def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
@@ -66,27 +61,23 @@ class _TrainingModule:
 def heldout_probe(task_name: str, tokenizer, rows: int = 300):
     """evaluate(model) -> the task's main metric on English held-out data, for training curves:
     XNLI/PAWS-X the first `rows` English held-out rows, TyDiQA the English dev set (F1)."""
-    import importlib
-
-    from models.registry import get_target
     from tasks.registry import get_task
+    from tasks.scoring import score
 
-    kind = get_target(task_name).kind
     task = get_task(task_name, languages="en")
+    kind = task.kind
     fs = task.features(tokenizer, progress=False)
     indices = np.arange(len(fs))
     if task_name in HELDOUT_FIRST_ROW:
         row = fs.extra["row"]
         first = HELDOUT_FIRST_ROW[task_name]
         indices = indices[(row >= first) & (row < first + rows)]
-    module, fn = SCORERS[kind]
-    scorer = getattr(importlib.import_module(module), fn)
     kwargs = {"heldout_rows": True} if task_name in HELDOUT_FIRST_ROW else {"tokenizer": tokenizer}
-    metric = "accuracy" if kind == "classification" else "f1"
+    metric = task.primary_metric
 
     def evaluate(model) -> float:
         log = predict_log(_TrainingModule(kind, model), fs, indices, kind, tokenizer.pad_token_id)
-        return float(json.loads(scorer(task, log, **kwargs).final_line)[metric])
+        return float(json.loads(score(task, log, **kwargs).final_line)[metric])
 
     return evaluate
 
@@ -94,29 +85,23 @@ def heldout_probe(task_name: str, tokenizer, rows: int = 300):
 def evaluate(served, languages: str | None = None, rows: int | None = None) -> dict[str, Any]:
     """Score one ServedModel on its task's held-out data (XNLI/PAWS-X: the first `rows` held-out rows
     of each language, all when None); returns the final-line metrics + details."""
-    import importlib
-
     from models.backends import create_backend
-    from models.recipe import EVAL_ROWS
     from tasks.registry import get_task
+    from tasks.scoring import score
 
     task = get_task(served.task, languages=languages, **served.task_options())
     tok = served.tokenizer()
     fs = task.features(tok, progress=False)
     indices = np.arange(len(fs))
-    if served.task in EVAL_ROWS:
-        first = EVAL_ROWS[served.task][0]
+    if served.task in HELDOUT_FIRST_ROW:  # the recipe's EVAL_ROWS start there
+        first = HELDOUT_FIRST_ROW[served.task]
         row = fs.extra["row"]
         indices = indices[(row >= first) & (row < (first + rows if rows else np.inf))]
     backend = create_backend("pytorch", served)
     log = predict_log(backend, fs, indices, served.task_kind, tok.pad_token_id)
-    module, fn = SCORERS[served.task_kind]
-    scorer = getattr(importlib.import_module(module), fn)
-    kwargs = {"heldout_rows": True} if served.task in EVAL_ROWS else {}
+    kwargs = {"heldout_rows": True} if served.task in HELDOUT_FIRST_ROW else {}
     kwargs |= {"tokenizer": tok} if served.task_kind == "qa" else {}
-    if served.task == "bucc":
-        scorer = importlib.import_module("tasks.scoring.retrieval").score_bucc
-    result = scorer(task, log, **kwargs)
+    result = score(task, log, **kwargs)
     return {
         "final": json.loads(result.final_line),
         "per_language": result.metrics.get("per_language", {}),

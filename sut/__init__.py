@@ -1,1 +1,2 @@
-"""System-Under-Test: the LoadGen SUT contract and its SingleStream / Offline / Server schedulers."""
+"""The scenario axis: the LoadGen SUT contract (base) and one scheduler per scenario (single_stream,
+offline, server), chosen by scenario name in registry; batching plans length-sorted batches."""

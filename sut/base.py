@@ -194,8 +194,8 @@ class SUT(ABC):
         self.stop_reason: str | None = None  # why end_early ended the test (interrupt, drain bound)
         self._ending = threading.Event()
         self._drain_bound: tuple[float, float] | None = None  # (bound s, min duration s)
-        # `record_for_probe()`: every query's qsl indices in issue order, and the seconds of every
-        # backend.predict call (the benchmark's side-by-side figures; off by default)
+        # `record_issued()`: every query's qsl indices in issue order, and the seconds of every
+        # backend.predict call (`run --retime`, harness/retime.py; off by default)
         self.issued_log: list[Any] | None = None
         self.predict_s: list[float] | None = None
         self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
@@ -228,7 +228,8 @@ class SUT(ABC):
             self._fail(exc, "issue_queries")
             self._complete_empty(Work(ids, indices, 0.0))
 
-    def record_for_probe(self) -> None:
+    def record_issued(self) -> None:
+        """From now on keep `issued_log` and `predict_s` (call before the test starts)."""
         self.issued_log, self.predict_s = [], []
 
     def flush_queries(self) -> None:

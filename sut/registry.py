@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from common.names import lookup
 from sut.base import SUT
 from sut.offline import OfflineSUT
 from sut.server import ServerSUT
@@ -13,6 +14,4 @@ SCENARIOS = tuple(SUTS)
 
 def get_sut_class(scenario: str) -> type[SUT]:
     """The SUT class for `scenario`; ValueError naming the known scenarios otherwise."""
-    if scenario not in SUTS:
-        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
-    return SUTS[scenario]
+    return lookup("scenario", scenario, SUTS)

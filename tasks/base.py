@@ -26,11 +26,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tasks.data import cache_root, default_data_dir, resolve_languages
+
 KINDS = ("classification", "qa", "retrieval")
-
-
-class DataError(ValueError):
-    """A data file is missing or malformed; the message names the file, the line and the problem."""
 
 
 @dataclass
@@ -135,21 +133,33 @@ def files_fingerprint(paths: Sequence[Path]) -> str:
 class Task(ABC):
     """One XTREME task. Subclasses are registered in tasks/registry.py under `name`.
 
-    Class attributes:
-      name:       registry key (`TASK=` on the command line)
-      kind:       one of KINDS (decides the model head and the response encoding)
-      languages:  every language of the task, in qsl order
-      num_labels: classification only
+    Class attributes (the one place each fact about a task is written; models, scoring and the study
+    read them from here):
+      name:           registry key (`TASK=` on the command line)
+      title:          how reports name the task ("XNLI")
+      kind:           one of KINDS (decides the model head and the response encoding)
+      languages:      every language of the task, in qsl order
+      label_names:    classification: the label of each logit, in order (num_labels = their count)
+      scoring:        the scoring method in tasks/scoring (`tasks.scoring.cli.SCORERS`)
+      metrics:        the metrics of the accuracy script's final line, in that line's order
+      primary_metric: the one metric a study reports for the task
     """
 
     name: ClassVar[str]
+    title: ClassVar[str]
     kind: ClassVar[str]
     languages: ClassVar[tuple[str, ...]]
-    num_labels: ClassVar[int] = 0
+    label_names: ClassVar[tuple[str, ...]] = ()
+    num_labels: ClassVar[int] = 0  # len(label_names), set for every subclass
+    scoring: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
+    primary_metric: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.num_labels = len(cls.label_names)
 
     def __init__(self, data_dir: str | Path | None = None, languages: Sequence[str] | None = None):
-        from tasks.data import default_data_dir, resolve_languages
-
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir(self.name)
         self.active_languages = resolve_languages(self.name, self.languages, languages)
 
@@ -178,8 +188,6 @@ class Task(ABC):
         self, tokenizer, cache_dir: str | Path | None = None, progress: bool = True
     ) -> FeatureSet:
         """Features for this task, from build/cache/ when the key (tokenizer, settings, data) matches."""
-        from tasks.data import cache_root
-
         settings = self.feature_settings()
         key_src = {
             "task": self.name,

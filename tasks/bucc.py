@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.base import DataError
-from tasks.data import RetrievalPair, check_choice, find_file, read_id_sentences, read_tsv
+from tasks.data import DataError, RetrievalPair, check_choice, find_file, read_id_sentences, read_tsv
 from tasks.tatoeba import RetrievalTask
 
 
@@ -28,6 +27,10 @@ class BuccTask(RetrievalTask):
     """BUCC 2018: mine translation pairs between a language and English; F1 against gold."""
 
     name = "bucc"
+    title = "BUCC"
+    scoring = "bucc"
+    metrics = ("f1", "precision", "recall")
+    primary_metric = "f1"
     languages = ("de", "fr", "ru", "zh")
     splits = ("sample", "training", "dev", "test")
 

@@ -17,7 +17,6 @@ Paths:
 
 from __future__ import annotations
 
-import difflib
 import functools
 import gzip
 import io
@@ -31,11 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from tasks.base import DataError
+from common.names import did_you_mean, lookup
+from common.paths import BUILD, DATA
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = REPO_ROOT / "data"  # the bundled copies; DATA_ROOT / "rows.json": their row counts
 CACHE_ENV = "XLMR_HARNESS_CACHE"
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file, the line and the problem."""
+
 
 # Task name -> folder under data/ (plain data, not dispatch: unknown names map to themselves).
 DATA_FOLDERS = {"tydiqa": "tydiqa_goldp", "bucc": "bucc2018", "squad": "squad_en"}
@@ -43,19 +46,13 @@ DATA_FOLDERS = {"tydiqa": "tydiqa_goldp", "bucc": "bucc2018", "squad": "squad_en
 
 def default_data_dir(task_name: str) -> Path:
     """The bundled data folder of a task: <repo>/data/<folder>."""
-    return REPO_ROOT / "data" / DATA_FOLDERS.get(task_name, task_name)
+    return DATA / DATA_FOLDERS.get(task_name, task_name)
 
 
 def cache_root() -> Path:
     """Root of the feature cache: $XLMR_HARNESS_CACHE if set (and non-empty), else <repo>/build/cache."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else REPO_ROOT / "build" / "cache"
-
-
-def did_you_mean(name: str, known: Sequence[str]) -> str:
-    """' Did you mean 'x'?' for the closest known name, or '' when nothing is close."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    return Path(env) if env else BUILD / "cache"
 
 
 def resolve_languages(
@@ -89,7 +86,7 @@ def resolve_languages(
 
 def check_bundled_rows(path: str | Path, rows: int, unit: str = "rows") -> None:
     """DataError if `path` is a bundled file whose row count differs from data/rows.json."""
-    root = Path(DATA_ROOT).resolve()
+    root = Path(DATA).resolve()
     try:
         rel = Path(path).resolve().relative_to(root).as_posix()
     except ValueError:
@@ -402,8 +399,4 @@ def check_max_length(value: Any, name: str = "max_length", minimum: int = 8) -> 
 
 def check_choice(value: str, choices: Sequence[str], name: str) -> str:
     """`value` if it is one of `choices`, else ValueError with a 'did you mean'."""
-    if value not in choices:
-        raise ValueError(
-            f"unknown {name} {value!r}.{did_you_mean(value, choices)} Known: {', '.join(choices)}"
-        )
-    return value
+    return lookup(name, value, dict.fromkeys(choices, value))

@@ -1,6 +1,8 @@
 """The one task registry: `TASK=` names -> Task classes, with a "did you mean" on unknown names.
 
-Adding a task = one new module with a Task subclass + one line in `_CLASSES` below.
+Adding a task = one new module with a Task subclass + one `register` call (the built-in tasks are
+registered at the end of this module). Everything else (the model zoo's heads, the SUT's response
+packing, scoring, the study's tables) reads the task's declarations from its class.
 """
 
 from __future__ import annotations
@@ -10,15 +12,38 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks.base import Task
+from common.names import did_you_mean, lookup
+from tasks.base import KINDS, Task
 from tasks.bucc import BuccTask
-from tasks.data import did_you_mean
 from tasks.tatoeba import TatoebaTask
 from tasks.tydiqa import TydiqaTask
 from tasks.xnli import PawsxTask, XnliTask
 
-_CLASSES: tuple[type[Task], ...] = (XnliTask, PawsxTask, TydiqaTask, BuccTask, TatoebaTask)
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in _CLASSES}
+TASKS: dict[str, type[Task]] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Add the task class `cls` under `cls.name` (usable as a class decorator). ValueError when the
+    name is taken or the class lacks a declaration the harness reads (see tasks.base.Task)."""
+    missing = [a for a in ("name", "title", "kind", "languages", "scoring", "metrics", "primary_metric")
+               if not hasattr(cls, a)]  # fmt: skip
+    if missing:
+        raise ValueError(f"task class {cls.__name__} does not declare {', '.join(missing)}")
+    if cls.name in TASKS:
+        raise ValueError(f"task {cls.name!r} is registered already ({TASKS[cls.name].__name__})")
+    if cls.kind not in KINDS:
+        raise ValueError(f"task {cls.name!r}: kind {cls.kind!r} is not one of {', '.join(KINDS)}")
+    if cls.primary_metric not in cls.metrics:
+        raise ValueError(
+            f"task {cls.name!r}: primary metric {cls.primary_metric!r} not in {cls.metrics}"
+        )
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task_class(name: str) -> type[Task]:
+    """The registered class of task `name` (its declarations); ValueError with "did you mean"."""
+    return lookup("task", name, TASKS)
 
 
 def task_names() -> list[str]:
@@ -37,11 +62,7 @@ def get_task(
     options: task-specific keyword options (e.g. split="test", max_length=256). ValueError for an
     unknown task name or option, naming the closest match and what is accepted.
     """
-    if name not in TASKS:
-        raise ValueError(
-            f"unknown task {name!r}.{did_you_mean(name, list(TASKS))} Known: {', '.join(TASKS)}"
-        )
-    cls = TASKS[name]
+    cls = get_task_class(name)
     accepted = [
         p
         for p in inspect.signature(cls.__init__).parameters
@@ -54,3 +75,7 @@ def get_task(
                 f"Accepted: {', '.join(accepted) or 'none'}"
             )
     return cls(data_dir=data_dir, languages=languages, **options)
+
+
+for _cls in (XnliTask, PawsxTask, TydiqaTask, BuccTask, TatoebaTask):
+    register(_cls)

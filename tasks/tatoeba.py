@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from tasks.base import DataError, FeatureSet, Task
+from tasks.base import FeatureSet, Task
 from tasks.data import (
+    DataError,
     RetrievalPair,
     batch_encode,
     check_max_length,
@@ -92,6 +93,10 @@ class TatoebaTask(RetrievalTask):
     """Tatoeba: English sentences query their translations; top-1 accuracy per language."""
 
     name = "tatoeba"
+    title = "Tatoeba"
+    scoring = "tatoeba"
+    metrics = ("accuracy",)
+    primary_metric = "accuracy"
     # fmt: off
     iso2 = {
         "afr": "af", "ara": "ar", "ben": "bn", "bul": "bg", "cmn": "zh", "deu": "de", "ell": "el",

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from tasks.base import DataError, FeatureSet, Task
+from tasks.base import FeatureSet, Task
 from tasks.data import (
+    DataError,
     QAExample,
     check_max_length,
     find_file,
@@ -46,7 +47,11 @@ class TydiqaTask(Task):
     """TyDiQA-GoldP v1.1 dev, 9 languages, scored with the SQuAD v1.1 metric."""
 
     name = "tydiqa"
+    title = "TyDiQA"
     kind = "qa"
+    scoring = "squad"
+    metrics = ("exact_match", "f1")
+    primary_metric = "f1"
     languages = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
 
     def __init__(

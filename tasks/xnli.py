@@ -38,7 +38,9 @@ class ClassificationTask(Task):
     """A sentence-pair classification task; subclasses only declare their data (names, languages, labels)."""
 
     kind = "classification"
-    label_names: ClassVar[tuple[str, ...]]
+    scoring = "classification"
+    metrics = ("accuracy",)
+    primary_metric = "accuracy"
     splits: ClassVar[tuple[str, ...]] = ("dev", "test")
 
     def __init__(
@@ -95,6 +97,7 @@ class XnliTask(ClassificationTask):
     """XNLI (Conneau et al. 2018): premise/hypothesis -> entailment, neutral, contradiction."""
 
     name = "xnli"
+    title = "XNLI"
     languages = (
         "ar",
         "bg",
@@ -113,13 +116,12 @@ class XnliTask(ClassificationTask):
         "zh",
     )
     label_names = ("entailment", "neutral", "contradiction")
-    num_labels = 3
 
 
 class PawsxTask(ClassificationTask):
     """PAWS-X (Yang et al. 2019): is s2 a paraphrase of s1? Labels "0" (no) and "1" (yes)."""
 
     name = "pawsx"
+    title = "PAWS-X"
     languages = ("de", "en", "es", "fr", "ja", "ko", "zh")
     label_names = ("0", "1")
-    num_labels = 2

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "data"
+from common.paths import DATA
 
 
 def _tokenizer_text(max_lines_per_file: int = 400) -> list[str]:

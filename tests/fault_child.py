@@ -19,12 +19,13 @@ import time
 
 import numpy as np
 
+from common.exit_codes import ArgumentParser
 from harness.config import RunConfig, add_run_arguments
-from harness.exit_codes import ArgumentParser
-from harness.runner import Prepared, run
+from harness.runner import Workload, run
 from models.base import Backend
 from tasks.base import FeatureSet
 from tasks.qsl import QuerySampleLibrary
+from tasks.registry import get_task
 
 N = 512
 SAMPLE_S = 0.001
@@ -54,6 +55,16 @@ class FaultyBackend(Backend):
         return out
 
 
+class FakeServed:
+    """The served-model facts a run records in run_config.json (no model behind them)."""
+
+    def __init__(self, model_kind: str):
+        self.model_kind = model_kind
+
+    def describe(self) -> dict:
+        return {}
+
+
 def synthetic_features(n: int = N, seed: int = 0) -> FeatureSet:
     """n samples of 4 to 63 random token ids each (also the SUT tests' data)."""
     rng = np.random.default_rng(seed)
@@ -78,8 +89,9 @@ def main(argv: list[str]) -> int:
         return 3
     qsl = QuerySampleLibrary(synthetic_features(), count=cfg.count)
     backends = [FaultyBackend(kind) for _ in range(cfg.workers)]
-    info = {"model_kind": model_kind or "fake", "model_spec": {}, "tokenizer": "", "backend_options": {}}
-    return run(cfg, Prepared(backends, qsl, "classification", info), command=["fault_child", *argv])
+    task = get_task(cfg.task, languages=cfg.languages)  # its declarations only: reads no data
+    work = Workload(FakeServed(model_kind or "fake"), backends, qsl, task, tokenizer="")
+    return run(cfg, work, command=["fault_child", *argv])
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def test_classification_gold_log_scores_100(task_name, tmp_path, capsys):
     assert main(task_name, [str(log), "--output", str(tmp_path / "m.json")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert json.loads(out[-1]) == {"accuracy": 100.0}
+    assert list(json.loads(out[-1])) == list(get_task(task_name).metrics)  # what the task declares
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert set(metrics["per_language"]) == set(get_task(task_name).languages)
     assert out[0].split() == ["language", "count", "accuracy"]
@@ -108,7 +109,7 @@ def test_tydiqa_gold_span_logits(tiny_tokenizer, tmp_path, monkeypatch):
     assert len(expected) > 0.9 * len(examples)
     for qid, text in expected.items():  # the decoded answer is the gold-covering token span
         assert r.predictions[qid] == text
-    assert list(json.loads(r.final_line)) == ["exact_match", "f1"]
+    assert list(json.loads(r.final_line)) == ["exact_match", "f1"] == list(get_task("tydiqa").metrics)
     assert r.metrics["f1"] > 90 and r.metrics["exact_match"] > 80
     exact = [em_f1(expected[e.qid], e.answers)[0] for e in examples if e.qid in expected]
     assert np.mean(exact) > 0.8
@@ -236,6 +237,7 @@ def test_bucc_log_end_to_end(tmp_path, capsys):
     assert main("bucc", [str(log), "--output", str(tmp_path / "out" / "bucc.json")]) == 0
     final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert list(final) == ["f1", "precision", "recall", "threshold"]
+    assert list(final)[:3] == list(task.metrics)  # then the threshold the metrics were taken at
     assert final["f1"] > 95
     mined = (tmp_path / "out" / "bucc.predictions.tsv").read_text().splitlines()
     assert len(set(mined) & {f"{a}\t{b}" for a, b in pair.gold}) >= 0.95 * len(pair.gold)

@@ -1,6 +1,6 @@
 """The SUT benchmark's report: verdicts against the issue's targets, figures carried into the table."""
 
-from harness.benchmark import RATIOS, render
+from research.benchmark import RATIOS, render
 
 
 def row(encoder: str, **ratios) -> dict:
@@ -48,46 +48,6 @@ def test_missing_ratio_and_errors_are_reported_not_hidden():
     text = render([row("tiny", server_vs_offline=None, errors=["exit 2, see x.log"])], "cmd")
     assert verdicts(text)[("tiny", "server_vs_offline")] == "n/a"
     assert "exit 2, see x.log" in text
-
-
-def test_probe_times_exactly_the_issued_samples(monkeypatch):
-    """`run --probe` re-times the query LoadGen issued: all its samples, with the run's batching."""
-
-    from harness import benchmark
-    from harness.config import RunConfig
-
-    seen = {}
-    monkeypatch.setattr(benchmark, "plain_loop_sps",
-                        lambda prep, cfg, idx, pad_to=None: seen.update(idx=idx, pad=pad_to) or 50.0)  # fmt: skip
-    monkeypatch.setattr(benchmark, "bare_single_p90_ms", lambda prep, idx: seen.update(ss=idx) or 3.25)
-    off = RunConfig(scenario="Offline", pad_to=128)
-    assert benchmark.probe(off, None, [[4, 9, 9, 1]]) == {
-        "samples": 4,
-        "plain_loop_samples_per_second": 50.0,
-    }
-    assert seen["idx"].tolist() == [4, 9, 9, 1] and seen["pad"] == 128
-    ss = RunConfig(scenario="SingleStream")
-    got = benchmark.probe(ss, None, [[3], [7], [3]], [0.001] * 9 + [0.011])
-    assert got == {
-        "samples": 3,
-        "bare_p90_ms": 3.25,
-        "in_run_predict_p90_ms": 2.0,
-    }  # p90 of 9x1, 1x11 ms
-    assert seen["ss"].tolist() == [3, 7, 3]
-    assert benchmark.probe(RunConfig(scenario="Server"), None, [[1]]) == {}
-
-
-def test_on_new_thread_returns_the_value_or_reraises():
-    import threading
-
-    import pytest
-
-    from harness.benchmark import on_new_thread
-
-    main = threading.current_thread().name
-    assert on_new_thread(lambda: threading.current_thread().name) == "probe" != main
-    with pytest.raises(ZeroDivisionError):
-        on_new_thread(lambda: 1 / 0)
 
 
 def test_report_links_the_hand_written_notes_only_when_they_exist(tmp_path):

@@ -4,15 +4,28 @@ import json
 import subprocess
 import sys
 
-from harness.cli import COMMANDS, main
+from harness.cli import COMMANDS, ELSEWHERE, main
 from harness.info import package_versions
 
 
 def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in COMMANDS:
+    for name in [*COMMANDS, *ELSEWHERE]:
         assert name in out
+
+
+def test_research_commands_keep_their_harness_names(capsys):
+    """`python -m harness study ...` is `python -m research study ...` (the Makefile calls the latter)."""
+    from research.cli import COMMANDS as RESEARCH
+    from research.cli import main as research_main
+
+    assert set(ELSEWHERE) <= set(RESEARCH) and not set(RESEARCH) & set(COMMANDS)
+    argv = ["study", "--plan", "--tasks", "xnli", "--models", "full"]
+    assert main(argv) == 0
+    via_harness = capsys.readouterr().out
+    assert research_main(argv) == 0
+    assert capsys.readouterr().out == via_harness and via_harness.startswith("study: ")
 
 
 def test_usage_errors_exit_3_not_the_sut_failure_code(capsys):

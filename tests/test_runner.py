@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.paths import REPO
 from harness.loadgen_log import LoadgenLog
+from harness.run_record import RunRecord
 from harness.submission.system import build_system_json
 
-REPO = Path(__file__).resolve().parents[1]
 TEST01 = "*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n*.*.accuracy_log_sampling_target = 4096\n"
 COUNT = 96
 
@@ -51,7 +52,10 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     assert cfg["mode"] == mode and cfg["model_kind"] == "tiny" and cfg["submission_grade"] is False
     assert cfg["loadgen_model_name"] == "full" and cfg["duration_s"] == 1.0 and cfg["count"] == COUNT
     # provenance carries the keys the submission's system description is filled from
-    system = build_system_json("Org", "box", cfg)
+    record = RunRecord.load(run_dir)  # the one reader agrees with the runner that wrote it
+    assert (record.model, record.task, record.scenario, record.mode) == ("full", "xnli", scenario, mode)
+    assert record.backend == backend and record.duration_s == 1.0 and record.results is not None
+    system = build_system_json("Org", "box", record)
     assert system["host_processor_core_count"] == str(os.cpu_count()) == str(cfg["device"]["cpu_cores"])
     assert system["host_memory_capacity"] == f"{cfg['device']['memory_gib']} GiB"
     assert cfg["versions"]["mlperf_loadgen"] == "6.0.17" and len(cfg["git_sha"]) == 40

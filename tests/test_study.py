@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import report, study
+from research import answer, collect, report, study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,7 +51,7 @@ def synthetic_tree(tmp_path):
                 (folder / "results.json").write_text(json.dumps({**res, "result_valid": False}))
         drop = 0.02 if dtype == "int8" else 0.0
         _write_run(root, backend, dtype, model, "xnli", "Offline", "accuracy", {},
-                   {"metrics": {"accuracy": 70.0 - 100 * drop},
+                   {"accuracy": 70.0 - 100 * drop,
                     "per_language": {"en": {"accuracy": 80.0 - 100 * drop}, "de": 60.0}})  # fmt: skip
     return root
 
@@ -60,7 +60,7 @@ def test_report_table_equals_inputs(synthetic_tree, tmp_path):
     out = tmp_path / "reports"
     written = report.write_report(synthetic_tree, out)
     rows = {
-        (r["model"], r["backend"]): r for r in report.variant_rows(report.collect_runs(synthetic_tree))
+        (r["model"], r["backend"]): r for r in collect.variant_rows(collect.collect_runs(synthetic_tree))
     }
     assert len(rows) == 4
     full_int8 = rows[("full", "onnxruntime-int8")]
@@ -74,7 +74,7 @@ def test_report_table_equals_inputs(synthetic_tree, tmp_path):
 
     with open(written["csv"]) as f:
         csv_rows = list(csv.DictReader(f))
-    assert tuple(csv_rows[0].keys()) == report.VARIANT_COLUMNS
+    assert tuple(csv_rows[0].keys()) == collect.VARIANT_COLUMNS
     by_key = {(r["model"], r["backend"]): r for r in csv_rows}
     assert float(by_key[("adapter", "onnxruntime")]["offline_samples_per_s"]) == 380.0
     with open(written["runs_csv"]) as f:
@@ -112,8 +112,8 @@ def test_int8_deltas_use_pytorch_fp32_when_onnxruntime_fp32_has_no_accuracy_run(
            ("adapter", "onnxruntime", "int8"): 45.0}  # fmt: skip
     for (model, backend, dtype), en in acc.items():
         _write_run(root, backend, dtype, model, "xnli", "Offline", "accuracy", {},
-                   {"metrics": {"accuracy": en}, "per_language": {"en": en}})  # fmt: skip
-    deltas = report.int8_language_deltas(report.collect_runs(root))
+                   {"accuracy": en, "per_language": {"en": en}})  # fmt: skip
+    deltas = collect.int8_language_deltas(collect.collect_runs(root))
     assert deltas == [  # adapter: ONNX Runtime fp32 preferred over its (different) PyTorch figure
         {"model": "adapter", "reference": "onnxruntime", "language": "en", "fp32": 44.0, "int8": 45.0,
          "delta": 1.0},
@@ -130,15 +130,15 @@ def test_int8_deltas_use_pytorch_fp32_when_onnxruntime_fp32_has_no_accuracy_run(
 def _row(model: str, backend: str, sps: float | None = None, p90: float | None = None,
          value: float | None = None, task: str = "xnli", metric: str = "accuracy",
          kind: str = "tiny") -> dict:  # fmt: skip
-    row = dict.fromkeys(report.VARIANT_COLUMNS)
+    row = dict.fromkeys(collect.VARIANT_COLUMNS)
     row.update(model=model, task=task, backend=backend, model_kind=kind, offline_samples_per_s=sps,
                singlestream_p90_ms=p90, metric=metric if value is not None else None,
                metric_value=value)  # fmt: skip
     return row
 
 
-def _acc_run(model: str, backend: str, per_language: dict) -> report.Run:
-    return report.Run(path="", model=model, task="xnli", scenario="Offline", mode="accuracy",
+def _acc_run(model: str, backend: str, per_language: dict) -> collect.Run:
+    return collect.Run(path="", model=model, task="xnli", scenario="Offline", mode="accuracy",
                       backend=backend, per_language=per_language)  # fmt: skip
 
 
@@ -158,7 +158,7 @@ def test_answer_quotes_the_measured_ratios():
     runs = [
         _acc_run("full", "pytorch", {"en": 40.0, "de": 30.0}),
         _acc_run("full", "onnxruntime-int8", {"en": 39.0, "de": 28.0}),
-        report.Run(
+        collect.Run(
             path="",
             model="full",
             task="xnli",
@@ -168,7 +168,7 @@ def test_answer_quotes_the_measured_ratios():
             duration_s=3.0,
         ),  # fmt: skip
     ]
-    lines = report.answer_lines(rows, runs, machine="2-core CPU (AMD EPYC)", speed={})
+    lines = answer.answer_lines(rows, runs, machine="2-core CPU (AMD EPYC)", speed={})
     text = "\n".join(lines)
     assert lines[0] == "## Answer (from the figures above)"
     assert ("  - PyTorch, XNLI (full 500.0 samples/s): adapter 0.91x of full (-9%), adapter-squad "
@@ -201,14 +201,14 @@ def test_answer_quotes_the_measured_ratios():
 def test_answer_omits_bullets_without_figures():
     rows = [_row("full", "onnxruntime", sps=400.0, kind="random"),
             _row("adapter", "onnxruntime", sps=300.0, kind="random")]  # fmt: skip
-    lines = report.answer_lines(rows, [])
+    lines = answer.answer_lines(rows, [])
     text = "\n".join(lines)
     assert "  - ONNX Runtime, XNLI (full 400.0 samples/s): adapter 0.75x of full (-25%)." in lines
     for gone in ("Noise:", "- Backends", "- Latency", "- Accuracy", "speed.md)"):
         assert gone not in text  # no same-graph model, no PyTorch, no SingleStream, no accuracy
     assert lines[-1].startswith("- Caveats: Figures come from model kind(s) random (random = ")
-    assert "tiny =" not in lines[-1] and "`python -m harness study --speed` writes" in lines[-1]
-    bare = report.answer_lines([], [])
+    assert "tiny =" not in lines[-1] and "`python -m research study --speed` writes" in lines[-1]
+    bare = answer.answer_lines([], [])
     assert [line for line in bare if line.startswith("- ")] == [bare[-1]]  # only the caveats
     assert "not recorded" in bare[-1]
 
@@ -238,7 +238,8 @@ FAKE_RUNNER = """#!{python}
 import json, sys
 from pathlib import Path
 argv = sys.argv[1:]
-arg = lambda k: argv[argv.index(k) + 1]
+defaults = {{"--model": "full", "--task": "xnli", "--scenario": "Offline"}}  # the runner's defaults
+arg = lambda k: argv[argv.index(k) + 1] if k in argv else defaults[k]
 mode = "accuracy" if "--accuracy" in argv else "performance"
 folder = Path(arg("--output_dir")) / arg("--model") / arg("--task") / arg("--scenario") / mode
 folder.mkdir(parents=True, exist_ok=True)
@@ -246,6 +247,9 @@ res = {{"result_valid": True, "scenario": arg("--scenario"), "mode": mode, "samp
 if "--user_conf" in argv:
     res["target_qps"] = float(open(arg("--user_conf")).read().split("target_qps = ")[-1])
 (folder / "results.json").write_text(json.dumps(res))
+cfg = {{"model": arg("--model"), "task": arg("--task"), "scenario": arg("--scenario"), "mode": mode,
+        "backend": "pytorch"}}
+(folder / "run_config.json").write_text(json.dumps(cfg))
 with open({calls!r}, "a") as f:
     f.write(" ".join(argv) + "\\n")
 """
@@ -285,7 +289,7 @@ def test_study_is_resumable(tmp_path):
 
 def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
     """The GPU check's whole path on CPU: tiny random weights, 1-second LoadGen runs, both backends."""
-    from harness import gpu_check
+    from research import gpu_check
 
     tiny_tokenizer.save_pretrained(
         tmp_path / "zoo" / "encoder"
@@ -299,7 +303,7 @@ def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
     summary = json.loads((out / "gpu_check.json").read_text())
     assert summary["dry"] is True and "DRY RUN" in (out / "gpu_check.md").read_text()
     runs = {r["name"]: r for r in summary["runs"]}
-    assert set(runs) == {p.name for p in gpu_check.make_plan(True).probes} | {"tiny.pytorch-fp32.Server"}
+    assert set(runs) == {p.name for p in gpu_check.make_plan(True).runs} | {"tiny.pytorch-fp32.Server"}
     assert runs["tiny.pytorch-fp32.Offline"]["samples_per_second"] > 0
     assert runs["tiny.onnxruntime-fp32.SingleStream"]["p90_ms"] > 0
     # The bound: FLOPs from the shape (hand-checked for one length) and a positive fraction.
@@ -313,7 +317,7 @@ def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
 
 
 def test_known_peaks_match_device_names():
-    from harness.gpu_check import known_peak
+    from research.gpu_check import known_peak
 
     assert known_peak("NVIDIA H100 80GB HBM3") == 989e12
     assert known_peak("NVIDIA H100 PCIe") == 756e12
@@ -325,7 +329,7 @@ def test_speed_batching_and_fusion_parts_run_small(tmp_path):
     """speed.py parts a, b and c on 24 synthetic-length samples: ratios are positive, fusion is exact."""
     import argparse
 
-    from harness import speed
+    from research import speed
 
     lengths = np.array([5, 17, 128, 40, 9, 64] * 4)
     sorted_b = speed.make_batches(lengths, True, 8002)
@@ -334,19 +338,19 @@ def test_speed_batching_and_fusion_parts_run_small(tmp_path):
     assert all(b[0].shape[1] == 128 for b in naive)
     assert sum(int(b[1].sum()) for b in sorted_b) == int(lengths.sum())  # every real token, once
     args = argparse.Namespace(models_dir=str(tmp_path), repeats=1, threads=0, b_shapes="tiny")
-    a = speed.part_a(lengths, args)
+    a = speed.batching(lengths, args)
     assert a["ratio"] > 0 and set(a["results"]) == {"naive_fixed32_pad128", "sorted_token_budget"}
-    b = speed.part_b(lengths, args)
+    b = speed.onnxruntime_vs_pytorch(lengths, args)
     assert set(b["results"]) == {"fp32_unfused", "fp32_fused", "int8_fused", "pytorch"}
     assert b["fp32_vs_pytorch"] == speed._ratio(b["results"], "fp32_fused", "pytorch") > 0
-    c = speed.part_c(lengths, args)
+    c = speed.fusion_fold(lengths, args)
     assert c["equal_within_1e-4"] and c["layers_replaced"] == 4 and c["output_max_abs"] > 1e-3
 
 
 def test_speed_interleaving_pairs_sides_batch_by_batch(monkeypatch):
     """A machine that slows down round after round (x1, x2, x3) moves both sides' medians, but the
     paired per-round ratio stays exact: B costs 2 units per batch, A costs 1, so B/A = 0.5."""
-    from harness import speed
+    from research import speed
 
     clock = {"t": 0.0, "round_scale": 1.0}
     calls: list[str] = []
@@ -383,7 +387,7 @@ def test_speed_interleaving_pairs_sides_batch_by_batch(monkeypatch):
 
 def test_speed_interleaving_by_whole_passes_for_mixed_runtimes():
     """per_batch=False: each side runs its whole pass in turn, the order rotating per round."""
-    from harness import speed
+    from research import speed
 
     calls: list[str] = []
     batches = [(np.zeros((2, 4)), np.ones((2, 4)))] * 3
@@ -398,18 +402,22 @@ def test_speed_partial_run_keeps_the_other_parts(tmp_path, monkeypatch):
     import argparse
     import json as _json
 
-    from harness import speed
+    from research import speed
 
     monkeypatch.setattr(speed, "xnli_lengths", lambda n, d: (np.full(n, 50), "fake lengths"))
-    monkeypatch.setattr(
-        speed, "PART_FUNCS", {p: (lambda lengths, args, p=p: {"ratio": ord(p)}) for p in speed.PARTS}
-    )
+    from dataclasses import replace
+
+    parts = dict(speed.PARTS)
+    fake = {
+        k: replace(p, measure=lambda lengths, args, k=k: {"ratio": ord(k)}) for k, p in parts.items()
+    }
+    monkeypatch.setattr(speed, "PARTS", fake)
     args = argparse.Namespace(
         threads=0, samples=8, models_dir=None, repeats=1, out=str(tmp_path), parts="ab"
     )
     assert speed.main(args) == 0
-    monkeypatch.setattr(speed, "PART_FUNCS", {"b": lambda lengths, args: {"ratio": -1}})
-    assert speed.main(argparse.Namespace(**{**vars(args), "parts": "b"})) == 0
+    fake["b"] = replace(parts["b"], measure=lambda lengths, args: {"ratio": -1})
+    assert speed.main(argparse.Namespace(**{**vars(args), "parts": "onnxruntime_vs_pytorch"})) == 0
     report = _json.loads((tmp_path / "speed.json").read_text())
     assert report["a"]["ratio"] == ord("a") and report["b"]["ratio"] == -1 and "c" not in report
     assert report["a"]["measured"]["git_sha"] == report["b"]["measured"]["git_sha"]
@@ -424,13 +432,13 @@ def test_speed_flop_counts_follow_the_served_graphs(tmp_path):
 
     import torch
 
-    from harness import speed
+    from research import speed
 
     lin = torch.nn.Linear(16, 4)
     ones = np.ones((3, 16))
     assert speed.forward_flops(lambda ids, mask: lin(ids.float()), ones, ones) == 2 * 16 * 4 * 3
     args = argparse.Namespace(models_dir=str(tmp_path))
-    g = speed.part_g(np.array([40, 33, 25, 12, 9, 7, 6, 5]), args, encoders=("tiny",))["tiny"]
+    g = speed.flop_counts(np.array([40, 33, 25, 12, 9, 7, 6, 5]), args, encoders=("tiny",))["tiny"]
     extra = g["extra_vs_full"]
     assert g["batch"] == [8, 40] and g["gflops_full"] > 0
     assert extra["lora-squad"] == 0.0
@@ -455,7 +463,7 @@ def test_answer_quotes_the_in_process_speed_figures():
         "g": {"base": {"extra_vs_full": {"adapter": 0.0123, "adapter-squad": 0.101,
                                          "adapter-squad-library": 0.2511, "lora-squad": 0.0}}},
     }  # fmt: skip
-    lines = report.answer_lines([], [], speed=speed)
+    lines = answer.answer_lines([], [], speed=speed)
     assert ("  - Timed, tiny shape (part d): adapter -12%, adapter-squad -30% (library form -55%), "
             "lora-squad +1% vs full; the rounds spread up to 35%, and lora-squad runs full's very "
             "graph, so its figure is noise.") in lines  # fmt: skip
@@ -466,4 +474,4 @@ def test_answer_quotes_the_in_process_speed_figures():
     assert "  - ONNX Runtime vs PyTorch, full, base shape (part b): fp32 1.30x, int8 2.50x." in lines
     assert ("  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +10.1% "
             "(library form +25.1%), lora-squad +0.0% vs full.") in lines  # fmt: skip
-    assert not any("Side by side" in line for line in report.answer_lines([], [], speed={}))
+    assert not any("Side by side" in line for line in answer.answer_lines([], [], speed={}))

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from common.paths import REPO
 from harness.submission.check import check_package
 from harness.submission.layout import NOT_FOR_SUBMISSION, VIEWABLE_BYTES, full_logs_dir, read_hash
 from harness.submission.pack import pack
 from harness.submission.stage import stage
 from harness.submission.truncate import truncate, truncate_dir
 
-REPO = Path(__file__).resolve().parents[1]
 BENCH = "xlmr-tiny-adapter-squad-xnli"
 
 FAKE_RUNNER = r"""
@@ -84,7 +84,7 @@ validity = vals.get("result_validity")
     "audit_conf": a.audit_conf, "duration_s": 0.3, "count": None, "submission_grade": False,
     "git_sha": a.git_sha, "git_dirty": True, "versions": {"python": "3.11", "torch": "2.13.0",
     "mlperf_loadgen": "6.0.17", "numpy": "2"}, "device": {"cpu_model": "Test CPU", "cpu_cores": 2,
-    "memory_gib": 8.0, "os": "Linux", "gpus": []}, "command": " ".join(sys.argv),
+    "memory_gib": 8.0, "os": "Linux", "gpus": []}, "command": sys.argv,
     "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
 (out / "results.json").write_text(json.dumps({
     "result_valid": validity == "VALID" if not a.accuracy else True, "validity": validity,
@@ -114,15 +114,17 @@ def fake_run(runner: tuple[str, ...], log_dir: Path, *args: str) -> None:
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory) -> Path:
     """Offline performance + accuracy runs and a TEST01 audit (via the compliance code path)."""
-    from harness.compliance import run_audit, write_test01
+    from harness.config import RunConfig
+    from harness.submission.compliance import run_audit, write_test01
 
     base = tmp_path_factory.mktemp("logs")
     runner = write_fake_runner(base)
     d = base / "D"
     fake_run(runner, d)
     fake_run(runner, d, "--accuracy")
-    audit = run_audit(["--git_sha", head_sha()], runner=runner)
-    assert write_test01(d / "adapter-squad" / "xnli" / "Offline", audit, "float32")
+    audit = run_audit(RunConfig(model="adapter-squad"), ["--git_sha", head_sha()], runner)
+    scenario_dir = d / "adapter-squad" / "xnli" / "Offline"
+    assert write_test01(scenario_dir / "accuracy", scenario_dir / "performance", audit, "float32")
     shutil.rmtree(audit.parent)
     return d
 

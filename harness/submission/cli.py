@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.exit_codes import BAD_INPUT
+from common.exit_codes import BAD_INPUT
 from harness.submission.layout import DEFAULT_LOG_DIR, DEFAULT_ROOT, full_logs_dir
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ROOT = REPO / "build" / "submission"  # the checker's --input: holds open/<submitter>/ only
-DEFAULT_LOG_DIR = REPO / "build" / "logs" / "latest"
+from common.paths import BUILD
+
+DEFAULT_ROOT = BUILD / "submission"  # the checker's --input: holds open/<submitter>/ only
+DEFAULT_LOG_DIR = BUILD / "logs" / "latest"
 DIVISION = "open"
 CHECKER_VERSION = "v6.1"
 NOT_FOR_SUBMISSION = "NOT_FOR_SUBMISSION.txt"
@@ -90,6 +91,12 @@ def benchmark_name(encoder: str, model: str, task: str) -> str:
     """Descriptive benchmark folder name, e.g. `xlmr-tiny-adapter-squad-xnli`."""
     raw = f"xlmr-{encoder or 'unknown'}-{model}-{task}".lower()
     return re.sub(r"[^a-z0-9.]+", "-", raw).strip("-")
+
+
+def test01_dir_of(performance_run: Path) -> Path:
+    """Where compliance writes a benchmark's TEST01 results: <Scenario>/TEST01/, beside the
+    performance and accuracy run folders."""
+    return performance_run.parent / "TEST01"
 
 
 def accuracy_dirs(sub_dir: Path) -> list[Path]:

@@ -1,53 +1,26 @@
 """Run folders of the run-folder contract, found under one or more log directories.
 
 A run folder holds mlperf_log_*.txt, run_config.json and results.json (accuracy runs also
-accuracy.txt); see harness/runner.py. TEST01 folders are D/<MODEL>/<TASK>/<Scenario>/TEST01/.
+accuracy.txt), read through harness.run_record.RunRecord. TEST01 folders are D/<MODEL>/<TASK>/<Scenario>/TEST01/.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.loadgen_log import LoadgenLog
-from harness.submission.layout import benchmark_name
+from harness.run_record import RunRecord
+from harness.submission.layout import benchmark_name, test01_dir_of
 
 
-@dataclass
-class Run:
-    """One LoadGen run folder; `config` is run_config.json, `results` results.json ({} if absent)."""
-
-    path: Path
-    config: dict[str, Any]
-    results: dict[str, Any]
-
-    @classmethod
-    def load(cls, path: Path) -> Run:
-        results_file = path / "results.json"
-        results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-        return cls(path, json.loads((path / "run_config.json").read_text()), results)
-
-    @property
-    def mode(self) -> str:
-        """'accuracy' or 'performance' (run_config mode, else the folder name)."""
-        mode = str(self.config.get("mode") or self.path.name).lower()
-        return "accuracy" if "acc" in mode else "performance"
-
-    @property
-    def scenario(self) -> str:
-        return str(self.config.get("scenario") or self.path.parent.name)
+class Run(RunRecord):
+    """A run folder as staging sees it: its record, plus the benchmark it belongs to and LoadGen's
+    detail log."""
 
     @property
     def benchmark(self) -> str:
-        c = self.config
-        return benchmark_name(str(c.get("encoder") or ""), str(c.get("model")), str(c.get("task")))
-
-    @property
-    def started_at(self) -> str:
-        return str(self.config.get("started_at") or "")
+        return benchmark_name(self.encoder, self.model, self.task)
 
     def user_conf_digest(self) -> str | None:
         conf = self.path / "user.conf"
@@ -82,5 +55,5 @@ def find_runs(log_dirs: list[Path]) -> dict[tuple[str, str, str], Run]:
 
 def test01_dir(run: Run) -> Path | None:
     """The TEST01 folder next to `run` (<Scenario>/TEST01) when compliance has produced one."""
-    d = run.path.parent / "TEST01"
+    d = test01_dir_of(run.path)
     return d if (d / "verify_accuracy.txt").is_file() else None

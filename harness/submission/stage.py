@@ -12,19 +12,21 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
 
+from common.paths import REPO
+from harness.run_record import RunRecord
 from harness.submission.layout import (
     ACC_FILES,
     DEFAULT_MAPPED_MODEL,
     DIVISION,
     NOT_FOR_SUBMISSION,
     PERF_FILES,
-    REPO,
     full_logs_dir,
     submitter_dir,
 )
@@ -68,29 +70,28 @@ def run_problems(run: Run, allow_test_runs: bool) -> list[str]:
     missing = [f for f in (*needed, "user.conf") if not (run.path / f).exists()]
     if missing:
         problems.append(f"{where}: missing {', '.join(missing)}")
-    if run.results.get("nonfinite_samples"):
-        problems.append(f"{where}: {run.results['nonfinite_samples']} samples returned NaN or Inf")
-    if run.results.get("interrupted"):
-        problems.append(f"{where}: the run was interrupted ({run.results.get('signal')})")
-    elif run.mode == "accuracy" and run.results.get("result_valid") is False:
+    res = run.results
+    if res is not None and res.nonfinite_samples:
+        problems.append(f"{where}: {res.nonfinite_samples} samples returned NaN or Inf")
+    if res is not None and res.interrupted:
+        problems.append(f"{where}: the run was interrupted ({res.signal})")
+    elif run.mode == "accuracy" and res is not None and not res.result_valid:
         problems.append(f"{where}: the accuracy run is INVALID (see its results.json)")
-    detail = run.detail()
     if run.mode == "performance":
-        valid = run.results.get("result_valid", detail.valid if detail else False)
-        validity = run.results.get("validity") or (detail.get("result_validity") if detail else None)
-        if not valid:
+        validity = run.results.validity if run.results else "no results.json"
+        if not run.valid:
             problems.append(f"{where}: result is INVALID ({validity}); only VALID runs can be staged")
     errors = run.loadgen_errors()
     if errors:
         problems.append(f"{where}: LoadGen reported {len(errors)} error(s), first: {errors[0]}")
-    if not run.config.get("submission_grade") and not allow_test_runs:
+    if not run.submission_grade and not allow_test_runs:
         problems.append(
             f"{where}: development run (submission_grade false: DURATION/COUNT overridden); rerun "
             "without them, or pass --allow_test_runs for a NOT FOR SUBMISSION test package"
         )
-    if run.config.get("git_dirty") and not allow_test_runs:
+    if run.git_dirty and not allow_test_runs:
         problems.append(f"{where}: made from a dirty git tree; commit, then rerun")
-    if run.mode == "accuracy" and run.config.get("model_kind") == "random":
+    if run.mode == "accuracy" and run.model_kind == "random":
         problems.append(
             f"{where}: accuracy run on random weights (model_kind random); use trained weights"
         )
@@ -101,7 +102,7 @@ def pair_problems(perf: Run, acc: Run) -> list[str]:
     """Performance and accuracy runs of one benchmark/scenario must come from the same code and conf."""
     where = f"{perf.benchmark}/{perf.scenario}"
     problems = []
-    sha_p, sha_a = perf.config.get("git_sha"), acc.config.get("git_sha")
+    sha_p, sha_a = perf.git_sha, acc.git_sha
     if sha_p != sha_a:
         problems.append(f"{where}: git sha mismatch: performance run {sha_p}, accuracy run {sha_a}")
     if perf.user_conf_digest() != acc.user_conf_digest():
@@ -116,12 +117,11 @@ def test01_problems(perf: Run, test_dir: Path) -> list[str]:
         f = test_dir / name
         if not f.is_file() or "TEST PASS" not in f.read_text().splitlines():
             problems.append(f"{where}: {name} does not say TEST PASS")
-    audit_cfg = test_dir / "audit_run" / "run_config.json"
-    if audit_cfg.is_file():
-        sha = json.loads(audit_cfg.read_text()).get("git_sha")
-        if sha != perf.config.get("git_sha"):
+    if (test_dir / "audit_run" / "run_config.json").is_file():
+        sha = RunRecord.load(test_dir / "audit_run").git_sha
+        if sha != perf.git_sha:
             problems.append(f"{where}: git sha mismatch: audit run {sha}, performance run "
-                            f"{perf.config.get('git_sha')}")  # fmt: skip
+                            f"{perf.git_sha}")  # fmt: skip
     return problems
 
 
@@ -147,16 +147,16 @@ def extract_source(sha: str, dst: Path, repo: Path = REPO) -> None:
 
 
 def readme(perf: Run, acc: Run, system: str, has_test01: bool, stamped: bool) -> str:
-    c = perf.config
-    flags = f"SCENARIO={perf.scenario} MODEL={c.get('model')} TASK={c.get('task')} BACKEND={c.get('backend')}"
-    flags += f" ENCODER={c.get('encoder')}" if c.get("encoder") else ""
+    c = perf
+    flags = f"SCENARIO={perf.scenario} MODEL={c.model} TASK={c.task} BACKEND={c.backend}"
+    flags += f" ENCODER={c.encoder}" if c.encoder else ""
     lines = [f"# {perf.benchmark} / {perf.scenario} on {system}", ""]
     lines += [BANNER, ""] if stamped else []
     lines += [
-        f"Harness source: `src/` of this package = git sha `{c.get('git_sha')}` (see src/GIT_SHA).",
-        f"Model: `{c.get('model')}` ({c.get('model_kind')}), spec `{c.get('model_spec')}`, "
-        f"encoder `{c.get('encoder')}`, task `{c.get('task')}`, backend `{c.get('backend')}` "
-        f"{json.dumps(c.get('backend_options') or {})}.",
+        f"Harness source: `src/` of this package = git sha `{c.git_sha}` (see src/GIT_SHA).",
+        f"Model: `{c.model}` ({c.model_kind}), spec `{c.model_spec}`, "
+        f"encoder `{c.encoder}`, task `{c.task}`, backend `{c.backend}` "
+        f"{json.dumps(c.backend_options)}.",
         "",
         "## Reproduce (from src/, one LOG_DIR for every run)",
         "```",
@@ -172,8 +172,8 @@ def readme(perf: Run, acc: Run, system: str, has_test01: bool, stamped: bool) ->
         "",
         "Recorded command lines:",
         "",
-        f"- performance: `{c.get('command')}`",
-        f"- accuracy: `{acc.config.get('command')}`",
+        f"- performance: `{shlex.join(c.command)}`",
+        f"- accuracy: `{shlex.join(acc.command)}`",
         "",
         "user.conf in this folder is the copy the runs used; LoadGen's built-in mlperf.conf applies first.",
     ]
@@ -181,13 +181,11 @@ def readme(perf: Run, acc: Run, system: str, has_test01: bool, stamped: bool) ->
 
 
 def measurements(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
-    c = run.config
-    opts = c.get("backend_options") or {}
-    dtype = str(opts.get("dtype") or opts.get("precision") or "fp32")
+    dtype = run.dtype
     out = {
         "input_data_types": "int64 (token ids and attention mask from the XLM-R tokenizer)",
-        "retraining": f"yes: task fine-tuning of the public XLM-R encoder ({c.get('model')})",
-        "starting_weights_filename": str(c.get("model_spec") or c.get("model")),
+        "retraining": f"yes: task fine-tuning of the public XLM-R encoder ({run.model})",
+        "starting_weights_filename": str(run.model_spec or run.model),
         "weight_data_types": dtype,
         "weight_transformations": "none" if dtype == "fp32" else f"cast to {dtype}",
     }
@@ -228,7 +226,7 @@ def stage(
     for (bench, scen, mode), _ in runs.items():
         if mode == "accuracy" and (bench, scen, "performance") not in runs:
             problems.append(f"{bench}/{scen}: accuracy run without a performance run")
-    shas = sorted({str(p.config.get("git_sha")) for p, _, _ in pairs})
+    shas = sorted({str(p.git_sha) for p, _, _ in pairs})
     if len(shas) > 1:
         problems.append(f"runs come from {len(shas)} git shas {shas}; src/ holds one: rerun on one sha")
     if problems:
@@ -243,7 +241,7 @@ def stage(
         shutil.rmtree(sub, ignore_errors=True)
         return 0, [str(exc)]
     (sub / "systems").mkdir(parents=True)
-    desc = build_system_json(submitter, system, pairs[0][0].config, system_overrides)
+    desc = build_system_json(submitter, system, pairs[0][0], system_overrides)
     (sub / "systems" / f"{system}.json").write_text(json.dumps(desc, indent=2) + "\n")
     model_map = {
         p.benchmark: (mapping or {}).get(p.benchmark, DEFAULT_MAPPED_MODEL) for p, _, _ in pairs

@@ -1,7 +1,8 @@
 """`systems/<system>.json`: the system description, filled from the machine the runs were made on.
 
-Precedence (later wins): templates/system.json defaults < what the runs recorded (run_config.json
-`device` and `versions`) or, failing that, this machine < a user file passed as --system_json.
+Precedence (later wins): templates/system.json defaults < what the run recorded (its RunRecord's
+`device` and `versions`, from run_config.json) or, failing that, this machine < a user file passed
+as --system_json.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from harness.run_record import RunRecord
 from harness.submission.layout import DIVISION, SYSTEM_FIELDS
 
 TEMPLATE = Path(__file__).parent / "templates" / "system.json"
@@ -40,20 +42,19 @@ def _framework(versions: dict[str, Any], backend: str) -> tuple[str, str]:
 def build_system_json(
     submitter: str,
     system_name: str,
-    run_config: dict[str, Any] | None = None,
+    run: RunRecord | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every required field present; detected values from `run_config` (else this machine)."""
+    """Every required field present; detected values from the machine `run` ran on (else this one)."""
     desc = {k: v for k, v in json.loads(TEMPLATE.read_text()).items() if not k.startswith("_")}
-    cfg = run_config or {}
-    device = dict(cfg.get("device") or {})
-    versions = dict(cfg.get("versions") or {})
+    device = dict(run.device) if run else {}
+    versions = dict(run.versions) if run else {}
     if not device or not versions:
         from harness.info import device_info, package_versions
 
         device = device or device_info()
         versions = versions or package_versions()
-    framework, others = _framework(versions, str(cfg.get("backend", "pytorch")))
+    framework, others = _framework(versions, run.backend if run else "pytorch")
     mem = device.get("memory_gib")
     desc.update(
         {

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from harness.benchmark import on_new_thread  # noqa: E402
 from harness.config import RunConfig  # noqa: E402
+from harness.retime import on_new_thread  # noqa: E402
 from harness.runner import prepare  # noqa: E402
 
 
 def main(encoder: str) -> None:
     cfg = RunConfig(model="full", task="xnli", encoder=encoder,
                     weights=None if encoder == "tiny" else "random")  # fmt: skip
-    prep = prepare(cfg)
-    backend, lengths = prep.backends[0], prep.qsl.lengths
+    work = prepare(cfg)
+    backend, lengths = work.backends[0], work.qsl.lengths
     print(f"XNLI lengths: mean {lengths.mean():.1f} tokens, {100 * (lengths >= 128).mean():.1f}% at "
           f"128 (padding every sample to 128 adds {128 / lengths.mean():.2f}x tokens)")  # fmt: skip
     shapes = [(b, L) for L in (32, 64, 128) for b in (1, 4, 16, 32)]

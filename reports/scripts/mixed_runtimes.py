@@ -4,7 +4,7 @@
 
 Tiny-shape `full` (RANDOM weights), 512 XNLI-length samples in length-sorted batches: PyTorch eager,
 ONNX Runtime fp32 unfused and fused. Prints each side's samples/s from 3 whole passes, then from
-`harness.speed.interleaved` alternating batch by batch. The reason part b of `study --speed`
+`research.speed.interleaved` alternating batch by batch. The reason part b of `study --speed`
 alternates by whole passes (2026-11-28, 2 cores: PyTorch ~650 samples/s in whole passes, 456 when
 alternating with ONNX Runtime, i.e. ~0.7x).
 """
@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from harness import speed  # noqa: E402
 from models.backends import create_backend  # noqa: E402
 from models.base import BackendOptions  # noqa: E402
+from research import speed  # noqa: E402
 
 lengths, _ = speed.xnli_lengths(512, None)
 served = speed._served("full", "tiny", None)

@@ -37,20 +37,13 @@ def pooled_layers(model, fs, layers: list[int], batch: int = 128) -> dict[int, n
 
 
 def score(task, fs, emb: np.ndarray, tokenizer) -> dict:
-    from models.zoo_eval import SCORERS
+    from tasks.scoring import score as score_log
     from tasks.scoring.log import AccuracyLog
 
     qsl = np.arange(len(emb), dtype=np.int64)
     offsets = np.arange(len(emb) + 1, dtype=np.int64) * emb.shape[1]
     log = AccuracyLog(Path("<convention>"), qsl, offsets, emb.astype(np.float32).ravel())
-    if task.name == "tatoeba":
-        import importlib
-
-        module, fn = SCORERS["retrieval"]
-        return json.loads(getattr(importlib.import_module(module), fn)(task, log).final_line)
-    from tasks.scoring.retrieval import score_bucc
-
-    return json.loads(score_bucc(task, log).final_line)
+    return json.loads(score_log(task, log).final_line)  # the task's own scoring method
 
 
 def main() -> None:
@@ -61,10 +54,11 @@ def main() -> None:
     args = ap.parse_args()
     from transformers import AutoModel, AutoTokenizer
 
+    from common.paths import BUILD
     from models.encoders import get_encoder
     from tasks.registry import get_task
 
-    enc_dir = get_encoder(args.encoder).default_models_dir(Path(__file__).resolve().parents[2] / "build")
+    enc_dir = get_encoder(args.encoder).default_models_dir(BUILD)
     path = str(enc_dir / "encoder")
     model = AutoModel.from_pretrained(path, add_pooling_layer=False).eval()
     tok = AutoTokenizer.from_pretrained(path)

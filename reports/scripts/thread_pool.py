@@ -13,25 +13,25 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from harness.benchmark import bare_single_p90_ms, on_new_thread  # noqa: E402
 from harness.config import RunConfig  # noqa: E402
+from harness.retime import bare_single_p90_ms, on_new_thread  # noqa: E402
 from harness.runner import prepare, warm_up  # noqa: E402
 
 
 def main(mode: str) -> None:
-    prep = prepare(RunConfig(scenario="SingleStream", model="full", task="xnli"))
-    idx = np.random.default_rng(0).choice(prep.qsl.total_sample_count, 300)
+    work = prepare(RunConfig(scenario="SingleStream", model="full", task="xnli"))
+    idx = np.random.default_rng(0).choice(work.qsl.total_sample_count, 300)
 
     def p90() -> float:
-        return bare_single_p90_ms(prep, idx)
+        return bare_single_p90_ms(work.backends[0], work.qsl, idx)
 
     if mode == "main-first":
-        warm_up(prep)
+        warm_up(work)
         print(f"main thread      p90 {p90():.2f} ms")
         print(f"new thread       p90 {on_new_thread(p90):.2f} ms")
         print(f"another thread   p90 {on_new_thread(p90):.2f} ms")
     else:
-        print(f"new thread       p90 {on_new_thread(lambda: (warm_up(prep), p90())[1]):.2f} ms")
+        print(f"new thread       p90 {on_new_thread(lambda: (warm_up(work), p90())[1]):.2f} ms")
         print(f"main thread      p90 {p90():.2f} ms")
 
 

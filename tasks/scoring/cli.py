@@ -5,7 +5,7 @@
 
 stdout: the per-language table, then ONE final JSON line (what the submission checker reads).
 stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 3
-(harness/exit_codes.py: bad input; argparse usage errors too).
+(common/exit_codes.py: bad input; argparse usage errors too).
 """
 
 from __future__ import annotations
@@ -16,22 +16,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.exit_codes import BAD_INPUT, ArgumentParser
-from tasks.base import DataError
+from common.exit_codes import BAD_INPUT, ArgumentParser
+from common.names import lookup
+from tasks.data import DataError
 from tasks.scoring.classification import HELDOUT_FIRST_ROW, score_classification
-from tasks.scoring.log import DTYPES, LogError, read_accuracy_log
+from tasks.scoring.log import DTYPES, AccuracyLog, LogError, read_accuracy_log
 from tasks.scoring.qa import score_tydiqa
 from tasks.scoring.result import ScoreResult, write_predictions
 from tasks.scoring.retrieval import score_bucc, score_tatoeba
 
 EXIT_BAD_INPUT = BAD_INPUT
 
-# Scorer by task name, else by task kind (a new classification task needs no line here).
-_BY_NAME: dict[str, Callable[..., ScoreResult]] = {"bucc": score_bucc, "tatoeba": score_tatoeba}
-_BY_KIND: dict[str, Callable[..., ScoreResult]] = {
+# Scoring method (a task's `scoring`, tasks/base.py) -> its function: (task, log, **options).
+SCORERS: dict[str, Callable[..., ScoreResult]] = {
     "classification": score_classification,
-    "qa": score_tydiqa,
+    "squad": score_tydiqa,
+    "tatoeba": score_tatoeba,
+    "bucc": score_bucc,
 }
+
+
+def score(task, log: AccuracyLog, **options: Any) -> ScoreResult:
+    """Score `log` with the method `task` declares (options that are None are ignored)."""
+    scorer = lookup("scoring method", task.scoring, SCORERS)
+    return scorer(task, log, **{k: v for k, v in options.items() if v is not None})
 
 
 def score_log(
@@ -52,9 +60,7 @@ def score_log(
     from tasks.registry import get_task
 
     task = get_task(task_name, data_dir=data_dir, languages=languages)
-    scorer = _BY_NAME.get(task.name) or _BY_KIND[task.kind]
-    log = read_accuracy_log(log_path, dtype)
-    return scorer(task, log, **{k: v for k, v in options.items() if v is not None})
+    return score(task, read_accuracy_log(log_path, dtype), **options)
 
 
 def build_parser(task_name: str) -> ArgumentParser:

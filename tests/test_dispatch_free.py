@@ -1,4 +1,4 @@
-"""models/lean.py: adapter models without the library's no-op dispatch give the library's outputs."""
+"""models/dispatch_free.py: adapter models without the library's no-op dispatch give the library's outputs."""
 
 import copy
 
@@ -8,7 +8,7 @@ from adapters import AutoAdapterModel
 from adapters.composition import Fuse, Parallel
 from transformers import XLMRobertaConfig
 
-from models.lean import strip_adapter_dispatch
+from models.dispatch_free import strip_adapter_dispatch
 from models.loaders import activate
 
 LAYERS = 2

@@ -1,4 +1,4 @@
-"""`python -m harness gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min.
+"""`python -m research gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min.
 
 Runs, as `harness run` subprocesses (one LoadGen test each), in priority order until the time budget
 is spent: large then base, PyTorch bf16 (SDPA) then ONNX Runtime CUDA fp16, Offline and SingleStream,
@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from common.exit_codes import BAD_INPUT
+from common.paths import REPO
+from harness.config import RunConfig
 from harness.info import device_info, git_state, package_versions
+from harness.launch import launch
+from harness.settings import user_conf_with
 
-REPO = Path(__file__).resolve().parents[1]
 # Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets. Matched by substring of
 # torch's device name, first match wins (so the more specific names come first).
 KNOWN_PEAKS: tuple[tuple[str, float], ...] = (
@@ -38,8 +41,8 @@ KNOWN_PEAKS: tuple[tuple[str, float], ...] = (
 
 
 @dataclass(frozen=True)
-class Probe:
-    """One LoadGen test of the check."""
+class CheckRun:
+    """One LoadGen test of the check (one cell of its table)."""
 
     encoder: str
     backend: str
@@ -58,18 +61,19 @@ class CheckPlan:
 
     dry: bool
     device: str
-    probes: tuple[Probe, ...]
-    server: Probe  # offered a fraction of the Offline samples/s of the same encoder/backend
-    extra_args: tuple[str, ...]
+    runs: tuple[CheckRun, ...]
+    server: CheckRun  # offered a fraction of the Offline samples/s of the same encoder/backend
+    languages: str | None  # dry: English only, and the first `count` samples
+    count: int | None
     bound_encoder: str  # the shape whose Offline run is compared with the compute bound
 
 
 def make_plan(dry: bool, duration_s: float | None = None) -> CheckPlan:
-    """The probes, most important first (the budget may cut the tail)."""
+    """The runs, most important first (the budget may cut the tail)."""
     if dry:
         d = duration_s or 1.0
         variants, encoders, device = [("pytorch", "fp32"), ("onnxruntime", "fp32")], ["tiny"], "cpu"
-        extra = ("--languages", "en", "--count", "64")
+        languages, count = "en", 64
     else:
         d = duration_s or 20.0
         variants, encoders, device = (
@@ -77,15 +81,15 @@ def make_plan(dry: bool, duration_s: float | None = None) -> CheckPlan:
             ["large", "base"],
             "cuda",
         )
-        extra = ()
-    probes = tuple(
-        Probe(enc, b, dt, sc, d)
+        languages, count = None, None
+    runs = tuple(
+        CheckRun(enc, b, dt, sc, d)
         for b, dt in variants
         for enc in encoders
         for sc in ("Offline", "SingleStream")
     )
-    server = Probe(encoders[0], variants[0][0], variants[0][1], "Server", d)
-    return CheckPlan(dry, device, probes, server, extra, encoders[0])
+    server = CheckRun(encoders[0], variants[0][0], variants[0][1], "Server", d)
+    return CheckPlan(dry, device, runs, server, languages, count, encoders[0])
 
 
 def flops_per_sample(config: dict[str, Any], lengths: np.ndarray) -> float:
@@ -123,80 +127,51 @@ def measured_matmul_peak(device: str, size: int, repeats: int = 20) -> float:
 
 def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Token lengths of the XNLI samples the runs use, and the bound encoder's config."""
+    from models.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.registry import get_task
 
     served = resolve("full", "xnli", plan.bound_encoder, weights="random", models_dir=models_dir)
     languages = "en" if plan.dry else None
-    lengths = get_task("xnli", languages=languages).features(served.tokenizer()).lengths
+    lengths = get_task("xnli", languages=languages).features(tokenizer_for(served)).lengths
     return (lengths[:64] if plan.dry else lengths), dict(served.encoder_config)
 
 
-def probe_argv(
-    p: Probe, plan: CheckPlan, out: Path, models_dir: str | None, conf: Path | None
-) -> list[str]:
-    argv = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--weights", "random",
-            "--encoder", p.encoder, "--backend", p.backend, "--dtype", p.dtype, "--device", plan.device,
-            "--scenario", p.scenario, "--duration", f"{p.duration_s:g}", "--allow_invalid",
-            "--output_dir", str(out / "runs" / f"{p.encoder}-{p.backend}-{p.dtype}"), *plan.extra_args]  # fmt: skip
-    if models_dir:
-        argv += ["--models_dir", models_dir]
-    if conf is not None:
-        argv += ["--user_conf", str(conf)]
-    return argv
+def run_config(p: CheckRun, plan: CheckPlan, out: Path, models_dir: str | None) -> RunConfig:
+    """The `harness run` of one check run: model full on XNLI, random weights, development duration."""
+    return RunConfig.layered(
+        model="full", task="xnli", weights="random", encoder=p.encoder, backend=p.backend,
+        dtype=p.dtype, device=plan.device, scenario=p.scenario, duration_s=p.duration_s,
+        allow_invalid=True, output_dir=out / "runs" / f"{p.encoder}-{p.backend}-{p.dtype}",
+        languages=plan.languages, count=plan.count, models_dir=models_dir,
+    )  # fmt: skip
 
 
-def run_probe(p: Probe, argv: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
-    """Run one probe; its results.json values (or the error) as a dict."""
-    log = out / "logs" / f"{p.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+def run_check(p: CheckRun, cfg: RunConfig, out: Path, timeout_s: float) -> dict[str, Any]:
+    """Run one check run; its results (or the error) as a row of the table."""
     t0 = time.perf_counter()
-    with open(log, "w") as f:
-        f.write(" ".join(argv) + "\n\n")
-        f.flush()
-        try:
-            rc = subprocess.run(
-                argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s
-            ).returncode
-        except subprocess.TimeoutExpired:
-            rc = -9
+    run = launch(cfg, out / "logs" / f"{p.name}.log", timeout_s=timeout_s)
     row: dict[str, Any] = {
         **asdict(p),
         "name": p.name,
-        "rc": rc,
+        "rc": run.rc,
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    folder = Path(argv[argv.index("--output_dir") + 1]) / "full" / "xnli" / p.scenario / "performance"
-    try:
-        res = json.loads((folder / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {**row, "error": f"no results.json (exit {rc}); see {log}"}
-    lat = res.get("latency_ns") or {}
-    return {**row, "valid": res.get("result_valid"), "samples_per_second": res.get("samples_per_second"),
-            "completed_qps": res.get("completed_qps"), "target_qps": res.get("target_qps"),
-            "p50_ms": _ms(lat.get("p50")), "p90_ms": _ms(lat.get("p90")), "p99_ms": _ms(lat.get("p99")),
-            "run_folder": str(folder)}  # fmt: skip
+    res = run.results
+    if res is None:
+        return {**row, "error": f"no results.json (exit {run.rc}); see {run.log}"}
+    return {**row, "valid": res.result_valid, "samples_per_second": res.samples_per_second,
+            "completed_qps": res.completed_qps, "target_qps": res.target_qps,
+            "p50_ms": res.latency_ms("p50"), "p90_ms": res.latency_ms("p90"), "p99_ms": res.latency_ms("p99"),
+            "run_folder": str(run.run_dir)}  # fmt: skip
 
 
-def _ms(ns: Any) -> float | None:
-    return None if ns is None else float(ns) / 1e6
-
-
-def _conf(out: Path, name: str, line: str) -> Path:
-    """The repo's user.conf plus one overriding line (LoadGen knobs live in user.conf only)."""
-    path = out / name
-    base = (REPO / "user.conf").read_text() if (REPO / "user.conf").is_file() else ""
-    path.write_text(f"{base.rstrip()}\n{line}\n")
-    return path
-
-
-def server_conf(out: Path, target_qps: float) -> Path:
-    return _conf(out, "server_user.conf", f"full.Server.target_qps = {target_qps:.2f}")
-
-
-def dry_offline_conf(out: Path) -> Path:
-    """Dry runs: a small Offline query (1.1 x 1 s x 100 samples) so each run takes about a second."""
-    return _conf(out, "dry_offline_user.conf", "full.Offline.target_qps = 100")
+def with_target_qps(cfg: RunConfig, target_qps: float, out: Path) -> RunConfig:
+    """`cfg` with the repo's user.conf plus its `<model>.<Scenario>.target_qps` line (LoadGen knobs
+    live in user.conf only; the name is the run's LoadGen model name)."""
+    line = f"{cfg.loadgen_model_name}.{cfg.scenario}.target_qps = {target_qps:.2f}"
+    name = f"{cfg.scenario.lower()}_user.conf"
+    return replace(cfg, user_conf=user_conf_with(REPO / "user.conf", [line], out / name, "gpu_check"))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -215,7 +190,7 @@ def main(args: argparse.Namespace) -> int:
     dev = device_info()
     if not plan.dry and not dev["gpus"]:
         print("gpu_check: no CUDA GPU visible; use --dry on CPU", file=sys.stderr)
-        return 3  # bad configuration (harness/exit_codes.py)
+        return BAD_INPUT
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     device_name = dev["gpus"][0]["name"] if dev["gpus"] and not plan.dry else dev["cpu_model"]
@@ -225,12 +200,14 @@ def main(args: argparse.Namespace) -> int:
     print(f"gpu_check: {label} on {device_name}", flush=True)
     lengths, config = task_lengths(plan, args.models_dir)
     rows: list[dict[str, Any]] = []
-    for p in plan.probes + (plan.server,):
+    for p in plan.runs + (plan.server,):
         left = args.budget - (time.perf_counter() - t_start)
         if left < 2 * p.duration_s + 10:
             rows.append({**asdict(p), "name": p.name, "error": "skipped: time budget spent"})
             continue
-        conf = dry_offline_conf(out) if plan.dry and p.scenario == "Offline" else None
+        cfg = run_config(p, plan, out, args.models_dir)
+        if plan.dry and p.scenario == "Offline":  # a query of 1.1 x 1 s x 100 samples: about 1 s
+            cfg = with_target_qps(cfg, 100, out)
         if p.scenario == "Server":
             off = next(
                 (r for r in rows if r["name"] == f"{p.encoder}.{p.backend}-{p.dtype}.Offline"), {}
@@ -238,8 +215,8 @@ def main(args: argparse.Namespace) -> int:
             if not off.get("samples_per_second"):
                 rows.append({**asdict(p), "name": p.name, "error": "skipped: no Offline result"})
                 continue
-            conf = server_conf(out, args.server_fraction * off["samples_per_second"])
-        row = run_probe(p, probe_argv(p, plan, out, args.models_dir, conf), out, left)
+            cfg = with_target_qps(cfg, args.server_fraction * off["samples_per_second"], out)
+        row = run_check(p, cfg, out, left)
         rows.append(row)
         print(f"  {p.name:<40} {_summary(row)}", flush=True)
     summary = summarise(plan, rows, lengths, config, device_name)
@@ -262,7 +239,7 @@ def summarise(plan: CheckPlan, rows: list[dict[str, Any]], lengths: np.ndarray, 
               device_name: str) -> dict[str, Any]:  # fmt: skip
     """Compute-bound fraction of the bound shape's Offline run and the Server/Offline ratio."""
     by = {r["name"]: r for r in rows}
-    first = plan.probes[0]
+    first = plan.runs[0]
     off = by.get(f"{plan.bound_encoder}.{first.backend}-{first.dtype}.Offline", {})
     flops = flops_per_sample(config, lengths)
     peak_table = None if plan.dry else known_peak(device_name)

@@ -1,25 +1,30 @@
-"""`python -m harness find_peak`: the user.conf target that fits this machine, per scenario.
+"""`python -m research find_peak`: the user.conf target that fits this machine, per scenario.
 
 Server (the default): the highest VALID Server target_qps, by bisection over short runs. Each trial
-is a separate `python -m harness run --scenario Server` process (one LoadGen test per process) with
-a temporary user.conf = the chosen user.conf plus one `<model>.Server.target_qps = Q` line (later
-lines win in LoadGen's parser), so timing knobs still come from user.conf only.
+is a separate `python -m harness run --scenario Server` process (one LoadGen test per process,
+started through harness.launch) with a temporary user.conf = the chosen user.conf plus one
+`<model>.Server.target_qps = Q` line (later lines win in LoadGen's parser), so timing knobs still
+come from user.conf only.
 Offline: one development run (`--duration`, default OFFLINE_TRIAL_S) measures samples/s; the line
 is target_qps = 1.1 x that rate (harness.settings.sizing_line), so an official run's query of
 1.1 x 600 s x target_qps samples lasts past min duration even on a quicker day.
-Writes <output_dir>/find_peak.json and prints the user.conf line to use.
+Writes <output_dir>/<MODEL>/<TASK>/find_peak.json (the trials' run folders beside it) and prints the
+user.conf line to use.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from harness.config import REPO, RunConfig, add_run_arguments
-from harness.exit_codes import BAD_INPUT
+from common.exit_codes import BAD_INPUT, SUT_FAILURE
+from common.paths import BUILD
+from harness.config import RunConfig, add_run_arguments
+from harness.launch import launch
+from harness.run_record import Results
 from harness.settings import sizing_line, user_conf_with
 
 OFFLINE_TRIAL_S = 60.0
@@ -33,17 +38,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(duration_s=None)
 
 
-def trial(
-    cfg: RunConfig, argv: list[str], lines: list[str], folder: Path, scenario: str = "Server"
-) -> dict:
-    """One `scenario` run with `lines` added to user.conf, into `folder`; its results.json ({} if none)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def trial(cfg: RunConfig, lines: list[str], folder: Path) -> Results | None:
+    """One run of `cfg` with `lines` added to user.conf, into `folder`; its results (None if none)."""
     conf = user_conf_with(Path(cfg.user_conf), lines, folder / "user.conf", "find_peak trial")
-    cmd = [sys.executable, "-m", "harness", "run", *argv, "--scenario", scenario, "--user_conf", str(conf),
-           "--output_dir", str(folder), "--allow_invalid"]  # fmt: skip
-    subprocess.run(cmd, cwd=REPO, check=False)
-    res = folder / cfg.model / cfg.task / scenario / "performance" / "results.json"
-    return json.loads(res.read_text()) if res.is_file() else {}
+    return launch(replace(cfg, user_conf=conf, output_dir=folder, allow_invalid=True)).results
 
 
 def main(args: argparse.Namespace) -> int:
@@ -54,36 +52,34 @@ def main(args: argparse.Namespace) -> int:
               "INVALID report prints the target_latency line", file=sys.stderr)  # fmt: skip
         return BAD_INPUT
     cfg = RunConfig.from_args(args)
-    out = Path(cfg.output_dir or REPO / "build" / "peak") / cfg.model / cfg.task
-    argv = _drop(
-        sys.argv[2:], ("--scenario", "--low", "--high", "--steps", "--output_dir", "--user_conf")
-    )
-    return modes[args.scenario](cfg, args, argv, out)
+    out = Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task
+    return modes[args.scenario](cfg, args, out)
 
 
-def offline_peak(cfg: RunConfig, args: argparse.Namespace, argv: list[str], out: Path) -> int:
+def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
     """One development Offline run; the target_qps line from the samples/s it measured x 1.1."""
     if cfg.duration_s is None:
-        argv = [*argv, "--duration", f"{OFFLINE_TRIAL_S:g}"]
-    res = trial(cfg, argv, [], out / "offline_trial", "Offline")
-    sps = res.get("samples_per_second")
-    line = sizing_line(cfg.loadgen_model_name, "Offline", res) if sps else None
+        cfg = replace(cfg, duration_s=OFFLINE_TRIAL_S)
+    res = trial(cfg, [], out / "offline_trial")
+    sps = res.samples_per_second if res else None
+    line = sizing_line(cfg.loadgen_model_name, "Offline", asdict(res)) if res and sps else None
     if line is None:
         print(f"find_peak: the Offline trial measured nothing (see {out / 'offline_trial'})")
-        return res.get("exit_status") or 2
+        return (res.exit_status if res else None) or SUT_FAILURE
     record = {"samples_per_second": sps, "user_conf_line": line, "trial": str(out / "offline_trial")}
     (out / "find_peak.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"Offline: {sps:.1f} samples/s measured (record: {out / 'find_peak.json'})\nuser.conf: {line}")
     return 0
 
 
-def server_peak(cfg: RunConfig, args: argparse.Namespace, argv: list[str], out: Path) -> int:
+def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
     """Bisection over Server trials for the highest VALID target_qps."""
     trials: list[dict] = []
 
-    def probe(q: float) -> bool:
+    def is_valid_at(q: float) -> bool:
         line = f"{cfg.loadgen_model_name}.Server.target_qps = {q:.2f}"
-        ok = bool(trial(cfg, argv, [line], out / f"trial_{len(trials):02d}_{q:.0f}").get("result_valid"))
+        res = trial(cfg, [line], out / f"trial_{len(trials):02d}_{q:.0f}")
+        ok = res is not None and res.result_valid
         trials.append({"target_qps": q, "valid": ok})
         print(f"find_peak: target_qps {q:.2f} -> {'VALID' if ok else 'INVALID'}", flush=True)
         return ok
@@ -91,11 +87,11 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, argv: list[str], out: 
     lo, hi = args.low, args.high
     if hi <= 0:
         hi = max(lo * 2, 2.0)
-        while probe(hi):
+        while is_valid_at(hi):
             lo, hi = hi, hi * 2
     for _ in range(args.steps):
         mid = (lo + hi) / 2
-        if probe(mid):
+        if is_valid_at(mid):
             lo = mid
         else:
             hi = mid
@@ -106,18 +102,3 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, argv: list[str], out: 
         f"highest VALID Server target_qps: {lo:.1f} (record: {out / 'find_peak.json'})\nuser.conf: {line}"
     )
     return 0
-
-
-def _drop(argv: list[str], flags: tuple[str, ...]) -> list[str]:
-    """argv without the given `--flag value` pairs (`--flag=value` too)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in flags:
-            skip = True
-        elif a.split("=", 1)[0] in flags:
-            continue
-        else:
-            out.append(a)
-    return out

@@ -1,26 +1,28 @@
-"""`python -m harness study --speed`: in-process micro-benchmarks, before/after measured side by side.
+"""`python -m research speed` (or `study --speed`): in-process micro-benchmarks, before/after side by side.
 
 Every comparison builds both sides in one process, warms each up once, then runs them interleaved
 batch by batch (each batch on A then B, the order rotating; part b, whose sides are different
 runtimes, by whole passes; `--repeats` rounds) over the same samples, and reports the MEDIAN
 samples/s of each and the median of the per-round ratios, so a noisy machine slows both sides
 alike. Samples: XNLI token lengths (the tiny zoo's tokenizer; a seeded synthetic distribution, labelled, when no tokenizer is found) with random ids.
-All weights are RANDOM (model_kind "random"): speed only. Parts:
+All weights are RANDOM (model_kind "random"): speed only. Parts (letter: its key in speed.json and
+its `--parts` letter; name: what it measures, `--parts` takes it too):
   a  batching: length-sorted token-budget batches (sut/batching.py) vs fixed 32-sample batches padded
      to the task's max length (128), PyTorch, model full.
-  b  ONNX Runtime: transformer fusions on vs off (fp32), int8 dynamic quantisation vs fp32 (both
+  b  onnxruntime_vs_pytorch: transformer fusions on vs off (fp32), int8 dynamic quantisation vs fp32 (both
      fused), and both vs PyTorch eager (targets: fp32 >= 1.2x, int8 >= 1.5x), tiny and base shapes. Accuracy change per XNLI language comes from the study's accuracy runs (study.md).
-  c  AdapterFusion: the library's fusion layer vs models.fusion.fold_fusion_layers (max |diff| checked
+  c  fusion_fold: AdapterFusion, the library's fusion layer vs models.fusion.fold_fusion_layers (max |diff| checked
      < 1e-4, throughput ratio).
-  d  adapter (unmerged seq_bn), adapter-squad (AdapterFusion) and lora-squad (merged) vs full,
-     PyTorch at XNLI lengths, as served (models/lean.py, fusion folded) and, `-library`, in the
+  d  adapter_cost: adapter (unmerged seq_bn), adapter-squad (AdapterFusion) and lora-squad (merged) vs full,
+     PyTorch at XNLI lengths, as served (models/dispatch_free.py, fusion folded) and, `-library`, in the
      adapters library's own form. Targets: adapter cost <= 10%, merged LoRA within 2%.
-  e  real shapes: base and large XLM-R (RANDOM weights) throughput and batch-1 latency, PyTorch and
+  e  real_shapes: base and large XLM-R (RANDOM weights) throughput and batch-1 latency, PyTorch and
      ONNX Runtime fp32.
-  f  part d at the XLM-R base shape (RANDOM weights): what adapters cost when the model, not the
+  f  adapter_cost_base: part d at the XLM-R base shape (RANDOM weights): what adapters cost when the model, not the
      per-operator overhead of a tiny model, dominates.
-  g  FLOPs (torch FlopCounterMode) of every variant relative to full, tiny and base shapes.
-Writes `<out>/speed.json` and `<out>/speed.md` and prints the ratios.
+  g  flop_counts: FLOPs (torch FlopCounterMode) of every variant relative to full, tiny and base shapes.
+Writes `<out>/speed.json` and `<out>/speed.md` and prints the ratios. `python -m research speed`
+runs it; `python -m research study --speed` is the same with the study's --threads and --out.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-PARTS = "abcdefg"
-REPO = Path(__file__).resolve().parents[1]
+from common.names import lookup
+from common.paths import REPO
+from models.registry import MODELS
+
 Predict = Callable[[np.ndarray, np.ndarray], Any]
 
 
@@ -144,7 +149,7 @@ def _ratio(result: dict[str, dict[str, Any]], new: str, old: str) -> float:
     return statistics.median(a / b for a, b in pairs)
 
 
-def part_a(lengths, args) -> dict[str, Any]:
+def batching(lengths, args) -> dict[str, Any]:
     predict = torch_predict(_served("full", "tiny", args.models_dir).torch_module())
     vocab = 8002
     res = interleaved({"naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab)),
@@ -173,7 +178,7 @@ def _backend_sides(encoder: str, lengths, args, unfused: bool) -> dict[str, Any]
             "int8_vs_pytorch": _ratio(res, "int8_fused", "pytorch")}  # fmt: skip
 
 
-def part_b(lengths, args) -> dict[str, Any]:
+def onnxruntime_vs_pytorch(lengths, args) -> dict[str, Any]:
     out = _backend_sides("tiny", lengths, args, unfused=True)
     res = out["results"]
     out |= {"fusions_ratio": _ratio(res, "fp32_fused", "fp32_unfused"),
@@ -186,7 +191,7 @@ def part_b(lengths, args) -> dict[str, Any]:
     return out
 
 
-def part_c(lengths, args) -> dict[str, Any]:
+def fusion_fold(lengths, args) -> dict[str, Any]:
     import torch
 
     from models.fusion import fold_fusion_layers
@@ -208,7 +213,9 @@ def part_c(lengths, args) -> dict[str, Any]:
             "max_abs_diff": diff, "output_max_abs": scale, "equal_within_1e-4": diff < 1e-4, "layers_replaced": replaced}  # fmt: skip
 
 
-VARIANTS = ("full", "adapter", "adapter-library", "adapter-squad", "adapter-squad-library", "lora-squad")
+# Parts d, f, g: full, and every model served otherwise (adapter forms also as `<model>-library`).
+VARIANTS = ("full", *(v for n, spec in MODELS.items() if spec.serving != "plain"
+                      for v in ((n, f"{n}-library") if spec.serving in ("adapter", "fusion") else (n,))))  # fmt: skip
 
 
 def _variants(encoder: str, models_dir: str | None) -> dict[str, Any]:
@@ -218,7 +225,7 @@ def _variants(encoder: str, models_dir: str | None) -> dict[str, Any]:
                 lean=not v.endswith("-library")) for v in VARIANTS}  # fmt: skip
 
 
-def part_d(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
+def adapter_cost(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
     modules = _variants(encoder, args.models_dir)
     vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
     batches = make_batches(lengths, True, vocab)
@@ -229,12 +236,12 @@ def part_d(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
                         "merged_lora_within_2pct": abs(cost["lora-squad"]) <= 0.02}}  # fmt: skip
 
 
-def part_f(lengths, args) -> dict[str, Any]:
+def adapter_cost_base(lengths, args) -> dict[str, Any]:
     """Part d at the real XLM-R base shape (RANDOM weights; --real_samples samples per pass)."""
-    return part_d(lengths[: min(args.real_samples, len(lengths))], args, encoder="base")
+    return adapter_cost(lengths[: min(args.real_samples, len(lengths))], args, encoder="base")
 
 
-def part_e(lengths, args) -> dict[str, Any]:
+def real_shapes(lengths, args) -> dict[str, Any]:
     from models.backends import create_backend
     from models.base import BackendOptions
 
@@ -272,7 +279,7 @@ def forward_flops(module, ids: np.ndarray, mask: np.ndarray) -> int:
     return int(counter.get_total_flops())
 
 
-def part_g(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> dict[str, Any]:
+def flop_counts(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> dict[str, Any]:
     """FLOPs of each served variant relative to full on the same batch, tiny and base shapes: a
     count, not a timing, so it does not move with the machine's noise."""
     out: dict[str, Any] = {}
@@ -286,13 +293,58 @@ def part_g(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> dict[
     return out
 
 
-PART_FUNCS = {"a": part_a, "b": part_b, "c": part_c, "d": part_d, "e": part_e, "f": part_f, "g": part_g}
+@dataclass(frozen=True)
+class Part:
+    """One micro-benchmark. letter: its key in speed.json and its --parts letter; name: what it
+    measures (--parts takes it too); title: its speed.md heading."""
+
+    letter: str
+    name: str
+    title: str
+    measure: Callable[[np.ndarray, argparse.Namespace], dict[str, Any]]
+
+
+PARTS: dict[str, Part] = {p.letter: p for p in (
+    Part("a", "batching", "Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny "
+         "shape, PyTorch)", batching),
+    Part("b", "onnxruntime_vs_pytorch", "ONNX Runtime: transformer fusions, int8 dynamic "
+         "quantisation, vs PyTorch eager", onnxruntime_vs_pytorch),
+    Part("c", "fusion_fold", "AdapterFusion: the library's layer vs the exact fold (tiny "
+         "adapter-squad)", fusion_fold),
+    Part("d", "adapter_cost", "Adapters vs full, PyTorch fp32 (tiny shape)", adapter_cost),
+    Part("e", "real_shapes", "Real shapes, RANDOM weights: Offline throughput and batch-1 latency",
+         real_shapes),
+    Part("f", "adapter_cost_base", "Adapters vs full at the XLM-R base shape, RANDOM weights, "
+         "PyTorch fp32", adapter_cost_base),
+    Part("g", "flop_counts", "FLOPs of each variant relative to full, one batch of 8 (a count: no "
+         "timing noise)", flop_counts),
+)}  # fmt: skip
+
+
+def selected(parts: str) -> list[str]:
+    """--parts -> part letters: letters ("abd") or comma-separated names ("batching,flop_counts")."""
+    by_name = {p.name: letter for letter, p in PARTS.items()}
+    words = [w for w in parts.split(",") if w]
+    if all(w in by_name for w in words):
+        return [by_name[w] for w in words]
+    return [lookup("speed part", letter, PARTS).letter for letter in parts]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """`python -m research speed`: the speed flags plus where to write and how many threads."""
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "reports", help="speed.json / speed.md go here"
+    )
+    add_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The --speed flags (parsed by `study`)."""
+    """The speed flags of their own (`study --speed` adds them to the study's)."""
     a = parser.add_argument
-    a("--parts", default=PARTS, help=f"which micro-benchmarks, e.g. 'abd' (default all: {PARTS})")
+    letters = "".join(PARTS)
+    a("--parts", default=letters, help=f"which micro-benchmarks: letters ('abd', default {letters}) or "
+      f"comma-separated names ({','.join(p.name for p in PARTS.values())})")  # fmt: skip
     a("--repeats", type=int, default=5, help="interleaved rounds per comparison (medians reported)")
     a("--samples", type=int, default=512, help="XNLI samples per pass (tiny shape)")
     a("--real_samples", type=int, default=32, help="samples per pass, base/large shapes (parts e, f)")
@@ -313,19 +365,20 @@ def main(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    chosen = selected(args.parts)
     lengths, source = xnli_lengths(args.samples, args.models_dir)
-    command = "python -m harness study " + " ".join(sys.argv[2:])
+    command = f"python -m research {' '.join(sys.argv[1:])}"
     report: dict[str, Any] = {"command": command.strip(), "lengths": source, "mean_tokens": float(lengths.mean()), "repeats": args.repeats,
                               "device": device_info(), "versions": package_versions(), **git_state()}  # fmt: skip
     out = Path(args.out)
     previous = out / "speed.json"
     if previous.is_file():  # parts not run now keep their earlier figures (each part says when/how)
         old = json.loads(previous.read_text())
-        report |= {p: old[p] for p in PARTS if p in old and p not in args.parts}
-    for part in args.parts:
+        report |= {p: old[p] for p in PARTS if p in old and p not in chosen}
+    for part in chosen:
         t0 = time.perf_counter()
-        print(f"speed part {part} ...", flush=True)
-        report[part] = PART_FUNCS[part](lengths, args)
+        print(f"speed part {part} ({PARTS[part].name}) ...", flush=True)
+        report[part] = PARTS[part].measure(lengths, args)
         report[part]["wall_s"] = round(time.perf_counter() - t0, 1)
         report[part]["measured"] = {"at": time.strftime("%Y-%m-%d %H:%M"), "command": command.strip(),
                                     "git_sha": report.get("git_sha"), "git_dirty": report.get("git_dirty")}  # fmt: skip
@@ -337,17 +390,6 @@ def main(args: argparse.Namespace) -> int:
     (out / "speed.md").write_text(markdown(report))
     print(f"speed: wrote {out / 'speed.md'}")
     return 0
-
-
-PART_TITLES = {
-    "a": "Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny shape, PyTorch)",
-    "b": "ONNX Runtime: transformer fusions, int8 dynamic quantisation, vs PyTorch eager",
-    "c": "AdapterFusion: the library's layer vs the exact fold (tiny adapter-squad)",
-    "d": "Adapters vs full, PyTorch fp32 (tiny shape)",
-    "e": "Real shapes, RANDOM weights: Offline throughput and batch-1 latency",
-    "f": "Adapters vs full at the XLM-R base shape, RANDOM weights, PyTorch fp32",
-    "g": "FLOPs of each variant relative to full, one batch of 8 (a count: no timing noise)",
-}
 
 
 def _short(value: Any) -> Any:
@@ -385,14 +427,14 @@ def markdown(r: dict[str, Any]) -> str:
     backend), then its ratios and when and how it was measured."""
     dirty = " (uncommitted changes)" if r.get("git_dirty") else ""
     lines = ["# Speed micro-benchmarks (random weights, in-process, interleaved medians)", "",
-             f"Command: `{r.get('command', 'python -m harness study --speed')}`  ",
+             f"Command: `{r.get('command', 'python -m research study --speed')}`  ",
              f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
              f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}{dirty}.", "",
              "Within a part every variant runs on the same batches, interleaved batch by batch (part b, "
              "whose sides are different runtimes, by whole passes); ratios are medians of per-round "
              "ratios; `spread` is max/min - 1 of a variant's rounds, the noise its median sits in. "
              "Each part says when, how and at which commit it was measured.", ""]  # fmt: skip
-    for part in PARTS:
-        if part in r:
-            lines += [f"## Part {part}: {PART_TITLES[part]}", "", *_section(r[part]), ""]
+    for letter, part in PARTS.items():
+        if letter in r:
+            lines += [f"## Part {letter}: {part.title}", "", *_section(r[letter]), ""]
     return "\n".join(lines)

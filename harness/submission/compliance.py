@@ -17,7 +17,7 @@ A development audit run (--duration / --count) is sized like the performance run
 with: it uses that run's user.conf copy plus the line that sizes its queries from the rate that run
 measured x 1.1 (harness.settings.sizing_line), so a quicker moment of the machine cannot end it
 under min duration. Official audit runs use user.conf as it is.
-Exit codes (harness/exit_codes.py): 0 TEST PASS, 1 TEST FAIL or an INVALID audit run, 2 / 130 /
+Exit codes (common/exit_codes.py): 0 TEST PASS, 1 TEST FAIL or an INVALID audit run, 2 / 130 /
 143 the audit run's own, 3 bad input (names, missing performance or accuracy run).
 """
 
@@ -25,22 +25,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from harness.exit_codes import BAD_INPUT, SUT_FAILURE, describe
+from common.exit_codes import BAD_INPUT, SUT_FAILURE, describe
+from common.paths import REPO
+from harness.config import RunConfig, check_names
+from harness.launch import child_argv, launch
 from harness.loadgen_log import LoadgenLog
-from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, REPO
+from harness.run_folder import RunFolder
+from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, test01_dir_of
 
 AUDIT_CONF = REPO / "audit.conf"
-RUNNER = (sys.executable, "-m", "harness", "run")
+# What runs the audit: None = `python -m harness run` (tests put a fake runner here).
+RUNNER: tuple[str, ...] | None = None
 DTYPES = {"float32": np.float32, "int32": np.int32, "int64": np.int64, "byte": np.int8}
 
 
@@ -122,35 +126,28 @@ class AuditRunFailed(RuntimeError):
 
 
 def run_audit(
-    run_args: list[str], runner: tuple[str, ...] | None = None, audit_conf: Path = AUDIT_CONF
+    cfg: RunConfig,
+    more_flags: Sequence[str] = (),
+    runner: Sequence[str] | None = None,
+    audit_conf: Path = AUDIT_CONF,
 ) -> Path:
-    """Run the runner with the audit file staged; returns the audit run folder (a temp copy owner
-    must move). The temporary working directory, audit.config included, is always removed."""
+    """Run `cfg` (plus the runner flags `more_flags`) with the audit file staged; returns the audit run
+    folder (a temporary copy the caller must move). The temporary working directory, audit.config
+    included, is always removed."""
     workdir = Path(tempfile.mkdtemp(prefix="audit-"))
     keep = Path(tempfile.mkdtemp(prefix="audit-result-"))
     try:
         staged = workdir / "audit.config"
         shutil.copy2(audit_conf, staged)
-        cmd = [
-            *(runner or RUNNER),
-            *run_args,
-            "--output_dir",
-            str(workdir / "out"),
-            "--audit_conf",
-            str(staged),
-        ]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
-        print("+ (cwd " + str(workdir) + ") " + shlex.join(cmd), flush=True)
-        rc = subprocess.run(cmd, cwd=workdir, env=env).returncode
-        if rc:
-            raise AuditRunFailed(rc)
-        details = sorted((workdir / "out").rglob("mlperf_log_detail.txt"))
-        if len(details) != 1:
-            raise RuntimeError(f"audit run left {len(details)} run folders, expected 1")
-        shutil.copytree(details[0].parent, keep / "audit_run")
+        audit = replace(cfg, output_dir=workdir / "out", audit_conf=staged)
+        argv = child_argv(audit, more_flags=more_flags, program=runner)
+        print("+ (cwd " + str(workdir) + ") " + shlex.join(argv), flush=True)
+        run = launch(audit, more_flags=more_flags, program=runner, cwd=workdir)
+        if run.rc:
+            raise AuditRunFailed(run.rc)
+        if not (run.run_dir / "mlperf_log_detail.txt").is_file():
+            raise RuntimeError(f"audit run left no LoadGen logs in {run.run_dir}")
+        shutil.copytree(run.run_dir, keep / "audit_run")
         return keep / "audit_run"
     except BaseException:
         shutil.rmtree(keep, ignore_errors=True)
@@ -159,9 +156,10 @@ def run_audit(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def write_test01(scenario_dir: Path, audit_run: Path, dtype: str) -> bool:
-    """Verify `audit_run` against scenario_dir/{accuracy,performance} and lay out TEST01/."""
-    out = scenario_dir / "TEST01"
+def write_test01(accuracy_run: Path, performance_run: Path, audit_run: Path, dtype: str) -> bool:
+    """Verify `audit_run` against the accuracy and performance run folders of its benchmark and
+    lay out TEST01/ beside them (<Scenario>/TEST01/)."""
+    out = test01_dir_of(performance_run)
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(audit_run, out / "audit_run")
     (out / "accuracy").mkdir(parents=True)
@@ -170,12 +168,12 @@ def write_test01(scenario_dir: Path, audit_run: Path, dtype: str) -> bool:
     for name in PERF_FILES:
         shutil.copy2(audit_run / name, out / "performance" / "run_1")
     acc_ok, acc_text = verify_accuracy(
-        scenario_dir / "accuracy" / "mlperf_log_accuracy.json",
+        accuracy_run / "mlperf_log_accuracy.json",
         audit_run / "mlperf_log_accuracy.json",
         dtype,
     )
     perf_ok, perf_text = verify_performance(
-        scenario_dir / "performance" / "mlperf_log_detail.txt", audit_run / "mlperf_log_detail.txt"
+        performance_run / "mlperf_log_detail.txt", audit_run / "mlperf_log_detail.txt"
     )
     (out / "verify_accuracy.txt").write_text(acc_text)
     (out / "verify_performance.txt").write_text(perf_text)
@@ -193,8 +191,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--backend")
     parser.add_argument("--encoder")
-    parser.add_argument("--duration", help="development only: audit-run duration (s)")
-    parser.add_argument("--count", help="development only: sample count")
+    parser.add_argument("--duration", type=float, help="development only: audit-run duration (s)")
+    parser.add_argument("--count", type=int, help="development only: sample count")
     parser.add_argument("--accuracy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--output_dir", type=Path, help=f"the log dir of the normal runs ({DEFAULT_LOG_DIR})"
@@ -220,7 +218,6 @@ def dev_audit_conf(perf_dir: Path, model: str, scenario: str, dest: Path) -> tup
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.config import check_names
     from sut.registry import SCENARIOS
 
     if args.accuracy:
@@ -234,33 +231,41 @@ def main(args: argparse.Namespace) -> int:
         print(f"compliance: {e}")
         return BAD_INPUT
     log_dir = (args.output_dir or DEFAULT_LOG_DIR).resolve()
-    scen_dir = log_dir / args.model / args.task / args.scenario
-    for mode, how in (("accuracy", " ACCURACY=1"), ("performance", "")):
-        if not (scen_dir / mode / "mlperf_log_detail.txt").is_file():
+    try:
+        cfg = RunConfig.layered(
+            scenario=args.scenario, model=args.model, task=args.task, backend=args.backend,
+            encoder=args.encoder, duration_s=args.duration, count=args.count, output_dir=log_dir,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"compliance: {exc}")
+        return BAD_INPUT
+    accuracy_run = RunFolder.plan(replace(cfg, accuracy=True)).path
+    performance_run = RunFolder.plan(cfg).path
+    for mode, folder, how in (
+        ("accuracy", accuracy_run, " ACCURACY=1"),
+        ("performance", performance_run, ""),
+    ):
+        if not (folder / "mlperf_log_detail.txt").is_file():
             print(
-                f"compliance: no {mode} run at {scen_dir / mode}. TEST01 compares against it: run "
+                f"compliance: no {mode} run at {folder}. TEST01 compares against it: run "
                 f"`make run SCENARIO={args.scenario} MODEL={args.model} TASK={args.task}{how} "
                 f"LOG_DIR={log_dir}` first (same LOG_DIR for every run)."
             )
             return BAD_INPUT
     if args.verify_only:  # re-verify a kept audit run (copied out first: TEST01/ is rewritten)
         with tempfile.TemporaryDirectory() as tmp:
-            shutil.copytree(scen_dir / "TEST01" / "audit_run", Path(tmp) / "audit_run")
-            return 0 if write_test01(scen_dir, Path(tmp) / "audit_run", args.dtype) else 1
-    run_args = ["--scenario", args.scenario, "--model", args.model, "--task", args.task]
-    for flag in ("backend", "encoder", "duration", "count"):
-        if getattr(args, flag):
-            run_args += [f"--{flag}", str(getattr(args, flag))]
-    run_args += shlex.split(args.run_args)
+            shutil.copytree(test01_dir_of(performance_run) / "audit_run", Path(tmp) / "audit_run")
+            ok = write_test01(accuracy_run, performance_run, Path(tmp) / "audit_run", args.dtype)
+            return 0 if ok else 1
     with tempfile.TemporaryDirectory(prefix="audit-conf-") as tmp:
         if args.duration or args.count:
-            conf, line = dev_audit_conf(scen_dir / "performance", args.model, args.scenario,
+            conf, line = dev_audit_conf(performance_run, args.model, args.scenario,
                                         Path(tmp) / "user.conf")  # fmt: skip
             print(f"compliance: development audit run sized like the performance run "
                   f"(its user.conf{' + ' + line if line else ''})")  # fmt: skip
-            run_args += ["--user_conf", str(conf)]
+            cfg = replace(cfg, user_conf=conf)
         try:
-            audit_run = run_audit(run_args)
+            audit_run = run_audit(cfg, shlex.split(args.run_args), RUNNER)
         except AuditRunFailed as exc:
             print(f"compliance: {exc}")
             return exc.code
@@ -268,6 +273,6 @@ def main(args: argparse.Namespace) -> int:
             print(f"compliance: {exc}")
             return SUT_FAILURE
     try:
-        return 0 if write_test01(scen_dir, audit_run, args.dtype) else 1
+        return 0 if write_test01(accuracy_run, performance_run, audit_run, args.dtype) else 1
     finally:
         shutil.rmtree(audit_run.parent, ignore_errors=True)

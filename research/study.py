@@ -1,4 +1,4 @@
-"""`python -m harness study`: the full vs adapter efficiency study, one LoadGen test per subprocess.
+"""`python -m research study`: the full vs adapter efficiency study, one LoadGen test per subprocess.
 
 Grid: model x task x backend variant x (scenario, mode). Every cell is one `python -m harness run`
 process (LoadGen allows one test per process, MLPERF_FACTS.md) writing the runner's run folder
@@ -9,15 +9,14 @@ Offline throughput, or the peak found by `find_peak` with `--server_qps peak`).
 Resumable: a finished cell leaves `study_cell.json` (its settings) beside results.json; a later study
 with the same settings skips it. Each cell's stdout/stderr goes to `<runs_dir>/logs/<cell>.log` and one
 line per finished cell (rc, wall seconds) to `<runs_dir>/study_log.jsonl`.
-At the end the runs are collected into `<out>/study.{csv,md}` and PNG figures (harness/report.py).
-`--speed` runs the in-process micro-benchmarks instead (harness/speed.py).
+At the end the runs are collected into `<out>/study.{csv,md}` and PNG figures (research/report.py).
+`--speed` runs the in-process micro-benchmarks instead (research/speed.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -25,9 +24,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from common.names import lookup
+from common.paths import BUILD, REPO
+from harness.config import RunConfig
+from harness.launch import launch
+from harness.run_folder import RunFolder
+from harness.run_record import Results, RunRecord
 from harness.settings import user_conf_with
+from models import registry as model_registry
+from sut import registry as sut_registry
+from tasks.registry import get_task_class
 
-REPO = Path(__file__).resolve().parents[1]
 MARKER = "study_cell.json"
 
 # study backend label -> (runner --backend, --dtype). One lookup, no branching on names elsewhere.
@@ -36,9 +43,10 @@ BACKEND_VARIANTS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "fp32"),
     "onnxruntime-int8": ("onnxruntime", "int8"),
 }
-MODELS = ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
+MODELS = tuple(model_registry.MODELS)  # every MODEL= name
+# The default tasks: the ones `make models` builds (PAWS-X only on request) and the retrieval tasks.
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
-SCENARIOS = ("SingleStream", "Offline", "Server")
+SCENARIOS = sut_registry.SCENARIOS
 
 # Wall-time model for --plan, calibrated from build/study/study_log.jsonl of the default grid on 2 EPYC
 # cores (2026-11-28, 135 cells in 43.4 min): per process start (imports, model load, cached ONNX and
@@ -90,9 +98,26 @@ class Cell:
         base = s.runs_dir / self.backend
         return base / f"qps-{self.qps_fraction:.2f}" if self.qps_fraction is not None else base
 
+    def subcommand(self, s: StudySettings) -> str:
+        """`run`, or `find_peak` for a Server cell whose load find_peak searches."""
+        return "find_peak" if self.scenario == "Server" and s.server_qps == "peak" else "run"
+
+    def config(self, s: StudySettings, user_conf: Path | None = None) -> RunConfig:
+        """The run of this cell (`cell_config` adds the user.conf derived for it). Performance runs
+        may be INVALID (short runs): their numbers are kept, and flagged."""
+        backend, dtype = BACKEND_VARIANTS[self.backend]
+        perf = self.mode == "performance"
+        timed = perf and self.subcommand(s) == "run"
+        return RunConfig.layered(
+            scenario=self.scenario, model=self.model, task=self.task, backend=backend, dtype=dtype,
+            encoder=s.encoder, output_dir=self.output_dir(s), accuracy=not perf, allow_invalid=perf,
+            duration_s=s.duration_s if timed else None, count=s.count if timed else None,
+            threads=s.threads, user_conf=user_conf or s.user_conf,
+        )  # fmt: skip
+
     def run_folder(self, s: StudySettings) -> Path:
-        """Where the runner writes this cell (the run-folder contract)."""
-        return self.output_dir(s) / self.model / self.task / self.scenario / self.mode
+        """Where the runner writes this cell (harness.run_folder.RunFolder.plan)."""
+        return RunFolder.plan(self.config(s)).path
 
     def settings_key(self, s: StudySettings) -> dict[str, Any]:
         """Everything that changes the result: a finished cell is reused only if this matches
@@ -126,11 +151,13 @@ def plan_cells(
     fraction (one cell when server_qps=peak).
     Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy."""
     for b in (*backends, *accuracy_backends):
-        if b not in BACKEND_VARIANTS:
-            raise ValueError(f"unknown backend variant {b!r}; known: {', '.join(BACKEND_VARIANTS)}")
+        lookup("backend variant", b, BACKEND_VARIANTS)
     for sc in scenarios:
-        if sc not in SCENARIOS:
-            raise ValueError(f"unknown scenario {sc!r}; known: {', '.join(SCENARIOS)}")
+        lookup("scenario", sc, dict.fromkeys(SCENARIOS))
+    for name in models:
+        model_registry.get_model_spec(name)
+    for name in tasks:
+        get_task_class(name)
     cells: list[Cell] = []
     for task in tasks:
         latency = latency_tasks is None or task in latency_tasks
@@ -173,11 +200,19 @@ def result_folder(cell: Cell, s: StudySettings) -> Path:
     return cell.run_folder(s)
 
 
+def results_of(folder: Path) -> Results | None:
+    """The results of the run folder `folder`; None when it holds no finished run."""
+    try:
+        return RunRecord.load(folder).results
+    except (FileNotFoundError, ValueError):  # ValueError: a file cut short (JSON not readable)
+        return None
+
+
 def is_done(cell: Cell, s: StudySettings) -> bool:
-    """A cell is done when its run folder has results.json and a marker with the same settings."""
+    """A cell is done when its run folder has results and a marker with the same settings."""
     folder = result_folder(cell, s)
     marker = folder / MARKER
-    if not (folder / "results.json").is_file() or not marker.is_file():
+    if results_of(folder) is None or not marker.is_file():
         return False
     try:
         return json.loads(marker.read_text()).get("settings") == cell.settings_key(s)
@@ -188,40 +223,22 @@ def is_done(cell: Cell, s: StudySettings) -> bool:
 def offline_throughput(cell: Cell, s: StudySettings) -> float | None:
     """samples/s of the Offline performance run of the cell's variant (None if missing/unreadable)."""
     off = Cell(cell.model, cell.task, cell.backend, "Offline", "performance")
-    try:
-        value = json.loads((off.run_folder(s) / "results.json").read_text()).get("samples_per_second")
-    except (OSError, json.JSONDecodeError):
-        return None
-    return float(value) if value else None
+    res = results_of(off.run_folder(s))
+    return float(res.samples_per_second) if res and res.samples_per_second else None
 
 
-def command(cell: Cell, s: StudySettings) -> list[str]:
-    """The subprocess argv for `cell`: `harness run`, or `harness find_peak` for a peak Server cell.
-
-    Raises LookupError when a Server cell's Offline throughput is not available."""
-    backend, dtype = BACKEND_VARIANTS[cell.backend]
-    sub = "find_peak" if cell.scenario == "Server" and s.server_qps == "peak" else "run"
-    argv = [s.python, "-m", "harness", sub, "--scenario", cell.scenario, "--model", cell.model,
-            "--task", cell.task, "--backend", backend, "--dtype", dtype, "--encoder", s.encoder,
-            "--output_dir", str(cell.output_dir(s))]  # fmt: skip
-    if cell.mode == "accuracy":
-        argv.append("--accuracy")
-    elif sub == "run":
-        argv += ["--duration", f"{s.duration_s:g}"]
-        if s.count:
-            argv += ["--count", str(s.count)]
-    if cell.mode == "performance":
-        argv.append("--allow_invalid")  # short runs may be INVALID: keep their numbers, flag them
+def cell_config(cell: Cell, s: StudySettings) -> RunConfig:
+    """The run of `cell` with its derived user.conf (Server: a fraction of the variant's Offline
+    samples/s; Offline: the study's offline_qps). LookupError when a Server cell's Offline
+    throughput is not available."""
     if cell.qps_fraction is not None:
         sps = offline_throughput(cell, s)
         if sps is None:
             raise LookupError(f"{cell.name}: no Offline result to derive the Server target_qps from")
-        argv += ["--user_conf", str(cell_user_conf(cell, s, max(0.1, cell.qps_fraction * sps)))]
-    elif cell.scenario == "Offline" and cell.mode == "performance" and offline_qps(cell, s):
-        argv += ["--user_conf", str(cell_user_conf(cell, s, offline_qps(cell, s)))]
-    if s.threads:
-        argv += ["--threads", str(s.threads)]
-    return argv + list(s.run_args)
+        return cell.config(s, cell_user_conf(cell, s, max(0.1, cell.qps_fraction * sps)))
+    if cell.scenario == "Offline" and cell.mode == "performance" and offline_qps(cell, s):
+        return cell.config(s, cell_user_conf(cell, s, offline_qps(cell, s)))
+    return cell.config(s)
 
 
 def offline_qps(cell: Cell, s: StudySettings) -> float:
@@ -237,7 +254,7 @@ def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
     why = (
         f"{cell.qps_fraction:g} x Offline samples/s" if cell.qps_fraction is not None else "offline_qps"
     )
-    line = f"{cell.model}.{cell.scenario}.target_qps = {target_qps:.2f}"
+    line = f"{cell.config(s).loadgen_model_name}.{cell.scenario}.target_qps = {target_qps:.2f}"
     dest = s.runs_dir / "user_confs" / f"{cell.name}.conf"
     return user_conf_with(s.user_conf, [line], dest, f"study: {why}")
 
@@ -250,21 +267,16 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     t0 = time.perf_counter()
     record: dict[str, Any] = {"cell": cell.name}
     try:
-        argv = command(cell, s)
+        cfg = cell_config(cell, s)
     except LookupError as exc:
         return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
-    with open(log_dir / f"{cell.name}.log", "w") as log:
-        log.write(" ".join(argv) + "\n\n")
-        log.flush()
-        try:
-            rc = subprocess.run(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                timeout=s.cell_timeout_s).returncode  # fmt: skip
-        except subprocess.TimeoutExpired:
-            rc = -9
+    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand(s), more_flags=s.run_args,
+                 python=s.python, timeout_s=s.cell_timeout_s)  # fmt: skip
+    rc = run.rc
     record.update(rc=rc, wall_s=round(time.perf_counter() - t0, 2))
     folder = result_folder(cell, s)
-    if rc == 0 and (folder / "results.json").is_file():
-        marker = {"settings": cell.settings_key(s), "argv": argv, "wall_s": record["wall_s"]}
+    if rc == 0 and results_of(folder) is not None:
+        marker = {"settings": cell.settings_key(s), "argv": run.argv, "wall_s": record["wall_s"]}
         (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     elif rc == 0:
         record["error"] = f"exit 0 but no results.json in {folder}"
@@ -298,7 +310,7 @@ def _csv(value: str) -> list[str]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--models", type=_csv, default=list(MODELS), help="comma list (default: all five)")
+    a("--models", type=_csv, default=list(MODELS), help=f"comma list (default: all, {','.join(MODELS)})")
     a("--tasks", type=_csv, default=list(TASKS), help="comma list (default: xnli,tydiqa,tatoeba,bucc)")
     a("--backends", type=_csv, default=list(BACKEND_VARIANTS), help="comma list of backend variants")
     a("--scenarios", type=_csv, default=list(SCENARIOS), help="comma list of LoadGen scenarios")
@@ -324,22 +336,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--count", type=int, default=None, help="passed to the runner as --count")
     a("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
     a("--encoder", default="tiny")
-    a("--runs_dir", type=Path, default=REPO / "build" / "study")
+    a("--runs_dir", type=Path, default=BUILD / "study")
     a("--out", type=Path, default=REPO / "reports")
     a("--cell_timeout", type=float, default=900.0, help="seconds before a cell's process is killed")
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
     a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
     a("--report_only", action="store_true", help="only collect runs_dir into the report")
-    a("--speed", action="store_true", help="run the in-process micro-benchmarks (harness/speed.py)")
+    a("--speed", action="store_true", help="run the in-process micro-benchmarks (research/speed.py)")
     a("--no_progress", action="store_true")
-    from harness.speed import add_arguments
+    from research.speed import add_arguments
 
-    add_arguments(parser.add_argument_group("--speed options (harness/speed.py)"))
+    add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
 
 
 def main(args: argparse.Namespace) -> int:
     if args.speed:
-        from harness import speed
+        from research import speed
 
         return speed.main(args)
     settings = StudySettings(
@@ -371,9 +383,9 @@ def main(args: argparse.Namespace) -> int:
               f"{(time.perf_counter() - t0) / 60:.1f} min; {len(failed)} failed")  # fmt: skip
         for r in failed:
             print(f"  FAILED {r['cell']}: {r['error']}")
-    from harness.report import write_report
+    from research.report import write_report
 
-    command = "python -m harness study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
+    command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     written = write_report(settings.runs_dir, args.out, command=command.strip())
     for name, path in written.items():
         print(f"  {name:<24} {path}")

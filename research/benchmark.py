@@ -1,11 +1,11 @@
-"""`python -m harness benchmark`: the SUT's speed targets, as ratios measured side by side in one run.
+"""`python -m research benchmark`: the SUT's speed targets, as ratios measured side by side in one run.
 
 For each encoder (default: the tiny zoo model and the XLM-R base shape with random weights), on one
 task/model/backend, it runs LoadGen and prints one table of ratios:
 
   offline_efficiency   LoadGen Offline samples/s / a plain loop over the very samples of that query,
                        with the same batching (sut.batching.plan_batches), timed in the same
-                       process right after the test (`run --probe`)               target >= 0.95
+                       process right after the test (`run --retime`)               target >= 0.95
   offline_vs_model_calls  LoadGen Offline samples/s / the same samples over the time of the model
                        calls alone, timed inside the SUT during that run: the harness's own overhead,
                        free of the drift between two passes                       target >= 0.95
@@ -16,13 +16,13 @@ task/model/backend, it runs LoadGen and prints one table of ratios:
   singlestream_ratio   LoadGen SingleStream p90 / p90 of the model calls themselves, timed inside the
                        SUT during that run: the harness's own overhead        target <= 1.10
   singlestream_vs_loop LoadGen SingleStream p90 / p90 of back-to-back single-sample forwards over the
-                       very samples LoadGen issued, same process, right after (`run --probe`). Also
+                       very samples LoadGen issued, same process, right after (`run --retime`). Also
                        held to 1.10; it includes what the gaps between queries cost the model call
                        itself (caches, idle cores), which no SingleStream harness avoids entirely.
 
-The probe puts both sides of a ratio in one process, on the same samples, minutes apart at most: on a
-shared machine whose speed drifts by tens of percent between minutes, that is what makes the ratio
-mean something.
+The re-timing (harness/retime.py) puts both sides of a ratio in one process, on the same samples,
+minutes apart at most: on a shared machine whose speed drifts by tens of percent between minutes, that
+is what makes the ratio mean something.
 
 Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
 a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
@@ -32,19 +32,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.config import REPO, RunConfig
+from common.paths import BUILD, REPO
+from harness.config import RunConfig
 from harness.info import device_info
+from harness.launch import Launched, launch
+from harness.retime import bare_single_p90_ms, plain_loop_sps
+from harness.run_record import Results
 from harness.settings import user_conf_with
-from sut.batching import BatchLimits, plan_batches
+from sut.batching import BatchLimits
 
 TARGETS = {
     "offline_efficiency": 0.95,
@@ -77,113 +80,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default="0.9,0.75,0.6,0.5",
         help="Server loads tried (x Offline samples/s), until one is VALID",
     )
-    a("--runs_dir", default=str(REPO / "build" / "benchmark"))
+    a("--runs_dir", default=str(BUILD / "benchmark"))
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
 
 
-# --- in-process measurements (no LoadGen) ------------------------------------------------------
-def _time_batches(prep, batches: list[np.ndarray]) -> float:
-    """Seconds to run `batches` (qsl indices) through the first backend, batch building included."""
-    backend, qsl = prep.backends[0], prep.qsl
-    t0 = time.perf_counter()
-    for idx in batches:
-        b = qsl.batch(idx)
-        backend.predict(b.input_ids, b.attention_mask)
-    return time.perf_counter() - t0
-
-
-def plain_loop_sps(prep, cfg: RunConfig, indices: np.ndarray, pad_to: int | None = None) -> float:
-    """samples/s of a bare loop over `indices` with the Offline SUT's batching (or batch 1 padded to
-    `pad_to`, the reference design)."""
-    qsl = prep.qsl
-    qsl.load_query_samples(np.unique(indices).tolist())
-    if pad_to is None:
-        limits = BatchLimits(cfg.max_batch, cfg.token_budget)
-        batches = [indices[pos] for pos in plan_batches(qsl.lengths[indices], limits)]
-    else:
-        batches = [indices[i : i + 1] for i in range(len(indices))]
-    saved, qsl.pad_to = qsl.pad_to, pad_to
-    try:
-        return len(indices) / _time_batches(prep, batches)
-    finally:
-        qsl.pad_to = saved
-        qsl.unload_query_samples(np.unique(indices).tolist())
-
-
-def bare_single_p90_ms(prep, indices: np.ndarray) -> float:
-    """p90 in ms of single-sample forwards (no padding), as SingleStream issues them."""
-    qsl = prep.qsl
-    qsl.load_query_samples(np.unique(indices).tolist())
-    times = [_time_batches(prep, [indices[i : i + 1]]) * 1e3 for i in range(len(indices))]
-    qsl.unload_query_samples(np.unique(indices).tolist())
-    return float(np.percentile(times, 90))
-
-
-def on_new_thread(fn):
-    """fn() run on a fresh thread (its own PyTorch OpenMP pool, see harness.runner.warm_up); its
-    result, or its exception re-raised here."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="probe")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-def probe(cfg: RunConfig, prep, issued: list, predict_s: list[float] | None = None) -> dict[str, Any]:
-    """`run --probe`, after the test, in the same process: the samples LoadGen issued, timed again
-    without LoadGen (Offline: a plain loop with the same batching or the same pad_to; SingleStream:
-    back-to-back single-sample forwards), plus the model calls timed inside the SUT during the test.
-
-    The loop runs on a fresh thread: the SUT ran the model on its worker threads, and a thread that
-    uses PyTorch after another one did can be slowed by the first one's idle OpenMP pool (see
-    harness.runner.warm_up), which would flatter the ratio."""
-    indices = np.concatenate([np.asarray(q, dtype=np.int64).ravel() for q in issued])
-    out: dict[str, Any] = {"samples": len(indices)}
-    if cfg.scenario == "Offline":
-        key, fn = "plain_loop_samples_per_second", lambda: plain_loop_sps(prep, cfg, indices, cfg.pad_to)
-        if predict_s:
-            out["in_run_predict_samples_per_second"] = round(len(indices) / sum(predict_s), 3)
-    elif cfg.scenario == "SingleStream":
-        key, fn = "bare_p90_ms", lambda: bare_single_p90_ms(prep, indices)
-        if predict_s:
-            out["in_run_predict_p90_ms"] = round(float(np.percentile(predict_s, 90)) * 1e3, 4)
-    else:
-        return {}
-    out[key] = round(on_new_thread(fn), 4)
-    return out
-
-
-# --- LoadGen runs (subprocesses) ----------------------------------------------------------------
+# --- LoadGen runs (child processes) -------------------------------------------------------------
 def loadgen_run(
-    cfg: RunConfig, scenario: str, conf_lines: list[str], name: str, runs_dir: Path, extra: list[str]
-) -> dict[str, Any]:
-    """One `harness run` subprocess; returns its results.json (or {"error": ...})."""
+    cfg: RunConfig, conf_lines: list[str], name: str, runs_dir: Path, **changes: Any
+) -> Launched:
+    """One child run of `cfg` with `changes`, user.conf lines appended, into runs_dir/name."""
     out = runs_dir / name
     conf = user_conf_with(cfg.user_conf, conf_lines, out / "user.conf", f"benchmark: {name}")
-    argv = [sys.executable, "-m", "harness", "run", "--scenario", scenario, "--model", cfg.model,
-            "--task", cfg.task, "--backend", cfg.backend, "--encoder", cfg.encoder,
-            "--duration", f"{cfg.duration_s:g}", "--user_conf", str(conf), "--output_dir", str(out),
-            "--allow_invalid", *extra]  # fmt: skip
-    if cfg.weights:
-        argv += ["--weights", cfg.weights]
-    if cfg.threads:
-        argv += ["--threads", str(cfg.threads)]
-    log = out / "benchmark.log"
-    with open(log, "w") as f:
-        rc = subprocess.run(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
-    res = out / cfg.model / cfg.task / scenario / "performance" / "results.json"
-    if rc != 0 or not res.is_file():
-        return {"error": f"exit {rc}, see {log}"}
-    return json.loads(res.read_text())
+    child = replace(cfg, user_conf=conf, output_dir=out, allow_invalid=True, **changes)
+    return launch(child, out / "benchmark.log")
+
+
+def _error(run: Launched) -> str | None:
+    """Why a run gave no figures (None when it did)."""
+    if run.rc != 0 or run.results is None:
+        return f"exit {run.rc}, see {run.log}"
+    return None
 
 
 def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -191,76 +107,76 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     from harness.runner import prepare, warm_up
 
     weights = None if encoder == "tiny" else "random"
-    cfg = RunConfig(model=args.model, task=args.task, backend=args.backend, encoder=encoder,
-                    weights=weights, threads=args.threads, duration_s=args.duration)  # fmt: skip
+    cfg = RunConfig.layered(model=args.model, task=args.task, backend=args.backend, encoder=encoder,
+                            weights=weights, threads=args.threads, duration_s=args.duration)  # fmt: skip
     runs_dir = Path(args.runs_dir) / encoder
-    prep = prepare(cfg)
-    warm_up(prep)
-    model_kind = prep.run_info["model_kind"]
-    max_len = int(prep.task.feature_settings().get("max_length", prep.qsl.lengths.max()))
+    work = prepare(cfg)
+    warm_up(work)
+    model_kind = work.served.model_kind
+    max_len = int(work.task.feature_settings().get("max_length", work.qsl.lengths.max()))
     rng = np.random.default_rng(0)
-    pool = prep.qsl.total_sample_count
+    pool = work.qsl.total_sample_count
     # estimates that only size the LoadGen runs (target_qps, target_latency); the ratios come from
-    # each run's own probe
-    est = plain_loop_sps(prep, cfg, rng.choice(pool, 256))
-    ref_est = plain_loop_sps(prep, cfg, rng.choice(pool, 32), pad_to=max_len)
-    single_est = bare_single_p90_ms(prep, rng.choice(pool, 50))
-    for p in prep.backends:
-        p.close()
+    # each run's own re-timing
+    backend, qsl = work.backends[0], work.qsl
+    limits = BatchLimits(cfg.max_batch, cfg.token_budget)
+    est = plain_loop_sps(backend, qsl, rng.choice(pool, 256), limits)
+    ref_est = plain_loop_sps(backend, qsl, rng.choice(pool, 32), limits, pad_to=max_len)
+    single_est = bare_single_p90_ms(backend, qsl, rng.choice(pool, 50))
+    for b in work.backends:
+        b.close()
 
-    m = args.model
+    m = cfg.loadgen_model_name  # the user.conf name of this model on this encoder
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
     # estimate keeps the run long enough when the machine speeds up between estimate and run
-    offline = loadgen_run(cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], "offline",
-                          runs_dir, ["--probe"])  # fmt: skip
-    reference = loadgen_run(
-        cfg, "Offline", [f"{m}.Offline.target_qps = {1.5 * ref_est:.2f}"], "reference", runs_dir,
-        ["--max_batch", "1", "--token_budget", "0", "--pad_to", str(max_len)],
-    )  # fmt: skip
-    single = loadgen_run(
-        cfg, "SingleStream", [f"{m}.SingleStream.target_latency = {max(single_est, 0.05):.3f}"],
-        "singlestream", runs_dir, ["--probe"],
-    )  # fmt: skip
-    off_sps = offline.get("samples_per_second") or 0.0
-    loop = (offline.get("probe") or {}).get("plain_loop_samples_per_second") or 0.0
+    runs = {
+        "offline": loadgen_run(cfg, [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], "offline", runs_dir,
+                               scenario="Offline", retime=True),
+        "reference": loadgen_run(cfg, [f"{m}.Offline.target_qps = {1.5 * ref_est:.2f}"], "reference",
+                                 runs_dir, scenario="Offline", max_batch=1, token_budget=0, pad_to=max_len),
+        "single": loadgen_run(cfg, [f"{m}.SingleStream.target_latency = {max(single_est, 0.05):.3f}"],
+                              "singlestream", runs_dir, scenario="SingleStream", retime=True),
+    }  # fmt: skip
+    offline, reference, single = (run.results or Results() for run in runs.values())
+    off_sps = offline.samples_per_second or 0.0
+    loop = offline.retimed.get("plain_loop_samples_per_second") or 0.0
 
     server_runs = []
     for frac in [float(x) for x in args.server_fractions.split(",") if x]:
         qps = frac * off_sps
-        res = loadgen_run(cfg, "Server", [f"{m}.Server.target_qps = {qps:.2f}"],
-                          f"server_{frac:g}", runs_dir, [])  # fmt: skip
-        server_runs.append({"fraction": frac, "target_qps": round(qps, 2),
-                            "valid": bool(res.get("result_valid")),
-                            "p99_ms": (res.get("latency_ns") or {}).get("p99", 0) / 1e6})  # fmt: skip
-        if res.get("result_valid"):
+        res = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], f"server_{frac:g}", runs_dir,
+                          scenario="Server").results or Results()  # fmt: skip
+        server_runs.append({"fraction": frac, "target_qps": round(qps, 2), "valid": res.result_valid,
+                            "p99_ms": (res.latency_ms("p99") or 0.0)})  # fmt: skip
+        if res.result_valid:
             break
     best = max((r["target_qps"] for r in server_runs if r["valid"]), default=0.0)
-    ss_p90_ms = ((single.get("latency_ns") or {}).get("p90") or 0) / 1e6
-    bare_ms = (single.get("probe") or {}).get("bare_p90_ms") or 0.0
-    in_run_ms = (single.get("probe") or {}).get("in_run_predict_p90_ms") or 0.0
-    in_run_sps = (offline.get("probe") or {}).get("in_run_predict_samples_per_second")
-    ref_sps = reference.get("samples_per_second") or 0.0
+    ss_p90_ms = single.latency_ms("p90") or 0.0
+    bare_ms = single.retimed.get("bare_p90_ms") or 0.0
+    in_run_ms = single.retimed.get("in_run_predict_p90_ms") or 0.0
+    in_run_sps = offline.retimed.get("in_run_predict_samples_per_second")
+    ref_sps = reference.samples_per_second or 0.0
     return {
         "encoder": encoder,
         "model_kind": model_kind,
         "plain_loop_sps": round(loop, 2),
         "in_run_predict_sps": in_run_sps,
-        "offline_samples": (offline.get("probe") or {}).get("samples"),
+        "offline_samples": offline.retimed.get("samples"),
         "offline_sps": round(off_sps, 2),
-        "offline_valid": offline.get("result_valid"),
+        "offline_valid": offline.result_valid,
         "reference_sps": round(ref_sps, 2),
         "server_runs": server_runs,
         "bare_single_p90_ms": round(bare_ms, 3),
         "in_run_predict_p90_ms": round(in_run_ms, 3),
         "singlestream_p90_ms": round(ss_p90_ms, 3),
-        "singlestream_samples": (single.get("probe") or {}).get("samples"),
+        "singlestream_samples": single.retimed.get("samples"),
         "offline_efficiency": round(off_sps / loop, 3) if loop else None,
         "offline_vs_model_calls": round(off_sps / in_run_sps, 3) if in_run_sps else None,
         "vs_reference": round(off_sps / ref_sps, 2) if ref_sps else None,
         "server_vs_offline": round(best / off_sps, 3) if off_sps else None,
         "singlestream_ratio": round(ss_p90_ms / in_run_ms, 3) if ss_p90_ms and in_run_ms else None,
         "singlestream_vs_loop": round(ss_p90_ms / bare_ms, 3) if ss_p90_ms and bare_ms else None,
-        "errors": [r["error"] for r in (offline, reference, single) if "error" in r],
+        "errors": [e for e in map(_error, runs.values()) if e],
     }
 
 
@@ -321,7 +237,7 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
 
 def main(args: argparse.Namespace) -> int:
     rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
-    command = "python -m harness benchmark " + " ".join(sys.argv[2:])
+    command = "python -m research benchmark " + " ".join(sys.argv[2:])
     out = Path(args.out) if args.out else None
     text = render(rows, command.strip(), out.with_name(f"{out.stem}_notes.md") if out else None)
     print(text)

@@ -10,7 +10,7 @@ loaded. Per layer and forward pass, with one bottleneck adapter loaded, it:
   * calls a ReFT forward hook and a Parallel-composition pre-hook.
 None of it changes the result of the setups the harness serves. On the tiny shape it is about half of
 what the adapter costs over full fine-tuning (11.8% -> 5.6% of Offline throughput); at the base
-shape, where the matmuls dominate, it is within noise (`python -m harness study --speed --parts df`,
+shape, where the matmuls dominate, it is within noise (`python -m research study --speed --parts df`,
 reports/speed.md).
 
 `strip_adapter_dispatch(model)` rebinds, per module instance, what is provably a no-op for the
@@ -22,7 +22,7 @@ model's active setup to the plain transformers code:
                                                         Pfeiffer block the library computes
   ReFT hooks without ReFT units, Parallel pre-hooks  -> removed (the setup is not Parallel)
 AdapterFusion blocks and any other configuration keep the library's code. Outputs equal the
-library's (tests/test_lean.py). The model can no longer be trained or have its setup changed.
+library's (tests/test_dispatch_free.py). The model can no longer be trained or have its setup changed.
 """
 
 from __future__ import annotations

@@ -1,0 +1,169 @@
+"""What a run folder holds, read back through one typed record (the one reader of run folders).
+
+The runner (harness/runner.py) writes each run folder: run_config.json before the test (what ran, with
+which model, weights and code), results.json after it (harness/results.py: what LoadGen measured,
+plus the harness's own fields) and, for scored accuracy runs, accuracy.json (tasks/scoring: the
+task's metrics). `RunRecord.load(folder)` reads the three back; report, staging, the study, the
+benchmark, find_peak and gpu_check ask it instead of probing the JSON themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+NS_PER_MS = 1e6
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when the file is absent (a run that ended before it)."""
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return value
+
+
+@dataclass(frozen=True)
+class Results:
+    """results.json (harness/results.py: `RESULT_KEYS` + the runner's fields). Latencies in ns;
+    None where LoadGen did not report the value (e.g. no latency percentiles in accuracy mode)."""
+
+    result_valid: bool = False
+    validity: str = "INVALID"
+    scenario: str | None = None
+    mode: str | None = None
+    samples_per_second: float | None = None
+    completed_qps: float | None = None
+    scheduled_qps: float | None = None
+    target_qps: float | None = None
+    target_latency_ns: float | None = None
+    latency_ns: dict[str, float] = field(default_factory=dict)  # min, mean, max, p50, p90, p99...
+    early_stopping_latency_ns: float | None = None
+    constraints_failed: tuple[str, ...] = ()
+    loadgen_errors: int = 0
+    loadgen_warnings: int = 0
+    submission_grade: bool = False
+    summary: dict[str, Any] = field(default_factory=dict)  # every line of mlperf_log_summary.txt
+    sut_failure: str | None = None  # the SUT's first failure, None if none
+    sut_batches: int | None = None
+    nonfinite_samples: int = 0  # responses holding NaN or Inf
+    interrupted: bool = False  # a signal ended the run early
+    signal: str | None = None  # which one (SIGINT, SIGTERM)
+    ended_early: str | None = None  # why the SUT ended the test early (interrupt, Server drain bound)
+    loadgen_finished: bool = True  # False: the process left before LoadGen ended
+    exit_status: int | None = None  # the run's exit code (common/exit_codes.py)
+    error: str | None = None  # a run that failed before its test (e.g. a bad checkpoint)
+    accuracy: Any = None  # accuracy runs: the metrics (or {"error": ...} when not scored)
+    retimed: dict[str, Any] = field(default_factory=dict)  # `run --retime`: results.json "probe"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Results:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        values["retimed"] = data.get("probe") or {}
+        values["latency_ns"] = {k: v for k, v in (data.get("latency_ns") or {}).items() if v is not None}
+        values["constraints_failed"] = tuple(data.get("constraints_failed") or ())
+        return cls(**values)
+
+    def latency_ms(self, key: str) -> float | None:
+        """A latency percentile ("p90") or statistic ("mean") in milliseconds, None if not reported."""
+        value = self.latency_ns.get(key)
+        return None if value is None else float(value) / NS_PER_MS
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run folder: run_config.json's identity and provenance, results.json, accuracy.json."""
+
+    path: Path
+    model: str
+    task: str
+    scenario: str
+    mode: str  # performance | accuracy
+    backend: str
+    dtype: str = "fp32"
+    encoder: str = ""
+    model_kind: str = ""  # tiny | real | random
+    loadgen_model_name: str = ""
+    duration_s: float | None = None  # development runs: the overridden duration
+    count: int | None = None  # development runs: the QSL size
+    submission_grade: bool = False
+    git_sha: str | None = None
+    git_dirty: bool | None = None
+    started_at: str = ""
+    command: tuple[str, ...] = ()
+    model_spec: dict[str, Any] = field(default_factory=dict)  # ServedModel.describe()
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)  # harness.info.device_info()
+    versions: dict[str, Any] = field(default_factory=dict)  # harness.info.package_versions()
+    results: Results | None = None  # None: the run left no results.json (it did not finish)
+    metrics: dict[str, Any] = field(default_factory=dict)  # accuracy.json ({} when not scored)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RunRecord:
+        """Read `folder`; FileNotFoundError when it has no run_config.json (not a run folder)."""
+        folder = Path(folder)
+        config = _json(folder / "run_config.json")
+        if config is None:
+            raise FileNotFoundError(f"{folder}: no run_config.json (not a run folder)")
+        results = _json(folder / "results.json")
+        options = dict(config.get("backend_options") or {})
+        return cls(
+            path=folder,
+            model=str(config["model"]),
+            task=str(config["task"]),
+            scenario=str(config["scenario"]),
+            mode=str(config["mode"]),
+            backend=str(config["backend"]),
+            dtype=str(options.get("dtype") or "fp32"),
+            encoder=str(config.get("encoder") or ""),
+            model_kind=str(config.get("model_kind") or ""),
+            loadgen_model_name=str(config.get("loadgen_model_name") or ""),
+            duration_s=config.get("duration_s"),
+            count=config.get("count"),
+            submission_grade=bool(config.get("submission_grade")),
+            git_sha=config.get("git_sha"),
+            git_dirty=config.get("git_dirty"),
+            started_at=str(config.get("started_at") or ""),
+            command=tuple(config.get("command") or ()),
+            model_spec=config.get("model_spec") or {},
+            backend_options=options,
+            device=config.get("device") or {},
+            versions=config.get("versions") or {},
+            results=None if results is None else Results.from_json(results),
+            metrics=_json(folder / "accuracy.json") or {},
+        )
+
+    @property
+    def valid(self) -> bool:
+        """LoadGen's verdict (accuracy runs: a complete log and no SUT failure); False without one."""
+        return self.results is not None and self.results.result_valid
+
+    @property
+    def backend_label(self) -> str:
+        """The study's name for backend + dtype: fp32 is implicit, anything else a suffix."""
+        return self.backend if self.dtype == "fp32" else f"{self.backend}-{self.dtype}"
+
+    def metric(self, name: str) -> float | None:
+        """The task-level value of metric `name` in accuracy.json (None when not scored)."""
+        value = self.metrics.get(name)
+        return float(value) if isinstance(value, int | float) else None
+
+    def per_language(self, name: str) -> dict[str, float]:
+        """language -> metric `name`. accuracy.json keeps one number per language for one-metric
+        tasks and {metric: value} for tasks with several (tasks/scoring)."""
+        out = {}
+        for lang, value in (self.metrics.get("per_language") or {}).items():
+            value = value.get(name) if isinstance(value, dict) else value
+            if isinstance(value, int | float):
+                out[lang] = float(value)
+        return out
+
+
+def find_records(root: str | Path) -> list[RunRecord]:
+    """Every run folder under `root` (sorted by path, so callers' output is deterministic)."""
+    return [RunRecord.load(p.parent) for p in sorted(Path(root).rglob("run_config.json"))]

@@ -1,0 +1,290 @@
+"""The "Answer" section of study.md: the study's question answered in words, from the figures only.
+
+Every sentence is built from the rows of research/collect.py (and speed.json's in-process figures);
+a sentence whose figures are missing is left out. Names come from the registries: a model's serving
+form (models/registry.py), a task's title (tasks/registry.py), a backend's title (models/backends.py).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from models.backends import BACKENDS
+from models.registry import MODELS
+from research.collect import REFERENCE, Run, int8_language_deltas, overhead_rows
+from tasks.registry import TASKS
+
+QUESTION = (
+    "Does adapter-based fine-tuning after intermediate-task training keep the accuracy of full "
+    "fine-tuning, and what does it cost or save at inference time?"
+)
+# How the answer names a serving form (models/spec.py SERVING); forms not listed need no note.
+SERVING_NOTE = {"fusion": "AdapterFusion, folded", "merged": "merged"}
+# Models served differently from the reference, named with their serving form, in registry order.
+SERVED_AS = {
+    name: f"{name} ({SERVING_NOTE[s.serving]})" if s.serving in SERVING_NOTE else name
+    for name, s in MODELS.items()
+    if s.serving != "plain"
+}
+# Models whose served graph is the reference's (plain weights; LoRA merged): their ratio is noise.
+SAME_GRAPH_AS_FULL = tuple(
+    n for n, s in MODELS.items() if n != REFERENCE and s.serving in ("plain", "merged")
+)
+ADAPTER_MODELS = tuple(n for n, s in MODELS.items() if s.serving in ("adapter", "fusion"))
+MERGED_MODELS = tuple(n for n, s in MODELS.items() if s.serving == "merged")
+KIND_NOTES = {
+    "tiny": "tiny = a 4-layer, 128-wide model trained here for minutes, near chance on XNLI, so "
+    "accuracy differences between models say nothing about XLM-R",
+    "random": "random = random weights with the real shapes, speed only",
+    "real": "real = trained checkpoints",
+}
+
+
+def _split(label: str) -> tuple[str, str]:
+    """A backend label (harness.run_record.RunRecord.backend_label) -> (backend, dtype)."""
+    backend, _, dtype = label.partition("-")
+    return backend, dtype or "fp32"
+
+
+def _ordered_backends(labels: Iterable[str]) -> list[str]:
+    """Registry order of the backends, fp32 before the other element types."""
+    order = list(BACKENDS)
+
+    def key(label: str) -> tuple:
+        backend, dtype = _split(label)
+        return (order.index(backend) if backend in order else len(order), dtype != "fp32", label)
+
+    return sorted(set(labels), key=key)
+
+
+def _bname(label: str) -> str:
+    """'ONNX Runtime int8' for 'onnxruntime-int8'."""
+    backend, dtype = _split(label)
+    title = BACKENDS[backend].title if backend in BACKENDS else backend
+    return title if dtype == "fp32" else f"{title} {dtype}"
+
+
+def _tname(task: str) -> str:
+    return TASKS[task].title if task in TASKS else task
+
+
+def _pct(ratio: float) -> str:
+    """A ratio as a signed whole-percent change: 0.91 -> '-9%', 1.02 -> '+2%' (never '-0%')."""
+    return f"{round(100.0 * (ratio - 1.0)):+d}%"
+
+
+def _span(values: Sequence[float], fmt: str = ".2f") -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
+
+
+def _full_offline_sps(rows: list[dict[str, Any]], task: str) -> dict[str, float]:
+    """backend -> Offline samples/s of `full` on `task` (backends without a figure left out)."""
+    return {
+        r["backend"]: r["offline_samples_per_s"]
+        for r in rows
+        if r["model"] == REFERENCE and r["task"] == task and r["offline_samples_per_s"]
+    }
+
+
+def _cost_lines(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
+    """Offline throughput of adapter / adapter-squad / lora-squad relative to full, per backend,
+    then the spread of the same-graph models as the noise level."""
+    over = {(r["model"], r["backend"]): r for r in overhead_rows(rows) if r["task"] == task}
+    full = _full_offline_sps(rows, task)
+    subs = []
+    for backend in _ordered_backends(full):
+        parts = []
+        for model, name in SERVED_AS.items():
+            o = over.get((model, backend))
+            if o:
+                of_full = " of full" if not parts else ""
+                parts.append(f"{name} {o['ratio_vs_full']:.2f}x{of_full} ({_pct(o['ratio_vs_full'])})")
+        if parts:
+            subs.append(f"  - {_bname(backend)}, {_tname(task)} (full {full[backend]:.1f} samples/s): "
+                        + ", ".join(parts) + ".")  # fmt: skip
+    noise = [o for (model, _), o in over.items() if model in SAME_GRAPH_AS_FULL]
+    if noise:
+        ratios = [o["ratio_vs_full"] for o in noise]
+        names = sorted({o["model"] for o in noise}, key=SAME_GRAPH_AS_FULL.index)
+        verb = "runs" if len(names) == 1 else "run"
+        band = max(abs(r - 1.0) for r in ratios)  # the noise level, as a +- fraction around 1
+        line = (f"  - Noise: {' and '.join(names)} {verb} the very graph of full; their ratios "
+                f"({_span(ratios)} over {len(ratios)} run{'s' if len(ratios) > 1 else ''}) show the "
+                f"noise of single short runs: up to {100.0 * band:.0f}% either way.")  # fmt: skip
+        adapters = [o for (model, _), o in sorted(over.items()) if model in ADAPTER_MODELS]
+        outside = [o for o in adapters if abs(o["ratio_vs_full"] - 1.0) > band]
+        if outside:
+            listed = ", ".join(f"{o['model']} on {_bname(o['backend'])} ({o['ratio_vs_full']:.2f}x)"
+                               for o in outside)  # fmt: skip
+            line += f" Adapter ratios beyond that noise: {listed}."
+        elif adapters:
+            line += " No adapter ratio is beyond that noise."
+        subs.append(line)
+    if not subs:
+        return []
+    return [f"- Cost at inference ({_tname(task)} Offline samples/s relative to full, same backend):",
+            *subs]  # fmt: skip
+
+
+def _relative(values: dict[str, float], base: float | None, keys: Sequence[str], unit: str,
+              digits: int, name=lambda k: k) -> list[str]:  # fmt: skip
+    """'<name> <value> <unit> (<ratio>x, <pct>)' for each of `keys` present, relative to `base`."""
+    return [
+        f"{name(k)} {values[k]:.{digits}f} {unit} ({values[k] / base:.2f}x, {_pct(values[k] / base)})"
+        for k in keys
+        if base and k in values
+    ]
+
+
+def _backend_line(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
+    """Offline throughput of `full` on every other backend variant relative to the first registered
+    backend in fp32 (PyTorch)."""
+    sps = _full_offline_sps(rows, task)
+    first = next(iter(BACKENDS))
+    base = sps.get(first)
+    others = [b for b in _ordered_backends(sps) if b != first]
+    parts = _relative(sps, base, others, "samples/s", 1, _bname)
+    if not parts:
+        return []
+    return [f"- Backends (full, {_tname(task)} Offline, relative to {_bname(first)} at {base:.1f} "
+            "samples/s): " + "; ".join(parts) + "."]  # fmt: skip
+
+
+def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = "pytorch") -> list[str]:
+    """SingleStream p90 of the adapter models against full, on one backend."""
+    p90 = {
+        r["model"]: r["singlestream_p90_ms"]
+        for r in rows
+        if r["task"] == task and r["backend"] == backend and r["singlestream_p90_ms"]
+    }
+    base = p90.get(REFERENCE)
+    parts = _relative(p90, base, ADAPTER_MODELS, "ms", 2)
+    if not parts:
+        return []
+    return [f"- Latency ({_bname(backend)}, {_tname(task)} SingleStream p90): full {base:.2f} ms; "
+            + "; ".join(parts) + "."]  # fmt: skip
+
+
+def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
+    """Per task: each model's metric minus full's on one backend (pytorch preferred); the int8 mean."""
+    subs = []
+    value = {(r["task"], r["backend"], r["model"]): r for r in rows if r["metric_value"] is not None}
+    for task in sorted({t for t, _, _ in value}):
+        backends = _ordered_backends({b for t, b, _ in value if t == task})
+        for backend in backends:
+            full = value.get((task, backend, REFERENCE))
+            others = [
+                r
+                for (t, b, m), r in sorted(value.items())
+                if t == task and b == backend and m != REFERENCE
+            ]
+            if full is None or not others:
+                continue
+            parts = [f"{r['model']} {r['metric_value']:.2f} ({r['metric_value'] - full['metric_value']:+.2f} points)"
+                     for r in others]  # fmt: skip
+            subs.append(f"  - {_tname(task)} {full['metric']}, {_bname(backend)}: full "
+                        f"{full['metric_value']:.2f}; " + ", ".join(parts) + ".")  # fmt: skip
+            break
+    deltas = int8_language_deltas(runs)
+    if deltas:
+        refs: dict[str, list[str]] = {}
+        for d in deltas:
+            refs.setdefault(d["reference"], [])
+            if d["model"] not in refs[d["reference"]]:
+                refs[d["reference"]].append(d["model"])
+        used = "; ".join(f"{_bname(b)} fp32 for {', '.join(ms)}" for b, ms in refs.items())
+        mean = statistics.fmean(d["delta"] for d in deltas)
+        subs.append(f"  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean {mean:+.2f} points "
+                    f"over {len(deltas)} model-language pairs (reference: {used}).")  # fmt: skip
+    if not subs:
+        return []
+    return ["- Accuracy (each model minus full on the same backend, in points):", *subs]
+
+
+def _variant_figures(change: dict[str, float], sign: int, fmt: str) -> str:
+    """'adapter -5% (library form -12%), adapter-squad ..., lora-squad +0% vs full' from speed.json
+    figures (sign -1 turns a cost into a throughput change)."""
+
+    def fig(name: str) -> str:
+        return format(sign * change[name] + 0.0, "+" + fmt)  # + 0.0: no "-0%"
+
+    parts = [f"{m} {fig(m)}" + (f" (library form {fig(m + '-library')})" if m + "-library" in change else "")
+             for m in ADAPTER_MODELS]  # fmt: skip
+    parts += [f"{m} {fig(m)}" for m in MERGED_MODELS]
+    return ", ".join(parts) + f" vs {REFERENCE}"
+
+
+def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
+    """The in-process side-by-side figures of speed.json (parts b, d, f, g) in one bullet."""
+    if not speed:
+        return []
+    subs = []
+    for part, shape in (("d", "tiny"), ("f", "base")):
+        p = speed.get(part) or {}
+        cost, res = p.get("cost_vs_full") or {}, p.get("results") or {}
+        if cost and res:
+            spread = max(v["spread"] for v in res.values())
+            merged = " and ".join(MERGED_MODELS)
+            subs.append(f"  - Timed, {shape} shape (part {part}): {_variant_figures(cost, -1, '.0%')}; the "
+                        f"rounds spread up to {spread:.0%}, and {merged} runs full's very graph, so its "
+                        "figure is noise.")  # fmt: skip
+    b = speed.get("b") or {}
+    for shape, figs in (("tiny", b), ("base", b.get("base") or {})):
+        if "fp32_vs_pytorch" in figs:
+            subs.append(f"  - ONNX Runtime vs PyTorch, full, {shape} shape (part b): fp32 "
+                        f"{figs['fp32_vs_pytorch']:.2f}x, int8 {figs['int8_vs_pytorch']:.2f}x.")  # fmt: skip
+    for shape, g in (speed.get("g") or {}).items():
+        if isinstance(g, dict) and "extra_vs_full" in g:
+            subs.append(f"  - Counted FLOPs, {shape} shape (part g, no noise): "
+                        f"{_variant_figures(g['extra_vs_full'], 1, '.1%')}.")  # fmt: skip
+    if not subs:
+        return []
+    return ["- Side by side in one process ([speed.md](speed.md), random weights, Offline "
+            "throughput):", *subs]  # fmt: skip
+
+
+def _caveat_line(
+    rows: list[dict[str, Any]], runs: list[Run], speed: dict[str, Any] | None, machine: str | None
+) -> list[str]:
+    kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
+    if kinds:
+        notes = [KIND_NOTES[k] for k in kinds if k in KIND_NOTES]
+        who = f"Figures come from model kind(s) {', '.join(kinds)}" + (
+            f" ({'; '.join(notes)})" if notes else ""
+        )
+    else:
+        who = "The model kind of these runs is not recorded"
+    durations = sorted({r.duration_s for r in runs if r.mode == "performance" and r.duration_s})
+    how = "a single short run"
+    if durations:
+        how += f" (min_duration {_span(durations, 'g')} s, no repeats)"
+    how += f" on a shared {machine}" if machine else " on a shared machine"
+    if speed is not None:
+        link = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
+                 "(`python -m research study --speed`).")  # fmt: skip
+    else:
+        link = "`python -m research study --speed` writes side-by-side ratios measured in one process."
+    return [f"- Caveats: {who}. Each figure is {how}. {link}"]
+
+
+def answer_lines(
+    rows: list[dict[str, Any]],
+    runs: list[Run],
+    machine: str | None = None,
+    speed: dict[str, Any] | None = None,
+) -> list[str]:
+    """The "Answer" section of study.md: bullets built only from the figures in `rows` / `runs`, each
+    omitted when its figures are missing (the caveats always stay). `machine`: e.g. "2-core CPU
+    (AMD EPYC)" for the caveat; `speed`: the parsed speed.json beside study.md (None: there is none),
+    whose in-process figures get a bullet of their own and a link to speed.md."""
+    lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
+    lines += _cost_lines(rows)
+    lines += _backend_line(rows)
+    lines += _latency_line(rows)
+    lines += _accuracy_lines(rows, runs)
+    lines += _speed_lines(speed)
+    lines += _caveat_line(rows, runs, speed, machine)
+    return lines

@@ -1,0 +1,25 @@
+"""`python -m research <command> ...`: the research tooling's commands, one per Makefile target.
+
+The Makefile's find_peak, benchmark, study and gpu_check targets call it. Same contract as the core's
+front door (harness.cli.dispatch): one module per command with `configure_parser(parser)` and
+`main(args) -> int`, imported only when its command runs."""
+
+from __future__ import annotations
+
+import sys
+
+from harness.cli import dispatch
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "find_peak": ("research.find_peak", "search the highest VALID Server target_qps"),
+    "benchmark": ("research.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
+    "study": ("research.study", "the full vs adapter efficiency study"),
+    "speed": ("research.speed", "in-process micro-benchmarks side by side (= study --speed)"),
+    "gpu_check": ("research.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return dispatch(COMMANDS, argv, "python -m research", __doc__.splitlines()[0])

@@ -1,0 +1,198 @@
+"""The study's figures, collected from run folders: one `Run` per folder, one row per variant.
+
+Input: any tree of the runner's run folders (read through harness.run_record.RunRecord). Nothing here
+runs a model or writes prose: research/answer.py turns these figures into words, research/report.py
+writes study.csv, study_runs.csv, study.md and the figures. Latencies in ms; throughput in
+samples/s (Offline) or queries/s (Server).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.run_record import NS_PER_MS, Results, RunRecord, find_records
+from tasks.registry import TASKS
+
+REFERENCE = "full"  # the model every other one is compared with
+
+
+def primary_metric(task: str) -> str | None:
+    """The metric the study reports for `task` (its declaration in the task registry)."""
+    cls = TASKS.get(task)
+    return cls.primary_metric if cls else None
+
+
+@dataclass
+class Run:
+    """One run folder, flattened. Latencies in ms; None where the run does not report the value."""
+
+    path: str
+    model: str
+    task: str
+    scenario: str
+    mode: str
+    backend: str  # label: pytorch | onnxruntime | onnxruntime-int8 | <backend>-<dtype>
+    encoder: str = ""
+    model_kind: str = ""
+    result_valid: bool | None = None
+    samples_per_second: float | None = None
+    target_qps: float | None = None
+    completed_qps: float | None = None
+    scheduled_qps: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    early_stopping_p90_ms: float | None = None
+    duration_s: float | None = None
+    metric: str | None = None
+    metric_value: float | None = None
+    per_language: dict[str, float] = field(default_factory=dict)
+
+
+def load_run(record: RunRecord) -> Run:
+    """Flatten one run folder's record into the study's row (latencies in ms)."""
+    res = record.results or Results()
+    metric = primary_metric(record.task)
+    value = record.metric(metric) if metric else None
+    es = res.early_stopping_latency_ns
+    return Run(
+        path=str(record.path),
+        model=record.model,
+        task=record.task,
+        scenario=record.scenario,
+        mode=record.mode,
+        backend=record.backend_label,
+        encoder=record.encoder,
+        model_kind=record.model_kind,
+        result_valid=res.result_valid,
+        samples_per_second=res.samples_per_second,
+        target_qps=res.target_qps,
+        completed_qps=res.completed_qps,
+        scheduled_qps=res.scheduled_qps,
+        p50_ms=res.latency_ms("p50"),
+        p90_ms=res.latency_ms("p90"),
+        p99_ms=res.latency_ms("p99"),
+        early_stopping_p90_ms=None if es is None else float(es) / NS_PER_MS,
+        duration_s=record.duration_s,
+        metric=metric if value is not None else None,
+        metric_value=value,
+        per_language=record.per_language(metric) if metric else {},
+    )
+
+
+def collect_runs(root: str | Path) -> list[Run]:
+    """Every finished run folder under `root` (sorted by path, so the output is deterministic)."""
+    return [load_run(r) for r in find_records(root) if r.results is not None]
+
+
+# ----------------------------------------------------------------------------------------------
+# One row per variant
+# ----------------------------------------------------------------------------------------------
+VARIANT_COLUMNS = (
+    "model", "task", "backend", "encoder", "model_kind",
+    "offline_samples_per_s", "offline_valid",
+    "singlestream_p90_ms", "singlestream_p99_ms", "singlestream_valid",
+    "server_target_qps", "server_completed_qps", "server_p99_ms", "server_valid",
+    "metric", "metric_value",
+)  # fmt: skip
+
+
+def _best_server(runs: list[Run]) -> Run | None:
+    """The highest offered Server load that is VALID (else the lowest offered load, to show failure)."""
+    if not runs:
+        return None
+    valid = [r for r in runs if r.result_valid]
+    key = lambda r: r.target_qps or 0.0  # noqa: E731
+    return max(valid, key=key) if valid else min(runs, key=key)
+
+
+def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
+    """Group runs by (model, task, backend): the table rows, in a stable order."""
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.model, r.task, r.backend), []).append(r)
+    rows = []
+    for (model, task, backend), rs in sorted(groups.items()):
+        perf = {r.scenario: r for r in rs if r.mode == "performance" and r.scenario != "Server"}
+        acc = next((r for r in rs if r.mode == "accuracy" and r.metric_value is not None), None)
+        server = _best_server([r for r in rs if r.mode == "performance" and r.scenario == "Server"])
+        off, ss = perf.get("Offline"), perf.get("SingleStream")
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "backend": backend,
+                "encoder": rs[0].encoder,
+                "model_kind": rs[0].model_kind,
+                "offline_samples_per_s": off.samples_per_second if off else None,
+                "offline_valid": off.result_valid if off else None,
+                "singlestream_p90_ms": (ss.early_stopping_p90_ms or ss.p90_ms) if ss else None,
+                "singlestream_p99_ms": ss.p99_ms if ss else None,
+                "singlestream_valid": ss.result_valid if ss else None,
+                "server_target_qps": server.target_qps if server else None,
+                "server_completed_qps": server.completed_qps if server else None,
+                "server_p99_ms": server.p99_ms if server else None,
+                "server_valid": server.result_valid if server else None,
+                "metric": acc.metric if acc else None,
+                "metric_value": acc.metric_value if acc else None,
+            }
+        )
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path, columns: Iterable[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+
+
+def overhead_rows(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """Offline throughput of each model relative to `reference` on the same task and backend."""
+    ref = {
+        (r["task"], r["backend"]): r["offline_samples_per_s"] for r in rows if r["model"] == reference
+    }
+    out = []
+    for r in rows:
+        base = ref.get((r["task"], r["backend"]))
+        if r["model"] != reference and base and r["offline_samples_per_s"]:
+            ratio = r["offline_samples_per_s"] / base
+            out.append({**r, "ratio_vs_full": ratio, "cost_pct": 100.0 * (1.0 - ratio)})
+    return out
+
+
+# fp32 references for the int8 accuracy comparison, in order of preference: the same runtime when
+# its fp32 run exists, else PyTorch fp32 (the same fp32 math; the study's default accuracy backends
+# are pytorch and onnxruntime-int8, so ONNX Runtime fp32 usually has no accuracy run).
+INT8_REFERENCES = ("onnxruntime", "pytorch")
+
+
+def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[str, Any]]:
+    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model (points).
+
+    The reference is the model's onnxruntime (fp32) accuracy run when present, else its pytorch one;
+    each row names it in `reference`."""
+    acc = {
+        (r.model, r.backend): r
+        for r in runs
+        if r.task == task and r.mode == "accuracy" and r.per_language
+    }
+    out = []
+    for (model, backend), r in sorted(acc.items()):
+        if backend != "onnxruntime-int8":
+            continue
+        reference = next((b for b in INT8_REFERENCES if (model, b) in acc), None)
+        if reference is None:
+            continue
+        ref = acc[(model, reference)]
+        for lang in sorted(set(r.per_language) & set(ref.per_language)):
+            out.append({"model": model, "reference": reference, "language": lang,
+                        "fp32": ref.per_language[lang], "int8": r.per_language[lang],
+                        "delta": r.per_language[lang] - ref.per_language[lang]})  # fmt: skip
+    return out

@@ -1,0 +1,122 @@
+"""The study's report: `write_report` collects a tree of run folders (research/collect.py) and writes
+`<out>/study.csv` (one row per variant = model x task x backend label), `<out>/study_runs.csv` (one
+row per run folder), PNG figures (research/plots.py) and `<out>/study.md`: how it was made, the
+tables, the figures written, and the answer in words (research/answer.py).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from research.answer import answer_lines
+from research.collect import (
+    VARIANT_COLUMNS,
+    Run,
+    collect_runs,
+    int8_language_deltas,
+    overhead_rows,
+    variant_rows,
+    write_csv,
+)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def markdown(
+    rows: list[dict[str, Any]],
+    runs: list[Run],
+    title: str = "Efficiency study",
+    figures: Sequence[str] = (),
+    command: str | None = None,
+    speed: dict[str, Any] | None = None,
+) -> str:
+    """The study.md text: how it was made, the variant table, the overhead table, the int8
+    per-language table, the figures that were actually written, and the answer in words
+    (`speed`: the parsed speed.json beside study.md, None if there is none)."""
+    from harness.info import device_info
+
+    dev = device_info()
+    lines = [f"# {title}", ""]
+    if command:
+        lines += [f"Command: `{command}`  "]
+    lines += [f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB.", ""]
+    kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
+    if kinds:
+        lines += [
+            f"Model kind(s): {', '.join(kinds)} (tiny = the offline zoo; random = speed only).",
+            "",
+        ]
+    head = ["model", "task", "backend", "Offline samples/s", "SS p90 ms", "SS p99 ms", "Server QPS",
+            "Server p99 ms", "metric", "value", "all valid"]  # fmt: skip
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        flags = [
+            r[k] for k in ("offline_valid", "singlestream_valid", "server_valid") if r[k] is not None
+        ]
+        cells = [r["model"], r["task"], r["backend"], _fmt(r["offline_samples_per_s"]),
+                 _fmt(r["singlestream_p90_ms"], 2), _fmt(r["singlestream_p99_ms"], 2),
+                 _fmt(r["server_completed_qps"]), _fmt(r["server_p99_ms"], 2), _fmt(r["metric"]),
+                 _fmt(r["metric_value"], 2), _fmt(all(flags)) if flags else "-"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    over = overhead_rows(rows)
+    if over:
+        lines += ["", "## Offline throughput relative to `full` (same task and backend)", "",
+                  "| model | task | backend | ratio | cost % |", "|---|---|---|---|---|"]  # fmt: skip
+        for r in over:
+            lines.append(f"| {r['model']} | {r['task']} | {r['backend']} | {r['ratio_vs_full']:.3f} | "
+                         f"{r['cost_pct']:+.1f} |")  # fmt: skip
+    deltas = int8_language_deltas(runs)
+    if deltas:
+        lines += ["", "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference", "",
+                  "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its "
+                  "PyTorch fp32 run (the same fp32 math); the `reference` column names it.", "",
+                  "| model | reference | language | fp32 | int8 | delta |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for d in deltas:
+            lines.append(f"| {d['model']} | {d['reference']} | {d['language']} | {d['fp32']:.2f} | "
+                         f"{d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
+        mean = statistics.fmean(d["delta"] for d in deltas)
+        lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
+    if figures:
+        lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
+    machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
+    lines += [""] + answer_lines(rows, runs, machine=machine, speed=speed)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    runs_root: str | Path, out: str | Path, title: str = "Efficiency study", command: str | None = None
+) -> dict[str, Path]:
+    """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written."""
+    from research.plots import write_plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = collect_runs(runs_root)
+    rows = variant_rows(runs)
+    written = {"csv": out / "study.csv", "runs_csv": out / "study_runs.csv", "md": out / "study.md"}
+    write_csv(rows, written["csv"], VARIANT_COLUMNS)
+    run_dicts = [asdict(r) for r in runs]
+    write_csv(
+        run_dicts, written["runs_csv"], [k for k in Run.__dataclass_fields__ if k != "per_language"]
+    )
+    figures = write_plots(rows, runs, out)
+    names = sorted(path.name for path in figures.values())
+    # speed.json and speed.md are written together by `python -m research study --speed`
+    speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
+    written["md"].write_text(markdown(rows, runs, title, names, command, speed))
+    written.update(figures)
+    return written

@@ -1,0 +1,133 @@
+"""The import structure: no cycle between modules, each package uses only the packages below it, and
+the core never imports the research tooling (docs/architecture.md draws the layers).
+
+Read from the code itself: every `import` statement of every module, at module level, inside
+functions and under `if TYPE_CHECKING:` alike (a type-only import still ties two modules together).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from common.paths import REPO
+
+# Lowest first: a package may import the packages before it in this list, never those after it.
+LAYERS = ("common", "tasks", "models", "sut", "harness", "research")
+CORE = ("common", "tasks", "models", "sut", "harness")
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted name -> file of every module of the project's packages and top-level scripts."""
+    out = {}
+    for package in LAYERS:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for path in sorted(REPO.glob("accuracy_*.py")):
+        out[path.stem] = path
+    return out
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules `name` imports anywhere in its file."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:  # `import a.b.c` of a package: its deepest module
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_the_graph_is_read_from_the_code():
+    """The walk sees imports inside functions too (the runner imports retime only when asked)."""
+    graph = _graph()
+    assert "harness.retime" in graph["harness.runner"]  # a function-level import
+    assert "models.loaders" in graph["models.registry"]  # a TYPE_CHECKING and a function-level one
+    assert "tasks.scoring.cli" in graph["accuracy_xnli"]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_between_modules():
+    assert _cycles(_graph()) == []
+
+
+def test_packages_import_only_the_layers_below_them():
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if _layer(module) in LAYERS
+        for target in targets
+        if _layer(target) in LAYERS and LAYERS.index(_layer(target)) > LAYERS.index(_layer(module))
+    ]
+    assert wrong == []
+
+
+def test_the_core_never_imports_research():
+    """harness/cli.py forwards `python -m harness study` by the name "research" (importlib, only
+    when such a command runs); no import statement of the core names the research package."""
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in _graph().items()
+        if _layer(module) in CORE or module.startswith("accuracy_")
+        for target in targets
+        if _layer(target) == "research"
+    ]
+    assert wrong == []

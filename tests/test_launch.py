@@ -1,0 +1,153 @@
+"""The one launcher (harness/launch.py) and the one reader of run folders (harness/run_record.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import fields
+
+import pytest
+
+from common.paths import REPO
+from harness.config import RunConfig, add_run_arguments
+from harness.launch import child_argv, launch
+from harness.run_folder import RunFolder
+from harness.run_record import RunRecord
+
+
+def parse(argv: list[str]) -> RunConfig:
+    """What the child resolves from `argv` (after `python -m harness run`)."""
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    return RunConfig.from_args(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        {"encoder": "base", "weights": "random", "duration_s": 2.5, "retime": True},
+        # equal to the dataclass default but not to what the child layers for base: must be passed
+        {"encoder": "base", "batch_overhead_tokens": 192},
+        {"device": "cuda:1", "encoder": "large", "dtype": "bf16", "scenario": "Server"},
+        {
+            "accuracy": True,
+            "count": 7,
+            "languages": "en,de",
+            "max_wait_ms": 0.125,
+            "allow_invalid": True,
+        },
+        {
+            "output_dir": "/tmp/x y",
+            "user_conf": str(REPO / "audit.conf"),
+            "pad_to": 128,
+            "token_budget": 0,
+        },
+    ],
+)
+def test_the_child_resolves_the_parents_config(given):
+    cfg = RunConfig.layered(**given)
+    argv = child_argv(cfg)
+    assert argv[:4] == [sys.executable, "-m", "harness", "run"]
+    assert parse(argv[4:]) == cfg
+    assert len(argv) - 4 <= 2 * len(given)  # only what differs from the child's own resolution
+
+
+def test_every_run_setting_has_a_flag():
+    """A RunConfig field without a `harness run` flag could not reach a child run."""
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    dests = {a.dest for a in parser._actions}
+    assert {f.name for f in fields(RunConfig)} <= dests
+
+
+def test_launch_runs_the_child_and_reads_its_run_folder(tmp_path):
+    fake = tmp_path / "fake_run.py"
+    fake.write_text(
+        "import json, sys\nfrom pathlib import Path\n"
+        "argv = sys.argv[1:]\nout = Path(argv[argv.index('--output_dir') + 1]) / 'full/xnli/Offline/performance'\n"
+        "out.mkdir(parents=True)\nprint('child says hi')\n"
+        "(out / 'run_config.json').write_text(json.dumps({'model': 'full', 'task': 'xnli', "
+        "'scenario': 'Offline', 'mode': 'performance', 'backend': 'pytorch', 'backend_options': "
+        "{'dtype': 'int8'}, 'command': sys.argv}))\n"
+        "(out / 'results.json').write_text(json.dumps({'result_valid': True, 'samples_per_second': 12.5, "
+        "'latency_ns': {'p90': 3e6}, 'probe': {'samples': 4}}))\n"
+    )
+    cfg = RunConfig.layered(output_dir=tmp_path / "runs", threads=2)
+    run = launch(
+        cfg, tmp_path / "logs" / "run.log", program=[sys.executable, str(fake)], more_flags=["--x"]
+    )
+    assert run.rc == 0 and run.run_dir == RunFolder.plan(cfg).path
+    assert run.argv[2:] == ["--output_dir", str(tmp_path / "runs"), "--threads", "2", "--x"]
+    log = (tmp_path / "logs" / "run.log").read_text()
+    assert log.startswith(" ".join(run.argv) + "\n\n") and "child says hi" in log
+    rec = run.record
+    assert (rec.model, rec.scenario, rec.mode, rec.backend_label) == (
+        "full",
+        "Offline",
+        "performance",
+        "pytorch-int8",
+    )
+    assert run.results.samples_per_second == 12.5 and run.results.latency_ms("p90") == 3.0
+    assert run.results.retimed == {"samples": 4} and rec.valid
+
+
+def test_launch_needs_a_known_run_folder():
+    with pytest.raises(ValueError, match="output_dir"):
+        launch(RunConfig())
+
+
+def test_record_reads_what_accuracy_json_holds(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run_config.json").write_text(json.dumps(
+        {"model": "adapter", "task": "tydiqa", "scenario": "Offline", "mode": "accuracy", "backend": "pytorch"}
+    ))  # fmt: skip
+    (folder / "accuracy.json").write_text(json.dumps(
+        {"exact_match": 10.0, "f1": 20.0, "per_language": {"en": {"exact_match": 5.0, "f1": 8.0}}}
+    ))  # fmt: skip
+    rec = RunRecord.load(folder)
+    assert rec.results is None and not rec.valid  # no results.json: the run did not finish
+    assert rec.metric("f1") == 20.0 and rec.per_language("f1") == {"en": 8.0}
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        RunRecord.load(tmp_path)
+
+
+# Outside the launcher, no module builds a `harness run` command line or a run folder's path
+# (<MODEL>/<TASK>/<Scenario>/<mode>/ with the files the runner writes there).
+_ARGV = re.compile(r"""["']-m["']\s*,\s*["']harness["']|["']harness["']\s*,\s*["']run["']""")
+_RUN_PATH = re.compile(
+    r"""\.model\s*/\s*\w*\.?task\b"""
+    r"""|["'](performance|accuracy)["']\s*/\s*["'](results\.json|run_config\.json|mlperf_log_\w+\.\w+)["']"""
+)
+# find_peak keeps its trials in <output_dir>/<MODEL>/<TASK>/trial_NN/ (each trial's run folder is
+# made by the launcher below that): its own folder, not a run folder
+ALLOWED = {
+    "research/find_peak.py": 'out = Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task'
+}
+
+
+def test_no_module_but_the_launcher_builds_a_run_command_or_folder_path():
+    offenders = []
+    for path in sorted(REPO.rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith(("tests/", "build/", ".venv/")) or rel == "harness/launch.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if (_ARGV.search(line) or _RUN_PATH.search(line)) and ALLOWED.get(rel) != line.strip():
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert offenders == []
+
+
+def test_the_record_reads_every_key_results_json_is_written_with():
+    """harness/results.py writes RESULT_KEYS and the runner adds its own fields: the one reader
+    (harness.run_record.Results) has a field for each (`probe` is read as `retimed`)."""
+    from harness.results import RESULT_KEYS
+    from harness.run_record import Results
+
+    runner_keys = ("interrupted signal ended_early nonfinite_samples sut_failure sut_batches "
+                   "exit_status accuracy loadgen_finished error").split()  # fmt: skip
+    read = {f.name for f in fields(Results)} | {"probe"}
+    assert set(RESULT_KEYS) | set(runner_keys) <= read
