@@ -247,3 +247,28 @@ def test_real_file_xlmr_equals_bert():
         [[0, 581, 7515, 1661, 7, 98, 70, 2589, 5, 2], [0, 1310, 165, 5, 2, 1, 1, 1, 1, 1]]
     )
     assert_same_hidden_states(header, tensors, ids, (ids != 1).long())
+
+
+# --- the encoder's retrieval convention ----------------------------------------------------------
+def test_retrieval_prefix_is_a_task_option_in_the_cache_key(tiny_tokenizer, tmp_path):
+    from tasks.registry import get_task
+
+    plain = get_task("tatoeba", languages="deu").features(tiny_tokenizer, tmp_path, progress=False)
+    task = get_task("tatoeba", languages="deu", prefix="query: ")
+    prefixed = task.features(tiny_tokenizer, tmp_path, progress=False)
+    added = len(tiny_tokenizer("query: x")["input_ids"]) - len(tiny_tokenizer("x")["input_ids"])
+    assert added > 0 and plain.meta["cache_key"] != prefixed.meta["cache_key"]
+    assert (prefixed.lengths - plain.lengths).max() == added  # every sentence got the prefix
+    first = prefixed.input_ids[prefixed.offsets[0] : prefixed.offsets[1]].tolist()
+    assert first[1 : 1 + added] == tiny_tokenizer("query: x")["input_ids"][1 : 1 + added]
+
+
+def test_e5_small_retrieval_convention_comes_from_its_spec():
+    from models.encoders import get_encoder
+    from models.registry import resolve
+
+    served = resolve("full", "tatoeba", "e5-small", weights="random")
+    enc = get_encoder("e5-small")
+    assert served.pooling_layer == enc.retrieval_layer == 12
+    assert served.task_options() == ({"prefix": enc.retrieval_prefix} if enc.retrieval_prefix else {})
+    assert resolve("full", "xnli", "e5-small", weights="random").task_options() == {}

@@ -73,7 +73,9 @@ def main() -> None:
             for layer in layers:
                 rows.append((name, repr(prefix), layer, score(task, fs, embs[layer], tok)))
                 print(rows[-1], flush=True)
-    print(f"\n# Retrieval convention, encoder `{args.encoder}` ({path})\n")
+    print(
+        f"\n# Retrieval convention, encoder `{args.encoder}` ({Path(path).relative_to(BUILD.parent)})\n"
+    )
     print(f"Command: `python reports/scripts/retrieval_convention.py --encoder {args.encoder} "
           f"--layers {args.layers}`; {time.perf_counter() - t0:.0f} s on this machine.\n")  # fmt: skip
     print("| task | prefix | hidden_states layer | score |\n| --- | --- | --- | --- |")
