@@ -6,7 +6,7 @@ run_config.json -> build/logs/latest -> TestSettings (FromConfig once) -> StartT
 thread while the main thread waits (progress line, signals) -> copies of user.conf / audit.config ->
 results.json (+ accuracy scoring) -> summary printed, exit code.
 
-Run folder contract: harness/run_folder.py. Exit codes (harness/exit_codes.py): 0 VALID (or
+Run folder contract: harness/run_folder.py. Exit codes (common/exit_codes.py): 0 VALID (or
 --allow_invalid), 1 INVALID (LoadGen's reasons; the Server drain bound; an accuracy log that cannot
 be scored), 2 SUT failure (error printed; also non-finite outputs in an accuracy run), 3 bad
 configuration or input, 130 / 143 ended by SIGINT / SIGTERM (results.json: "interrupted": true).
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
+from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
 from harness.config import RunConfig, add_run_arguments
-from harness.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
 from harness.interrupts import Interrupted, SignalGate
 from harness.results import read_results, save_results, write_results
 from harness.run_folder import RunFolder

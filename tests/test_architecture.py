@@ -8,6 +8,7 @@ functions and under `if TYPE_CHECKING:` alike (a type-only import still ties two
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from common.paths import REPO
@@ -29,8 +30,9 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The project modules `name` imports anywhere in its file."""
+def _imported_names(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every dotted name `name` imports anywhere in its file (`from a import b` gives a.b when that
+    is a module of the project, else a)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -44,11 +46,18 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
         else:
             continue
-        for target in targets:
-            while target and target not in known:  # `import a.b.c` of a package: its deepest module
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                found.add(target)
+        found.update(targets)
+    return found
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules `name` imports anywhere in its file."""
+    found = set()
+    for target in _imported_names(name, path, known):
+        while target and target not in known:  # `import a.b.c` of a package: its deepest module
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            found.add(target)
     return found
 
 
@@ -103,6 +112,44 @@ def test_the_graph_is_read_from_the_code():
     assert "models.loaders" in graph["models.registry"]  # a TYPE_CHECKING and a function-level one
     assert "tasks.scoring.cli" in graph["accuracy_xnli"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+@functools.cache
+def _defined(path: Path) -> set[str]:
+    """The names a module binds at any level: assignments, functions, classes, imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def test_every_project_import_names_a_module_of_this_tree():
+    """An import of a project module that this tree no longer has (a moved file) must fail here, not
+    be found by chance in another checkout the environment happens to point at."""
+    modules = _modules()
+    known = set(modules)
+    importers = {**modules, **{f"tests.{t.stem}": t for t in sorted((REPO / "tests").glob("*.py"))}}
+    importers |= {
+        f"reports.scripts.{t.stem}": t for t in sorted((REPO / "reports" / "scripts").glob("*.py"))
+    }
+    missing = []
+    for name, path in importers.items():
+        for target in _imported_names(name, path, known):
+            if _layer(target) not in LAYERS:
+                continue  # the standard library, third-party packages
+            if target not in known and target.rpartition(".")[0] not in known:
+                missing.append(f"{name} imports {target}")
+            elif target not in known:  # `from package import name`: a name the package defines
+                defined = _defined(modules[target.rpartition(".")[0]])
+                if target.rpartition(".")[2] not in defined:
+                    missing.append(f"{name} imports {target}")
+    assert missing == []
 
 
 def test_no_import_cycle_between_modules():
