@@ -410,7 +410,8 @@ def run_loadgen_test(
     if cfg.retime:
         sut.record_issued()
     min_duration_s = ts.min_duration_ms / 1000
-    sut.bound_drain(min_duration_s)
+    if not cfg.accuracy:  # an accuracy log must hold every sample's real response: never cut short
+        sut.bound_drain(min_duration_s)
     # Without an audit file, point LoadGen at a path that cannot exist: a stray ./audit.config in the
     # working directory must never turn a normal run into an audit run.
     audit = str(cfg.audit_conf) if cfg.audit_conf else str(run_dir / "no-audit.config")
