@@ -96,8 +96,8 @@ def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, epoc
     """Row batches for `epochs` passes over the data (a fractional last pass is cut short).
 
     Each pass shuffles the rows, then sorts chunks of 50 batches by length and cuts them into batches
-    (so a batch is padded only to a nearby length), and shuffles the batches: about a third fewer
-    padded tokens than random batches on TyDiQA windows, and every row seen once per pass."""
+    (so a batch is padded only to a nearby length), and shuffles the batches: fewer padded tokens
+    than random batches, and every row seen once per pass (tests/test_e5.py)."""
     n = len(lengths)
     out: list[np.ndarray] = []
     for _ in range(int(np.ceil(epochs))):
@@ -125,8 +125,8 @@ def train(
     """AdamW + linear warm-up (ctx.sizes.warmup of the steps) and decay on the parameters with
     requires_grad, padded per batch; label arrays in `data` are passed to the model by name (labels /
     start_positions...). `epochs` > 0: length-bucketed passes over the data (`batches`); else `steps`
-    random batches. ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master weights; about 2x faster
-    on CPUs with AMX, measured on these cores). Returns the training curve: per epoch (or at the end)
+    random batches. ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master weights; 1.7-2x faster
+    on CPUs with AMX: reports/scripts/bf16_training_step.py). Returns the training curve: per epoch (or at the end)
     the mean loss and, with `evaluate(model) -> float`, a held-out figure."""
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup

@@ -272,3 +272,18 @@ def test_e5_small_retrieval_convention_comes_from_its_spec():
     assert served.pooling_layer == enc.retrieval_layer == 12
     assert served.task_options() == ({"prefix": enc.retrieval_prefix} if enc.retrieval_prefix else {})
     assert resolve("full", "xnli", "e5-small", weights="random").task_options() == {}
+
+
+def test_length_bucketed_batches_cover_every_row_once_and_pad_less():
+    from models.stages import batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 300, 1000)
+    plan = batches(lengths, 16, np.random.default_rng(1), epochs=2.0)
+    assert len(plan) == 2 * 63  # ceil(1000 / 16) per pass
+    for half in (plan[:63], plan[63:]):
+        assert sorted(np.concatenate(half).tolist()) == list(range(1000))  # each row once a pass
+    assert len(batches(lengths, 16, np.random.default_rng(1), epochs=0.5)) == 32
+    padded = sum(len(b) * lengths[b].max() for b in plan[:63])
+    random = sum(16 * lengths[r].max() for r in np.array_split(rng.permutation(1000), 63))
+    assert padded < 0.8 * random
