@@ -89,7 +89,7 @@ TINY_TEST = Sizes(
 # the SQuAD proxy (XQuAD-en) ~0.24 M and TyDiQA train-en ~0.58 M tokens.
 E5_SMALL = Sizes(
     squad_epochs=1.0,
-    target_epochs=(("xnli", 5.0), ("pawsx", 3.0), ("tydiqa", 1.0)),
+    target_epochs=(("xnli", 5.0), ("pawsx", 3.0), ("tydiqa", 2.0)),
     lr=(("full", 5e-5), ("adapter", 1e-3), ("fusion", 5e-4), ("lora", 1e-3)),
     warmup=0.1,
     bf16=True,
