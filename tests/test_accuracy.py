@@ -116,6 +116,10 @@ def test_tydiqa_gold_span_logits(tiny_tokenizer, tmp_path, monkeypatch):
     paths = write_outputs(r, tmp_path / "run")
     assert json.loads(paths["predictions"].read_text()) == r.predictions
     assert paths["accuracy.txt"].read_text().splitlines()[-1] == r.final_line
+    per = json.loads(paths["per_sample"].read_text())["per_language"]  # one F1 x100 per question
+    for lang in ("en", "sw"):
+        assert len(per[lang]["ids"]) == r.metrics["per_language"][lang]["count"]
+        assert np.mean(per[lang]["scores"]) == pytest.approx(r.metrics["per_language"][lang]["f1"])
 
 
 # --- SQuAD v1.1 metric (expected values checked against the official evaluate-v1.1 script) ---------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.scoring.log import AccuracyLog, LogError, check_coverage, check_uniform_width
-from tasks.scoring.result import ScoreResult, final_json, format_table
+from tasks.scoring.result import ScoreResult, final_json, format_table, per_language_scores
 
 # The tiny model zoo trains on the first rows of each dev language; `--heldout_rows` scores only the
 # rows at or after these indices (0-based row within each language's file). The one place they live.
@@ -78,4 +78,10 @@ def score_classification(task, log: AccuracyLog, heldout_rows: bool = False) -> 
         ],
         ["average", int(count.sum()), mean],
     )
-    return ScoreResult(metrics, table, final_json({"accuracy": mean}), warnings=warnings)
+    hit = 100.0 * (np.argmax(logits[keep], axis=1) == labels[keep])
+    per_sample = per_language_scores(
+        [languages[k] for k in language[keep].tolist()], rows[keep].tolist(), hit.tolist()
+    )
+    return ScoreResult(
+        metrics, table, final_json({"accuracy": mean}), warnings=warnings, per_sample=per_sample
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.scoring.log import AccuracyLog, LogError, check_coverage
-from tasks.scoring.result import ScoreResult, final_json, format_table
+from tasks.scoring.result import ScoreResult, final_json, format_table, per_language_scores
 from tasks.scoring.squad import best_span, em_f1, max_context_mask
 
 RUN_CONFIG = "run_config.json"
@@ -111,6 +111,7 @@ def score_tydiqa(task, log: AccuracyLog, tokenizer=None) -> ScoreResult:
     predictions: dict[str, str] = {}
     em: dict[str, list[float]] = {}
     f1: dict[str, list[float]] = {}
+    unit_f1: list[float] = []  # per scored question, in example order (ScoreResult.per_sample)
     for k, ex in enumerate(examples):
         if not has_window[k]:
             continue
@@ -124,6 +125,7 @@ def score_tydiqa(task, log: AccuracyLog, tokenizer=None) -> ScoreResult:
         e, f = em_f1(text, ex.answers)
         em.setdefault(ex.language, []).append(e)
         f1.setdefault(ex.language, []).append(f)
+        unit_f1.append(100.0 * f)
     langs = [lang for lang in task.active_languages if lang in em]
     per = {
         lang: {
@@ -149,4 +151,10 @@ def score_tydiqa(task, log: AccuracyLog, tokenizer=None) -> ScoreResult:
         ["average", len(predictions), mean_em, mean_f1],
     )
     final = final_json({"exact_match": mean_em, "f1": mean_f1})
-    return ScoreResult(metrics, table, final, predictions, "predictions.json", warnings)
+    scored = [ex for k, ex in enumerate(examples) if has_window[k]]
+    per_sample = per_language_scores(
+        [ex.language for ex in scored], [ex.qid for ex in scored], unit_f1
+    )
+    return ScoreResult(
+        metrics, table, final, predictions, "predictions.json", warnings, per_sample=per_sample
+    )

@@ -19,6 +19,12 @@ class ScoreResult:
     predictions:  TyDiQA {qid: answer}, BUCC [(src_id, en_id, score)] mined above the threshold, else None
     predictions_name: file name for the predictions in a run folder
     warnings:     partial coverage and similar (printed to stderr by the CLI)
+    per_sample:   the unit scores behind the figure, for paired bootstraps (research/bootstrap.py):
+                  {"statistic": "mean" | "f1_counts", "per_language": {lang: {"ids": [...],
+                  "scores": [...]}}}. "mean": one score per unit (x100: 100 or 0 per XNLI sample, F1 x100
+                  per TyDiQA question) whose mean per language is that language's figure; "f1_counts":
+                  [correct, predicted, gold] per BUCC source sentence, F1 = 2 correct / (predicted +
+                  gold) over summed counts. The task figure is the mean over languages either way.
     """
 
     metrics: dict[str, Any]
@@ -27,6 +33,7 @@ class ScoreResult:
     predictions: object | None = None
     predictions_name: str = ""
     warnings: list[str] = field(default_factory=list)
+    per_sample: dict[str, Any] | None = None
 
     @property
     def stdout_text(self) -> str:
@@ -55,6 +62,21 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], average: 
     return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
 
 
+PER_SAMPLE = "per_sample.json"  # ScoreResult.per_sample in a run folder
+
+
+def per_language_scores(
+    language: Sequence[str], ids: Sequence[Any], scores: Sequence[Any], statistic: str = "mean"
+) -> dict[str, Any]:
+    """ScoreResult.per_sample from parallel sequences (one entry per scored unit)."""
+    per: dict[str, dict[str, list]] = {}
+    for lang, i, v in zip(language, ids, scores, strict=True):
+        entry = per.setdefault(lang, {"ids": [], "scores": []})
+        entry["ids"].append(i)
+        entry["scores"].append(v)
+    return {"statistic": statistic, "per_language": per}
+
+
 def final_json(pairs: dict[str, Any]) -> str:
     """The final line: a JSON object with keys in the given order (the checker reads a prefix)."""
     return json.dumps(pairs)
@@ -72,9 +94,11 @@ def write_predictions(result: ScoreResult, path: Path) -> None:
 
 
 def write_outputs(result: ScoreResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write accuracy.txt (the script's stdout), accuracy.json (all metrics) and the predictions file.
+    """Write accuracy.txt (the script's stdout), accuracy.json (all metrics), the predictions file
+    and per_sample.json (the unit scores, ScoreResult.per_sample).
 
-    Returns {"accuracy.txt": path, "accuracy.json": path, "predictions": path (when there are any)}.
+    Returns {"accuracy.txt": path, "accuracy.json": path, "predictions": path, "per_sample": path}
+    (the last two when there are any).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,4 +108,7 @@ def write_outputs(result: ScoreResult, out_dir: str | Path) -> dict[str, Path]:
     if result.predictions is not None:
         paths["predictions"] = out / result.predictions_name
         write_predictions(result, paths["predictions"])
+    if result.per_sample is not None:
+        paths["per_sample"] = out / PER_SAMPLE
+        paths["per_sample"].write_text(json.dumps(result.per_sample) + "\n", encoding="utf-8")
     return paths

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.scoring.log import AccuracyLog, LogError, check_coverage, check_uniform_width
-from tasks.scoring.result import ScoreResult, final_json, format_table
+from tasks.scoring.result import ScoreResult, final_json, format_table, per_language_scores
 
 K_NEIGHBOURS = 4
 CHUNK = 4096  # query rows per matrix product: CHUNK x n_database float32 at a time
@@ -190,6 +190,21 @@ def bucc_score(
     return BuccResult(candidates, predictions, threshold, 100 * precision, 100 * recall, 100 * f1)
 
 
+def source_counts(
+    predictions: list[tuple[str, str, float]], gold: list[tuple[str, str]], src_ids: list[str]
+) -> dict[str, list[int]]:
+    """Per source sentence id: [correct, predicted, gold] pairs. Summed over any set of sources they
+    give that set's P/R/F1 at the same threshold (the units of BUCC's paired bootstrap)."""
+    counts = {i: [0, 0, 0] for i in src_ids}
+    gold_set = set(gold)
+    for s, t, _ in predictions:
+        counts[s][1] += 1
+        counts[s][0] += (s, t) in gold_set
+    for s, _ in gold_set:
+        counts.setdefault(s, [0, 0, 0])[2] += 1
+    return counts
+
+
 # --- scoring a log ---------------------------------------------------------------------------------
 def pair_embeddings(
     task, log: AccuracyLog
@@ -235,13 +250,18 @@ def score_tatoeba(task, log: AccuracyLog) -> ScoreResult:
     pairs, arrays, warnings = pair_embeddings(task, log)
     acc = {}
     count = {}
+    units: tuple[list, list, list] = ([], [], [])  # language, sentence index, 100 x correct
     for p, (src, en) in zip(pairs, arrays, strict=True):
         if len(src) != len(en):
             raise LogError(
                 f"{log.path}: Tatoeba pair {p.language} is not line-aligned ({len(src)} vs {len(en)})"
             )
-        acc[p.language] = float(100 * tatoeba_correct(src, en).mean())
+        hit = 100.0 * tatoeba_correct(src, en)
+        acc[p.language] = float(hit.mean())
         count[p.language] = len(en)
+        units[0].extend([p.language] * len(hit))
+        units[1].extend(range(len(hit)))
+        units[2].extend(hit.tolist())
     mean = float(np.mean(list(acc.values())))
     metrics = {"task": task.name, "accuracy": mean, "per_language": acc, "count": count}
     table = format_table(
@@ -249,7 +269,13 @@ def score_tatoeba(task, log: AccuracyLog) -> ScoreResult:
         [[lang, count[lang], acc[lang]] for lang in acc],
         ["average", sum(count.values()), mean],
     )
-    return ScoreResult(metrics, table, final_json({"accuracy": mean}), warnings=warnings)
+    return ScoreResult(
+        metrics,
+        table,
+        final_json({"accuracy": mean}),
+        warnings=warnings,
+        per_sample=per_language_scores(*units),
+    )
 
 
 def score_bucc(
@@ -260,11 +286,16 @@ def score_bucc(
         raise LogError(f"{log.path}: duplicates must be 'all' or 'drop', got {duplicates!r}")
     pairs, arrays, warnings = pair_embeddings(task, log)
     per: dict[str, BuccResult] = {}
+    units: tuple[list, list, list] = ([], [], [])  # language, source id, [correct, predicted, gold]
     for p, (src, en) in zip(pairs, arrays, strict=True):
         if p.gold is None and threshold is None:
             raise LogError(f"{log.path}: {p.language}-en has no gold alignments: pass --threshold")
         cands = mine_ids(src, en, p.src_sents, p.en_sents, p.src_ids, p.en_ids, duplicates)
         per[p.language] = bucc_score(cands, p.gold or [], threshold)
+        counts = source_counts(per[p.language].predictions, p.gold or [], p.src_ids)
+        units[0].extend([p.language] * len(counts))
+        units[1].extend(counts)
+        units[2].extend(counts.values())
     tuned = threshold is None
     keys = ("f1", "precision", "recall")
     mean = {k: float(np.mean([getattr(r, k) for r in per.values()])) for k in keys}
@@ -310,4 +341,7 @@ def score_bucc(
     final = final_json(
         {"f1": mean["f1"], "precision": mean["precision"], "recall": mean["recall"], "threshold": thr}
     )
-    return ScoreResult(metrics, table, final, predictions, "predictions.tsv", warnings)
+    per_sample = per_language_scores(*units, statistic="f1_counts")
+    return ScoreResult(
+        metrics, table, final, predictions, "predictions.tsv", warnings, per_sample=per_sample
+    )

@@ -1,0 +1,120 @@
+"""Per-sample unit scores (tasks/scoring) and the paired bootstrap over them (research/bootstrap.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from research.bootstrap import BootstrapError, Interval, UnitScores, difference, resample
+from tasks.registry import get_task
+from tasks.scoring import score_log, write_outputs
+from tasks.scoring.retrieval import source_counts
+from tests.test_accuracy import write_log
+
+
+def units(per: dict[str, np.ndarray], statistic: str = "mean", name: str = "") -> UnitScores:
+    return UnitScores(statistic, {k: (list(range(len(v))), np.asarray(v, float)) for k, v in per.items()}, name)
+
+
+def test_classification_unit_scores_reproduce_the_figures(tmp_path):
+    task = get_task("xnli")
+    ex = task.read()
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((len(ex), 3)).astype(np.float32)  # about a third right
+    result = score_log("xnli", write_log(tmp_path / "log.json", list(logits)), heldout_rows=True)
+    per = result.per_sample["per_language"]
+    assert result.per_sample["statistic"] == "mean"
+    assert set(per) == set(result.metrics["per_language"])
+    for lang, entry in per.items():
+        assert len(entry["ids"]) == result.metrics["count"][lang] == 1245  # held-out rows only
+        assert min(entry["ids"]) == 1245
+        assert set(entry["scores"]) <= {0.0, 100.0}
+        assert np.mean(entry["scores"]) == pytest.approx(result.metrics["per_language"][lang])
+    paths = write_outputs(result, tmp_path / "run")
+    loaded = UnitScores.load(tmp_path / "run")
+    assert paths["per_sample"].name == "per_sample.json"
+    assert loaded.languages["de"][1].mean() == pytest.approx(result.metrics["per_language"]["de"])
+    reps = resample([loaded], n_boot=10)
+    assert reps.average()[0][0] == pytest.approx(result.metrics["accuracy"])
+
+
+def test_tatoeba_unit_scores(tmp_path):
+    task = get_task("tatoeba", languages="deu,fra")
+    rng = np.random.default_rng(0)
+    resp = []
+    for p in task.read():
+        e = rng.standard_normal((len(p.src_sents), 8)).astype(np.float32)
+        en = e.copy()
+        en[: len(en) // 4] = rng.standard_normal((len(en) // 4, 8))  # a quarter retrieves noise
+        resp += [*e, *en]
+    r = score_log("tatoeba", write_log(tmp_path / "log.json", resp), languages="deu,fra")
+    for lang in ("deu", "fra"):
+        scores = r.per_sample["per_language"][lang]["scores"]
+        assert len(scores) == 1000
+        assert np.mean(scores) == pytest.approx(r.metrics["per_language"][lang])
+
+
+def test_bucc_source_counts_sum_to_the_figure():
+    gold = [("z0", "e0"), ("z1", "e1"), ("z2", "e2")]
+    predictions = [("z0", "e0", 3.0), ("z1", "e9", 2.0), ("z3", "e3", 1.5)]
+    counts = source_counts(predictions, gold, ["z0", "z1", "z2", "z3", "z4"])
+    assert counts == {"z0": [1, 1, 1], "z1": [0, 1, 1], "z2": [0, 0, 1], "z3": [0, 1, 0], "z4": [0, 0, 0]}
+    reps = resample([units({"zh": np.array(list(counts.values()))}, "f1_counts")], n_boot=20)
+    # 1 correct of 3 predicted and 3 gold: P = R = F1 = 33.3
+    assert reps.average()[0][0] == pytest.approx(100 / 3)
+
+
+def test_a_known_difference_is_recovered():
+    rng = np.random.default_rng(0)
+    n = 2000
+    truth = rng.random((3, n)) < 0.6  # three languages, 60% right
+    flips = rng.random((3, n)) < 0.05  # model b gets 5% of the samples wrong that a gets right
+    a = {lang: 100.0 * truth[k] for k, lang in enumerate(("en", "de", "sw"))}
+    b = {lang: 100.0 * (truth[k] & ~flips[k]) for k, lang in enumerate(("en", "de", "sw"))}
+    diff = difference(units(a, name="a"), units(b, name="b"), n_boot=1000)
+    expected = np.mean([a[x].mean() - b[x].mean() for x in a])
+    avg = diff["average"]
+    assert avg.value == pytest.approx(expected)
+    assert 2.5 < avg.value < 3.5  # 5% of 60%
+    assert avg.low > 0 and avg.covers(expected)
+    assert avg.high - avg.low < 1.0  # paired: only the flips vary, not the samples' difficulty
+    assert diff["n"] == 3 * n
+
+
+def test_a_null_difference_covers_zero():
+    rng = np.random.default_rng(3)
+    hits = []
+    for seed in range(20):
+        r = np.random.default_rng(seed)
+        base = r.random((2, 800)) < 0.5
+        noise_a, noise_b = r.random((2, 2, 800)) < 0.1  # independent errors of the same rate
+        a = {lang: 100.0 * (base[k] ^ noise_a[k]) for k, lang in enumerate(("en", "fr"))}
+        b = {lang: 100.0 * (base[k] ^ noise_b[k]) for k, lang in enumerate(("en", "fr"))}
+        hits.append(difference(units(a), units(b), n_boot=500, seed=int(rng.integers(1 << 30)))["average"].covers(0.0))
+    assert sum(hits) >= 17  # a 95% interval covers the true 0 in about 19 of 20
+
+
+def test_samples_must_match():
+    a = units({"en": np.ones(5) * 100}, name="a")
+    b = UnitScores("mean", {"en": (["x", 1, 2, 3, 4], np.ones(5))}, "b")
+    with pytest.raises(BootstrapError, match="b: the en samples differ from a's"):
+        difference(a, b)
+    with pytest.raises(BootstrapError, match="languages"):
+        difference(a, units({"de": np.ones(5)}, name="c"))
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(BootstrapError, match=f"{tmp_path}/per_sample.json: missing"):
+        UnitScores.load(tmp_path)
+    (tmp_path / "per_sample.json").write_text(json.dumps({"statistic": "mean"}))
+    with pytest.raises(BootstrapError, match="not a per-sample score file"):
+        UnitScores.load(tmp_path)
+
+
+def test_transfer_gap_and_interval_text():
+    reps = resample([units({"en": np.full(10, 80.0), "de": np.full(10, 60.0), "sw": np.full(10, 40.0)})])
+    obs, rep = reps.transfer_gap()
+    assert obs[0] == pytest.approx(30.0) and np.allclose(rep, 30.0)
+    assert Interval(1.234, -0.5, 2.0).text() == "+1.2 [-0.5, +2.0]"
