@@ -17,6 +17,12 @@ from typing import Any
 NS_PER_MS = 1e6
 
 
+def seed_of_models_dir(models_dir: str | None) -> int:
+    from models.recipe import seed_of_models_dir as seed_of
+
+    return seed_of(models_dir)
+
+
 def _json(path: Path) -> dict[str, Any] | None:
     """The JSON object in `path`, or None when the file is absent (a run that ended before it)."""
     if not path.is_file():
@@ -96,6 +102,7 @@ class RunRecord:
     git_dirty: bool | None = None
     started_at: str = ""
     command: tuple[str, ...] = ()
+    seed: int = 0  # the training seed of the zoo served (models.recipe.seed_of_models_dir)
     model_spec: dict[str, Any] = field(default_factory=dict)  # ServedModel.describe()
     backend_options: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)  # harness.info.device_info()
@@ -130,6 +137,7 @@ class RunRecord:
             git_dirty=config.get("git_dirty"),
             started_at=str(config.get("started_at") or ""),
             command=tuple(config.get("command") or ()),
+            seed=seed_of_models_dir((config.get("config") or {}).get("models_dir")),
             model_spec=config.get("model_spec") or {},
             backend_options=options,
             device=config.get("device") or {},

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -119,7 +120,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--tasks", default=",".join(DEFAULT_TARGETS), help=f"comma-separated, of {','.join(TARGETS)}"
     )
     parser.add_argument("--squad_train", default=None, help="SQuAD v1.1 train JSON (default xquad.en)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed; N > 0 builds into <models_dir>-seed<N> unless --models_dir is given",
+    )
     parser.add_argument(
         "--tiny-test", dest="tiny_test", action="store_true", help="very small, for tests"
     )
@@ -134,6 +140,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=str(REPO / "reports" / "zoo.md"))
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def seed_models_dir(default: Path, seed: int) -> Path:
+    """Where the zoo of training seed `seed` lives: the default folder for seed 0, beside it with a
+    `-seed<N>` suffix otherwise (so a seed's stages never pass for another's finished ones)."""
+    return default if seed == 0 else default.with_name(f"{default.name}-seed{seed}")
+
+
+def seed_of_models_dir(models_dir: str | Path | None) -> int:
+    """The training seed of a zoo folder named by `seed_models_dir` (0 for any other folder)."""
+    m = re.fullmatch(r".*-seed(\d+)", Path(models_dir).name) if models_dir else None
+    return int(m.group(1)) if m else 0
 
 
 def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
@@ -238,7 +256,11 @@ def main(args: argparse.Namespace) -> int:
     enc = get_encoder(args.encoder)
     sizes = TINY_TEST if args.tiny_test else SIZES.get(enc.name, FULL_STEPS)
     wheels = [Path(w) for w in args.e5_wheels.split(",")] if args.e5_wheels else None
-    models_dir = Path(args.models_dir) if args.models_dir else enc.default_models_dir(BUILD)
+    models_dir = (
+        Path(args.models_dir)
+        if args.models_dir
+        else seed_models_dir(enc.default_models_dir(BUILD), args.seed)
+    )
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
     t0 = time.perf_counter()
@@ -293,4 +315,4 @@ def build_for_run(model: str, task: str, models_dir: Path | None = None, encoder
     models_dir = models_dir or enc.default_models_dir(BUILD)
     tasks = [task] if task in TARGETS else []
     print(f"[models] first use: building the {enc.name} zoo entries for {model}/{task} in {models_dir}")
-    build_zoo(models_dir, enc.name, [model], tasks, SIZES[enc.name])
+    build_zoo(models_dir, enc.name, [model], tasks, SIZES[enc.name], seed=seed_of_models_dir(models_dir))

@@ -198,7 +198,7 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
             if name.endswith("word_embeddings.weight"):
                 p.requires_grad_(False)
     curve = train(model, data, lr, ctx, desc, evaluate=evaluate, **plan)
-    return {"lr": lr, **plan, "bf16": sizes.bf16, "curve": curve}
+    return {"lr": lr, **plan, "bf16": sizes.bf16, "seed": ctx.seed, "curve": curve}
 
 
 def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:
@@ -321,6 +321,7 @@ SQUAD_STAGES = {"full": squad_full, "fusion": squad_adapter, "lora": squad_lora}
 
 
 def squad(ctx: Context, spec: ModelSpec, out: Path) -> None:
+    torch.manual_seed(ctx.seed)  # the new heads' initial weights: one stage, one seed
     tok = _tokenizer(ctx)
     data = train_data(ctx, "squad", tok)
     SQUAD_STAGES[spec.learning](ctx, out, data, tok)
@@ -415,5 +416,6 @@ TARGET_STAGES = {
 
 
 def target(ctx: Context, spec: ModelSpec, task: str, out: Path) -> None:
+    torch.manual_seed(ctx.seed)
     tok = _tokenizer(ctx)
     TARGET_STAGES[spec.learning](ctx, spec, task, out, train_data(ctx, task, tok), tok)

@@ -275,16 +275,93 @@ def answer_lines(
     runs: list[Run],
     machine: str | None = None,
     speed: dict[str, Any] | None = None,
+    accuracy=None,
 ) -> list[str]:
     """The "Answer" section of study.md: bullets built only from the figures in `rows` / `runs`, each
     omitted when its figures are missing (the caveats always stay). `machine`: e.g. "2-core CPU
     (AMD EPYC)" for the caveat; `speed`: the parsed speed.json beside study.md (None: there is none),
-    whose in-process figures get a bullet of their own and a link to speed.md."""
+    whose in-process figures get a bullet of their own and a link to speed.md; `accuracy`: a
+    research.accuracy.AccuracyStudy, whose claims (with intervals) come first."""
     lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
+    if accuracy is not None and (accuracy.figures or accuracy.refused):
+        lines += study_answer_lines(accuracy)
     lines += _cost_lines(rows)
     lines += _backend_line(rows)
     lines += _latency_line(rows)
     lines += _accuracy_lines(rows, runs)
     lines += _speed_lines(speed)
     lines += _caveat_line(rows, runs, speed, machine)
+    return lines
+
+
+# --- the accuracy answer (research/accuracy.py), for trained checkpoints only ---------------------------
+# What Phang et al. 2020 (XLM-R large, full-size English intermediate tasks) report per target task for
+# English intermediate-task training: +1 = a gain, 0 = little change. Retrieval and QA gain most.
+PHANG_DIRECTION = {"xnli": 0, "pawsx": 1, "tydiqa": 1, "tatoeba": 1, "bucc": 1}
+PHANG = "Phang et al. 2020 (XLM-R large, intermediate tasks with their full training sets)"
+KEEP_WORDS = {
+    "keeps": "keeps full fine-tuning's accuracy (the interval rules out a loss over {m:g} point)",
+    "loses": "does not keep full fine-tuning's accuracy",
+    "cannot tell": "cannot be told apart from a loss over {m:g} point or from no loss: the interval "
+    "admits both",
+}
+
+
+def _form(a: str) -> str:
+    return {"adapter": "Bottleneck adapters", "adapter-squad": "AdapterFusion (after SQuAD)",
+            "lora-squad": "Merged LoRA (after SQuAD)"}.get(a, a)  # fmt: skip
+
+
+def _phang(task: str, verdict: str) -> str:
+    expected = PHANG_DIRECTION.get(task)
+    if expected is None:
+        return ""
+    if expected == 0:
+        return f" {PHANG} found XNLI gains little; here: {verdict}."
+    if verdict == "adds":
+        return f" Same direction as {PHANG}, who found a gain."
+    if verdict == "costs":
+        return f" The opposite direction to {PHANG}, who found a gain."
+    return f" {PHANG} found a gain; here the interval covers 0."
+
+
+def study_answer_lines(study, margin: float | None = None) -> list[str]:
+    """The generated answer from a research.accuracy.AccuracyStudy: one bullet per claim, each with
+    its interval; wording follows the interval only (research.accuracy.keeps_verdict/effect_verdict)."""
+    from research.accuracy import COMPARISONS, MARGIN, effect_verdict, keeps_verdict, seed_gap
+
+    m = MARGIN if margin is None else margin
+    if not study.figures:
+        why = study.refused[0] if study.refused else "there are no scored accuracy runs"
+        return [f"- No accuracy claim: {why}."]
+    lines = []
+    for (task, a, b), d in study.differences.items():
+        iv = d["average"]
+        metric = study.metric.get(task, "")
+        what = next(w for x, y, w in COMPARISONS if (x, y) == (a, b))
+        if "intermediate" in what:
+            verdict = effect_verdict(iv)
+            change = {"adds": "adds", "costs": "costs", "no measurable effect": "has no measurable effect on"}[verdict]
+            amount = "" if verdict == "no measurable effect" else f" {abs(iv.value):.1f} points to"
+            lines.append(f"- {_tname(task)}: the intermediate task {change}{amount} {b} "
+                         f"({a} - {b} {metric} {iv.text()}).{_phang(task, verdict)}")  # fmt: skip
+        else:
+            verdict = keeps_verdict(iv, m)
+            lines.append(f"- {_tname(task)}: {_form(a)} {KEEP_WORDS[verdict].format(m=m)} "
+                         f"({a} - {b} {metric} {iv.text()}).")  # fmt: skip
+    gaps = [(t, mdl, g) for (t, mdl), g in study.gaps.items()]
+    if gaps:
+        parts = [f"{mdl} on {_tname(t)} {g.text(signed=False)}" for t, mdl, g in gaps]
+        lines.append("- Cross-lingual transfer gap (English minus the mean of the other languages, "
+                     "points): " + "; ".join(parts) + ".")  # fmt: skip
+    sg = seed_gap(study)
+    if sg:
+        n_a, n_b = sg["seeds"]
+        relation = "larger than" if sg["beyond_spread"] else "within"
+        lines.append(f"- Training noise ({_tname(sg['task'])}, {n_a} and {n_b} seeds): the adapter - "
+                     f"full gap of the seed means, {sg['gap']:+.1f} points, is {relation} twice the "
+                     f"larger seed standard deviation ({2 * sg['spread_sd']:.1f} points).")  # fmt: skip
+    for (task, model), iv in study.int8.items():
+        lines.append(f"- ONNX Runtime int8 on {_tname(task)}, {model}: {iv.text()} points against "
+                     "PyTorch fp32.")  # fmt: skip
     return lines

@@ -51,6 +51,7 @@ class Run:
     metric: str | None = None
     metric_value: float | None = None
     per_language: dict[str, float] = field(default_factory=dict)
+    seed: int = 0  # training seed of the zoo served
 
 
 def load_run(record: RunRecord) -> Run:
@@ -81,6 +82,7 @@ def load_run(record: RunRecord) -> Run:
         metric=metric if value is not None else None,
         metric_value=value,
         per_language=record.per_language(metric) if metric else {},
+        seed=record.seed,
     )
 
 
@@ -111,9 +113,11 @@ def _best_server(runs: list[Run]) -> Run | None:
 
 
 def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
-    """Group runs by (model, task, backend): the table rows, in a stable order."""
+    """Group the seed-0 runs by (model, task, backend): the table rows, in a stable order."""
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for r in runs:
+        if r.seed:  # other training seeds: training noise only (research/accuracy.py)
+            continue
         groups.setdefault((r.model, r.task, r.backend), []).append(r)
     rows = []
     for (model, task, backend), rs in sorted(groups.items()):

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from research.accuracy import accuracy_study
 from research.answer import answer_lines
 from research.collect import (
     VARIANT_COLUMNS,
@@ -42,6 +43,7 @@ def markdown(
     figures: Sequence[str] = (),
     command: str | None = None,
     speed: dict[str, Any] | None = None,
+    accuracy=None,
 ) -> str:
     """The study.md text: how it was made, the variant table, the overhead table, the int8
     per-language table, the figures that were actually written, and the answer in words
@@ -90,10 +92,15 @@ def markdown(
                          f"{d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
         mean = statistics.fmean(d["delta"] for d in deltas)
         lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
+    if accuracy is not None and (accuracy.figures or accuracy.refused):
+        from research.accuracy import markdown as accuracy_markdown
+        from tasks.registry import TASKS
+
+        lines += [""] + accuracy_markdown(accuracy, {k: c.title for k, c in TASKS.items()})
     if figures:
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
-    lines += [""] + answer_lines(rows, runs, machine=machine, speed=speed)
+    lines += [""] + answer_lines(rows, runs, machine=machine, speed=speed, accuracy=accuracy)
     return "\n".join(lines) + "\n"
 
 
@@ -117,6 +124,7 @@ def write_report(
     names = sorted(path.name for path in figures.values())
     # speed.json and speed.md are written together by `python -m research study --speed`
     speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
-    written["md"].write_text(markdown(rows, runs, title, names, command, speed))
+    accuracy = accuracy_study(runs)
+    written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy))
     written.update(figures)
     return written

@@ -32,6 +32,8 @@ from harness.run_folder import RunFolder
 from harness.run_record import Results, RunRecord
 from harness.settings import user_conf_with
 from models import registry as model_registry
+from models.encoders import get_encoder
+from models.recipe import seed_models_dir
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -47,6 +49,7 @@ MODELS = tuple(model_registry.MODELS)  # every MODEL= name
 # The default tasks: the ones `make models` builds (PAWS-X only on request) and the retrieval tasks.
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
+SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
 
 # Wall-time model for --plan, calibrated from build/study/study_log.jsonl of the default grid on 2 EPYC
 # cores (2026-11-28, 135 cells in 43.4 min): per process start (imports, model load, cached ONNX and
@@ -87,15 +90,18 @@ class Cell:
     scenario: str
     mode: str  # performance | accuracy
     qps_fraction: float | None = None
+    seed: int = 0  # training seed of the zoo served (> 0: models.recipe.seed_models_dir)
 
     @property
     def name(self) -> str:
         q = f"-qps{self.qps_fraction:.2f}" if self.qps_fraction is not None else ""
-        return f"{self.model}.{self.task}.{self.backend}.{self.scenario}.{self.mode}{q}"
+        seed = f".seed{self.seed}" if self.seed else ""
+        return f"{self.model}.{self.task}.{self.backend}.{self.scenario}.{self.mode}{q}{seed}"
 
     def output_dir(self, s: StudySettings) -> Path:
-        """The --output_dir given to the runner (Server points get their own, so they do not collide)."""
-        base = s.runs_dir / self.backend
+        """The --output_dir given to the runner (Server points and other seeds get their own, so
+        they do not collide)."""
+        base = s.runs_dir / (f"seed-{self.seed}" if self.seed else "") / self.backend
         return base / f"qps-{self.qps_fraction:.2f}" if self.qps_fraction is not None else base
 
     def subcommand(self, s: StudySettings) -> str:
@@ -113,6 +119,8 @@ class Cell:
             encoder=s.encoder, output_dir=self.output_dir(s), accuracy=not perf, allow_invalid=perf,
             duration_s=s.duration_s if timed else None, count=s.count if timed else None,
             threads=s.threads, user_conf=user_conf or s.user_conf,
+            models_dir=str(seed_models_dir(get_encoder(s.encoder).default_models_dir(BUILD), self.seed))
+            if self.seed else None,
         )  # fmt: skip
 
     def run_folder(self, s: StudySettings) -> Path:
@@ -145,10 +153,13 @@ def plan_cells(
     server_fractions: Sequence[float],
     server_qps: str = "fraction",
     server_backends: Sequence[str] | None = None,
+    seeds: Sequence[int] = (),
+    seed_models: Sequence[str] = ("full", "adapter"),
 ) -> list[Cell]:
     """The ordered grid. SingleStream/Server only for `latency_tasks` (None = every task); accuracy
     runs only for `accuracy_backends`; Server only for `server_backends` (None = all), one cell per
-    fraction (one cell when server_qps=peak).
+    fraction (one cell when server_qps=peak). `seeds` (other than 0): PyTorch accuracy cells of
+    `seed_models` on XNLI served from that seed's zoo (training noise), after the task's cells.
     Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy."""
     for b in (*backends, *accuracy_backends):
         lookup("backend variant", b, BACKEND_VARIANTS)
@@ -178,6 +189,9 @@ def plan_cells(
                     cells += [Cell(model, task, backend, "Server", "performance", f) for f in fractions]
                 if backend in accuracy_backends:
                     cells.append(Cell(model, task, backend, "Offline", "accuracy"))
+        if task == SEED_TASK:
+            cells += [Cell(m, task, "pytorch", "Offline", "accuracy", seed=seed)
+                      for seed in seeds if seed for m in seed_models if m in models]  # fmt: skip
     return cells
 
 
@@ -324,6 +338,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
       help="Server offered loads as fractions of the variant's Offline samples/s")  # fmt: skip
     a("--server_backends", type=_csv, default=["pytorch", "onnxruntime-int8"],
       help="backend variants that get Server runs ('all' = every one)")  # fmt: skip
+    a("--seeds", type=lambda v: [int(x) for x in _csv(v)], default=[0],
+      help="training seeds: seeds other than 0 add PyTorch accuracy cells of --seed_models on XNLI, "
+           "served from that seed's zoo (built on first use; training noise)")  # fmt: skip
+    a("--seed_models", type=_csv, default=["full", "adapter"], help="models trained with every seed")
     a(
         "--duration",
         type=float,
@@ -365,7 +383,8 @@ def main(args: argparse.Namespace) -> int:
     )
     cells = plan_cells(args.models, args.tasks, args.backends, args.scenarios, latency, acc,
                        args.server_fractions, args.server_qps,
-                       None if args.server_backends == ["all"] else args.server_backends)  # fmt: skip
+                       None if args.server_backends == ["all"] else args.server_backends,
+                       args.seeds, args.seed_models)  # fmt: skip
     est = estimate_seconds(cells, settings)
     print(f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
           f"({PROCESS_OVERHEAD_S:g} s start per process + run time)")  # fmt: skip

@@ -1,0 +1,112 @@
+"""The study's accuracy half (research/accuracy.py) and its generated answer (research/answer.py):
+figures and differences from per-sample scores, wording that follows the intervals, refusal of
+tiny and random models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from research.accuracy import Interval, accuracy_study, effect_verdict, keeps_verdict, markdown
+from research.answer import study_answer_lines
+from research.collect import Run
+
+LANGS = ("en", "de", "sw")
+
+
+def run(tmp: Path, model: str, correct: np.ndarray, kind="real", backend="pytorch", seed=0, task="xnli") -> Run:
+    """A scored accuracy run folder: per_sample.json with 0/100 per sample, `correct` [languages, n]."""
+    folder = tmp / f"{model}-{backend}-{seed}-{task}"
+    folder.mkdir()
+    per = {lang: {"ids": list(range(correct.shape[1])), "scores": (100.0 * correct[k]).tolist()}
+           for k, lang in enumerate(LANGS)}  # fmt: skip
+    (folder / "per_sample.json").write_text(json.dumps({"statistic": "mean", "per_language": per}))
+    value = float(np.mean([100.0 * c.mean() for c in correct]))
+    return Run(path=str(folder), model=model, task=task, scenario="Offline", mode="accuracy",
+               backend=backend, encoder="e5-small", model_kind=kind, metric="accuracy",
+               metric_value=value, seed=seed)  # fmt: skip
+
+
+@pytest.fixture
+def base():
+    rng = np.random.default_rng(0)
+    return rng.random((3, 1500)) < np.array([[0.7], [0.6], [0.5]])  # English best: a transfer gap
+
+
+def flip(correct: np.ndarray, rate: float, seed: int) -> np.ndarray:
+    """Turn `rate` of the right answers wrong."""
+    return correct & ~(np.random.default_rng(seed).random(correct.shape) < rate)
+
+
+def test_keeps_loses_and_intermediate_effect(tmp_path, base):
+    runs = [
+        run(tmp_path, "full", base),
+        run(tmp_path, "adapter", flip(base, 0.002, 1)),  # 0.1 point lower: keeps
+        run(tmp_path, "full-squad", base | (np.random.default_rng(2).random(base.shape) < 0.1)),  # + ~4
+        run(tmp_path, "adapter-squad", flip(base, 0.15, 3)),  # ~9 points lower than full
+    ]
+    study = accuracy_study(runs, n_boot=400)
+    d = study.differences
+    assert set(d) == {("xnli", "adapter", "full"), ("xnli", "full-squad", "full"),
+                      ("xnli", "adapter-squad", "full-squad"), ("xnli", "adapter-squad", "adapter")}  # fmt: skip
+    assert keeps_verdict(d[("xnli", "adapter", "full")]["average"]) == "keeps"
+    assert keeps_verdict(d[("xnli", "adapter-squad", "full-squad")]["average"]) == "loses"
+    assert effect_verdict(d[("xnli", "full-squad", "full")]["average"]) == "adds"
+    gap = study.gaps[("xnli", "full")]
+    assert gap.value == pytest.approx(100 * base[0].mean() - 50 * (base[1].mean() + base[2].mean()))
+    assert gap.low < gap.value < gap.high
+    answer = "\n".join(study_answer_lines(study))
+    assert "Bottleneck adapters keeps full fine-tuning's accuracy" in answer
+    assert "AdapterFusion (after SQuAD) does not keep full fine-tuning's accuracy" in answer
+    assert "the intermediate task adds" in answer and "Phang et al. 2020" in answer
+    table = "\n".join(markdown(study))
+    assert "| xnli | adapter - full | adapters instead of full fine-tuning |" in table
+
+
+def test_keeps_only_when_the_interval_allows():
+    assert keeps_verdict(Interval(-0.2, -0.9, 0.5)) == "keeps"
+    assert keeps_verdict(Interval(-0.2, -1.4, 0.9)) == "cannot tell"  # a 1.4-point loss is possible
+    assert keeps_verdict(Interval(-3.0, -4.0, -2.0)) == "loses"
+    assert keeps_verdict(Interval(-0.8, -1.2, -0.4), margin=1.5) == "keeps"
+    assert effect_verdict(Interval(0.5, -0.1, 1.1)) == "no measurable effect"
+
+
+def test_wording_with_an_undecided_interval(tmp_path, base):
+    small = base[:, :150]  # few samples: a wide interval
+    noise = np.random.default_rng(5).random((2, *small.shape)) < 0.05  # errors both ways, mean change ~0
+    runs = [run(tmp_path, "full", small ^ noise[0]), run(tmp_path, "adapter", small ^ noise[1])]
+    study = accuracy_study(runs, n_boot=400)
+    iv = study.differences[("xnli", "adapter", "full")]["average"]
+    assert iv.low < -1.0 and iv.high >= 0  # the premise: neither keeps nor measurably loses
+    answer = "\n".join(study_answer_lines(study))
+    assert "keeps" not in answer and "cannot be told apart" in answer
+
+
+def test_tiny_and_random_models_make_no_accuracy_claim(tmp_path, base):
+    runs = [run(tmp_path, "full", base, kind="tiny"), run(tmp_path, "adapter", base, kind="random")]
+    study = accuracy_study(runs, n_boot=50)
+    assert study.figures == {} and study.differences == {}
+    assert len(study.refused) == 2 and "no accuracy claim is made from tiny or random models" in study.refused[0]
+    answer = study_answer_lines(study)
+    assert len(answer) == 1 and answer[0].startswith("- No accuracy claim:")
+
+
+def test_seeds_int8_and_missing_scores(tmp_path, base):
+    runs = [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.1, 7))]
+    runs += [run(tmp_path, "full", flip(base, 0.01, s), seed=s) for s in (1, 2)]
+    runs += [run(tmp_path, "adapter", flip(base, 0.1, 10 + s), seed=s) for s in (1, 2)]
+    runs.append(run(tmp_path, "full", flip(base, 0.01, 20), backend="onnxruntime-int8"))
+    broken = run(tmp_path, "full-squad", base)
+    (Path(broken.path) / "per_sample.json").unlink()
+    study = accuracy_study([*runs, broken], n_boot=200)
+    full = study.seeds["xnli/full"]
+    assert sorted(full["values"]) == [0, 1, 2]
+    assert full["mean"] == pytest.approx(np.mean([r.metric_value for r in runs if r.model == "full" and r.backend == "pytorch"]))
+    answer = "\n".join(study_answer_lines(study))
+    assert "Training noise (XNLI, 3 and 3 seeds)" in answer and "larger than twice" in answer
+    assert study.int8[("xnli", "full")].high < 0  # int8 lost 1% of the right answers
+    assert any("per_sample.json: missing" in e for e in study.errors)
+    assert ("xnli", "full-squad") not in study.figures
