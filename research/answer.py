@@ -13,7 +13,7 @@ from typing import Any
 
 from models.backends import BACKENDS
 from models.registry import MODELS
-from research.collect import REFERENCE, Run, int8_language_deltas, overhead_rows
+from research.collect import REFERENCE, Run, int8_language_deltas, overhead_rows, round_ratios
 from tasks.registry import TASKS
 
 QUESTION = (
@@ -137,6 +137,32 @@ def _relative(values: dict[str, float], base: float | None, keys: Sequence[str],
         for k in keys
         if base and k in values
     ]
+
+
+def _round_lines(runs: list[Run]) -> list[str]:
+    """Cost at inference from the interleaved rounds: each model's median ratio to full with its
+    range, per figure, task and backend; then the same-graph check (merged LoRA must include 1.00)."""
+    rows = [r for r in round_ratios(runs) if r["rounds"] > 1]
+    if not rows:
+        return []
+    what = {"offline": "Offline samples/s", "singlestream_p90": "SingleStream p90 latency"}
+    lines = ["- Cost at inference, interleaved rounds (ratio to full within each round; median "
+             "[min-max]):"]  # fmt: skip
+    for key in dict.fromkeys((r["figure"], r["task"], r["backend"]) for r in rows):
+        group = [r for r in rows if (r["figure"], r["task"], r["backend"]) == key]
+        parts = [f"{SERVED_AS.get(r['model'], r['model'])} {r['median']:.2f}x [{r['min']:.2f}-"
+                 f"{r['max']:.2f}]" for r in group]  # fmt: skip
+        lines.append(f"  - {what[key[0]]}, {_tname(key[1])}, {_bname(key[2])} ({group[0]['rounds']} "
+                     "rounds): " + ", ".join(parts) + ".")  # fmt: skip
+    same = [r for r in rows if r["model"] in MERGED_MODELS]
+    for r in same:
+        inside = r["min"] <= 1.0 <= r["max"]
+        verdict = ("includes 1.00: no bias of the harness shows" if inside
+                   else "excludes 1.00: a bias of the harness (or the machine) to find")  # fmt: skip
+        lines.append(f"  - {r['model']} serves full's very graph: its {what[r['figure']]} range on "
+                     f"{_bname(r['backend'])}, {_tname(r['task'])} [{r['min']:.2f}-{r['max']:.2f}] "
+                     f"{verdict}.")  # fmt: skip
+    return lines
 
 
 def _backend_line(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
@@ -285,6 +311,7 @@ def answer_lines(
     lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
     if accuracy is not None and (accuracy.figures or accuracy.refused):
         lines += study_answer_lines(accuracy)
+    lines += _round_lines(runs)
     lines += _cost_lines(rows)
     lines += _backend_line(rows)
     lines += _latency_line(rows)

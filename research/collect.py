@@ -9,6 +9,7 @@ samples/s (Offline) or queries/s (Server).
 from __future__ import annotations
 
 import csv
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,15 @@ class Run:
     metric_value: float | None = None
     per_language: dict[str, float] = field(default_factory=dict)
     seed: int = 0  # training seed of the zoo served
+    round: int = 0  # the study's repeat of a performance cell (a `round-<R>` folder on its path)
+
+
+def round_of(path: str | Path) -> int:
+    """R when a component of `path` is `round-<R>` (research/study.py ROUND_DIR), else 0."""
+    for part in Path(path).parts:
+        if part.startswith("round-") and part[6:].isdigit():
+            return int(part[6:])
+    return 0
 
 
 def load_run(record: RunRecord) -> Run:
@@ -83,6 +93,7 @@ def load_run(record: RunRecord) -> Run:
         metric_value=value,
         per_language=record.per_language(metric) if metric else {},
         seed=record.seed,
+        round=round_of(record.path),
     )
 
 
@@ -116,8 +127,8 @@ def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """Group the seed-0 runs by (model, task, backend): the table rows, in a stable order."""
     groups: dict[tuple[str, str, str], list[Run]] = {}
     for r in runs:
-        if r.seed:  # other training seeds: training noise only (research/accuracy.py)
-            continue
+        if r.seed or r.round:  # other seeds: training noise (research/accuracy.py); other rounds:
+            continue  # the spread of the ratios (round_ratios)
         groups.setdefault((r.model, r.task, r.backend), []).append(r)
     rows = []
     for (model, task, backend), rs in sorted(groups.items()):
@@ -200,3 +211,33 @@ def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[s
                         "fp32": ref.per_language[lang], "int8": r.per_language[lang],
                         "delta": r.per_language[lang] - ref.per_language[lang]})  # fmt: skip
     return out
+
+
+# Per-round figures: the ratio of each model to the reference within one round (the same minutes of
+# the machine), then their spread over rounds (the study's --rounds).
+ROUND_FIGURES = {"offline": ("Offline", "samples_per_second"), "singlestream_p90": ("SingleStream", "p90_ms")}
+
+
+def round_ratios(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """One row per (figure, task, backend, model other than reference) with runs in at least one
+    round: the ratio model / reference in every round where both ran, its median, min and max.
+    Offline samples/s and SingleStream p90 ms (for latency, a ratio above 1 is a cost)."""
+    by: dict[tuple, float] = {}
+    for r in runs:
+        for fig, (scenario, attr) in ROUND_FIGURES.items():
+            value = getattr(r, attr)
+            if r.mode == "performance" and r.scenario == scenario and value and not r.seed:
+                by[(fig, r.task, r.backend, r.model, r.round)] = float(value)
+    rows = []
+    keys = sorted({k[:4] for k in by if k[3] != reference})
+    for fig, task, backend, model in keys:
+        ratios = [
+            by[(fig, task, backend, model, n)] / by[(fig, task, backend, reference, n)]
+            for n in sorted({k[4] for k in by})
+            if (fig, task, backend, model, n) in by and (fig, task, backend, reference, n) in by
+        ]
+        if ratios:
+            rows.append({"figure": fig, "task": task, "backend": backend, "model": model,
+                         "ratios": ratios, "median": statistics.median(ratios),
+                         "min": min(ratios), "max": max(ratios), "rounds": len(ratios)})  # fmt: skip
+    return rows

@@ -21,6 +21,7 @@ from research.collect import (
     collect_runs,
     int8_language_deltas,
     overhead_rows,
+    round_ratios,
     variant_rows,
     write_csv,
 )
@@ -80,6 +81,17 @@ def markdown(
         for r in over:
             lines.append(f"| {r['model']} | {r['task']} | {r['backend']} | {r['ratio_vs_full']:.3f} | "
                          f"{r['cost_pct']:+.1f} |")  # fmt: skip
+    rounds = [r for r in round_ratios(runs) if r["rounds"] > 1]
+    if rounds:
+        lines += ["", "## Ratios to `full` over interleaved rounds (same task, backend and round)", "",
+                  "Each round runs every model back to back; a ratio is taken within one round, so "
+                  "the machine's drift between rounds cancels. Offline: samples/s (below 1 = slower); "
+                  "SingleStream: p90 latency (above 1 = slower).", "",
+                  "| figure | task | backend | model | median | min-max | rounds |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in rounds:
+            lines.append(f"| {r['figure']} | {r['task']} | {r['backend']} | {r['model']} | "
+                         f"{r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | {r['rounds']} |")  # fmt: skip
     deltas = int8_language_deltas(runs)
     if deltas:
         lines += ["", "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference", "",

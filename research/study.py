@@ -49,6 +49,7 @@ MODELS = tuple(model_registry.MODELS)  # every MODEL= name
 # The default tasks: the ones `make models` builds (PAWS-X only on request) and the retrieval tasks.
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
+ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
 
 # Wall-time model for --plan, calibrated from build/study/study_log.jsonl of the default grid on 2 EPYC
@@ -91,17 +92,20 @@ class Cell:
     mode: str  # performance | accuracy
     qps_fraction: float | None = None
     seed: int = 0  # training seed of the zoo served (> 0: models.recipe.seed_models_dir)
+    round: int = 0  # repeat of a performance cell (> 0: --rounds; research/collect.py reads it back)
 
     @property
     def name(self) -> str:
         q = f"-qps{self.qps_fraction:.2f}" if self.qps_fraction is not None else ""
         seed = f".seed{self.seed}" if self.seed else ""
-        return f"{self.model}.{self.task}.{self.backend}.{self.scenario}.{self.mode}{q}{seed}"
+        rnd = f".round{self.round}" if self.round else ""
+        return f"{self.model}.{self.task}.{self.backend}.{self.scenario}.{self.mode}{q}{seed}{rnd}"
 
     def output_dir(self, s: StudySettings) -> Path:
-        """The --output_dir given to the runner (Server points and other seeds get their own, so
-        they do not collide)."""
-        base = s.runs_dir / (f"seed-{self.seed}" if self.seed else "") / self.backend
+        """The --output_dir given to the runner (Server points, other seeds and other rounds get
+        their own, so they do not collide)."""
+        base = s.runs_dir / (f"seed-{self.seed}" if self.seed else "")
+        base = base / (f"{ROUND_DIR}{self.round}" if self.round else "") / self.backend
         return base / f"qps-{self.qps_fraction:.2f}" if self.qps_fraction is not None else base
 
     def subcommand(self, s: StudySettings) -> str:
@@ -155,12 +159,17 @@ def plan_cells(
     server_backends: Sequence[str] | None = None,
     seeds: Sequence[int] = (),
     seed_models: Sequence[str] = ("full", "adapter"),
+    rounds: int = 1,
 ) -> list[Cell]:
     """The ordered grid. SingleStream/Server only for `latency_tasks` (None = every task); accuracy
     runs only for `accuracy_backends`; Server only for `server_backends` (None = all), one cell per
     fraction (one cell when server_qps=peak). `seeds` (other than 0): PyTorch accuracy cells of
     `seed_models` on XNLI served from that seed's zoo (training noise), after the task's cells.
-    Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy."""
+    `rounds` > 1: the Offline and SingleStream performance cells again, rounds - 1 more times,
+    interleaved (every model and backend of a round before the next round), so that each ratio to
+    full can be taken within a round and shown with its spread over rounds.
+    Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy; then the
+    task's other rounds; then its seed cells."""
     for b in (*backends, *accuracy_backends):
         lookup("backend variant", b, BACKEND_VARIANTS)
     for sc in scenarios:
@@ -189,6 +198,11 @@ def plan_cells(
                     cells += [Cell(model, task, backend, "Server", "performance", f) for f in fractions]
                 if backend in accuracy_backends:
                     cells.append(Cell(model, task, backend, "Offline", "accuracy"))
+        for r in range(1, rounds):
+            cells += [Cell(model, task, backend, sc, "performance", round=r)
+                      for model in models for backend in backends
+                      for sc in ("Offline", "SingleStream")
+                      if sc in scenarios and (sc == "Offline" or latency)]  # fmt: skip
         if task == SEED_TASK:
             cells += [Cell(m, task, "pytorch", "Offline", "accuracy", seed=seed)
                       for seed in seeds if seed for m in seed_models if m in models]  # fmt: skip
@@ -342,6 +356,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
       help="training seeds: seeds other than 0 add PyTorch accuracy cells of --seed_models on XNLI, "
            "served from that seed's zoo (built on first use; training noise)")  # fmt: skip
     a("--seed_models", type=_csv, default=["full", "adapter"], help="models trained with every seed")
+    a("--rounds", type=int, default=1,
+      help="interleaved repeats of the Offline/SingleStream performance cells (ratios with spread)")  # fmt: skip
     a(
         "--duration",
         type=float,
@@ -384,7 +400,7 @@ def main(args: argparse.Namespace) -> int:
     cells = plan_cells(args.models, args.tasks, args.backends, args.scenarios, latency, acc,
                        args.server_fractions, args.server_qps,
                        None if args.server_backends == ["all"] else args.server_backends,
-                       args.seeds, args.seed_models)  # fmt: skip
+                       args.seeds, args.seed_models, args.rounds)  # fmt: skip
     est = estimate_seconds(cells, settings)
     print(f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
           f"({PROCESS_OVERHEAD_S:g} s start per process + run time)")  # fmt: skip

@@ -110,3 +110,28 @@ def test_seeds_int8_and_missing_scores(tmp_path, base):
     assert study.int8[("xnli", "full")].high < 0  # int8 lost 1% of the right answers
     assert any("per_sample.json: missing" in e for e in study.errors)
     assert ("xnli", "full-squad") not in study.figures
+
+
+def test_round_ratios_and_the_same_graph_check():
+    from research.answer import answer_lines
+    from research.collect import round_of, round_ratios
+
+    def perf(model, rnd, sps, p90=None, scenario="Offline"):
+        return Run(path=f"runs/round-{rnd}/pytorch/{model}" if rnd else f"runs/pytorch/{model}",
+                   model=model, task="xnli", scenario=scenario, mode="performance", backend="pytorch",
+                   model_kind="real", samples_per_second=sps, p90_ms=p90, round=rnd)  # fmt: skip
+
+    full = [100.0, 80.0, 120.0, 90.0, 110.0]  # the machine drifts by 50% between rounds
+    runs = [perf("full", k, v) for k, v in enumerate(full)]
+    runs += [perf("lora-squad", k, v * f) for k, (v, f) in enumerate(zip(full, (1.02, 0.97, 1.0, 1.01, 0.99)))]
+    runs += [perf("adapter", k, v * 0.9) for k, v in enumerate(full)]
+    rows = {r["model"]: r for r in round_ratios(runs)}
+    assert rows["adapter"]["median"] == pytest.approx(0.9) and rows["adapter"]["rounds"] == 5
+    assert (rows["lora-squad"]["min"], rows["lora-squad"]["max"]) == pytest.approx((0.97, 1.02))
+    text = "\n".join(answer_lines([], runs))
+    assert "adapter 0.90x [0.90-0.90]" in text
+    assert "includes 1.00: no bias of the harness shows" in text
+    biased = [r for r in runs if r.model != "lora-squad"]
+    biased += [perf("lora-squad", k, v * 0.9) for k, v in enumerate(full)]
+    assert "excludes 1.00: a bias" in "\n".join(answer_lines([], biased))
+    assert round_of("build/study/round-3/pytorch/full") == 3 and round_of("build/study/pytorch") == 0
