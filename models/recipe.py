@@ -138,6 +138,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="comma-separated tasks for the held-out figures (default: --tasks plus the retrieval tasks)",
     )
     parser.add_argument("--report", default=str(REPO / "reports" / "zoo.md"))
+    parser.add_argument(
+        "--from_runs",
+        default=None,
+        help="take the held-out figures of a model/task from its LoadGen accuracy run under this "
+        "folder when there is one (e.g. build/study-e5); the rest are evaluated in-process",
+    )
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -277,7 +283,8 @@ def main(args: argparse.Namespace) -> int:
 
         retrieval = ["tatoeba", "bucc"] if enc.name != "tiny" else ["tatoeba"]
         evals = args.eval_tasks.split(",") if args.eval_tasks else [*tasks, *retrieval]
-        rows = evaluate_zoo(models_dir, enc.name, models, evals, sizes, not args.quiet)
+        runs_dir = Path(args.from_runs) if args.from_runs else None
+        rows = evaluate_zoo(models_dir, enc.name, models, evals, sizes, not args.quiet, runs_dir)
         section = report_section(rows, enc.name, sizes, train_s, time.perf_counter() - t0, models_dir)
         write_report(Path(args.report), section, enc.name)
         print(f"[models] report -> {args.report}")

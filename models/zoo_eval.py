@@ -110,16 +110,51 @@ def evaluate(served, languages: str | None = None, rows: int | None = None) -> d
     }
 
 
+def runs_rows(runs_dir: Path, encoder: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(model, task) -> a report row from a LoadGen AccuracyOnly run folder under `runs_dir` (what
+    the accuracy scripts wrote: accuracy.txt's final line, accuracy.json) of the encoder's default
+    zoo (seed 0, no --models_dir) on PyTorch fp32; the newest such run of each pair wins."""
+    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for cfg_path in sorted(Path(runs_dir).rglob("run_config.json")):
+        folder = cfg_path.parent
+        try:
+            cfg = json.loads(cfg_path.read_text())
+            metrics = json.loads((folder / "accuracy.json").read_text())
+            final = json.loads((folder / "accuracy.txt").read_text().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            continue  # not scored (or not finished)
+        options = cfg.get("backend_options") or {}
+        if (cfg.get("encoder") != encoder or cfg.get("mode") != "accuracy" or cfg.get("backend") != "pytorch"
+                or options.get("dtype", "fp32") != "fp32" or (cfg.get("config") or {}).get("models_dir")
+                or (cfg.get("config") or {}).get("weights")):  # fmt: skip
+            continue
+        per = metrics.get("per_language") or {}
+        n = metrics.get("samples_scored") or metrics.get("questions_scored") or sum((metrics.get("count") or {}).values())
+        row = {"model": cfg["model"], "task": cfg["task"], "final": final, "per_language": per,
+               "languages": list(per), "n": n, "seconds": 0.0, "source": str(folder)}  # fmt: skip
+        key = (cfg["model"], cfg["task"])
+        if key not in found or cfg.get("started_at", "") >= found[key][0]:
+            found[key] = (cfg.get("started_at", ""), row)
+    return {k: row for k, (_, row) in found.items()}
+
+
 def evaluate_zoo(
-    models_dir: Path, encoder: str, models: list[str], tasks: list[str], sizes, progress=True
-):
-    """One row per (model, task) that the zoo has: model, task, metrics, languages, samples, seconds."""
+    models_dir: Path, encoder: str, models: list[str], tasks: list[str], sizes, progress=True,
+    runs_dir: Path | None = None,
+):  # fmt: skip
+    """One row per (model, task) that the zoo has: model, task, metrics, languages, samples, seconds.
+    runs_dir: take a (model, task)'s figures from its LoadGen accuracy run there when it has one
+    (runs_rows); the others are evaluated in-process."""
     from models.registry import resolve
 
     rows = []
     langs = sizes.eval_languages or {}
+    from_runs = runs_rows(runs_dir, encoder) if runs_dir else {}
     for model in models:
         for task in tasks:
+            if (model, task) in from_runs:
+                rows.append(from_runs[(model, task)])
+                continue
             t0 = time.perf_counter()
             try:
                 served = resolve(model, task, encoder, models_dir=models_dir)
@@ -163,15 +198,17 @@ def report_section(
         "language"
         + (f", the first {sizes.eval_rows} of them per language" if sizes.eval_rows else "")
         + " (training used English rows before those), TyDiQA-GoldP dev (training used train-en), "
-        "Tatoeba and BUCC (no training on them). Scored in-process by the accuracy scripts' own code "
-        "(tasks/scoring) on the served module's outputs.",
+        "Tatoeba and BUCC (no training on them). Scored by the accuracy scripts' own code "
+        "(tasks/scoring): from a LoadGen AccuracyOnly run's log (`--from_runs`), or in-process on the "
+        "served module's outputs (column `scored from`).",
         "",
-        "| model | task | score | samples |",
-        "| --- | --- | --- | --- |",
+        "| model | task | score | samples | scored from |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         metric = ", ".join(f"{k} {v:.1f}" for k, v in r["final"].items() if isinstance(v, (int, float)))
-        lines.append(f"| {r['model']} | {r['task']} | {metric} | {r['n']} |")
+        where = "LoadGen accuracy run" if r.get("source") else "in-process"
+        lines.append(f"| {r['model']} | {r['task']} | {metric} | {r['n']} | {where} |")
     for task in dict.fromkeys(r["task"] for r in rows):
         task_rows = [r for r in rows if r["task"] == task and r.get("per_language")]
         if not task_rows:

@@ -5,6 +5,8 @@ One very small zoo (2 layers, hidden 64, 2000 pieces, a few steps) is built once
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,32 @@ def test_onnx_parity_every_entry_and_kind(zoo, model, tmp_path):
         "onnxruntime", resolve(model, "xnli", models_dir=zoo), BackendOptions(dtype="int8")
     )
     assert q.predict(ids, mask).shape == (3, 3)
+
+
+def test_zoo_report_rows_from_loadgen_runs(tmp_path):
+    """`harness models --from_runs`: figures of the encoder's default zoo on PyTorch fp32 from scored
+    LoadGen accuracy runs, the newest run of a pair winning; other runs are ignored."""
+    from models.zoo_eval import runs_rows
+
+    def folder(name, started, value, **cfg):
+        d = tmp_path / name
+        d.mkdir()
+        base = {"model": "full", "task": "xnli", "mode": "accuracy", "backend": "pytorch",
+                "encoder": "e5-small", "started_at": started, "backend_options": {"dtype": "fp32"},
+                "config": {"models_dir": None, "weights": None}}  # fmt: skip
+        (d / "run_config.json").write_text(json.dumps({**base, **cfg}))
+        (d / "accuracy.json").write_text(json.dumps({"per_language": {"en": value}, "samples_scored": 7}))
+        (d / "accuracy.txt").write_text(f"table\n{json.dumps({'accuracy': value})}\n")
+
+    folder("old", "2026-11-29T10:00", 50.0)
+    folder("new", "2026-11-30T10:00", 55.0)
+    folder("int8", "2026-11-30T11:00", 40.0, backend_options={"dtype": "int8"})
+    folder("seed1", "2026-11-30T12:00", 41.0, config={"models_dir": "build/models-e5-small-seed1"})
+    folder("tiny", "2026-11-30T13:00", 33.0, encoder="tiny")
+    folder("perf", "2026-11-30T14:00", 42.0, mode="performance")
+    (tmp_path / "unscored").mkdir()
+    (tmp_path / "unscored" / "run_config.json").write_text("{}")
+    rows = runs_rows(tmp_path, "e5-small")
+    assert list(rows) == [("full", "xnli")]
+    row = rows[("full", "xnli")]
+    assert row["final"] == {"accuracy": 55.0} and row["n"] == 7 and row["source"].endswith("new")
