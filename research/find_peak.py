@@ -5,9 +5,13 @@ is a separate `python -m harness run --scenario Server` process (one LoadGen tes
 started through harness.launch) with a temporary user.conf = the chosen user.conf plus one
 `<model>.Server.target_qps = Q` line (later lines win in LoadGen's parser), so timing knobs still
 come from user.conf only.
-Offline: one development run (`--duration`, default OFFLINE_TRIAL_S) measures samples/s; the line
+Offline: a development run (`--duration`, default OFFLINE_TRIAL_S) measures samples/s; the line
 is target_qps = 1.1 x that rate (harness.settings.sizing_line), so an official run's query of
-1.1 x 600 s x target_qps samples lasts past min duration even on a quicker day.
+1.1 x 600 s x target_qps samples lasts past min duration even on a quicker day. LoadGen sizes the
+trial's query from user.conf's target: when that is far too low (no line for the model yet), the
+query ends before min duration and its rate is mostly start-up, so the trial is INVALID; it is then
+run again with the query sized from OFFLINE_RESIZE x the rate just measured, up to OFFLINE_TRIALS
+times, until a trial lasts min duration.
 Writes <output_dir>/<MODEL>/<TASK>/find_peak.json (the trials' run folders beside it) and prints the
 user.conf line to use.
 """
@@ -28,6 +32,8 @@ from harness.run_record import Results
 from harness.settings import sizing_line, user_conf_with
 
 OFFLINE_TRIAL_S = 60.0
+OFFLINE_TRIALS = 3
+OFFLINE_RESIZE = 2.0  # an INVALID (too short) trial's rate underestimates: the next query is sized above it
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -57,16 +63,29 @@ def main(args: argparse.Namespace) -> int:
 
 
 def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
-    """One development Offline run; the target_qps line from the samples/s it measured x 1.1."""
+    """Development Offline runs until one lasts min duration; the target_qps line from the
+    samples/s of the last one x 1.1."""
     if cfg.duration_s is None:
         cfg = replace(cfg, duration_s=OFFLINE_TRIAL_S)
-    res = trial(cfg, [], out / "offline_trial")
-    sps = res.samples_per_second if res else None
+    lines: list[str] = []
+    trials: list[dict] = []
+    for k in range(OFFLINE_TRIALS):
+        folder = out / f"offline_trial_{k}"
+        res = trial(cfg, lines, folder)
+        sps = res.samples_per_second if res else None
+        trials.append({"trial": str(folder), "user_conf": lines, "samples_per_second": sps,
+                       "valid": bool(res and res.result_valid)})  # fmt: skip
+        if not sps or "min duration" not in res.constraints_failed:
+            break
+        print(f"find_peak: Offline trial {k} INVALID at {sps:.1f} samples/s (a query too small for "
+              "min duration); sizing the next from it", flush=True)  # fmt: skip
+        lines = [f"{cfg.loadgen_model_name}.Offline.target_qps = {OFFLINE_RESIZE * sps:.2f}"]
     line = sizing_line(cfg.loadgen_model_name, "Offline", asdict(res)) if res and sps else None
     if line is None:
-        print(f"find_peak: the Offline trial measured nothing (see {out / 'offline_trial'})")
+        print(f"find_peak: the Offline trial measured nothing (see {folder})")
         return (res.exit_status if res else None) or SUT_FAILURE
-    record = {"samples_per_second": sps, "user_conf_line": line, "trial": str(out / "offline_trial")}
+    record = {"samples_per_second": sps, "user_conf_line": line, "valid": trials[-1]["valid"],
+              "trials": trials}  # fmt: skip
     (out / "find_peak.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"Offline: {sps:.1f} samples/s measured (record: {out / 'find_peak.json'})\nuser.conf: {line}")
     return 0

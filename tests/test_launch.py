@@ -151,3 +151,30 @@ def test_the_record_reads_every_key_results_json_is_written_with():
                    "exit_status accuracy loadgen_finished error").split()  # fmt: skip
     read = {f.name for f in fields(Results)} | {"probe"}
     assert set(RESULT_KEYS) | set(runner_keys) <= read
+
+
+def test_find_peak_offline_resizes_a_too_short_trial(tmp_path, monkeypatch):
+    """No target in user.conf: LoadGen's query is tiny and its rate mostly start-up (INVALID, min
+    duration); find_peak sizes the next trial from that rate until one lasts min duration."""
+    from harness.run_record import Results
+    from research import find_peak
+
+    rates = iter([39.4, 90.0, 108.0])  # what each trial measures
+    seen = []
+
+    def fake_trial(cfg, lines, folder):
+        seen.append(list(lines))
+        sps = next(rates)
+        short = len(seen) < 3
+        return Results(result_valid=not short, samples_per_second=sps, scenario="Offline",
+                       constraints_failed=("min duration",) if short else ())  # fmt: skip
+
+    monkeypatch.setattr(find_peak, "trial", fake_trial)
+    cfg = parse(["--encoder", "e5-small", "--scenario", "Offline", "--duration", "10"])
+    args = argparse.Namespace()
+    assert find_peak.offline_peak(cfg, args, tmp_path) == 0
+    assert seen == [[], ["full-e5-small.Offline.target_qps = 78.80"], ["full-e5-small.Offline.target_qps = 180.00"]]
+    record = json.loads((tmp_path / "find_peak.json").read_text())
+    assert record["samples_per_second"] == 108.0 and record["valid"] is True
+    assert record["user_conf_line"] == "full-e5-small.Offline.target_qps = 118.8"
+    assert [t["valid"] for t in record["trials"]] == [False, False, True]
