@@ -129,7 +129,11 @@ def runs_rows(runs_dir: Path, encoder: str) -> dict[tuple[str, str], dict[str, A
                 or (cfg.get("config") or {}).get("weights")):  # fmt: skip
             continue
         per = metrics.get("per_language") or {}
-        n = metrics.get("samples_scored") or metrics.get("questions_scored") or sum((metrics.get("count") or {}).values())
+        n = (
+            metrics.get("samples_scored")
+            or metrics.get("questions_scored")
+            or sum((metrics.get("count") or {}).values())
+        )
         row = {"model": cfg["model"], "task": cfg["task"], "final": final, "per_language": per,
                "languages": list(per), "n": n, "seconds": 0.0, "source": str(folder)}  # fmt: skip
         key = (cfg["model"], cfg["task"])

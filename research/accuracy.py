@@ -131,7 +131,10 @@ def _seed_noise(acc: Sequence[Run], study: AccuracyStudy) -> None:
 def seed_gap(study: AccuracyStudy, a: str = "adapter", b: str = "full") -> dict | None:
     """a - b over seeds (means), against the seed spread of either: None without both seed sets."""
     sa = next((v for v in study.seeds.values() if v["model"] == a), None)
-    sb = next((v for v in study.seeds.values() if v["model"] == b and v["task"] == (sa or {}).get("task")), None)
+    sb = next(
+        (v for v in study.seeds.values() if v["model"] == b and v["task"] == (sa or {}).get("task")),
+        None,
+    )
     if sa is None or sb is None:
         return None
     gap = sa["mean"] - sb["mean"]

@@ -368,7 +368,11 @@ def study_answer_lines(study, margin: float | None = None) -> list[str]:
         what = next(w for x, y, w in COMPARISONS if (x, y) == (a, b))
         if "intermediate" in what:
             verdict = effect_verdict(iv)
-            change = {"adds": "adds", "costs": "costs", "no measurable effect": "has no measurable effect on"}[verdict]
+            change = {
+                "adds": "adds",
+                "costs": "costs",
+                "no measurable effect": "has no measurable effect on",
+            }[verdict]
             amount = "" if verdict == "no measurable effect" else f" {abs(iv.value):.1f} points to"
             lines.append(f"- {_tname(task)}: the intermediate task {change}{amount} {b} "
                          f"({a} - {b} {metric} {iv.text()}).{_phang(task, verdict)}")  # fmt: skip

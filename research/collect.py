@@ -215,7 +215,10 @@ def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[s
 
 # Per-round figures: the ratio of each model to the reference within one round (the same minutes of
 # the machine), then their spread over rounds (the study's --rounds).
-ROUND_FIGURES = {"offline": ("Offline", "samples_per_second"), "singlestream_p90": ("SingleStream", "p90_ms")}
+ROUND_FIGURES = {
+    "offline": ("Offline", "samples_per_second"),
+    "singlestream_p90": ("SingleStream", "p90_ms"),
+}
 
 
 def round_ratios(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[str, Any]]:

@@ -33,7 +33,9 @@ from harness.settings import sizing_line, user_conf_with
 
 OFFLINE_TRIAL_S = 60.0
 OFFLINE_TRIALS = 3
-OFFLINE_RESIZE = 2.0  # an INVALID (too short) trial's rate underestimates: the next query is sized above it
+OFFLINE_RESIZE = (
+    2.0  # an INVALID (too short) trial's rate underestimates: the next query is sized above it
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

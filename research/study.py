@@ -50,18 +50,35 @@ MODELS = tuple(model_registry.MODELS)  # every MODEL= name
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
+FIND_PEAK_TRIALS = 7  # find_peak's doubling then bisection steps, for the plan
+REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
 
-# Wall-time model for --plan, calibrated from build/study/study_log.jsonl of the default grid on 2 EPYC
-# cores (2026-11-28, 135 cells in 43.4 min): per process start (imports, model load, cached ONNX and
-# features), and an accuracy pass over the whole task.
-PROCESS_OVERHEAD_S = 5.0
-# Offline query size is 1.1 x duration x target_qps (MLPERF_FACTS.md), so an Offline run lasts about
-# that many samples / throughput, and is INVALID (too short) when target_qps is below the real rate:
-# these sit above the fastest tiny variant measured on 2 CPU cores (reports/study.csv: XNLI 884
-# samples/s, TyDiQA 200, Tatoeba 7367, BUCC 4574). --offline_qps overrides; 0 keeps user.conf's.
-OFFLINE_QPS = {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0}
-ACCURACY_PASS_S = {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0}
+
+@dataclass(frozen=True)
+class Rates:
+    """One encoder's planning figures on 2 CPU cores: seconds to start a cell's process (imports,
+    model load, cached ONNX export and features), seconds of one accuracy pass over each task, the
+    seconds to train one seed's XNLI stage (--seeds), and the Offline target_qps each task's
+    performance cells are given. Offline query size is 1.1 x duration x target_qps (MLPERF_FACTS.md),
+    so a run lasts about that many samples / throughput and is INVALID (too short) when target_qps
+    is below the real rate: these sit above the fastest variant measured. --offline_qps overrides."""
+
+    start_s: float
+    accuracy_s: dict[str, float]
+    seed_training_s: float
+    offline_qps: dict[str, float]
+
+
+# tiny: build/study/study_log.jsonl of the tiny grid (2026-11-28, 135 cells in 43.4 min; fastest tiny
+# variants: XNLI 884 samples/s, TyDiQA 200, Tatoeba 7367, BUCC 4574, reports/study.csv).
+# e5-small: build/study-e5/study_log.jsonl (2026-11-30; PyTorch fp32 XNLI Offline 108 samples/s).
+RATES: dict[str, Rates] = {
+    "tiny": Rates(5.0, {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0}, 60.0,
+                  {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0}),
+    "e5-small": Rates(15.0, {"xnli": 420.0, "pawsx": 200.0, "tydiqa": 300.0, "tatoeba": 150.0, "bucc": 120.0},
+                      240.0, {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0}),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -78,7 +95,8 @@ class StudySettings:
     cell_timeout_s: float = 900.0
     python: str = sys.executable
     user_conf: Path = REPO / "user.conf"  # base user.conf; Server/Offline cells get a copy
-    offline_qps: float | None = None  # None = OFFLINE_QPS per task; 0 = user.conf's value
+    offline_qps: float | None = None  # None = RATES' per task; 0 = user.conf's value
+    languages: tuple[str, ...] = ()  # every cell serves only these languages (empty: all)
 
 
 @dataclass(frozen=True)
@@ -123,7 +141,7 @@ class Cell:
             encoder=s.encoder, output_dir=self.output_dir(s), accuracy=not perf, allow_invalid=perf,
             duration_s=s.duration_s if timed else None, count=s.count if timed else None,
             threads=s.threads, user_conf=user_conf or s.user_conf,
-            models_dir=str(seed_models_dir(get_encoder(s.encoder).default_models_dir(BUILD), self.seed))
+            languages=",".join(s.languages) or None, models_dir=str(seed_models_dir(get_encoder(s.encoder).default_models_dir(BUILD), self.seed))
             if self.seed else None,
         )  # fmt: skip
 
@@ -140,6 +158,7 @@ class Cell:
             "duration_s": s.duration_s if perf else None,
             "encoder": s.encoder,
             "count": s.count,
+            "languages": list(s.languages),
             "threads": s.threads,
             "run_args": list(s.run_args),
             "server_qps": s.server_qps if self.scenario == "Server" else None,
@@ -160,6 +179,9 @@ def plan_cells(
     seeds: Sequence[int] = (),
     seed_models: Sequence[str] = ("full", "adapter"),
     rounds: int = 1,
+    perf_tasks: Sequence[str] | None = None,
+    retrieval_models: Sequence[str] | None = None,
+    other_accuracy_models: Sequence[str] | None = None,
 ) -> list[Cell]:
     """The ordered grid. SingleStream/Server only for `latency_tasks` (None = every task); accuracy
     runs only for `accuracy_backends`; Server only for `server_backends` (None = all), one cell per
@@ -168,6 +190,10 @@ def plan_cells(
     `rounds` > 1: the Offline and SingleStream performance cells again, rounds - 1 more times,
     interleaved (every model and backend of a round before the next round), so that each ratio to
     full can be taken within a round and shown with its spread over rounds.
+    `perf_tasks` (None = all): the tasks with performance cells and with accuracy cells on backends
+    other than REFERENCE_BACKEND (those only for `other_accuracy_models`, None = all);
+    `retrieval_models` (None = all): the models served for retrieval tasks (models that serve the
+    same encoder would repeat the same figures).
     Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy; then the
     task's other rounds; then its seed cells."""
     for b in (*backends, *accuracy_backends):
@@ -181,41 +207,61 @@ def plan_cells(
     cells: list[Cell] = []
     for task in tasks:
         latency = latency_tasks is None or task in latency_tasks
-        for model in models:
+        perf = perf_tasks is None or task in perf_tasks
+        retrieval = get_task_class(task).kind == "retrieval"
+        task_models = [
+            m for m in models if not retrieval or retrieval_models is None or m in retrieval_models
+        ]
+        for model in task_models:
             for backend in backends:
                 server = (
-                    "Server" in scenarios
+                    perf
+                    and "Server" in scenarios
                     and latency
                     and (server_backends is None or backend in server_backends)
                 )
                 needs_offline = server and server_qps == "fraction"
-                if "Offline" in scenarios or needs_offline:
+                if perf and ("Offline" in scenarios or needs_offline):
                     cells.append(Cell(model, task, backend, "Offline", "performance"))
-                if "SingleStream" in scenarios and latency:
+                if perf and "SingleStream" in scenarios and latency:
                     cells.append(Cell(model, task, backend, "SingleStream", "performance"))
                 if server:
                     fractions = [None] if server_qps == "peak" else list(server_fractions)
                     cells += [Cell(model, task, backend, "Server", "performance", f) for f in fractions]
-                if backend in accuracy_backends:
+                other_ok = perf and (other_accuracy_models is None or model in other_accuracy_models)
+                if backend in accuracy_backends and (backend == REFERENCE_BACKEND or other_ok):
                     cells.append(Cell(model, task, backend, "Offline", "accuracy"))
-        for r in range(1, rounds):
+        for r in range(1, rounds if perf else 1):
             cells += [Cell(model, task, backend, sc, "performance", round=r)
-                      for model in models for backend in backends
+                      for model in task_models for backend in backends
                       for sc in ("Offline", "SingleStream")
                       if sc in scenarios and (sc == "Offline" or latency)]  # fmt: skip
         if task == SEED_TASK:
-            cells += [Cell(m, task, "pytorch", "Offline", "accuracy", seed=seed)
+            cells += [Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=seed)
                       for seed in seeds if seed for m in seed_models if m in models]  # fmt: skip
     return cells
 
 
 def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
-    """Expected wall time of `cells` (see PROCESS_OVERHEAD_S): a planning figure, not a promise."""
+    """Expected wall time of `cells` from the encoder's RATES: a planning figure, not a promise.
+    A find_peak Server cell counts as FIND_PEAK_TRIALS runs."""
+    rates = RATES.get(s.encoder, RATES["e5-small"])
     total = 0.0
     for c in cells:
-        run = ACCURACY_PASS_S.get(c.task, 30.0) if c.mode == "accuracy" else 1.1 * s.duration_s + 1.0
-        total += PROCESS_OVERHEAD_S + run
+        if c.mode == "accuracy":
+            run = rates.accuracy_s.get(c.task, 300.0) * language_share(c.task, s.languages)
+            run += rates.seed_training_s if c.seed else 0.0
+        else:
+            trials = FIND_PEAK_TRIALS if c.subcommand(s) == "find_peak" else 1
+            run = trials * (1.1 * s.duration_s + 1.0 + rates.start_s) - rates.start_s
+        total += rates.start_s + run
     return total
+
+
+def language_share(task: str, languages: Sequence[str]) -> float:
+    """The share of `task`'s languages among `languages` (1 when empty): an accuracy pass scales with it."""
+    every = get_task_class(task).languages
+    return len(set(languages) & set(every)) / len(every) if languages else 1.0
 
 
 def result_folder(cell: Cell, s: StudySettings) -> Path:
@@ -273,7 +319,8 @@ def offline_qps(cell: Cell, s: StudySettings) -> float:
     """The Offline target_qps the study sets for `cell` (0 = leave user.conf's)."""
     if s.offline_qps is not None:
         return s.offline_qps
-    return OFFLINE_QPS.get(cell.task, 0.0) if s.encoder == "tiny" else 0.0
+    rates = RATES.get(s.encoder)
+    return rates.offline_qps.get(cell.task, 0.0) if rates else 0.0
 
 
 def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
@@ -336,8 +383,52 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+# The e5-small study (`make study`, `make study QUICK=1`): named sets of flags, applied where
+# --preset appears, so flags after it override them. Sized from measured rates on 2 cores
+# (docs/study.md, "Planning"): the full grid within 3 hours, quick within 20 minutes.
+PRESETS: dict[str, dict[str, Any]] = {
+    "e5-small": {
+        "encoder": "e5-small",
+        "tasks": ["xnli", "tydiqa", "tatoeba", "bucc"],
+        "backends": list(BACKEND_VARIANTS),
+        "scenarios": list(SCENARIOS),
+        "latency_tasks": ["xnli"],
+        "perf_tasks": ["xnli", "tydiqa"],
+        "retrieval_models": ["full", "full-squad", "adapter-squad", "lora-squad"],
+        "accuracy_backends": ["pytorch", "onnxruntime-int8"],
+        "other_accuracy_models": ["full"],
+        "server_backends": ["pytorch"],
+        "server_qps": "peak",
+        "seeds": [0, 1, 2],
+        "rounds": 5,
+        "duration": 5.0,
+    },
+    "e5-small-quick": {
+        "encoder": "e5-small",
+        "tasks": ["xnli"],
+        "backends": ["pytorch"],
+        "scenarios": ["Offline", "SingleStream"],
+        "latency_tasks": ["xnli"],
+        "accuracy_backends": ["pytorch"],
+        "rounds": 3,
+        "duration": 5.0,
+        "languages": ["en", "de", "ar", "sw", "zh"],
+    },
+}
+
+
+class _Preset(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None):
+        for key, preset_value in PRESETS[value].items():
+            setattr(namespace, key, preset_value)
+        setattr(namespace, self.dest, value)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
+    a("--preset", action=_Preset, choices=list(PRESETS), default=None,
+      help="a named grid (e5-small: the whole study, about 3 h; e5-small-quick: under 20 min); put it "
+           "first: flags after it override it")  # fmt: skip
     a("--models", type=_csv, default=list(MODELS), help=f"comma list (default: all, {','.join(MODELS)})")
     a("--tasks", type=_csv, default=list(TASKS), help="comma list (default: xnli,tydiqa,tatoeba,bucc)")
     a("--backends", type=_csv, default=list(BACKEND_VARIANTS), help="comma list of backend variants")
@@ -356,6 +447,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
       help="training seeds: seeds other than 0 add PyTorch accuracy cells of --seed_models on XNLI, "
            "served from that seed's zoo (built on first use; training noise)")  # fmt: skip
     a("--seed_models", type=_csv, default=["full", "adapter"], help="models trained with every seed")
+    a("--perf_tasks", type=_csv, default=None,
+      help="tasks with performance cells and non-PyTorch accuracy cells (default: all)")  # fmt: skip
+    a("--retrieval_models", type=_csv, default=None,
+      help="models run on retrieval tasks (default: all; models serving one encoder repeat a figure)")  # fmt: skip
+    a("--other_accuracy_models", type=_csv, default=None,
+      help="models with accuracy cells on backends other than pytorch (default: all)")  # fmt: skip
     a("--rounds", type=int, default=1,
       help="interleaved repeats of the Offline/SingleStream performance cells (ratios with spread)")  # fmt: skip
     a(
@@ -366,8 +463,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     a("--offline_qps", type=float, default=None,
       help="Offline target_qps written to each Offline cell's user.conf (default: per task for tiny, "
-           "see OFFLINE_QPS; 0 = user.conf's)")  # fmt: skip
+           "see RATES; 0 = user.conf's)")  # fmt: skip
     a("--count", type=int, default=None, help="passed to the runner as --count")
+    a(
+        "--languages",
+        type=_csv,
+        default=[],
+        help="serve only these languages in every cell (default all)",
+    )
     a("--threads", type=int, default=0, help="intra-op threads (0 = library default)")
     a("--encoder", default="tiny")
     a("--runs_dir", type=Path, default=BUILD / "study")
@@ -392,6 +495,7 @@ def main(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir, duration_s=args.duration, encoder=args.encoder, count=args.count,
         threads=args.threads, run_args=tuple(args.run_args.split()), server_qps=args.server_qps,
         cell_timeout_s=args.cell_timeout, offline_qps=args.offline_qps,
+        languages=tuple(args.languages),
     )  # fmt: skip
     latency = None if args.latency_tasks == ["all"] else args.latency_tasks
     acc = {"none": [], "all": args.backends}.get(
@@ -400,10 +504,11 @@ def main(args: argparse.Namespace) -> int:
     cells = plan_cells(args.models, args.tasks, args.backends, args.scenarios, latency, acc,
                        args.server_fractions, args.server_qps,
                        None if args.server_backends == ["all"] else args.server_backends,
-                       args.seeds, args.seed_models, args.rounds)  # fmt: skip
+                       args.seeds, args.seed_models, args.rounds, args.perf_tasks,
+                       args.retrieval_models, args.other_accuracy_models)  # fmt: skip
     est = estimate_seconds(cells, settings)
     print(f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
-          f"({PROCESS_OVERHEAD_S:g} s start per process + run time)")  # fmt: skip
+          f"(research/study.py RATES for {settings.encoder}: process start + run time)")  # fmt: skip
     if args.plan:
         for c in cells:
             print(" ", c.name)

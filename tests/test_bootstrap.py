@@ -15,7 +15,9 @@ from tests.test_accuracy import write_log
 
 
 def units(per: dict[str, np.ndarray], statistic: str = "mean", name: str = "") -> UnitScores:
-    return UnitScores(statistic, {k: (list(range(len(v))), np.asarray(v, float)) for k, v in per.items()}, name)
+    return UnitScores(
+        statistic, {k: (list(range(len(v))), np.asarray(v, float)) for k, v in per.items()}, name
+    )
 
 
 def test_classification_unit_scores_reproduce_the_figures(tmp_path):
@@ -60,7 +62,13 @@ def test_bucc_source_counts_sum_to_the_figure():
     gold = [("z0", "e0"), ("z1", "e1"), ("z2", "e2")]
     predictions = [("z0", "e0", 3.0), ("z1", "e9", 2.0), ("z3", "e3", 1.5)]
     counts = source_counts(predictions, gold, ["z0", "z1", "z2", "z3", "z4"])
-    assert counts == {"z0": [1, 1, 1], "z1": [0, 1, 1], "z2": [0, 0, 1], "z3": [0, 1, 0], "z4": [0, 0, 0]}
+    assert counts == {
+        "z0": [1, 1, 1],
+        "z1": [0, 1, 1],
+        "z2": [0, 0, 1],
+        "z3": [0, 1, 0],
+        "z4": [0, 0, 0],
+    }
     reps = resample([units({"zh": np.array(list(counts.values()))}, "f1_counts")], n_boot=20)
     # 1 correct of 3 predicted and 3 gold: P = R = F1 = 33.3
     assert reps.average()[0][0] == pytest.approx(100 / 3)
@@ -92,7 +100,11 @@ def test_a_null_difference_covers_zero():
         noise_a, noise_b = r.random((2, 2, 800)) < 0.1  # independent errors of the same rate
         a = {lang: 100.0 * (base[k] ^ noise_a[k]) for k, lang in enumerate(("en", "fr"))}
         b = {lang: 100.0 * (base[k] ^ noise_b[k]) for k, lang in enumerate(("en", "fr"))}
-        hits.append(difference(units(a), units(b), n_boot=500, seed=int(rng.integers(1 << 30)))["average"].covers(0.0))
+        hits.append(
+            difference(units(a), units(b), n_boot=500, seed=int(rng.integers(1 << 30)))[
+                "average"
+            ].covers(0.0)
+        )
     assert sum(hits) >= 17  # a 95% interval covers the true 0 in about 19 of 20
 
 

@@ -173,7 +173,11 @@ def test_find_peak_offline_resizes_a_too_short_trial(tmp_path, monkeypatch):
     cfg = parse(["--encoder", "e5-small", "--scenario", "Offline", "--duration", "10"])
     args = argparse.Namespace()
     assert find_peak.offline_peak(cfg, args, tmp_path) == 0
-    assert seen == [[], ["full-e5-small.Offline.target_qps = 78.80"], ["full-e5-small.Offline.target_qps = 180.00"]]
+    assert seen == [
+        [],
+        ["full-e5-small.Offline.target_qps = 78.80"],
+        ["full-e5-small.Offline.target_qps = 180.00"],
+    ]
     record = json.loads((tmp_path / "find_peak.json").read_text())
     assert record["samples_per_second"] == 108.0 and record["valid"] is True
     assert record["user_conf_line"] == "full-e5-small.Offline.target_qps = 118.8"

@@ -182,7 +182,9 @@ def test_zoo_report_rows_from_loadgen_runs(tmp_path):
                 "encoder": "e5-small", "started_at": started, "backend_options": {"dtype": "fp32"},
                 "config": {"models_dir": None, "weights": None}}  # fmt: skip
         (d / "run_config.json").write_text(json.dumps({**base, **cfg}))
-        (d / "accuracy.json").write_text(json.dumps({"per_language": {"en": value}, "samples_scored": 7}))
+        (d / "accuracy.json").write_text(
+            json.dumps({"per_language": {"en": value}, "samples_scored": 7})
+        )
         (d / "accuracy.txt").write_text(f"table\n{json.dumps({'accuracy': value})}\n")
 
     folder("old", "2026-11-29T10:00", 50.0)

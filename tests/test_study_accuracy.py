@@ -17,7 +17,9 @@ from research.collect import Run
 LANGS = ("en", "de", "sw")
 
 
-def run(tmp: Path, model: str, correct: np.ndarray, kind="real", backend="pytorch", seed=0, task="xnli") -> Run:
+def run(
+    tmp: Path, model: str, correct: np.ndarray, kind="real", backend="pytorch", seed=0, task="xnli"
+) -> Run:
     """A scored accuracy run folder: per_sample.json with 0/100 per sample, `correct` [languages, n]."""
     folder = tmp / f"{model}-{backend}-{seed}-{task}"
     folder.mkdir()
@@ -89,7 +91,10 @@ def test_tiny_and_random_models_make_no_accuracy_claim(tmp_path, base):
     runs = [run(tmp_path, "full", base, kind="tiny"), run(tmp_path, "adapter", base, kind="random")]
     study = accuracy_study(runs, n_boot=50)
     assert study.figures == {} and study.differences == {}
-    assert len(study.refused) == 2 and "no accuracy claim is made from tiny or random models" in study.refused[0]
+    assert (
+        len(study.refused) == 2
+        and "no accuracy claim is made from tiny or random models" in study.refused[0]
+    )
     answer = study_answer_lines(study)
     assert len(answer) == 1 and answer[0].startswith("- No accuracy claim:")
 
@@ -104,7 +109,9 @@ def test_seeds_int8_and_missing_scores(tmp_path, base):
     study = accuracy_study([*runs, broken], n_boot=200)
     full = study.seeds["xnli/full"]
     assert sorted(full["values"]) == [0, 1, 2]
-    assert full["mean"] == pytest.approx(np.mean([r.metric_value for r in runs if r.model == "full" and r.backend == "pytorch"]))
+    assert full["mean"] == pytest.approx(
+        np.mean([r.metric_value for r in runs if r.model == "full" and r.backend == "pytorch"])
+    )
     answer = "\n".join(study_answer_lines(study))
     assert "Training noise (XNLI, 3 and 3 seeds)" in answer and "larger than twice" in answer
     assert study.int8[("xnli", "full")].high < 0  # int8 lost 1% of the right answers
@@ -123,7 +130,9 @@ def test_round_ratios_and_the_same_graph_check():
 
     full = [100.0, 80.0, 120.0, 90.0, 110.0]  # the machine drifts by 50% between rounds
     runs = [perf("full", k, v) for k, v in enumerate(full)]
-    runs += [perf("lora-squad", k, v * f) for k, (v, f) in enumerate(zip(full, (1.02, 0.97, 1.0, 1.01, 0.99)))]
+    runs += [
+        perf("lora-squad", k, v * f) for k, (v, f) in enumerate(zip(full, (1.02, 0.97, 1.0, 1.01, 0.99), strict=True))
+    ]
     runs += [perf("adapter", k, v * 0.9) for k, v in enumerate(full)]
     rows = {r["model"]: r for r in round_ratios(runs)}
     assert rows["adapter"]["median"] == pytest.approx(0.9) and rows["adapter"]["rounds"] == 5

@@ -152,9 +152,7 @@ def score_tydiqa(task, log: AccuracyLog, tokenizer=None) -> ScoreResult:
     )
     final = final_json({"exact_match": mean_em, "f1": mean_f1})
     scored = [ex for k, ex in enumerate(examples) if has_window[k]]
-    per_sample = per_language_scores(
-        [ex.language for ex in scored], [ex.qid for ex in scored], unit_f1
-    )
+    per_sample = per_language_scores([ex.language for ex in scored], [ex.qid for ex in scored], unit_f1)
     return ScoreResult(
         metrics, table, final, predictions, "predictions.json", warnings, per_sample=per_sample
     )
