@@ -131,7 +131,8 @@ def test_round_ratios_and_the_same_graph_check():
     full = [100.0, 80.0, 120.0, 90.0, 110.0]  # the machine drifts by 50% between rounds
     runs = [perf("full", k, v) for k, v in enumerate(full)]
     runs += [
-        perf("lora-squad", k, v * f) for k, (v, f) in enumerate(zip(full, (1.02, 0.97, 1.0, 1.01, 0.99), strict=True))
+        perf("lora-squad", k, v * f)
+        for k, (v, f) in enumerate(zip(full, (1.02, 0.97, 1.0, 1.01, 0.99), strict=True))
     ]
     runs += [perf("adapter", k, v * 0.9) for k, v in enumerate(full)]
     rows = {r["model"]: r for r in round_ratios(runs)}
