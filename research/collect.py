@@ -54,6 +54,7 @@ class Run:
     per_language: dict[str, float] = field(default_factory=dict)
     seed: int = 0  # training seed of the zoo served
     round: int = 0  # the study's repeat of a performance cell (a `round-<R>` folder on its path)
+    latency_pct_ms: dict[str, float] = field(default_factory=dict)  # min, p50 ... p99.9, max
 
 
 def round_of(path: str | Path) -> int:
@@ -94,6 +95,7 @@ def load_run(record: RunRecord) -> Run:
         per_language=record.per_language(metric) if metric else {},
         seed=record.seed,
         round=round_of(record.path),
+        latency_pct_ms={k: float(v) / NS_PER_MS for k, v in res.latency_ns.items() if k != "mean"},
     )
 
 

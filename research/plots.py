@@ -125,3 +125,164 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Any], out: Path) -> dict[
         "server_latency": plot_server(runs, out / "server_latency.png"),
     }
     return {k: v for k, v in made.items() if v is not None}
+
+
+# --- the e5-small study's figures: uncertainty shown (research/accuracy.py, collect.round_ratios) ----
+MODEL_COLORS = {"full": "tab:blue", "full-squad": "tab:cyan", "adapter": "tab:red",
+                "adapter-squad": "tab:orange", "lora-squad": "tab:green"}  # fmt: skip
+BACKEND_MARKERS = {"pytorch": "o", "onnxruntime": "s", "onnxruntime-int8": "^"}
+
+
+def _offline_spread(runs: list[Any]) -> dict[tuple[str, str, str], tuple[float, float, float]]:
+    """(task, model, backend) -> (median, min, max) Offline samples/s over the rounds."""
+    import statistics
+
+    by: dict[tuple[str, str, str], list[float]] = {}
+    for r in runs:
+        if r.scenario == "Offline" and r.mode == "performance" and r.samples_per_second and not r.seed:
+            by.setdefault((r.task, r.model, r.backend), []).append(r.samples_per_second)
+    return {k: (statistics.median(v), min(v), max(v)) for k, v in by.items()}
+
+
+def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
+    """Accuracy (95% CI) against Offline samples/s (median, min-max over rounds), one panel per task;
+    the Pareto front (no other point both faster and more accurate) joined by a line. Models by
+    colour, backends by marker, both in legends: no text labels to overlap. Accuracy is the PyTorch
+    fp32 run's (int8: plus its measured int8 - fp32 difference, where there is one)."""
+    speed = _offline_spread(runs)
+    tasks = sorted({t for t, _, _ in speed if (t, "full") in study.figures})
+    if not tasks:
+        return None
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        points = []
+        for (t, model, backend), (med, lo, hi) in sorted(speed.items()):
+            fig_acc = study.figures.get((t, model))
+            if t != task or fig_acc is None:
+                continue
+            acc = fig_acc["average"]
+            shift = (
+                study.int8.get((t, model)).value
+                if backend.endswith("int8") and (t, model) in study.int8
+                else 0.0
+            )
+            y = acc.value + shift
+            ax.errorbar(med, y, xerr=[[med - lo], [hi - med]], yerr=[[acc.value - acc.low], [acc.high - acc.value]],
+                        fmt=BACKEND_MARKERS.get(backend, "D"), color=MODEL_COLORS.get(model, "gray"),
+                        capsize=3, markersize=6)  # fmt: skip
+            points.append((med, y))
+        front = sorted(
+            p
+            for p in points
+            if not any(q[0] >= p[0] and q[1] > p[1] or q[0] > p[0] and q[1] >= p[1] for q in points)
+        )
+        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", linewidth=0.8)
+        ax.set_title(f"{task}: {study.metric.get(task, '')} vs Offline throughput")
+        ax.set_xlabel("Offline samples/s (median, min-max over rounds)")
+        ax.set_ylabel(f"{study.metric.get(task, '')} (95% CI)")
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in MODEL_COLORS.items()
+    ]
+    handles += [
+        Line2D([], [], color="gray", marker=mk, linestyle="", label=b)
+        for b, mk in BACKEND_MARKERS.items()
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_languages(
+    study, path: Path, task: str = "xnli", models: Sequence[str] = ("full", "adapter")
+) -> Path | None:
+    """Per-language score of `models` side by side, with 95% CI error bars."""
+    present = [m for m in models if (task, m) in study.figures]
+    if len(present) < 2:
+        return None
+    langs = list(study.figures[(task, present[0])]["per_language"])
+    fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(langs) * len(present)), 4))
+    width = 0.8 / len(present)
+    for k, model in enumerate(present):
+        per = study.figures[(task, model)]["per_language"]
+        xs = [i + k * width for i in range(len(langs))]
+        vals = [per[lang].value for lang in langs]
+        err = [
+            [per[lang].value - per[lang].low for lang in langs],
+            [per[lang].high - per[lang].value for lang in langs],
+        ]
+        ax.bar(xs, vals, width=width, yerr=err, capsize=2, label=model, color=MODEL_COLORS.get(model))
+    ax.set_xticks([i + width * (len(present) - 1) / 2 for i in range(len(langs))], langs)
+    ax.set_ylabel(f"{study.metric.get(task, '')} (95% CI)")
+    ax.set_title(f"{task}: per language, zero-shot from English")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+PERCENTILES = ("min", "p50", "p90", "p95", "p97", "p99", "p99.9", "max")
+
+
+def plot_latency_distribution(runs: list[Any], path: Path, backend: str = "pytorch") -> Path | None:
+    """SingleStream latency percentiles (LoadGen's summary: min, p50 ... p99.9, max) per model,
+    round 0, one panel per task."""
+    ss = [r for r in runs if r.scenario == "SingleStream" and r.mode == "performance" and r.backend == backend
+          and not r.round and not r.seed and r.latency_pct_ms]  # fmt: skip
+    if not ss:
+        return None
+    tasks = sorted({r.task for r in ss})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for r in sorted((r for r in ss if r.task == task), key=lambda r: r.model):
+            keys = [k for k in PERCENTILES if k in r.latency_pct_ms]
+            ax.plot(range(len(keys)), [r.latency_pct_ms[k] for k in keys], marker="o",
+                    color=MODEL_COLORS.get(r.model), label=r.model)  # fmt: skip
+        ax.set_xticks(range(len(PERCENTILES)), PERCENTILES)
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"{task}: SingleStream latency distribution ({backend})")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_adapter_cost(ratio_rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Offline samples/s of each model relative to full, per backend: median bar, min-max whisker
+    over the interleaved rounds (collect.round_ratios); the dashed line is 1.0 (full's speed)."""
+    rows = [r for r in ratio_rows if r["figure"] == "offline" and r["rounds"] > 1]
+    if not rows:
+        return None
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        sub = [r for r in rows if r["task"] == task]
+        backends = list(dict.fromkeys(r["backend"] for r in sub))
+        models = list(dict.fromkeys(r["model"] for r in sub))
+        width = 0.8 / len(models)
+        for k, model in enumerate(models):
+            got = {r["backend"]: r for r in sub if r["model"] == model}
+            xs = [i + k * width for i, b in enumerate(backends) if b in got]
+            med = [got[b]["median"] for b in backends if b in got]
+            err = [[got[b]["median"] - got[b]["min"] for b in backends if b in got],
+                   [got[b]["max"] - got[b]["median"] for b in backends if b in got]]  # fmt: skip
+            ax.bar(xs, med, width=width, yerr=err, capsize=3, label=model, color=MODEL_COLORS.get(model))
+        ax.axhline(1.0, color="k", linestyle="--", linewidth=0.8)
+        ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(backends))], backends)
+        ax.set_ylabel("Offline samples/s / full's (same round)")
+        ax.set_title(f"{task}: cost at inference relative to full")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_study_plots(
+    study, runs: list[Any], ratio_rows: list[dict[str, Any]], out: Path
+) -> dict[str, Path]:
+    """The figures with uncertainty (only those with data); {figure name: path}."""
+    made = {
+        "pareto": plot_pareto(study, runs, out / "pareto.png"),
+        "languages_xnli": plot_languages(study, out / "languages_xnli.png"),
+        "languages_tydiqa": plot_languages(study, out / "languages_tydiqa.png", task="tydiqa"),
+        "latency_distribution": plot_latency_distribution(runs, out / "latency_distribution.png"),
+        "adapter_cost": plot_adapter_cost(ratio_rows, out / "adapter_cost.png"),
+    }
+    return {k: v for k, v in made.items() if v is not None}

@@ -120,7 +120,7 @@ def write_report(
     runs_root: str | Path, out: str | Path, title: str = "Efficiency study", command: str | None = None
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written."""
-    from research.plots import write_plots
+    from research.plots import write_plots, write_study_plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,13 +130,16 @@ def write_report(
     write_csv(rows, written["csv"], VARIANT_COLUMNS)
     run_dicts = [asdict(r) for r in runs]
     write_csv(
-        run_dicts, written["runs_csv"], [k for k in Run.__dataclass_fields__ if k != "per_language"]
+        run_dicts,
+        written["runs_csv"],
+        [k for k in Run.__dataclass_fields__ if k not in ("per_language", "latency_pct_ms")],
     )
+    accuracy = accuracy_study(runs)
     figures = write_plots(rows, runs, out)
+    figures.update(write_study_plots(accuracy, runs, round_ratios(runs), out))
     names = sorted(path.name for path in figures.values())
     # speed.json and speed.md are written together by `python -m research study --speed`
     speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
-    accuracy = accuracy_study(runs)
     written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy))
     written.update(figures)
     return written

@@ -145,3 +145,22 @@ def test_round_ratios_and_the_same_graph_check():
     biased += [perf("lora-squad", k, v * 0.9) for k, v in enumerate(full)]
     assert "excludes 1.00: a bias" in "\n".join(answer_lines([], biased))
     assert round_of("build/study/round-3/pytorch/full") == 3 and round_of("build/study/pytorch") == 0
+
+
+def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
+    from research.collect import round_ratios
+    from research.plots import write_study_plots
+
+    runs = [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.05, 1))]
+    for k in range(3):
+        for model, sps in (("full", 100.0 + k), ("adapter", 90.0 + k)):
+            runs.append(Run(path=f"r/round-{k}/{model}", model=model, task="xnli", scenario="Offline",
+                            mode="performance", backend="pytorch", model_kind="real",
+                            samples_per_second=sps, round=k))  # fmt: skip
+        runs.append(Run(path=f"r/ss/{k}", model=["full", "adapter"][k % 2], task="xnli", scenario="SingleStream",
+                        mode="performance", backend="pytorch", latency_pct_ms={"min": 5.0, "p50": 6.0, "p90": 7.0}))  # fmt: skip
+    study = accuracy_study(runs, n_boot=100)
+    made = write_study_plots(study, runs, round_ratios(runs), tmp_path)
+    assert sorted(made) == ["adapter_cost", "languages_xnli", "latency_distribution", "pareto"]
+    for path in made.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
