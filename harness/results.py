@@ -21,7 +21,7 @@ RESULT_KEYS = (
 ).split()
 # The runner adds: interrupted (bool) and signal, ended_early (the SUT's reason: interrupt, Server
 # drain bound), nonfinite_samples (responses holding NaN/Inf), sut_failure, sut_batches,
-# exit_status, accuracy (accuracy runs), probe (--probe), loadgen_finished: false when the process
+# exit_status, peak_rss_mib, accuracy (accuracy runs), probe (--probe), loadgen_finished: false when the process
 # had to leave before LoadGen ended, error (a run that failed before its test).
 _LINE = re.compile(r"^\s*(?:\*\s*)?([^:=*\s][^:]*?)\s*:\s*(.*?)\s*$")
 _PERCENTILE = re.compile(r"^(\d+\.\d+) percentile latency \(ns\)$")

@@ -63,6 +63,7 @@ class Results:
     loadgen_finished: bool = True  # False: the process left before LoadGen ended
     exit_status: int | None = None  # the run's exit code (common/exit_codes.py)
     error: str | None = None  # a run that failed before its test (e.g. a bad checkpoint)
+    peak_rss_mib: float | None = None  # the run process's peak resident memory
     accuracy: Any = None  # accuracy runs: the metrics (or {"error": ...} when not scored)
     retimed: dict[str, Any] = field(default_factory=dict)  # `run --retime`: results.json "probe"
 

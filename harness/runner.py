@@ -261,6 +261,7 @@ def _measure(
             "nonfinite_samples": outcome.nonfinite,
             "interrupted": gate.signum is not None,
             "ended_early": outcome.stop_reason,
+            "peak_rss_mib": peak_rss_mib(),
         }
         clean = outcome.failure is None and outcome.stop_reason is None and not outcome.nonfinite
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: a complete, scored log
@@ -288,6 +289,13 @@ def _measure(
     finally:
         for backend in work.backends:
             backend.close()
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident memory so far (MiB): model, features, runtimes and LoadGen."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str | None]:

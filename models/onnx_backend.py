@@ -81,6 +81,7 @@ class OnnxRuntimeBackend(Backend):
             "backend": self.name,
             "onnxruntime": ort.__version__,
             "onnx_file": str(self.path),
+            "model_bytes": self.path.stat().st_size if self.path.is_file() else None,
             "providers": self.session.get_providers(),
             "dtype": self.options.dtype,
             "optimize": self.options.optimize,

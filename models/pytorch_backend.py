@@ -67,6 +67,15 @@ class PyTorchBackend(Backend):
             "dtype": self.options.dtype,
             "attn_implementation": self.attn,
             "threads": torch.get_num_threads(),
+            **self.memory(),
+        }
+
+    def memory(self) -> dict[str, int]:
+        """The served module's parameters: count and bytes (adapters included where served)."""
+        params = list(self.module.parameters()) if self.module is not None else []
+        return {
+            "parameters": sum(p.numel() for p in params),
+            "parameter_bytes": sum(p.numel() * p.element_size() for p in params),
         }
 
     def close(self) -> None:

@@ -55,6 +55,9 @@ class Run:
     seed: int = 0  # training seed of the zoo served
     round: int = 0  # the study's repeat of a performance cell (a `round-<R>` folder on its path)
     latency_pct_ms: dict[str, float] = field(default_factory=dict)  # min, p50 ... p99.9, max
+    parameters: int | None = None  # the served module's (PyTorch backend)
+    parameter_bytes: int | None = None
+    peak_rss_mib: float | None = None  # the run process's peak resident memory
 
 
 def round_of(path: str | Path) -> int:
@@ -96,6 +99,9 @@ def load_run(record: RunRecord) -> Run:
         seed=record.seed,
         round=round_of(record.path),
         latency_pct_ms={k: float(v) / NS_PER_MS for k, v in res.latency_ns.items() if k != "mean"},
+        parameters=record.backend_options.get("parameters"),
+        parameter_bytes=record.backend_options.get("parameter_bytes"),
+        peak_rss_mib=res.peak_rss_mib,
     )
 
 
@@ -245,4 +251,19 @@ def round_ratios(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[s
             rows.append({"figure": fig, "task": task, "backend": backend, "model": model,
                          "ratios": ratios, "median": statistics.median(ratios),
                          "min": min(ratios), "max": max(ratios), "rounds": len(ratios)})  # fmt: skip
+    return rows
+
+
+def memory_rows(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """Per (task, model, backend), from the round-0 Offline performance run: parameters (PyTorch),
+    extra parameters against `reference` on the same task, and the process's peak resident MiB."""
+    offline = {(r.task, r.model, r.backend): r for r in runs
+               if r.scenario == "Offline" and r.mode == "performance" and not r.round and not r.seed}  # fmt: skip
+    rows = []
+    for (task, model, backend), r in sorted(offline.items()):
+        ref = offline.get((task, reference, backend))
+        extra = (r.parameters - ref.parameters) if r.parameters and ref and ref.parameters else None
+        rows.append({"task": task, "model": model, "backend": backend, "parameters": r.parameters,
+                     "extra_parameters": extra, "parameter_mib": (r.parameter_bytes or 0) / 2**20 or None,
+                     "peak_rss_mib": r.peak_rss_mib})  # fmt: skip
     return rows

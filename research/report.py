@@ -20,6 +20,7 @@ from research.collect import (
     Run,
     collect_runs,
     int8_language_deltas,
+    memory_rows,
     overhead_rows,
     round_ratios,
     variant_rows,
@@ -92,6 +93,18 @@ def markdown(
         for r in rounds:
             lines.append(f"| {r['figure']} | {r['task']} | {r['backend']} | {r['model']} | "
                          f"{r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | {r['rounds']} |")  # fmt: skip
+    memory = [m for m in memory_rows(runs) if m["parameters"] or m["peak_rss_mib"]]
+    if memory:
+        lines += ["", "## Memory (round-0 Offline runs)", "",
+                  "Parameters of the served module (PyTorch; adapters and fusion layers included where "
+                  "they are served), extra against `full`, and the run process's peak resident memory "
+                  "(model, features, runtime, LoadGen).", "",
+                  "| task | model | backend | parameters | extra vs full | parameters MiB | peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for m in memory:
+            extra = f"{m['extra_parameters']:+,}" if m["extra_parameters"] is not None else "-"
+            lines.append(f"| {m['task']} | {m['model']} | {m['backend']} | {_fmt(m['parameters'])} | {extra} | "
+                         f"{_fmt(m['parameter_mib'])} | {_fmt(m['peak_rss_mib'])} |")  # fmt: skip
     deltas = int8_language_deltas(runs)
     if deltas:
         lines += ["", "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference", "",

@@ -61,6 +61,12 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     assert cfg["versions"]["mlperf_loadgen"] == "6.0.17" and len(cfg["git_sha"]) == 40
     res = json.loads((run_dir / "results.json").read_text())
     assert res["scenario"] == scenario and res["mode"] == mode and res["loadgen_errors"] == 0
+    assert 100 < res["peak_rss_mib"] < 8192  # the process's own peak resident memory, in MiB
+    if backend == "pytorch":  # the served module's parameters: the tiny model's 4 x 128 layers
+        params = cfg["backend_options"]["parameters"]
+        assert 1e6 < params < 1e7 and cfg["backend_options"]["parameter_bytes"] == 4 * params
+    else:
+        assert cfg["backend_options"]["model_bytes"] > 4e6
     stdout = (run_dir / "stdout.txt").read_text()
     assert f"run folder: {run_dir}" in stdout
     if mode == "performance":

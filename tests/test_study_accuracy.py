@@ -164,3 +164,17 @@ def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
     assert sorted(made) == ["adapter_cost", "languages_xnli", "latency_distribution", "pareto"]
     for path in made.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_memory_rows_extra_parameters():
+    from research.collect import memory_rows
+
+    def off(model, params, rss, rnd=0):
+        return Run(path=f"r/{model}/{rnd}", model=model, task="xnli", scenario="Offline", mode="performance",
+                   backend="pytorch", parameters=params, parameter_bytes=4 * params, peak_rss_mib=rss, round=rnd)  # fmt: skip
+
+    rows = {r["model"]: r for r in memory_rows([off("full", 1000, 900.0), off("adapter", 1150, 910.0),
+                                                 off("adapter", 9999, 1.0, rnd=1)])}  # fmt: skip
+    assert rows["adapter"]["extra_parameters"] == 150 and rows["full"]["extra_parameters"] == 0
+    assert rows["adapter"]["peak_rss_mib"] == 910.0  # round 0 only
+    assert rows["adapter"]["parameter_mib"] == pytest.approx(4600 / 2**20)
