@@ -475,6 +475,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--encoder", default="tiny")
     a("--runs_dir", type=Path, default=BUILD / "study")
     a("--out", type=Path, default=REPO / "reports")
+    a("--answer_doc", type=Path, default=REPO / "docs" / "study.md",
+      help="the document whose generated answer block is rewritten (only from trained checkpoints)")  # fmt: skip
     a("--cell_timeout", type=float, default=900.0, help="seconds before a cell's process is killed")
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
     a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
@@ -526,7 +528,9 @@ def main(args: argparse.Namespace) -> int:
     from research.report import write_report
 
     command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
-    written = write_report(settings.runs_dir, args.out, command=command.strip())
+    written = write_report(
+        settings.runs_dir, args.out, command=command.strip(), answer_doc=args.answer_doc
+    )
     for name, path in written.items():
         print(f"  {name:<24} {path}")
     return 1 if failed else 0

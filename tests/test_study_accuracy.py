@@ -178,3 +178,34 @@ def test_memory_rows_extra_parameters():
     assert rows["adapter"]["extra_parameters"] == 150 and rows["full"]["extra_parameters"] == 0
     assert rows["adapter"]["peak_rss_mib"] == 910.0  # round 0 only
     assert rows["adapter"]["parameter_mib"] == pytest.approx(4600 / 2**20)
+
+
+def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path, base):
+    from research.report import ANSWER_END, ANSWER_START, write_answer
+
+    doc = tmp_path / "study.md"
+    doc.write_text("# The study\n\nHand-written text stays.\n")
+    real = accuracy_study(
+        [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.002, 1))], n_boot=100
+    )
+    answer = ["## Answer", "", "Question: q?", "", *study_answer_lines(real)]
+    assert write_answer(doc, answer, "python -m research study --preset e5-small", real)
+    text = doc.read_text()
+    assert text.startswith(f"# The study\n\n{ANSWER_START}\nModel: multilingual-e5-small")
+    assert (
+        "Bottleneck adapters keeps full fine-tuning's accuracy" in text
+        and "Hand-written text stays." in text
+    )
+    assert "`python -m research study --preset e5-small`" in text
+    other = tmp_path / "second"
+    other.mkdir()
+    worse = accuracy_study(
+        [run(other, "full", base), run(other, "adapter", flip(base, 0.2, 2))], n_boot=100
+    )
+    assert write_answer(doc, ["## Answer", "", *study_answer_lines(worse)], None, worse)
+    text = doc.read_text()
+    assert text.count(ANSWER_START) == 1 and text.count(ANSWER_END) == 1
+    assert "does not keep" in text and "keeps full fine-tuning's accuracy (the interval" not in text
+    tiny = accuracy_study([run(other, "lora-squad", base, kind="tiny")], n_boot=10)
+    assert not write_answer(doc, ["## Answer", "", "- tiny"], None, tiny)
+    assert doc.read_text() == text  # nothing written from a tiny model
