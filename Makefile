@@ -22,6 +22,7 @@ SUBMITTER  ?= MyOrg
 SYSTEM     ?= $(shell hostname -s)
 CHECKER    ?=
 RUN_ARGS   ?=
+QUICK      ?=
 PYTEST_ARGS ?=
 
 run_flags = --scenario $(SCENARIO) --model $(MODEL) --task $(TASK) --backend $(BACKEND) \
@@ -90,8 +91,9 @@ submission: stage_results truncate_results check_submission pack_submission
 benchmark: $(STAMP)
 	$(PY) -m research benchmark $(RUN_ARGS)
 
+# the e5-small study (docs/study.md): the whole grid, about 3 h here; QUICK=1: under 20 min
 study: $(STAMP)
-	$(PY) -m research study $(RUN_ARGS)
+	$(PY) -m research study --preset $(if $(QUICK),e5-small-quick,e5-small) $(RUN_ARGS)
 
 gpu_check: $(STAMP)
 	$(PY) -m research gpu_check $(RUN_ARGS)
