@@ -50,7 +50,8 @@ MODELS = tuple(model_registry.MODELS)  # every MODEL= name
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
-FIND_PEAK_TRIALS = 7  # find_peak's doubling then bisection steps, for the plan
+PEAK_BOUNDS = (0.3, 1.05)  # find_peak's search, x the variant's Offline samples/s
+FIND_PEAK_TRIALS = 5  # find_peak's bisection steps between PEAK_BOUNDS, for the plan
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
 
@@ -334,6 +335,15 @@ def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
     return user_conf_with(s.user_conf, [line], dest, f"study: {why}")
 
 
+def peak_bounds(cell: Cell, s: StudySettings) -> list[str]:
+    """find_peak's bisection bounds for a Server cell: PEAK_BOUNDS x the variant's Offline samples/s
+    (no doubling search from 1 QPS), when that Offline run exists; else none (find_peak's defaults)."""
+    if cell.subcommand(s) != "find_peak" or (sps := offline_throughput(cell, s)) is None:
+        return []
+    low, high = PEAK_BOUNDS
+    return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}"]
+
+
 def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     """Run one cell as a subprocess; log its output; write the marker on success. Never raises for a
     failing cell: returns {"cell", "rc", "wall_s", "error"?} so the study goes on."""
@@ -345,8 +355,9 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
         cfg = cell_config(cell, s)
     except LookupError as exc:
         return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
-    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand(s), more_flags=s.run_args,
-                 python=s.python, timeout_s=s.cell_timeout_s)  # fmt: skip
+    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand(s),
+                 more_flags=[*peak_bounds(cell, s), *s.run_args], python=s.python,
+                 timeout_s=s.cell_timeout_s)  # fmt: skip
     rc = run.rc
     record.update(rc=rc, wall_s=round(time.perf_counter() - t0, 2))
     folder = result_folder(cell, s)

@@ -209,3 +209,19 @@ def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path
     tiny = accuracy_study([run(other, "lora-squad", base, kind="tiny")], n_boot=10)
     assert not write_answer(doc, ["## Answer", "", "- tiny"], None, tiny)
     assert doc.read_text() == text  # nothing written from a tiny model
+
+
+def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
+    from research import study
+
+    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", server_qps="peak")
+    server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
+    assert study.peak_bounds(server, s) == []  # no Offline run yet: find_peak's own search
+    folder = study.Cell("full", "xnli", "pytorch", "Offline", "performance").run_folder(s)
+    folder.mkdir(parents=True)
+    (folder / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli", "scenario": "Offline",
+                                                         "mode": "performance", "backend": "pytorch"}))  # fmt: skip
+    (folder / "results.json").write_text(json.dumps({"samples_per_second": 100.0, "result_valid": True}))
+    assert study.peak_bounds(server, s) == ["--low", "30.00", "--high", "105.00"]
+    offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
+    assert study.peak_bounds(offline, s) == []
