@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -63,6 +63,7 @@ class Workload:
     qsl: QuerySampleLibrary
     task: Task
     tokenizer: str  # where the tokenizer came from (run_config.json "tokenizer")
+    task_options: dict[str, Any] = field(default_factory=dict)  # get_task options (run_config.json)
 
 
 def prepare(cfg: RunConfig) -> Workload:
@@ -95,14 +96,15 @@ def prepare(cfg: RunConfig) -> Workload:
     if cfg.accuracy:
         served.check_for_accuracy()
     tokenizer = tokenizer_for(served)
-    task = get_task(cfg.task, languages=cfg.languages, **served.task_options())
+    options = task_options(cfg, served)
+    task = get_task(cfg.task, languages=cfg.languages, **options)
     features = task.features(tokenizer)
     qsl = QuerySampleLibrary(
         features, count=cfg.count, pad_id=int(tokenizer.pad_token_id), pad_to=cfg.pad_to
     )
     backends = [create_backend(cfg.backend, served, cfg.backend_options()) for _ in range(cfg.workers)]
     source = str(getattr(tokenizer, "name_or_path", "") or served.checkpoint)
-    return Workload(served, backends, qsl, task, source)
+    return Workload(served, backends, qsl, task, source, options)
 
 
 def warm_up(workload: Workload, backends: list[Backend] | None = None) -> None:
@@ -230,6 +232,7 @@ def _measure(
             "model_kind": work.served.model_kind,
             "model_spec": work.served.describe(),
             "tokenizer": work.tokenizer,
+            "task_options": work.task_options,
             "backend_options": {**cfg.backend_options().to_dict(), **work.backends[0].describe()},
             "encoder": cfg.encoder,
             "loadgen_model_name": cfg.loadgen_model_name,
@@ -306,22 +309,36 @@ def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str |
 
     try:
         options = {}
-        if zoo_trained_on_dev(cfg, workload) and cfg.task in HELDOUT_FIRST_ROW:
+        if zoo_trained_on_dev(cfg, workload.served) and cfg.task in HELDOUT_FIRST_ROW:
             options["heldout_rows"] = True  # the zoo trained on the other rows' English side
         log = run_dir / "mlperf_log_accuracy.json"
-        result = score_log(cfg.task, log, languages=cfg.languages, **options)
+        result = score_log(
+            cfg.task, log, languages=cfg.languages, task_options=workload.task_options, **options
+        )
     except ValueError as e:  # LogError / DataError: e.g. a --count run covers no scorable sample
         return None, str(e)
     write_outputs(result, run_dir)
     return getattr(result, "metrics", None) or str(result), None
 
 
-def zoo_trained_on_dev(cfg: RunConfig, workload: Workload) -> bool:
+def zoo_trained_on_dev(cfg: RunConfig, served: ServedModel) -> bool:
     """True for the recipe's own zoo (tiny, e5-small): its XNLI/PAWS-X targets trained on English dev
     rows, so only the held-out rows may be scored. A --weights checkpoint is scored on every row."""
     from models.recipe import SIZES
 
-    return cfg.weights is None and cfg.encoder in SIZES and workload.served.model_kind != "random"
+    return cfg.weights is None and cfg.encoder in SIZES and served.model_kind != "random"
+
+
+def task_options(cfg: RunConfig, served: ServedModel) -> dict[str, Any]:
+    """The task's options for this run: the encoder's conventions (served.task_options()) and, for
+    the recipe's zoos on XNLI/PAWS-X, `first_row`: the QSL holds only the held-out rows, which are
+    all that can be scored (half of XNLI's, so an accuracy run takes half the time)."""
+    from tasks.scoring.classification import HELDOUT_FIRST_ROW
+
+    options = served.task_options()
+    if zoo_trained_on_dev(cfg, served) and cfg.task in HELDOUT_FIRST_ROW:
+        options["first_row"] = HELDOUT_FIRST_ROW[cfg.task]
+    return options
 
 
 def report(

@@ -9,6 +9,11 @@ rows in file order. With all languages, sample `k * rows + r` is row r of langua
 (XNLI: ar bg de el en es fr hi ru sw th tr ur vi zh, 2490 dev rows each, so qsl 2490 is bg row 0;
 PAWS-X: de en es fr ja ko zh, 2000 dev rows each).
 
+`first_row=N` keeps only the rows from N on of every language (the rows a model trained on the
+first N rows has not seen: the recipe's zoos, HELDOUT_FIRST_ROW); qsl_idx then counts those rows
+only, and the scorer must be given the same option (accuracy scripts: run_config.json's
+"task_options" beside the log).
+
 Features: `tokenizer(text_a, text_b, truncation=True, max_length=max_length)` (default 128 tokens,
 XTREME's setting; longest-first truncation). Extra arrays: "label" int16 [n] (index into
 `label_names`), "row" int32 [n] (0-based row in its file).
@@ -49,24 +54,32 @@ class ClassificationTask(Task):
         languages: Sequence[str] | str | None = None,
         split: str = "dev",
         max_length: int = 128,
+        first_row: int = 0,
     ):
         super().__init__(data_dir, languages)
         self.split = check_choice(split, self.splits, "split")
         self.max_length = check_max_length(max_length)
+        if not isinstance(first_row, int) or first_row < 0:
+            raise ValueError(f"first_row must be an integer >= 0, got {first_row!r}")
+        self.first_row = first_row
 
     def data_files(self) -> list[Path]:
         """`<split>-<lang>.tsv` (or .gz) per active language, in qsl order."""
         return [find_file(self.data_dir, f"{self.split}-{lang}.tsv") for lang in self.active_languages]
 
     def read(self) -> list[ClassificationExample]:
-        """Every example of the active languages in qsl order."""
+        """Every example of the active languages (rows from first_row on) in qsl order."""
         out: list[ClassificationExample] = []
         for lang, path in zip(self.active_languages, self.data_files(), strict=True):
-            out.extend(read_classification_file(path, self.label_names, language=lang))
+            rows = read_classification_file(path, self.label_names, language=lang)
+            out.extend(e for e in rows if e.row >= self.first_row)
         return out
 
     def feature_settings(self) -> dict[str, Any]:
-        return {"max_length": self.max_length}
+        return {
+            "max_length": self.max_length,
+            **({"first_row": self.first_row} if self.first_row else {}),
+        }
 
     def featurize(self, tokenizer, settings: dict[str, Any]) -> FeatureSet:
         examples = self.read()
@@ -89,7 +102,7 @@ class ClassificationTask(Task):
                 "label": np.array([e.label for e in examples], dtype=np.int16),
                 "row": np.array([e.row for e in examples], dtype=np.int32),
             },
-            meta={"split": self.split},
+            meta={"split": self.split, "first_row": self.first_row},
         )
 
 

@@ -351,3 +351,27 @@ def test_tydiqa_wrong_sizes(tiny_tokenizer, tmp_path, monkeypatch):
     log = write_log(tmp_path / "log2.json", [np.zeros(12, np.float32), np.zeros(14, np.float32)])
     with pytest.raises(LogError, match="another tokenizer"):
         score_log("tydiqa", log, languages="sw", tokenizer=tiny_tokenizer)
+
+
+def test_a_heldout_only_log_is_scored_with_the_runs_task_options(tmp_path, capsys):
+    """The recipe's zoos serve XNLI rows from 1245 on only (task option first_row): the log's
+    qsl_idx counts those rows, and the accuracy script rebuilds the task from run_config.json."""
+    task = get_task("xnli", languages="de,sw", first_row=1245)
+    ex = task.read()
+    assert len(ex) == 2 * 1245 and min(e.row for e in ex) == 1245
+    assert task.feature_settings() == {"max_length": 128, "first_row": 1245}  # its own feature cache
+    eye = np.eye(3, dtype=np.float32)
+    logits = [eye[e.label] if e.language == "de" else eye[(e.label + 1) % 3] for e in ex]
+    run = tmp_path / "run"
+    run.mkdir()
+    log = write_log(run / "mlperf_log_accuracy.json", logits)
+    (run / "run_config.json").write_text(json.dumps({"task_options": {"first_row": 1245}}))
+    assert main("xnli", [str(log), "--languages", "de,sw"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert json.loads(out[-1]) == {"accuracy": 50.0}  # de all right, sw all wrong: rows matched
+    assert score_log("xnli", log, languages="de,sw", task_options={}).metrics["accuracy"] != 50.0
+    (run / "run_config.json").write_text(json.dumps({"task_options": [1245]}))
+    assert main("xnli", [str(log), "--languages", "de,sw"]) == 3
+    assert '"task_options" is not an object' in capsys.readouterr().err
+    with pytest.raises(ValueError, match="first_row must be an integer >= 0"):
+        get_task("xnli", first_row=-1)

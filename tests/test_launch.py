@@ -182,3 +182,29 @@ def test_find_peak_offline_resizes_a_too_short_trial(tmp_path, monkeypatch):
     assert record["samples_per_second"] == 108.0 and record["valid"] is True
     assert record["user_conf_line"] == "full-e5-small.Offline.target_qps = 118.8"
     assert [t["valid"] for t in record["trials"]] == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    "flags, kind, expected",
+    [
+        (["--encoder", "e5-small"], "real", {"first_row": 1245}),  # the recipe's zoo: held-out rows only
+        (["--encoder", "tiny", "--task", "pawsx"], "tiny", {"first_row": 1000}),
+        (["--encoder", "e5-small", "--task", "tydiqa"], "real", {}),  # trained on train-en, not dev
+        (
+            ["--encoder", "e5-small", "--weights", "/ckpt"],
+            "real",
+            {},
+        ),  # the user's checkpoint: every row
+        (["--encoder", "base", "--weights", "random"], "random", {}),
+    ],
+)
+def test_run_task_options(flags, kind, expected):
+    from harness.runner import task_options
+
+    class Served:
+        model_kind = kind
+
+        def task_options(self):
+            return {}
+
+    assert task_options(parse(flags), Served()) == expected

@@ -49,18 +49,38 @@ def score_log(
     data_dir: str | Path | None = None,
     languages: list[str] | str | None = None,
     dtype: str = "float32",
+    task_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> ScoreResult:
     """Score one accuracy log. Raises LogError / DataError / ValueError with a message naming the file.
 
+    task_options: the options the run built its task with (e.g. first_row: the QSL held only those
+    rows); None = run_config.json's "task_options" beside the log, if any.
     options by task: tokenizer (tydiqa: path or tokenizer object; default from run_config.json),
     heldout_rows: bool (xnli, pawsx), threshold: float | None and duplicates: "all" | "drop" (bucc).
     Options that are None are ignored.
     """
     from tasks.registry import get_task
 
-    task = get_task(task_name, data_dir=data_dir, languages=languages)
+    if task_options is None:
+        task_options = run_task_options(Path(log_path))
+    task = get_task(task_name, data_dir=data_dir, languages=languages, **task_options)
     return score(task, read_accuracy_log(log_path, dtype), **options)
+
+
+def run_task_options(log_path: Path) -> dict[str, Any]:
+    """run_config.json's "task_options" beside the log ({} without one): the scorer must build the
+    task exactly as the run did, or its qsl indices would point at other samples."""
+    cfg = log_path.parent / "run_config.json"
+    if not cfg.is_file():
+        return {}
+    try:
+        options = json.loads(cfg.read_text(encoding="utf-8")).get("task_options") or {}
+    except (json.JSONDecodeError, AttributeError, OSError):
+        raise LogError(f"{cfg}: not a JSON object (needed for the run's task options)") from None
+    if not isinstance(options, dict):
+        raise LogError(f'{cfg}: "task_options" is not an object')
+    return options
 
 
 def build_parser(task_name: str) -> ArgumentParser:
