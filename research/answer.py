@@ -315,7 +315,8 @@ def answer_lines(
     lines += _cost_lines(rows)
     lines += _backend_line(rows)
     lines += _latency_line(rows)
-    lines += _accuracy_lines(rows, runs)
+    if accuracy is None or not accuracy.figures:  # else its claims, with intervals, came first
+        lines += _accuracy_lines(rows, runs)
     lines += _speed_lines(speed)
     lines += _caveat_line(rows, runs, speed, machine)
     return lines
