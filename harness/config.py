@@ -124,6 +124,8 @@ class RunConfig:
             raise ValueError(f"user.conf not found: {self.user_conf}")
         if self.audit_conf is not None and not Path(self.audit_conf).is_file():
             raise ValueError(f"audit config not found: {self.audit_conf}")
+        if self.accuracy and self.backend == "noop":
+            raise ValueError("backend noop returns zeros (dispatch ceiling only): no accuracy run")
         if self.executor not in EXECUTORS:
             raise ValueError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if self.executor != "ray":
@@ -224,7 +226,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--scenario", choices=SCENARIOS, help="LoadGen scenario (default Offline)")
     a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad)")
     a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba)")
-    a("--backend", help="pytorch | onnxruntime")
+    a("--backend", help="pytorch | onnxruntime | noop (zeros at once: the dispatch ceiling)")
     a("--encoder", help="tiny | e5-small | base | large (default tiny)")
     a("--weights", help="checkpoint dir, or 'random' (speed studies only)")
     a("--models_dir", help="zoo folder (default build/models for tiny)")

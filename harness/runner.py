@@ -280,7 +280,7 @@ def _measure(
         (run_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
         folder.mark_started()
         try:
-            outcome = run_loadgen_test(cfg, work, run_dir, gate, leave, tee.terminal_fd)
+            outcome = run_loadgen_test(cfg, work, run_dir, gate, _closing(work, leave), tee.terminal_fd)
         except ValueError as e:  # LoadGen refused the settings
             print(f"error: {e}", file=sys.stderr, flush=True)
             return BAD_INPUT
@@ -326,6 +326,21 @@ def _measure(
         return code
     finally:
         work.close()
+
+
+def _closing(work: Workload, leave: Callable[..., NoReturn]) -> Callable[..., NoReturn]:
+    """`leave` (the process exits at once: LoadGen has not ended) after ending the Ray actors and
+    embedded cluster, given at most 5 s (their processes would otherwise outlive this one a while)."""
+    if work.executor is None:
+        return leave
+
+    def close_then_leave(code: int, why: str, **fields: Any) -> NoReturn:
+        closer = threading.Thread(target=work.executor.close, name="ray-close", daemon=True)
+        closer.start()
+        closer.join(5.0)
+        leave(code, why, **fields)
+
+    return close_then_leave
 
 
 def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str | None]:
