@@ -14,7 +14,8 @@ What runs where:
 
 Cluster: without an address `ray.init(address="local")` starts an embedded cluster for this run
 (sized to hold the actors, stopped at the end); `--ray_address` (or RAY_ADDRESS) joins a running
-one. An actor asks for `num_gpus=1` when the backend uses CUDA, else `num_cpus=--threads` (1 when
+one. Actors import this checkout (their PYTHONPATH is set to it: every node needs it at the same
+path, and the model files the run resolved). An actor asks for `num_gpus=1` when the backend uses CUDA, else `num_cpus=--threads` (1 when
 0: Ray then sets OMP_NUM_THREADS to it); actors are placed with the SPREAD strategy (one per node
 while nodes last). A cluster that cannot be started or reached, too few resources, or an actor
 that cannot build its backend (e.g. a missing checkpoint on its node) is a ValueError: one line,
@@ -47,6 +48,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from common.paths import REPO
 from models.base import Backend, BackendOptions
 
 DEFAULT_INFLIGHT = 2  # proxies (LoadGen-side worker threads) per actor
@@ -507,10 +509,14 @@ class RayExecutor:
 
 
 def _connect(ray: Any, address: str | None, actors: int, resources: ActorResources) -> None:
-    """ray.init: join `address`, or start an embedded cluster with room for the actors."""
+    """ray.init: join `address`, or start an embedded cluster with room for the actors. The workers'
+    PYTHONPATH starts with this checkout (Ray itself adds only the driver's working directory), so
+    the actors import the same code whatever directory the run was started from."""
     import logging
 
-    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+              "runtime_env": {"env_vars": {"PYTHONPATH": path}}}  # fmt: skip
     try:
         if address:
             check_address(address)

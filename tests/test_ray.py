@@ -280,18 +280,23 @@ def two_nodes():
     temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
     port = _free_port()
     common = ["--block", "--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]
+    # the nodes know nothing of this checkout (no PYTHONPATH, another working directory): the run
+    # itself must tell its actors where the code is
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
     procs = []
     try:
         procs.append(subprocess.Popen(
             [RAY, "start", "--head", f"--port={port}", '--resources={"node_a": 1}', f"--temp-dir={temp}",
              "--include-dashboard=false", *common],
-            env=ENV, stdout=open(temp / "head.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            env=env, cwd=temp, stdout=open(temp / "head.log", "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
         ))  # fmt: skip
         address = f"127.0.0.1:{port}"
         _wait_nodes(address, 1, procs)
         procs.append(subprocess.Popen(
             [RAY, "start", f"--address={address}", '--resources={"node_b": 1}', *common],
-            env=ENV, stdout=open(temp / "node_b.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            env=env, cwd=temp, stdout=open(temp / "node_b.log", "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
         ))  # fmt: skip
         _wait_nodes(address, 2, procs)
         yield address
@@ -375,8 +380,9 @@ def test_an_actor_killed_mid_run_loses_no_query(tmp_path, two_nodes):
     run_dir = tmp_path / "full" / "xnli" / "Offline" / "accuracy"
     cmd = fault_child(tmp_path, "slow", "--accuracy", "--duration", "1", "--executor", "ray",
                       "--ray_address", two_nodes, "--workers", "2")  # fmt: skip
+    # started outside the checkout: only PYTHONPATH (which the run hands to its actors) finds the code
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     deadline = time.monotonic() + 120
     while not (run_dir / "mlperf_log_detail.txt").exists():
