@@ -246,6 +246,7 @@ def _measure(
     run_dir = folder.path
     try:
         work = workload or prepare(cfg)
+        gate.reclaim()  # a Ray executor's ray.init replaced our SIGTERM handler with its own
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         write_results(run_dir, cfg.mode, cfg.submission_grade,

@@ -42,6 +42,10 @@ from models.base import BackendOptions
 
 TARGETS = {"offline_ray_vs_thread": 0.90, "dispatch_ceiling": 40_000.0, "server_vs_offline_ray": 0.70}
 RTT_SHAPE = (32, 128)  # the batch of the round-trip figures (the issue's bare-Ray measurement)
+# The Offline query of the thread-vs-Ray runs holds at least this many samples (about 130 batches of
+# the tiny model): an in-process estimate taken on a busy machine can be several times too low, and
+# a query of a few batches measures start-up, not throughput.
+OFFLINE_MIN_SAMPLES = 4096
 
 
 # --- in-process figures -----------------------------------------------------------------------------
@@ -120,7 +124,7 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     pool = work.qsl.total_sample_count
     limits = BatchLimits(cfg.max_batch, cfg.token_budget)
-    est = plain_loop_sps(work.backends[0], work.qsl, rng.choice(pool, 256), limits)  # sizes the runs
+    est = plain_loop_sps(work.backends[0], work.qsl, rng.choice(pool, 1024), limits)  # sizes the runs
     noop = create_backend("noop", work.served, BackendOptions())
     noop_est = plain_loop_sps(noop, work.qsl, rng.choice(pool, 4096), BatchLimits(32, 0))
     served, model_kind = work.served, work.served.model_kind
@@ -128,7 +132,10 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     rtt = round_trips(served)
 
     m = cfg.loadgen_model_name
-    offline_conf = [f"{m}.Offline.target_qps = {1.5 * est:.2f}"]
+    offline_qps = max(
+        1.5 * est, OFFLINE_MIN_SAMPLES / (1.1 * args.duration)
+    )  # LoadGen issues 1.1 x D x qps
+    offline_conf = [f"{m}.Offline.target_qps = {offline_qps:.2f}"]
     runs: dict[str, Launched] = {
         "offline_thread": loadgen_run(cfg, offline_conf, "offline_thread", runs_dir, scenario="Offline",
                                       workers=1, threads=2),

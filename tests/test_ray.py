@@ -416,6 +416,33 @@ def test_an_actor_killed_mid_run_loses_no_query(tmp_path, two_nodes):
 
 @needs_ray
 @pytest.mark.slow
+def test_sigterm_during_a_ray_run_ends_it_cleanly(tmp_path, tiny_checkpoint, two_nodes):
+    """ray.init installs Ray's own SIGTERM handler in the driver (it ends the process at once); the
+    runner takes SIGTERM back, so a Ray run ends like any other: exit 143, results.json says so."""
+    run_dir = tmp_path / "full" / "xnli" / "Offline" / "performance"
+    cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages", "en",
+           "--output_dir", str(tmp_path), "--weights", str(tiny_checkpoint), "--executor", "ray",
+           "--ray_address", two_nodes, "--duration", "60", "--count", "96"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "mlperf_log_detail.txt").exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 143, out[-3000:]
+    assert "SIGTERM: ending the test" in out and "SIGTERM received" not in out and "Traceback" not in out
+    res = _results(run_dir)
+    assert res["interrupted"] is True and res["signal"] == "SIGTERM" and res["exit_status"] == 143
+    assert res["executor"] == "ray" and res["ray"]["faults"] == []
+
+
+@needs_ray
+@pytest.mark.slow
 def test_server_through_ray_completes_everything(tmp_path, two_nodes):
     """Server through Ray on the two-node cluster (fake backend, about 1,000 samples/s per actor)."""
     from harness.loadgen_log import LoadgenLog
