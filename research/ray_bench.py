@@ -46,6 +46,7 @@ RTT_SHAPE = (32, 128)  # the batch of the round-trip figures (the issue's bare-R
 # the tiny model): an in-process estimate taken on a busy machine can be several times too low, and
 # a query of a few batches measures start-up, not throughput.
 OFFLINE_MIN_SAMPLES = 4096
+NOOP_MAX_SAMPLES = 1_000_000  # bounds a no-op run whose in-process estimate flatters it
 
 
 # --- in-process figures -----------------------------------------------------------------------------
@@ -142,16 +143,26 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         "offline_ray": loadgen_run(cfg, offline_conf, "offline_ray", runs_dir, scenario="Offline",
                                    executor="ray", workers=2, threads=1),
     }  # fmt: skip
+    # control: the thread executor with Ray's layout (2 workers x 1 thread): what Ray itself costs,
+    # apart from one process's two OpenMP threads against two single-threaded processes
+    runs["offline_thread_2x1"] = loadgen_run(cfg, offline_conf, "offline_thread_2x1", runs_dir,
+                                             scenario="Offline", workers=2, threads=1)  # fmt: skip
     # the no-op runs: max_batch 32 and no token budget, so every batch holds 32 samples; sized from
-    # the thread executor's in-process no-op rate (a slower Ray run just takes longer)
-    noop_conf = [f"{m}.Offline.target_qps = {noop_est:.2f}"]
+    # in-process rates (thread: the no-op loop; Ray: bare Ray's pipelined rate), at most
+    # NOOP_MAX_SAMPLES a query (a slower run just takes longer)
     noop_flags = {"scenario": "Offline", "backend": "noop", "max_batch": 32, "token_budget": 0,
                   "duration_s": args.noop_duration}  # fmt: skip
-    runs["noop_thread"] = loadgen_run(cfg, noop_conf, "noop_thread", runs_dir, **noop_flags)
+
+    def noop_conf(rate: float) -> list[str]:
+        qps = min(rate, NOOP_MAX_SAMPLES / (1.1 * args.noop_duration))
+        return [f"{m}.Offline.target_qps = {qps:.2f}"]
+
+    runs["noop_thread"] = loadgen_run(cfg, noop_conf(noop_est), "noop_thread", runs_dir, **noop_flags)
     actor_counts = [int(n) for n in args.ray_actors.split(",") if n.strip()]
+    ray_rate = rtt["bare_pipelined_samples_per_s"]
     for n in actor_counts:
-        runs[f"noop_ray_{n}"] = loadgen_run(cfg, noop_conf, f"noop_ray_{n}", runs_dir, executor="ray",
-                                            workers=n, **noop_flags)  # fmt: skip
+        runs[f"noop_ray_{n}"] = loadgen_run(cfg, noop_conf(ray_rate), f"noop_ray_{n}", runs_dir,
+                                            executor="ray", workers=n, **noop_flags)  # fmt: skip
     results = {name: run.results or Results() for name, run in runs.items()}
     thread_sps = results["offline_thread"].samples_per_second or 0.0
     ray_sps = results["offline_ray"].samples_per_second or 0.0
@@ -181,6 +192,7 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
             results["offline_thread"].summary.get("samples_per_query", 0) or 0
         ),
         "offline_thread_sps": round(thread_sps, 2),
+        "offline_thread_2x1_sps": round(results["offline_thread_2x1"].samples_per_second or 0.0, 2),
         "offline_ray_sps": round(ray_sps, 2),
         "offline_ray_actors": results["offline_ray"].ray.get("actors", []),
         "noop_thread_sps": round(results["noop_thread"].samples_per_second or 0.0, 1),
@@ -225,7 +237,8 @@ def render_ray(r: dict[str, Any], command: str) -> str:
         ("offline_ray_vs_thread", f"{kind}: {r['model']}/{r['task']} {r['backend']}",
          f"Ray 2 actors x 1 thread {r['offline_ray_sps']} / threads 1 worker x 2 threads "
          f"{r['offline_thread_sps']} samples/s (queries of {r['offline_samples']} and "
-         f"{r['offline_thread_samples']} samples)"),
+         f"{r['offline_thread_samples']} samples); control, threads 2 workers x 1 thread: "
+         f"{r['offline_thread_2x1_sps']} samples/s"),
         ("dispatch_ceiling", f"noop on {kind} shapes",
          f"samples/s through Ray at max_batch 32: {noop}; the thread executor (no Ray) "
          f"{r['noop_thread_sps']:,.0f}; bare Ray pipelined {rt['bare_pipelined_samples_per_s']:,.0f}"),

@@ -62,7 +62,7 @@ def test_report_links_the_hand_written_notes_only_when_they_exist(tmp_path):
 def ray_row(**changes) -> dict:
     base = {
         "model": "full", "task": "xnli", "backend": "pytorch", "model_kind": "tiny", "duration_s": 10.0,
-        "offline_samples": 6000, "offline_thread_samples": 6000, "offline_thread_sps": 500.0,
+        "offline_samples": 6000, "offline_thread_samples": 6000, "offline_thread_sps": 500.0, "offline_thread_2x1_sps": 480.0,
         "offline_ray_sps": 470.0,
         "offline_ray_actors": [{"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
                                {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"}],
@@ -89,6 +89,7 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
     assert rows["server_vs_offline_ray"][2:5] == ["0.8", ">= 0.7", "met"]
     assert rows["offline_ray_vs_thread"][1] == "tiny: full/xnli pytorch"
     assert "1 actor 21,000; 2 actors 30,500; the thread executor (no Ray) 90,000" in text
+    assert "control, threads 2 workers x 1 thread: 480.0 samples/s" in text
     assert "423.0 QPS INVALID p99 900.0 ms; 376.0 QPS VALID p99 80.0 ms / Ray Offline 470.0" in text
     assert "through the harness's proxy 1.1 / 3.5 ms; bare Ray 1.0 / 3.0 ms" in text
     assert "ray-worker-1 3000 samples in 101 batches (node abcdef01)" in text
