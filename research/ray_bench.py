@@ -168,7 +168,7 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     ray_sps = results["offline_ray"].samples_per_second or 0.0
 
     server_runs = []
-    for frac in [float(x) for x in args.server_fractions.split(",") if x]:
+    for frac in [float(x) for x in args.ray_server_fractions.split(",") if x]:
         qps = frac * ray_sps
         run = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], f"server_ray_{frac:g}", runs_dir,
                           scenario="Server", executor="ray", workers=2, threads=1)  # fmt: skip
@@ -179,6 +179,16 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         if res.result_valid:
             break
     best_server = max((r["target_qps"] for r in server_runs if r["valid"]), default=0.0)
+    # control: the thread executor (2 workers x 1 thread) at the last load tried through Ray, so an
+    # INVALID Server run through Ray can be told from a machine that cannot hold the latency at all
+    control = None
+    if server_runs:
+        qps = server_runs[-1]["target_qps"]
+        run = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], "server_thread_control", runs_dir,
+                          scenario="Server", workers=2, threads=1)  # fmt: skip
+        runs["server_thread_control"] = run
+        res = run.results or Results()
+        control = {"target_qps": qps, "valid": res.result_valid, "p99_ms": res.latency_ms("p99") or 0.0}
     ceiling = {n: results[f"noop_ray_{n}"].samples_per_second or 0.0 for n in actor_counts}
     best_n = max(ceiling, key=lambda n: ceiling[n]) if ceiling else None
     return {
@@ -200,6 +210,7 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         "noop_best_actors": best_n,
         "round_trips": rtt,
         "server_runs": server_runs,
+        "server_thread_control": control,
         "offline_ray_vs_thread": round(ray_sps / thread_sps, 3) if thread_sps else None,
         "dispatch_ceiling": round(ceiling[best_n], 1) if best_n is not None else None,
         "server_vs_offline_ray": round(best_server / ray_sps, 3) if ray_sps else None,
@@ -233,6 +244,10 @@ def render_ray(r: dict[str, Any], command: str) -> str:
         f"{s['target_qps']} QPS {'VALID' if s['valid'] else 'INVALID'} p99 {s['p99_ms']:.1f} ms"
         for s in r["server_runs"]
     )
+    control = ""
+    if c := r.get("server_thread_control"):
+        control = (f"; control, threads 2 workers x 1 thread at {c['target_qps']} QPS: "
+                   f"{'VALID' if c['valid'] else 'INVALID'} p99 {c['p99_ms']:.1f} ms")  # fmt: skip
     rows = [
         ("offline_ray_vs_thread", f"{kind}: {r['model']}/{r['task']} {r['backend']}",
          f"Ray 2 actors x 1 thread {r['offline_ray_sps']} / threads 1 worker x 2 threads "
@@ -243,7 +258,7 @@ def render_ray(r: dict[str, Any], command: str) -> str:
          f"samples/s through Ray at max_batch 32: {noop}; the thread executor (no Ray) "
          f"{r['noop_thread_sps']:,.0f}; bare Ray pipelined {rt['bare_pipelined_samples_per_s']:,.0f}"),
         ("server_vs_offline_ray", f"{kind}: {r['model']}/{r['task']} {r['backend']}",
-         f"{server} / Ray Offline {r['offline_ray_sps']} samples/s"),
+         f"{server} / Ray Offline {r['offline_ray_sps']} samples/s{control}"),
     ]  # fmt: skip
     lines = [
         "# Ray executor: figures measured side by side in one run",

@@ -72,6 +72,7 @@ def ray_row(**changes) -> dict:
                         "bare_pipelined_samples_per_s": 80000.0},
         "server_runs": [{"fraction": 0.9, "target_qps": 423.0, "valid": False, "p99_ms": 900.0},
                         {"fraction": 0.8, "target_qps": 376.0, "valid": True, "p99_ms": 80.0}],
+        "server_thread_control": {"target_qps": 376.0, "valid": True, "p99_ms": 60.0},
         "offline_ray_vs_thread": 0.94, "dispatch_ceiling": 30500.0, "server_vs_offline_ray": 0.8,
         "load_average": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}, "errors": [],
     }  # fmt: skip
@@ -90,7 +91,10 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
     assert rows["offline_ray_vs_thread"][1] == "tiny: full/xnli pytorch"
     assert "1 actor 21,000; 2 actors 30,500; the thread executor (no Ray) 90,000" in text
     assert "control, threads 2 workers x 1 thread: 480.0 samples/s" in text
-    assert "423.0 QPS INVALID p99 900.0 ms; 376.0 QPS VALID p99 80.0 ms / Ray Offline 470.0" in text
+    assert (
+        "423.0 QPS INVALID p99 900.0 ms; 376.0 QPS VALID p99 80.0 ms / Ray Offline 470.0 samples/s; "
+        "control, threads 2 workers x 1 thread at 376.0 QPS: VALID p99 60.0 ms"
+    ) in text
     assert "through the harness's proxy 1.1 / 3.5 ms; bare Ray 1.0 / 3.0 ms" in text
     assert "ray-worker-1 3000 samples in 101 batches (node abcdef01)" in text
     assert "Command: `python -m research benchmark --sections ray`" in text
