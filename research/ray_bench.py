@@ -109,6 +109,11 @@ def round_trips(served: Any, calls: int = 300, pipelined: int = 2000) -> dict[st
 
 
 # --- the section ------------------------------------------------------------------------------------
+def _results(run: Launched) -> Results:
+    """A child run's results; empty when it failed (its folder may still hold an older run's)."""
+    return (run.results or Results()) if run.rc == 0 else Results()
+
+
 def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of the section, measured in this call (LoadGen runs as child processes)."""
     from harness.runner import prepare, warm_up
@@ -163,17 +168,18 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     for n in actor_counts:
         runs[f"noop_ray_{n}"] = loadgen_run(cfg, noop_conf(ray_rate), f"noop_ray_{n}", runs_dir,
                                             executor="ray", workers=n, **noop_flags)  # fmt: skip
-    results = {name: run.results or Results() for name, run in runs.items()}
+    results = {name: _results(run) for name, run in runs.items()}
     thread_sps = results["offline_thread"].samples_per_second or 0.0
     ray_sps = results["offline_ray"].samples_per_second or 0.0
 
     server_runs = []
-    for frac in [float(x) for x in args.ray_server_fractions.split(",") if x]:
+    fractions = [float(x) for x in args.ray_server_fractions.split(",") if x] if ray_sps else []
+    for frac in fractions:
         qps = frac * ray_sps
         run = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], f"server_ray_{frac:g}", runs_dir,
                           scenario="Server", executor="ray", workers=2, threads=1)  # fmt: skip
         runs[f"server_ray_{frac:g}"] = run
-        res = run.results or Results()
+        res = _results(run)
         server_runs.append({"fraction": frac, "target_qps": round(qps, 2), "valid": res.result_valid,
                             "p99_ms": res.latency_ms("p99") or 0.0})  # fmt: skip
         if res.result_valid:
@@ -187,7 +193,7 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         run = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], "server_thread_control", runs_dir,
                           scenario="Server", workers=2, threads=1)  # fmt: skip
         runs["server_thread_control"] = run
-        res = run.results or Results()
+        res = _results(run)
         control = {"target_qps": qps, "valid": res.result_valid, "p99_ms": res.latency_ms("p99") or 0.0}
     ceiling = {n: results[f"noop_ray_{n}"].samples_per_second or 0.0 for n in actor_counts}
     best_n = max(ceiling, key=lambda n: ceiling[n]) if ceiling else None

@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +57,8 @@ START_TIMEOUT_S = 300.0  # all actors placed and their backends built within thi
 CONNECT_TIMEOUT_S = 5.0  # TCP check of --ray_address before Ray's own (slow, retrying) connect
 PROBE_EVERY_S = 0.2  # how often a lost actor is asked whether it is back
 EMBEDDED_OBJECT_STORE_BYTES = 1 << 30  # an embedded cluster's object store (batches are small)
+# Ray gives a starting node a fixed 30 s to register; on a busy machine it can take longer once
+EMBEDDED_START_ATTEMPTS = 2
 
 
 class ActorLost(Exception):
@@ -517,19 +520,27 @@ def _connect(ray: Any, address: str | None, actors: int, resources: ActorResourc
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
               "runtime_env": {"env_vars": {"PYTHONPATH": path}}}  # fmt: skip
-    try:
-        if address:
-            check_address(address)
-            ray.init(address=address, **common)
-        else:  # "local": never join a cluster that happens to run on this machine
-            cpus = max(os.cpu_count() or 1, int(np.ceil(actors * resources.num_cpus)))
-            ray.init(address="local", num_cpus=cpus, object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
-                     **common)  # fmt: skip
-    except ValueError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, AuthenticationError...
-        where = f"reach the Ray cluster at {address}" if address else "start an embedded Ray cluster"
-        raise ValueError(f"cannot {where}: {first_line(exc)}") from exc
+    for attempt in range(1 if address else EMBEDDED_START_ATTEMPTS):
+        try:
+            if address:
+                check_address(address)
+                ray.init(address=address, **common)
+            else:  # "local": never join a cluster that happens to run on this machine
+                cpus = max(os.cpu_count() or 1, int(np.ceil(actors * resources.num_cpus)))
+                ray.init(address="local", num_cpus=cpus,
+                         object_store_memory=EMBEDDED_OBJECT_STORE_BYTES, **common)  # fmt: skip
+            return
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, AuthenticationError...
+            ray.shutdown()  # whatever part of the cluster did start
+            if address or attempt + 1 == EMBEDDED_START_ATTEMPTS:
+                where = (
+                    f"reach the Ray cluster at {address}" if address else "start an embedded Ray cluster"
+                )
+                raise ValueError(f"cannot {where}: {first_line(exc)}") from exc
+            print(f"warning: the embedded Ray cluster did not start ({first_line(exc)}); trying again",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _check_resources(ray: Any, actors: int, resources: ActorResources, address: str | None) -> None:

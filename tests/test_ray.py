@@ -243,6 +243,53 @@ def test_actor_resources_follow_the_backend_options():
     assert ActorResources.for_backend(BackendOptions(device="cuda:1")) == ActorResources(0, 1)
 
 
+class FakeRay:
+    """ray.init / ray.shutdown as seen by sut.ray_executor._connect: `fail` inits raise first."""
+
+    def __init__(self, fail: int):
+        self.fail, self.inits, self.shutdowns = fail, [], 0
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        if len(self.inits) <= self.fail:
+            raise Exception("The current node timed out during startup.\nmore lines")
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def test_an_embedded_cluster_that_times_out_once_is_started_again(capsys):
+    from sut.ray_executor import ActorResources, _connect
+
+    fake = FakeRay(fail=1)
+    _connect(fake, None, actors=3, resources=ActorResources(1, 0))
+    assert len(fake.inits) == 2 and fake.shutdowns == 1
+    assert fake.inits[1]["address"] == "local" and fake.inits[1]["num_cpus"] == max(3, os.cpu_count())
+    assert fake.inits[1]["runtime_env"]["env_vars"]["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
+    assert "warning: the embedded Ray cluster did not start (Exception: The current node timed out " \
+           "during startup.); trying again" in capsys.readouterr().err  # fmt: skip
+    with pytest.raises(ValueError) as e:
+        _connect(FakeRay(fail=2), None, actors=1, resources=ActorResources(1, 0))
+    assert str(e.value) == (
+        "cannot start an embedded Ray cluster: Exception: The current node timed out during startup."
+    )
+
+
+def test_a_cluster_address_is_tried_once_and_checked_first():
+    from sut.ray_executor import ActorResources, _connect
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        fake = FakeRay(fail=1)
+        with pytest.raises(ValueError, match=f"^cannot reach the Ray cluster at {address}: Exception: "):
+            _connect(fake, address, actors=1, resources=ActorResources(1, 0))
+        assert len(fake.inits) == 1 and fake.inits[0]["address"] == address
+    with pytest.raises(ValueError, match="the port must be a number"):
+        _connect(FakeRay(fail=0), "127.0.0.1:abc", actors=1, resources=ActorResources(1, 0))
+
+
 # --- a real Ray cluster ---------------------------------------------------------------------------------
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray is not installed (pip install -e '.[ray]')")  # fmt: skip
