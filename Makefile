@@ -12,6 +12,7 @@ SCENARIO   ?= Offline
 MODEL      ?= full
 TASK       ?= xnli
 BACKEND    ?= pytorch
+EXECUTOR   ?=
 # the real pretrained encoder (README, "Model zoo"); ENCODER=tiny: the offline test zoo
 ENCODER    ?= e5-small
 ACCURACY   ?=
@@ -29,7 +30,8 @@ PYTEST_ARGS ?=
 run_flags = --scenario $(SCENARIO) --model $(MODEL) --task $(TASK) --backend $(BACKEND) \
 	$(if $(ENCODER),--encoder $(ENCODER)) $(if $(ACCURACY),--accuracy) \
 	$(if $(DURATION),--duration $(DURATION)) $(if $(COUNT),--count $(COUNT)) \
-	$(if $(LOG_DIR),--output_dir $(LOG_DIR))
+	$(if $(LOG_DIR),--output_dir $(LOG_DIR)) \
+	$(if $(EXECUTOR),--executor $(EXECUTOR))
 
 .PHONY: install run test lint format info clean models find_peak compliance \
 	stage_results truncate_results check_submission pack_submission submission \

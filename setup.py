@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+RAY = "ray==2.60.0"
+
 setup(
     name="xlmr-mlperf-harness",
     version="0.1.0",
@@ -33,7 +35,9 @@ setup(
     extras_require={
         "cpu": ["onnxruntime>=1.18"],
         "gpu": ["onnxruntime-gpu>=1.18"],
-        "dev": ["pytest>=8", "ruff>=0.5"],
+        # --executor ray (sut/ray_executor.py): the core package only (no dashboard), pinned
+        "ray": [RAY],
+        "dev": ["pytest>=8", "ruff>=0.5", RAY],  # the Ray tests run in CI
     },
     entry_points={"console_scripts": ["xlmr-harness=harness.cli:main"]},
 )

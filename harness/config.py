@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,12 @@ ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 MAX_DURATION_S = 1e6  # --duration above this is a typo (11.6 days), not a development run
+# Where the SUT's workers run their backends: threads of this process, or Ray actors
+# (sut/ray_executor.py). Ray's defaults: proxies (batches in flight) per actor, and the longest one
+# batch may take on an actor when the watchdog is off.
+EXECUTORS = ("thread", "ray")
+RAY_INFLIGHT = 2
+RAY_CALL_TIMEOUT_S = 300.0
 
 
 def check_names(
@@ -95,6 +102,9 @@ class RunConfig:
     abort_grace_s: float = 10.0  # after a SUT failure or a signal, how long StartTest may take to return
     allow_invalid: bool = False
     retime: bool = False  # after the test, time the issued samples again without LoadGen
+    executor: str = "thread"  # thread | ray (sut/ray_executor.py)
+    ray_address: str | None = None  # None = RAY_ADDRESS, else an embedded local cluster
+    ray_inflight: int | None = None  # Ray: proxies (batches in flight) per actor; None = RAY_INFLIGHT
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -114,6 +124,18 @@ class RunConfig:
             raise ValueError(f"user.conf not found: {self.user_conf}")
         if self.audit_conf is not None and not Path(self.audit_conf).is_file():
             raise ValueError(f"audit config not found: {self.audit_conf}")
+        if self.accuracy and self.backend == "noop":
+            raise ValueError("backend noop returns zeros (dispatch ceiling only): no accuracy run")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.executor != "ray":
+            given = [f"--{k}" for k in ("ray_address", "ray_inflight") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to --executor ray")
+        if self.ray_inflight is not None and self.ray_inflight < 1:
+            raise ValueError(f"ray_inflight must be >= 1, got {self.ray_inflight}")
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise ValueError("ray_address is empty (omit it for an embedded local cluster)")
         self.sut_options()  # validates the scheduling knobs
         self.backend_options()
 
@@ -134,12 +156,31 @@ class RunConfig:
         """Official settings only: no duration or count override."""
         return self.duration_s is None and self.count is None
 
+    @property
+    def inflight(self) -> int:
+        """SUT worker threads per --workers: 1 with threads; Ray: proxies sharing one actor."""
+        if self.executor != "ray":
+            return 1
+        return self.ray_inflight if self.ray_inflight is not None else RAY_INFLIGHT
+
+    @property
+    def cluster_address(self) -> str | None:
+        """The Ray cluster to join: --ray_address, else RAY_ADDRESS; None = an embedded cluster."""
+        return self.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+    @property
+    def ray_call_timeout_s(self) -> float:
+        """How long one batch may take on an actor before it counts as lost and is retried: half the
+        watchdog's stall bound (so the retry can finish before the watchdog fires)."""
+        return self.watchdog_s / 2 if self.watchdog_s else RAY_CALL_TIMEOUT_S
+
     def sut_options(self) -> SUTOptions:
+        """The SUT's knobs. Its worker threads: --workers, times --ray_inflight with Ray."""
         return SUTOptions(
             self.max_batch,
             self.token_budget,
             self.max_wait_ms,
-            self.workers,
+            self.workers * self.inflight,
             self.watchdog_s,
             self.gather,
             self.batch_overhead_tokens,
@@ -185,7 +226,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--scenario", choices=SCENARIOS, help="LoadGen scenario (default Offline)")
     a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad)")
     a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba)")
-    a("--backend", help="pytorch | onnxruntime")
+    a("--backend", help="pytorch | onnxruntime | noop (zeros at once: the dispatch ceiling)")
     a("--encoder", help="tiny | e5-small | base | large (default tiny)")
     a("--weights", help="checkpoint dir, or 'random' (speed studies only)")
     a("--models_dir", help="zoo folder (default build/models for tiny)")
@@ -214,7 +255,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Server: fixed cost of a forward pass in padded tokens (splits a backlog by length)",
     )
-    a("--workers", type=int, help="SUT worker threads (one backend instance each)")
+    a("--workers", type=int,
+      help="SUT workers: threads with one backend instance each, or with --executor ray one Ray actor "
+           "each")  # fmt: skip
+    a("--executor", choices=EXECUTORS,
+      help="where the workers' backends run: thread (this process, default) or ray (one Ray actor "
+           "per worker, on any node of a Ray cluster)")  # fmt: skip
+    a("--ray_address",
+      help="--executor ray: join the Ray cluster at HOST:PORT (default: RAY_ADDRESS, else start an "
+           "embedded local cluster for this run)")  # fmt: skip
+    a("--ray_inflight", type=int,
+      help=f"--executor ray: batches in flight per actor (LoadGen-side threads per actor; default "
+           f"{RAY_INFLIGHT})")  # fmt: skip
     a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
     a("--abort_grace_s", type=float,
       help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "

@@ -13,7 +13,7 @@ from typing import Any
 
 from common.paths import BUILD, DATA, REPO
 
-PACKAGES = ("torch", "transformers", "adapters", "onnxruntime", "mlperf_loadgen", "numpy", "onnx")
+PACKAGES = ("torch", "transformers", "adapters", "onnxruntime", "mlperf_loadgen", "numpy", "onnx", "ray")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -63,6 +63,14 @@ class SignalGate:
             self._saved[sig] = signal.signal(sig, self._handle)
         return True
 
+    def reclaim(self) -> None:
+        """Install the handlers again over whatever a library put in their place since `install()`
+        (ray.init installs Ray's own SIGTERM handler in the driver, which ends the process at once:
+        no results.json, no clean stop of the actors). The handlers saved by `install()` stay."""
+        if self._saved and threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                signal.signal(sig, self._handle)
+
     def restore(self) -> None:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)

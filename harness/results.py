@@ -21,8 +21,10 @@ RESULT_KEYS = (
 ).split()
 # The runner adds: interrupted (bool) and signal, ended_early (the SUT's reason: interrupt, Server
 # drain bound), nonfinite_samples (responses holding NaN/Inf), sut_failure, sut_batches,
-# exit_status, peak_rss_mib, accuracy (accuracy runs), probe (--probe), loadgen_finished: false when the process
-# had to leave before LoadGen ended, error (a run that failed before its test).
+# exit_status, peak_rss_mib, accuracy (accuracy runs), probe (--probe), loadgen_finished: false when
+# the process had to leave before LoadGen ended, error (a run that failed before its test), executor
+# (thread | ray) and, with Ray, ray (per actor and per node batches and samples, lost actors:
+# sut/ray_executor.py).
 _LINE = re.compile(r"^\s*(?:\*\s*)?([^:=*\s][^:]*?)\s*:\s*(.*?)\s*$")
 _PERCENTILE = re.compile(r"^(\d+\.\d+) percentile latency \(ns\)$")
 # summary line -> the constraint LoadGen reports as not met

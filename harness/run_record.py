@@ -66,6 +66,8 @@ class Results:
     peak_rss_mib: float | None = None  # the run process's peak resident memory
     accuracy: Any = None  # accuracy runs: the metrics (or {"error": ...} when not scored)
     retimed: dict[str, Any] = field(default_factory=dict)  # `run --retime`: results.json "probe"
+    executor: str = "thread"  # where the backends ran: thread | ray
+    ray: dict[str, Any] = field(default_factory=dict)  # --executor ray: per actor / node counts, faults
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Results:
@@ -108,6 +110,8 @@ class RunRecord:
     backend_options: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)  # harness.info.device_info()
     versions: dict[str, Any] = field(default_factory=dict)  # harness.info.package_versions()
+    executor: str = "thread"  # thread | ray (sut/ray_executor.py)
+    cluster: dict[str, Any] = field(default_factory=dict)  # --executor ray: nodes, resources, actors
     results: Results | None = None  # None: the run left no results.json (it did not finish)
     metrics: dict[str, Any] = field(default_factory=dict)  # accuracy.json ({} when not scored)
 
@@ -143,6 +147,8 @@ class RunRecord:
             backend_options=options,
             device=config.get("device") or {},
             versions=config.get("versions") or {},
+            executor=str(config.get("executor") or "thread"),
+            cluster=config.get("ray") or {},
             results=None if results is None else Results.from_json(results),
             metrics=_json(folder / "accuracy.json") or {},
         )

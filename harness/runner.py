@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ from tasks.qsl import QuerySampleLibrary
 
 if TYPE_CHECKING:
     from models.loaders import ServedModel
+    from sut.ray_executor import RayExecutor
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -56,14 +58,42 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 @dataclass
 class Workload:
     """What the measured part runs, built before the test: the served model, one backend per SUT
-    worker, and the task's pre-tokenised samples behind the QSL."""
+    worker (with --executor ray: proxies of the actors of `executor`), and the task's pre-tokenised
+    samples behind the QSL."""
 
     served: ServedModel
     backends: list[Backend]
     qsl: QuerySampleLibrary
     task: Task
     tokenizer: str  # where the tokenizer came from (run_config.json "tokenizer")
+    executor: RayExecutor | None = None  # --executor ray: the cluster session and its actors
     task_options: dict[str, Any] = field(default_factory=dict)  # get_task options (run_config.json)
+
+    def close(self) -> None:
+        """Release the backends, then the actors and (embedded) cluster; whatever happened."""
+        try:
+            for backend in self.backends:
+                backend.close()
+        finally:
+            if self.executor is not None:
+                self.executor.close()
+
+
+def make_backends(
+    cfg: RunConfig, make: Callable[[], Backend]
+) -> tuple[list[Backend], RayExecutor | None]:
+    """The SUT's backends: `cfg.workers` x `make()` in this process (thread executor), or
+    `cfg.workers` Ray actors that each run `make()` and `cfg.inflight` proxies per actor (ray).
+    ValueError (one line) when the Ray cluster cannot be started or reached or cannot hold them."""
+    if cfg.executor != "ray":
+        return [make() for _ in range(cfg.workers)], None
+    from sut.ray_executor import ActorResources, RayExecutor
+
+    executor = RayExecutor.start(
+        make, cfg.workers, ActorResources.for_backend(cfg.backend_options()), cfg.cluster_address,
+        call_timeout_s=cfg.ray_call_timeout_s,
+    )  # fmt: skip
+    return executor.proxies(cfg.inflight), executor
 
 
 def prepare(cfg: RunConfig) -> Workload:
@@ -102,9 +132,10 @@ def prepare(cfg: RunConfig) -> Workload:
     qsl = QuerySampleLibrary(
         features, count=cfg.count, pad_id=int(tokenizer.pad_token_id), pad_to=cfg.pad_to
     )
-    backends = [create_backend(cfg.backend, served, cfg.backend_options()) for _ in range(cfg.workers)]
+    make = functools.partial(create_backend, cfg.backend, served, cfg.backend_options())
+    backends, executor = make_backends(cfg, make)
     source = str(getattr(tokenizer, "name_or_path", "") or served.checkpoint)
-    return Workload(served, backends, qsl, task, source, options)
+    return Workload(served, backends, qsl, task, source, executor, options)
 
 
 def warm_up(workload: Workload, backends: list[Backend] | None = None) -> None:
@@ -217,6 +248,7 @@ def _measure(
     run_dir = folder.path
     try:
         work = workload or prepare(cfg)
+        gate.reclaim()  # a Ray executor's ray.init replaced our SIGTERM handler with its own
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         write_results(run_dir, cfg.mode, cfg.submission_grade,
@@ -234,6 +266,8 @@ def _measure(
             "tokenizer": work.tokenizer,
             "task_options": work.task_options,
             "backend_options": {**cfg.backend_options().to_dict(), **work.backends[0].describe()},
+            "executor": cfg.executor,
+            **({"ray": work.executor.describe()} if work.executor else {}),
             "encoder": cfg.encoder,
             "loadgen_model_name": cfg.loadgen_model_name,
             "user_conf": str(cfg.user_conf),
@@ -250,7 +284,7 @@ def _measure(
         (run_dir / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
         folder.mark_started()
         try:
-            outcome = run_loadgen_test(cfg, work, run_dir, gate, leave, tee.terminal_fd)
+            outcome = run_loadgen_test(cfg, work, run_dir, gate, _closing(work, leave), tee.terminal_fd)
         except ValueError as e:  # LoadGen refused the settings
             print(f"error: {e}", file=sys.stderr, flush=True)
             return BAD_INPUT
@@ -265,7 +299,13 @@ def _measure(
             "interrupted": gate.signum is not None,
             "ended_early": outcome.stop_reason,
             "peak_rss_mib": peak_rss_mib(),
+            "executor": cfg.executor,
         }
+        if work.executor is not None:
+            harness_fields["ray"] = work.executor.stats()
+            outcome.actors_lost = work.executor.fault_summary()
+            if outcome.failure is None and outcome.actors_lost:
+                harness_fields["sut_failure"] = f"Ray: {outcome.actors_lost}"
         clean = outcome.failure is None and outcome.stop_reason is None and not outcome.nonfinite
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: a complete, scored log
             metrics, error = score(cfg, work, run_dir) if clean else (None, None)
@@ -290,8 +330,22 @@ def _measure(
         save_results(run_dir, res)
         return code
     finally:
-        for backend in work.backends:
-            backend.close()
+        work.close()
+
+
+def _closing(work: Workload, leave: Callable[..., NoReturn]) -> Callable[..., NoReturn]:
+    """`leave` (the process exits at once: LoadGen has not ended) after ending the Ray actors and
+    embedded cluster, given at most 5 s (their processes would otherwise outlive this one a while)."""
+    if work.executor is None:
+        return leave
+
+    def close_then_leave(code: int, why: str, **fields: Any) -> NoReturn:
+        closer = threading.Thread(target=work.executor.close, name="ray-close", daemon=True)
+        closer.start()
+        closer.join(5.0)
+        leave(code, why, **fields)
+
+    return close_then_leave
 
 
 def peak_rss_mib() -> float:
@@ -367,6 +421,10 @@ def report(
     if outcome.failure:
         say(f"error: the SUT failed, responses after the failure are empty: {outcome.failure}")
         return SUT_FAILURE
+    if outcome.actors_lost:
+        say(f"error: Ray: {outcome.actors_lost}. Every query has its real response, but the run was "
+            "measured with an actor missing (results.json ray.faults)")  # fmt: skip
+        return SUT_FAILURE
     if cfg.accuracy and outcome.nonfinite:
         say(f"error: {outcome.nonfinite} samples returned NaN or Inf: accuracy not scored")
         return SUT_FAILURE
@@ -402,6 +460,7 @@ class SutOutcome:
     predict_s: list[float] | None = None  # and the seconds of every backend.predict call
     nonfinite: int = 0  # samples whose response held a NaN or Inf
     stop_reason: str | None = None  # why the SUT ended the test early (interrupt, drain bound)
+    actors_lost: str | None = None  # --executor ray: actors lost mid-run whose batches were retried
 
 
 def run_loadgen_test(
@@ -449,7 +508,9 @@ def run_loadgen_test(
               file=sys.stderr, flush=True)  # fmt: skip
         sut.end_early(f"interrupted by {name}")
 
-    with sut:
+    with sut:  # start(): every worker has warmed up its backend
+        if workload.executor is not None:
+            workload.executor.pool.reset_counts()  # count LoadGen's samples only
         sut_handle = lg.ConstructFastSUT(sut.issue_queries, sut.flush_queries)
         qsl_handle = lg.ConstructQSL(
             workload.qsl.total_sample_count,

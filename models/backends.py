@@ -21,6 +21,8 @@ class BackendEntry:
 BACKENDS: dict[str, BackendEntry] = {
     "pytorch": BackendEntry("models.pytorch_backend:PyTorchBackend", "PyTorch"),
     "onnxruntime": BackendEntry("models.onnx_backend:OnnxRuntimeBackend", "ONNX Runtime"),
+    # zeros at once: the harness's dispatch ceiling (speed only; accuracy runs refuse it)
+    "noop": BackendEntry("models.noop_backend:NoopBackend", "no-op (dispatch ceiling)"),
 }
 
 

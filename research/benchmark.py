@@ -27,6 +27,10 @@ is what makes the ratio mean something.
 
 Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
 a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
+
+Sections (`--sections`, default both): `sut`, the ratios above, into --out (reports/benchmark.md);
+`ray`, the Ray executor's figures (research/ray_bench.py), into --ray_out (reports/benchmark_ray.md).
+`--sections ray` runs the Ray section alone (a few minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from common.exit_codes import BAD_INPUT
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
 from harness.info import device_info
@@ -86,6 +91,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     a("--runs_dir", default=str(BUILD / "benchmark"))
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
+    a(
+        "--sections",
+        default="sut,ray",
+        help="comma-separated: sut (the ratios above), ray (the Ray executor)",
+    )
+    a("--ray_out", default=str(REPO / "reports" / "benchmark_ray.md"), help="the ray section's report")
+    a("--ray_actors", default="1,2", help="ray section: actor counts of the no-op dispatch-ceiling runs")
+    a("--noop_duration", type=float, default=5.0, help="ray section: seconds per no-op run")
+    a(
+        "--ray_server_fractions",
+        default="0.9,0.8,0.7,0.6,0.5",
+        help="ray section: Server loads tried (x Ray Offline samples/s), until one is VALID",
+    )
 
 
 # --- LoadGen runs (child processes) -------------------------------------------------------------
@@ -241,15 +259,38 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
     return "\n".join(lines) + "\n"
 
 
+SECTIONS = ("sut", "ray")
+
+
 def main(args: argparse.Namespace) -> int:
-    rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
-    command = "python -m research benchmark " + " ".join(sys.argv[2:])
-    out = Path(args.out) if args.out else None
-    text = render(rows, command.strip(), out.with_name(f"{out.stem}_notes.md") if out else None)
-    print(text)
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown or not sections:
+        print(f"error: --sections: {', '.join(unknown) or 'none'} not in {', '.join(SECTIONS)}",
+              file=sys.stderr)  # fmt: skip
+        return BAD_INPUT
+    command = ("python -m research benchmark " + " ".join(sys.argv[2:])).strip()
     Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
-    (Path(args.runs_dir) / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-    return 0 if not any(r["errors"] for r in rows) else 1
+    errors = False
+    if "sut" in sections:
+        rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
+        out = Path(args.out) if args.out else None
+        text = render(rows, command, out.with_name(f"{out.stem}_notes.md") if out else None)
+        print(text)
+        (Path(args.runs_dir) / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+        errors |= any(r["errors"] for r in rows)
+    if "ray" in sections:
+        from research.ray_bench import measure_ray, render_ray
+
+        row = measure_ray(args)
+        text = render_ray(row, command)
+        print(text)
+        (Path(args.runs_dir) / "benchmark_ray.json").write_text(json.dumps(row, indent=2) + "\n")
+        if args.ray_out:
+            Path(args.ray_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.ray_out).write_text(text)
+        errors |= bool(row["errors"])
+    return 1 if errors else 0

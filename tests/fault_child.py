@@ -9,10 +9,12 @@ of the responses) | slow (10x slower), optionally `:<model_kind>` (default fake;
 accuracy scoring use the held-out rows, as for the tiny zoo). Every batch costs SAMPLE_S per
 sample (slow: 10x), so rates are known: about 1,000 samples/s (slow: 100). The QSL is N synthetic
 samples, qsl_idx i standing for XNLI sample i (the model and task names pick user.conf lines).
+With `--executor ray` each worker's FaultyBackend lives in a Ray actor (harness.runner.make_backends).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -21,7 +23,7 @@ import numpy as np
 
 from common.exit_codes import ArgumentParser
 from harness.config import RunConfig, add_run_arguments
-from harness.runner import Workload, run
+from harness.runner import Workload, make_backends, run
 from models.base import Backend
 from tasks.base import FeatureSet
 from tasks.qsl import QuerySampleLibrary
@@ -88,9 +90,13 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     qsl = QuerySampleLibrary(synthetic_features(), count=cfg.count)
-    backends = [FaultyBackend(kind) for _ in range(cfg.workers)]
+    try:
+        backends, executor = make_backends(cfg, functools.partial(FaultyBackend, kind))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     task = get_task(cfg.task, languages=cfg.languages)  # its declarations only: reads no data
-    work = Workload(FakeServed(model_kind or "fake"), backends, qsl, task, tokenizer="")
+    work = Workload(FakeServed(model_kind or "fake"), backends, qsl, task, "", executor)
     return run(cfg, work, command=["fault_child", *argv])
 
 

@@ -57,3 +57,47 @@ def test_report_links_the_hand_written_notes_only_when_they_exist(tmp_path):
     assert render([row("tiny")], "cmd", notes).endswith(
         "How to read these figures: [benchmark_notes.md](benchmark_notes.md).\n"
     )
+
+
+def ray_row(**changes) -> dict:
+    base = {
+        "model": "full", "task": "xnli", "backend": "pytorch", "model_kind": "tiny", "duration_s": 10.0,
+        "offline_samples": 6000, "offline_thread_samples": 6000, "offline_thread_sps": 500.0, "offline_thread_2x1_sps": 480.0,
+        "offline_ray_sps": 470.0,
+        "offline_ray_actors": [{"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
+                               {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"}],
+        "noop_thread_sps": 90000.0, "noop_ray_sps": {"1": 21000.0, "2": 30500.0}, "noop_best_actors": 2,
+        "round_trips": {"batch": [32, 128], "bare_init_s": 2.2, "bare_round_trip": {"median_ms": 1.0, "p99_ms": 3.0},
+                        "proxy_round_trip": {"median_ms": 1.1, "p99_ms": 3.5}, "bare_pipelined_calls_per_s": 2500.0,
+                        "bare_pipelined_samples_per_s": 80000.0},
+        "server_runs": [{"fraction": 0.9, "target_qps": 423.0, "valid": False, "p99_ms": 900.0},
+                        {"fraction": 0.8, "target_qps": 376.0, "valid": True, "p99_ms": 80.0}],
+        "server_thread_control": {"target_qps": 376.0, "valid": True, "p99_ms": 60.0},
+        "offline_ray_vs_thread": 0.94, "dispatch_ceiling": 30500.0, "server_vs_offline_ray": 0.8,
+        "load_average": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}, "errors": [],
+    }  # fmt: skip
+    return {**base, **changes}
+
+
+def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
+    from research.ray_bench import render_ray
+
+    text = render_ray(ray_row(), "python -m research benchmark --sections ray")
+    rows = {c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in text.splitlines())
+            if len(c) == 6}  # fmt: skip
+    assert rows["offline_ray_vs_thread"][2:5] == ["0.94", ">= 0.9", "met"]
+    assert rows["dispatch_ceiling"][2:5] == ["30,500", ">= 40,000", "MISSED"]
+    assert rows["server_vs_offline_ray"][2:5] == ["0.8", ">= 0.7", "met"]
+    assert rows["offline_ray_vs_thread"][1] == "tiny: full/xnli pytorch"
+    assert "1 actor 21,000; 2 actors 30,500; the thread executor (no Ray) 90,000" in text
+    assert "control, threads 2 workers x 1 thread: 480.0 samples/s" in text
+    assert (
+        "423.0 QPS INVALID p99 900.0 ms; 376.0 QPS VALID p99 80.0 ms / Ray Offline 470.0 samples/s; "
+        "control, threads 2 workers x 1 thread at 376.0 QPS: VALID p99 60.0 ms"
+    ) in text
+    assert "through the harness's proxy 1.1 / 3.5 ms; bare Ray 1.0 / 3.0 ms" in text
+    assert "ray-worker-1 3000 samples in 101 batches (node abcdef01)" in text
+    assert "Command: `python -m research benchmark --sections ray`" in text
+    missing = render_ray(ray_row(server_vs_offline_ray=None, errors=["x: exit 2, see y.log"]), "c")
+    assert "| server_vs_offline_ray | tiny: full/xnli pytorch | None | >= 0.7 | n/a |" in missing
+    assert "Errors: x: exit 2, see y.log" in missing

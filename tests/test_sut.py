@@ -54,14 +54,16 @@ def expected(fs: FeatureSet, i: int, kind: str) -> np.ndarray:
     return np.array([ids.sum(), len(ids), ids[0]], dtype=np.float32)
 
 
-def run_loadgen(tmp: Path, scenario: str, accuracy: bool, backend: Backend, kind: str = "classification",
-                options: SUTOptions | None = None, timeout: float = 60.0, during=None):  # fmt: skip
+def run_loadgen(tmp: Path, scenario: str, accuracy: bool, backend: Backend | None,
+                kind: str = "classification", options: SUTOptions | None = None, timeout: float = 60.0,
+                during=None, backends: list[Backend] | None = None):  # fmt: skip
     """One LoadGen test with hand-made settings; returns (sut, out_dir). Fails the test on a hang.
-    during(sut), if given, runs on the calling thread while the test runs."""
+    during(sut), if given, runs on the calling thread while the test runs. `backends` (one per
+    worker of `options`) replaces the single `backend`."""
     fs = make_features()
     qsl = QuerySampleLibrary(fs, performance_sample_count=100)
     sut = get_sut_class(scenario)(
-        [backend], qsl, kind, options or SUTOptions(max_batch=8, token_budget=256)
+        backends or [backend], qsl, kind, options or SUTOptions(max_batch=8, token_budget=256)
     )
     ts = lg.TestSettings()
     ts.scenario = getattr(lg.TestScenario, scenario)
