@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -137,3 +137,17 @@ def launch(
     except FileNotFoundError:
         record = None
     return Launched(argv, rc, run_dir, record, log)
+
+
+def launch_with_conf(
+    cfg: RunConfig, conf_lines: list[str], name: str, runs_dir: Path, **changes: Any
+) -> Launched:
+    """One child run of `cfg` with `changes` (RunConfig fields), `conf_lines` appended to a copy of
+    its user.conf, into runs_dir/name; INVALID results are kept (allow_invalid). The benchmarks'
+    runs (research/benchmark.py, research/ray_bench.py)."""
+    from harness.settings import user_conf_with
+
+    out = runs_dir / name
+    conf = user_conf_with(cfg.user_conf, conf_lines, out / "user.conf", f"benchmark: {name}")
+    child = replace(cfg, user_conf=conf, output_dir=out, allow_invalid=True, **changes)
+    return launch(child, out / "benchmark.log")

@@ -39,7 +39,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +48,10 @@ from common.exit_codes import BAD_INPUT
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
 from harness.info import device_info
-from harness.launch import Launched, launch
+from harness.launch import Launched
+from harness.launch import launch_with_conf as loadgen_run
 from harness.retime import bare_single_p90_ms, plain_loop_sps
 from harness.run_record import Results
-from harness.settings import user_conf_with
 from models.recipe import SIZES
 from sut.batching import BatchLimits
 
@@ -107,16 +106,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 # --- LoadGen runs (child processes) -------------------------------------------------------------
-def loadgen_run(
-    cfg: RunConfig, conf_lines: list[str], name: str, runs_dir: Path, **changes: Any
-) -> Launched:
-    """One child run of `cfg` with `changes`, user.conf lines appended, into runs_dir/name."""
-    out = runs_dir / name
-    conf = user_conf_with(cfg.user_conf, conf_lines, out / "user.conf", f"benchmark: {name}")
-    child = replace(cfg, user_conf=conf, output_dir=out, allow_invalid=True, **changes)
-    return launch(child, out / "benchmark.log")
-
-
 def _error(run: Launched) -> str | None:
     """Why a run gave no figures (None when it did)."""
     if run.rc != 0 or run.results is None:

@@ -17,7 +17,7 @@ two actors (the issue's reference figures, re-measured in the same run), Ray's i
 actor's share of the Offline run, and the machine's load average before and after (on a shared
 machine that says what the figures competed with).
 
-Every LoadGen run is a child `python -m harness run` (research/benchmark.py `loadgen_run`); each Ray
+Every LoadGen run is a child `python -m harness run` (harness/launch.py `launch_with_conf`); each Ray
 run starts its own embedded cluster (no --ray_address), as `make run EXECUTOR=ray` on a fresh clone.
 """
 
@@ -116,9 +116,9 @@ def _results(run: Launched) -> Results:
 
 def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of the section, measured in this call (LoadGen runs as child processes)."""
+    from harness.launch import launch_with_conf as loadgen_run
     from harness.runner import prepare, warm_up
     from models.backends import create_backend
-    from research.benchmark import loadgen_run
     from sut.batching import BatchLimits
 
     load_before = os.getloadavg()
