@@ -15,11 +15,11 @@ What runs where:
 Cluster: without an address `ray.init(address="local")` starts an embedded cluster for this run
 (sized to hold the actors, stopped at the end); `--ray_address` (or RAY_ADDRESS) joins a running
 one. Actors import this checkout (their PYTHONPATH is set to it: every node needs it at the same
-path, and the model files the run resolved). An actor asks for `num_gpus=1` when the backend uses CUDA, else `num_cpus=--threads` (1 when
-0: Ray then sets OMP_NUM_THREADS to it); actors are placed with the SPREAD strategy (one per node
-while nodes last). A cluster that cannot be started or reached, too few resources, or an actor
-that cannot build its backend (e.g. a missing checkpoint on its node) is a ValueError: one line,
-exit 3 in the runner.
+path, and the model files the run resolved). An actor asks for `num_gpus=1` when the backend uses
+CUDA, else `num_cpus=--threads` (1 when 0: Ray then sets OMP_NUM_THREADS to it); actors are placed
+with the SPREAD strategy (one per node while nodes last). A cluster that cannot be started or
+reached, too few resources, or an actor that cannot build its backend for a bad option or a missing
+or damaged file (e.g. no checkpoint on its node) is a ValueError: one line, exit 3 in the runner.
 
 Faults (`ActorPool.predict`): an actor lost during a call (its process or node died, it is
 restarting, or the call took longer than the call timeout: it is then killed, so that Ray restarts
@@ -32,7 +32,8 @@ complete empty; exit 2). The runner also exits 2 after a run that recovered: no 
 the figures were measured with an actor missing (harness/runner.py). A model error raised inside an
 actor is not retried (it would recur anywhere): it reaches the SUT as that error.
 
-Ray is imported only here and only when the executor is used: the thread executor never needs it.
+Ray is imported only here in the core, and only when the executor is used: the thread executor
+never needs it.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ import numpy as np
 from common.paths import REPO
 from models.base import Backend, BackendOptions
 
-DEFAULT_INFLIGHT = 2  # proxies (LoadGen-side worker threads) per actor
 START_TIMEOUT_S = 300.0  # all actors placed and their backends built within this
 CONNECT_TIMEOUT_S = 5.0  # TCP check of --ray_address before Ray's own (slow, retrying) connect
 PROBE_EVERY_S = 0.2  # how often a lost actor is asked whether it is back
