@@ -145,8 +145,11 @@ def seed_gap(study: AccuracyStudy, a: str = "adapter", b: str = "full") -> dict 
 
 # --- words -------------------------------------------------------------------------------------------
 def keeps_verdict(d: Interval, margin: float = MARGIN) -> str:
-    """'keeps' when the interval rules out a loss larger than `margin`; else 'loses' when it lies
-    wholly below 0 (measurably lower, possibly by more than the margin); 'cannot tell' otherwise."""
+    """'exceeds' when the interval lies above 0; 'keeps' when it rules out a loss larger than
+    `margin`; else 'loses' when it lies wholly below 0 (measurably lower, possibly by more than the
+    margin); 'cannot tell' otherwise."""
+    if d.low > 0:
+        return "exceeds"
     if d.low >= -margin:
         return "keeps"
     if d.high < 0:

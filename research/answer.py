@@ -328,6 +328,7 @@ def answer_lines(
 PHANG_DIRECTION = {"xnli": 0, "pawsx": 1, "tydiqa": 1, "tatoeba": 1, "bucc": 1}
 PHANG = "Phang et al. 2020 (XLM-R large, intermediate tasks with their full training sets)"
 KEEP_WORDS = {
+    "exceeds": "keeps full fine-tuning's accuracy and exceeds it (the interval lies above 0)",
     "keeps": "keeps full fine-tuning's accuracy (the interval rules out a loss over {m:g} point)",
     "loses": "does not keep full fine-tuning's accuracy",
     "cannot tell": "cannot be told apart from a loss over {m:g} point or from no loss: the interval "
@@ -336,7 +337,7 @@ KEEP_WORDS = {
 
 
 def _form(a: str) -> str:
-    return {"adapter": "Bottleneck adapters", "adapter-squad": "AdapterFusion (after SQuAD)",
+    return {"adapter": "The bottleneck adapter", "adapter-squad": "AdapterFusion (after SQuAD)",
             "lora-squad": "Merged LoRA (after SQuAD)"}.get(a, a)  # fmt: skip
 
 

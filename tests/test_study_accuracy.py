@@ -61,7 +61,7 @@ def test_keeps_loses_and_intermediate_effect(tmp_path, base):
     assert gap.value == pytest.approx(100 * base[0].mean() - 50 * (base[1].mean() + base[2].mean()))
     assert gap.low < gap.value < gap.high
     answer = "\n".join(study_answer_lines(study))
-    assert "Bottleneck adapters keeps full fine-tuning's accuracy" in answer
+    assert "The bottleneck adapter keeps full fine-tuning's accuracy" in answer
     assert "AdapterFusion (after SQuAD) does not keep full fine-tuning's accuracy" in answer
     assert "the intermediate task adds" in answer and "Phang et al. 2020" in answer
     table = "\n".join(markdown(study))
@@ -73,6 +73,7 @@ def test_keeps_only_when_the_interval_allows():
     assert keeps_verdict(Interval(-0.2, -1.4, 0.9)) == "cannot tell"  # a 1.4-point loss is possible
     assert keeps_verdict(Interval(-3.0, -4.0, -2.0)) == "loses"
     assert keeps_verdict(Interval(-0.8, -1.2, -0.4), margin=1.5) == "keeps"
+    assert keeps_verdict(Interval(3.8, 2.7, 5.0)) == "exceeds"
     assert effect_verdict(Interval(0.5, -0.1, 1.1)) == "no measurable effect"
 
 
@@ -193,7 +194,7 @@ def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path
     text = doc.read_text()
     assert text.startswith(f"# The study\n\n{ANSWER_START}\nModel: multilingual-e5-small")
     assert (
-        "Bottleneck adapters keeps full fine-tuning's accuracy" in text
+        "The bottleneck adapter keeps full fine-tuning's accuracy" in text
         and "Hand-written text stays." in text
     )
     assert "`python -m research study --preset e5-small`" in text
