@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +198,10 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
         for name, p in model.named_parameters():
             if name.endswith("word_embeddings.weight"):
                 p.requires_grad_(False)
+    start = time.perf_counter()
     curve = train(model, data, lr, ctx, desc, evaluate=evaluate, **plan)
-    return {"lr": lr, **plan, "bf16": sizes.bf16, "seed": ctx.seed, "curve": curve}
+    seconds = round(time.perf_counter() - start, 1)  # wall time, held-out probes included
+    return {"lr": lr, **plan, "bf16": sizes.bf16, "seed": ctx.seed, "curve": curve, "train_s": seconds}
 
 
 def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:

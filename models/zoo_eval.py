@@ -224,15 +224,24 @@ def report_section(
             cells = [_figure(r["per_language"].get(lang, "")) for lang in langs]
             lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     curves = training_curves(models_dir)
+    timed = [t["train_s"] for _, t in curves if "train_s" in t]
+    if timed:
+        lines += ["", f"Training time recorded by the stages (zoo.json `training.train_s`, wall time with "
+                      f"the held-out probes): {sum(timed) / 60:.0f} min over {len(timed)} of "
+                      f"{len(curves)} trained stages"
+                      + ("." if len(timed) == len(curves) else "; the others were built before the "
+                         "stages recorded their time.")]  # fmt: skip
     if curves:
         lines += ["", "Training curves (zoo.json `training`; held-out = English held-out figure after "
                   "each epoch, a probe of the first 300 held-out rows / the English TyDiQA dev set in "
                   "bf16, not the reported score):", "",
-                  "| stage | lr | epochs | loss per epoch | held-out per epoch |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+                  "| stage | lr | epochs | loss per epoch | held-out per epoch | training (min) |",
+                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
         for stage, t in curves:
             loss = " ".join(f"{c['loss']:.3f}" for c in t["curve"])
             held = " ".join(f"{c['heldout']:.1f}" for c in t["curve"] if "heldout" in c) or "-"
-            lines.append(f"| {stage} | {t['lr']:g} | {t['epochs'] or t['steps']} | {loss} | {held} |")
+            minutes = f"{t['train_s'] / 60:.1f}" if "train_s" in t else "not recorded"
+            lines.append(f"| {stage} | {t['lr']:g} | {t['epochs'] or t['steps']} | {loss} | {held} | {minutes} |")
     lines += ["", f"Sizes: `{sizes}`", ""]
     return "\n".join(lines)
 

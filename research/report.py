@@ -7,6 +7,7 @@ tables, the figures written, and the answer in words (research/answer.py).
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -139,10 +140,13 @@ MODEL_STATEMENT = (
 )
 
 
-def write_answer(doc: Path, answer: list[str], command: str | None, accuracy) -> bool:
+def write_answer(
+    doc: Path, answer: list[str], command: str | None, accuracy, report: Path | None = None
+) -> bool:
     """Replace the generated answer block of `doc` (between ANSWER_START and ANSWER_END, added
-    after the title when missing) with `answer`. Only for a study with accuracy figures of trained
-    checkpoints (research.accuracy refuses tiny and random models); returns whether it wrote."""
+    after the title when missing) with `answer`, linking to `report` (the study.md it came from).
+    Only for a study with accuracy figures of trained checkpoints (research.accuracy refuses tiny
+    and random models); returns whether it wrote."""
     if accuracy is None or not accuracy.figures:
         return False
     text = doc.read_text() if doc.is_file() else "# The study\n"
@@ -151,11 +155,13 @@ def write_answer(doc: Path, answer: list[str], command: str | None, accuracy) ->
         text = f"{title}\n\n{ANSWER_START}\n{ANSWER_END}\n{rest}"
     head, rest = text.split(ANSWER_START, 1)
     tail = rest.split(ANSWER_END, 1)[1] if ANSWER_END in rest else rest
-    made = (
-        f"Generated from the figures in [reports/study.md](../reports/study.md) by `{command}`."
-        if command
-        else ""
-    )
+    made = ""
+    if command:
+        source = "the study's report"
+        if report is not None:
+            link = os.path.relpath(Path(report).resolve(), Path(doc).resolve().parent)
+            source = f"[{Path(report).name}]({link})"
+        made = f"Generated from the figures in {source} by `{command}`."
     block = [MODEL_STATEMENT, "", *answer[2:], "", made]  # answer[:2]: its own heading
     doc.write_text(f"{head}{ANSWER_START}\n" + "\n".join(block).strip() + f"\n{ANSWER_END}{tail}")
     return True
@@ -197,7 +203,7 @@ def write_report(
         dev = device_info()
         machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
         answer = answer_lines(rows, runs, machine=machine, speed=speed, accuracy=accuracy)
-        if write_answer(Path(answer_doc), answer, command, accuracy):
+        if write_answer(Path(answer_doc), answer, command, accuracy, written["md"]):
             written["answer"] = Path(answer_doc)
     written.update(figures)
     return written

@@ -414,6 +414,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2],
         "rounds": 5,
         "duration": 5.0,
+        "runs_dir": BUILD / "study-e5",
+        "out": REPO / "reports" / "study-e5",
     },
     "e5-small-quick": {
         "encoder": "e5-small",
@@ -425,6 +427,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rounds": 3,
         "duration": 5.0,
         "languages": ["en", "de", "ar", "sw", "zh"],
+        "runs_dir": BUILD / "study-e5-quick",
+        "out": REPO / "reports" / "study-e5-quick",
+        "answer_doc": REPO / "reports" / "study-e5-quick" / "answer.md",
     },
 }
 

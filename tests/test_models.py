@@ -199,3 +199,17 @@ def test_zoo_report_rows_from_loadgen_runs(tmp_path):
     assert list(rows) == [("full", "xnli")]
     row = rows[("full", "xnli")]
     assert row["final"] == {"accuracy": 55.0} and row["n"] == 7 and row["source"].endswith("new")
+
+
+def test_every_trained_stage_records_its_training_time(zoo):
+    from models.recipe import TINY_TEST
+    from models.zoo_eval import report_section, training_curves
+
+    curves = training_curves(zoo)
+    # 5 models x (xnli, tydiqa) target stages + the squad stages of the 3 -squad models
+    assert len(curves) == 13
+    assert all(t["train_s"] > 0 for _, t in curves)
+    section = report_section([], "tiny", TINY_TEST, 1.0, 2.0, zoo)
+    total = sum(t["train_s"] for _, t in curves) / 60
+    assert f"{total:.0f} min over 13 of 13 trained stages." in section
+    assert section.count("| not recorded |") == 0

@@ -190,8 +190,10 @@ def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path
         [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.002, 1))], n_boot=100
     )
     answer = ["## Answer", "", "Question: q?", "", *study_answer_lines(real)]
-    assert write_answer(doc, answer, "python -m research study --preset e5-small", real)
+    report = tmp_path / "reports" / "study-e5" / "study.md"
+    assert write_answer(doc, answer, "python -m research study --preset e5-small", real, report)
     text = doc.read_text()
+    assert "the figures in [study.md](reports/study-e5/study.md) by" in text  # relative to doc
     assert text.startswith(f"# The study\n\n{ANSWER_START}\nModel: multilingual-e5-small")
     assert (
         "The bottleneck adapter keeps full fine-tuning's accuracy" in text
