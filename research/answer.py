@@ -194,6 +194,21 @@ def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str =
             + "; ".join(parts) + "."]  # fmt: skip
 
 
+def _server_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = "pytorch") -> list[str]:
+    """Best VALID Server QPS of every served form against full, on one backend (one search each)."""
+    qps = {
+        r["model"]: r["server_target_qps"]
+        for r in rows
+        if r["task"] == task and r["backend"] == backend and r["server_valid"] and r["server_target_qps"]
+    }
+    base = qps.get(REFERENCE)
+    parts = _relative(qps, base, (*ADAPTER_MODELS, *MERGED_MODELS), "QPS", 1)
+    if not parts:
+        return []
+    return [f"- Server ({_bname(backend)}, {_tname(task)}, the highest VALID offered load, one search "
+            f"each): full {base:.1f} QPS; " + "; ".join(parts) + "."]  # fmt: skip
+
+
 def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
     """Per task: each model's metric minus full's on one backend (pytorch preferred); the int8 mean."""
     subs = []
@@ -284,10 +299,14 @@ def _caveat_line(
     else:
         who = "The model kind of these runs is not recorded"
     durations = sorted({r.duration_s for r in runs if r.mode == "performance" and r.duration_s})
-    how = "a single short run"
+    rounds = len({r.round for r in runs if r.mode == "performance"})
+    how = "a single short run" if rounds < 2 else "a short run"
     if durations:
-        how += f" (min_duration {_span(durations, 'g')} s, no repeats)"
+        how += f" (min_duration {_span(durations, 'g')} s" + (", no repeats)" if rounds < 2 else ")")
     how += f" on a shared {machine}" if machine else " on a shared machine"
+    if rounds > 1:
+        how += (f"; Offline and SingleStream cells ran in {rounds} interleaved rounds, so their "
+                "ratios carry a range; Server and accuracy cells ran once")  # fmt: skip
     if speed is not None:
         link = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
                  "(`python -m research study --speed`).")  # fmt: skip
@@ -315,6 +334,7 @@ def answer_lines(
     lines += _cost_lines(rows)
     lines += _backend_line(rows)
     lines += _latency_line(rows)
+    lines += _server_line(rows)
     if accuracy is None or not accuracy.figures:  # else its claims, with intervals, came first
         lines += _accuracy_lines(rows, runs)
     lines += _speed_lines(speed)

@@ -545,8 +545,9 @@ def main(args: argparse.Namespace) -> int:
     from research.report import write_report
 
     command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
+    title = f"Study: full fine-tuning vs adapters, encoder {settings.encoder}"
     written = write_report(
-        settings.runs_dir, args.out, command=command.strip(), answer_doc=args.answer_doc
+        settings.runs_dir, args.out, title, command=command.strip(), answer_doc=args.answer_doc
     )
     for name, path in written.items():
         print(f"  {name:<24} {path}")

@@ -155,6 +155,9 @@ def test_answer_quotes_the_measured_ratios():
         _row("full", "onnxruntime-int8", value=6.0, task="tydiqa", metric="f1"),
         _row("adapter", "onnxruntime-int8", value=4.5, task="tydiqa", metric="f1"),
     ]
+    rows[0].update(server_target_qps=400.0, server_valid=True)
+    rows[1].update(server_target_qps=360.0, server_valid=True)
+    rows[2].update(server_target_qps=500.0, server_valid=False)  # INVALID: not a best load
     runs = [
         _acc_run("full", "pytorch", {"en": 40.0, "de": 30.0}),
         _acc_run("full", "onnxruntime-int8", {"en": 39.0, "de": 28.0}),
@@ -182,6 +185,8 @@ def test_answer_quotes_the_measured_ratios():
             "700.0 samples/s (1.40x, +40%); ONNX Runtime int8 950.0 samples/s (1.90x, +90%).") in lines  # fmt: skip
     assert ("- Latency (PyTorch, XNLI SingleStream p90): full 4.00 ms; adapter-squad 6.80 ms "
             "(1.70x, +70%).") in lines  # fmt: skip
+    assert ("- Server (PyTorch, XNLI, the highest VALID offered load, one search each): full 400.0 "
+            "QPS; adapter 360.0 QPS (0.90x, -10%).") in lines  # fmt: skip
     assert ("  - XNLI accuracy, PyTorch: full 34.00; adapter 33.50 (-0.50 points), adapter-squad "
             "35.25 (+1.25 points).") in lines  # pytorch preferred over the int8 figure  # fmt: skip
     assert "  - TyDiQA f1, ONNX Runtime int8: full 6.00; adapter 4.50 (-1.50 points)." in lines
@@ -204,10 +209,15 @@ def test_answer_omits_bullets_without_figures():
     lines = answer.answer_lines(rows, [])
     text = "\n".join(lines)
     assert "  - ONNX Runtime, XNLI (full 400.0 samples/s): adapter 0.75x of full (-25%)." in lines
-    for gone in ("Noise:", "- Backends", "- Latency", "- Accuracy", "speed.md)"):
+    for gone in ("Noise:", "- Backends", "- Latency", "- Server", "- Accuracy", "speed.md)"):
         assert gone not in text  # no same-graph model, no PyTorch, no SingleStream, no accuracy
     assert lines[-1].startswith("- Caveats: Figures come from model kind(s) random (random = ")
     assert "tiny =" not in lines[-1] and "`python -m research study --speed` writes" in lines[-1]
+    rounds = [collect.Run(path="", model="full", task="xnli", scenario="Offline", mode="performance",
+                          backend="pytorch", duration_s=5.0, round=r) for r in range(3)]  # fmt: skip
+    caveat = answer.answer_lines(rows, rounds)[-1]
+    assert "a short run (min_duration 5 s) on a shared machine; Offline and SingleStream cells ran in 3 " \
+        "interleaved rounds" in caveat and "no repeats" not in caveat
     bare = answer.answer_lines([], [])
     assert [line for line in bare if line.startswith("- ")] == [bare[-1]]  # only the caveats
     assert "not recorded" in bare[-1]
