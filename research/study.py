@@ -52,6 +52,11 @@ SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
 PEAK_BOUNDS = (0.3, 1.05)  # find_peak's search, x the variant's Offline samples/s
 FIND_PEAK_TRIALS = 5  # find_peak's bisection steps between PEAK_BOUNDS, for the plan
+# min_duration of each find_peak Server trial (at least the study's --duration). LoadGen's early
+# stopping needs about 460 queries within the latency bound before it can call a p99 VALID; 20 s at the
+# e5-small Server rates (35-115 QPS here) gives 700-2,300. Without --duration a trial would be an
+# official run (600 s, 270,336 queries).
+PEAK_TRIAL_S = 20.0
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
 
@@ -132,6 +137,13 @@ class Cell:
         """`run`, or `find_peak` for a Server cell whose load find_peak searches."""
         return "find_peak" if self.scenario == "Server" and s.server_qps == "peak" else "run"
 
+    def duration_s(self, s: StudySettings) -> float | None:
+        """min_duration of each of the cell's runs: --duration for performance runs, at least
+        PEAK_TRIAL_S for find_peak's Server trials; None (one pass) for accuracy runs."""
+        if self.mode != "performance":
+            return None
+        return max(s.duration_s, PEAK_TRIAL_S) if self.subcommand(s) == "find_peak" else s.duration_s
+
     def config(self, s: StudySettings, user_conf: Path | None = None) -> RunConfig:
         """The run of this cell (`cell_config` adds the user.conf derived for it). Performance runs
         may be INVALID (short runs): their numbers are kept, and flagged."""
@@ -141,7 +153,7 @@ class Cell:
         return RunConfig.layered(
             scenario=self.scenario, model=self.model, task=self.task, backend=backend, dtype=dtype,
             encoder=s.encoder, output_dir=self.output_dir(s), accuracy=not perf, allow_invalid=perf,
-            duration_s=s.duration_s if timed else None, count=s.count if timed else None,
+            duration_s=self.duration_s(s), count=s.count if timed else None,
             threads=s.threads, user_conf=user_conf or s.user_conf,
             languages=",".join(s.languages) or None, models_dir=str(seed_models_dir(get_encoder(s.encoder).default_models_dir(BUILD), self.seed))
             if self.seed else None,
@@ -157,7 +169,7 @@ class Cell:
         perf = self.mode == "performance"
         return {
             "cell": asdict(self),
-            "duration_s": s.duration_s if perf else None,
+            "duration_s": self.duration_s(s),
             "encoder": s.encoder,
             "count": s.count,
             "languages": list(s.languages),
@@ -255,7 +267,7 @@ def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
             run += rates.seed_training_s if c.seed else 0.0
         else:
             trials = FIND_PEAK_TRIALS if c.subcommand(s) == "find_peak" else 1
-            run = trials * (1.1 * s.duration_s + 1.0 + rates.start_s) - rates.start_s
+            run = trials * (1.1 * c.duration_s(s) + 1.0 + rates.start_s) - rates.start_s
         total += rates.start_s + run
     return total
 

@@ -228,3 +228,22 @@ def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
     assert study.peak_bounds(server, s) == ["--low", "30.00", "--high", "105.00"]
     offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
     assert study.peak_bounds(offline, s) == []
+
+
+def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tmp_path):
+    from harness.launch import child_argv
+    from research import study
+
+    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", server_qps="peak", duration_s=5.0)
+    server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
+    offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
+    accuracy = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
+    assert [c.duration_s(s) for c in (server, offline, accuracy)] == [study.PEAK_TRIAL_S, 5.0, None]
+    argv = child_argv(server.config(s), server.subcommand(s))
+    assert "find_peak" in argv and "--duration" in argv
+    assert argv[argv.index("--duration") + 1] == "20"  # not an official 600 s trial
+    assert server.settings_key(s)["duration_s"] == 20.0
+    # the plan counts 5 trials of 1.1 x 20 s + 1 s each, plus the process starts
+    start = study.RATES["e5-small"].start_s
+    expected = study.FIND_PEAK_TRIALS * (1.1 * 20.0 + 1.0 + start)
+    assert study.estimate_seconds([server], s) == pytest.approx(expected)
