@@ -241,7 +241,9 @@ def report_section(
             loss = " ".join(f"{c['loss']:.3f}" for c in t["curve"])
             held = " ".join(f"{c['heldout']:.1f}" for c in t["curve"] if "heldout" in c) or "-"
             minutes = f"{t['train_s'] / 60:.1f}" if "train_s" in t else "not recorded"
-            lines.append(f"| {stage} | {t['lr']:g} | {t['epochs'] or t['steps']} | {loss} | {held} | {minutes} |")
+            lines.append(
+                f"| {stage} | {t['lr']:g} | {t['epochs'] or t['steps']} | {loss} | {held} | {minutes} |"
+            )
     lines += ["", f"Sizes: `{sizes}`", ""]
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from common.exit_codes import BAD_INPUT, SUT_FAILURE
+from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE
 from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
 from harness.launch import launch
@@ -116,9 +116,16 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
             lo = mid
         else:
             hi = mid
-    line = f"{cfg.loadgen_model_name}.Server.target_qps = {lo:.1f}"
-    record = {"peak_valid_qps": lo, "first_invalid_qps": hi, "user_conf_line": line, "trials": trials}
+    # --low is assumed VALID, never run: a peak is reported only if some trial was VALID
+    found = any(t["valid"] for t in trials)
+    line = f"{cfg.loadgen_model_name}.Server.target_qps = {lo:.1f}" if found else None
+    record = {"peak_valid_qps": lo if found else None, "first_invalid_qps": hi,
+              "user_conf_line": line, "trials": trials}  # fmt: skip
     (out / "find_peak.json").write_text(json.dumps(record, indent=2) + "\n")
+    if not found:
+        print(f"find_peak: no trial was VALID; the peak lies below {hi:.2f} QPS (the lowest tried): "
+              f"run again with a lower --low (record: {out / 'find_peak.json'})", file=sys.stderr)  # fmt: skip
+        return INVALID
     print(
         f"highest VALID Server target_qps: {lo:.1f} (record: {out / 'find_peak.json'})\nuser.conf: {line}"
     )

@@ -50,13 +50,17 @@ MODELS = tuple(model_registry.MODELS)  # every MODEL= name
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
-PEAK_BOUNDS = (0.3, 1.05)  # find_peak's search, x the variant's Offline samples/s
-FIND_PEAK_TRIALS = 5  # find_peak's bisection steps between PEAK_BOUNDS, for the plan
+# find_peak's search for a Server cell, x the variant's Offline samples/s, in FIND_PEAK_TRIALS
+# bisection steps (resolution 0.6 / 2^4 = 4% of Offline). Measured on e5-small, XNLI, PyTorch, 2 cores:
+# at 0.33 x Offline (36 QPS) full's p99 was 118 ms against the 130 ms bound, so the peak sits near a
+# third of Offline (a batch-1 Server queue gets little of Offline's batching).
+PEAK_BOUNDS = (0.15, 0.75)
+FIND_PEAK_TRIALS = 4
 # min_duration of each find_peak Server trial (at least the study's --duration). LoadGen's early
-# stopping needs about 460 queries within the latency bound before it can call a p99 VALID; 20 s at the
-# e5-small Server rates (35-115 QPS here) gives 700-2,300. Without --duration a trial would be an
-# official run (600 s, 270,336 queries).
-PEAK_TRIAL_S = 20.0
+# stopping must be met for VALID: a 20 s trial at 36 QPS (723 queries, a few over the bound) was
+# INVALID for it, "would need at least 584 more queries". 60 s at 20-80 QPS gives 1,200-4,800.
+# Without --duration a trial would be an official run (600 s, 270,336 queries).
+PEAK_TRIAL_S = 60.0
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
 
@@ -167,7 +171,12 @@ class Cell:
         """Everything that changes the result: a finished cell is reused only if this matches
         (an accuracy run is one pass over the task: duration and target_qps do not change it)."""
         perf = self.mode == "performance"
-        return {
+        peak = (
+            {"peak_search": [*PEAK_BOUNDS, FIND_PEAK_TRIALS]}
+            if self.subcommand(s) == "find_peak"
+            else {}
+        )
+        return peak | {
             "cell": asdict(self),
             "duration_s": self.duration_s(s),
             "encoder": s.encoder,
@@ -354,7 +363,7 @@ def peak_bounds(cell: Cell, s: StudySettings) -> list[str]:
     if cell.subcommand(s) != "find_peak" or (sps := offline_throughput(cell, s)) is None:
         return []
     low, high = PEAK_BOUNDS
-    return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}"]
+    return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}", "--steps", str(FIND_PEAK_TRIALS)]
 
 
 def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:

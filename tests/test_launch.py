@@ -208,3 +208,30 @@ def test_run_task_options(flags, kind, expected):
             return {}
 
     assert task_options(parse(flags), Served()) == expected
+
+
+def test_find_peak_server_never_reports_an_untried_bound(tmp_path, monkeypatch):
+    """--low is assumed VALID and never run: when every trial is INVALID there is no peak to report."""
+    from harness.run_record import Results
+    from research import find_peak
+
+    offered = []
+
+    def fake_trial(cfg, lines, folder):
+        offered.append(float(lines[0].rsplit("=", 1)[1]))
+        return Results(result_valid=offered[-1] <= valid_up_to, scenario="Server")
+
+    monkeypatch.setattr(find_peak, "trial", fake_trial)
+    cfg = parse(["--encoder", "e5-small", "--scenario", "Server", "--duration", "60"])
+    args = argparse.Namespace(low=16.0, high=80.0, steps=3)
+    valid_up_to = 10.0  # below every trial
+    assert find_peak.server_peak(cfg, args, tmp_path) == 1
+    record = json.loads((tmp_path / "find_peak.json").read_text())
+    assert offered == [48.0, 32.0, 24.0]
+    assert record["peak_valid_qps"] is None and record["user_conf_line"] is None
+    offered.clear()
+    valid_up_to = 40.0
+    assert find_peak.server_peak(cfg, args, tmp_path) == 0
+    record = json.loads((tmp_path / "find_peak.json").read_text())
+    assert offered == [48.0, 32.0, 40.0] and record["peak_valid_qps"] == 40.0
+    assert record["user_conf_line"] == "full-e5-small.Server.target_qps = 40.0"

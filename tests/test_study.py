@@ -216,8 +216,12 @@ def test_answer_omits_bullets_without_figures():
     rounds = [collect.Run(path="", model="full", task="xnli", scenario="Offline", mode="performance",
                           backend="pytorch", duration_s=5.0, round=r) for r in range(3)]  # fmt: skip
     caveat = answer.answer_lines(rows, rounds)[-1]
-    assert "a short run (min_duration 5 s) on a shared machine; Offline and SingleStream cells ran in 3 " \
-        "interleaved rounds" in caveat and "no repeats" not in caveat
+    assert (
+        "a short run (min_duration 5 s) on a shared machine; Offline and SingleStream cells ran in 3 "
+        "interleaved rounds"
+        in caveat
+        and "no repeats" not in caveat
+    )
     bare = answer.answer_lines([], [])
     assert [line for line in bare if line.startswith("- ")] == [bare[-1]]  # only the caveats
     assert "not recorded" in bare[-1]

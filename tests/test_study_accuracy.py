@@ -225,7 +225,7 @@ def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
     (folder / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli", "scenario": "Offline",
                                                          "mode": "performance", "backend": "pytorch"}))  # fmt: skip
     (folder / "results.json").write_text(json.dumps({"samples_per_second": 100.0, "result_valid": True}))
-    assert study.peak_bounds(server, s) == ["--low", "30.00", "--high", "105.00"]
+    assert study.peak_bounds(server, s) == ["--low", "15.00", "--high", "75.00", "--steps", "4"]
     offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
     assert study.peak_bounds(offline, s) == []
 
@@ -241,9 +241,11 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     assert [c.duration_s(s) for c in (server, offline, accuracy)] == [study.PEAK_TRIAL_S, 5.0, None]
     argv = child_argv(server.config(s), server.subcommand(s))
     assert "find_peak" in argv and "--duration" in argv
-    assert argv[argv.index("--duration") + 1] == "20"  # not an official 600 s trial
-    assert server.settings_key(s)["duration_s"] == 20.0
-    # the plan counts 5 trials of 1.1 x 20 s + 1 s each, plus the process starts
+    assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
+    assert server.settings_key(s)["duration_s"] == 60.0
+    assert server.settings_key(s)["peak_search"] == [0.15, 0.75, 4]
+    assert "peak_search" not in offline.settings_key(s)  # keys of finished cells unchanged
+    # the plan counts 4 trials of 1.1 x 60 s + 1 s each, plus the process starts
     start = study.RATES["e5-small"].start_s
-    expected = study.FIND_PEAK_TRIALS * (1.1 * 20.0 + 1.0 + start)
+    expected = study.FIND_PEAK_TRIALS * (1.1 * 60.0 + 1.0 + start)
     assert study.estimate_seconds([server], s) == pytest.approx(expected)
