@@ -155,13 +155,18 @@ def _round_lines(runs: list[Run]) -> list[str]:
         lines.append(f"  - {what[key[0]]}, {_tname(key[1])}, {_bname(key[2])} ({group[0]['rounds']} "
                      "rounds): " + ", ".join(parts) + ".")  # fmt: skip
     same = [r for r in rows if r["model"] in MERGED_MODELS]
-    for r in same:
-        inside = r["min"] <= 1.0 <= r["max"]
-        verdict = ("includes 1.00: no bias of the harness shows" if inside
-                   else "excludes 1.00: a bias of the harness (or the machine) to find")  # fmt: skip
-        lines.append(f"  - {r['model']} serves full's very graph: its {what[r['figure']]} range on "
-                     f"{_bname(r['backend'])}, {_tname(r['task'])} [{r['min']:.2f}-{r['max']:.2f}] "
-                     f"{verdict}.")  # fmt: skip
+    if same:
+        outside = [r for r in same if not r["min"] <= 1.0 <= r["max"]]
+        names = " and ".join(dict.fromkeys(r["model"] for r in same))
+        line = (f"  - {names} serves full's very graph: its range includes 1.00 in "
+                f"{len(same) - len(outside)} of {len(same)} figures")  # fmt: skip
+        if outside:
+            listed = "; ".join(f"{what[r['figure']]}, {_tname(r['task'])}, {_bname(r['backend'])} "
+                               f"[{r['min']:.2f}-{r['max']:.2f}]" for r in outside)  # fmt: skip
+            line += f": a bias of the harness (or the machine) to find in {listed}."
+        else:
+            line += ": no bias of the harness shows."
+        lines.append(line)
     return lines
 
 
@@ -330,8 +335,8 @@ def answer_lines(
     lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
     if accuracy is not None and (accuracy.figures or accuracy.refused):
         lines += study_answer_lines(accuracy)
-    lines += _round_lines(runs)
-    lines += _cost_lines(rows)
+    rounds = _round_lines(runs)
+    lines += rounds or _cost_lines(rows)  # single-run ratios only when there are no rounds
     lines += _backend_line(rows)
     lines += _latency_line(rows)
     lines += _server_line(rows)
