@@ -189,8 +189,9 @@ def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
         Line2D([], [], color="gray", marker=mk, linestyle="", label=b)
         for b, mk in BACKEND_MARKERS.items()
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    # two rows: one row of 8 entries is wider than the figure and was cut at both sides
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -253,3 +253,20 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     start = study.RATES["e5-small"].start_s
     expected = study.FIND_PEAK_TRIALS * (1.1 * 60.0 + 1.0 + start)
     assert study.estimate_seconds([server], s) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "preset, cells, budget_min", [("e5-small", 254, 180), ("e5-small-quick", 35, 20)]
+)
+def test_presets_are_planned_within_their_budgets(preset, cells, budget_min):
+    """`make study` within 3 hours, `make study QUICK=1` within 20 minutes, by the measured RATES."""
+    import argparse
+
+    from research import study
+
+    parser = argparse.ArgumentParser()
+    study.configure_parser(parser)
+    planned, settings = study.plan(parser.parse_args(["--preset", preset]))
+    assert len(planned) == cells and settings.encoder == "e5-small"
+    assert settings.runs_dir.name == ("study-e5" if preset == "e5-small" else "study-e5-quick")
+    assert study.estimate_seconds(planned, settings) / 60 <= budget_min
