@@ -53,7 +53,8 @@ ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells
 # find_peak's search for a Server cell, x the variant's Offline samples/s, in FIND_PEAK_TRIALS
 # bisection steps (resolution 0.6 / 2^4 = 4% of Offline). Measured on e5-small, XNLI, PyTorch, 2 cores:
 # at 0.33 x Offline (36 QPS) full's p99 was 118 ms against the 130 ms bound, so the peak sits near a
-# third of Offline (a batch-1 Server queue gets little of Offline's batching).
+# third of Offline (within a 130 ms p99 bound on 2 cores the Server SUT's dynamic batches stay far
+# smaller than Offline's).
 PEAK_BOUNDS = (0.15, 0.75)
 FIND_PEAK_TRIALS = 4
 # min_duration of each find_peak Server trial (at least the study's --duration). LoadGen's early

@@ -52,6 +52,12 @@ def longer_run(model: str, epochs: float) -> tuple[Path, dict]:
     return run_dir, training
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def main() -> None:
     from research.bootstrap import UnitScores, difference
 
@@ -80,7 +86,7 @@ def main() -> None:
         "Model: multilingual-e5-small (4-bit weights dequantised to fp32), zero-shot from the first "
         "1,245 English XNLI rows; scored on the held-out rows of the 15 languages (18,675) from "
         "LoadGen AccuracyOnly runs. Differences: paired bootstrap, 2,000 replicates, 95% intervals. "
-        f"The {RECIPE_EPOCHS}-epoch runs are the study's (`{args.study}`).",
+        f"The {RECIPE_EPOCHS}-epoch runs are the study's (`{shown(args.study)}`).",
         "",
         f"Command: `python reports/scripts/xnli_epochs.py --models {args.models} --epochs {n}`",
         "",
@@ -94,7 +100,7 @@ def main() -> None:
     for a, b in itertools.combinations(scores, 2):
         report.append(f"| {a} - {b} | {difference(scores[a], scores[b])['average'].text()} |")
     args.out.write_text("\n".join(report) + "\n")
-    print(f"xnli_epochs: wrote {args.out}")
+    print(f"xnli_epochs: wrote {shown(args.out)}")
 
 
 if __name__ == "__main__":
