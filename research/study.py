@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from common.exit_codes import INVALID
 from common.names import lookup
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
@@ -292,12 +293,18 @@ def language_share(task: str, languages: Sequence[str]) -> float:
 
 def result_folder(cell: Cell, s: StudySettings) -> Path:
     """The run folder holding the cell's results: the contract's, or for a find_peak Server cell the
-    newest Server run folder find_peak wrote under the cell's output_dir."""
-    if cell.scenario == "Server" and s.server_qps == "peak":
-        found = sorted(cell.output_dir(s).rglob("results.json"), key=lambda p: p.stat().st_mtime)
+    newest trial run folder find_peak wrote for the cell's model and task."""
+    if cell.subcommand(s) == "find_peak":
+        trials = peak_folder(cell, s).glob("trial_*/**/results.json")
+        found = sorted(trials, key=lambda p: p.stat().st_mtime)
         if found:
             return found[-1].parent
     return cell.run_folder(s)
+
+
+def peak_folder(cell: Cell, s: StudySettings) -> Path:
+    """Where find_peak keeps a Server cell's trials and find_peak.json (research/find_peak.py)."""
+    return cell.output_dir(s) / cell.model / cell.task
 
 
 def results_of(folder: Path) -> Results | None:
@@ -386,7 +393,15 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     rc = run.rc
     record.update(rc=rc, wall_s=round(time.perf_counter() - t0, 2))
     folder = result_folder(cell, s)
-    if rc == 0 and results_of(folder) is not None:
+    # a search that finished without a VALID trial is a result (find_peak.json says so), not a failure
+    searched = (
+        rc == INVALID
+        and cell.subcommand(s) == "find_peak"
+        and (peak_folder(cell, s) / "find_peak.json").is_file()
+    )
+    if searched:
+        record["note"] = "no VALID trial"
+    if (rc == 0 or searched) and results_of(folder) is not None:
         marker = {"settings": cell.settings_key(s), "argv": run.argv, "wall_s": record["wall_s"]}
         (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     elif rc == 0:

@@ -270,3 +270,32 @@ def test_presets_are_planned_within_their_budgets(preset, cells, budget_min):
     assert len(planned) == cells and settings.encoder == "e5-small"
     assert settings.runs_dir.name == ("study-e5" if preset == "e5-small" else "study-e5-quick")
     assert study.estimate_seconds(planned, settings) / 60 <= budget_min
+
+
+def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch):
+    """find_peak exits 1 when no trial was VALID: its record is the cell's result, so `make study`
+    does not run the search again; and each cell reads only its own model's trials."""
+    from harness.launch import Launched
+    from research import study
+
+    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", server_qps="peak")
+    cells = [study.Cell(m, "xnli", "pytorch", "Server", "performance") for m in ("full", "adapter")]
+
+    def fake_launch(cfg, log, command, more_flags, python, timeout_s):
+        assert command == "find_peak"
+        peak = tmp_path / "pytorch" / cfg.model / "xnli"
+        trial = peak / "trial_00_20" / cfg.model / "xnli" / "Server" / "performance"
+        trial.mkdir(parents=True)
+        (trial / "run_config.json").write_text(json.dumps({"model": cfg.model, "task": "xnli",
+            "scenario": "Server", "mode": "performance", "backend": "pytorch"}))  # fmt: skip
+        (trial / "results.json").write_text(json.dumps({"result_valid": False}))
+        (peak / "find_peak.json").write_text(json.dumps({"peak_valid_qps": None}))
+        return Launched([], 1, trial, None, log)
+
+    monkeypatch.setattr(study, "launch", fake_launch)
+    record = study.run_cell(cells[0], s)
+    assert record["note"] == "no VALID trial" and "error" not in record
+    assert study.is_done(cells[0], s) and not study.is_done(cells[1], s)
+    study.run_cell(cells[1], s)
+    assert study.result_folder(cells[0], s).parts[-4] == "full"  # not the newer adapter trial
+    assert study.is_done(cells[0], s) and study.is_done(cells[1], s)
