@@ -87,11 +87,12 @@ class Rates:
 # e5-small: build/study-e5/study_log.jsonl (2026-11-30, 2 cores): performance cells 18.5 s (Offline:
 # the 250 target sizes a 1,375-sample query, at 110-190 samples/s) and 10.9 s (SingleStream) median,
 # so 8 s a start on average; XNLI accuracy cells 196 s (18,675 held-out samples), TyDiQA 285-295 s;
-# a seed's XNLI training adds 118 s (seed cells 314 s). Retrieval passes are guesses until measured.
+# a seed's XNLI training adds 118 s (seed cells 314 s); a Tatoeba cell 160 s alone (31,692
+# sentences; 350 s beside a test run), a BUCC cell 116 s.
 RATES: dict[str, Rates] = {
     "tiny": Rates(5.0, {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0}, 60.0,
                   {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0}),
-    "e5-small": Rates(8.0, {"xnli": 188.0, "pawsx": 100.0, "tydiqa": 280.0, "tatoeba": 150.0, "bucc": 120.0},
+    "e5-small": Rates(8.0, {"xnli": 188.0, "pawsx": 100.0, "tydiqa": 280.0, "tatoeba": 155.0, "bucc": 108.0},
                       120.0, {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0}),
 }  # fmt: skip
 
