@@ -217,7 +217,7 @@ def _server_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = 
     lost = [m for m in MERGED_MODELS if m in searched and m not in qps]
     if lost:
         line += (f" {' and '.join(lost)} serves full's very graph, so one search per model cannot rank "
-                 "the forms here: the p99 tail of a 60 s Server run on this machine moves more than "
+                 "the forms here: the p99 tail of one short Server run on this machine moves more than "
                  "the difference.")  # fmt: skip
     return [line]
 

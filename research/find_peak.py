@@ -52,6 +52,12 @@ def trial(cfg: RunConfig, lines: list[str], folder: Path) -> Results | None:
     return launch(replace(cfg, user_conf=conf, output_dir=folder, allow_invalid=True)).results
 
 
+def search_folder(cfg: RunConfig) -> Path:
+    """Where a search of `cfg` keeps its trials (trial_NN/, each holding a run folder) and
+    find_peak.json: its own folder, not a run folder."""
+    return Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task
+
+
 def main(args: argparse.Namespace) -> int:
     args.scenario = args.scenario or "Server"
     modes = {"Server": server_peak, "Offline": offline_peak}
@@ -60,8 +66,7 @@ def main(args: argparse.Namespace) -> int:
               "INVALID report prints the target_latency line", file=sys.stderr)  # fmt: skip
         return BAD_INPUT
     cfg = RunConfig.from_args(args)
-    out = Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task
-    return modes[args.scenario](cfg, args, out)
+    return modes[args.scenario](cfg, args, search_folder(cfg))
 
 
 def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:

@@ -35,6 +35,7 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.recipe import seed_models_dir
+from research.find_peak import search_folder
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -52,16 +53,17 @@ TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
 # find_peak's search for a Server cell, x the variant's Offline samples/s, in FIND_PEAK_TRIALS
-# bisection steps (resolution 0.6 / 2^4 = 4% of Offline). Measured on e5-small, XNLI, PyTorch, 2 cores:
-# at 0.33 x Offline (36 QPS) full's p99 was 118 ms against the 130 ms bound, so the peak sits near a
-# third of Offline (within a 130 ms p99 bound on 2 cores the Server SUT's dynamic batches stay far
-# smaller than Offline's).
+# bisection steps (resolution 0.6 / 2^4 = 4% of Offline). Measured on e5-small, XNLI, PyTorch, 2 cores
+# (build/study-e5/pytorch/full/xnli/trial_*): full was VALID at 33 QPS (p99 109 ms) and not at 37-41,
+# about 0.3 x its Offline rate (within a 130 ms p99 bound on 2 cores the Server SUT's dynamic batches
+# stay far smaller than Offline's).
 PEAK_BOUNDS = (0.15, 0.75)
 FIND_PEAK_TRIALS = 4
 # min_duration of each find_peak Server trial (at least the study's --duration). LoadGen's early
-# stopping must be met for VALID: a 20 s trial at 36 QPS (723 queries, a few over the bound) was
-# INVALID for it, "would need at least 584 more queries". 60 s at 20-80 QPS gives 1,200-4,800.
-# Without --duration a trial would be an official run (600 s, 270,336 queries).
+# stopping must be met for VALID: a first search with 20 s trials (session of 2026-11-30, its folders
+# not kept) was INVALID for it alone at 36 QPS, 723 queries, "would need at least 584 more queries".
+# At 60 s full's trial at 33 QPS met it (about 2,000 queries). Without --duration a trial would be an
+# official run (600 s, 270,336 queries).
 PEAK_TRIAL_S = 60.0
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
@@ -304,8 +306,8 @@ def result_folder(cell: Cell, s: StudySettings) -> Path:
 
 
 def peak_folder(cell: Cell, s: StudySettings) -> Path:
-    """Where find_peak keeps a Server cell's trials and find_peak.json (research/find_peak.py)."""
-    return cell.output_dir(s) / cell.model / cell.task
+    """Where find_peak keeps a Server cell's trials and find_peak.json."""
+    return search_folder(cell.config(s))
 
 
 def results_of(folder: Path) -> Results | None:

@@ -125,7 +125,7 @@ _RUN_PATH = re.compile(
 # find_peak keeps its trials in <output_dir>/<MODEL>/<TASK>/trial_NN/ (each trial's run folder is
 # made by the launcher below that): its own folder, not a run folder
 ALLOWED = {
-    "research/find_peak.py": 'out = Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task'
+    "research/find_peak.py": 'return Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task'
 }
 
 

@@ -191,7 +191,7 @@ def test_answer_quotes_the_measured_ratios():
     server = [line for line in answer.answer_lines(rows, runs) if line.startswith("- Server")][0]
     assert server.endswith("lora-squad: no VALID load down to 200.0 QPS. lora-squad serves full's very "
                            "graph, so one search per model cannot rank the forms here: the p99 tail of "
-                           "a 60 s Server run on this machine moves more than the difference.")  # fmt: skip
+                           "one short Server run on this machine moves more than the difference.")  # fmt: skip
     assert ("  - XNLI accuracy, PyTorch: full 34.00; adapter 33.50 (-0.50 points), adapter-squad "
             "35.25 (+1.25 points).") in lines  # pytorch preferred over the int8 figure  # fmt: skip
     assert "  - TyDiQA f1, ONNX Runtime int8: full 6.00; adapter 4.50 (-1.50 points)." in lines
