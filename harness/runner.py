@@ -144,7 +144,9 @@ def warm_up(workload: Workload, backends: list[Backend] | None = None) -> None:
     Call it on the thread that will run the backend: PyTorch's OpenMP pool belongs to the thread
     that first runs a parallel region, and a second thread's pool competes with the first one's
     idle threads (measured on 2 cores: single-sample forwards ~1.6x slower on the second thread).
-    The SUT therefore warms each backend on its own worker thread (`SUT(warm_up=...)`)."""
+    The SUT therefore warms each backend on its own worker thread (`SUT(warm_up=...)`), and the
+    PyTorch backend builds its module with intra-op parallelism off for the same reason
+    (models.pytorch_backend.serial_intra_op)."""
     n = min(8, len(workload.qsl.lengths))
     sample = np.arange(n)
     qsl = QuerySampleLibrary(

@@ -14,11 +14,33 @@ from models.base import Backend, BackendOptions
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@contextlib.contextmanager
+def serial_intra_op():
+    """torch's intra-op parallelism off for the block, then back to what it was.
+
+    The model is built here, in the calling thread, and served from the SUT's worker threads.
+    libgomp keeps one OpenMP thread team per native thread that enters a parallel region, and a
+    build can enter one (the adapters library's load_adapter initialises tensors large enough to
+    go parallel). Its team then outlives the build beside the worker's own, and with more OpenMP
+    threads than cores libgomp stops spinning between regions: every op of a forward pass waits
+    for a sleeping thread to wake. Measured on 2 cores, e5-small `adapter`, batch 1, 2 threads, in
+    a worker thread: 47.7 ms a call built in parallel, 27.9 ms built serially (full: 25.8 and 24.3);
+    reports/study-e5/batch1_threads.md has the command. Building serially costs nothing measurable
+    (loading is I/O and initialisation)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class PyTorchBackend(Backend):
     """Runs `served.torch_module()` on options.device.
 
     fp32 on CPU or GPU; bf16/fp16 = torch.autocast on CUDA (weights stay fp32, matmuls in half);
-    int8 is ONNX Runtime only. threads > 0 -> torch.set_num_threads (process-wide).
+    int8 is ONNX Runtime only. threads > 0 -> torch.set_num_threads (process-wide). The module is
+    built with intra-op parallelism off (see serial_intra_op).
     """
 
     name: ClassVar[str] = "pytorch"
@@ -30,17 +52,18 @@ class PyTorchBackend(Backend):
             raise ValueError(
                 f"dtype {options.dtype} needs device cuda (autocast on GPU); use fp32 on CPU"
             )
-        if options.threads > 0:
-            torch.set_num_threads(options.threads)
         self.served, self.options = served, options
         self.device = torch.device(options.device)
-        try:
-            module = served.torch_module(attn_implementation="sdpa")
-            self.attn = "sdpa"
-        except (ValueError, ImportError):  # an architecture without SDPA support
-            module = served.torch_module(attn_implementation="eager")
-            self.attn = "eager"
-        self.module = module.to(self.device)
+        with serial_intra_op():
+            try:
+                module = served.torch_module(attn_implementation="sdpa")
+                self.attn = "sdpa"
+            except (ValueError, ImportError):  # an architecture without SDPA support
+                module = served.torch_module(attn_implementation="eager")
+                self.attn = "eager"
+            self.module = module.to(self.device)
+        if options.threads > 0:
+            torch.set_num_threads(options.threads)
         self.autocast = AUTOCAST.get(options.dtype)
 
     def _autocast(self):
