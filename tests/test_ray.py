@@ -46,6 +46,7 @@ class FakeTransport:
         self.calls: list[tuple[int, int]] = []  # (actor, batch size) of every call, failed ones too
         self.probes: list[tuple[int, float]] = []
         self.lose_next: list[int] = []  # actors whose next call (only) raises ActorLost, then restart
+        self.lose_first_call: list[bool] = []  # [True]: the first call, whichever actor, is lost
         self.backend = FakeBackend()
 
     def call(self, actor, input_ids, attention_mask):
@@ -55,6 +56,13 @@ class FakeTransport:
         if actor in self.lose_next:
             self.lose_next.remove(actor)
             self.down.add(actor)
+        elif self.lose_first_call:  # list.pop is atomic: exactly one concurrent caller gets it
+            try:
+                self.lose_first_call.pop()
+            except IndexError:
+                pass
+            else:
+                self.down.add(actor)
         if actor in self.down or actor in self.gone:
             raise ActorLost(f"actor {actor} process died")
         return self.backend.predict(input_ids, attention_mask)
@@ -190,7 +198,9 @@ class PoolProxy(RayBackend):
 @pytest.mark.parametrize("scenario", ["Offline", "Server"])
 def test_sut_through_proxies_completes_every_sample_once_when_an_actor_is_lost(tmp_path, scenario):
     p, t = pool()
-    t.lose_next.append(1)  # actor 1's first call is lost; the actor restarts at the next probe
+    # the first call, on whichever actor the scheduling picks, is lost; the actor restarts at the
+    # next probe (a fixed actor may get no call at all when the worker threads are starved)
+    t.lose_first_call.append(True)
     opts = SUTOptions(max_batch=8, token_budget=256, workers=4)
     sut, fs = run_loadgen(tmp_path, scenario, True, None, options=opts,
                           backends=[PoolProxy(p, w % 2) for w in range(4)])  # fmt: skip
