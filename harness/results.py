@@ -16,8 +16,8 @@ from harness.loadgen_log import LoadgenLog
 
 RESULT_KEYS = (
     "result_valid validity scenario mode samples_per_second completed_qps scheduled_qps target_qps "
-    "target_latency_ns latency_ns early_stopping_latency_ns constraints_failed loadgen_errors "
-    "loadgen_warnings submission_grade summary"
+    "target_latency_ns latency_ns early_stopping_latency_ns early_stopping_queries_short "
+    "constraints_failed loadgen_errors loadgen_warnings submission_grade summary"
 ).split()
 # The runner adds: interrupted (bool) and signal, ended_early (the SUT's reason: interrupt, Server
 # drain bound), nonfinite_samples (responses holding NaN/Inf), sut_failure, sut_batches,
@@ -27,6 +27,8 @@ RESULT_KEYS = (
 # sut/ray_executor.py).
 _LINE = re.compile(r"^\s*(?:\*\s*)?([^:=*\s][^:]*?)\s*:\s*(.*?)\s*$")
 _PERCENTILE = re.compile(r"^(\d+\.\d+) percentile latency \(ns\)$")
+# a run that failed early stopping: how many more queries LoadGen says it would have needed
+_QUERIES_SHORT = re.compile(r"Would need to run at least (\d+) more queries")
 # summary line -> the constraint LoadGen reports as not met
 _CONSTRAINTS = {
     "Min duration satisfied": "min duration",
@@ -89,6 +91,7 @@ def results_from_summary(text: str, detail: Path, mode: str, submission_grade: b
         if key.startswith("Early stopping") and "percentile estimate" in key:
             early = early or value
     target_latency = s.get("target_latency (ns)")
+    short = _QUERIES_SHORT.search(text)
     return {
         "result_valid": validity == "VALID",
         "validity": validity,
@@ -101,6 +104,7 @@ def results_from_summary(text: str, detail: Path, mode: str, submission_grade: b
         "target_latency_ns": target_latency,
         "latency_ns": _percentiles(s),
         "early_stopping_latency_ns": early,
+        "early_stopping_queries_short": int(short.group(1)) if short else None,
         "constraints_failed": failed,
         "loadgen_errors": errors,
         "loadgen_warnings": warnings,

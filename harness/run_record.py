@@ -49,6 +49,7 @@ class Results:
     target_latency_ns: float | None = None
     latency_ns: dict[str, float] = field(default_factory=dict)  # min, mean, max, p50, p90, p99...
     early_stopping_latency_ns: float | None = None
+    early_stopping_queries_short: int | None = None  # failed early stopping: queries still needed
     constraints_failed: tuple[str, ...] = ()
     loadgen_errors: int = 0
     loadgen_warnings: int = 0

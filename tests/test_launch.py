@@ -235,3 +235,39 @@ def test_find_peak_server_never_reports_an_untried_bound(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "find_peak.json").read_text())
     assert offered == [48.0, 32.0, 40.0] and record["peak_valid_qps"] == 40.0
     assert record["user_conf_line"] == "full-e5-small.Server.target_qps = 40.0"
+
+
+def test_find_peak_server_runs_a_trial_short_of_queries_again_for_longer(tmp_path, monkeypatch):
+    """A development trial that met its latency bound but failed only early stopping (too few queries
+    at a low load) is decided by a second trial at the same load, long enough for the queries LoadGen
+    said it needed x the margin; any other INVALID trial is final."""
+    from harness.run_record import Results
+    from research import find_peak
+
+    runs = []
+
+    def fake_trial(cfg, lines, folder):
+        q = float(lines[0].rsplit("=", 1)[1])
+        runs.append((q, cfg.duration_s, folder.name))
+        if q > 40:  # over the latency bound: final
+            return Results(result_valid=False, constraints_failed=("latency",))
+        if cfg.duration_s == 60.0:  # the short trial: too few queries
+            return Results(result_valid=False, constraints_failed=("early stopping",),
+                           early_stopping_queries_short=500)  # fmt: skip
+        return Results(result_valid=True)
+
+    monkeypatch.setattr(find_peak, "trial", fake_trial)
+    cfg = parse(["--encoder", "e5-small", "--scenario", "Server", "--duration", "60"])
+    args = argparse.Namespace(low=16.0, high=80.0, steps=2)
+    assert find_peak.server_peak(cfg, args, tmp_path) == 0
+    longer = 60.0 + find_peak.EARLY_STOPPING_MARGIN * 500 / 32.0
+    assert runs == [(48.0, 60.0, "trial_00_48"), (32.0, 60.0, "trial_01_32"),
+                    (32.0, longer, "trial_01_32_longer")]  # fmt: skip
+    record = json.loads((tmp_path / "find_peak.json").read_text())
+    assert record["peak_valid_qps"] == 32.0
+    assert record["trials"] == [{"target_qps": 48.0, "valid": False},
+                                {"target_qps": 32.0, "longer_s": 78.8, "valid": True}]  # fmt: skip
+    official = parse(["--encoder", "e5-small", "--scenario", "Server"])  # no --duration: 600 s runs
+    short = Results(result_valid=False, constraints_failed=("early stopping",),
+                    early_stopping_queries_short=500)  # fmt: skip
+    assert find_peak.longer_trial_s(official, short, 32.0) is None

@@ -281,6 +281,16 @@ def test_results_parse_real_summaries_keep_reasons():
     res = results_from_summary(text, Path("/nonexistent"), "performance", True)
     assert res["validity"] == "INVALID" and res["constraints_failed"] == ["min duration"]
     assert res["early_stopping_latency_ns"] == 733992 and res["latency_ns"]["p90"] == 729456
+    assert res["early_stopping_queries_short"] is None
+    # a Server trial that met its latency bound but ran too few queries to show it (LoadGen 5.x)
+    text = """Scenario : Server\nResult is : INVALID\n  Performance constraints satisfied : Yes
+  Min duration satisfied : Yes\n  Min queries satisfied : Yes\n  Early stopping satisfied: NO
+Early Stopping Result:\n * Run unsuccessful.\n * Processed 1219 queries.
+ * Would need to run at least 517 more queries,\n with the run being successful if every additional
+ query were under latency.\n"""
+    res = results_from_summary(text, Path("/nonexistent"), "performance", True)
+    assert res["constraints_failed"] == ["early stopping"]
+    assert res["early_stopping_queries_short"] == 517
 
 
 def test_each_worker_warms_its_backend_on_its_own_thread(monkeypatch):
