@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+from harness.info import device_info  # noqa: E402
 
 BUILDS = ("parallel", "serial")
 
@@ -60,7 +61,8 @@ def child(model: str, build: str, args: argparse.Namespace) -> float:
 
 
 def report(p90: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> str:
-    cpu = platform.processor() or platform.machine()
+    info = device_info()
+    cpu = f"{info['cpu_model']}, {info['cpu_cores']} cores"
     lines = [
         "# Batch-1 forward passes on the SUT's worker thread: model built in parallel vs serially",
         "",
