@@ -23,10 +23,10 @@ def serial_intra_op():
     build can enter one (the adapters library's load_adapter initialises tensors large enough to
     go parallel). Its team then outlives the build beside the worker's own, and with more OpenMP
     threads than cores libgomp stops spinning between regions: every op of a forward pass waits
-    for a sleeping thread to wake. Measured on 2 cores, e5-small `adapter`, batch 1, 2 threads, in
-    a worker thread: 47.7 ms a call built in parallel, 27.9 ms built serially (full: 25.8 and 24.3);
-    reports/study-e5/batch1_threads.md has the command. Building serially costs nothing measurable
-    (loading is I/O and initialisation)."""
+    for a sleeping thread to wake. Measured on 2 cores, e5-small `adapter`, XNLI, batch 1, 2
+    threads, on a worker thread: p90 48-52 ms built in parallel, 33 ms built serially (`full`
+    28-34 ms either way; reports/study-e5/batch1_threads.md). Building serially costs nothing
+    measurable (loading is I/O and initialisation)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
