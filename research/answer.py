@@ -311,7 +311,9 @@ def _caveat_line(
         )
     else:
         who = "The model kind of these runs is not recorded"
-    durations = sorted({r.duration_s for r in runs if r.mode == "performance" and r.duration_s})
+    durations = sorted(
+        {round(r.duration_s, 1) for r in runs if r.mode == "performance" and r.duration_s}
+    )
     rounds = len({r.round for r in runs if r.mode == "performance"})
     how = "a single short run" if rounds < 2 else "a short run"
     if durations:
