@@ -239,35 +239,55 @@ def test_find_peak_server_never_reports_an_untried_bound(tmp_path, monkeypatch):
 
 def test_find_peak_server_runs_a_trial_short_of_queries_again_for_longer(tmp_path, monkeypatch):
     """A development trial that met its latency bound but failed only early stopping (too few queries
-    at a low load) is decided by a second trial at the same load, long enough for the queries LoadGen
-    said it needed x the margin; any other INVALID trial is final."""
+    at a low load) is decided by longer trials at the same load, each lasting for the queries LoadGen
+    said it needed x the margin, repeated while the shortfall shrinks (at most LONGER_TRIALS, never
+    past MAX_TRIAL_S); any other INVALID trial is final."""
     from harness.run_record import Results
     from research import find_peak
 
     runs = []
+    shortfalls = []  # the queries short of each trial at 32 QPS in turn; none left: VALID
 
     def fake_trial(cfg, lines, folder):
         q = float(lines[0].rsplit("=", 1)[1])
-        runs.append((q, cfg.duration_s, folder.name))
+        runs.append((q, round(cfg.duration_s, 2), folder.name))
         if q > 40:  # over the latency bound: final
             return Results(result_valid=False, constraints_failed=("latency",))
-        if cfg.duration_s == 60.0:  # the short trial: too few queries
-            return Results(result_valid=False, constraints_failed=("early stopping",),
-                           early_stopping_queries_short=500)  # fmt: skip
-        return Results(result_valid=True)
+        if not shortfalls:
+            return Results(result_valid=True)
+        return Results(result_valid=False, constraints_failed=("early stopping",),
+                       early_stopping_queries_short=shortfalls.pop(0))  # fmt: skip
+
+    def search(*short):
+        runs.clear()
+        shortfalls[:] = short
+        assert find_peak.server_peak(cfg, args, tmp_path) in (0, 1)
+        return json.loads((tmp_path / "find_peak.json").read_text())["trials"][1]
 
     monkeypatch.setattr(find_peak, "trial", fake_trial)
     cfg = parse(["--encoder", "e5-small", "--scenario", "Server", "--duration", "60"])
-    args = argparse.Namespace(low=16.0, high=80.0, steps=2)
-    assert find_peak.server_peak(cfg, args, tmp_path) == 0
-    longer = 60.0 + find_peak.EARLY_STOPPING_MARGIN * 500 / 32.0
+    args = argparse.Namespace(low=16.0, high=80.0, steps=2)  # trials at 48, then 32 QPS
+    d1 = 60.0 + find_peak.EARLY_STOPPING_MARGIN * 500 / 32.0  # 78.75 s
+    d2 = d1 + find_peak.EARLY_STOPPING_MARGIN * 200 / 32.0  # 86.25 s
+
+    # one longer trial decides
+    assert search(500) == {"target_qps": 32.0, "longer_s": [78.8], "valid": True}
     assert runs == [(48.0, 60.0, "trial_00_48"), (32.0, 60.0, "trial_01_32"),
-                    (32.0, longer, "trial_01_32_longer")]  # fmt: skip
-    record = json.loads((tmp_path / "find_peak.json").read_text())
-    assert record["peak_valid_qps"] == 32.0
-    assert record["trials"] == [{"target_qps": 48.0, "valid": False},
-                                {"target_qps": 32.0, "longer_s": 78.8, "valid": True}]  # fmt: skip
+                    (32.0, d1, "trial_01_32_longer")]  # fmt: skip
+    # a shrinking shortfall: longer again, from the last trial's duration
+    assert search(500, 200) == {"target_qps": 32.0, "longer_s": [78.8, 86.2], "valid": True}
+    assert runs[3] == (32.0, round(d2, 2), "trial_01_32_longer2")
+    # a shortfall that does not shrink ends the trials: INVALID at that load
+    assert search(500, 200, 200) == {"target_qps": 32.0, "longer_s": [78.8, 86.2], "valid": False}
+    assert len(runs) == 4
+    # at most LONGER_TRIALS longer trials
+    assert search(900, 800, 700, 600, 500)["valid"] is False
+    assert len(runs) == 2 + find_peak.LONGER_TRIALS and shortfalls == [500]
+    # none past MAX_TRIAL_S; none after an official (600 s) run
+    big = Results(result_valid=False, constraints_failed=("early stopping",),
+                  early_stopping_queries_short=100_000)  # fmt: skip
+    assert find_peak.longer_trial_s(cfg, big, 32.0) == find_peak.MAX_TRIAL_S
+    at_cap = parse(["--encoder", "e5-small", "--scenario", "Server", "--duration", "600"])
+    assert find_peak.longer_trial_s(at_cap, big, 32.0) is None
     official = parse(["--encoder", "e5-small", "--scenario", "Server"])  # no --duration: 600 s runs
-    short = Results(result_valid=False, constraints_failed=("early stopping",),
-                    early_stopping_queries_short=500)  # fmt: skip
-    assert find_peak.longer_trial_s(official, short, 32.0) is None
+    assert find_peak.longer_trial_s(official, big, 32.0) is None
