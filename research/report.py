@@ -178,13 +178,14 @@ def write_report(
     answer_doc: a document (docs/study.md) whose generated answer block is rewritten (write_answer)."""
     from research.plots import write_plots, write_study_plots
 
-    out = Path(out)
+    out, runs_root = Path(out), Path(runs_root)
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(runs_root)
     rows = variant_rows(runs)
     written = {"csv": out / "study.csv", "runs_csv": out / "study_runs.csv", "md": out / "study.md"}
     write_csv(rows, written["csv"], VARIANT_COLUMNS)
-    run_dicts = [asdict(r) for r in runs]
+    # run folders relative to runs_root: the csv reads the same on any checkout
+    run_dicts = [asdict(r) | {"path": str(Path(r.path).relative_to(runs_root))} for r in runs]
     write_csv(
         run_dicts,
         written["runs_csv"],
