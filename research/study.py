@@ -219,7 +219,8 @@ def plan_cells(
     `seed_models` on XNLI served from that seed's zoo (training noise), after the task's cells.
     `rounds` > 1: the Offline and SingleStream performance cells again, rounds - 1 more times,
     interleaved (every model and backend of a round before the next round), so that each ratio to
-    full can be taken within a round and shown with its spread over rounds.
+    full can be taken within a round and shown with its spread over rounds; round r starts at the
+    r-th model (rotated), so that a drift within a round does not favour one model in every round.
     `perf_tasks` (None = all): the tasks with performance cells and with accuracy cells on backends
     other than REFERENCE_BACKEND (those only for `other_accuracy_models`, None = all);
     `retrieval_models` (None = all): the models served for retrieval tasks (models that serve the
@@ -262,8 +263,9 @@ def plan_cells(
                 if backend in accuracy_backends and (backend == REFERENCE_BACKEND or other_ok):
                     cells.append(Cell(model, task, backend, "Offline", "accuracy"))
         for r in range(1, rounds if perf else 1):
+            k = r % len(task_models)  # round r starts at the r-th model: no model always goes first
             cells += [Cell(model, task, backend, sc, "performance", round=r)
-                      for model in task_models for backend in backends
+                      for model in task_models[k:] + task_models[:k] for backend in backends
                       for sc in ("Offline", "SingleStream")
                       if sc in scenarios and (sc == "Offline" or latency)]  # fmt: skip
         if task == SEED_TASK:

@@ -257,6 +257,19 @@ def test_plan_orders_offline_before_server_and_counts_cells():
         study.plan_cells(["full"], ["xnli"], ["onnx-int8"], ["Offline"], None, [], [])
 
 
+def test_rounds_are_interleaved_and_rotated():
+    """Every model of a round runs before the next round, and round r starts at the r-th model:
+    over len(models) rounds each model goes first once (TyDiQA, 2026-11-30: full, first in every
+    round, measured below full-squad, the same graph later in the round, in 13 of 15 pairs)."""
+    models = ["full", "adapter", "lora-squad"]
+    cells = study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline"], None, [], [], rounds=4)
+    order = [(c.round, c.model) for c in cells]
+    assert order == [(0, "full"), (0, "adapter"), (0, "lora-squad"),
+                     (1, "adapter"), (1, "lora-squad"), (1, "full"),
+                     (2, "lora-squad"), (2, "full"), (2, "adapter"),
+                     (3, "full"), (3, "adapter"), (3, "lora-squad")]  # fmt: skip
+
+
 FAKE_RUNNER = """#!{python}
 import json, sys
 from pathlib import Path
