@@ -184,6 +184,31 @@ def _backend_line(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
             "samples/s): " + "; ".join(parts) + "."]  # fmt: skip
 
 
+def _backend_round_line(runs: list[Run], task: str = "xnli") -> list[str]:
+    """Offline samples/s of `full` on every other backend variant relative to the first registered
+    backend (PyTorch), taken within each interleaved round: median [min-max] over the rounds."""
+    sps: dict[tuple[str, int], float] = {
+        (r.backend, r.round): r.samples_per_second
+        for r in runs
+        if r.model == REFERENCE and r.task == task and r.scenario == "Offline"
+        and r.mode == "performance" and not r.seed and r.samples_per_second
+    }  # fmt: skip
+    first = next(iter(BACKENDS))
+    parts = []
+    for backend in _ordered_backends(b for b, _ in sps):
+        ratios = [
+            sps[(backend, n)] / sps[(first, n)] for b, n in sps if b == backend and (first, n) in sps
+        ]
+        if backend != first and len(ratios) > 1:
+            med = statistics.median(ratios)
+            parts.append(f"{_bname(backend)} {med:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] "
+                         f"({_pct(med)}, {len(ratios)} rounds)")  # fmt: skip
+    if not parts:
+        return []
+    return [f"- Backends (full, {_tname(task)} Offline samples/s relative to {_bname(first)} within "
+            "each round; median [min-max]): " + "; ".join(parts) + "."]  # fmt: skip
+
+
 def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = "pytorch") -> list[str]:
     """SingleStream p90 of the adapter models against full, on one backend."""
     p90 = {
@@ -346,9 +371,10 @@ def answer_lines(
     if accuracy is not None and (accuracy.figures or accuracy.refused):
         lines += study_answer_lines(accuracy)
     rounds = _round_lines(runs)
-    lines += rounds or _cost_lines(rows)  # single-run ratios only when there are no rounds
-    lines += _backend_line(rows)
-    lines += _latency_line(rows)
+    # single-run ratios only when there are no rounds (the rounds' lines hold SingleStream p90 too)
+    lines += rounds or _cost_lines(rows)
+    lines += _backend_round_line(runs) or _backend_line(rows)
+    lines += [] if rounds else _latency_line(rows)
     lines += _server_line(rows)
     if accuracy is None or not accuracy.figures:  # else its claims, with intervals, came first
         lines += _accuracy_lines(rows, runs)

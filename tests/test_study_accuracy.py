@@ -122,7 +122,7 @@ def test_seeds_int8_and_missing_scores(tmp_path, base):
 
 def test_round_ratios_and_the_same_graph_check():
     from research.answer import answer_lines
-    from research.collect import round_of, round_ratios
+    from research.collect import VARIANT_COLUMNS, round_of, round_ratios
 
     def perf(model, rnd, sps, p90=None, scenario="Offline"):
         return Run(path=f"runs/round-{rnd}/pytorch/{model}" if rnd else f"runs/pytorch/{model}",
@@ -145,6 +145,20 @@ def test_round_ratios_and_the_same_graph_check():
         "lora-squad serves full's very graph: its range includes 1.00 in 1 of 1 figures: no bias" in text
     )
     assert "- Cost at inference (XNLI Offline" not in text  # no single-run ratios beside the rounds
+    # the backends within each round too; no round-0-only latency line beside the rounds' p90 ratios
+    ort = [
+        perf("full", k, v * f)
+        for k, (v, f) in enumerate(zip(full, (0.8, 0.9, 0.85, 0.9, 0.7), strict=True))
+    ]
+    for r in ort:
+        r.backend = "onnxruntime"
+    blank = dict.fromkeys(VARIANT_COLUMNS)
+    rows0 = [blank | {"model": m, "task": "xnli", "backend": "pytorch", "offline_samples_per_s": sps,
+                      "singlestream_p90_ms": p90} for m, sps, p90 in (("full", 100.0, 4.0), ("adapter", 90.0, 8.0))]  # fmt: skip
+    lines = answer_lines(rows0, runs + ort)
+    assert ("- Backends (full, XNLI Offline samples/s relative to PyTorch within each round; median "
+            "[min-max]): ONNX Runtime 0.85x [0.70-0.90] (-15%, 5 rounds).") in lines  # fmt: skip
+    assert not any(line.startswith("- Latency (") for line in lines)
     biased = [r for r in runs if r.model != "lora-squad"]
     biased += [perf("lora-squad", k, v * 0.9) for k, v in enumerate(full)]
     assert ("its range includes 1.00 in 0 of 1 figures: a bias of the harness (or the machine) to "
