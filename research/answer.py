@@ -186,7 +186,8 @@ def _backend_line(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
 
 def _backend_round_line(runs: list[Run], task: str = "xnli") -> list[str]:
     """Offline samples/s of `full` on every other backend variant relative to the first registered
-    backend (PyTorch), taken within each interleaved round: median [min-max] over the rounds."""
+    backend (PyTorch), paired by round (cells rerun later keep their round: docs/study.md says which):
+    median [min-max] over the rounds."""
     sps: dict[tuple[str, int], float] = {
         (r.backend, r.round): r.samples_per_second
         for r in runs
@@ -205,8 +206,8 @@ def _backend_round_line(runs: list[Run], task: str = "xnli") -> list[str]:
                          f"({_pct(med)}, {len(ratios)} rounds)")  # fmt: skip
     if not parts:
         return []
-    return [f"- Backends (full, {_tname(task)} Offline samples/s relative to {_bname(first)} within "
-            "each round; median [min-max]): " + "; ".join(parts) + "."]  # fmt: skip
+    return [f"- Backends (full, {_tname(task)} Offline samples/s relative to {_bname(first)} paired by "
+            "round; median [min-max]): " + "; ".join(parts) + "."]  # fmt: skip
 
 
 def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = "pytorch") -> list[str]:

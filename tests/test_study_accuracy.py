@@ -156,7 +156,7 @@ def test_round_ratios_and_the_same_graph_check():
     rows0 = [blank | {"model": m, "task": "xnli", "backend": "pytorch", "offline_samples_per_s": sps,
                       "singlestream_p90_ms": p90} for m, sps, p90 in (("full", 100.0, 4.0), ("adapter", 90.0, 8.0))]  # fmt: skip
     lines = answer_lines(rows0, runs + ort)
-    assert ("- Backends (full, XNLI Offline samples/s relative to PyTorch within each round; median "
+    assert ("- Backends (full, XNLI Offline samples/s relative to PyTorch paired by round; median "
             "[min-max]): ONNX Runtime 0.85x [0.70-0.90] (-15%, 5 rounds).") in lines  # fmt: skip
     assert not any(line.startswith("- Latency (") for line in lines)
     biased = [r for r in runs if r.model != "lora-squad"]
