@@ -263,7 +263,7 @@ def plan_cells(
                 if backend in accuracy_backends and (backend == REFERENCE_BACKEND or other_ok):
                     cells.append(Cell(model, task, backend, "Offline", "accuracy"))
         for r in range(1, rounds if perf else 1):
-            k = r % len(task_models)  # round r starts at the r-th model: no model always goes first
+            k = r % max(len(task_models), 1)  # round r starts at the r-th model: none always first
             cells += [Cell(model, task, backend, sc, "performance", round=r)
                       for model in task_models[k:] + task_models[:k] for backend in backends
                       for sc in ("Offline", "SingleStream")

@@ -268,6 +268,10 @@ def test_rounds_are_interleaved_and_rotated():
                      (1, "adapter"), (1, "lora-squad"), (1, "full"),
                      (2, "lora-squad"), (2, "full"), (2, "adapter"),
                      (3, "full"), (3, "adapter"), (3, "lora-squad")]  # fmt: skip
+    # a retrieval task whose models are all left out has no cells in any round
+    none = study.plan_cells(["full"], ["tatoeba"], ["pytorch"], ["Offline"], None, [], [], rounds=3,
+                            retrieval_models=["adapter"])  # fmt: skip
+    assert none == []
 
 
 FAKE_RUNNER = """#!{python}
