@@ -110,6 +110,18 @@ def evaluate(served, languages: str | None = None, rows: int | None = None) -> d
     }
 
 
+def accuracy_sample_count(folder: Path) -> int | None:
+    """The samples LoadGen issued in the accuracy run in `folder` (its detail log), the unit that
+    in-process evaluation counts too; None without a readable detail log."""
+    from harness.loadgen_log import LoadgenLog
+
+    try:
+        n = LoadgenLog.read(folder / "mlperf_log_detail.txt").get("effective_accuracy_sample_count")
+    except OSError:
+        return None
+    return int(n) if n is not None else None
+
+
 def runs_rows(runs_dir: Path, encoder: str) -> dict[tuple[str, str], dict[str, Any]]:
     """(model, task) -> a report row from a LoadGen AccuracyOnly run folder under `runs_dir` (what
     the accuracy scripts wrote: accuracy.txt's final line, accuracy.json) of the encoder's default
@@ -129,11 +141,13 @@ def runs_rows(runs_dir: Path, encoder: str) -> dict[tuple[str, str], dict[str, A
                 or (cfg.get("config") or {}).get("weights")):  # fmt: skip
             continue
         per = metrics.get("per_language") or {}
-        n = (
-            metrics.get("samples_scored")
-            or metrics.get("questions_scored")
-            or sum((metrics.get("count") or {}).values())
-        )
+        n = accuracy_sample_count(folder)
+        if n is None:  # no detail log: what the scoring counted (questions, sentence pairs)
+            n = (
+                metrics.get("samples_scored")
+                or metrics.get("questions_scored")
+                or sum((metrics.get("count") or {}).values())
+            )
         row = {"model": cfg["model"], "task": cfg["task"], "final": final, "per_language": per,
                "languages": list(per), "n": n, "seconds": 0.0, "source": str(folder)}  # fmt: skip
         key = (cfg["model"], cfg["task"])
@@ -196,8 +210,13 @@ def report_section(
         "",
         HEADERS.get(encoder, f"Encoder `{encoder}`."),
         "",
-        f"Built by `python -m harness models --encoder {encoder}`: training stages that ran in this "
-        f"call {train_s:.0f} s, total with evaluation {total_s:.0f} s on this machine (2 shared CPU "
+        f"Built by `python -m harness models --encoder {encoder}`: "
+        + (
+            f"training stages that ran in this call {train_s:.0f} s"
+            if train_s >= 1
+            else "no training stage ran in this call (all were built before)"
+        )
+        + f", total with evaluation {total_s:.0f} s on this machine (2 shared CPU "
         "cores). Held-out data only: XNLI rows from 1245 on and PAWS-X rows from 1000 on of every "
         "language"
         + (f", the first {sizes.eval_rows} of them per language" if sizes.eval_rows else "")

@@ -199,6 +199,12 @@ def test_zoo_report_rows_from_loadgen_runs(tmp_path):
     assert list(rows) == [("full", "xnli")]
     row = rows[("full", "xnli")]
     assert row["final"] == {"accuracy": 55.0} and row["n"] == 7 and row["source"].endswith("new")
+    # with LoadGen's detail log, the samples it issued (the unit in-process evaluation counts:
+    # BUCC's accuracy.json has no count, Tatoeba's counts sentence pairs)
+    (tmp_path / "new" / "mlperf_log_detail.txt").write_text(
+        ':::MLLOG {"key": "effective_accuracy_sample_count", "value": 22213}\n'
+    )
+    assert runs_rows(tmp_path, "e5-small")[("full", "xnli")]["n"] == 22213
 
 
 def test_every_trained_stage_records_its_training_time(zoo):
@@ -213,3 +219,9 @@ def test_every_trained_stage_records_its_training_time(zoo):
     total = sum(t["train_s"] for _, t in curves) / 60
     assert f"{total:.0f} min over 13 of 13 trained stages." in section
     assert section.count("| not recorded |") == 0
+    assert "training stages that ran in this call 1 s, total with evaluation 2 s" in section
+    rebuilt = report_section([], "tiny", TINY_TEST, 0.2, 30.0, zoo)  # every stage done already
+    assert (
+        "no training stage ran in this call (all were built before), total with evaluation 30 s"
+        in rebuilt
+    )
