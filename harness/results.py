@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.loadgen_log import LoadgenLog
+from common.loadgen_log import LoadgenLog
 
 RESULT_KEYS = (
     "result_valid validity scenario mode samples_per_second completed_qps scheduled_qps target_qps "

@@ -113,7 +113,7 @@ def evaluate(served, languages: str | None = None, rows: int | None = None) -> d
 def accuracy_sample_count(folder: Path) -> int | None:
     """The samples LoadGen issued in the accuracy run in `folder` (its detail log), the unit that
     in-process evaluation counts too; None without a readable detail log."""
-    from harness.loadgen_log import LoadgenLog
+    from common.loadgen_log import LoadgenLog
 
     try:
         n = LoadgenLog.read(folder / "mlperf_log_detail.txt").get("effective_accuracy_sample_count")

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.loadgen_log import LoadgenLog
 from common.paths import REPO
-from harness.loadgen_log import LoadgenLog
 from harness.run_record import RunRecord
 from harness.submission.system import build_system_json
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.loadgen_log import LoadgenLog
+from common.loadgen_log import LoadgenLog
 from harness.submission.layout import (
     ACC_FILES,
     CHECKER_VERSION,

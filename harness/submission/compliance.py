@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from common.exit_codes import BAD_INPUT, SUT_FAILURE, describe
+from common.loadgen_log import LoadgenLog
 from common.paths import REPO
 from harness.config import RunConfig, check_names
 from harness.launch import child_argv, launch
-from harness.loadgen_log import LoadgenLog
 from harness.run_folder import RunFolder
 from harness.submission.layout import DEFAULT_LOG_DIR, PERF_FILES, test01_dir_of
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from harness.loadgen_log import LoadgenLog
+from common.loadgen_log import LoadgenLog
 from harness.run_record import RunRecord
 from harness.submission.layout import benchmark_name, test01_dir_of
 
