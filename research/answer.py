@@ -188,22 +188,11 @@ def _backend_round_line(runs: list[Run], task: str = "xnli") -> list[str]:
     """Offline samples/s of `full` on every other backend variant relative to the first registered
     backend (PyTorch), paired by round (cells rerun later keep their round: docs/study.md says which):
     median [min-max] over the rounds."""
-    sps: dict[tuple[str, int], float] = {
-        (r.backend, r.round): r.samples_per_second
-        for r in runs
-        if r.model == REFERENCE and r.task == task and r.scenario == "Offline"
-        and r.mode == "performance" and not r.seed and r.samples_per_second
-    }  # fmt: skip
     first = next(iter(BACKENDS))
-    parts = []
-    for backend in _ordered_backends(b for b, _ in sps):
-        ratios = [
-            sps[(backend, n)] / sps[(first, n)] for b, n in sps if b == backend and (first, n) in sps
-        ]
-        if backend != first and len(ratios) > 1:
-            med = statistics.median(ratios)
-            parts.append(f"{_bname(backend)} {med:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] "
-                         f"({_pct(med)}, {len(ratios)} rounds)")  # fmt: skip
+    rows = {r["backend"]: r for r in round_ratios(runs, reference=first, across="backend")
+            if r["figure"] == "offline" and r["task"] == task and r["model"] == REFERENCE and r["rounds"] > 1}  # fmt: skip
+    parts = [f"{_bname(b)} {rows[b]['median']:.2f}x [{rows[b]['min']:.2f}-{rows[b]['max']:.2f}] "
+             f"({_pct(rows[b]['median'])}, {rows[b]['rounds']} rounds)" for b in _ordered_backends(rows)]  # fmt: skip
     if not parts:
         return []
     return [f"- Backends (full, {_tname(task)} Offline samples/s relative to {_bname(first)} paired by "

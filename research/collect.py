@@ -229,26 +229,30 @@ ROUND_FIGURES = {
 }
 
 
-def round_ratios(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[str, Any]]:
+def round_ratios(
+    runs: Iterable[Run], reference: str = REFERENCE, across: str = "model"
+) -> list[dict[str, Any]]:
     """One row per (figure, task, backend, model other than reference) with runs in at least one
     round: the ratio model / reference in every round where both ran, its median, min and max.
-    Offline samples/s and SingleStream p90 ms (for latency, a ratio above 1 is a cost)."""
+    Offline samples/s and SingleStream p90 ms (for latency, a ratio above 1 is a cost).
+    across="backend": the same for each backend variant / the `reference` backend, per model."""
+    other = {"model": "backend", "backend": "model"}[across]
     by: dict[tuple, float] = {}
     for r in runs:
         for fig, (scenario, attr) in ROUND_FIGURES.items():
             value = getattr(r, attr)
             if r.mode == "performance" and r.scenario == scenario and value and not r.seed:
-                by[(fig, r.task, r.backend, r.model, r.round)] = float(value)
+                by[(fig, r.task, getattr(r, other), getattr(r, across), r.round)] = float(value)
     rows = []
     keys = sorted({k[:4] for k in by if k[3] != reference})
-    for fig, task, backend, model in keys:
+    for fig, task, group, member in keys:
         ratios = [
-            by[(fig, task, backend, model, n)] / by[(fig, task, backend, reference, n)]
+            by[(fig, task, group, member, n)] / by[(fig, task, group, reference, n)]
             for n in sorted({k[4] for k in by})
-            if (fig, task, backend, model, n) in by and (fig, task, backend, reference, n) in by
+            if (fig, task, group, member, n) in by and (fig, task, group, reference, n) in by
         ]
         if ratios:
-            rows.append({"figure": fig, "task": task, "backend": backend, "model": model,
+            rows.append({"figure": fig, "task": task, other: group, across: member,
                          "ratios": ratios, "median": statistics.median(ratios),
                          "min": min(ratios), "max": max(ratios), "rounds": len(ratios)})  # fmt: skip
     return rows

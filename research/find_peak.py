@@ -114,17 +114,15 @@ def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def longer_trial_s(cfg: RunConfig, res: Results | None, qps: float) -> float | None:
-    """The duration a development Server trial at `qps` needs when early stopping was the only
-    constraint it failed (see EARLY_STOPPING_MARGIN), capped at MAX_TRIAL_S; None for any other
-    outcome, an official run, or a trial that already lasted MAX_TRIAL_S."""
-    if res is None or res.result_valid or cfg.duration_s is None or cfg.duration_s >= MAX_TRIAL_S:
+def longer_trial_s(duration_s: float | None, res: Results | None, qps: float) -> float | None:
+    """The duration a development Server trial of `duration_s` at `qps` needs again when early
+    stopping was the only constraint it failed (see EARLY_STOPPING_MARGIN), capped at MAX_TRIAL_S;
+    None for any other outcome, an official run (None), or a trial that already lasted MAX_TRIAL_S."""
+    if res is None or res.result_valid or duration_s is None or duration_s >= MAX_TRIAL_S:
         return None
     if tuple(res.constraints_failed) != ("early stopping",) or not res.early_stopping_queries_short:
         return None
-    return min(
-        MAX_TRIAL_S, cfg.duration_s + EARLY_STOPPING_MARGIN * res.early_stopping_queries_short / qps
-    )
+    return min(MAX_TRIAL_S, duration_s + EARLY_STOPPING_MARGIN * res.early_stopping_queries_short / qps)
 
 
 def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
@@ -139,8 +137,7 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
         durations: list[float] = []  # of the longer trials
         short = None  # queries the last trial was short of early stopping
         while len(durations) < LONGER_TRIALS:
-            last = replace(cfg, duration_s=durations[-1] if durations else cfg.duration_s)
-            longer = longer_trial_s(last, res, q)
+            longer = longer_trial_s(durations[-1] if durations else cfg.duration_s, res, q)
             if longer is None or (short is not None and res.early_stopping_queries_short >= short):
                 break  # decided, or the last longer trial came no closer
             short = res.early_stopping_queries_short

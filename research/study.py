@@ -35,7 +35,7 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.recipe import seed_models_dir
-from research.find_peak import EARLY_STOPPING_MARGIN, LONGER_TRIALS, search_folder
+from research.find_peak import EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S, search_folder
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -179,7 +179,15 @@ class Cell:
         (an accuracy run is one pass over the task: duration and target_qps do not change it)."""
         perf = self.mode == "performance"
         peak = (
-            {"peak_search": [*PEAK_BOUNDS, FIND_PEAK_TRIALS, EARLY_STOPPING_MARGIN, LONGER_TRIALS]}
+            {
+                "peak_search": [
+                    *PEAK_BOUNDS,
+                    FIND_PEAK_TRIALS,
+                    EARLY_STOPPING_MARGIN,
+                    LONGER_TRIALS,
+                    MAX_TRIAL_S,
+                ]
+            }
             if self.subcommand(s) == "find_peak"
             else {}
         )

@@ -286,8 +286,7 @@ def test_find_peak_server_runs_a_trial_short_of_queries_again_for_longer(tmp_pat
     # none past MAX_TRIAL_S; none after an official (600 s) run
     big = Results(result_valid=False, constraints_failed=("early stopping",),
                   early_stopping_queries_short=100_000)  # fmt: skip
-    assert find_peak.longer_trial_s(cfg, big, 32.0) == find_peak.MAX_TRIAL_S
-    at_cap = parse(["--encoder", "e5-small", "--scenario", "Server", "--duration", "600"])
-    assert find_peak.longer_trial_s(at_cap, big, 32.0) is None
+    assert find_peak.longer_trial_s(60.0, big, 32.0) == find_peak.MAX_TRIAL_S
+    assert find_peak.longer_trial_s(600.0, big, 32.0) is None  # already as long as allowed
     official = parse(["--encoder", "e5-small", "--scenario", "Server"])  # no --duration: 600 s runs
-    assert find_peak.longer_trial_s(official, big, 32.0) is None
+    assert find_peak.longer_trial_s(official.duration_s, big, 32.0) is None

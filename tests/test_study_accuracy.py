@@ -261,8 +261,8 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     assert "find_peak" in argv and "--duration" in argv
     assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
     assert server.settings_key(s)["duration_s"] == 60.0
-    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS) is a different cell
-    assert server.settings_key(s)["peak_search"] == [0.15, 0.75, 4, 1.2, 3]
+    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S) is another cell
+    assert server.settings_key(s)["peak_search"] == [0.15, 0.75, 4, 1.2, 3, 600.0]
     assert "peak_search" not in offline.settings_key(s)  # keys of finished cells unchanged
     # the plan counts 4 trials of 1.1 x 60 s + 1 s each, plus the process starts
     start = study.RATES["e5-small"].start_s
