@@ -198,7 +198,10 @@ class SUT(ABC):
         # backend.predict call (`run --retime`, harness/retime.py; off by default)
         self.issued_log: list[Any] | None = None
         self.predict_s: list[float] | None = None
-        self._queue: queue.SimpleQueue[Work] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: SimpleQueue.get(timeout) can wait past its deadline until the
+        # next put when another thread takes the item that woke it (CPython 3.11; a Server gather
+        # then holds a sample after LoadGen's last query: tests/test_sut.py, 'wake_up')
+        self._queue: queue.Queue[Work] = queue.Queue()
         self._lock = threading.Lock()
         self._in_flight: dict[int, Work] = {}
         # worker -> batches it took off the queue and planned but has not run yet (Server); handed

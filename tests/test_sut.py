@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import mlperf_loadgen as lg
@@ -215,6 +216,40 @@ def test_stall_drain_completes_a_query_held_back_by_a_server_worker(monkeypatch)
     assert sorted(completed) == [5, 6, 7, 8, 9, 10] and not sut._carry and not sut._in_flight
     sut._drain(claim_in_flight=True)  # nothing is completed twice
     assert sorted(completed) == [5, 6, 7, 8, 9, 10]
+
+
+def test_a_server_gather_ends_at_its_deadline_when_its_wake_up_is_taken_by_another_thread():
+    """Regression (found 2026-11-30, 1 Server run in 6 with 4 workers): CPython's SimpleQueue.get(timeout)
+    blocks until the NEXT put when its waiter is woken by a put, another thread takes that item first,
+    and the deadline has passed by the time the waiter runs again (the timeout it recomputes is negative,
+    which the lock reads as "forever"). A gathering worker then held its first sample with LoadGen's
+    last query issued: the run never ended and the watchdog could not see the sample. Here this thread
+    is the other consumer, and holds the GIL past the gather's deadline while it takes the item."""
+    import sys
+
+    from sut.base import Work
+
+    fs = make_features()
+    sut = get_sut_class("Server")([FakeBackend()], QuerySampleLibrary(fs), "classification",
+                                  SUTOptions(max_batch=8, token_budget=0, max_wait_ms=300))  # fmt: skip
+    got: list = []
+    worker = threading.Thread(target=lambda: got.append(sut._next_work(0)), daemon=True)
+    interval = sys.getswitchinterval()
+    sut._queue.put(Work([1], [0], time.monotonic()))
+    worker.start()
+    time.sleep(0.1)  # the worker took sample 1 and waits (up to 300 ms) for more
+    sys.setswitchinterval(5.0)  # no forced switch: this thread keeps the GIL until it blocks
+    try:
+        sut._queue.put(Work([2], [1], time.monotonic()))  # wakes the worker's wait...
+        taken = sut._queue.get_nowait()  # ...but this thread takes the item first
+        end = time.monotonic() + 0.4
+        while time.monotonic() < end:  # past the worker's deadline, still holding the GIL
+            pass
+    finally:
+        sys.setswitchinterval(interval)
+    worker.join(2.0)
+    assert not worker.is_alive(), "the gather waited past its deadline for a put that never came"
+    assert taken.ids == [2] and got[0].ids == [1] and list(got[0].indices) == [0]
 
 
 def brute_force_cost(lens: np.ndarray, limits: BatchLimits, overhead: int) -> float:
