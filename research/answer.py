@@ -139,20 +139,29 @@ def _relative(values: dict[str, float], base: float | None, keys: Sequence[str],
     ]
 
 
+def _common_load(runs: list[Run], task: str, backend: str) -> str:
+    """' at 21.7 QPS offered to every model': the load of the common-load Server runs."""
+    loads = sorted({round(r.target_qps, 1) for r in runs if r.load_of and r.task == task
+                    and r.backend == backend and r.target_qps})  # fmt: skip
+    return f" at {_span(loads, '.1f')} QPS offered to every model" if loads else ""
+
+
 def _round_lines(runs: list[Run]) -> list[str]:
     """Cost at inference from the interleaved rounds: each model's median ratio to full with its
     range, per figure, task and backend; then the same-graph check (merged LoRA must include 1.00)."""
     rows = [r for r in round_ratios(runs) if r["rounds"] > 1]
     if not rows:
         return []
-    what = {"offline": "Offline samples/s", "singlestream_p90": "SingleStream p90 latency"}
+    what = {"offline": "Offline samples/s", "singlestream_p90": "SingleStream p90 latency",
+            "server_p99": "Server p99 latency"}  # fmt: skip
     lines = ["- Cost at inference, interleaved rounds (ratio to full within each round; median "
              "[min-max]):"]  # fmt: skip
     for key in dict.fromkeys((r["figure"], r["task"], r["backend"]) for r in rows):
         group = [r for r in rows if (r["figure"], r["task"], r["backend"]) == key]
         parts = [f"{SERVED_AS.get(r['model'], r['model'])} {r['median']:.2f}x [{r['min']:.2f}-"
                  f"{r['max']:.2f}]" for r in group]  # fmt: skip
-        lines.append(f"  - {what[key[0]]}, {_tname(key[1])}, {_bname(key[2])} ({group[0]['rounds']} "
+        label = what[key[0]] + (_common_load(runs, *key[1:]) if key[0] == "server_p99" else "")
+        lines.append(f"  - {label}, {_tname(key[1])}, {_bname(key[2])} ({group[0]['rounds']} "
                      "rounds): " + ", ".join(parts) + ".")  # fmt: skip
     same = [r for r in rows if r["model"] in MERGED_MODELS]
     if same:
@@ -214,16 +223,26 @@ def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str =
             + "; ".join(parts) + "."]  # fmt: skip
 
 
-def _server_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = "pytorch") -> list[str]:
+def _server_line(rows: list[dict[str, Any]], common_load: bool = False, task: str = "xnli",
+                 backend: str = "pytorch") -> list[str]:  # fmt: skip
     """Best VALID Server QPS of every served form against full, on one backend (one search each);
-    a search without a VALID load says so, and a same-graph model's result bounds the noise."""
+    a search without a VALID load says so, and a same-graph model's result bounds the noise.
+    common_load: the answer has Server p99 ratios at a common load (named when full has no peak)."""
     searched = {r["model"]: r for r in rows
                 if r["task"] == task and r["backend"] == backend and r["server_target_qps"]}  # fmt: skip
     qps = {m: r["server_target_qps"] for m, r in searched.items() if r["server_valid"]}
     base = qps.get(REFERENCE)
-    if base is None:
-        return []
     forms = (*ADAPTER_MODELS, *MERGED_MODELS)
+    if base is None:
+        if REFERENCE not in searched:
+            return []
+        lowest = [
+            f"{m} {searched[m]['server_target_qps']:.1f}" for m in (REFERENCE, *forms) if m in searched
+        ]
+        instead = " The common-load p99 ratios above compare the forms." if common_load else ""
+        return [f"- Server ({_bname(backend)}, {_tname(task)}, find_peak, one search each): full found no "
+                "VALID load, so there is no peak to compare with; the lowest loads tried (QPS): "
+                + ", ".join(lowest) + "." + instead]  # fmt: skip
     parts = _relative(qps, base, forms, "QPS", 1)
     parts += [f"{m}: no VALID load down to {searched[m]['server_target_qps']:.1f} QPS"
               for m in forms if m in searched and m not in qps]  # fmt: skip
@@ -335,8 +354,13 @@ def _caveat_line(
         how += f" (min_duration {_span(durations, 'g')} s" + (", no repeats)" if rounds < 2 else ")")
     how += f" on a shared {machine}" if machine else " on a shared machine"
     if rounds > 1:
-        how += (f"; Offline and SingleStream cells ran in {rounds} interleaved rounds, so their "
-                "ratios carry a range; Server and accuracy cells ran once")  # fmt: skip
+        common = any(r.load_of and r.round for r in runs)
+        rounded = (
+            "Offline, SingleStream and common-load Server" if common else "Offline and SingleStream"
+        )
+        once = "Server searches (find_peak)" if common else "Server"
+        how += (f"; {rounded} cells ran in {rounds} interleaved rounds, so their ratios carry a range; "
+                f"{once} and accuracy cells ran once")  # fmt: skip
     if speed is not None:
         link = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
                  "(`python -m research study --speed`).")  # fmt: skip
@@ -365,7 +389,7 @@ def answer_lines(
     lines += rounds or _cost_lines(rows)
     lines += _backend_round_line(runs) or _backend_line(rows)
     lines += [] if rounds else _latency_line(rows)
-    lines += _server_line(rows)
+    lines += _server_line(rows, common_load=any(r.load_of and r.round for r in runs))
     if accuracy is None or not accuracy.figures:  # else its claims, with intervals, came first
         lines += _accuracy_lines(rows, runs)
     lines += _speed_lines(speed)

@@ -54,6 +54,7 @@ class Run:
     per_language: dict[str, float] = field(default_factory=dict)
     seed: int = 0  # training seed of the zoo served
     round: int = 0  # the study's repeat of a performance cell (a `round-<R>` folder on its path)
+    load_of: str | None = None  # Server at a common load: the model whose Offline rate set it
     latency_pct_ms: dict[str, float] = field(default_factory=dict)  # min, p50 ... p99.9, max
     parameters: int | None = None  # the served module's (PyTorch backend)
     parameter_bytes: int | None = None
@@ -66,6 +67,16 @@ def round_of(path: str | Path) -> int:
         if part.startswith("round-") and part[6:].isdigit():
             return int(part[6:])
     return 0
+
+
+def load_of_path(path: str | Path) -> str | None:
+    """M when a component of `path` is `qps-<F>-of-<M>` (research/study.py: a Server cell offered F x
+    model M's Offline samples/s, the same load for every model), else None."""
+    for part in Path(path).parts:
+        head, sep, model = part.partition("-of-")
+        if sep and head.startswith("qps-") and model:
+            return model
+    return None
 
 
 def load_run(record: RunRecord) -> Run:
@@ -98,6 +109,7 @@ def load_run(record: RunRecord) -> Run:
         per_language=record.per_language(metric) if metric else {},
         seed=record.seed,
         round=round_of(record.path),
+        load_of=load_of_path(record.path),
         latency_pct_ms={k: float(v) / NS_PER_MS for k, v in res.latency_ns.items() if k != "mean"},
         parameters=record.backend_options.get("parameters"),
         parameter_bytes=record.backend_options.get("parameter_bytes"),
@@ -142,7 +154,8 @@ def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
     for (model, task, backend), rs in sorted(groups.items()):
         perf = {r.scenario: r for r in rs if r.mode == "performance" and r.scenario != "Server"}
         acc = next((r for r in rs if r.mode == "accuracy" and r.metric_value is not None), None)
-        server = _best_server([r for r in rs if r.mode == "performance" and r.scenario == "Server"])
+        server = _best_server([r for r in rs if r.mode == "performance" and r.scenario == "Server"
+                               and not r.load_of])  # fmt: skip
         off, ss = perf.get("Offline"), perf.get("SingleStream")
         rows.append(
             {
@@ -222,10 +235,12 @@ def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[s
 
 
 # Per-round figures: the ratio of each model to the reference within one round (the same minutes of
-# the machine), then their spread over rounds (the study's --rounds).
+# the machine), then their spread over rounds (the study's --rounds). Server: only the runs at the
+# load common to every model (a find_peak trial's load is the model's own).
 ROUND_FIGURES = {
     "offline": ("Offline", "samples_per_second"),
     "singlestream_p90": ("SingleStream", "p90_ms"),
+    "server_p99": ("Server", "p99_ms"),
 }
 
 
@@ -234,14 +249,16 @@ def round_ratios(
 ) -> list[dict[str, Any]]:
     """One row per (figure, task, backend, model other than reference) with runs in at least one
     round: the ratio model / reference in every round where both ran, its median, min and max.
-    Offline samples/s and SingleStream p90 ms (for latency, a ratio above 1 is a cost).
+    Offline samples/s, SingleStream p90 ms and Server p99 ms at the common load (for latency, a
+    ratio above 1 is a cost).
     across="backend": the same for each backend variant / the `reference` backend, per model."""
     other = {"model": "backend", "backend": "model"}[across]
     by: dict[tuple, float] = {}
     for r in runs:
         for fig, (scenario, attr) in ROUND_FIGURES.items():
             value = getattr(r, attr)
-            if r.mode == "performance" and r.scenario == scenario and value and not r.seed:
+            common = r.scenario != "Server" or r.load_of is not None
+            if r.mode == "performance" and r.scenario == scenario and value and not r.seed and common:
                 by[(fig, r.task, getattr(r, other), getattr(r, across), r.round)] = float(value)
     rows = []
     keys = sorted({k[:4] for k in by if k[3] != reference})

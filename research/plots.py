@@ -96,8 +96,10 @@ def plot_accuracy_vs_throughput(rows: list[dict[str, Any]], path: Path) -> Path 
 
 
 def plot_server(runs: list[Any], path: Path) -> Path | None:
-    """Server p99 latency against offered QPS (target_qps), one line per model/task/backend."""
-    server = [r for r in runs if r.scenario == "Server" and r.mode == "performance" and r.target_qps]
+    """Server p99 latency against offered QPS (target_qps), one line per model/task/backend; round 0
+    only (the other rounds repeat the common load: their spread is in the round ratios)."""
+    server = [r for r in runs if r.scenario == "Server" and r.mode == "performance" and r.target_qps
+              and not r.round]  # fmt: skip
     if not server:
         return None
     fig, ax = plt.subplots(figsize=(8, 5))

@@ -88,7 +88,8 @@ def markdown(
         lines += ["", "## Ratios to `full` over interleaved rounds (same task, backend and round)", "",
                   "Each round runs every model back to back; a ratio is taken within one round, so "
                   "the machine's drift between rounds cancels. Offline: samples/s (below 1 = slower); "
-                  "SingleStream: p90 latency (above 1 = slower).", "",
+                  "SingleStream: p90 latency (above 1 = slower); Server: p99 latency at one offered load "
+                  "common to every model (above 1 = slower).", "",
                   "| figure | task | backend | model | median | min-max | rounds |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in rounds:

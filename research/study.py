@@ -53,18 +53,24 @@ TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
 # find_peak's search for a Server cell, x the variant's Offline samples/s, in FIND_PEAK_TRIALS
-# bisection steps (resolution 0.6 / 2^4 = 4% of Offline). Measured on e5-small, XNLI, PyTorch, 2 cores
-# (build/study-e5/pytorch/full/xnli/trial_*): full was VALID at 33 QPS (p99 109 ms) and not at 37-41,
-# about 0.3 x its Offline rate (within a 130 ms p99 bound on 2 cores the Server SUT's dynamic batches
-# stay far smaller than Offline's).
-PEAK_BOUNDS = (0.15, 0.75)
-FIND_PEAK_TRIALS = 4
+# bisection steps (resolution 0.3 / 2^3 = 4% of Offline). Measured on e5-small, XNLI, PyTorch, 2 cores:
+# every VALID load found lay at 0.2-0.35 x the model's Offline rate (full: 33 QPS, p99 109 ms, and
+# later 26.1 QPS; within a 130 ms p99 bound on 2 cores the Server SUT's dynamic batches stay far
+# smaller than Offline's), and no trial above 0.35 x was VALID (build/study-e5/pytorch/*/xnli/trial_*;
+# the bounds were 0.15-0.75 with 4 steps until 2026-11-30, the same resolution for one trial more).
+PEAK_BOUNDS = (0.15, 0.45)
+FIND_PEAK_TRIALS = 3
 # min_duration of each find_peak Server trial (at least the study's --duration). LoadGen's early
 # stopping must be met for VALID: a first search with 20 s trials (session of 2026-11-30, its folders
 # not kept) was INVALID for it alone at 36 QPS, 723 queries, "would need at least 584 more queries".
 # At 60 s full's trial at 33 QPS met it (about 2,000 queries). Without --duration a trial would be an
 # official run (600 s, 270,336 queries).
 PEAK_TRIAL_S = 60.0
+# Server at a common load (--server_common F): every model offered the same F x COMMON_LOAD_MODEL's
+# Offline samples/s (round 0, same task and backend), in every round, for PEAK_TRIAL_S. One find_peak
+# per model cannot rank the forms on these 2 cores (its VALID/INVALID edge moves with one short run's
+# p99 tail); p99 at one shared load, in interleaved rotated rounds, is a paired ratio with a range.
+COMMON_LOAD_MODEL = "full"
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
 
@@ -129,10 +135,12 @@ class Cell:
     qps_fraction: float | None = None
     seed: int = 0  # training seed of the zoo served (> 0: models.recipe.seed_models_dir)
     round: int = 0  # repeat of a performance cell (> 0: --rounds; research/collect.py reads it back)
+    load_of: str | None = None  # Server: qps_fraction is of this model's Offline rate (common load)
 
     @property
     def name(self) -> str:
         q = f"-qps{self.qps_fraction:.2f}" if self.qps_fraction is not None else ""
+        q += f"-of-{self.load_of}" if self.load_of else ""
         seed = f".seed{self.seed}" if self.seed else ""
         rnd = f".round{self.round}" if self.round else ""
         return f"{self.model}.{self.task}.{self.backend}.{self.scenario}.{self.mode}{q}{seed}{rnd}"
@@ -142,18 +150,23 @@ class Cell:
         their own, so they do not collide)."""
         base = s.runs_dir / (f"seed-{self.seed}" if self.seed else "")
         base = base / (f"{ROUND_DIR}{self.round}" if self.round else "") / self.backend
-        return base / f"qps-{self.qps_fraction:.2f}" if self.qps_fraction is not None else base
+        if self.qps_fraction is None:
+            return base
+        return base / f"qps-{self.qps_fraction:.2f}{f'-of-{self.load_of}' if self.load_of else ''}"
 
     def subcommand(self, s: StudySettings) -> str:
         """`run`, or `find_peak` for a Server cell whose load find_peak searches."""
-        return "find_peak" if self.scenario == "Server" and s.server_qps == "peak" else "run"
+        searched = self.scenario == "Server" and self.qps_fraction is None and s.server_qps == "peak"
+        return "find_peak" if searched else "run"
 
     def duration_s(self, s: StudySettings) -> float | None:
         """min_duration of each of the cell's runs: --duration for performance runs, at least
-        PEAK_TRIAL_S for find_peak's Server trials; None (one pass) for accuracy runs."""
+        PEAK_TRIAL_S for find_peak's Server trials and common-load Server runs; None (one pass) for
+        accuracy runs."""
         if self.mode != "performance":
             return None
-        return max(s.duration_s, PEAK_TRIAL_S) if self.subcommand(s) == "find_peak" else s.duration_s
+        long = self.subcommand(s) == "find_peak" or self.load_of is not None
+        return max(s.duration_s, PEAK_TRIAL_S) if long else s.duration_s
 
     def config(self, s: StudySettings, user_conf: Path | None = None) -> RunConfig:
         """The run of this cell (`cell_config` adds the user.conf derived for it). Performance runs
@@ -191,15 +204,16 @@ class Cell:
             if self.subcommand(s) == "find_peak"
             else {}
         )
+        cell = {k: v for k, v in asdict(self).items() if v is not None or k != "load_of"}
         return peak | {
-            "cell": asdict(self),
+            "cell": cell,  # load_of only where set: markers written before it existed still match
             "duration_s": self.duration_s(s),
             "encoder": s.encoder,
             "count": s.count,
             "languages": list(s.languages),
             "threads": s.threads,
             "run_args": list(s.run_args),
-            "server_qps": s.server_qps if self.scenario == "Server" else None,
+            "server_qps": s.server_qps if self.subcommand(s) == "find_peak" else None,
             "offline_qps": offline_qps(self, s) if self.scenario == "Offline" and perf else None,
         }
 
@@ -220,6 +234,8 @@ def plan_cells(
     perf_tasks: Sequence[str] | None = None,
     retrieval_models: Sequence[str] | None = None,
     other_accuracy_models: Sequence[str] | None = None,
+    server_common: float | None = None,
+    server_models: Sequence[str] | None = None,
 ) -> list[Cell]:
     """The ordered grid. SingleStream/Server only for `latency_tasks` (None = every task); accuracy
     runs only for `accuracy_backends`; Server only for `server_backends` (None = all), one cell per
@@ -233,6 +249,11 @@ def plan_cells(
     other than REFERENCE_BACKEND (those only for `other_accuracy_models`, None = all);
     `retrieval_models` (None = all): the models served for retrieval tasks (models that serve the
     same encoder would repeat the same figures).
+    `server_models` (None = all): the models with Server cells (full-squad serves full's graph, as
+    lora-squad does, which already checks that a same-graph model measures 1.00).
+    `server_common` (a fraction; None = none): on every Server backend, each model is also offered
+    that fraction of COMMON_LOAD_MODEL's Offline samples/s, in every round (round 0 right after its
+    other Server cells): the Server ratios with a range.
     Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy; then the
     task's other rounds; then its seed cells."""
     for b in (*backends, *accuracy_backends):
@@ -251,14 +272,18 @@ def plan_cells(
         task_models = [
             m for m in models if not retrieval or retrieval_models is None or m in retrieval_models
         ]
+
+        serves = {  # (model, backend) pairs with Server cells on this task
+            (m, b)
+            for m in task_models
+            for b in backends
+            if perf and latency and "Server" in scenarios
+            and (server_backends is None or b in server_backends)
+            and (server_models is None or m in server_models)
+        }  # fmt: skip
         for model in task_models:
             for backend in backends:
-                server = (
-                    perf
-                    and "Server" in scenarios
-                    and latency
-                    and (server_backends is None or backend in server_backends)
-                )
+                server = (model, backend) in serves
                 needs_offline = server and server_qps == "fraction"
                 if perf and ("Offline" in scenarios or needs_offline):
                     cells.append(Cell(model, task, backend, "Offline", "performance"))
@@ -267,24 +292,40 @@ def plan_cells(
                 if server:
                     fractions = [None] if server_qps == "peak" else list(server_fractions)
                     cells += [Cell(model, task, backend, "Server", "performance", f) for f in fractions]
+                    cells += common_load_cells(model, task, backend, task_models, server_common, 0)
                 other_ok = perf and (other_accuracy_models is None or model in other_accuracy_models)
                 if backend in accuracy_backends and (backend == REFERENCE_BACKEND or other_ok):
                     cells.append(Cell(model, task, backend, "Offline", "accuracy"))
         for r in range(1, rounds if perf else 1):
             k = r % max(len(task_models), 1)  # round r starts at the r-th model: none always first
-            cells += [Cell(model, task, backend, sc, "performance", round=r)
-                      for model in task_models[k:] + task_models[:k] for backend in backends
-                      for sc in ("Offline", "SingleStream")
-                      if sc in scenarios and (sc == "Offline" or latency)]  # fmt: skip
+            for model in task_models[k:] + task_models[:k]:
+                for backend in backends:
+                    cells += [Cell(model, task, backend, sc, "performance", round=r)
+                              for sc in ("Offline", "SingleStream")
+                              if sc in scenarios and (sc == "Offline" or latency)]  # fmt: skip
+                    if (model, backend) in serves:
+                        cells += common_load_cells(model, task, backend, task_models, server_common, r)
         if task == SEED_TASK:
             cells += [Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=seed)
                       for seed in seeds if seed for m in seed_models if m in models]  # fmt: skip
     return cells
 
 
+def common_load_cells(model: str, task: str, backend: str, task_models: Sequence[str],
+                      fraction: float | None, round_: int) -> list[Cell]:  # fmt: skip
+    """The common-load Server cell of `model` in `round_` (none without a fraction, or when
+    COMMON_LOAD_MODEL, whose Offline rate sets the load, is not among the task's models)."""
+    if fraction is None or COMMON_LOAD_MODEL not in task_models:
+        return []
+    return [Cell(model, task, backend, "Server", "performance", fraction, round=round_,
+                 load_of=COMMON_LOAD_MODEL)]  # fmt: skip
+
+
 def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
     """Expected wall time of `cells` from the encoder's RATES: a planning figure, not a promise.
-    A find_peak Server cell counts as FIND_PEAK_TRIALS runs."""
+    A find_peak Server cell counts as FIND_PEAK_TRIALS runs (not its longer trials, which only some
+    searches need). An Offline query is sized to 1.1 x duration; LoadGen issues Server queries for the
+    duration (measured: 66 s for a 60 s common-load cell, 266 s for a 4-trial search)."""
     rates = RATES.get(s.encoder, RATES["e5-small"])
     total = 0.0
     for c in cells:
@@ -293,7 +334,8 @@ def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
             run += rates.seed_training_s if c.seed else 0.0
         else:
             trials = FIND_PEAK_TRIALS if c.subcommand(s) == "find_peak" else 1
-            run = trials * (1.1 * c.duration_s(s) + 1.0 + rates.start_s) - rates.start_s
+            length = (1.0 if c.scenario == "Server" else 1.1) * c.duration_s(s)
+            run = trials * (length + 1.0 + rates.start_s) - rates.start_s
         total += rates.start_s + run
     return total
 
@@ -341,8 +383,9 @@ def is_done(cell: Cell, s: StudySettings) -> bool:
 
 
 def offline_throughput(cell: Cell, s: StudySettings) -> float | None:
-    """samples/s of the Offline performance run of the cell's variant (None if missing/unreadable)."""
-    off = Cell(cell.model, cell.task, cell.backend, "Offline", "performance")
+    """samples/s of the Offline performance run (round 0) of the cell's variant, or of its `load_of`
+    model's (None if missing/unreadable)."""
+    off = Cell(cell.load_of or cell.model, cell.task, cell.backend, "Offline", "performance")
     res = results_of(off.run_folder(s))
     return float(res.samples_per_second) if res and res.samples_per_second else None
 
@@ -372,8 +415,11 @@ def offline_qps(cell: Cell, s: StudySettings) -> float:
 def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
     """A copy of the base user.conf with the cell's target_qps appended (LoadGen timing knobs live in
     user.conf only; a later line overrides an earlier one). Written under runs_dir/user_confs."""
+    of = f"{cell.load_of}'s " if cell.load_of else ""
     why = (
-        f"{cell.qps_fraction:g} x Offline samples/s" if cell.qps_fraction is not None else "offline_qps"
+        f"{cell.qps_fraction:g} x {of}Offline samples/s"
+        if cell.qps_fraction is not None
+        else "offline_qps"
     )
     line = f"{cell.config(s).loadgen_model_name}.{cell.scenario}.target_qps = {target_qps:.2f}"
     dest = s.runs_dir / "user_confs" / f"{cell.name}.conf"
@@ -463,6 +509,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "other_accuracy_models": ["full"],
         "server_backends": ["pytorch"],
         "server_qps": "peak",
+        "server_models": ["full", "adapter", "adapter-squad", "lora-squad"],
+        "server_common": 0.2,
         "seeds": [0, 1, 2],
         "rounds": 5,
         "duration": 5.0,
@@ -510,6 +558,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
       help="Server offered load: fractions of Offline samples/s, or find_peak's search")  # fmt: skip
     a("--server_fractions", type=lambda v: [float(x) for x in _csv(v)], default=[0.5, 0.9],
       help="Server offered loads as fractions of the variant's Offline samples/s")  # fmt: skip
+    a("--server_common", type=float, default=None,
+      help="also offer every model this fraction of full's Offline samples/s in Server, in every "
+           "round (a common load: p99 ratios to full with a range)")  # fmt: skip
+    a("--server_models", type=_csv, default=None,
+      help="models with Server cells ('all' = every one, the default)")  # fmt: skip
     a("--server_backends", type=_csv, default=["pytorch", "onnxruntime-int8"],
       help="backend variants that get Server runs ('all' = every one)")  # fmt: skip
     a("--seeds", type=lambda v: [int(x) for x in _csv(v)], default=[0],
@@ -573,7 +626,9 @@ def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
                        args.server_fractions, args.server_qps,
                        None if args.server_backends == ["all"] else args.server_backends,
                        args.seeds, args.seed_models, args.rounds, args.perf_tasks,
-                       args.retrieval_models, args.other_accuracy_models)  # fmt: skip
+                       args.retrieval_models, args.other_accuracy_models,
+                       args.server_common,
+                       None if args.server_models == ["all"] else args.server_models)  # fmt: skip
     return cells, settings
 
 

@@ -283,7 +283,8 @@ arg = lambda k: argv[argv.index(k) + 1] if k in argv else defaults[k]
 mode = "accuracy" if "--accuracy" in argv else "performance"
 folder = Path(arg("--output_dir")) / arg("--model") / arg("--task") / arg("--scenario") / mode
 folder.mkdir(parents=True, exist_ok=True)
-res = {{"result_valid": True, "scenario": arg("--scenario"), "mode": mode, "samples_per_second": 100.0}}
+sps = 100.0 if arg("--model") == "full" else 80.0
+res = {{"result_valid": True, "scenario": arg("--scenario"), "mode": mode, "samples_per_second": sps}}
 if "--user_conf" in argv:
     res["target_qps"] = float(open(arg("--user_conf")).read().split("target_qps = ")[-1])
 (folder / "results.json").write_text(json.dumps(res))
@@ -325,6 +326,58 @@ def test_study_is_resumable(tmp_path):
     other_qps = study.StudySettings(runs_dir=runs, duration_s=1.0, python=str(fake), offline_qps=123.0)
     assert not study.is_done(cells[0], other_qps)  # the Offline query size changed
     assert study.is_done(cells[2], other_qps)  # nor on the Offline target_qps
+
+
+def test_server_at_a_common_load_in_every_round(tmp_path):
+    """--server_common F: every model is offered F x full's Offline samples/s (not its own), in every
+    round, for PEAK_TRIAL_S, beside the find_peak search; its cells live in qps-F-of-full folders."""
+    models = ["full", "adapter"]
+    cells = study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline", "Server"], None, [], [],
+                             "peak", rounds=3, server_common=0.25)  # fmt: skip
+    assert [c.name for c in cells] == [
+        "full.xnli.pytorch.Offline.performance", "full.xnli.pytorch.Server.performance",
+        "full.xnli.pytorch.Server.performance-qps0.25-of-full",
+        "adapter.xnli.pytorch.Offline.performance", "adapter.xnli.pytorch.Server.performance",
+        "adapter.xnli.pytorch.Server.performance-qps0.25-of-full",
+        "adapter.xnli.pytorch.Offline.performance.round1",
+        "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round1",
+        "full.xnli.pytorch.Offline.performance.round1",
+        "full.xnli.pytorch.Server.performance-qps0.25-of-full.round1",
+        "full.xnli.pytorch.Offline.performance.round2",
+        "full.xnli.pytorch.Server.performance-qps0.25-of-full.round2",
+        "adapter.xnli.pytorch.Offline.performance.round2",
+        "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round2",
+    ]  # fmt: skip
+    # --server_models: the others get no Server cell of either kind (full's Offline still sets the load)
+    only = study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline", "Server"], None, [], [], "peak",
+                            rounds=2, server_common=0.25, server_models=["adapter"])  # fmt: skip
+    assert [c.name for c in only if c.scenario == "Server"] == [
+        "adapter.xnli.pytorch.Server.performance", "adapter.xnli.pytorch.Server.performance-qps0.25-of-full",
+        "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round1"]  # fmt: skip
+    # no full, no common load; none either where Server is not asked for
+    assert not any(c.load_of for c in study.plan_cells(["adapter"], ["xnli"], ["pytorch"], ["Offline", "Server"],
+                                                       None, [], [], "peak", rounds=2, server_common=0.25))  # fmt: skip
+    assert not any(c.load_of for c in study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline"], None, [], [],
+                                                       rounds=2, server_common=0.25))  # fmt: skip
+
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_RUNNER.format(python=sys.executable, calls=str(tmp_path / "calls.txt")))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    settings = study.StudySettings(runs_dir=tmp_path / "runs", duration_s=1.0, python=str(fake),
+                                   server_qps="peak")  # fmt: skip
+    common = [c for c in cells if c.load_of or c.scenario == "Offline"]
+    assert [r.get("rc") for r in study.run_study(common, settings, progress=False)] == [0] * 12
+    calls = [c for c in (tmp_path / "calls.txt").read_text().splitlines() if "--scenario Server" in c]
+    assert len(calls) == 6 and all("--duration 60" in c for c in calls)  # PEAK_TRIAL_S, not find_peak
+    loads = [Path(c.split("--user_conf ")[1].split()[0]).read_text().rsplit("= ", 1)[1] for c in calls]
+    assert loads == ["25.00\n"] * 6  # 0.25 x full's 100 samples/s, for adapter (80 samples/s) too
+    assert (
+        "--output_dir " + str(tmp_path / "runs" / "round-1" / "pytorch" / "qps-0.25-of-full") in calls[2]
+    )
+    # markers of cells without a common load keep the settings key they had before load_of existed
+    assert "load_of" not in cells[0].settings_key(settings)["cell"]
+    assert cells[2].settings_key(settings)["cell"]["load_of"] == "full"
+    assert cells[2].settings_key(settings)["server_qps"] is None  # a fixed load: not searched
 
 
 def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):

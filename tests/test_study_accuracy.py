@@ -166,6 +166,49 @@ def test_round_ratios_and_the_same_graph_check():
     assert round_of("build/study/round-3/pytorch/full") == 3 and round_of("build/study/pytorch") == 0
 
 
+def test_server_ratios_come_from_the_common_load_runs_only():
+    from research.answer import answer_lines
+    from research.collect import VARIANT_COLUMNS, load_of_path, round_ratios, variant_rows
+
+    def server(model, rnd, p99, qps, common=True):
+        where = f"runs/round-{rnd}/pytorch" if rnd else "runs/pytorch"
+        where += f"/qps-0.20-of-full/{model}" if common else f"/{model}/xnli/trial_00"
+        return Run(path=where, model=model, task="xnli", scenario="Server", mode="performance",
+                   backend="pytorch", model_kind="real", p99_ms=p99, target_qps=qps, result_valid=True,
+                   round=rnd, load_of=load_of_path(where))  # fmt: skip
+
+    full = [80.0, 100.0, 120.0]
+    runs = [server("full", k, v, 21.7) for k, v in enumerate(full)]
+    for model, factors in (("adapter", (1.2, 1.5, 1.3)), ("lora-squad", (0.9, 1.1, 1.0))):
+        runs += [
+            server(model, k, v * f, 21.7) for k, (v, f) in enumerate(zip(full, factors, strict=True))
+        ]
+    # find_peak trials of round 0: another load per model, never paired
+    runs += [
+        server("full", 0, 500.0, 30.0, common=False),
+        server("adapter", 0, 90.0, 15.0, common=False),
+    ]
+    rows = {r["model"]: r for r in round_ratios(runs) if r["figure"] == "server_p99"}
+    assert rows["adapter"]["ratios"] == pytest.approx([1.2, 1.5, 1.3])
+    assert rows["lora-squad"]["min"] == pytest.approx(0.9) and rows["lora-squad"]["rounds"] == 3
+    text = "\n".join(answer_lines([], runs))
+    assert ("  - Server p99 latency at 21.7 QPS offered to every model, XNLI, PyTorch (3 rounds): "
+            "adapter 1.30x [1.20-1.50], lora-squad (merged) 1.00x [0.90-1.10].") in text  # fmt: skip
+    assert "common-load Server cells ran in 3 interleaved rounds" in text
+    # the variant table's Server column stays find_peak's: the common load is not a search result
+    table = {r["model"]: r for r in variant_rows(runs)}
+    assert table["adapter"]["server_target_qps"] == 15.0 and table["full"]["server_p99_ms"] == 500.0
+    # searches in which full found no VALID load: no peak ratio, the lowest loads tried instead
+    blank = dict.fromkeys(VARIANT_COLUMNS)
+    searched = [blank | {"model": m, "task": "xnli", "backend": "pytorch", "server_target_qps": q,
+                         "server_valid": False} for m, q in (("full", 19.6), ("adapter", 16.4))]  # fmt: skip
+    assert ("- Server (PyTorch, XNLI, find_peak, one search each): full found no VALID load, so there is "
+            "no peak to compare with; the lowest loads tried (QPS): full 19.6, adapter 16.4. The "
+            "common-load p99 ratios above compare the forms.") in answer_lines(searched, runs)  # fmt: skip
+    assert load_of_path("b/round-2/pytorch/qps-0.20-of-full/adapter/xnli") == "full"
+    assert load_of_path("b/pytorch/qps-0.50/full") is None
+
+
 def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
     from research.collect import round_ratios
     from research.plots import write_study_plots
@@ -243,7 +286,7 @@ def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
     (folder / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli", "scenario": "Offline",
                                                          "mode": "performance", "backend": "pytorch"}))  # fmt: skip
     (folder / "results.json").write_text(json.dumps({"samples_per_second": 100.0, "result_valid": True}))
-    assert study.peak_bounds(server, s) == ["--low", "15.00", "--high", "75.00", "--steps", "4"]
+    assert study.peak_bounds(server, s) == ["--low", "15.00", "--high", "45.00", "--steps", "3"]
     offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
     assert study.peak_bounds(offline, s) == []
 
@@ -262,16 +305,18 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
     assert server.settings_key(s)["duration_s"] == 60.0
     # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S) is another cell
-    assert server.settings_key(s)["peak_search"] == [0.15, 0.75, 4, 1.2, 3, 600.0]
+    assert server.settings_key(s)["peak_search"] == [0.15, 0.45, 3, 1.2, 3, 600.0]
     assert "peak_search" not in offline.settings_key(s)  # keys of finished cells unchanged
-    # the plan counts 4 trials of 1.1 x 60 s + 1 s each, plus the process starts
+    # the plan counts 3 trials of 60 s + 1 s each (LoadGen issues Server queries for min_duration),
+    # plus the process starts; an Offline query is sized to 1.1 x the duration
     start = study.RATES["e5-small"].start_s
-    expected = study.FIND_PEAK_TRIALS * (1.1 * 60.0 + 1.0 + start)
-    assert study.estimate_seconds([server], s) == pytest.approx(expected)
+    expected = study.FIND_PEAK_TRIALS * (60.0 + 1.0 + start)
+    assert study.FIND_PEAK_TRIALS == 3 and study.estimate_seconds([server], s) == pytest.approx(expected)
+    assert study.estimate_seconds([offline], s) == pytest.approx(start + 1.1 * 5.0 + 1.0)
 
 
 @pytest.mark.parametrize(
-    "preset, cells, budget_min", [("e5-small", 254, 180), ("e5-small-quick", 35, 20)]
+    "preset, cells, budget_min", [("e5-small", 273, 180), ("e5-small-quick", 35, 20)]
 )
 def test_presets_are_planned_within_their_budgets(preset, cells, budget_min):
     """`make study` within 3 hours, `make study QUICK=1` within 20 minutes, by the measured RATES."""
