@@ -146,6 +146,11 @@ def _common_load(runs: list[Run], task: str, backend: str) -> str:
     return f" at {_span(loads, '.1f')} QPS offered to every model" if loads else ""
 
 
+def _common_load_rounds(runs: list[Run]) -> bool:
+    """Whether the common-load Server cells ran in more than one round (their ratios have a range)."""
+    return any(r.load_of and r.round for r in runs)
+
+
 def _round_lines(runs: list[Run]) -> list[str]:
     """Cost at inference from the interleaved rounds: each model's median ratio to full with its
     range, per figure, task and backend; then the same-graph check (merged LoRA must include 1.00)."""
@@ -354,7 +359,7 @@ def _caveat_line(
         how += f" (min_duration {_span(durations, 'g')} s" + (", no repeats)" if rounds < 2 else ")")
     how += f" on a shared {machine}" if machine else " on a shared machine"
     if rounds > 1:
-        common = any(r.load_of and r.round for r in runs)
+        common = _common_load_rounds(runs)
         rounded = (
             "Offline, SingleStream and common-load Server" if common else "Offline and SingleStream"
         )
@@ -389,7 +394,7 @@ def answer_lines(
     lines += rounds or _cost_lines(rows)
     lines += _backend_round_line(runs) or _backend_line(rows)
     lines += [] if rounds else _latency_line(rows)
-    lines += _server_line(rows, common_load=any(r.load_of and r.round for r in runs))
+    lines += _server_line(rows, common_load=_common_load_rounds(runs))
     if accuracy is None or not accuracy.figures:  # else its claims, with intervals, came first
         lines += _accuracy_lines(rows, runs)
     lines += _speed_lines(speed)

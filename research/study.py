@@ -57,7 +57,7 @@ ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells
 # every VALID load found lay at 0.2-0.35 x the model's Offline rate (full: 33 QPS, p99 109 ms, and
 # later 26.1 QPS; within a 130 ms p99 bound on 2 cores the Server SUT's dynamic batches stay far
 # smaller than Offline's), and no trial above 0.35 x was VALID (build/study-e5/pytorch/*/xnli/trial_*;
-# the bounds were 0.15-0.75 with 4 steps until 2026-11-30, the same resolution for one trial more).
+# until 2026-11-30 the bounds were 0.15-0.75 with 4 steps: the same resolution, one trial more).
 PEAK_BOUNDS = (0.15, 0.45)
 FIND_PEAK_TRIALS = 3
 # min_duration of each find_peak Server trial (at least the study's --duration). LoadGen's early
