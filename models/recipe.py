@@ -144,6 +144,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="take the held-out figures of a model/task from its LoadGen accuracy run under this "
         "folder when there is one (e.g. build/study-e5); the rest are evaluated in-process",
     )
+    parser.add_argument(
+        "--timed_build",
+        default=None,
+        help="a second build of the same zoo made in one run (`--models_dir DIR --no_eval`) whose "
+        "stages' recorded times reports/zoo.md gives as the whole zoo's training time",
+    )
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -269,6 +275,13 @@ def main(args: argparse.Namespace) -> int:
     )
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
+    timed_dir = Path(args.timed_build) if args.timed_build else None
+    if timed_dir and not args.no_eval:
+        from models.zoo_eval import training_curves
+
+        if not training_curves(timed_dir):
+            raise SystemExit(f"--timed_build {timed_dir}: no trained stage there (no */*/zoo.json "
+                             "with a training record); build it with --models_dir DIR --no_eval first")  # fmt: skip
     t0 = time.perf_counter()
     timings = build_zoo(
         models_dir, enc.name, models, tasks, sizes, args.encoder_path, args.squad_train, args.seed,
@@ -285,7 +298,9 @@ def main(args: argparse.Namespace) -> int:
         evals = args.eval_tasks.split(",") if args.eval_tasks else [*tasks, *retrieval]
         runs_dir = Path(args.from_runs) if args.from_runs else None
         rows = evaluate_zoo(models_dir, enc.name, models, evals, sizes, not args.quiet, runs_dir)
-        section = report_section(rows, enc.name, sizes, train_s, time.perf_counter() - t0, models_dir)
+        section = report_section(
+            rows, enc.name, sizes, train_s, time.perf_counter() - t0, models_dir, timed_dir
+        )
         write_report(Path(args.report), section, enc.name)
         print(f"[models] report -> {args.report}")
     print(f"[models] total {time.perf_counter() - t0:.0f} s; zoo in {models_dir}")

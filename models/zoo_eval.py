@@ -202,9 +202,12 @@ def _figure(value: Any) -> str:
 
 
 def report_section(
-    rows: list[dict], encoder: str, sizes, train_s: float, total_s: float, models_dir: Path
-) -> str:
-    """One encoder's section of reports/zoo.md: averages, per-language figures, training curves."""
+    rows: list[dict], encoder: str, sizes, train_s: float, total_s: float, models_dir: Path,
+    timed_dir: Path | None = None,
+) -> str:  # fmt: skip
+    """One encoder's section of reports/zoo.md: averages, per-language figures, training curves.
+    timed_dir: a second build of the same zoo, made in one run for its time (`--timed_build`); its
+    stages' recorded times are reported as the whole zoo's training time, stage by stage."""
     lines = [
         f"## `{encoder}` zoo",
         "",
@@ -243,28 +246,45 @@ def report_section(
             cells = [_figure(r["per_language"].get(lang, "")) for lang in langs]
             lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     curves = training_curves(models_dir)
-    timed = [t["train_s"] for _, t in curves if "train_s" in t]
-    if timed:
-        lines += ["", f"Training time recorded by the stages (zoo.json `training.train_s`, wall time with "
-                      f"the held-out probes): {sum(timed) / 60:.0f} min over {len(timed)} of "
-                      f"{len(curves)} trained stages"
-                      + ("." if len(timed) == len(curves) else "; the others were built before the "
-                         "stages recorded their time.")]  # fmt: skip
+    timed_curves = dict(training_curves(timed_dir)) if timed_dir else {}
     if curves:
+        lines += ["", "Training time recorded by the stages (zoo.json `training.train_s`, wall time with "
+                  "the held-out probes): " + _training_time(curves)]  # fmt: skip
+    if timed_curves:
+        lines += ["", f"The whole zoo timed in one build, `make models ENCODER={encoder} RUN_ARGS=\"--models_dir "
+                  f"{timed_dir} --no_eval\"` (column `one build`): "
+                  + _training_time(list(timed_curves.items()))
+                  + " Loading and saving between stages come on top."]  # fmt: skip
+    if curves:
+        one_build = " one build (min) |" if timed_curves else ""
         lines += ["", "Training curves (zoo.json `training`; held-out = English held-out figure after "
                   "each epoch, a probe of the first 300 held-out rows / the English TyDiQA dev set in "
                   "bf16, not the reported score):", "",
-                  "| stage | lr | epochs | loss per epoch | held-out per epoch | training (min) |",
-                  "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+                  f"| stage | lr | epochs | loss per epoch | held-out per epoch | training (min) |{one_build}",
+                  "| --- | --- | --- | --- | --- | --- |" + (" --- |" if timed_curves else "")]  # fmt: skip
         for stage, t in curves:
             loss = " ".join(f"{c['loss']:.3f}" for c in t["curve"])
             held = " ".join(f"{c['heldout']:.1f}" for c in t["curve"] if "heldout" in c) or "-"
-            minutes = f"{t['train_s'] / 60:.1f}" if "train_s" in t else "not recorded"
-            lines.append(
-                f"| {stage} | {t['lr']:g} | {t['epochs'] or t['steps']} | {loss} | {held} | {minutes} |"
-            )
+            row = f"| {stage} | {t['lr']:g} | {t['epochs'] or t['steps']} | {loss} | {held} | {_minutes(t)} |"
+            lines.append(row + (f" {_minutes(timed_curves.get(stage, {}))} |" if timed_curves else ""))
     lines += ["", f"Sizes: `{sizes}`", ""]
     return "\n".join(lines)
+
+
+def _minutes(training: dict) -> str:
+    return f"{training['train_s'] / 60:.1f}" if "train_s" in training else "not recorded"
+
+
+def _training_time(curves: list[tuple[str, dict]]) -> str:
+    """The summed recorded time of trained stages, saying how many of them recorded it."""
+    timed = [t["train_s"] for _, t in curves if "train_s" in t]
+    if not timed:
+        return "none recorded (the stages were built before they recorded their time)."
+    return f"{sum(timed) / 60:.0f} min over {len(timed)} of {len(curves)} trained stages" + (
+        "."
+        if len(timed) == len(curves)
+        else "; the others were built before the stages recorded their time."
+    )
 
 
 def training_curves(models_dir: Path) -> list[tuple[str, dict]]:

@@ -225,3 +225,31 @@ def test_every_trained_stage_records_its_training_time(zoo):
         "no training stage ran in this call (all were built before), total with evaluation 30 s"
         in rebuilt
     )
+    assert "one build" not in rebuilt
+    # a second, timed build of the zoo (--timed_build): its stage times, summed and per stage
+    timed = report_section([], "tiny", TINY_TEST, 0.2, 30.0, zoo, timed_dir=zoo)
+    assert (
+        f'RUN_ARGS="--models_dir {zoo} --no_eval"` (column `one build`): {total:.0f} min over 13 of 13'
+        in timed
+    )
+    stage, t = curves[0]
+    assert (
+        f"| {t['train_s'] / 60:.1f} | {t['train_s'] / 60:.1f} |"
+        in timed.split(f"| {stage} |")[1].split("\n")[0]
+    )
+
+
+def test_timed_build_without_trained_stages_is_refused_before_any_work(tmp_path):
+    import argparse
+
+    from models.recipe import configure_parser, main
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    (tmp_path / "timed").mkdir()
+    args = parser.parse_args(
+        ["--models_dir", str(tmp_path / "zoo"), "--timed_build", str(tmp_path / "timed")]
+    )
+    with pytest.raises(SystemExit, match=r"--timed_build .*timed: no trained stage there"):
+        main(args)
+    assert not (tmp_path / "zoo").exists()  # refused before building anything
