@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,6 @@ class StudySettings:
     count: int | None = None
     threads: int = 0
     run_args: tuple[str, ...] = ()
-    server_qps: str = "fraction"  # "fraction" (of the variant's Offline samples/s) or "peak"
     cell_timeout_s: float = 900.0
     python: str = sys.executable
     user_conf: Path = REPO / "user.conf"  # base user.conf; Server/Offline cells get a copy
@@ -154,10 +153,10 @@ class Cell:
             return base
         return base / f"qps-{self.qps_fraction:.2f}{f'-of-{self.load_of}' if self.load_of else ''}"
 
-    def subcommand(self, s: StudySettings) -> str:
-        """`run`, or `find_peak` for a Server cell whose load find_peak searches."""
-        searched = self.scenario == "Server" and self.qps_fraction is None and s.server_qps == "peak"
-        return "find_peak" if searched else "run"
+    @property
+    def subcommand(self) -> str:
+        """`run`, or `find_peak` for a Server cell without a given load (Grid.server_qps "peak")."""
+        return "find_peak" if self.scenario == "Server" and self.qps_fraction is None else "run"
 
     def duration_s(self, s: StudySettings) -> float | None:
         """min_duration of each of the cell's runs: --duration for performance runs, at least
@@ -165,7 +164,7 @@ class Cell:
         accuracy runs."""
         if self.mode != "performance":
             return None
-        long = self.subcommand(s) == "find_peak" or self.load_of is not None
+        long = self.subcommand == "find_peak" or self.load_of is not None
         return max(s.duration_s, PEAK_TRIAL_S) if long else s.duration_s
 
     def config(self, s: StudySettings, user_conf: Path | None = None) -> RunConfig:
@@ -173,7 +172,7 @@ class Cell:
         may be INVALID (short runs): their numbers are kept, and flagged."""
         backend, dtype = BACKEND_VARIANTS[self.backend]
         perf = self.mode == "performance"
-        timed = perf and self.subcommand(s) == "run"
+        timed = perf and self.subcommand == "run"
         return RunConfig.layered(
             scenario=self.scenario, model=self.model, task=self.task, backend=backend, dtype=dtype,
             encoder=s.encoder, output_dir=self.output_dir(s), accuracy=not perf, allow_invalid=perf,
@@ -201,7 +200,7 @@ class Cell:
                     MAX_TRIAL_S,
                 ]
             }
-            if self.subcommand(s) == "find_peak"
+            if self.subcommand == "find_peak"
             else {}
         )
         cell = {k: v for k, v in asdict(self).items() if v is not None or k != "load_of"}
@@ -213,101 +212,108 @@ class Cell:
             "languages": list(s.languages),
             "threads": s.threads,
             "run_args": list(s.run_args),
-            "server_qps": s.server_qps if self.subcommand(s) == "find_peak" else None,
+            "server_qps": "peak" if self.subcommand == "find_peak" else None,
             "offline_qps": offline_qps(self, s) if self.scenario == "Offline" and perf else None,
         }
 
 
-def plan_cells(
-    models: Sequence[str],
-    tasks: Sequence[str],
-    backends: Sequence[str],
-    scenarios: Sequence[str],
-    latency_tasks: Sequence[str] | None,
-    accuracy_backends: Sequence[str],
-    server_fractions: Sequence[float],
-    server_qps: str = "fraction",
-    server_backends: Sequence[str] | None = None,
-    seeds: Sequence[int] = (),
-    seed_models: Sequence[str] = ("full", "adapter"),
-    rounds: int = 1,
-    perf_tasks: Sequence[str] | None = None,
-    retrieval_models: Sequence[str] | None = None,
-    other_accuracy_models: Sequence[str] | None = None,
-    server_common: float | None = None,
-    server_models: Sequence[str] | None = None,
-) -> list[Cell]:
-    """The ordered grid. SingleStream/Server only for `latency_tasks` (None = every task); accuracy
-    runs only for `accuracy_backends`; Server only for `server_backends` (None = all), one cell per
-    fraction (one cell when server_qps=peak). `seeds` (other than 0): PyTorch accuracy cells of
-    `seed_models` on XNLI served from that seed's zoo (training noise), after the task's cells.
+@dataclass(frozen=True)
+class Grid:
+    """Which cells a study runs (`plan_cells`; the command line's flags of the same names).
+
+    SingleStream and Server only for `latency_tasks` (None = every task); accuracy runs only for
+    `accuracy_backends`; Server only for `server_backends` and `server_models` (None = all; full-squad
+    serves full's graph, as lora-squad does, which already checks that a same-graph model measures
+    1.00), one cell per fraction of the variant's Offline samples/s in `server_fractions`, or one
+    find_peak search when `server_qps` is "peak".
+    `seeds` (other than 0): PyTorch accuracy cells of `seed_models` on XNLI served from that seed's
+    zoo (training noise), after the task's cells.
     `rounds` > 1: the Offline and SingleStream performance cells again, rounds - 1 more times,
     interleaved (every model and backend of a round before the next round), so that each ratio to
     full can be taken within a round and shown with its spread over rounds; round r starts at the
     r-th model (rotated), so that a drift within a round does not favour one model in every round.
     `perf_tasks` (None = all): the tasks with performance cells and with accuracy cells on backends
-    other than REFERENCE_BACKEND (those only for `other_accuracy_models`, None = all);
+    other than REFERENCE_BACKEND (those only for `other_accuracy_models`, None = all).
     `retrieval_models` (None = all): the models served for retrieval tasks (models that serve the
     same encoder would repeat the same figures).
-    `server_models` (None = all): the models with Server cells (full-squad serves full's graph, as
-    lora-squad does, which already checks that a same-graph model measures 1.00).
     `server_common` (a fraction; None = none): on every Server backend, each model is also offered
     that fraction of COMMON_LOAD_MODEL's Offline samples/s, in every round (round 0 right after its
-    other Server cells): the Server ratios with a range.
-    Order: per task, per model, per backend: Offline, SingleStream, Server..., accuracy; then the
-    task's other rounds; then its seed cells."""
-    for b in (*backends, *accuracy_backends):
+    other Server cells): the Server ratios with a range."""
+
+    models: Sequence[str]
+    tasks: Sequence[str]
+    backends: Sequence[str]
+    scenarios: Sequence[str]
+    latency_tasks: Sequence[str] | None = None
+    accuracy_backends: Sequence[str] = ()
+    server_fractions: Sequence[float] = ()
+    server_qps: str = "fraction"  # "fraction" or "peak"
+    server_backends: Sequence[str] | None = None
+    seeds: Sequence[int] = ()
+    seed_models: Sequence[str] = ("full", "adapter")
+    rounds: int = 1
+    perf_tasks: Sequence[str] | None = None
+    retrieval_models: Sequence[str] | None = None
+    other_accuracy_models: Sequence[str] | None = None
+    server_common: float | None = None
+    server_models: Sequence[str] | None = None
+
+
+def plan_cells(g: Grid) -> list[Cell]:
+    """The ordered cells of grid `g`. Order: per task, per model, per backend: Offline, SingleStream,
+    Server..., accuracy; then the task's other rounds; then its seed cells."""
+    for b in (*g.backends, *g.accuracy_backends):
         lookup("backend variant", b, BACKEND_VARIANTS)
-    for sc in scenarios:
+    for sc in g.scenarios:
         lookup("scenario", sc, dict.fromkeys(SCENARIOS))
-    for name in models:
+    for name in g.models:
         model_registry.get_model_spec(name)
-    for name in tasks:
+    for name in g.tasks:
         get_task_class(name)
     cells: list[Cell] = []
-    for task in tasks:
-        latency = latency_tasks is None or task in latency_tasks
-        perf = perf_tasks is None or task in perf_tasks
+    for task in g.tasks:
+        latency = g.latency_tasks is None or task in g.latency_tasks
+        perf = g.perf_tasks is None or task in g.perf_tasks
         retrieval = get_task_class(task).kind == "retrieval"
         task_models = [
-            m for m in models if not retrieval or retrieval_models is None or m in retrieval_models
+            m for m in g.models if not retrieval or g.retrieval_models is None or m in g.retrieval_models
         ]
 
         serves = {  # (model, backend) pairs with Server cells on this task
             (m, b)
             for m in task_models
-            for b in backends
-            if perf and latency and "Server" in scenarios
-            and (server_backends is None or b in server_backends)
-            and (server_models is None or m in server_models)
+            for b in g.backends
+            if perf and latency and "Server" in g.scenarios
+            and (g.server_backends is None or b in g.server_backends)
+            and (g.server_models is None or m in g.server_models)
         }  # fmt: skip
         for model in task_models:
-            for backend in backends:
+            for backend in g.backends:
                 server = (model, backend) in serves
-                needs_offline = server and server_qps == "fraction"
-                if perf and ("Offline" in scenarios or needs_offline):
+                needs_offline = server and g.server_qps == "fraction"
+                if perf and ("Offline" in g.scenarios or needs_offline):
                     cells.append(Cell(model, task, backend, "Offline", "performance"))
-                if perf and "SingleStream" in scenarios and latency:
+                if perf and "SingleStream" in g.scenarios and latency:
                     cells.append(Cell(model, task, backend, "SingleStream", "performance"))
                 if server:
-                    fractions = [None] if server_qps == "peak" else list(server_fractions)
+                    fractions = [None] if g.server_qps == "peak" else list(g.server_fractions)
                     cells += [Cell(model, task, backend, "Server", "performance", f) for f in fractions]
-                    cells += common_load_cells(model, task, backend, task_models, server_common, 0)
-                other_ok = perf and (other_accuracy_models is None or model in other_accuracy_models)
-                if backend in accuracy_backends and (backend == REFERENCE_BACKEND or other_ok):
+                    cells += common_load_cells(model, task, backend, task_models, g.server_common, 0)
+                other_ok = perf and (g.other_accuracy_models is None or model in g.other_accuracy_models)
+                if backend in g.accuracy_backends and (backend == REFERENCE_BACKEND or other_ok):
                     cells.append(Cell(model, task, backend, "Offline", "accuracy"))
-        for r in range(1, rounds if perf else 1):
+        for r in range(1, g.rounds if perf else 1):
             k = r % max(len(task_models), 1)  # round r starts at the r-th model: none always first
             for model in task_models[k:] + task_models[:k]:
-                for backend in backends:
+                for backend in g.backends:
                     cells += [Cell(model, task, backend, sc, "performance", round=r)
                               for sc in ("Offline", "SingleStream")
-                              if sc in scenarios and (sc == "Offline" or latency)]  # fmt: skip
+                              if sc in g.scenarios and (sc == "Offline" or latency)]  # fmt: skip
                     if (model, backend) in serves:
-                        cells += common_load_cells(model, task, backend, task_models, server_common, r)
+                        cells += common_load_cells(model, task, backend, task_models, g.server_common, r)
         if task == SEED_TASK:
             cells += [Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=seed)
-                      for seed in seeds if seed for m in seed_models if m in models]  # fmt: skip
+                      for seed in g.seeds if seed for m in g.seed_models if m in g.models]  # fmt: skip
     return cells
 
 
@@ -333,7 +339,7 @@ def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
             run = rates.accuracy_s.get(c.task, 300.0) * language_share(c.task, s.languages)
             run += rates.seed_training_s if c.seed else 0.0
         else:
-            trials = FIND_PEAK_TRIALS if c.subcommand(s) == "find_peak" else 1
+            trials = FIND_PEAK_TRIALS if c.subcommand == "find_peak" else 1
             length = (1.0 if c.scenario == "Server" else 1.1) * c.duration_s(s)
             run = trials * (length + 1.0 + rates.start_s) - rates.start_s
         total += rates.start_s + run
@@ -349,7 +355,7 @@ def language_share(task: str, languages: Sequence[str]) -> float:
 def result_folder(cell: Cell, s: StudySettings) -> Path:
     """The run folder holding the cell's results: the contract's, or for a find_peak Server cell the
     newest trial run folder find_peak wrote for the cell's model and task."""
-    if cell.subcommand(s) == "find_peak":
+    if cell.subcommand == "find_peak":
         trials = peak_folder(cell, s).glob("trial_*/**/results.json")
         found = sorted(trials, key=lambda p: p.stat().st_mtime)
         if found:
@@ -429,7 +435,7 @@ def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
 def peak_bounds(cell: Cell, s: StudySettings) -> list[str]:
     """find_peak's bisection bounds for a Server cell: PEAK_BOUNDS x the variant's Offline samples/s
     (no doubling search from 1 QPS), when that Offline run exists; else none (find_peak's defaults)."""
-    if cell.subcommand(s) != "find_peak" or (sps := offline_throughput(cell, s)) is None:
+    if cell.subcommand != "find_peak" or (sps := offline_throughput(cell, s)) is None:
         return []
     low, high = PEAK_BOUNDS
     return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}", "--steps", str(FIND_PEAK_TRIALS)]
@@ -446,7 +452,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
         cfg = cell_config(cell, s)
     except LookupError as exc:
         return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
-    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand(s),
+    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand,
                  more_flags=[*peak_bounds(cell, s), *s.run_args], python=s.python,
                  timeout_s=s.cell_timeout_s)  # fmt: skip
     rc = run.rc
@@ -455,7 +461,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     # a search that finished without a VALID trial is a result (find_peak.json says so), not a failure
     searched = (
         rc == INVALID
-        and cell.subcommand(s) == "find_peak"
+        and cell.subcommand == "find_peak"
         and (peak_folder(cell, s) / "find_peak.json").is_file()
     )
     if searched:
@@ -614,22 +620,16 @@ def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
     """The cells and settings the parsed command line asks for."""
     settings = StudySettings(
         runs_dir=args.runs_dir, duration_s=args.duration, encoder=args.encoder, count=args.count,
-        threads=args.threads, run_args=tuple(args.run_args.split()), server_qps=args.server_qps,
+        threads=args.threads, run_args=tuple(args.run_args.split()),
         cell_timeout_s=args.cell_timeout, offline_qps=args.offline_qps,
         languages=tuple(args.languages),
     )  # fmt: skip
-    latency = None if args.latency_tasks == ["all"] else args.latency_tasks
-    acc = {"none": [], "all": args.backends}.get(
-        ",".join(args.accuracy_backends), args.accuracy_backends
-    )
-    cells = plan_cells(args.models, args.tasks, args.backends, args.scenarios, latency, acc,
-                       args.server_fractions, args.server_qps,
-                       None if args.server_backends == ["all"] else args.server_backends,
-                       args.seeds, args.seed_models, args.rounds, args.perf_tasks,
-                       args.retrieval_models, args.other_accuracy_models,
-                       args.server_common,
-                       None if args.server_models == ["all"] else args.server_models)  # fmt: skip
-    return cells, settings
+    grid = {f.name: getattr(args, f.name) for f in fields(Grid)}  # the flags of the same names
+    for key in ("latency_tasks", "server_backends", "server_models"):
+        grid[key] = None if grid[key] == ["all"] else grid[key]
+    acc = ",".join(args.accuracy_backends)
+    grid["accuracy_backends"] = {"none": [], "all": args.backends}.get(acc, args.accuracy_backends)
+    return plan_cells(Grid(**grid)), settings
 
 
 def main(args: argparse.Namespace) -> int:

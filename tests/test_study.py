@@ -243,10 +243,14 @@ def test_report_links_speed_md_only_when_it_exists(tmp_path):
     assert "[speed.md](speed.md)" in report.write_report(tmp_path / "none", out)["md"].read_text()
 
 
+def plan(*args, **kwargs) -> list:
+    return study.plan_cells(study.Grid(*args, **kwargs))
+
+
 def test_plan_orders_offline_before_server_and_counts_cells():
-    cells = study.plan_cells(study.MODELS, study.TASKS, list(study.BACKEND_VARIANTS), study.SCENARIOS,
-                             ["xnli"], ["pytorch", "onnxruntime-int8"], [0.5, 0.9], "fraction",
-                             ["pytorch", "onnxruntime-int8"])  # fmt: skip
+    cells = plan(study.MODELS, study.TASKS, list(study.BACKEND_VARIANTS), study.SCENARIOS,
+                 latency_tasks=["xnli"], accuracy_backends=["pytorch", "onnxruntime-int8"],
+                 server_fractions=[0.5, 0.9], server_backends=["pytorch", "onnxruntime-int8"])  # fmt: skip
     # Offline 5x4x3 + SingleStream 5x3 + Server 5x2x2 + accuracy 5x4x2
     assert len(cells) == 60 + 15 + 20 + 40
     names = [c.name for c in cells]
@@ -254,7 +258,7 @@ def test_plan_orders_offline_before_server_and_counts_cells():
         "full.xnli.pytorch.Server.performance-qps0.50"
     )
     with pytest.raises(ValueError, match="onnxruntime-int8"):
-        study.plan_cells(["full"], ["xnli"], ["onnx-int8"], ["Offline"], None, [], [])
+        plan(["full"], ["xnli"], ["onnx-int8"], ["Offline"])
 
 
 def test_rounds_are_interleaved_and_rotated():
@@ -262,15 +266,14 @@ def test_rounds_are_interleaved_and_rotated():
     over len(models) rounds each model goes first once (TyDiQA, 2026-11-30: full, first in every
     round, measured below full-squad, the same graph later in the round, in 13 of 15 pairs)."""
     models = ["full", "adapter", "lora-squad"]
-    cells = study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline"], None, [], [], rounds=4)
+    cells = plan(models, ["xnli"], ["pytorch"], ["Offline"], rounds=4)
     order = [(c.round, c.model) for c in cells]
     assert order == [(0, "full"), (0, "adapter"), (0, "lora-squad"),
                      (1, "adapter"), (1, "lora-squad"), (1, "full"),
                      (2, "lora-squad"), (2, "full"), (2, "adapter"),
                      (3, "full"), (3, "adapter"), (3, "lora-squad")]  # fmt: skip
     # a retrieval task whose models are all left out has no cells in any round
-    none = study.plan_cells(["full"], ["tatoeba"], ["pytorch"], ["Offline"], None, [], [], rounds=3,
-                            retrieval_models=["adapter"])  # fmt: skip
+    none = plan(["full"], ["tatoeba"], ["pytorch"], ["Offline"], rounds=3, retrieval_models=["adapter"])
     assert none == []
 
 
@@ -302,8 +305,14 @@ def test_study_is_resumable(tmp_path):
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     runs = tmp_path / "runs"
     settings = study.StudySettings(runs_dir=runs, duration_s=1.0, python=str(fake))
-    cells = study.plan_cells(
-        ["full"], ["xnli"], ["pytorch"], ["Offline", "Server"], None, ["pytorch"], [0.5]
+    cells = plan(
+        ["full"],
+        ["xnli"],
+        ["pytorch"],
+        ["Offline", "Server"],
+        latency_tasks=None,
+        accuracy_backends=["pytorch"],
+        server_fractions=[0.5],
     )
     assert len(cells) == 3
     records = study.run_study(cells, settings, progress=False)
@@ -332,8 +341,8 @@ def test_server_at_a_common_load_in_every_round(tmp_path):
     """--server_common F: every model is offered F x full's Offline samples/s (not its own), in every
     round, for PEAK_TRIAL_S, beside the find_peak search; its cells live in qps-F-of-full folders."""
     models = ["full", "adapter"]
-    cells = study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline", "Server"], None, [], [],
-                             "peak", rounds=3, server_common=0.25)  # fmt: skip
+    server = {"scenarios": ["Offline", "Server"], "server_qps": "peak", "server_common": 0.25}
+    cells = plan(models, ["xnli"], ["pytorch"], rounds=3, **server)
     assert [c.name for c in cells] == [
         "full.xnli.pytorch.Offline.performance", "full.xnli.pytorch.Server.performance",
         "full.xnli.pytorch.Server.performance-qps0.25-of-full",
@@ -349,22 +358,19 @@ def test_server_at_a_common_load_in_every_round(tmp_path):
         "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round2",
     ]  # fmt: skip
     # --server_models: the others get no Server cell of either kind (full's Offline still sets the load)
-    only = study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline", "Server"], None, [], [], "peak",
-                            rounds=2, server_common=0.25, server_models=["adapter"])  # fmt: skip
+    only = plan(models, ["xnli"], ["pytorch"], rounds=2, server_models=["adapter"], **server)
     assert [c.name for c in only if c.scenario == "Server"] == [
         "adapter.xnli.pytorch.Server.performance", "adapter.xnli.pytorch.Server.performance-qps0.25-of-full",
         "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round1"]  # fmt: skip
     # no full, no common load; none either where Server is not asked for
-    assert not any(c.load_of for c in study.plan_cells(["adapter"], ["xnli"], ["pytorch"], ["Offline", "Server"],
-                                                       None, [], [], "peak", rounds=2, server_common=0.25))  # fmt: skip
-    assert not any(c.load_of for c in study.plan_cells(models, ["xnli"], ["pytorch"], ["Offline"], None, [], [],
-                                                       rounds=2, server_common=0.25))  # fmt: skip
+    assert not any(c.load_of for c in plan(["adapter"], ["xnli"], ["pytorch"], rounds=2, **server))
+    server["scenarios"] = ["Offline"]
+    assert not any(c.load_of for c in plan(models, ["xnli"], ["pytorch"], rounds=2, **server))
 
     fake = tmp_path / "fake_python"
     fake.write_text(FAKE_RUNNER.format(python=sys.executable, calls=str(tmp_path / "calls.txt")))
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    settings = study.StudySettings(runs_dir=tmp_path / "runs", duration_s=1.0, python=str(fake),
-                                   server_qps="peak")  # fmt: skip
+    settings = study.StudySettings(runs_dir=tmp_path / "runs", duration_s=1.0, python=str(fake))
     common = [c for c in cells if c.load_of or c.scenario == "Offline"]
     assert [r.get("rc") for r in study.run_study(common, settings, progress=False)] == [0] * 12
     calls = [c for c in (tmp_path / "calls.txt").read_text().splitlines() if "--scenario Server" in c]

@@ -278,7 +278,7 @@ def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path
 def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
     from research import study
 
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", server_qps="peak")
+    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small")
     server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
     assert study.peak_bounds(server, s) == []  # no Offline run yet: find_peak's own search
     folder = study.Cell("full", "xnli", "pytorch", "Offline", "performance").run_folder(s)
@@ -295,12 +295,12 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     from harness.launch import child_argv
     from research import study
 
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", server_qps="peak", duration_s=5.0)
+    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", duration_s=5.0)
     server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
     offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
     accuracy = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
     assert [c.duration_s(s) for c in (server, offline, accuracy)] == [study.PEAK_TRIAL_S, 5.0, None]
-    argv = child_argv(server.config(s), server.subcommand(s))
+    argv = child_argv(server.config(s), server.subcommand)
     assert "find_peak" in argv and "--duration" in argv
     assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
     assert server.settings_key(s)["duration_s"] == 60.0
@@ -338,7 +338,7 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
     from harness.launch import Launched
     from research import study
 
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", server_qps="peak")
+    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small")
     cells = [study.Cell(m, "xnli", "pytorch", "Server", "performance") for m in ("full", "adapter")]
 
     def fake_launch(cfg, log, command, more_flags, python, timeout_s):
