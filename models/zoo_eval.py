@@ -249,11 +249,13 @@ def report_section(
     timed_curves = dict(training_curves(timed_dir)) if timed_dir else {}
     if curves:
         lines += ["", "Training time recorded by the stages (zoo.json `training.train_s`, wall time with "
-                  "the held-out probes): " + _training_time(curves)]  # fmt: skip
+                  "the held-out probes): "
+                  + _training_time(curves, "built before the stages recorded their time")]  # fmt: skip
     if timed_curves:
+        one = [(stage, timed_curves.get(stage, {})) for stage, _ in curves]
         lines += ["", f"The whole zoo timed in one build, `make models ENCODER={encoder} RUN_ARGS=\"--models_dir "
                   f"{timed_dir} --no_eval\"` (column `one build`): "
-                  + _training_time(list(timed_curves.items()))
+                  + _training_time(one, "not built there yet")
                   + " Loading and saving between stages come on top."]  # fmt: skip
     if curves:
         one_build = " one build (min) |" if timed_curves else ""
@@ -275,16 +277,14 @@ def _minutes(training: dict) -> str:
     return f"{training['train_s'] / 60:.1f}" if "train_s" in training else "not recorded"
 
 
-def _training_time(curves: list[tuple[str, dict]]) -> str:
-    """The summed recorded time of trained stages, saying how many of them recorded it."""
+def _training_time(curves: list[tuple[str, dict]], why_missing: str) -> str:
+    """The summed recorded time of trained stages, naming those without one (and why_missing)."""
     timed = [t["train_s"] for _, t in curves if "train_s" in t]
-    if not timed:
-        return "none recorded (the stages were built before they recorded their time)."
-    return f"{sum(timed) / 60:.0f} min over {len(timed)} of {len(curves)} trained stages" + (
-        "."
-        if len(timed) == len(curves)
-        else "; the others were built before the stages recorded their time."
-    )
+    missing = [stage for stage, t in curves if "train_s" not in t]
+    text = f"{sum(timed) / 60:.0f} min over {len(timed)} of {len(curves)} trained stages"
+    if not missing:
+        return text + "."
+    return text + f"; not {', '.join(missing) if timed else 'any'}: {why_missing}."
 
 
 def training_curves(models_dir: Path) -> list[tuple[str, dict]]:
