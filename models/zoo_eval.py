@@ -43,7 +43,11 @@ def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
 
 class _TrainingModule:
     """Backend-like view of a model being trained: the task kind's wrapper (models/modules.py)
-    without freezing its parameters; bf16 autocast (a curve probe, not a reported figure)."""
+    without freezing its parameters; bf16 autocast (a curve probe, not a reported figure). no_grad,
+    not inference_mode: under inference_mode and autocast the adapters library's unfolded
+    AdapterFusion forward runs several times slower (python reports/scripts/fusion_probe.py); in the
+    timed zoo build of 2026-11-30 (reports/zoo.md) each TyDiQA probe of adapter-squad took 11
+    minutes, against 15 s for full's."""
 
     def __init__(self, kind: str, model) -> None:
         from models.modules import WRAPPERS
@@ -53,7 +57,7 @@ class _TrainingModule:
     def predict(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             out = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
         return out.float().numpy()
 

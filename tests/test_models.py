@@ -261,3 +261,29 @@ def test_timed_build_without_trained_stages_is_refused_before_any_work(tmp_path)
     with pytest.raises(SystemExit, match=r"--timed_build .*timed: no trained stage there"):
         main(args)
     assert not (tmp_path / "zoo").exists()  # refused before building anything
+
+
+def test_heldout_probe_scores_the_english_heldout_rows_and_leaves_the_model_trainable(zoo):
+    """The training-curve probe (bf16, unfolded AdapterFusion as it trains) on the XNLI held-out rows:
+    300 English rows scored like the in-process evaluation (fp32, folded), and a training step still
+    works after it (the probe runs under no_grad: reports/scripts/fusion_probe.py)."""
+    from models.loaders import load_model
+    from models.zoo_eval import evaluate, heldout_probe
+
+    served = resolve("adapter-squad", "xnli", models_dir=zoo)
+    assert served.serving == "fusion"
+    model = load_model(served, lean=False)  # the library's modules, as the stage trains them
+    tok = served.tokenizer()
+    probe = heldout_probe("xnli", tok)(model)
+    reference = evaluate(served, "en", 300)
+    assert reference["n"] == 300
+    assert round(probe * 3) == pytest.approx(probe * 3, abs=1e-6)  # a whole number of the 300 rows
+    assert probe == pytest.approx(reference["final"]["accuracy"], abs=1.0)  # bf16: at most 3 rows apart
+
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    ids, mask = _inputs(tok)
+    out = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    out.logits.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
