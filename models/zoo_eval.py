@@ -45,7 +45,7 @@ class _TrainingModule:
     """Backend-like view of a model being trained: the task kind's wrapper (models/modules.py)
     without freezing its parameters; bf16 autocast (a curve probe, not a reported figure). no_grad,
     not inference_mode: under inference_mode and autocast the adapters library's unfolded
-    AdapterFusion forward runs several times slower (python reports/scripts/fusion_probe.py); in the
+    AdapterFusion forward runs 11-14x slower (python reports/scripts/fusion_probe.py); in the
     timed zoo build of 2026-11-30 (reports/zoo.md) each TyDiQA probe of adapter-squad took 11
     minutes, against 15 s for full's."""
 

@@ -4,10 +4,11 @@ adapter and the AdapterFusion forms at the e5-small shape (random weights: speed
 their values), one batch of 16 x 64 tokens, alternating passes, the best of 3 each, in process CPU
 seconds (so that another job's share of the cores does not count):
     python reports/scripts/fusion_probe.py
-First measured on 2026-11-30 beside the timed zoo build, one pass each after a warm-up: AdapterFusion
-16.5 s under inference_mode against 5.7 s under no_grad (2.9x), the adapter 4.7 s against 3.7 s.
-Larger batches widen the gap: at the probe's 64 windows of up to 384 tokens, adapter-squad's TyDiQA
-probe took 11 minutes, full's 15 s (build/zoo-timed logs). So the probe runs under no_grad."""
+Measured 2026-11-30 on the idle machine, two runs: AdapterFusion 11.3 and 11.0 s under inference_mode
+against 0.78 and 0.95 s under no_grad (14.4x, 11.5x); the adapter 0.31 / 0.35 s and 0.39 / 0.46 s
+(0.88x, 0.86x: no gap). At the probe's 64 windows of up to 384 tokens, adapter-squad's TyDiQA probe
+took 11 minutes in the timed zoo build, full's 15 s (its tqdm log, not kept in the repository).
+So the probe runs under no_grad."""
 
 import contextlib
 import time
