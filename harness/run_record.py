@@ -180,6 +180,14 @@ class RunRecord:
         return out
 
 
+# A folder of runs that a later measurement replaced (find_peak keeps an earlier search there): kept
+# for the record, never collected.
+SUPERSEDED = "superseded"
+
+
 def find_records(root: str | Path) -> list[RunRecord]:
-    """Every run folder under `root` (sorted by path, so callers' output is deterministic)."""
-    return [RunRecord.load(p.parent) for p in sorted(Path(root).rglob("run_config.json"))]
+    """Every run folder under `root` (sorted by path, so callers' output is deterministic), except
+    those inside a SUPERSEDED folder."""
+    root = Path(root)
+    configs = sorted(root.rglob("run_config.json"))
+    return [RunRecord.load(p.parent) for p in configs if SUPERSEDED not in p.relative_to(root).parts]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE
 from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
 from harness.launch import launch
-from harness.run_record import Results
+from harness.run_record import SUPERSEDED, Results
 from harness.settings import sizing_line, user_conf_with
 
 OFFLINE_TRIAL_S = 60.0
@@ -82,7 +83,30 @@ def main(args: argparse.Namespace) -> int:
               "INVALID report prints the target_latency line", file=sys.stderr)  # fmt: skip
         return BAD_INPUT
     cfg = RunConfig.from_args(args)
-    return modes[args.scenario](cfg, args, search_folder(cfg))
+    out = search_folder(cfg)
+    set_aside_earlier_search(out)
+    return modes[args.scenario](cfg, args, out)
+
+
+def set_aside_earlier_search(out: Path) -> Path | None:
+    """Move what an earlier search left in `out` (its trial_NN_Q/ or offline_trial_K/ folders and
+    find_peak.json; nothing else: other runs' folders may share `out`) into out/superseded/<when it
+    ended>/, where nothing collects it: the new search's trials, at other loads, must not mix with
+    the old ones. Returns that folder (None when there was no earlier search)."""
+    names = ("find_peak.json", "trial_", "offline_trial_")  # str.startswith: the file, or a prefix
+    earlier = sorted(p for p in out.iterdir() if p.name.startswith(names)) if out.is_dir() else []
+    if not earlier:
+        return None
+    ended = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.stat().st_mtime for p in earlier)))
+    dest, k = out / SUPERSEDED / ended, 1
+    while dest.exists():
+        k += 1
+        dest = out / SUPERSEDED / f"{ended}-{k}"
+    dest.mkdir(parents=True)
+    for p in earlier:
+        p.rename(dest / p.name)
+    print(f"find_peak: the earlier search in {out} is kept in {dest} (never collected)", flush=True)
+    return dest
 
 
 def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
@@ -149,6 +173,8 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
         if durations:
             record["longer_s"] = [round(d, 1) for d in durations]
         ok = res is not None and res.result_valid
+        if res is not None and (p99 := res.latency_ms("p99")) is not None:  # the last run's tail
+            record |= {"p99_ms": round(p99, 1), "constraints_failed": list(res.constraints_failed)}
         trials.append(record | {"valid": ok})
         print(f"find_peak: target_qps {q:.2f} -> {'VALID' if ok else 'INVALID'}", flush=True)
         return ok

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -235,6 +236,63 @@ def test_find_peak_server_never_reports_an_untried_bound(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "find_peak.json").read_text())
     assert offered == [48.0, 32.0, 40.0] and record["peak_valid_qps"] == 40.0
     assert record["user_conf_line"] == "full-e5-small.Server.target_qps = 40.0"
+
+
+def test_a_new_find_peak_search_sets_the_earlier_one_aside(tmp_path, monkeypatch):
+    """A search at other loads must not mix with an earlier one's trials (the study collects every
+    run folder under its root): the earlier trials and find_peak.json move to
+    superseded/<when they ended>/, which no collector reads; each trial records its p99."""
+    import os
+    import time
+
+    from harness.run_record import Results, find_records
+    from research import find_peak
+
+    def run_folder(trial: Path, qps: float, valid: bool) -> None:
+        folder = trial / "full" / "xnli" / "Server" / "performance"
+        folder.mkdir(parents=True)
+        (folder / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli",
+            "scenario": "Server", "mode": "performance", "backend": "pytorch"}))  # fmt: skip
+        (folder / "results.json").write_text(json.dumps({"result_valid": valid, "target_qps": qps}))
+
+    out = tmp_path / "full" / "xnli"  # find_peak.search_folder: <output_dir>/<model>/<task>
+    run_folder(out / "trial_00_31", 31.4, True)
+    (out / "find_peak.json").write_text('{"peak_valid_qps": 31.4}')
+    offline = out / "Offline" / "performance"  # a run of the same output_dir (the study's layout)
+    offline.mkdir(parents=True)
+    (offline / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli",
+        "scenario": "Offline", "mode": "performance", "backend": "pytorch"}))  # fmt: skip
+    (offline / "results.json").write_text(json.dumps({"result_valid": True, "target_qps": 118.0}))
+    ended = time.mktime((2026, 11, 29, 14, 0, 0, 0, 0, -1))
+    for path in out.rglob("*"):
+        os.utime(path, (ended, ended))
+
+    def fake_trial(cfg, lines, folder):
+        q = float(lines[0].rsplit("=", 1)[1])
+        run_folder(folder, q, q <= 20)
+        return Results(result_valid=q <= 20, scenario="Server", latency_ns={"p99": 1e6 * (100 if q <= 20 else 150)},
+                       constraints_failed=() if q <= 20 else ("latency",))  # fmt: skip
+
+    monkeypatch.setattr(find_peak, "trial", fake_trial)
+    parser = argparse.ArgumentParser()
+    find_peak.configure_parser(parser)
+    args = parser.parse_args(["--encoder", "e5-small", "--duration", "60", "--output_dir", str(tmp_path),
+                              "--low", "10", "--high", "30", "--steps", "2"])  # fmt: skip
+    assert find_peak.main(args) == 0
+    earlier = out / "superseded" / time.strftime("%Y%m%d-%H%M%S", time.localtime(ended))
+    assert json.loads((earlier / "find_peak.json").read_text()) == {"peak_valid_qps": 31.4}
+    assert (earlier / "trial_00_31" / "full" / "xnli" / "Server" / "performance").is_dir()
+    assert sorted(p.name for p in out.iterdir()) == ["Offline", "find_peak.json", "superseded", "trial_00_20",
+                                                     "trial_01_25"]  # fmt: skip
+    assert json.loads((out / "find_peak.json").read_text())["trials"] == [
+        {"target_qps": 20.0, "p99_ms": 100.0, "constraints_failed": [], "valid": True},
+        {"target_qps": 25.0, "p99_ms": 150.0, "constraints_failed": ["latency"], "valid": False},
+    ]
+    collected = lambda: sorted(r.results.target_qps for r in find_records(tmp_path))  # noqa: E731
+    assert collected() == [20.0, 25.0, 118.0]  # not the earlier search's 31.4
+    assert find_peak.main(args) == 0  # a third search: the second one is kept beside the first
+    assert len(list((out / "superseded").iterdir())) == 2
+    assert collected() == [20.0, 25.0, 118.0]
 
 
 def test_find_peak_server_runs_a_trial_short_of_queries_again_for_longer(tmp_path, monkeypatch):
