@@ -255,10 +255,35 @@ def _server_line(rows: list[dict[str, Any]], common_load: bool = False, task: st
             f"each): full {base:.1f} QPS; " + "; ".join(parts) + ".")  # fmt: skip
     lost = [m for m in MERGED_MODELS if m in searched and m not in qps]
     if lost:
-        line += (f" {' and '.join(lost)} serves full's very graph, so one search per model cannot rank "
-                 "the forms here: the p99 tail of one short Server run on this machine moves more than "
-                 "the difference.")  # fmt: skip
+        line += f" {' and '.join(lost)} serves full's very graph, so"
+    # a search brackets its peak between its VALID load and the next INVALID one above: the same
+    # graph's brackets must meet, or the searches measured the machine's spells, not the models
+    apart = [
+        m for m in MERGED_MODELS if m in qps and not _brackets_meet(searched[m], searched[REFERENCE])
+    ]
+    if apart and not lost:
+        line += (" " + " and ".join(f"{m} (peak {_bracket(searched[m])})" for m in apart)
+                 + f" serves full's very graph (peak {_bracket(searched[REFERENCE])}), yet the brackets "
+                 "do not meet, so")  # fmt: skip
+    if lost or apart:
+        line += (" one search per model cannot rank the forms here: the p99 tail of one short Server "
+                 "run on this machine moves more than the difference.")  # fmt: skip
+        line += " The common-load p99 ratios above compare the forms." if common_load else ""
     return [line]
+
+
+def _bracket(row: dict[str, Any]) -> str:
+    """Where a search put the peak: from its highest VALID load to the next INVALID one it tried."""
+    above = row.get("server_invalid_above_qps")
+    low = row["server_target_qps"]
+    return f"{low:.1f}-{above:.1f} QPS" if above else f"{low:.1f} QPS or more"
+
+
+def _brackets_meet(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two searches' peak brackets [VALID load, next INVALID load) overlap."""
+    inf = float("inf")
+    a_hi, b_hi = a.get("server_invalid_above_qps") or inf, b.get("server_invalid_above_qps") or inf
+    return a["server_target_qps"] < b_hi and b["server_target_qps"] < a_hi
 
 
 def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:

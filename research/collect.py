@@ -130,6 +130,7 @@ VARIANT_COLUMNS = (
     "offline_samples_per_s", "offline_valid",
     "singlestream_p90_ms", "singlestream_p99_ms", "singlestream_valid",
     "server_target_qps", "server_completed_qps", "server_p99_ms", "server_valid",
+    "server_invalid_above_qps",
     "metric", "metric_value",
 )  # fmt: skip
 
@@ -143,6 +144,17 @@ def _best_server(runs: list[Run]) -> Run | None:
     return max(valid, key=key) if valid else min(runs, key=key)
 
 
+def _invalid_above(runs: list[Run], best: Run | None) -> float | None:
+    """The lowest INVALID offered Server load above the VALID `best` one: with it, a search brackets
+    the peak (None when `best` is not VALID or nothing above it was tried)."""
+    if best is None or not best.result_valid or best.target_qps is None:
+        return None
+    above = [
+        r.target_qps for r in runs if not r.result_valid and (r.target_qps or 0.0) > best.target_qps
+    ]
+    return min(above) if above else None
+
+
 def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
     """Group the seed-0 runs by (model, task, backend): the table rows, in a stable order."""
     groups: dict[tuple[str, str, str], list[Run]] = {}
@@ -154,8 +166,10 @@ def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
     for (model, task, backend), rs in sorted(groups.items()):
         perf = {r.scenario: r for r in rs if r.mode == "performance" and r.scenario != "Server"}
         acc = next((r for r in rs if r.mode == "accuracy" and r.metric_value is not None), None)
-        server = _best_server([r for r in rs if r.mode == "performance" and r.scenario == "Server"
-                               and not r.load_of])  # fmt: skip
+        searched = [
+            r for r in rs if r.mode == "performance" and r.scenario == "Server" and not r.load_of
+        ]
+        server = _best_server(searched)
         off, ss = perf.get("Offline"), perf.get("SingleStream")
         rows.append(
             {
@@ -173,6 +187,7 @@ def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
                 "server_completed_qps": server.completed_qps if server else None,
                 "server_p99_ms": server.p99_ms if server else None,
                 "server_valid": server.result_valid if server else None,
+                "server_invalid_above_qps": _invalid_above(searched, server),
                 "metric": acc.metric if acc else None,
                 "metric_value": acc.metric_value if acc else None,
             }

@@ -69,6 +69,8 @@ def test_report_table_equals_inputs(synthetic_tree, tmp_path):
     assert full_int8["singlestream_p99_ms"] == pytest.approx(4.5)
     assert full_int8["server_target_qps"] == pytest.approx(400.0)  # 0.9 x 800 was INVALID
     assert full_int8["server_p99_ms"] == pytest.approx(10.0)
+    assert full_int8["server_invalid_above_qps"] == pytest.approx(720.0)  # the peak lies in [400, 720)
+    assert rows[("full", "onnxruntime")]["server_invalid_above_qps"] is None  # nothing INVALID above
     assert rows[("full", "onnxruntime")]["server_target_qps"] == pytest.approx(360.0)
     assert full_int8["metric"] == "accuracy" and full_int8["metric_value"] == pytest.approx(68.0)
 
@@ -196,6 +198,19 @@ def test_answer_quotes_the_measured_ratios():
     assert server.endswith("lora-squad: no VALID load down to 200.0 QPS. lora-squad serves full's very "
                            "graph, so one search per model cannot rank the forms here: the p99 tail of "
                            "one short Server run on this machine moves more than the difference.")  # fmt: skip
+    # the same graph VALID above full's first INVALID load: the searches measured the machine, not
+    # the models (2026-11-30: full 9.4-12.6 QPS, lora-squad 25.6 QPS or more)
+    rows[0].update(server_invalid_above_qps=450.0)
+    rows[3].update(server_target_qps=500.0, server_valid=True, server_invalid_above_qps=None)
+    server = [line for line in answer.answer_lines(rows, runs) if line.startswith("- Server")][0]
+    assert "lora-squad 500.0 QPS (1.25x, +25%)" in server
+    assert server.endswith("lora-squad (peak 500.0 QPS or more) serves full's very graph (peak "
+                           "400.0-450.0 QPS), yet the brackets do not meet, so one search per model "
+                           "cannot rank the forms here: the p99 tail of one short Server run on this "
+                           "machine moves more than the difference.")  # fmt: skip
+    rows[3].update(server_target_qps=420.0, server_invalid_above_qps=480.0)  # brackets meet
+    server = [line for line in answer.answer_lines(rows, runs) if line.startswith("- Server")][0]
+    assert "cannot rank" not in server and "lora-squad 420.0 QPS (1.05x, +5%)" in server
     assert ("  - XNLI accuracy, PyTorch: full 34.00; adapter 33.50 (-0.50 points), adapter-squad "
             "35.25 (+1.25 points).") in lines  # pytorch preferred over the int8 figure  # fmt: skip
     assert "  - TyDiQA f1, ONNX Runtime int8: full 6.00; adapter 4.50 (-1.50 points)." in lines
@@ -324,6 +339,9 @@ def test_study_is_resumable(tmp_path):
     assert "--allow_invalid" in calls[1] and "--allow_invalid" not in calls[2]
     assert "--duration 1" in calls[0] and "--accuracy" in calls[2]
     assert all(study.is_done(c, settings) for c in cells)
+    # `--plan` sums each finished cell's wall time from its marker
+    assert [study.measured_seconds(c, settings) for c in cells] == [r["wall_s"] for r in records]
+    assert all(r["wall_s"] > 0 for r in records)
 
     again = study.run_study(cells, settings, progress=False)
     assert all(r.get("skipped") for r in again)
