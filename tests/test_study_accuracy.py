@@ -286,7 +286,7 @@ def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
     (folder / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli", "scenario": "Offline",
                                                          "mode": "performance", "backend": "pytorch"}))  # fmt: skip
     (folder / "results.json").write_text(json.dumps({"samples_per_second": 100.0, "result_valid": True}))
-    assert study.peak_bounds(server, s) == ["--low", "15.00", "--high", "45.00", "--steps", "3"]
+    assert study.peak_bounds(server, s) == ["--low", "6.00", "--high", "30.00", "--steps", "3"]
     offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
     assert study.peak_bounds(offline, s) == []
 
@@ -305,7 +305,7 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
     assert server.settings_key(s)["duration_s"] == 60.0
     # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S) is another cell
-    assert server.settings_key(s)["peak_search"] == [0.15, 0.45, 3, 1.2, 3, 600.0]
+    assert server.settings_key(s)["peak_search"] == [0.06, 0.30, 3, 1.2, 3, 600.0]
     assert "peak_search" not in offline.settings_key(s)  # keys of finished cells unchanged
     # the plan counts 3 trials of 60 s + 1 s each (LoadGen issues Server queries for min_duration),
     # plus the process starts; an Offline query is sized to 1.1 x the duration
