@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -353,6 +354,23 @@ def measured_seconds(cell: Cell, s: StudySettings) -> float | None:
     return float(wall) if isinstance(wall, int | float) else None
 
 
+def time_by_group(cells: Sequence[Cell], done: dict[str, float | None], s: StudySettings
+                  ) -> dict[str, tuple[int, float, float, float]]:  # fmt: skip
+    """Per kind of cell (task, scenario, mode; find_peak, common load and seed cells apart), over
+    the timed finished ones in `done` (name -> wall seconds): count, measured seconds, planned
+    seconds and the median cell's seconds, the largest measured first."""
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for c in cells:
+        if done.get(c.name) is None:
+            continue
+        kind = "find_peak" if c.subcommand == "find_peak" else "common load" if c.load_of else ""
+        label = " ".join(filter(None, (c.task, c.scenario, c.mode, kind, "seeds" if c.seed else "")))
+        groups.setdefault(label, []).append((done[c.name], estimate_seconds([c], s)))
+    rows = {g: (len(v), sum(w for w, _ in v), sum(e for _, e in v), statistics.median(w for w, _ in v))
+            for g, v in groups.items()}  # fmt: skip
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1][1]))
+
+
 def language_share(task: str, languages: Sequence[str]) -> float:
     """The share of `task`'s languages among `languages` (1 when empty): an accuracy pass scales with it."""
     every = get_task_class(task).languages
@@ -659,6 +677,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"study: {len(done)} of {len(cells)} cells done at these settings ({len(timed)} timed, "
               f"{sum(timed) / 60:.0f} min by the wall times in their {MARKER}); estimated "
               f"{rest / 60:.0f} min for the rest")  # fmt: skip
+        for group, (n, wall, est, median) in time_by_group(cells, done, settings).items():
+            print(f"  {group:<40} {n:>3} cells: measured {wall / 60:5.1f} min (median cell "
+                  f"{median:.0f} s), planned {est / 60:5.1f} min")  # fmt: skip
         return 0
     failed = []
     if not args.report_only:
