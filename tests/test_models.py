@@ -265,8 +265,9 @@ def test_timed_build_without_trained_stages_is_refused_before_any_work(tmp_path)
 
 def test_heldout_probe_scores_the_english_heldout_rows_and_leaves_the_model_trainable(zoo):
     """The training-curve probe (bf16, unfolded AdapterFusion as it trains) on the XNLI held-out rows:
-    300 English rows scored like the in-process evaluation (fp32, folded), and a training step still
-    works after it (the probe runs under no_grad: reports/scripts/fusion_probe.py)."""
+    300 English rows scored like the in-process evaluation (fp32, folded); its forward runs under
+    no_grad, not inference_mode (where the library's unfolded fusion is 11-14x slower: the speed
+    itself is reports/scripts/fusion_probe.py's to measure); a training step still works after it."""
     from models.loaders import load_model
     from models.zoo_eval import evaluate, heldout_probe
 
@@ -274,7 +275,13 @@ def test_heldout_probe_scores_the_english_heldout_rows_and_leaves_the_model_trai
     assert served.serving == "fusion"
     model = load_model(served, lean=False)  # the library's modules, as the stage trains them
     tok = served.tokenizer()
+    modes = []  # (inference_mode, grad enabled) at each forward of the probe
+    hook = model.register_forward_pre_hook(
+        lambda *_: modes.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+    )
     probe = heldout_probe("xnli", tok)(model)
+    hook.remove()
+    assert modes and set(modes) == {(False, False)}
     reference = evaluate(served, "en", 300)
     assert reference["n"] == 300
     assert round(probe * 3) == pytest.approx(probe * 3, abs=1e-6)  # a whole number of the 300 rows
