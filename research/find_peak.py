@@ -36,6 +36,9 @@ from harness.launch import launch
 from harness.run_record import SUPERSEDED, Results
 from harness.settings import sizing_line, user_conf_with
 
+# What a search writes in its folder (search_folder): the record, and one folder per trial
+RECORD = "find_peak.json"
+SERVER_TRIAL, OFFLINE_TRIAL = "trial_", "offline_trial_"
 OFFLINE_TRIAL_S = 60.0
 # A development Server trial that met its latency bound but failed only LoadGen's early stopping
 # (too few queries to show the bound at its confidence: the lower the offered load, the fewer queries
@@ -93,8 +96,8 @@ def set_aside_earlier_search(out: Path) -> Path | None:
     find_peak.json; nothing else: other runs' folders may share `out`) into out/superseded/<when it
     ended>/, where nothing collects it: the new search's trials, at other loads, must not mix with
     the old ones. Returns that folder (None when there was no earlier search)."""
-    names = ("find_peak.json", "trial_", "offline_trial_")  # str.startswith: the file, or a prefix
-    earlier = sorted(p for p in out.iterdir() if p.name.startswith(names)) if out.is_dir() else []
+    ours = (RECORD, SERVER_TRIAL, OFFLINE_TRIAL)  # str.startswith: the file, or a folder's prefix
+    earlier = sorted(p for p in out.iterdir() if p.name.startswith(ours)) if out.is_dir() else []
     if not earlier:
         return None
     ended = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.stat().st_mtime for p in earlier)))
@@ -117,7 +120,7 @@ def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
     lines: list[str] = []
     trials: list[dict] = []
     for k in range(OFFLINE_TRIALS):
-        folder = out / f"offline_trial_{k}"
+        folder = out / f"{OFFLINE_TRIAL}{k}"
         res = trial(cfg, lines, folder)
         sps = res.samples_per_second if res else None
         trials.append({"trial": str(folder), "user_conf": lines, "samples_per_second": sps,
@@ -133,8 +136,8 @@ def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
         return (res.exit_status if res else None) or SUT_FAILURE
     record = {"samples_per_second": sps, "user_conf_line": line, "valid": trials[-1]["valid"],
               "trials": trials}  # fmt: skip
-    (out / "find_peak.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"Offline: {sps:.1f} samples/s measured (record: {out / 'find_peak.json'})\nuser.conf: {line}")
+    (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"Offline: {sps:.1f} samples/s measured (record: {out / RECORD})\nuser.conf: {line}")
     return 0
 
 
@@ -155,7 +158,7 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
 
     def is_valid_at(q: float) -> bool:
         line = f"{cfg.loadgen_model_name}.Server.target_qps = {q:.2f}"
-        folder = out / f"trial_{len(trials):02d}_{q:.0f}"
+        folder = out / f"{SERVER_TRIAL}{len(trials):02d}_{q:.0f}"
         res = trial(cfg, [line], folder)
         record: dict[str, Any] = {"target_qps": q}
         durations: list[float] = []  # of the longer trials
@@ -195,12 +198,10 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
     line = f"{cfg.loadgen_model_name}.Server.target_qps = {lo:.1f}" if found else None
     record = {"peak_valid_qps": lo if found else None, "first_invalid_qps": hi,
               "user_conf_line": line, "trials": trials}  # fmt: skip
-    (out / "find_peak.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     if not found:
         print(f"find_peak: no trial was VALID; the peak lies below {hi:.2f} QPS (the lowest tried): "
-              f"run again with a lower --low (record: {out / 'find_peak.json'})", file=sys.stderr)  # fmt: skip
+              f"run again with a lower --low (record: {out / RECORD})", file=sys.stderr)  # fmt: skip
         return INVALID
-    print(
-        f"highest VALID Server target_qps: {lo:.1f} (record: {out / 'find_peak.json'})\nuser.conf: {line}"
-    )
+    print(f"highest VALID Server target_qps: {lo:.1f} (record: {out / RECORD})\nuser.conf: {line}")
     return 0

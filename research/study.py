@@ -36,7 +36,14 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.recipe import seed_models_dir
-from research.find_peak import EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S, search_folder
+from research.find_peak import (
+    EARLY_STOPPING_MARGIN,
+    LONGER_TRIALS,
+    MAX_TRIAL_S,
+    SERVER_TRIAL,
+    search_folder,
+)
+from research.find_peak import RECORD as PEAK_RECORD
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -355,10 +362,10 @@ def measured_seconds(cell: Cell, s: StudySettings) -> float | None:
 
 
 def time_by_group(cells: Sequence[Cell], done: dict[str, float | None], s: StudySettings
-                  ) -> dict[str, tuple[int, float, float, float]]:  # fmt: skip
+                  ) -> dict[str, tuple[int, float, float, float, float]]:  # fmt: skip
     """Per kind of cell (task, scenario, mode; find_peak, common load and seed cells apart), over
     the timed finished ones in `done` (name -> wall seconds): count, measured seconds, planned
-    seconds and the median cell's seconds, the largest measured first."""
+    seconds, the median and the longest cell's seconds, the largest measured first."""
     groups: dict[str, list[tuple[float, float]]] = {}
     for c in cells:
         if done.get(c.name) is None:
@@ -366,8 +373,10 @@ def time_by_group(cells: Sequence[Cell], done: dict[str, float | None], s: Study
         kind = "find_peak" if c.subcommand == "find_peak" else "common load" if c.load_of else ""
         label = " ".join(filter(None, (c.task, c.scenario, c.mode, kind, "seeds" if c.seed else "")))
         groups.setdefault(label, []).append((done[c.name], estimate_seconds([c], s)))
-    rows = {g: (len(v), sum(w for w, _ in v), sum(e for _, e in v), statistics.median(w for w, _ in v))
-            for g, v in groups.items()}  # fmt: skip
+    rows = {}
+    for g, v in groups.items():
+        walls = [w for w, _ in v]
+        rows[g] = (len(v), sum(walls), sum(e for _, e in v), statistics.median(walls), max(walls))
     return dict(sorted(rows.items(), key=lambda kv: -kv[1][1]))
 
 
@@ -381,7 +390,7 @@ def result_folder(cell: Cell, s: StudySettings) -> Path:
     """The run folder holding the cell's results: the contract's, or for a find_peak Server cell the
     newest trial run folder find_peak wrote for the cell's model and task."""
     if cell.subcommand == "find_peak":
-        trials = peak_folder(cell, s).glob("trial_*/**/results.json")
+        trials = peak_folder(cell, s).glob(f"{SERVER_TRIAL}*/**/results.json")
         found = sorted(trials, key=lambda p: p.stat().st_mtime)
         if found:
             return found[-1].parent
@@ -487,7 +496,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     searched = (
         rc == INVALID
         and cell.subcommand == "find_peak"
-        and (peak_folder(cell, s) / "find_peak.json").is_file()
+        and (peak_folder(cell, s) / PEAK_RECORD).is_file()
     )
     if searched:
         record["note"] = "no VALID trial"
@@ -677,9 +686,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"study: {len(done)} of {len(cells)} cells done at these settings ({len(timed)} timed, "
               f"{sum(timed) / 60:.0f} min by the wall times in their {MARKER}); estimated "
               f"{rest / 60:.0f} min for the rest")  # fmt: skip
-        for group, (n, wall, est, median) in time_by_group(cells, done, settings).items():
-            print(f"  {group:<40} {n:>3} cells: measured {wall / 60:5.1f} min (median cell "
-                  f"{median:.0f} s), planned {est / 60:5.1f} min")  # fmt: skip
+        for group, (n, wall, est, median, longest) in time_by_group(cells, done, settings).items():
+            print(f"  {group:<40} {n:>3} cells: measured {wall / 60:5.1f} min (cells: median "
+                  f"{median:.0f} s, longest {longest:.0f} s), planned {est / 60:5.1f} min")  # fmt: skip
         return 0
     failed = []
     if not args.report_only:
