@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +89,20 @@ class Rates:
     """One encoder's planning figures on 2 CPU cores: seconds to start a cell's process (imports,
     model load, cached ONNX export and features), seconds of one accuracy pass over each task, the
     seconds to train one seed's XNLI stage (--seeds), and the Offline target_qps each task's
-    performance cells are given. Offline query size is 1.1 x duration x target_qps (MLPERF_FACTS.md),
-    so a run lasts about that many samples / throughput and is INVALID (too short) when target_qps
-    is below the real rate: these sit above the fastest variant measured. --offline_qps overrides."""
+    performance cells are given (`offline_qps_by_backend`: per task and backend, where measured).
+    Offline query size is 1.1 x duration x target_qps (MLPERF_FACTS.md), so a run lasts about that
+    many samples / throughput and is INVALID (too short) when target_qps is below the real rate:
+    these sit above the fastest variant measured. --offline_qps overrides."""
 
     start_s: float
     accuracy_s: dict[str, float]
     seed_training_s: float
     offline_qps: dict[str, float]
+    offline_qps_by_backend: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def offline_target(self, task: str, backend: str) -> float:
+        """The Offline target_qps of `task` on `backend` (0 = none known: user.conf's)."""
+        return self.offline_qps_by_backend.get((task, backend), self.offline_qps.get(task, 0.0))
 
 
 # tiny: build/study/study_log.jsonl of the tiny grid (2026-11-28, 135 cells in 43.4 min; fastest tiny
@@ -106,11 +112,21 @@ class Rates:
 # so 8 s a start on average; XNLI accuracy cells 196 s (18,675 held-out samples), TyDiQA 285-295 s;
 # a seed's XNLI training adds 118 s (seed cells 314 s); a Tatoeba cell 160 s alone (31,692
 # sentences; 350 s beside a test run), a BUCC cell 116 s.
+# e5-small's Offline targets per task and backend: 1.25 x the fastest of the 25 runs (5 models x 5
+# rounds) each backend gave in reports/study-e5/study_runs.csv of 2026-11-30 (XNLI: PyTorch 119.5
+# samples/s, ONNX Runtime 110.9, int8 192.3; TyDiQA: 28.2, 26.4, 39.0). One target per backend keeps
+# every model's query the same size, so the rounds' ratios compare like with like; with the single
+# per-task target a slow model's query took up to 2.5 x the duration (250 on XNLI: 1,375 samples, 21 s
+# at 66 samples/s), 32 of the grid's Offline minutes where these give about 21.
+E5_OFFLINE_QPS = {("xnli", "pytorch"): 150.0, ("xnli", "onnxruntime"): 140.0, ("xnli", "onnxruntime-int8"): 240.0,
+                  ("tydiqa", "pytorch"): 35.0, ("tydiqa", "onnxruntime"): 33.0,
+                  ("tydiqa", "onnxruntime-int8"): 49.0}  # fmt: skip
 RATES: dict[str, Rates] = {
     "tiny": Rates(5.0, {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0}, 60.0,
                   {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0}),
     "e5-small": Rates(8.0, {"xnli": 188.0, "pawsx": 100.0, "tydiqa": 280.0, "tatoeba": 155.0, "bucc": 108.0},
-                      120.0, {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0}),
+                      120.0, {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0},
+                      E5_OFFLINE_QPS),
 }  # fmt: skip
 
 
@@ -449,7 +465,7 @@ def offline_qps(cell: Cell, s: StudySettings) -> float:
     if s.offline_qps is not None:
         return s.offline_qps
     rates = RATES.get(s.encoder)
-    return rates.offline_qps.get(cell.task, 0.0) if rates else 0.0
+    return rates.offline_target(cell.task, cell.backend) if rates else 0.0
 
 
 def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:

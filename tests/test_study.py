@@ -363,6 +363,24 @@ def test_study_is_resumable(tmp_path):
     assert study.is_done(cells[2], other_qps)  # nor on the Offline target_qps
 
 
+def test_offline_queries_are_sized_per_backend(tmp_path):
+    """e5-small's Offline target_qps is set per task and backend (one query size for every model of
+    a backend); a task without one falls back to its per-task target, --offline_qps overrides both."""
+    e5 = study.StudySettings(runs_dir=tmp_path, duration_s=5.0, encoder="e5-small")
+    cell = study.Cell("adapter", "xnli", "onnxruntime-int8", "Offline", "performance")
+    assert study.offline_qps(cell, e5) == 240.0
+    for task, target in (("tydiqa", 35.0), ("pawsx", 250.0)):
+        assert (
+            study.offline_qps(study.Cell("full", task, "pytorch", "Offline", "performance"), e5)
+            == target
+        )
+    assert cell.settings_key(e5)["offline_qps"] == 240.0
+    conf = study.cell_config(cell, e5).user_conf.read_text()
+    assert conf.rstrip().splitlines()[-1] == "adapter-e5-small.Offline.target_qps = 240.00"
+    forced = study.StudySettings(runs_dir=tmp_path, duration_s=5.0, encoder="e5-small", offline_qps=99.0)
+    assert study.offline_qps(cell, forced) == 99.0
+
+
 def test_server_at_a_common_load_in_every_round(tmp_path):
     """--server_common F: every model is offered F x full's Offline samples/s (not its own), in every
     round, for PEAK_TRIAL_S, beside the find_peak search; its cells live in qps-F-of-full folders."""
