@@ -9,11 +9,14 @@ samples/s (Offline) or queries/s (Server).
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from harness.run_record import NS_PER_MS, Results, RunRecord, find_records
 from tasks.registry import TASKS
@@ -278,16 +281,62 @@ def round_ratios(
     rows = []
     keys = sorted({k[:4] for k in by if k[3] != reference})
     for fig, task, group, member in keys:
-        ratios = [
-            by[(fig, task, group, member, n)] / by[(fig, task, group, reference, n)]
-            for n in sorted({k[4] for k in by})
+        both = [
+            n for n in sorted({k[4] for k in by})
             if (fig, task, group, member, n) in by and (fig, task, group, reference, n) in by
-        ]
+        ]  # fmt: skip
+        ratios = [by[(fig, task, group, member, n)] / by[(fig, task, group, reference, n)] for n in both]
         if ratios:
             rows.append({"figure": fig, "task": task, other: group, across: member,
-                         "ratios": ratios, "median": statistics.median(ratios),
+                         "ratios": ratios, "round_numbers": both, "median": statistics.median(ratios),
                          "min": min(ratios), "max": max(ratios), "rounds": len(ratios)})  # fmt: skip
     return rows
+
+
+def cost_ratios(row: dict[str, Any]) -> list[float]:
+    """A round_ratios row's ratios as costs (above 1: the model is slower than the reference):
+    inverted for throughput (Offline samples/s), as they are for latency."""
+    return [1.0 / r for r in row["ratios"]] if row["figure"] == "offline" else list(row["ratios"])
+
+
+def per_round_cost(rows: Iterable[dict[str, Any]]) -> dict[int, float]:
+    """Round number -> the geometric mean of the rows' costs (cost_ratios) in that round. The
+    figures of one round share the machine's minutes, so the round, not the figure, is the
+    independent unit of the interleaved design."""
+    logs: dict[int, list[float]] = {}
+    for row in rows:
+        for n, cost in zip(row["round_numbers"], cost_ratios(row), strict=True):
+            logs.setdefault(n, []).append(math.log(cost))
+    return {n: math.exp(statistics.fmean(v)) for n, v in sorted(logs.items())}
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (p > 0.5) with `df` degrees of freedom: its density integrated
+    numerically (Simpson's rule) and the bound found by bisection; within 1e-4 of the tables."""
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def cdf(x: float) -> float:
+        grid = np.linspace(0.0, x, 4001)
+        pdf = c * (1.0 + grid**2 / df) ** (-(df + 1) / 2)
+        h = x / 4000
+        return 0.5 + h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
+
+    low, high = 0.0, 1000.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) < p else (low, mid)
+    return (low + high) / 2
+
+
+def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
+    """The geometric mean of positive `values` (ratios) with Student's t interval on their logs
+    (ValueError with fewer than 2 values)."""
+    logs = [math.log(v) for v in values]
+    if len(logs) < 2:
+        raise ValueError(f"an interval needs at least 2 values, got {len(logs)}")
+    mean = statistics.fmean(logs)
+    half = t_quantile(0.5 + level / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def memory_rows(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[str, Any]]:

@@ -75,6 +75,9 @@ FIND_PEAK_TRIALS = 3
 # At 60 s full's trial at 33 QPS met it (about 2,000 queries). Without --duration a trial would be an
 # official run (600 s, 270,336 queries).
 PEAK_TRIAL_S = 60.0
+# What a search's longer trials add to it on average, for the plan: the 4 e5-small searches of
+# 2026-11-30 re-ran 5 trials longer for early stopping (74-125 s each), about 120 s a search.
+PEAK_LONGER_S = 2 * PEAK_TRIAL_S
 # Server at a common load (--server_common F): every model offered the same F x COMMON_LOAD_MODEL's
 # Offline samples/s (round 0, same task and backend), in every round, for PEAK_TRIAL_S. One find_peak
 # per model cannot rank the forms on these 2 cores (its VALID/INVALID edge moves with one short run's
@@ -99,6 +102,9 @@ class Rates:
     seed_training_s: float
     offline_qps: dict[str, float]
     offline_qps_by_backend: dict[tuple[str, str], float] = field(default_factory=dict)
+    # how much longer than 1.1 x duration an Offline query lasts, per task: target_qps / the
+    # typical variant's real rate (the target sits above the fastest variant's rate)
+    offline_stretch: dict[str, float] = field(default_factory=dict)
 
     def offline_target(self, task: str, backend: str) -> float:
         """The Offline target_qps of `task` on `backend` (0 = none known: user.conf's)."""
@@ -107,11 +113,11 @@ class Rates:
 
 # tiny: build/study/study_log.jsonl of the tiny grid (2026-11-28, 135 cells in 43.4 min; fastest tiny
 # variants: XNLI 884 samples/s, TyDiQA 200, Tatoeba 7367, BUCC 4574, reports/study.csv).
-# e5-small: build/study-e5/study_log.jsonl (2026-11-30, 2 cores): performance cells 18.5 s (Offline:
-# the 250 target sizes a 1,375-sample query, at 110-190 samples/s) and 10.9 s (SingleStream) median,
-# so 8 s a start on average; XNLI accuracy cells 196 s (18,675 held-out samples), TyDiQA 285-295 s;
-# a seed's XNLI training adds 118 s (seed cells 314 s); a Tatoeba cell 160 s alone (31,692
-# sentences; 350 s beside a test run), a BUCC cell 116 s.
+# e5-small: the medians of the cells' own wall times in build/study-e5 (`--plan` prints them; 2026-11-30,
+# 2 cores): a SingleStream cell 10.9 s for a 5 s run, a 60 s common-load Server cell 66 s, so 5 s a
+# start; Offline cells with E5_OFFLINE_QPS 14 s (XNLI) and 16 s (TyDiQA), their queries lasting about
+# 1.45 and 1.8 x (1.1 x 5 s); XNLI accuracy cells 196 s (18,675 held-out samples), TyDiQA 290 s; a
+# seed's XNLI training adds 118 s (seed cells 314 s); Tatoeba 168 s (31,692 sentences), BUCC 130 s.
 # e5-small's Offline targets per task and backend: 1.25 x the fastest of the 25 runs (5 models x 5
 # rounds) each backend gave in reports/study-e5/study_runs.csv of 2026-11-30 (XNLI: PyTorch 119.5
 # samples/s, ONNX Runtime 110.9, int8 192.3; TyDiQA: 28.2, 26.4, 39.0). One target per backend keeps
@@ -124,9 +130,9 @@ E5_OFFLINE_QPS = {("xnli", "pytorch"): 150.0, ("xnli", "onnxruntime"): 140.0, ("
 RATES: dict[str, Rates] = {
     "tiny": Rates(5.0, {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0}, 60.0,
                   {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0}),
-    "e5-small": Rates(8.0, {"xnli": 188.0, "pawsx": 100.0, "tydiqa": 280.0, "tatoeba": 155.0, "bucc": 108.0},
-                      120.0, {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0},
-                      E5_OFFLINE_QPS),
+    "e5-small": Rates(5.0, {"xnli": 191.0, "pawsx": 100.0, "tydiqa": 285.0, "tatoeba": 163.0, "bucc": 125.0},
+                      118.0, {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0},
+                      E5_OFFLINE_QPS, {"xnli": 1.45, "tydiqa": 1.8}),
 }  # fmt: skip
 
 
@@ -354,9 +360,9 @@ def common_load_cells(model: str, task: str, backend: str, task_models: Sequence
 
 def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
     """Expected wall time of `cells` from the encoder's RATES: a planning figure, not a promise.
-    A find_peak Server cell counts as FIND_PEAK_TRIALS runs (not its longer trials, which only some
-    searches need). An Offline query is sized to 1.1 x duration; LoadGen issues Server queries for the
-    duration (measured: 66 s for a 60 s common-load cell, 266 s for a 4-trial search)."""
+    A find_peak Server cell counts as FIND_PEAK_TRIALS runs plus PEAK_LONGER_S of longer trials. An
+    Offline query is sized to 1.1 x duration x target_qps and lasts `offline_stretch` times 1.1 x
+    duration; SingleStream and Server runs last their duration (a 60 s common-load cell took 66 s)."""
     rates = RATES.get(s.encoder, RATES["e5-small"])
     total = 0.0
     for c in cells:
@@ -365,8 +371,10 @@ def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
             run += rates.seed_training_s if c.seed else 0.0
         else:
             trials = FIND_PEAK_TRIALS if c.subcommand == "find_peak" else 1
-            length = (1.0 if c.scenario == "Server" else 1.1) * c.duration_s(s)
+            offline = c.scenario == "Offline"
+            length = c.duration_s(s) * (1.1 * rates.offline_stretch.get(c.task, 1.0) if offline else 1.0)
             run = trials * (length + 1.0 + rates.start_s) - rates.start_s
+            run += PEAK_LONGER_S if c.subcommand == "find_peak" else 0.0
         total += rates.start_s + run
     return total
 
