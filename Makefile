@@ -94,7 +94,7 @@ submission: stage_results truncate_results check_submission pack_submission
 benchmark: $(STAMP)
 	$(PY) -m research benchmark $(RUN_ARGS)
 
-# the e5-small study (docs/study.md): the whole grid, about 3 h here; QUICK=1: under 20 min
+# the e5-small study (docs/study.md): the whole grid, about 3 h 4 min here; QUICK=1: under 20 min
 study: $(STAMP)
 	$(PY) -m research study --preset $(if $(QUICK),e5-small-quick,e5-small) $(RUN_ARGS)
 

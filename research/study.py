@@ -123,7 +123,7 @@ class Rates:
 # samples/s, ONNX Runtime 110.9, int8 192.3; TyDiQA: 28.2, 26.4, 39.0). One target per backend keeps
 # every model's query the same size, so the rounds' ratios compare like with like; with the single
 # per-task target a slow model's query took up to 2.5 x the duration (250 on XNLI: 1,375 samples, 21 s
-# at 66 samples/s), 32 of the grid's Offline minutes where these give about 21.
+# at 66 samples/s): the 150 Offline cells took 56.7 min, with these 38.7 (one `make study`, 2026-11-30).
 E5_OFFLINE_QPS = {("xnli", "pytorch"): 150.0, ("xnli", "onnxruntime"): 140.0, ("xnli", "onnxruntime-int8"): 240.0,
                   ("tydiqa", "pytorch"): 35.0, ("tydiqa", "onnxruntime"): 33.0,
                   ("tydiqa", "onnxruntime-int8"): 49.0}  # fmt: skip
@@ -559,7 +559,8 @@ def _csv(value: str) -> list[str]:
 
 # The e5-small study (`make study`, `make study QUICK=1`): named sets of flags, applied where
 # --preset appears, so flags after it override them. Sized from measured rates on 2 cores
-# (docs/study.md, "Planning"): the full grid within 3 hours, quick within 20 minutes.
+# (docs/study.md, "Planning"): the full grid in about 3 h 4 min (the issue's 3 hours do not hold
+# with every figure it names), quick within 20 minutes.
 PRESETS: dict[str, dict[str, Any]] = {
     "e5-small": {
         "encoder": "e5-small",
@@ -608,7 +609,7 @@ class _Preset(argparse.Action):
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--preset", action=_Preset, choices=list(PRESETS), default=None,
-      help="a named grid (e5-small: the whole study, about 3 h; e5-small-quick: under 20 min); put it "
+      help="a named grid (e5-small: the whole study, about 3 h 4 min; e5-small-quick: under 20 min); put it "
            "first: flags after it override it")  # fmt: skip
     a("--models", type=_csv, default=list(MODELS), help=f"comma list (default: all, {','.join(MODELS)})")
     a("--tasks", type=_csv, default=list(TASKS), help="comma list (default: xnli,tydiqa,tatoeba,bucc)")
