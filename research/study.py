@@ -76,7 +76,8 @@ FIND_PEAK_TRIALS = 3
 # official run (600 s, 270,336 queries).
 PEAK_TRIAL_S = 60.0
 # What a search's longer trials add to it on average, for the plan: the 4 e5-small searches of
-# 2026-11-30 re-ran 5 trials longer for early stopping (74-125 s each), about 120 s a search.
+# 2026-11-30 (3 of them re-ran 4 trials longer for early stopping, 74-125 s each) took 317 s median,
+# about 120 s more than 3 plain trials (3 x (60 + 1 + 5 s start) = 198 s).
 PEAK_LONGER_S = 2 * PEAK_TRIAL_S
 # Server at a common load (--server_common F): every model offered the same F x COMMON_LOAD_MODEL's
 # Offline samples/s (round 0, same task and backend), in every round, for PEAK_TRIAL_S. One find_peak
@@ -116,10 +117,11 @@ class Rates:
 # e5-small: the medians of the cells' own wall times in build/study-e5 (`--plan` prints them; 2026-11-30,
 # 2 cores): a SingleStream cell 10.9 s for a 5 s run, a 60 s common-load Server cell 66 s, so 5 s a
 # start; Offline cells with E5_OFFLINE_QPS 14 s (XNLI) and 16 s (TyDiQA), their queries lasting about
-# 1.45 and 1.8 x (1.1 x 5 s); XNLI accuracy cells 196 s (18,675 held-out samples), TyDiQA 290 s; a
+# (14 - 5 - 1) / 5.5 = 1.45 and (16 - 5 - 1) / 5.5 = 1.8 x (1.1 x 5 s); XNLI accuracy cells 196 s (18,675 held-out samples), TyDiQA 290 s; a
 # seed's XNLI training adds 118 s (seed cells 314 s); Tatoeba 168 s (31,692 sentences), BUCC 130 s.
 # e5-small's Offline targets per task and backend: 1.25 x the fastest of the 25 runs (5 models x 5
-# rounds) each backend gave in reports/study-e5/study_runs.csv of 2026-11-30 (XNLI: PyTorch 119.5
+# rounds) each backend gave (the largest samples_per_second of the Offline performance rows per task
+# and backend in reports/study-e5/study_runs.csv as of commit 0204c16; XNLI: PyTorch 119.5
 # samples/s, ONNX Runtime 110.9, int8 192.3; TyDiQA: 28.2, 26.4, 39.0). One target per backend keeps
 # every model's query the same size, so the rounds' ratios compare like with like; with the single
 # per-task target a slow model's query took up to 2.5 x the duration (250 on XNLI: 1,375 samples, 21 s
