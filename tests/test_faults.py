@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import pytest
 from common.paths import REPO
 from harness.cli import main as cli
 from tests.fault_child import N
+from tests.polling import wait_for
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}  # fmt: skip
 
@@ -47,15 +47,11 @@ def results(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def start_and_wait(cmd: list[str], ready: Path, timeout: float = 60) -> subprocess.Popen:
+def start_and_wait(cmd: list[str], ready: Path) -> subprocess.Popen:
     """Start `cmd`; return once `ready` exists (LoadGen creates its detail log as the test starts)."""
     proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while not ready.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run did not start"
-        time.sleep(0.05)
+    wait_for(ready.exists, "the run to start", alive=proc)
     return proc
 
 
@@ -77,11 +73,10 @@ def test_backend_exception_exits_2_with_every_query_completed(tmp_path):
 
 
 def test_backend_hang_is_ended_by_the_watchdog(tmp_path):
-    t0 = time.monotonic()
+    # without the watchdog the hung batch would wait an hour: run_child's timeout is the guard
     proc = run_child(tmp_path, "hang", "--accuracy", "--duration", "1", "--watchdog_s", "1")
     run_dir = folder(tmp_path, mode="accuracy")
     assert proc.returncode == 2, proc.stdout[-2000:]
-    assert time.monotonic() - t0 < 60
     assert "watchdog: TimeoutError: no batch completed for 1 s" in results(run_dir)["sut_failure"]
     assert logged_indices(run_dir) == list(range(N))
 
@@ -118,25 +113,24 @@ def test_packers_count_nonfinite_responses_but_not_padding():
 
 # --- signals ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("scenario", "sig", "loadgen_ends"),
-    [("Offline", signal.SIGINT, True), ("SingleStream", signal.SIGTERM, True),
-     ("Server", signal.SIGINT, False)],
+    ("scenario", "sig", "grace", "loadgen_ends"),
+    [("Offline", signal.SIGINT, 300, True), ("SingleStream", signal.SIGTERM, 300, True),
+     ("Server", signal.SIGINT, 4, False)],
 )  # fmt: skip
-def test_signal_mid_run_ends_it_cleanly(tmp_path, scenario, sig, loadgen_ends):
-    """Issue #14, failure 1: SIGINT was ignored for the whole test, then Python crashed (exit 139).
-    Now the first signal ends the test within seconds: exit 130/143, results.json says so, no
-    traceback. Server: LoadGen keeps its schedule to min duration whatever the SUT does, so the
-    process leaves --abort_grace_s after the signal with LoadGen's logs so far."""
+def test_signal_mid_run_ends_it_cleanly(tmp_path, scenario, sig, grace, loadgen_ends):
+    """SIGINT was once ignored for the whole test, then Python crashed (exit 139). Now the first
+    signal ends the test: exit 130/143, results.json says so, no traceback. Offline and
+    SingleStream: LoadGen ends by itself once the SUT completes what is left empty (SingleStream's
+    schedule is sized so that takes well under a second here: harness/settings.py
+    `dev_single_stream_latency_ns`; the 300 s grace is only a guard). Server: LoadGen keeps its
+    schedule to min duration (30 s) whatever the SUT does, so the process leaves --abort_grace_s
+    (4 s) after the signal with LoadGen's logs so far."""
     run_dir = folder(tmp_path, scenario)
     proc = start_and_wait(child(tmp_path, "ok", "--scenario", scenario, "--duration", "30",
-                                "--abort_grace_s", "4"), run_dir / "mlperf_log_detail.txt")  # fmt: skip
-    time.sleep(1.0)
-    t0 = time.monotonic()
+                                "--abort_grace_s", str(grace)), run_dir / "mlperf_log_detail.txt")  # fmt: skip
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    took = time.monotonic() - t0
+    out, err = proc.communicate(timeout=grace + 120)
     assert proc.returncode == 128 + sig, err[-2000:]
-    assert took < 15, took
     assert "Traceback" not in out + err and f"{sig.name}: ending the test" in out
     res = results(run_dir)
     assert res["interrupted"] is True and res["result_valid"] is False and res["signal"] == sig.name
@@ -147,15 +141,17 @@ def test_signal_mid_run_ends_it_cleanly(tmp_path, scenario, sig, loadgen_ends):
 
 
 def test_second_signal_exits_at_once(tmp_path):
+    """After the first SIGINT a Server run would wait for LoadGen's 600 s schedule (or the 600 s
+    grace); the second one leaves at once, well inside the communicate guard."""
     run_dir = folder(tmp_path, "Server")
-    proc = start_and_wait(child(tmp_path, "ok", "--scenario", "Server", "--duration", "30",
-                                "--abort_grace_s", "30"), run_dir / "mlperf_log_detail.txt")  # fmt: skip
+    proc = start_and_wait(child(tmp_path, "ok", "--scenario", "Server", "--duration", "600",
+                                "--abort_grace_s", "600"), run_dir / "mlperf_log_detail.txt")  # fmt: skip
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
-    t0 = time.monotonic()
+    stdout_txt = run_dir / "stdout.txt"  # the run's tee: the first signal's line lands there
+    wait_for(lambda: "SIGINT: ending the test" in stdout_txt.read_text(), "the first SIGINT", alive=proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and time.monotonic() - t0 < 3, out[-2000:]
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
     assert "second SIGINT: exiting at once" in out and "Traceback" not in out + err
     assert results(run_dir)["interrupted"] is True
 
@@ -167,12 +163,10 @@ def test_ctrl_c_on_the_real_cli(tmp_path, tiny_checkpoint):
     cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages",
            "en", "--count", "96", "--weights", str(tiny_checkpoint), "--duration", "60",
            "--output_dir", str(tmp_path)]  # fmt: skip
-    proc = start_and_wait(cmd, run_dir / "mlperf_log_detail.txt", timeout=120)
-    time.sleep(1.0)
-    t0 = time.monotonic()
+    proc = start_and_wait(cmd, run_dir / "mlperf_log_detail.txt")
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and time.monotonic() - t0 < 15, out[-2000:]
+    out, err = proc.communicate(timeout=300)  # a guard: the 60 s test ends at the signal
+    assert proc.returncode == 130, out[-2000:]
     assert "Traceback" not in out + err and "exit status 130: interrupted (SIGINT)" in err
     res = results(run_dir)
     assert res["interrupted"] is True and res["validity"] == "INVALID"
@@ -415,12 +409,12 @@ def test_server_drain_bound_ends_an_overloaded_run(tmp_path):
     that cannot finish by 2 x min duration + 10 s now ends the run, INVALID with the reason."""
     conf = tmp_path / "user.conf"
     conf.write_text((REPO / "user.conf").read_text() + "full.Server.target_qps = 1000\n")
-    t0 = time.monotonic()  # 3 s of arrivals at 1,000/s; the slow backend runs 100 samples/s
+    # 3 s of arrivals at 1,000/s; the slow backend runs at most 100 samples/s, so the backlog needs
+    # about 30 s (more on a busy machine): only the drain bound can end it at 16 s
     proc = run_child(
         tmp_path, "slow", "--scenario", "Server", "--duration", "3", "--user_conf", str(conf)
     )
     assert proc.returncode == 1, proc.stdout[-2000:]
-    assert time.monotonic() - t0 < 20  # the backlog alone needs about 30 s
     res = results(folder(tmp_path, "Server"))
     assert res["validity"] == "INVALID" and "drain bound" in res["constraints_failed"]
     assert res["ended_early"].startswith("drain bound: ") and "past 16 s" in res["ended_early"]

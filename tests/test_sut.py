@@ -11,6 +11,7 @@ import mlperf_loadgen as lg
 import numpy as np
 import pytest
 
+from common.loadgen_log import LoadgenLog
 from harness.results import results_from_summary
 from models.base import Backend
 from sut.base import SUTOptions
@@ -19,6 +20,7 @@ from sut.registry import SCENARIOS, get_sut_class
 from tasks.base import FeatureSet
 from tasks.qsl import QuerySampleLibrary
 from tests.fault_child import synthetic_features
+from tests.polling import GUARD_S, wait_for
 
 N = 300
 
@@ -145,18 +147,44 @@ def test_accuracy_log_is_complete_and_exact(tmp_path, scenario, kind):
     assert sut.failure is None and sut.issued == sut.completed == N
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_performance_run_is_valid_and_batches(tmp_path, scenario):
-    sut, _ = run_loadgen(tmp_path, scenario, False, FakeBackend())
+class Paced(FakeBackend):
+    """Each batch waits 5 ms: Offline's 1,100-sample query then lasts past the 500 ms min duration
+    by construction, however fast the machine (a slower one only lasts longer)."""
+
+    def predict(self, input_ids, attention_mask):
+        threading.Event().wait(0.005)
+        return super().predict(input_ids, attention_mask)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "backend", "failed"),
+    [
+        ("SingleStream", FakeBackend, []),
+        ("Offline", Paced, []),
+        ("Server", FakeBackend, ["early stopping"]),
+    ],
+)
+def test_performance_run_completes_every_query_and_its_validity_is_loadgens(
+    tmp_path, scenario, backend, failed
+):
+    """SingleStream and Offline are VALID. Server's 500 ms at 400 QPS are about 200 queries, fewer
+    than early stopping needs for a p99 estimate with no query over the bound (ln 0.01 / ln 0.99,
+    about 459), so LoadGen says INVALID for that reason alone, whatever the latencies."""
+    sut, _ = run_loadgen(tmp_path, scenario, False, backend())
     res = results_from_summary((tmp_path / "mlperf_log_summary.txt").read_text(),
                                tmp_path / "mlperf_log_detail.txt", "performance", False)  # fmt: skip
     assert res["scenario"] == scenario and res["loadgen_errors"] == 0
+    assert res["result_valid"] is (not failed) and res["constraints_failed"] == failed
     assert res["latency_ns"]["p99"] >= res["latency_ns"]["p50"] > 0
-    assert sut.issued == sut.completed > 0
-    if scenario == "Offline":
-        assert res["samples_per_second"] > 0 and sut.batches < sut.completed
-    if scenario == "Server":
-        assert res["completed_qps"] > 0 and res["target_latency_ns"] == 100_000_000
+    queries = LoadgenLog.read(tmp_path / "mlperf_log_detail.txt").get("result_query_count")
+    samples = queries * (1100 if scenario == "Offline" else 1)  # 1.1 x 2,000/s x 0.5 s in one query
+    assert sut.issued == sut.completed == samples
+    if scenario == "SingleStream":
+        assert sut.batches == sut.completed  # one sample at a time
+    elif scenario == "Offline":
+        assert 0 < sut.batches < sut.completed  # batched
+    else:  # Server batches what has queued up, which depends on the arrivals
+        assert 0 < sut.batches <= sut.completed
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -237,7 +265,7 @@ def test_a_server_gather_ends_at_its_deadline_when_its_wake_up_is_taken_by_anoth
     interval = sys.getswitchinterval()
     sut._queue.put(Work([1], [0], time.monotonic()))
     worker.start()
-    time.sleep(0.1)  # the worker took sample 1 and waits (up to 300 ms) for more
+    wait_for(sut._queue.empty, "the worker to take sample 1")  # it then waits (300 ms) for more
     sys.setswitchinterval(5.0)  # no forced switch: this thread keeps the GIL until it blocks
     try:
         sut._queue.put(Work([2], [1], time.monotonic()))  # wakes the worker's wait...
@@ -247,7 +275,7 @@ def test_a_server_gather_ends_at_its_deadline_when_its_wake_up_is_taken_by_anoth
             pass
     finally:
         sys.setswitchinterval(interval)
-    worker.join(2.0)
+    worker.join(GUARD_S)  # with the bug it waits for a put that never comes: forever
     assert not worker.is_alive(), "the gather waited past its deadline for a put that never came"
     assert taken.ids == [2] and got[0].ids == [1] and list(got[0].indices) == [0]
 
