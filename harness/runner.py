@@ -529,10 +529,12 @@ def run_loadgen_test(
             finally:
                 finished.set()
 
-        threading.Thread(target=start_test, name="loadgen", daemon=True).start()
         progress = Progress(sut, min_duration_s, terminal_fd)
         failed_at: float | None = None
+        # the gate routes signals to the SUT before LoadGen starts: a signal as the test begins
+        # (its detail log just created) ends the test like any later one
         with gate.during(on_signal) if gate else contextlib.nullcontext():
+            threading.Thread(target=start_test, name="loadgen", daemon=True).start()
             while not finished.wait(0.2):
                 progress.tick()
                 now = time.monotonic()

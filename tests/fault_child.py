@@ -10,14 +10,18 @@ accuracy scoring use the held-out rows, as for the tiny zoo). Every batch costs 
 sample (slow: 10x), so rates are known: about 1,000 samples/s (slow: 100). The QSL is N synthetic
 samples, qsl_idx i standing for XNLI sample i (the model and task names pick user.conf lines).
 With `--executor ray` each worker's FaultyBackend lives in a Ray actor (harness.runner.make_backends).
+With FAULT_CHILD_MARKS=<folder> set, each backend's process touches <folder>/<pid> as its first batch
+starts, so a test can wait for an actor to be serving instead of sleeping.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +36,7 @@ from tasks.registry import get_task
 N = 512
 SAMPLE_S = 0.001
 KINDS = ("ok", "raise", "hang", "nan", "slow")
+MARKS_ENV = "FAULT_CHILD_MARKS"  # a folder: each backend process touches <pid> there at its first batch
 
 
 class FaultyBackend(Backend):
@@ -39,12 +44,14 @@ class FaultyBackend(Backend):
 
     name = "fault"
 
-    def __init__(self, kind: str, sample_s: float = SAMPLE_S):
-        self.kind, self.calls = kind, 0
+    def __init__(self, kind: str, sample_s: float = SAMPLE_S, marks: str | None = None):
+        self.kind, self.calls, self.marks = kind, 0, marks
         self.sample_s = sample_s * (10 if kind == "slow" else 1)
 
     def predict(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         self.calls += 1
+        if self.marks and self.calls == 1:  # a test waits for this process to be serving
+            Path(self.marks, str(os.getpid())).touch()
         time.sleep(self.sample_s * len(input_ids))
         if self.calls > 3 and self.kind == "raise":
             raise RuntimeError("injected backend failure")
@@ -91,7 +98,8 @@ def main(argv: list[str]) -> int:
         return 3
     qsl = QuerySampleLibrary(synthetic_features(), count=cfg.count)
     try:
-        backends, executor = make_backends(cfg, functools.partial(FaultyBackend, kind))
+        make = functools.partial(FaultyBackend, kind, marks=os.environ.get(MARKS_ENV))
+        backends, executor = make_backends(cfg, make)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3

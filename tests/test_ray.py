@@ -28,7 +28,8 @@ import pytest
 from common.paths import REPO
 from sut.base import SUTOptions
 from sut.ray_executor import ActorFailure, ActorLost, ActorPool, RayBackend, first_line
-from tests.fault_child import N, synthetic_features
+from tests.fault_child import MARKS_ENV, N, synthetic_features
+from tests.polling import wait_for
 from tests.test_sut import FakeBackend, expected, read_log, run_loadgen
 
 PLACES = [{"node_id": f"node{a}" + "0" * 50, "node_ip": f"10.0.0.{a}", "pid": 100 + a} for a in range(3)]
@@ -440,16 +441,17 @@ def test_an_actor_killed_mid_run_loses_no_query(tmp_path, two_nodes):
     cmd = fault_child(tmp_path, "slow", "--accuracy", "--duration", "1", "--executor", "ray",
                       "--ray_address", two_nodes, "--workers", "2")  # fmt: skip
     # started outside the checkout: only PYTHONPATH (which the run hands to its actors) finds the code
+    marks = tmp_path / "serving"
+    marks.mkdir()
+    env = {**ENV, MARKS_ENV: str(marks)}
     proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    deadline = time.monotonic() + 120
-    while not (run_dir / "mlperf_log_detail.txt").exists():
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "the run did not start"
-        time.sleep(0.05)
+    wait_for((run_dir / "mlperf_log_detail.txt").exists, "the run to start", alive=proc)
     victim = json.loads((run_dir / "run_config.json").read_text())["ray"]["actors"][1]
-    time.sleep(0.8)  # the query (512 samples, about 2.6 s over two actors) is being served
+    # the victim has started its first batch; its share of the query (256 samples at 100/s, with
+    # --ray_inflight 2 batches queued on it) keeps it busy for seconds after that
+    wait_for((marks / str(victim["pid"])).exists, "the victim's first batch", alive=proc)
     os.kill(victim["pid"], signal.SIGKILL)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 2, out[-3000:]
@@ -485,14 +487,9 @@ def test_sigterm_during_a_ray_run_ends_it_cleanly(tmp_path, tiny_checkpoint, two
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    deadline = time.monotonic() + 120
-    while not (run_dir / "mlperf_log_detail.txt").exists():
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "the run did not start"
-        time.sleep(0.05)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=60)[0]
+    wait_for((run_dir / "mlperf_log_detail.txt").exists, "the run to start", alive=proc)
+    proc.send_signal(signal.SIGTERM)  # the 60 s test has started: only the signal ends it early
+    out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 143, out[-3000:]
     assert "SIGTERM: ending the test" in out and "SIGTERM received" not in out and "Traceback" not in out
     res = _results(run_dir)
