@@ -23,7 +23,7 @@ import pytest
 from common.paths import REPO
 from harness.cli import main as cli
 from tests.fault_child import N
-from tests.polling import wait_for
+from tests.polling import GUARD_S, wait_for
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}  # fmt: skip
 
@@ -32,7 +32,9 @@ def child(out: Path, backend: str, *flags: str) -> list[str]:
     return [sys.executable, "-m", "tests.fault_child", backend, "--output_dir", str(out), *flags]
 
 
-def run_child(out: Path, backend: str, *flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_child(
+    out: Path, backend: str, *flags: str, timeout: float = GUARD_S
+) -> subprocess.CompletedProcess:
     """The child's stdout and stderr as one text in `.stdout` (inside a run both go through the
     stdout.txt tee to the terminal's stdout; the final `exit status` line goes to stderr)."""
     return subprocess.run(child(out, backend, *flags), cwd=REPO, env=ENV, stdout=subprocess.PIPE,

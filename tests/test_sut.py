@@ -58,7 +58,7 @@ def expected(fs: FeatureSet, i: int, kind: str) -> np.ndarray:
 
 
 def run_loadgen(tmp: Path, scenario: str, accuracy: bool, backend: Backend | None,
-                kind: str = "classification", options: SUTOptions | None = None, timeout: float = 60.0,
+                kind: str = "classification", options: SUTOptions | None = None, timeout: float = GUARD_S,
                 during=None, backends: list[Backend] | None = None):  # fmt: skip
     """One LoadGen test with hand-made settings; returns (sut, out_dir). Fails the test on a hang.
     during(sut), if given, runs on the calling thread while the test runs. `backends` (one per
@@ -189,7 +189,7 @@ def test_performance_run_completes_every_query_and_its_validity_is_loadgens(
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_failing_backend_ends_run_with_error(tmp_path, scenario):
-    sut, _ = run_loadgen(tmp_path, scenario, True, FakeBackend(fail_after=3), timeout=60)
+    sut, _ = run_loadgen(tmp_path, scenario, True, FakeBackend(fail_after=3))
     assert isinstance(sut.failure, RuntimeError) and "backend exploded" in sut.failure_text
     assert sut.issued == sut.completed == N  # everything completed exactly once, empty after failure
     entries = read_log(tmp_path)
@@ -213,7 +213,7 @@ def test_end_early_completes_everything_exactly_once(tmp_path, scenario):
             threading.Event().wait(0.01)
         sut.end_early("interrupted by SIGINT")
 
-    sut, _ = run_loadgen(tmp_path, scenario, True, backend, during=interrupt, timeout=30)
+    sut, _ = run_loadgen(tmp_path, scenario, True, backend, during=interrupt)
     assert sut.stop_reason == "interrupted by SIGINT" and sut.failure is None
     assert sut.issued == sut.completed == N and backend.calls < N
     entries = read_log(tmp_path)
@@ -224,7 +224,7 @@ def test_end_early_completes_everything_exactly_once(tmp_path, scenario):
 def test_watchdog_unblocks_a_hung_backend(tmp_path):
     backend = FakeBackend(fail_after=2, hang=True)
     opts = SUTOptions(max_batch=8, token_budget=256, watchdog_s=1.0)
-    sut, _ = run_loadgen(tmp_path, "Offline", True, backend, options=opts, timeout=30)
+    sut, _ = run_loadgen(tmp_path, "Offline", True, backend, options=opts)
     backend.release.set()
     assert isinstance(sut.failure, TimeoutError) and sut.issued == sut.completed == N
 
