@@ -282,7 +282,7 @@ def activate(model: nn.Module, setup: Any) -> None:
 def load_adapter_model(served: ServedModel, attn: str) -> nn.Module:
     """adapter / fusion: XLMRobertaAdapterModel on the frozen base + adapters (+ fusion) + head.
 
-    Activation order matters (TASKS.md): set_active_adapters before anything else reads the setup.
+    Activation order matters (docs/zoo.md, "The adapters library"): set_active_adapters before anything else reads the setup.
     """
     from adapters import Fuse, XLMRobertaAdapterModel
 

@@ -6,7 +6,7 @@ and turn its output into the task kind's array (tasks/base.py):
   qa              stack(start, end logits)        [B, 2, L]
   retrieval       mean over the attention mask of hidden_states[layer], <s> and </s> included  [B, H]
 The same modules are exported to ONNX (models/export.py), so they take tensors positionally and call
-the wrapped model with keyword arguments (the adapters library needs keywords; TASKS.md).
+the wrapped model with keyword arguments (the adapters library needs keywords: docs/zoo.md, "The adapters library").
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:
 def merge_lora(model: nn.Module, name: str, plain_cls) -> nn.Module:
     """Merge LoRA `name` into the weights and return a plain transformers model of the same class.
 
-    Activate first, merge second (set_active_adapters after a merge silently un-merges, TASKS.md);
+    Activate first, merge second (set_active_adapters after a merge silently un-merges: docs/zoo.md, "The adapters library");
     the merged weights are copied into a fresh model, so no LoRA module is left in the graph.
     """
     activate(model, name)

@@ -1,5 +1,5 @@
 """The benchmark's Ray section (`python -m research benchmark --sections ray`): the Ray executor's
-figures, measured side by side in one run (issue #16).
+figures, measured side by side in one run.
 
   offline_ray_vs_thread  Offline samples/s through Ray, 2 actors x 1 thread, / the thread executor,
                          1 worker x 2 threads: same model, same user.conf target, so LoadGen issues

@@ -1,4 +1,4 @@
-"""Fault injection (issue #14): every failure ends in its documented exit code with one clear line,
+"""Fault injection: every failure ends in its documented exit code with one clear line,
 the run folder says what happened, and nothing is left half-done or written elsewhere.
 
 Most runs are `tests/fault_child.py`: the real runner (run folder, signals, LoadGen, results, exit
@@ -85,7 +85,7 @@ def test_backend_hang_is_ended_by_the_watchdog(tmp_path):
 
 # --- non-finite outputs -----------------------------------------------------------------------------
 def test_nonfinite_outputs_are_counted_and_fail_an_accuracy_run(tmp_path):
-    """Issue #14, failure 2: NaN outputs used to pass as a VALID run scored like a coin toss."""
+    """NaN outputs once passed as a VALID run scored like a coin toss."""
     perf = run_child(tmp_path / "p", "nan", "--duration", "1", "--allow_invalid")
     res = results(folder(tmp_path / "p"))
     assert perf.returncode == 0, perf.stdout[-2000:]
@@ -177,7 +177,7 @@ def test_ctrl_c_on_the_real_cli(tmp_path, tiny_checkpoint):
 
 # --- run folders: concurrency, names, paths -------------------------------------------------------
 def test_a_busy_run_folder_is_refused_and_stdout_is_fresh(tmp_path):
-    """Issue #14, failure 4: two runs into one LOG_DIR both exited 0 and stdout.txt mixed both."""
+    """Two runs into one LOG_DIR once both exited 0 and stdout.txt mixed both."""
     run_dir = folder(tmp_path)
     first = start_and_wait(child(tmp_path, "ok", "--duration", "30"), run_dir / "mlperf_log_detail.txt")
     second = run_child(tmp_path, "ok", "--duration", "1")
@@ -209,7 +209,7 @@ def test_a_busy_run_folder_is_refused_and_stdout_is_fresh(tmp_path):
     ],
 )
 def test_bad_names_and_values_create_nothing(tmp_path, capsys, flags, message):
-    """Issue #14, failures 3 and 6: names became paths before they were checked; `--duration nan`
+    """Names once became paths before they were checked; `--duration nan`
     ended in a traceback with exit 1 (INVALID's code)."""
     out = tmp_path / "out"
     logs = REPO / "build" / "logs"
@@ -286,7 +286,7 @@ def test_unknown_user_conf_keys_of_the_run_model_warn(tmp_path):
 
 # --- self-repair and integrity ----------------------------------------------------------------------
 def test_corrupt_feature_cache_is_rebuilt_with_a_warning(tiny_tokenizer, tmp_path, capsys):
-    """Issue #14, failure 5: a truncated cache entry gave a BadZipFile traceback."""
+    """A truncated cache entry once gave a BadZipFile traceback."""
     from tasks.registry import get_task
 
     task = get_task("xnli", languages="en")
@@ -307,7 +307,7 @@ def _damaged_copy(src: Path, dst: Path) -> Path:
 
 
 def test_corrupt_checkpoint_is_one_line_naming_the_file(tiny_checkpoint, tmp_path):
-    """Issue #14, failures 2 and 5: a truncated model.safetensors gave a SafetensorError traceback,
+    """A truncated model.safetensors once gave a SafetensorError traceback,
     and nothing checked the checkpoints' integrity."""
     weights = _damaged_copy(tiny_checkpoint, tmp_path / "ckpt")
     cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages",
@@ -349,7 +349,7 @@ def test_manifest_checksums_are_verified_at_load(tiny_checkpoint, tmp_path):
 
 
 def test_bundled_data_files_are_checked_against_their_row_counts(tmp_path, monkeypatch):
-    """Issue #14, failure 5: a data file with a dropped row was accepted without a word."""
+    """A data file with a dropped row was once accepted without a word."""
     import tasks.data as data
     from tasks.data import DataError
     from tasks.registry import get_task
@@ -372,7 +372,7 @@ def test_bundled_data_files_are_checked_against_their_row_counts(tmp_path, monke
 
 # --- exit contract and targets that fit the machine ----------------------------------------------
 def test_an_unscorable_accuracy_run_is_invalid(tmp_path):
-    """Issue #14, failure 8: an accuracy run with a small COUNT exited 0 "VALID" while printing
+    """An accuracy run with a small COUNT once exited 0 "VALID" while printing
     "accuracy not scored" (the tiny zoo scores held-out rows only; the first 64 have none)."""
     proc = run_child(tmp_path, "ok:tiny", "--accuracy", "--count", "64", "--duration", "1")
     assert proc.returncode == 1, proc.stdout[-2000:]
@@ -382,7 +382,7 @@ def test_an_unscorable_accuracy_run_is_invalid(tmp_path):
 
 
 def test_min_duration_invalid_prints_the_user_conf_line_that_fixes_it(tmp_path):
-    """Issue #14, failure 11: a target_qps below the machine's rate makes LoadGen's query run out
+    """A target_qps below the machine's rate makes LoadGen's query run out
     before min duration. The report says so and prints target_qps = the measured rate x 1.1."""
     proc = run_child(tmp_path, "ok", "--duration", "2")  # 1.1 x 2 s x 760 samples at ~1,000/s
     res = results(folder(tmp_path))
@@ -407,7 +407,7 @@ def test_dev_audit_runs_are_sized_like_their_performance_run(tmp_path):
 
 
 def test_server_drain_bound_ends_an_overloaded_run(tmp_path):
-    """Issue #14, failure 9: a 5 s Server run at 10x the machine's capacity took 220 s. A backlog
+    """A 5 s Server run at 10x the machine's capacity once took 220 s. A backlog
     that cannot finish by 2 x min duration + 10 s now ends the run, INVALID with the reason."""
     conf = tmp_path / "user.conf"
     conf.write_text((REPO / "user.conf").read_text() + "full.Server.target_qps = 1000\n")

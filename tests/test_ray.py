@@ -1,4 +1,4 @@
-"""`--executor ray` (sut/ray_executor.py, issue #16).
+"""`--executor ray` (sut/ray_executor.py).
 
 Without Ray: the proxy pool's routing and retry-once logic over a scripted fake transport, and the
 SUT with proxies under real LoadGen (every sample completed exactly once when an actor is lost).
