@@ -228,27 +228,38 @@ INT8_REFERENCES = ("onnxruntime", "pytorch")
 
 
 def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[str, Any]]:
-    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model (points).
+    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model and training
+    seed (points): the int8 run and its reference serve the same seed's checkpoint, so the change
+    is the quantisation's alone (another seed's fp32 run differs by its training noise).
 
-    The reference is the model's onnxruntime (fp32) accuracy run when present, else its pytorch one;
-    each row names it in `reference`."""
+    The reference is the model's onnxruntime (fp32) accuracy run of that seed when present, else
+    its pytorch one; each row names it in `reference` and the seed in `seed`."""
     acc = {
-        (r.model, r.backend): r
+        (r.model, r.backend, r.seed): r
         for r in runs
         if r.task == task and r.mode == "accuracy" and r.per_language
     }
     out = []
-    for (model, backend), r in sorted(acc.items()):
+    for (model, backend, seed), r in sorted(acc.items()):
         if backend != "onnxruntime-int8":
             continue
-        reference = next((b for b in INT8_REFERENCES if (model, b) in acc), None)
+        reference = next((b for b in INT8_REFERENCES if (model, b, seed) in acc), None)
         if reference is None:
             continue
-        ref = acc[(model, reference)]
+        ref = acc[(model, reference, seed)]
         for lang in sorted(set(r.per_language) & set(ref.per_language)):
-            out.append({"model": model, "reference": reference, "language": lang,
-                        "fp32": ref.per_language[lang], "int8": r.per_language[lang],
-                        "delta": r.per_language[lang] - ref.per_language[lang]})  # fmt: skip
+            fp32, int8 = ref.per_language[lang], r.per_language[lang]
+            out.append(
+                {
+                    "model": model,
+                    "seed": seed,
+                    "reference": reference,
+                    "language": lang,
+                    "fp32": fp32,
+                    "int8": int8,
+                    "delta": int8 - fp32,
+                }
+            )
     return out
 
 

@@ -111,11 +111,12 @@ def markdown(
     if deltas:
         lines += ["", "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference", "",
                   "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its "
-                  "PyTorch fp32 run (the same fp32 math); the `reference` column names it.", "",
-                  "| model | reference | language | fp32 | int8 | delta |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  "PyTorch fp32 run (the same fp32 math) of the same training seed; the `reference` "
+                  "column names it.", "",
+                  "| model | seed | reference | language | fp32 | int8 | delta |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for d in deltas:
-            lines.append(f"| {d['model']} | {d['reference']} | {d['language']} | {d['fp32']:.2f} | "
+            lines.append(f"| {d['model']} | {d['seed']} | {d['reference']} | {d['language']} | {d['fp32']:.2f} | "
                          f"{d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
         mean = statistics.fmean(d["delta"] for d in deltas)
         lines += ["", f"Mean change over models and languages: {mean:+.2f}."]

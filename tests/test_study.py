@@ -89,7 +89,7 @@ def test_report_table_equals_inputs(synthetic_tree, tmp_path):
     md = written["md"].read_text()
     assert "| adapter | xnli | onnxruntime | 380.0 |" in md
     assert "| adapter | xnli | onnxruntime | 0.950 | +5.0 |" in md  # 380 / 400
-    assert "| full | onnxruntime | en | 80.00 | 78.00 | -2.00 |" in md  # int8 per-language change
+    assert "| full | 0 | onnxruntime | en | 80.00 | 78.00 | -2.00 |" in md  # int8 per-language change
     assert md.rstrip().splitlines()[-1].startswith("- Caveats: ")  # the answer ends the report
     assert "## Answer (from the figures above)" in md.split("## Figures")[1]
     for name in ("throughput", "latency", "accuracy_vs_throughput", "server_latency"):
@@ -121,16 +121,40 @@ def test_int8_deltas_use_pytorch_fp32_when_onnxruntime_fp32_has_no_accuracy_run(
                    {"accuracy": en, "per_language": {"en": en}})  # fmt: skip
     deltas = collect.int8_language_deltas(collect.collect_runs(root))
     assert deltas == [  # adapter: ONNX Runtime fp32 preferred over its (different) PyTorch figure
-        {"model": "adapter", "reference": "onnxruntime", "language": "en", "fp32": 44.0, "int8": 45.0,
-         "delta": 1.0},
-        {"model": "full", "reference": "pytorch", "language": "en", "fp32": 50.0, "int8": 47.5,
-         "delta": -2.5},
+        {"model": "adapter", "seed": 0, "reference": "onnxruntime", "language": "en", "fp32": 44.0,
+         "int8": 45.0, "delta": 1.0},
+        {"model": "full", "seed": 0, "reference": "pytorch", "language": "en", "fp32": 50.0,
+         "int8": 47.5, "delta": -2.5},
     ]  # fmt: skip
     md = report.write_report(root, tmp_path / "out")["md"].read_text()
-    assert "| model | reference | language | fp32 | int8 | delta |" in md
-    assert "| full | pytorch | en | 50.00 | 47.50 | -2.50 |" in md
-    assert "| adapter | onnxruntime | en | 44.00 | 45.00 | +1.00 |" in md
+    assert "| model | seed | reference | language | fp32 | int8 | delta |" in md
+    assert "| full | 0 | pytorch | en | 50.00 | 47.50 | -2.50 |" in md
+    assert "| adapter | 0 | onnxruntime | en | 44.00 | 45.00 | +1.00 |" in md
     assert "Mean change over models and languages: -0.75." in md
+
+
+def test_int8_deltas_pair_the_int8_run_with_the_fp32_run_of_the_same_seed(tmp_path):
+    """The committed study ran `full` on PyTorch with seeds 0, 1 and 2 and int8 with seed 0 only: the
+    int8 change must be taken against seed 0's fp32 run, not whichever seed was collected last."""
+    runs = [
+        _acc_run("full", "pytorch", {"en": 62.0, "de": 50.0}),
+        _acc_run("full", "onnxruntime-int8", {"en": 61.0, "de": 48.5}),
+        _acc_run("full", "pytorch", {"en": 64.0, "de": 56.0}, seed=2),  # collected after seed 0
+        _acc_run("adapter", "pytorch", {"en": 40.0, "de": 30.0}, seed=1),
+        _acc_run("adapter", "onnxruntime-int8", {"en": 39.0, "de": 30.5}, seed=1),
+        _acc_run("adapter", "pytorch", {"en": 45.0, "de": 35.0}),
+    ]
+    deltas = collect.int8_language_deltas(runs)
+    got = [(d["model"], d["seed"], d["language"], d["fp32"], d["int8"], d["delta"]) for d in deltas]
+    assert got == [
+        ("adapter", 1, "de", 30.0, 30.5, 0.5),
+        ("adapter", 1, "en", 40.0, 39.0, -1.0),
+        ("full", 0, "de", 50.0, 48.5, -1.5),
+        ("full", 0, "en", 62.0, 61.0, -1.0),
+    ]
+    md = report.markdown([], runs)
+    assert "| full | 0 | pytorch | en | 62.00 | 61.00 | -1.00 |" in md
+    assert "Mean change over models and languages: -0.75." in md  # (0.5 - 1 - 1.5 - 1) / 4
 
 
 def _row(model: str, backend: str, sps: float | None = None, p90: float | None = None,
@@ -143,9 +167,9 @@ def _row(model: str, backend: str, sps: float | None = None, p90: float | None =
     return row
 
 
-def _acc_run(model: str, backend: str, per_language: dict) -> collect.Run:
+def _acc_run(model: str, backend: str, per_language: dict, seed: int = 0) -> collect.Run:
     return collect.Run(path="", model=model, task="xnli", scenario="Offline", mode="accuracy",
-                      backend=backend, per_language=per_language)  # fmt: skip
+                      backend=backend, per_language=per_language, seed=seed)  # fmt: skip
 
 
 def test_answer_quotes_the_measured_ratios():
