@@ -94,6 +94,7 @@ class Verdict:
     p: float | None = None
     level: float | None = None  # Holm's confidence level for this contrast
     interval: Interval | None = None  # at `level`
+    interval95: Interval | None = None  # at 95%, uncorrected (for reference only)
     word: str = "not tested"  # keeps_verdict / effect_verdict of `interval`
     df: float | None = None  # Welch's degrees of freedom (basis "seeds")
 
@@ -245,7 +246,7 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
     for v, level in zip(out, levels, strict=True):
         v.level = level
     for v, make in tails:
-        v.interval = make(v.level)
+        v.interval, v.interval95 = make(v.level), make(0.95)
         v.word = (
             effect_verdict(v.interval) if v.intermediate or v.retrieval else keeps_verdict(v.interval)
         )
@@ -374,10 +375,11 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
         for v in study.verdicts:
             p = "-" if v.p is None else f"{v.p:.3g}"
             iv = v.interval.text() if v.interval else f"{v.observed:+.1f}"
+            iv95 = v.interval95.text() if v.interval95 else "-"
+            level = f"{100 * v.level:.2f}%" if v.interval else "-"
             lines.append(
                 f"| {titles.get(v.task, v.task)} | {v.a} - {v.b} | {what_it_measures(v)} | "
-                f"{v.seeds[0]}, {v.seeds[1]} | {v.basis} | {p} | {100 * v.level:.2f}% | {iv} | "
-                f"{v.word} |"
+                f"{v.seeds[0]}, {v.seeds[1]} | {v.basis} | {p} | {level} | {iv} | {iv95} | {v.word} |"
             )
     if study.int8:
         lines += ["", "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points) [95% CI]:", "",

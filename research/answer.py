@@ -505,11 +505,6 @@ def _verdict_line(v, metric: str, margin: float) -> str:
 
     task = _tname(v.task)
     diff = f"{v.a} - {v.b} {metric}"
-    if v.basis == "untested":
-        return (
-            f"- {task}: {diff} {v.observed:+.1f} (seed-0 figures; one training seed and no "
-            "per-sample scores in the data read, so no interval and no verdict)."
-        )
     if v.retrieval:
         words = f"{RETRIEVAL_FORM[v.a]} {RETRIEVAL_WORDS[v.word]} {RETRIEVAL_FORM[v.b]}"
     elif v.intermediate:
@@ -528,12 +523,12 @@ def _verdict_line(v, metric: str, margin: float) -> str:
         return (
             f"- {task}: {words} ({diff}, mean of {n_a} and {n_b} training seeds: "
             f"{v.interval.text()} {_level(v)}, training-seed and test-set variance, Welch's "
-            f"{v.df:.1f} degrees of freedom).{phang}"
+            f"{v.df:.1f} degrees of freedom; uncorrected 95%: {v.interval95.text()}).{phang}"
         )
     return (
         f"- {task}, one training seed: {diff} {v.interval.text()} {_level(v)} (test-set variance "
-        f"only). One seed per model compares two checkpoints, not the methods; for these "
-        f"checkpoints: {words}.{phang}"
+        f"only; uncorrected 95%: {v.interval95.text()}). One seed per model compares two "
+        f"checkpoints, not the methods; for these checkpoints: {words}.{phang}"
     )
 
 
@@ -548,17 +543,30 @@ def study_answer_lines(study, margin: float | None = None) -> list[str]:
     if not study.figures and not study.verdicts:
         why = study.refused[0] if study.refused else "there are no scored accuracy runs"
         return [f"- No accuracy claim: {why}."]
-    tested = [v for v in study.verdicts if v.basis != "untested"]
-    with_seeds = [v for v in study.verdicts if v.basis == "seeds"]
+    n_seeds = sum(v.basis == "seeds" for v in study.verdicts)
+    n_one = sum(v.basis == "one seed" for v in study.verdicts)
+    untested = [v for v in study.verdicts if v.basis == "untested"]
+    resampled = "; XNLI resampled by premise, jointly across its 15 languages" if study.figures else ""
     lines = [
         f"- Verdicts: {len(study.verdicts)} contrasts (research/accuracy.py CONTRASTS, all of "
-        f"them), Holm-corrected for a family-wise error of {ALPHA:.0%}: each interval is at its "
-        f"Holm level and the words follow it. {len(with_seeds)} of them rest on several training "
-        f"seeds per model; {len(tested) - len(with_seeds)} on one seed per model (no method "
-        "claim); XNLI resampled by premise, jointly across its 15 languages."
+        f"them, untested ones included), Holm-corrected for a family-wise error of {ALPHA:.0%}: "
+        f"each interval is at its Holm level and the words follow it. With several training seeds "
+        f"per model: {n_seeds}; with one seed per model (no method claim): {n_one}; without an "
+        f"interval: {len(untested)}{resampled}."
     ]
     for v in study.verdicts:
-        lines.append(_verdict_line(v, study.metric.get(v.task, ""), m))
+        if v.basis != "untested":
+            lines.append(_verdict_line(v, study.metric.get(v.task, ""), m))
+    if untested:
+        metric = study.metric
+        parts = [
+            f"{_tname(v.task)} {v.a} - {v.b} {metric.get(v.task, '')} {v.observed:+.1f}"
+            for v in untested
+        ]
+        lines.append(
+            "- No verdict (one training seed per model, and no per-sample scores in the data read for "
+            "a test-set interval; the seed-0 checkpoints' difference only): " + "; ".join(parts) + "."
+        )
     if any(v.retrieval for v in study.verdicts):
         lines.append(POOLING_NOTE)
     gaps = [(t, mdl, g) for (t, mdl), g in study.gaps.items()]

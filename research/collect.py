@@ -125,6 +125,45 @@ def collect_runs(root: str | Path) -> list[Run]:
     return [load_run(r) for r in find_records(root) if r.results is not None]
 
 
+# study_runs.csv's columns (write_report: every Run field but per_language and latency_pct_ms), typed
+RUN_INT_FIELDS = ("seed", "round", "parameters", "parameter_bytes")
+RUN_STR_FIELDS = (
+    "path",
+    "model",
+    "task",
+    "scenario",
+    "mode",
+    "backend",
+    "encoder",
+    "model_kind",
+    "metric",
+    "load_of",
+)
+
+
+def runs_from_csv(path: str | Path) -> list[Run]:
+    """The runs of a study_runs.csv (the committed record of a study's run folders). Per-language
+    figures, latency percentiles and per-sample scores are not in it: what needs them is left out."""
+    runs = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            values: dict[str, Any] = {}
+            for name in Run.__dataclass_fields__:
+                raw = row.get(name, "")
+                if name not in row or raw == "":
+                    continue  # the field's default (None, 0, "")
+                if name == "result_valid":
+                    values[name] = raw == "True"
+                elif name in RUN_INT_FIELDS:
+                    values[name] = int(raw)
+                elif name in RUN_STR_FIELDS:
+                    values[name] = raw
+                else:
+                    values[name] = float(raw)
+            runs.append(Run(**values))
+    return runs
+
+
 # ----------------------------------------------------------------------------------------------
 # One row per variant
 # ----------------------------------------------------------------------------------------------

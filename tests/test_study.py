@@ -648,3 +648,70 @@ def test_answer_quotes_the_in_process_speed_figures():
     assert ("  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +10.1% "
             "(library form +25.1%), lora-squad +0.0% vs full.") in lines  # fmt: skip
     assert not any("Side by side" in line for line in answer.answer_lines([], [], speed={}))
+
+
+def test_report_from_the_committed_runs_csv(tmp_path):
+    """`--from_runs_csv`: the report and the answer rebuilt from a study_runs.csv alone (no run folders):
+    the csv is left as it was, the machine is the previous report's, the per-seed figures are written,
+    and the verdicts come from the seeds (a - b = 52 - 57 over 3 seeds each, variance 4 per model:
+    95% interval -5 +- 2.7764 sqrt(8/3) on Welch's 4 df; with the untested full-squad - full beside it,
+    Holm judges it at 1 - 0.05/2: -5 +- 3.4954 sqrt(8/3), t tables)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    columns = [
+        k for k in collect.Run.__dataclass_fields__ if k not in ("per_language", "latency_pct_ms")
+    ]
+    acc = [("adapter", "pytorch", s, v) for s, v in enumerate((50.0, 52.0, 54.0))]
+    acc += [("full", "pytorch", s, v) for s, v in enumerate((55.0, 57.0, 59.0))]
+    acc += [("full-squad", "pytorch", 0, 58.0)]
+    acc += [("full", "onnxruntime-int8", 0, 53.5)]
+    lines = [",".join(columns)]
+    for model, backend, seed, value in acc:
+        row = dict.fromkeys(columns, "") | {
+            "path": f"{backend}/{model}/xnli/Offline/accuracy-{seed}",
+            "model": model,
+            "task": "xnli",
+            "scenario": "Offline",
+            "mode": "accuracy",
+            "backend": backend,
+            "encoder": "e5-small",
+            "model_kind": "real",
+            "result_valid": "True",
+            "metric": "accuracy",
+            "metric_value": str(value),
+            "seed": str(seed),
+            "round": "0",
+        }
+        lines.append(",".join(row[c] for c in columns))
+    (out / "study_runs.csv").write_text("\n".join(lines) + "\n")
+    before = (out / "study_runs.csv").read_bytes()
+    (out / "study.md").write_text("# old\n\nMachine: Intel(R) Xeon(R) Processor, 2 cores, 23.5 GiB.\n")
+    doc = tmp_path / "study_doc.md"
+    doc.write_text("# The study\n")
+    written = report.write_report(
+        tmp_path / "no-runs",
+        out,
+        command="python -m research study x",
+        answer_doc=doc,
+        runs_csv=out / "study_runs.csv",
+    )
+    assert (out / "study_runs.csv").read_bytes() == before
+    md = written["md"].read_text()
+    assert "Machine: Intel(R) Xeon(R) Processor, 2 cores, 23.5 GiB." in md
+    with open(written["seeds_csv"]) as f:
+        seeds = [(r["model"], int(r["seed"]), float(r["value"])) for r in csv.DictReader(f)]
+    assert seeds == [
+        ("adapter", 0, 50.0),
+        ("adapter", 1, 52.0),
+        ("adapter", 2, 54.0),
+        ("full", 0, 55.0),
+        ("full", 1, 57.0),
+        ("full", 2, 59.0),
+        ("full-squad", 0, 58.0),
+    ]
+    text = doc.read_text()
+    assert "mean of 3 and 3 training seeds: -5.0 [-10.7, +0.7] at Holm's 97.50% level" in text
+    assert "uncorrected 95%: -5.0 [-9.5, -0.5]" in text
+    assert "on a shared 2-core CPU (Intel(R) Xeon(R) Processor)" in text
+    assert "ONNX Runtime int8 on XNLI, full: -1.50 points against PyTorch fp32 of the same seed" in text
+    assert "the seed-0 checkpoints' difference only): XNLI full-squad - full accuracy +3.0." in text

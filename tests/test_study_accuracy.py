@@ -74,11 +74,17 @@ def test_keeps_loses_and_intermediate_effect(tmp_path, base):
     assert verdicts[("full-squad", "full")].word == "adds"
     answer = "\n".join(study_answer_lines(study))
     assert answer.startswith(
-        "- Verdicts: 4 contrasts (research/accuracy.py CONTRASTS, all of them), Holm"
+        "- Verdicts: 4 contrasts (research/accuracy.py CONTRASTS, all of them, untested ones included), "
+        "Holm-corrected for a family-wise error of 5%: each interval is at its Holm level and the words "
+        "follow it. With several training seeds per model: 0; with one seed per model (no method "
+        "claim): 4; without an interval: 0; XNLI resampled by premise, jointly across its 15 languages."
     )
-    assert ("- XNLI, one training seed: adapter - full accuracy " in answer
-            and "One seed per model compares two checkpoints, not the methods; for these checkpoints: "
-            "The bottleneck adapter keeps full fine-tuning's accuracy" in answer)  # fmt: skip
+    assert (
+        "- XNLI, one training seed: adapter - full accuracy " in answer
+        and "One seed per model compares two checkpoints, not the methods; for these checkpoints: "
+        "The bottleneck adapter keeps full fine-tuning's accuracy"
+        in answer
+    )
     assert "AdapterFusion (after SQuAD) does not keep full fine-tuning's accuracy" in answer
     assert "the intermediate task (SQuAD) adds" in answer and "Phang et al. 2020" in answer
     assert "Retrieval" not in answer  # no retrieval task, no pooling note
@@ -414,9 +420,18 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
 
 def _figure_run(model: str, value: float, seed: int = 0, task: str = "xnli", backend: str = "pytorch"):
     """An accuracy run known by its task figure only (no per-sample file: the committed-data case)."""
-    return Run(path=f"/nonexistent/{model}-{seed}-{task}-{backend}", model=model, task=task,
-               scenario="Offline", mode="accuracy", backend=backend, model_kind="real",
-               metric="accuracy", metric_value=value, seed=seed)  # fmt: skip
+    return Run(
+        path=f"/nonexistent/{model}-{seed}-{task}-{backend}",
+        model=model,
+        task=task,
+        scenario="Offline",
+        mode="accuracy",
+        backend=backend,
+        model_kind="real",
+        metric="accuracy",
+        metric_value=value,
+        seed=seed,
+    )
 
 
 def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
@@ -451,12 +466,23 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
         (-5 - 3.4954 * se, -5 + 3.4954 * se), abs=2e-3
     )
     answer = "\n".join(study_answer_lines(with_untested))
-    assert ("- XNLI: The bottleneck adapter cannot be told apart from a loss over 1 point or from no loss: "
-            "the interval admits both (adapter - full accuracy, mean of 3 and 3 training seeds: -5.0 "
-            "[-10.7, +0.7] at Holm's 97.50% level, training-seed and test-set variance, Welch's 4.0 "
-            "degrees of freedom).") in answer  # fmt: skip
-    assert ("- XNLI: full-squad - full accuracy +3.0 (seed-0 figures; one training seed and no per-sample "
-            "scores in the data read, so no interval and no verdict).") in answer  # fmt: skip
+    assert (
+        "- XNLI: The bottleneck adapter cannot be told apart from a loss over 1 point or from no loss: "
+        "the interval admits both (adapter - full accuracy, mean of 3 and 3 training seeds: -5.0 "
+        "[-10.7, +0.7] at Holm's 97.50% level, training-seed and test-set variance, Welch's 4.0 "
+        "degrees of freedom; uncorrected 95%: -5.0 [-9.5, -0.5])."
+    ) in answer
+    assert answer.endswith(
+        "- No verdict (one training seed per model, and no per-sample scores in the data read for a "
+        "test-set interval; the seed-0 checkpoints' difference only): XNLI full-squad - full "
+        "accuracy +3.0."
+    )
+    table = "\n".join(markdown(with_untested))
+    assert "| XNLI | full-squad - full |" not in table  # titles only when given
+    assert (
+        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested | - | - | +3.0 | - | not tested |"
+        in table
+    )
     # Holm by hand: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05; 0.005 < 0.05/4 and 0.01 < 0.05/3 are
     # rejected, 0.03 > 0.05/2 stops: it and 0.04 are judged at 1 - 0.025
     assert holm_levels([0.01, 0.04, 0.03, 0.005]) == pytest.approx([1 - 0.05 / 3, 0.975, 0.975, 0.9875])
@@ -467,15 +493,19 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     sentence may say a model keeps or exceeds full fine-tuning there."""
     rng = np.random.default_rng(4)
     right = rng.random((3, 1000)) < 0.8
-    runs = [run(tmp_path, "full", right, task="tatoeba"),
-            run(tmp_path, "full-squad", flip(right, 0.2, 1), task="tatoeba"),
-            run(tmp_path, "adapter-squad", flip(right, 0.02, 2), task="tatoeba")]  # fmt: skip
+    runs = [
+        run(tmp_path, "full", right, task="tatoeba"),
+        run(tmp_path, "full-squad", flip(right, 0.2, 1), task="tatoeba"),
+        run(tmp_path, "adapter-squad", flip(right, 0.02, 2), task="tatoeba"),
+    ]
     study = accuracy_study(runs, n_boot=300)
     words = {(v.a, v.b): v.word for v in study.verdicts}
     assert words == {("adapter-squad", "full-squad"): "adds", ("full-squad", "full"): "costs"}
     answer = "\n".join(study_answer_lines(study))
-    assert ("for these checkpoints: the encoder with the SQuAD adapter alone retrieves better than the "
-            "encoder fully fine-tuned on SQuAD.") in answer  # fmt: skip
+    assert (
+        "for these checkpoints: the encoder with the SQuAD adapter alone retrieves better than the "
+        "encoder fully fine-tuned on SQuAD."
+    ) in answer
     assert "full fine-tuning's accuracy" not in answer and "keeps" not in answer
     assert (
         "chosen by comparing layers 8 and 12 and both prefixes on Tatoeba and BUCC themselves" in answer
