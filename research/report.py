@@ -50,11 +50,13 @@ def markdown(
     speed: dict[str, Any] | None = None,
     accuracy=None,
     device: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The study.md text: how it was made, the variant table, the overhead table, the int8
     per-language table, the figures that were actually written, and the answer in words
     (`speed`: the parsed speed.json beside study.md, None if there is none; `device`: the machine
-    the runs were measured on, default this one: harness.info.device_info)."""
+    the runs were measured on, default this one: harness.info.device_info; `notes`: paragraphs
+    printed under the machine line)."""
     from harness.info import device_info
 
     dev = device or device_info()
@@ -62,6 +64,8 @@ def markdown(
     if command:
         lines += [f"Command: `{command}`  "]
     lines += [f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB.", ""]
+    for note in notes:
+        lines += [note, ""]
     kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
     if kinds:
         lines += [
@@ -190,6 +194,15 @@ def recorded_device(md: Path) -> dict[str, Any] | None:
     return None
 
 
+FROM_CSV_NOTE = (
+    "Rebuilt from study_runs.csv, the committed record of the run folders: it holds each run's task "
+    "figure, seed and timings, not its per-sample scores, per-language figures or latency "
+    "percentiles. So this report has no bootstrap interval (the verdicts rest on the training seeds "
+    "where there are several), no per-language table, and no per-language or latency-distribution "
+    "figure: the run folders (`--runs_dir`, without `--from_runs_csv`) give them."
+)
+
+
 def write_report(
     runs_root: str | Path,
     out: str | Path,
@@ -232,7 +245,8 @@ def write_report(
     names = sorted(path.name for path in figures.values())
     # speed.json and speed.md are written together by `python -m research study --speed`
     speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
-    written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy, device))
+    notes = [FROM_CSV_NOTE] if runs_csv is not None else []
+    written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy, device, notes))
     if answer_doc is not None:
         from harness.info import device_info
 
