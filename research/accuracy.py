@@ -34,6 +34,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
 from research.collect import Run, t_cdf, t_quantile
@@ -124,16 +125,28 @@ class AccuracyStudy:
     errors: list[str] = field(default_factory=list)  # runs that could not be compared, with why
 
 
-def _scores(run: Run, study: AccuracyStudy) -> UnitScores | None:
+def per_sample_name(run_path: str) -> str:
+    """The file name a run's per-sample scores are kept under in a report folder (write_report):
+    its run-folder path relative to the study's runs root, '/' replaced by '__', plus .json.gz."""
+    return str(run_path).strip("/").replace("/", "__") + ".json.gz"
+
+
+def _scores(run: Run, study: AccuracyStudy, kept: Path | None = None) -> UnitScores | None:
     try:
+        if kept is not None:
+            return UnitScores.read(kept / per_sample_name(run.path))
         return UnitScores.load(run.path)
     except BootstrapError as exc:
         study.errors.append(str(exc))
         return None
 
 
-def accuracy_study(runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0) -> AccuracyStudy:
-    """The study's accuracy figures from the accuracy runs among `runs` (others are ignored)."""
+def accuracy_study(
+    runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0, kept: Path | None = None
+) -> AccuracyStudy:
+    """The study's accuracy figures from the accuracy runs among `runs` (others are ignored).
+    kept: a folder of per-sample files named by per_sample_name (a report's per_sample/), read
+    instead of the run folders' per_sample.json (runs rebuilt from study_runs.csv)."""
     study = AccuracyStudy()
     acc = [r for r in runs if r.mode == "accuracy" and r.metric_value is not None]
     for r in acc:
@@ -144,7 +157,7 @@ def accuracy_study(runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0) -> 
             )
     acc = [r for r in acc if r.model_kind == CLAIM_KIND]
     main = {(r.task, r.model): r for r in acc if r.backend == FP32 and r.seed == 0}
-    loaded = {key: s for key, r in main.items() if (s := _scores(r, study)) is not None}
+    loaded = {key: s for key, r in main.items() if (s := _scores(r, study, kept)) is not None}
     for (task, model), scores in sorted(loaded.items()):
         study.metric[task] = main[(task, model)].metric or ""
         reps = resample([scores], n_boot, seed, CLUSTERS.get(task))
@@ -170,7 +183,7 @@ def accuracy_study(runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0) -> 
                     study.errors.append(str(exc))
     for r in acc:
         if r.backend == INT8 and r.seed == 0 and (r.task, r.model) in loaded:
-            if (q := _scores(r, study)) is not None:
+            if (q := _scores(r, study, kept)) is not None:
                 try:
                     d = difference(q, loaded[(r.task, r.model)], n_boot, seed, CLUSTERS.get(r.task))
                     study.int8[(r.task, r.model)] = d["average"]

@@ -460,8 +460,8 @@ KEEP_WORDS = {
 
 
 def _form(a: str) -> str:
-    return {"adapter": "The bottleneck adapter", "adapter-squad": "AdapterFusion (after SQuAD)",
-            "lora-squad": "Merged LoRA (after SQuAD)"}.get(a, a)  # fmt: skip
+    return {"adapter": "the bottleneck adapter", "adapter-squad": "AdapterFusion (after SQuAD)",
+            "lora-squad": "merged LoRA (after SQuAD)"}.get(a, a)  # fmt: skip
 
 
 def _phang(task: str, verdict: str) -> str:
@@ -521,7 +521,7 @@ def _verdict_line(v, metric: str, margin: float) -> str:
     if v.basis == "seeds":
         n_a, n_b = v.seeds
         return (
-            f"- {task}: {words} ({diff}, mean of {n_a} and {n_b} training seeds: "
+            f"- {task}: {words[0].upper()}{words[1:]} ({diff}, mean of {n_a} and {n_b} training seeds: "
             f"{v.interval.text()} {_level(v)}, training-seed and test-set variance, Welch's "
             f"{v.df:.1f} degrees of freedom; uncorrected 95%: {v.interval95.text()}).{phang}"
         )

@@ -21,6 +21,7 @@ as many times as its cluster was drawn, in every language and every run compared
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -48,17 +49,24 @@ class UnitScores:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> UnitScores:
-        path = Path(run_dir) / PER_SAMPLE
+        """The per_sample.json of a run folder."""
+        return cls.read(Path(run_dir) / PER_SAMPLE)
+
+    @classmethod
+    def read(cls, path: str | Path) -> UnitScores:
+        """A per-sample score file, plain or gzip-compressed (a name ending in .gz)."""
+        path = Path(path)
         if not path.is_file():
             raise BootstrapError(f"{path}: missing; rescore the run (accuracy run, this version)")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            data = json.loads(raw.decode("utf-8"))
             per = {
                 lang: (list(e["ids"]), np.asarray(e["scores"], dtype=np.float64))
                 for lang, e in data["per_language"].items()
             }
             return cls(data["statistic"], per, str(path))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError, EOFError) as exc:
             raise BootstrapError(f"{path}: not a per-sample score file ({exc})") from exc
 
 

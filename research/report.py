@@ -6,6 +6,7 @@ tables, the figures written, and the answer in words (research/answer.py).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from research.accuracy import accuracy_study, seed_rows
+from research.accuracy import accuracy_study, per_sample_name, seed_rows
 from research.answer import answer_lines
 from research.collect import (
     VARIANT_COLUMNS,
@@ -29,6 +30,7 @@ from research.collect import (
     variant_rows,
     write_csv,
 )
+from tasks.scoring.result import PER_SAMPLE
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -194,13 +196,37 @@ def recorded_device(md: Path) -> dict[str, Any] | None:
     return None
 
 
+PER_SAMPLE_DIR = "per_sample"  # a report's copy of its accuracy runs' per-sample scores
+
+
+def keep_per_sample(runs: Sequence[Run], runs_root: Path, kept: Path) -> list[Path]:
+    """Copy each accuracy run's per_sample.json, gzip-compressed (no timestamp: the same bytes for
+    the same scores), into `kept` under research.accuracy.per_sample_name of its path relative to
+    `runs_root`: the committed report then holds what its bootstrap intervals are computed from."""
+    written = []
+    for r in runs:
+        source = Path(r.path) / PER_SAMPLE
+        if r.mode != "accuracy" or not source.is_file():
+            continue
+        kept.mkdir(parents=True, exist_ok=True)
+        target = kept / per_sample_name(str(Path(r.path).relative_to(runs_root)))
+        target.write_bytes(gzip.compress(source.read_bytes(), compresslevel=9, mtime=0))
+        written.append(target)
+    return written
+
+
 FROM_CSV_NOTE = (
     "Rebuilt from study_runs.csv, the committed record of the run folders: it holds each run's task "
-    "figure, seed and timings, not its per-sample scores, per-language figures or latency "
-    "percentiles. So this report has no bootstrap interval (the verdicts rest on the training seeds "
-    "where there are several), no per-language table, and no per-language or latency-distribution "
-    "figure: the run folders (`--runs_dir`, without `--from_runs_csv`) give them."
+    "figure, seed and timings, not its per-language figures or latency percentiles, so this report "
+    "has no per-language table and no per-language or latency-distribution figure (the run folders, "
+    "`--runs_dir` without `--from_runs_csv`, give them). "
 )
+NO_PER_SAMPLE_NOTE = (
+    "Nor does this report's folder hold the runs' per-sample scores (`per_sample/`, written by a "
+    "report made from the run folders): no bootstrap interval, and the verdicts rest on the "
+    "training seeds where there are several."
+)
+PER_SAMPLE_NOTE = "The bootstrap intervals come from the per-sample scores kept in `per_sample/`."
 
 
 def write_report(
@@ -213,10 +239,11 @@ def write_report(
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written.
     answer_doc: a document (docs/study.md) whose generated answer block is rewritten (write_answer).
-    runs_csv: read the runs from this study_runs.csv instead of run folders (the committed record:
-    no per-sample scores, per-language figures or latency percentiles, so the bootstrap intervals,
-    the per-language tables and the figures that need them are left out); the machine is the one
-    the previous `out`/study.md names."""
+    From run folders, each accuracy run's per-sample scores are kept in `out`/per_sample/
+    (keep_per_sample). runs_csv: read the runs from this study_runs.csv instead of run folders (the
+    committed record), with the per-sample scores of `out`/per_sample/ where it exists; no
+    per-language figures or latency percentiles, so the per-language tables and the figures that
+    need them are left out; the machine is the one the previous `out`/study.md names."""
     from research.plots import write_plots, write_study_plots
 
     out, runs_root = Path(out), Path(runs_root)
@@ -235,7 +262,10 @@ def write_report(
             written["runs_csv"],
             [k for k in Run.__dataclass_fields__ if k not in ("per_language", "latency_pct_ms")],
         )
-    accuracy = accuracy_study(runs)
+    kept = out / PER_SAMPLE_DIR
+    if runs_csv is None:
+        keep_per_sample(runs, runs_root, kept)
+    accuracy = accuracy_study(runs, kept=kept if runs_csv is not None and kept.is_dir() else None)
     seeds = seed_rows(accuracy, runs)  # the per-seed figures the verdicts use, to recompute them
     if seeds:
         written["seeds_csv"] = out / "accuracy_seeds.csv"
@@ -245,7 +275,10 @@ def write_report(
     names = sorted(path.name for path in figures.values())
     # speed.json and speed.md are written together by `python -m research study --speed`
     speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
-    notes = [FROM_CSV_NOTE] if runs_csv is not None else []
+    if runs_csv is None:
+        notes = []
+    else:
+        notes = [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)]
     written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy, device, notes))
     if answer_doc is not None:
         from harness.info import device_info

@@ -18,13 +18,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _write_run(root: Path, backend: str, dtype: str, model: str, task: str, scenario: str, mode: str,
-               results: dict, accuracy: dict | None = None) -> Path:  # fmt: skip
+               results: dict, accuracy: dict | None = None, kind: str = "tiny") -> Path:  # fmt: skip
     folder = root / f"{backend}-{dtype}" / model / task / scenario / mode
     folder.mkdir(parents=True)
     base = {"result_valid": True, "scenario": scenario, "mode": mode}
     (folder / "results.json").write_text(json.dumps({**base, **results}))
     cfg = {"model": model, "task": task, "scenario": scenario, "mode": mode, "backend": backend,
-           "backend_options": {"dtype": dtype}, "encoder": "tiny", "model_kind": "tiny", "duration_s": 3}  # fmt: skip
+           "backend_options": {"dtype": dtype}, "encoder": "tiny", "model_kind": kind, "duration_s": 3}  # fmt: skip
     (folder / "run_config.json").write_text(json.dumps(cfg))
     if accuracy is not None:
         (folder / "accuracy.json").write_text(json.dumps(accuracy))
@@ -715,3 +715,48 @@ def test_report_from_the_committed_runs_csv(tmp_path):
     assert "on a shared 2-core CPU (Intel(R) Xeon(R) Processor)" in text
     assert "ONNX Runtime int8 on XNLI, full: -1.50 points against PyTorch fp32 of the same seed" in text
     assert "the seed-0 checkpoints' difference only): XNLI full-squad - full accuracy +3.0." in text
+
+
+def test_the_report_keeps_per_sample_scores_and_rebuilds_its_intervals_from_them(tmp_path):
+    """A report made from run folders copies each accuracy run's per_sample.json (gzip, no timestamp)
+    into per_sample/; rebuilt from its study_runs.csv alone it reads them back, so its bootstrap
+    intervals and verdicts are the very ones the run folders gave."""
+    import gzip
+
+    from research.accuracy import accuracy_study
+
+    root, out = tmp_path / "runs", tmp_path / "out"
+    rng = np.random.default_rng(7)
+    right = rng.random((3, 60)) < 0.6
+    for model, correct in (("full", right), ("adapter", right & (rng.random(right.shape) < 0.9))):
+        per = {
+            lang: {"ids": list(range(60)), "scores": (100.0 * correct[k]).tolist()}
+            for k, lang in enumerate(("en", "de", "sw"))
+        }
+        value = float(np.mean([100.0 * c.mean() for c in correct]))
+        folder = _write_run(
+            root,
+            "pytorch",
+            "fp32",
+            model,
+            "xnli",
+            "Offline",
+            "accuracy",
+            {},
+            {"accuracy": value},
+            kind="real",
+        )
+        (folder / "per_sample.json").write_text(json.dumps({"statistic": "mean", "per_language": per}))
+    report.write_report(root, out)
+    kept = out / "per_sample" / "pytorch-fp32__full__xnli__Offline__accuracy.json.gz"
+    source = root / "pytorch-fp32" / "full" / "xnli" / "Offline" / "accuracy" / "per_sample.json"
+    assert gzip.decompress(kept.read_bytes()) == source.read_bytes()
+    assert kept.read_bytes()[4:8] == b"\0\0\0\0"  # gzip's mtime field: 0, reproducible bytes
+    from_folders = accuracy_study(collect.collect_runs(root))
+    from_csv = accuracy_study(collect.runs_from_csv(out / "study_runs.csv"), kept=out / "per_sample")
+    (a,), (b,) = from_folders.verdicts, from_csv.verdicts
+    assert (a.a, a.b, a.basis) == ("adapter", "full", "one seed")
+    assert (b.interval, b.p, b.word) == (a.interval, a.p, a.word)
+    md = report.write_report(root, out, runs_csv=out / "study_runs.csv")["md"].read_text()
+    assert "The bootstrap intervals come from the per-sample scores kept in `per_sample/`." in md
+    assert f"| XNLI | adapter - full | {a.interval95.text()} |" in md

@@ -82,7 +82,7 @@ def test_keeps_loses_and_intermediate_effect(tmp_path, base):
     assert (
         "- XNLI, one training seed: adapter - full accuracy " in answer
         and "One seed per model compares two checkpoints, not the methods; for these checkpoints: "
-        "The bottleneck adapter keeps full fine-tuning's accuracy"
+        "the bottleneck adapter keeps full fine-tuning's accuracy"
         in answer
     )
     assert "AdapterFusion (after SQuAD) does not keep full fine-tuning's accuracy" in answer
@@ -307,7 +307,7 @@ def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path
     assert "the figures in [study.md](reports/study-e5/study.md) by" in text  # relative to doc
     assert text.startswith(f"# The study\n\n{ANSWER_START}\nModel: multilingual-e5-small")
     assert (
-        "The bottleneck adapter keeps full fine-tuning's accuracy" in text
+        "the bottleneck adapter keeps full fine-tuning's accuracy" in text
         and "Hand-written text stays." in text
     )
     assert "`python -m research study --preset e5-small`" in text
