@@ -98,6 +98,7 @@ class Verdict:
     interval95: Interval | None = None  # at 95%, uncorrected (for reference only)
     word: str = "not tested"  # keeps_verdict / effect_verdict of `interval`
     df: float | None = None  # Welch's degrees of freedom (basis "seeds")
+    test_set: bool = False  # whether the interval holds the test set's variance (per-sample scores read)
 
     @property
     def retrieval(self) -> bool:
@@ -228,7 +229,7 @@ def _seed_part(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, 
     va = statistics.variance(a.values()) / len(a)
     vb = statistics.variance(b.values()) / len(b)
     denom = (va**2 / (len(a) - 1) if va else 0.0) + (vb**2 / (len(b) - 1) if vb else 0.0)
-    df = (va + vb) ** 2 / denom if denom > 0 else math.inf
+    df = (va + vb) ** 2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
     return statistics.fmean(a.values()) - statistics.fmean(b.values()), va + vb, df
 
 
@@ -247,12 +248,13 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
             mean, var, df = _seed_part(sa, sb)
             if boot is not None:
                 var += float(boot["replicates"].var(ddof=1))  # the test set's share (df: infinite)
+                v.test_set = True
             se = math.sqrt(var)
             v.basis, v.observed, v.df = "seeds", mean, df
             v.p = 2.0 * (1.0 - t_cdf(abs(mean) / se, df)) if se > 0 else float(mean == 0)
             tails.append((v, lambda level, m=mean, s=se, d=df: _t_interval(m, s, d, level)))
         elif boot is not None:
-            v.basis, v.observed, v.p = "one seed", boot["average"].value, boot["p"]
+            v.basis, v.observed, v.p, v.test_set = "one seed", boot["average"].value, boot["p"], True
             tails.append((v, lambda level, o=v.observed, r=boot["replicates"]: Interval.of(o, r, level)))
         out.append(v)
     levels = holm_levels([v.p if v.p is not None else 1.0 for v in out], alpha)
@@ -267,13 +269,8 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
 
 
 def _t_interval(mean: float, se: float, df: float, level: float) -> Interval:
-    half = (t_quantile(0.5 + level / 2, df) if math.isfinite(df) else _normal_quantile(level)) * se
+    half = t_quantile(0.5 + level / 2, df) * se
     return Interval(mean, mean - half, mean + half)
-
-
-def _normal_quantile(level: float) -> float:
-    """The two-sided standard normal quantile, as Student's t with very many degrees of freedom."""
-    return t_quantile(0.5 + level / 2, 1e6)
 
 
 def _seed_noise(acc: Sequence[Run], study: AccuracyStudy) -> None:

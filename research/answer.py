@@ -520,9 +520,14 @@ def _verdict_line(v, metric: str, margin: float) -> str:
     phang = _phang(v.task, v.word) if v.intermediate and not v.retrieval else ""
     if v.basis == "seeds":
         n_a, n_b = v.seeds
+        variance = (
+            "training-seed and test-set variance"
+            if v.test_set
+            else "training-seed variance only: no per-sample scores read for the test set's"
+        )
         return (
             f"- {task}: {words[0].upper()}{words[1:]} ({diff}, mean of {n_a} and {n_b} training seeds: "
-            f"{v.interval.text()} {_level(v)}, training-seed and test-set variance, Welch's "
+            f"{v.interval.text()} {_level(v)}, {variance}, Welch's "
             f"{v.df:.1f} degrees of freedom; uncorrected 95%: {v.interval95.text()}).{phang}"
         )
     return (

@@ -138,9 +138,15 @@ def test_seeds_int8_and_missing_scores(tmp_path, base):
         np.mean([r.metric_value for r in runs if r.model == "full" and r.backend == "pytorch"])
     )
     seeded = next(v for v in study.verdicts if (v.a, v.b) == ("adapter", "full"))
-    assert seeded.basis == "seeds" and seeded.seeds == (3, 3)
+    assert seeded.basis == "seeds" and seeded.seeds == (3, 3) and seeded.test_set
+    # the seed means' difference: each seed's figure is the mean of its per-language figures
+    means = [
+        np.mean([r.metric_value for r in runs if r.model == m and r.backend == "pytorch"])
+        for m in ("adapter", "full")
+    ]
+    assert seeded.observed == pytest.approx(means[0] - means[1])
     answer = "\n".join(study_answer_lines(study))
-    assert "mean of 3 and 3 training seeds" in answer
+    assert "mean of 3 and 3 training seeds" in answer and "training-seed and test-set variance" in answer
     assert study.int8[("xnli", "full")].high < 0  # int8 lost 1% of the right answers
     assert any("per_sample.json: missing" in e for e in study.errors)
     assert ("xnli", "full-squad") not in study.figures
@@ -445,7 +451,12 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     runs += [_figure_run("full", v, s) for s, v in enumerate((55.0, 57.0, 59.0))]
     (alone,) = accuracy_study(runs, n_boot=10).verdicts
     se = math.sqrt(8 / 3)
-    assert (alone.basis, alone.seeds, alone.df) == ("seeds", (3, 3), pytest.approx(4.0))
+    assert (alone.basis, alone.seeds, alone.df, alone.test_set) == (
+        "seeds",
+        (3, 3),
+        pytest.approx(4.0),
+        False,
+    )
     assert alone.level == 0.95 and alone.word == "loses"
     assert (alone.interval.low, alone.interval.high) == pytest.approx(
         (-5 - 2.7764 * se, -5 + 2.7764 * se), abs=2e-3
@@ -468,7 +479,8 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     assert (
         "- XNLI: The bottleneck adapter cannot be told apart from a loss over 1 point or from no loss: "
         "the interval admits both (adapter - full accuracy, mean of 3 and 3 training seeds: -5.0 "
-        "[-10.7, +0.7] at Holm's 97.50% level, training-seed and test-set variance, Welch's 4.0 "
+        "[-10.7, +0.7] at Holm's 97.50% level, training-seed variance only: no per-sample scores read "
+        "for the test set's, Welch's 4.0 "
         "degrees of freedom; uncorrected 95%: -5.0 [-9.5, -0.5])."
     ) in answer
     assert answer.endswith(
