@@ -50,9 +50,9 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
 )
 # Every contrast the study reads, in one place (task, a, b): the family Holm's correction covers.
 # Retrieval tasks serve the encoder only, so their models are the retrieval models of the e5-small
-# preset (research/study.py): there `full` is the untrained encoder (as is `adapter`), `full-squad`
-# the encoder fully fine-tuned on SQuAD, `adapter-squad` the encoder with the SQuAD adapter alone
-# and `lora-squad` the encoder with the SQuAD LoRA merged (RETRIEVAL_FORM).
+# preset (research/study.py): there `full` (as `adapter`) is the pretrained encoder with no
+# fine-tuning, `full-squad` the encoder fully fine-tuned on SQuAD, `adapter-squad` the encoder with
+# the SQuAD adapter alone and `lora-squad` the encoder with the SQuAD LoRA merged (RETRIEVAL_FORM).
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
     *((task, a, b) for task in ("xnli", "tydiqa") for a, b, _ in COMPARISONS),
     *(
@@ -66,8 +66,8 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 RETRIEVAL_FORM = {
-    "full": "the untrained encoder",
-    "adapter": "the untrained encoder",
+    "full": "the pretrained encoder (no fine-tuning)",
+    "adapter": "the pretrained encoder (no fine-tuning)",
     "full-squad": "the encoder fully fine-tuned on SQuAD",
     "adapter-squad": "the encoder with the SQuAD adapter alone",
     "lora-squad": "the encoder with the SQuAD LoRA merged",

@@ -485,8 +485,9 @@ RETRIEVAL_WORDS = {
 }
 POOLING_NOTE = (
     "- Retrieval (BUCC, Tatoeba) embeds sentences with the encoder alone: there `full` and `adapter` "
-    "are the untrained encoder, `full-squad` the encoder fully fine-tuned on SQuAD, `adapter-squad` "
-    "the encoder with the SQuAD adapter alone and `lora-squad` with the SQuAD LoRA merged, so no "
+    "are the pretrained encoder with no fine-tuning, `full-squad` the encoder fully fine-tuned on "
+    "SQuAD, `adapter-squad` the encoder with the SQuAD adapter alone and `lora-squad` with the SQuAD "
+    "LoRA merged, so no "
     "retrieval figure compares a method with full fine-tuning on a target task. The pooled layer "
     "(the last, 12) and the absence of e5's `query: ` prefix were chosen by comparing layers 8 and 12 "
     "and both prefixes on Tatoeba and BUCC themselves (reports/retrieval_convention.md): a choice "

@@ -126,8 +126,8 @@ def markdown(
                   "| model | seed | reference | language | fp32 | int8 | delta |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
         for d in deltas:
-            lines.append(f"| {d['model']} | {d['seed']} | {d['reference']} | {d['language']} | {d['fp32']:.2f} | "
-                         f"{d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
+            lines.append(f"| {d['model']} | {d['seed']} | {d['reference']} | {d['language']} | "
+                         f"{d['fp32']:.2f} | {d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
         mean = statistics.fmean(d["delta"] for d in deltas)
         lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
     if accuracy is not None and (accuracy.figures or accuracy.verdicts or accuracy.refused):

@@ -24,7 +24,8 @@ def _write_run(root: Path, backend: str, dtype: str, model: str, task: str, scen
     base = {"result_valid": True, "scenario": scenario, "mode": mode}
     (folder / "results.json").write_text(json.dumps({**base, **results}))
     cfg = {"model": model, "task": task, "scenario": scenario, "mode": mode, "backend": backend,
-           "backend_options": {"dtype": dtype}, "encoder": "tiny", "model_kind": kind, "duration_s": 3}  # fmt: skip
+           "backend_options": {"dtype": dtype}, "encoder": "tiny", "model_kind": kind,
+           "duration_s": 3}  # fmt: skip
     (folder / "run_config.json").write_text(json.dumps(cfg))
     if accuracy is not None:
         (folder / "accuracy.json").write_text(json.dumps(accuracy))

@@ -491,8 +491,8 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     table = "\n".join(markdown(with_untested))
     assert "| XNLI | full-squad - full |" not in table  # titles only when given
     assert (
-        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested | - | - | +3.0 | - | not tested |"
-        in table
+        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested | "
+        "- | - | +3.0 | - | not tested |" in table
     )
     # Holm by hand: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05; 0.005 < 0.05/4 and 0.01 < 0.05/3 are
     # rejected, 0.03 > 0.05/2 stops: it and 0.04 are judged at 1 - 0.025
@@ -500,8 +500,8 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
 
 
 def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
-    """On Tatoeba `full` is the untrained encoder and `adapter-squad` the SQuAD adapter alone: no
-    sentence may say a model keeps or exceeds full fine-tuning there."""
+    """On Tatoeba `full` is the pretrained encoder with no fine-tuning and `adapter-squad` the SQuAD
+    adapter alone: no sentence may say a model keeps or exceeds full fine-tuning there."""
     rng = np.random.default_rng(4)
     right = rng.random((3, 1000)) < 0.8
     runs = [
@@ -523,8 +523,8 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     )
     table = "\n".join(markdown(study))
     assert (
-        "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the untrained encoder |"
-        in table
+        "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained encoder "
+        "(no fine-tuning) |" in table
     )
 
 
