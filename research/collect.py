@@ -362,7 +362,8 @@ def per_round_cost(rows: Iterable[dict[str, Any]]) -> dict[int, float]:
 
 def t_cdf(x: float, df: float) -> float:
     """Student's t distribution function with `df` (> 0, not necessarily whole) degrees of freedom:
-    its density integrated numerically (Simpson's rule); within 1e-6 of the tables."""
+    its density integrated numerically (Simpson's rule); t_quantile, which inverts it, is tested
+    against the printed tables."""
     if x < 0:
         return 1.0 - t_cdf(-x, df)
     c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
