@@ -10,18 +10,35 @@ What it computes (PyTorch fp32 runs of seed 0 unless said otherwise; research/bo
   * the differences of COMPARISONS (a minus b, paired on the same samples), average and per language;
   * the cross-lingual transfer gap (English minus the mean of the other languages) per model;
   * int8 minus fp32 per model and task (ONNX Runtime int8 against the PyTorch fp32 run);
-  * training noise: SEED_TASK figures of the models trained with several seeds, their mean and spread,
-    and whether the adapter-full gap is larger than that spread.
+  * training noise: the figures of the models trained with several seeds, their mean and spread;
+  * one verdict per contrast of CONTRASTS (`verdicts`), Holm-corrected across all of them.
+
+XNLI is resampled by premise (CLUSTERS), jointly across its languages: row i is the same item in
+every language and rows 3j, 3j+1, 3j+2 share one premise (1,245 held-out rows = 415 premises).
+
+Verdicts. A contrast whose two models both have runs of two or more training seeds gets an interval
+for the method: the difference of the seed means, with the seeds' variance (each model's sample
+variance over its seeds / its number of seeds) plus the test-set variance of the seed-0 difference
+(its clustered bootstrap replicates, where the per-sample files exist), and Student's t with Welch's
+degrees of freedom for the seed part. A contrast with one seed on either side gets the clustered
+bootstrap interval of the two checkpoints' difference, which says nothing about training noise: its
+verdict is about these checkpoints, not the method. Holm's correction runs over every contrast of
+CONTRASTS present in the runs (untested ones count, as p = 1): sorted by p-value, the i-th (from 0)
+is judged at level 1 - alpha / (m - i) until one fails, and every later one at that failing level;
+an interval excludes 0 at its level exactly when Holm's procedure rejects it.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
-from research.collect import Run
+from research.collect import Run, t_cdf, t_quantile
+from tasks.registry import TASKS
 
 # (a, b, what a - b measures): the study's question, then the intermediate task's effect
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
@@ -31,10 +48,66 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("full-squad", "full", "the intermediate task (SQuAD), full fine-tuning"),
     ("adapter-squad", "adapter", "the intermediate task (SQuAD), adapters"),
 )
+# Every contrast the study reads, in one place (task, a, b): the family Holm's correction covers.
+# Retrieval tasks serve the encoder only, so their models are the retrieval models of the e5-small
+# preset (research/study.py): there `full` (as `adapter`) is the pretrained encoder with no
+# fine-tuning, `full-squad` the encoder fully fine-tuned on SQuAD, `adapter-squad` the encoder with
+# the SQuAD adapter alone and `lora-squad` the encoder with the SQuAD LoRA merged (RETRIEVAL_FORM).
+CONTRASTS: tuple[tuple[str, str, str], ...] = (
+    *((task, a, b) for task in ("xnli", "tydiqa") for a, b, _ in COMPARISONS),
+    *(
+        (task, a, b)
+        for task in ("bucc", "tatoeba")
+        for a, b in (
+            ("adapter-squad", "full-squad"),
+            ("lora-squad", "full-squad"),
+            ("full-squad", "full"),
+        )
+    ),
+)
+RETRIEVAL_FORM = {
+    "full": "the pretrained encoder (no fine-tuning)",
+    "adapter": "the pretrained encoder (no fine-tuning)",
+    "full-squad": "the encoder fully fine-tuned on SQuAD",
+    "adapter-squad": "the encoder with the SQuAD adapter alone",
+    "lora-squad": "the encoder with the SQuAD LoRA merged",
+}
+# XNLI's held-out rows come in threes sharing a premise (data/xnli: rows 3j, 3j+1, 3j+2), the same in
+# every language: the premise is the unit resampled.
+CLUSTERS = {"xnli": lambda row: int(row) // 3}
+ALPHA = 0.05  # family-wise error rate of the verdicts (Holm)
 CLAIM_KIND = "real"  # the only model kind whose accuracy the study compares
 FP32 = "pytorch"
 INT8 = "onnxruntime-int8"
 MARGIN = 1.0  # points: a form "keeps" accuracy when its interval rules out a loss larger than this
+
+
+@dataclass
+class Verdict:
+    """One contrast (a - b on `task`) judged: `basis` says what its interval covers."""
+
+    task: str
+    a: str
+    b: str
+    observed: float  # the seed-0 checkpoints' difference (points)
+    seeds: tuple[int, int]  # training seeds of a and of b
+    basis: str  # "seeds" (training and test-set variance) | "one seed" (test set only) | "untested"
+    p: float | None = None
+    level: float | None = None  # Holm's confidence level for this contrast
+    interval: Interval | None = None  # at `level`
+    interval95: Interval | None = None  # at 95%, uncorrected (for reference only)
+    word: str = "not tested"  # keeps_verdict / effect_verdict of `interval`
+    df: float | None = None  # Welch's degrees of freedom (basis "seeds")
+    test_set: bool = False  # whether the interval holds the test set's variance (per-sample scores read)
+
+    @property
+    def retrieval(self) -> bool:
+        cls = TASKS.get(self.task)
+        return bool(cls) and cls.kind == "retrieval"
+
+    @property
+    def intermediate(self) -> bool:
+        return any("intermediate" in w for x, y, w in COMPARISONS if (x, y) == (self.a, self.b))
 
 
 @dataclass
@@ -45,22 +118,36 @@ class AccuracyStudy:
     differences: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (task, a, b)
     gaps: dict[tuple[str, str], Interval] = field(default_factory=dict)  # (task, model)
     int8: dict[tuple[str, str], Interval] = field(default_factory=dict)  # (task, model)
+    int8_figures: dict[tuple[str, str], float] = field(default_factory=dict)  # (task, model): seed 0
     seeds: dict[str, dict] = field(default_factory=dict)  # model -> {"values": {seed: x}, ...}
     metric: dict[str, str] = field(default_factory=dict)  # task -> metric name
+    verdicts: list[Verdict] = field(default_factory=list)  # one per contrast present, CONTRASTS order
     refused: list[str] = field(default_factory=list)  # runs left out, with why
     errors: list[str] = field(default_factory=list)  # runs that could not be compared, with why
 
 
-def _scores(run: Run, study: AccuracyStudy) -> UnitScores | None:
+def per_sample_name(run_path: str) -> str:
+    """The file name a run's per-sample scores are kept under in a report folder (write_report):
+    its run-folder path relative to the study's runs root, '/' replaced by '__', plus .json.gz."""
+    return str(run_path).strip("/").replace("/", "__") + ".json.gz"
+
+
+def _scores(run: Run, study: AccuracyStudy, kept: Path | None = None) -> UnitScores | None:
     try:
+        if kept is not None:
+            return UnitScores.read(kept / per_sample_name(run.path))
         return UnitScores.load(run.path)
     except BootstrapError as exc:
         study.errors.append(str(exc))
         return None
 
 
-def accuracy_study(runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0) -> AccuracyStudy:
-    """The study's accuracy figures from the accuracy runs among `runs` (others are ignored)."""
+def accuracy_study(
+    runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0, kept: Path | None = None
+) -> AccuracyStudy:
+    """The study's accuracy figures from the accuracy runs among `runs` (others are ignored).
+    kept: a folder of per-sample files named by per_sample_name (a report's per_sample/), read
+    instead of the run folders' per_sample.json (runs rebuilt from study_runs.csv)."""
     study = AccuracyStudy()
     acc = [r for r in runs if r.mode == "accuracy" and r.metric_value is not None]
     for r in acc:
@@ -71,10 +158,10 @@ def accuracy_study(runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0) -> 
             )
     acc = [r for r in acc if r.model_kind == CLAIM_KIND]
     main = {(r.task, r.model): r for r in acc if r.backend == FP32 and r.seed == 0}
-    loaded = {key: s for key, r in main.items() if (s := _scores(r, study)) is not None}
+    loaded = {key: s for key, r in main.items() if (s := _scores(r, study, kept)) is not None}
     for (task, model), scores in sorted(loaded.items()):
         study.metric[task] = main[(task, model)].metric or ""
-        reps = resample([scores], n_boot, seed)
+        reps = resample([scores], n_boot, seed, CLUSTERS.get(task))
         obs, rep = reps.average()
         per = {}
         for lang in reps.languages:
@@ -91,20 +178,99 @@ def accuracy_study(runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0) -> 
             if (task, a) in loaded and (task, b) in loaded:
                 try:
                     study.differences[(task, a, b)] = difference(
-                        loaded[(task, a)], loaded[(task, b)], n_boot, seed
+                        loaded[(task, a)], loaded[(task, b)], n_boot, seed, CLUSTERS.get(task)
                     )
                 except BootstrapError as exc:
                     study.errors.append(str(exc))
     for r in acc:
         if r.backend == INT8 and r.seed == 0 and (r.task, r.model) in loaded:
-            if (q := _scores(r, study)) is not None:
+            if (q := _scores(r, study, kept)) is not None:
                 try:
-                    d = difference(q, loaded[(r.task, r.model)], n_boot, seed)
+                    d = difference(q, loaded[(r.task, r.model)], n_boot, seed, CLUSTERS.get(r.task))
                     study.int8[(r.task, r.model)] = d["average"]
                 except BootstrapError as exc:
                     study.errors.append(str(exc))
     _seed_noise(acc, study)
+    fp32 = {(r.task, r.model): r.metric_value for r in acc if r.backend == FP32 and r.seed == 0}
+    for r in acc:
+        study.metric.setdefault(r.task, r.metric or "")
+        if r.backend == INT8 and r.seed == 0 and (r.task, r.model) in fp32:
+            study.int8_figures[(r.task, r.model)] = r.metric_value - fp32[(r.task, r.model)]
+    study.verdicts = contrast_verdicts(study, acc)
     return study
+
+
+def seed_values(acc: Sequence[Run]) -> dict[tuple[str, str], dict[int, float]]:
+    """(task, model) -> {training seed: task figure} of the PyTorch fp32 accuracy runs."""
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for r in acc:
+        if r.backend == FP32 and r.metric_value is not None and r.model_kind == CLAIM_KIND:
+            out.setdefault((r.task, r.model), {})[r.seed] = r.metric_value
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
+
+
+def holm_levels(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
+    """Holm's step-down as one confidence level per hypothesis (in input order): sorted by p, the
+    i-th (from 0) of m gets 1 - alpha / (m - i) while every earlier one was rejected (p below its
+    alpha / (m - i)); from the first that is not, it and all later ones get that first one's level."""
+    m = len(pvalues)
+    levels = [0.0] * m
+    stop = None
+    for i, k in enumerate(sorted(range(m), key=lambda j: pvalues[j])):
+        a = alpha / (m - i) if stop is None else stop
+        levels[k] = 1.0 - a
+        if stop is None and not pvalues[k] < a:
+            stop = a
+    return levels
+
+
+def _seed_part(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, float]:
+    """(difference of the seed means, its variance over seeds, Welch's degrees of freedom)."""
+    va = statistics.variance(a.values()) / len(a)
+    vb = statistics.variance(b.values()) / len(b)
+    denom = (va**2 / (len(a) - 1) if va else 0.0) + (vb**2 / (len(b) - 1) if vb else 0.0)
+    df = (va + vb) ** 2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
+    return statistics.fmean(a.values()) - statistics.fmean(b.values()), va + vb, df
+
+
+def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = ALPHA) -> list[Verdict]:
+    """One Verdict per contrast of CONTRASTS whose two models have a seed-0 PyTorch figure, Holm-
+    corrected across all of them (module docstring)."""
+    seeds = seed_values(acc)
+    out, tails = [], []
+    for task, a, b in CONTRASTS:
+        sa, sb = seeds.get((task, a), {}), seeds.get((task, b), {})
+        if 0 not in sa or 0 not in sb:
+            continue
+        boot = study.differences.get((task, a, b))
+        v = Verdict(task, a, b, sa[0] - sb[0], (len(sa), len(sb)), "untested")
+        if len(sa) >= 2 and len(sb) >= 2:
+            mean, var, df = _seed_part(sa, sb)
+            if boot is not None:
+                var += float(boot["replicates"].var(ddof=1))  # the test set's share (df: infinite)
+                v.test_set = True
+            se = math.sqrt(var)
+            v.basis, v.observed, v.df = "seeds", mean, df
+            v.p = 2.0 * (1.0 - t_cdf(abs(mean) / se, df)) if se > 0 else float(mean == 0)
+            tails.append((v, lambda level, m=mean, s=se, d=df: _t_interval(m, s, d, level)))
+        elif boot is not None:
+            v.basis, v.observed, v.p, v.test_set = "one seed", boot["average"].value, boot["p"], True
+            tails.append((v, lambda level, o=v.observed, r=boot["replicates"]: Interval.of(o, r, level)))
+        out.append(v)
+    levels = holm_levels([v.p if v.p is not None else 1.0 for v in out], alpha)
+    for v, level in zip(out, levels, strict=True):
+        v.level = level
+    for v, make in tails:
+        v.interval, v.interval95 = make(v.level), make(0.95)
+        v.word = (
+            effect_verdict(v.interval) if v.intermediate or v.retrieval else keeps_verdict(v.interval)
+        )
+    return out
+
+
+def _t_interval(mean: float, se: float, df: float, level: float) -> Interval:
+    half = t_quantile(0.5 + level / 2, df) * se
+    return Interval(mean, mean - half, mean + half)
 
 
 def _seed_noise(acc: Sequence[Run], study: AccuracyStudy) -> None:
@@ -126,21 +292,6 @@ def _seed_noise(acc: Sequence[Run], study: AccuracyStudy) -> None:
             "sd": statistics.stdev(vals),
             "range": max(vals) - min(vals),
         }
-
-
-def seed_gap(study: AccuracyStudy, a: str = "adapter", b: str = "full") -> dict | None:
-    """a - b over seeds (means), against the seed spread of either: None without both seed sets."""
-    sa = next((v for v in study.seeds.values() if v["model"] == a), None)
-    sb = next(
-        (v for v in study.seeds.values() if v["model"] == b and v["task"] == (sa or {}).get("task")),
-        None,
-    )
-    if sa is None or sb is None:
-        return None
-    gap = sa["mean"] - sb["mean"]
-    spread = max(sa["sd"], sb["sd"])
-    return {"task": sa["task"], "gap": gap, "spread_sd": spread, "beyond_spread": abs(gap) > 2 * spread,
-            "seeds": (len(sa["values"]), len(sb["values"]))}  # fmt: skip
 
 
 # --- words -------------------------------------------------------------------------------------------
@@ -166,17 +317,39 @@ def effect_verdict(d: Interval) -> str:
     return "no measurable effect"
 
 
+def what_it_measures(v: Verdict) -> str:
+    """The contrast in words: COMPARISONS' text, or for retrieval what each model is there."""
+    if v.retrieval:
+        return f"{RETRIEVAL_FORM[v.a]} vs {RETRIEVAL_FORM[v.b]}"
+    return next(w for x, y, w in COMPARISONS if (x, y) == (v.a, v.b))
+
+
+def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:
+    """The per-seed figures the verdicts use: one row per (task, model, seed), PyTorch fp32."""
+    return [
+        {"task": t, "model": m, "seed": k, "metric": study.metric.get(t, ""), "value": x}
+        for (t, m), per in seed_values(acc).items()
+        for k, x in per.items()
+    ]
+
+
 def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) -> list[str]:
-    """The accuracy section of study.md: figures, differences, gaps, int8, seeds."""
+    """The accuracy section of study.md: figures, test-set differences, verdicts, int8, seeds."""
     titles = task_titles or {}
-    lines = ["## Accuracy (zero-shot, LoadGen AccuracyOnly runs, 95% paired-bootstrap intervals)", ""]
+    lines = ["## Accuracy (zero-shot, LoadGen AccuracyOnly runs)", ""]
     if not study.figures:
-        lines += ["No accuracy runs of trained checkpoints (model kind `real`) were found.", ""]
+        lines += [
+            "No per-sample scores of trained checkpoints (model kind `real`) were read: no "
+            "bootstrap interval; the verdicts below use the runs' task figures and training "
+            "seeds only.",
+            "",
+        ]
     else:
         lines += [
             f"Each figure: the task score of one PyTorch fp32 AccuracyOnly run, scored by the accuracy "
             f"scripts; [low, high] = 2.5th-97.5th percentile of {N_BOOT} bootstrap replicates "
-            "resampling the evaluation samples within each language (research/bootstrap.py). "
+            "(research/bootstrap.py): XNLI resamples premises jointly across its languages (row i is "
+            "the same item in every language), the other tasks their units within each language. "
             "Differences are paired: both models on the same resampled samples.",
             "",
             "| task | metric | model | score [95% CI] | English minus others [95% CI] |",
@@ -187,15 +360,39 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             lines.append(f"| {titles.get(task, task)} | {study.metric.get(task, '')} | {model} | "
                          f"{f['average'].text(signed=False)} | {gap.text() if gap else '-'} |")  # fmt: skip
     if study.differences:
-        lines += ["", "Differences (a minus b, points) [95% CI]:", "",
-                  "| task | a - b | what it measures | difference [95% CI] | verdict |", "|---|---|---|---|---|"]  # fmt: skip
-        what = {(a, b): w for a, b, w in COMPARISONS}
+        lines += [
+            "",
+            "Test-set differences of the seed-0 checkpoints (a minus b, points), 95% CI, "
+            "uncorrected (the verdicts below correct them):",
+            "",
+            "| task | a - b | difference [95% CI] |",
+            "|---|---|---|",
+        ]
         for (task, a, b), d in study.differences.items():
-            verdict = (effect_verdict if "intermediate" in what[(a, b)] else keeps_verdict)(d["average"])
-            lines.append(f"| {titles.get(task, task)} | {a} - {b} | {what[(a, b)]} | "
-                         f"{d['average'].text()} | {verdict} |")  # fmt: skip
+            lines.append(f"| {titles.get(task, task)} | {a} - {b} | {d['average'].text()} |")
+    if study.verdicts:
+        lines += [
+            "",
+            f"Verdicts: every contrast of research/accuracy.py CONTRASTS, Holm-corrected "
+            f"(family-wise {ALPHA:.0%}). Basis `seeds`: difference of the seed means, with "
+            "training-seed and test-set variance (Welch); `one seed`: the seed-0 checkpoints' "
+            "test-set interval, no method claim; `untested`: no interval in the data read.",
+            "",
+            "| task | a - b | what it compares | seeds (a, b) | basis | p | Holm level | "
+            "difference [interval] | verdict |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for v in study.verdicts:
+            p = "-" if v.p is None else f"{v.p:.3g}"
+            iv = v.interval.text() if v.interval else f"{v.observed:+.1f}"
+            iv95 = v.interval95.text() if v.interval95 else "-"
+            level = f"{100 * v.level:.2f}%" if v.interval else "-"
+            lines.append(
+                f"| {titles.get(v.task, v.task)} | {v.a} - {v.b} | {what_it_measures(v)} | "
+                f"{v.seeds[0]}, {v.seeds[1]} | {v.basis} | {p} | {level} | {iv} | {iv95} | {v.word} |"
+            )
     if study.int8:
-        lines += ["", "ONNX Runtime int8 minus PyTorch fp32, same model (points) [95% CI]:", "",
+        lines += ["", "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points) [95% CI]:", "",
                   "| task | model | int8 - fp32 |", "|---|---|---|"]  # fmt: skip
         for (task, model), d in study.int8.items():
             lines.append(f"| {titles.get(task, task)} | {model} | {d.text()} |")
@@ -206,8 +403,16 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             per = ", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())
             lines.append(f"| {titles.get(s['task'], s['task'])} | {s['model']} | {per} | "
                          f"{s['mean']:.2f} | {s['sd']:.2f} |")  # fmt: skip
-    for note in (*study.refused, *study.errors):
+    missing = [
+        e for e in study.errors if e.endswith("missing; rescore the run (accuracy run, this version)")
+    ]
+    for note in (*study.refused, *(e for e in study.errors if e not in missing)):
         lines.append(f"- left out: {note}")
+    if missing:
+        lines.append(
+            f"- {len(missing)} accuracy runs have no per-sample file (per_sample.json) in the "
+            "data read: their figures enter the verdicts, not the bootstrap."
+        )
     return [*lines, ""]
 
 

@@ -255,53 +255,45 @@ def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str =
 
 def _server_line(rows: list[dict[str, Any]], common_load: bool = False, task: str = "xnli",
                  backend: str = "pytorch") -> list[str]:  # fmt: skip
-    """Best VALID Server QPS of every served form against full, on one backend (one search each);
-    a search without a VALID load says so, and a same-graph model's result bounds the noise.
-    common_load: the answer has Server p99 ratios at a common load (named when full has no peak)."""
+    """The Server peaks stay out of the answer: each model's comes from one find_peak search, and one
+    search ranks nothing (a short Server run's p99 tail moves more than the models differ). The line
+    says so, with the evidence when the same graph's searches disagree (merged LoRA serves full's
+    very graph: its peak bracket must meet full's). common_load: point to the common-load ratios."""
     searched = {r["model"]: r for r in rows
                 if r["task"] == task and r["backend"] == backend and r["server_target_qps"]}  # fmt: skip
-    qps = {m: r["server_target_qps"] for m, r in searched.items() if r["server_valid"]}
-    base = qps.get(REFERENCE)
-    forms = (*ADAPTER_MODELS, *MERGED_MODELS)
-    if base is None:
-        if REFERENCE not in searched:
-            return []
-        lowest = [
-            f"{m} {searched[m]['server_target_qps']:.1f}" for m in (REFERENCE, *forms) if m in searched
-        ]
-        instead = " The common-load p99 ratios above compare the forms." if common_load else ""
-        return [f"- Server ({_bname(backend)}, {_tname(task)}, find_peak, one search each): full found no "
-                "VALID load, so there is no peak to compare with; the lowest loads tried (QPS): "
-                + ", ".join(lowest) + "." + instead]  # fmt: skip
-    parts = _relative(qps, base, forms, "QPS", 1)
-    parts += [f"{m}: no VALID load down to {searched[m]['server_target_qps']:.1f} QPS"
-              for m in forms if m in searched and m not in qps]  # fmt: skip
-    line = (f"- Server ({_bname(backend)}, {_tname(task)}, the highest VALID offered load, one search "
-            f"each): full {base:.1f} QPS; " + "; ".join(parts) + ".")  # fmt: skip
-    lost = [m for m in MERGED_MODELS if m in searched and m not in qps]
-    if lost:
-        line += f" {' and '.join(lost)} serves full's very graph, so"
-    # a search brackets its peak between its VALID load and the next INVALID one above: the same
-    # graph's brackets must meet, or the searches measured the machine's spells, not the models
+    if REFERENCE not in searched:
+        return []
+    line = (
+        f"- Server ({_bname(backend)}, {_tname(task)}): each of the {len(searched)} models' peaks "
+        "comes from one find_peak search, and one search per model ranks nothing, so no peak is "
+        "compared here (the table above lists them)"
+    )
+    full = searched[REFERENCE]
     apart = [
-        m for m in MERGED_MODELS if m in qps and not _brackets_meet(searched[m], searched[REFERENCE])
+        m
+        for m in MERGED_MODELS
+        if m in searched
+        and not (
+            full["server_valid"] and searched[m]["server_valid"] and _brackets_meet(searched[m], full)
+        )
     ]
-    if apart and not lost:
-        line += (" " + " and ".join(f"{m} (peak {_bracket(searched[m])})" for m in apart)
-                 + f" serves full's very graph (peak {_bracket(searched[REFERENCE])}), yet the brackets "
-                 "do not meet, so")  # fmt: skip
-    if lost or apart:
-        line += (" one search per model cannot rank the forms here: the p99 tail of one short Server "
-                 "run on this machine moves more than the difference.")  # fmt: skip
-        line += " The common-load p99 ratios above compare the forms." if common_load else ""
-    return [line]
+    if apart:
+        line += ": " + "; ".join(
+            f"{m}, which serves full's very graph, found {_bracket(searched[m])} "
+            f"(full: {_bracket(full)})"
+            for m in apart
+        )
+    line += "."
+    return [line + (" The common-load p99 ratios above compare the forms." if common_load else "")]
 
 
 def _bracket(row: dict[str, Any]) -> str:
     """Where a search put the peak: from its highest VALID load to the next INVALID one it tried."""
     above = row.get("server_invalid_above_qps")
     low = row["server_target_qps"]
-    return f"{low:.1f}-{above:.1f} QPS" if above else f"{low:.1f} QPS or more"
+    if not row.get("server_valid"):
+        return f"no VALID load down to {low:.1f} QPS"
+    return f"a peak of {low:.1f}-{above:.1f} QPS" if above else f"a peak of {low:.1f} QPS or more"
 
 
 def _brackets_meet(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -437,7 +429,8 @@ def answer_lines(
     whose in-process figures get a bullet of their own and a link to speed.md; `accuracy`: a
     research.accuracy.AccuracyStudy, whose claims (with intervals) come first."""
     lines = ["## Answer (from the figures above)", "", f"Question: {QUESTION}", ""]
-    if accuracy is not None and (accuracy.figures or accuracy.refused):
+    claims = accuracy is not None and (accuracy.figures or accuracy.verdicts or accuracy.refused)
+    if claims:
         lines += study_answer_lines(accuracy)
     rounds = _round_lines(runs)
     # single-run ratios only when there are no rounds (the rounds' lines hold SingleStream p90 too)
@@ -445,7 +438,7 @@ def answer_lines(
     lines += _backend_round_line(runs) or _backend_line(rows)
     lines += [] if rounds else _latency_line(rows)
     lines += _server_line(rows, common_load=_common_load_rounds(runs))
-    if accuracy is None or not accuracy.figures:  # else its claims, with intervals, came first
+    if not claims or not (accuracy.figures or accuracy.verdicts):  # else its claims came first
         lines += _accuracy_lines(rows, runs)
     lines += _speed_lines(speed)
     lines += _caveat_line(rows, runs, speed, machine)
@@ -467,8 +460,8 @@ KEEP_WORDS = {
 
 
 def _form(a: str) -> str:
-    return {"adapter": "The bottleneck adapter", "adapter-squad": "AdapterFusion (after SQuAD)",
-            "lora-squad": "Merged LoRA (after SQuAD)"}.get(a, a)  # fmt: skip
+    return {"adapter": "the bottleneck adapter", "adapter-squad": "AdapterFusion (after SQuAD)",
+            "lora-squad": "merged LoRA (after SQuAD)"}.get(a, a)  # fmt: skip
 
 
 def _phang(task: str, verdict: str) -> str:
@@ -484,47 +477,121 @@ def _phang(task: str, verdict: str) -> str:
     return f" {PHANG} found a gain; here the interval covers 0."
 
 
+# What the retrieval verdicts compare (research.accuracy.RETRIEVAL_FORM) and how the pooling was chosen.
+RETRIEVAL_WORDS = {
+    "adds": "retrieves better than",
+    "costs": "retrieves worse than",
+    "no measurable effect": "cannot be told apart from",
+}
+POOLING_NOTE = (
+    "- Retrieval (BUCC, Tatoeba) embeds sentences with the encoder alone: there `full` and `adapter` "
+    "are the pretrained encoder with no fine-tuning, `full-squad` the encoder fully fine-tuned on "
+    "SQuAD, `adapter-squad` the encoder with the SQuAD adapter alone and `lora-squad` with the SQuAD "
+    "LoRA merged, so no "
+    "retrieval figure compares a method with full fine-tuning on a target task. The pooled layer "
+    "(the last, 12) and the absence of e5's `query: ` prefix were chosen by comparing layers 8 and 12 "
+    "and both prefixes on Tatoeba and BUCC themselves (reports/retrieval_convention.md): a choice "
+    "made on the test sets, so the retrieval figures may be optimistic (a limitation: no held-out "
+    "split was kept for that choice)."
+)
+
+
+def _level(v) -> str:
+    return f"at Holm's {100 * v.level:.2f}% level"
+
+
+def _verdict_line(v, metric: str, margin: float) -> str:
+    """One contrast's sentence: what is compared, the interval and what it covers, the words."""
+    from research.accuracy import RETRIEVAL_FORM
+
+    task = _tname(v.task)
+    diff = f"{v.a} - {v.b} {metric}"
+    if v.retrieval:
+        words = f"{RETRIEVAL_FORM[v.a]} {RETRIEVAL_WORDS[v.word]} {RETRIEVAL_FORM[v.b]}"
+    elif v.intermediate:
+        change = {
+            "adds": "adds",
+            "costs": "costs",
+            "no measurable effect": "has no measurable effect on",
+        }
+        amount = "" if v.word == "no measurable effect" else f" {abs(v.interval.value):.1f} points to"
+        words = f"the intermediate task (SQuAD) {change[v.word]}{amount} {v.b}"
+    else:
+        words = f"{_form(v.a)} {KEEP_WORDS[v.word].format(m=margin)}"
+    phang = _phang(v.task, v.word) if v.intermediate and not v.retrieval else ""
+    if v.basis == "seeds":
+        n_a, n_b = v.seeds
+        variance = (
+            "training-seed and test-set variance"
+            if v.test_set
+            else "training-seed variance only: no per-sample scores read for the test set's"
+        )
+        return (
+            f"- {task}: {words[0].upper()}{words[1:]} ({diff}, mean of {n_a} and {n_b} training seeds: "
+            f"{v.interval.text()} {_level(v)}, {variance}, Welch's "
+            f"{v.df:.1f} degrees of freedom; uncorrected 95%: {v.interval95.text()}).{phang}"
+        )
+    return (
+        f"- {task}, one training seed: {diff} {v.interval.text()} {_level(v)} (test-set variance "
+        f"only; uncorrected 95%: {v.interval95.text()}). One seed per model compares two "
+        f"checkpoints, not the methods; for these checkpoints: {words}.{phang}"
+    )
+
+
 def study_answer_lines(study, margin: float | None = None) -> list[str]:
-    """The generated answer from a research.accuracy.AccuracyStudy: one bullet per claim, each with
-    its interval; wording follows the interval only (research.accuracy.keeps_verdict/effect_verdict)."""
-    from research.accuracy import COMPARISONS, MARGIN, effect_verdict, keeps_verdict, seed_gap
+    """The generated answer from a research.accuracy.AccuracyStudy: one bullet per contrast of
+    research.accuracy.CONTRASTS (Holm-corrected; words from the corrected interval only, and a
+    one-seed contrast never claims a method effect), the retrieval labels and pooling note, the
+    transfer gaps and int8."""
+    from research.accuracy import ALPHA, MARGIN
 
     m = MARGIN if margin is None else margin
-    if not study.figures:
+    if not study.figures and not study.verdicts:
         why = study.refused[0] if study.refused else "there are no scored accuracy runs"
         return [f"- No accuracy claim: {why}."]
-    lines = []
-    for (task, a, b), d in study.differences.items():
-        iv = d["average"]
-        metric = study.metric.get(task, "")
-        what = next(w for x, y, w in COMPARISONS if (x, y) == (a, b))
-        if "intermediate" in what:
-            verdict = effect_verdict(iv)
-            change = {
-                "adds": "adds",
-                "costs": "costs",
-                "no measurable effect": "has no measurable effect on",
-            }[verdict]
-            amount = "" if verdict == "no measurable effect" else f" {abs(iv.value):.1f} points to"
-            lines.append(f"- {_tname(task)}: the intermediate task {change}{amount} {b} "
-                         f"({a} - {b} {metric} {iv.text()}).{_phang(task, verdict)}")  # fmt: skip
-        else:
-            verdict = keeps_verdict(iv, m)
-            lines.append(f"- {_tname(task)}: {_form(a)} {KEEP_WORDS[verdict].format(m=m)} "
-                         f"({a} - {b} {metric} {iv.text()}).")  # fmt: skip
+    n_seeds = sum(v.basis == "seeds" for v in study.verdicts)
+    n_one = sum(v.basis == "one seed" for v in study.verdicts)
+    untested = [v for v in study.verdicts if v.basis == "untested"]
+    resampled = "; XNLI resampled by premise, jointly across its 15 languages" if study.figures else ""
+    lines = [
+        f"- Verdicts: {len(study.verdicts)} contrasts (research/accuracy.py CONTRASTS, all of "
+        f"them, untested ones included), Holm-corrected for a family-wise error of {ALPHA:.0%}: "
+        f"each interval is at its Holm level and the words follow it. With several training seeds "
+        f"per model: {n_seeds}; with one seed per model (no method claim): {n_one}; without an "
+        f"interval: {len(untested)}{resampled}."
+    ]
+    for v in study.verdicts:
+        if v.basis != "untested":
+            lines.append(_verdict_line(v, study.metric.get(v.task, ""), m))
+    if untested:
+        metric = study.metric
+        parts = [
+            f"{_tname(v.task)} {v.a} - {v.b} {metric.get(v.task, '')} {v.observed:+.1f}"
+            for v in untested
+        ]
+        lines.append(
+            "- No verdict (one training seed per model, and no per-sample scores in the data read for "
+            "a test-set interval; the seed-0 checkpoints' difference only): " + "; ".join(parts) + "."
+        )
+    if any(v.retrieval for v in study.verdicts):
+        lines.append(POOLING_NOTE)
     gaps = [(t, mdl, g) for (t, mdl), g in study.gaps.items()]
     if gaps:
         parts = [f"{mdl} on {_tname(t)} {g.text(signed=False)}" for t, mdl, g in gaps]
-        lines.append("- Cross-lingual transfer gap (English minus the mean of the other languages, "
-                     "points): " + "; ".join(parts) + ".")  # fmt: skip
-    sg = seed_gap(study)
-    if sg:
-        n_a, n_b = sg["seeds"]
-        relation = "larger than" if sg["beyond_spread"] else "within"
-        lines.append(f"- Training noise ({_tname(sg['task'])}, {n_a} and {n_b} seeds): the adapter - "
-                     f"full gap of the seed means, {sg['gap']:+.1f} points, is {relation} twice the "
-                     f"larger seed standard deviation ({2 * sg['spread_sd']:.1f} points).")  # fmt: skip
+        lines.append(
+            "- Cross-lingual transfer gap (English minus the mean of the other languages, "
+            "points, 95%): " + "; ".join(parts) + "."
+        )
     for (task, model), iv in study.int8.items():
-        lines.append(f"- ONNX Runtime int8 on {_tname(task)}, {model}: {iv.text()} points against "
-                     "PyTorch fp32.")  # fmt: skip
+        lines.append(
+            f"- ONNX Runtime int8 on {_tname(task)}, {model}: {iv.text()} points against "
+            "PyTorch fp32 of the same seed (95%)."
+        )
+    for (task, model), d in study.int8_figures.items():
+        if (task, model) not in study.int8:
+            lines.append(
+                f"- ONNX Runtime int8 on {_tname(task)}, {model}: {d:+.2f} points against "
+                "PyTorch fp32 of the same seed (task figures; no interval without the "
+                "per-sample scores)."
+            )
     return lines

@@ -9,12 +9,21 @@ figures: each bootstrap replicate draws, in every language, as many units as it 
 and the SAME draws for every run compared (paired: the difference of two models on one replicate is
 computed on the very same samples, which removes the samples' own difficulty from the spread).
 A 95% interval is the 2.5th to 97.5th percentile of the replicates (the percentile bootstrap).
+
+Clustered resampling (`clusters`, a function of a unit id): units whose ids map to the same cluster
+are drawn together, in every language at once. XNLI's row i is the same item translated into all 15
+languages (and three consecutive rows share one premise), so its units are not independent across
+languages: resampling each language separately treats 15 x 1,245 units as independent and gives an
+interval about sqrt(15) too narrow when items, not languages, decide the errors. A clustered
+replicate draws K clusters with replacement from the K clusters of the data; each unit then counts
+as many times as its cluster was drawn, in every language and every run compared.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,17 +49,24 @@ class UnitScores:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> UnitScores:
-        path = Path(run_dir) / PER_SAMPLE
+        """The per_sample.json of a run folder."""
+        return cls.read(Path(run_dir) / PER_SAMPLE)
+
+    @classmethod
+    def read(cls, path: str | Path) -> UnitScores:
+        """A per-sample score file, plain or gzip-compressed (a name ending in .gz)."""
+        path = Path(path)
         if not path.is_file():
             raise BootstrapError(f"{path}: missing; rescore the run (accuracy run, this version)")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            data = json.loads(raw.decode("utf-8"))
             per = {
                 lang: (list(e["ids"]), np.asarray(e["scores"], dtype=np.float64))
                 for lang, e in data["per_language"].items()
             }
             return cls(data["statistic"], per, str(path))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError, EOFError) as exc:
             raise BootstrapError(f"{path}: not a per-sample score file ({exc})") from exc
 
 
@@ -120,23 +136,66 @@ class Replicates:
         )
 
 
-def resample(runs: Sequence[UnitScores], n_boot: int = N_BOOT, seed: int = 0) -> Replicates:
-    """Paired, language-stratified bootstrap replicates of every run's per-language figure."""
+def resample(
+    runs: Sequence[UnitScores],
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    clusters: Callable[[object], Hashable] | None = None,
+) -> Replicates:
+    """Paired bootstrap replicates of every run's per-language figure: stratified by language
+    (clusters None: each language draws its own units), or by cluster jointly across languages
+    (`clusters(unit id)` -> cluster key; see the module docstring)."""
     statistic, langs, per_lang = aligned(runs)
     rng = np.random.default_rng(seed)
-    observed, replicates = [], []
-    for scores in per_lang:
-        stacked = np.stack(scores, axis=0)  # [k, n] or [k, n, 3]
-        n = stacked.shape[1]
-        observed.append(language_figure(statistic, stacked))
-        figs = np.empty((n_boot, len(scores)))
+    stacked = [np.stack(scores, axis=0) for scores in per_lang]  # per language [k, n] or [k, n, 3]
+    observed = np.array([language_figure(statistic, x) for x in stacked])
+    if clusters is not None:
+        ids = [runs[0].languages[lang][0] for lang in langs]
+        return Replicates(langs, observed, _clustered(statistic, stacked, ids, clusters, n_boot, rng))
+    replicates = []
+    for x in stacked:
+        n = x.shape[1]
+        figs = np.empty((n_boot, x.shape[0]))
         for start in range(0, n_boot, 250):  # bounded memory: 250 x n draws at a time
             draw = rng.integers(0, n, size=(min(250, n_boot - start), n))
-            figs[start : start + len(draw)] = language_figure(
-                statistic, np.moveaxis(stacked[:, draw], 0, 1)
-            )
+            figs[start : start + len(draw)] = language_figure(statistic, np.moveaxis(x[:, draw], 0, 1))
         replicates.append(figs)
-    return Replicates(langs, np.array(observed), np.array(replicates))
+    return Replicates(langs, observed, np.array(replicates))
+
+
+def _clustered(statistic, stacked, ids, clusters, n_boot, rng) -> np.ndarray:
+    """[L, B, k] replicates: per replicate, K clusters drawn with replacement (the same draw for
+    every language and run); a unit is weighted by how often its cluster was drawn."""
+    keys = sorted({clusters(i) for lang_ids in ids for i in lang_ids}, key=repr)
+    index = {key: c for c, key in enumerate(keys)}
+    unit_cluster = [np.array([index[clusters(i)] for i in lang_ids]) for lang_ids in ids]
+    k_runs = stacked[0].shape[0]
+    out = np.empty((len(stacked), n_boot, k_runs))
+    for start in range(0, n_boot, 250):
+        b = min(250, n_boot - start)
+        drawn = rng.integers(0, len(keys), size=(b, len(keys)))
+        weight = np.zeros((b, len(keys)))
+        np.add.at(weight, (np.arange(b)[:, None], drawn), 1.0)  # times each cluster was drawn
+        for li, (x, uc) in enumerate(zip(stacked, unit_cluster, strict=True)):
+            w = weight[:, uc]  # [b, n]
+            if statistic == "mean":
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[li, start : start + b] = (w @ x.T) / w.sum(axis=1, keepdims=True)
+            else:  # summed counts [b, k, 3]: F1 of the weighted sums
+                c = np.einsum("bn,knj->bkj", w, x)
+                denom = c[..., 1] + c[..., 2]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    f1 = np.where(denom > 0, 200.0 * c[..., 0] / np.maximum(denom, 1e-12), 0.0)
+                out[li, start : start + b] = f1
+    return out
+
+
+def p_value(replicates: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "the difference is 0": twice the smaller share of replicates
+    on either side of 0 (capped at 1); consistent with the percentile interval, which excludes 0 at
+    level 1 - alpha exactly when this is below alpha (up to ties at 0)."""
+    r = np.asarray(replicates, dtype=float)
+    return float(min(1.0, 2.0 * min(np.mean(r <= 0.0), np.mean(r >= 0.0))))
 
 
 @dataclass(frozen=True)
@@ -148,8 +207,10 @@ class Interval:
     high: float
 
     @classmethod
-    def of(cls, observed: float, replicates: np.ndarray) -> Interval:
-        lo, hi = np.percentile(replicates, [2.5, 97.5])
+    def of(cls, observed: float, replicates: np.ndarray, level: float = 0.95) -> Interval:
+        """The percentile interval of `replicates` at `level` (0.95: 2.5th to 97.5th percentile)."""
+        tail = 100.0 * (1.0 - level) / 2.0
+        lo, hi = np.percentile(replicates, [tail, 100.0 - tail])
         return cls(float(observed), float(lo), float(hi))
 
     def covers(self, x: float) -> bool:
@@ -160,13 +221,22 @@ class Interval:
         return f"{self.value:{f}} [{self.low:{f}}, {self.high:{f}}]"
 
 
-def difference(a: UnitScores, b: UnitScores, n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """a minus b: {"average": Interval, "per_language": {lang: Interval}, "n": units}."""
-    reps = resample([a, b], n_boot, seed)
+def difference(
+    a: UnitScores,
+    b: UnitScores,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    clusters: Callable[[object], Hashable] | None = None,
+) -> dict:
+    """a minus b: {"average": Interval, "per_language": {lang: Interval}, "n": units, "replicates":
+    the average difference's replicates [B], "p": p_value of them}."""
+    reps = resample([a, b], n_boot, seed, clusters)
     obs, rep = reps.average()
     per = {}
     for lang in reps.languages:
         o, r = reps.language(lang)
         per[lang] = Interval.of(o[0] - o[1], r[:, 0] - r[:, 1])
     n = sum(len(ids) for ids, _ in a.languages.values())
-    return {"average": Interval.of(obs[0] - obs[1], rep[:, 0] - rep[:, 1]), "per_language": per, "n": n}
+    diff = rep[:, 0] - rep[:, 1]
+    average = Interval.of(obs[0] - obs[1], diff)
+    return {"average": average, "per_language": per, "n": n, "replicates": diff, "p": p_value(diff)}

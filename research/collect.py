@@ -125,6 +125,45 @@ def collect_runs(root: str | Path) -> list[Run]:
     return [load_run(r) for r in find_records(root) if r.results is not None]
 
 
+# study_runs.csv's columns (write_report: every Run field but per_language and latency_pct_ms), typed
+RUN_INT_FIELDS = ("seed", "round", "parameters", "parameter_bytes")
+RUN_STR_FIELDS = (
+    "path",
+    "model",
+    "task",
+    "scenario",
+    "mode",
+    "backend",
+    "encoder",
+    "model_kind",
+    "metric",
+    "load_of",
+)
+
+
+def runs_from_csv(path: str | Path) -> list[Run]:
+    """The runs of a study_runs.csv (the committed record of a study's run folders). Per-language
+    figures, latency percentiles and per-sample scores are not in it: what needs them is left out."""
+    runs = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            values: dict[str, Any] = {}
+            for name in Run.__dataclass_fields__:
+                raw = row.get(name, "")
+                if name not in row or raw == "":
+                    continue  # the field's default (None, 0, "")
+                if name == "result_valid":
+                    values[name] = raw == "True"
+                elif name in RUN_INT_FIELDS:
+                    values[name] = int(raw)
+                elif name in RUN_STR_FIELDS:
+                    values[name] = raw
+                else:
+                    values[name] = float(raw)
+            runs.append(Run(**values))
+    return runs
+
+
 # ----------------------------------------------------------------------------------------------
 # One row per variant
 # ----------------------------------------------------------------------------------------------
@@ -228,27 +267,38 @@ INT8_REFERENCES = ("onnxruntime", "pytorch")
 
 
 def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[str, Any]]:
-    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model (points).
+    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model and training
+    seed (points): the int8 run and its reference serve the same seed's checkpoint, so the change
+    is the quantisation's alone (another seed's fp32 run differs by its training noise).
 
-    The reference is the model's onnxruntime (fp32) accuracy run when present, else its pytorch one;
-    each row names it in `reference`."""
+    The reference is the model's onnxruntime (fp32) accuracy run of that seed when present, else
+    its pytorch one; each row names it in `reference` and the seed in `seed`."""
     acc = {
-        (r.model, r.backend): r
+        (r.model, r.backend, r.seed): r
         for r in runs
         if r.task == task and r.mode == "accuracy" and r.per_language
     }
     out = []
-    for (model, backend), r in sorted(acc.items()):
+    for (model, backend, seed), r in sorted(acc.items()):
         if backend != "onnxruntime-int8":
             continue
-        reference = next((b for b in INT8_REFERENCES if (model, b) in acc), None)
+        reference = next((b for b in INT8_REFERENCES if (model, b, seed) in acc), None)
         if reference is None:
             continue
-        ref = acc[(model, reference)]
+        ref = acc[(model, reference, seed)]
         for lang in sorted(set(r.per_language) & set(ref.per_language)):
-            out.append({"model": model, "reference": reference, "language": lang,
-                        "fp32": ref.per_language[lang], "int8": r.per_language[lang],
-                        "delta": r.per_language[lang] - ref.per_language[lang]})  # fmt: skip
+            fp32, int8 = ref.per_language[lang], r.per_language[lang]
+            out.append(
+                {
+                    "model": model,
+                    "seed": seed,
+                    "reference": reference,
+                    "language": lang,
+                    "fp32": fp32,
+                    "int8": int8,
+                    "delta": int8 - fp32,
+                }
+            )
     return out
 
 
@@ -310,21 +360,26 @@ def per_round_cost(rows: Iterable[dict[str, Any]]) -> dict[int, float]:
     return {n: math.exp(statistics.fmean(v)) for n, v in sorted(logs.items())}
 
 
-def t_quantile(p: float, df: int) -> float:
-    """Student's t quantile (p > 0.5) with `df` degrees of freedom: its density integrated
-    numerically (Simpson's rule) and the bound found by bisection; within 1e-4 of the tables."""
+def t_cdf(x: float, df: float) -> float:
+    """Student's t distribution function with `df` (> 0, not necessarily whole) degrees of freedom:
+    its density integrated numerically (Simpson's rule); t_quantile, which inverts it, is tested
+    against the printed tables."""
+    if x < 0:
+        return 1.0 - t_cdf(-x, df)
     c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    grid = np.linspace(0.0, x, 4001)
+    pdf = c * (1.0 + grid**2 / df) ** (-(df + 1) / 2)
+    h = x / 4000
+    return 0.5 + h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
 
-    def cdf(x: float) -> float:
-        grid = np.linspace(0.0, x, 4001)
-        pdf = c * (1.0 + grid**2 / df) ** (-(df + 1) / 2)
-        h = x / 4000
-        return 0.5 + h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
 
+def t_quantile(p: float, df: float) -> float:
+    """Student's t quantile (p > 0.5) with `df` degrees of freedom: t_cdf inverted by bisection;
+    within 1e-4 of the tables."""
     low, high = 0.0, 1000.0
     for _ in range(60):
         mid = (low + high) / 2
-        low, high = (mid, high) if cdf(mid) < p else (low, mid)
+        low, high = (mid, high) if t_cdf(mid, df) < p else (low, mid)
     return (low + high) / 2
 
 

@@ -146,30 +146,37 @@ def _offline_spread(runs: list[Any]) -> dict[tuple[str, str, str], tuple[float, 
     return {k: (statistics.median(v), min(v), max(v)) for k, v in by.items()}
 
 
+def _measured_accuracy(runs: list[Any]) -> dict[tuple[str, str, str], float]:
+    """(task, model, backend) -> the task figure of that backend's own seed-0 accuracy run."""
+    return {
+        (r.task, r.model, r.backend): r.metric_value
+        for r in runs
+        if r.mode == "accuracy" and r.metric_value is not None and not r.seed
+    }
+
+
 def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
-    """Accuracy (95% CI) against Offline samples/s (median, min-max over rounds), one panel per task;
-    the Pareto front (no other point both faster and more accurate) joined by a line. Models by
-    colour, backends by marker, both in legends: no text labels to overlap. Accuracy is the PyTorch
-    fp32 run's (int8: plus its measured int8 - fp32 difference, where there is one)."""
+    """Accuracy against Offline samples/s (median, min-max over rounds), one panel per task; the
+    Pareto front (no other point both faster and more accurate) joined by a line. Models by colour,
+    backends by marker, both in legends: no text labels to overlap. Only measured points: a
+    (model, backend) is drawn where that backend has its own accuracy run (an int8 point is never
+    given its fp32 figure); the 95% CI bar where research/accuracy.py has one (PyTorch fp32)."""
     speed = _offline_spread(runs)
-    tasks = sorted({t for t, _, _ in speed if (t, "full") in study.figures})
+    measured = _measured_accuracy(runs)
+    tasks = sorted({t for t, m, b in speed if (t, m, b) in measured})
     if not tasks:
         return None
+    metric = {r.task: r.metric for r in runs if r.metric}
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.6), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         points = []
         for (t, model, backend), (med, lo, hi) in sorted(speed.items()):
-            fig_acc = study.figures.get((t, model))
-            if t != task or fig_acc is None:
+            y = measured.get((t, model, backend))
+            if t != task or y is None:
                 continue
-            acc = fig_acc["average"]
-            shift = (
-                study.int8.get((t, model)).value
-                if backend.endswith("int8") and (t, model) in study.int8
-                else 0.0
-            )
-            y = acc.value + shift
-            ax.errorbar(med, y, xerr=[[med - lo], [hi - med]], yerr=[[acc.value - acc.low], [acc.high - acc.value]],
+            ci = (study.figures.get((t, model)) or {}).get("average") if backend == "pytorch" else None
+            yerr = [[y - ci.low], [ci.high - y]] if ci is not None else None
+            ax.errorbar(med, y, xerr=[[med - lo], [hi - med]], yerr=yerr,
                         fmt=BACKEND_MARKERS.get(backend, "D"), color=MODEL_COLORS.get(model, "gray"),
                         capsize=3, markersize=6)  # fmt: skip
             points.append((med, y))
@@ -179,9 +186,9 @@ def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
             if not any(q[0] >= p[0] and q[1] > p[1] or q[0] > p[0] and q[1] >= p[1] for q in points)
         )
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", linewidth=0.8)
-        ax.set_title(f"{task}: {study.metric.get(task, '')} vs Offline throughput")
+        ax.set_title(f"{task}: {metric.get(task, '')} vs Offline throughput (measured points)")
         ax.set_xlabel("Offline samples/s (median, min-max over rounds)")
-        ax.set_ylabel(f"{study.metric.get(task, '')} (95% CI)")
+        ax.set_ylabel(f"{metric.get(task, '')} (95% CI where computed)")
     from matplotlib.lines import Line2D
 
     handles = [

@@ -6,15 +6,17 @@ tables, the figures written, and the answer in words (research/answer.py).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from research.accuracy import accuracy_study
+from research.accuracy import accuracy_study, per_sample_name, seed_rows
 from research.answer import answer_lines
 from research.collect import (
     VARIANT_COLUMNS,
@@ -24,9 +26,11 @@ from research.collect import (
     memory_rows,
     overhead_rows,
     round_ratios,
+    runs_from_csv,
     variant_rows,
     write_csv,
 )
+from tasks.scoring.result import PER_SAMPLE
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -47,17 +51,23 @@ def markdown(
     command: str | None = None,
     speed: dict[str, Any] | None = None,
     accuracy=None,
+    device: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The study.md text: how it was made, the variant table, the overhead table, the int8
     per-language table, the figures that were actually written, and the answer in words
-    (`speed`: the parsed speed.json beside study.md, None if there is none)."""
+    (`speed`: the parsed speed.json beside study.md, None if there is none; `device`: the machine
+    the runs were measured on, default this one: harness.info.device_info; `notes`: paragraphs
+    printed under the machine line)."""
     from harness.info import device_info
 
-    dev = device_info()
+    dev = device or device_info()
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Command: `{command}`  "]
     lines += [f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB.", ""]
+    for note in notes:
+        lines += [note, ""]
     kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
     if kinds:
         lines += [
@@ -111,15 +121,16 @@ def markdown(
     if deltas:
         lines += ["", "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference", "",
                   "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its "
-                  "PyTorch fp32 run (the same fp32 math); the `reference` column names it.", "",
-                  "| model | reference | language | fp32 | int8 | delta |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+                  "PyTorch fp32 run (the same fp32 math) of the same training seed; the `reference` "
+                  "column names it.", "",
+                  "| model | seed | reference | language | fp32 | int8 | delta |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for d in deltas:
-            lines.append(f"| {d['model']} | {d['reference']} | {d['language']} | {d['fp32']:.2f} | "
-                         f"{d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
+            lines.append(f"| {d['model']} | {d['seed']} | {d['reference']} | {d['language']} | "
+                         f"{d['fp32']:.2f} | {d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
         mean = statistics.fmean(d["delta"] for d in deltas)
         lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
-    if accuracy is not None and (accuracy.figures or accuracy.refused):
+    if accuracy is not None and (accuracy.figures or accuracy.verdicts or accuracy.refused):
         from research.accuracy import markdown as accuracy_markdown
         from tasks.registry import TASKS
 
@@ -146,9 +157,9 @@ def write_answer(
 ) -> bool:
     """Replace the generated answer block of `doc` (between ANSWER_START and ANSWER_END, added
     after the title when missing) with `answer`, linking to `report` (the study.md it came from).
-    Only for a study with accuracy figures of trained checkpoints (research.accuracy refuses tiny
-    and random models); returns whether it wrote."""
-    if accuracy is None or not accuracy.figures:
+    Only for a study with accuracy figures or verdicts of trained checkpoints (research.accuracy
+    refuses tiny and random models); returns whether it wrote."""
+    if accuracy is None or not (accuracy.figures or accuracy.verdicts):
         return False
     text = doc.read_text() if doc.is_file() else "# The study\n"
     if ANSWER_START not in text:
@@ -168,41 +179,111 @@ def write_answer(
     return True
 
 
+MACHINE_LINE = re.compile(
+    r"^Machine: (?P<cpu_model>.+), (?P<cpu_cores>\d+) cores, (?P<memory_gib>[\d.]+) GiB\.$"
+)
+
+
+def recorded_device(md: Path) -> dict[str, Any] | None:
+    """The machine a previous study.md names on its "Machine:" line (markdown writes it), or None:
+    a report rebuilt from study_runs.csv elsewhere keeps the machine the runs were measured on."""
+    if not md.is_file():
+        return None
+    for line in md.read_text().splitlines():
+        if m := MACHINE_LINE.match(line.strip()):
+            cores, memory = int(m["cpu_cores"]), float(m["memory_gib"])
+            return {"cpu_model": m["cpu_model"], "cpu_cores": cores, "memory_gib": memory}
+    return None
+
+
+PER_SAMPLE_DIR = "per_sample"  # a report's copy of its accuracy runs' per-sample scores
+
+
+def keep_per_sample(runs: Sequence[Run], runs_root: Path, kept: Path) -> list[Path]:
+    """Copy each accuracy run's per_sample.json, gzip-compressed (no timestamp: the same bytes for
+    the same scores), into `kept` under research.accuracy.per_sample_name of its path relative to
+    `runs_root`: the committed report then holds what its bootstrap intervals are computed from."""
+    written = []
+    for r in runs:
+        source = Path(r.path) / PER_SAMPLE
+        if r.mode != "accuracy" or not source.is_file():
+            continue
+        kept.mkdir(parents=True, exist_ok=True)
+        target = kept / per_sample_name(str(Path(r.path).relative_to(runs_root)))
+        target.write_bytes(gzip.compress(source.read_bytes(), compresslevel=9, mtime=0))
+        written.append(target)
+    return written
+
+
+FROM_CSV_NOTE = (
+    "Rebuilt from study_runs.csv, the committed record of the run folders: it holds each run's task "
+    "figure, seed and timings, not its per-language figures or latency percentiles, so this report "
+    "has no per-language table and no per-language or latency-distribution figure (the run folders, "
+    "`--runs_dir` without `--from_runs_csv`, give them). "
+)
+NO_PER_SAMPLE_NOTE = (
+    "Nor does this report's folder hold the runs' per-sample scores (`per_sample/`, written by a "
+    "report made from the run folders): no bootstrap interval, and the verdicts rest on the "
+    "training seeds where there are several."
+)
+PER_SAMPLE_NOTE = "The bootstrap intervals come from the per-sample scores kept in `per_sample/`."
+
+
 def write_report(
     runs_root: str | Path,
     out: str | Path,
     title: str = "Efficiency study",
     command: str | None = None,
     answer_doc: Path | None = None,
+    runs_csv: Path | None = None,
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written.
-    answer_doc: a document (docs/study.md) whose generated answer block is rewritten (write_answer)."""
+    answer_doc: a document (docs/study.md) whose generated answer block is rewritten (write_answer).
+    From run folders, each accuracy run's per-sample scores are kept in `out`/per_sample/
+    (keep_per_sample). runs_csv: read the runs from this study_runs.csv instead of run folders (the
+    committed record), with the per-sample scores of `out`/per_sample/ where it exists; no
+    per-language figures or latency percentiles, so the per-language tables and the figures that
+    need them are left out; the machine is the one the previous `out`/study.md names."""
     from research.plots import write_plots, write_study_plots
 
     out, runs_root = Path(out), Path(runs_root)
     out.mkdir(parents=True, exist_ok=True)
-    runs = collect_runs(runs_root)
-    rows = variant_rows(runs)
     written = {"csv": out / "study.csv", "runs_csv": out / "study_runs.csv", "md": out / "study.md"}
+    device = recorded_device(written["md"]) if runs_csv is not None else None
+    runs = runs_from_csv(runs_csv) if runs_csv is not None else collect_runs(runs_root)
+    rows = variant_rows(runs)
     write_csv(rows, written["csv"], VARIANT_COLUMNS)
-    # run folders relative to runs_root: the csv reads the same on any checkout
-    run_dicts = [asdict(r) | {"path": str(Path(r.path).relative_to(runs_root))} for r in runs]
-    write_csv(
-        run_dicts,
-        written["runs_csv"],
-        [k for k in Run.__dataclass_fields__ if k not in ("per_language", "latency_pct_ms")],
-    )
-    accuracy = accuracy_study(runs)
+    if runs_csv is not None:
+        written["runs_csv"] = Path(runs_csv)  # the record read stays as it is
+    else:  # run folders relative to runs_root: the csv reads the same on any checkout
+        run_dicts = [asdict(r) | {"path": str(Path(r.path).relative_to(runs_root))} for r in runs]
+        write_csv(
+            run_dicts,
+            written["runs_csv"],
+            [k for k in Run.__dataclass_fields__ if k not in ("per_language", "latency_pct_ms")],
+        )
+    kept = out / PER_SAMPLE_DIR
+    if runs_csv is None:
+        keep_per_sample(runs, runs_root, kept)
+    accuracy = accuracy_study(runs, kept=kept if runs_csv is not None and kept.is_dir() else None)
+    seeds = seed_rows(accuracy, runs)  # the per-seed figures the verdicts use, to recompute them
+    if seeds:
+        written["seeds_csv"] = out / "accuracy_seeds.csv"
+        write_csv(seeds, written["seeds_csv"], ("task", "model", "seed", "metric", "value"))
     figures = write_plots(rows, runs, out)
     figures.update(write_study_plots(accuracy, runs, round_ratios(runs), out))
     names = sorted(path.name for path in figures.values())
     # speed.json and speed.md are written together by `python -m research study --speed`
     speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
-    written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy))
+    if runs_csv is None:
+        notes = []
+    else:
+        notes = [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)]
+    written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy, device, notes))
     if answer_doc is not None:
         from harness.info import device_info
 
-        dev = device_info()
+        dev = device or device_info()
         machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
         answer = answer_lines(rows, runs, machine=machine, speed=speed, accuracy=accuracy)
         if write_answer(Path(answer_doc), answer, command, accuracy, written["md"]):

@@ -670,6 +670,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
     a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
     a("--report_only", action="store_true", help="only collect runs_dir into the report")
+    a(
+        "--from_runs_csv",
+        type=Path,
+        default=None,
+        help="only write the report, from this study_runs.csv instead of runs_dir (the committed "
+        "record: no per-sample scores, so no bootstrap intervals)",
+    )
     a("--speed", action="store_true", help="run the in-process micro-benchmarks (research/speed.py)")
     a("--no_progress", action="store_true")
     from research.speed import add_arguments
@@ -718,7 +725,7 @@ def main(args: argparse.Namespace) -> int:
                   f"{median:.0f} s, longest {longest:.0f} s), planned {est / 60:5.1f} min")  # fmt: skip
         return 0
     failed = []
-    if not args.report_only:
+    if not args.report_only and args.from_runs_csv is None:
         t0 = time.perf_counter()
         records = run_study(cells, settings, progress=not args.no_progress)
         failed = [r for r in records if r.get("error")]
@@ -732,7 +739,12 @@ def main(args: argparse.Namespace) -> int:
     command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     title = f"Study: full fine-tuning vs adapters, encoder {settings.encoder}"
     written = write_report(
-        settings.runs_dir, args.out, title, command=command.strip(), answer_doc=args.answer_doc
+        settings.runs_dir,
+        args.out,
+        title,
+        command=command.strip(),
+        answer_doc=args.answer_doc,
+        runs_csv=args.from_runs_csv,
     )
     for name, path in written.items():
         print(f"  {name:<24} {path}")

@@ -319,6 +319,37 @@ def _squad_question(qa: Any, context: str, language: str, where: str, seen: set[
 
 
 # --- ragged arrays -------------------------------------------------------------------------------
+SNLI_SPLITS = ("dev", "test")
+
+
+def read_snli(
+    label_names: Sequence[str], splits: Sequence[str] = SNLI_SPLITS, folder: str | Path | None = None
+) -> list[ClassificationExample]:
+    """SNLI 1.0 pairs (English; data/snli/: `s1.<split>` premises, `s2.<split>` hypotheses and
+    `labels.<split>` label words, line-aligned, text tokenised with a space before punctuation), in
+    file order, split after split. `row` counts from 0 within each split; `label` indexes
+    `label_names` (the caller's task order). DataError on unaligned files or an unknown label."""
+    folder = Path(folder) if folder is not None else DATA / "snli"
+    index = {name: k for k, name in enumerate(label_names)}
+    out: list[ClassificationExample] = []
+    for split in splits:
+        check_choice(split, SNLI_SPLITS, "SNLI split")
+        s1, s2, labels = (read_lines(find_file(folder, f"{k}.{split}")) for k in ("s1", "s2", "labels"))
+        if not len(s1) == len(s2) == len(labels):
+            raise DataError(
+                f"{folder}: SNLI {split}: {len(s1)} premises, {len(s2)} hypotheses, "
+                f"{len(labels)} labels: the files are not aligned"
+            )
+        for row, (a, b, lab) in enumerate(zip(s1, s2, labels, strict=True)):
+            if lab.strip() not in index:
+                raise DataError(
+                    f"{folder}/labels.{split}: line {row + 1}: unknown label {lab!r}, "
+                    f"expected one of {', '.join(label_names)}"
+                )
+            out.append(ClassificationExample("en", row, a.strip(), b.strip(), index[lab.strip()]))
+    return out
+
+
 def to_ragged(seqs: Sequence[Sequence[int]], dtype=np.int32) -> tuple[np.ndarray, np.ndarray]:
     """Concatenate sequences -> (values dtype [total], offsets int64 [n + 1])."""
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))

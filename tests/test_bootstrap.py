@@ -86,9 +86,13 @@ def test_a_known_difference_is_recovered():
     expected = np.mean([a[x].mean() - b[x].mean() for x in a])
     avg = diff["average"]
     assert avg.value == pytest.approx(expected)
-    assert 2.5 < avg.value < 3.5  # 5% of 60%
+    # paired: a - b is 100 on the flipped samples and 0 elsewhere, so each language's difference has
+    # the standard error 100 sqrt(q (1 - q) / n) of its flip share q, and the mean of 3 independent
+    # languages sqrt(sum of their squares) / 3; the interval is about +-1.96 of that
+    q = np.array([np.mean(a[x] - b[x] == 100.0) for x in a])
+    se = np.sqrt(np.sum(100.0**2 * q * (1 - q) / n)) / 3
+    assert (avg.high - avg.low) / 2 == pytest.approx(1.96 * se, rel=0.12)
     assert avg.low > 0 and avg.covers(expected)
-    assert avg.high - avg.low < 1.0  # paired: only the flips vary, not the samples' difficulty
     assert diff["n"] == 3 * n
 
 
@@ -151,3 +155,56 @@ def test_t_quantile_and_the_interval_of_a_geometric_mean():
     rng = np.random.default_rng(0)
     draws = [mean_interval(np.exp(rng.normal(0.0, 0.05, size=5))) for _ in range(2000)]
     assert 0.93 <= np.mean([lo <= 1.0 <= hi for _, lo, hi in draws]) <= 0.97
+
+
+def test_every_unit_is_drawn_the_last_one_too():
+    """Two units scoring 0 and 100: each replicate draws two of them with replacement, so its mean is
+    0, 50 or 100 with probabilities 1/4, 1/2, 1/4 (two fair coin flips), and the 95% interval is
+    [0, 100]. A sampler that never draws the last unit gives 0 every time and [0, 0]."""
+    for clusters in (None, lambda i: i):
+        reps = resample([units({"en": np.array([0.0, 100.0])})], n_boot=4000, seed=0, clusters=clusters)
+        r = reps.replicates[0, :, 0]
+        shares = [float(np.mean(r == v)) for v in (0.0, 50.0, 100.0)]
+        assert shares == pytest.approx([0.25, 0.5, 0.25], abs=0.03)  # binomial sd about 0.008
+        assert (Interval.of(50.0, r).low, Interval.of(50.0, r).high) == (0.0, 100.0)
+    a, b = units({"en": np.array([100.0, 0.0])}, name="a"), units({"en": np.zeros(2)}, name="b")
+    d = difference(a, b, n_boot=4000)["average"]  # paired: a - b is a's own mean on the same draws
+    assert (d.value, d.low, d.high) == (50.0, 0.0, 100.0)
+
+
+def test_clustered_resampling_widens_the_interval_by_sqrt_languages():
+    """16 languages whose units are the same items (row i right or wrong in every language): the
+    language mean moves with the items, so the task figure's standard error is one language's,
+    100 x sqrt(p (1 - p) / n) = 2.5 points for p = 0.5, n = 400. Resampling each language
+    separately averages 16 independent draws: 2.5 / sqrt(16) = 0.625, four times too narrow."""
+    n, langs = 400, [f"l{k}" for k in range(16)]
+    item = np.tile([100.0, 0.0], n // 2)  # exactly half right
+    scores = units(dict.fromkeys(langs, item))
+    joint = resample([scores], n_boot=2000, seed=1, clusters=lambda i: i).average()[1][:, 0]
+    apart = resample([scores], n_boot=2000, seed=1).average()[1][:, 0]
+    assert joint.std() == pytest.approx(2.5, rel=0.08)
+    assert apart.std() == pytest.approx(0.625, rel=0.08)
+    width = Interval.of(50.0, joint).high - Interval.of(50.0, joint).low
+    assert width == pytest.approx(2 * 1.96 * 2.5, rel=0.12)
+    assert joint.std() / apart.std() == pytest.approx(4.0, rel=0.12)
+
+
+def test_clusters_group_units_of_one_cluster_in_every_language():
+    """Rows 0-1 form one cluster and rows 2-3 another: a replicate draws two clusters, so the
+    figure is the mean of {0, 0}, {0, 100} or {100, 100} cluster means: 0, 50 or 100 with
+    probabilities 1/4, 1/2, 1/4, the same in both languages on every replicate."""
+    scores = units({"en": np.array([0.0, 0.0, 100.0, 100.0]), "de": np.array([0.0, 0.0, 100.0, 100.0])})
+    reps = resample([scores], n_boot=4000, seed=2, clusters=lambda i: i // 2)
+    en, de = reps.language("en")[1][:, 0], reps.language("de")[1][:, 0]
+    assert np.array_equal(en, de)
+    assert [float(np.mean(en == v)) for v in (0.0, 50.0, 100.0)] == pytest.approx(
+        [0.25, 0.5, 0.25], abs=0.03
+    )
+
+
+def test_p_value_is_twice_the_smaller_tail():
+    from research.bootstrap import p_value
+
+    assert p_value(np.array([-1.0, 1.0, 2.0, 3.0])) == 0.5  # one of four at or below 0
+    assert p_value(np.array([1.0, 2.0, 3.0, 4.0])) == 0.0
+    assert p_value(np.array([-1.0, 1.0])) == 1.0
