@@ -140,9 +140,14 @@ def runs_rows(runs_dir: Path, encoder: str) -> dict[tuple[str, str], dict[str, A
         except (OSError, ValueError, IndexError):
             continue  # not scored (or not finished)
         options = cfg.get("backend_options") or {}
-        if (cfg.get("encoder") != encoder or cfg.get("mode") != "accuracy" or cfg.get("backend") != "pytorch"
-                or options.get("dtype", "fp32") != "fp32" or (cfg.get("config") or {}).get("models_dir")
-                or (cfg.get("config") or {}).get("weights")):  # fmt: skip
+        if (
+            cfg.get("encoder") != encoder
+            or cfg.get("mode") != "accuracy"
+            or cfg.get("backend") != "pytorch"
+            or options.get("dtype", "fp32") != "fp32"
+            or (cfg.get("config") or {}).get("models_dir")
+            or (cfg.get("config") or {}).get("weights")
+        ):
             continue
         per = metrics.get("per_language") or {}
         n = accuracy_sample_count(folder)
@@ -152,8 +157,16 @@ def runs_rows(runs_dir: Path, encoder: str) -> dict[tuple[str, str], dict[str, A
                 or metrics.get("questions_scored")
                 or sum((metrics.get("count") or {}).values())
             )
-        row = {"model": cfg["model"], "task": cfg["task"], "final": final, "per_language": per,
-               "languages": list(per), "n": n, "seconds": 0.0, "source": str(folder)}  # fmt: skip
+        row = {
+            "model": cfg["model"],
+            "task": cfg["task"],
+            "final": final,
+            "per_language": per,
+            "languages": list(per),
+            "n": n,
+            "seconds": 0.0,
+            "source": str(folder),
+        }
         key = (cfg["model"], cfg["task"])
         if key not in found or cfg.get("started_at", "") >= found[key][0]:
             found[key] = (cfg.get("started_at", ""), row)
@@ -161,9 +174,14 @@ def runs_rows(runs_dir: Path, encoder: str) -> dict[tuple[str, str], dict[str, A
 
 
 def evaluate_zoo(
-    models_dir: Path, encoder: str, models: list[str], tasks: list[str], sizes, progress=True,
+    models_dir: Path,
+    encoder: str,
+    models: list[str],
+    tasks: list[str],
+    sizes,
+    progress=True,
     runs_dir: Path | None = None,
-):  # fmt: skip
+):
     """One row per (model, task) that the zoo has: model, task, metrics, languages, samples, seconds.
     runs_dir: take a (model, task)'s figures from its LoadGen accuracy run there when it has one
     (runs_rows); the others are evaluated in-process."""
@@ -206,9 +224,14 @@ def _figure(value: Any) -> str:
 
 
 def report_section(
-    rows: list[dict], encoder: str, sizes, train_s: float, total_s: float, models_dir: Path,
+    rows: list[dict],
+    encoder: str,
+    sizes,
+    train_s: float,
+    total_s: float,
+    models_dir: Path,
     timed_dir: Path | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """One encoder's section of reports/zoo.md: averages, per-language figures, training curves.
     timed_dir: a second build of the same zoo, made in one run for its time (`--timed_build`); its
     stages' recorded times are reported as the whole zoo's training time, stage by stage."""
@@ -252,22 +275,32 @@ def report_section(
     curves = training_curves(models_dir)
     timed_curves = dict(training_curves(timed_dir)) if timed_dir else {}
     if curves:
-        lines += ["", "Training time recorded by the stages (zoo.json `training.train_s`, wall time with "
-                  "the held-out probes): "
-                  + _training_time(curves, "built before the stages recorded their time")]  # fmt: skip
+        lines += [
+            "",
+            "Training time recorded by the stages (zoo.json `training.train_s`, wall time with "
+            "the held-out probes): "
+            + _training_time(curves, "built before the stages recorded their time"),
+        ]
     if timed_curves:
         one = [(stage, timed_curves.get(stage, {})) for stage, _ in curves]
-        lines += ["", f"The whole zoo timed in one build, `make models ENCODER={encoder} RUN_ARGS=\"--models_dir "
-                  f"{timed_dir} --no_eval\"` (column `one build`): "
-                  + _training_time(one, "not built there yet")
-                  + " Loading and saving between stages come on top."]  # fmt: skip
+        lines += [
+            "",
+            f'The whole zoo timed in one build, `make models ENCODER={encoder} RUN_ARGS="--models_dir '
+            f'{timed_dir} --no_eval"` (column `one build`): '
+            + _training_time(one, "not built there yet")
+            + " Loading and saving between stages come on top.",
+        ]
     if curves:
         one_build = " one build (min) |" if timed_curves else ""
-        lines += ["", "Training curves (zoo.json `training`; held-out = English held-out figure after "
-                  "each epoch, a probe of the first 300 held-out rows / the English TyDiQA dev set in "
-                  "bf16, not the reported score):", "",
-                  f"| stage | lr | epochs | loss per epoch | held-out per epoch | training (min) |{one_build}",
-                  "| --- | --- | --- | --- | --- | --- |" + (" --- |" if timed_curves else "")]  # fmt: skip
+        lines += [
+            "",
+            "Training curves (zoo.json `training`; held-out = English held-out figure after "
+            "each epoch, a probe of the first 300 held-out rows / the English TyDiQA dev set in "
+            "bf16, not the reported score):",
+            "",
+            f"| stage | lr | epochs | loss per epoch | held-out per epoch | training (min) |{one_build}",
+            "| --- | --- | --- | --- | --- | --- |" + (" --- |" if timed_curves else ""),
+        ]
         for stage, t in curves:
             loss = " ".join(f"{c['loss']:.3f}" for c in t["curve"])
             held = " ".join(f"{c['heldout']:.1f}" for c in t["curve"] if "heldout" in c) or "-"

@@ -357,8 +357,10 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
         ]
         for (task, model), f in study.figures.items():
             gap = study.gaps.get((task, model))
-            lines.append(f"| {titles.get(task, task)} | {study.metric.get(task, '')} | {model} | "
-                         f"{f['average'].text(signed=False)} | {gap.text() if gap else '-'} |")  # fmt: skip
+            lines.append(
+                f"| {titles.get(task, task)} | {study.metric.get(task, '')} | {model} | "
+                f"{f['average'].text(signed=False)} | {gap.text() if gap else '-'} |"
+            )
     if study.differences:
         lines += [
             "",
@@ -392,17 +394,29 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
                 f"{v.seeds[0]}, {v.seeds[1]} | {v.basis} | {p} | {level} | {iv} | {iv95} | {v.word} |"
             )
     if study.int8:
-        lines += ["", "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points) [95% CI]:", "",
-                  "| task | model | int8 - fp32 |", "|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points) [95% CI]:",
+            "",
+            "| task | model | int8 - fp32 |",
+            "|---|---|---|",
+        ]
         for (task, model), d in study.int8.items():
             lines.append(f"| {titles.get(task, task)} | {model} | {d.text()} |")
     if study.seeds:
-        lines += ["", "Training noise (PyTorch fp32 runs of zoos trained with other seeds):", "",
-                  "| task | model | per seed | mean | sd |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Training noise (PyTorch fp32 runs of zoos trained with other seeds):",
+            "",
+            "| task | model | per seed | mean | sd |",
+            "|---|---|---|---|---|",
+        ]
         for s in study.seeds.values():
             per = ", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())
-            lines.append(f"| {titles.get(s['task'], s['task'])} | {s['model']} | {per} | "
-                         f"{s['mean']:.2f} | {s['sd']:.2f} |")  # fmt: skip
+            lines.append(
+                f"| {titles.get(s['task'], s['task'])} | {s['model']} | {per} | "
+                f"{s['mean']:.2f} | {s['sd']:.2f} |"
+            )
     missing = [
         e for e in study.errors if e.endswith("missing; rescore the run (accuracy run, this version)")
     ]
@@ -422,6 +436,8 @@ def per_language_rows(study: AccuracyStudy, task: str, models: Sequence[str]) ->
     for model in models:
         f = study.figures.get((task, model))
         if f:
-            rows += [{"language": lang, "model": model, "value": i.value, "low": i.low, "high": i.high}
-                     for lang, i in f["per_language"].items()]  # fmt: skip
+            rows += [
+                {"language": lang, "model": model, "value": i.value, "low": i.low, "high": i.high}
+                for lang, i in f["per_language"].items()
+            ]
     return rows

@@ -111,34 +111,48 @@ def _cost_lines(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
                 of_full = " of full" if not parts else ""
                 parts.append(f"{name} {o['ratio_vs_full']:.2f}x{of_full} ({_pct(o['ratio_vs_full'])})")
         if parts:
-            subs.append(f"  - {_bname(backend)}, {_tname(task)} (full {full[backend]:.1f} samples/s): "
-                        + ", ".join(parts) + ".")  # fmt: skip
+            subs.append(
+                f"  - {_bname(backend)}, {_tname(task)} (full {full[backend]:.1f} samples/s): "
+                + ", ".join(parts)
+                + "."
+            )
     noise = [o for (model, _), o in over.items() if model in SAME_GRAPH_AS_FULL]
     if noise:
         ratios = [o["ratio_vs_full"] for o in noise]
         names = sorted({o["model"] for o in noise}, key=SAME_GRAPH_AS_FULL.index)
         verb = "runs" if len(names) == 1 else "run"
         band = max(abs(r - 1.0) for r in ratios)  # the noise level, as a +- fraction around 1
-        line = (f"  - Noise: {' and '.join(names)} {verb} the very graph of full; their ratios "
-                f"({_span(ratios)} over {len(ratios)} run{'s' if len(ratios) > 1 else ''}) show the "
-                f"noise of single short runs: up to {100.0 * band:.0f}% either way.")  # fmt: skip
+        line = (
+            f"  - Noise: {' and '.join(names)} {verb} the very graph of full; their ratios "
+            f"({_span(ratios)} over {len(ratios)} run{'s' if len(ratios) > 1 else ''}) show the "
+            f"noise of single short runs: up to {100.0 * band:.0f}% either way."
+        )
         adapters = [o for (model, _), o in sorted(over.items()) if model in ADAPTER_MODELS]
         outside = [o for o in adapters if abs(o["ratio_vs_full"] - 1.0) > band]
         if outside:
-            listed = ", ".join(f"{o['model']} on {_bname(o['backend'])} ({o['ratio_vs_full']:.2f}x)"
-                               for o in outside)  # fmt: skip
+            listed = ", ".join(
+                f"{o['model']} on {_bname(o['backend'])} ({o['ratio_vs_full']:.2f}x)" for o in outside
+            )
             line += f" Adapter ratios beyond that noise: {listed}."
         elif adapters:
             line += " No adapter ratio is beyond that noise."
         subs.append(line)
     if not subs:
         return []
-    return [f"- Cost at inference ({_tname(task)} Offline samples/s relative to full, same backend):",
-            *subs]  # fmt: skip
+    return [
+        f"- Cost at inference ({_tname(task)} Offline samples/s relative to full, same backend):",
+        *subs,
+    ]
 
 
-def _relative(values: dict[str, float], base: float | None, keys: Sequence[str], unit: str,
-              digits: int, name=lambda k: k) -> list[str]:  # fmt: skip
+def _relative(
+    values: dict[str, float],
+    base: float | None,
+    keys: Sequence[str],
+    unit: str,
+    digits: int,
+    name=lambda k: k,
+) -> list[str]:
     """'<name> <value> <unit> (<ratio>x, <pct>)' for each of `keys` present, relative to `base`."""
     return [
         f"{name(k)} {values[k]:.{digits}f} {unit} ({values[k] / base:.2f}x, {_pct(values[k] / base)})"
@@ -149,8 +163,13 @@ def _relative(values: dict[str, float], base: float | None, keys: Sequence[str],
 
 def _common_load(runs: list[Run], task: str, backend: str) -> str:
     """' at 21.7 QPS offered to every model': the load of the common-load Server runs."""
-    loads = sorted({round(r.target_qps, 1) for r in runs if r.load_of and r.task == task
-                    and r.backend == backend and r.target_qps})  # fmt: skip
+    loads = sorted(
+        {
+            round(r.target_qps, 1)
+            for r in runs
+            if r.load_of and r.task == task and r.backend == backend and r.target_qps
+        }
+    )
     return f" at {_span(loads, '.1f')} QPS offered to every model" if loads else ""
 
 
@@ -165,17 +184,25 @@ def _round_lines(runs: list[Run]) -> list[str]:
     rows = [r for r in round_ratios(runs) if r["rounds"] > 1]
     if not rows:
         return []
-    what = {"offline": "Offline samples/s", "singlestream_p90": "SingleStream p90 latency",
-            "server_p99": "Server p99 latency"}  # fmt: skip
-    lines = ["- Cost at inference, interleaved rounds (ratio to full within each round; median "
-             "[min-max]):"]  # fmt: skip
+    what = {
+        "offline": "Offline samples/s",
+        "singlestream_p90": "SingleStream p90 latency",
+        "server_p99": "Server p99 latency",
+    }
+    lines = [
+        "- Cost at inference, interleaved rounds (ratio to full within each round; median [min-max]):"
+    ]
     for key in dict.fromkeys((r["figure"], r["task"], r["backend"]) for r in rows):
         group = [r for r in rows if (r["figure"], r["task"], r["backend"]) == key]
-        parts = [f"{SERVED_AS.get(r['model'], r['model'])} {r['median']:.2f}x [{r['min']:.2f}-"
-                 f"{r['max']:.2f}]" for r in group]  # fmt: skip
+        parts = [
+            f"{SERVED_AS.get(r['model'], r['model'])} {r['median']:.2f}x [{r['min']:.2f}-{r['max']:.2f}]"
+            for r in group
+        ]
         label = what[key[0]] + (_common_load(runs, *key[1:]) if key[0] == "server_p99" else "")
-        lines.append(f"  - {label}, {_tname(key[1])}, {_bname(key[2])} ({group[0]['rounds']} "
-                     "rounds): " + ", ".join(parts) + ".")  # fmt: skip
+        lines.append(
+            f"  - {label}, {_tname(key[1])}, {_bname(key[2])} ({group[0]['rounds']} "
+            "rounds): " + ", ".join(parts) + "."
+        )
     same = [r for r in rows if r["model"] in MERGED_MODELS]
     if same:
         lines.append(_same_graph_line(same, what))
@@ -189,21 +216,30 @@ def _same_graph_line(same: list[dict[str, Any]], what: dict[str, str]) -> str:
     machine's minutes, so the round is the independent unit), with Student's t 95% interval."""
     outside = [r for r in same if not r["min"] <= 1.0 <= r["max"]]
     names = " and ".join(dict.fromkeys(r["model"] for r in same))
-    line = (f"  - {names} serves full's very graph: its range includes 1.00 in "
-            f"{len(same) - len(outside)} of {len(same)} figures")  # fmt: skip
+    line = (
+        f"  - {names} serves full's very graph: its range includes 1.00 in "
+        f"{len(same) - len(outside)} of {len(same)} figures"
+    )
     if outside:
-        listed = "; ".join(f"{what[r['figure']]}, {_tname(r['task'])}, {_bname(r['backend'])} "
-                           f"[{r['min']:.2f}-{r['max']:.2f}]" for r in outside)  # fmt: skip
+        listed = "; ".join(
+            f"{what[r['figure']]}, {_tname(r['task'])}, {_bname(r['backend'])} "
+            f"[{r['min']:.2f}-{r['max']:.2f}]"
+            for r in outside
+        )
         line += f" (not in {listed})"
     rounds = min(r["rounds"] for r in same)
     by_chance = len(same) * 2.0 * 0.5**rounds  # all of a figure's rounds on one side of 1.00
-    line += (f"; with {rounds} rounds a figure's range misses 1.00 by chance alone with probability "
-             f"1/{2 ** (rounds - 1)}, {by_chance:.1f} of {len(same)} figures on average")  # fmt: skip
+    line += (
+        f"; with {rounds} rounds a figure's range misses 1.00 by chance alone with probability "
+        f"1/{2 ** (rounds - 1)}, {by_chance:.1f} of {len(same)} figures on average"
+    )
     per_round = per_round_cost(same)  # rows of 2 rounds or more (_round_lines)
     mean, low, high = mean_interval(per_round.values())
-    line += (f". Per round, its cost relative to full over the figures (geometric mean; time per "
-             f"sample or latency): {', '.join(f'{c:.3f}' for c in per_round.values())}; over the "
-             f"{len(per_round)} rounds {mean:.3f}x [{low:.3f}-{high:.3f}] (Student's t 95% interval)")  # fmt: skip
+    line += (
+        f". Per round, its cost relative to full over the figures (geometric mean; time per "
+        f"sample or latency): {', '.join(f'{c:.3f}' for c in per_round.values())}; over the "
+        f"{len(per_round)} rounds {mean:.3f}x [{low:.3f}-{high:.3f}] (Student's t 95% interval)"
+    )
     if low <= 1.0 <= high:
         return line + ": no bias of the harness shows."
     return line + f": a bias of {_pct(mean)} to find, in the harness or in the cells' order."
@@ -219,8 +255,10 @@ def _backend_line(rows: list[dict[str, Any]], task: str = "xnli") -> list[str]:
     parts = _relative(sps, base, others, "samples/s", 1, _bname)
     if not parts:
         return []
-    return [f"- Backends (full, {_tname(task)} Offline, relative to {_bname(first)} at {base:.1f} "
-            "samples/s): " + "; ".join(parts) + "."]  # fmt: skip
+    return [
+        f"- Backends (full, {_tname(task)} Offline, relative to {_bname(first)} at {base:.1f} "
+        "samples/s): " + "; ".join(parts) + "."
+    ]
 
 
 def _backend_round_line(runs: list[Run], task: str = "xnli") -> list[str]:
@@ -228,14 +266,22 @@ def _backend_round_line(runs: list[Run], task: str = "xnli") -> list[str]:
     backend (PyTorch), paired by round (cells rerun later keep their round: docs/study.md says which):
     median [min-max] over the rounds."""
     first = next(iter(BACKENDS))
-    rows = {r["backend"]: r for r in round_ratios(runs, reference=first, across="backend")
-            if r["figure"] == "offline" and r["task"] == task and r["model"] == REFERENCE and r["rounds"] > 1}  # fmt: skip
-    parts = [f"{_bname(b)} {rows[b]['median']:.2f}x [{rows[b]['min']:.2f}-{rows[b]['max']:.2f}] "
-             f"({_pct(rows[b]['median'])}, {rows[b]['rounds']} rounds)" for b in _ordered_backends(rows)]  # fmt: skip
+    rows = {
+        r["backend"]: r
+        for r in round_ratios(runs, reference=first, across="backend")
+        if r["figure"] == "offline" and r["task"] == task and r["model"] == REFERENCE and r["rounds"] > 1
+    }
+    parts = [
+        f"{_bname(b)} {rows[b]['median']:.2f}x [{rows[b]['min']:.2f}-{rows[b]['max']:.2f}] "
+        f"({_pct(rows[b]['median'])}, {rows[b]['rounds']} rounds)"
+        for b in _ordered_backends(rows)
+    ]
     if not parts:
         return []
-    return [f"- Backends (full, {_tname(task)} Offline samples/s relative to {_bname(first)} paired by "
-            "round; median [min-max]): " + "; ".join(parts) + "."]  # fmt: skip
+    return [
+        f"- Backends (full, {_tname(task)} Offline samples/s relative to {_bname(first)} paired by "
+        "round; median [min-max]): " + "; ".join(parts) + "."
+    ]
 
 
 def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str = "pytorch") -> list[str]:
@@ -249,18 +295,25 @@ def _latency_line(rows: list[dict[str, Any]], task: str = "xnli", backend: str =
     parts = _relative(p90, base, ADAPTER_MODELS, "ms", 2)
     if not parts:
         return []
-    return [f"- Latency ({_bname(backend)}, {_tname(task)} SingleStream p90): full {base:.2f} ms; "
-            + "; ".join(parts) + "."]  # fmt: skip
+    return [
+        f"- Latency ({_bname(backend)}, {_tname(task)} SingleStream p90): full {base:.2f} ms; "
+        + "; ".join(parts)
+        + "."
+    ]
 
 
-def _server_line(rows: list[dict[str, Any]], common_load: bool = False, task: str = "xnli",
-                 backend: str = "pytorch") -> list[str]:  # fmt: skip
+def _server_line(
+    rows: list[dict[str, Any]], common_load: bool = False, task: str = "xnli", backend: str = "pytorch"
+) -> list[str]:
     """The Server peaks stay out of the answer: each model's comes from one find_peak search, and one
     search ranks nothing (a short Server run's p99 tail moves more than the models differ). The line
     says so, with the evidence when the same graph's searches disagree (merged LoRA serves full's
     very graph: its peak bracket must meet full's). common_load: point to the common-load ratios."""
-    searched = {r["model"]: r for r in rows
-                if r["task"] == task and r["backend"] == backend and r["server_target_qps"]}  # fmt: skip
+    searched = {
+        r["model"]: r
+        for r in rows
+        if r["task"] == task and r["backend"] == backend and r["server_target_qps"]
+    }
     if REFERENCE not in searched:
         return []
     line = (
@@ -318,10 +371,14 @@ def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
             ]
             if full is None or not others:
                 continue
-            parts = [f"{r['model']} {r['metric_value']:.2f} ({r['metric_value'] - full['metric_value']:+.2f} points)"
-                     for r in others]  # fmt: skip
-            subs.append(f"  - {_tname(task)} {full['metric']}, {_bname(backend)}: full "
-                        f"{full['metric_value']:.2f}; " + ", ".join(parts) + ".")  # fmt: skip
+            parts = [
+                f"{r['model']} {r['metric_value']:.2f} ({r['metric_value'] - full['metric_value']:+.2f} points)"
+                for r in others
+            ]
+            subs.append(
+                f"  - {_tname(task)} {full['metric']}, {_bname(backend)}: full "
+                f"{full['metric_value']:.2f}; " + ", ".join(parts) + "."
+            )
             break
     deltas = int8_language_deltas(runs)
     if deltas:
@@ -332,8 +389,10 @@ def _accuracy_lines(rows: list[dict[str, Any]], runs: list[Run]) -> list[str]:
                 refs[d["reference"]].append(d["model"])
         used = "; ".join(f"{_bname(b)} fp32 for {', '.join(ms)}" for b, ms in refs.items())
         mean = statistics.fmean(d["delta"] for d in deltas)
-        subs.append(f"  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean {mean:+.2f} points "
-                    f"over {len(deltas)} model-language pairs (reference: {used}).")  # fmt: skip
+        subs.append(
+            f"  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean {mean:+.2f} points "
+            f"over {len(deltas)} model-language pairs (reference: {used})."
+        )
     if not subs:
         return []
     return ["- Accuracy (each model minus full on the same backend, in points):", *subs]
@@ -346,8 +405,10 @@ def _variant_figures(change: dict[str, float], sign: int, fmt: str) -> str:
     def fig(name: str) -> str:
         return format(sign * change[name] + 0.0, "+" + fmt)  # + 0.0: no "-0%"
 
-    parts = [f"{m} {fig(m)}" + (f" (library form {fig(m + '-library')})" if m + "-library" in change else "")
-             for m in ADAPTER_MODELS]  # fmt: skip
+    parts = [
+        f"{m} {fig(m)}" + (f" (library form {fig(m + '-library')})" if m + "-library" in change else "")
+        for m in ADAPTER_MODELS
+    ]
     parts += [f"{m} {fig(m)}" for m in MERGED_MODELS]
     return ", ".join(parts) + f" vs {REFERENCE}"
 
@@ -363,22 +424,30 @@ def _speed_lines(speed: dict[str, Any] | None) -> list[str]:
         if cost and res:
             spread = max(v["spread"] for v in res.values())
             merged = " and ".join(MERGED_MODELS)
-            subs.append(f"  - Timed, {shape} shape (part {part}): {_variant_figures(cost, -1, '.0%')}; the "
-                        f"rounds spread up to {spread:.0%}, and {merged} runs full's very graph, so its "
-                        "figure is noise.")  # fmt: skip
+            subs.append(
+                f"  - Timed, {shape} shape (part {part}): {_variant_figures(cost, -1, '.0%')}; the "
+                f"rounds spread up to {spread:.0%}, and {merged} runs full's very graph, so its "
+                "figure is noise."
+            )
     b = speed.get("b") or {}
     for shape, figs in (("tiny", b), ("base", b.get("base") or {})):
         if "fp32_vs_pytorch" in figs:
-            subs.append(f"  - ONNX Runtime vs PyTorch, full, {shape} shape (part b): fp32 "
-                        f"{figs['fp32_vs_pytorch']:.2f}x, int8 {figs['int8_vs_pytorch']:.2f}x.")  # fmt: skip
+            subs.append(
+                f"  - ONNX Runtime vs PyTorch, full, {shape} shape (part b): fp32 "
+                f"{figs['fp32_vs_pytorch']:.2f}x, int8 {figs['int8_vs_pytorch']:.2f}x."
+            )
     for shape, g in (speed.get("g") or {}).items():
         if isinstance(g, dict) and "extra_vs_full" in g:
-            subs.append(f"  - Counted FLOPs, {shape} shape (part g, no noise): "
-                        f"{_variant_figures(g['extra_vs_full'], 1, '.1%')}.")  # fmt: skip
+            subs.append(
+                f"  - Counted FLOPs, {shape} shape (part g, no noise): "
+                f"{_variant_figures(g['extra_vs_full'], 1, '.1%')}."
+            )
     if not subs:
         return []
-    return ["- Side by side in one process ([speed.md](speed.md), random weights, Offline "
-            "throughput):", *subs]  # fmt: skip
+    return [
+        "- Side by side in one process ([speed.md](speed.md), random weights, Offline throughput):",
+        *subs,
+    ]
 
 
 def _caveat_line(
@@ -406,11 +475,15 @@ def _caveat_line(
             "Offline, SingleStream and common-load Server" if common else "Offline and SingleStream"
         )
         once = "Server searches (find_peak)" if common else "Server"
-        how += (f"; {rounded} cells ran in {rounds} interleaved rounds, so their ratios carry a range; "
-                f"{once} and accuracy cells ran once")  # fmt: skip
+        how += (
+            f"; {rounded} cells ran in {rounds} interleaved rounds, so their ratios carry a range; "
+            f"{once} and accuracy cells ran once"
+        )
     if speed is not None:
-        link = ("Side-by-side ratios measured in one process: [speed.md](speed.md) "
-                 "(`python -m research study --speed`).")  # fmt: skip
+        link = (
+            "Side-by-side ratios measured in one process: [speed.md](speed.md) "
+            "(`python -m research study --speed`)."
+        )
     else:
         link = "`python -m research study --speed` writes side-by-side ratios measured in one process."
     return [f"- Caveats: {who}. Each figure is {how}. {link}"]
@@ -460,8 +533,11 @@ KEEP_WORDS = {
 
 
 def _form(a: str) -> str:
-    return {"adapter": "the bottleneck adapter", "adapter-squad": "AdapterFusion (after SQuAD)",
-            "lora-squad": "merged LoRA (after SQuAD)"}.get(a, a)  # fmt: skip
+    return {
+        "adapter": "the bottleneck adapter",
+        "adapter-squad": "AdapterFusion (after SQuAD)",
+        "lora-squad": "merged LoRA (after SQuAD)",
+    }.get(a, a)
 
 
 def _phang(task: str, verdict: str) -> str:

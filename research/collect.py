@@ -168,13 +168,24 @@ def runs_from_csv(path: str | Path) -> list[Run]:
 # One row per variant
 # ----------------------------------------------------------------------------------------------
 VARIANT_COLUMNS = (
-    "model", "task", "backend", "encoder", "model_kind",
-    "offline_samples_per_s", "offline_valid",
-    "singlestream_p90_ms", "singlestream_p99_ms", "singlestream_valid",
-    "server_target_qps", "server_completed_qps", "server_p99_ms", "server_valid",
+    "model",
+    "task",
+    "backend",
+    "encoder",
+    "model_kind",
+    "offline_samples_per_s",
+    "offline_valid",
+    "singlestream_p90_ms",
+    "singlestream_p99_ms",
+    "singlestream_valid",
+    "server_target_qps",
+    "server_completed_qps",
+    "server_p99_ms",
+    "server_valid",
     "server_invalid_above_qps",
-    "metric", "metric_value",
-)  # fmt: skip
+    "metric",
+    "metric_value",
+)
 
 
 def _best_server(runs: list[Run]) -> Run | None:
@@ -332,14 +343,26 @@ def round_ratios(
     keys = sorted({k[:4] for k in by if k[3] != reference})
     for fig, task, group, member in keys:
         both = [
-            n for n in sorted({k[4] for k in by})
+            n
+            for n in sorted({k[4] for k in by})
             if (fig, task, group, member, n) in by and (fig, task, group, reference, n) in by
-        ]  # fmt: skip
+        ]
         ratios = [by[(fig, task, group, member, n)] / by[(fig, task, group, reference, n)] for n in both]
         if ratios:
-            rows.append({"figure": fig, "task": task, other: group, across: member,
-                         "ratios": ratios, "round_numbers": both, "median": statistics.median(ratios),
-                         "min": min(ratios), "max": max(ratios), "rounds": len(ratios)})  # fmt: skip
+            rows.append(
+                {
+                    "figure": fig,
+                    "task": task,
+                    other: group,
+                    across: member,
+                    "ratios": ratios,
+                    "round_numbers": both,
+                    "median": statistics.median(ratios),
+                    "min": min(ratios),
+                    "max": max(ratios),
+                    "rounds": len(ratios),
+                }
+            )
     return rows
 
 
@@ -397,13 +420,24 @@ def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, 
 def memory_rows(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[str, Any]]:
     """Per (task, model, backend), from the round-0 Offline performance run: parameters (PyTorch),
     extra parameters against `reference` on the same task, and the process's peak resident MiB."""
-    offline = {(r.task, r.model, r.backend): r for r in runs
-               if r.scenario == "Offline" and r.mode == "performance" and not r.round and not r.seed}  # fmt: skip
+    offline = {
+        (r.task, r.model, r.backend): r
+        for r in runs
+        if r.scenario == "Offline" and r.mode == "performance" and not r.round and not r.seed
+    }
     rows = []
     for (task, model, backend), r in sorted(offline.items()):
         ref = offline.get((task, reference, backend))
         extra = (r.parameters - ref.parameters) if r.parameters and ref and ref.parameters else None
-        rows.append({"task": task, "model": model, "backend": backend, "parameters": r.parameters,
-                     "extra_parameters": extra, "parameter_mib": (r.parameter_bytes or 0) / 2**20 or None,
-                     "peak_rss_mib": r.peak_rss_mib})  # fmt: skip
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "backend": backend,
+                "parameters": r.parameters,
+                "extra_parameters": extra,
+                "parameter_mib": (r.parameter_bytes or 0) / 2**20 or None,
+                "peak_rss_mib": r.peak_rss_mib,
+            }
+        )
     return rows

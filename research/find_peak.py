@@ -82,8 +82,11 @@ def main(args: argparse.Namespace) -> int:
     args.scenario = args.scenario or "Server"
     modes = {"Server": server_peak, "Offline": offline_peak}
     if args.scenario not in modes:
-        print(f"find_peak: measures {' and '.join(modes)}; for SingleStream a development run's "
-              "INVALID report prints the target_latency line", file=sys.stderr)  # fmt: skip
+        print(
+            f"find_peak: measures {' and '.join(modes)}; for SingleStream a development run's "
+            "INVALID report prints the target_latency line",
+            file=sys.stderr,
+        )
         return BAD_INPUT
     cfg = RunConfig.from_args(args)
     out = search_folder(cfg)
@@ -123,19 +126,32 @@ def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
         folder = out / f"{OFFLINE_TRIAL}{k}"
         res = trial(cfg, lines, folder)
         sps = res.samples_per_second if res else None
-        trials.append({"trial": str(folder), "user_conf": lines, "samples_per_second": sps,
-                       "valid": bool(res and res.result_valid)})  # fmt: skip
+        trials.append(
+            {
+                "trial": str(folder),
+                "user_conf": lines,
+                "samples_per_second": sps,
+                "valid": bool(res and res.result_valid),
+            }
+        )
         if not sps or "min duration" not in res.constraints_failed:
             break
-        print(f"find_peak: Offline trial {k} INVALID at {sps:.1f} samples/s (a query too small for "
-              "min duration); sizing the next from it", flush=True)  # fmt: skip
+        print(
+            f"find_peak: Offline trial {k} INVALID at {sps:.1f} samples/s (a query too small for "
+            "min duration); sizing the next from it",
+            flush=True,
+        )
         lines = [f"{cfg.loadgen_model_name}.Offline.target_qps = {OFFLINE_RESIZE * sps:.2f}"]
     line = sizing_line(cfg.loadgen_model_name, "Offline", asdict(res)) if res and sps else None
     if line is None:
         print(f"find_peak: the Offline trial measured nothing (see {folder})")
         return (res.exit_status if res else None) or SUT_FAILURE
-    record = {"samples_per_second": sps, "user_conf_line": line, "valid": trials[-1]["valid"],
-              "trials": trials}  # fmt: skip
+    record = {
+        "samples_per_second": sps,
+        "user_conf_line": line,
+        "valid": trials[-1]["valid"],
+        "trials": trials,
+    }
     (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     print(f"Offline: {sps:.1f} samples/s measured (record: {out / RECORD})\nuser.conf: {line}")
     return 0
@@ -168,8 +184,11 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
             if longer is None or (short is not None and res.early_stopping_queries_short >= short):
                 break  # decided, or the last longer trial came no closer
             short = res.early_stopping_queries_short
-            print(f"find_peak: target_qps {q:.2f} met its latency bound {short} queries short of "
-                  f"early stopping; again for {longer:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"find_peak: target_qps {q:.2f} met its latency bound {short} queries short of "
+                f"early stopping; again for {longer:.0f} s",
+                flush=True,
+            )
             durations.append(longer)
             suffix = "_longer" + (str(len(durations)) if len(durations) > 1 else "")
             res = trial(replace(cfg, duration_s=longer), [line], folder.with_name(folder.name + suffix))
@@ -196,12 +215,19 @@ def server_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
     # --low is assumed VALID, never run: a peak is reported only if some trial was VALID
     found = any(t["valid"] for t in trials)
     line = f"{cfg.loadgen_model_name}.Server.target_qps = {lo:.1f}" if found else None
-    record = {"peak_valid_qps": lo if found else None, "first_invalid_qps": hi,
-              "user_conf_line": line, "trials": trials}  # fmt: skip
+    record = {
+        "peak_valid_qps": lo if found else None,
+        "first_invalid_qps": hi,
+        "user_conf_line": line,
+        "trials": trials,
+    }
     (out / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     if not found:
-        print(f"find_peak: no trial was VALID; the peak lies below {hi:.2f} QPS (the lowest tried): "
-              f"run again with a lower --low (record: {out / RECORD})", file=sys.stderr)  # fmt: skip
+        print(
+            f"find_peak: no trial was VALID; the peak lies below {hi:.2f} QPS (the lowest tried): "
+            f"run again with a lower --low (record: {out / RECORD})",
+            file=sys.stderr,
+        )
         return INVALID
     print(f"highest VALID Server target_qps: {lo:.1f} (record: {out / RECORD})\nuser.conf: {line}")
     return 0

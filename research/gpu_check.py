@@ -35,9 +35,17 @@ from harness.settings import user_conf_with
 # Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets. Matched by substring of
 # torch's device name, first match wins (so the more specific names come first).
 KNOWN_PEAKS: tuple[tuple[str, float], ...] = (
-    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
-    ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12),
-)  # fmt: skip
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("GH200", 989e12),
+    ("B200", 2250e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+    ("A10", 125e12),
+)
 
 
 @dataclass(frozen=True)
@@ -140,11 +148,21 @@ def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, d
 def run_config(p: CheckRun, plan: CheckPlan, out: Path, models_dir: str | None) -> RunConfig:
     """The `harness run` of one check run: model full on XNLI, random weights, development duration."""
     return RunConfig.layered(
-        model="full", task="xnli", weights="random", encoder=p.encoder, backend=p.backend,
-        dtype=p.dtype, device=plan.device, scenario=p.scenario, duration_s=p.duration_s,
-        allow_invalid=True, output_dir=out / "runs" / f"{p.encoder}-{p.backend}-{p.dtype}",
-        languages=plan.languages, count=plan.count, models_dir=models_dir,
-    )  # fmt: skip
+        model="full",
+        task="xnli",
+        weights="random",
+        encoder=p.encoder,
+        backend=p.backend,
+        dtype=p.dtype,
+        device=plan.device,
+        scenario=p.scenario,
+        duration_s=p.duration_s,
+        allow_invalid=True,
+        output_dir=out / "runs" / f"{p.encoder}-{p.backend}-{p.dtype}",
+        languages=plan.languages,
+        count=plan.count,
+        models_dir=models_dir,
+    )
 
 
 def run_check(p: CheckRun, cfg: RunConfig, out: Path, timeout_s: float) -> dict[str, Any]:
@@ -160,10 +178,17 @@ def run_check(p: CheckRun, cfg: RunConfig, out: Path, timeout_s: float) -> dict[
     res = run.results
     if res is None:
         return {**row, "error": f"no results.json (exit {run.rc}); see {run.log}"}
-    return {**row, "valid": res.result_valid, "samples_per_second": res.samples_per_second,
-            "completed_qps": res.completed_qps, "target_qps": res.target_qps,
-            "p50_ms": res.latency_ms("p50"), "p90_ms": res.latency_ms("p90"), "p99_ms": res.latency_ms("p99"),
-            "run_folder": str(run.run_dir)}  # fmt: skip
+    return {
+        **row,
+        "valid": res.result_valid,
+        "samples_per_second": res.samples_per_second,
+        "completed_qps": res.completed_qps,
+        "target_qps": res.target_qps,
+        "p50_ms": res.latency_ms("p50"),
+        "p90_ms": res.latency_ms("p90"),
+        "p99_ms": res.latency_ms("p99"),
+        "run_folder": str(run.run_dir),
+    }
 
 
 def with_target_qps(cfg: RunConfig, target_qps: float, out: Path) -> RunConfig:
@@ -220,8 +245,15 @@ def main(args: argparse.Namespace) -> int:
         rows.append(row)
         print(f"  {p.name:<40} {_summary(row)}", flush=True)
     summary = summarise(plan, rows, lengths, config, device_name)
-    summary.update(dry=plan.dry, label=label, device=dev, versions=package_versions(), **git_state(),
-                   wall_s=round(time.perf_counter() - t_start, 1), runs=rows)  # fmt: skip
+    summary.update(
+        dry=plan.dry,
+        label=label,
+        device=dev,
+        versions=package_versions(),
+        **git_state(),
+        wall_s=round(time.perf_counter() - t_start, 1),
+        runs=rows,
+    )
     (out / "gpu_check.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "gpu_check.md").write_text(markdown(summary))
     print(f"gpu_check: wrote {out / 'gpu_check.md'} ({summary['wall_s']:.0f} s)")
@@ -235,8 +267,13 @@ def _summary(row: dict[str, Any]) -> str:
     return f"{sps or 0:,.1f}/s p90 {row.get('p90_ms') or 0:.2f} ms valid={row.get('valid')}"
 
 
-def summarise(plan: CheckPlan, rows: list[dict[str, Any]], lengths: np.ndarray, config: dict[str, Any],
-              device_name: str) -> dict[str, Any]:  # fmt: skip
+def summarise(
+    plan: CheckPlan,
+    rows: list[dict[str, Any]],
+    lengths: np.ndarray,
+    config: dict[str, Any],
+    device_name: str,
+) -> dict[str, Any]:
     """Compute-bound fraction of the bound shape's Offline run and the Server/Offline ratio."""
     by = {r["name"]: r for r in rows}
     first = plan.runs[0]
@@ -266,22 +303,34 @@ def summarise(plan: CheckPlan, rows: list[dict[str, Any]], lengths: np.ndarray, 
 def markdown(s: dict[str, Any]) -> str:
     """gpu_check.md: what ran, the bound and the Server/Offline ratio, clearly labelled."""
     f = s["fraction_of_peak"]
-    lines = [f"# gpu_check: {s['label']}", "", f"Device: {s['device_name']}. Weights: random (speed only).",
-             f"git {s['git_sha'][:12]}{' (dirty)' if s.get('git_dirty') else ''}; wall {s['wall_s']:.0f} s.", "",
-             "| run | valid | samples/s or QPS | p50 ms | p90 ms | p99 ms | note |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# gpu_check: {s['label']}",
+        "",
+        f"Device: {s['device_name']}. Weights: random (speed only).",
+        f"git {s['git_sha'][:12]}{' (dirty)' if s.get('git_dirty') else ''}; wall {s['wall_s']:.0f} s.",
+        "",
+        "| run | valid | samples/s or QPS | p50 ms | p90 ms | p99 ms | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in s["runs"]:
         sps = r.get("samples_per_second") or r.get("completed_qps")
         cells = [r["name"], str(r.get("valid", "-")), f"{sps:,.1f}" if sps else "-"]
         cells += [f"{r[k]:.2f}" if r.get(k) is not None else "-" for k in ("p50_ms", "p90_ms", "p99_ms")]
         lines.append("| " + " | ".join(cells + [r.get("error", "")]) + " |")
-    lines += ["", f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; {s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",
-              f"Peak {s['peak_flops'] / 1e12:.1f} TFLOP/s ({s['peak_source']}; measured matmul "
-              f"{s['peak_measured_matmul'] / 1e12:.1f}).",
-              f"Offline achieved {s['achieved_flops'] / 1e12:.2f} TFLOP/s = {100 * f:.1f}% of peak."
-              if f else "Offline achieved: no Offline result.",
-              f"Server/Offline: {s['server_offline_ratio']:.2f} (Server valid: {s['server_valid']}; a short run "
-              "cannot meet early stopping, so INVALID here is expected)." if s["server_offline_ratio"]
-              else "Server/Offline: no Server result.", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; {s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",
+        f"Peak {s['peak_flops'] / 1e12:.1f} TFLOP/s ({s['peak_source']}; measured matmul "
+        f"{s['peak_measured_matmul'] / 1e12:.1f}).",
+        f"Offline achieved {s['achieved_flops'] / 1e12:.2f} TFLOP/s = {100 * f:.1f}% of peak."
+        if f
+        else "Offline achieved: no Offline result.",
+        f"Server/Offline: {s['server_offline_ratio']:.2f} (Server valid: {s['server_valid']}; a short run "
+        "cannot meet early stopping, so INVALID here is expected)."
+        if s["server_offline_ratio"]
+        else "Server/Offline: no Server result.",
+        "",
+    ]
     if s["dry"]:
         lines.insert(
             1, "\n**DRY RUN on CPU with the tiny shape: these numbers check the code path only.**\n"

@@ -27,8 +27,13 @@ def _grouped_bars(ax, rows: list[dict[str, Any]], keys: Sequence[str], labels: S
     for k, (key, label) in enumerate(zip(keys, labels, strict=True)):
         xs = [i + k * width for i in range(len(rows))]
         ax.bar(xs, [r[key] or 0.0 for r in rows], width=width, label=label)
-    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(rows))], names, rotation=60,
-                  ha="right", fontsize=7)  # fmt: skip
+    ax.set_xticks(
+        [i + width * (len(keys) - 1) / 2 for i in range(len(rows))],
+        names,
+        rotation=60,
+        ha="right",
+        fontsize=7,
+    )
 
 
 def _figure(n: int, height: float = 3.6):
@@ -86,8 +91,13 @@ def plot_accuracy_vs_throughput(rows: list[dict[str, Any]], path: Path) -> Path 
             ax.scatter(
                 r["offline_samples_per_s"], r["metric_value"], marker=markers.get(r["backend"], "D")
             )
-            ax.annotate(f"{r['model']}/{r['backend']}", (r["offline_samples_per_s"], r["metric_value"]),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                f"{r['model']}/{r['backend']}",
+                (r["offline_samples_per_s"], r["metric_value"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         metric = next(r["metric"] for r in rows if r["task"] == task)
         ax.set_title(f"{task}: {metric} vs throughput")
         ax.set_xlabel("Offline samples/s")
@@ -98,8 +108,11 @@ def plot_accuracy_vs_throughput(rows: list[dict[str, Any]], path: Path) -> Path 
 def plot_server(runs: list[Any], path: Path) -> Path | None:
     """Server p99 latency against offered QPS (target_qps), one line per model/task/backend; round 0
     only (the other rounds repeat the common load: their spread is in the round ratios)."""
-    server = [r for r in runs if r.scenario == "Server" and r.mode == "performance" and r.target_qps
-              and not r.round]  # fmt: skip
+    server = [
+        r
+        for r in runs
+        if r.scenario == "Server" and r.mode == "performance" and r.target_qps and not r.round
+    ]
     if not server:
         return None
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -130,8 +143,13 @@ def write_plots(rows: list[dict[str, Any]], runs: list[Any], out: Path) -> dict[
 
 
 # --- the e5-small study's figures: uncertainty shown (research/accuracy.py, collect.round_ratios) ----
-MODEL_COLORS = {"full": "tab:blue", "full-squad": "tab:cyan", "adapter": "tab:red",
-                "adapter-squad": "tab:orange", "lora-squad": "tab:green"}  # fmt: skip
+MODEL_COLORS = {
+    "full": "tab:blue",
+    "full-squad": "tab:cyan",
+    "adapter": "tab:red",
+    "adapter-squad": "tab:orange",
+    "lora-squad": "tab:green",
+}
 BACKEND_MARKERS = {"pytorch": "o", "onnxruntime": "s", "onnxruntime-int8": "^"}
 
 
@@ -176,9 +194,16 @@ def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
                 continue
             ci = (study.figures.get((t, model)) or {}).get("average") if backend == "pytorch" else None
             yerr = [[y - ci.low], [ci.high - y]] if ci is not None else None
-            ax.errorbar(med, y, xerr=[[med - lo], [hi - med]], yerr=yerr,
-                        fmt=BACKEND_MARKERS.get(backend, "D"), color=MODEL_COLORS.get(model, "gray"),
-                        capsize=3, markersize=6)  # fmt: skip
+            ax.errorbar(
+                med,
+                y,
+                xerr=[[med - lo], [hi - med]],
+                yerr=yerr,
+                fmt=BACKEND_MARKERS.get(backend, "D"),
+                color=MODEL_COLORS.get(model, "gray"),
+                capsize=3,
+                markersize=6,
+            )
             points.append((med, y))
         front = sorted(
             p
@@ -238,8 +263,16 @@ PERCENTILES = ("min", "p50", "p90", "p95", "p97", "p99", "p99.9", "max")
 def plot_latency_distribution(runs: list[Any], path: Path, backend: str = "pytorch") -> Path | None:
     """SingleStream latency percentiles (LoadGen's summary: min, p50 ... p99.9, max) per model,
     round 0, one panel per task."""
-    ss = [r for r in runs if r.scenario == "SingleStream" and r.mode == "performance" and r.backend == backend
-          and not r.round and not r.seed and r.latency_pct_ms]  # fmt: skip
+    ss = [
+        r
+        for r in runs
+        if r.scenario == "SingleStream"
+        and r.mode == "performance"
+        and r.backend == backend
+        and not r.round
+        and not r.seed
+        and r.latency_pct_ms
+    ]
     if not ss:
         return None
     tasks = sorted({r.task for r in ss})
@@ -247,8 +280,13 @@ def plot_latency_distribution(runs: list[Any], path: Path, backend: str = "pytor
     for ax, task in zip(axes[0], tasks, strict=True):
         for r in sorted((r for r in ss if r.task == task), key=lambda r: r.model):
             keys = [k for k in PERCENTILES if k in r.latency_pct_ms]
-            ax.plot(range(len(keys)), [r.latency_pct_ms[k] for k in keys], marker="o",
-                    color=MODEL_COLORS.get(r.model), label=r.model)  # fmt: skip
+            ax.plot(
+                range(len(keys)),
+                [r.latency_pct_ms[k] for k in keys],
+                marker="o",
+                color=MODEL_COLORS.get(r.model),
+                label=r.model,
+            )
         ax.set_xticks(range(len(PERCENTILES)), PERCENTILES)
         ax.set_ylabel("latency (ms)")
         ax.set_title(f"{task}: SingleStream latency distribution ({backend})")
@@ -273,8 +311,10 @@ def plot_adapter_cost(ratio_rows: list[dict[str, Any]], path: Path) -> Path | No
             got = {r["backend"]: r for r in sub if r["model"] == model}
             xs = [i + k * width for i, b in enumerate(backends) if b in got]
             med = [got[b]["median"] for b in backends if b in got]
-            err = [[got[b]["median"] - got[b]["min"] for b in backends if b in got],
-                   [got[b]["max"] - got[b]["median"] for b in backends if b in got]]  # fmt: skip
+            err = [
+                [got[b]["median"] - got[b]["min"] for b in backends if b in got],
+                [got[b]["max"] - got[b]["median"] for b in backends if b in got],
+            ]
             ax.bar(xs, med, width=width, yerr=err, capsize=3, label=model, color=MODEL_COLORS.get(model))
         ax.axhline(1.0, color="k", linestyle="--", linewidth=0.8)
         ax.set_xticks([i + width * (len(models) - 1) / 2 for i in range(len(backends))], backends)

@@ -58,8 +58,10 @@ class _Zeros:
 
 
 def _ms(times: list[float]) -> dict[str, float]:
-    return {"median_ms": round(float(np.median(times)) * 1e3, 3),
-            "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 3)}  # fmt: skip
+    return {
+        "median_ms": round(float(np.median(times)) * 1e3, 3),
+        "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 3),
+    }
 
 
 def round_trips(served: Any, calls: int = 300, pipelined: int = 2000) -> dict[str, Any]:
@@ -73,8 +75,13 @@ def round_trips(served: Any, calls: int = 300, pipelined: int = 2000) -> dict[st
     ids = np.ones(RTT_SHAPE, dtype=np.int64)
     out: dict[str, Any] = {"batch": list(RTT_SHAPE)}
     t0 = time.perf_counter()
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             num_cpus=max(2, os.cpu_count() or 1))  # fmt: skip
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        num_cpus=max(2, os.cpu_count() or 1),
+    )
     out["bare_init_s"] = round(time.perf_counter() - t0, 2)
     try:
         actors = [ray.remote(num_cpus=1)(_Zeros).remote() for _ in range(2)]
@@ -122,8 +129,9 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     from sut.batching import BatchLimits
 
     load_before = os.getloadavg()
-    cfg = RunConfig.layered(model=args.model, task=args.task, backend=args.backend, encoder="tiny",
-                            duration_s=args.duration)  # fmt: skip
+    cfg = RunConfig.layered(
+        model=args.model, task=args.task, backend=args.backend, encoder="tiny", duration_s=args.duration
+    )
     runs_dir = Path(args.runs_dir) / "ray"
     work = prepare(cfg)  # builds the tiny zoo entry on first use
     warm_up(work)
@@ -143,20 +151,35 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     )  # LoadGen issues 1.1 x D x qps
     offline_conf = [f"{m}.Offline.target_qps = {offline_qps:.2f}"]
     runs: dict[str, Launched] = {
-        "offline_thread": loadgen_run(cfg, offline_conf, "offline_thread", runs_dir, scenario="Offline",
-                                      workers=1, threads=2),
-        "offline_ray": loadgen_run(cfg, offline_conf, "offline_ray", runs_dir, scenario="Offline",
-                                   executor="ray", workers=2, threads=1),
-    }  # fmt: skip
+        "offline_thread": loadgen_run(
+            cfg, offline_conf, "offline_thread", runs_dir, scenario="Offline", workers=1, threads=2
+        ),
+        "offline_ray": loadgen_run(
+            cfg,
+            offline_conf,
+            "offline_ray",
+            runs_dir,
+            scenario="Offline",
+            executor="ray",
+            workers=2,
+            threads=1,
+        ),
+    }
     # control: the thread executor with Ray's layout (2 workers x 1 thread): what Ray itself costs,
     # apart from one process's two OpenMP threads against two single-threaded processes
-    runs["offline_thread_2x1"] = loadgen_run(cfg, offline_conf, "offline_thread_2x1", runs_dir,
-                                             scenario="Offline", workers=2, threads=1)  # fmt: skip
+    runs["offline_thread_2x1"] = loadgen_run(
+        cfg, offline_conf, "offline_thread_2x1", runs_dir, scenario="Offline", workers=2, threads=1
+    )
     # the no-op runs: max_batch 32 and no token budget, so every batch holds 32 samples; sized from
     # in-process rates (thread: the no-op loop; Ray: bare Ray's pipelined rate), at most
     # NOOP_MAX_SAMPLES a query (a slower run just takes longer)
-    noop_flags = {"scenario": "Offline", "backend": "noop", "max_batch": 32, "token_budget": 0,
-                  "duration_s": args.noop_duration}  # fmt: skip
+    noop_flags = {
+        "scenario": "Offline",
+        "backend": "noop",
+        "max_batch": 32,
+        "token_budget": 0,
+        "duration_s": args.noop_duration,
+    }
 
     def noop_conf(rate: float) -> list[str]:
         qps = min(rate, NOOP_MAX_SAMPLES / (1.1 * args.noop_duration))
@@ -166,8 +189,9 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     actor_counts = [int(n) for n in args.ray_actors.split(",") if n.strip()]
     ray_rate = rtt["bare_pipelined_samples_per_s"]
     for n in actor_counts:
-        runs[f"noop_ray_{n}"] = loadgen_run(cfg, noop_conf(ray_rate), f"noop_ray_{n}", runs_dir,
-                                            executor="ray", workers=n, **noop_flags)  # fmt: skip
+        runs[f"noop_ray_{n}"] = loadgen_run(
+            cfg, noop_conf(ray_rate), f"noop_ray_{n}", runs_dir, executor="ray", workers=n, **noop_flags
+        )
     results = {name: _results(run) for name, run in runs.items()}
     thread_sps = results["offline_thread"].samples_per_second or 0.0
     ray_sps = results["offline_ray"].samples_per_second or 0.0
@@ -176,12 +200,26 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     fractions = [float(x) for x in args.ray_server_fractions.split(",") if x] if ray_sps else []
     for frac in fractions:
         qps = frac * ray_sps
-        run = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], f"server_ray_{frac:g}", runs_dir,
-                          scenario="Server", executor="ray", workers=2, threads=1)  # fmt: skip
+        run = loadgen_run(
+            cfg,
+            [f"{m}.Server.target_qps = {qps:.2f}"],
+            f"server_ray_{frac:g}",
+            runs_dir,
+            scenario="Server",
+            executor="ray",
+            workers=2,
+            threads=1,
+        )
         runs[f"server_ray_{frac:g}"] = run
         res = _results(run)
-        server_runs.append({"fraction": frac, "target_qps": round(qps, 2), "valid": res.result_valid,
-                            "p99_ms": res.latency_ms("p99") or 0.0})  # fmt: skip
+        server_runs.append(
+            {
+                "fraction": frac,
+                "target_qps": round(qps, 2),
+                "valid": res.result_valid,
+                "p99_ms": res.latency_ms("p99") or 0.0,
+            }
+        )
         if res.result_valid:
             break
     best_server = max((r["target_qps"] for r in server_runs if r["valid"]), default=0.0)
@@ -190,8 +228,15 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     control = None
     if server_runs:
         qps = server_runs[-1]["target_qps"]
-        run = loadgen_run(cfg, [f"{m}.Server.target_qps = {qps:.2f}"], "server_thread_control", runs_dir,
-                          scenario="Server", workers=2, threads=1)  # fmt: skip
+        run = loadgen_run(
+            cfg,
+            [f"{m}.Server.target_qps = {qps:.2f}"],
+            "server_thread_control",
+            runs_dir,
+            scenario="Server",
+            workers=2,
+            threads=1,
+        )
         runs["server_thread_control"] = run
         res = _results(run)
         control = {"target_qps": qps, "valid": res.result_valid, "p99_ms": res.latency_ms("p99") or 0.0}
@@ -223,12 +268,12 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         "load_average": {
             "before": [round(x, 2) for x in load_before],
             "after": [round(x, 2) for x in os.getloadavg()],
-        },  # fmt: skip
+        },
         "errors": [
             f"{name}: exit {run.rc}, see {run.log}"
             for name, run in runs.items()
             if run.rc != 0 or run.results is None
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -252,20 +297,31 @@ def render_ray(r: dict[str, Any], command: str) -> str:
     )
     control = ""
     if c := r.get("server_thread_control"):
-        control = (f"; control, threads 2 workers x 1 thread at {c['target_qps']} QPS: "
-                   f"{'VALID' if c['valid'] else 'INVALID'} p99 {c['p99_ms']:.1f} ms")  # fmt: skip
+        control = (
+            f"; control, threads 2 workers x 1 thread at {c['target_qps']} QPS: "
+            f"{'VALID' if c['valid'] else 'INVALID'} p99 {c['p99_ms']:.1f} ms"
+        )
     rows = [
-        ("offline_ray_vs_thread", f"{kind}: {r['model']}/{r['task']} {r['backend']}",
-         f"Ray 2 actors x 1 thread {r['offline_ray_sps']} / threads 1 worker x 2 threads "
-         f"{r['offline_thread_sps']} samples/s (queries of {r['offline_samples']} and "
-         f"{r['offline_thread_samples']} samples); control, threads 2 workers x 1 thread: "
-         f"{r['offline_thread_2x1_sps']} samples/s"),
-        ("dispatch_ceiling", f"noop on {kind} shapes",
-         f"samples/s through Ray at max_batch 32: {noop}; the thread executor (no Ray) "
-         f"{r['noop_thread_sps']:,.0f}; bare Ray pipelined {rt['bare_pipelined_samples_per_s']:,.0f}"),
-        ("server_vs_offline_ray", f"{kind}: {r['model']}/{r['task']} {r['backend']}",
-         f"{server} / Ray Offline {r['offline_ray_sps']} samples/s{control}"),
-    ]  # fmt: skip
+        (
+            "offline_ray_vs_thread",
+            f"{kind}: {r['model']}/{r['task']} {r['backend']}",
+            f"Ray 2 actors x 1 thread {r['offline_ray_sps']} / threads 1 worker x 2 threads "
+            f"{r['offline_thread_sps']} samples/s (queries of {r['offline_samples']} and "
+            f"{r['offline_thread_samples']} samples); control, threads 2 workers x 1 thread: "
+            f"{r['offline_thread_2x1_sps']} samples/s",
+        ),
+        (
+            "dispatch_ceiling",
+            f"noop on {kind} shapes",
+            f"samples/s through Ray at max_batch 32: {noop}; the thread executor (no Ray) "
+            f"{r['noop_thread_sps']:,.0f}; bare Ray pipelined {rt['bare_pipelined_samples_per_s']:,.0f}",
+        ),
+        (
+            "server_vs_offline_ray",
+            f"{kind}: {r['model']}/{r['task']} {r['backend']}",
+            f"{server} / Ray Offline {r['offline_ray_sps']} samples/s{control}",
+        ),
+    ]
     lines = [
         "# Ray executor: figures measured side by side in one run",
         "",
@@ -301,7 +357,7 @@ def render_ray(r: dict[str, Any], command: str) -> str:
             f"{a['name']} {a['samples']} samples in {a['batches']} batches (node "
             f"{str(a.get('node_id'))[:8]})"
             for a in r["offline_ray_actors"]
-        )  # fmt: skip
+        )
         + ".",
     ]
     if r["errors"]:

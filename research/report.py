@@ -74,60 +74,108 @@ def markdown(
             f"Model kind(s): {', '.join(kinds)} (tiny = the offline zoo; random = speed only).",
             "",
         ]
-    head = ["model", "task", "backend", "Offline samples/s", "SS p90 ms", "SS p99 ms", "Server QPS",
-            "Server p99 ms", "metric", "value", "all valid"]  # fmt: skip
+    head = [
+        "model",
+        "task",
+        "backend",
+        "Offline samples/s",
+        "SS p90 ms",
+        "SS p99 ms",
+        "Server QPS",
+        "Server p99 ms",
+        "metric",
+        "value",
+        "all valid",
+    ]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         flags = [
             r[k] for k in ("offline_valid", "singlestream_valid", "server_valid") if r[k] is not None
         ]
-        cells = [r["model"], r["task"], r["backend"], _fmt(r["offline_samples_per_s"]),
-                 _fmt(r["singlestream_p90_ms"], 2), _fmt(r["singlestream_p99_ms"], 2),
-                 _fmt(r["server_completed_qps"]), _fmt(r["server_p99_ms"], 2), _fmt(r["metric"]),
-                 _fmt(r["metric_value"], 2), _fmt(all(flags)) if flags else "-"]  # fmt: skip
+        cells = [
+            r["model"],
+            r["task"],
+            r["backend"],
+            _fmt(r["offline_samples_per_s"]),
+            _fmt(r["singlestream_p90_ms"], 2),
+            _fmt(r["singlestream_p99_ms"], 2),
+            _fmt(r["server_completed_qps"]),
+            _fmt(r["server_p99_ms"], 2),
+            _fmt(r["metric"]),
+            _fmt(r["metric_value"], 2),
+            _fmt(all(flags)) if flags else "-",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     over = overhead_rows(rows)
     if over:
-        lines += ["", "## Offline throughput relative to `full` (same task and backend)", "",
-                  "| model | task | backend | ratio | cost % |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Offline throughput relative to `full` (same task and backend)",
+            "",
+            "| model | task | backend | ratio | cost % |",
+            "|---|---|---|---|---|",
+        ]
         for r in over:
-            lines.append(f"| {r['model']} | {r['task']} | {r['backend']} | {r['ratio_vs_full']:.3f} | "
-                         f"{r['cost_pct']:+.1f} |")  # fmt: skip
+            lines.append(
+                f"| {r['model']} | {r['task']} | {r['backend']} | {r['ratio_vs_full']:.3f} | "
+                f"{r['cost_pct']:+.1f} |"
+            )
     rounds = [r for r in round_ratios(runs) if r["rounds"] > 1]
     if rounds:
-        lines += ["", "## Ratios to `full` over interleaved rounds (same task, backend and round)", "",
-                  "Each round runs every model back to back; a ratio is taken within one round, so "
-                  "the machine's drift between rounds cancels. Offline: samples/s (below 1 = slower); "
-                  "SingleStream: p90 latency (above 1 = slower); Server: p99 latency at one offered load "
-                  "common to every model (above 1 = slower).", "",
-                  "| figure | task | backend | model | median | min-max | rounds |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Ratios to `full` over interleaved rounds (same task, backend and round)",
+            "",
+            "Each round runs every model back to back; a ratio is taken within one round, so "
+            "the machine's drift between rounds cancels. Offline: samples/s (below 1 = slower); "
+            "SingleStream: p90 latency (above 1 = slower); Server: p99 latency at one offered load "
+            "common to every model (above 1 = slower).",
+            "",
+            "| figure | task | backend | model | median | min-max | rounds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in rounds:
-            lines.append(f"| {r['figure']} | {r['task']} | {r['backend']} | {r['model']} | "
-                         f"{r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | {r['rounds']} |")  # fmt: skip
+            lines.append(
+                f"| {r['figure']} | {r['task']} | {r['backend']} | {r['model']} | "
+                f"{r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | {r['rounds']} |"
+            )
     memory = [m for m in memory_rows(runs) if m["parameters"] or m["peak_rss_mib"]]
     if memory:
-        lines += ["", "## Memory (round-0 Offline runs)", "",
-                  "Parameters of the served module (PyTorch; adapters and fusion layers included where "
-                  "they are served), extra against `full`, and the run process's peak resident memory "
-                  "(model, features, runtime, LoadGen).", "",
-                  "| task | model | backend | parameters | extra vs full | parameters MiB | peak RSS MiB |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Memory (round-0 Offline runs)",
+            "",
+            "Parameters of the served module (PyTorch; adapters and fusion layers included where "
+            "they are served), extra against `full`, and the run process's peak resident memory "
+            "(model, features, runtime, LoadGen).",
+            "",
+            "| task | model | backend | parameters | extra vs full | parameters MiB | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for m in memory:
             extra = f"{m['extra_parameters']:+,}" if m["extra_parameters"] is not None else "-"
-            lines.append(f"| {m['task']} | {m['model']} | {m['backend']} | {_fmt(m['parameters'])} | {extra} | "
-                         f"{_fmt(m['parameter_mib'])} | {_fmt(m['peak_rss_mib'])} |")  # fmt: skip
+            lines.append(
+                f"| {m['task']} | {m['model']} | {m['backend']} | {_fmt(m['parameters'])} | {extra} | "
+                f"{_fmt(m['parameter_mib'])} | {_fmt(m['peak_rss_mib'])} |"
+            )
     deltas = int8_language_deltas(runs)
     if deltas:
-        lines += ["", "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference", "",
-                  "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its "
-                  "PyTorch fp32 run (the same fp32 math) of the same training seed; the `reference` "
-                  "column names it.", "",
-                  "| model | seed | reference | language | fp32 | int8 | delta |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference",
+            "",
+            "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its "
+            "PyTorch fp32 run (the same fp32 math) of the same training seed; the `reference` "
+            "column names it.",
+            "",
+            "| model | seed | reference | language | fp32 | int8 | delta |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for d in deltas:
-            lines.append(f"| {d['model']} | {d['seed']} | {d['reference']} | {d['language']} | "
-                         f"{d['fp32']:.2f} | {d['int8']:.2f} | {d['delta']:+.2f} |")  # fmt: skip
+            lines.append(
+                f"| {d['model']} | {d['seed']} | {d['reference']} | {d['language']} | "
+                f"{d['fp32']:.2f} | {d['int8']:.2f} | {d['delta']:+.2f} |"
+            )
         mean = statistics.fmean(d["delta"] for d in deltas)
         lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
     if accuracy is not None and (accuracy.figures or accuracy.verdicts or accuracy.refused):

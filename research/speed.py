@@ -100,7 +100,7 @@ def interleaved(
     reports/scripts/mixed_runtimes.py).
     Each timed unit is preceded by an untimed `settle_s` sleep, so the previous side's thread pool
     has stopped spin-waiting (a precaution: it did not cure the mixed-runtime slowdown). One warm-up call per side first. Per side: the median over rounds,
-    the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""  # fmt: skip
+    the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""
     names = list(sides)
     for predict, batches in sides.values():
         predict(*batches[0])
@@ -152,8 +152,13 @@ def _ratio(result: dict[str, dict[str, Any]], new: str, old: str) -> float:
 def batching(lengths, args) -> dict[str, Any]:
     predict = torch_predict(_served("full", "tiny", args.models_dir).torch_module())
     vocab = 8002
-    res = interleaved({"naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab)),
-                       "sorted_token_budget": (predict, make_batches(lengths, True, vocab))}, args.repeats)  # fmt: skip
+    res = interleaved(
+        {
+            "naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab)),
+            "sorted_token_budget": (predict, make_batches(lengths, True, vocab)),
+        },
+        args.repeats,
+    )
     return {"results": res, "ratio": _ratio(res, "sorted_token_budget", "naive_fixed32_pad128")}
 
 
@@ -174,16 +179,22 @@ def _backend_sides(encoder: str, lengths, args, unfused: bool) -> dict[str, Any]
     res = interleaved({k: (p, batches) for k, p in predicts.items()}, args.repeats, per_batch=False)
     for backend in sides.values():
         backend.close()
-    return {"samples": len(lengths), "results": res, "fp32_vs_pytorch": _ratio(res, "fp32_fused", "pytorch"),
-            "int8_vs_pytorch": _ratio(res, "int8_fused", "pytorch")}  # fmt: skip
+    return {
+        "samples": len(lengths),
+        "results": res,
+        "fp32_vs_pytorch": _ratio(res, "fp32_fused", "pytorch"),
+        "int8_vs_pytorch": _ratio(res, "int8_fused", "pytorch"),
+    }
 
 
 def onnxruntime_vs_pytorch(lengths, args) -> dict[str, Any]:
     out = _backend_sides("tiny", lengths, args, unfused=True)
     res = out["results"]
-    out |= {"fusions_ratio": _ratio(res, "fp32_fused", "fp32_unfused"),
-            "int8_ratio": _ratio(res, "int8_fused", "fp32_fused"),
-            "accuracy_note": "int8 accuracy change per XNLI language: see study.md (accuracy runs)"}  # fmt: skip
+    out |= {
+        "fusions_ratio": _ratio(res, "fp32_fused", "fp32_unfused"),
+        "int8_ratio": _ratio(res, "int8_fused", "fp32_fused"),
+        "accuracy_note": "int8 accuracy change per XNLI language: see study.md (accuracy runs)",
+    }
     if "base" in args.b_shapes.split(","):
         out["base"] = _backend_sides(
             "base", lengths[: min(args.real_samples, len(lengths))], args, unfused=False
@@ -209,20 +220,37 @@ def fusion_fold(lengths, args) -> dict[str, Any]:
     diff = max(float((a(*x) - b(*x)).abs().max()) for x in batches[:4])
     scale = max(float(a(*x).abs().max()) for x in batches[:4])
     res = interleaved({"library_fusion": (a, batches), "folded_fusion": (b, batches)}, args.repeats)
-    return {"results": res, "ratio": _ratio(res, "folded_fusion", "library_fusion"),
-            "max_abs_diff": diff, "output_max_abs": scale, "equal_within_1e-4": diff < 1e-4, "layers_replaced": replaced}  # fmt: skip
+    return {
+        "results": res,
+        "ratio": _ratio(res, "folded_fusion", "library_fusion"),
+        "max_abs_diff": diff,
+        "output_max_abs": scale,
+        "equal_within_1e-4": diff < 1e-4,
+        "layers_replaced": replaced,
+    }
 
 
 # Parts d, f, g: full, and every model served otherwise (adapter forms also as `<model>-library`).
-VARIANTS = ("full", *(v for n, spec in MODELS.items() if spec.serving != "plain"
-                      for v in ((n, f"{n}-library") if spec.serving in ("adapter", "fusion") else (n,))))  # fmt: skip
+VARIANTS = (
+    "full",
+    *(
+        v
+        for n, spec in MODELS.items()
+        if spec.serving != "plain"
+        for v in ((n, f"{n}-library") if spec.serving in ("adapter", "fusion") else (n,))
+    ),
+)
 
 
 def _variants(encoder: str, models_dir: str | None) -> dict[str, Any]:
     """Parts d, f, g: the served modules (adapter models lean, AdapterFusion folded) and, as
     `<model>-library`, the two adapter models in the adapters library's own form (lean=False)."""
-    return {v: _served(v.removesuffix("-library"), encoder, models_dir).torch_module(
-                lean=not v.endswith("-library")) for v in VARIANTS}  # fmt: skip
+    return {
+        v: _served(v.removesuffix("-library"), encoder, models_dir).torch_module(
+            lean=not v.endswith("-library")
+        )
+        for v in VARIANTS
+    }
 
 
 def adapter_cost(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
@@ -231,9 +259,16 @@ def adapter_cost(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
     batches = make_batches(lengths, True, vocab)
     res = interleaved({k: (torch_predict(m), batches) for k, m in modules.items()}, args.repeats)
     cost = {k: 1 - _ratio(res, k, "full") for k in res if k != "full"}
-    return {"encoder": encoder, "samples": len(lengths), "results": res, "cost_vs_full": cost,
-            "targets": {"adapter_cost_le_10pct": cost["adapter"] <= 0.10,
-                        "merged_lora_within_2pct": abs(cost["lora-squad"]) <= 0.02}}  # fmt: skip
+    return {
+        "encoder": encoder,
+        "samples": len(lengths),
+        "results": res,
+        "cost_vs_full": cost,
+        "targets": {
+            "adapter_cost_le_10pct": cost["adapter"] <= 0.10,
+            "merged_lora_within_2pct": abs(cost["lora-squad"]) <= 0.02,
+        },
+    }
 
 
 def adapter_cost_base(lengths, args) -> dict[str, Any]:
@@ -252,8 +287,11 @@ def real_shapes(lengths, args) -> dict[str, Any]:
         vocab = int(served.encoder_config["vocab_size"])
         batches = make_batches(lengths[:n], True, vocab)
         singles = make_batches(lengths[: max(4, n // 2)], True, vocab)
-        singles = [(ids[i : i + 1, : int(m[i].sum())], m[i : i + 1, : int(m[i].sum())])
-                   for ids, m in singles for i in range(len(ids))]  # fmt: skip
+        singles = [
+            (ids[i : i + 1, : int(m[i].sum())], m[i : i + 1, : int(m[i].sum())])
+            for ids, m in singles
+            for i in range(len(ids))
+        ]
         for backend in [b for b in args.real_backends.split(",") if b]:
             b = create_backend(backend, served, BackendOptions(threads=args.threads))
             thr = interleaved({"offline": (b.predict, batches)}, max(1, args.repeats // 2))
@@ -262,9 +300,11 @@ def real_shapes(lengths, args) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 b.predict(ids, m)
                 lat.append(1000 * (time.perf_counter() - t0))
-            out[f"{encoder}/{backend}"] = {"samples_per_s": thr["offline"]["samples_per_s"],
-                                            "batch1_p50_ms": float(np.percentile(lat, 50)),
-                                            "batch1_p90_ms": float(np.percentile(lat, 90))}  # fmt: skip
+            out[f"{encoder}/{backend}"] = {
+                "samples_per_s": thr["offline"]["samples_per_s"],
+                "batch1_p50_ms": float(np.percentile(lat, 50)),
+                "batch1_p90_ms": float(np.percentile(lat, 90)),
+            }
             b.close()
     return out
 
@@ -288,8 +328,11 @@ def flop_counts(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> 
         ids, mask = make_batches(lengths[:8], True, vocab)[0]
         modules = _variants(encoder, args.models_dir)
         flops = {m: forward_flops(mod, ids, mask) for m, mod in modules.items()}
-        out[encoder] = {"batch": list(ids.shape), "gflops_full": flops["full"] / 1e9,
-                        "extra_vs_full": {m: f / flops["full"] - 1 for m, f in flops.items() if m != "full"}}  # fmt: skip
+        out[encoder] = {
+            "batch": list(ids.shape),
+            "gflops_full": flops["full"] / 1e9,
+            "extra_vs_full": {m: f / flops["full"] - 1 for m, f in flops.items() if m != "full"},
+        }
     return out
 
 
@@ -304,21 +347,48 @@ class Part:
     measure: Callable[[np.ndarray, argparse.Namespace], dict[str, Any]]
 
 
-PARTS: dict[str, Part] = {p.letter: p for p in (
-    Part("a", "batching", "Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny "
-         "shape, PyTorch)", batching),
-    Part("b", "onnxruntime_vs_pytorch", "ONNX Runtime: transformer fusions, int8 dynamic "
-         "quantisation, vs PyTorch eager", onnxruntime_vs_pytorch),
-    Part("c", "fusion_fold", "AdapterFusion: the library's layer vs the exact fold (tiny "
-         "adapter-squad)", fusion_fold),
-    Part("d", "adapter_cost", "Adapters vs full, PyTorch fp32 (tiny shape)", adapter_cost),
-    Part("e", "real_shapes", "Real shapes, RANDOM weights: Offline throughput and batch-1 latency",
-         real_shapes),
-    Part("f", "adapter_cost_base", "Adapters vs full at the XLM-R base shape, RANDOM weights, "
-         "PyTorch fp32", adapter_cost_base),
-    Part("g", "flop_counts", "FLOPs of each variant relative to full, one batch of 8 (a count: no "
-         "timing noise)", flop_counts),
-)}  # fmt: skip
+PARTS: dict[str, Part] = {
+    p.letter: p
+    for p in (
+        Part(
+            "a",
+            "batching",
+            "Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny shape, PyTorch)",
+            batching,
+        ),
+        Part(
+            "b",
+            "onnxruntime_vs_pytorch",
+            "ONNX Runtime: transformer fusions, int8 dynamic quantisation, vs PyTorch eager",
+            onnxruntime_vs_pytorch,
+        ),
+        Part(
+            "c",
+            "fusion_fold",
+            "AdapterFusion: the library's layer vs the exact fold (tiny adapter-squad)",
+            fusion_fold,
+        ),
+        Part("d", "adapter_cost", "Adapters vs full, PyTorch fp32 (tiny shape)", adapter_cost),
+        Part(
+            "e",
+            "real_shapes",
+            "Real shapes, RANDOM weights: Offline throughput and batch-1 latency",
+            real_shapes,
+        ),
+        Part(
+            "f",
+            "adapter_cost_base",
+            "Adapters vs full at the XLM-R base shape, RANDOM weights, PyTorch fp32",
+            adapter_cost_base,
+        ),
+        Part(
+            "g",
+            "flop_counts",
+            "FLOPs of each variant relative to full, one batch of 8 (a count: no timing noise)",
+            flop_counts,
+        ),
+    )
+}
 
 
 def selected(parts: str) -> list[str]:
@@ -343,8 +413,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The speed flags of their own (`study --speed` adds them to the study's)."""
     a = parser.add_argument
     letters = "".join(PARTS)
-    a("--parts", default=letters, help=f"which micro-benchmarks: letters ('abd', default {letters}) or "
-      f"comma-separated names ({','.join(p.name for p in PARTS.values())})")  # fmt: skip
+    a(
+        "--parts",
+        default=letters,
+        help=f"which micro-benchmarks: letters ('abd', default {letters}) or "
+        f"comma-separated names ({','.join(p.name for p in PARTS.values())})",
+    )
     a("--repeats", type=int, default=5, help="interleaved rounds per comparison (medians reported)")
     a("--samples", type=int, default=512, help="XNLI samples per pass (tiny shape)")
     a("--real_samples", type=int, default=32, help="samples per pass, base/large shapes (parts e, f)")
@@ -368,8 +442,15 @@ def main(args: argparse.Namespace) -> int:
     chosen = selected(args.parts)
     lengths, source = xnli_lengths(args.samples, args.models_dir)
     command = f"python -m research {' '.join(sys.argv[1:])}"
-    report: dict[str, Any] = {"command": command.strip(), "lengths": source, "mean_tokens": float(lengths.mean()), "repeats": args.repeats,
-                              "device": device_info(), "versions": package_versions(), **git_state()}  # fmt: skip
+    report: dict[str, Any] = {
+        "command": command.strip(),
+        "lengths": source,
+        "mean_tokens": float(lengths.mean()),
+        "repeats": args.repeats,
+        "device": device_info(),
+        "versions": package_versions(),
+        **git_state(),
+    }
     out = Path(args.out)
     previous = out / "speed.json"
     if previous.is_file():  # parts not run now keep their earlier figures (each part says when/how)
@@ -380,8 +461,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"speed part {part} ({PARTS[part].name}) ...", flush=True)
         report[part] = PARTS[part].measure(lengths, args)
         report[part]["wall_s"] = round(time.perf_counter() - t0, 1)
-        report[part]["measured"] = {"at": time.strftime("%Y-%m-%d %H:%M"), "command": command.strip(),
-                                    "git_sha": report.get("git_sha"), "git_dirty": report.get("git_dirty")}  # fmt: skip
+        report[part]["measured"] = {
+            "at": time.strftime("%Y-%m-%d %H:%M"),
+            "command": command.strip(),
+            "git_sha": report.get("git_sha"),
+            "git_dirty": report.get("git_dirty"),
+        }
         print(
             json.dumps({k: v for k, v in report[part].items() if k != "results"}, indent=1, default=str)
         )
@@ -408,15 +493,23 @@ def _section(result: dict[str, Any]) -> list[str]:
     shapes = {k: v for k, v in result.items() if isinstance(v, dict) and "batch1_p50_ms" in v}
     if shapes:
         lines = ["| shape/backend | samples/s | batch-1 p50 ms | batch-1 p90 ms |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['samples_per_s']:,.2f} | {v['batch1_p50_ms']:,.1f} | "
-                  f"{v['batch1_p90_ms']:,.1f} |" for k, v in shapes.items()]  # fmt: skip
+        lines += [
+            f"| {k} | {v['samples_per_s']:,.2f} | {v['batch1_p50_ms']:,.1f} | "
+            f"{v['batch1_p90_ms']:,.1f} |"
+            for k, v in shapes.items()
+        ]
     else:
         lines = ["| variant | samples/s (median) | spread |", "|---|---|---|"]
-        lines += [f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |"
-                  for name, v in result.get("results", {}).items()]  # fmt: skip
+        lines += [
+            f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |"
+            for name, v in result.get("results", {}).items()
+        ]
     lines.append("")
-    lines += [f"- {key}: {json.dumps(_short(value), default=str)}" for key, value in result.items()
-              if key != "results" and key not in shapes and key not in nested]  # fmt: skip
+    lines += [
+        f"- {key}: {json.dumps(_short(value), default=str)}"
+        for key, value in result.items()
+        if key != "results" and key not in shapes and key not in nested
+    ]
     for key, value in nested.items():
         lines += ["", f"### {key} shape", "", *_section(value)]
     return lines
@@ -426,14 +519,19 @@ def markdown(r: dict[str, Any]) -> str:
     """speed.md: one section per part: its medians table (or, for part e, one row per shape and
     backend), then its ratios and when and how it was measured."""
     dirty = " (uncommitted changes)" if r.get("git_dirty") else ""
-    lines = ["# Speed micro-benchmarks (random weights, in-process, interleaved medians)", "",
-             f"Command: `{r.get('command', 'python -m research study --speed')}`  ",
-             f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
-             f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}{dirty}.", "",
-             "Within a part every variant runs on the same batches, interleaved batch by batch (part b, "
-             "whose sides are different runtimes, by whole passes); ratios are medians of per-round "
-             "ratios; `spread` is max/min - 1 of a variant's rounds, the noise its median sits in. "
-             "Each part says when, how and at which commit it was measured.", ""]  # fmt: skip
+    lines = [
+        "# Speed micro-benchmarks (random weights, in-process, interleaved medians)",
+        "",
+        f"Command: `{r.get('command', 'python -m research study --speed')}`  ",
+        f"Lengths: {r['lengths']}, mean {r['mean_tokens']:.1f} tokens; {r['repeats']} rounds; "
+        f"CPU {r['device']['cpu_model']} x{r['device']['cpu_cores']}; git {r['git_sha'][:12]}{dirty}.",
+        "",
+        "Within a part every variant runs on the same batches, interleaved batch by batch (part b, "
+        "whose sides are different runtimes, by whole passes); ratios are medians of per-round "
+        "ratios; `spread` is max/min - 1 of a variant's rounds, the noise its median sits in. "
+        "Each part says when, how and at which commit it was measured.",
+        "",
+    ]
     for letter, part in PARTS.items():
         if letter in r:
             lines += [f"## Part {letter}: {part.title}", "", *_section(r[letter]), ""]

@@ -126,16 +126,30 @@ class Rates:
 # every model's query the same size, so the rounds' ratios compare like with like; with the single
 # per-task target a slow model's query took up to 2.5 x the duration (250 on XNLI: 1,375 samples, 21 s
 # at 66 samples/s): the 150 Offline cells took 56.7 min, with these 38.7 (one `make study`, 2026-11-30).
-E5_OFFLINE_QPS = {("xnli", "pytorch"): 150.0, ("xnli", "onnxruntime"): 140.0, ("xnli", "onnxruntime-int8"): 240.0,
-                  ("tydiqa", "pytorch"): 35.0, ("tydiqa", "onnxruntime"): 33.0,
-                  ("tydiqa", "onnxruntime-int8"): 49.0}  # fmt: skip
+E5_OFFLINE_QPS = {
+    ("xnli", "pytorch"): 150.0,
+    ("xnli", "onnxruntime"): 140.0,
+    ("xnli", "onnxruntime-int8"): 240.0,
+    ("tydiqa", "pytorch"): 35.0,
+    ("tydiqa", "onnxruntime"): 33.0,
+    ("tydiqa", "onnxruntime-int8"): 49.0,
+}
 RATES: dict[str, Rates] = {
-    "tiny": Rates(5.0, {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0}, 60.0,
-                  {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0}),
-    "e5-small": Rates(5.0, {"xnli": 191.0, "pawsx": 100.0, "tydiqa": 285.0, "tatoeba": 163.0, "bucc": 125.0},
-                      118.0, {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0},
-                      E5_OFFLINE_QPS, {"xnli": 1.45, "tydiqa": 1.8}),
-}  # fmt: skip
+    "tiny": Rates(
+        5.0,
+        {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0},
+        60.0,
+        {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0},
+    ),
+    "e5-small": Rates(
+        5.0,
+        {"xnli": 191.0, "pawsx": 100.0, "tydiqa": 285.0, "tatoeba": 163.0, "bucc": 125.0},
+        118.0,
+        {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0},
+        E5_OFFLINE_QPS,
+        {"xnli": 1.45, "tydiqa": 1.8},
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -207,13 +221,24 @@ class Cell:
         perf = self.mode == "performance"
         timed = perf and self.subcommand == "run"
         return RunConfig.layered(
-            scenario=self.scenario, model=self.model, task=self.task, backend=backend, dtype=dtype,
-            encoder=s.encoder, output_dir=self.output_dir(s), accuracy=not perf, allow_invalid=perf,
-            duration_s=self.duration_s(s), count=s.count if timed else None,
-            threads=s.threads, user_conf=user_conf or s.user_conf,
-            languages=",".join(s.languages) or None, models_dir=str(seed_models_dir(get_encoder(s.encoder).default_models_dir(BUILD), self.seed))
-            if self.seed else None,
-        )  # fmt: skip
+            scenario=self.scenario,
+            model=self.model,
+            task=self.task,
+            backend=backend,
+            dtype=dtype,
+            encoder=s.encoder,
+            output_dir=self.output_dir(s),
+            accuracy=not perf,
+            allow_invalid=perf,
+            duration_s=self.duration_s(s),
+            count=s.count if timed else None,
+            threads=s.threads,
+            user_conf=user_conf or s.user_conf,
+            languages=",".join(s.languages) or None,
+            models_dir=str(seed_models_dir(get_encoder(s.encoder).default_models_dir(BUILD), self.seed))
+            if self.seed
+            else None,
+        )
 
     def run_folder(self, s: StudySettings) -> Path:
         """Where the runner writes this cell (harness.run_folder.RunFolder.plan)."""
@@ -316,10 +341,12 @@ def plan_cells(g: Grid) -> list[Cell]:
             (m, b)
             for m in task_models
             for b in g.backends
-            if perf and latency and "Server" in g.scenarios
+            if perf
+            and latency
+            and "Server" in g.scenarios
             and (g.server_backends is None or b in g.server_backends)
             and (g.server_models is None or m in g.server_models)
-        }  # fmt: skip
+        }
         for model in task_models:
             for backend in g.backends:
                 server = (model, backend) in serves
@@ -339,25 +366,43 @@ def plan_cells(g: Grid) -> list[Cell]:
             k = r % max(len(task_models), 1)  # round r starts at the r-th model: none always first
             for model in task_models[k:] + task_models[:k]:
                 for backend in g.backends:
-                    cells += [Cell(model, task, backend, sc, "performance", round=r)
-                              for sc in ("Offline", "SingleStream")
-                              if sc in g.scenarios and (sc == "Offline" or latency)]  # fmt: skip
+                    cells += [
+                        Cell(model, task, backend, sc, "performance", round=r)
+                        for sc in ("Offline", "SingleStream")
+                        if sc in g.scenarios and (sc == "Offline" or latency)
+                    ]
                     if (model, backend) in serves:
                         cells += common_load_cells(model, task, backend, task_models, g.server_common, r)
         if task == SEED_TASK:
-            cells += [Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=seed)
-                      for seed in g.seeds if seed for m in g.seed_models if m in g.models]  # fmt: skip
+            cells += [
+                Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=seed)
+                for seed in g.seeds
+                if seed
+                for m in g.seed_models
+                if m in g.models
+            ]
     return cells
 
 
-def common_load_cells(model: str, task: str, backend: str, task_models: Sequence[str],
-                      fraction: float | None, round_: int) -> list[Cell]:  # fmt: skip
+def common_load_cells(
+    model: str, task: str, backend: str, task_models: Sequence[str], fraction: float | None, round_: int
+) -> list[Cell]:
     """The common-load Server cell of `model` in `round_` (none without a fraction, or when
     COMMON_LOAD_MODEL, whose Offline rate sets the load, is not among the task's models)."""
     if fraction is None or COMMON_LOAD_MODEL not in task_models:
         return []
-    return [Cell(model, task, backend, "Server", "performance", fraction, round=round_,
-                 load_of=COMMON_LOAD_MODEL)]  # fmt: skip
+    return [
+        Cell(
+            model,
+            task,
+            backend,
+            "Server",
+            "performance",
+            fraction,
+            round=round_,
+            load_of=COMMON_LOAD_MODEL,
+        )
+    ]
 
 
 def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
@@ -387,8 +432,9 @@ def measured_seconds(cell: Cell, s: StudySettings) -> float | None:
     return float(wall) if isinstance(wall, int | float) else None
 
 
-def time_by_group(cells: Sequence[Cell], done: dict[str, float | None], s: StudySettings
-                  ) -> dict[str, tuple[int, float, float, float, float]]:  # fmt: skip
+def time_by_group(
+    cells: Sequence[Cell], done: dict[str, float | None], s: StudySettings
+) -> dict[str, tuple[int, float, float, float, float]]:
     """Per kind of cell (task, scenario, mode; find_peak, common load and seed cells apart), over
     the timed finished ones in `done` (name -> wall seconds): count, measured seconds, planned
     seconds, the median and the longest cell's seconds, the largest measured first."""
@@ -512,9 +558,14 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
         cfg = cell_config(cell, s)
     except LookupError as exc:
         return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
-    run = launch(cfg, log_dir / f"{cell.name}.log", command=cell.subcommand,
-                 more_flags=[*peak_bounds(cell, s), *s.run_args], python=s.python,
-                 timeout_s=s.cell_timeout_s)  # fmt: skip
+    run = launch(
+        cfg,
+        log_dir / f"{cell.name}.log",
+        command=cell.subcommand,
+        more_flags=[*peak_bounds(cell, s), *s.run_args],
+        python=s.python,
+        timeout_s=s.cell_timeout_s,
+    )
     rc = run.rc
     record.update(rc=rc, wall_s=round(time.perf_counter() - t0, 2))
     folder = result_folder(cell, s)
@@ -610,49 +661,106 @@ class _Preset(argparse.Action):
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--preset", action=_Preset, choices=list(PRESETS), default=None,
-      help="a named grid (e5-small: the whole study, about 3 h 4 min; e5-small-quick: under 20 min); put it "
-           "first: flags after it override it")  # fmt: skip
+    a(
+        "--preset",
+        action=_Preset,
+        choices=list(PRESETS),
+        default=None,
+        help="a named grid (e5-small: the whole study, about 3 h 4 min; e5-small-quick: under 20 min); put it "
+        "first: flags after it override it",
+    )
     a("--models", type=_csv, default=list(MODELS), help=f"comma list (default: all, {','.join(MODELS)})")
     a("--tasks", type=_csv, default=list(TASKS), help="comma list (default: xnli,tydiqa,tatoeba,bucc)")
     a("--backends", type=_csv, default=list(BACKEND_VARIANTS), help="comma list of backend variants")
     a("--scenarios", type=_csv, default=list(SCENARIOS), help="comma list of LoadGen scenarios")
-    a("--latency_tasks", type=_csv, default=["xnli"],
-      help="tasks that also get SingleStream and Server ('all' = every task); default xnli")  # fmt: skip
-    a("--accuracy_backends", type=_csv, default=["pytorch", "onnxruntime-int8"],
-      help="backend variants that get an accuracy run ('all', or 'none' = no accuracy runs)")  # fmt: skip
-    a("--server_qps", choices=("fraction", "peak"), default="fraction",
-      help="Server offered load: fractions of Offline samples/s, or find_peak's search")  # fmt: skip
-    a("--server_fractions", type=lambda v: [float(x) for x in _csv(v)], default=[0.5, 0.9],
-      help="Server offered loads as fractions of the variant's Offline samples/s")  # fmt: skip
-    a("--server_common", type=float, default=None,
-      help="also offer every model this fraction of full's Offline samples/s in Server, in every "
-           "round (a common load: p99 ratios to full with a range)")  # fmt: skip
-    a("--server_models", type=_csv, default=None,
-      help="models with Server cells ('all' = every one, the default)")  # fmt: skip
-    a("--server_backends", type=_csv, default=["pytorch", "onnxruntime-int8"],
-      help="backend variants that get Server runs ('all' = every one)")  # fmt: skip
-    a("--seeds", type=lambda v: [int(x) for x in _csv(v)], default=[0],
-      help="training seeds: seeds other than 0 add PyTorch accuracy cells of --seed_models on XNLI, "
-           "served from that seed's zoo (built on first use; training noise)")  # fmt: skip
+    a(
+        "--latency_tasks",
+        type=_csv,
+        default=["xnli"],
+        help="tasks that also get SingleStream and Server ('all' = every task); default xnli",
+    )
+    a(
+        "--accuracy_backends",
+        type=_csv,
+        default=["pytorch", "onnxruntime-int8"],
+        help="backend variants that get an accuracy run ('all', or 'none' = no accuracy runs)",
+    )
+    a(
+        "--server_qps",
+        choices=("fraction", "peak"),
+        default="fraction",
+        help="Server offered load: fractions of Offline samples/s, or find_peak's search",
+    )
+    a(
+        "--server_fractions",
+        type=lambda v: [float(x) for x in _csv(v)],
+        default=[0.5, 0.9],
+        help="Server offered loads as fractions of the variant's Offline samples/s",
+    )
+    a(
+        "--server_common",
+        type=float,
+        default=None,
+        help="also offer every model this fraction of full's Offline samples/s in Server, in every "
+        "round (a common load: p99 ratios to full with a range)",
+    )
+    a(
+        "--server_models",
+        type=_csv,
+        default=None,
+        help="models with Server cells ('all' = every one, the default)",
+    )
+    a(
+        "--server_backends",
+        type=_csv,
+        default=["pytorch", "onnxruntime-int8"],
+        help="backend variants that get Server runs ('all' = every one)",
+    )
+    a(
+        "--seeds",
+        type=lambda v: [int(x) for x in _csv(v)],
+        default=[0],
+        help="training seeds: seeds other than 0 add PyTorch accuracy cells of --seed_models on XNLI, "
+        "served from that seed's zoo (built on first use; training noise)",
+    )
     a("--seed_models", type=_csv, default=["full", "adapter"], help="models trained with every seed")
-    a("--perf_tasks", type=_csv, default=None,
-      help="tasks with performance cells and non-PyTorch accuracy cells (default: all)")  # fmt: skip
-    a("--retrieval_models", type=_csv, default=None,
-      help="models run on retrieval tasks (default: all; models serving one encoder repeat a figure)")  # fmt: skip
-    a("--other_accuracy_models", type=_csv, default=None,
-      help="models with accuracy cells on backends other than pytorch (default: all)")  # fmt: skip
-    a("--rounds", type=int, default=1,
-      help="interleaved repeats of the Offline/SingleStream performance cells (ratios with spread)")  # fmt: skip
+    a(
+        "--perf_tasks",
+        type=_csv,
+        default=None,
+        help="tasks with performance cells and non-PyTorch accuracy cells (default: all)",
+    )
+    a(
+        "--retrieval_models",
+        type=_csv,
+        default=None,
+        help="models run on retrieval tasks (default: all; models serving one encoder repeat a figure)",
+    )
+    a(
+        "--other_accuracy_models",
+        type=_csv,
+        default=None,
+        help="models with accuracy cells on backends other than pytorch (default: all)",
+    )
+    a(
+        "--rounds",
+        type=int,
+        default=1,
+        help="interleaved repeats of the Offline/SingleStream performance cells (ratios with spread)",
+    )
     a(
         "--duration",
         type=float,
         default=3.0,
         help="performance-run min_duration in seconds (600 official)",
     )
-    a("--offline_qps", type=float, default=None,
-      help="Offline target_qps written to each Offline cell's user.conf (default: per task for tiny, "
-           "see RATES; 0 = user.conf's)")  # fmt: skip
+    a(
+        "--offline_qps",
+        type=float,
+        default=None,
+        help="Offline target_qps written to each Offline cell's user.conf (default: per task for tiny, "
+        "see RATES; 0 = user.conf's)",
+    )
     a("--count", type=int, default=None, help="passed to the runner as --count")
     a(
         "--languages",
@@ -664,8 +772,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--encoder", default="tiny")
     a("--runs_dir", type=Path, default=BUILD / "study")
     a("--out", type=Path, default=REPO / "reports")
-    a("--answer_doc", type=Path, default=REPO / "docs" / "study.md",
-      help="the document whose generated answer block is rewritten (only from trained checkpoints)")  # fmt: skip
+    a(
+        "--answer_doc",
+        type=Path,
+        default=REPO / "docs" / "study.md",
+        help="the document whose generated answer block is rewritten (only from trained checkpoints)",
+    )
     a("--cell_timeout", type=float, default=900.0, help="seconds before a cell's process is killed")
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
     a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
@@ -687,11 +799,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
     """The cells and settings the parsed command line asks for."""
     settings = StudySettings(
-        runs_dir=args.runs_dir, duration_s=args.duration, encoder=args.encoder, count=args.count,
-        threads=args.threads, run_args=tuple(args.run_args.split()),
-        cell_timeout_s=args.cell_timeout, offline_qps=args.offline_qps,
+        runs_dir=args.runs_dir,
+        duration_s=args.duration,
+        encoder=args.encoder,
+        count=args.count,
+        threads=args.threads,
+        run_args=tuple(args.run_args.split()),
+        cell_timeout_s=args.cell_timeout,
+        offline_qps=args.offline_qps,
         languages=tuple(args.languages),
-    )  # fmt: skip
+    )
     grid = {f.name: getattr(args, f.name) for f in fields(Grid)}  # the flags of the same names
     for key in ("latency_tasks", "server_backends", "server_models"):
         grid[key] = None if grid[key] == ["all"] else grid[key]
@@ -707,8 +824,10 @@ def main(args: argparse.Namespace) -> int:
         return speed.main(args)
     cells, settings = plan(args)
     est = estimate_seconds(cells, settings)
-    print(f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
-          f"(research/study.py RATES for {settings.encoder}: process start + run time)")  # fmt: skip
+    print(
+        f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
+        f"(research/study.py RATES for {settings.encoder}: process start + run time)"
+    )
     if args.plan:
         done = {c.name: measured_seconds(c, settings) for c in cells if is_done(c, settings)}
         for c in cells:
@@ -717,12 +836,16 @@ def main(args: argparse.Namespace) -> int:
             print(" ", c.name, state)
         timed = [w for w in done.values() if w is not None]
         rest = estimate_seconds([c for c in cells if c.name not in done], settings)
-        print(f"study: {len(done)} of {len(cells)} cells done at these settings ({len(timed)} timed, "
-              f"{sum(timed) / 60:.0f} min by the wall times in their {MARKER}); estimated "
-              f"{rest / 60:.0f} min for the rest")  # fmt: skip
+        print(
+            f"study: {len(done)} of {len(cells)} cells done at these settings ({len(timed)} timed, "
+            f"{sum(timed) / 60:.0f} min by the wall times in their {MARKER}); estimated "
+            f"{rest / 60:.0f} min for the rest"
+        )
         for group, (n, wall, est, median, longest) in time_by_group(cells, done, settings).items():
-            print(f"  {group:<40} {n:>3} cells: measured {wall / 60:5.1f} min (cells: median "
-                  f"{median:.0f} s, longest {longest:.0f} s), planned {est / 60:5.1f} min")  # fmt: skip
+            print(
+                f"  {group:<40} {n:>3} cells: measured {wall / 60:5.1f} min (cells: median "
+                f"{median:.0f} s, longest {longest:.0f} s), planned {est / 60:5.1f} min"
+            )
         return 0
     failed = []
     if not args.report_only and args.from_runs_csv is None:
@@ -730,8 +853,10 @@ def main(args: argparse.Namespace) -> int:
         records = run_study(cells, settings, progress=not args.no_progress)
         failed = [r for r in records if r.get("error")]
         done = sum(1 for r in records if r.get("skipped"))
-        print(f"study: ran {len(records) - done} cells ({done} already done) in "
-              f"{(time.perf_counter() - t0) / 60:.1f} min; {len(failed)} failed")  # fmt: skip
+        print(
+            f"study: ran {len(records) - done} cells ({done} already done) in "
+            f"{(time.perf_counter() - t0) / 60:.1f} min; {len(failed)} failed"
+        )
         for r in failed:
             print(f"  FAILED {r['cell']}: {r['error']}")
     from research.report import write_report

@@ -134,8 +134,13 @@ class ActorPool:
     """The actors of one run seen from the LoadGen process (thread-safe): which actor serves each
     batch, the retry of a batch whose actor was lost, and what each actor served."""
 
-    def __init__(self, transport: Transport, names: Sequence[str], places: Sequence[dict[str, Any]],
-                 retry_wait_s: float):  # fmt: skip
+    def __init__(
+        self,
+        transport: Transport,
+        names: Sequence[str],
+        places: Sequence[dict[str, Any]],
+        retry_wait_s: float,
+    ):
         self.transport = transport
         self.names = list(names)
         self.places = [dict(p) for p in places]  # node_id, node_ip, pid of each actor, as last seen
@@ -268,10 +273,17 @@ class ActorPool:
         """results.json "ray": per actor and per node batches and samples, and every fault."""
         with self._lock:
             actors = [
-                {"name": name, **self.places[a], "batches": self.batches[a], "samples": self.samples[a],
-                 "losses": self.losses[a], "restarts": self.restarts[a], "dead": self.dead[a]}
+                {
+                    "name": name,
+                    **self.places[a],
+                    "batches": self.batches[a],
+                    "samples": self.samples[a],
+                    "losses": self.losses[a],
+                    "restarts": self.restarts[a],
+                    "dead": self.dead[a],
+                }
                 for a, name in enumerate(self.names)
-            ]  # fmt: skip
+            ]
             faults = [{k: v for k, v in f.items() if k != "label"} for f in self.faults]
             return {
                 "actors": actors,
@@ -292,8 +304,10 @@ class ActorPool:
                     if f["recovered"]
                     else f"lost again ({f.get('retry_error')})"
                 )
-                lines.append(f"actor {f['label']} was lost mid-run ({f['error']}); its batch of "
-                             f"{f['batch_samples']} samples was {where} and {outcome}")  # fmt: skip
+                lines.append(
+                    f"actor {f['label']} was lost mid-run ({f['error']}); its batch of "
+                    f"{f['batch_samples']} samples was {where} and {outcome}"
+                )
             return "; ".join(lines)
 
 
@@ -410,9 +424,17 @@ class RayExecutor:
     goes into run_config.json, `stats()` into results.json; `close()` ends the actors (and the
     embedded cluster)."""
 
-    def __init__(self, address: str | None, owns_ray: bool, handles: list[Any], pool: ActorPool,
-                 resources: ActorResources, descriptions: list[dict[str, Any]], timeout_s: float,
-                 started_s: float):  # fmt: skip
+    def __init__(
+        self,
+        address: str | None,
+        owns_ray: bool,
+        handles: list[Any],
+        pool: ActorPool,
+        resources: ActorResources,
+        descriptions: list[dict[str, Any]],
+        timeout_s: float,
+        started_s: float,
+    ):
         self.address, self.owns_ray, self.handles, self.pool = address, owns_ray, handles, pool
         self.resources, self.descriptions, self.timeout_s = resources, descriptions, timeout_s
         self.started_s = started_s
@@ -441,9 +463,12 @@ class RayExecutor:
         try:
             _check_resources(ray, actors, resources, address)
             remote = ray.remote(BackendActor).options(
-                num_cpus=resources.num_cpus, num_gpus=resources.num_gpus, max_restarts=1,
-                max_task_retries=0, scheduling_strategy="SPREAD",
-            )  # fmt: skip
+                num_cpus=resources.num_cpus,
+                num_gpus=resources.num_gpus,
+                max_restarts=1,
+                max_task_retries=0,
+                scheduling_strategy="SPREAD",
+            )
             handles = [remote.remote(make) for _ in range(actors)]
             names = [f"ray-worker-{i}" for i in range(actors)]
             ready = _wait_ready(ray, handles, names, start_timeout_s, resources)
@@ -453,8 +478,16 @@ class RayExecutor:
             raise
         places = [{k: r[k] for k in ("node_id", "node_ip", "pid")} for r in ready]
         pool = ActorPool(RayTransport(handles, call_timeout_s), names, places, call_timeout_s)
-        return cls(address, owns, handles, pool, resources, [r["backend"] for r in ready],
-                   call_timeout_s, time.monotonic() - t0)  # fmt: skip
+        return cls(
+            address,
+            owns,
+            handles,
+            pool,
+            resources,
+            [r["backend"] for r in ready],
+            call_timeout_s,
+            time.monotonic() - t0,
+        )
 
     def proxies(self, per_actor: int) -> list[RayBackend]:
         """per_actor proxies per actor, interleaved (actor 0, 1, ..., 0, 1, ...)."""
@@ -467,10 +500,14 @@ class RayExecutor:
         import ray
 
         nodes = [
-            {"node_id": n["NodeID"], "node_ip": n.get("NodeManagerAddress"), "alive": n.get("Alive"),
-             "resources": n.get("Resources", {})}
+            {
+                "node_id": n["NodeID"],
+                "node_ip": n.get("NodeManagerAddress"),
+                "alive": n.get("Alive"),
+                "resources": n.get("Resources", {}),
+            }
             for n in ray.nodes()
-        ]  # fmt: skip
+        ]
         return {
             "ray_version": ray.__version__,
             "address": self.address or "local (embedded cluster started by this run)",
@@ -484,7 +521,7 @@ class RayExecutor:
                     "num_gpus": self.resources.num_gpus,
                 }
                 for name, place in zip(self.pool.names, self.pool.places, strict=True)
-            ],  # fmt: skip
+            ],
             "inflight_per_actor": self.inflight,
             "call_timeout_s": self.timeout_s,
             "start_s": round(self.started_s, 2),
@@ -518,8 +555,12 @@ def _connect(ray: Any, address: str | None, actors: int, resources: ActorResourc
     import logging
 
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
-              "runtime_env": {"env_vars": {"PYTHONPATH": path}}}  # fmt: skip
+    common = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "runtime_env": {"env_vars": {"PYTHONPATH": path}},
+    }
     for attempt in range(1 if address else EMBEDDED_START_ATTEMPTS):
         try:
             if address:
@@ -527,8 +568,12 @@ def _connect(ray: Any, address: str | None, actors: int, resources: ActorResourc
                 ray.init(address=address, **common)
             else:  # "local": never join a cluster that happens to run on this machine
                 cpus = max(os.cpu_count() or 1, int(np.ceil(actors * resources.num_cpus)))
-                ray.init(address="local", num_cpus=cpus,
-                         object_store_memory=EMBEDDED_OBJECT_STORE_BYTES, **common)  # fmt: skip
+                ray.init(
+                    address="local",
+                    num_cpus=cpus,
+                    object_store_memory=EMBEDDED_OBJECT_STORE_BYTES,
+                    **common,
+                )
             return
         except ValueError:
             raise
@@ -539,8 +584,11 @@ def _connect(ray: Any, address: str | None, actors: int, resources: ActorResourc
                     f"reach the Ray cluster at {address}" if address else "start an embedded Ray cluster"
                 )
                 raise ValueError(f"cannot {where}: {first_line(exc)}") from exc
-            print(f"warning: the embedded Ray cluster did not start ({first_line(exc)}); trying again",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"warning: the embedded Ray cluster did not start ({first_line(exc)}); trying again",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _check_resources(ray: Any, actors: int, resources: ActorResources, address: str | None) -> None:
@@ -554,8 +602,9 @@ def _check_resources(ray: Any, actors: int, resources: ActorResources, address: 
             )
 
 
-def _wait_ready(ray: Any, handles: list[Any], names: list[str], timeout_s: float,
-                resources: ActorResources) -> list[dict[str, Any]]:  # fmt: skip
+def _wait_ready(
+    ray: Any, handles: list[Any], names: list[str], timeout_s: float, resources: ActorResources
+) -> list[dict[str, Any]]:
     """Each actor's ready() (where it runs, its backend's describe()); ValueError naming the actor
     when one is not placed in time or cannot build its backend."""
     from ray.exceptions import RayError, RayTaskError

@@ -17,15 +17,33 @@ from research import answer, collect, report, study
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _write_run(root: Path, backend: str, dtype: str, model: str, task: str, scenario: str, mode: str,
-               results: dict, accuracy: dict | None = None, kind: str = "tiny") -> Path:  # fmt: skip
+def _write_run(
+    root: Path,
+    backend: str,
+    dtype: str,
+    model: str,
+    task: str,
+    scenario: str,
+    mode: str,
+    results: dict,
+    accuracy: dict | None = None,
+    kind: str = "tiny",
+) -> Path:
     folder = root / f"{backend}-{dtype}" / model / task / scenario / mode
     folder.mkdir(parents=True)
     base = {"result_valid": True, "scenario": scenario, "mode": mode}
     (folder / "results.json").write_text(json.dumps({**base, **results}))
-    cfg = {"model": model, "task": task, "scenario": scenario, "mode": mode, "backend": backend,
-           "backend_options": {"dtype": dtype}, "encoder": "tiny", "model_kind": kind,
-           "duration_s": 3}  # fmt: skip
+    cfg = {
+        "model": model,
+        "task": task,
+        "scenario": scenario,
+        "mode": mode,
+        "backend": backend,
+        "backend_options": {"dtype": dtype},
+        "encoder": "tiny",
+        "model_kind": kind,
+        "duration_s": 3,
+    }
     (folder / "run_config.json").write_text(json.dumps(cfg))
     if accuracy is not None:
         (folder / "accuracy.json").write_text(json.dumps(accuracy))
@@ -36,24 +54,66 @@ def _write_run(root: Path, backend: str, dtype: str, model: str, task: str, scen
 def synthetic_tree(tmp_path):
     """Two models x two backends on xnli: Offline, SingleStream, two Server loads, accuracy."""
     root = tmp_path / "runs"
-    sps = {("full", "onnxruntime", "fp32"): 400.0, ("full", "onnxruntime", "int8"): 800.0,
-           ("adapter", "onnxruntime", "fp32"): 380.0, ("adapter", "onnxruntime", "int8"): 700.0}  # fmt: skip
+    sps = {
+        ("full", "onnxruntime", "fp32"): 400.0,
+        ("full", "onnxruntime", "int8"): 800.0,
+        ("adapter", "onnxruntime", "fp32"): 380.0,
+        ("adapter", "onnxruntime", "int8"): 700.0,
+    }
     for (model, backend, dtype), value in sps.items():
-        _write_run(root, backend, dtype, model, "xnli", "Offline", "performance",
-                   {"samples_per_second": value, "latency_ns": {"p90": 1e9, "p99": 2e9}})  # fmt: skip
-        _write_run(root, backend, dtype, model, "xnli", "SingleStream", "performance",
-                   {"latency_ns": {"p50": 2e6, "p90": 3e6, "p99": 4.5e6}, "early_stopping_latency_ns": 3.1e6})  # fmt: skip
+        _write_run(
+            root,
+            backend,
+            dtype,
+            model,
+            "xnli",
+            "Offline",
+            "performance",
+            {"samples_per_second": value, "latency_ns": {"p90": 1e9, "p99": 2e9}},
+        )
+        _write_run(
+            root,
+            backend,
+            dtype,
+            model,
+            "xnli",
+            "SingleStream",
+            "performance",
+            {"latency_ns": {"p50": 2e6, "p90": 3e6, "p99": 4.5e6}, "early_stopping_latency_ns": 3.1e6},
+        )
         for k, frac in enumerate((0.5, 0.9)):
-            folder = _write_run(root / f"q{k}", backend, dtype, model, "xnli", "Server", "performance",
-                                {"target_qps": frac * value, "completed_qps": frac * value,
-                                 "latency_ns": {"p99": (10 + 40 * k) * 1e6}})  # fmt: skip
+            folder = _write_run(
+                root / f"q{k}",
+                backend,
+                dtype,
+                model,
+                "xnli",
+                "Server",
+                "performance",
+                {
+                    "target_qps": frac * value,
+                    "completed_qps": frac * value,
+                    "latency_ns": {"p99": (10 + 40 * k) * 1e6},
+                },
+            )
             if k == 1 and dtype == "int8":  # the high load fails on int8: the table keeps the valid one
                 res = json.loads((folder / "results.json").read_text())
                 (folder / "results.json").write_text(json.dumps({**res, "result_valid": False}))
         drop = 0.02 if dtype == "int8" else 0.0
-        _write_run(root, backend, dtype, model, "xnli", "Offline", "accuracy", {},
-                   {"accuracy": 70.0 - 100 * drop,
-                    "per_language": {"en": {"accuracy": 80.0 - 100 * drop}, "de": 60.0}})  # fmt: skip
+        _write_run(
+            root,
+            backend,
+            dtype,
+            model,
+            "xnli",
+            "Offline",
+            "accuracy",
+            {},
+            {
+                "accuracy": 70.0 - 100 * drop,
+                "per_language": {"en": {"accuracy": 80.0 - 100 * drop}, "de": 60.0},
+            },
+        )
     return root
 
 
@@ -114,19 +174,46 @@ def test_report_of_empty_tree_writes_table_without_plots(tmp_path):
 def test_int8_deltas_use_pytorch_fp32_when_onnxruntime_fp32_has_no_accuracy_run(tmp_path):
     """The study's default accuracy backends (pytorch, onnxruntime-int8) still give the int8 table."""
     root = tmp_path / "runs"
-    acc = {("full", "pytorch", "fp32"): 50.0, ("full", "onnxruntime", "int8"): 47.5,
-           ("adapter", "pytorch", "fp32"): 10.0, ("adapter", "onnxruntime", "fp32"): 44.0,
-           ("adapter", "onnxruntime", "int8"): 45.0}  # fmt: skip
+    acc = {
+        ("full", "pytorch", "fp32"): 50.0,
+        ("full", "onnxruntime", "int8"): 47.5,
+        ("adapter", "pytorch", "fp32"): 10.0,
+        ("adapter", "onnxruntime", "fp32"): 44.0,
+        ("adapter", "onnxruntime", "int8"): 45.0,
+    }
     for (model, backend, dtype), en in acc.items():
-        _write_run(root, backend, dtype, model, "xnli", "Offline", "accuracy", {},
-                   {"accuracy": en, "per_language": {"en": en}})  # fmt: skip
+        _write_run(
+            root,
+            backend,
+            dtype,
+            model,
+            "xnli",
+            "Offline",
+            "accuracy",
+            {},
+            {"accuracy": en, "per_language": {"en": en}},
+        )
     deltas = collect.int8_language_deltas(collect.collect_runs(root))
     assert deltas == [  # adapter: ONNX Runtime fp32 preferred over its (different) PyTorch figure
-        {"model": "adapter", "seed": 0, "reference": "onnxruntime", "language": "en", "fp32": 44.0,
-         "int8": 45.0, "delta": 1.0},
-        {"model": "full", "seed": 0, "reference": "pytorch", "language": "en", "fp32": 50.0,
-         "int8": 47.5, "delta": -2.5},
-    ]  # fmt: skip
+        {
+            "model": "adapter",
+            "seed": 0,
+            "reference": "onnxruntime",
+            "language": "en",
+            "fp32": 44.0,
+            "int8": 45.0,
+            "delta": 1.0,
+        },
+        {
+            "model": "full",
+            "seed": 0,
+            "reference": "pytorch",
+            "language": "en",
+            "fp32": 50.0,
+            "int8": 47.5,
+            "delta": -2.5,
+        },
+    ]
     md = report.write_report(root, tmp_path / "out")["md"].read_text()
     assert "| model | seed | reference | language | fp32 | int8 | delta |" in md
     assert "| full | 0 | pytorch | en | 50.00 | 47.50 | -2.50 |" in md
@@ -158,19 +245,41 @@ def test_int8_deltas_pair_the_int8_run_with_the_fp32_run_of_the_same_seed(tmp_pa
     assert "Mean change over models and languages: -0.75." in md  # (0.5 - 1 - 1.5 - 1) / 4
 
 
-def _row(model: str, backend: str, sps: float | None = None, p90: float | None = None,
-         value: float | None = None, task: str = "xnli", metric: str = "accuracy",
-         kind: str = "tiny") -> dict:  # fmt: skip
+def _row(
+    model: str,
+    backend: str,
+    sps: float | None = None,
+    p90: float | None = None,
+    value: float | None = None,
+    task: str = "xnli",
+    metric: str = "accuracy",
+    kind: str = "tiny",
+) -> dict:
     row = dict.fromkeys(collect.VARIANT_COLUMNS)
-    row.update(model=model, task=task, backend=backend, model_kind=kind, offline_samples_per_s=sps,
-               singlestream_p90_ms=p90, metric=metric if value is not None else None,
-               metric_value=value)  # fmt: skip
+    row.update(
+        model=model,
+        task=task,
+        backend=backend,
+        model_kind=kind,
+        offline_samples_per_s=sps,
+        singlestream_p90_ms=p90,
+        metric=metric if value is not None else None,
+        metric_value=value,
+    )
     return row
 
 
 def _acc_run(model: str, backend: str, per_language: dict, seed: int = 0) -> collect.Run:
-    return collect.Run(path="", model=model, task="xnli", scenario="Offline", mode="accuracy",
-                      backend=backend, per_language=per_language, seed=seed)  # fmt: skip
+    return collect.Run(
+        path="",
+        model=model,
+        task="xnli",
+        scenario="Offline",
+        mode="accuracy",
+        backend=backend,
+        per_language=per_language,
+        seed=seed,
+    )
 
 
 def test_answer_quotes_the_measured_ratios():
@@ -200,22 +309,29 @@ def test_answer_quotes_the_measured_ratios():
             mode="performance",
             backend="pytorch",
             duration_s=3.0,
-        ),  # fmt: skip
+        ),
     ]
     lines = answer.answer_lines(rows, runs, machine="2-core CPU (AMD EPYC)", speed={})
     text = "\n".join(lines)
     assert lines[0] == "## Answer (from the figures above)"
-    assert ("  - PyTorch, XNLI (full 500.0 samples/s): adapter 0.91x of full (-9%), adapter-squad "
-            "(AdapterFusion, folded) 0.46x (-54%), lora-squad (merged) 1.02x (+2%).") in lines  # fmt: skip
+    assert (
+        "  - PyTorch, XNLI (full 500.0 samples/s): adapter 0.91x of full (-9%), adapter-squad "
+        "(AdapterFusion, folded) 0.46x (-54%), lora-squad (merged) 1.02x (+2%)."
+    ) in lines
     assert "  - ONNX Runtime, XNLI" not in text  # no adapter model measured on it
-    assert ("  - Noise: full-squad and lora-squad run the very graph of full; their ratios "
-            "(0.95-1.04 over 3 runs) show the noise of single short runs: up to 5% either way. "
-            "Adapter ratios beyond that noise: adapter on PyTorch (0.91x), adapter-squad on "
-            "PyTorch (0.46x).") in lines  # fmt: skip
-    assert ("- Backends (full, XNLI Offline, relative to PyTorch at 500.0 samples/s): ONNX Runtime "
-            "700.0 samples/s (1.40x, +40%); ONNX Runtime int8 950.0 samples/s (1.90x, +90%).") in lines  # fmt: skip
-    assert ("- Latency (PyTorch, XNLI SingleStream p90): full 4.00 ms; adapter-squad 6.80 ms "
-            "(1.70x, +70%).") in lines  # fmt: skip
+    assert (
+        "  - Noise: full-squad and lora-squad run the very graph of full; their ratios "
+        "(0.95-1.04 over 3 runs) show the noise of single short runs: up to 5% either way. "
+        "Adapter ratios beyond that noise: adapter on PyTorch (0.91x), adapter-squad on "
+        "PyTorch (0.46x)."
+    ) in lines
+    assert (
+        "- Backends (full, XNLI Offline, relative to PyTorch at 500.0 samples/s): ONNX Runtime "
+        "700.0 samples/s (1.40x, +40%); ONNX Runtime int8 950.0 samples/s (1.90x, +90%)."
+    ) in lines
+    assert (
+        "- Latency (PyTorch, XNLI SingleStream p90): full 4.00 ms; adapter-squad 6.80 ms (1.70x, +70%)."
+    ) in lines
 
     def server_lines(rows):
         return [line for line in answer.answer_lines(rows, runs) if line.startswith("- Server")]
@@ -242,11 +358,15 @@ def test_answer_quotes_the_measured_ratios():
     rows[3].update(server_target_qps=420.0, server_invalid_above_qps=480.0)  # brackets meet
     assert server_lines(rows) == [head.replace("3 models", "4 models") + "."]
     assert not any("QPS (" in line for line in answer.answer_lines(rows, runs))  # no peak ratio at all
-    assert ("  - XNLI accuracy, PyTorch: full 34.00; adapter 33.50 (-0.50 points), adapter-squad "
-            "35.25 (+1.25 points).") in lines  # pytorch preferred over the int8 figure  # fmt: skip
+    assert (
+        "  - XNLI accuracy, PyTorch: full 34.00; adapter 33.50 (-0.50 points), adapter-squad "
+        "35.25 (+1.25 points)."
+    ) in lines  # pytorch preferred over the int8 figure
     assert "  - TyDiQA f1, ONNX Runtime int8: full 6.00; adapter 4.50 (-1.50 points)." in lines
-    assert ("  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean -1.50 points over 2 "
-            "model-language pairs (reference: PyTorch fp32 for full).") in lines  # fmt: skip
+    assert (
+        "  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean -1.50 points over 2 "
+        "model-language pairs (reference: PyTorch fp32 for full)."
+    ) in lines
     caveat = lines[-1]
     assert caveat.startswith(
         "- Caveats: Figures come from model kind(s) tiny (tiny = a 4-layer, 128-wide"
@@ -259,8 +379,10 @@ def test_answer_quotes_the_measured_ratios():
 
 
 def test_answer_omits_bullets_without_figures():
-    rows = [_row("full", "onnxruntime", sps=400.0, kind="random"),
-            _row("adapter", "onnxruntime", sps=300.0, kind="random")]  # fmt: skip
+    rows = [
+        _row("full", "onnxruntime", sps=400.0, kind="random"),
+        _row("adapter", "onnxruntime", sps=300.0, kind="random"),
+    ]
     lines = answer.answer_lines(rows, [])
     text = "\n".join(lines)
     assert "  - ONNX Runtime, XNLI (full 400.0 samples/s): adapter 0.75x of full (-25%)." in lines
@@ -268,8 +390,19 @@ def test_answer_omits_bullets_without_figures():
         assert gone not in text  # no same-graph model, no PyTorch, no SingleStream, no accuracy
     assert lines[-1].startswith("- Caveats: Figures come from model kind(s) random (random = ")
     assert "tiny =" not in lines[-1] and "`python -m research study --speed` writes" in lines[-1]
-    rounds = [collect.Run(path="", model="full", task="xnli", scenario="Offline", mode="performance",
-                          backend="pytorch", duration_s=5.0, round=r) for r in range(3)]  # fmt: skip
+    rounds = [
+        collect.Run(
+            path="",
+            model="full",
+            task="xnli",
+            scenario="Offline",
+            mode="performance",
+            backend="pytorch",
+            duration_s=5.0,
+            round=r,
+        )
+        for r in range(3)
+    ]
     caveat = answer.answer_lines(rows, rounds)[-1]
     assert (
         "a short run (min_duration 5 s) on a shared machine; Offline and SingleStream cells ran in 3 "
@@ -294,9 +427,16 @@ def plan(*args, **kwargs) -> list:
 
 
 def test_plan_orders_offline_before_server_and_counts_cells():
-    cells = plan(study.MODELS, study.TASKS, list(study.BACKEND_VARIANTS), study.SCENARIOS,
-                 latency_tasks=["xnli"], accuracy_backends=["pytorch", "onnxruntime-int8"],
-                 server_fractions=[0.5, 0.9], server_backends=["pytorch", "onnxruntime-int8"])  # fmt: skip
+    cells = plan(
+        study.MODELS,
+        study.TASKS,
+        list(study.BACKEND_VARIANTS),
+        study.SCENARIOS,
+        latency_tasks=["xnli"],
+        accuracy_backends=["pytorch", "onnxruntime-int8"],
+        server_fractions=[0.5, 0.9],
+        server_backends=["pytorch", "onnxruntime-int8"],
+    )
     # Offline 5x4x3 + SingleStream 5x3 + Server 5x2x2 + accuracy 5x4x2
     assert len(cells) == 60 + 15 + 20 + 40
     names = [c.name for c in cells]
@@ -314,10 +454,20 @@ def test_rounds_are_interleaved_and_rotated():
     models = ["full", "adapter", "lora-squad"]
     cells = plan(models, ["xnli"], ["pytorch"], ["Offline"], rounds=4)
     order = [(c.round, c.model) for c in cells]
-    assert order == [(0, "full"), (0, "adapter"), (0, "lora-squad"),
-                     (1, "adapter"), (1, "lora-squad"), (1, "full"),
-                     (2, "lora-squad"), (2, "full"), (2, "adapter"),
-                     (3, "full"), (3, "adapter"), (3, "lora-squad")]  # fmt: skip
+    assert order == [
+        (0, "full"),
+        (0, "adapter"),
+        (0, "lora-squad"),
+        (1, "adapter"),
+        (1, "lora-squad"),
+        (1, "full"),
+        (2, "lora-squad"),
+        (2, "full"),
+        (2, "adapter"),
+        (3, "full"),
+        (3, "adapter"),
+        (3, "lora-squad"),
+    ]
     # a retrieval task whose models are all left out has no cells in any round
     none = plan(["full"], ["tatoeba"], ["pytorch"], ["Offline"], rounds=3, retrieval_models=["adapter"])
     assert none == []
@@ -419,9 +569,11 @@ def test_server_at_a_common_load_in_every_round(tmp_path):
     server = {"scenarios": ["Offline", "Server"], "server_qps": "peak", "server_common": 0.25}
     cells = plan(models, ["xnli"], ["pytorch"], rounds=3, **server)
     assert [c.name for c in cells] == [
-        "full.xnli.pytorch.Offline.performance", "full.xnli.pytorch.Server.performance",
+        "full.xnli.pytorch.Offline.performance",
+        "full.xnli.pytorch.Server.performance",
         "full.xnli.pytorch.Server.performance-qps0.25-of-full",
-        "adapter.xnli.pytorch.Offline.performance", "adapter.xnli.pytorch.Server.performance",
+        "adapter.xnli.pytorch.Offline.performance",
+        "adapter.xnli.pytorch.Server.performance",
         "adapter.xnli.pytorch.Server.performance-qps0.25-of-full",
         "adapter.xnli.pytorch.Offline.performance.round1",
         "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round1",
@@ -431,12 +583,14 @@ def test_server_at_a_common_load_in_every_round(tmp_path):
         "full.xnli.pytorch.Server.performance-qps0.25-of-full.round2",
         "adapter.xnli.pytorch.Offline.performance.round2",
         "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round2",
-    ]  # fmt: skip
+    ]
     # --server_models: the others get no Server cell of either kind (full's Offline still sets the load)
     only = plan(models, ["xnli"], ["pytorch"], rounds=2, server_models=["adapter"], **server)
     assert [c.name for c in only if c.scenario == "Server"] == [
-        "adapter.xnli.pytorch.Server.performance", "adapter.xnli.pytorch.Server.performance-qps0.25-of-full",
-        "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round1"]  # fmt: skip
+        "adapter.xnli.pytorch.Server.performance",
+        "adapter.xnli.pytorch.Server.performance-qps0.25-of-full",
+        "adapter.xnli.pytorch.Server.performance-qps0.25-of-full.round1",
+    ]
     # no full, no common load; none either where Server is not asked for
     assert not any(c.load_of for c in plan(["adapter"], ["xnli"], ["pytorch"], rounds=2, **server))
     server["scenarios"] = ["Offline"]
@@ -469,8 +623,17 @@ def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
         tmp_path / "zoo" / "encoder"
     )  # random weights use the zoo's tokenizer
     out = tmp_path / "gpu"
-    argv = [sys.executable, "-m", "harness", "gpu_check", "--dry", "--out", str(out),
-            "--models_dir", str(tmp_path / "zoo")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "harness",
+        "gpu_check",
+        "--dry",
+        "--out",
+        str(out),
+        "--models_dir",
+        str(tmp_path / "zoo"),
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=study.REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "DRY RUN" in proc.stdout
@@ -628,26 +791,58 @@ def test_answer_quotes_the_in_process_speed_figures():
         "adapter": {"samples_per_s": 88.0, "spread": 0.35},
     }
     speed = {
-        "d": {"cost_vs_full": {"adapter": 0.12, "adapter-squad": 0.3, "adapter-squad-library": 0.55,
-                               "lora-squad": -0.01}, "results": res},
-        "f": {"cost_vs_full": {"adapter": 0.04, "adapter-library": 0.09, "adapter-squad": 0.25,
-                               "adapter-squad-library": 0.5, "lora-squad": 0.0}, "results": res},
-        "b": {"fp32_vs_pytorch": 1.234, "int8_vs_pytorch": 1.9,
-              "base": {"fp32_vs_pytorch": 1.3, "int8_vs_pytorch": 2.5}},
-        "g": {"base": {"extra_vs_full": {"adapter": 0.0123, "adapter-squad": 0.101,
-                                         "adapter-squad-library": 0.2511, "lora-squad": 0.0}}},
-    }  # fmt: skip
+        "d": {
+            "cost_vs_full": {
+                "adapter": 0.12,
+                "adapter-squad": 0.3,
+                "adapter-squad-library": 0.55,
+                "lora-squad": -0.01,
+            },
+            "results": res,
+        },
+        "f": {
+            "cost_vs_full": {
+                "adapter": 0.04,
+                "adapter-library": 0.09,
+                "adapter-squad": 0.25,
+                "adapter-squad-library": 0.5,
+                "lora-squad": 0.0,
+            },
+            "results": res,
+        },
+        "b": {
+            "fp32_vs_pytorch": 1.234,
+            "int8_vs_pytorch": 1.9,
+            "base": {"fp32_vs_pytorch": 1.3, "int8_vs_pytorch": 2.5},
+        },
+        "g": {
+            "base": {
+                "extra_vs_full": {
+                    "adapter": 0.0123,
+                    "adapter-squad": 0.101,
+                    "adapter-squad-library": 0.2511,
+                    "lora-squad": 0.0,
+                }
+            }
+        },
+    }
     lines = answer.answer_lines([], [], speed=speed)
-    assert ("  - Timed, tiny shape (part d): adapter -12%, adapter-squad -30% (library form -55%), "
-            "lora-squad +1% vs full; the rounds spread up to 35%, and lora-squad runs full's very "
-            "graph, so its figure is noise.") in lines  # fmt: skip
-    assert ("  - Timed, base shape (part f): adapter -4% (library form -9%), adapter-squad -25% "
-            "(library form -50%), lora-squad +0% vs full; the rounds spread up to 35%, and lora-squad "
-            "runs full's very graph, so its figure is noise.") in lines  # fmt: skip
+    assert (
+        "  - Timed, tiny shape (part d): adapter -12%, adapter-squad -30% (library form -55%), "
+        "lora-squad +1% vs full; the rounds spread up to 35%, and lora-squad runs full's very "
+        "graph, so its figure is noise."
+    ) in lines
+    assert (
+        "  - Timed, base shape (part f): adapter -4% (library form -9%), adapter-squad -25% "
+        "(library form -50%), lora-squad +0% vs full; the rounds spread up to 35%, and lora-squad "
+        "runs full's very graph, so its figure is noise."
+    ) in lines
     assert "  - ONNX Runtime vs PyTorch, full, tiny shape (part b): fp32 1.23x, int8 1.90x." in lines
     assert "  - ONNX Runtime vs PyTorch, full, base shape (part b): fp32 1.30x, int8 2.50x." in lines
-    assert ("  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +10.1% "
-            "(library form +25.1%), lora-squad +0.0% vs full.") in lines  # fmt: skip
+    assert (
+        "  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +10.1% "
+        "(library form +25.1%), lora-squad +0.0% vs full."
+    ) in lines
     assert not any("Side by side" in line for line in answer.answer_lines([], [], speed={}))
 
 

@@ -25,13 +25,25 @@ def run(
     """A scored accuracy run folder: per_sample.json with 0/100 per sample, `correct` [languages, n]."""
     folder = tmp / f"{model}-{backend}-{seed}-{task}"
     folder.mkdir()
-    per = {lang: {"ids": list(range(correct.shape[1])), "scores": (100.0 * correct[k]).tolist()}
-           for k, lang in enumerate(LANGS)}  # fmt: skip
+    per = {
+        lang: {"ids": list(range(correct.shape[1])), "scores": (100.0 * correct[k]).tolist()}
+        for k, lang in enumerate(LANGS)
+    }
     (folder / "per_sample.json").write_text(json.dumps({"statistic": "mean", "per_language": per}))
     value = float(np.mean([100.0 * c.mean() for c in correct]))
-    return Run(path=str(folder), model=model, task=task, scenario="Offline", mode="accuracy",
-               backend=backend, encoder="e5-small", model_kind=kind, metric="accuracy",
-               metric_value=value, seed=seed)  # fmt: skip
+    return Run(
+        path=str(folder),
+        model=model,
+        task=task,
+        scenario="Offline",
+        mode="accuracy",
+        backend=backend,
+        encoder="e5-small",
+        model_kind=kind,
+        metric="accuracy",
+        metric_value=value,
+        seed=seed,
+    )
 
 
 @pytest.fixture
@@ -54,8 +66,12 @@ def test_keeps_loses_and_intermediate_effect(tmp_path, base):
     ]
     study = accuracy_study(runs, n_boot=400)
     d = study.differences
-    assert set(d) == {("xnli", "adapter", "full"), ("xnli", "full-squad", "full"),
-                      ("xnli", "adapter-squad", "full-squad"), ("xnli", "adapter-squad", "adapter")}  # fmt: skip
+    assert set(d) == {
+        ("xnli", "adapter", "full"),
+        ("xnli", "full-squad", "full"),
+        ("xnli", "adapter-squad", "full-squad"),
+        ("xnli", "adapter-squad", "adapter"),
+    }
     assert keeps_verdict(d[("xnli", "adapter", "full")]["average"]) == "keeps"
     assert keeps_verdict(d[("xnli", "adapter-squad", "full-squad")]["average"]) == "loses"
     assert effect_verdict(d[("xnli", "full-squad", "full")]["average"]) == "adds"
@@ -157,9 +173,18 @@ def test_round_ratios_and_the_same_graph_check():
     from research.collect import VARIANT_COLUMNS, round_of, round_ratios
 
     def perf(model, rnd, sps, p90=None, scenario="Offline"):
-        return Run(path=f"runs/round-{rnd}/pytorch/{model}" if rnd else f"runs/pytorch/{model}",
-                   model=model, task="xnli", scenario=scenario, mode="performance", backend="pytorch",
-                   model_kind="real", samples_per_second=sps, p90_ms=p90, round=rnd)  # fmt: skip
+        return Run(
+            path=f"runs/round-{rnd}/pytorch/{model}" if rnd else f"runs/pytorch/{model}",
+            model=model,
+            task="xnli",
+            scenario=scenario,
+            mode="performance",
+            backend="pytorch",
+            model_kind="real",
+            samples_per_second=sps,
+            p90_ms=p90,
+            round=rnd,
+        )
 
     full = [100.0, 80.0, 120.0, 90.0, 110.0]  # the machine drifts by 50% between rounds
     lora_offline, lora_p90 = (1.02, 0.97, 1.0, 1.01, 0.99), (1.01, 0.98, 1.03, 0.99, 1.0)
@@ -202,19 +227,32 @@ def test_round_ratios_and_the_same_graph_check():
     for r in ort:
         r.backend = "onnxruntime"
     blank = dict.fromkeys(VARIANT_COLUMNS)
-    rows0 = [blank | {"model": m, "task": "xnli", "backend": "pytorch", "offline_samples_per_s": sps,
-                      "singlestream_p90_ms": p90} for m, sps, p90 in (("full", 100.0, 4.0), ("adapter", 90.0, 8.0))]  # fmt: skip
+    rows0 = [
+        blank
+        | {
+            "model": m,
+            "task": "xnli",
+            "backend": "pytorch",
+            "offline_samples_per_s": sps,
+            "singlestream_p90_ms": p90,
+        }
+        for m, sps, p90 in (("full", 100.0, 4.0), ("adapter", 90.0, 8.0))
+    ]
     lines = answer_lines(rows0, runs + ort)
-    assert ("- Backends (full, XNLI Offline samples/s relative to PyTorch paired by round; median "
-            "[min-max]): ONNX Runtime 0.85x [0.70-0.90] (-15%, 5 rounds).") in lines  # fmt: skip
+    assert (
+        "- Backends (full, XNLI Offline samples/s relative to PyTorch paired by round; median "
+        "[min-max]): ONNX Runtime 0.85x [0.70-0.90] (-15%, 5 rounds)."
+    ) in lines
     assert not any(line.startswith("- Latency (") for line in lines)
     biased = [r for r in runs if r.model != "lora-squad"]
     slower = (0.9, 0.92, 0.88, 0.9, 0.91)
     biased += [perf("lora-squad", k, v * f) for k, (v, f) in enumerate(zip(full, slower, strict=True))]
     biased += [perf("lora-squad", k, None, v * 1.1, "SingleStream") for k, v in enumerate(p90)]
     text = "\n".join(answer_lines([], biased))
-    assert ("its range includes 1.00 in 0 of 2 figures (not in Offline samples/s, XNLI, PyTorch "
-            "[0.88-0.92]; SingleStream p90 latency, XNLI, PyTorch [1.10-1.10]);") in text  # fmt: skip
+    assert (
+        "its range includes 1.00 in 0 of 2 figures (not in Offline samples/s, XNLI, PyTorch "
+        "[0.88-0.92]; SingleStream p90 latency, XNLI, PyTorch [1.10-1.10]);"
+    ) in text
     assert "(Student's t 95% interval): a bias of +10% to find" in text
     assert round_of("build/study/round-3/pytorch/full") == 3 and round_of("build/study/pytorch") == 0
 
@@ -226,9 +264,20 @@ def test_server_ratios_come_from_the_common_load_runs_only():
     def server(model, rnd, p99, qps, common=True):
         where = f"runs/round-{rnd}/pytorch" if rnd else "runs/pytorch"
         where += f"/qps-0.20-of-full/{model}" if common else f"/{model}/xnli/trial_00"
-        return Run(path=where, model=model, task="xnli", scenario="Server", mode="performance",
-                   backend="pytorch", model_kind="real", p99_ms=p99, target_qps=qps, result_valid=True,
-                   round=rnd, load_of=load_of_path(where))  # fmt: skip
+        return Run(
+            path=where,
+            model=model,
+            task="xnli",
+            scenario="Server",
+            mode="performance",
+            backend="pytorch",
+            model_kind="real",
+            p99_ms=p99,
+            target_qps=qps,
+            result_valid=True,
+            round=rnd,
+            load_of=load_of_path(where),
+        )
 
     full = [80.0, 100.0, 120.0]
     runs = [server("full", k, v, 21.7) for k, v in enumerate(full)]
@@ -245,16 +294,27 @@ def test_server_ratios_come_from_the_common_load_runs_only():
     assert rows["adapter"]["ratios"] == pytest.approx([1.2, 1.5, 1.3])
     assert rows["lora-squad"]["min"] == pytest.approx(0.9) and rows["lora-squad"]["rounds"] == 3
     text = "\n".join(answer_lines([], runs))
-    assert ("  - Server p99 latency at 21.7 QPS offered to every model, XNLI, PyTorch (3 rounds): "
-            "adapter 1.30x [1.20-1.50], lora-squad (merged) 1.00x [0.90-1.10].") in text  # fmt: skip
+    assert (
+        "  - Server p99 latency at 21.7 QPS offered to every model, XNLI, PyTorch (3 rounds): "
+        "adapter 1.30x [1.20-1.50], lora-squad (merged) 1.00x [0.90-1.10]."
+    ) in text
     assert "common-load Server cells ran in 3 interleaved rounds" in text
     # the variant table's Server column stays find_peak's: the common load is not a search result
     table = {r["model"]: r for r in variant_rows(runs)}
     assert table["adapter"]["server_target_qps"] == 15.0 and table["full"]["server_p99_ms"] == 500.0
     # searches in which full found no VALID load: no peak ratio, the lowest loads tried instead
     blank = dict.fromkeys(VARIANT_COLUMNS)
-    searched = [blank | {"model": m, "task": "xnli", "backend": "pytorch", "server_target_qps": q,
-                         "server_valid": False} for m, q in (("full", 19.6), ("adapter", 16.4))]  # fmt: skip
+    searched = [
+        blank
+        | {
+            "model": m,
+            "task": "xnli",
+            "backend": "pytorch",
+            "server_target_qps": q,
+            "server_valid": False,
+        }
+        for m, q in (("full", 19.6), ("adapter", 16.4))
+    ]
     server_line = [line for line in answer_lines(searched, runs) if line.startswith("- Server")]
     assert server_line == [
         "- Server (PyTorch, XNLI): each of the 2 models' peaks comes from one find_peak search, and one "
@@ -272,11 +332,30 @@ def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
     runs = [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.05, 1))]
     for k in range(3):
         for model, sps in (("full", 100.0 + k), ("adapter", 90.0 + k)):
-            runs.append(Run(path=f"r/round-{k}/{model}", model=model, task="xnli", scenario="Offline",
-                            mode="performance", backend="pytorch", model_kind="real",
-                            samples_per_second=sps, round=k))  # fmt: skip
-        runs.append(Run(path=f"r/ss/{k}", model=["full", "adapter"][k % 2], task="xnli", scenario="SingleStream",
-                        mode="performance", backend="pytorch", latency_pct_ms={"min": 5.0, "p50": 6.0, "p90": 7.0}))  # fmt: skip
+            runs.append(
+                Run(
+                    path=f"r/round-{k}/{model}",
+                    model=model,
+                    task="xnli",
+                    scenario="Offline",
+                    mode="performance",
+                    backend="pytorch",
+                    model_kind="real",
+                    samples_per_second=sps,
+                    round=k,
+                )
+            )
+        runs.append(
+            Run(
+                path=f"r/ss/{k}",
+                model=["full", "adapter"][k % 2],
+                task="xnli",
+                scenario="SingleStream",
+                mode="performance",
+                backend="pytorch",
+                latency_pct_ms={"min": 5.0, "p50": 6.0, "p90": 7.0},
+            )
+        )
     study = accuracy_study(runs, n_boot=100)
     made = write_study_plots(study, runs, round_ratios(runs), tmp_path)
     assert sorted(made) == ["adapter_cost", "languages_xnli", "latency_distribution", "pareto"]
@@ -288,11 +367,25 @@ def test_memory_rows_extra_parameters():
     from research.collect import memory_rows
 
     def off(model, params, rss, rnd=0):
-        return Run(path=f"r/{model}/{rnd}", model=model, task="xnli", scenario="Offline", mode="performance",
-                   backend="pytorch", parameters=params, parameter_bytes=4 * params, peak_rss_mib=rss, round=rnd)  # fmt: skip
+        return Run(
+            path=f"r/{model}/{rnd}",
+            model=model,
+            task="xnli",
+            scenario="Offline",
+            mode="performance",
+            backend="pytorch",
+            parameters=params,
+            parameter_bytes=4 * params,
+            peak_rss_mib=rss,
+            round=rnd,
+        )
 
-    rows = {r["model"]: r for r in memory_rows([off("full", 1000, 900.0), off("adapter", 1150, 910.0),
-                                                 off("adapter", 9999, 1.0, rnd=1)])}  # fmt: skip
+    rows = {
+        r["model"]: r
+        for r in memory_rows(
+            [off("full", 1000, 900.0), off("adapter", 1150, 910.0), off("adapter", 9999, 1.0, rnd=1)]
+        )
+    }
     assert rows["adapter"]["extra_parameters"] == 150 and rows["full"]["extra_parameters"] == 0
     assert rows["adapter"]["peak_rss_mib"] == 910.0  # round 0 only
     assert rows["adapter"]["parameter_mib"] == pytest.approx(4600 / 2**20)
@@ -339,8 +432,17 @@ def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
     assert study.peak_bounds(server, s) == []  # no Offline run yet: find_peak's own search
     folder = study.Cell("full", "xnli", "pytorch", "Offline", "performance").run_folder(s)
     folder.mkdir(parents=True)
-    (folder / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli", "scenario": "Offline",
-                                                         "mode": "performance", "backend": "pytorch"}))  # fmt: skip
+    (folder / "run_config.json").write_text(
+        json.dumps(
+            {
+                "model": "full",
+                "task": "xnli",
+                "scenario": "Offline",
+                "mode": "performance",
+                "backend": "pytorch",
+            }
+        )
+    )
     (folder / "results.json").write_text(json.dumps({"samples_per_second": 100.0, "result_valid": True}))
     assert study.peak_bounds(server, s) == ["--low", "6.00", "--high", "30.00", "--steps", "3"]
     offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
@@ -408,8 +510,17 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
         peak = tmp_path / "pytorch" / cfg.model / "xnli"
         trial = peak / "trial_00_20" / cfg.model / "xnli" / "Server" / "performance"
         trial.mkdir(parents=True)
-        (trial / "run_config.json").write_text(json.dumps({"model": cfg.model, "task": "xnli",
-            "scenario": "Server", "mode": "performance", "backend": "pytorch"}))  # fmt: skip
+        (trial / "run_config.json").write_text(
+            json.dumps(
+                {
+                    "model": cfg.model,
+                    "task": "xnli",
+                    "scenario": "Server",
+                    "mode": "performance",
+                    "backend": "pytorch",
+                }
+            )
+        )
         (trial / "results.json").write_text(json.dumps({"result_valid": False}))
         (peak / "find_peak.json").write_text(json.dumps({"peak_valid_qps": None}))
         return Launched([], 1, trial, None, log)
