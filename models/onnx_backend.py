@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from models.backends import check_options
 from models.base import Backend, BackendOptions
 from models.export import INPUTS, OUTPUT, export_onnx, optimized, quantized
 
@@ -30,11 +31,8 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, served, options: BackendOptions, onnx_dir: str | Path | None = None):
         import onnxruntime as ort
 
-        if options.dtype == "bf16":
-            raise ValueError("onnxruntime backend: bf16 is not supported; use fp16 (GPU) or fp32/int8")
+        check_options(self.name, options)  # ValueError: bf16 anywhere, fp16 on CPU
         gpu = options.device.startswith("cuda")
-        if options.dtype == "fp16" and not gpu:
-            raise ValueError("onnxruntime backend: fp16 needs device cuda; use fp32 or int8 on CPU")
         self.served, self.options = served, options
         path = export_onnx(served, onnx_dir)
         if options.optimize or options.dtype == "fp16":

@@ -1,0 +1,141 @@
+"""bf16 on CPU: the capability probe (mocked), the refusal and warning paths, and the bf16 module's
+numbers against fp32 on tiny random-weight models (the bf16 GEMMs run in software on a CPU without
+native bf16: slow, but the numerics are what AMX computes: bf16 inputs, fp32 accumulation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.cli import main as cli_main
+from harness.config import RunConfig
+from models import cpu_caps
+from models.backends import check_options, create_backend
+from models.base import BackendOptions
+from models.cpu_caps import CpuCaps
+from models.registry import resolve
+
+AMX = CpuCaps("Intel Xeon (mock)", amx_bf16=True, avx512_bf16=True, amx_int8=True, avx512_vnni=True)
+AVX512 = CpuCaps("AMD EPYC Zen 4 (mock)", amx_bf16=False, avx512_bf16=True, avx512_vnni=True)
+NEITHER = CpuCaps("AMD EPYC Zen 3 (mock)", amx_bf16=False, avx512_bf16=False)
+BF16 = BackendOptions(dtype="bf16", threads=1)
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Set the CPU the probe reports: cpu(AMX) etc."""
+
+    def use(caps: CpuCaps) -> None:
+        monkeypatch.setattr(cpu_caps, "probe", lambda: caps)
+
+    return use
+
+
+def test_probe_reads_the_kernel_flag_list(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n\n"
+        "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
+    )
+    monkeypatch.setattr(cpu_caps, "CPUINFO", info)
+    model, flags = cpu_caps._cpuinfo()
+    assert model == "Intel(R) Xeon(R) Platinum 8480+"
+    assert flags == {"fpu", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
+    monkeypatch.setattr(cpu_caps, "CPUINFO", tmp_path / "absent")
+    assert cpu_caps._cpuinfo() == ("", frozenset())
+
+
+def test_bf16_kernel_by_cpu():
+    assert (AMX.bf16_kernel, AVX512.bf16_kernel, NEITHER.bf16_kernel) == ("amx", "avx512_bf16", None)
+    # amx_bf16 without avx512_bf16 cannot happen on real parts, but AMX decides alone
+    assert CpuCaps("x", amx_bf16=True, avx512_bf16=False).bf16_kernel == "amx"
+    assert cpu_caps.bf16_warning("amx") is None
+    assert cpu_caps.bf16_warning("avx512_bf16").startswith("warning: this CPU has no AMX")
+
+
+def test_dtype_rules_per_backend_and_device(cpu):
+    cpu(AMX)
+    assert check_options("pytorch", BF16) == "amx"
+    assert check_options("pytorch", BackendOptions()) is None
+    assert check_options("pytorch", BackendOptions(device="cuda", dtype="bf16")) is None  # autocast
+    assert check_options("noop", BF16) is None  # computes nothing: no hardware needed
+    int8_hint = "backend pytorch serves fp32, bf16 on cpu, not int8; dtype int8 is served by onnxruntime"
+    with pytest.raises(ValueError, match=int8_hint):
+        check_options("pytorch", BackendOptions(dtype="int8"))
+    with pytest.raises(ValueError, match="backend onnxruntime serves fp32, int8 on cpu, not bf16"):
+        check_options("onnxruntime", BF16)
+    with pytest.raises(ValueError, match="not fp16"):
+        check_options("pytorch", BackendOptions(dtype="fp16"))
+    cpu(AVX512)
+    assert check_options("pytorch", BF16) == "avx512_bf16"
+    cpu(NEITHER)
+    with pytest.raises(ValueError, match=r"this CPU \(AMD EPYC Zen 3 \(mock\)\) has neither"):
+        check_options("pytorch", BF16)
+    assert check_options("pytorch", BackendOptions(device="cuda:1", dtype="bf16")) is None
+
+
+def test_bf16_without_native_support_is_one_error_line_and_exit_3(cpu, capsys, tmp_path):
+    cpu(NEITHER)
+    with pytest.raises(ValueError, match="needs AMX"):
+        RunConfig(dtype="bf16")
+    rc = cli_main(["run", "--dtype", "bf16", "--duration", "1", "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 3
+    errors = [line for line in err if line.startswith("error:")]
+    assert errors == [
+        "error: dtype bf16 on CPU needs AMX (amx_bf16) or AVX512-BF16, and this CPU (AMD EPYC Zen 3 "
+        "(mock)) has neither (bf16 would run in software, many times slower than fp32): use --dtype fp32"
+    ]
+    assert not any(tmp_path.iterdir())  # refused before any run folder was made
+
+
+def _batch(vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, min(vocab, 1000), size=(4, 24)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 12:], ids[1, 12:] = 0, 1
+    mask[3, 5:], ids[3, 5:] = 0, 1
+    return ids, mask
+
+
+@pytest.mark.parametrize(
+    "model,task,fp32_params",
+    [
+        # tiny: 4 layers x 128, FFN 512. fp32 = LayerNorms (embeddings + 2 per layer, 256 each: 2,304)
+        # + the head: classification dense 128x128+128 and out_proj 128x3+3 (16,899); span 128x2+2 (258)
+        ("full", "xnli", 2304 + 16899),
+        ("full", "tydiqa", 2304 + 258),
+        ("adapter-squad", "xnli", 2304 + 16899),  # AdapterFusion: the adapters' weights go bf16 too
+    ],
+)
+def test_bf16_backend_matches_fp32_within_bf16_rounding(cpu, capsys, model, task, fp32_params):
+    cpu(AMX)
+    served = resolve(model, task, encoder="tiny", weights="random")
+    torch.manual_seed(0)
+    ref = create_backend("pytorch", served, BackendOptions(threads=1))
+    bf16 = create_backend("pytorch", served, BF16)
+    bf16.module.load_state_dict(ref.module.state_dict())  # random weights: the same ones on both
+    ids, mask = _batch(int(served.encoder_config["vocab_size"]))
+    want, got = ref.predict(ids, mask), bf16.predict(ids, mask)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    # bf16 keeps 8 significant bits (relative step 2^-8 = 0.4%); 4 layers of it stay within 3%
+    assert np.abs(got - want).max() <= 0.03 * np.abs(want).max()
+    assert np.abs(got - want).max() > 0  # it did run in bf16
+    d = bf16.describe()
+    assert d["bf16_kernel"] == "amx" and d["parameters_by_dtype"]["fp32"] == fp32_params
+    assert d["parameters_by_dtype"]["bf16"] + fp32_params == d["parameters"]
+    assert "warning" not in capsys.readouterr().err  # AMX: nothing to warn about
+
+
+def test_avx512_bf16_falls_back_with_one_printed_warning(cpu, capsys, monkeypatch):
+    from models import pytorch_backend
+
+    monkeypatch.setattr(pytorch_backend, "_WARNED", set())  # none printed yet in this process
+    cpu(AVX512)
+    served = resolve("full", "xnli", encoder="tiny", weights="random")
+    backends = [create_backend("pytorch", served, BF16) for _ in range(2)]
+    err = capsys.readouterr().err
+    assert err.count("warning: this CPU has no AMX: bf16 runs on avx512_bf16 kernels") == 1
+    assert [b.describe()["bf16_kernel"] for b in backends] == ["avx512_bf16"] * 2
