@@ -28,9 +28,11 @@ is what makes the ratio mean something.
 Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
 a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
 
-Sections (`--sections`, default both): `sut`, the ratios above, into --out (reports/benchmark.md);
-`ray`, the Ray executor's figures (research/ray_bench.py), into --ray_out (reports/benchmark_ray.md).
-`--sections ray` runs the Ray section alone (a few minutes on 2 cores).
+Sections (`--sections`, default all three): `sut`, the ratios above, into --out
+(reports/benchmark.md); `ray`, the Ray executor's figures (research/ray_bench.py), into --ray_out
+(reports/benchmark_ray.md); `peak`, each serving form (PyTorch fp32 / bf16, ONNX Runtime fp32 / int8)
+against the machine's measured GEMM peaks (research/peak_bench.py), into --peak_out
+(reports/benchmark_peak.md). `--sections ray` runs the Ray section alone (a few minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -92,10 +94,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
     a(
         "--sections",
-        default="sut,ray",
-        help="comma-separated: sut (the ratios above), ray (the Ray executor)",
+        default="sut,ray,peak",
+        help="comma-separated: sut (the ratios above), ray (the Ray executor), peak (each serving form "
+        "against the machine's GEMM peaks)",
     )
     a("--ray_out", default=str(REPO / "reports" / "benchmark_ray.md"), help="the ray section's report")
+    a("--peak_encoder", default="e5-small", help="peak section: the encoder of its Offline runs")
+    a(
+        "--peak_weights",
+        default="random",
+        help="peak section: 'random' (the shape, speed only) or 'zoo' (the encoder's trained zoo model)",
+    )
+    a(
+        "--peak_forms",
+        default="pytorch,pytorch-bf16,onnxruntime,onnxruntime-int8",
+        help="peak section: serving forms (backend[-dtype]); PyTorch fp32 is always measured beside them",
+    )
+    a("--peak_repeats", type=int, default=10, help="peak section: timed calls per GEMM peak (best kept)")
+    a("--peak_estimate_samples", type=int, default=128, help="peak section: samples of the sizing loop")
+    a(
+        "--peak_out",
+        default=str(REPO / "reports" / "benchmark_peak.md"),
+        help="the peak section's report",
+    )
     a("--ray_actors", default="1,2", help="ray section: actor counts of the no-op dispatch-ceiling runs")
     a("--noop_duration", type=float, default=5.0, help="ray section: seconds per no-op run")
     a(
@@ -248,7 +269,7 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("sut", "ray")
+SECTIONS = ("sut", "ray", "peak")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -282,4 +303,19 @@ def main(args: argparse.Namespace) -> int:
             Path(args.ray_out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.ray_out).write_text(text)
         errors |= bool(row["errors"])
+    if "peak" in sections:
+        from research.peak_bench import measure_peak_section, render_peak
+
+        try:
+            rec = measure_peak_section(args)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return BAD_INPUT
+        text = render_peak(rec, args, command)
+        print(text)
+        (Path(args.runs_dir) / "benchmark_peak.json").write_text(json.dumps(rec, indent=2) + "\n")
+        if args.peak_out:
+            Path(args.peak_out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.peak_out).write_text(text)
+        errors |= bool(rec["errors"])
     return 1 if errors else 0
