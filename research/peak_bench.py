@@ -224,6 +224,8 @@ def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
     )
     runs_dir = Path(args.runs_dir) / "peak"
     caps = probe()
+    peak_names = sorted({f.peak for f in forms})
+    before = measure_peaks(args.threads, args.peak_repeats, peak_names)
     rows, lengths, config, kind, errors = [], None, None, None, []
     for form in forms:
         row: dict[str, Any] = {"form": form.label, "peak": form.peak, "refused": _refusal(form, base)}
@@ -237,12 +239,20 @@ def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
             cfg, [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], form.label, runs_dir, scenario="Offline"
         )
         res = run.results if run.rc == 0 and run.results else None
-        row["offline_sps"] = res.samples_per_second if res else None
+        row["offline_sps"] = round(res.samples_per_second, 2) if res and res.samples_per_second else None
         row["offline_valid"] = res.result_valid if res else None
         if res is None:
             errors.append(f"{form.label}: exit {run.rc}, see {run.log}")
-    peaks = measure_peaks(args.threads, args.peak_repeats, sorted({f.peak for f in forms}))
-    return summarise(rows, peaks, lengths, config, kind, caps, errors)
+    after = measure_peaks(args.threads, args.peak_repeats, peak_names)
+    # on a shared machine a peak timed while others compute is too low: the better of two, timed
+    # before and after the runs, and both kept in the record (their spread is the noise)
+    rec = summarise(
+        rows, {k: max(before[k], after[k]) for k in peak_names}, lengths, config, kind, caps, errors
+    )
+    rec["peaks_before_after_gflops"] = {
+        k: [round(before[k] / 1e9, 1), round(after[k] / 1e9, 1)] for k in peak_names
+    }
+    return rec
 
 
 def summarise(
@@ -288,6 +298,7 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
     cpu = rec["cpu"]
     m, k, n = rec["gemm_shape"]
     native = cpu["bf16_kernel"] or "none: bf16 converted in software"
+    spread = rec.get("peaks_before_after_gflops", {})
     lines = [
         "# Serving forms against the machine's own GEMM peaks, measured side by side in one run",
         "",
@@ -302,8 +313,13 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
         if rec["flops_per_sample"]
         else "FLOPs per sample: n/a (no form ran).",
         "",
-        f"GEMM peaks, [{m} x {k}] @ [{k} x {n}], best of the timed calls: "
-        + "; ".join(f"{name} {v:,.1f} GFLOP/s" for name, v in rec["peaks_gflops"].items())
+        f"GEMM peaks, [{m} x {k}] @ [{k} x {n}], best of the timed calls, the better of the passes before "
+        "and after the runs (before / after in brackets): "
+        + "; ".join(
+            f"{name} {v:,.1f} GFLOP/s"
+            + (f" ({' / '.join(map(str, spread[name]))})" if name in spread else "")
+            for name, v in rec["peaks_gflops"].items()
+        )
         + ".",
         "",
         "| form | Offline samples/s | vs PyTorch fp32 | useful GFLOP/s | peak | peak GFLOP/s | fraction of peak |",
