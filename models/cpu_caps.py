@@ -24,13 +24,23 @@ CPUINFO = Path("/proc/cpuinfo")
 @dataclass(frozen=True)
 class CpuCaps:
     """model: the CPU's name; amx_bf16 / avx512_bf16: bf16 matrix instructions usable here;
-    amx_int8 / avx512_vnni: int8 dot-product instructions usable here."""
+    amx_int8 / avx512_vnni / avx_vnni: int8 dot products accumulated straight into int32."""
 
     model: str
     amx_bf16: bool
     avx512_bf16: bool
     amx_int8: bool = False
     avx512_vnni: bool = False
+    avx_vnni: bool = False
+
+    @property
+    def int8_exact(self) -> bool:
+        """Whether ONNX Runtime's u8 x s8 GEMM is exact for full-range int8 weights here. Without a
+        VNNI or AMX int8 instruction its AVX2 kernel (vpmaddubsw) adds each pair of u8 x s8 products
+        in int16 and saturates once a pair passes 32,767 (255 x 127 x 2 = 64,770): measured here, a
+        MatMulInteger of uniform u8 activations and s8 weights in [-127, 127] was wrong in 99.9% of
+        its outputs, and exact with weights in [-64, 64] (ONNX Runtime's reduce_range)."""
+        return self.amx_int8 or self.avx512_vnni or self.avx_vnni
 
     @property
     def bf16_kernel(self) -> str | None:
@@ -74,6 +84,7 @@ def probe() -> CpuCaps:
         avx512_bf16=bf16,
         amx_int8=tiles and "amx_int8" in flags,
         avx512_vnni=vnni,
+        avx_vnni="avx_vnni" in flags,
     )
 
 

@@ -2,7 +2,7 @@
 
 build/onnx/<key>.onnx is the exported fp32 graph of `served.torch_module(attn_implementation="eager")`
 (the adapters library cannot export itself: the served module calls it with keyword arguments,
-TASKS.md); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-int8.onnx are derived from it. The key hashes the
+TASKS.md); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-int8.onnx (or -int8w7.onnx) are derived from it. The key hashes the
 served model's description, the checkpoint files (names, sizes, mtimes), the opset and torch version.
 Every file is written under a temporary name and renamed: an interrupted export leaves no cache entry.
 Graphs over 2 GB (large) keep their weights in <name>.data beside them.
@@ -152,12 +152,18 @@ def optimized(path: Path, served, use_gpu: bool = False, fp16: bool = False) -> 
     return out
 
 
-def quantized(path: Path) -> Path:
-    """int8 dynamic quantisation of MatMul weights (activations quantised at run time) -> <stem>-int8.onnx."""
+def quantized(path: Path, weight_bits: int = 8) -> Path:
+    """int8 dynamic quantisation of MatMul weights (activations quantised at run time), per tensor
+    -> <stem>-int8.onnx (what the backend serves); weight_bits 7 -> <stem>-int8w7.onnx, weights in
+    [-64, 64] (ONNX Runtime's reduce_range): exact on a CPU whose u8 x s8 kernel saturates on
+    full-range weights (models/cpu_caps.py CpuCaps.int8_exact), compared in
+    reports/scripts/int8_weight_bits.py."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out = path.with_name(path.stem + "-int8.onnx")
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, got {weight_bits}")
+    out = path.with_name(path.stem + ("-int8.onnx" if weight_bits == 8 else "-int8w7.onnx"))
     if out.exists():
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}.onnx")
@@ -165,6 +171,7 @@ def quantized(path: Path) -> Path:
         str(path),
         str(tmp),
         weight_type=QuantType.QInt8,
+        reduce_range=weight_bits == 7,
         op_types_to_quantize=["MatMul"],
         extra_options={"DefaultTensorType": TensorProto.FLOAT},  # fused contrib ops lack shape inference
     )

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from models import cpu_caps
 from models.backends import check_options
 from models.base import Backend, BackendOptions
 from models.export import INPUTS, OUTPUT, export_onnx, optimized, quantized
@@ -37,7 +38,12 @@ class OnnxRuntimeBackend(Backend):
         path = export_onnx(served, onnx_dir)
         if options.optimize or options.dtype == "fp16":
             path = optimized(path, served, use_gpu=gpu, fp16=options.dtype == "fp16")
+        # int8: 8-bit weights everywhere. Without VNNI / AMX int8 the CPU's u8 x s8 kernel can
+        # saturate on them (recorded as int8_gemm_exact); 7-bit weights avoid that but were further
+        # from fp32 on e5-small (docs/amx.md, reports/scripts/int8_weight_bits.py)
+        self.int8_gemm_exact = None
         if options.dtype == "int8":
+            self.int8_gemm_exact = True if gpu else cpu_caps.probe().int8_exact
             path = quantized(path)
         self.path = path
         so = ort.SessionOptions()
@@ -82,6 +88,7 @@ class OnnxRuntimeBackend(Backend):
             "model_bytes": self.path.stat().st_size if self.path.is_file() else None,
             "providers": self.session.get_providers(),
             "dtype": self.options.dtype,
+            **({"int8_gemm_exact": self.int8_gemm_exact} if self.int8_gemm_exact is not None else {}),
             "optimize": self.options.optimize,
             "threads": self.options.threads,
             "io_binding": self.io_binding,

@@ -139,3 +139,54 @@ def test_avx512_bf16_falls_back_with_one_printed_warning(cpu, capsys, monkeypatc
     err = capsys.readouterr().err
     assert err.count("warning: this CPU has no AMX: bf16 runs on avx512_bf16 kernels") == 1
     assert [b.describe()["bf16_kernel"] for b in backends] == ["avx512_bf16"] * 2
+
+
+# --- int8 weights: 7 bits on a CPU whose u8 x s8 kernel saturates on full-range weights -------------
+def test_int8_exact_needs_vnni_or_amx():
+    assert AMX.int8_exact and AVX512.int8_exact and not NEITHER.int8_exact
+    assert CpuCaps("Zen 5 laptop (mock)", False, False, avx_vnni=True).int8_exact
+
+
+def _int8_weight_range(path) -> tuple[int, int]:
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(path))
+    values = [
+        numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8
+    ]
+    assert len(values) >= 4 * 6  # the tiny shape's 4 layers x 6 MatMuls, at least
+    return int(min(v.min() for v in values)), int(max(v.max() for v in values))
+
+
+def test_seven_bit_weights_stay_in_range_and_eight_bit_use_it(tmp_path):
+    from models.export import export_onnx, optimized, quantized
+
+    served = resolve("full", "xnli", encoder="tiny", weights="random")
+    fp32 = optimized(export_onnx(served, tmp_path, progress=False), served)
+    seven, eight = quantized(fp32, 7), quantized(fp32, 8)
+    assert seven.name.endswith("-opt-int8w7.onnx") and eight.name.endswith("-opt-int8.onnx")
+    lo7, hi7 = _int8_weight_range(seven)
+    lo8, hi8 = _int8_weight_range(eight)
+    # 7 bits: ONNX Runtime's reduce_range gives [-64, 64] (a pair of products stays <= 255 x 64 x 2 =
+    # 32,640 < 32,767); the 8-bit graph really uses the full range
+    assert -64 <= lo7 and hi7 <= 64 and min(lo8, -hi8) < -64
+    with pytest.raises(ValueError, match="weight_bits must be 7 or 8"):
+        quantized(fp32, 4)
+
+
+def test_onnx_int8_records_whether_the_cpu_int8_gemm_is_exact(cpu, tmp_path):
+    from models.onnx_backend import OnnxRuntimeBackend
+
+    served = resolve("full", "xnli", encoder="tiny", weights="random")
+    options = BackendOptions(dtype="int8", threads=1)
+    cpu(NEITHER)
+    avx2 = OnnxRuntimeBackend(served, options, onnx_dir=tmp_path)
+    cpu(AMX)
+    amx = OnnxRuntimeBackend(served, options, onnx_dir=tmp_path)
+    assert avx2.path == amx.path and amx.path.name.endswith("-opt-int8.onnx")  # one served form
+    assert avx2.describe()["int8_gemm_exact"] is False and amx.describe()["int8_gemm_exact"] is True
+    assert (
+        "int8_gemm_exact"
+        not in OnnxRuntimeBackend(served, BackendOptions(), onnx_dir=tmp_path).describe()
+    )
