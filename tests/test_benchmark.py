@@ -199,3 +199,21 @@ def test_peak_gemms_run_on_both_libraries():
     qa = rng.integers(0, 256, (m, k), dtype=np.uint8).astype(np.int64) - 128
     qb = rng.integers(-64, 64, (k, n), dtype=np.int8).astype(np.int64)
     assert int8.dtype == np.int32 and np.array_equal(int8, qa @ qb)
+
+
+def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
+    import argparse
+
+    from research.benchmark import configure_parser, main
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(
+        ["--sections", "peak", "--peak_forms", "pytorch,pytorch-int4", "--runs_dir", str(tmp_path)]
+    )
+    assert main(args) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "error: --peak_forms: pytorch-int4 not in pytorch, pytorch-bf16, onnxruntime, onnxruntime-int8"
+    ]
+    assert not (tmp_path / "peak").exists() and not (tmp_path / "benchmark_peak.json").exists()
