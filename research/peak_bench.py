@@ -26,6 +26,7 @@ A form this machine cannot serve (bf16 without AMX or AVX512-BF16) is listed wit
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -224,6 +225,7 @@ def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
     )
     runs_dir = Path(args.runs_dir) / "peak"
     caps = probe()
+    load_before = os.getloadavg()
     peak_names = sorted({f.peak for f in forms})
     before = measure_peaks(args.threads, args.peak_repeats, peak_names)
     rows, lengths, config, kind, errors = [], None, None, None, []
@@ -249,6 +251,7 @@ def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
     rec = summarise(
         rows, {k: max(before[k], after[k]) for k in peak_names}, lengths, config, kind, caps, errors
     )
+    rec["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     rec["peaks_before_after_gflops"] = {
         k: [round(before[k] / 1e9, 1), round(after[k] / 1e9, 1)] for k in peak_names
     }
@@ -336,6 +339,16 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
             f"| {r['form']} | {r.get('offline_sps')}{valid} | {r['vs_baseline']} | {r['useful_gflops']} | "
             f"{r['peak']} | {r['peak_gflops']} | {r['fraction_of_peak']} |"
         )
+    load = rec.get("load_average")
+    if load:
+        lines += [
+            "",
+            "Load average (1, 5, 15 min) before: "
+            + ", ".join(f"{x:.1f}" for x in load["before"])
+            + "; after: "
+            + ", ".join(f"{x:.1f}" for x in load["after"])
+            + f" (on {dev['cpu_cores']} cores: what the figures competed with).",
+        ]
     if rec["errors"]:
         lines += ["", "Errors: " + "; ".join(rec["errors"])]
     return "\n".join(lines) + "\n"

@@ -154,6 +154,7 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
     caps = CpuCaps("AMD EPYC", amx_bf16=False, avx512_bf16=False)
     rec = summarise(peak_rows(), peaks, np.array([40, 40]), E5_SMALL, "random", caps, [])
     rec["peaks_before_after_gflops"] = {"torch-fp32": [264.0, 250.5]}
+    rec["load_average"] = {"before": [1.0, 2.25, 3.0], "after": [8.04, 5.0, 4.0]}
     rows = {r["form"]: r for r in rec["rows"]}
     # 100 samples/s x 1.72818432 GFLOP = 172.82 GFLOP/s; / 264 = 0.6546
     assert rows["pytorch"]["useful_gflops"] == 172.82 and rows["pytorch"]["fraction_of_peak"] == 0.655
@@ -177,6 +178,7 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
     assert "| pytorch-bf16 | refused: dtype bf16 on CPU needs AMX | | | torch-bf16 | 1.3 | |" in text
     assert "FLOPs per sample: 1.728 GFLOP (mean 40.0 tokens" in text
     assert "torch-fp32 264.0 GFLOP/s (264.0 / 250.5); torch-bf16 1.3 GFLOP/s;" in text
+    assert "Load average (1, 5, 15 min) before: 1.0, 2.2, 3.0; after: 8.0, 5.0, 4.0 (on " in text
     assert "native bf16: none: bf16 converted in software; int8 dot products: AVX2 only" in text
 
 
