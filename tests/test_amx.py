@@ -108,6 +108,10 @@ def _batch(vocab: int) -> tuple[np.ndarray, np.ndarray]:
         ("full", "xnli", 2304 + 16899),
         ("full", "tydiqa", 2304 + 258),
         ("adapter-squad", "xnli", 2304 + 16899),  # AdapterFusion: the adapters' weights go bf16 too
+        ("adapter", "xnli", 2304 + 16899),  # one Pfeiffer adapter, served without the library dispatch
+        # retrieval: the encoder cut at its pooling layer (2 of 4): 256 x (1 + 2 x 2); no head, the mean
+        # pooling runs on the fp32-cast hidden states
+        ("full", "bucc", 1280),
     ],
 )
 def test_bf16_backend_matches_fp32_within_bf16_rounding(cpu, capsys, model, task, fp32_params):
