@@ -272,6 +272,15 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
 SECTIONS = ("sut", "ray", "peak")
 
 
+def _publish(text: str, record: Any, json_path: Path, out: str | Path | None) -> None:
+    """Print a section's report, keep its record as JSON, and write the report to `out` ('' = no)."""
+    print(text)
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+
+
 def main(args: argparse.Namespace) -> int:
     sections = [x.strip() for x in args.sections.split(",") if x.strip()]
     unknown = [x for x in sections if x not in SECTIONS]
@@ -279,6 +288,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: --sections: {', '.join(unknown) or 'none'} not in {', '.join(SECTIONS)}",
               file=sys.stderr)  # fmt: skip
         return BAD_INPUT
+    if "peak" in sections:
+        from research.peak_bench import parse_forms
+
+        try:
+            parse_forms(args.peak_forms)  # checked before any section spends minutes
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return BAD_INPUT
     command = ("python -m research benchmark " + " ".join(sys.argv[2:])).strip()
     Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
     errors = False
@@ -286,36 +303,19 @@ def main(args: argparse.Namespace) -> int:
         rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
         out = Path(args.out) if args.out else None
         text = render(rows, command, out.with_name(f"{out.stem}_notes.md") if out else None)
-        print(text)
-        (Path(args.runs_dir) / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
-        if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text)
+        _publish(text, rows, Path(args.runs_dir) / "benchmark.json", out)
         errors |= any(r["errors"] for r in rows)
     if "ray" in sections:
         from research.ray_bench import measure_ray, render_ray
 
         row = measure_ray(args)
-        text = render_ray(row, command)
-        print(text)
-        (Path(args.runs_dir) / "benchmark_ray.json").write_text(json.dumps(row, indent=2) + "\n")
-        if args.ray_out:
-            Path(args.ray_out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.ray_out).write_text(text)
+        _publish(render_ray(row, command), row, Path(args.runs_dir) / "benchmark_ray.json", args.ray_out)
         errors |= bool(row["errors"])
     if "peak" in sections:
         from research.peak_bench import measure_peak_section, render_peak
 
-        try:
-            rec = measure_peak_section(args)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return BAD_INPUT
+        rec = measure_peak_section(args)
         text = render_peak(rec, args, command)
-        print(text)
-        (Path(args.runs_dir) / "benchmark_peak.json").write_text(json.dumps(rec, indent=2) + "\n")
-        if args.peak_out:
-            Path(args.peak_out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.peak_out).write_text(text)
+        _publish(text, rec, Path(args.runs_dir) / "benchmark_peak.json", args.peak_out)
         errors |= bool(rec["errors"])
     return 1 if errors else 0

@@ -169,6 +169,15 @@ def measure_peaks(threads: int, repeats: int, names: list[str]) -> dict[str, flo
 
 
 # --- the section ------------------------------------------------------------------------------------
+def parse_forms(text: str) -> list[Form]:
+    """--peak_forms -> Forms, PyTorch fp32 first when not listed; ValueError naming unknown ones."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in names if x not in FORMS]
+    if unknown or not names:
+        raise ValueError(f"--peak_forms: {', '.join(unknown) or 'none'} not in {', '.join(FORMS)}")
+    return ([] if BASELINE in names else [FORMS[BASELINE]]) + [FORMS[x] for x in names]
+
+
 def _refusal(form: Form, cfg_args: dict[str, Any]) -> str | None:
     """Why this machine cannot serve `form` (the RunConfig's own one-line error), else None."""
     try:
@@ -208,13 +217,7 @@ def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
     from harness.launch import launch_with_conf as loadgen_run
     from models.cpu_caps import probe
 
-    names = [x.strip() for x in args.peak_forms.split(",") if x.strip()]
-    unknown = [x for x in names if x not in FORMS]
-    if unknown:
-        raise ValueError(f"--peak_forms: {', '.join(unknown)} not in {', '.join(FORMS)}")
-    forms = [FORMS[x] for x in names]
-    if BASELINE not in names:
-        forms.insert(0, FORMS[BASELINE])
+    forms = parse_forms(args.peak_forms)
     base = dict(
         model=args.model,
         task=args.task,
