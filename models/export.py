@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from common.paths import BUILD
@@ -174,6 +175,65 @@ def quantized(path: Path, weight_bits: int = 8) -> Path:
         reduce_range=weight_bits == 7,
         op_types_to_quantize=["MatMul"],
         extra_options={"DefaultTensorType": TensorProto.FLOAT},  # fused contrib ops lack shape inference
+    )
+    tmp.replace(out)
+    return out
+
+
+def static_quantized(path: Path, calibration: list[tuple[np.ndarray, np.ndarray]], tag: str) -> Path:
+    """int8 static quantisation, QDQ format -> <stem>-int8s-<tag>.onnx (`tag` names the calibration
+    set: the cache key cannot see the rows).
+
+    `path`: the exported fp32 graph, unfused (its MatMuls explicit). `calibration`: (input_ids,
+    attention_mask) int64 batches; activation ranges are their MinMax. Quantised: every MatMul with a
+    constant weight (per output channel, s8; activations u8, per tensor). Kept fp32, per op: the
+    attention products Q K^T and P V (both sides activations; P is the softmax's output), Gemm (the
+    classification head), and everything that is not a MatMul (softmax, LayerNorm, GELU).
+    ValueError on an empty calibration set."""
+    import onnx
+    from onnx import TensorProto
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if not calibration:
+        raise ValueError("int8 static needs a calibration set: no calibration batch given")
+    out = path.with_name(f"{path.stem}-int8s-{tag}.onnx")
+    if out.exists():
+        return out
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    activation_products = [
+        n.name for n in graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)
+    ]
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.items, None)
+            return None if batch is None else dict(zip(INPUTS, batch, strict=True))
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}.onnx")
+    quantize_static(
+        str(path),
+        str(tmp),
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=activation_products,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
     )
     tmp.replace(out)
     return out

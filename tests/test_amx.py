@@ -194,3 +194,43 @@ def test_onnx_int8_records_whether_the_cpu_int8_gemm_is_exact(cpu, tmp_path):
         "int8_gemm_exact"
         not in OnnxRuntimeBackend(served, BackendOptions(), onnx_dir=tmp_path).describe()
     )
+
+
+# --- static int8 (QDQ) ------------------------------------------------------------------------------
+def test_static_int8_quantises_the_weight_matmuls_only_per_channel(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from models.export import export_onnx, static_quantized
+
+    served = resolve("full", "xnli", encoder="tiny", weights="random")
+    plain = export_onnx(served, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="int8 static needs a calibration set"):
+        static_quantized(plain, [], "none")
+    calibration = [_batch(int(served.encoder_config["vocab_size"])) for _ in range(2)]
+    path = static_quantized(plain, calibration, "test")
+    assert path.name.endswith("-int8s-test.onnx")
+    graph = onnx.load(str(path)).graph
+    produced_by = {o: n for n in graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+    def dequantized(name: str) -> bool:
+        return name in produced_by and produced_by[name].op_type == "DequantizeLinear"
+
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]
+    weight_side = [
+        n for n in matmuls if dequantized(n.input[1]) and produced_by[n.input[1]].input[0] in inits
+    ]
+    # tiny: 4 layers x (Q, K, V, O, FFN in, FFN out) quantised; Q K^T and P V (2 per layer) are not
+    assert len(weight_side) == 24 and len(matmuls) == 24 + 8
+    for n in weight_side:
+        dq = produced_by[n.input[1]]
+        weight, scale = inits[dq.input[0]], inits[dq.input[1]]
+        assert weight.dtype == np.int8 and scale.shape == (weight.shape[1],)  # one scale per column
+        assert dequantized(n.input[0])  # the activation side quantised too (u8, per tensor)
+    for n in matmuls:
+        if n not in weight_side:
+            assert not dequantized(n.input[0]) and not dequantized(n.input[1])
+    assert not any(
+        dequantized(i) for n in graph.node if n.op_type == "Gemm" for i in n.input
+    )  # the head
