@@ -231,6 +231,5 @@ def test_static_int8_quantises_the_weight_matmuls_only_per_channel(tmp_path):
     for n in matmuls:
         if n not in weight_side:
             assert not dequantized(n.input[0]) and not dequantized(n.input[1])
-    assert not any(
-        dequantized(i) for n in graph.node if n.op_type == "Gemm" for i in n.input
-    )  # the head
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]  # the head: dense and out_proj
+    assert len(gemms) == 2 and not any(dequantized(i) for n in gemms for i in n.input)
