@@ -2,8 +2,9 @@
 
 build/onnx/<key>.onnx is the exported fp32 graph of `served.torch_module(attn_implementation="eager")`
 (the adapters library cannot export itself: the served module calls it with keyword arguments,
-TASKS.md); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-int8.onnx (or -int8w7.onnx) are derived from it. The key hashes the
-served model's description, the checkpoint files (names, sizes, mtimes), the opset and torch version.
+TASKS.md); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-opt-int8.onnx (dynamic; -int8w7: 7-bit weights)
+and <key>-int8s-<tag>.onnx (static QDQ) are derived from it. The key hashes the served model's
+description, the checkpoint files (names, sizes, mtimes), the opset and torch version.
 Every file is written under a temporary name and renamed: an interrupted export leaves no cache entry.
 Graphs over 2 GB (large) keep their weights in <name>.data beside them.
 """

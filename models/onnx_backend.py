@@ -43,7 +43,7 @@ class OnnxRuntimeBackend(Backend):
         # from fp32 on e5-small (docs/amx.md, reports/scripts/int8_weight_bits.py)
         self.int8_gemm_exact = None
         if options.dtype == "int8":
-            self.int8_gemm_exact = True if gpu else cpu_caps.probe().int8_exact
+            self.int8_gemm_exact = None if gpu else cpu_caps.probe().int8_exact
             path = quantized(path)
         self.path = path
         so = ort.SessionOptions()

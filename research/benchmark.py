@@ -108,7 +108,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a(
         "--peak_forms",
         default="pytorch,pytorch-bf16,onnxruntime,onnxruntime-int8",
-        help="peak section: serving forms (backend[-dtype]); PyTorch fp32 is always measured beside them",
+        help="peak section: serving forms (backend[-dtype]); PyTorch fp32 is measured beside them",
     )
     a("--peak_repeats", type=int, default=10, help="peak section: timed calls per GEMM peak (best kept)")
     a("--peak_estimate_samples", type=int, default=128, help="peak section: samples of the sizing loop")

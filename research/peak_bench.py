@@ -304,23 +304,25 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
     cpu = rec["cpu"]
     m, k, n = rec["gemm_shape"]
     native = cpu["bf16_kernel"] or "none: bf16 converted in software"
+    int8 = "AMX" if cpu["amx_int8"] else "AVX512-VNNI" if cpu["avx512_vnni"] else "AVX2 only"
+    fps = rec["flops_per_sample"]
     spread = rec.get("peaks_before_after_gflops", {})
     lines = [
         "# Serving forms against the machine's own GEMM peaks, measured side by side in one run",
         "",
         f"Command: `{command}`  ",
         f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB; native bf16: "
-        f"{native}; int8 dot products: {'AMX' if cpu['amx_int8'] else 'AVX512-VNNI' if cpu['avx512_vnni'] else 'AVX2 only'}; "
+        f"{native}; int8 dot products: {int8}; "
         f"measured {time.strftime('%Y-%m-%d %H:%M')}.  ",
         f"Model: {args.model}/{args.task}, encoder {args.peak_encoder} ({rec['model_kind']} weights), "
         f"threads {args.threads or 'library default'}, {args.duration:g} s per LoadGen Offline run.  ",
-        f"FLOPs per sample: {rec['flops_per_sample'] / 1e9:.3f} GFLOP (mean {rec['mean_tokens']:.1f} tokens, "
-        "unpadded; matmuls only)."
-        if rec["flops_per_sample"]
+        f"FLOPs per sample: {fps / 1e9:.3f} GFLOP (mean {rec['mean_tokens']:.1f} tokens, unpadded; "
+        "matmuls only)."
+        if fps
         else "FLOPs per sample: n/a (no form ran).",
         "",
-        f"GEMM peaks, [{m} x {k}] @ [{k} x {n}], best of the timed calls, the better of the passes before "
-        "and after the runs (before / after in brackets): "
+        f"GEMM peaks, [{m} x {k}] @ [{k} x {n}], best of the timed calls, the better of the passes "
+        "before and after the runs (before / after in brackets): "
         + "; ".join(
             f"{name} {v:,.1f} GFLOP/s"
             + (f" ({' / '.join(map(str, spread[name]))})" if name in spread else "")
@@ -328,7 +330,8 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
         )
         + ".",
         "",
-        "| form | Offline samples/s | vs PyTorch fp32 | useful GFLOP/s | peak | peak GFLOP/s | fraction of peak |",
+        "| form | Offline samples/s | vs PyTorch fp32 | useful GFLOP/s | peak | peak GFLOP/s "
+        "| fraction of peak |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rec["rows"]:
@@ -339,8 +342,8 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
             continue
         valid = "" if r.get("offline_valid") else " (INVALID)"
         lines.append(
-            f"| {r['form']} | {r.get('offline_sps')}{valid} | {r['vs_baseline']} | {r['useful_gflops']} | "
-            f"{r['peak']} | {r['peak_gflops']} | {r['fraction_of_peak']} |"
+            f"| {r['form']} | {r.get('offline_sps')}{valid} | {r['vs_baseline']} | "
+            f"{r['useful_gflops']} | {r['peak']} | {r['peak_gflops']} | {r['fraction_of_peak']} |"
         )
     load = rec.get("load_average")
     if load:

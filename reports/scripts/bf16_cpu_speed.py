@@ -50,9 +50,9 @@ def main() -> None:
                 module(ids, mask)
                 best[name] = min(best[name], time.perf_counter() - t0)
     print(
-        f"{args.encoder} random weights, batch {args.batch} x {args.tokens} tokens, {args.threads} threads, "
-        f"best of {args.rounds}: fp32 {best['fp32'] * 1e3:.1f} ms, bf16 {best['bf16'] * 1e3:.1f} ms; "
-        f"bf16 speed-up {best['fp32'] / best['bf16']:.3f}x"
+        f"{args.encoder} random weights, batch {args.batch} x {args.tokens} tokens, "
+        f"{args.threads} threads, best of {args.rounds}: fp32 {best['fp32'] * 1e3:.1f} ms, "
+        f"bf16 {best['bf16'] * 1e3:.1f} ms; bf16 speed-up {best['fp32'] / best['bf16']:.3f}x"
     )
 
 
