@@ -17,6 +17,7 @@ from typing import Any
 
 from common.names import lookup
 from common.paths import REPO
+from models.backends import check_options as check_backend_options
 from models.base import DTYPES, BackendOptions
 from sut.base import SUTOptions
 from sut.registry import SCENARIOS
@@ -137,7 +138,8 @@ class RunConfig:
         if self.ray_address is not None and not self.ray_address.strip():
             raise ValueError("ray_address is empty (omit it for an embedded local cluster)")
         self.sut_options()  # validates the scheduling knobs
-        self.backend_options()
+        # the dtype this backend serves on this device and CPU (bf16 on CPU: AMX or AVX512-BF16)
+        check_backend_options(self.backend, self.backend_options())
 
     @property
     def mode(self) -> str:

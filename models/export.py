@@ -2,8 +2,9 @@
 
 build/onnx/<key>.onnx is the exported fp32 graph of `served.torch_module(attn_implementation="eager")`
 (the adapters library cannot export itself: the served module calls it with keyword arguments,
-docs/zoo.md, "The adapters library"); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-int8.onnx are derived from it. The key hashes the
-served model's description, the checkpoint files (names, sizes, mtimes), the opset and torch version.
+docs/zoo.md, "The adapters library"); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-opt-int8.onnx (dynamic; -int8w7: 7-bit weights)
+and <key>-int8s-<tag>.onnx (static QDQ) are derived from it. The key hashes the served model's
+description, the checkpoint files (names, sizes, mtimes), the opset and torch version.
 Every file is written under a temporary name and renamed: an interrupted export leaves no cache entry.
 Graphs over 2 GB (large) keep their weights in <name>.data beside them.
 """
@@ -16,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from common.paths import BUILD
@@ -152,12 +154,18 @@ def optimized(path: Path, served, use_gpu: bool = False, fp16: bool = False) -> 
     return out
 
 
-def quantized(path: Path) -> Path:
-    """int8 dynamic quantisation of MatMul weights (activations quantised at run time) -> <stem>-int8.onnx."""
+def quantized(path: Path, weight_bits: int = 8) -> Path:
+    """int8 dynamic quantisation of MatMul weights (activations quantised at run time), per tensor
+    -> <stem>-int8.onnx (what the backend serves); weight_bits 7 -> <stem>-int8w7.onnx, weights in
+    [-64, 64] (ONNX Runtime's reduce_range): exact on a CPU whose u8 x s8 kernel saturates on
+    full-range weights (models/cpu_caps.py CpuCaps.int8_exact), compared in
+    reports/scripts/int8_weight_bits.py."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out = path.with_name(path.stem + "-int8.onnx")
+    if weight_bits not in (7, 8):
+        raise ValueError(f"weight_bits must be 7 or 8, got {weight_bits}")
+    out = path.with_name(path.stem + ("-int8.onnx" if weight_bits == 8 else "-int8w7.onnx"))
     if out.exists():
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}.onnx")
@@ -165,8 +173,68 @@ def quantized(path: Path) -> Path:
         str(path),
         str(tmp),
         weight_type=QuantType.QInt8,
+        reduce_range=weight_bits == 7,
         op_types_to_quantize=["MatMul"],
         extra_options={"DefaultTensorType": TensorProto.FLOAT},  # fused contrib ops lack shape inference
+    )
+    tmp.replace(out)
+    return out
+
+
+def static_quantized(path: Path, calibration: list[tuple[np.ndarray, np.ndarray]], tag: str) -> Path:
+    """int8 static quantisation, QDQ format -> <stem>-int8s-<tag>.onnx (`tag` names the calibration
+    set: the cache key cannot see the rows).
+
+    `path`: the exported fp32 graph, unfused (its MatMuls explicit). `calibration`: (input_ids,
+    attention_mask) int64 batches; activation ranges are their MinMax. Quantised: every MatMul with a
+    constant weight (per output channel, s8; activations u8, per tensor). Kept fp32, per op: the
+    attention products Q K^T and P V (both sides activations; P is the softmax's output), Gemm (the
+    classification head), and everything that is not a MatMul (softmax, LayerNorm, GELU).
+    ValueError on an empty calibration set."""
+    import onnx
+    from onnx import TensorProto
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if not calibration:
+        raise ValueError("int8 static needs a calibration set: no calibration batch given")
+    out = path.with_name(f"{path.stem}-int8s-{tag}.onnx")
+    if out.exists():
+        return out
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    activation_products = [
+        n.name for n in graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)
+    ]
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.items, None)
+            return None if batch is None else dict(zip(INPUTS, batch, strict=True))
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}.onnx")
+    quantize_static(
+        str(path),
+        str(tmp),
+        Batches(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=activation_products,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"DefaultTensorType": TensorProto.FLOAT},
     )
     tmp.replace(out)
     return out

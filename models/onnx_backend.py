@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from models import cpu_caps
+from models.backends import check_options
 from models.base import Backend, BackendOptions
 from models.export import INPUTS, OUTPUT, export_onnx, optimized, quantized
 
@@ -30,16 +32,18 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, served, options: BackendOptions, onnx_dir: str | Path | None = None):
         import onnxruntime as ort
 
-        if options.dtype == "bf16":
-            raise ValueError("onnxruntime backend: bf16 is not supported; use fp16 (GPU) or fp32/int8")
+        check_options(self.name, options)  # ValueError: bf16 anywhere, fp16 on CPU
         gpu = options.device.startswith("cuda")
-        if options.dtype == "fp16" and not gpu:
-            raise ValueError("onnxruntime backend: fp16 needs device cuda; use fp32 or int8 on CPU")
         self.served, self.options = served, options
         path = export_onnx(served, onnx_dir)
         if options.optimize or options.dtype == "fp16":
             path = optimized(path, served, use_gpu=gpu, fp16=options.dtype == "fp16")
+        # int8: 8-bit weights everywhere. Without VNNI / AMX int8 the CPU's u8 x s8 kernel can
+        # saturate on them (recorded as int8_gemm_exact); 7-bit weights avoid that but were further
+        # from fp32 on e5-small (docs/amx.md, reports/scripts/int8_weight_bits.py)
+        self.int8_gemm_exact = None
         if options.dtype == "int8":
+            self.int8_gemm_exact = None if gpu else cpu_caps.probe().int8_exact
             path = quantized(path)
         self.path = path
         so = ort.SessionOptions()
@@ -84,6 +88,7 @@ class OnnxRuntimeBackend(Backend):
             "model_bytes": self.path.stat().st_size if self.path.is_file() else None,
             "providers": self.session.get_providers(),
             "dtype": self.options.dtype,
+            **({"int8_gemm_exact": self.int8_gemm_exact} if self.int8_gemm_exact is not None else {}),
             "optimize": self.options.optimize,
             "threads": self.options.threads,
             "io_binding": self.io_binding,

@@ -28,9 +28,11 @@ is what makes the ratio mean something.
 Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
 a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
 
-Sections (`--sections`, default both): `sut`, the ratios above, into --out (reports/benchmark.md);
-`ray`, the Ray executor's figures (research/ray_bench.py), into --ray_out (reports/benchmark_ray.md).
-`--sections ray` runs the Ray section alone (a few minutes on 2 cores).
+Sections (`--sections`, default all three): `sut`, the ratios above, into --out
+(reports/benchmark.md); `ray`, the Ray executor's figures (research/ray_bench.py), into --ray_out
+(reports/benchmark_ray.md); `peak`, each serving form (PyTorch fp32 / bf16, ONNX Runtime fp32 / int8)
+against the machine's measured GEMM peaks (research/peak_bench.py), into --peak_out
+(reports/benchmark_peak.md). `--sections ray` runs the Ray section alone (a few minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -92,10 +94,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
     a(
         "--sections",
-        default="sut,ray",
-        help="comma-separated: sut (the ratios above), ray (the Ray executor)",
+        default="sut,ray,peak",
+        help="comma-separated: sut (the ratios above), ray (the Ray executor), peak (each serving form "
+        "against the machine's GEMM peaks)",
     )
     a("--ray_out", default=str(REPO / "reports" / "benchmark_ray.md"), help="the ray section's report")
+    a("--peak_encoder", default="e5-small", help="peak section: the encoder of its Offline runs")
+    a(
+        "--peak_weights",
+        default="random",
+        help="peak section: 'random' (the shape, speed only) or 'zoo' (the encoder's trained zoo model)",
+    )
+    a(
+        "--peak_forms",
+        default="pytorch,pytorch-bf16,onnxruntime,onnxruntime-int8",
+        help="peak section: serving forms (backend[-dtype]); PyTorch fp32 is measured beside them",
+    )
+    a("--peak_repeats", type=int, default=10, help="peak section: timed calls per GEMM peak (best kept)")
+    a("--peak_estimate_samples", type=int, default=128, help="peak section: samples of the sizing loop")
+    a(
+        "--peak_out",
+        default=str(REPO / "reports" / "benchmark_peak.md"),
+        help="the peak section's report",
+    )
     a("--ray_actors", default="1,2", help="ray section: actor counts of the no-op dispatch-ceiling runs")
     a("--noop_duration", type=float, default=5.0, help="ray section: seconds per no-op run")
     a(
@@ -248,7 +269,16 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
     return "\n".join(lines) + "\n"
 
 
-SECTIONS = ("sut", "ray")
+SECTIONS = ("sut", "ray", "peak")
+
+
+def _publish(text: str, record: Any, json_path: Path, out: str | Path | None) -> None:
+    """Print a section's report, keep its record as JSON, and write the report to `out` ('' = no)."""
+    print(text)
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -258,6 +288,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: --sections: {', '.join(unknown) or 'none'} not in {', '.join(SECTIONS)}",
               file=sys.stderr)  # fmt: skip
         return BAD_INPUT
+    if "peak" in sections:
+        from research.peak_bench import parse_forms
+
+        try:
+            parse_forms(args.peak_forms)  # checked before any section spends minutes
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return BAD_INPUT
     command = ("python -m research benchmark " + " ".join(sys.argv[2:])).strip()
     Path(args.runs_dir).mkdir(parents=True, exist_ok=True)
     errors = False
@@ -265,21 +303,19 @@ def main(args: argparse.Namespace) -> int:
         rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
         out = Path(args.out) if args.out else None
         text = render(rows, command, out.with_name(f"{out.stem}_notes.md") if out else None)
-        print(text)
-        (Path(args.runs_dir) / "benchmark.json").write_text(json.dumps(rows, indent=2) + "\n")
-        if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text)
+        _publish(text, rows, Path(args.runs_dir) / "benchmark.json", out)
         errors |= any(r["errors"] for r in rows)
     if "ray" in sections:
         from research.ray_bench import measure_ray, render_ray
 
         row = measure_ray(args)
-        text = render_ray(row, command)
-        print(text)
-        (Path(args.runs_dir) / "benchmark_ray.json").write_text(json.dumps(row, indent=2) + "\n")
-        if args.ray_out:
-            Path(args.ray_out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.ray_out).write_text(text)
+        _publish(render_ray(row, command), row, Path(args.runs_dir) / "benchmark_ray.json", args.ray_out)
         errors |= bool(row["errors"])
+    if "peak" in sections:
+        from research.peak_bench import measure_peak_section, render_peak
+
+        rec = measure_peak_section(args)
+        text = render_peak(rec, args, command)
+        _publish(text, rec, Path(args.runs_dir) / "benchmark_peak.json", args.peak_out)
+        errors |= bool(rec["errors"])
     return 1 if errors else 0

@@ -101,3 +101,121 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
     missing = render_ray(ray_row(server_vs_offline_ray=None, errors=["x: exit 2, see y.log"]), "c")
     assert "| server_vs_offline_ray | tiny: full/xnli pytorch | None | >= 0.7 | n/a |" in missing
     assert "Errors: x: exit 2, see y.log" in missing
+
+
+# --- the peak section: FLOP arithmetic against hand-computed values ---------------------------------
+E5_SMALL = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 12}
+
+
+def test_gemm_and_per_sample_flops_by_hand():
+    import numpy as np
+
+    from research.gpu_check import flops_per_sample
+    from research.peak_bench import SHAPE, gemm_flops
+
+    assert gemm_flops(*SHAPE) == 1_509_949_440  # 2 x 1280 x 384 x 1536
+    # one 40-token sample, per layer: 2 x 40 x (4 x 384^2 + 2 x 384 x 1536) = 141,557,760
+    # + attention 4 x 40^2 x 384 = 2,457,600 -> 144,015,360; x 12 layers (the issue's "about 1.7 GFLOP")
+    assert flops_per_sample(E5_SMALL, np.array([40])) == 1_728_184_320
+    # 10 and 30 tokens: 426,516,480 and 1,290,608,640, mean 858,562,560 (not the 20-token figure,
+    # 856,719,360: attention grows with the square of each sample's own length)
+    assert flops_per_sample(E5_SMALL, np.array([10, 30])) == 858_562_560
+
+
+def peak_rows():
+    return [
+        {
+            "form": "pytorch",
+            "peak": "torch-fp32",
+            "refused": None,
+            "offline_sps": 100.0,
+            "offline_valid": True,
+        },
+        {"form": "pytorch-bf16", "peak": "torch-bf16", "refused": "dtype bf16 on CPU needs AMX"},
+        {
+            "form": "onnxruntime-int8",
+            "peak": "onnxruntime-int8",
+            "refused": None,
+            "offline_sps": 181.0,
+            "offline_valid": False,
+        },
+    ]
+
+
+def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
+    import argparse
+
+    import numpy as np
+
+    from models.cpu_caps import CpuCaps
+    from research.peak_bench import render_peak, summarise
+
+    peaks = {"torch-fp32": 264e9, "torch-bf16": 1.3e9, "onnxruntime-int8": 500e9}
+    caps = CpuCaps("AMD EPYC", amx_bf16=False, avx512_bf16=False)
+    rec = summarise(peak_rows(), peaks, np.array([40, 40]), E5_SMALL, "random", caps, [])
+    rec["peaks_before_after_gflops"] = {"torch-fp32": [264.0, 250.5]}
+    rec["load_average"] = {"before": [1.0, 2.25, 3.0], "after": [8.04, 5.0, 4.0]}
+    rows = {r["form"]: r for r in rec["rows"]}
+    # 100 samples/s x 1.72818432 GFLOP = 172.82 GFLOP/s; / 264 = 0.6546
+    assert rows["pytorch"]["useful_gflops"] == 172.82 and rows["pytorch"]["fraction_of_peak"] == 0.655
+    assert rows["pytorch"]["vs_baseline"] == 1.0
+    # 181 x 1.72818432 = 312.80 GFLOP/s; / 500 = 0.6256; 181 / 100 = 1.81
+    assert rows["onnxruntime-int8"]["useful_gflops"] == 312.8
+    assert rows["onnxruntime-int8"]["fraction_of_peak"] == 0.626
+    assert rows["onnxruntime-int8"]["vs_baseline"] == 1.81
+    assert (
+        rows["pytorch-bf16"]["fraction_of_peak"] is None and rows["pytorch-bf16"]["peak_gflops"] == 1.3
+    )
+    args = argparse.Namespace(
+        model="full", task="xnli", peak_encoder="e5-small", threads=2, duration=10.0
+    )
+    text = render_peak(rec, args, "python -m research benchmark --sections peak")
+    assert "| pytorch | 100.0 | 1.0 | 172.82 | torch-fp32 | 264.0 | 0.655 |" in text
+    assert (
+        "| onnxruntime-int8 | 181.0 (INVALID) | 1.81 | 312.8 | onnxruntime-int8 | 500.0 | 0.626 |"
+        in text
+    )
+    assert "| pytorch-bf16 | refused: dtype bf16 on CPU needs AMX | | | torch-bf16 | 1.3 | |" in text
+    assert "FLOPs per sample: 1.728 GFLOP (mean 40.0 tokens" in text
+    assert "torch-fp32 264.0 GFLOP/s (264.0 / 250.5); torch-bf16 1.3 GFLOP/s;" in text
+    assert "Load average (1, 5, 15 min) before: 1.0, 2.2, 3.0; after: 8.0, 5.0, 4.0 (on " in text
+    assert "native bf16: none: bf16 converted in software; int8 dot products: AVX2 only" in text
+
+
+def test_peak_gemms_run_on_both_libraries():
+    """Each peak's callable multiplies the real operands (checked against numpy), not only runs."""
+    import numpy as np
+
+    from research.peak_bench import PEAKS, SHAPE
+
+    m, k, n = SHAPE
+    out = {name: make(1)() for name, make in PEAKS.items() if name != "torch-bf16"}
+    assert tuple(out["torch-fp32"].shape) == (m, n)
+    fp32 = out["onnxruntime-fp32"][0]
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    assert np.allclose(fp32, a @ b, rtol=1e-3, atol=1e-2)
+    int8 = out["onnxruntime-int8"][0]
+    rng = np.random.default_rng(0)
+    qa = rng.integers(0, 256, (m, k), dtype=np.uint8).astype(np.int64) - 128
+    qb = rng.integers(-64, 64, (k, n), dtype=np.int8).astype(np.int64)
+    assert int8.dtype == np.int32 and np.array_equal(int8, qa @ qb)
+
+
+def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
+    import argparse
+
+    from research.benchmark import configure_parser, main
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(
+        ["--sections", "peak", "--peak_forms", "pytorch,pytorch-int4", "--runs_dir", str(tmp_path)]
+    )
+    assert main(args) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "error: --peak_forms: pytorch-int4 not in pytorch, pytorch-bf16, onnxruntime, onnxruntime-int8"
+    ]
+    assert not (tmp_path / "peak").exists() and not (tmp_path / "benchmark_peak.json").exists()
