@@ -109,3 +109,27 @@ def bf16_warning(kernel: str) -> str | None:
         f"warning: this CPU has no AMX: bf16 runs on {kernel} kernels (slower than AMX; compare "
         "against fp32 before keeping it)"
     )
+
+
+def autocast_bf16(wanted: bool = True) -> bool:
+    """Whether CPU training and probes should autocast to bf16: only where the CPU multiplies bf16
+    natively (AMX or AVX512-BF16). Elsewhere bf16 runs in software, tens of times slower than fp32
+    (the module docstring), so the zoo's recipe trains in fp32 there, and says so once."""
+    if not wanted:
+        return False
+    if probe().bf16_kernel is not None:
+        return True
+    _say_fp32_once()
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _say_fp32_once() -> None:
+    import sys
+
+    print(
+        f"[models] {probe().model} has no native bf16 (AMX or AVX512-BF16): training in fp32 "
+        "instead of bf16 autocast",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -86,7 +86,8 @@ TINY_TEST = Sizes(
     max_train_examples=120,
 )
 # multilingual-e5-small (12 x 384, real weights): epochs planned from measured rates (README, "Model
-# zoo"): bf16 autocast trains at 1.7-2x the fp32 rate on these AMX cores; an XNLI epoch is ~52 k tokens,
+# zoo"): bf16 autocast trains at 1.7-2x the fp32 rate on AMX cores (fp32 where the CPU has no
+# native bf16: models/cpu_caps.py autocast_bf16); an XNLI epoch is ~52 k tokens,
 # the SQuAD proxy (XQuAD-en) ~0.24 M and TyDiQA train-en ~0.58 M tokens.
 E5_SMALL = Sizes(
     squad_epochs=1.0,

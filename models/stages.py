@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.cpu_caps import autocast_bf16
 from models.loaders import activate, add_head, write_manifest
 from models.registry import TASKS, ModelSpec
 
@@ -127,7 +128,8 @@ def train(
     requires_grad, padded per batch; label arrays in `data` are passed to the model by name (labels /
     start_positions...). `epochs` > 0: length-bucketed passes over the data (`batches`); else `steps`
     random batches. ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master weights; 1.7-2x faster
-    on CPUs with AMX: reports/scripts/bf16_training_step.py). Returns the training curve: per epoch (or at the end)
+    on CPUs with AMX: reports/scripts/bf16_training_step.py) where the CPU has native bf16, else fp32
+    (models/cpu_caps.py `autocast_bf16`; the stage records which). Returns the training curve: per epoch (or at the end)
     the mean loss and, with `evaluate(model) -> float`, a held-out figure."""
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -136,6 +138,7 @@ def train(
 
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
+    bf16 = autocast_bf16(ctx.sizes.bf16)
     label_keys = [k for k in ("labels", "start_positions", "end_positions") if k in data]
     params = [p for p in model.parameters() if p.requires_grad]
     n = len(data["offsets"]) - 1
@@ -153,7 +156,7 @@ def train(
     for step, rows in enumerate(bar, 1):
         ids, mask = pad_ragged(data["input_ids"], data["offsets"], rows, 1)
         labels = {k: torch.from_numpy(np.asarray(data[k])[rows]).long() for k in label_keys}
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ctx.sizes.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(
                 input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **labels
             ).loss
@@ -201,7 +204,8 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     start = time.perf_counter()
     curve = train(model, data, lr, ctx, desc, evaluate=evaluate, **plan)
     seconds = round(time.perf_counter() - start, 1)  # wall time, held-out probes included
-    return {"lr": lr, **plan, "bf16": sizes.bf16, "seed": ctx.seed, "curve": curve, "train_s": seconds}
+    bf16 = autocast_bf16(sizes.bf16)  # what train() used on this CPU
+    return {"lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve, "train_s": seconds}
 
 
 def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from models.cpu_caps import autocast_bf16
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
 BATCH = 64
@@ -43,7 +44,8 @@ def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
 
 class _TrainingModule:
     """Backend-like view of a model being trained: the task kind's wrapper (models/modules.py)
-    without freezing its parameters; bf16 autocast (a curve probe, not a reported figure). no_grad,
+    without freezing its parameters; bf16 autocast where the CPU has native bf16 (a curve probe, not
+    a reported figure). no_grad,
     not inference_mode: under inference_mode and autocast the adapters library's unfolded
     AdapterFusion forward runs 11-14x slower (python reports/scripts/fusion_probe.py); in the
     timed zoo build of 2026-11-30 (reports/zoo.md) each TyDiQA probe of adapter-squad took 11
@@ -57,7 +59,7 @@ class _TrainingModule:
     def predict(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16()):
             out = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
         return out.float().numpy()
 

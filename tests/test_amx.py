@@ -233,3 +233,40 @@ def test_static_int8_quantises_the_weight_matmuls_only_per_channel(tmp_path):
             assert not dequantized(n.input[0]) and not dequantized(n.input[1])
     gemms = [n for n in graph.node if n.op_type == "Gemm"]  # the head: dense and out_proj
     assert len(gemms) == 2 and not any(dequantized(i) for n in gemms for i in n.input)
+
+
+@pytest.mark.parametrize(("caps", "autocast"), [(AMX, True), (AVX512, True), (NEITHER, False)])
+def test_training_autocasts_to_bf16_only_where_the_cpu_has_native_bf16(cpu, capsys, caps, autocast):
+    """The recipe asks for bf16 autocast (E5_SMALL.bf16); on a CPU without native bf16 it would run
+    every training matmul in software (67x slower GEMMs measured on an AVX2-only EPYC), so training
+    runs in fp32 there, says so once, and the stage records what it used."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from models import stages
+
+    cpu(caps)
+    cpu_caps._say_fp32_once.cache_clear()
+    seen: list[bool] = []
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, input_ids, attention_mask, labels):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return SimpleNamespace(loss=(self.w * input_ids.float().mean()).sum())
+
+    sizes = SimpleNamespace(batch_size=2, warmup=0.1, bf16=True)
+    ctx = stages.Context(Path("."), sizes, seed=0, progress=False, squad_path=Path("."))
+    data = {"input_ids": np.arange(1, 9), "offsets": np.array([0, 2, 4, 6, 8]), "labels": [0, 1, 0, 1]}
+    stages.train(Model(), data, 1e-3, ctx, "t", steps=3)
+    assert seen == [autocast] * 3
+    err = capsys.readouterr().err
+    assert err.count("has no native bf16") == (0 if autocast else 1)
+    stages.train(Model(), data, 1e-3, ctx, "t", steps=1)  # the line is printed once per process
+    assert "has no native bf16" not in capsys.readouterr().err
+    assert cpu_caps.autocast_bf16(False) is False
