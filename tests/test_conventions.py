@@ -87,3 +87,48 @@ def test_a_retrieval_run_of_a_model_with_an_intermediate_stage_builds_it_on_firs
     assert "first use of full-squad/bucc (tiny)" in out and "building 2 zoo stage(s)" in out
     # a second use builds nothing
     assert recipe.build_for_run("full-squad", "bucc", zoo, "tiny", recipe.TINY_TEST) == []
+
+
+# --- flags of the reference harness ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (
+            ["run", "--mlperf_conf", "build/mlperf.conf"],
+            "--mlperf_conf is a flag of the MLCommons "
+            "reference harness: use --user_conf here (LoadGen applies its built-in mlperf.conf itself",
+        ),
+        (
+            ["run", "--max_examples", "100"],
+            "--max_examples is a flag of the MLCommons reference harness: use --count here",
+        ),
+        (["run", "--quantized"], "use --dtype here"),
+        (["run", "--network", "sut", "--port", "8000"], "use --executor here"),
+        (
+            [
+                "compliance",
+                "--scenario",
+                "Offline",
+                "--model",
+                "full",
+                "--task",
+                "xnli",
+                "--max_examples=5",
+            ],
+            "--max_examples is a flag of the MLCommons reference harness: use --count here",
+        ),
+        (
+            ["run", "--user-conf", "x.conf"],
+            "python -m harness run: unknown flag --user-conf (did you mean --user_conf?)",
+        ),
+        (["models", "--mlperf_conf", "x"], "python -m harness models: unknown flag --mlperf_conf"),
+    ],
+)
+def test_a_reference_harness_flag_gets_one_error_line_naming_ours(capsys, argv, hint):
+    from harness.cli import main
+
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("error: ") and hint in lines[0], lines
+    assert captured.out == ""
