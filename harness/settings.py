@@ -97,9 +97,10 @@ LOADGEN_KEYS: dict[str, tuple[Key, ...]] = {
     "accuracy_log_rng_seed": (Key(True, None, 0, U64),),
     "accuracy_log_sampling_target": (_COUNT,),
 }
-# Memory LoadGen and its Python binding take per pre-generated sample (measured with LoadGen 6.0.17:
-# an Offline query of 1.1 million samples raised the peak RSS by 450 MiB, a Server schedule of 500 k
-# queries by 140 MiB: docs/configuration.md). A schedule above half the machine's memory is refused.
+# Memory LoadGen and its Python binding take per pre-generated sample (LoadGen 6.0.17, a SUT that
+# completes at once, peak RSS: an Offline query of 1.1 million samples took 506 MiB, about 480 bytes a
+# sample; a Server schedule of 500,000 queries 194 MiB: docs/configuration.md). A schedule above half
+# the machine's memory is refused.
 BYTES_PER_SAMPLE = 512
 
 
