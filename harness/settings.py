@@ -187,9 +187,11 @@ def parse_user_conf(path: Path) -> list[Line]:
         if entry.key in LOADGEN_KEYS and entry.scenario in (*LOADGEN_SCENARIOS, "*"):
             integer = any(k.integer for k in _keys_for(entry.key, entry.scenario))
             if integer and not re.fullmatch(r"0|[1-9][0-9]*", entry.text):
+                read = _strtoull(entry.text)
                 raise ValueError(
-                    f"{where}: {tokens[0]} = {entry.text} is not a usable value: {entry.key} is an integer key and takes a "
-                    f"decimal integer literal (LoadGen would read {entry.text} as {_strtoull(entry.text)})"
+                    f"{where}: {tokens[0]} = {entry.text} is not a usable value: {entry.key} is an "
+                    f"integer key and takes a decimal integer literal (LoadGen would read "
+                    f"{entry.text} as {read})"
                 )
         lines.append(entry)
     return lines
@@ -232,9 +234,9 @@ def check_user_conf(path: Path, model: str, scenario: str) -> list[str]:
     named = sorted({line.model for line in lines} - {"*"})
     if named and model not in named:
         warnings.append(
-            f"{path}: no line is for LoadGen model {model!r}{_closest(model, named, 0.5)}: only its `*` lines "
-            "and LoadGen's mlperf.conf defaults apply (a Server latency bound of 10 ms); add lines "
-            f"`{model}.<Scenario>.<key> = <value>` or pick another name with --loadgen_model"
+            f"{path}: no line is for LoadGen model {model!r}{_closest(model, named, 0.5)}: only its "
+            "`*` lines and LoadGen's mlperf.conf defaults apply (a Server latency bound of 10 ms); "
+            f"add lines `{model}.<Scenario>.<key> = <value>` or pick another name with --loadgen_model"
         )
     return warnings
 
