@@ -59,6 +59,11 @@ def test_first_use_estimate_adds_the_measured_stage_times():
     assert "about 11 min on a quiet 2-core CPU" in line
     pawsx = build_announcement(stages_for_run("full", "pawsx", "e5-small")[1:], "full/pawsx")
     assert "full pawsx (not measured)" in pawsx and "about 0 min plus 1 unmeasured stage(s)" in pawsx
+    tiny = build_announcement(stages_for_run("lora-squad", "tatoeba", "tiny"), "lora-squad/tatoeba", 8.1)
+    assert (
+        "building 2 zoo stage(s): encoder tiny (not measured), lora-squad squad (not measured); "
+        "at most 8.1 min (the whole zoo's training)" in tiny
+    )
 
 
 def test_a_retrieval_run_of_a_model_with_an_intermediate_stage_builds_it_on_first_use(
