@@ -14,6 +14,8 @@ such a command runs. No core module imports research.
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import importlib
 import signal
 import sys
@@ -33,6 +35,54 @@ COMMANDS: dict[str, tuple[str, str]] = {
 ELSEWHERE: dict[str, str] = {
     name: "research" for name in ("find_peak", "benchmark", "study", "gpu_check")
 }
+
+
+# Flags of the MLCommons reference harnesses (language/bert/run.py and its siblings) -> (our flag, or
+# None where there is no flag, and what to do here). A hint is shown only where the command has the
+# flag it names.
+REFERENCE_FLAGS: dict[str, tuple[str | None, str]] = {
+    "--mlperf_conf": (
+        "--user_conf",
+        "LoadGen applies its built-in mlperf.conf itself; settings go in user.conf",
+    ),
+    "--max_examples": ("--count", "development: the QSL is the first N samples"),
+    "--quantized": ("--dtype", "--dtype int8 serves an int8 model"),
+    "--profile": (None, "no profiler here; --retime times the issued samples again without LoadGen"),
+    "--network": (
+        "--executor",
+        "LoadGen over the network is not supported: --executor ray "
+        "--ray_address HOST:PORT runs the workers on other machines",
+    ),
+    "--max-batchsize": ("--max_batch", "samples per batch"),
+    "--dataset-path": ("--task", "the data ships in data/; TASK= picks it"),
+    "--time": ("--duration", "development: run for S seconds"),
+    "--qps": ("--user_conf", "target_qps lives in user.conf (`MODEL.Scenario.target_qps = N`)"),
+    "--max-latency": ("--user_conf", "target_latency lives in user.conf"),
+    "--samples-per-query": ("--user_conf", "samples_per_query lives in user.conf"),
+    "--find-peak-performance": (None, "python -m harness find_peak searches the Server peak"),
+}
+for _flag in ("--node", "--port", "--sut_server"):
+    REFERENCE_FLAGS[_flag] = REFERENCE_FLAGS["--network"]
+for _flag in ("--dataset_path", "--max_batchsize"):
+    REFERENCE_FLAGS[_flag] = REFERENCE_FLAGS[_flag.replace("_", "-")]
+
+
+def unknown_flag_hint(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """One line for the arguments `parser` did not recognise: for a reference-harness flag, the flag
+    that does its job here; for another flag, the closest of the command's own."""
+    ours = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    flags = [arg.split("=", 1)[0] for arg in extra if arg.startswith("-")]
+    if not flags:
+        return f"{parser.prog}: unexpected argument(s): {' '.join(extra)}"
+    flag = flags[0]
+    if flag in REFERENCE_FLAGS:
+        mine, how = REFERENCE_FLAGS[flag]
+        if mine is None or mine in ours:
+            here = f"use {mine} here ({how})" if mine else how
+            return f"{flag} is a flag of the MLCommons reference harness: {here}"
+    close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--"), ours, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else f"; `{parser.prog} --help` lists them"
+    return f"{parser.prog}: unknown flag {flag}{hint}"
 
 
 def dispatch(
@@ -63,7 +113,10 @@ def dispatch(
         module = importlib.import_module(commands[name][0])
         cmd_parser = ArgumentParser(prog=f"{prog} {name}", description=commands[name][1])
         module.configure_parser(cmd_parser)
-        args = cmd_parser.parse_args(argv[1:])
+        args, extra = cmd_parser.parse_known_args(argv[1:])
+        if extra:
+            print(f"error: {unknown_flag_hint(cmd_parser, extra)}", file=sys.stderr)
+            return BAD_INPUT
         return int(module.main(args) or 0)
     except KeyboardInterrupt:  # `run` handles its own signals; this is any other command
         print(f"\n{name}: interrupted", file=sys.stderr)

@@ -191,12 +191,22 @@ def run(cfg: RunConfig, workload: Workload | None = None, command: list[str] | N
 
 
 def check_conf(cfg: RunConfig) -> list[str]:
-    """user.conf (and audit.config) checked for this run: ValueError on errors, warnings returned."""
-    from harness.settings import check_user_conf
+    """user.conf (and audit.config) checked for this run, and the schedule LoadGen would generate
+    from them: ValueError on errors, warnings returned."""
+    from harness.settings import check_schedule, check_user_conf
 
     warnings = check_user_conf(cfg.user_conf, cfg.loadgen_model_name, cfg.scenario)
     if cfg.audit_conf:
         warnings += check_user_conf(cfg.audit_conf, cfg.loadgen_model_name, cfg.scenario)
+    check_schedule(
+        cfg.user_conf,
+        cfg.loadgen_model_name,
+        cfg.scenario,
+        cfg.accuracy,
+        cfg.duration_s,
+        cfg.count,
+        cfg.audit_conf,
+    )
     return warnings
 
 

@@ -28,7 +28,7 @@ from common.paths import BUILD, REPO
 from models import stages
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
 from models.loaders import DONE
-from models.registry import MODELS, TASKS
+from models.registry import MODELS, TASKS, get_model_spec
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
 # English dev rows [0, first held-out row) train the targets; every language's rows from there on
@@ -232,7 +232,8 @@ def build_zoo(
         ctx = replace(ctx, encoder_dir=encoder_path or enc.source)
     # task by task (every model's XNLI before any TyDiQA): the short stages first, so an interrupted
     # build has whole tasks to serve; each model's intermediate stage just before its first target.
-    for task in tasks:
+    # No target task (a run on a retrieval task): the models' intermediate stages alone.
+    for task in tasks or [None]:
         for name in models:
             spec = MODELS[name]
             if spec.intermediate:
@@ -241,11 +242,12 @@ def build_zoo(
                     f"{name} squad",
                     lambda out, s=spec: stages.squad(ctx, s, out),
                 )
-            timed(
-                models_dir / name / task,
-                f"{name} {task}",
-                lambda out, s=spec, t=task: stages.target(ctx, s, t, out),
-            )
+            if task is not None:
+                timed(
+                    models_dir / name / task,
+                    f"{name} {task}",
+                    lambda out, s=spec, t=task: stages.target(ctx, s, t, out),
+                )
     return timings
 
 
@@ -330,12 +332,106 @@ def tokenizer_for(served):
     return served.tokenizer()
 
 
-def build_for_run(model: str, task: str, models_dir: Path | None = None, encoder: str = "tiny") -> None:
-    """Build only the zoo stages one run needs (first use of `make run`) for an encoder built here
-    (tiny, e5-small): the encoder, the model's intermediate stage, and its target stage when the
-    task has one."""
+# Minutes each zoo stage took on this repository's 2-core CPU machine: what a first `make run`
+# announces before it builds (`build_for_run`). e5-small: the encoder is the README's measured
+# download, conversion and loading (1 min 15 s); the other stages are the "one build" column of
+# reports/zoo.md (the whole zoo timed in one build, 2026-11-30); PAWS-X stages are not measured.
+# tiny: not measured stage by stage; its whole zoo (14 stages) trains in 488 s (README, "Model zoo"),
+# which bounds any part of it (`ZOO_MINUTES`). Keys: the stage's folder under the zoo folder.
+STAGE_MINUTES: dict[str, dict[str, float]] = {
+    "e5-small": {
+        "encoder": 1.25,
+        "full-squad/squad": 6.0,
+        "adapter-squad/squad": 5.0,
+        "lora-squad/squad": 4.8,
+        "full/xnli": 2.6,
+        "full-squad/xnli": 2.8,
+        "adapter/xnli": 2.6,
+        "adapter-squad/xnli": 4.8,
+        "lora-squad/xnli": 2.6,
+        "full/tydiqa": 29.5,
+        "full-squad/tydiqa": 30.7,
+        "adapter/tydiqa": 31.5,
+        "adapter-squad/tydiqa": 27.7,
+        "lora-squad/tydiqa": 38.7,
+    },
+    "tiny": {},
+}
+ZOO_MINUTES = {"tiny": 8.1}  # the whole zoo's training stages, where its stages are not measured
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One zoo stage a run needs: its folder under the zoo folder, the name the build prints, and
+    its measured minutes on this machine (None: not measured)."""
+
+    folder: str
+    desc: str
+    minutes: float | None
+
+
+def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
+    """Every zoo stage a run of `model` on `task` serves from, in build order: the encoder (when the
+    recipe builds it), the model's intermediate stage (which retrieval tasks serve), and the target
+    stage of a task with target training."""
+    spec = get_model_spec(model)
+    enc = get_encoder(encoder)
+    times = STAGE_MINUTES.get(enc.name, {})
+    plan = [("encoder", f"encoder {enc.name}")] if enc.name in ENCODER_STAGES else []
+    if spec.intermediate:
+        plan.append((f"{spec.name}/{spec.intermediate}", f"{spec.name} {spec.intermediate}"))
+    if task in TARGETS:
+        plan.append((f"{spec.name}/{task}", f"{spec.name} {task}"))
+    return [Stage(folder, desc, times.get(folder)) for folder, desc in plan]
+
+
+def build_announcement(missing: list[Stage], what: str, whole_zoo: float | None = None) -> str:
+    """The line a first use prints before it builds: each stage with its measured minutes, and
+    their sum (a lower bound where a stage is not measured; `whole_zoo`, the minutes of the whole
+    zoo's training, bounds it instead where given)."""
+    parts = [
+        f"{s.desc} (~{s.minutes:g} min)" if s.minutes else f"{s.desc} (not measured)" for s in missing
+    ]
+    known = sum(s.minutes or 0.0 for s in missing)
+    unknown = sum(s.minutes is None for s in missing)
+    if not unknown:
+        total = f"about {known:.0f} min"
+    elif whole_zoo is not None:
+        total = f"at most {whole_zoo:g} min (the whole zoo's training)"
+    else:
+        total = f"about {known:.0f} min plus {unknown} unmeasured stage(s)"
+    return (
+        f"[models] first use of {what}: building {len(missing)} zoo stage(s): {', '.join(parts)}; "
+        f"{total} on a quiet 2-core CPU (measured stage times: docs/configuration.md)"
+    )
+
+
+def build_for_run(
+    model: str,
+    task: str,
+    models_dir: Path | None = None,
+    encoder: str = "tiny",
+    sizes: Sizes | None = None,
+) -> list[str]:
+    """Build the zoo stages one run needs that are missing (first use of `make run`) for an encoder
+    built here (tiny, e5-small): `stages_for_run`, announced with their measured times first.
+    Returns the folders (under the zoo folder) of the stages it found missing."""
     enc = get_encoder(encoder)
     models_dir = models_dir or enc.default_models_dir(BUILD)
+    missing = [
+        s for s in stages_for_run(model, task, enc.name) if not (models_dir / s.folder / DONE).exists()
+    ]
+    if not missing:
+        return []
+    what = f"{model}/{task} ({enc.name}) in {models_dir}"
+    print(build_announcement(missing, what, ZOO_MINUTES.get(enc.name)), flush=True)
     tasks = [task] if task in TARGETS else []
-    print(f"[models] first use: building the {enc.name} zoo entries for {model}/{task} in {models_dir}")
-    build_zoo(models_dir, enc.name, [model], tasks, SIZES[enc.name], seed=seed_of_models_dir(models_dir))
+    build_zoo(
+        models_dir,
+        enc.name,
+        [model],
+        tasks,
+        sizes or SIZES[enc.name],
+        seed=seed_of_models_dir(models_dir),
+    )
+    return [s.folder for s in missing]

@@ -1,0 +1,289 @@
+"""Run configuration: first-use zoo stages, user.conf as LoadGen reads it, reference-harness flags."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from common.paths import REPO
+from models.registry import MODELS, TASKS
+
+
+# --- first use: the stages a run serves from -------------------------------------------------------
+def readme_names(variable: str) -> list[str]:
+    """The values the README's flag table lists for a make variable (`MODEL`, `TASK`)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    row = re.search(rf"^\| `{variable}` \| `--\w+` \| (.*?) \|", readme, re.M)
+    assert row, f"README has no flag-table row for {variable}"
+    return re.findall(r"`([\w-]+)`", row.group(1))
+
+
+def test_the_readme_lists_every_registered_model_and_task():
+    assert readme_names("MODEL") == list(MODELS)
+    assert readme_names("TASK") == list(TASKS)
+
+
+@pytest.mark.parametrize("encoder", ["tiny", "e5-small"])
+def test_every_readme_model_and_task_builds_the_stage_its_run_serves(encoder):
+    """For each MODEL x TASK of the README, the last stage `build_for_run` builds is the folder the
+    run's checkpoint lookup serves from, and every stage it depends on comes before it."""
+    from models.recipe import stages_for_run
+
+    for model in readme_names("MODEL"):
+        spec = MODELS[model]
+        for task in readme_names("TASK"):
+            target = TASKS[task]
+            plan = [s.folder for s in stages_for_run(model, task, encoder)]
+            stage = spec.stage_dir(target.kind, target.name)
+            served = f"{model}/{stage}" if stage else "encoder"
+            assert plan[-1] == served, (model, task, plan)
+            assert plan[0] == "encoder"
+            assert (f"{model}/squad" in plan) == (spec.intermediate == "squad"), (model, task, plan)
+            assert len(plan) == 1 + (spec.intermediate is not None) + (
+                task in ("xnli", "pawsx", "tydiqa")
+            )
+
+
+def test_first_use_estimate_adds_the_measured_stage_times():
+    from models.recipe import build_announcement, stages_for_run
+
+    plan = stages_for_run("adapter-squad", "xnli", "e5-small")
+    assert [(s.folder, s.minutes) for s in plan] == [
+        ("encoder", 1.25),
+        ("adapter-squad/squad", 5.0),
+        ("adapter-squad/xnli", 4.8),
+    ]
+    line = build_announcement(plan, "adapter-squad/xnli (e5-small)")
+    assert "building 3 zoo stage(s): encoder e5-small (~1.25 min), adapter-squad squad (~5 min)" in line
+    assert "about 11 min on a quiet 2-core CPU" in line
+    pawsx = build_announcement(stages_for_run("full", "pawsx", "e5-small")[1:], "full/pawsx")
+    assert "full pawsx (not measured)" in pawsx and "about 0 min plus 1 unmeasured stage(s)" in pawsx
+    tiny = build_announcement(stages_for_run("lora-squad", "tatoeba", "tiny"), "lora-squad/tatoeba", 8.1)
+    assert (
+        "building 2 zoo stage(s): encoder tiny (not measured), lora-squad squad (not measured); "
+        "at most 8.1 min (the whole zoo's training)" in tiny
+    )
+
+
+def test_a_retrieval_run_of_a_model_with_an_intermediate_stage_builds_it_on_first_use(
+    tmp_path, monkeypatch, capsys
+):
+    """A fresh clone's `make run MODEL=full-squad TASK=bucc` built the encoder only, then stopped
+    with "no checkpoint ... full-squad/squad". Here the runner's own preparation (what `harness run`
+    does before LoadGen) on an empty zoo folder, with the test-sized recipe."""
+    from harness.config import RunConfig
+    from harness.runner import prepare
+    from models import recipe
+    from models.loaders import DONE
+
+    monkeypatch.setitem(recipe.SIZES, "tiny", recipe.TINY_TEST)
+    zoo = tmp_path / "zoo"
+    cfg = RunConfig(model="full-squad", task="bucc", languages="zh", count=8, models_dir=str(zoo))
+    work = prepare(cfg)
+    try:
+        assert work.served.checkpoint == zoo / "full-squad" / "squad"
+        assert work.served.serving == "plain" and len(work.qsl.lengths) > 0
+    finally:
+        work.close()
+    built = sorted(str(p.parent.relative_to(zoo)) for p in zoo.rglob(DONE))
+    assert built == ["encoder", "full-squad/squad"]  # no target stage: BUCC trains nothing
+    out = capsys.readouterr().out
+    assert "first use of full-squad/bucc (tiny)" in out and "building 2 zoo stage(s)" in out
+    # a second use builds nothing
+    assert recipe.build_for_run("full-squad", "bucc", zoo, "tiny", recipe.TINY_TEST) == []
+
+
+# --- flags of the reference harness ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (
+            ["run", "--mlperf_conf", "build/mlperf.conf"],
+            "--mlperf_conf is a flag of the MLCommons "
+            "reference harness: use --user_conf here (LoadGen applies its built-in mlperf.conf itself",
+        ),
+        (
+            ["run", "--max_examples", "100"],
+            "--max_examples is a flag of the MLCommons reference harness: use --count here",
+        ),
+        (["run", "--quantized"], "use --dtype here"),
+        (["run", "--network", "sut", "--port", "8000"], "use --executor here"),
+        (
+            [
+                "compliance",
+                "--scenario",
+                "Offline",
+                "--model",
+                "full",
+                "--task",
+                "xnli",
+                "--max_examples=5",
+            ],
+            "--max_examples is a flag of the MLCommons reference harness: use --count here",
+        ),
+        (
+            ["run", "--user-conf", "x.conf"],
+            "python -m harness run: unknown flag --user-conf (did you mean --user_conf?)",
+        ),
+        (["models", "--mlperf_conf", "x"], "python -m harness models: unknown flag --mlperf_conf"),
+    ],
+)
+def test_a_reference_harness_flag_gets_one_error_line_naming_ours(capsys, argv, hint):
+    from harness.cli import main
+
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("error: ") and hint in lines[0], lines
+    assert captured.out == ""
+
+
+# --- user.conf as LoadGen reads it -----------------------------------------------------------------
+def loadgen_reading(conf, model: str, scenario: str):
+    """The settings LoadGen itself takes from mlperf.conf and then `conf` (conf_type 0 and 2 do not
+    count against the one FromConfig per process)."""
+    import mlperf_loadgen as lg
+
+    ts = lg.TestSettings()
+    assert ts.FromConfig("", model, scenario, 0) == 0
+    assert ts.FromConfig(str(conf), model, scenario, 2) == 0
+    return ts
+
+
+def run_cli(conf, tmp_path, *flags):
+    from harness.cli import main
+
+    return main(["run", "--user_conf", str(conf), "--output_dir", str(tmp_path / "out"), *flags])
+
+
+@pytest.mark.parametrize(
+    ("value", "read_as"), [("1e3", 1), ("1.5", 1), ("010", 8), ("-5", 2**64 - 5), ("12abc", None)]
+)
+def test_an_integer_key_takes_an_integer_literal_only(tmp_path, capsys, value, read_as):
+    conf = tmp_path / "user.conf"
+    conf.write_text(
+        f"full.Offline.target_qps = 700\nfull.*.performance_sample_count_override = {value}\n"
+    )
+    if read_as is not None:  # what LoadGen would have used without the check
+        assert loadgen_reading(conf, "full", "Offline").performance_sample_count_override == read_as
+    assert run_cli(conf, tmp_path) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"error: {conf}: line 2: ") and len(err) == 2, err  # + "exit status 3"
+    assert "Traceback" not in "".join(err) and not (tmp_path / "out").exists()
+    if read_as is not None:
+        assert (
+            f"performance_sample_count_override is an integer key and takes a decimal integer literal "
+            f"(LoadGen would read {value} as {read_as})"
+        ) in err[0]
+    else:
+        assert "value '12abc' is not a number" in err[0], err[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "scenario", "message"),
+    [
+        ("full.Offline.target_qps = 1e12", "Offline", "target_qps must be > 0 and <= 1e+09 QPS"),
+        ("full.Server.target_latency = 0", "Server", "target_latency must be > 0"),
+        ("*.*.min_duration = 2000000000", "Offline", "min_duration must be >= 0 and <= 1e+09 ms"),
+        ("*.Server.coalesce_queries = 2", "Server", "coalesce_queries must be >= 0 and <= 1"),
+        ("full.SingleStream.target_latency_percentile = 120", "SingleStream", "<= 100 %"),
+        ("full.Server.target_latency = 130.5", "Server", "would read 130.5 as 130"),
+        (
+            "*.Server.target_qps = 3e7",
+            "Server",
+            "line 2: *.Server.target_qps = 3e7: LoadGen would "
+            "pre-generate 1.8e+10 samples for this Server run, about 8.58e+03 GiB",
+        ),
+        (
+            "*.Offline.min_query_count = 9000000000",
+            "Offline",
+            "line 2: *.Offline.min_query_count = 9000000000: LoadGen would pre-generate 9e+09 samples",
+        ),
+    ],
+)
+def test_a_value_loadgen_cannot_use_is_refused_before_it_starts(
+    tmp_path, capsys, line, scenario, message
+):
+    """`target_qps = 1e12` made LoadGen die with std::bad_alloc (exit 134, no results.json)."""
+    conf = tmp_path / "user.conf"
+    conf.write_text(f"full.Offline.target_qps = 700\n{line}\n")
+    assert run_cli(conf, tmp_path, "--scenario", scenario) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith(f"error: {conf}: line 2: ") and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_schedule_bound_is_half_the_memory(tmp_path):
+    """Offline at 760 QPS for 600 s: 1.1 x 600 x 760 = 501,600 samples, 512 bytes each (245 MiB)."""
+    from harness.settings import check_schedule
+
+    conf = tmp_path / "user.conf"
+    conf.write_text("full.Offline.target_qps = 760\n")
+    check_schedule(conf, "full", "Offline", memory_bytes=2 * 245 * 2**20 + 2**20)
+    expected = r"line 1: full.Offline.target_qps = 760: LoadGen would pre-generate 5.02e\+05 samples"
+    with pytest.raises(ValueError, match=expected + r" .* about 0.239 GiB"):
+        check_schedule(conf, "full", "Offline", memory_bytes=2 * 245 * 2**20 - 2**20)
+    # a development run's duration sizes it (10 s: 8,360 samples), an accuracy run not at all
+    check_schedule(conf, "full", "Offline", duration_s=10, memory_bytes=2 * 8360 * 512)
+    check_schedule(conf, "full", "Offline", accuracy=True, memory_bytes=1)
+    with pytest.raises(
+        ValueError, match=r"no line sets target_qps for full.Server \(mlperf.conf's value\)"
+    ):
+        check_schedule(conf, "full", "Server", memory_bytes=100)  # mlperf.conf: 1 QPS x 600 s
+
+
+def test_a_model_with_no_line_warns_with_did_you_mean(tmp_path):
+    from harness.settings import check_user_conf
+
+    conf = tmp_path / "user.conf"
+    lines = (
+        "full-e5-small.Server.target_qps = 4",
+        "adapter-e5-small.Server.target_qps = 4",
+        "*.*.performance_sample_count_override = 10833",
+    )
+    conf.write_text("\n".join(lines) + "\n")
+    (warning,) = check_user_conf(conf, "full-base", "Server")
+    assert warning.startswith(
+        f"{conf}: no line is for LoadGen model 'full-base' (did you mean 'full-e5-small'?)"
+    )
+    assert "mlperf.conf defaults apply (a Server latency bound of 10 ms)" in warning
+    assert loadgen_reading(conf, "full-base", "Server").server_target_latency_ns == 10 * 10**6
+    assert check_user_conf(conf, "full-e5-small", "Server") == []
+    (tmp_path / "star.conf").write_text("*.*.performance_sample_count_override = 10833\n")
+    assert check_user_conf(tmp_path / "star.conf", "full-base", "Server") == []  # `*` on purpose
+
+
+def test_a_key_read_only_elsewhere_warns(tmp_path):
+    from harness.settings import check_user_conf
+
+    conf = tmp_path / "user.conf"
+    conf.write_text("full.Offline.target_latency = 7\nfull.*.qsl_rng_seed = 1\n")
+    first, second = check_user_conf(conf, "full", "Offline")
+    read_in = "MultiStream, Server, SingleStream"
+    assert first == f"{conf}: line 1: LoadGen reads target_latency only in {read_in}; ignored here"
+    assert second.startswith(
+        f"{conf}: line 2: qsl_rng_seed: LoadGen reads it from its built-in mlperf.conf only"
+    )
+
+
+def test_user_conf_has_bert_bounds_for_every_model_on_every_readme_encoder():
+    """Every MODEL x ENCODER name the README can produce has its own lines: no warning, BERT's
+    performance sample count, a 130 ms Server bound, and targets LoadGen takes as given."""
+    from harness.config import RunConfig
+    from harness.settings import check_schedule, check_user_conf
+    from models.encoders import ENCODERS
+
+    assert sorted(readme_names("ENCODER")) == sorted(ENCODERS)
+    conf = REPO / "user.conf"
+    for encoder in readme_names("ENCODER"):
+        for model in readme_names("MODEL"):
+            name = RunConfig(model=model, encoder=encoder).loadgen_model_name
+            assert name == (model if encoder == "tiny" else f"{model}-{encoder}")
+            for scenario in ("SingleStream", "Offline", "Server"):
+                assert check_user_conf(conf, name, scenario) == [], (name, scenario)
+                check_schedule(conf, name, scenario)
+                ts = loadgen_reading(conf, name, scenario)
+                assert ts.performance_sample_count_override == 10833, name
+                assert ts.server_target_latency_ns == 130 * 10**6, name
+                assert ts.min_duration_ms == 600_000 and ts.offline_expected_qps > 1, name
