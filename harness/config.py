@@ -272,8 +272,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--ray_inflight", type=int,
       help=f"--executor ray: batches in flight per actor (LoadGen-side threads per actor; default "
            f"{RAY_INFLIGHT})")  # fmt: skip
-    a("--seeds", help="LoadGen seeds of an earlier MLPerf round (v4.1: Server results checked with "
-      "bert-99's datacenter rules, docs/submission.md); default: LoadGen's built-in mlperf.conf")
+    a(
+        "--seeds",
+        help="LoadGen seeds of an earlier MLPerf round (v4.1: Server results checked with "
+        "bert-99's datacenter rules, docs/submission.md); default: LoadGen's built-in mlperf.conf",
+    )
     a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
     a("--abort_grace_s", type=float,
       help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "

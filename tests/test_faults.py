@@ -244,7 +244,8 @@ def test_run_folder_stays_inside_the_output_dir(tmp_path):
 
     out = tmp_path / "out"
     (out / "tiny" / "pytorch" / "full").mkdir(parents=True)
-    (out / "tiny" / "pytorch" / "full" / "xnli").symlink_to(tmp_path)  # a symlinked sub-folder pointing elsewhere
+    # a symlinked sub-folder pointing elsewhere
+    (out / "tiny" / "pytorch" / "full" / "xnli").symlink_to(tmp_path)
     with pytest.raises(ValueError, match="resolves outside"):
         RunFolder.plan(RunConfig(output_dir=out))
     assert RunFolder.plan(RunConfig(output_dir=tmp_path / "new")).path == (

@@ -533,8 +533,10 @@ def test_accuracy_through_ray_equals_accuracy_through_threads(tmp_path, tiny_che
     ray_run = subprocess.run(cmd, cwd=REPO, env=env_without_address, capture_output=True, text=True,
                              timeout=300)  # fmt: skip
     assert ray_run.returncode == 0, ray_run.stdout[-3000:] + ray_run.stderr[-3000:]
-    t_dir, r_dir = (tmp_path / x / "tiny" / v / "full" / "xnli" / "Offline" / "accuracy"
-                    for x, v in (("t", "pytorch"), ("r", "pytorch-ray")))
+    t_dir, r_dir = (
+        tmp_path / x / "tiny" / v / "full" / "xnli" / "Offline" / "accuracy"
+        for x, v in (("t", "pytorch"), ("r", "pytorch-ray"))
+    )
     t_log = sorted((e["qsl_idx"], e["data"]) for e in read_log(t_dir))
     r_log = sorted((e["qsl_idx"], e["data"]) for e in read_log(r_dir))
     assert len(t_log) == 96 and t_log == r_log

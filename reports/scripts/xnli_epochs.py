@@ -75,8 +75,13 @@ def main() -> None:
     for model in args.models.split(","):
         run_dir, training = longer_run(model, args.epochs)
         scores[f"{model} {n} epochs"] = UnitScores.load(run_dir)
-        study_cfg = RunConfig(model=model, task="xnli", encoder="e5-small", accuracy=True,
-                              output_dir=args.study / "pytorch")  # the study's pytorch cells
+        study_cfg = RunConfig(
+            model=model,
+            task="xnli",
+            encoder="e5-small",
+            accuracy=True,
+            output_dir=args.study / "pytorch",
+        )  # the study's pytorch cells
         study_run = RunFolder.plan(study_cfg).path
         scores[f"{model} {RECIPE_EPOCHS} epochs"] = UnitScores.load(study_run)
         probe = " ".join(f"{c['heldout']:.1f}" for c in training["curve"])
