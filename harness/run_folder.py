@@ -44,13 +44,18 @@ IDENTITY = ("weights", "models_dir", "languages", "loadgen_model", "pooling_laye
 def variant(cfg: RunConfig) -> str:
     """The path component after the encoder: backend, then -dtype, -device and -ray where they are
     not the defaults (fp32, cpu, threads)."""
-    parts = [cfg.backend]
-    if cfg.dtype != "fp32":
-        parts.append(cfg.dtype)
-    if cfg.device != "cpu":
-        parts.append(cfg.device.replace(":", ""))
-    if cfg.executor != "thread":
-        parts.append(cfg.executor)
+    return variant_name(cfg.backend, cfg.dtype, cfg.device, cfg.executor)
+
+
+def variant_name(backend: str, dtype: str, device: str, executor: str) -> str:
+    """`variant` from the four values (staging reads them back from run_config.json)."""
+    parts = [backend]
+    if dtype != "fp32":
+        parts.append(dtype)
+    if device != "cpu":
+        parts.append(device.replace(":", ""))
+    if executor != "thread":
+        parts.append(executor)
     return "-".join(parts)
 
 
