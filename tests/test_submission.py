@@ -174,7 +174,7 @@ def test_src_ships_code_not_data(package):
     """The package redistributes no evaluation data (XNLI is CC BY-NC, BUCC research-only): src/data
     holds only README.md, and src/DATA.md says how to obtain the sets."""
     src = edge(package) / "src"
-    assert sorted(p.relative_to(src).as_posix() for p in (src / "data").rglob("*")) == ["README.md"]
+    assert sorted(p.relative_to(src).as_posix() for p in (src / "data").rglob("*")) == ["data/README.md"]
     note = (src / "DATA.md").read_text()
     assert "CC BY-NC" in note and "BUCC" in note and "GIT_SHA" in note
     assert (src / "tasks" / "xnli.py").is_file()  # the code is all there
@@ -501,7 +501,9 @@ def _fake_venv(tmp_path: Path) -> Path:
     """A VENV for the Makefile whose python is this one, marked installed."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").symlink_to(sys.executable)
+    python = venv / "bin" / "python"  # a wrapper (a symlink would lose this python's packages)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     (venv / ".installed").touch()
     return venv
 

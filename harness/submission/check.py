@@ -257,9 +257,15 @@ def run_official(
                 continue
             input_dir = pkg.root(root)
             csv = root / f"checker_summary-{pkg.name}-{path.stem}.csv"
+            # the current checker is a package (relative imports): run as a module from the checkout
+            how = (
+                ["-m", script.removesuffix(".py").replace("/", ".")]
+                if script.endswith("/main.py")
+                else [str(path)]
+            )
             cmd = [
                 sys.executable,
-                str(path),
+                *how,
                 "--input",
                 str(input_dir),
                 "--version",
@@ -272,7 +278,7 @@ def run_official(
                 *extra,
             ]
             print("+ " + " ".join(cmd), flush=True)
-            rc = subprocess.run(cmd, cwd=input_dir).returncode
+            rc = subprocess.run(cmd, cwd=checkout).returncode
             print(f"{pkg.name} package, {script}: exit status {rc}", flush=True)
             status = status or rc
     return status

@@ -324,6 +324,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True)
     parser.add_argument("--backend")
     parser.add_argument("--encoder")
+    parser.add_argument("--seeds", help="the seeds round of the runs compared (--seeds of harness run)")
     parser.add_argument("--duration", type=float, help="development only: audit-run duration (s)")
     parser.add_argument("--count", type=int, help="development only: sample count")
     parser.add_argument("--accuracy", action="store_true", help=argparse.SUPPRESS)
