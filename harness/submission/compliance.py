@@ -375,6 +375,7 @@ def main(args: argparse.Namespace) -> int:
             duration_s=args.duration,
             count=args.count,
             output_dir=log_dir,
+            seeds=args.seeds,
         )
     except ValueError as exc:
         print(f"compliance: {exc}")
