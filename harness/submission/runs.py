@@ -81,19 +81,22 @@ class Run(RunRecord):
         return log.errors if log else []
 
 
-def find_runs(log_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Run], list[str]]:
-    """((benchmark, scenario, mode) -> the run, problems). Folders below a TEST01/ folder (audit
+Key = tuple[str, str, str, str | None]  # (benchmark, scenario, mode, seeds)
+
+
+def find_runs(log_dirs: list[Path]) -> tuple[dict[Key, Run], list[str]]:
+    """((benchmark, scenario, mode, seeds) -> the run, problems). Folders below a TEST01/ folder (audit
     runs) and SUPERSEDED folders are skipped. Runs of one key from several backend variants are a
     problem (a package's system description names one framework); of one variant, the latest (by
     started_at) is taken."""
-    found: dict[tuple[str, str, str], Run] = {}
-    variants: dict[tuple[str, str, str], dict[str, Path]] = {}
+    found: dict[Key, Run] = {}
+    variants: dict[Key, dict[str, Path]] = {}
     for log_dir in log_dirs:
         for cfg in sorted(Path(log_dir).resolve().rglob("run_config.json")):
             if "TEST01" in cfg.parent.parts or SUPERSEDED in cfg.parent.parts:
                 continue
             run = Run.load(cfg.parent)
-            key = (run.benchmark, run.scenario, run.mode)
+            key = (run.benchmark, run.scenario, run.mode, run.seeds)
             variants.setdefault(key, {})[run.variant] = run.path
             if key not in found or run.started_at >= found[key].started_at:
                 found[key] = run
@@ -101,7 +104,7 @@ def find_runs(log_dirs: list[Path]) -> tuple[dict[tuple[str, str, str], Run], li
         f"{bench}/{scen} {mode}: runs of {len(v)} backend variants ({', '.join(sorted(v))}: "
         f"{', '.join(str(p) for p in v.values())}); a package describes one system: stage one "
         "variant at a time (--log_dir LOG_DIR/<encoder>/<variant>)"
-        for (bench, scen, mode), v in sorted(variants.items())
+        for (bench, scen, mode, _), v in sorted(variants.items(), key=lambda kv: str(kv[0]))
         if len(v) > 1
     ]
     return found, problems

@@ -333,11 +333,11 @@ def stage(
     if not runs:
         return 0, [f"no run folders (run_config.json) under {', '.join(map(str, log_dirs))}"]
     pairs: list[tuple[Run, Run, Path | None]] = []
-    for (bench, scen, mode), run in sorted(runs.items()):
+    for (bench, scen, mode, seeds), run in sorted(runs.items(), key=lambda kv: str(kv[0])):
         problems += run_problems(run, allow_test_runs)
         if mode != "performance":
             continue
-        acc = runs.get((bench, scen, "accuracy"))
+        acc = runs.get((bench, scen, "accuracy", seeds))
         if acc is None:
             problems.append(
                 f"{bench}/{scen}: no accuracy run; run `make run ... ACCURACY=1` with the same LOG_DIR"
@@ -346,8 +346,8 @@ def stage(
         t01 = test01_dir(run)
         problems += pair_problems(run, acc) + (test01_problems(run, t01) if t01 else [])
         pairs.append((run, acc, t01))
-    for (bench, scen, mode), _ in runs.items():
-        if mode == "accuracy" and (bench, scen, "performance") not in runs:
+    for bench, scen, mode, seeds in runs:
+        if mode == "accuracy" and (bench, scen, "performance", seeds) not in runs:
             problems.append(f"{bench}/{scen}: accuracy run without a performance run")
     shas = sorted({str(p.git_sha) for p, _, _ in pairs})
     if len(shas) > 1:
