@@ -40,12 +40,24 @@ SEEDS = {"v4.1": (3066443479025735752, 10688027786191513374, 1496258049615634020
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    for flag, default in (("--scenario", "Offline"), ("--model", "adapter-squad"), ("--task", "xnli"),
-                          ("--encoder", "tiny"), ("--backend", "pytorch"), ("--dtype", "fp32"),
-                          ("--audit_conf", None), ("--git_sha", None), ("--model_kind", "tiny"),
-                          ("--seen_file", None), ("--seeds", None), ("--languages", None),
-                          ("--checkpoint_sha256", "c" * 64), ("--sut_failure", None),
-                          ("--perf_from", None), ("--user_conf", None)):  # fmt: skip
+    for flag, default in (
+        ("--scenario", "Offline"),
+        ("--model", "adapter-squad"),
+        ("--task", "xnli"),
+        ("--encoder", "tiny"),
+        ("--backend", "pytorch"),
+        ("--dtype", "fp32"),
+        ("--audit_conf", None),
+        ("--git_sha", None),
+        ("--model_kind", "tiny"),
+        ("--seen_file", None),
+        ("--seeds", None),
+        ("--languages", None),
+        ("--checkpoint_sha256", "c" * 64),
+        ("--sut_failure", None),
+        ("--perf_from", None),
+        ("--user_conf", None),
+    ):
         p.add_argument(flag, default=default)
     p.add_argument("--output_dir", required=True)
     p.add_argument("--accuracy", action="store_true")
@@ -74,7 +86,9 @@ def main() -> int:
     def issue(queries):
         resp = []
         for q in queries:
-            values = [float(q.index % 3 == k) for k in range(3)] if a.flip else [q.index + a.offset, 1, 2]
+            values = (
+                [float(q.index % 3 == k) for k in range(3)] if a.flip else [q.index + a.offset, 1, 2]
+            )
             arr = np.array(values, dtype=np.float32)
             keep.append(arr)
             resp.append(lg.QuerySampleResponse(q.id, arr.__array_interface__["data"][0], arr.nbytes))
@@ -105,25 +119,64 @@ def main() -> int:
         rec = json.loads(line[len(":::MLLOG") :])
         vals[rec["key"]] = rec["value"]
     validity = vals.get("result_validity")
-    config = {"scenario": a.scenario, "model": a.model, "task": a.task, "backend": a.backend,
-              "encoder": a.encoder, "dtype": a.dtype, "languages": a.languages, "seeds": a.seeds,
-              "device": "cpu", "executor": "thread", "weights": None, "models_dir": None}  # fmt: skip
+    config = {
+        "scenario": a.scenario,
+        "model": a.model,
+        "task": a.task,
+        "backend": a.backend,
+        "encoder": a.encoder,
+        "dtype": a.dtype,
+        "languages": a.languages,
+        "seeds": a.seeds,
+        "device": "cpu",
+        "executor": "thread",
+        "weights": None,
+        "models_dir": None,
+    }
     run_config = {
-        "model": a.model, "task": a.task, "scenario": a.scenario, "mode": mode, "backend": a.backend,
-        "backend_options": {"dtype": a.dtype}, "encoder": a.encoder, "model_kind": a.model_kind,
-        "model_spec": {"model": a.model}, "checkpoint_sha256": a.checkpoint_sha256,
-        "task_options": {}, "tokenizer": "tiny", "loadgen_model_name": "xlmr-xnli",
-        "user_conf": str(conf), "audit_conf": a.audit_conf, "duration_s": 0.3, "count": None,
-        "submission_grade": False, "config": config, "git_sha": a.git_sha, "git_dirty": True,
+        "model": a.model,
+        "task": a.task,
+        "scenario": a.scenario,
+        "mode": mode,
+        "backend": a.backend,
+        "backend_options": {"dtype": a.dtype},
+        "encoder": a.encoder,
+        "model_kind": a.model_kind,
+        "model_spec": {"model": a.model},
+        "checkpoint_sha256": a.checkpoint_sha256,
+        "task_options": {},
+        "tokenizer": "tiny",
+        "loadgen_model_name": "xlmr-xnli",
+        "user_conf": str(conf),
+        "audit_conf": a.audit_conf,
+        "duration_s": 0.3,
+        "count": None,
+        "submission_grade": False,
+        "config": config,
+        "git_sha": a.git_sha,
+        "git_dirty": True,
         "versions": {"python": "3.11", "torch": "2.13.0", "mlperf_loadgen": "6.0.17", "numpy": "2"},
-        "device": {"cpu_model": "Test CPU", "cpu_cores": 2, "memory_gib": 8.0, "os": "Linux",
-                   "gpus": []},
-        "command": sys.argv, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }  # fmt: skip
+        "device": {
+            "cpu_model": "Test CPU",
+            "cpu_cores": 2,
+            "memory_gib": 8.0,
+            "os": "Linux",
+            "gpus": [],
+        },
+        "command": sys.argv,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     (out / "run_config.json").write_text(json.dumps(run_config))
-    results = {"result_valid": validity == "VALID" if not a.accuracy else True, "validity": validity,
-               "scenario": a.scenario, "mode": mode, "loadgen_errors": 0, "submission_grade": False,
-               "sut_failure": a.sut_failure, "exit_status": a.exit_status}  # fmt: skip
+    results = {
+        "result_valid": validity == "VALID" if not a.accuracy else True,
+        "validity": validity,
+        "scenario": a.scenario,
+        "mode": mode,
+        "loadgen_errors": 0,
+        "submission_grade": False,
+        "sut_failure": a.sut_failure,
+        "exit_status": a.exit_status,
+    }
     (out / "results.json").write_text(json.dumps(results))
     (out / "stdout.txt").write_text("")
     if a.accuracy:

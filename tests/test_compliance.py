@@ -98,8 +98,12 @@ def _args(log_dir: Path, **kw) -> argparse.Namespace:
 
 def _runs(d: Path) -> None:
     for extra in ([], ["--accuracy"]):
-        subprocess.run([sys.executable, str(RUNNER), "--output_dir", str(d), "--git_sha", head_sha(),
-                        *extra], check=True, cwd=d.parent, env=ENV)  # fmt: skip
+        subprocess.run(
+            [sys.executable, str(RUNNER), "--output_dir", str(d), "--git_sha", head_sha(), *extra],
+            check=True,
+            cwd=d.parent,
+            env=ENV,
+        )
 
 
 def test_compliance_command_end_to_end(tmp_path, monkeypatch, capsys):
@@ -127,7 +131,9 @@ def test_compliance_command_end_to_end(tmp_path, monkeypatch, capsys):
     # [qsl_idx, 1, 2]: class 0 for every qsl_idx >= 3 (English rows); the first 2.5% or so are
     # samples 0-2 at class 2.
     final = json.loads((t01 / "accuracy" / "accuracy.txt").read_text().splitlines()[-1])
-    logged = {e["qsl_idx"] for e in json.loads((t01 / "accuracy" / "mlperf_log_accuracy.json").read_text())}
+    logged = {
+        e["qsl_idx"] for e in json.loads((t01 / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    }
     assert final["accuracy"] == pytest.approx(_xnli_accuracy(logged, offset=0.0))
 
 
@@ -161,7 +167,9 @@ def test_fallback_passes_when_outputs_differ_but_scores_agree(tmp_path, monkeypa
     assert compliance.main(args) == 0
     t01 = scen / "TEST01"
     lines = (t01 / "verify_accuracy.txt").read_text().splitlines()
-    assert "TEST FAIL" in lines and lines[-1] == "FALLBACK PASS" and "delta = 0.0000% (bound 1.0%)" in lines
+    assert (
+        "TEST FAIL" in lines and lines[-1] == "FALLBACK PASS" and "delta = 0.0000% (bound 1.0%)" in lines
+    )
     assert sorted(p.name for p in (t01 / "accuracy").iterdir()) == [
         "accuracy.txt",
         "baseline_accuracy.txt",
@@ -170,7 +178,9 @@ def test_fallback_passes_when_outputs_differ_but_scores_agree(tmp_path, monkeypa
     ]
     base = json.loads((t01 / "accuracy" / "baseline_accuracy.txt").read_text().splitlines()[-1])
     comp = json.loads((t01 / "accuracy" / "compliance_accuracy.txt").read_text().splitlines()[-1])
-    logged = {e["qsl_idx"] for e in json.loads((t01 / "accuracy" / "mlperf_log_accuracy.json").read_text())}
+    logged = {
+        e["qsl_idx"] for e in json.loads((t01 / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    }
     assert base["accuracy"] == comp["accuracy"] == pytest.approx(_xnli_accuracy(logged, 0.0))
     assert compliance.test01_accuracy_passed(t01) == (True, "")
 
@@ -186,10 +196,14 @@ def test_fallback_fails_when_the_scores_differ(tmp_path, monkeypatch):
     t01 = scen / "TEST01"
     lines = (t01 / "verify_accuracy.txt").read_text().splitlines()
     assert "TEST FAIL" in lines and lines[-1] == "FALLBACK FAIL"
-    logged = {e["qsl_idx"] for e in json.loads((t01 / "accuracy" / "mlperf_log_accuracy.json").read_text())}
+    logged = {
+        e["qsl_idx"] for e in json.loads((t01 / "accuracy" / "mlperf_log_accuracy.json").read_text())
+    }
     expected = (_xnli_accuracy(logged, 0.0), _xnli_accuracy(logged, 0.0, flip=True))
     assert expected[0] != expected[1]
-    assert f"baseline accuracy = {expected[0]}" in lines and f"compliance accuracy = {expected[1]}" in lines
+    assert (
+        f"baseline accuracy = {expected[0]}" in lines and f"compliance accuracy = {expected[1]}" in lines
+    )
     passed, why = compliance.test01_accuracy_passed(t01)
     assert not passed and "the fallback's accuracy differs by" in why
 
@@ -199,9 +213,20 @@ def test_fallback_with_no_overlapping_samples_fails(tmp_path):
     acc = tmp_path / "acc"
     acc.mkdir()
     _acc_log(acc / "mlperf_log_accuracy.json", {0: 1.5, 1: 2.5})
-    (acc / "run_config.json").write_text(json.dumps({"model": "full", "task": "xnli", "scenario": "Offline",
-                                                     "mode": "accuracy", "backend": "pytorch"}))  # fmt: skip
+    (acc / "run_config.json").write_text(
+        json.dumps(
+            {
+                "model": "full",
+                "task": "xnli",
+                "scenario": "Offline",
+                "mode": "accuracy",
+                "backend": "pytorch",
+            }
+        )
+    )
     audit = _acc_log(tmp_path / "audit.json", {5: 1.5})
     ok, lines = compliance.accuracy_fallback(acc, audit, tmp_path, "float32", 1.0)
-    assert not ok and lines[0].endswith("1 samples logged by the audit run, 0 of them in the accuracy run's log")
+    assert not ok and lines[0].endswith(
+        "1 samples logged by the audit run, 0 of them in the accuracy run's log"
+    )
     assert lines[-1] == "FALLBACK FAIL" and not (tmp_path / "baseline_accuracy.txt").exists()

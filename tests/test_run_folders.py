@@ -27,7 +27,9 @@ def test_every_measurement_axis_is_in_the_path(tmp_path):
         "device": {"device": "cuda:1"},
         "executor": {"executor": "ray"},
     }
-    paths = {k: RunFolder.plan(RunConfig.layered(output_dir=tmp_path, **v)).path for k, v in variants.items()}
+    paths = {
+        k: RunFolder.plan(RunConfig.layered(output_dir=tmp_path, **v)).path for k, v in variants.items()
+    }
     assert {k: p.relative_to(tmp_path).parts[:2] for k, p in paths.items()} == {
         "encoder": ("e5-small", "pytorch"),
         "backend": ("tiny", "onnxruntime"),
@@ -39,8 +41,20 @@ def test_every_measurement_axis_is_in_the_path(tmp_path):
 
 
 def _run(out: Path, *flags: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "tests.fault_child", "ok", "--output_dir", str(out), "--count", "64",
-            "--duration", "0.2", "--allow_invalid", *flags]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.fault_child",
+        "ok",
+        "--output_dir",
+        str(out),
+        "--count",
+        "64",
+        "--duration",
+        "0.2",
+        "--allow_invalid",
+        *flags,
+    ]
     return subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
 
 
@@ -65,7 +79,9 @@ def test_a_run_of_other_languages_into_an_earlier_runs_folder_is_refused(tmp_pat
         f"error: run folder {folder} holds another measurement (languages was 'en,de', this run's is "
         "'en'); a run would replace it: choose another --output_dir (LOG_DIR), or delete that folder first"
     ]
-    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".lock"} == before
+    assert {
+        p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".lock"
+    } == before
     assert _run(tmp_path, "--languages", "en,de").returncode == 0  # the same measurement: replaced
 
 

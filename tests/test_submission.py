@@ -38,7 +38,10 @@ from harness.submission.truncate import truncate, truncate_dir
 BENCH = "xlmr-tiny-adapter-squad-xnli"
 RUNNER = REPO / "tests" / "fake_submission_runner.py"
 SCEN = ("tiny", "pytorch", "adapter-squad", "xnli")  # run folder: LOG_DIR/<these>/<Scenario>/<mode>
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+}
 
 
 def write_fake_runner(folder: Path) -> tuple[str, ...]:
@@ -53,8 +56,12 @@ def head_sha() -> str:
 
 
 def fake_run(log_dir: Path, *args: str) -> None:
-    subprocess.run([sys.executable, str(RUNNER), "--output_dir", str(log_dir), "--git_sha", head_sha(),
-                    *args], check=True, cwd=log_dir.parent, env=ENV)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(RUNNER), "--output_dir", str(log_dir), "--git_sha", head_sha(), *args],
+        check=True,
+        cwd=log_dir.parent,
+        env=ENV,
+    )
 
 
 def scenario_dir(log_dir: Path, scenario: str) -> Path:
@@ -164,7 +171,10 @@ def test_server_bound_is_checked_from_the_detail_log(package, tmp_path):
     detail = datacenter(root) / "results" / "tiny_cpu" / BENCH / "Server" / "performance" / "run_1"
     detail = detail / "mlperf_log_detail.txt"
     text = detail.read_text()
-    for latency, expected in ((130_000_000, []), (130_000_001, ["exceeds bert-99's bound 130000000 ns"])):
+    for latency, expected in (
+        (130_000_000, []),
+        (130_000_001, ["exceeds bert-99's bound 130000000 ns"]),
+    ):
         detail.write_text(text.replace('"value": 100000000000,', f'"value": {latency},'))
         errors, _ = check_package(root, "TestOrg")
         assert [e.split(": ", 1)[1].split("ns ", 1)[-1] for e in errors] == expected, errors
@@ -202,8 +212,9 @@ def test_measurements_name_the_starting_weights(package, log_dir, tmp_path):
         (edge(package) / "results" / "tiny_cpu" / BENCH / "Offline" / "measurements.json").read_text()
     )
     assert meas["served_weights_sha256"] == "c" * 64
-    assert meas["weight_data_types"] == "fp32" and "pretrained from seeded random" in (
-        meas["starting_weights_filename"]
+    assert (
+        meas["weight_data_types"] == "fp32"
+        and "pretrained from seeded random" in (meas["starting_weights_filename"])
     )
     from harness.submission.runs import Run
     from harness.submission.stage import measurements
@@ -216,8 +227,9 @@ def test_measurements_name_the_starting_weights(package, log_dir, tmp_path):
     e5 = measurements(Run.load(run_dir), {})
     assert WEIGHTS.sha256 in e5["starting_weights_filename"]
     assert WEIGHTS.sha256 == "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"
-    assert "4-bit (Q4_0)" in e5["weight_transformations"] and "dequantised to fp32" in (
-        e5["weight_transformations"]
+    assert (
+        "4-bit (Q4_0)" in e5["weight_transformations"]
+        and "dequantised to fp32" in (e5["weight_transformations"])
     )
 
 
@@ -260,7 +272,9 @@ def test_check_rejects_missing_system_field(package, tmp_path):
 
 def test_check_rejects_untruncated_log(package, tmp_path):
     root, sub = _broken_copy(package, tmp_path)
-    rel = sub.relative_to(root) / "results/tiny_cpu" / BENCH / "Offline/accuracy/mlperf_log_accuracy.json"
+    rel = (
+        sub.relative_to(root) / "results/tiny_cpu" / BENCH / "Offline/accuracy/mlperf_log_accuracy.json"
+    )
     shutil.copy2(full_logs_dir(package) / rel, root / rel)
     errors, _ = check_package(root, "TestOrg")
     assert any("not truncated" in e for e in errors)
@@ -303,19 +317,28 @@ def _stage_with(log_dir: Path, tmp_path: Path, mode: str, name: str, **changes) 
 @pytest.mark.parametrize(
     ("mode", "name", "changes", "message"),
     [
-        ("performance", "results.json", {"result_valid": False, "validity": "INVALID"}, "result is INVALID"),
+        (
+            "performance",
+            "results.json",
+            {"result_valid": False, "validity": "INVALID"},
+            "result is INVALID",
+        ),
         ("accuracy", "run_config.json", {"git_sha": "f" * 40}, "git sha mismatch"),
         ("accuracy", "run_config.json", {"model_kind": "random"}, "accuracy run on random weights"),
         ("performance", "results.json", {"nonfinite_samples": 7}, "7 samples returned NaN or Inf"),
         ("accuracy", "results.json", {"result_valid": False}, "the accuracy run is INVALID"),
         ("accuracy", "results.json", {"interrupted": True, "signal": "SIGINT"}, "interrupted (SIGINT)"),
         # a Ray run that lost an actor: VALID by LoadGen, but measured with an actor missing (exit 2)
-        ("performance", "results.json", {"sut_failure": "actor 1 lost", "exit_status": 2},
-         "SUT failure (actor 1 lost)"),
+        (
+            "performance",
+            "results.json",
+            {"sut_failure": "actor 1 lost", "exit_status": 2},
+            "SUT failure (actor 1 lost)",
+        ),
         ("performance", "results.json", {"exit_status": 2}, "exited with status 2"),
         ("accuracy", "results.json", {"exit_status": 130}, "exited with status 130"),
     ],
-)  # fmt: skip
+)
 def test_stage_refuses(log_dir, tmp_path, mode, name, changes, message):
     problems = _stage_with(log_dir, tmp_path, mode, name, **changes)
     assert any(message in p for p in problems), problems
@@ -350,7 +373,9 @@ def test_stage_pairs_only_runs_of_the_same_languages(log_dir, tmp_path):
     config = json.loads((acc / "run_config.json").read_text())
     _edit(acc, "run_config.json", config={**config["config"], "languages": "de,fr"})
     _, problems = stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
-    assert f"{BENCH}/Offline: performance and accuracy runs differ in languages None vs 'de,fr'" in problems
+    assert (
+        f"{BENCH}/Offline: performance and accuracy runs differ in languages None vs 'de,fr'" in problems
+    )
 
 
 def test_stage_refuses_server_without_the_v41_seeds(tmp_path):
@@ -449,8 +474,21 @@ def test_steps_before_stage_give_one_line_errors(tmp_path, action, capsys):
 
 def test_every_step_takes_the_whole_chains_flags():
     """`make submission RUN_ARGS=...` gives the same flags to stage, truncate, check and pack."""
-    flags = ["--submitter", "O", "--system", "S", "--log_dir", "L", "--allow_test_runs",
-             "--map", "b=bert-99", "--checker", "C", "--checker_v4_1", "C41"]  # fmt: skip
+    flags = [
+        "--submitter",
+        "O",
+        "--system",
+        "S",
+        "--log_dir",
+        "L",
+        "--allow_test_runs",
+        "--map",
+        "b=bert-99",
+        "--checker",
+        "C",
+        "--checker_v4_1",
+        "C41",
+    ]
     for action in ("stage", "truncate", "check", "pack"):
         args = _parse([action, *flags])
         assert (args.action, args.allow_test_runs, args.system, args.checker_v4_1) == (
@@ -462,8 +500,14 @@ def test_every_step_takes_the_whole_chains_flags():
 
 
 def _chain(python: str, *argv: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([python, "-m", "harness", "submission", *argv], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [python, "-m", "harness", "submission", *argv],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -475,8 +519,17 @@ def test_submission_commands_run_to_a_package(edge_log_dir, tmp_path):
     """`python -m harness submission stage|truncate|check|pack` on short runs, in order, each with
     the same flags, through to a tarball holding the package."""
     root = tmp_path / "submission"
-    flags = ["--submitter", "TestOrg", "--system", "tiny_cpu", "--log_dir", str(edge_log_dir),
-             "--root", str(root), "--allow_test_runs"]  # fmt: skip
+    flags = [
+        "--submitter",
+        "TestOrg",
+        "--system",
+        "tiny_cpu",
+        "--log_dir",
+        str(edge_log_dir),
+        "--root",
+        str(root),
+        "--allow_test_runs",
+    ]
     outs = {}
     for action in ("stage", "truncate", "check", "pack"):
         proc = _chain(sys.executable, action, *flags)
@@ -490,8 +543,12 @@ def test_submission_commands_run_to_a_package(edge_log_dir, tmp_path):
     with tarfile.open(tar_path) as tar:
         names = set(tar.getnames())
     scen = f"open/TestOrg/results/tiny_cpu/{BENCH}"
-    for rel in ("Offline/mlperf.conf", "SingleStream/TEST01/accuracy/accuracy.txt",
-                "Offline/performance/run_1/mlperf_log_detail.txt", "Offline/measurements.json"):  # fmt: skip
+    for rel in (
+        "Offline/mlperf.conf",
+        "SingleStream/TEST01/accuracy/accuracy.txt",
+        "Offline/performance/run_1/mlperf_log_detail.txt",
+        "Offline/measurements.json",
+    ):
         assert f"{scen}/{rel}" in names
     assert "open/TestOrg/src/DATA.md" in names and "open/TestOrg/systems/tiny_cpu.json" in names
     assert not any(n.startswith("open/TestOrg/src/data/xnli") for n in names)
@@ -510,15 +567,26 @@ def _fake_venv(tmp_path: Path) -> Path:
 
 def _make(tmp_path: Path, *variables: str) -> subprocess.CompletedProcess:
     venv = _fake_venv(tmp_path)
-    return subprocess.run(["make", "-j2", "submission", f"VENV={venv}", *variables], cwd=REPO, env=ENV,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        ["make", "-j2", "submission", f"VENV={venv}", *variables],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_submission_runs_the_chain_in_order(edge_log_dir, tmp_path):
     root = tmp_path / "submission"
-    proc = _make(tmp_path, "SUBMITTER=TestOrg", "SYSTEM=tiny_cpu", f"LOG_DIR={edge_log_dir}",
-                 f"RUN_ARGS=--allow_test_runs --root {root}")  # fmt: skip
+    proc = _make(
+        tmp_path,
+        "SUBMITTER=TestOrg",
+        "SYSTEM=tiny_cpu",
+        f"LOG_DIR={edge_log_dir}",
+        f"RUN_ARGS=--allow_test_runs --root {root}",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     order = [line.split()[4] for line in proc.stdout.splitlines() if " -m harness submission " in line]
     assert order == ["stage", "truncate", "check", "pack"]
@@ -532,8 +600,13 @@ def test_make_submission_stops_at_the_first_failing_step(edge_log_dir, tmp_path)
     root = tmp_path / "submission"
     stale = tmp_path / "TestOrg-open-edge.tar.gz"
     stale.write_bytes(b"earlier")
-    proc = _make(tmp_path, "SUBMITTER=TestOrg", "SYSTEM=tiny_cpu", f"LOG_DIR={edge_log_dir}",
-                 f"RUN_ARGS=--root {root}")  # fmt: skip
+    proc = _make(
+        tmp_path,
+        "SUBMITTER=TestOrg",
+        "SYSTEM=tiny_cpu",
+        f"LOG_DIR={edge_log_dir}",
+        f"RUN_ARGS=--root {root}",
+    )
     assert proc.returncode != 0
     assert "nothing staged" in proc.stdout
     assert [w for w in ("truncate", "check", "pack") if f"harness submission {w} " in proc.stdout] == []

@@ -53,9 +53,22 @@ def conf_with(line: str, name: str) -> Path:
 def test01(log_dir: Path, scenario: str, *flags: str) -> int:
     parser = argparse.ArgumentParser()
     compliance.configure_parser(parser)
-    args = parser.parse_args(["--scenario", scenario, "--model", "full", "--task", "xnli",
-                              "--output_dir", str(log_dir), "--duration", "20",
-                              "--run_args", " ".join([*WEIGHTS, *flags])])  # fmt: skip
+    args = parser.parse_args(
+        [
+            "--scenario",
+            scenario,
+            "--model",
+            "full",
+            "--task",
+            "xnli",
+            "--output_dir",
+            str(log_dir),
+            "--duration",
+            "20",
+            "--run_args",
+            " ".join([*WEIGHTS, *flags]),
+        ]
+    )
     compliance.RUNNER = CHILD
     return compliance.main(args)
 
@@ -82,8 +95,18 @@ def main() -> int:
     v41 = ("--seeds", "v4.1", "--user_conf", str(server))
     run(dc, "--scenario", "Server", "--duration", "60", *v41)
     run(dc, "--scenario", "Server", "--accuracy", *v41)
-    run(overload, "--scenario", "Server", "--duration", "20", "--seeds", "v4.1", "--user_conf", str(heavy),
-        "--allow_invalid")  # fmt: skip
+    run(
+        overload,
+        "--scenario",
+        "Server",
+        "--duration",
+        "20",
+        "--seeds",
+        "v4.1",
+        "--user_conf",
+        str(heavy),
+        "--allow_invalid",
+    )
     root = OUT / "submission"
     count, problems = stage([edge, dc], "Demo", "cpu2", root, allow_test_runs=True)
     print(f"stage: {count} result(s)", *problems, sep="\n", flush=True)
