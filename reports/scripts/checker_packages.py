@@ -82,8 +82,14 @@ def main() -> int:
     OUT.mkdir(parents=True)
     edge, dc, overload = OUT / "logs-edge", OUT / "logs-datacenter", OUT / "logs-overload"
     fast = conf_with("full.Offline.target_qps = 3000", "offline-3000qps.conf")
-    server = conf_with("full.Server.target_qps = 20", "server-20qps.conf")
-    heavy = conf_with("full.Server.target_qps = 5000", "server-5000qps.conf")
+    # Server: min_duration from user.conf instead of --duration, whose max_duration = min_duration
+    # makes LoadGen's Server issue thread end with an error record ("Max test duration reached")
+    server = conf_with(
+        "full.Server.target_qps = 20\nfull.Server.min_duration = 60000", "server-20qps.conf"
+    )
+    heavy = conf_with(
+        "full.Server.target_qps = 5000\nfull.Server.min_duration = 20000", "server-5000qps.conf"
+    )
     for scenario in ("SingleStream", "Offline"):
         run(edge, "--scenario", scenario, "--duration", "20", "--user_conf", str(fast))
         run(edge, "--scenario", scenario, "--accuracy", "--user_conf", str(fast))
@@ -93,7 +99,7 @@ def main() -> int:
             t01 = edge / "tiny" / "pytorch" / "full" / "xnli" / scenario / "TEST01"
             t01.rename(OUT / f"TEST01-{scenario}-failed")
     v41 = ("--seeds", "v4.1", "--user_conf", str(server))
-    run(dc, "--scenario", "Server", "--duration", "60", *v41)
+    run(dc, "--scenario", "Server", *v41)
     run(dc, "--scenario", "Server", "--accuracy", *v41)
     run(
         overload,
