@@ -40,6 +40,10 @@ class Package:
     scenarios: tuple[str, ...]
     seeds: str | None
     server_latency_ns: int | None = None  # bert-99's Server bound in this round's checker
+    # Round v4.x layout: each scenario's user.conf, README.md and system-implementation JSON
+    # (<system>_<implementation>_<Scenario>.json, the measurements) also under
+    # measurements/<system>/<benchmark>/<Scenario>/, and a code/<benchmark>/<implementation>/ folder.
+    measurements_dir: bool = False
 
     def seed_values(self) -> tuple[int, int, int]:
         from harness.seeds import SEEDS
@@ -53,7 +57,7 @@ class Package:
 
 PACKAGES = (
     Package("edge", "v6.1", "edge", ("SingleStream", "Offline"), None),
-    Package("datacenter", "v4.1", "datacenter", ("Offline", "Server"), "v4.1", 130_000_000),
+    Package("datacenter", "v4.1", "datacenter", ("Offline", "Server"), "v4.1", 130_000_000, True),
 )
 
 
@@ -80,6 +84,7 @@ def full_logs_dir(root: Path) -> Path:
 # Every benchmark folder maps to this official model unless --map says otherwise. BERT-99 is the
 # language-encoder benchmark; its rules (sample counts, accuracy.txt format) then apply.
 DEFAULT_MAPPED_MODEL = "bert-99"
+IMPLEMENTATION = "harness"  # the implementation name in round v4.x's measurements/ and code/ folders
 # Rules of the mapped model the harness can check itself (from the v6.1 checker's tables).
 MAPPED_RULES = {
     "bert-99": {"performance_sample_count": 10833, "dataset_size": 10833},

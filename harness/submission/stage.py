@@ -36,6 +36,7 @@ from harness.submission.layout import (
     ACC_FILES,
     DEFAULT_MAPPED_MODEL,
     DIVISION,
+    IMPLEMENTATION,
     NOT_FOR_SUBMISSION,
     PACKAGES,
     PERF_FILES,
@@ -383,6 +384,23 @@ def stage(
     return len(pairs), []
 
 
+def legacy_measurements(sub: Path, system: str, perf: Run, scenario_dir: Path) -> None:
+    """Round v4.x's extra folders for one staged scenario (layout.Package.measurements_dir)."""
+    out = sub / "measurements" / system / perf.benchmark / perf.scenario
+    out.mkdir(parents=True)
+    for name in ("user.conf", "README.md", "mlperf.conf"):
+        shutil.copy2(scenario_dir / name, out / name)
+    shutil.copy2(
+        scenario_dir / "measurements.json", out / f"{system}_{IMPLEMENTATION}_{perf.scenario}.json"
+    )
+    code = sub / "code" / perf.benchmark / IMPLEMENTATION
+    code.mkdir(parents=True, exist_ok=True)
+    (code / "README.md").write_text(
+        f"The harness source of this package is src/ at its root (git sha {perf.git_sha}); "
+        "src/DATA.md says how to obtain the data.\n"
+    )
+
+
 def stage_package(
     pkg: Package,
     pairs: list[tuple[Run, Run, Path | None]],
@@ -413,6 +431,8 @@ def stage_package(
         meas = measurements(perf, measurement_overrides)
         (dst / "measurements.json").write_text(json.dumps(meas, indent=2) + "\n")
         (dst / "README.md").write_text(readme(perf, acc, system, pkg, t01 is not None, stamped))
+        if pkg.measurements_dir:
+            legacy_measurements(sub, system, perf, dst)
         if t01:
             _copy(t01, TEST01_FILES, dst / "TEST01")
             _copy(t01 / "performance" / "run_1", PERF_FILES, dst / "TEST01" / "performance" / "run_1")

@@ -77,10 +77,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--checker", type=Path, help="a current checkout of mlcommons/inference")
     p.add_argument("--checker_v4_1", type=Path, help="a checkout of mlcommons/inference at tag v5.0")
+    p.add_argument("--reuse_runs", action="store_true", help="stage the runs of the last call again")
     a = p.parse_args()
+    edge, dc, overload = OUT / "logs-edge", OUT / "logs-datacenter", OUT / "logs-overload"
+    if a.reuse_runs:
+        for old in ("submission", "submission-overloaded", "submission_full_accuracy_logs"):
+            shutil.rmtree(OUT / old, ignore_errors=True)
+        return package(a, edge, dc, overload)
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    edge, dc, overload = OUT / "logs-edge", OUT / "logs-datacenter", OUT / "logs-overload"
     fast = conf_with("full.Offline.target_qps = 3000", "offline-3000qps.conf")
     # Server: min_duration from user.conf instead of --duration, whose max_duration = min_duration
     # makes LoadGen's Server issue thread end with an error record ("Max test duration reached")
@@ -105,14 +110,16 @@ def main() -> int:
         overload,
         "--scenario",
         "Server",
-        "--duration",
-        "20",
         "--seeds",
         "v4.1",
         "--user_conf",
         str(heavy),
         "--allow_invalid",
     )
+    return package(a, edge, dc, overload)
+
+
+def package(a: argparse.Namespace, edge: Path, dc: Path, overload: Path) -> int:
     root = OUT / "submission"
     count, problems = stage([edge, dc], "Demo", "cpu2", root, allow_test_runs=True)
     print(f"stage: {count} result(s)", *problems, sep="\n", flush=True)
