@@ -611,3 +611,32 @@ def test_make_submission_stops_at_the_first_failing_step(edge_log_dir, tmp_path)
     assert "nothing staged" in proc.stdout
     assert [w for w in ("truncate", "check", "pack") if f"harness submission {w} " in proc.stdout] == []
     assert stale.read_bytes() == b"earlier" and not list(tmp_path.glob("*NOT_FOR_SUBMISSION*"))
+
+
+def test_check_applies_the_mapped_models_fallback_bound(package, tmp_path):
+    """A TEST01 that passed by the fallback: scores 50.0 and 50.3 differ by 0.6%, within bert-99's
+    1% but not bert-99.9's 0.1%."""
+    root, sub = _broken_copy(package, tmp_path)
+    t01 = sub / "results" / "tiny_cpu" / BENCH / "Offline" / "TEST01"
+    verify = t01 / "verify_accuracy.txt"
+    lines = verify.read_text().splitlines()
+    verify.write_text(
+        "\n".join([*lines[:-1], "TEST FAIL", "fallback_metric = accuracy", "FALLBACK PASS"])
+    )
+    for name, value in (("baseline_accuracy.txt", 50.0), ("compliance_accuracy.txt", 50.3)):
+        (t01 / "accuracy" / name).write_text(f"table\n{json.dumps({'accuracy': value})}\n")
+    assert [e for e in check_package(root, "TestOrg")[0] if "TEST01" in e] == []
+    (sub / "model_mapping.json").write_text(json.dumps({BENCH: "bert-99.9"}))
+    errors = [e for e in check_package(root, "TestOrg")[0] if "TEST01" in e]
+    assert errors == [
+        f"{t01}: TEST01 accuracy: deterministic check failed and the fallback's accuracy differs by "
+        "0.5964% (baseline 50.0, compliance 50.3; bound 0.1%)"
+    ]
+
+
+def test_stage_refuses_a_test01_without_its_accuracy_txt(log_dir, tmp_path):
+    d = tmp_path / "D"
+    shutil.copytree(log_dir, d)
+    (scenario_dir(d, "Offline") / "TEST01" / "accuracy" / "accuracy.txt").unlink()
+    count, problems = stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
+    assert count == 0 and any("accuracy/accuracy.txt missing" in p for p in problems), problems

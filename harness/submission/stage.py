@@ -58,6 +58,9 @@ TEST01_COPIED = (
     "verify_performance.txt",
     *(f"performance/run_1/{name}" for name in PERF_FILES),
     "accuracy/mlperf_log_accuracy.json",
+    "accuracy/accuracy.txt",
+    "accuracy/baseline_accuracy.txt",
+    "accuracy/compliance_accuracy.txt",
 )
 BANNER = (
     "**NOT FOR SUBMISSION**: built with --allow_test_runs from development runs (short or "
@@ -144,7 +147,7 @@ def no_package_reason(scenario: str, seeds: str | None) -> str:
 
 
 def differences(a: Run, b: Run) -> list[str]:
-    """'field: a's value vs b's' for every identity field (Run.identity) that differs."""
+    """'<field> <a's value> vs <b's value>' for every identity field (Run.identity) that differs."""
     ia, ib = a.identity(), b.identity()
     return [f"{k} {ia[k]!r} vs {ib[k]!r}" for k in ia if ia[k] != ib[k]]
 
@@ -169,6 +172,12 @@ def test01_problems(perf: Run, test_dir: Path) -> list[str]:
     f = test_dir / "verify_performance.txt"
     if not f.is_file() or "TEST PASS" not in f.read_text().splitlines():
         problems.append(f"{where}: verify_performance.txt does not say TEST PASS")
+    missing = [n for n in TEST01_ACC_FILES if not (test_dir / "accuracy" / n).is_file()]
+    if missing:
+        problems.append(
+            f"{where}: accuracy/{', accuracy/'.join(missing)} missing; run `make "
+            "compliance TEST=TEST01 ...` again"
+        )
     passed, why = test01_accuracy_passed(test_dir)
     if not passed:
         problems.append(f"{where}: {why}")
