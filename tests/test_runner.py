@@ -127,7 +127,7 @@ def test_test01_first_elements_match_accuracy_run(tmp_path, tiny_checkpoint):
     assert (run / "audit.config").read_text() == TEST01
     first = {}
     for e in json.loads(
-        (tmp_path / "acc/full/xnli/Offline/accuracy/mlperf_log_accuracy.json").read_text()
+        (tmp_path / "acc/tiny/pytorch/full/xnli/Offline/accuracy/mlperf_log_accuracy.json").read_text()
     ):
         first[e["qsl_idx"]] = np.frombuffer(bytes.fromhex(e["data"]), dtype=np.float32)[0]
     logged = json.loads((run / "mlperf_log_accuracy.json").read_text())
