@@ -198,6 +198,8 @@ def score_responses(entries: list[dict], accuracy_run: Path, dtype: str) -> tupl
     with tempfile.TemporaryDirectory(prefix="test01-score-") as tmp:
         log = Path(tmp) / "mlperf_log_accuracy.json"
         log.write_text(json.dumps(entries))
+        # beside the log, as in the run folder: a scorer reads the run's tokenizer from it (TyDiQA)
+        shutil.copy2(accuracy_run / "run_config.json", Path(tmp) / "run_config.json")
         result = score_log(
             record.task,
             log,
