@@ -106,6 +106,7 @@ class RunConfig:
     executor: str = "thread"  # thread | ray (sut/ray_executor.py)
     ray_address: str | None = None  # None = RAY_ADDRESS, else an embedded local cluster
     ray_inflight: int | None = None  # Ray: proxies (batches in flight) per actor; None = RAY_INFLIGHT
+    seeds: str | None = None  # LoadGen seeds of an earlier round (harness/seeds.py); None = built-in
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -137,6 +138,10 @@ class RunConfig:
             raise ValueError(f"ray_inflight must be >= 1, got {self.ray_inflight}")
         if self.ray_address is not None and not self.ray_address.strip():
             raise ValueError("ray_address is empty (omit it for an embedded local cluster)")
+        if self.seeds is not None:
+            from harness.seeds import SEEDS
+
+            lookup("seeds round", self.seeds, SEEDS)
         self.sut_options()  # validates the scheduling knobs
         # the dtype this backend serves on this device and CPU (bf16 on CPU: AMX or AVX512-BF16)
         check_backend_options(self.backend, self.backend_options())
@@ -269,6 +274,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--ray_inflight", type=int,
       help=f"--executor ray: batches in flight per actor (LoadGen-side threads per actor; default "
            f"{RAY_INFLIGHT})")  # fmt: skip
+    a(
+        "--seeds",
+        help="LoadGen seeds of an earlier MLPerf round (v4.1: Server results checked with "
+        "bert-99's datacenter rules, docs/submission.md); default: LoadGen's built-in mlperf.conf",
+    )
     a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
     a("--abort_grace_s", type=float,
       help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "

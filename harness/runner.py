@@ -41,7 +41,7 @@ from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
 from harness.config import RunConfig, add_run_arguments
 from harness.interrupts import Interrupted, SignalGate
 from harness.results import read_results, save_results, write_results
-from harness.run_folder import RunFolder
+from harness.run_folder import RunFolder, checkpoint_sha256
 from models.base import Backend
 from tasks.base import Task
 from tasks.qsl import QuerySampleLibrary
@@ -275,6 +275,7 @@ def _measure(
             "backend": cfg.backend,
             "model_kind": work.served.model_kind,
             "model_spec": work.served.describe(),
+            "checkpoint_sha256": checkpoint_sha256(getattr(work.served, "checkpoint", None)),
             "tokenizer": work.tokenizer,
             "task_options": work.task_options,
             "backend_options": {**cfg.backend_options().to_dict(), **work.backends[0].describe()},
@@ -495,6 +496,10 @@ def run_loadgen_test(
         cfg.user_conf, cfg.loadgen_model_name, cfg.scenario, cfg.accuracy,
         workload.qsl.total_sample_count, cfg.duration_s, cfg.count,
     )  # fmt: skip
+    if cfg.seeds:  # an earlier round's seeds (LoadGen reads seeds from its built-in mlperf.conf only)
+        from harness.seeds import SEEDS
+
+        ts.qsl_rng_seed, ts.sample_index_rng_seed, ts.schedule_rng_seed = SEEDS[cfg.seeds]
     log = lg.LogSettings()
     log.log_output.outdir = str(run_dir)  # exists: RunFolder.claim created it
     log.log_output.copy_summary_to_stdout = True

@@ -42,7 +42,7 @@ def run_child(
 
 
 def folder(out: Path, scenario: str = "Offline", mode: str = "performance") -> Path:
-    return out / "full" / "xnli" / scenario / mode
+    return out / "tiny" / "pytorch" / "full" / "xnli" / scenario / mode  # RunFolder.plan's layout
 
 
 def results(run_dir: Path) -> dict:
@@ -239,12 +239,13 @@ def test_run_folder_stays_inside_the_output_dir(tmp_path):
     from harness.run_folder import RunFolder
 
     out = tmp_path / "out"
-    (out / "full").mkdir(parents=True)
-    (out / "full" / "xnli").symlink_to(tmp_path)  # a symlinked sub-folder pointing elsewhere
+    (out / "tiny" / "pytorch" / "full").mkdir(parents=True)
+    # a symlinked sub-folder pointing elsewhere
+    (out / "tiny" / "pytorch" / "full" / "xnli").symlink_to(tmp_path)
     with pytest.raises(ValueError, match="resolves outside"):
         RunFolder.plan(RunConfig(output_dir=out))
     assert RunFolder.plan(RunConfig(output_dir=tmp_path / "new")).path == (
-        tmp_path / "new" / "full" / "xnli" / "Offline" / "performance"
+        tmp_path / "new" / "tiny" / "pytorch" / "full" / "xnli" / "Offline" / "performance"
     )
 
 

@@ -68,7 +68,8 @@ def test_launch_runs_the_child_and_reads_its_run_folder(tmp_path):
     fake = tmp_path / "fake_run.py"
     fake.write_text(
         "import json, sys\nfrom pathlib import Path\n"
-        "argv = sys.argv[1:]\nout = Path(argv[argv.index('--output_dir') + 1]) / 'full/xnli/Offline/performance'\n"
+        "argv = sys.argv[1:]\nout = Path(argv[argv.index('--output_dir') + 1])"
+        " / 'tiny/pytorch/full/xnli/Offline/performance'\n"
         "out.mkdir(parents=True)\nprint('child says hi')\n"
         "(out / 'run_config.json').write_text(json.dumps({'model': 'full', 'task': 'xnli', "
         "'scenario': 'Offline', 'mode': 'performance', 'backend': 'pytorch', 'backend_options': "

@@ -408,7 +408,7 @@ def test_tiny_model_offline_run_is_served_by_actors_on_both_nodes(tmp_path, tiny
     proc = harness(tmp_path, "--weights", str(tiny_checkpoint), "--executor", "ray", "--ray_address",
                    two_nodes, "--workers", "2", "--threads", "1", "--count", "96", "--duration", "1",
                    "--allow_invalid")  # fmt: skip
-    run_dir = tmp_path / "full" / "xnli" / "Offline" / "performance"
+    run_dir = tmp_path / "tiny" / "pytorch-ray" / "full" / "xnli" / "Offline" / "performance"
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cfg = json.loads((run_dir / "run_config.json").read_text())
     res = _results(run_dir)
@@ -437,7 +437,7 @@ def test_an_actor_killed_mid_run_loses_no_query(tmp_path, two_nodes):
     """SIGKILL one actor's process during an Offline accuracy run (fake backend at 100 samples/s per
     actor): its batch is retried on the other actor, every sample is logged once with its real
     response, the loss is recorded, and the run exits 2 naming the actor and its node."""
-    run_dir = tmp_path / "full" / "xnli" / "Offline" / "accuracy"
+    run_dir = tmp_path / "tiny" / "pytorch-ray" / "full" / "xnli" / "Offline" / "accuracy"
     cmd = fault_child(tmp_path, "slow", "--accuracy", "--duration", "1", "--executor", "ray",
                       "--ray_address", two_nodes, "--workers", "2")  # fmt: skip
     # started outside the checkout: only PYTHONPATH (which the run hands to its actors) finds the code
@@ -480,7 +480,7 @@ def test_an_actor_killed_mid_run_loses_no_query(tmp_path, two_nodes):
 def test_sigterm_during_a_ray_run_ends_it_cleanly(tmp_path, tiny_checkpoint, two_nodes):
     """ray.init installs Ray's own SIGTERM handler in the driver (it ends the process at once); the
     runner takes SIGTERM back, so a Ray run ends like any other: exit 143, results.json says so."""
-    run_dir = tmp_path / "full" / "xnli" / "Offline" / "performance"
+    run_dir = tmp_path / "tiny" / "pytorch-ray" / "full" / "xnli" / "Offline" / "performance"
     cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages", "en",
            "--output_dir", str(tmp_path), "--weights", str(tiny_checkpoint), "--executor", "ray",
            "--ray_address", two_nodes, "--duration", "60", "--count", "96"]  # fmt: skip
@@ -508,7 +508,7 @@ def test_server_through_ray_completes_everything(tmp_path, two_nodes):
                                       "--allow_invalid"),
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    run_dir = tmp_path / "full" / "xnli" / "Server" / "performance"
+    run_dir = tmp_path / "tiny" / "pytorch-ray" / "full" / "xnli" / "Server" / "performance"
     res = _results(run_dir)
     assert res["executor"] == "ray" and res["ray"]["faults"] == [] and res["sut_failure"] is None
     queries = LoadgenLog.read(run_dir / "mlperf_log_detail.txt").get("result_query_count")
@@ -530,7 +530,10 @@ def test_accuracy_through_ray_equals_accuracy_through_threads(tmp_path, tiny_che
     ray_run = subprocess.run(cmd, cwd=REPO, env=env_without_address, capture_output=True, text=True,
                              timeout=300)  # fmt: skip
     assert ray_run.returncode == 0, ray_run.stdout[-3000:] + ray_run.stderr[-3000:]
-    t_dir, r_dir = (tmp_path / x / "full" / "xnli" / "Offline" / "accuracy" for x in ("t", "r"))
+    t_dir, r_dir = (
+        tmp_path / x / "tiny" / v / "full" / "xnli" / "Offline" / "accuracy"
+        for x, v in (("t", "pytorch"), ("r", "pytorch-ray"))
+    )
     t_log = sorted((e["qsl_idx"], e["data"]) for e in read_log(t_dir))
     r_log = sorted((e["qsl_idx"], e["data"]) for e in read_log(r_dir))
     assert len(t_log) == 96 and t_log == r_log
@@ -549,5 +552,5 @@ def test_an_unreachable_cluster_is_a_one_line_configuration_error(tmp_path, tiny
     line = f"error: cannot reach a Ray cluster at 127.0.0.1:{port}: Connection refused"
     assert proc.stdout.splitlines().count(line) == 1 and "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr.strip() == "exit status 3: bad configuration or input"
-    res = _results(tmp_path / "full" / "xnli" / "Offline" / "performance")
+    res = _results(tmp_path / "tiny" / "pytorch-ray" / "full" / "xnli" / "Offline" / "performance")
     assert res["exit_status"] == 3 and res["error"] == line.removeprefix("error: ")

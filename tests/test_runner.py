@@ -42,7 +42,7 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     flags = ["--scenario", scenario, "--backend", backend, "--weights", str(tiny_checkpoint),
              "--duration", "1", "--allow_invalid"] + (["--accuracy"] if mode == "accuracy" else ["--probe"])  # fmt: skip
     proc = harness_run(tmp_path, *flags)
-    run_dir = tmp_path / "full" / "xnli" / scenario / mode
+    run_dir = tmp_path / "tiny" / backend / "full" / "xnli" / scenario / mode
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "mlperf_log_accuracy.json",
                  "user.conf", "run_config.json", "stdout.txt", "results.json"):  # fmt: skip
@@ -123,11 +123,11 @@ def test_test01_first_elements_match_accuracy_run(tmp_path, tiny_checkpoint):
     audit.write_text(TEST01)
     perf = harness_run(tmp_path / "perf", *common, "--audit_conf", str(audit))
     assert perf.returncode == 0, perf.stderr[-2000:]
-    run = tmp_path / "perf" / "full" / "xnli" / "Offline" / "performance"
+    run = tmp_path / "perf" / "tiny" / "pytorch" / "full" / "xnli" / "Offline" / "performance"
     assert (run / "audit.config").read_text() == TEST01
     first = {}
     for e in json.loads(
-        (tmp_path / "acc/full/xnli/Offline/accuracy/mlperf_log_accuracy.json").read_text()
+        (tmp_path / "acc/tiny/pytorch/full/xnli/Offline/accuracy/mlperf_log_accuracy.json").read_text()
     ):
         first[e["qsl_idx"]] = np.frombuffer(bytes.fromhex(e["data"]), dtype=np.float32)[0]
     logged = json.loads((run / "mlperf_log_accuracy.json").read_text())

@@ -477,10 +477,13 @@ FAKE_RUNNER = """#!{python}
 import json, sys
 from pathlib import Path
 argv = sys.argv[1:]
-defaults = {{"--model": "full", "--task": "xnli", "--scenario": "Offline"}}  # the runner's defaults
+defaults = {{"--model": "full", "--task": "xnli", "--scenario": "Offline", "--encoder": "tiny",
+            "--backend": "pytorch", "--dtype": "fp32"}}  # the runner's defaults
 arg = lambda k: argv[argv.index(k) + 1] if k in argv else defaults[k]
 mode = "accuracy" if "--accuracy" in argv else "performance"
-folder = Path(arg("--output_dir")) / arg("--model") / arg("--task") / arg("--scenario") / mode
+variant = arg("--backend") + ("" if arg("--dtype") == "fp32" else "-" + arg("--dtype"))
+folder = Path(arg("--output_dir")) / arg("--encoder") / variant / arg("--model") / arg("--task")
+folder = folder / arg("--scenario") / mode  # RunFolder.plan's layout
 folder.mkdir(parents=True, exist_ok=True)
 sps = 100.0 if arg("--model") == "full" else 80.0
 res = {{"result_valid": True, "scenario": arg("--scenario"), "mode": mode, "samples_per_second": sps}}

@@ -116,7 +116,7 @@ def test_toy_task_runs_through_loadgen_and_scoring(toy_checkpoint, tmp_path):
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    run = RunRecord.load(out / "full" / "toy" / "Offline" / "accuracy")
+    run = RunRecord.load(out / "tiny" / "pytorch" / "full" / "toy" / "Offline" / "accuracy")
     assert (run.task, run.mode, run.model_kind) == ("toy", "accuracy", "tiny") and run.valid
     assert run.model_spec["num_labels"] == 2 and run.model_spec["task_kind"] == "classification"
     entries = json.loads((run.path / "mlperf_log_accuracy.json").read_text())

@@ -26,36 +26,54 @@ def _json_file(path: str | None) -> dict:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """stage, truncate, check and pack take one flag set (each uses the flags it needs), so
+    `make submission RUN_ARGS=...` passes the same flags to every step of the chain."""
     sub = parser.add_subparsers(dest="action", required=True, metavar="stage|truncate|check|pack")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--submitter", required=True, help="organisation name (folder open/<submitter>)")
-    common.add_argument(
-        "--root", type=Path, default=DEFAULT_ROOT, help="package root (build/submission)"
+    a = common.add_argument
+    a("--submitter", required=True, help="organisation name (folder open/<submitter>)")
+    a("--root", type=Path, default=DEFAULT_ROOT, help="staging root: one folder per package")
+    a("--system", help="stage: system name (results/<system>, systems/<system>.json); required")
+    a("--log_dir", type=Path, action="append", help=f"stage: run logs (repeatable; {DEFAULT_LOG_DIR})")
+    a(
+        "--allow_test_runs",
+        action="store_true",
+        help="stage: accept development runs; stamps the packages NOT FOR SUBMISSION",
     )
-
-    p = sub.add_parser("stage", parents=[common], help="copy VALID runs into the package layout")
-    p.add_argument(
-        "--system", required=True, help="system name (results/<system>, systems/<system>.json)"
+    a(
+        "--map",
+        action="append",
+        default=[],
+        metavar="BENCHMARK=MODEL",
+        help="stage: official model of a benchmark folder (default bert-99)",
     )
-    p.add_argument(
-        "--log_dir", type=Path, action="append", help=f"run logs (repeatable; {DEFAULT_LOG_DIR})"
+    a("--system_json", help="stage: JSON file overriding system-description fields")
+    a("--measurements_json", help="stage: JSON file overriding measurements.json fields")
+    a(
+        "--checker",
+        type=Path,
+        help="check: a current checkout of mlcommons/inference: run its checkers (main.py and "
+        "submission_checker_old.py) on the edge package",
     )
-    p.add_argument("--allow_test_runs", action="store_true",
-                   help="accept development runs; stamps the package NOT FOR SUBMISSION")  # fmt: skip
-    p.add_argument("--map", action="append", default=[], metavar="BENCHMARK=MODEL",
-                   help="official model of a benchmark folder (default bert-99)")  # fmt: skip
-    p.add_argument("--system_json", help="JSON file overriding system-description fields")
-    p.add_argument("--measurements_json", help="JSON file overriding measurements.json fields")
-
-    sub.add_parser("truncate", parents=[common], help="truncate accuracy logs, add hash lines")
-
-    p = sub.add_parser("check", parents=[common], help="our structural check (+ official checker)")
-    p.add_argument("--checker", type=Path, help="checkout of mlcommons/inference: also run its checker")
-    p.add_argument("--strict_dataset_size", action="store_true",
-                   help="do not pass --skip-dataset-size-check to the official checker")  # fmt: skip
-    p.add_argument("--checker_args", default="", help="extra flags for the official checker")
-
-    sub.add_parser("pack", parents=[common], help="tar.gz of the checked package")
+    a(
+        "--checker_v4_1",
+        type=Path,
+        help="check: a checkout of mlcommons/inference at tag v5.0: run its submission_checker.py "
+        "with round v4.1's rules on the datacenter package",
+    )
+    a(
+        "--strict_dataset_size",
+        action="store_true",
+        help="check: do not pass --skip-dataset-size-check to the current checkers",
+    )
+    a("--checker_args", default="", help="check: extra flags for the official checkers")
+    for name, what in (
+        ("stage", "copy VALID runs into the packages' layout"),
+        ("truncate", "truncate accuracy logs, add hash lines"),
+        ("check", "our structural check (+ the official checkers)"),
+        ("pack", "tar.gz of each checked package"),
+    ):
+        sub.add_parser(name, parents=[common], help=what)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -73,17 +91,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "stage":
         from harness.submission.stage import stage
 
+        if not args.system:
+            raise ValueError("--system NAME is required (results/<system>, systems/<system>.json)")
+
         count, problems = stage(
-            [d.resolve() for d in (args.log_dir or [DEFAULT_LOG_DIR])], args.submitter, args.system,
-            root, args.allow_test_runs, _mapping(args.map), _json_file(args.system_json),
+            [d.resolve() for d in (args.log_dir or [DEFAULT_LOG_DIR])],
+            args.submitter,
+            args.system,
+            root,
+            args.allow_test_runs,
+            _mapping(args.map),
+            _json_file(args.system_json),
             _json_file(args.measurements_json),
-        )  # fmt: skip
+        )
         for p in problems:
             print(f"REFUSED: {p}")
         if problems:
             print(f"stage: {len(problems)} problem(s); nothing staged")
             return 1
-        print(f"stage: {count} benchmark/scenario result(s) in {root}/open/{args.submitter}")
+        print(f"stage: {count} benchmark/scenario result(s) in {root}/<package>/open/{args.submitter}")
         return 0
     if args.action == "truncate":
         from harness.submission.truncate import truncate
@@ -101,12 +127,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"ERROR: {e}")
         print(f"check: {len(errors)} error(s) ({'REJECTED' if errors else 'accepted'} by our rules)")
         status = 1 if errors else 0
-        if args.checker and (root / "open").is_dir():
-            extra = args.checker_args.split() + (
-                [] if args.strict_dataset_size else ["--skip-dataset-size-check"]
+        if args.checker or args.checker_v4_1:
+            checkouts = {"checker": args.checker, "checker_v4_1": args.checker_v4_1}
+            checkouts = {k: v.resolve() if v else None for k, v in checkouts.items()}
+            official = run_official(
+                checkouts, root, args.submitter, args.checker_args.split(), args.strict_dataset_size
             )
-            official = run_official(args.checker.resolve(), root, args.submitter, extra)
-            print(f"official checker exit status: {official}")
+            print(f"official checkers: exit status {official}")
             status = status or official
         return status
     from harness.submission.check import check_package
@@ -118,5 +145,6 @@ def _run(args: argparse.Namespace) -> int:
             print(f"ERROR: {e}")
         print(f"pack: refused, `submission check` reports {len(errors)} error(s)")
         return 1
-    print(f"pack: {pack(root, args.submitter)}")
+    for path in pack(root, args.submitter):
+        print(f"pack: {path}")
     return 0

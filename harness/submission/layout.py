@@ -1,20 +1,78 @@
-"""The open-division package layout (checker version v6.1) and the rules both checkers enforce.
+"""The open-division packages' layout and the rules the official checkers enforce on them.
 
 Paths, required files and field lists live here once, so stage, truncate, check and pack agree.
+
+Two packages, because no one checker version validates all three scenarios of bert-99 (the
+official model our benchmarks map to; docs/submission.md tells how this was read from the
+checker's own tables):
+  * edge (checker v6.1, the current round): SingleStream and Offline. From round v5.0 bert-99 is an
+    edge benchmark only, and the current checker has no Server rules for it at all.
+  * datacenter (checker round v4.1, the newest that lists bert-99 under datacenter with its 130 ms
+    Server bound): Server and Offline, from runs made with that round's LoadGen seeds
+    (`harness run --seeds v4.1`), which that checker requires.
+Each is its own checker input: <root>/<package>/open/<submitter>/.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from common.paths import BUILD
 
-DEFAULT_ROOT = BUILD / "submission"  # the checker's --input: holds open/<submitter>/ only
+DEFAULT_ROOT = BUILD / "submission"  # holds one checker --input per package: <root>/<package>/
 DEFAULT_LOG_DIR = BUILD / "logs" / "latest"
 DIVISION = "open"
-CHECKER_VERSION = "v6.1"
 NOT_FOR_SUBMISSION = "NOT_FOR_SUBMISSION.txt"
+# The current round's seeds (LoadGen 6.0.17's built-in mlperf.conf, which the v6.1 checker expects).
+CURRENT_SEEDS = (2085463073848966840, 2747215439041700203, 16159082839903944936)
+
+
+@dataclass(frozen=True)
+class Package:
+    """One checker input: its checker round, the system type its system description declares, the
+    scenarios it holds, and the `harness run --seeds` its runs were made with (None = built-in)."""
+
+    name: str
+    version: str
+    system_type: str
+    scenarios: tuple[str, ...]
+    seeds: str | None
+    server_latency_ns: int | None = None  # bert-99's Server bound in this round's checker
+    # Round v4.x layout: each scenario's user.conf, README.md and system-implementation JSON
+    # (<system>_<implementation>_<Scenario>.json, the measurements) also under
+    # measurements/<system>/<benchmark>/<Scenario>/, and a code/<benchmark>/<implementation>/ folder.
+    measurements_dir: bool = False
+
+    def seed_values(self) -> tuple[int, int, int]:
+        from harness.seeds import SEEDS
+
+        return SEEDS[self.seeds] if self.seeds else CURRENT_SEEDS
+
+    def root(self, root: Path) -> Path:
+        """This package's checker --input folder under the staging root."""
+        return root / self.name
+
+
+PACKAGES = (
+    Package("edge", "v6.1", "edge", ("SingleStream", "Offline"), None),
+    Package("datacenter", "v4.1", "datacenter", ("Offline", "Server"), "v4.1", 130_000_000, True),
+)
+
+
+def package_for(scenario: str, seeds: str | None) -> Package | None:
+    """The package a run of `scenario` made with `seeds` belongs to (None: no checker validates it)."""
+    for pkg in PACKAGES:
+        if scenario in pkg.scenarios and pkg.seeds == seeds:
+            return pkg
+    return None
+
+
+def staged_packages(root: Path, submitter: str) -> list[tuple[Package, Path]]:
+    """(package, its open/<submitter> folder) for every package staged under `root`."""
+    found = [(pkg, submitter_dir(pkg.root(root), submitter)) for pkg in PACKAGES]
+    return [(pkg, sub) for pkg, sub in found if sub.is_dir()]
 
 
 def full_logs_dir(root: Path) -> Path:
@@ -26,13 +84,13 @@ def full_logs_dir(root: Path) -> Path:
 # Every benchmark folder maps to this official model unless --map says otherwise. BERT-99 is the
 # language-encoder benchmark; its rules (sample counts, accuracy.txt format) then apply.
 DEFAULT_MAPPED_MODEL = "bert-99"
+IMPLEMENTATION = "harness"  # the implementation name in round v4.x's measurements/ and code/ folders
 # Rules of the mapped model the harness can check itself (from the v6.1 checker's tables).
 MAPPED_RULES = {
     "bert-99": {"performance_sample_count": 10833, "dataset_size": 10833},
     "bert-99.9": {"performance_sample_count": 10833, "dataset_size": 10833},
 }
 MIN_DURATION_MS = 600_000
-SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 
 # Truncation: first and last 4 KiB of the accuracy json stay; the result must be <= 10 KiB.
 VIEWABLE_BYTES = 4096
@@ -46,8 +104,15 @@ ACC_FILES = (
     "accuracy.txt",
     "mlperf_log_accuracy.json",
 )
-SCENARIO_FILES = ("measurements.json", "user.conf", "README.md")
+SCENARIO_FILES = ("measurements.json", "user.conf", "mlperf.conf", "README.md")
 TEST01_FILES = ("verify_accuracy.txt", "verify_performance.txt")
+# TEST01's accuracy/ folder: these two when the deterministic check passed; with the fallback (the
+# audit run's responses scored like the accuracy run's on the same samples) also the two scores.
+TEST01_ACC_FILES = ("mlperf_log_accuracy.json", "accuracy.txt")
+TEST01_FALLBACK_FILES = ("baseline_accuracy.txt", "compliance_accuracy.txt")
+# The fallback's bound: the two scores' relative difference, in percent (the checker's: 1 for a
+# 99% model, 0.1 for a 99.9% one).
+TEST01_FALLBACK_DELTA_PERCENT = {"bert-99": 1.0, "bert-99.9": 0.1}
 
 MEASUREMENT_KEYS = (
     "input_data_types",
@@ -59,28 +124,71 @@ MEASUREMENT_KEYS = (
 
 # The 35 system-description fields of the v6.1 checker; MEANINGFUL ones must also be non-empty.
 SYSTEM_FIELDS = (
-    "division", "submitter", "status", "system_name", "number_of_nodes",
-    "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-    "host_memory_capacity", "host_storage_capacity", "host_storage_type", "accelerators_per_node",
-    "accelerator_model_name", "accelerator_memory_capacity", "framework", "operating_system",
-    "system_type", "other_software_stack", "host_processor_frequency", "host_processor_caches",
-    "host_memory_configuration", "host_processor_interconnect", "host_networking",
-    "host_networking_topology", "accelerator_frequency", "accelerator_host_interconnect",
-    "accelerator_interconnect", "accelerator_interconnect_topology",
-    "accelerator_memory_configuration", "accelerator_on-chip_memories", "cooling", "hw_notes",
-    "sw_notes", "host_network_card_count", "system_type_detail",
-)  # fmt: skip
+    "division",
+    "submitter",
+    "status",
+    "system_name",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "host_memory_capacity",
+    "host_storage_capacity",
+    "host_storage_type",
+    "accelerators_per_node",
+    "accelerator_model_name",
+    "accelerator_memory_capacity",
+    "framework",
+    "operating_system",
+    "system_type",
+    "other_software_stack",
+    "host_processor_frequency",
+    "host_processor_caches",
+    "host_memory_configuration",
+    "host_processor_interconnect",
+    "host_networking",
+    "host_networking_topology",
+    "accelerator_frequency",
+    "accelerator_host_interconnect",
+    "accelerator_interconnect",
+    "accelerator_interconnect_topology",
+    "accelerator_memory_configuration",
+    "accelerator_on-chip_memories",
+    "cooling",
+    "hw_notes",
+    "sw_notes",
+    "host_network_card_count",
+    "system_type_detail",
+)
 MEANINGFUL_SYSTEM_FIELDS = (
-    "division", "submitter", "system_type", "status", "system_name", "number_of_nodes",
-    "host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-    "host_memory_capacity", "host_memory_configuration", "host_storage_capacity",
-    "host_storage_type", "host_networking", "host_network_card_count", "host_networking_topology",
-    "accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
-    "accelerator_host_interconnect", "accelerator_memory_configuration", "accelerator_interconnect",
-    "cooling", "framework", "operating_system", "other_software_stack",
-)  # fmt: skip
+    "division",
+    "submitter",
+    "system_type",
+    "status",
+    "system_name",
+    "number_of_nodes",
+    "host_processor_model_name",
+    "host_processors_per_node",
+    "host_processor_core_count",
+    "host_memory_capacity",
+    "host_memory_configuration",
+    "host_storage_capacity",
+    "host_storage_type",
+    "host_networking",
+    "host_network_card_count",
+    "host_networking_topology",
+    "accelerators_per_node",
+    "accelerator_model_name",
+    "accelerator_memory_capacity",
+    "accelerator_host_interconnect",
+    "accelerator_memory_configuration",
+    "accelerator_interconnect",
+    "cooling",
+    "framework",
+    "operating_system",
+    "other_software_stack",
+)
 STATUSES = ("available", "preview", "rdi")
-SYSTEM_TYPES = ("datacenter", "edge", "datacenter,edge", "edge,datacenter")
 
 
 def submitter_dir(root: Path, submitter: str) -> Path:

@@ -20,8 +20,11 @@ TEMPLATE = Path(__file__).parent / "templates" / "system.json"
 
 def _accelerators(gpus: list[dict[str, Any]]) -> dict[str, str]:
     if not gpus:
-        return {"accelerators_per_node": "0", "accelerator_model_name": "N/A",
-                "accelerator_memory_capacity": "N/A"}  # fmt: skip
+        return {
+            "accelerators_per_node": "0",
+            "accelerator_model_name": "N/A",
+            "accelerator_memory_capacity": "N/A",
+        }
     names = sorted({str(g.get("name", "GPU")) for g in gpus})
     mem = gpus[0].get("memory_gib")
     return {

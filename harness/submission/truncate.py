@@ -1,6 +1,7 @@
 """`submission truncate`: MLCommons' accuracy-log truncation, applied to a staged package.
 
-For every accuracy/ folder (main and TEST01) whose mlperf_log_accuracy.json is not yet truncated:
+For every accuracy/ folder (main and TEST01) of every staged package whose mlperf_log_accuracy.json
+is not yet truncated:
 keep the full file under <root>_full_accuracy_logs/<same relative path> (beside the package), append
 `hash=<sha256 of the full file>` to accuracy.txt, and keep only the first and last 4 KiB of the
 json with a `...` marker between them (files under 4 KiB are kept whole, as upstream does).
@@ -18,7 +19,7 @@ from harness.submission.layout import (
     accuracy_dirs,
     full_logs_dir,
     read_hash,
-    submitter_dir,
+    staged_packages,
 )
 
 
@@ -49,13 +50,16 @@ def truncate_dir(acc_dir: Path, backup_dir: Path) -> bool:
 
 
 def truncate(root: Path, submitter: str) -> list[Path]:
-    """Truncate every accuracy log of root/open/<submitter>; returns the folders changed."""
-    sub = submitter_dir(root, submitter)
-    if not sub.is_dir():
-        raise FileNotFoundError(f"{sub} does not exist: run `make stage_results` first")
+    """Truncate every accuracy log of root/<package>/open/<submitter>; returns the folders changed."""
+    staged = staged_packages(root, submitter)
+    if not staged:
+        raise FileNotFoundError(
+            f"no package for submitter {submitter!r} under {root}: run `make stage_results` first"
+        )
     changed = []
-    for acc_dir in accuracy_dirs(sub):
-        rel = acc_dir.relative_to(root)
-        if truncate_dir(acc_dir, full_logs_dir(root) / rel):
-            changed.append(acc_dir)
+    for _, sub in staged:
+        for acc_dir in accuracy_dirs(sub):
+            rel = acc_dir.relative_to(root)
+            if truncate_dir(acc_dir, full_logs_dir(root) / rel):
+                changed.append(acc_dir)
     return changed

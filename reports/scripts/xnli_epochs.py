@@ -59,6 +59,8 @@ def shown(path: Path) -> str:
 
 
 def main() -> None:
+    from harness.config import RunConfig
+    from harness.run_folder import RunFolder
     from research.bootstrap import UnitScores, difference
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -73,7 +75,14 @@ def main() -> None:
     for model in args.models.split(","):
         run_dir, training = longer_run(model, args.epochs)
         scores[f"{model} {n} epochs"] = UnitScores.load(run_dir)
-        study_run = args.study / "pytorch" / model / "xnli" / "Offline" / "accuracy"
+        study_cfg = RunConfig(
+            model=model,
+            task="xnli",
+            encoder="e5-small",
+            accuracy=True,
+            output_dir=args.study / "pytorch",
+        )  # the study's pytorch cells
+        study_run = RunFolder.plan(study_cfg).path
         scores[f"{model} {RECIPE_EPOCHS} epochs"] = UnitScores.load(study_run)
         probe = " ".join(f"{c['heldout']:.1f}" for c in training["curve"])
         lines.append(
