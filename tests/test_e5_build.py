@@ -45,19 +45,7 @@ models.recipe.DOWNLOADS = Path(sys.argv[1])
 from harness.cli import main
 sys.exit(main(sys.argv[2:]))
 """
-RUN = [
-    "run",
-    "--encoder",
-    "e5-small",
-    "--model",
-    "full",
-    "--task",
-    "xnli",
-    "--languages",
-    "en",
-    "--count",
-    "8",
-]
+RUN = "run --encoder e5-small --model full --task xnli --languages en --count 8".split()
 
 
 def harness(downloads: Path, *argv: str, **kw) -> subprocess.CompletedProcess:
