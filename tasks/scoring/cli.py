@@ -5,18 +5,22 @@
 
 stdout: the per-language table, then ONE final JSON line (what the submission checker reads).
 stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 3
-(common/exit_codes.py: bad input; argparse usage errors too).
+(common/exit_codes.py: bad input; argparse usage errors too): a log that is not a regular file, too
+large, nested, malformed, or an --output that cannot be written (checked before scoring, written
+atomically). Anything else is a bug: its traceback, then exit 2 (never 1, which means INVALID).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.exit_codes import BAD_INPUT, ArgumentParser
+from common.exit_codes import BAD_INPUT, SUT_FAILURE, ArgumentParser
 from common.names import lookup
 from tasks.data import DataError
 from tasks.scoring.classification import HELDOUT_FIRST_ROW, score_classification
@@ -26,6 +30,7 @@ from tasks.scoring.result import ScoreResult, write_predictions
 from tasks.scoring.retrieval import score_bucc, score_tatoeba
 
 EXIT_BAD_INPUT = BAD_INPUT
+MAX_RUN_CONFIG_BYTES = 1 << 20  # run_config.json beside a log is a few kB
 
 # Scoring method (a task's `scoring`, tasks/base.py) -> its function: (task, log, **options).
 SCORERS: dict[str, Callable[..., ScoreResult]] = {
@@ -72,11 +77,13 @@ def run_task_options(log_path: Path) -> dict[str, Any]:
     """run_config.json's "task_options" beside the log ({} without one): the scorer must build the
     task exactly as the run did, or its qsl indices would point at other samples."""
     cfg = log_path.parent / "run_config.json"
-    if not cfg.is_file():
+    if not cfg.is_file():  # False for a FIFO or a device too: nothing to read
         return {}
     try:
+        if cfg.stat().st_size > MAX_RUN_CONFIG_BYTES:
+            raise ValueError("too large")
         options = json.loads(cfg.read_text(encoding="utf-8")).get("task_options") or {}
-    except (json.JSONDecodeError, AttributeError, OSError):
+    except (ValueError, AttributeError, OSError, RecursionError):
         raise LogError(f"{cfg}: not a JSON object (needed for the run's task options)") from None
     if not isinstance(options, dict):
         raise LogError(f'{cfg}: "task_options" is not an object')
@@ -132,33 +139,74 @@ def predictions_path(output: Path, result: ScoreResult) -> Path:
     return output.with_name(f"{output.stem}.{result.predictions_name}")
 
 
+def check_output(output: Path) -> None:
+    """LogError unless `output` can be written as a file (checked before scoring: nothing is printed
+    and then lost to a traceback)."""
+    if output.is_dir():
+        raise LogError(
+            f"{output}: --output names a directory; give a file name, e.g. {output / 'accuracy.json'}"
+        )
+    parent = output.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise LogError(f"{output}: --output cannot be written: {existing} is not a directory")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise LogError(f"{output}: --output cannot be written: {existing} is not writable")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`text` into `path` through a temporary sibling renamed over it: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def main(task_name: str, argv: list[str] | None = None) -> int:
-    """Entry point of accuracy_<task>.py. Returns the exit code (0, or 3 on bad input)."""
+    """Entry point of accuracy_<task>.py. Returns the exit code (0, 3 on bad input, 2 on a bug)."""
     args = build_parser(task_name).parse_args(argv)
+    try:
+        return _main(task_name, args)
+    except (LogError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print(f"error: {args.log}: not enough memory to score this log", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception:  # noqa: BLE001 - a bug, not a user error: show it, but never exit 1 (INVALID)
+        traceback.print_exc()
+        print(f"accuracy_{task_name}.py: internal error (exit {SUT_FAILURE})", file=sys.stderr)
+        return SUT_FAILURE
+
+
+def _main(task_name: str, args) -> int:
     options = {
         k: v
         for k, v in vars(args).items()
         if k not in ("log", "data_dir", "languages", "dtype", "output")
     }
-    try:
-        result = score_log(
-            task_name,
-            args.log,
-            data_dir=args.data_dir,
-            languages=args.languages,
-            dtype=args.dtype,
-            **options,
-        )
-    except (LogError, DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    out = Path(args.output) if args.output else None
+    if out is not None:
+        check_output(out)
+    result = score_log(
+        task_name,
+        args.log,
+        data_dir=args.data_dir,
+        languages=args.languages,
+        dtype=args.dtype,
+        **options,
+    )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if out is not None:  # written before the score is printed: a failed write prints no score
+        try:
+            write_atomically(out, json.dumps(result.metrics, indent=1) + "\n")
+            if result.predictions is not None:
+                write_predictions(result, predictions_path(out, result))
+        except OSError as e:
+            raise LogError(f"{e.filename or out}: --output cannot be written ({e.strerror})") from None
     sys.stdout.write(result.stdout_text)
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result.metrics, indent=1) + "\n", encoding="utf-8")
-        if result.predictions is not None:
-            write_predictions(result, predictions_path(out, result))
     return 0
