@@ -1,0 +1,517 @@
+"""Scorers against expectations worked out by hand, never taken from the scoring code's constants.
+
+Each case is small enough to check on paper: a few samples per language with UNEQUAL counts (so an
+unweighted mean over languages and a sample-weighted one differ), the first held-out row and the one
+before it, answers and mined pairs with zero overlap. Logs are written as LoadGen writes them: a JSON
+list of {seq_id, qsl_idx, data = uppercase hex of the little-endian response bytes}.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.paths import DATA
+from tasks.base import FeatureSet
+from tasks.data import ClassificationExample, QAExample, RetrievalPair
+from tasks.registry import get_task
+from tasks.scoring import LogError, main, score, score_log, write_outputs
+from tasks.scoring.log import AccuracyLog, check_coverage, check_uniform_width, read_accuracy_log
+from tasks.scoring.result import format_table
+
+
+def write_log(path: Path, responses, qsl=None, dtype: str = "<f4") -> Path:
+    """responses: 1-D arrays in qsl order (or at the qsl indices given)."""
+    qsl = range(len(responses)) if qsl is None else qsl
+    entries = [
+        {"seq_id": k, "qsl_idx": int(q), "data": np.asarray(r, dtype=dtype).tobytes().hex().upper()}
+        for k, (q, r) in enumerate(zip(qsl, responses, strict=True))
+    ]
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def read(path: Path) -> AccuracyLog:
+    return read_accuracy_log(path)
+
+
+@dataclass
+class HandTask:
+    """The slice of a Task the scorers read, holding hand-made examples (qsl order = list order)."""
+
+    name: str
+    scoring: str
+    examples: list
+    active_languages: tuple[str, ...]
+    num_labels: int = 3
+    feature_set: FeatureSet | None = None
+
+    def read(self) -> list:
+        return self.examples
+
+    def features(self, tokenizer) -> FeatureSet:
+        return self.feature_set
+
+
+def one_hot(k: int, n: int = 3) -> np.ndarray:
+    return np.eye(n, dtype=np.float32)[k]
+
+
+# --- classification (XNLI / PAWS-X) ------------------------------------------------------------------
+def hand_classification_task() -> tuple[HandTask, list[np.ndarray]]:
+    """en: 3 samples, 2 right (66.67); fr: 1 sample, wrong (0); sw: 2 samples, both right (100), one of
+    them by a three-way tie that argmax resolves to the FIRST label (as numpy and XTREME do)."""
+    rows = [("en", 0, 0), ("en", 1, 1), ("en", 2, 2), ("fr", 0, 1), ("sw", 0, 2), ("sw", 1, 0)]
+    ex = [ClassificationExample(lang, row, "a", "b", label) for lang, row, label in rows]
+    logits = [
+        one_hot(0),
+        one_hot(1),
+        one_hot(0),  # en row 2: label 2, predicted 0
+        one_hot(0),  # fr row 0: label 1, predicted 0
+        np.array([0.1, -3.0, 0.2], np.float32),  # sw row 0: label 2, the largest logit
+        np.array([5.0, 5.0, 5.0], np.float32),  # sw row 1: label 0, a tie -> label 0
+    ]
+    return HandTask("xnli", "classification", ex, ("en", "fr", "sw")), logits
+
+
+def test_classification_task_score_is_the_unweighted_mean_over_languages(tmp_path):
+    task, logits = hand_classification_task()
+    r = score(task, read(write_log(tmp_path / "log.json", logits)))
+    assert r.metrics["per_language"] == pytest.approx({"en": 200 / 3, "fr": 0.0, "sw": 100.0})
+    assert r.metrics["count"] == {"en": 3, "fr": 1, "sw": 2}
+    assert r.metrics["samples_scored"] == 6
+    # (66.67 + 0 + 100) / 3 = 55.56; the sample-weighted mean would be 4 right of 6 = 66.67
+    assert r.metrics["accuracy"] == pytest.approx(500 / 9)
+    assert json.loads(r.final_line) == {"accuracy": pytest.approx(500 / 9)}
+    assert r.table_text.splitlines()[-1].split() == ["average", "6", "55.56"]
+    assert r.per_sample == {
+        "statistic": "mean",
+        "per_language": {
+            "en": {"ids": [0, 1, 2], "scores": [100.0, 100.0, 0.0]},
+            "fr": {"ids": [0], "scores": [0.0]},
+            "sw": {"ids": [0, 1], "scores": [100.0, 100.0]},
+        },
+    }
+    assert r.metrics["heldout_rows"] is None and r.warnings == []
+
+
+def test_classification_language_without_samples_is_left_out_of_the_mean(tmp_path):
+    task, logits = hand_classification_task()
+    # only en rows 0 and 2 (1 of 2 right) and sw row 0 (right): fr has nothing logged
+    r = score(
+        task, read(write_log(tmp_path / "log.json", [logits[0], logits[2], logits[4]], qsl=[0, 2, 4]))
+    )
+    assert r.metrics["per_language"] == {"en": 50.0, "sw": 100.0}
+    assert r.metrics["accuracy"] == 75.0  # (50 + 100) / 2, not (50 + 0 + 100) / 3
+    assert r.metrics["count"] == {"en": 2, "fr": 0, "sw": 1}
+    assert any("no scored samples for fr: left out of the average" in w for w in r.warnings)
+    assert any("partial coverage: 3 of 6 samples logged (3 missing)" in w for w in r.warnings)
+    assert [line.split()[0] for line in r.table_text.splitlines()] == [
+        "language",
+        "-" * 25,
+        "en",
+        "sw",
+        "-" * 25,
+        "average",
+    ]
+
+
+def test_xnli_task_score_with_unequal_language_counts_is_unweighted(tmp_path):
+    """The real task: every de row logged and right (100), 4 sw rows logged, 1 right (25). The task
+    score is (100 + 25) / 2 = 62.5; a sample-weighted mean would give (2490 + 1) / 2494 = 99.88."""
+    task = get_task("xnli", languages="de,sw")
+    ex = task.read()
+    de = [k for k, e in enumerate(ex) if e.language == "de"]
+    sw = [k for k, e in enumerate(ex) if e.language == "sw"][:4]
+    logits = [one_hot(ex[k].label) for k in de]
+    logits += [one_hot(ex[sw[0]].label)] + [one_hot((ex[k].label + 1) % 3) for k in sw[1:]]
+    r = score_log("xnli", write_log(tmp_path / "log.json", logits, qsl=de + sw), languages="de,sw")
+    assert r.metrics["count"] == {"de": 2490, "sw": 4}
+    assert r.metrics["per_language"] == {"de": 100.0, "sw": 25.0}
+    assert r.metrics["accuracy"] == 62.5
+
+
+def dev_rows(task_name: str, language: str) -> int:
+    """Data rows of a dev file (no header line), counted from the file itself."""
+    with gzip.open(DATA / task_name / f"dev-{language}.tsv.gz", "rt", encoding="utf-8") as f:
+        return sum(1 for _ in f)
+
+
+@pytest.mark.parametrize(("task_name", "rows"), [("xnli", 2490), ("pawsx", 2000)])
+def test_heldout_rows_start_at_the_second_half_of_each_language(tmp_path, task_name, rows):
+    """The tiny zoo trains on the first half of each dev language, so the held-out rows are the
+    second half: rows n/2 .. n-1 (XNLI dev: 2490 rows per language, PAWS-X dev: 2000). Logged: the
+    two rows on either side of the boundary, right, wrong, wrong, right. Held out: the last two."""
+    assert dev_rows(task_name, "de") == rows
+    first = rows // 2
+    task = get_task(task_name, languages="de")
+    ex = task.read()
+    assert [e.row for e in ex] == list(range(rows))
+    n = task.num_labels
+    qsl = [first - 2, first - 1, first, first + 1]
+    logits = [
+        one_hot(ex[first - 2].label, n),
+        one_hot((ex[first - 1].label + 1) % n, n),
+        one_hot((ex[first].label + 1) % n, n),
+        one_hot(ex[first + 1].label, n),
+    ]
+    log = write_log(tmp_path / "log.json", logits, qsl=qsl)
+    held = score_log(task_name, log, languages="de", heldout_rows=True)
+    assert held.metrics["count"] == {"de": 2}  # rows first and first + 1
+    assert held.metrics["accuracy"] == 50.0
+    assert held.metrics["heldout_rows"] == first
+    assert held.per_sample["per_language"]["de"]["ids"] == [first, first + 1]
+    every = score_log(task_name, log, languages="de")
+    assert every.metrics["count"] == {"de": 4} and every.metrics["accuracy"] == 50.0
+
+
+def test_first_row_task_option_serves_exactly_the_second_half():
+    task = get_task("xnli", languages="de", first_row=2490 // 2)
+    rows = [e.row for e in task.read()]
+    assert rows[0] == 1245 and rows[-1] == 2489 and len(rows) == 1245
+
+
+def test_heldout_rows_of_a_task_without_a_heldout_split_is_an_error(tmp_path):
+    task, logits = hand_classification_task()
+    task.name = "hand"
+    with pytest.raises(LogError, match=r"log\.json: --heldout_rows is defined for xnli, pawsx only"):
+        score(task, read(write_log(tmp_path / "log.json", logits)), heldout_rows=True)
+
+
+def test_nothing_left_after_the_heldout_filter_is_an_error(tmp_path):
+    task, logits = hand_classification_task()  # rows 0..2 only: none held out
+    with pytest.raises(LogError, match=r"no logged sample is left to score \(heldout_rows=True\)"):
+        score(task, read(write_log(tmp_path / "log.json", logits)), heldout_rows=True)
+
+
+# --- TyDiQA -------------------------------------------------------------------------------------
+def window(context_tokens: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """char_start, char_end of one window: <s> question </s> context... </s> (special tokens -1)."""
+    cs = [-1, -1, -1] + [a for a, _ in context_tokens] + [-1]
+    ce = [-1, -1, -1] + [b for _, b in context_tokens] + [-1]
+    return cs, ce
+
+
+def hand_tydiqa() -> tuple[HandTask, list[tuple[int, int]]]:
+    """en q1: 'Paris is the capital', gold 'Paris' -> predicted 'Paris' (EM 1, F1 1);
+    en q2: 'big red dog', gold 'red dog' -> predicted 'big red' (EM 0, P 1/2, R 1/2, F1 1/2);
+    sw q3: 'mbwa mkubwa', gold 'paka' -> predicted 'mbwa' (no overlap: EM 0, F1 0);
+    sw q4: never logged (left out). Returns the task and the (start, end) token to mark per window."""
+    examples = [
+        QAExample("en", "q1", "?", "Paris is the capital", ["Paris"], [0]),
+        QAExample("en", "q2", "?", "big red dog", ["red dog"], [4]),
+        QAExample("sw", "q3", "?", "mbwa mkubwa", ["paka"], [0]),
+        QAExample("sw", "q4", "?", "paka", ["paka"], [0]),
+    ]
+    windows = [
+        window([(0, 5), (6, 8), (9, 12), (13, 20)]),
+        window([(0, 3), (4, 7), (8, 11)]),
+        window([(0, 4), (5, 11)]),
+        window([(0, 4)]),
+    ]
+    lengths = [len(cs) for cs, _ in windows]
+    fs = FeatureSet(
+        task="tydiqa",
+        languages=("en", "sw"),
+        input_ids=np.arange(sum(lengths), dtype=np.int32),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        language=np.array([0, 0, 1, 1], np.int16),
+        extra={
+            "example_index": np.arange(4, dtype=np.int32),
+            "char_start": np.array(sum((cs for cs, _ in windows), []), np.int32),
+            "char_end": np.array(sum((ce for _, ce in windows), []), np.int32),
+        },
+    )
+    marks = [(3, 3), (3, 4), (3, 3)]  # token positions in the window (3 = first context token)
+    return HandTask("tydiqa", "squad", examples, ("en", "sw"), feature_set=fs), marks
+
+
+def span_logits(length: int, s: int, e: int) -> np.ndarray:
+    start, end = np.zeros(length, np.float32), np.zeros(length, np.float32)
+    start[s], end[e] = 10.0, 10.0
+    return np.concatenate([start, end])
+
+
+def test_tydiqa_hand_computed_em_f1_with_unequal_counts_and_zero_overlap(tmp_path):
+    task, marks = hand_tydiqa()
+    lengths = task.feature_set.lengths
+    resp = [span_logits(int(lengths[w]), s, e) for w, (s, e) in enumerate(marks)]
+    r = score(task, read(write_log(tmp_path / "log.json", resp)), tokenizer=object())
+    assert r.predictions == {"q1": "Paris", "q2": "big red", "q3": "mbwa"}
+    per = r.metrics["per_language"]
+    assert per["en"] == pytest.approx({"exact_match": 50.0, "f1": 75.0, "count": 2})
+    assert per["sw"] == {"exact_match": 0.0, "f1": 0.0, "count": 1}
+    # unweighted over languages: EM (50 + 0) / 2, F1 (75 + 0) / 2 (weighted: 33.33 and 50)
+    assert json.loads(r.final_line) == {"exact_match": 25.0, "f1": 37.5}
+    assert r.metrics["questions_scored"] == 3 and r.metrics["windows_logged"] == 3
+    assert any("1 of 4 questions have no logged window" in w for w in r.warnings)
+    assert r.per_sample["per_language"] == {
+        "en": {"ids": ["q1", "q2"], "scores": [100.0, 50.0]},
+        "sw": {"ids": ["q3"], "scores": [0.0]},
+    }
+    assert r.table_text.splitlines()[-1].split() == ["average", "3", "25.00", "37.50"]
+
+
+def test_tydiqa_special_tokens_are_never_part_of_an_answer(tmp_path):
+    task, _ = hand_tydiqa()
+    lengths = task.feature_set.lengths
+    resp = [np.zeros(2 * int(lengths[0]), np.float32)]
+    resp[0][0], resp[0][int(lengths[0])] = 50.0, 50.0  # <s> as start and end: not context
+    r = score(task, read(write_log(tmp_path / "log.json", resp)), tokenizer=object())
+    # the special token is skipped; among context tokens all logits are 0: the first valid span wins
+    assert r.predictions == {"q1": "Paris"}
+    assert r.metrics["per_language"] == {"en": {"exact_match": 100.0, "f1": 100.0, "count": 1}}
+
+
+def test_tydiqa_entry_of_the_wrong_size_names_both_sizes(tmp_path):
+    task, _ = hand_tydiqa()
+    lengths = task.feature_set.lengths
+    bad = write_log(
+        tmp_path / "log.json", [np.zeros(2 * int(lengths[0]), np.float32), np.zeros(4, np.float32)]
+    )
+    # window 1 = <s> ? </s> + 3 context tokens + </s> = 7 tokens: 14 floats expected
+    with pytest.raises(LogError, match=r"1 of 2 entries .* \(first: qsl_idx 1 has 4, expected 14\)"):
+        score(task, read(bad), tokenizer=object())
+
+
+# --- retrieval (Tatoeba, BUCC) --------------------------------------------------------------------
+E = np.eye(4, dtype=np.float32)
+
+
+def test_tatoeba_hand_computed_with_unequal_counts(tmp_path):
+    """aaa (2 sentences): src0 = e1, src1 = 10 (0.6 e1 + 0.8 e2); queries en0 = e1, en1 = e2. Cosine:
+    en0 -> src0 (1 vs 0.6), en1 -> src1: 100. (Raw dot products would send en0 to src1.)
+    bbb (4 sentences): src = e1..e4, en = e2, e1, e1, e4: only en3 finds its line: 25.
+    Task score (100 + 25) / 2 = 62.5; sample-weighted it would be 3 / 6 = 50."""
+    aaa_src = [E[0], 10 * (0.6 * E[0] + 0.8 * E[1])]
+    aaa_en = [E[0], 3 * E[1]]
+    bbb_src = [E[0], E[1], E[2], E[3]]
+    bbb_en = [E[1], E[0], E[0], E[3]]
+    pairs = [
+        RetrievalPair("aaa", ["a0", "a1"], ["x", "y"], ["e0", "e1"], ["x", "y"], None),
+        RetrievalPair("bbb", list("0123"), list("pqrs"), list("0123"), list("pqrs"), None),
+    ]
+    task = HandTask("tatoeba", "tatoeba", pairs, ("aaa", "bbb"))
+    r = score(task, read(write_log(tmp_path / "log.json", aaa_src + aaa_en + bbb_src + bbb_en)))
+    assert r.metrics["per_language"] == {"aaa": 100.0, "bbb": 25.0}
+    assert r.metrics["count"] == {"aaa": 2, "bbb": 4}
+    assert json.loads(r.final_line) == {"accuracy": 62.5}
+    assert r.per_sample["per_language"]["bbb"] == {"ids": [0, 1, 2, 3], "scores": [0.0, 0.0, 0.0, 100.0]}
+    assert r.table_text.splitlines()[-1].split() == ["average", "6", "62.50"]
+
+
+def test_tatoeba_pair_that_is_not_line_aligned_is_an_error(tmp_path):
+    pair = RetrievalPair("aaa", ["a0", "a1"], ["x", "y"], ["e0"], ["x"], None)
+    task = HandTask("tatoeba", "tatoeba", [pair], ("aaa",))
+    with pytest.raises(LogError, match=r"Tatoeba pair aaa is not line-aligned \(2 vs 1\)"):
+        score(task, read(write_log(tmp_path / "log.json", [E[0], E[1], E[0]])))
+
+
+def test_classification_logits_are_not_embeddings(tmp_path):
+    pair = RetrievalPair("aaa", ["a0"], ["x"], ["e0"], ["x"], None)
+    task = HandTask("tatoeba", "tatoeba", [pair], ("aaa",))
+    with pytest.raises(LogError, match="3-float responses are not embeddings"):
+        score(task, read(write_log(tmp_path / "log.json", [E[0, :3], E[1, :3]])))
+
+
+DE_GOLD = [("d0", "n0"), ("d1", "n1"), ("d2", "n2")]
+
+
+def test_bucc_hand_computed_margins_and_zero_overlap(tmp_path):
+    """de: 3 src and 3 en sentences on orthonormal directions e1, e2, e3 (ids d*, n*). k = min(4, 3)
+    = 3 neighbours, each sentence's neighbour similarities are 1, 0, 0 (mean 1/3), so the margin of a
+    matching pair is 1 / ((1/3 + 1/3) / 2) = 3 and of any other 0 (not mined). Gold = the 3 matches:
+    cuts F1 .5, .8, 1 -> best cut is the last: threshold = its own score 3; P = R = F1 = 100.
+    fr: 2 + 2 sentences (k = 2, margin 1 / ((1/2 + 1/2) / 2) = 2), gold (f0, m1) is never mined: no
+    correct candidate -> threshold 0, both mined pairs kept, none right: P = R = F1 = 0.
+    The task figures are the unweighted means: 50, 50, 50."""
+    pairs = [
+        RetrievalPair("de", ["d0", "d1", "d2"], list("abc"), ["n0", "n1", "n2"], list("ABC"), DE_GOLD),
+        RetrievalPair("fr", ["f0", "f1"], ["a", "b"], ["m0", "m1"], ["A", "B"], [("f0", "m1")]),
+    ]
+    resp = [E[0], E[1], E[2], E[0], E[1], E[2], E[0], E[1], E[0], E[1]]
+    task = HandTask("bucc", "bucc", pairs, ("de", "fr"))
+    r = score(task, read(write_log(tmp_path / "log.json", resp)))
+    per = r.metrics["per_language"]
+    assert per["de"] == pytest.approx(
+        {"f1": 100.0, "precision": 100.0, "recall": 100.0, "threshold": 3.0, "mined": 3}
+    )
+    assert per["fr"] == {"f1": 0.0, "precision": 0.0, "recall": 0.0, "threshold": 0.0, "mined": 2}
+    final = json.loads(r.final_line)
+    assert final["threshold"] == pytest.approx({"de": 3.0, "fr": 0.0})
+    assert list(final) == ["f1", "precision", "recall", "threshold"]
+    assert [final[k] for k in ("f1", "precision", "recall")] == [50.0, 50.0, 50.0]
+    assert r.metrics["duplicates"] == "drop" and "tuned on the gold" in r.metrics["threshold_note"]
+    assert [(s, t) for s, t, _ in r.predictions] == [*DE_GOLD, ("f0", "m0"), ("f1", "m1")]
+    assert [sc for *_, sc in r.predictions] == pytest.approx([3.0, 3.0, 3.0, 2.0, 2.0])
+    # per source sentence: [correct, predicted, gold]
+    assert r.per_sample == {
+        "statistic": "f1_counts",
+        "per_language": {
+            "de": {"ids": ["d0", "d1", "d2"], "scores": [[1, 1, 1], [1, 1, 1], [1, 1, 1]]},
+            "fr": {"ids": ["f0", "f1"], "scores": [[0, 1, 1], [0, 1, 0]]},
+        },
+    }
+    paths = write_outputs(r, tmp_path / "run")
+    assert paths["predictions"].name == "predictions.tsv"
+    assert paths["predictions"].read_text() == "d0\tn0\nd1\tn1\nd2\tn2\nf0\tm0\nf1\tm1\n"
+
+
+def test_bucc_given_threshold_applies_to_every_pair(tmp_path):
+    """Two 2 + 2 pairs (margins 2, as above) scored at a given threshold of 1.5."""
+    pairs = [
+        RetrievalPair("de", ["d0", "d1"], ["a", "b"], ["n0", "n1"], ["A", "B"], [("d0", "n0")]),
+        RetrievalPair("fr", ["f0", "f1"], ["a", "b"], ["m0", "m1"], ["A", "B"], None),
+    ]
+    resp = [E[0], E[1], E[0], E[1], E[0], E[1], E[0], E[1]]
+    task = HandTask("bucc", "bucc", pairs, ("de", "fr"))
+    r = score(task, read(write_log(tmp_path / "log.json", resp)), threshold=1.5)
+    # de: both pairs (margin 2) kept, 1 of 2 right, gold 1: P 50, R 100, F1 66.67; fr: no gold
+    assert r.metrics["per_language"]["de"] == pytest.approx(
+        {"f1": 200 / 3, "precision": 50.0, "recall": 100.0, "threshold": 1.5, "mined": 2}
+    )
+    assert r.metrics["per_language"]["fr"]["mined"] == 2 and r.metrics["per_language"]["fr"]["f1"] == 0.0
+    assert r.metrics["threshold"] == {"de": 1.5, "fr": 1.5} and r.metrics["threshold_note"] == (
+        "threshold given by the user"
+    )
+    with pytest.raises(LogError, match="fr-en has no gold alignments: pass --threshold"):
+        score(task, read(write_log(tmp_path / "log2.json", resp)))
+    with pytest.raises(LogError, match="duplicates must be 'all' or 'drop', got 'some'"):
+        score(task, read(write_log(tmp_path / "log3.json", resp)), duplicates="some")
+
+
+# --- the log reader --------------------------------------------------------------------------------
+def test_log_reader_decodes_sorts_and_splits_hand_made_hex(tmp_path):
+    # 1.0 = 0x3F800000, -2.0 = 0xC0000000, 0.5 = 0x3F000000 (little-endian bytes in the hex)
+    entries = [
+        {"seq_id": 0, "qsl_idx": 2, "data": "0000803F000000C0"},
+        {"seq_id": 1, "qsl_idx": 0, "data": "0000003F"},
+        {"seq_id": 2, "qsl_idx": 1, "data": ""},
+    ]
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(entries))
+    log = read_accuracy_log(path)
+    assert log.qsl_idx.tolist() == [0, 1, 2]
+    assert log.offsets.tolist() == [0, 1, 1, 3]
+    assert log.values.tolist() == [0.5, 1.0, -2.0]
+    assert log.sizes.tolist() == [1, 0, 2] and len(log) == 3
+    assert log.entry(2).tolist() == [1.0, -2.0] and log.entry(1).tolist() == []
+    # float16: 1.0 = 0x3C00, -2.0 = 0xC000
+    path.write_text(json.dumps([{"seq_id": 0, "qsl_idx": 0, "data": "003C00C0"}]))
+    half = read_accuracy_log(path, "float16")
+    assert half.values.dtype == np.float32 and half.values.tolist() == [1.0, -2.0]
+    with pytest.raises(LogError, match=r"unknown --dtype 'int8' \(expected one of float32, float16\)"):
+        read_accuracy_log(path, "int8")
+
+
+def test_log_reader_dense_and_width():
+    log = AccuracyLog(
+        Path("x.json"), np.array([0, 1]), np.array([0, 2, 4]), np.arange(4, dtype=np.float32)
+    )
+    assert log.dense().tolist() == [[0.0, 1.0], [2.0, 3.0]]
+    assert check_uniform_width(log, "pawsx", 2) == 2 and check_uniform_width(log, "pawsx") == 2
+    with pytest.raises(LogError, match="pawsx responses must have 3 floats each; found sizes 2"):
+        check_uniform_width(log, "pawsx", 3)
+    ragged = AccuracyLog(Path("x.json"), np.array([0, 1]), np.array([0, 2, 6]), np.zeros(6, np.float32))
+    with pytest.raises(LogError, match="one embedding size for all entries; found sizes 2, 4: "):
+        check_uniform_width(ragged, "tatoeba")
+    assert ragged.shape_guess() == "tydiqa (variable-length start/end logits)"
+    odd = AccuracyLog(Path("x.json"), np.array([0, 1]), np.array([0, 2, 5]), np.zeros(5, np.float32))
+    assert odd.shape_guess() == "no known task"
+    many = AccuracyLog(Path("x.json"), np.arange(6), np.array([0, 1, 3, 6, 10, 15, 21]), np.zeros(21))
+    with pytest.raises(LogError, match="found sizes 1, 2, 3, 4, 5 ...: "):
+        check_uniform_width(many, "tatoeba")
+    empty = AccuracyLog(Path("x.json"), np.array([], np.int64), np.array([0]), np.zeros(0, np.float32))
+    assert empty.dense().shape == (0, 0) and empty.shape_guess() == "no known task (0 floats per sample)"
+    widths = [
+        (1, "no known task (1 floats per sample)"),
+        (7, "no known task (7 floats"),
+        (8, "a retrieval task, tatoeba or bucc (8-float embeddings)"),
+    ]
+    for width, guess in widths:
+        one = AccuracyLog(
+            Path("x.json"), np.array([0]), np.array([0, width]), np.zeros(width, np.float32)
+        )
+        assert one.shape_guess().startswith(guess)
+
+
+def test_coverage_boundary_is_the_last_sample():
+    log = AccuracyLog(Path("x.json"), np.array([0, 2]), np.array([0, 1, 2]), np.zeros(2, np.float32))
+    assert check_coverage(log, 3, "t").tolist() == [True, False, True]  # qsl_idx 2 of 3 samples: fine
+    assert log.warnings == [
+        "x.json: partial coverage: 2 of 3 samples logged (1 missing); scoring the covered ones only"
+    ]
+    full = AccuracyLog(Path("x.json"), np.array([0, 1]), np.array([0, 1, 2]), np.zeros(2, np.float32))
+    assert check_coverage(full, 2, "t").tolist() == [True, True] and full.warnings == []
+    with pytest.raises(LogError, match="qsl_idx 2 is out of range: t has 2 samples"):
+        check_coverage(log, 2, "t")
+    none = AccuracyLog(Path("x.json"), np.array([], np.int64), np.array([0]), np.zeros(0, np.float32))
+    with pytest.raises(LogError, match="x.json: the log has no entries"):
+        check_coverage(none, 2, "t")
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([{"seq_id": 0, "qsl_idx": True, "data": "00000000"}], "entry 0 has qsl_idx True"),
+        ([{"seq_id": 0, "qsl_idx": 0, "data": 5}], "entry 0 (qsl_idx 0) has non-string data"),
+        ([{"seq_id": 0, "qsl_idx": 0, "data": "00000000"}, 3], "; entry 1 is 3)"),
+        (
+            [{"seq_id": 0, "qsl_idx": 4, "data": ""}, {"seq_id": 1, "qsl_idx": 4, "data": ""}],
+            "1 qsl_idx logged more than once (first: 4)",
+        ),
+        (
+            [
+                {"seq_id": 0, "qsl_idx": 0, "data": "0000C07F"},
+                {"seq_id": 1, "qsl_idx": 1, "data": "00000000"},
+            ],
+            "1 of 2 responses hold NaN or Inf (first: qsl_idx 0)",
+        ),
+        (
+            [
+                {"seq_id": 0, "qsl_idx": 0, "data": "00000000"},
+                {"seq_id": 1, "qsl_idx": 1, "data": "00000000000080FF"},
+            ],
+            "1 of 2 responses hold NaN or Inf (first: qsl_idx 1)",
+        ),
+    ],
+)
+def test_bad_entries_are_named(tmp_path, entries, message):
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(entries))
+    with pytest.raises(LogError) as info:
+        read_accuracy_log(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_table_is_fixed_width_with_two_decimals():
+    text = format_table(["language", "count", "accuracy"], [["en", 3, 200 / 3]], ["average", 3, 200 / 3])
+    assert text == (
+        "language  count  accuracy\n"
+        "-------------------------\n"
+        "en            3     66.67\n"
+        "-------------------------\n"
+        "average       3     66.67"
+    )
+
+
+def test_script_writes_metrics_and_predictions_beside_output(tmp_path, capsys):
+    """accuracy_pawsx.py on two logged rows of de, one right: 50 (a partial log: a warning)."""
+    task = get_task("pawsx", languages="de")
+    ex = task.read()
+    log = write_log(tmp_path / "log.json", [one_hot(ex[0].label, 2), one_hot(1 - ex[1].label, 2)])
+    out = tmp_path / "out" / "m.json"
+    assert main("pawsx", [str(log), "--languages", "de", "--output", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert stdout.splitlines()[-1] == '{"accuracy": 50.0}'
+    assert "warning: " in stderr and "2 of 2000 samples logged (1998 missing)" in stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["accuracy"] == 50.0 and metrics["count"] == {"de": 2}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.json"]  # no predictions for pawsx
+    assert main("pawsx", [str(tmp_path / "missing.json")]) == 3
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.json'}: no such file")
