@@ -1,0 +1,456 @@
+"""The SUT contract of sut/base.py without LoadGen: every completion is recorded in Python (ids and
+the exact response bytes), so a bug that completes a sample twice fails an assertion here instead of
+aborting the interpreter inside LoadGen. Threads are waited on with events and generous guards only;
+the drain bound runs on a fake clock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from types import SimpleNamespace
+
+import mlperf_loadgen as lg
+import numpy as np
+import pytest
+
+import sut.base as base
+from models.base import Backend
+from sut.base import SUT, SUTOptions, Work, pack_qa, pack_rows, respond
+
+GUARD_S = 60.0  # a bound for waits on events: never reached unless the code under test is broken
+
+
+class Completions:
+    """Stands in for lg.QuerySamplesComplete: (id, response bytes) per sample, one list per call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[int, bytes]]] = []
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+
+    def __call__(self, responses) -> None:
+        got = [(r.id, ctypes.string_at(r.data, r.size) if r.size else b"") for r in responses]
+        with self.changed:
+            self.calls.append(got)
+            self.changed.notify_all()
+
+    @property
+    def ids(self) -> list[int]:
+        with self.lock:
+            return sorted(i for call in self.calls for i, _ in call)
+
+    def by_id(self) -> dict[int, bytes]:
+        with self.lock:
+            return {i: data for call in self.calls for i, data in call}
+
+    def wait_for(self, n: int) -> None:
+        """Block until n samples were completed (fails the test past GUARD_S)."""
+        with self.changed:
+            ok = self.changed.wait_for(lambda: sum(len(c) for c in self.calls) >= n, GUARD_S)
+        assert ok, f"only {self.ids} completed"
+
+
+@pytest.fixture
+def completions(monkeypatch) -> Completions:
+    rec = Completions()
+    monkeypatch.setattr(lg, "QuerySamplesComplete", rec)
+    return rec
+
+
+class FakeQSL:
+    """Sample i is the 2-token row [i, 10 i] (all samples loaded)."""
+
+    def batch(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        ids = np.stack([idx, 10 * idx], axis=1)
+        return SimpleNamespace(
+            input_ids=ids, attention_mask=np.ones_like(ids), lengths=np.full(len(idx), 2)
+        )
+
+
+class RowBackend(Backend):
+    """Classification-shaped output [B, 3] = (first id, second id, 0.5); `gate` makes predict wait."""
+
+    name = "rows"
+
+    def __init__(self, gate: threading.Event | None = None, fail: bool = False) -> None:
+        self.gate, self.fail = gate, fail
+        self.entered = threading.Event()
+        self.calls = 0
+
+    def predict(self, input_ids, attention_mask):
+        self.calls += 1
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(GUARD_S)
+        if self.fail:
+            raise RuntimeError("backend exploded")
+        b = len(input_ids)
+        return np.stack([input_ids[:, 0], input_ids[:, 1], np.full(b, 0.5)], axis=1).astype(np.float32)
+
+
+class FifoSUT(SUT):
+    """Runs each queued item as one batch; signals every time a worker asks for more work."""
+
+    scenario = "Fifo"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked = threading.Semaphore(0)
+
+    def _next_work(self, worker: int) -> Work | None:
+        self.asked.release()
+        work = self._queue.get()
+        return None if work is base.STOP else work
+
+
+def row_bytes(i: int) -> bytes:
+    return np.array([i, 10 * i, 0.5], np.float32).tobytes()
+
+
+def make_sut(backend: Backend, watchdog_s: float = 0.0, warm_up=None) -> FifoSUT:
+    opts = SUTOptions(max_batch=8, token_budget=256, watchdog_s=watchdog_s)
+    return FifoSUT([backend], FakeQSL(), "classification", opts, warm_up=warm_up)
+
+
+def wait_idle(sut: FifoSUT, times: int) -> None:
+    """Wait until the worker has asked for work `times` times (it has finished what it had)."""
+    for _ in range(times):
+        assert sut.asked.acquire(timeout=GUARD_S)
+
+
+# --- packing and responding ----------------------------------------------------------------------
+def test_pack_rows_points_at_each_row_and_counts_nonfinite():
+    out = np.array([[1, 2, 3], [4, np.nan, 6], [7, 8, np.inf], [0, 0, 0]], np.float32)
+    p = pack_rows(out, np.array([5, 5, 5, 5]))
+    base_addr = p.buffer.ctypes.data
+    assert p.addresses == [base_addr, base_addr + 12, base_addr + 24, base_addr + 36]
+    assert p.sizes == [12, 12, 12, 12] and p.nonfinite == 2
+    assert ctypes.string_at(p.addresses[2], 12) == np.array([7, 8, np.inf], np.float32).tobytes()
+    f64 = pack_rows(np.array([[1.5, -2.0]]), np.array([3]))  # float64 in: float32 out
+    assert (
+        f64.sizes == [8]
+        and ctypes.string_at(f64.addresses[0], 8) == np.array([1.5, -2], "<f4").tobytes()
+    )
+    empty = pack_rows(np.zeros((0, 3), np.float32), np.zeros(0))
+    assert (empty.addresses, empty.sizes, empty.nonfinite) == ([], [], 0)
+
+
+def test_pack_qa_keeps_only_real_tokens_and_ignores_nonfinite_padding():
+    # sample 0: 2 tokens (padding holds NaN: not counted); sample 1: 3 tokens, an Inf in its ends
+    out = np.array(
+        [[[1, 2, np.nan], [3, 4, np.nan]], [[5, 6, 7], [8, np.inf, 9]]],
+        np.float32,
+    )
+    p = pack_qa(out, np.array([2, 3]))
+    assert p.sizes == [16, 24] and p.nonfinite == 1
+    assert p.addresses == [p.buffer.ctypes.data, p.buffer.ctypes.data + 16]
+    assert ctypes.string_at(p.addresses[0], 16) == np.array([1, 2, 3, 4], np.float32).tobytes()
+    assert (
+        ctypes.string_at(p.addresses[1], 24) == np.array([5, 6, 7, 8, np.inf, 9], np.float32).tobytes()
+    )
+    first_bad = pack_qa(out[::-1].copy(), np.array([3, 2]))  # the non-finite sample first
+    assert first_bad.nonfinite == 1 and first_bad.sizes == [24, 16]
+
+
+def test_respond_completes_once_per_batch_and_empty_without_a_buffer(completions):
+    packed = pack_rows(np.array([[1, 2], [3, 4]], np.float32), np.array([1, 1]))
+    respond([7, 9], packed)
+    respond([11, 12], None)
+    assert len(completions.calls) == 2
+    assert completions.calls[0] == [
+        (7, np.array([1, 2], np.float32).tobytes()),
+        (9, np.array([3, 4], np.float32).tobytes()),
+    ]
+    assert completions.calls[1] == [(11, b""), (12, b"")]
+
+
+def test_options_are_validated_and_gather_defaults_to_four_batches():
+    opts = SUTOptions(max_batch=6, token_budget=600)
+    assert (
+        opts.gather_limit == 24 and SUTOptions(max_batch=6, token_budget=600, gather=5).gather_limit == 5
+    )
+    assert (opts.limits.max_batch, opts.limits.token_budget) == (6, 600)
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        SUTOptions(workers=0)
+    for field in ("max_wait_ms", "watchdog_s", "gather", "batch_overhead_tokens"):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            SUTOptions(**{field: -1})
+    SUTOptions(max_wait_ms=0, watchdog_s=0, gather=0, batch_overhead_tokens=0)  # zero is allowed
+    with pytest.raises(ValueError, match="need one backend per worker: 2 for 1"):
+        FifoSUT([RowBackend(), RowBackend()], FakeQSL(), "classification", SUTOptions())
+
+
+# --- the worker path ---------------------------------------------------------------------------------
+def test_worker_completes_each_sample_once_with_its_bytes(completions):
+    backend = RowBackend()
+    sut = make_sut(backend)
+    sut.record_issued()
+    with sut:
+        wait_idle(sut, 1)
+        sut.issue_queries([100, 101], [3, 4])
+        sut.issue_queries([102], [5])
+        completions.wait_for(3)
+        wait_idle(sut, 2)
+    assert completions.by_id() == {100: row_bytes(3), 101: row_bytes(4), 102: row_bytes(5)}
+    assert [len(c) for c in completions.calls] == [2, 1]  # one QuerySamplesComplete per batch
+    assert (sut.issued, sut.completed, sut.batches, sut.nonfinite) == (3, 3, 2, 0)
+    assert sut.issued_log == [[3, 4], [5]] and len(sut.predict_s) == 2
+    assert sut.failure is None and not sut._in_flight and backend.calls == 2
+    assert sut.first_issue is not None and sut.first_issue <= sut._last_activity
+
+
+def test_nonfinite_outputs_are_counted_per_sample(completions):
+    class NanBackend(RowBackend):
+        def predict(self, input_ids, attention_mask):
+            out = super().predict(input_ids, attention_mask)
+            out[input_ids[:, 0] % 2 == 1, 2] = np.nan  # odd samples
+            return out
+
+    sut = make_sut(NanBackend())
+    with sut:
+        sut.issue_queries([1, 2, 3], [1, 2, 3])
+        completions.wait_for(3)
+        wait_idle(sut, 2)
+    assert sut.nonfinite == 2 and sut.completed == 3
+
+
+def test_a_failing_backend_is_recorded_and_later_work_completes_empty(completions, capsys):
+    backend = RowBackend(fail=True)
+    sut = make_sut(backend)
+    with sut:
+        sut.issue_queries([1, 2], [1, 2])
+        completions.wait_for(2)
+        sut.issue_queries([3], [3])
+        completions.wait_for(3)
+        wait_idle(sut, 3)
+    assert isinstance(sut.failure, RuntimeError) and sut.failed.is_set()
+    assert sut.failure_text.startswith("batch of 2 samples: RuntimeError: backend exploded\n")
+    assert "Traceback" in sut.failure_text
+    assert backend.calls == 1  # after the failure nothing is computed
+    assert completions.by_id() == {1: b"", 2: b"", 3: b""} and sut.completed == 3
+    assert (
+        capsys.readouterr().err == "SUT failure in batch of 2 samples: RuntimeError: backend exploded\n"
+    )
+
+
+def test_the_first_failure_wins():
+    sut = make_sut(RowBackend())
+    sut._fail(KeyError("a"), "first")
+    sut._fail(ValueError("b"), "second")
+    assert isinstance(sut.failure, KeyError) and sut.failure_text.startswith("first: KeyError: 'a'")
+
+
+def test_a_failing_warm_up_is_the_runs_failure(completions):
+    def warm_up(backend):
+        raise OSError("no such model")
+
+    sut = make_sut(RowBackend(), warm_up=warm_up)
+    with sut:
+        sut.issue_queries([4], [4])
+        completions.wait_for(1)
+    assert sut.failure_text.startswith("warm-up: OSError: no such model")
+    assert completions.by_id() == {4: b""}
+
+
+def test_each_worker_warms_up_before_start_returns():
+    warmed = []
+    sut = make_sut(RowBackend(), warm_up=lambda b: warmed.append(threading.current_thread().name))
+    sut.start()
+    assert warmed == ["sut-worker-0"]  # done on the worker's own thread, before start() returned
+    sut.stop()
+    assert all(not t.is_alive() for t in sut._threads)
+
+
+def test_qsl_callbacks_never_raise_into_loadgen():
+    sut = make_sut(RowBackend())
+    seen = []
+    sut.guard(seen.append, "load")([1, 2])
+    assert seen == [[1, 2]] and sut.failure is None
+
+    def explode(indices):
+        raise MemoryError("too big")
+
+    sut.guard(explode, "load")([3])
+    assert sut.failure_text.startswith("load: MemoryError: too big")
+
+
+def test_issue_queries_that_fails_completes_its_samples_empty(completions, monkeypatch):
+    sut = make_sut(RowBackend())
+
+    def broken_put(item):
+        raise RuntimeError("queue broken")
+
+    monkeypatch.setattr(sut._queue, "put", broken_put)
+    sut.issue_queries([5, 6], [5, 6])
+    assert sut.failure_text.startswith("issue_queries: RuntimeError: queue broken")
+    assert completions.by_id() == {5: b"", 6: b""} and sut.completed == 2
+
+
+# --- draining: the in-flight dict ----------------------------------------------------------------
+def test_stall_drain_claims_in_flight_work_so_the_worker_never_completes_it_again(completions):
+    """The watchdog's drain on a stall completes a batch still inside predict; when predict returns
+    later, the worker must find the batch gone from the in-flight dict and complete nothing. A drain
+    that copies the in-flight dict without clearing it lets the worker complete the same samples a
+    second time (in LoadGen: an abort)."""
+    gate = threading.Event()
+    backend = RowBackend(gate=gate)
+    sut = make_sut(backend)
+    with sut:
+        wait_idle(sut, 1)
+        sut.issue_queries([1, 2, 3], [1, 2, 3])
+        assert backend.entered.wait(GUARD_S)
+        sut._fail(TimeoutError("stalled"), "watchdog")
+        sut._drain(claim_in_flight=True)  # what the watchdog does on a stall
+        assert completions.by_id() == {1: b"", 2: b"", 3: b""}
+        assert sut._in_flight == {}
+        gate.set()  # predict returns now
+        wait_idle(sut, 1)  # the worker finished that batch and asks for more
+        sut._drain(claim_in_flight=True)  # a second drain finds nothing left to complete
+    assert completions.ids == [1, 2, 3]  # each exactly once
+    assert (sut.issued, sut.completed, sut.batches) == (3, 3, 1)
+
+
+def test_watchdog_drains_a_hung_worker_exactly_once(completions, monkeypatch):
+    """The same through the watchdog thread, on a fake clock: a stall limit of 5 s, a predict held
+    until the clock has moved 100 s on and the watchdog has completed everything, then released."""
+    clock = [0.0]
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock[0])
+    gate = threading.Event()
+    backend = RowBackend(gate=gate)
+    sut = make_sut(backend, watchdog_s=5.0)
+    with sut:
+        wait_idle(sut, 1)
+        sut.issue_queries([1, 2], [1, 2])
+        assert backend.entered.wait(GUARD_S)
+        clock[0] = 100.0  # nothing issued or completed for 100 s
+        completions.wait_for(2)  # by the watchdog: predict is still held
+        assert not gate.is_set()
+        gate.set()
+        wait_idle(sut, 1)
+        sut.issue_queries([3], [3])  # after a failure: completed empty, never computed
+        completions.wait_for(3)
+    assert isinstance(sut.failure, TimeoutError)
+    assert sut.failure_text.startswith(
+        "watchdog: TimeoutError: no batch completed for 5 s, 2 samples outstanding"
+    )
+    assert completions.ids == [1, 2, 3] and completions.by_id() == {1: b"", 2: b"", 3: b""}
+    assert backend.calls == 1 and sut.completed == 3
+
+
+def test_drain_completes_queued_and_carried_work_and_keeps_the_stop_sentinels(completions):
+    sut = make_sut(RowBackend())
+    sut._queue.put(Work([1], [1], 0.0))
+    sut._queue.put(base.STOP)
+    sut._queue.put(Work([2, 3], [2, 3], 0.0))
+    sut._carry[0] = [Work([4], [4], 0.0, planned=True)]
+    sut._in_flight[9] = Work([5], [5], 0.0, planned=True)
+    sut._drain(claim_in_flight=False)  # queued work only
+    assert completions.ids == [1, 2, 3] and sut._in_flight and sut._carry
+    assert sut._queue.get_nowait() is base.STOP and sut._queue.empty()  # the sentinel is put back
+    sut._drain(claim_in_flight=True)
+    assert completions.ids == [1, 2, 3, 4, 5] and not sut._in_flight and not sut._carry
+
+
+def test_end_early_completes_everything_now_and_every_later_query_at_once(completions, capsys):
+    gate = threading.Event()
+    backend = RowBackend(gate=gate)
+    sut = make_sut(backend)
+    with sut:
+        wait_idle(sut, 1)
+        sut.issue_queries([1], [1])
+        assert backend.entered.wait(GUARD_S)
+        sut.issue_queries([2, 3], [2, 3])  # queued behind the held batch
+        sut.end_early("interrupted by SIGINT")
+        assert completions.ids == [1, 2, 3]  # in flight and queued: completed by end_early
+        sut.issue_queries([4], [4])  # completed inside issue_queries
+        assert completions.ids == [1, 2, 3, 4]
+        sut.end_early("drain bound")  # the first reason is kept; nothing is completed again
+        gate.set()
+        wait_idle(sut, 1)
+    assert sut.stop_reason == "interrupted by SIGINT" and sut.failure is None
+    assert completions.by_id() == {1: b"", 2: b"", 3: b"", 4: b""} and completions.ids == [1, 2, 3, 4]
+    assert sut.issued == sut.completed == 4 and backend.calls == 1
+    assert capsys.readouterr().err == "ending the test early: interrupted by SIGINT\n"
+
+
+# --- the drain bound, on a fake clock ---------------------------------------------------------------
+class BoundedSUT(FifoSUT):
+    drain_factor = 2.0
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "issued", "completed", "flushed", "ends"),
+    [
+        (31.0, 10, 5, False, True),  # past the bound 2 x 10 + 10 = 30 s
+        (30.0, 10, 5, False, False),  # at the bound, not past it
+        (10.0, 100, 10, True, True),  # all issued, 1 sample/s: 90 more would end at 100 s
+        (10.0, 100, 90, True, False),  # 9 samples/s: the last 10 end at 11.1 s
+        (10.0, 100, 10, False, False),  # not all issued yet: only the bound itself counts
+        (10.0, 100, 0, True, False),  # nothing done yet: no rate to judge by
+        (40.0, 100, 100, True, False),  # nothing outstanding
+    ],
+)
+def test_drain_bound(monkeypatch, completions, elapsed, issued, completed, flushed, ends):
+    sut = BoundedSUT([RowBackend()], FakeQSL(), "classification", SUTOptions(watchdog_s=0))
+    sut.bound_drain(10.0)
+    assert sut._drain_bound == (30.0, 10.0)
+    sut.first_issue, sut.issued, sut.completed, sut.flushed = 1000.0, issued, completed, flushed
+    monkeypatch.setattr(base.time, "monotonic", lambda: 1000.0 + elapsed)
+    sut._check_drain()
+    assert (sut.stop_reason is not None) == ends
+    if ends:
+        assert sut.stop_reason.startswith(
+            f"drain bound: {issued - completed} samples outstanding {elapsed:.0f} s after the first query"
+        )
+        assert sut.stop_reason.endswith("past 30 s (2 x min duration 10 s + 10 s)")
+
+
+def test_drain_bound_message_gives_the_rate_and_the_projected_finish(monkeypatch, completions):
+    sut = BoundedSUT([RowBackend()], FakeQSL(), "classification", SUTOptions(watchdog_s=0))
+    sut.bound_drain(10.0)
+    sut.first_issue, sut.issued, sut.completed, sut.flushed = 0.0, 100, 10, True
+    monkeypatch.setattr(base.time, "monotonic", lambda: 10.0)
+    sut._check_drain()
+    assert sut.stop_reason == (
+        "drain bound: 90 samples outstanding 10 s after the first query; at 1.0 samples/s they would "
+        "finish at about 100 s, past 30 s (2 x min duration 10 s + 10 s)"
+    )
+
+
+def test_no_drain_bound_where_the_scenario_has_none_or_before_the_first_query(monkeypatch):
+    sut = make_sut(RowBackend())
+    sut.bound_drain(10.0)
+    assert sut._drain_bound is None  # drain_factor 0
+    bounded = BoundedSUT([RowBackend()], FakeQSL(), "classification", SUTOptions(watchdog_s=0))
+    bounded.bound_drain(10.0)
+    bounded.issued = 5
+    monkeypatch.setattr(base.time, "monotonic", lambda: 1e9)
+    bounded._check_drain()  # first_issue is None: nothing issued yet
+    assert bounded.stop_reason is None
+
+
+def test_the_watchdog_thread_ends_a_run_past_its_drain_bound(monkeypatch, completions):
+    """With watchdog_s = 0 the thread still runs for the drain bound alone; a fake clock past the
+    bound makes it end the test early, completing the queued samples empty."""
+    sut = BoundedSUT(
+        [RowBackend(gate=threading.Event())], FakeQSL(), "classification", SUTOptions(watchdog_s=0)
+    )
+    sut.bound_drain(1.0)  # bound 12 s
+    with sut:
+        assert [t.name for t in sut._threads] == ["sut-worker-0", "sut-watchdog"]
+        wait_idle(sut, 1)
+        monkeypatch.setattr(base.time, "monotonic", lambda: 0.0)
+        sut.issue_queries([1], [1])
+        monkeypatch.setattr(base.time, "monotonic", lambda: 100.0)
+        completions.wait_for(1)
+        sut.backends[0].gate.set()
+    assert sut.stop_reason.startswith("drain bound: 1 samples outstanding 100 s after the first query")
+    assert completions.by_id() == {1: b""}
+
+
+def test_no_watchdog_thread_without_a_stall_limit_or_a_drain_bound():
+    sut = make_sut(RowBackend(), watchdog_s=0.0)
+    with sut:
+        assert [t.name for t in sut._threads] == ["sut-worker-0"]
