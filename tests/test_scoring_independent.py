@@ -20,7 +20,7 @@ from common.paths import DATA
 from tasks.base import FeatureSet
 from tasks.data import ClassificationExample, QAExample, RetrievalPair
 from tasks.registry import get_task
-from tasks.scoring import LogError, main, score, score_log, write_outputs
+from tasks.scoring import LogError, ScoreResult, main, score, score_log, write_outputs
 from tasks.scoring.log import AccuracyLog, check_coverage, check_uniform_width, read_accuracy_log
 from tasks.scoring.result import format_table
 
@@ -515,3 +515,26 @@ def test_script_writes_metrics_and_predictions_beside_output(tmp_path, capsys):
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.json"]  # no predictions for pawsx
     assert main("pawsx", [str(tmp_path / "missing.json")]) == 3
     assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.json'}: no such file")
+
+
+def test_write_outputs_writes_exactly_what_the_script_prints(tmp_path):
+    result = ScoreResult(
+        {"task": "tydiqa", "f1": 50.0},
+        "table",
+        '{"f1": 50.0}',
+        predictions={"q1": "東京", "q2": ""},
+        predictions_name="predictions.json",
+        per_sample={"statistic": "mean", "per_language": {"ja": {"ids": ["q1"], "scores": [50.0]}}},
+    )
+    out = tmp_path / "a" / "b"
+    paths = write_outputs(result, out)
+    assert sorted(paths) == ["accuracy.json", "accuracy.txt", "per_sample", "predictions"]
+    names = ["accuracy.json", "accuracy.txt", "per_sample.json", "predictions.json"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert (out / "accuracy.txt").read_bytes() == b'table\n{"f1": 50.0}\n'
+    assert (out / "accuracy.json").read_text() == '{\n "task": "tydiqa",\n "f1": 50.0\n}\n'
+    assert (out / "predictions.json").read_bytes() == '{\n "q1": "東京",\n "q2": ""\n}\n'.encode()
+    assert json.loads((out / "per_sample.json").read_text()) == result.per_sample
+    bare = ScoreResult({"accuracy": 1.0}, "t", "{}")
+    assert sorted(write_outputs(bare, tmp_path / "c")) == ["accuracy.json", "accuracy.txt"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["accuracy.json", "accuracy.txt"]

@@ -154,6 +154,24 @@ def test_pack_qa_keeps_only_real_tokens_and_ignores_nonfinite_padding():
     assert first_bad.nonfinite == 1 and first_bad.sizes == [24, 16]
 
 
+def test_pack_qa_three_samples_from_float64_and_a_list_of_lengths():
+    """Sample k holds k + 1 tokens of value 10 k + token (starts), negated (ends); only sample 1 has a
+    NaN (its second end). Offsets 0, 8, 24 bytes; sizes 8, 16, 24."""
+    out = np.zeros((3, 2, 4))
+    for k in range(3):
+        out[k, 0, : k + 1] = 10 * k + np.arange(k + 1)
+        out[k, 1, : k + 1] = -out[k, 0, : k + 1]
+    out[1, 1, 1] = np.nan
+    out[0, :, 1:] = np.inf  # padding
+    p = pack_qa(out, [1, 2, 3])
+    assert p.sizes == [8, 16, 24] and p.nonfinite == 1
+    start = p.buffer.ctypes.data
+    assert p.addresses == [start, start + 8, start + 24]
+    assert ctypes.string_at(p.addresses[2], 24) == np.array([20, 21, 22, -20, -21, -22], "<f4").tobytes()
+    assert ctypes.string_at(p.addresses[0], 8) == np.array([0, -0.0], "<f4").tobytes()
+    assert p.buffer.dtype == np.float32 and p.buffer.size == 12
+
+
 def test_respond_completes_once_per_batch_and_empty_without_a_buffer(completions):
     packed = pack_rows(np.array([[1, 2], [3, 4]], np.float32), np.array([1, 1]))
     respond([7, 9], packed)
