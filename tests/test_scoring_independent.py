@@ -23,6 +23,7 @@ from tasks.registry import get_task
 from tasks.scoring import LogError, ScoreResult, main, score, score_log, write_outputs
 from tasks.scoring.log import AccuracyLog, check_coverage, check_uniform_width, read_accuracy_log
 from tasks.scoring.result import format_table
+from tasks.scoring.squad import best_span, max_context_mask
 
 
 def write_log(path: Path, responses, qsl=None, dtype: str = "<f4") -> Path:
@@ -266,6 +267,51 @@ def test_tydiqa_special_tokens_are_never_part_of_an_answer(tmp_path):
     # the special token is skipped; among context tokens all logits are 0: the first valid span wins
     assert r.predictions == {"q1": "Paris"}
     assert r.metrics["per_language"] == {"en": {"exact_match": 100.0, "f1": 100.0, "count": 1}}
+
+
+def qa_features(windows: list[tuple[int, list[tuple[int, int]]]], languages=("en",)) -> FeatureSet:
+    """FeatureSet of hand-made windows: (example index, context tokens' (char_start, char_end))."""
+    cs, ce, lengths = [], [], []
+    for _, tokens in windows:
+        a, b = window(tokens)
+        cs += a
+        ce += b
+        lengths.append(len(a))
+    return FeatureSet(
+        task="tydiqa",
+        languages=languages,
+        input_ids=np.arange(sum(lengths), dtype=np.int32),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        language=np.zeros(len(windows), np.int16),
+        extra={
+            "example_index": np.array([ex for ex, _ in windows], np.int32),
+            "char_start": np.array(cs, np.int32),
+            "char_end": np.array(ce, np.int32),
+        },
+    )
+
+
+def test_tydiqa_windows_max_context_ties_and_a_window_without_a_span(tmp_path):
+    """One question over 'aa bb cc' in three windows: W0 = aa bb, W1 = bb cc, W2 = bb.
+    Max context (min(j, n - 1 - j) + 0.01 n): aa only in W0; bb scores .02 in W0, .02 in W1, .01 in
+    W2 -> W0 (the earliest of the best); cc only in W1. Logits: W0 start aa 10, end aa 10 -> 'aa' 20.
+    W1 start bb 30 (not a valid start there), cc 10, end cc 10 -> 'cc' 20: a tie, the earlier window
+    wins ('aa'); were bb a valid start in W1, 'bb cc' (40) would win. W2: bb is no valid start: no span."""
+    ex = [QAExample("en", "q5", "?", "aa bb cc", ["aa"], [0])]
+    fs = qa_features([(0, [(0, 2), (3, 5)]), (0, [(3, 5), (6, 8)]), (0, [(3, 5)])])
+    task = HandTask("tydiqa", "squad", ex, ("en",), feature_set=fs)
+    w0, w1, w2 = (np.zeros(2 * int(n), np.float32) for n in fs.lengths)
+    w0[3], w0[6 + 3] = 10, 10  # start aa, end aa
+    w1[3], w1[4], w1[6 + 4] = 30, 10, 10  # start bb, start cc, end cc
+    w2[3], w2[5 + 3] = 50, 50  # bb: never a start here
+    r = score(task, read(write_log(tmp_path / "log.json", [w0, w1, w2])), tokenizer=object())
+    assert r.predictions == {"q5": "aa"}
+    assert json.loads(r.final_line) == {"exact_match": 100.0, "f1": 100.0}
+    only_w2 = score(task, read(write_log(tmp_path / "w2.json", [w2], qsl=[2])), tokenizer=object())
+    assert only_w2.predictions == {"q5": ""}  # no valid span in the logged window: an empty answer
+    assert json.loads(only_w2.final_line) == {"exact_match": 0.0, "f1": 0.0}
+    w1_w2 = score(task, read(write_log(tmp_path / "w12.json", [w1, w2], qsl=[1, 2])), tokenizer=object())
+    assert w1_w2.predictions == {"q5": "cc"}
 
 
 def test_tydiqa_entry_of_the_wrong_size_names_both_sizes(tmp_path):
@@ -538,3 +584,35 @@ def test_write_outputs_writes_exactly_what_the_script_prints(tmp_path):
     bare = ScoreResult({"accuracy": 1.0}, "t", "{}")
     assert sorted(write_outputs(bare, tmp_path / "c")) == ["accuracy.json", "accuracy.txt"]
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["accuracy.json", "accuracy.txt"]
+
+
+def test_max_context_mask_two_examples_hand_computed():
+    """Example 0: one window of 2 context tokens (both its own). Example 1: context tokens t0..t5 in
+    W1 = t0..t4 (n = 5) and W2 = t2..t5 (n = 4); score = min(j, n - 1 - j) + 0.01 n:
+    t2: W1 2.05, W2 0.04 -> W1; t3: W1 1.05, W2 1.04 -> W1; t4: W1 0.05, W2 1.04 -> W2."""
+    ctx0 = [(0, 1), (2, 3)]
+    ctx1 = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)]
+    cs0, _ = window(ctx0)
+    cs1, _ = window(ctx1[:5])
+    cs2, _ = window(ctx1[2:])
+    char_start = np.array(cs0 + cs1 + cs2, np.int32)
+    offsets = np.cumsum([0, len(cs0), len(cs1), len(cs2)])
+    mask = max_context_mask(np.array([0, 1, 1]), char_start, offsets)
+    w0 = [False] * 3 + [True, True] + [False]  # <s> q </s>, 2 context tokens, </s>
+    w1 = [False] * 3 + [True, True, True, True, False] + [False]  # t0..t3 here, t4 in W2
+    w2 = [False] * 3 + [False, False, True, True] + [False]  # t2, t3 in W1; t4, t5 here
+    assert mask.tolist() == w0 + w1 + w2
+
+
+def test_best_span_takes_the_top_20_starts_lowest_index_first_on_ties():
+    """64 context tokens, start logits in {0, 1, 2} (seeded), end logit 10 at token 61 only. The
+    candidate starts are the 20 largest, lower index first on ties: the first 20 tokens whose start
+    logit is 2. Of those, the ones that can reach token 61 within 30 tokens are >= 32; the first of
+    them in candidate order is the answer: (2 + 10, 33, 61)."""
+    start = np.random.default_rng(0).integers(0, 3, 64).astype(np.float32)
+    twos = [i for i in range(64) if start[i] == 2]
+    assert len(twos) >= 20 and [i for i in twos[:20] if i >= 32] == [33, 45, 50, 53, 54, 55, 57, 58]
+    end = np.zeros(64, np.float32)
+    end[61] = 10
+    ok = np.ones(64, bool)
+    assert best_span(start, end, ok, ok) == (12.0, 33, 61)

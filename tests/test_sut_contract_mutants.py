@@ -472,3 +472,10 @@ def test_no_watchdog_thread_without_a_stall_limit_or_a_drain_bound():
     sut = make_sut(RowBackend(), watchdog_s=0.0)
     with sut:
         assert [t.name for t in sut._threads] == ["sut-worker-0"]
+
+
+def test_flush_queries_marks_that_no_more_queries_will_come():
+    sut = make_sut(RowBackend())
+    assert sut.flushed is False
+    sut.flush_queries()
+    assert sut.flushed is True
