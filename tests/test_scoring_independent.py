@@ -321,8 +321,20 @@ def test_tydiqa_entry_of_the_wrong_size_names_both_sizes(tmp_path):
         tmp_path / "log.json", [np.zeros(2 * int(lengths[0]), np.float32), np.zeros(4, np.float32)]
     )
     # window 1 = <s> ? </s> + 3 context tokens + </s> = 7 tokens: 14 floats expected
-    with pytest.raises(LogError, match=r"1 of 2 entries .* \(first: qsl_idx 1 has 4, expected 14\)"):
+    with pytest.raises(LogError) as info:
         score(task, read(bad), tokenizer=object())
+    assert str(info.value).endswith(
+        "1 of 2 entries do not have 2 x window-length floats (first: qsl_idx 1 has 4, expected 14); "
+        "was the log made with another tokenizer or max length? (--tokenizer)"
+    )
+    # window 0: 3 + 4 context tokens + 1 = 8 tokens, 16 floats
+    xnli_like = write_log(tmp_path / "x.json", [np.zeros(3, np.float32)] * 2)
+    with pytest.raises(LogError) as info:
+        score(task, read(xnli_like), tokenizer=object())
+    assert str(info.value).endswith(
+        "2 of 2 entries do not have 2 x window-length floats (first: qsl_idx 0 has 3, expected 16); "
+        "this looks like a log from xnli (3 logits per sample)"
+    )
 
 
 # --- retrieval (Tatoeba, BUCC) --------------------------------------------------------------------
@@ -616,3 +628,38 @@ def test_best_span_takes_the_top_20_starts_lowest_index_first_on_ties():
     end[61] = 10
     ok = np.ones(64, bool)
     assert best_span(start, end, ok, ok) == (12.0, 33, 61)
+
+
+def test_best_span_takes_the_top_20_ends_lowest_index_first_on_ties():
+    """The same rule for ends: one start (token 2, logit 10), end logits in {0, 1, 2}: the candidate
+    ends are the first 20 tokens whose end logit is 2; the first of them at or after token 2 within
+    30 tokens wins."""
+    end = np.random.default_rng(1).integers(0, 3, 64).astype(np.float32)
+    twos = [i for i in range(64) if end[i] == 2]
+    first = next(i for i in twos[:20] if i >= 2)
+    start = np.zeros(64, np.float32)
+    start[2] = 10
+    ok = np.ones(64, bool)
+    assert best_span(start, end, ok, ok) == (12.0, 2, first)
+    unstable = np.argsort(-end)[:20]  # what an unstable sort would offer instead, in its order
+    assert unstable.tolist() != twos[:20]
+
+
+def test_best_span_equal_scores_go_to_the_earlier_start_candidate():
+    """Candidate starts (best first) 3, 1; ends 2, 4. (3, 2) is invalid (end before start); (3, 4) and
+    (1, 2) both score 9: the loop over starts, then ends, meets (3, 4) first."""
+    start = np.full(6, -10.0, np.float32)
+    end = np.full(6, -10.0, np.float32)
+    start[3], start[1], end[2], end[4] = 5, 4, 5, 4
+    ok = np.ones(6, bool)
+    assert best_span(start, end, ok, ok) == (9.0, 3, 4)
+
+
+@pytest.mark.parametrize("first", [0, 2])
+def test_best_span_longest_answer_is_30_tokens(first):
+    """Start `first` (logit 5); end logit 1 at first + 29 (a 30-token span: allowed) and 3 at
+    first + 30 (31 tokens: not allowed): the answer is the 30-token span, 6."""
+    start, end = np.zeros(64, np.float32), np.zeros(64, np.float32)
+    start[first], end[first + 29], end[first + 30] = 5, 1, 3
+    ok = np.ones(64, bool)
+    assert best_span(start, end, ok, ok) == (6.0, first, first + 29)
