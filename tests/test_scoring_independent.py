@@ -89,7 +89,15 @@ def test_classification_task_score_is_the_unweighted_mean_over_languages(tmp_pat
     # (66.67 + 0 + 100) / 3 = 55.56; the sample-weighted mean would be 4 right of 6 = 66.67
     assert r.metrics["accuracy"] == pytest.approx(500 / 9)
     assert json.loads(r.final_line) == {"accuracy": pytest.approx(500 / 9)}
-    assert r.table_text.splitlines()[-1].split() == ["average", "6", "55.56"]
+    assert [line.split() for line in r.table_text.splitlines()] == [
+        ["language", "count", "accuracy"],
+        ["-" * 25],
+        ["en", "3", "66.67"],
+        ["fr", "1", "0.00"],
+        ["sw", "2", "100.00"],
+        ["-" * 25],
+        ["average", "6", "55.56"],
+    ]
     assert r.per_sample == {
         "statistic": "mean",
         "per_language": {
@@ -255,7 +263,14 @@ def test_tydiqa_hand_computed_em_f1_with_unequal_counts_and_zero_overlap(tmp_pat
         "en": {"ids": ["q1", "q2"], "scores": [100.0, 50.0]},
         "sw": {"ids": ["q3"], "scores": [0.0]},
     }
-    assert r.table_text.splitlines()[-1].split() == ["average", "3", "25.00", "37.50"]
+    assert [line.split() for line in r.table_text.splitlines()] == [
+        ["language", "count", "exact_match", "f1"],
+        ["-" * 35],
+        ["en", "2", "50.00", "75.00"],
+        ["sw", "1", "0.00", "0.00"],
+        ["-" * 35],
+        ["average", "3", "25.00", "37.50"],
+    ]
 
 
 def test_tydiqa_special_tokens_are_never_part_of_an_answer(tmp_path):
@@ -360,7 +375,14 @@ def test_tatoeba_hand_computed_with_unequal_counts(tmp_path):
     assert r.metrics["count"] == {"aaa": 2, "bbb": 4}
     assert json.loads(r.final_line) == {"accuracy": 62.5}
     assert r.per_sample["per_language"]["bbb"] == {"ids": [0, 1, 2, 3], "scores": [0.0, 0.0, 0.0, 100.0]}
-    assert r.table_text.splitlines()[-1].split() == ["average", "6", "62.50"]
+    assert [line.split() for line in r.table_text.splitlines()] == [
+        ["language", "count", "accuracy"],
+        ["-" * 25],
+        ["aaa", "2", "100.00"],
+        ["bbb", "4", "25.00"],
+        ["-" * 25],
+        ["average", "6", "62.50"],
+    ]
 
 
 def test_tatoeba_pair_that_is_not_line_aligned_is_an_error(tmp_path):
@@ -404,7 +426,20 @@ def test_bucc_hand_computed_margins_and_zero_overlap(tmp_path):
     assert final["threshold"] == pytest.approx({"de": 3.0, "fr": 0.0})
     assert list(final) == ["f1", "precision", "recall", "threshold"]
     assert [final[k] for k in ("f1", "precision", "recall")] == [50.0, 50.0, 50.0]
-    assert r.metrics["duplicates"] == "drop" and "tuned on the gold" in r.metrics["threshold_note"]
+    assert r.metrics["duplicates"] == "drop" and r.metrics["threshold"] == {"de": 3.0, "fr": 0.0}
+    note = (
+        "threshold tuned on the gold of the same split (XTREME tunes on the sample split and applies it "
+        "to test; only the sample split is bundled, so this is the tuned-threshold F1)"
+    )
+    assert r.metrics["threshold_note"] == note
+    lines = r.table_text.splitlines()
+    assert [line.split() for line in lines[:1] + lines[2:4] + lines[5:6]] == [
+        ["pair", "mined", "precision", "recall", "f1", "threshold"],
+        ["de-en", "3", "100.00", "100.00", "100.00", "3.000000"],
+        ["fr-en", "2", "0.00", "0.00", "0.00", "0.000000"],
+        ["average", "5", "50.00", "50.00", "50.00"],
+    ]
+    assert lines[-1] == f"note: {note}" and len(lines) == 7
     assert [(s, t) for s, t, _ in r.predictions] == [*DE_GOLD, ("f0", "m0"), ("f1", "m1")]
     assert [sc for *_, sc in r.predictions] == pytest.approx([3.0, 3.0, 3.0, 2.0, 2.0])
     # per source sentence: [correct, predicted, gold]

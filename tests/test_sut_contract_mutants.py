@@ -245,7 +245,12 @@ def test_a_failing_backend_is_recorded_and_later_work_completes_empty(completion
         wait_idle(sut, 3)
     assert isinstance(sut.failure, RuntimeError) and sut.failed.is_set()
     assert sut.failure_text.startswith("batch of 2 samples: RuntimeError: backend exploded\n")
-    assert "Traceback" in sut.failure_text
+    lines = sut.failure_text.splitlines()  # the one-line summary, then the traceback as printed
+    assert (
+        lines[1] == "Traceback (most recent call last):"
+        and lines[-1] == "RuntimeError: backend exploded"
+    )
+    assert all(line.startswith(("  ", "Traceback", "RuntimeError")) for line in lines[1:])
     assert backend.calls == 1  # after the failure nothing is computed
     assert completions.by_id() == {1: b"", 2: b"", 3: b""} and sut.completed == 3
     assert (
