@@ -20,7 +20,7 @@ from common.paths import DATA
 from tasks.base import FeatureSet
 from tasks.data import ClassificationExample, QAExample, RetrievalPair
 from tasks.registry import get_task
-from tasks.scoring import LogError, ScoreResult, main, score, score_log, write_outputs
+from tasks.scoring import LogError, ScoreResult, main, retrieval, score, score_log, write_outputs
 from tasks.scoring.log import AccuracyLog, check_coverage, check_uniform_width, read_accuracy_log
 from tasks.scoring.result import format_table
 from tasks.scoring.squad import best_span, max_context_mask
@@ -698,3 +698,122 @@ def test_best_span_longest_answer_is_30_tokens(first):
     start[first], end[first + 29], end[first + 30] = 5, 1, 3
     ok = np.ones(64, bool)
     assert best_span(start, end, ok, ok) == (6.0, first, first + 29)
+
+
+# --- retrieval building blocks, by hand ------------------------------------------------------------
+def test_l2_normalize_keeps_zero_rows_zero():
+    got = retrieval.l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]]))
+    assert got.dtype == np.float32
+    assert got.tolist() == [[0.6000000238418579, 0.800000011920929], [0.0, 0.0], [0.0, -1.0]]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4096])
+def test_nearest_and_knn_are_the_same_in_chunks(monkeypatch, chunk):
+    """Database rows e1, e2, e1 + e2 (unnormalised dot products); queries e1, e2, e1 - e2:
+    e1 . [e1, e2, e1 + e2] = [1, 0, 1] -> nearest 0 (first of the tie), 2 nearest: (0, 2);
+    e2 -> [0, 1, 1] -> 1, then 2; e1 - e2 -> [1, -1, 0] -> 0, then 2, then 1."""
+    monkeypatch.setattr(retrieval, "CHUNK", chunk)
+    db = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    q = np.array([[1, 0], [0, 1], [1, -1]], np.float32)
+    assert retrieval.nearest(q, db).tolist() == [0, 1, 0]
+    sims, idx = retrieval.knn(q, db, 2)
+    assert idx.tolist() == [[0, 2], [1, 2], [0, 2]]
+    assert sims.tolist() == [[1, 1], [1, 1], [1, 0]]
+    sims, idx = retrieval.knn(q, db, 4)  # k is capped at the database size
+    assert idx.tolist() == [[0, 2, 1], [1, 2, 0], [0, 2, 1]] and sims.shape == (3, 3)
+    assert sims[2].tolist() == [1, 0, -1]
+
+
+def test_unify_keeps_the_last_occurrence_as_representative():
+    rep, first, members = retrieval.unify(["a", "b", "a", "c", "a", "b"])
+    assert rep.tolist() == [4, 5, 3] and first.tolist() == [0, 1, 3]
+    assert members == [[0, 2, 4], [1, 5], [3]]
+
+
+def test_mine_scores_and_one_to_one():
+    """x = e1, e2 (normalised); y = e1, (e1 + e2) / sqrt 2. k = 2 neighbours both ways.
+    cos: x0.y0 = 1, x0.y1 = x1.y1 = 0.7071, x1.y0 = 0. Means: x0 (1 + .7071) / 2 = .8536,
+    x1 (.7071 + 0) / 2 = .3536; y0 (1 + 0) / 2 = .5, y1 (.7071 + .7071) / 2 = .7071.
+    Margins: x0-y0 1 / ((.8536 + .5) / 2) = 1.4776; x1-y1 .7071 / ((.3536 + .7071) / 2) = 1.3333;
+    x0-y1 .7071 / ((.8536 + .7071) / 2) = .9062. Best per side: x0 -> y0, x1 -> y1, y0 -> x0,
+    y1 -> x1 (1.3333 > .9062). One-to-one, best first: (0, 0) 1.4776, (1, 1) 1.3333."""
+    r = np.sqrt(0.5)
+    x = np.array([[1, 0], [0, 1]], np.float32)
+    y = np.array([[1, 0], [r, r]], np.float32)
+    src, trg, score = retrieval.mine(x, y, k=2)
+    assert src.tolist() == [0, 1] and trg.tolist() == [0, 1]
+    c = np.float32(r)
+    want = [1 / ((1 + c) / 2 / 2 + 0.25), c / ((c / 2 + c) / 2)]
+    assert score.tolist() == pytest.approx(want, rel=1e-6)
+    assert score.tolist() == pytest.approx([1.4776, 1.3333], abs=1e-4)
+
+
+def test_source_counts_per_sentence():
+    predictions = [("s0", "t0", 3.0), ("s0", "t1", 2.0), ("s1", "t5", 1.0)]
+    gold = [("s0", "t0"), ("s2", "t2"), ("s0", "t0")]  # a repeated gold pair counts once
+    counts = retrieval.source_counts(predictions, gold, ["s0", "s1", "s2", "s3"])
+    assert counts == {"s0": [1, 2, 1], "s1": [0, 1, 0], "s2": [0, 0, 1], "s3": [0, 0, 0]}
+    assert retrieval.source_counts([], [("x", "y")], [])["x"] == [0, 0, 1]  # a gold source not listed
+
+
+def test_optimize_threshold_edges():
+    assert retrieval.optimize_threshold(np.array([]), np.array([], bool), 3) == 0.0
+    # one correct candidate of two gold, first: F1 2/3 at cut 1, .5 at cut 2 -> (0.9 + 0.5) / 2
+    assert retrieval.optimize_threshold(np.array([0.9, 0.5]), np.array([True, False]), 2) == 0.7
+    # the same F1 at cuts 1 and 3 (P 1 R 1/3 -> .5; P 2/3 R 2/3 -> .667; better): cut 3
+    assert retrieval.optimize_threshold(
+        np.array([4.0, 3.0, 2.0, 1.0]), np.array([True, False, True, False]), 3
+    ) == pytest.approx(1.5)
+
+
+def test_bucc_score_keeps_candidates_at_the_threshold():
+    cands = [("a", "x", 2.0), ("b", "y", 1.0), ("c", "z", 0.5)]
+    r = retrieval.bucc_score(cands, [("a", "x"), ("c", "q")], threshold=1.0)
+    assert [p[:2] for p in r.predictions] == [("a", "x"), ("b", "y")]  # 1.0 >= 1.0 is kept
+    assert (r.precision, r.recall, r.f1) == (50.0, 50.0, 50.0) and r.threshold == 1.0
+    none = retrieval.bucc_score(cands, [("q", "q")], threshold=3.0)
+    assert (none.predictions, none.precision, none.recall, none.f1) == ([], 0.0, 0.0, 0.0)
+
+
+def test_mine_ids_duplicates_all_keeps_the_best_score_per_id_pair():
+    """src sentences A, B, A (ids s0, s1, s2), en sentences A, B (t0, t1), embeddings by sentence.
+    Unique src A (rep s2), B; mining pairs A-A and B-B with margin 2 (k = 2, orthonormal).
+    drop: A occurs twice on the src side: only (s1, t1). all: (s0, t0), (s2, t0), (s1, t1)."""
+    e = np.eye(4, dtype=np.float32)
+    args = (e[[0, 1, 0]], e[[0, 1]], ["A", "B", "A"], ["A", "B"], ["s0", "s1", "s2"], ["t0", "t1"])
+    assert retrieval.mine_ids(*args, duplicates="drop") == [("s1", "t1", 2.0)]
+    got = retrieval.mine_ids(*args, duplicates="all")
+    assert sorted(got) == [("s0", "t0", 2.0), ("s1", "t1", 2.0), ("s2", "t0", 2.0)]
+
+
+# --- the log reader's messages -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty (did the accuracy run finish?)"),
+        ("  \n", "the file is empty (did the accuracy run finish?)"),
+        ('[{"seq_id": 0', "the JSON ends early (truncated at byte 13; was the run interrupted"),
+        ('[{"a": 1}, ', "the JSON ends early (truncated at byte 11;"),
+        ("[1, 2", "the JSON ends early (truncated at byte 5;"),
+        ("[1,, 2]", "not JSON (Expecting value at line 1 column 4)"),
+        ('{"a": , "b": 1}', "not JSON (Expecting value at line 1 column 7)"),
+        (
+            "7",
+            "not a LoadGen accuracy log (expected a JSON list of {seq_id, qsl_idx, data} objects, found a JSON int)",
+        ),
+        ('["x"]', 'entry 0 is "x")'),
+    ],
+)
+def test_log_text_problems_are_named(tmp_path, text, message):
+    path = tmp_path / "log.json"
+    path.write_text(text)
+    with pytest.raises(LogError) as info:
+        read_accuracy_log(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_log_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "log.json"
+    path.write_bytes(b"[\xff]")
+    with pytest.raises(LogError, match=r"log\.json: cannot be read as UTF-8 text \("):
+        read_accuracy_log(path)
