@@ -21,6 +21,7 @@ from tasks.base import FeatureSet
 from tasks.data import ClassificationExample, QAExample, RetrievalPair
 from tasks.registry import get_task
 from tasks.scoring import LogError, ScoreResult, main, retrieval, score, score_log, write_outputs
+from tasks.scoring.cli import build_parser, run_task_options
 from tasks.scoring.log import AccuracyLog, check_coverage, check_uniform_width, read_accuracy_log
 from tasks.scoring.result import format_table
 from tasks.scoring.squad import best_span, max_context_mask
@@ -817,3 +818,127 @@ def test_log_that_is_not_utf8_is_named(tmp_path):
     path.write_bytes(b"[\xff]")
     with pytest.raises(LogError, match=r"log\.json: cannot be read as UTF-8 text \("):
         read_accuracy_log(path)
+
+
+# --- the accuracy scripts' interface ------------------------------------------------------------
+# `--help` of three scripts, as argparse prints it 200 columns wide: the options each task takes
+HELP = {
+    "xnli": (
+        "usage: accuracy_xnli.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] [--dtype {float32,float16}] [--output OUTPUT] [--heldout_rows] LOG\n"
+        "\n"
+        "Score an MLPerf accuracy log (mlperf_log_accuracy.json) of xnli as XTREME does.\n"
+        "\n"
+        "positional arguments:\n"
+        "  LOG                   mlperf_log_accuracy.json of an AccuracyOnly run\n"
+        "\n"
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
+        "  --data_dir DATA_DIR   folder of the official data files (default: bundled data/)\n"
+        "  --languages LANGUAGES\n"
+        "                        comma-separated subset the run used (default: all)\n"
+        "  --dtype {float32,float16}\n"
+        "                        response element type\n"
+        "  --output OUTPUT       write all metrics as JSON to this file (+ predictions beside it)\n"
+        "  --heldout_rows        score only rows >= 1245 of each language (those the tiny model zoo did not train on)\n"
+    ),
+    "tydiqa": (
+        "usage: accuracy_tydiqa.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] [--dtype {float32,float16}] [--output OUTPUT] [--tokenizer TOKENIZER] LOG\n"
+        "\n"
+        "Score an MLPerf accuracy log (mlperf_log_accuracy.json) of tydiqa as XTREME does.\n"
+        "\n"
+        "positional arguments:\n"
+        "  LOG                   mlperf_log_accuracy.json of an AccuracyOnly run\n"
+        "\n"
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
+        "  --data_dir DATA_DIR   folder of the official data files (default: bundled data/)\n"
+        "  --languages LANGUAGES\n"
+        "                        comma-separated subset the run used (default: all)\n"
+        "  --dtype {float32,float16}\n"
+        "                        response element type\n"
+        "  --output OUTPUT       write all metrics as JSON to this file (+ predictions beside it)\n"
+        "  --tokenizer TOKENIZER\n"
+        '                        the run\'s tokenizer folder (default: "tokenizer" in run_config.json beside LOG)\n'
+    ),
+    "bucc": (
+        "usage: accuracy_bucc.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] [--dtype {float32,float16}] [--output OUTPUT] [--threshold THRESHOLD] [--duplicates {all,drop}] LOG\n"
+        "\n"
+        "Score an MLPerf accuracy log (mlperf_log_accuracy.json) of bucc as XTREME does.\n"
+        "\n"
+        "positional arguments:\n"
+        "  LOG                   mlperf_log_accuracy.json of an AccuracyOnly run\n"
+        "\n"
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
+        "  --data_dir DATA_DIR   folder of the official data files (default: bundled data/)\n"
+        "  --languages LANGUAGES\n"
+        "                        comma-separated subset the run used (default: all)\n"
+        "  --dtype {float32,float16}\n"
+        "                        response element type\n"
+        "  --output OUTPUT       write all metrics as JSON to this file (+ predictions beside it)\n"
+        "  --threshold THRESHOLD\n"
+        "                        apply this margin threshold instead of tuning\n"
+        "  --duplicates {all,drop}\n"
+        "                        drop (default, as XTREME): discard mined pairs of repeated sentences; all: a mined duplicate sentence stands for all its ids\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("task_name", sorted(HELP))
+def test_script_help(monkeypatch, task_name):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert build_parser(task_name).format_help() == HELP[task_name]
+
+
+def test_script_options_reach_the_scorer(tmp_path, capsys, monkeypatch):
+    """accuracy_pawsx.py --heldout_rows on the de rows 999 (wrong) and 1000 (right): 100 held out."""
+    ex = get_task("pawsx", languages="de").read()
+    log = write_log(
+        tmp_path / "log.json", [one_hot(1 - ex[999].label, 2), one_hot(ex[1000].label, 2)], [999, 1000]
+    )
+    assert main("pawsx", [str(log), "--languages", "de", "--heldout_rows"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == '{"accuracy": 100.0}'
+    assert main("pawsx", [str(log), "--languages", "de"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == '{"accuracy": 50.0}'
+    half = write_log(tmp_path / "half.json", [one_hot(ex[0].label, 2)], dtype="<f2")
+    assert main("pawsx", [str(half), "--languages", "de", "--dtype", "float16"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == '{"accuracy": 100.0}'
+
+
+def test_bucc_script_writes_predictions_beside_the_metrics(tmp_path, capsys, monkeypatch):
+    """BUCC through the script on the hand-made pairs (scored with a given threshold 1.5)."""
+    pairs = [RetrievalPair("de", ["d0", "d1"], ["a", "b"], ["n0", "n1"], ["A", "B"], [("d0", "n0")])]
+    task = HandTask("bucc", "bucc", pairs, ("de",))
+    monkeypatch.setattr("tasks.registry.get_task", lambda name, **kw: task)
+    log = write_log(tmp_path / "log.json", [E[0], E[1], E[0], E[1]])
+    out = tmp_path / "m.json"
+    assert (
+        main("bucc", [str(log), "--threshold", "1.5", "--duplicates", "all", "--output", str(out)]) == 0
+    )
+    final = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert final == {"f1": pytest.approx(200 / 3), "precision": 50.0, "recall": 100.0, "threshold": 1.5}
+    assert json.loads(out.read_text())["duplicates"] == "all"
+    assert (tmp_path / "m.predictions.tsv").read_text() == "d0\tn0\nd1\tn1\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("[1, 2]", "not a JSON object (needed for the run's task options)"),
+        ("{", "not a JSON object (needed for the run's task options)"),
+        ('{"task_options": "first_row"}', '"task_options" is not an object'),
+    ],
+)
+def test_run_config_beside_the_log_must_be_an_object(tmp_path, config, message):
+    (tmp_path / "run_config.json").write_text(config)
+    with pytest.raises(LogError) as info:
+        run_task_options(tmp_path / "log.json")
+    assert str(info.value) == f"{tmp_path / 'run_config.json'}: {message}"
+
+
+def test_run_config_without_task_options_builds_the_default_task(tmp_path):
+    assert run_task_options(tmp_path / "log.json") == {}  # no run_config.json
+    (tmp_path / "run_config.json").write_text('{"task_options": null}')
+    assert run_task_options(tmp_path / "log.json") == {}
+    (tmp_path / "run_config.json").write_text('{"task_options": {"first_row": 3}}')
+    assert run_task_options(tmp_path / "log.json") == {"first_row": 3}
