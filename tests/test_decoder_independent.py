@@ -146,3 +146,60 @@ def test_real_file_weights_decode_to_the_pinned_values(real_file):
                 list(struct.unpack_from("<32f", real_file, offset + length - 128)) if count >= 32 else []
             )
         assert got[: len(first)].tolist() == first and got[count - len(last) :].tolist() == last, name
+
+
+# --- the E5S1 reader on a synthetic file (tests/test_e5.py writes it) -----------------------------
+def synthetic() -> tuple[bytes, dict[str, tuple[int, int, int, int]]]:
+    from tests.test_e5 import small_tensors, write_e5s1
+
+    buf = write_e5s1(small_tensors())
+    return buf, tensor_table(buf)
+
+
+def test_synthetic_header_and_every_value():
+    from tests.test_e5 import SMALL
+
+    buf, table = synthetic()
+    header, tensors = e5.read_e5s1(buf, "s.bin")
+    want = (SMALL["hidden"], SMALL["layers"], SMALL["heads"], SMALL["ffn"], SMALL["vocab"])
+    assert (header.hidden, header.layers, header.heads, header.ffn, header.vocab_rows) == want
+    assert (header.max_positions, header.token_types, header.block, header.pieces) == (40, 2, 32, 5)
+    assert header.eps == np.float32(1e-12)
+    for name, (dtype, count, offset, length) in table.items():
+        raw = buf[offset : offset + length]
+        want_values = simple_decode(raw) if dtype == 1 else list(struct.unpack(f"<{count}f", raw))
+        assert tensors[name].dtype == np.float32 and tensors[name].tolist() == want_values, name
+
+
+def patched(buf: bytes, at: int, fmt: str, *values) -> bytes:
+    out = bytearray(buf)
+    struct.pack_into(fmt, out, at, *values)
+    return bytes(out)
+
+
+def test_reader_errors_name_the_file_and_the_problem():
+    buf, table = synthetic()
+    first = min(table.items(), key=lambda kv: kv[1][2])  # the tensor stored first
+    name, (dtype, count, offset, length) = first
+    # where its entry's u8 dtype sits: after u16 length + name, in the table before the payloads
+    entry = buf.index(struct.pack("<H", len(name)) + name.encode()) + 2 + len(name)
+    cases = [
+        (patched(buf, 4, "<I", 2), "s.bin: E5S1 version 2, this reader knows version 1"),
+        (patched(buf, 40, "<i", 64), "s.bin: quantisation block 64, expected 32"),
+        (
+            patched(buf, entry, "<B", 1 - dtype),
+            f"s.bin: tensor {name}: dtype {1 - dtype} with {count} values",
+        ),
+        (
+            patched(buf, entry + 5, "<Q", len(buf) - length + 1),
+            f"s.bin: tensor {name} runs past the end of the file (truncated)",
+        ),
+        # magic 4 + version 4 + 7 dims 28 + eps 4 + block, pieces 8 = 48: the 4 special ids need 64
+        (buf[:60], "s.bin: truncated at byte 48 (E5S1 header or tensor table)"),
+        # + ids 16 + blob length 8 = 72: the vocabulary (6 offsets, 5 scores, 10 bytes) needs 126
+        (buf[:90], "s.bin: truncated at byte 72 (E5S1 vocabulary)"),
+    ]
+    for data, message in cases:
+        with pytest.raises(e5.E5Error) as info:
+            e5.read_e5s1(data, "s.bin")
+        assert str(info.value).startswith(message), (message, str(info.value))
