@@ -108,6 +108,15 @@ def test_classification_task_score_is_the_unweighted_mean_over_languages(tmp_pat
         },
     }
     assert r.metrics["heldout_rows"] is None and r.warnings == []
+    assert list(r.metrics) == [
+        "task",
+        "accuracy",
+        "per_language",
+        "count",
+        "samples_scored",
+        "heldout_rows",
+    ]
+    assert r.metrics["task"] == "xnli"
 
 
 def test_classification_language_without_samples_is_left_out_of_the_mean(tmp_path):
@@ -259,6 +268,15 @@ def test_tydiqa_hand_computed_em_f1_with_unequal_counts_and_zero_overlap(tmp_pat
     # unweighted over languages: EM (50 + 0) / 2, F1 (75 + 0) / 2 (weighted: 33.33 and 50)
     assert json.loads(r.final_line) == {"exact_match": 25.0, "f1": 37.5}
     assert r.metrics["questions_scored"] == 3 and r.metrics["windows_logged"] == 3
+    assert r.metrics["task"] == "tydiqa" and list(r.metrics) == [
+        "task",
+        "exact_match",
+        "f1",
+        "per_language",
+        "questions_scored",
+        "windows_logged",
+    ]
+    assert r.predictions_name == "predictions.json"
     assert any("1 of 4 questions have no logged window" in w for w in r.warnings)
     assert r.per_sample["per_language"] == {
         "en": {"ids": ["q1", "q2"], "scores": [100.0, 50.0]},
@@ -373,7 +391,8 @@ def test_tatoeba_hand_computed_with_unequal_counts(tmp_path):
     task = HandTask("tatoeba", "tatoeba", pairs, ("aaa", "bbb"))
     r = score(task, read(write_log(tmp_path / "log.json", aaa_src + aaa_en + bbb_src + bbb_en)))
     assert r.metrics["per_language"] == {"aaa": 100.0, "bbb": 25.0}
-    assert r.metrics["count"] == {"aaa": 2, "bbb": 4}
+    assert r.metrics["count"] == {"aaa": 2, "bbb": 4} and r.metrics["task"] == "tatoeba"
+    assert list(r.metrics) == ["task", "accuracy", "per_language", "count"] and r.predictions is None
     assert json.loads(r.final_line) == {"accuracy": 62.5}
     assert r.per_sample["per_language"]["bbb"] == {"ids": [0, 1, 2, 3], "scores": [0.0, 0.0, 0.0, 100.0]}
     assert [line.split() for line in r.table_text.splitlines()] == [
@@ -428,6 +447,16 @@ def test_bucc_hand_computed_margins_and_zero_overlap(tmp_path):
     assert list(final) == ["f1", "precision", "recall", "threshold"]
     assert [final[k] for k in ("f1", "precision", "recall")] == [50.0, 50.0, 50.0]
     assert r.metrics["duplicates"] == "drop" and r.metrics["threshold"] == {"de": 3.0, "fr": 0.0}
+    assert r.metrics["task"] == "bucc" and list(r.metrics) == [
+        "task",
+        "f1",
+        "precision",
+        "recall",
+        "threshold",
+        "threshold_note",
+        "duplicates",
+        "per_language",
+    ]
     note = (
         "threshold tuned on the gold of the same split (XTREME tunes on the sample split and applies it "
         "to test; only the sample split is bundled, so this is the tuned-threshold F1)"
