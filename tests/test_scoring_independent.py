@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from tasks.registry import get_task
 from tasks.scoring import LogError, ScoreResult, main, retrieval, score, score_log, write_outputs
 from tasks.scoring.cli import build_parser, run_task_options
 from tasks.scoring.log import AccuracyLog, check_coverage, check_uniform_width, read_accuracy_log
+from tasks.scoring.qa import resolve_tokenizer
 from tasks.scoring.result import format_table
 from tasks.scoring.squad import best_span, max_context_mask
 
@@ -589,6 +592,10 @@ def test_coverage_boundary_is_the_last_sample():
             "1 qsl_idx logged more than once (first: 4)",
         ),
         (
+            [{"seq_id": k, "qsl_idx": q, "data": ""} for k, q in enumerate([9, 4, 4, 9, 4, 1])],
+            "2 qsl_idx logged more than once (first: 4)",
+        ),
+        (
             [
                 {"seq_id": 0, "qsl_idx": 0, "data": "0000C07F"},
                 {"seq_id": 1, "qsl_idx": 1, "data": "00000000"},
@@ -826,6 +833,8 @@ def test_mine_ids_duplicates_all_keeps_the_best_score_per_id_pair():
         ('[{"a": 1}, ', "the JSON ends early (truncated at byte 11;"),
         ("[1, 2", "the JSON ends early (truncated at byte 5;"),
         ("[1,, 2]", "not JSON (Expecting value at line 1 column 4)"),
+        ("[1,, 2", "the JSON ends early (truncated at byte 3;"),  # a list that never closes
+        ('{"a": x}', "not JSON (Expecting value at line 1 column 7)"),  # two characters before the end
         ('{"a": , "b": 1}', "not JSON (Expecting value at line 1 column 7)"),
         (
             "7",
@@ -840,6 +849,17 @@ def test_log_text_problems_are_named(tmp_path, text, message):
     with pytest.raises(LogError) as info:
         read_accuracy_log(path)
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_log_that_is_a_folder_is_named(tmp_path):
+    with pytest.raises(LogError, match=r": cannot be read as UTF-8 text \(\[Errno 21\] Is a directory"):
+        read_accuracy_log(tmp_path)
+
+
+def test_five_sizes_are_listed_without_an_ellipsis():
+    five = AccuracyLog(Path("x.json"), np.arange(5), np.array([0, 1, 3, 6, 10, 15]), np.zeros(15))
+    with pytest.raises(LogError, match="found sizes 1, 2, 3, 4, 5: this looks like"):
+        check_uniform_width(five, "tatoeba")
 
 
 def test_log_that_is_not_utf8_is_named(tmp_path):
@@ -971,3 +991,75 @@ def test_run_config_without_task_options_builds_the_default_task(tmp_path):
     assert run_task_options(tmp_path / "log.json") == {}
     (tmp_path / "run_config.json").write_text('{"task_options": {"first_row": 3}}')
     assert run_task_options(tmp_path / "log.json") == {"first_row": 3}
+
+
+# --- which tokenizer TyDiQA scoring loads ----------------------------------------------------------
+@pytest.fixture
+def loaded(monkeypatch) -> list[str]:
+    """transformers.AutoTokenizer replaced by a recorder of the paths it was asked to load (and no
+    import of transformers: seconds saved in every mutant's run)."""
+    paths: list[str] = []
+
+    def from_pretrained(path):
+        if "missing" in str(path):
+            raise OSError(f"{path} is not a folder\nsecond line")
+        paths.append(path)
+        return f"tokenizer from {path}"
+
+    fake = SimpleNamespace(AutoTokenizer=SimpleNamespace(from_pretrained=from_pretrained))
+    monkeypatch.setitem(sys.modules, "transformers", fake)
+    return paths
+
+
+def test_tokenizer_given_as_object_or_path(tmp_path, loaded):
+    log = tmp_path / "log.json"
+    tok = object()
+    assert resolve_tokenizer(log, tok) is tok and loaded == []
+    assert resolve_tokenizer(log, "some/tok") == "tokenizer from some/tok"
+    assert resolve_tokenizer(log, tmp_path / "tok") == f"tokenizer from {tmp_path / 'tok'}"
+    with pytest.raises(LogError) as info:
+        resolve_tokenizer(log, "missing")
+    assert (
+        str(info.value) == "cannot load the tokenizer from --tokenizer missing: missing is not a folder"
+    )
+
+
+def test_tokenizer_from_run_config_beside_the_log_or_one_folder_up(tmp_path, loaded):
+    run, sub = tmp_path / "run", tmp_path / "run" / "accuracy"
+    sub.mkdir(parents=True)
+    (run / "run_config.json").write_text('{"tokenizer": "tok"}')  # relative: from run/
+    assert resolve_tokenizer(sub / "log.json") == f"tokenizer from {run / 'tok'}"
+    (sub / "run_config.json").write_text('{"tokenizer": "/abs/tok"}')  # beside the log: first
+    assert resolve_tokenizer(sub / "log.json") == "tokenizer from /abs/tok"
+    (sub / "run_config.json").write_text('{"tokenizer": "missing"}')
+    with pytest.raises(LogError) as info:
+        resolve_tokenizer(sub / "log.json")
+    cfg = sub / "run_config.json"
+    assert str(info.value) == (
+        f"cannot load the tokenizer from {cfg} (\"tokenizer\": 'missing'): {sub / 'missing'} is not a folder"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("{", "not a JSON object; pass --tokenizer PATH"),
+        ("[]", "not a JSON object; pass --tokenizer PATH"),
+        ('{"model": "x"}', 'has no "tokenizer" entry; pass --tokenizer PATH'),
+        ('{"tokenizer": ""}', 'has no "tokenizer" entry; pass --tokenizer PATH'),
+    ],
+)
+def test_run_config_without_a_usable_tokenizer(tmp_path, loaded, config, message):
+    (tmp_path / "run_config.json").write_text(config)
+    with pytest.raises(LogError) as info:
+        resolve_tokenizer(tmp_path / "log.json")
+    assert str(info.value) == f"{tmp_path / 'run_config.json'}: {message}"
+
+
+def test_no_tokenizer_anywhere(tmp_path, loaded):
+    with pytest.raises(LogError) as info:
+        resolve_tokenizer(tmp_path / "log.json")
+    assert str(info.value) == (
+        f"{tmp_path / 'log.json'}: TyDiQA needs the run's tokenizer to rebuild the windows: pass "
+        '--tokenizer PATH (no run_config.json with a "tokenizer" entry beside the log)'
+    )
