@@ -484,3 +484,54 @@ def test_flush_queries_marks_that_no_more_queries_will_come():
     assert sut.flushed is False
     sut.flush_queries()
     assert sut.flushed is True
+
+
+class Polls:
+    """Stands in for the watchdog's stop event: `wait` returns False `n` times (one poll each), then
+    True, so `_watchdog()` runs exactly n rounds on the calling thread."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def wait(self, timeout: float) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+
+def watchdog_round(sut: SUT, now: float, monkeypatch) -> None:
+    monkeypatch.setattr(base.time, "monotonic", lambda: now)
+    sut._stopping = Polls(1)
+    sut._watchdog()
+
+
+def test_watchdog_stall_rule_on_a_fake_clock(completions, monkeypatch):
+    """watchdog_s = 5: a stall is samples outstanding AND more than 5 s without an issue or a
+    completion. In flight: a batch of 2 (ids 8, 9) of 3 issued samples, 1 completed."""
+    sut = make_sut(RowBackend(), watchdog_s=5.0)
+    sut.issued, sut.completed, sut._last_activity = 3, 3, 0.0
+    watchdog_round(sut, 100.0, monkeypatch)  # idle for 100 s, nothing outstanding: not a stall
+    assert sut.failure is None
+    sut.issued, sut.completed, sut._last_activity = 3, 1, 1000.0
+    sut._in_flight[1] = Work([8, 9], [8, 9], 1000.0)
+    watchdog_round(sut, 1005.0, monkeypatch)  # exactly 5 s: not yet
+    assert sut.failure is None and completions.ids == []
+    watchdog_round(sut, 1005.5, monkeypatch)
+    assert sut.failure_text.startswith(
+        "watchdog: TimeoutError: no batch completed for 5 s, 2 samples outstanding"
+    )
+    assert completions.ids == [8, 9] and sut._in_flight == {}
+
+
+def test_watchdog_after_a_failure_completes_queued_work_but_leaves_running_batches(
+    completions, monkeypatch
+):
+    """Failed, but not stalled (recent activity): queued work is completed empty at once; a batch a
+    worker is running stays with that worker."""
+    sut = make_sut(RowBackend(), watchdog_s=5.0)
+    sut._fail(RuntimeError("backend exploded"), "batch of 1 samples")
+    sut.issued, sut.completed, sut._last_activity = 2, 0, 10.0
+    sut._queue.put(Work([4], [4], 10.0))
+    sut._in_flight[1] = Work([5], [5], 10.0)
+    watchdog_round(sut, 11.0, monkeypatch)
+    assert completions.ids == [4] and list(sut._in_flight) == [1]
+    assert sut.failure_text.startswith("batch of 1 samples: RuntimeError")  # the first failure kept
