@@ -1063,3 +1063,43 @@ def test_no_tokenizer_anywhere(tmp_path, loaded):
         f"{tmp_path / 'log.json'}: TyDiQA needs the run's tokenizer to rebuild the windows: pass "
         '--tokenizer PATH (no run_config.json with a "tokenizer" entry beside the log)'
     )
+
+
+def test_retrieval_pair_left_out_unless_complete(tmp_path):
+    """aaa complete (qsl 0..3), bbb: 1 of its 8 sentences (qsl 4..11) logged: left out, named."""
+    pairs = [
+        RetrievalPair("aaa", ["a0", "a1"], ["x", "y"], ["e0", "e1"], ["x", "y"], None),
+        RetrievalPair("bbb", list("0123"), list("pqrs"), list("0123"), list("pqrs"), None),
+    ]
+    task = HandTask("tatoeba", "tatoeba", pairs, ("aaa", "bbb"))
+    path = write_log(tmp_path / "log.json", [E[0], E[1], E[0], E[1], E[2]])
+    r = score(task, read(path))
+    assert r.metrics["per_language"] == {"aaa": 100.0}
+    assert r.warnings == [
+        f"{path}: partial coverage: 5 of 12 samples logged (7 missing); scoring the covered ones only",
+        f"{path}: error for bbb: only 1 of its 8 sentences were logged (qsl 4..11); a pair must be "
+        "complete to be scored: left out",
+    ]
+    only_bbb = write_log(tmp_path / "b.json", [E[0]], qsl=[5])
+    with pytest.raises(LogError) as info:
+        score(task, read(only_bbb))
+    assert (
+        str(info.value)
+        == f"{only_bbb}: no language pair of tatoeba is completely logged; nothing to score"
+    )
+
+
+def test_bucc_single_pair_threshold_is_a_number(tmp_path):
+    pairs = [
+        RetrievalPair("de", ["d0", "d1", "d2"], list("abc"), ["n0", "n1", "n2"], list("ABC"), DE_GOLD)
+    ]
+    task = HandTask("bucc", "bucc", pairs, ("de",))
+    r = score(task, read(write_log(tmp_path / "log.json", [E[0], E[1], E[2], E[0], E[1], E[2]])))
+    assert r.metrics["threshold"] == 3.0 and isinstance(r.metrics["threshold"], float)
+    assert json.loads(r.final_line) == {
+        "f1": 100.0,
+        "precision": 100.0,
+        "recall": 100.0,
+        "threshold": 3.0,
+    }
+    assert r.predictions_name == "predictions.tsv"
