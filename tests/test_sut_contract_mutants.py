@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from types import SimpleNamespace
 
 import mlperf_loadgen as lg
@@ -70,7 +71,7 @@ class FakeQSL:
 
 
 class RowBackend(Backend):
-    """Classification-shaped output [B, 3] = (first id, second id, 0.5); `gate` makes predict wait."""
+    """Classification-shaped output [B, 3] = (first id, second id, tokens); `gate` makes predict wait."""
 
     name = "rows"
 
@@ -86,8 +87,9 @@ class RowBackend(Backend):
             assert self.gate.wait(GUARD_S)
         if self.fail:
             raise RuntimeError("backend exploded")
-        b = len(input_ids)
-        return np.stack([input_ids[:, 0], input_ids[:, 1], np.full(b, 0.5)], axis=1).astype(np.float32)
+        return np.stack([input_ids[:, 0], input_ids[:, 1], attention_mask.sum(1)], axis=1).astype(
+            np.float32
+        )
 
 
 class FifoSUT(SUT):
@@ -106,7 +108,7 @@ class FifoSUT(SUT):
 
 
 def row_bytes(i: int) -> bytes:
-    return np.array([i, 10 * i, 0.5], np.float32).tobytes()
+    return np.array([i, 10 * i, 2], np.float32).tobytes()
 
 
 def make_sut(backend: Backend, watchdog_s: float = 0.0, warm_up=None) -> FifoSUT:
@@ -205,6 +207,7 @@ def test_worker_completes_each_sample_once_with_its_bytes(completions):
     backend = RowBackend()
     sut = make_sut(backend)
     sut.record_issued()
+    began = time.perf_counter()
     with sut:
         wait_idle(sut, 1)
         sut.issue_queries([100, 101], [3, 4])
@@ -215,6 +218,7 @@ def test_worker_completes_each_sample_once_with_its_bytes(completions):
     assert [len(c) for c in completions.calls] == [2, 1]  # one QuerySamplesComplete per batch
     assert (sut.issued, sut.completed, sut.batches, sut.nonfinite) == (3, 3, 2, 0)
     assert sut.issued_log == [[3, 4], [5]] and len(sut.predict_s) == 2
+    assert all(0 <= t <= time.perf_counter() - began for t in sut.predict_s)  # seconds inside the test
     assert sut.failure is None and not sut._in_flight and backend.calls == 2
     assert sut.first_issue is not None and sut.first_issue <= sut._last_activity
 
@@ -229,9 +233,10 @@ def test_nonfinite_outputs_are_counted_per_sample(completions):
     sut = make_sut(NanBackend())
     with sut:
         sut.issue_queries([1, 2, 3], [1, 2, 3])
-        completions.wait_for(3)
-        wait_idle(sut, 2)
-    assert sut.nonfinite == 2 and sut.completed == 3
+        sut.issue_queries([5, 6], [5, 6])
+        completions.wait_for(5)
+        wait_idle(sut, 3)
+    assert sut.nonfinite == 3 and sut.completed == 5  # 2 in the first batch, 1 in the second
 
 
 def test_a_failing_backend_is_recorded_and_later_work_completes_empty(completions, capsys):
@@ -252,7 +257,7 @@ def test_a_failing_backend_is_recorded_and_later_work_completes_empty(completion
     )
     assert all(line.startswith(("  ", "Traceback", "RuntimeError")) for line in lines[1:])
     assert backend.calls == 1  # after the failure nothing is computed
-    assert completions.by_id() == {1: b"", 2: b"", 3: b""} and sut.completed == 3
+    assert completions.by_id() == {1: b"", 2: b"", 3: b""} and sut.completed == 3 and sut.nonfinite == 0
     assert (
         capsys.readouterr().err == "SUT failure in batch of 2 samples: RuntimeError: backend exploded\n"
     )
@@ -410,6 +415,9 @@ class BoundedSUT(FifoSUT):
         (30.0, 10, 5, False, False),  # at the bound, not past it
         (10.0, 100, 10, True, True),  # all issued, 1 sample/s: 90 more would end at 100 s
         (10.0, 100, 90, True, False),  # 9 samples/s: the last 10 end at 11.1 s
+        (10.0, 30, 10, True, False),  # 1 sample/s: the last of 20 more ends at 30 s, not past it
+        (0.5, 100, 50, True, False),  # 100 samples/s after half a second: done at 1 s
+        (0.0, 100, 5, True, True),  # no time has passed: no rate yet, so no finish in sight
         (10.0, 100, 10, False, False),  # not all issued yet: only the bound itself counts
         (10.0, 100, 0, True, False),  # nothing done yet: no rate to judge by
         (40.0, 100, 100, True, False),  # nothing outstanding
@@ -535,3 +543,73 @@ def test_watchdog_after_a_failure_completes_queued_work_but_leaves_running_batch
     watchdog_round(sut, 11.0, monkeypatch)
     assert completions.ids == [4] and list(sut._in_flight) == [1]
     assert sut.failure_text.startswith("batch of 1 samples: RuntimeError")  # the first failure kept
+
+
+def test_issue_queries_enqueues_with_the_issue_time(monkeypatch):
+    sut = make_sut(RowBackend())
+    monkeypatch.setattr(base.time, "monotonic", lambda: 42.0)
+    sut.issue_queries([1, 2], [7, 8])
+    monkeypatch.setattr(base.time, "monotonic", lambda: 43.0)
+    sut.issue_queries([3], [9])
+    first, second = sut._queue.get_nowait(), sut._queue.get_nowait()
+    assert (first.ids, first.indices, first.t, first.planned) == ([1, 2], [7, 8], 42.0, False)
+    assert (second.ids, second.t) == ([3], 43.0)
+    assert sut.first_issue == 42.0 and sut._last_activity == 43.0 and sut.issued == 3
+
+
+def test_two_workers_in_predict_are_both_claimed_by_a_drain(completions):
+    """Each running batch has its own key in the in-flight dict: a stall drain completes both."""
+    gates = [threading.Event(), threading.Event()]
+    backends = [RowBackend(gate=gates[0]), RowBackend(gate=gates[1])]
+    opts = SUTOptions(max_batch=8, token_budget=256, watchdog_s=0, workers=2)
+    sut = FifoSUT(backends, FakeQSL(), "classification", opts)
+    with sut:
+        sut.issue_queries([1, 2], [1, 2])
+        sut.issue_queries([3, 4], [3, 4])
+        assert all(b.entered.wait(GUARD_S) for b in backends)
+        assert len(sut._in_flight) == 2
+        sut._drain(claim_in_flight=True)
+        assert completions.ids == [1, 2, 3, 4]
+        for g in gates:
+            g.set()
+    assert completions.ids == [1, 2, 3, 4] and sut.completed == 4
+
+
+def test_qa_responses_through_the_worker(completions):
+    """task kind qa: the response of sample i is its start logits then its end logits (2 tokens)."""
+
+    class QaBackend(RowBackend):
+        def predict(self, input_ids, attention_mask):
+            x = (input_ids * attention_mask).astype(np.float32)
+            return np.stack([x, -x], axis=1)
+
+    opts = SUTOptions(max_batch=8, token_budget=256, watchdog_s=0)
+    sut = FifoSUT([QaBackend()], FakeQSL(), "qa", opts)
+    with sut:
+        sut.issue_queries([1, 2], [3, 4])
+        completions.wait_for(2)
+    assert completions.by_id() == {
+        1: np.array([3, 30, -3, -30], np.float32).tobytes(),
+        2: np.array([4, 40, -4, -40], np.float32).tobytes(),
+    }
+
+
+def test_a_failing_query_samples_complete_is_recorded_and_counted(completions, monkeypatch):
+    def broken(responses):
+        raise RuntimeError("LoadGen refused")
+
+    monkeypatch.setattr(lg, "QuerySamplesComplete", broken)
+    sut = make_sut(RowBackend())
+    sut._complete_empty(Work([1, 2], [1, 2], 0.0))
+    assert sut.failure_text.startswith("QuerySamplesComplete: RuntimeError: LoadGen refused")
+    assert isinstance(sut.failure, RuntimeError) and (sut.completed, sut.batches) == (2, 1)
+
+
+def test_drain_puts_back_every_stop_sentinel(completions):
+    sut = make_sut(RowBackend())
+    for item in (base.STOP, Work([1], [1], 0.0), base.STOP):
+        sut._queue.put(item)
+    sut._drain(claim_in_flight=False)
+    assert completions.ids == [1]
+    assert [sut._queue.get_nowait(), sut._queue.get_nowait()] == [base.STOP, base.STOP]
+    assert sut._queue.empty()
