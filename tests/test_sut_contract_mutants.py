@@ -100,11 +100,17 @@ class FifoSUT(SUT):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.asked = threading.Semaphore(0)
+        self.asked_by: set[int] = set()
 
     def _next_work(self, worker: int) -> Work | None:
+        self.asked_by.add(worker)
         self.asked.release()
         work = self._queue.get()
-        return None if work is base.STOP else work
+        if work is base.STOP:
+            return None
+        if not isinstance(work, Work):
+            raise TypeError(f"not a Work item: {work!r}")
+        return work
 
 
 def row_bytes(i: int) -> bytes:
@@ -194,9 +200,16 @@ def test_options_are_validated_and_gather_defaults_to_four_batches():
     assert (opts.limits.max_batch, opts.limits.token_budget) == (6, 600)
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         SUTOptions(workers=0)
+    with pytest.raises(ValueError, match="max_batch must be >= 1, got 0"):
+        SUTOptions(max_batch=0, token_budget=100)
+    with pytest.raises(ValueError, match="token_budget must be >= 0, got -1"):
+        SUTOptions(max_batch=4, token_budget=-1)
     for field in ("max_wait_ms", "watchdog_s", "gather", "batch_overhead_tokens"):
-        with pytest.raises(ValueError, match="must be >= 0"):
+        with pytest.raises(ValueError) as info:
             SUTOptions(**{field: -1})
+        assert (
+            str(info.value) == "max_wait_ms, watchdog_s, gather and batch_overhead_tokens must be >= 0"
+        )
     SUTOptions(max_wait_ms=0, watchdog_s=0, gather=0, batch_overhead_tokens=0)  # zero is allowed
     with pytest.raises(ValueError, match="need one backend per worker: 2 for 1"):
         FifoSUT([RowBackend(), RowBackend()], FakeQSL(), "classification", SUTOptions())
@@ -284,11 +297,51 @@ def test_a_failing_warm_up_is_the_runs_failure(completions):
 
 def test_each_worker_warms_up_before_start_returns():
     warmed = []
-    sut = make_sut(RowBackend(), warm_up=lambda b: warmed.append(threading.current_thread().name))
+    backend = RowBackend()
+    sut = make_sut(
+        backend, watchdog_s=5.0, warm_up=lambda b: warmed.append((threading.current_thread().name, b))
+    )
+    assert sut.failure is None and sut.failure_text == "" and not sut.failed.is_set()
     sut.start()
-    assert warmed == ["sut-worker-0"]  # done on the worker's own thread, before start() returned
+    assert warmed == [("sut-worker-0", backend)]  # on the worker's own thread, before start() returned
+    assert [(t.name, t.daemon) for t in sut._threads] == [("sut-worker-0", True), ("sut-watchdog", True)]
     sut.stop()
+    assert all(not t.is_alive() for t in sut._threads) and sut.failure is None
+    assert sut.asked_by == {0}
+
+
+def test_a_failing_scheduler_is_recorded_and_the_worker_goes_on(completions):
+    class Flaky(FifoSUT):
+        def _next_work(self, worker):
+            if not self.asked_by:
+                self.asked_by.add(worker)
+                raise RuntimeError("planner broke")
+            return super()._next_work(worker)
+
+    sut = Flaky([RowBackend()], FakeQSL(), "classification", SUTOptions(watchdog_s=0))
+    with sut:
+        sut.issue_queries([1], [1])
+        completions.wait_for(1)
+    assert sut.failure_text.startswith("scheduler: RuntimeError: planner broke")
+    assert completions.by_id() == {1: b""}  # after a failure: completed empty
     assert all(not t.is_alive() for t in sut._threads)
+
+
+def test_stop_returns_while_a_worker_is_stuck_in_predict(completions):
+    """A worker stuck in predict is left behind (a daemon thread); stop() returns after its timeout."""
+    gate = threading.Event()
+    backend = RowBackend(gate=gate)
+    sut = make_sut(backend)
+    sut.start()
+    sut.issue_queries([1], [1])
+    assert backend.entered.wait(GUARD_S)
+    stopper = threading.Thread(target=sut.stop, kwargs={"timeout": 0.05})
+    stopper.start()
+    stopper.join(GUARD_S)
+    stuck = not stopper.is_alive()
+    gate.set()
+    completions.wait_for(1)  # the worker finished its batch once released
+    assert stuck and sut._threads[0].daemon and completions.by_id() == {1: row_bytes(1)}
 
 
 def test_qsl_callbacks_never_raise_into_loadgen():
@@ -566,7 +619,7 @@ def test_two_workers_in_predict_are_both_claimed_by_a_drain(completions):
     with sut:
         sut.issue_queries([1, 2], [1, 2])
         sut.issue_queries([3, 4], [3, 4])
-        assert all(b.entered.wait(GUARD_S) for b in backends)
+        assert all(b.entered.wait(GUARD_S) for b in backends) and sut.asked_by == {0, 1}
         assert len(sut._in_flight) == 2
         sut._drain(claim_in_flight=True)
         assert completions.ids == [1, 2, 3, 4]
