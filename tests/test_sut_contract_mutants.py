@@ -666,3 +666,10 @@ def test_drain_puts_back_every_stop_sentinel(completions):
     assert completions.ids == [1]
     assert [sut._queue.get_nowait(), sut._queue.get_nowait()] == [base.STOP, base.STOP]
     assert sut._queue.empty()
+
+
+def test_respond_refuses_a_packing_of_another_size(completions):
+    packed = pack_rows(np.zeros((2, 3), np.float32), np.array([1, 1]))
+    with pytest.raises(ValueError, match="zip"):
+        respond([1, 2, 3], packed)
+    assert completions.calls == []  # nothing half-completed
