@@ -349,6 +349,9 @@ def test_tydiqa_windows_max_context_ties_and_a_window_without_a_span(tmp_path):
     assert json.loads(only_w2.final_line) == {"exact_match": 0.0, "f1": 0.0}
     w1_w2 = score(task, read(write_log(tmp_path / "w12.json", [w1, w2], qsl=[1, 2])), tokenizer=object())
     assert w1_w2.predictions == {"q5": "cc"}
+    w1[4] = 20  # 'cc' now scores 30 in W1: a later window with a better span wins
+    better = score(task, read(write_log(tmp_path / "b.json", [w0, w1, w2])), tokenizer=object())
+    assert better.predictions == {"q5": "cc"}
 
 
 def test_tydiqa_entry_of_the_wrong_size_names_both_sizes(tmp_path):
@@ -665,6 +668,8 @@ def test_write_outputs_writes_exactly_what_the_script_prints(tmp_path):
     assert (out / "accuracy.json").read_text() == '{\n "task": "tydiqa",\n "f1": 50.0\n}\n'
     assert (out / "predictions.json").read_bytes() == '{\n "q1": "東京",\n "q2": ""\n}\n'.encode()
     assert json.loads((out / "per_sample.json").read_text()) == result.per_sample
+    again = write_outputs(result, out)  # scoring the same run again overwrites its files
+    assert again == paths and (out / "accuracy.txt").read_bytes() == b'table\n{"f1": 50.0}\n'
     bare = ScoreResult({"accuracy": 1.0}, "t", "{}")
     assert sorted(write_outputs(bare, tmp_path / "c")) == ["accuracy.json", "accuracy.txt"]
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["accuracy.json", "accuracy.txt"]
