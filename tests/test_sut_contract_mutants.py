@@ -470,7 +470,7 @@ class BoundedSUT(FifoSUT):
         (10.0, 100, 90, True, False),  # 9 samples/s: the last 10 end at 11.1 s
         (10.0, 30, 10, True, False),  # 1 sample/s: the last of 20 more ends at 30 s, not past it
         (0.5, 100, 50, True, False),  # 100 samples/s after half a second: done at 1 s
-        (0.0, 100, 5, True, True),  # no time has passed: no rate yet, so no finish in sight
+        (0.0, 10, 5, True, True),  # no time has passed: no rate yet, so no finish in sight
         (10.0, 100, 10, False, False),  # not all issued yet: only the bound itself counts
         (10.0, 100, 0, True, False),  # nothing done yet: no rate to judge by
         (40.0, 100, 100, True, False),  # nothing outstanding
