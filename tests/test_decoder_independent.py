@@ -204,3 +204,20 @@ def test_reader_errors_name_the_file_and_the_problem():
         with pytest.raises(e5.E5Error) as info:
             e5.read_e5s1(data, "s.bin")
         assert str(info.value).startswith(message), (message, str(info.value))
+
+
+def test_reader_messages_name_the_real_file_by_default():
+    with pytest.raises(e5.E5Error) as info:
+        e5.read_e5s1(b"GGUF" + bytes(100))
+    assert (
+        str(info.value)
+        == "e5-small-q4.bin: not an E5S1 file (magic b'GGUF'); delete the wheel and run again"
+    )
+
+
+def test_a_file_that_ends_with_its_tensor_table_is_read():
+    """No tensors: the last field read (the tensor count) ends exactly at the end of the file."""
+    from tests.test_e5 import write_e5s1
+
+    header, tensors = e5.read_e5s1(write_e5s1({}), "empty.bin")
+    assert tensors == {} and header.hidden == 32
