@@ -1108,3 +1108,13 @@ def test_bucc_single_pair_threshold_is_a_number(tmp_path):
         "threshold": 3.0,
     }
     assert r.predictions_name == "predictions.tsv"
+
+
+def test_tydiqa_questions_after_an_unlogged_one_are_still_scored(tmp_path):
+    task, marks = hand_tydiqa()
+    lengths = task.feature_set.lengths
+    resp = [span_logits(int(lengths[w]), *marks[w]) for w in (0, 2)]  # q2's window is not logged
+    r = score(task, read(write_log(tmp_path / "log.json", resp, qsl=[0, 2])), tokenizer=object())
+    assert r.predictions == {"q1": "Paris", "q3": "mbwa"}
+    assert any("2 of 4 questions have no logged window" in w for w in r.warnings)
+    assert json.loads(r.final_line) == {"exact_match": 50.0, "f1": 50.0}  # en (100, 100), sw (0, 0)
