@@ -37,7 +37,8 @@ setup(
         "gpu": ["onnxruntime-gpu>=1.18"],
         # --executor ray (sut/ray_executor.py): the core package only (no dashboard), pinned
         "ray": [RAY],
-        "dev": ["pytest>=8", "ruff>=0.5", RAY],  # the Ray tests run in CI
+        # the Ray tests run in CI; mutmut: mutation testing by hand (docs/mutation_testing.md), not in CI
+        "dev": ["pytest>=8", "ruff>=0.5", RAY, "mutmut==3.8.1"],
     },
     entry_points={"console_scripts": ["xlmr-harness=harness.cli:main"]},
 )
