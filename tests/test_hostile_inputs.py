@@ -147,11 +147,11 @@ def test_an_oversized_file_is_refused_without_reading(tmp_path):
             '[{"seq_id": 0, "qsl_idx": 0, "data": "0000803F"},',
             "the JSON ends early (truncated at byte 49;",
         ),
-        ('[{"seq_id": 0, "qsl_idx": 0, "data": "0000', "the JSON ends early (truncated at byte 1;"),
+        ('[{"seq_id": 0, "qsl_idx": 0, "data": "0000', "the JSON ends early (truncated at byte 42;"),
         ("   \n  ", "the file is empty"),
         ('"just a string"', "found a JSON str"),
         ('[{"seq_id": 0, "qsl_idx": 0, "data": "\\u00ff"}, 1]', "data is not hexadecimal"),
-        ('[{"seq_id": 0, "qsl_idx": 0, "data": "0000803F"}, 7]', "entry 1 is 7]"),
+        ('[{"seq_id": 0, "qsl_idx": 0, "data": "0000803F"}, 7]', "entry 1 is 7)"),
     ],
 )
 def test_structure_errors_name_the_place(tmp_path, content, needle):

@@ -165,7 +165,8 @@ class _Scanner:
 
     def truncated(self) -> LogError:
         return LogError(
-            f"{self.path}: the JSON ends early (truncated at byte {self.offset}; was the run interrupted, "
+            f"{self.path}: the JSON ends early (truncated at byte {self.base + len(self.buf)}; was the "
+            "run interrupted, "
             "or is this the submission checker's truncated copy? Score the full log)"
         )
 
@@ -205,7 +206,15 @@ def _entries(scan: _Scanner, not_log: str) -> Iterator[tuple[int, dict]]:
             scan.pos += 1
             return
         if c != ord("{"):
-            shown = scan.rest(80).decode("utf-8", "replace")
+            try:
+                text = scan.rest(80).decode("utf-8")
+            except UnicodeDecodeError as e:
+                at = scan.offset + e.start
+                raise LogError(f"{scan.path}: cannot be read as UTF-8 text (byte {at})") from None
+            try:  # at most 80 characters: decoding them cannot nest deeply
+                shown = json.dumps(json.JSONDecoder().raw_decode(text)[0])[:80]
+            except ValueError:
+                shown = text.split(",")[0].split("]")[0]
             raise LogError(f"{not_log}; entry {j} is {shown})")
         at = scan.offset
         raw = scan.until(b"}")
