@@ -154,28 +154,37 @@ class MixedBottleneck(nn.Module):
     def __init__(self, adapters: list[nn.Module | None]):
         super().__init__()
         real = [a for a in adapters if a is not None]
-        down, up = real[0].adapter_down[0], real[0].adapter_up
-        hidden, r = down.in_features, down.out_features
+        down = real[0].adapter_down[0]
+        self.shape = (down.in_features, down.out_features)  # (H, r)
         self.act = real[0].adapter_down[1]
-        acts = {repr(a.adapter_down[1]) for a in real}
-        if len(acts) > 1:
-            raise ValueError(f"adapters of one layer use different activations: {sorted(acts)}")
-        k = len(adapters)
-        self.down_w = nn.Parameter(torch.zeros(k, hidden, r, dtype=down.weight.dtype), False)
-        self.down_b = nn.Parameter(torch.zeros(k, 1, r, dtype=down.weight.dtype), False)
-        self.up_w = nn.Parameter(torch.zeros(k, r, hidden, dtype=up.weight.dtype), False)
-        self.up_b = nn.Parameter(torch.zeros(k, 1, hidden, dtype=up.weight.dtype), False)
+        rows = [self._row(a) for a in adapters]
+        for i, name in enumerate(("down_w", "down_b", "up_w", "up_b")):
+            stack = torch.stack([row[i] for row in rows])
+            setattr(self, name, nn.Parameter(stack, requires_grad=False))
+
+    def _row(self, adapter: nn.Module | None) -> tuple[torch.Tensor, ...]:
+        """One task's (down_w [H, r], down_b [1, r], up_w [r, H], up_b [1, H]), the scaling folded
+        into the up projection; zeros for None."""
+        h, r = self.shape
+        if adapter is None:
+            return torch.zeros(h, r), torch.zeros(1, r), torch.zeros(r, h), torch.zeros(1, h)
+        down, up = adapter.adapter_down[0], adapter.adapter_up
+        if (down.in_features, down.out_features) != self.shape:
+            raise ValueError("adapters of one layer differ in shape: they cannot be stacked")
+        if repr(adapter.adapter_down[1]) != repr(self.act):
+            raise ValueError(
+                f"adapters of one layer use different activations: {adapter.adapter_down[1]}"
+            )
+        s = float(adapter.scaling)
         with torch.no_grad():
-            for i, a in enumerate(adapters):
-                if a is None:
-                    continue
-                if a.adapter_down[0].weight.shape != down.weight.shape:
-                    raise ValueError("adapters of one layer differ in shape: they cannot be stacked")
-                s = float(a.scaling)
-                self.down_w[i] = a.adapter_down[0].weight.T
-                self.down_b[i, 0] = a.adapter_down[0].bias
-                self.up_w[i] = a.adapter_up.weight.T * s
-                self.up_b[i, 0] = a.adapter_up.bias * s
+            return down.weight.T, down.bias[None], up.weight.T * s, up.bias[None] * s
+
+    def append(self, adapter: nn.Module | None) -> None:
+        """One more task (row K of every stack): its adapter, or None (zero)."""
+        row = self._row(adapter)
+        for i, name in enumerate(("down_w", "down_b", "up_w", "up_b")):
+            grown = torch.cat([getattr(self, name).data, row[i][None].to(getattr(self, name))])
+            setattr(self, name, nn.Parameter(grown, requires_grad=False))
 
     def forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         h = self.act(torch.baddbmm(self.down_b[rows], x, self.down_w[rows]))  # [B, L, r]
@@ -213,9 +222,10 @@ class MixedAdapterForm(nn.Module):
         super().__init__()
         from adapters.methods.bottleneck import BottleneckLayer
 
-        self.names, self.kinds = names, kinds
+        self.names, self.kinds = list(names), list(kinds)
         self.current = RowTasks()
         self.banks = nn.ModuleList()
+        self.blocks: list[tuple[nn.Module, MixedBottleneck]] = []
         for module in model.modules():
             if not isinstance(module, BottleneckLayer) or not module.adapters:
                 continue
@@ -227,10 +237,23 @@ class MixedAdapterForm(nn.Module):
                 raise ValueError(f"adapters {bad} are not seq_bn bottleneck adapters: no mixed batches")
             bank = MixedBottleneck(adapters)
             self.banks.append(bank)
+            self.blocks.append((module, bank))
             module.forward = _mixed_block_forward(module, bank, self.current)
             module.adapters = nn.ModuleDict()  # the stacks hold the weights now
+        self.model = model  # the library's model: load_adapter adds tasks (add_task)
         self.backbone = model.base_model
         self.heads = nn.ModuleDict({str(k): model.heads[n] for k, n in enumerate(names)})
+
+    def add_task(self, folder: Path, name: str, kind: str) -> None:
+        """Serve one more task: its adapter and head loaded from a `save_adapter` folder as `name`,
+        appended to every stack (the next batch may hold its rows)."""
+        self.model.load_adapter(str(folder), load_as=name, with_head=True)
+        for module, bank in self.blocks:
+            bank.append(module.adapters[name] if name in module.adapters else None)
+            module.adapters = nn.ModuleDict()
+        self.heads[str(len(self.names))] = self.model.heads[name]
+        self.names.append(name)
+        self.kinds.append(kind)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
         self.current.rows = tasks
@@ -333,7 +356,12 @@ class PerTaskForm(nn.Module):
     def __init__(self, modules: list[nn.Module], kinds: list[str]):
         super().__init__()
         self.tasks = nn.ModuleList(modules)
-        self.kinds = kinds
+        self.kinds = list(kinds)
+
+    def add_task(self, module: nn.Module, kind: str) -> None:
+        """Serve one more task: its whole served module (the next batch may hold its rows)."""
+        self.tasks.append(module)
+        self.kinds.append(kind)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
         parts = []
