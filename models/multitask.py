@@ -117,8 +117,9 @@ def resolve_tasks(
         except FileNotFoundError as e:
             raise ValueError(
                 f"model {model!r} has no checkpoint for task {name!r} ({e}); build it first: "
-                f"python -m harness run --model {model} --task {name} --encoder {encoder} --count 1 "
-                "(builds the missing zoo entry), or drop the task from the list"
+                f"python -m harness run --model {model} --task {name} --encoder {encoder} --count 1"
+                + (f" --models_dir {models_dir}" if models_dir is not None else "")
+                + " (builds the missing zoo entry), or drop the task from the list"
             ) from None
     multi = MultiServed(tuple(models), task_list.synthetic)
     check_form(multi)

@@ -21,6 +21,7 @@ single-task runs' figures on the same samples.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,3 +277,34 @@ def check_task_list(text: str, languages: str | None = None) -> None:
     task_list = parse_task_list(text)
     for name, langs in zip(task_list.names, task_languages(task_list, languages), strict=True):
         get_task(name, languages=langs)
+
+
+def main(argv: list[str]) -> int:
+    """accuracy_mixed.py: score LOG per task from its run_config.json. Exit 0, or 3 on bad input."""
+    from common.exit_codes import BAD_INPUT, ArgumentParser
+    from tasks.data import DataError
+
+    parser = ArgumentParser(prog="accuracy_mixed.py", description=main.__doc__)
+    parser.add_argument("log", help="mlperf_log_accuracy.json of a task-list accuracy run")
+    log = Path(parser.parse_args(argv).log)
+    cfg = log.parent / "run_config.json"
+    try:
+        record = json.loads(cfg.read_text(encoding="utf-8"))
+        parts, tokenizer = record["task_options"]["tasks"], record["tokenizer"]
+    except (OSError, ValueError, KeyError, TypeError):
+        print(
+            f"error: {cfg}: no task list's run_config.json (task_options.tasks, tokenizer) beside "
+            "the log; score a single-task log with accuracy_<task>.py",
+            file=sys.stderr,
+        )
+        return BAD_INPUT
+    try:
+        results = score_mixed_log(log, parts, tokenizer)
+    except (ValueError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT
+    for task, r in results.items():
+        for w in r.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        sys.stdout.write(f"== {task}\n{r.stdout_text}")
+    return 0

@@ -2,7 +2,8 @@
 single-task models, per-task scores equal to single-task runs, and bad input (docs/multitask.md).
 
 One very small zoo (2 layers, hidden 64) is built once per session: full and adapter for XNLI,
-PAWS-X and TyDiQA, lora-squad for XNLI and PAWS-X only (so one task list lacks a checkpoint)."""
+PAWS-X and TyDiQA, lora-squad and adapter-squad for XNLI and PAWS-X only (so one task list lacks a
+checkpoint)."""
 
 from __future__ import annotations
 
@@ -56,9 +57,9 @@ def _batch(tokenizer, rows: int = 9) -> tuple[np.ndarray, np.ndarray]:
     return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
 
 
-def _rows_alone(model: str, zoo: Path, ids, mask, tasks) -> dict[int, np.ndarray]:
+def _rows_alone(model: str, zoo: Path, ids, mask, tasks, names=TASKS) -> dict[int, np.ndarray]:
     """Each row run alone (no padding) through its task's single-task served module."""
-    singles = {k: resolve(model, t, models_dir=zoo).torch_module() for k, t in enumerate(TASKS)}
+    singles = {k: resolve(model, t, models_dir=zoo).torch_module() for k, t in enumerate(names)}
     out = {}
     with torch.inference_mode():
         for r in range(len(ids)):
@@ -75,6 +76,7 @@ def test_mixed_batch_rows_equal_each_row_alone_through_its_single_task_model(zoo
     """The adapter form runs XNLI, PAWS-X and TyDiQA rows in ONE backbone pass, each row through its
     own adapter and head; the full form one sub-batch per task: every row equals the row alone."""
     multi = resolve_tasks(model, parse_task_list(LIST), models_dir=zoo)
+    assert multi.form == {"adapter": "adapter", "full": "plain"}[model]
     backend = MultiTaskBackend(multi, BackendOptions())
     ids, mask = _batch(multi.models[0].tokenizer())
     tasks = np.array([0, 1, 2, 2, 0, 1, 0, 2, 1])
@@ -92,6 +94,37 @@ def test_mixed_batch_rows_equal_each_row_alone_through_its_single_task_model(zoo
             widths[r] = got.size
     assert [widths[r] for r in (0, 1)] == [3, 2]  # XNLI 3 logits, PAWS-X 2
     assert widths[2] == 2 * int(mask[2].sum())  # TyDiQA: start and end logits per token
+
+
+@pytest.mark.parametrize("model", ["adapter-squad", "lora-squad"])
+def test_fusion_and_merged_forms_serve_rows_like_single_task_models(zoo, model):
+    """Merged LoRA: one merged copy per task. AdapterFusion: one model per task, the parameters equal
+    to the first task's (frozen backbone, shared SQuAD adapter) stored once."""
+    from models.multitask import tie_equal_parameters
+
+    multi = resolve_tasks(model, parse_task_list("xnli+pawsx"), models_dir=zoo)
+    backend = MultiTaskBackend(multi, BackendOptions())
+    ids, mask = _batch(multi.models[0].tokenizer(), rows=6)
+    tasks = np.array([1, 0, 0, 1, 1, 0])
+    out = backend.predict(ids, mask, tasks)
+    alone = _rows_alone(model, zoo, ids, mask, tasks, ("xnli", "pawsx"))
+    for rows, _, part in out.parts:
+        for j, r in enumerate(rows.tolist()):
+            np.testing.assert_allclose(part[j], alone[r], atol=1e-5, rtol=0)
+    singles = [resolve(model, t, models_dir=zoo).torch_module() for t in ("xnli", "pawsx")]
+    each = [parameter_memory(m)["parameter_bytes"] for m in singles]
+    shared = {n: p for n, p in singles[0].named_parameters()}
+    equal = sum(
+        p.numel() * 4
+        for n, p in singles[1].named_parameters()
+        if n in shared and shared[n].shape == p.shape and torch.equal(shared[n], p)
+    )
+    got = backend.memory()["parameter_bytes"]
+    if model == "adapter-squad":
+        assert equal > 0.9 * each[1] and got == sum(each) - equal
+        assert tie_equal_parameters(singles[1], singles[0]) > 0
+    else:  # fine-tuned through LoRA on every layer and merged: nothing left equal but frozen parts
+        assert got == sum(each)
 
 
 def test_mixed_bottleneck_layer_equals_each_task_adapter(zoo):
@@ -282,6 +315,18 @@ def test_mixed_accuracy_run_scores_equal_single_task_runs(tmp_path, zoo, model):
         )
         assert script.returncode == 0, script.stderr
         assert json.loads(script.stdout.splitlines()[-1])[keys[0]] == single[keys[0]]
+    again = subprocess.run(
+        [sys.executable, "accuracy_mixed.py", str(mixed_dir / "mlperf_log_accuracy.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # the whole log again, offline: the same final line per task
+    assert again.returncode == 0, again.stderr
+    finals = [json.loads(line) for line in again.stdout.splitlines() if line.startswith("{")]
+    assert [f[key] for f, key in zip(finals, ("accuracy", "accuracy", "f1"), strict=True)] == [
+        mixed[t][key] for t, key in zip(TASKS, ("accuracy", "accuracy", "f1"), strict=True)
+    ]
     results = json.loads((mixed_dir / "results.json").read_text())
     cfg = json.loads((mixed_dir / "run_config.json").read_text())
     assert results["validity"] == "VALID" and cfg["model_spec"]["tasks"] == list(TASKS)
