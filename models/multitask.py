@@ -245,10 +245,15 @@ class MixedAdapterForm(nn.Module):
         self.backbone = model.base_model
         self.heads = nn.ModuleDict({str(k): model.heads[n] for k, n in enumerate(names)})
 
-    def add_task(self, folder: Path, name: str, kind: str) -> None:
-        """Serve one more task: its adapter and head loaded from a `save_adapter` folder as `name`,
-        appended to every stack (the next batch may hold its rows)."""
-        self.model.load_adapter(str(folder), load_as=name, with_head=True)
+    def add_task(self, folder: Path | None, name: str, kind: str, num_labels: int = 0) -> None:
+        """Serve one more task: its adapter and head loaded from a `save_adapter` folder as `name`
+        (None: a new seq_bn adapter and head, randomly initialised), appended to every stack (the
+        next batch may hold its rows)."""
+        if folder is None:
+            self.model.add_adapter(name, config="seq_bn")
+            add_head(self.model, kind, name, num_labels)
+        else:
+            self.model.load_adapter(str(folder), load_as=name, with_head=True)
         for module, bank in self.blocks:
             bank.append(module.adapters[name] if name in module.adapters else None)
             module.adapters = nn.ModuleDict()

@@ -11,7 +11,7 @@ Measured, per form and K:
     which builds the backend and nothing else (`--child`); RSS before building is printed too;
   * the time to add one more task to the running backend (median of 3 additions): the adapter form
     loads a saved adapter and head and appends them to every stack, the full form loads one more
-    whole model (needs a zoo checkpoint; "-" with --shape);
+    whole model (from the zoo; with --shape both initialise the new task randomly instead);
   * Offline-style throughput: the same length-sorted token-budget batches (sut/batching.py, the
     Offline SUT's plan) through every side, in interleaved rounds (research/speed.py `interleaved`:
     every batch runs on every side back to back, the order rotating), against the single-task
@@ -41,13 +41,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--models_dir", required=True, help="a zoo with adapter and full for xnli (its tokenizer too)")
     a("--shape", default=None, help="random weights of this encoder's shapes (e5-small, base)")
-    a("--ks", default="1,2,4,8,16,32", help="numbers of tasks")
+    a("--ks", default="1,2,4,8,16,32", help="numbers of tasks (memory and add-a-task)")
+    a("--tput_ks", default=None, help="numbers of tasks for throughput (default: --ks)")
     a("--forms", default=",".join(FORMS), help="MODEL names: adapter (mixed batches), full")
     a("--max_full_k", type=int, default=32, help="largest K for the full form (K whole models)")
+    a("--max_full_tput_k", type=int, default=None, help="largest K of the full form's throughput side")
     a("--samples", type=int, default=256, help="XNLI samples per pass")
     a("--rounds", type=int, default=5, help="interleaved rounds")
     a("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     a("--out", default=None, help="write the markdown report here (default: print only)")
+    a("--loadgen_ks", default="", help="K values run through LoadGen (xnli alone is always run)")
+    a("--loadgen_s", type=float, default=10.0, help="LoadGen runs: min duration in seconds")
+    a("--server_qps", type=float, default=50.0, help="LoadGen Server runs: the common target_qps")
+    a("--offline_qps", type=float, default=200.0, help="LoadGen Offline runs: target_qps (query size)")
+    a("--runs_dir", default="build/multitask", help="where the LoadGen runs' folders go")
     a("--child", default=None, help=argparse.SUPPRESS)  # FORM:K, one memory measurement
 
 
@@ -71,7 +78,6 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     from models.base import BackendOptions
     from models.multitask import MultiTaskBackend
-    from models.registry import resolve
 
     form, k = args.child.split(":")
     before = _rss_mib()
@@ -86,19 +92,18 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         **backend.memory(),
         "peak_rss_mib": round(_rss_mib(), 1),
     }
-    if not args.shape:
-        served = resolve(form, "xnli", models_dir=args.models_dir)
-        adds = []
-        with torch.inference_mode():
-            for i in range(3):
-                t0 = time.perf_counter()
-                if form == "adapter":
-                    folder = Path(served.checkpoint) / "adapters" / "xnli"
-                    backend.module.add_task(folder, f"added{i}", "classification")
-                else:
-                    backend.module.add_task(served.torch_module(), "classification")
-                adds.append(time.perf_counter() - t0)
-        out["add_task_s"] = round(statistics.median(adds), 4)
+    served = backend.multi.models[0]
+    adds = []
+    with torch.inference_mode():
+        for i in range(3):
+            t0 = time.perf_counter()
+            if form == "adapter":
+                folder = None if args.shape else Path(served.checkpoint) / "adapters" / "xnli"
+                backend.module.add_task(folder, f"added{i}", served.task_kind, served.num_labels)
+            else:
+                backend.module.add_task(served.torch_module(), served.task_kind)
+            adds.append(time.perf_counter() - t0)
+    out["add_task_s"] = round(statistics.median(adds), 4)
     return out
 
 
@@ -154,8 +159,9 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
             )
             singles[f"{model} single-task"] = create_backend("pytorch", served, options)
         sides = {}
+        top = args.max_full_tput_k or args.max_full_k
         for k in ks:
-            if form != "adapter" and k > args.max_full_k:
+            if form != "adapter" and k > top:
                 continue
             fs = MixedTask.build(f"xnli@{k}", count=args.samples).features(tokenizer)
             qsl = QuerySampleLibrary(fs, pad_id=int(tokenizer.pad_token_id))
@@ -177,13 +183,53 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
     return results
 
 
+def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> list[dict[str, Any]]:
+    """Offline samples/s, Server p99 at --server_qps and SingleStream p90 through LoadGen (one child
+    run each, `harness run --task xnli@K`, the first --samples XNLI samples), xnli alone as K=1."""
+    from harness.config import RunConfig
+    from harness.launch import launch_with_conf
+
+    rows = []
+    for scenario in ("Offline", "Server", "SingleStream"):
+        for form in forms:
+            for task in ["xnli", *(f"xnli@{k}" for k in ks)]:
+                cfg = RunConfig.layered(
+                    model=form,
+                    task=task,
+                    scenario=scenario,
+                    models_dir=args.models_dir,
+                    count=args.samples,
+                    duration_s=args.loadgen_s,
+                )
+                lines = [
+                    f"{cfg.loadgen_model_name}.Server.target_qps = {args.server_qps}",
+                    f"{cfg.loadgen_model_name}.Offline.target_qps = {args.offline_qps}",
+                ]
+                name = f"{scenario}-{form}-{task.replace('@', 'x')}"
+                done = launch_with_conf(cfg, lines, name, Path(args.runs_dir))
+                res = done.results
+                row = {
+                    "scenario": scenario,
+                    "form": form,
+                    "task": task,
+                    "exit": done.rc,
+                    "validity": res.validity if res else "-",
+                    "samples_per_s": res.samples_per_second if res else None,
+                    "p99_ms": res.latency_ms("p99") if res else None,
+                    "p90_ms": res.latency_ms("p90") if res else None,
+                }
+                rows.append(row)
+                print(f"loadgen {row}", flush=True)
+    return rows
+
+
 def _ratio(res: dict[str, Any], new: str, old: str) -> tuple[float, float, float]:
     """Median, min and max over rounds of new/old samples/s in the same round."""
     r = [a / b for a, b in zip(res[new]["rounds"], res[old]["rounds"], strict=True)]
     return statistics.median(r), min(r), max(r)
 
 
-def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], command: str) -> str:
+def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: list, command: str) -> str:
     kind = f"random weights, {args.shape} shapes" if args.shape else f"tiny zoo {args.models_dir}"
     full1 = next((m for m in memory if m["form"] == "full" and m["k"] == 1), None)
     lines = [
@@ -218,6 +264,24 @@ def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], command: st
             lines.append(
                 f"| {label} ({form} group) | {k} | {r['samples_per_s']:.1f} | {' | '.join(cells)} |"
             )
+    if loadgen:
+        lines += [
+            "",
+            f"Through LoadGen (`harness run --task xnli@K`, one run each, min duration "
+            f"{args.loadgen_s:g} s, the first {args.samples} XNLI samples; Server at "
+            f"target_qps {args.server_qps:g} for every side; task `xnli` = the single-task run):",
+            "",
+            "| scenario | form | task | validity | samples/s | p90 ms | p99 ms |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in loadgen:
+            cells = [
+                f"{r[k]:.2f}" if isinstance(r[k], float) else "-"
+                for k in ("samples_per_s", "p90_ms", "p99_ms")
+            ]
+            lines.append(
+                f"| {r['scenario']} | {r['form']} | {r['task']} | {r['validity']} | {' | '.join(cells)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -229,8 +293,11 @@ def main(args: argparse.Namespace) -> int:
     forms = [f for f in args.forms.split(",") if f]
     command = "python -m research multitask " + " ".join(sys.argv[2:])
     memory = memory_table(args, forms, ks)
-    tput = throughput(args, forms, ks)
-    text = report(args, memory, tput, command)
+    tput_ks = [int(k) for k in args.tput_ks.split(",") if k] if args.tput_ks else ks
+    tput = throughput(args, forms, tput_ks)
+    lg_ks = [int(k) for k in args.loadgen_ks.split(",") if k]
+    loadgen = loadgen_table(args, forms, lg_ks) if lg_ks else []
+    text = report(args, memory, tput, loadgen, command)
     print(text)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
