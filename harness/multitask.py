@@ -67,6 +67,7 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
             "start": s,
             "count": n,
             "task_options": o,
+            "languages": list(t.active_languages) if cfg.languages else None,
             "score_options": {"heldout_rows": True} if "first_row" in o else {},
         }
         for t, s, n, o in zip(mixed.tasks, mixed.starts, mixed.counts, options, strict=True)

@@ -237,8 +237,8 @@ def split_log(log_path: Path, starts: Sequence[int], counts: Sequence[int]) -> l
 def score_mixed_log(log_path: Path, parts: Sequence[dict[str, Any]], tokenizer: str) -> dict[str, Any]:
     """Score a mixed accuracy log task by task with the tasks' own scorers (tasks/scoring).
 
-    parts: per task, in list order, {"task", "start", "count", "task_options", "score_options"}
-    (run_config.json "task_options" "tasks" of the run). Writes <log folder>/<task>/ with the task's
+    parts: per task, in list order, {"task", "start", "count", "task_options", "languages" (None =
+    all), "score_options"} (run_config.json "task_options" "tasks" of the run). Writes <log folder>/<task>/ with the task's
     own mlperf_log_accuracy.json (its own qsl indices; `python accuracy_<task>.py` scores it too), a
     run_config.json holding its task options and the tokenizer, and its accuracy.txt / .json; then
     the run's accuracy.txt (every task's table and final line, each under its name) and
@@ -259,7 +259,13 @@ def score_mixed_log(log_path: Path, parts: Sequence[dict[str, Any]], tokenizer: 
         sub.write_text(json.dumps(entries) + "\n", encoding="utf-8")
         record = {"task": part["task"], "task_options": part["task_options"], "tokenizer": tokenizer}
         (folder / "run_config.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        result = score_log(part["task"], sub, task_options=part["task_options"], **part["score_options"])
+        result = score_log(
+            part["task"],
+            sub,
+            languages=part.get("languages"),
+            task_options=part["task_options"],
+            **part["score_options"],
+        )
         write_outputs(result, folder)
         results[part["task"]] = result
     text = "".join(f"== {task}\n{r.stdout_text}" for task, r in results.items())

@@ -301,6 +301,8 @@ def test_mixed_accuracy_run_scores_equal_single_task_runs(tmp_path, zoo, model):
                 sys.executable,
                 f"accuracy_{task}.py",
                 str(mixed_dir / task / "mlperf_log_accuracy.json"),
+                "--languages",
+                "en",
                 *(["--heldout_rows"] if task != "tydiqa" else []),
             ],
             cwd=REPO,
