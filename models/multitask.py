@@ -133,8 +133,13 @@ def check_form(multi: MultiServed) -> None:
     if multi.form not in MIXED_BATCH_FORMS:
         return
     retrieval = [m.task for m in multi.models if m.serving != multi.form]
-    if retrieval and len(multi.models) > 1:
+    if retrieval:  # alone too: a synthetic retrieval list has no head to stack
         trained = [m.task for m in multi.models if m.serving == multi.form]
+        if not trained:
+            raise ValueError(
+                f"model {multi.name!r} serves {retrieval[0]} with the plain encoder (no adapter, no "
+                f"head): nothing to serve per task; run --task {retrieval[0]}, or use --model full"
+            )
         raise ValueError(
             f"model {multi.name!r} serves {', '.join(trained)} in mixed batches through adapters and "
             f"heads on the last layer, but {', '.join(retrieval)} pools an intermediate layer of the "
