@@ -56,7 +56,7 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
             f"the tasks' checkpoints of model {cfg.model!r} carry different tokenizers: one QSL "
             "cannot feed them; rebuild them on one encoder"
         )
-    options = [task_options(replace(cfg, task=m.task), m) for m in multi.models]
+    options = [task_options(replace(cfg, task=m.task, languages=None), m) for m in multi.models]
     mixed = MixedTask.build(cfg.task, cfg.languages, cfg.count, options)
     features = mixed.features(tokenizers[0])
     qsl = QuerySampleLibrary(features, pad_id=int(tokenizers[0].pad_token_id), pad_to=cfg.pad_to)

@@ -346,3 +346,17 @@ def test_mixed_offline_performance_run_is_valid_and_synthetic_accuracy_is_refuse
     assert (
         proc.returncode == BAD_INPUT and "synthetic tasks are randomly initialised" in _errors(proc)[0]
     )
+
+
+def test_languages_go_to_each_task_that_has_them():
+    from harness.config import RunConfig
+    from tasks.mixed import task_languages
+
+    tasks = parse_task_list("xnli+tatoeba+tydiqa")
+    assert task_languages(tasks, "de,deu,en") == [["de", "en"], ["deu"], ["en"]]
+    assert task_languages(tasks, None) == [None, None, None]
+    with pytest.raises(ValueError, match="--languages xx: no task of xnli\\+tatoeba\\+tydiqa has it"):
+        task_languages(tasks, "de,xx")
+    with pytest.raises(ValueError, match="leaves tatoeba, tydiqa no language; add one of tatoeba: afr,"):
+        task_languages(tasks, "de")
+    assert RunConfig(model="full", task="xnli+tatoeba", languages="de,deu").languages == "de,deu"
