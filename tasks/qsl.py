@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.base import FeatureSet
+from tasks.mixed import TASK_KEY
 
 
 @dataclass(frozen=True)
@@ -112,5 +113,5 @@ class QuerySampleLibrary:
         mask = cols[None, :] < lens[:, None]
         pos = np.where(mask, starts[:, None] + cols[None, :], 0)
         ids = np.where(mask, self._tokens[pos] if self._tokens.size else 0, self.pad_id)
-        tasks = self.features.extra.get("task")  # a mixed run's union (tasks/mixed.py TASK_KEY)
+        tasks = self.features.extra.get(TASK_KEY)  # a task list's union QSL (tasks/mixed.py)
         return Batch(ids, mask.astype(np.int64), lens, None if tasks is None else tasks[indices])
