@@ -245,12 +245,16 @@ def _errors(proc: subprocess.CompletedProcess) -> list[str]:
         ("xnli@0", "K in 1..1024"),
     ],
 )
-def test_bad_task_lists_are_one_error_line_and_exit_3(tmp_path, task, says):
-    from harness.config import RunConfig
+def test_bad_task_lists_are_one_error_line_and_exit_3(task, says, capsys):
+    import argparse
 
-    with pytest.raises(ValueError) as e:
-        RunConfig(model="adapter", task=task)
-    assert says in str(e.value) and "\n" not in str(e.value)
+    from harness.runner import configure_parser, main
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    assert main(parser.parse_args(["--model", "adapter", "--task", task])) == BAD_INPUT
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0]
 
 
 @pytest.mark.slow
