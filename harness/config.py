@@ -61,10 +61,14 @@ def check_names(
     from models.backends import BACKENDS
     from models.encoders import get_encoder
     from models.registry import get_model_spec
+    from tasks.mixed import check_task_list, is_mixed
     from tasks.registry import get_task
 
     get_model_spec(model)
-    get_task(task, languages=languages)  # checks the language codes too; reads no data
+    if is_mixed(task):  # a task list, xnli+pawsx+tydiqa (docs/multitask.md)
+        check_task_list(task, languages)
+    else:
+        get_task(task, languages=languages)  # checks the language codes too; reads no data
     if encoder is not None:
         get_encoder(encoder)
     if backend is not None:
@@ -150,6 +154,12 @@ class RunConfig:
         self.sut_options()  # validates the scheduling knobs
         # the dtype this backend serves on this device and CPU (bf16 on CPU: AMX or AVX512-BF16)
         check_backend_options(self.backend, self.backend_options())
+        from tasks.mixed import is_mixed
+
+        if is_mixed(self.task):  # a task list (harness/multitask.py)
+            from harness.multitask import check_options
+
+            check_options(self.backend, self.executor, self.dtype, self.weights)
 
     @property
     def mode(self) -> str:
@@ -237,7 +247,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--scenario", choices=SCENARIOS, help="LoadGen scenario (default Offline)")
     a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad)")
-    a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba)")
+    a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba), or a list: xnli+pawsx+tydiqa")
     a("--backend", help="pytorch | onnxruntime | noop (zeros at once: the dispatch ceiling)")
     a("--encoder", help="tiny | e5-small | base | large (default tiny)")
     a("--weights", help="checkpoint dir, or 'random' (speed studies only)")

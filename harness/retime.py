@@ -34,7 +34,7 @@ def time_batches(backend: Backend, qsl: QuerySampleLibrary, batches: list[np.nda
     t0 = time.perf_counter()
     for idx in batches:
         b = qsl.batch(idx)
-        backend.predict(b.input_ids, b.attention_mask)
+        backend.predict(*b.inputs)
     return time.perf_counter() - t0
 
 

@@ -102,7 +102,13 @@ def prepare(cfg: RunConfig) -> Workload:
     from models.e5 import parse_wheels
     from models.recipe import tokenizer_for
     from models.registry import resolve
+    from tasks.mixed import is_mixed
     from tasks.registry import get_task
+
+    if is_mixed(cfg.task):  # a task list: one QSL over every task's samples (harness/multitask.py)
+        from harness.multitask import prepare as prepare_task_list
+
+        return Workload(**prepare_task_list(cfg, task_options))
 
     def served_model():
         return resolve(
@@ -157,7 +163,7 @@ def warm_up(workload: Workload, backends: list[Backend] | None = None) -> None:
     for backend in workload.backends if backends is None else backends:
         for idx in (sample[:1], sample):
             b = qsl.batch(idx)
-            backend.predict(b.input_ids, b.attention_mask)
+            backend.predict(*b.inputs)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -372,9 +378,14 @@ def peak_rss_mib() -> float:
 def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str | None]:
     """Score the accuracy log in-process (tasks.scoring) into accuracy.txt / .json / predictions.
     Returns (metrics, None), or (None, why) when the log cannot be scored."""
+    from tasks.mixed import is_mixed
     from tasks.scoring import score_log, write_outputs
     from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
+    if is_mixed(cfg.task):  # per task, by each task's own scorer (harness/multitask.py)
+        from harness.multitask import score as score_task_list
+
+        return score_task_list(workload, run_dir)
     try:
         options = {}
         if zoo_trained_on_dev(cfg, workload.served) and cfg.task in HELDOUT_FIRST_ROW:

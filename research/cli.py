@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("research.study", "the full vs adapter efficiency study"),
     "speed": ("research.speed", "in-process micro-benchmarks side by side (= study --speed)"),
     "gpu_check": ("research.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
+    "multitask": ("research.multitask", "K tasks in one process: memory, add-a-task time, throughput"),
 }
 
 

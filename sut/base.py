@@ -52,7 +52,7 @@ class Packed:
     """Responses of one batch: byte addresses/sizes inside `buffer` (kept alive by this object);
     nonfinite: how many of the batch's responses hold a NaN or Inf."""
 
-    buffer: np.ndarray | None
+    buffer: np.ndarray | list[np.ndarray] | None
     addresses: list[int]
     sizes: list[int]
     nonfinite: int = 0
@@ -80,10 +80,28 @@ def pack_qa(out: np.ndarray, lengths: np.ndarray) -> Packed:
     return Packed(buf, (buf.ctypes.data + starts).tolist(), sizes.tolist(), bad)
 
 
-PACKERS: dict[str, Callable[[np.ndarray, np.ndarray], Packed]] = {
+def pack_mixed(out: Any, lengths: np.ndarray) -> Packed:
+    """A mixed run's batch (tasks/mixed.py MixedOutput): each task's rows packed by its kind's packer,
+    the responses put back in row order; every part's buffer is kept alive with the Packed."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    addresses, sizes = [0] * len(lengths), [0] * len(lengths)
+    buffers, bad, seen = [], 0, 0
+    for rows, kind, part in out.parts:
+        p = PACKERS[kind](part, lengths[rows])
+        buffers.append(p.buffer)
+        for r, a, n in zip(rows.tolist(), p.addresses, p.sizes, strict=True):
+            addresses[r], sizes[r] = a, n
+        bad, seen = bad + p.nonfinite, seen + len(rows)
+    if seen != len(lengths):
+        raise ValueError(f"mixed output answers {seen} rows of a batch of {len(lengths)}")
+    return Packed(buffers, addresses, sizes, bad)
+
+
+PACKERS: dict[str, Callable[[Any, np.ndarray], Packed]] = {
     "classification": pack_rows,
     "retrieval": pack_rows,
     "qa": pack_qa,
+    "mixed": pack_mixed,  # several tasks in one run (tasks/mixed.py): rows of several kinds
 }
 
 
@@ -318,7 +336,7 @@ class SUT(ABC):
             try:
                 batch = self.qsl.batch(work.indices)
                 t0 = time.perf_counter()
-                out = backend.predict(batch.input_ids, batch.attention_mask)
+                out = backend.predict(*batch.inputs)  # + the rows' tasks in a mixed run
                 if self.predict_s is not None:
                     self.predict_s.append(time.perf_counter() - t0)
                 packed = self.pack(out, batch.lengths)

@@ -15,15 +15,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.base import FeatureSet
+from tasks.mixed import TASK_KEY
 
 
 @dataclass(frozen=True)
 class Batch:
-    """A padded batch: input_ids / attention_mask int64 [B, L]; lengths int64 [B] (true lengths)."""
+    """A padded batch: input_ids / attention_mask int64 [B, L]; lengths int64 [B] (true lengths);
+    tasks int64 [B]: each row's task in a mixed run (features.extra["task"], tasks/mixed.py), else None."""
 
     input_ids: np.ndarray
     attention_mask: np.ndarray
     lengths: np.ndarray
+    tasks: np.ndarray | None = None
+
+    @property
+    def inputs(self) -> tuple[np.ndarray, ...]:
+        """Backend.predict's arguments: (input_ids, attention_mask), and the rows' tasks if mixed."""
+        if self.tasks is None:
+            return self.input_ids, self.attention_mask
+        return self.input_ids, self.attention_mask, self.tasks
 
 
 class QuerySampleLibrary:
@@ -103,4 +113,5 @@ class QuerySampleLibrary:
         mask = cols[None, :] < lens[:, None]
         pos = np.where(mask, starts[:, None] + cols[None, :], 0)
         ids = np.where(mask, self._tokens[pos] if self._tokens.size else 0, self.pad_id)
-        return Batch(ids, mask.astype(np.int64), lens)
+        tasks = self.features.extra.get(TASK_KEY)  # a task list's union QSL (tasks/mixed.py)
+        return Batch(ids, mask.astype(np.int64), lens, None if tasks is None else tasks[indices])

@@ -1,0 +1,96 @@
+"""A run over a task list (`--task xnli+pawsx+tydiqa`, docs/multitask.md): checks, prepare, scoring.
+
+The runner calls three hooks: `check_options` while the RunConfig is validated (before anything is
+created), `prepare` instead of the single-task preparation, and `score` instead of the single-task
+scoring. Everything else (run folder, LoadGen, the SUT and its exactly-once completion) is the
+ordinary run's: one QSL (the union of the tasks' samples), one SUT, one backend per worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tasks.mixed import MixedTask, parse_task_list, score_mixed_log
+
+
+def check_options(backend: str, executor: str, dtype: str, weights: str | None) -> None:
+    """ValueError (one line naming the fix) for run options a task list cannot take."""
+    if backend != "pytorch":
+        raise ValueError(
+            f"backend {backend!r} serves one task per run; a task list runs on --backend pytorch "
+            "(docs/multitask.md says how ONNX Runtime could serve one)"
+        )
+    if executor != "thread":
+        raise ValueError("a task list runs on --executor thread (Ray actors take two arrays per batch)")
+    if dtype != "fp32":
+        raise ValueError(f"a task list is served in fp32; drop --dtype {dtype}")
+    if weights not in (None, "random"):
+        raise ValueError(
+            f"--weights {weights}: one checkpoint folder serves one task; serve a task list from a zoo "
+            "(--models_dir DIR) or with --weights random"
+        )
+
+
+def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dict[str, Any]:
+    """The Workload fields of a task-list run: every task resolved (ValueError naming the fix when
+    one lacks a checkpoint or the tasks cannot share the form), the union QSL, one backend per
+    worker. `task_options(cfg, served)`: the runner's per-task options (run with each task's name)."""
+    from models.multitask import MultiTaskBackend, resolve_tasks
+    from models.recipe import tokenizer_for
+    from tasks.base import tokenizer_fingerprint
+    from tasks.qsl import QuerySampleLibrary
+
+    task_list = parse_task_list(cfg.task)
+    multi = resolve_tasks(
+        cfg.model, task_list, cfg.encoder, cfg.weights, cfg.models_dir, cfg.pooling_layer
+    )
+    if cfg.accuracy:
+        multi.check_for_accuracy()
+    tokenizers = [tokenizer_for(m) for m in multi.models]
+    prints = {tokenizer_fingerprint(t) for t in tokenizers}
+    if len(prints) > 1:
+        raise ValueError(
+            f"the tasks' checkpoints of model {cfg.model!r} carry different tokenizers: one QSL "
+            "cannot feed them; rebuild them on one encoder"
+        )
+    options = [task_options(replace(cfg, task=m.task, languages=None), m) for m in multi.models]
+    mixed = MixedTask.build(cfg.task, cfg.languages, cfg.count, options)
+    features = mixed.features(tokenizers[0])
+    qsl = QuerySampleLibrary(features, pad_id=int(tokenizers[0].pad_token_id), pad_to=cfg.pad_to)
+    backends = [MultiTaskBackend(multi, cfg.backend_options()) for _ in range(cfg.workers)]
+    parts = [
+        {
+            "task": t.name,
+            "start": s,
+            "count": n,
+            "task_options": o,
+            "languages": list(t.active_languages) if cfg.languages else None,
+            "score_options": {"heldout_rows": True} if "first_row" in o else {},
+        }
+        for t, s, n, o in zip(mixed.tasks, mixed.starts, mixed.counts, options, strict=True)
+    ]
+    source = str(getattr(tokenizers[0], "name_or_path", "") or multi.checkpoint)
+    return {
+        "served": multi,
+        "backends": backends,
+        "qsl": qsl,
+        "task": mixed,
+        "tokenizer": source,
+        "task_options": {"tasks": parts, "synthetic": task_list.synthetic},
+    }
+
+
+def score(workload: Any, run_dir: Path) -> tuple[Any, str | None]:
+    """Score a task-list run's accuracy log per task (tasks/mixed.py score_mixed_log): per-task
+    folders run_dir/<task>/ and, in run_dir, accuracy.txt (every task's table and final line) and
+    accuracy.json ({task: metrics}). Returns ({task: metrics}, None) or (None, why)."""
+    try:
+        results = score_mixed_log(
+            run_dir / "mlperf_log_accuracy.json", workload.task_options["tasks"], workload.tokenizer
+        )
+    except ValueError as e:  # LogError / DataError
+        return None, str(e)
+    return {task: r.metrics for task, r in results.items()}, None

@@ -1,0 +1,452 @@
+"""One process serving several tasks (`--task xnli+pawsx+tydiqa`, docs/multitask.md): the serving forms.
+
+`resolve_tasks` resolves MODEL= for every task of a list into a `MultiServed`; `MultiTaskBackend` runs
+mixed batches: predict(input_ids, attention_mask, tasks) with tasks int64 [B] (each row's index in the
+task list) returns a `tasks.mixed.MixedOutput`, one part per task present in that task kind's encoding.
+
+Forms (by the MODEL's serving form, models/spec.py):
+  plain, merged  one whole model per task, all resident (full fine-tuning; merged LoRA = one merged
+                 copy per task). A mixed batch runs as one sub-batch per task present (`PerTaskForm`).
+  adapter        ONE frozen backbone, every task's bottleneck adapter and head (`MixedAdapterForm`):
+                 a mixed batch goes through the backbone once; in each adapter layer every row takes
+                 its own task's adapter, by a batched matmul over per-row gathered weights
+                 (`MixedBottleneck`), then each task's rows go through that task's head.
+  fusion         one model per task whose parameters equal to the first task's are tied to it (the
+                 frozen backbone and the shared SQuAD adapter are stored once; each task keeps its
+                 fusion layer, target adapter and head); sub-batches per task as for plain.
+Synthetic tasks (`xnli@K`): K task modules of the real task's shapes, randomly initialised (adapter
+form: the adapters library's own initialisation; per-task forms: K separate copies of the model),
+model_kind "random": accuracy runs refuse them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.base import Backend, BackendOptions
+from models.dispatch_free import SEQ_BN_FLAGS, strip_adapter_dispatch
+from models.loaders import ServedModel, activate, add_head, base_source
+from models.pytorch_backend import serial_intra_op
+from models.registry import resolve
+from tasks.mixed import MixedOutput, TaskList
+
+MIXED_BATCH_FORMS = ("adapter",)  # forms whose rows of several tasks share one backbone pass
+
+
+@dataclass(frozen=True)
+class MultiServed:
+    """A resolved (model, task list, encoder, weights): one ServedModel per real task, in list order,
+    and `synthetic` = K for TASK@K (then `models` holds the one real task)."""
+
+    models: tuple[ServedModel, ...]
+    synthetic: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.models[0].name
+
+    @property
+    def form(self) -> str:
+        """The serving form of the model's trained targets (models/spec.py SERVING)."""
+        return self.models[0].spec.serving
+
+    @property
+    def model_kind(self) -> str:
+        if self.synthetic:
+            return "random"
+        return self.models[0].model_kind
+
+    @property
+    def task_names(self) -> list[str]:
+        return TaskList(tuple(m.task for m in self.models), self.synthetic).task_names
+
+    @property
+    def kinds(self) -> list[str]:
+        """The task kind of every served task (synthetic tasks: the real task's)."""
+        return [m.task_kind for m in self.models] * (self.synthetic or 1)
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.models[0].checkpoint
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for run_config.json: the form and every task's own description."""
+        return {
+            "model": self.name,
+            "tasks": self.task_names,
+            "form": self.form,
+            "mixed_batches": self.form in MIXED_BATCH_FORMS,
+            "synthetic": self.synthetic,
+            "model_kind": self.model_kind,
+            "per_task": [m.describe() for m in self.models],
+        }
+
+    def check_for_accuracy(self) -> None:
+        """ValueError for synthetic tasks or random weights: nothing to score."""
+        if self.synthetic:
+            raise ValueError(
+                f"{self.synthetic} synthetic tasks are randomly initialised (speed studies only): an "
+                "accuracy run needs real tasks, e.g. --task xnli+pawsx+tydiqa"
+            )
+        for m in self.models:
+            m.check_for_accuracy()
+
+
+def resolve_tasks(
+    model: str,
+    task_list: TaskList,
+    encoder: str = "tiny",
+    weights: str | None = None,
+    models_dir: str | Path | None = None,
+    pooling_layer: int | None = None,
+) -> MultiServed:
+    """Resolve MODEL=`model` for every task of `task_list` (weights: None = the zoo, or "random").
+    ValueError (one line naming the fix) for a missing checkpoint, or tasks whose heads cannot share
+    the form's mixed batches."""
+    models = []
+    for name in task_list.names:
+        try:
+            models.append(resolve(model, name, encoder, weights, models_dir, pooling_layer))
+        except FileNotFoundError as e:
+            raise ValueError(
+                f"model {model!r} has no checkpoint for task {name!r} ({e}); build it first: "
+                f"python -m harness run --model {model} --task {name} --encoder {encoder} --count 1"
+                + (f" --models_dir {models_dir}" if models_dir is not None else "")
+                + " (builds the missing zoo entry), or drop the task from the list"
+            ) from None
+    multi = MultiServed(tuple(models), task_list.synthetic)
+    check_form(multi)
+    return multi
+
+
+def check_form(multi: MultiServed) -> None:
+    """ValueError when the tasks cannot be served together in the model's form: the adapter form's
+    mixed batches need every task's rows to leave the backbone's last layer into a head, which a
+    retrieval task (a plain encoder cut at its pooling layer) does not."""
+    if multi.form not in MIXED_BATCH_FORMS:
+        return
+    retrieval = [m.task for m in multi.models if m.serving != multi.form]
+    if retrieval:  # alone too: a synthetic retrieval list has no head to stack
+        trained = [m.task for m in multi.models if m.serving == multi.form]
+        if not trained:
+            raise ValueError(
+                f"model {multi.name!r} serves {retrieval[0]} with the plain encoder (no adapter, no "
+                f"head): nothing to serve per task; run --task {retrieval[0]}, or use --model full"
+            )
+        raise ValueError(
+            f"model {multi.name!r} serves {', '.join(trained)} in mixed batches through adapters and "
+            f"heads on the last layer, but {', '.join(retrieval)} pools an intermediate layer of the "
+            f"plain encoder: their rows cannot share a batch. Run {'+'.join(retrieval)} on its own, "
+            f"or use a per-task form (--model full or lora-squad) for this list"
+        )
+
+
+# --- the mixed-batch adapter layer ----------------------------------------------------------------
+class MixedBottleneck(nn.Module):
+    """K bottleneck adapters stacked, applied row by row: row b goes through adapter tasks[b].
+
+    x [B, L, H] -> up(act(down(x))) * scaling [B, L, H], with every row's down/up weights gathered
+    from the stacks ([K, H, r], [K, r, H]) and applied by one batched matmul each (torch.baddbmm):
+    the op count does not grow with K, only the gathered weights (B x 2Hr floats per layer).
+    A task with no adapter in this layer is a zero adapter (up = 0 exactly: the plain block)."""
+
+    def __init__(self, adapters: list[nn.Module | None]):
+        super().__init__()
+        real = [a for a in adapters if a is not None]
+        down = real[0].adapter_down[0]
+        self.shape = (down.in_features, down.out_features)  # (H, r)
+        self.act = real[0].adapter_down[1]
+        rows = [self._row(a) for a in adapters]
+        for i, name in enumerate(("down_w", "down_b", "up_w", "up_b")):
+            stack = torch.stack([row[i] for row in rows])
+            setattr(self, name, nn.Parameter(stack, requires_grad=False))
+
+    def _row(self, adapter: nn.Module | None) -> tuple[torch.Tensor, ...]:
+        """One task's (down_w [H, r], down_b [1, r], up_w [r, H], up_b [1, H]), the scaling folded
+        into the up projection; zeros for None."""
+        h, r = self.shape
+        if adapter is None:
+            return torch.zeros(h, r), torch.zeros(1, r), torch.zeros(r, h), torch.zeros(1, h)
+        down, up = adapter.adapter_down[0], adapter.adapter_up
+        if (down.in_features, down.out_features) != self.shape:
+            raise ValueError("adapters of one layer differ in shape: they cannot be stacked")
+        if repr(adapter.adapter_down[1]) != repr(self.act):
+            raise ValueError(
+                f"adapters of one layer use different activations: {adapter.adapter_down[1]}"
+            )
+        s = float(adapter.scaling)
+        with torch.no_grad():
+            return down.weight.T, down.bias[None], up.weight.T * s, up.bias[None] * s
+
+    def append(self, adapter: nn.Module | None) -> None:
+        """One more task (row K of every stack): its adapter, or None (zero)."""
+        row = self._row(adapter)
+        for i, name in enumerate(("down_w", "down_b", "up_w", "up_b")):
+            grown = torch.cat([getattr(self, name).data, row[i][None].to(getattr(self, name))])
+            setattr(self, name, nn.Parameter(grown, requires_grad=False))
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        h = self.act(torch.baddbmm(self.down_b[rows], x, self.down_w[rows]))  # [B, L, r]
+        return torch.baddbmm(self.up_b[rows], h, self.up_w[rows])  # [B, L, H]
+
+
+class RowTasks:
+    """The current batch's row -> task tensor, shared by every mixed layer of one backbone (set by
+    the backend before each forward; one backend instance serves one thread at a time)."""
+
+    rows: torch.Tensor | None = None
+
+
+def _mixed_block_forward(block: nn.Module, bank: MixedBottleneck, current: RowTasks):
+    """XLMRobertaOutput / SelfOutput forward with per-row Pfeiffer adapters (dropouts: eval)."""
+
+    def forward(hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        x = block.dense(hidden_states)
+        up = bank(block.LayerNorm(x + input_tensor), current.rows)
+        return block.LayerNorm(x + up + input_tensor)
+
+    return forward
+
+
+def _is_seq_bn(adapter: nn.Module) -> bool:
+    return all(getattr(adapter, f, None) == v for f, v in SEQ_BN_FLAGS.items())
+
+
+class MixedAdapterForm(nn.Module):
+    """One XLMRobertaAdapterModel holding every task's adapter and head; its adapter blocks rebound
+    to `MixedBottleneck` layers (the library's per-task adapter modules are then dropped: the stacks
+    hold the weights). forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+
+    def __init__(self, model: nn.Module, names: list[str], kinds: list[str]):
+        super().__init__()
+        from adapters.methods.bottleneck import BottleneckLayer
+
+        self.names, self.kinds = list(names), list(kinds)
+        self.current = RowTasks()
+        self.banks = nn.ModuleList()
+        self.blocks: list[tuple[nn.Module, MixedBottleneck]] = []
+        for module in model.modules():
+            if not isinstance(module, BottleneckLayer) or not module.adapters:
+                continue
+            adapters = [module.adapters[n] if n in module.adapters else None for n in names]
+            bad = [
+                n for n, a in zip(names, adapters, strict=True) if a is not None and not _is_seq_bn(a)
+            ]
+            if bad:
+                raise ValueError(f"adapters {bad} are not seq_bn bottleneck adapters: no mixed batches")
+            bank = MixedBottleneck(adapters)
+            self.banks.append(bank)
+            self.blocks.append((module, bank))
+            module.forward = _mixed_block_forward(module, bank, self.current)
+            module.adapters = nn.ModuleDict()  # the stacks hold the weights now
+        self.model = model  # the library's model: load_adapter adds tasks (add_task)
+        self.backbone = model.base_model
+        self.heads = nn.ModuleDict({str(k): model.heads[n] for k, n in enumerate(names)})
+
+    def add_task(self, folder: Path | None, name: str, kind: str, num_labels: int = 0) -> None:
+        """Serve one more task: its adapter and head loaded from a `save_adapter` folder as `name`
+        (None: a new seq_bn adapter and head, randomly initialised), appended to every stack (the
+        next batch may hold its rows)."""
+        if folder is None:
+            self.model.add_adapter(name, config="seq_bn")
+            add_head(self.model, kind, name, num_labels)
+        else:
+            self.model.load_adapter(str(folder), load_as=name, with_head=True)
+        for module, bank in self.blocks:
+            bank.append(module.adapters[name] if name in module.adapters else None)
+            module.adapters = nn.ModuleDict()
+        self.heads[str(len(self.names))] = self.model.heads[name]
+        self.names.append(name)
+        self.kinds.append(kind)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
+        self.current.rows = tasks
+        try:
+            seq = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        finally:
+            self.current.rows = None
+        from transformers.modeling_outputs import BaseModelOutput
+
+        parts = []
+        for k in torch.unique(tasks).tolist():
+            rows = torch.nonzero(tasks == k).flatten()
+            out = self.heads[str(k)](
+                BaseModelOutput(last_hidden_state=seq[rows]),
+                attention_mask=attention_mask[rows],
+                return_dict=True,
+            )
+            if self.kinds[k] == "qa":
+                logits = torch.stack([out.start_logits, out.end_logits], dim=1)
+            else:
+                logits = out.logits
+            parts.append((rows, self.kinds[k], logits.float()))
+        return parts
+
+
+def load_mixed_adapter_model(multi: MultiServed, attn: str = "sdpa") -> MixedAdapterForm:
+    """The adapter form of `multi`: the frozen base encoder once, every task's adapter and head
+    loaded into it (ValueError when the tasks' adapters were trained on different encoders)."""
+    from adapters import XLMRobertaAdapterModel
+
+    from models.loaders import _config, loading
+
+    first = multi.models[0]
+    if multi.synthetic or first.checkpoint is None:
+        torch.manual_seed(0)
+        model = XLMRobertaAdapterModel(_config(first, attn))
+        names = [f"synthetic{k}" for k in range(multi.synthetic)] or [m.task for m in multi.models]
+        for name in names:
+            model.add_adapter(name, config="seq_bn")
+            add_head(model, first.task_kind, name, first.num_labels)
+        kinds = [first.task_kind] * len(names)
+    else:
+        bases = {str(Path(base_source(Path(m.checkpoint))).resolve()) for m in multi.models}
+        if len(bases) > 1:
+            raise ValueError(
+                f"the tasks' adapters sit on different base encoders ({sorted(bases)}): "
+                "one backbone cannot serve them; rebuild them on one encoder"
+            )
+        ckpt = Path(first.checkpoint)
+        model = loading(
+            ckpt,
+            "model",
+            lambda: XLMRobertaAdapterModel.from_pretrained(base_source(ckpt), attn_implementation=attn),
+        )
+        for m in multi.models:
+            folder = Path(m.checkpoint) / "adapters" / m.task
+            loading(m.checkpoint, "adapter", lambda f=folder: model.load_adapter(str(f), with_head=True))
+        names, kinds = [m.task for m in multi.models], [m.task_kind for m in multi.models]
+    activate(model, names[0])
+    model.eval()
+    strip_adapter_dispatch(model)  # the no-op dispatch (LoRA-ready Linears, Q/K/V copies, hooks)
+    form = MixedAdapterForm(model, names, kinds).eval()
+    for p in form.parameters():
+        p.requires_grad_(False)
+    return form
+
+
+# --- per-task forms --------------------------------------------------------------------------------
+def tie_equal_parameters(module: nn.Module, reference: nn.Module) -> int:
+    """Make every parameter of `module` equal (same name, shape and values) to `reference`'s share
+    its storage; returns how many were tied (their old copies are freed)."""
+    ref = dict(reference.named_parameters())
+    tied = 0
+    for name, p in module.named_parameters():
+        r = ref.get(name)
+        if r is not None and r.shape == p.shape and r is not p and torch.equal(r.data, p.data):
+            p.data = r.data
+            tied += 1
+    return tied
+
+
+def load_per_task_modules(multi: MultiServed, attn: str = "sdpa") -> list[nn.Module]:
+    """plain / merged: each task's whole served module. fusion: the same, with parameters equal to
+    the first module's tied to it. Synthetic: K deep copies of the task's module (separate tensors)."""
+    modules: list[nn.Module] = []
+    for m in multi.models:
+        module = m.torch_module(attn_implementation=attn)
+        if multi.form == "fusion" and modules:
+            tie_equal_parameters(module, modules[0])
+        modules.append(module)
+    if multi.synthetic:
+        modules += [copy.deepcopy(modules[0]) for _ in range(multi.synthetic - 1)]
+    return modules
+
+
+class PerTaskForm(nn.Module):
+    """One module per task; a mixed batch runs as one sub-batch per task present, each cut to its own
+    longest row. forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+
+    def __init__(self, modules: list[nn.Module], kinds: list[str]):
+        super().__init__()
+        self.tasks = nn.ModuleList(modules)
+        self.kinds = list(kinds)
+
+    def add_task(self, module: nn.Module, kind: str) -> None:
+        """Serve one more task: its whole served module (the next batch may hold its rows)."""
+        self.tasks.append(module)
+        self.kinds.append(kind)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
+        parts = []
+        for k in torch.unique(tasks).tolist():
+            rows = torch.nonzero(tasks == k).flatten()
+            mask = attention_mask[rows]
+            width = int(mask.sum(dim=1).max())
+            out = self.tasks[k](input_ids[rows, :width], mask[:, :width])
+            parts.append((rows, self.kinds[k], out.float()))
+        return parts
+
+
+# --- the backend -----------------------------------------------------------------------------------
+class MultiTaskBackend(Backend):
+    """A PyTorch backend over every task of a mixed run (fp32, CPU or CUDA).
+
+    predict(input_ids int64 [B, L], attention_mask int64 [B, L], tasks int64 [B]) -> MixedOutput."""
+
+    name: ClassVar[str] = "pytorch"
+
+    def __init__(self, multi: MultiServed, options: BackendOptions):
+        if options.dtype != "fp32":
+            raise ValueError(f"a task list is served in fp32 only, got dtype {options.dtype}")
+        self.multi, self.options = multi, options
+        self.device = torch.device(options.device)
+        with serial_intra_op():  # see models/pytorch_backend.py
+            if multi.form in MIXED_BATCH_FORMS:
+                module: nn.Module = load_mixed_adapter_model(multi)
+            else:
+                module = PerTaskForm(load_per_task_modules(multi), multi.kinds)
+            self.module = module.eval().to(self.device)
+        if options.threads > 0:
+            torch.set_num_threads(options.threads)
+
+    def predict(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, tasks: np.ndarray | None = None
+    ) -> MixedOutput:
+        if tasks is None:
+            raise ValueError("a task list's backend needs each row's task (a mixed QSL's Batch.inputs)")
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self.device)
+
+        with torch.inference_mode():
+            parts = self.module(tensor(input_ids), tensor(attention_mask), tensor(tasks))
+        return MixedOutput([(r.cpu().numpy(), k, o.cpu().numpy()) for r, k, o in parts])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "torch": torch.__version__,
+            "device": str(self.device),
+            "dtype": self.options.dtype,
+            "form": self.multi.form,
+            "tasks": len(self.multi.kinds),
+            "threads": torch.get_num_threads(),
+            **self.memory(),
+        }
+
+    def memory(self) -> dict[str, int]:
+        """Resident parameters, each storage counted once (tied parameters are shared)."""
+        return parameter_memory(self.module) if self.module is not None else {}
+
+    def close(self) -> None:
+        self.module = None
+
+
+def parameter_memory(module: nn.Module) -> dict[str, int]:
+    """Parameters and buffers of `module`, each distinct storage counted once: count and bytes."""
+    seen: dict[int, int] = {}
+    count = 0
+    for t in [*module.parameters(), *module.buffers()]:
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen[key] = t.untyped_storage().nbytes()
+            count += t.numel()
+    return {"parameters": count, "parameter_bytes": sum(seen.values())}

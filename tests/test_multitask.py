@@ -1,0 +1,366 @@
+"""Task lists (`--task xnli+pawsx+tydiqa`): the union QSL, mixed packing, the serving forms against
+single-task models, per-task scores equal to single-task runs, and bad input (docs/multitask.md).
+
+One very small zoo (2 layers, hidden 64) is built once per session: full and adapter for XNLI,
+PAWS-X and TyDiQA, lora-squad and adapter-squad for XNLI and PAWS-X only (so one task list lacks a
+checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.exit_codes import BAD_INPUT
+from common.paths import REPO
+from models.base import BackendOptions
+from models.multitask import MixedBottleneck, MultiTaskBackend, parameter_memory, resolve_tasks
+from models.registry import resolve
+from sut.base import pack_mixed
+from tasks.mixed import MixedOutput, MixedTask, parse_task_list, split_log
+from tasks.qsl import QuerySampleLibrary
+
+TASKS = ("xnli", "pawsx", "tydiqa")
+LIST = "+".join(TASKS)
+COUNT = 24  # samples of each task (the first 24 of each task's own qsl order)
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory):
+    from models.recipe import TINY_TEST, build_zoo
+
+    root = tmp_path_factory.mktemp("multitask-zoo")
+    build_zoo(
+        root, "tiny", models=["full", "adapter"], tasks=list(TASKS), sizes=TINY_TEST, progress=False
+    )
+    pairs_only = ["lora-squad", "adapter-squad"]  # no TyDiQA: one task list lacks a checkpoint
+    build_zoo(root, "tiny", models=pairs_only, tasks=["xnli", "pawsx"], sizes=TINY_TEST, progress=False)
+    return root
+
+
+def _batch(tokenizer, rows: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """A padded batch of sentence pairs of different lengths."""
+    pairs = [
+        ("a cat sat on the mat", "dog"),
+        ("hello world", "one two three four five six"),
+        ("un deux trois", "quatre"),
+        ("the end is near and far away from here", "yes"),
+    ]
+    pairs = [pairs[i % len(pairs)] for i in range(rows)]
+    enc = tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="np")
+    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+def _rows_alone(model: str, zoo: Path, ids, mask, tasks, names=TASKS) -> dict[int, np.ndarray]:
+    """Each row run alone (no padding) through its task's single-task served module."""
+    singles = {k: resolve(model, t, models_dir=zoo).torch_module() for k, t in enumerate(names)}
+    out = {}
+    with torch.inference_mode():
+        for r in range(len(ids)):
+            n = int(mask[r].sum())
+            one = singles[int(tasks[r])](
+                torch.from_numpy(ids[r : r + 1, :n]), torch.from_numpy(mask[r : r + 1, :n])
+            )
+            out[r] = one[0].numpy()
+    return out
+
+
+@pytest.mark.parametrize("model", ["adapter", "full"])
+def test_mixed_batch_rows_equal_each_row_alone_through_its_single_task_model(zoo, model):
+    """The adapter form runs XNLI, PAWS-X and TyDiQA rows in ONE backbone pass, each row through its
+    own adapter and head; the full form one sub-batch per task: every row equals the row alone."""
+    multi = resolve_tasks(model, parse_task_list(LIST), models_dir=zoo)
+    assert multi.form == {"adapter": "adapter", "full": "plain"}[model]
+    backend = MultiTaskBackend(multi, BackendOptions())
+    ids, mask = _batch(multi.models[0].tokenizer())
+    tasks = np.array([0, 1, 2, 2, 0, 1, 0, 2, 1])
+    out = backend.predict(ids, mask, tasks)
+    alone = _rows_alone(model, zoo, ids, mask, tasks)
+    assert sorted(k for _, k, _ in out.parts) == ["classification", "classification", "qa"]
+    assert out.rows == len(ids)
+    widths = {}
+    for rows, kind, part in out.parts:
+        for j, r in enumerate(rows.tolist()):
+            n = int(mask[r].sum())
+            got = part[j][:, :n] if kind == "qa" else part[j]
+            assert got.shape == alone[r].shape
+            np.testing.assert_allclose(got, alone[r], atol=1e-5, rtol=0)
+            widths[r] = got.size
+    assert [widths[r] for r in (0, 1)] == [3, 2]  # XNLI 3 logits, PAWS-X 2
+    assert widths[2] == 2 * int(mask[2].sum())  # TyDiQA: start and end logits per token
+
+
+@pytest.mark.parametrize("model", ["adapter-squad", "lora-squad"])
+def test_fusion_and_merged_forms_serve_rows_like_single_task_models(zoo, model):
+    """Merged LoRA: one merged copy per task. AdapterFusion: one model per task, the parameters equal
+    to the first task's (frozen backbone, shared SQuAD adapter) stored once."""
+    from models.multitask import tie_equal_parameters
+
+    multi = resolve_tasks(model, parse_task_list("xnli+pawsx"), models_dir=zoo)
+    backend = MultiTaskBackend(multi, BackendOptions())
+    ids, mask = _batch(multi.models[0].tokenizer(), rows=6)
+    tasks = np.array([1, 0, 0, 1, 1, 0])
+    out = backend.predict(ids, mask, tasks)
+    alone = _rows_alone(model, zoo, ids, mask, tasks, ("xnli", "pawsx"))
+    for rows, _, part in out.parts:
+        for j, r in enumerate(rows.tolist()):
+            np.testing.assert_allclose(part[j], alone[r], atol=1e-5, rtol=0)
+    singles = [resolve(model, t, models_dir=zoo).torch_module() for t in ("xnli", "pawsx")]
+    each = [parameter_memory(m)["parameter_bytes"] for m in singles]
+    shared = {n: p for n, p in singles[0].named_parameters()}
+    equal = sum(
+        p.numel() * 4
+        for n, p in singles[1].named_parameters()
+        if n in shared and shared[n].shape == p.shape and torch.equal(shared[n], p)
+    )
+    got = backend.memory()["parameter_bytes"]
+    if model == "adapter-squad":
+        assert equal > each[1] / 2 and got == sum(each) - equal  # 89% of PAWS-X's module here
+        assert tie_equal_parameters(singles[1], singles[0]) > 0
+    else:  # fine-tuned through LoRA on every layer and merged: nothing left equal but frozen parts
+        assert got == sum(each)
+
+
+def test_mixed_bottleneck_layer_equals_each_task_adapter(zoo):
+    """The stacked layer (one batched matmul per projection) against each task's library adapter."""
+    from models.loaders import load_model
+
+    adapters = []
+    for task in TASKS:
+        model = load_model(resolve("adapter", task, models_dir=zoo), lean=False)
+        adapters.append(model.base_model.encoder.layer[1].output.adapters[task])
+    layer = MixedBottleneck([*adapters, None])  # a 4th task without an adapter here: zero
+    x = torch.randn(
+        8, 5, adapters[0].adapter_down[0].in_features, generator=torch.Generator().manual_seed(1)
+    )
+    rows = torch.tensor([0, 1, 2, 3, 2, 1, 0, 3])
+    with torch.inference_mode():
+        got = layer(x, rows)
+        for b, k in enumerate(rows.tolist()):
+            want = (
+                torch.zeros_like(x[b])
+                if k == 3
+                else adapters[k].adapter_up(adapters[k].adapter_down(x[b]))
+            )
+            torch.testing.assert_close(
+                got[b], want * (1.0 if k == 3 else adapters[k].scaling), atol=1e-5, rtol=0
+            )
+    assert float(got[3].abs().max()) == 0.0 and float(got[7].abs().max()) == 0.0
+
+
+def test_resident_memory_one_backbone_against_one_model_per_task(zoo):
+    """Synthetic tasks (xnli@K): the adapter form adds exactly one adapter stack row and one head per
+    task; the full form one whole model per task."""
+    served = resolve("adapter", "xnli", models_dir=zoo)
+    h, layers = served.encoder_config["hidden_size"], served.encoder_config["num_hidden_layers"]
+    r = h // 16  # seq_bn: reduction factor 16
+    adapter_bytes = layers * 4 * (h * r + r + r * h + h)
+    head_bytes = 4 * (h * h + h + h * 3 + 3)  # dense + out_proj of a 3-label classification head
+    sizes = {}
+    for model in ("adapter", "full"):
+        for k in (1, 4):
+            multi = resolve_tasks(model, parse_task_list(f"xnli@{k}"), models_dir=zoo)
+            sizes[model, k] = MultiTaskBackend(multi, BackendOptions()).memory()["parameter_bytes"]
+    assert sizes["adapter", 4] - sizes["adapter", 1] == 3 * (adapter_bytes + head_bytes)
+    assert sizes["full", 4] == 4 * sizes["full", 1]
+    single = parameter_memory(resolve("full", "xnli", models_dir=zoo).torch_module())["parameter_bytes"]
+    assert sizes["full", 1] == single
+
+
+def test_union_qsl_batches_carry_each_rows_task(zoo):
+    tokenizer = resolve("full", "xnli", models_dir=zoo).tokenizer()
+    mixed = MixedTask.build(LIST, languages="en", count=COUNT)
+    fs = mixed.features(tokenizer)
+    singles = [t.features(tokenizer) for t in mixed.tasks]
+    assert mixed.counts == [COUNT] * 3 and mixed.starts == [0, COUNT, 2 * COUNT] and len(fs) == 3 * COUNT
+    for k, single in enumerate(singles):
+        for j in (0, COUNT - 1):
+            np.testing.assert_array_equal(fs.ids(mixed.starts[k] + j), single.ids(j))
+    qsl = QuerySampleLibrary(fs)
+    qsl.load_query_samples(list(range(len(fs))))
+    batch = qsl.batch(np.array([0, COUNT, 2 * COUNT + 5, 3]))
+    assert batch.tasks.tolist() == [0, 1, 2, 0] and len(batch.inputs) == 3
+    assert fs.extra["task_row"][2 * COUNT + 5] == 5
+    synthetic = MixedTask.build("xnli@4", languages="en", count=10).features(tokenizer)
+    assert synthetic.extra["task"].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+
+
+def test_pack_mixed_puts_every_rows_response_back_in_row_order():
+    import ctypes
+
+    cls = np.arange(6, dtype=np.float32).reshape(2, 3)
+    qa = np.arange(2 * 2 * 4, dtype=np.float32).reshape(2, 2, 4)
+    qa[1, 0, 0] = np.nan  # part row 1 = batch row 0
+    lengths = np.array([4, 3, 2, 3])
+    out = MixedOutput([(np.array([3, 0]), "qa", qa), (np.array([1, 2]), "classification", cls)])
+    packed = pack_mixed(out, lengths)
+    assert packed.sizes == [2 * 4 * 4, 3 * 4, 3 * 4, 2 * 3 * 4]
+
+    def response(r: int) -> np.ndarray:
+        raw = (ctypes.c_float * (packed.sizes[r] // 4)).from_address(packed.addresses[r])
+        return np.array(raw, dtype=np.float32)
+
+    np.testing.assert_array_equal(response(0), qa[1, :, :4].ravel())
+    np.testing.assert_array_equal(response(1), cls[0])
+    np.testing.assert_array_equal(response(2), cls[1])
+    np.testing.assert_array_equal(response(3), qa[0, :, :3].ravel())
+    assert packed.nonfinite == 1
+    with pytest.raises(ValueError, match="answers 4 rows of a batch of 5"):
+        pack_mixed(out, np.array([4, 3, 2, 4, 1]))
+
+
+def test_split_log_gives_each_task_its_own_qsl_indices(tmp_path):
+    log = tmp_path / "mlperf_log_accuracy.json"
+    entries = [{"seq_id": i, "qsl_idx": q, "data": "00"} for i, q in enumerate([0, 5, 3, 7, 9])]
+    log.write_text(json.dumps(entries))
+    per = split_log(log, [0, 3, 7], [3, 4, 3])
+    assert [[e["qsl_idx"] for e in p] for p in per] == [[0], [2, 0], [0, 2]]
+    with pytest.raises(ValueError, match="outside this run's tasks"):
+        split_log(log, [0, 3], [3, 4])
+
+
+# --- bad input: one `error:` line, exit 3, before LoadGen starts ----------------------------------
+def _run(out: Path, *flags: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "harness", "run", "--output_dir", str(out), *flags]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _errors(proc: subprocess.CompletedProcess) -> list[str]:
+    """The `error:` lines (inside a run folder the tee copies stderr to stdout)."""
+    lines = (proc.stdout + proc.stderr).splitlines()
+    return [line for line in lines if line.startswith("error:")]
+
+
+@pytest.mark.parametrize(
+    ("task", "says"),
+    [
+        ("xnli+pawz", "unknown task 'pawz'. Did you mean 'pawsx'?"),
+        ("xnli+pawsx+xnli", "names xnli more than once; name each task once"),
+        ("xnli+", "an empty name in the list"),
+        ("xnli@0", "K in 1..1024"),
+    ],
+)
+def test_bad_task_lists_are_one_error_line_and_exit_3(task, says, capsys):
+    import argparse
+
+    from harness.runner import configure_parser, main
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    assert main(parser.parse_args(["--model", "adapter", "--task", task])) == BAD_INPUT
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0]
+
+
+@pytest.mark.slow
+def test_bad_input_exits_3_before_loadgen(tmp_path, zoo):
+    cases = {
+        ("adapter", "xnli+xnli"): "names xnli more than once",
+        ("lora-squad", LIST): "model 'lora-squad' has no checkpoint for task 'tydiqa'",
+        ("adapter", "xnli+tatoeba"): "tatoeba pools an intermediate layer of the plain encoder",
+    }
+    for (model, task), says in cases.items():
+        proc = _run(tmp_path, "--model", model, "--task", task, "--models_dir", str(zoo), "--count", "4")
+        assert proc.returncode == BAD_INPUT, proc.stderr[-2000:]
+        errors = _errors(proc)
+        assert len(errors) == 1 and says in errors[0], proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert not list(tmp_path.rglob("mlperf_log_summary.txt"))  # LoadGen never started
+    assert "Run tatoeba on its own, or use a per-task form" in errors[0]
+
+
+# --- LoadGen runs: per-task scores of a mixed run equal single-task runs on the same samples -------
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "accuracy.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["adapter", "full"])
+def test_mixed_accuracy_run_scores_equal_single_task_runs(tmp_path, zoo, model):
+    common = [
+        *f"--model {model} --languages en --count {COUNT} --accuracy".split(),
+        "--models_dir",
+        str(zoo),
+    ]
+    proc = _run(tmp_path / "mixed", *common, "--task", LIST)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    mixed_dir = tmp_path / "mixed" / model / LIST / "Offline" / "accuracy"
+    mixed = _metrics(mixed_dir)
+    assert list(mixed) == list(TASKS)
+    for task in TASKS:
+        proc = _run(tmp_path / task, *common, "--task", task)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        single = _metrics(tmp_path / task / model / task / "Offline" / "accuracy")
+        keys = ("exact_match", "f1") if task == "tydiqa" else ("accuracy",)
+        for key in keys:
+            assert mixed[task][key] == single[key], (task, key)
+        assert mixed[task]["per_language"] == single["per_language"]
+        # the per-task folder's log is an ordinary accuracy log: accuracy_<task>.py scores it alone
+        script = subprocess.run(
+            [
+                sys.executable,
+                f"accuracy_{task}.py",
+                str(mixed_dir / task / "mlperf_log_accuracy.json"),
+                "--languages",
+                "en",
+                *(["--heldout_rows"] if task != "tydiqa" else []),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert script.returncode == 0, script.stderr
+        assert json.loads(script.stdout.splitlines()[-1])[keys[0]] == single[keys[0]]
+    again = subprocess.run(
+        [sys.executable, "accuracy_mixed.py", str(mixed_dir / "mlperf_log_accuracy.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # the whole log again, offline: the same final line per task
+    assert again.returncode == 0, again.stderr
+    finals = [json.loads(line) for line in again.stdout.splitlines() if line.startswith("{")]
+    assert [f[key] for f, key in zip(finals, ("accuracy", "accuracy", "f1"), strict=True)] == [
+        mixed[t][key] for t, key in zip(TASKS, ("accuracy", "accuracy", "f1"), strict=True)
+    ]
+    results = json.loads((mixed_dir / "results.json").read_text())
+    cfg = json.loads((mixed_dir / "run_config.json").read_text())
+    assert results["validity"] == "VALID" and cfg["model_spec"]["tasks"] == list(TASKS)
+    assert [p["count"] for p in cfg["task_options"]["tasks"]] == [COUNT] * 3
+
+
+@pytest.mark.slow
+def test_mixed_offline_performance_run_is_valid_and_synthetic_accuracy_is_refused(tmp_path, zoo):
+    flags = f"--model adapter --task {LIST} --languages en --count {COUNT} --duration 1".split()
+    proc = _run(tmp_path, *flags, "--models_dir", str(zoo))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    res = json.loads(
+        (tmp_path / "adapter" / LIST / "Offline" / "performance" / "results.json").read_text()
+    )
+    assert res["validity"] == "VALID" and res["loadgen_errors"] == 0 and res["sut_failure"] is None
+    assert int(res["summary"]["samples_per_query"]) >= 3 * COUNT
+    proc = _run(
+        tmp_path, *"--model adapter --task xnli@4 --accuracy --count 4".split(), "--models_dir", str(zoo)
+    )
+    assert (
+        proc.returncode == BAD_INPUT and "synthetic tasks are randomly initialised" in _errors(proc)[0]
+    )
+
+
+def test_languages_go_to_each_task_that_has_them():
+    from harness.config import RunConfig
+    from tasks.mixed import task_languages
+
+    tasks = parse_task_list("xnli+tatoeba+tydiqa")
+    assert task_languages(tasks, "de,deu,en") == [["de", "en"], ["deu"], ["en"]]
+    assert task_languages(tasks, None) == [None, None, None]
+    with pytest.raises(ValueError, match="--languages xx: no task of xnli\\+tatoeba\\+tydiqa has it"):
+        task_languages(tasks, "de,xx")
+    with pytest.raises(ValueError, match="leaves tatoeba, tydiqa no language; add one of tatoeba: afr,"):
+        task_languages(tasks, "de")
+    assert RunConfig(model="full", task="xnli+tatoeba", languages="de,deu").languages == "de,deu"
