@@ -28,17 +28,7 @@ from tasks.scoring.log import AccuracyLog, check_coverage, check_uniform_width, 
 from tasks.scoring.qa import resolve_tokenizer
 from tasks.scoring.result import format_table
 from tasks.scoring.squad import best_span, max_context_mask
-
-
-def write_log(path: Path, responses, qsl=None, dtype: str = "<f4") -> Path:
-    """responses: 1-D arrays in qsl order (or at the qsl indices given)."""
-    qsl = range(len(responses)) if qsl is None else qsl
-    entries = [
-        {"seq_id": k, "qsl_idx": int(q), "data": np.asarray(r, dtype=dtype).tobytes().hex().upper()}
-        for k, (q, r) in enumerate(zip(qsl, responses, strict=True))
-    ]
-    path.write_text(json.dumps(entries))
-    return path
+from tests.test_accuracy import write_log
 
 
 def read(path: Path) -> AccuracyLog:
