@@ -274,6 +274,9 @@ def test_bad_input_exits_3_before_loadgen(tmp_path, zoo):
 
 
 # --- LoadGen runs: per-task scores of a mixed run equal single-task runs on the same samples -------
+VARIANT = Path("tiny", "pytorch")  # the run folder's encoder and backend (harness/run_folder.py)
+
+
 def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "accuracy.json").read_text())
 
@@ -288,13 +291,13 @@ def test_mixed_accuracy_run_scores_equal_single_task_runs(tmp_path, zoo, model):
     ]
     proc = _run(tmp_path / "mixed", *common, "--task", LIST)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    mixed_dir = tmp_path / "mixed" / model / LIST / "Offline" / "accuracy"
+    mixed_dir = tmp_path / "mixed" / VARIANT / model / LIST / "Offline" / "accuracy"
     mixed = _metrics(mixed_dir)
     assert list(mixed) == list(TASKS)
     for task in TASKS:
         proc = _run(tmp_path / task, *common, "--task", task)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        single = _metrics(tmp_path / task / model / task / "Offline" / "accuracy")
+        single = _metrics(tmp_path / task / VARIANT / model / task / "Offline" / "accuracy")
         keys = ("exact_match", "f1") if task == "tydiqa" else ("accuracy",)
         for key in keys:
             assert mixed[task][key] == single[key], (task, key)
@@ -340,7 +343,7 @@ def test_mixed_offline_performance_run_is_valid_and_synthetic_accuracy_is_refuse
     proc = _run(tmp_path, *flags, "--models_dir", str(zoo))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     res = json.loads(
-        (tmp_path / "adapter" / LIST / "Offline" / "performance" / "results.json").read_text()
+        (tmp_path / VARIANT / "adapter" / LIST / "Offline" / "performance" / "results.json").read_text()
     )
     assert res["validity"] == "VALID" and res["loadgen_errors"] == 0 and res["sut_failure"] is None
     assert int(res["summary"]["samples_per_query"]) >= 3 * COUNT
