@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from types import SimpleNamespace
 
 import mlperf_loadgen as lg
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 import sut.base as base
 from models.base import Backend
 from sut.base import SUT, SUTOptions, Work, pack_qa, pack_rows, respond
+from tasks.qsl import Batch
 
 GUARD_S = 60.0  # a bound for waits on events: never reached unless the code under test is broken
 
@@ -65,9 +65,7 @@ class FakeQSL:
     def batch(self, indices):
         idx = np.asarray(indices, dtype=np.int64)
         ids = np.stack([idx, 10 * idx], axis=1)
-        return SimpleNamespace(
-            input_ids=ids, attention_mask=np.ones_like(ids), lengths=np.full(len(idx), 2)
-        )
+        return Batch(ids, np.ones_like(ids), np.full(len(idx), 2))
 
 
 class RowBackend(Backend):
