@@ -340,7 +340,11 @@ def test_mixed_accuracy_run_scores_equal_single_task_runs(tmp_path, zoo, model):
 @pytest.mark.slow
 def test_mixed_offline_performance_run_is_valid_and_synthetic_accuracy_is_refused(tmp_path, zoo):
     flags = f"--model adapter --task {LIST} --languages en --count {COUNT} --duration 1".split()
-    proc = _run(tmp_path, *flags, "--models_dir", str(zoo))
+    # Offline's one query is 1.1 x target_qps x 1 s samples: 5,500 outlast the 1 s min duration on
+    # any 2-core machine by construction (the tiny model's user.conf rate would not on a quiet one)
+    conf = tmp_path / "user.conf"
+    conf.write_text((REPO / "user.conf").read_text() + "adapter.Offline.target_qps = 5000\n")
+    proc = _run(tmp_path, *flags, "--models_dir", str(zoo), "--user_conf", str(conf))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     res = json.loads(
         (tmp_path / VARIANT / "adapter" / LIST / "Offline" / "performance" / "results.json").read_text()
