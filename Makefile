@@ -6,7 +6,7 @@ PYTHON_SYS ?= python3
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
-EXTRAS     ?= cpu,dev        # GPU machines: make install EXTRAS=gpu,dev
+EXTRAS     ?= cpu,dev,research  # GPU machines: make install EXTRAS=gpu,dev,research
 
 SCENARIO   ?= Offline
 MODEL      ?= full

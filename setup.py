@@ -39,6 +39,8 @@ setup(
         "ray": [RAY],
         # the Ray tests run in CI; mutmut: mutation testing by hand (docs/mutation_testing.md), not in CI
         "dev": ["pytest>=8", "ruff>=0.5", RAY, "mutmut==3.8.1"],
+        # research/ (the study's analysis): one DataFrame of run records, library statistics
+        "research": ["pandas>=2.2", "scipy>=1.13"],
     },
     entry_points={"console_scripts": ["xlmr-harness=harness.cli:main"]},
 )
