@@ -97,7 +97,7 @@ def interleaved(
     drift in machine speed hits all sides alike; else each side runs its whole pass in turn (the
     order rotating per round), for sides on different runtimes, which slow each other down when
     they alternate call by call (PyTorch at 0.7x its speed between ONNX Runtime calls:
-    reports/scripts/mixed_runtimes.py).
+    docs/study.md).
     Each timed unit is preceded by an untimed `settle_s` sleep, so the previous side's thread pool
     has stopped spin-waiting (a precaution: it did not cure the mixed-runtime slowdown). One warm-up call per side first. Per side: the median over rounds,
     the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""
