@@ -99,7 +99,7 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
     assert "ray-worker-1 3000 samples in 101 batches (node abcdef01)" in text
     assert "Command: `python -m research benchmark --sections ray`" in text
     missing = render_ray(ray_row(server_vs_offline_ray=None, errors=["x: exit 2, see y.log"]), "c")
-    assert "| server_vs_offline_ray | tiny: full/xnli pytorch | None | >= 0.7 | n/a |" in missing
+    assert "| server_vs_offline_ray | tiny: full/xnli pytorch | - | >= 0.7 | n/a |" in missing
     assert "Errors: x: exit 2, see y.log" in missing
 
 
@@ -219,3 +219,43 @@ def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
         "error: --peak_forms: pytorch-int4 not in pytorch, pytorch-bf16, onnxruntime, onnxruntime-int8"
     ]
     assert not (tmp_path / "peak").exists() and not (tmp_path / "benchmark_peak.json").exists()
+
+
+def test_server_search_stops_at_the_first_valid_load_and_keeps_every_run(tmp_path, monkeypatch):
+    """The benchmark's and the Ray section's Server search: loads tried in the given order, each a
+    child run with its own user.conf line, until one is VALID; a failed run counts as INVALID."""
+    from types import SimpleNamespace
+
+    from harness.config import RunConfig
+    from harness.run_record import Results
+    from research import measure
+
+    seen = []
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        seen.append((lines, name, changes))
+        qps = float(lines[0].rsplit("=", 1)[1])
+        res = Results(result_valid=qps <= 60, latency_ns={"p99": 1e6 * qps})
+        rc = 2 if qps > 85 else 0  # the first run fails outright: its results are not read
+        return SimpleNamespace(rc=rc, log=runs_dir / name / "benchmark.log", results=res)  # a Launched
+
+    monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
+    cfg = RunConfig.layered(model="full", task="xnli", encoder="tiny")
+    runs = {}
+    tried = measure.server_search(cfg, 100.0, [0.9, 0.75, 0.6, 0.5], "server", tmp_path, runs, workers=2)
+    assert [(t["target_qps"], t["valid"], t["p99_ms"]) for t in tried] == [
+        (90.0, False, 0.0),
+        (75.0, False, 75.0),
+        (60.0, True, 60.0),
+    ]
+    assert seen[0] == (
+        [f"{cfg.loadgen_model_name}.Server.target_qps = 90.00"],
+        "server_0.9",
+        {"scenario": "Server", "workers": 2},
+    )
+    assert list(runs) == ["server_0.9", "server_0.75", "server_0.6"]
+    assert measure.best_valid(tried) == 60.0
+    assert measure.errors(runs) == [
+        f"server_0.9: exit 2, see {tmp_path / 'server_0.9' / 'benchmark.log'}"
+    ]
+    assert measure.server_text(tried[1:]) == "75.0 QPS INVALID p99 75.0 ms; 60.0 QPS VALID p99 60.0 ms"
