@@ -5,10 +5,8 @@ is spent: large then base, PyTorch bf16 (SDPA) then ONNX Runtime CUDA fp16, Offl
 plus one short Server run (large, PyTorch bf16) offered `server_fraction` x its Offline samples/s.
 Writes `<out>/gpu_check.json` and `<out>/gpu_check.md`, run folders under `<out>/runs/`.
 
-Compute bound: useful FLOPs per XNLI sample (unpadded lengths of the task's QSL) from the shape,
-    per layer: 2 * L * (4 d^2 + 2 d f)   (Q, K, V, O and the two FFN matmuls, multiply-add = 2 FLOPs)
-             + 4 * L^2 * d               (Q K^T and P V)
-achieved = samples/s x FLOPs/sample, compared with the dense bf16 peak of the GPU (KNOWN_PEAKS, else
+Compute bound: useful FLOPs per XNLI sample (unpadded lengths of the task's QSL) from the shape
+(research/measure.py flops_per_sample); achieved = samples/s x FLOPs/sample, compared with the dense bf16 peak of the GPU (KNOWN_PEAKS, else
 a measured large bf16 matmul). `--dry` runs the same path on CPU with the tiny shape, fp32, 1-second
 runs and a few samples: it checks the code, its numbers mean nothing (the output says so).
 """
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from common.exit_codes import BAD_INPUT
 from common.paths import REPO
@@ -31,6 +30,11 @@ from harness.config import RunConfig
 from harness.info import device_info, git_state, package_versions
 from harness.launch import launch
 from harness.settings import user_conf_with
+from models.recipe import tokenizer_for
+from models.registry import resolve
+from research.measure import best_seconds, flops_per_sample, gemm_flops
+from research.tables import markdown_table
+from tasks.registry import get_task
 
 # Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets. Matched by substring of
 # torch's device name, first match wins (so the more specific names come first).
@@ -100,14 +104,6 @@ def make_plan(dry: bool, duration_s: float | None = None) -> CheckPlan:
     return CheckPlan(dry, device, runs, server, languages, count, encoders[0])
 
 
-def flops_per_sample(config: dict[str, Any], lengths: np.ndarray) -> float:
-    """Mean useful FLOPs per sample for unpadded `lengths` (see the module docstring)."""
-    d, f, n = (int(config[k]) for k in ("hidden_size", "intermediate_size", "num_hidden_layers"))
-    L = np.asarray(lengths, dtype=np.float64)
-    per_layer = 2.0 * L * (4 * d * d + 2 * d * f) + 4.0 * L * L * d
-    return float(np.mean(n * per_layer))
-
-
 def known_peak(device_name: str) -> float | None:
     for key, peak in KNOWN_PEAKS:
         if key.lower() in device_name.lower():
@@ -117,28 +113,18 @@ def known_peak(device_name: str) -> float | None:
 
 def measured_matmul_peak(device: str, size: int, repeats: int = 20) -> float:
     """FLOP/s of a square matmul (bf16 on CUDA, fp32 on CPU), best of `repeats`."""
-    import torch
-
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    best = float("inf")
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 / best
+    cuda = device.startswith("cuda")
+    a, b = (
+        torch.randn(size, size, device=device, dtype=torch.bfloat16 if cuda else torch.float32)
+        for _ in "ab"
+    )
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
+    return gemm_flops(size, size, size) / best_seconds(lambda: (a @ b, sync()), repeats, warm=1)
 
 
 def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Token lengths of the XNLI samples the runs use, and the bound encoder's config."""
-    from models.recipe import tokenizer_for
-    from models.registry import resolve
-    from tasks.registry import get_task
-
     served = resolve("full", "xnli", plan.bound_encoder, weights="random", models_dir=models_dir)
     languages = "en" if plan.dry else None
     lengths = get_task("xnli", languages=languages).features(tokenizer_for(served)).lengths
@@ -309,14 +295,15 @@ def markdown(s: dict[str, Any]) -> str:
         f"Device: {s['device_name']}. Weights: random (speed only).",
         f"git {s['git_sha'][:12]}{' (dirty)' if s.get('git_dirty') else ''}; wall {s['wall_s']:.0f} s.",
         "",
-        "| run | valid | samples/s or QPS | p50 ms | p90 ms | p99 ms | note |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for r in s["runs"]:
-        sps = r.get("samples_per_second") or r.get("completed_qps")
-        cells = [r["name"], str(r.get("valid", "-")), f"{sps:,.1f}" if sps else "-"]
-        cells += [f"{r[k]:.2f}" if r.get(k) is not None else "-" for k in ("p50_ms", "p90_ms", "p99_ms")]
-        lines.append("| " + " | ".join(cells + [r.get("error", "")]) + " |")
+    rows = [
+        [r["name"], str(r.get("valid", "-")), r.get("samples_per_second") or r.get("completed_qps")]
+        + [r.get(k) for k in ("p50_ms", "p90_ms", "p99_ms")]
+        + [r.get("error", "")]
+        for r in s["runs"]
+    ]
+    header = ["run", "valid", "samples/s or QPS", "p50 ms", "p90 ms", "p99 ms", "note"]
+    lines += markdown_table(header, rows, digits=2)
     lines += [
         "",
         f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; {s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",

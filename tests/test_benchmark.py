@@ -175,7 +175,9 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
         "| onnxruntime-int8 | 181.0 (INVALID) | 1.81 | 312.8 | onnxruntime-int8 | 500.0 | 0.626 |"
         in text
     )
-    assert "| pytorch-bf16 | refused: dtype bf16 on CPU needs AMX | | | torch-bf16 | 1.3 | |" in text
+    assert (
+        "| pytorch-bf16 | refused: dtype bf16 on CPU needs AMX | - | - | torch-bf16 | 1.3 | - |" in text
+    )
     assert "FLOPs per sample: 1.728 GFLOP (mean 40.0 tokens" in text
     assert "torch-fp32 264.0 GFLOP/s (264.0 / 250.5); torch-bf16 1.3 GFLOP/s;" in text
     assert "Load average (1, 5, 15 min) before: 1.0, 2.2, 3.0; after: 8.0, 5.0, 4.0 (on " in text
