@@ -1,39 +1,7 @@
-"""`python -m research benchmark`: the SUT's speed targets, as ratios measured side by side in one run.
-
-For each encoder (default: the tiny zoo model, the e5-small zoo model and the XLM-R base shape with
-random weights and XLM-R's tokenizer), on one task/model/backend, it runs LoadGen and prints one
-table of ratios:
-
-  offline_efficiency   LoadGen Offline samples/s / a plain loop over the very samples of that query,
-                       with the same batching (sut.batching.plan_batches), timed in the same
-                       process right after the test (`run --retime`)               target >= 0.95
-  offline_vs_model_calls  LoadGen Offline samples/s / the same samples over the time of the model
-                       calls alone, timed inside the SUT during that run: the harness's own overhead,
-                       free of the drift between two passes                       target >= 0.95
-  vs_reference         our Offline samples/s / the MLCommons reference design run through LoadGen
-                       (batch 1, padded to the task's max length, one QuerySamplesComplete per
-                       sample)                                          target >= 2 (tiny), >= 3 (base)
-  server_vs_offline    highest VALID Server target_qps tried / Offline samples/s   target >= 0.75
-  singlestream_ratio   LoadGen SingleStream p90 / p90 of the model calls themselves, timed inside the
-                       SUT during that run: the harness's own overhead        target <= 1.10
-  singlestream_vs_loop LoadGen SingleStream p90 / p90 of back-to-back single-sample forwards over the
-                       very samples LoadGen issued, same process, right after (`run --retime`). Also
-                       held to 1.10; it includes what the gaps between queries cost the model call
-                       itself (caches, idle cores), which no SingleStream harness avoids entirely.
-
-The re-timing (harness/retime.py) puts both sides of a ratio in one process, on the same samples,
-minutes apart at most: on a shared machine whose speed drifts by tens of percent between minutes, that
-is what makes the ratio mean something.
-
-Every LoadGen run is a separate `python -m harness run` process (one LoadGen test per process) with
-a user.conf derived from the repository's (target_qps appended), and lands in --runs_dir.
-
-Sections (`--sections`, default all three): `sut`, the ratios above, into --out
-(reports/benchmark.md); `ray`, the Ray executor's figures (research/ray_bench.py), into --ray_out
-(reports/benchmark_ray.md); `peak`, each serving form (PyTorch fp32 / bf16, ONNX Runtime fp32 / int8)
-against the machine's measured GEMM peaks (research/peak_bench.py), into --peak_out
-(reports/benchmark_peak.md). `--sections ray` runs the Ray section alone (a few minutes on 2 cores).
-"""
+"""`python -m research benchmark`: the SUT's speed targets, as ratios measured side by side in one run
+(section `sut`), plus the Ray executor's figures (research/ray_bench.py) and each serving form
+against the machine's GEMM peaks (research/peak_bench.py). docs/benchmark.md defines every ratio
+and its target."""
 
 from __future__ import annotations
 

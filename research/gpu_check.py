@@ -1,15 +1,6 @@
-"""`python -m research gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min.
-
-Runs, as `harness run` subprocesses (one LoadGen test each), in priority order until the time budget
-is spent: large then base, PyTorch bf16 (SDPA) then ONNX Runtime CUDA fp16, Offline and SingleStream,
-plus one short Server run (large, PyTorch bf16) offered `server_fraction` x its Offline samples/s.
-Writes `<out>/gpu_check.json` and `<out>/gpu_check.md`, run folders under `<out>/runs/`.
-
-Compute bound: useful FLOPs per XNLI sample (unpadded lengths of the task's QSL) from the shape
-(research/measure.py flops_per_sample); achieved = samples/s x FLOPs/sample, compared with the dense bf16 peak of the GPU (KNOWN_PEAKS, else
-a measured large bf16 matmul). `--dry` runs the same path on CPU with the tiny shape, fp32, 1-second
-runs and a few samples: it checks the code, its numbers mean nothing (the output says so).
-"""
+"""`python -m research gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min;
+`--dry` checks the same path on CPU (docs/benchmark.md). Writes `<out>/gpu_check.json` and
+`<out>/gpu_check.md`, run folders under `<out>/runs/`."""
 
 from __future__ import annotations
 
@@ -36,8 +27,8 @@ from research.measure import best_seconds, flops_per_sample, gemm_flops
 from research.tables import markdown_table
 from tasks.registry import get_task
 
-# Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets. Matched by substring of
-# torch's device name, first match wins (so the more specific names come first).
+# Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets (not measured here).
+# Matched by substring of torch's device name, first match wins (the more specific names first).
 KNOWN_PEAKS: tuple[tuple[str, float], ...] = (
     ("H100 PCIe", 756e12),
     ("H100 NVL", 835e12),

@@ -1,27 +1,6 @@
-"""The benchmark's peak section (`python -m research benchmark --sections peak`): how close each
-serving form comes to what this machine's cores can multiply, measured side by side in one run.
-
-1. The machine's GEMM peaks, with the libraries the backends use, on the backends' thread count:
-   one FFN matmul of e5-small at batch 32 x 40 tokens (`SHAPE`: [1280 x 384] @ [384 x 1536]), best of
-   `repeats` timed calls, 2 M K N FLOPs each:
-     torch-fp32          torch.matmul, float32 (oneDNN / MKL)
-     torch-bf16          torch.matmul, bfloat16 (oneDNN: AMX or AVX512-BF16 where the CPU has them,
-                         a software conversion otherwise: `native` says which)
-     onnxruntime-fp32    an ONNX Runtime session holding one MatMul
-     onnxruntime-int8    one MatMulInteger (uint8 activations x int8 weights -> int32): the kernel
-                         behind ONNX Runtime's dynamic int8 (MatMul weights quantised, DynamicQuantize*)
-2. Each form's Offline rate (LoadGen, a child `python -m harness run` per form, same user.conf, same
-   duration), its ratio to PyTorch fp32's in the same run, and its useful FLOP rate as a fraction of
-   the matching peak:
-     useful FLOP/s = Offline samples/s x FLOPs per sample
-     FLOPs per sample = the mean over the QSL's samples of the shape's matmul FLOPs at each sample's
-     own (unpadded) token length (research/measure.py flops_per_sample: Q, K, V, O, the two FFN
-     matmuls and the two attention products; embeddings, norms, GELU and the head are not counted)
-   Padding, attention's softmax, layer norms and the Python between ops are what keeps a form below
-   its peak; a fraction above 1 means the peak's one GEMM shape is not this library's best.
-
-A form this machine cannot serve (bf16 without AMX or AVX512-BF16) is listed with the reason, not run.
-"""
+"""The benchmark's peak section (`python -m research benchmark --sections peak`): each serving form's
+Offline rate against the machine's own GEMM peak for its library and dtype, measured side by side
+in one run (docs/benchmark.md says how)."""
 
 from __future__ import annotations
 

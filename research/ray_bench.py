@@ -1,25 +1,6 @@
-"""The benchmark's Ray section (`python -m research benchmark --sections ray`): the Ray executor's
-figures, measured side by side in one run.
-
-  offline_ray_vs_thread  Offline samples/s through Ray, 2 actors x 1 thread, / the thread executor,
-                         1 worker x 2 threads: same model, same user.conf target, so LoadGen issues
-                         the same query to both                                         target >= 0.90
-  dispatch_ceiling       Offline samples/s of the no-op backend (zeros at once) in N Ray actors at
-                         max_batch 32: what the LoadGen process can push through Ray; the best N
-                                                                                  target >= 40,000
-  server_vs_offline_ray  highest VALID Server target_qps through Ray (2 actors) / Ray Offline
-                         samples/s                                                       target >= 0.70
-
-Reported beside them, without targets: the no-op ceiling of the thread executor (the LoadGen process
-alone, no Ray), the round trip of one 32 x 128 batch through the harness's proxy and through bare Ray
-(sequential calls from this process: median, p99), bare Ray's pipelined calls/s and samples/s to
-two actors (the issue's reference figures, re-measured in the same run), Ray's init time, each
-actor's share of the Offline run, and the machine's load average before and after (on a shared
-machine that says what the figures competed with).
-
-Every LoadGen run is a child `python -m harness run` (harness/launch.py `launch_with_conf`); each Ray
-run starts its own embedded cluster (no --ray_address), as `make run EXECUTOR=ray` on a fresh clone.
-"""
+"""The benchmark's Ray section (`python -m research benchmark --sections ray`): thread executor vs
+Ray, the no-op dispatch ceiling, Server through Ray, and bare Ray's round trips, measured side by
+side in one run (docs/benchmark.md defines each figure)."""
 
 from __future__ import annotations
 
