@@ -297,13 +297,15 @@ def markdown(s: dict[str, Any]) -> str:
     lines += markdown_table(header, rows, digits=2)
     lines += [
         "",
-        f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; {s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",
+        f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; "
+        f"{s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",
         f"Peak {s['peak_flops'] / 1e12:.1f} TFLOP/s ({s['peak_source']}; measured matmul "
         f"{s['peak_measured_matmul'] / 1e12:.1f}).",
         f"Offline achieved {s['achieved_flops'] / 1e12:.2f} TFLOP/s = {100 * f:.1f}% of peak."
         if f
         else "Offline achieved: no Offline result.",
-        f"Server/Offline: {s['server_offline_ratio']:.2f} (Server valid: {s['server_valid']}; a short run "
+        f"Server/Offline: {s['server_offline_ratio']:.2f} (Server valid: {s['server_valid']}; "
+        "a short run "
         "cannot meet early stopping, so INVALID here is expected)."
         if s["server_offline_ratio"]
         else "Server/Offline: no Server result.",

@@ -274,7 +274,8 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
         f"CPU: native bf16: {native}; int8 dot products: {int8}.  ",
         f"Model: {args.model}/{args.task}, encoder {args.peak_encoder} ({rec['model_kind']} weights), "
         f"threads {args.threads or 'library default'}, {args.duration:g} s per LoadGen Offline run.  ",
-        f"FLOPs per sample: {fps / 1e9:.3f} GFLOP (mean {rec['mean_tokens']:.1f} tokens, unpadded; matmuls only)."
+        f"FLOPs per sample: {fps / 1e9:.3f} GFLOP (mean {rec['mean_tokens']:.1f} tokens, unpadded; "
+        "matmuls only)."
         if fps
         else "FLOPs per sample: n/a (no form ran).",
         "",

@@ -195,7 +195,10 @@ def render_ray(r: dict[str, Any], command: str) -> str:
     control = ""
     if c := r.get("server_thread_control"):
         state = "VALID" if c["valid"] else "INVALID"
-        control = f"; control, threads 2 workers x 1 thread at {c['target_qps']} QPS: {state} p99 {c['p99_ms']:.1f} ms"
+        control = (
+            f"; control, threads 2 workers x 1 thread at {c['target_qps']} QPS: {state} "
+            f"p99 {c['p99_ms']:.1f} ms"
+        )
     model = f"{kind}: {r['model']}/{r['task']} {r['backend']}"
     figures = {
         "offline_ray_vs_thread": (
@@ -212,7 +215,8 @@ def render_ray(r: dict[str, Any], command: str) -> str:
         ),
         "server_vs_offline_ray": (
             model,
-            f"{measure.server_text(r['server_runs'])} / Ray Offline {r['offline_ray_sps']} samples/s{control}",
+            f"{measure.server_text(r['server_runs'])} / Ray Offline {r['offline_ray_sps']} "
+            f"samples/s{control}",
         ),
     }
     table = []
