@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "speed": ("research.speed", "in-process micro-benchmarks side by side (= study --speed)"),
     "gpu_check": ("research.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
     "multitask": ("research.multitask", "K tasks in one process: memory, add-a-task time, throughput"),
+    "mutation": ("research.mutation", "per-module kill rates of the last mutmut run, its survivors"),
 }
 
 

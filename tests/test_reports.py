@@ -21,6 +21,6 @@ def test_a_cited_report_script_exists_or_is_marked_retired_with_its_commit():
     ]
     assert unmarked == []
     # the retired ones this change removed, each still cited where its figures are
-    assert {"same_graph_speed.py", "xnli_epochs.py", "int8_static.py", "server_knobs.sh"} <= {
+    assert {"same_graph_speed.py", "xnli_epochs.py", "mutation_bug_checks.sh", "server_knobs.sh"} <= {
         n for _, n in missing
     }
