@@ -1,27 +1,54 @@
 """The SUT benchmark's report: verdicts against the issue's targets, figures carried into the table."""
 
-from research.benchmark import RATIOS, render
+import argparse
+from types import SimpleNamespace
+
+import numpy as np
+
+from harness.config import RunConfig
+from harness.run_record import Results
+from models.cpu_caps import CpuCaps
+from research import measure
+from research.benchmark import RATIOS, configure_parser, main, render
+from research.gpu_check import flops_per_sample
+from research.peak_bench import PEAKS, SHAPE, gemm_flops, render_peak, summarise
+from research.ray_bench import render_ray
 
 
 def row(encoder: str, **ratios) -> dict:
     base = {
-        "encoder": encoder, "model_kind": "tiny" if encoder == "tiny" else "random",
-        "plain_loop_sps": 101.0, "in_run_predict_sps": 98.5, "offline_samples": 1111, "offline_sps": 97.0, "offline_valid": True,
-        "reference_sps": 40.0, "bare_single_p90_ms": 4.0, "in_run_predict_p90_ms": 4.1, "singlestream_p90_ms": 4.2, "singlestream_samples": 2000,
+        "encoder": encoder,
+        "model_kind": "tiny" if encoder == "tiny" else "random",
+        "plain_loop_sps": 101.0,
+        "in_run_predict_sps": 98.5,
+        "offline_samples": 1111,
+        "offline_sps": 97.0,
+        "offline_valid": True,
+        "reference_sps": 40.0,
+        "bare_single_p90_ms": 4.0,
+        "in_run_predict_p90_ms": 4.1,
+        "singlestream_p90_ms": 4.2,
+        "singlestream_samples": 2000,
         "server_runs": [{"fraction": 0.9, "target_qps": 87.3, "valid": True, "p99_ms": 55.0}],
-        "offline_efficiency": 0.96, "offline_vs_model_calls": 0.985, "vs_reference": 2.43, "server_vs_offline": 0.9,
-        "singlestream_ratio": 1.02, "singlestream_vs_loop": 1.05, "errors": [],
-    }  # fmt: skip
+        "offline_efficiency": 0.96,
+        "offline_vs_model_calls": 0.985,
+        "vs_reference": 2.43,
+        "server_vs_offline": 0.9,
+        "singlestream_ratio": 1.02,
+        "singlestream_vs_loop": 1.05,
+        "errors": [],
+    }
     return {**base, **ratios}
 
 
+def table_rows(text: str, width: int) -> list[list[str]]:
+    """The cells of every markdown table line of `width` columns."""
+    rows = ([c.strip() for c in line.strip("|").split("|")] for line in text.splitlines())
+    return [cells for cells in rows if len(cells) == width]
+
+
 def verdicts(text: str) -> dict[tuple[str, str], str]:
-    out = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 6 and cells[1] in RATIOS:
-            out[(cells[0].split()[0], cells[1])] = cells[4]
-    return out
+    return {(c[0].split()[0], c[1]): c[4] for c in table_rows(text, 6) if c[1] in RATIOS}
 
 
 def test_verdicts_follow_the_targets_per_encoder():
@@ -61,30 +88,49 @@ def test_report_links_the_hand_written_notes_only_when_they_exist(tmp_path):
 
 def ray_row(**changes) -> dict:
     base = {
-        "model": "full", "task": "xnli", "backend": "pytorch", "model_kind": "tiny", "duration_s": 10.0,
-        "offline_samples": 6000, "offline_thread_samples": 6000, "offline_thread_sps": 500.0, "offline_thread_2x1_sps": 480.0,
+        "model": "full",
+        "task": "xnli",
+        "backend": "pytorch",
+        "model_kind": "tiny",
+        "duration_s": 10.0,
+        "offline_samples": 6000,
+        "offline_thread_samples": 6000,
+        "offline_thread_sps": 500.0,
+        "offline_thread_2x1_sps": 480.0,
         "offline_ray_sps": 470.0,
-        "offline_ray_actors": [{"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
-                               {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"}],
-        "noop_thread_sps": 90000.0, "noop_ray_sps": {"1": 21000.0, "2": 30500.0}, "noop_best_actors": 2,
-        "round_trips": {"batch": [32, 128], "bare_init_s": 2.2, "bare_round_trip": {"median_ms": 1.0, "p99_ms": 3.0},
-                        "proxy_round_trip": {"median_ms": 1.1, "p99_ms": 3.5}, "bare_pipelined_calls_per_s": 2500.0,
-                        "bare_pipelined_samples_per_s": 80000.0},
-        "server_runs": [{"fraction": 0.9, "target_qps": 423.0, "valid": False, "p99_ms": 900.0},
-                        {"fraction": 0.8, "target_qps": 376.0, "valid": True, "p99_ms": 80.0}],
+        "offline_ray_actors": [
+            {"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
+            {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"},
+        ],
+        "noop_thread_sps": 90000.0,
+        "noop_ray_sps": {"1": 21000.0, "2": 30500.0},
+        "noop_best_actors": 2,
+        "round_trips": {
+            "batch": [32, 128],
+            "bare_init_s": 2.2,
+            "bare_round_trip": {"median_ms": 1.0, "p99_ms": 3.0},
+            "proxy_round_trip": {"median_ms": 1.1, "p99_ms": 3.5},
+            "bare_pipelined_calls_per_s": 2500.0,
+            "bare_pipelined_samples_per_s": 80000.0,
+        },
+        "server_runs": [
+            {"fraction": 0.9, "target_qps": 423.0, "valid": False, "p99_ms": 900.0},
+            {"fraction": 0.8, "target_qps": 376.0, "valid": True, "p99_ms": 80.0},
+        ],
         "server_thread_control": {"target_qps": 376.0, "valid": True, "p99_ms": 60.0},
-        "offline_ray_vs_thread": 0.94, "dispatch_ceiling": 30500.0, "server_vs_offline_ray": 0.8,
-        "load_average": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}, "errors": [],
-    }  # fmt: skip
+        "offline_ray_vs_thread": 0.94,
+        "dispatch_ceiling": 30500.0,
+        "server_vs_offline_ray": 0.8,
+        "load_average": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]},
+        "errors": [],
+    }
     return {**base, **changes}
 
 
 def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
-    from research.ray_bench import render_ray
 
     text = render_ray(ray_row(), "python -m research benchmark --sections ray")
-    rows = {c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in text.splitlines())
-            if len(c) == 6}  # fmt: skip
+    rows = {c[0]: c for c in table_rows(text, 6)}
     assert rows["offline_ray_vs_thread"][2:5] == ["0.94", ">= 0.9", "met"]
     assert rows["dispatch_ceiling"][2:5] == ["30,500", ">= 40,000", "MISSED"]
     assert rows["server_vs_offline_ray"][2:5] == ["0.8", ">= 0.7", "met"]
@@ -108,10 +154,6 @@ E5_SMALL = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 
 
 
 def test_gemm_and_per_sample_flops_by_hand():
-    import numpy as np
-
-    from research.gpu_check import flops_per_sample
-    from research.peak_bench import SHAPE, gemm_flops
 
     assert gemm_flops(*SHAPE) == 1_509_949_440  # 2 x 1280 x 384 x 1536
     # one 40-token sample, per layer: 2 x 40 x (4 x 384^2 + 2 x 384 x 1536) = 141,557,760
@@ -143,12 +185,6 @@ def peak_rows():
 
 
 def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
-    import argparse
-
-    import numpy as np
-
-    from models.cpu_caps import CpuCaps
-    from research.peak_bench import render_peak, summarise
 
     peaks = {"torch-fp32": 264e9, "torch-bf16": 1.3e9, "onnxruntime-int8": 500e9}
     caps = CpuCaps("AMD EPYC", amx_bf16=False, avx512_bf16=False)
@@ -186,9 +222,6 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
 
 def test_peak_gemms_run_on_both_libraries():
     """Each peak's callable multiplies the real operands (checked against numpy), not only runs."""
-    import numpy as np
-
-    from research.peak_bench import PEAKS, SHAPE
 
     m, k, n = SHAPE
     out = {name: make(1)() for name, make in PEAKS.items() if name != "torch-bf16"}
@@ -206,9 +239,6 @@ def test_peak_gemms_run_on_both_libraries():
 
 
 def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
-    import argparse
-
-    from research.benchmark import configure_parser, main
 
     parser = argparse.ArgumentParser()
     configure_parser(parser)
@@ -226,11 +256,6 @@ def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
 def test_server_search_stops_at_the_first_valid_load_and_keeps_every_run(tmp_path, monkeypatch):
     """The benchmark's and the Ray section's Server search: loads tried in the given order, each a
     child run with its own user.conf line, until one is VALID; a failed run counts as INVALID."""
-    from types import SimpleNamespace
-
-    from harness.config import RunConfig
-    from harness.run_record import Results
-    from research import measure
 
     seen = []
 
