@@ -16,7 +16,6 @@ import numpy as np
 from common.exit_codes import BAD_INPUT
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
-from harness.launch import launch_with_conf
 from harness.retime import bare_single_p90_ms
 from models.recipe import SIZES
 from research import measure
@@ -99,33 +98,20 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
         single_est = bare_single_p90_ms(work.backends[0], work.qsl, measure.draw(work, 50, rng))
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
     # estimate keeps the run long enough when the machine speeds up between estimate and run
-    line = functools.partial(measure.conf_line, cfg)
+    run = functools.partial(measure.child, cfg, runs_dir)
     runs = {
-        "offline": launch_with_conf(
-            cfg,
-            line("Offline", "target_qps", 1.5 * est),
-            "offline",
-            runs_dir,
-            scenario="Offline",
-            retime=True,
-        ),
-        "reference": launch_with_conf(
-            cfg,
-            line("Offline", "target_qps", 1.5 * ref_est),
+        "offline": run("offline", "Offline", "target_qps", 1.5 * est, retime=True),
+        "reference": run(
             "reference",
-            runs_dir,
-            scenario="Offline",
+            "Offline",
+            "target_qps",
+            1.5 * ref_est,
             max_batch=1,
             token_budget=0,
             pad_to=max_len,
         ),
-        "single": launch_with_conf(
-            cfg,
-            line("SingleStream", "target_latency", max(single_est, 0.05)),
-            "singlestream",
-            runs_dir,
-            scenario="SingleStream",
-            retime=True,
+        "single": run(
+            "singlestream", "SingleStream", "target_latency", max(single_est, 0.05), retime=True
         ),
     }
     offline, reference, single = (measure.results(r) for r in runs.values())

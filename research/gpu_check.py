@@ -23,7 +23,7 @@ from harness.launch import launch
 from harness.settings import user_conf_with
 from models.recipe import tokenizer_for
 from models.registry import resolve
-from research.measure import best_seconds, flops_per_sample, gemm_flops
+from research.measure import best_seconds, conf_line, flops_per_sample, gemm_flops
 from research.tables import markdown_table
 from tasks.registry import get_task
 
@@ -169,11 +169,11 @@ def run_check(p: CheckRun, cfg: RunConfig, out: Path, timeout_s: float) -> dict[
 
 
 def with_target_qps(cfg: RunConfig, target_qps: float, out: Path) -> RunConfig:
-    """`cfg` with the repo's user.conf plus its `<model>.<Scenario>.target_qps` line (LoadGen knobs
-    live in user.conf only; the name is the run's LoadGen model name)."""
-    line = f"{cfg.loadgen_model_name}.{cfg.scenario}.target_qps = {target_qps:.2f}"
+    """`cfg` with its user.conf plus its `<model>.<Scenario>.target_qps` line (LoadGen knobs live in
+    user.conf only; the name is the run's LoadGen model name)."""
+    lines = conf_line(cfg, cfg.scenario, "target_qps", target_qps)
     name = f"{cfg.scenario.lower()}_user.conf"
-    return replace(cfg, user_conf=user_conf_with(REPO / "user.conf", [line], out / name, "gpu_check"))
+    return replace(cfg, user_conf=user_conf_with(cfg.user_conf, lines, out / name, "gpu_check"))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -83,6 +83,15 @@ def conf_line(cfg: RunConfig, scenario: str, knob: str, value: float) -> list[st
     return [f"{cfg.loadgen_model_name}.{scenario}.{knob} = {value:.{digits}f}"]
 
 
+def child(
+    cfg: RunConfig, runs_dir: Path, name: str, scenario: str, knob: str, value: float, **changes: Any
+) -> Launched:
+    """One child run of `cfg` (with `changes`) in `scenario` into runs_dir/name, its user.conf the
+    run's own plus `<model>.<scenario>.<knob> = value`; INVALID results are kept."""
+    lines = conf_line(cfg, scenario, knob, value)
+    return launch_with_conf(cfg, lines, name, runs_dir, scenario=scenario, **changes)
+
+
 def server_search(
     cfg: RunConfig,
     rate: float,
@@ -98,8 +107,7 @@ def server_search(
     for frac in fractions:
         qps = frac * rate
         key = f"{name}_{frac:g}"
-        line = conf_line(cfg, "Server", "target_qps", qps)
-        runs[key] = launch_with_conf(cfg, line, key, runs_dir, scenario="Server", **changes)
+        runs[key] = child(cfg, runs_dir, key, "Server", "target_qps", qps, **changes)
         res = results(runs[key])
         p99 = res.latency_ms("p99") or 0.0
         tried.append(

@@ -15,7 +15,6 @@ import torch
 
 from harness.config import RunConfig
 from harness.info import device_info
-from harness.launch import launch_with_conf
 from models.cpu_caps import probe
 from research import measure
 from research.measure import flops_per_sample, gemm_flops
@@ -173,8 +172,7 @@ def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
             est = measure.loop_sps(work, measure.limits(cfg), args.peak_estimate_samples, rng)
             lengths, config = np.asarray(work.qsl.lengths), dict(work.served.encoder_config)
             kind = work.served.model_kind
-        line = measure.conf_line(cfg, "Offline", "target_qps", 1.5 * est)
-        runs[form.label] = launch_with_conf(cfg, line, form.label, runs_dir, scenario="Offline")
+        runs[form.label] = measure.child(cfg, runs_dir, form.label, "Offline", "target_qps", 1.5 * est)
         res = measure.results(runs[form.label])
         row["offline_sps"] = round(res.samples_per_second, 2) if res.samples_per_second else None
         row["offline_valid"] = res.result_valid if res.samples_per_second else None

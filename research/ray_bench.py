@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.config import RunConfig
-from harness.launch import Launched, launch_with_conf
+from harness.launch import Launched
 from models.backends import create_backend
 from models.base import BackendOptions
 from research import measure
@@ -113,33 +113,26 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
 
     # LoadGen issues 1.1 x D x target_qps samples
     offline_qps = max(1.5 * est, OFFLINE_MIN_SAMPLES / (1.1 * args.duration))
-    offline_conf = measure.conf_line(cfg, "Offline", "target_qps", offline_qps)
-    run = functools.partial(launch_with_conf, cfg, offline_conf, runs_dir=runs_dir, scenario="Offline")
+    run = functools.partial(measure.child, cfg, runs_dir, scenario="Offline", knob="target_qps")
     runs: dict[str, Launched] = {
-        "offline_thread": run(name="offline_thread", workers=1, threads=2),
-        "offline_ray": run(name="offline_ray", executor="ray", workers=2, threads=1),
+        "offline_thread": run("offline_thread", value=offline_qps, workers=1, threads=2),
+        "offline_ray": run("offline_ray", value=offline_qps, executor="ray", workers=2, threads=1),
         # control: the thread executor with Ray's layout (2 workers x 1 thread): what Ray itself costs,
         # apart from one process's two OpenMP threads against two single-threaded processes
-        "offline_thread_2x1": run(name="offline_thread_2x1", workers=2, threads=1),
+        "offline_thread_2x1": run("offline_thread_2x1", value=offline_qps, workers=2, threads=1),
     }
     # the no-op runs: max_batch 32 and no token budget, so every batch holds 32 samples; sized from
     # in-process rates (thread: the no-op loop; Ray: bare Ray's pipelined rate), at most
     # NOOP_MAX_SAMPLES a query (a slower run just takes longer)
-    noop_flags = dict(scenario="Offline", backend="noop", max_batch=32, token_budget=0)
-
-    def noop_run(name: str, rate: float, **changes: Any) -> Launched:
-        qps = min(rate, NOOP_MAX_SAMPLES / (1.1 * args.noop_duration))
-        line = measure.conf_line(cfg, "Offline", "target_qps", qps)
-        return launch_with_conf(
-            cfg, line, name, runs_dir, duration_s=args.noop_duration, **noop_flags, **changes
-        )
-
-    runs["noop_thread"] = noop_run("noop_thread", noop_est)
+    noop_qps = NOOP_MAX_SAMPLES / (1.1 * args.noop_duration)
+    noop_run = functools.partial(
+        run, backend="noop", max_batch=32, token_budget=0, duration_s=args.noop_duration
+    )
+    runs["noop_thread"] = noop_run("noop_thread", value=min(noop_est, noop_qps))
     actor_counts = [int(n) for n in args.ray_actors.split(",") if n.strip()]
     for n in actor_counts:
-        runs[f"noop_ray_{n}"] = noop_run(
-            f"noop_ray_{n}", rtt["bare_pipelined_samples_per_s"], executor="ray", workers=n
-        )
+        rate = min(rtt["bare_pipelined_samples_per_s"], noop_qps)
+        runs[f"noop_ray_{n}"] = noop_run(f"noop_ray_{n}", value=rate, executor="ray", workers=n)
     res = {name: measure.results(r) for name, r in runs.items()}
     thread_sps = res["offline_thread"].samples_per_second or 0.0
     ray_sps = res["offline_ray"].samples_per_second or 0.0

@@ -24,7 +24,7 @@ from common.names import lookup
 from common.paths import REPO
 from harness.info import device_info, git_state, package_versions
 from models.backends import create_backend
-from models.base import BackendOptions
+from models.base import Backend, BackendOptions
 from models.fusion import fold_fusion_layers
 from models.registry import MODELS, resolve
 from research.tables import markdown_table
@@ -122,6 +122,11 @@ def _served(model: str, encoder: str, models_dir: str | None):
     return resolve(model, "xnli", encoder, weights="random", models_dir=models_dir)
 
 
+def vocab(served: Any) -> int:
+    """The served encoder's vocabulary size: random ids are drawn below it."""
+    return int(served.encoder_config["vocab_size"])
+
+
 def _ratio(result: dict[str, dict[str, Any]], new: str, old: str) -> float:
     """new/old throughput: the median over rounds of the two sides' rates in the same round."""
     pairs = zip(result[new]["rounds"], result[old]["rounds"], strict=True)
@@ -130,12 +135,12 @@ def _ratio(result: dict[str, dict[str, Any]], new: str, old: str) -> float:
 
 def batching(lengths, args) -> dict[str, Any]:
     """Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny shape, PyTorch)"""
-    predict = torch_predict(_served("full", "tiny", args.models_dir).torch_module())
-    vocab = 8002
+    served = _served("full", "tiny", args.models_dir)
+    predict = torch_predict(served.torch_module())
     res = interleaved(
         {
-            "naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab)),
-            "sorted_token_budget": (predict, make_batches(lengths, True, vocab)),
+            "naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab(served))),
+            "sorted_token_budget": (predict, make_batches(lengths, True, vocab(served))),
         },
         args.repeats,
     )
@@ -146,8 +151,11 @@ def _backend_sides(encoder: str, lengths, args, unfused: bool) -> dict[str, Any]
     """PyTorch eager vs ONNX Runtime fp32 (fused; also unfused if asked) and int8, model full, in
     whole passes interleaved round by round (mixed runtimes, see `interleaved`)."""
     served = _served("full", encoder, args.models_dir)
-    batches = make_batches(lengths, True, int(served.encoder_config["vocab_size"]))
-    make = lambda **kw: create_backend("onnxruntime", served, BackendOptions(threads=args.threads, **kw))  # noqa: E731
+    batches = make_batches(lengths, True, vocab(served))
+
+    def make(**options: Any) -> Backend:
+        return create_backend("onnxruntime", served, BackendOptions(threads=args.threads, **options))
+
     sides = {"fp32_unfused": make(optimize=False)} if unfused else {}
     sides |= {"fp32_fused": make(optimize=True), "int8_fused": make(optimize=True, dtype="int8")}
     predicts = {k: b.predict for k, b in sides.items()} | {
@@ -182,7 +190,8 @@ def onnxruntime_vs_pytorch(lengths, args) -> dict[str, Any]:
 
 def fusion_fold(lengths, args) -> dict[str, Any]:
     """AdapterFusion: the library's layer vs the exact fold (tiny adapter-squad)"""
-    library = _served("adapter-squad", "tiny", args.models_dir).torch_module(lean=False)
+    served = _served("adapter-squad", "tiny", args.models_dir)
+    library = served.torch_module(lean=False)
     with torch.no_grad():  # non-trivial adapter and fusion weights (the library's init is near identity)
         torch.manual_seed(0)
         for name, p in library.named_parameters():
@@ -190,7 +199,7 @@ def fusion_fold(lengths, args) -> dict[str, Any]:
                 p.normal_(0, 0.05)
     folded = copy.deepcopy(library)
     replaced = fold_fusion_layers(folded)
-    batches = make_batches(lengths, True, 8002)
+    batches = make_batches(lengths, True, vocab(served))
     a, b = torch_predict(library), torch_predict(folded)
     diff = max(float((a(*x) - b(*x)).abs().max()) for x in batches[:4])
     scale = max(float(a(*x).abs().max()) for x in batches[:4])
@@ -231,8 +240,7 @@ def _variants(encoder: str, models_dir: str | None) -> dict[str, Any]:
 def adapter_cost(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
     """Adapters vs full, PyTorch fp32 (tiny shape)"""
     modules = _variants(encoder, args.models_dir)
-    vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
-    batches = make_batches(lengths, True, vocab)
+    batches = make_batches(lengths, True, vocab(_served("full", encoder, args.models_dir)))
     res = interleaved({k: (torch_predict(m), batches) for k, m in modules.items()}, args.repeats)
     cost = {k: 1 - _ratio(res, k, "full") for k in res if k != "full"}
     return {
@@ -260,9 +268,8 @@ def real_shapes(lengths, args) -> dict[str, Any]:
     n = min(args.real_samples, len(lengths))
     for encoder in ("base", "large"):
         served = _served("full", encoder, args.models_dir)
-        vocab = int(served.encoder_config["vocab_size"])
-        batches = make_batches(lengths[:n], True, vocab)
-        singles = make_batches(lengths[: max(4, n // 2)], True, vocab)
+        batches = make_batches(lengths[:n], True, vocab(served))
+        singles = make_batches(lengths[: max(4, n // 2)], True, vocab(served))
         singles = [
             (ids[i : i + 1, : int(m[i].sum())], m[i : i + 1, : int(m[i].sum())])
             for ids, m in singles
@@ -298,8 +305,7 @@ def flop_counts(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> 
     Tiny and base shapes, each variant on the same batch."""
     out: dict[str, Any] = {}
     for encoder in encoders:
-        vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
-        ids, mask = make_batches(lengths[:8], True, vocab)[0]
+        ids, mask = make_batches(lengths[:8], True, vocab(_served("full", encoder, args.models_dir)))[0]
         modules = _variants(encoder, args.models_dir)
         flops = {m: forward_flops(mod, ids, mask) for m, mod in modules.items()}
         out[encoder] = {

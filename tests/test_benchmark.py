@@ -286,3 +286,72 @@ def test_server_search_stops_at_the_first_valid_load_and_keeps_every_run(tmp_pat
         f"server_0.9: exit 2, see {tmp_path / 'server_0.9' / 'benchmark.log'}"
     ]
     assert measure.server_text(tried[1:]) == "75.0 QPS INVALID p99 75.0 ms; 60.0 QPS VALID p99 60.0 ms"
+
+
+def test_measure_encoder_sizes_each_run_and_divides_the_runs_own_figures(tmp_path, monkeypatch):
+    """One encoder of the sut section with the in-process estimates and the child runs faked: each
+    run's user.conf line comes from its estimate, and every ratio from the runs' own figures."""
+    from contextlib import contextmanager
+
+    from research import benchmark
+
+    work = SimpleNamespace(
+        served=SimpleNamespace(model_kind="tiny"),
+        task=SimpleNamespace(feature_settings=lambda: {"max_length": 128}),
+        qsl=SimpleNamespace(total_sample_count=10, lengths=np.array([5, 9])),
+        backends=[None],
+    )
+    monkeypatch.setattr(measure, "prepared", contextmanager(lambda cfg: (yield work)))
+    estimates = iter([200.0, 50.0])  # the plain loop, then the reference (padded, batch 1) loop
+    monkeypatch.setattr(measure, "loop_sps", lambda *a, **k: next(estimates))
+    monkeypatch.setattr(benchmark, "bare_single_p90_ms", lambda *a: 4.0)
+    figures = {
+        "offline": Results(
+            result_valid=True,
+            samples_per_second=190.0,
+            retimed={
+                "plain_loop_samples_per_second": 200.0,
+                "in_run_predict_samples_per_second": 195.0,
+                "samples": 2200,
+            },
+        ),
+        "reference": Results(result_valid=True, samples_per_second=47.5),
+        "singlestream": Results(
+            result_valid=True,
+            latency_ns={"p90": 4.4e6},
+            retimed={"bare_p90_ms": 4.0, "in_run_predict_p90_ms": 4.2, "samples": 500},
+        ),
+        "server_0.9": Results(result_valid=False, latency_ns={"p99": 200e6}),
+        "server_0.75": Results(result_valid=True, latency_ns={"p99": 80e6}),
+    }
+    launched = {}
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched[name] = (lines[0].split(".", 1)[1], changes)
+        return SimpleNamespace(rc=0, log=runs_dir / name / "benchmark.log", results=figures[name])
+
+    monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(["--runs_dir", str(tmp_path), "--duration", "10"])
+    r = benchmark.measure_encoder("tiny", args)
+    assert launched == {
+        "offline": ("Offline.target_qps = 300.00", {"scenario": "Offline", "retime": True}),
+        "reference": (
+            "Offline.target_qps = 75.00",
+            {"scenario": "Offline", "max_batch": 1, "token_budget": 0, "pad_to": 128},
+        ),
+        "singlestream": (
+            "SingleStream.target_latency = 4.000",
+            {"scenario": "SingleStream", "retime": True},
+        ),
+        "server_0.9": ("Server.target_qps = 171.00", {"scenario": "Server"}),
+        "server_0.75": ("Server.target_qps = 142.50", {"scenario": "Server"}),
+    }
+    assert r["offline_efficiency"] == 0.95  # 190 / 200
+    assert r["offline_vs_model_calls"] == 0.974  # 190 / 195
+    assert r["vs_reference"] == 4.0  # 190 / 47.5
+    assert r["server_vs_offline"] == 0.75  # 142.5 / 190
+    assert r["singlestream_ratio"] == 1.048  # 4.4 / 4.2
+    assert r["singlestream_vs_loop"] == 1.1  # 4.4 / 4.0
+    assert r["model_kind"] == "tiny" and r["errors"] == []
