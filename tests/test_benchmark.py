@@ -355,3 +355,60 @@ def test_measure_encoder_sizes_each_run_and_divides_the_runs_own_figures(tmp_pat
     assert r["singlestream_ratio"] == 1.048  # 4.4 / 4.2
     assert r["singlestream_vs_loop"] == 1.1  # 4.4 / 4.0
     assert r["model_kind"] == "tiny" and r["errors"] == []
+
+
+def test_measure_ray_runs_each_layout_and_divides_the_runs_own_figures(tmp_path, monkeypatch):
+    """The Ray section with the in-process figures and the child runs faked: the Offline query is
+    the same for thread and Ray, the no-op runs are capped, the Server search stops at the first
+    VALID load, and the thread control runs at that load."""
+    from contextlib import contextmanager
+
+    from research import ray_bench
+
+    work = SimpleNamespace(served=SimpleNamespace(model_kind="tiny"))
+    monkeypatch.setattr(measure, "prepared", contextmanager(lambda cfg: (yield work)))
+    estimates = iter([100.0, 50_000.0])  # the tiny model's loop, then the no-op backend's
+    monkeypatch.setattr(measure, "loop_sps", lambda *a, **k: next(estimates))
+    monkeypatch.setattr(ray_bench, "create_backend", lambda *a, **k: None)
+    rtt = {"bare_pipelined_samples_per_s": 300_000.0}
+    monkeypatch.setattr(ray_bench, "round_trips", lambda served: rtt)
+    sps = {
+        "offline_thread": 500.0,
+        "offline_ray": 470.0,
+        "offline_thread_2x1": 480.0,
+        "noop_thread": 90_000.0,
+        "noop_ray_1": 21_000.0,
+        "noop_ray_2": 30_500.0,
+    }
+    launched = {}
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched[name] = (float(lines[0].rsplit("=", 1)[1]), changes)
+        valid = name in sps or name.endswith(("_0.8", "control_1"))
+        res = Results(result_valid=valid, samples_per_second=sps.get(name), latency_ns={"p99": 9e7})
+        return SimpleNamespace(rc=0, log=runs_dir / name / "benchmark.log", results=res)
+
+    monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    r = ray_bench.measure_ray(parser.parse_args(["--runs_dir", str(tmp_path), "--duration", "10"]))
+    # 4096 samples / (1.1 x 10 s) = 372.36 QPS is above 1.5 x 100: the query's floor sizes both
+    assert launched["offline_thread"] == (372.36, {"scenario": "Offline", "workers": 1, "threads": 2})
+    assert launched["offline_ray"][0] == 372.36 and launched["offline_ray"][1]["executor"] == "ray"
+    # no-op runs: at most 1,000,000 samples / (1.1 x 5 s) = 181,818.18 QPS
+    assert launched["noop_thread"][0] == 50_000.0 and launched["noop_ray_2"][0] == 181_818.18
+    assert launched["noop_ray_2"][1]["workers"] == 2 and launched["noop_ray_2"][1]["max_batch"] == 32
+    assert [n for n in launched if "server" in n] == [
+        "server_ray_0.9",
+        "server_ray_0.8",
+        "server_thread_control_1",
+    ]
+    assert launched["server_thread_control_1"] == (
+        376.0,
+        {"scenario": "Server", "workers": 2, "threads": 1},
+    )
+    assert r["offline_ray_vs_thread"] == 0.94  # 470 / 500
+    assert r["dispatch_ceiling"] == 30_500.0 and r["noop_best_actors"] == 2
+    assert r["server_vs_offline_ray"] == 0.8  # 376 / 470
+    assert r["server_thread_control"] == {"target_qps": 376.0, "valid": True, "p99_ms": 90.0}
+    assert r["errors"] == []
