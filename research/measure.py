@@ -54,16 +54,17 @@ def limits(cfg: RunConfig) -> BatchLimits:
 
 def loop_sps(
     work: Workload,
-    limits: BatchLimits,
+    batching: BatchLimits,
     n: int,
     rng: np.random.Generator,
     *,
     pad_to: int | None = None,
     backend: Backend | None = None,
 ) -> float:
-    """Samples/s of a plain loop over `n` drawn samples in `limits`' batches (the first backend's)."""
+    """Samples/s of a plain loop over `n` drawn samples, batched by `batching` (on the workload's
+    first backend unless `backend` is given)."""
     backend = backend or work.backends[0]
-    return plain_loop_sps(backend, work.qsl, draw(work, n, rng), limits, pad_to=pad_to)
+    return plain_loop_sps(backend, work.qsl, draw(work, n, rng), batching, pad_to=pad_to)
 
 
 # --- LoadGen runs (child processes) ---------------------------------------------------------------
@@ -124,7 +125,7 @@ def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
 
 
 def verdict(value: float | None, target: float, lower_is_better: bool = False) -> str:
-    """ "met", "MISSED", or "n/a" for a figure that was not measured."""
+    """met or MISSED against `target`; n/a for a figure that was not measured."""
     if value is None:
         return "n/a"
     return "met" if (value <= target if lower_is_better else value >= target) else "MISSED"
