@@ -1,6 +1,7 @@
 """The SUT benchmark's report: verdicts against the issue's targets, figures carried into the table."""
 
 import argparse
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,7 +9,7 @@ import numpy as np
 from harness.config import RunConfig
 from harness.run_record import Results
 from models.cpu_caps import CpuCaps
-from research import measure
+from research import benchmark, measure, ray_bench
 from research.benchmark import RATIOS, configure_parser, main, render
 from research.gpu_check import flops_per_sample
 from research.peak_bench import PEAKS, SHAPE, gemm_flops, render_peak, summarise
@@ -291,10 +292,6 @@ def test_server_search_stops_at_the_first_valid_load_and_keeps_every_run(tmp_pat
 def test_measure_encoder_sizes_each_run_and_divides_the_runs_own_figures(tmp_path, monkeypatch):
     """One encoder of the sut section with the in-process estimates and the child runs faked: each
     run's user.conf line comes from its estimate, and every ratio from the runs' own figures."""
-    from contextlib import contextmanager
-
-    from research import benchmark
-
     work = SimpleNamespace(
         served=SimpleNamespace(model_kind="tiny"),
         task=SimpleNamespace(feature_settings=lambda: {"max_length": 128}),
@@ -361,10 +358,6 @@ def test_measure_ray_runs_each_layout_and_divides_the_runs_own_figures(tmp_path,
     """The Ray section with the in-process figures and the child runs faked: the Offline query is
     the same for thread and Ray, the no-op runs are capped, the Server search stops at the first
     VALID load, and the thread control runs at that load."""
-    from contextlib import contextmanager
-
-    from research import ray_bench
-
     work = SimpleNamespace(served=SimpleNamespace(model_kind="tiny"))
     monkeypatch.setattr(measure, "prepared", contextmanager(lambda cfg: (yield work)))
     estimates = iter([100.0, 50_000.0])  # the tiny model's loop, then the no-op backend's
