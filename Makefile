@@ -1,5 +1,5 @@
 # Thin front door: every target is one call into a Python CLI: python -m harness ... (the LoadGen
-# core, compliance and submission) or python -m research ... (find_peak, benchmark, study, gpu_check).
+# core, find_peak, compliance and submission) or python -m research ... (benchmark, study, gpu_check).
 # Variables use ?= so they can come from the command line; RUN_ARGS passes anything else through.
 
 PYTHON_SYS ?= python3
@@ -74,7 +74,7 @@ models: $(STAMP)
 	$(PY) -m harness models $(if $(ENCODER),--encoder $(ENCODER)) $(RUN_ARGS)
 
 find_peak: $(STAMP)
-	$(PY) -m research find_peak $(run_flags) $(RUN_ARGS)
+	$(PY) -m harness find_peak $(run_flags) $(RUN_ARGS)
 
 compliance: $(STAMP)
 	$(PY) -m harness compliance --test $(TEST) $(run_flags) $(RUN_ARGS)

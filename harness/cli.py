@@ -6,7 +6,7 @@ is broken. `dispatch` is the front door of any package built the same way (`pyth
 Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected exception prints its
 traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run exits 130.
 
-The research tooling's commands (`ELSEWHERE`: find_peak, benchmark, study, gpu_check) belong to the
+The research tooling's commands (`ELSEWHERE`: benchmark, study, gpu_check) belong to the
 `research` package, which uses the core and is never imported by it: `python -m harness study ...`
 is kept as a forward to `python -m research study ...`, whose module is looked up by name only when
 such a command runs. No core module imports research.
@@ -28,13 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("harness.info", "print versions, devices, paths, registries"),
     "run": ("harness.runner", "one LoadGen test (performance or accuracy) in this process"),
     "models": ("models.recipe", "build the model zoo (train / export checkpoints)"),
+    "find_peak": ("harness.find_peak", "the user.conf target: Offline rate or highest VALID Server QPS"),
     "compliance": ("harness.submission.compliance", "TEST01 audit run and its verification"),
     "submission": ("harness.submission", "stage / truncate / check / pack an open-division package"),
 }
 # command -> the package whose own front door (`python -m <package>`, <package>.cli.main) runs it
-ELSEWHERE: dict[str, str] = {
-    name: "research" for name in ("find_peak", "benchmark", "study", "gpu_check")
-}
+ELSEWHERE: dict[str, str] = {name: "research" for name in ("benchmark", "study", "gpu_check")}
 
 
 # Flags of the MLCommons reference harnesses (language/bert/run.py and its siblings) -> (our flag, or

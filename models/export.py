@@ -159,7 +159,7 @@ def quantized(path: Path, weight_bits: int = 8) -> Path:
     -> <stem>-int8.onnx (what the backend serves); weight_bits 7 -> <stem>-int8w7.onnx, weights in
     [-64, 64] (ONNX Runtime's reduce_range): exact on a CPU whose u8 x s8 kernel saturates on
     full-range weights (models/cpu_caps.py CpuCaps.int8_exact), compared in
-    reports/scripts/int8_weight_bits.py."""
+    docs/amx.md."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -40,7 +40,7 @@ class OnnxRuntimeBackend(Backend):
             path = optimized(path, served, use_gpu=gpu, fp16=options.dtype == "fp16")
         # int8: 8-bit weights everywhere. Without VNNI / AMX int8 the CPU's u8 x s8 kernel can
         # saturate on them (recorded as int8_gemm_exact); 7-bit weights avoid that but were further
-        # from fp32 on e5-small (docs/amx.md, reports/scripts/int8_weight_bits.py)
+        # from fp32 on e5-small (docs/amx.md)
         self.int8_gemm_exact = None
         if options.dtype == "int8":
             self.int8_gemm_exact = None if gpu else cpu_caps.probe().int8_exact

@@ -128,7 +128,7 @@ def train(
     requires_grad, padded per batch; label arrays in `data` are passed to the model by name (labels /
     start_positions...). `epochs` > 0: length-bucketed passes over the data (`batches`); else `steps`
     random batches. ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master weights; 1.7-2x faster
-    on CPUs with AMX: reports/scripts/bf16_training_step.py) where the CPU has native bf16, else fp32
+    on CPUs with AMX: docs/zoo.md) where the CPU has native bf16, else fp32
     (models/cpu_caps.py `autocast_bf16`; the stage records which). Returns the training curve: per epoch (or at the end)
     the mean loss and, with `evaluate(model) -> float`, a held-out figure."""
     from tqdm.auto import tqdm

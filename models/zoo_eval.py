@@ -47,7 +47,7 @@ class _TrainingModule:
     without freezing its parameters; bf16 autocast where the CPU has native bf16 (a curve probe, not
     a reported figure). no_grad,
     not inference_mode: under inference_mode and autocast the adapters library's unfolded
-    AdapterFusion forward runs 11-14x slower (python reports/scripts/fusion_probe.py); in the
+    AdapterFusion forward runs 11-14x slower (docs/zoo.md); in the
     timed zoo build of 2026-11-30 (reports/zoo.md) each TyDiQA probe of adapter-squad took 11
     minutes, against 15 s for full's."""
 

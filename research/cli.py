@@ -1,6 +1,7 @@
 """`python -m research <command> ...`: the research tooling's commands, one per Makefile target.
 
-The Makefile's find_peak, benchmark, study and gpu_check targets call it. Same contract as the core's
+The Makefile's benchmark, study and gpu_check targets call it (find_peak, a product command, is
+`python -m harness find_peak`). Same contract as the core's
 front door (harness.cli.dispatch): one module per command with `configure_parser(parser)` and
 `main(args) -> int`, imported only when its command runs."""
 
@@ -12,12 +13,12 @@ from harness.cli import dispatch
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "find_peak": ("research.find_peak", "search the highest VALID Server target_qps"),
     "benchmark": ("research.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
     "study": ("research.study", "the full vs adapter efficiency study"),
     "speed": ("research.speed", "in-process micro-benchmarks side by side (= study --speed)"),
     "gpu_check": ("research.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
     "multitask": ("research.multitask", "K tasks in one process: memory, add-a-task time, throughput"),
+    "mutation": ("research.mutation", "per-module kill rates of the last mutmut run, its survivors"),
 }
 
 

@@ -1,17 +1,6 @@
-"""`python -m research gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min.
-
-Runs, as `harness run` subprocesses (one LoadGen test each), in priority order until the time budget
-is spent: large then base, PyTorch bf16 (SDPA) then ONNX Runtime CUDA fp16, Offline and SingleStream,
-plus one short Server run (large, PyTorch bf16) offered `server_fraction` x its Offline samples/s.
-Writes `<out>/gpu_check.json` and `<out>/gpu_check.md`, run folders under `<out>/runs/`.
-
-Compute bound: useful FLOPs per XNLI sample (unpadded lengths of the task's QSL) from the shape,
-    per layer: 2 * L * (4 d^2 + 2 d f)   (Q, K, V, O and the two FFN matmuls, multiply-add = 2 FLOPs)
-             + 4 * L^2 * d               (Q K^T and P V)
-achieved = samples/s x FLOPs/sample, compared with the dense bf16 peak of the GPU (KNOWN_PEAKS, else
-a measured large bf16 matmul). `--dry` runs the same path on CPU with the tiny shape, fp32, 1-second
-runs and a few samples: it checks the code, its numbers mean nothing (the output says so).
-"""
+"""`python -m research gpu_check`: XLM-R base/large shapes (RANDOM weights) on one NVIDIA GPU, < 8 min;
+`--dry` checks the same path on CPU (docs/benchmark.md). Writes `<out>/gpu_check.json` and
+`<out>/gpu_check.md`, run folders under `<out>/runs/`."""
 
 from __future__ import annotations
 
@@ -24,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from common.exit_codes import BAD_INPUT
 from common.paths import REPO
@@ -31,9 +21,14 @@ from harness.config import RunConfig
 from harness.info import device_info, git_state, package_versions
 from harness.launch import launch
 from harness.settings import user_conf_with
+from models.recipe import tokenizer_for
+from models.registry import resolve
+from research.measure import best_seconds, conf_line, flops_per_sample, gemm_flops
+from research.tables import markdown_table
+from tasks.registry import get_task
 
-# Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets. Matched by substring of
-# torch's device name, first match wins (so the more specific names come first).
+# Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets (not measured here).
+# Matched by substring of torch's device name, first match wins (the more specific names first).
 KNOWN_PEAKS: tuple[tuple[str, float], ...] = (
     ("H100 PCIe", 756e12),
     ("H100 NVL", 835e12),
@@ -100,14 +95,6 @@ def make_plan(dry: bool, duration_s: float | None = None) -> CheckPlan:
     return CheckPlan(dry, device, runs, server, languages, count, encoders[0])
 
 
-def flops_per_sample(config: dict[str, Any], lengths: np.ndarray) -> float:
-    """Mean useful FLOPs per sample for unpadded `lengths` (see the module docstring)."""
-    d, f, n = (int(config[k]) for k in ("hidden_size", "intermediate_size", "num_hidden_layers"))
-    L = np.asarray(lengths, dtype=np.float64)
-    per_layer = 2.0 * L * (4 * d * d + 2 * d * f) + 4.0 * L * L * d
-    return float(np.mean(n * per_layer))
-
-
 def known_peak(device_name: str) -> float | None:
     for key, peak in KNOWN_PEAKS:
         if key.lower() in device_name.lower():
@@ -117,28 +104,18 @@ def known_peak(device_name: str) -> float | None:
 
 def measured_matmul_peak(device: str, size: int, repeats: int = 20) -> float:
     """FLOP/s of a square matmul (bf16 on CUDA, fp32 on CPU), best of `repeats`."""
-    import torch
-
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    best = float("inf")
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 / best
+    cuda = device.startswith("cuda")
+    a, b = (
+        torch.randn(size, size, device=device, dtype=torch.bfloat16 if cuda else torch.float32)
+        for _ in "ab"
+    )
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
+    return gemm_flops(size, size, size) / best_seconds(lambda: (a @ b, sync()), repeats, warm=1)
 
 
 def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Token lengths of the XNLI samples the runs use, and the bound encoder's config."""
-    from models.recipe import tokenizer_for
-    from models.registry import resolve
-    from tasks.registry import get_task
-
     served = resolve("full", "xnli", plan.bound_encoder, weights="random", models_dir=models_dir)
     languages = "en" if plan.dry else None
     lengths = get_task("xnli", languages=languages).features(tokenizer_for(served)).lengths
@@ -192,11 +169,11 @@ def run_check(p: CheckRun, cfg: RunConfig, out: Path, timeout_s: float) -> dict[
 
 
 def with_target_qps(cfg: RunConfig, target_qps: float, out: Path) -> RunConfig:
-    """`cfg` with the repo's user.conf plus its `<model>.<Scenario>.target_qps` line (LoadGen knobs
-    live in user.conf only; the name is the run's LoadGen model name)."""
-    line = f"{cfg.loadgen_model_name}.{cfg.scenario}.target_qps = {target_qps:.2f}"
+    """`cfg` with its user.conf plus its `<model>.<Scenario>.target_qps` line (LoadGen knobs live in
+    user.conf only; the name is the run's LoadGen model name)."""
+    lines = conf_line(cfg, cfg.scenario, "target_qps", target_qps)
     name = f"{cfg.scenario.lower()}_user.conf"
-    return replace(cfg, user_conf=user_conf_with(REPO / "user.conf", [line], out / name, "gpu_check"))
+    return replace(cfg, user_conf=user_conf_with(cfg.user_conf, lines, out / name, "gpu_check"))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -309,23 +286,26 @@ def markdown(s: dict[str, Any]) -> str:
         f"Device: {s['device_name']}. Weights: random (speed only).",
         f"git {s['git_sha'][:12]}{' (dirty)' if s.get('git_dirty') else ''}; wall {s['wall_s']:.0f} s.",
         "",
-        "| run | valid | samples/s or QPS | p50 ms | p90 ms | p99 ms | note |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for r in s["runs"]:
-        sps = r.get("samples_per_second") or r.get("completed_qps")
-        cells = [r["name"], str(r.get("valid", "-")), f"{sps:,.1f}" if sps else "-"]
-        cells += [f"{r[k]:.2f}" if r.get(k) is not None else "-" for k in ("p50_ms", "p90_ms", "p99_ms")]
-        lines.append("| " + " | ".join(cells + [r.get("error", "")]) + " |")
+    rows = [
+        [r["name"], str(r.get("valid", "-")), r.get("samples_per_second") or r.get("completed_qps")]
+        + [r.get(k) for k in ("p50_ms", "p90_ms", "p99_ms")]
+        + [r.get("error", "")]
+        for r in s["runs"]
+    ]
+    header = ["run", "valid", "samples/s or QPS", "p50 ms", "p90 ms", "p99 ms", "note"]
+    lines += markdown_table(header, rows, digits=2)
     lines += [
         "",
-        f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; {s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",
+        f"Mean XNLI tokens/sample {s['mean_tokens']:.1f}; "
+        f"{s['flops_per_sample'] / 1e9:.2f} GFLOP/sample.",
         f"Peak {s['peak_flops'] / 1e12:.1f} TFLOP/s ({s['peak_source']}; measured matmul "
         f"{s['peak_measured_matmul'] / 1e12:.1f}).",
         f"Offline achieved {s['achieved_flops'] / 1e12:.2f} TFLOP/s = {100 * f:.1f}% of peak."
         if f
         else "Offline achieved: no Offline result.",
-        f"Server/Offline: {s['server_offline_ratio']:.2f} (Server valid: {s['server_valid']}; a short run "
+        f"Server/Offline: {s['server_offline_ratio']:.2f} (Server valid: {s['server_valid']}; "
+        "a short run "
         "cannot meet early stopping, so INVALID here is expected)."
         if s["server_offline_ratio"]
         else "Server/Offline: no Server result.",

@@ -1,43 +1,24 @@
-"""The benchmark's peak section (`python -m research benchmark --sections peak`): how close each
-serving form comes to what this machine's cores can multiply, measured side by side in one run.
-
-1. The machine's GEMM peaks, with the libraries the backends use, on the backends' thread count:
-   one FFN matmul of e5-small at batch 32 x 40 tokens (`SHAPE`: [1280 x 384] @ [384 x 1536]), best of
-   `repeats` timed calls, 2 M K N FLOPs each:
-     torch-fp32          torch.matmul, float32 (oneDNN / MKL)
-     torch-bf16          torch.matmul, bfloat16 (oneDNN: AMX or AVX512-BF16 where the CPU has them,
-                         a software conversion otherwise: `native` says which)
-     onnxruntime-fp32    an ONNX Runtime session holding one MatMul
-     onnxruntime-int8    one MatMulInteger (uint8 activations x int8 weights -> int32): the kernel
-                         behind ONNX Runtime's dynamic int8 (MatMul weights quantised, DynamicQuantize*)
-2. Each form's Offline rate (LoadGen, a child `python -m harness run` per form, same user.conf, same
-   duration), its ratio to PyTorch fp32's in the same run, and its useful FLOP rate as a fraction of
-   the matching peak:
-     useful FLOP/s = Offline samples/s x FLOPs per sample
-     FLOPs per sample = the mean over the QSL's samples of the shape's matmul FLOPs at each sample's
-     own (unpadded) token length (research/gpu_check.py flops_per_sample: Q, K, V, O, the two FFN
-     matmuls and the two attention products; embeddings, norms, GELU and the head are not counted)
-   Padding, attention's softmax, layer norms and the Python between ops are what keeps a form below
-   its peak; a fraction above 1 means the peak's one GEMM shape is not this library's best.
-
-A form this machine cannot serve (bf16 without AMX or AVX512-BF16) is listed with the reason, not run.
-"""
+"""The benchmark's peak section (`python -m research benchmark --sections peak`): each serving form's
+Offline rate against the machine's own GEMM peak for its library and dtype, measured side by side
+in one run (docs/benchmark.md says how)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from harness.config import RunConfig
 from harness.info import device_info
-from research.gpu_check import flops_per_sample
+from models.cpu_caps import probe
+from research import measure
+from research.measure import flops_per_sample, gemm_flops
+from research.tables import markdown_table
 
 SHAPE = (1280, 384, 1536)  # M, K, N: one e5-small FFN matmul at batch 32 x 40 tokens
 
@@ -68,33 +49,8 @@ FORMS = {
 BASELINE = "pytorch"  # every form's rate is also given as a ratio to this one's
 
 
-# --- arithmetic -------------------------------------------------------------------------------------
-def gemm_flops(m: int, k: int, n: int) -> float:
-    """FLOPs of one [m x k] @ [k x n] matmul: a multiply and an add per term."""
-    return 2.0 * m * k * n
-
-
-def fraction_of_peak(samples_per_s: float, flops_per_sample_: float, peak_flops: float) -> float:
-    """Useful FLOP rate (samples/s x FLOPs per sample) over the peak FLOP rate."""
-    return samples_per_s * flops_per_sample_ / peak_flops
-
-
 # --- the machine's peaks ----------------------------------------------------------------------------
-def best_seconds(call: Callable[[], Any], repeats: int, warm: int = 2) -> float:
-    """The fastest of `repeats` timed calls after `warm` untimed ones (a peak: the least disturbed)."""
-    for _ in range(warm):
-        call()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _torch_gemm(dtype_name: str, threads: int) -> Callable[[], Any]:
-    import torch
-
     if threads > 0:
         torch.set_num_threads(threads)
     m, k, n = SHAPE
@@ -107,6 +63,7 @@ def _torch_gemm(dtype_name: str, threads: int) -> Callable[[], Any]:
 
 def _onnx_gemm(dtype_name: str, threads: int) -> Callable[[], Any]:
     """A one-node ONNX Runtime session: MatMul (fp32) or MatMulInteger (int8), weights constant."""
+    # onnx / onnxruntime: the optional `cpu` extra, needed only when an ONNX Runtime peak is timed
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -158,13 +115,11 @@ def measure_peaks(threads: int, repeats: int, names: list[str]) -> dict[str, flo
     """FLOP/s of SHAPE's matmul per peak name, best of `repeats`. A software bf16 GEMM (no AMX or
     AVX512-BF16) is timed once after one warm call: it is tens of times slower and its best is not
     worth the wait."""
-    from models.cpu_caps import probe
-
     out = {}
     for name in names:
         slow = name == "torch-bf16" and probe().bf16_kernel is None
-        call = PEAKS[name](threads)
-        out[name] = gemm_flops(*SHAPE) / best_seconds(call, 1 if slow else repeats, 1 if slow else 2)
+        seconds = measure.best_seconds(PEAKS[name](threads), 1 if slow else repeats, 1 if slow else 2)
+        out[name] = gemm_flops(*SHAPE) / seconds
     return out
 
 
@@ -187,74 +142,46 @@ def _refusal(form: Form, cfg_args: dict[str, Any]) -> str | None:
     return None
 
 
-def _estimate_sps(cfg: RunConfig, samples: int) -> tuple[float, np.ndarray, dict[str, Any], str]:
-    """In-process: samples/s of a plain loop (sizes the LoadGen run), the QSL's token lengths, the
-    encoder's config and the model kind. Also exports / quantises an ONNX graph once for the child."""
-    from harness.retime import plain_loop_sps
-    from harness.runner import prepare, warm_up
-    from sut.batching import BatchLimits
-
-    work = prepare(cfg)
-    try:
-        warm_up(work)
-        pool = work.qsl.total_sample_count
-        idx = np.random.default_rng(0).choice(pool, samples)
-        sps = plain_loop_sps(
-            work.backends[0], work.qsl, idx, BatchLimits(cfg.max_batch, cfg.token_budget)
-        )
-        return (
-            sps,
-            np.asarray(work.qsl.lengths),
-            dict(work.served.encoder_config),
-            work.served.model_kind,
-        )
-    finally:
-        work.close()
-
-
 def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of the section, measured in this call (LoadGen runs as child processes)."""
-    from harness.launch import launch_with_conf as loadgen_run
-    from models.cpu_caps import probe
-
     forms = parse_forms(args.peak_forms)
+    weights = None if args.peak_weights == "zoo" else args.peak_weights
     base = dict(
         model=args.model,
         task=args.task,
         encoder=args.peak_encoder,
         threads=args.threads,
         duration_s=args.duration,
-        weights=None if args.peak_weights == "zoo" else args.peak_weights,
+        weights=weights,
     )
     runs_dir = Path(args.runs_dir) / "peak"
-    caps = probe()
-    load_before = os.getloadavg()
+    load_before = measure.load_average()
     peak_names = sorted({f.peak for f in forms})
     before = measure_peaks(args.threads, args.peak_repeats, peak_names)
-    rows, lengths, config, kind, errors = [], None, None, None, []
+    rows, lengths, config, kind, runs = [], None, None, None, {}
     for form in forms:
         row: dict[str, Any] = {"form": form.label, "peak": form.peak, "refused": _refusal(form, base)}
         rows.append(row)
         if row["refused"]:
             continue
         cfg = RunConfig.layered(**base, backend=form.backend, dtype=form.dtype)
-        est, lengths, config, kind = _estimate_sps(cfg, args.peak_estimate_samples)
-        m = cfg.loadgen_model_name
-        run = loadgen_run(
-            cfg, [f"{m}.Offline.target_qps = {1.5 * est:.2f}"], form.label, runs_dir, scenario="Offline"
-        )
-        res = run.results if run.rc == 0 and run.results else None
-        row["offline_sps"] = round(res.samples_per_second, 2) if res and res.samples_per_second else None
-        row["offline_valid"] = res.result_valid if res else None
-        if res is None:
-            errors.append(f"{form.label}: exit {run.rc}, see {run.log}")
+        # in-process: a plain loop sizes the LoadGen run (it also exports / quantises an ONNX graph
+        # once for the child); the QSL's lengths and the encoder's config give FLOPs per sample
+        with measure.prepared(cfg) as work:
+            rng = np.random.default_rng(0)
+            est = measure.loop_sps(work, measure.limits(cfg), args.peak_estimate_samples, rng)
+            lengths, config = np.asarray(work.qsl.lengths), dict(work.served.encoder_config)
+            kind = work.served.model_kind
+        runs[form.label] = measure.child(cfg, runs_dir, form.label, "Offline", "target_qps", 1.5 * est)
+        res = measure.results(runs[form.label])
+        row["offline_sps"] = round(res.samples_per_second, 2) if res.samples_per_second else None
+        row["offline_valid"] = res.result_valid if res.samples_per_second else None
     after = measure_peaks(args.threads, args.peak_repeats, peak_names)
     # on a shared machine a peak timed while others compute is too low: the better of two, timed
     # before and after the runs, and both kept in the record (their spread is the noise)
-    rec = summarise(
-        rows, {k: max(before[k], after[k]) for k in peak_names}, lengths, config, kind, caps, errors
-    )
-    rec["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+    best = {k: max(before[k], after[k]) for k in peak_names}
+    rec = summarise(rows, best, lengths, config, kind, probe(), measure.errors(runs))
+    rec["load_average"] = {"before": load_before, "after": measure.load_average()}
     rec["peaks_before_after_gflops"] = {
         k: [round(before[k] / 1e9, 1), round(after[k] / 1e9, 1)] for k in peak_names
     }
@@ -279,9 +206,7 @@ def summarise(
         r["useful_gflops"] = round(sps * fps / 1e9, 2) if sps and fps else None
         peak = peaks.get(r["peak"])
         r["peak_gflops"] = round(peak / 1e9, 1) if peak else None
-        r["fraction_of_peak"] = (
-            round(fraction_of_peak(sps, fps, peak), 3) if sps and fps and peak else None
-        )
+        r["fraction_of_peak"] = round(sps * fps / peak, 3) if sps and fps and peak else None
     return {
         "rows": rows,
         "peaks_gflops": {k: round(v / 1e9, 1) for k, v in peaks.items()},
@@ -299,21 +224,52 @@ def summarise(
     }
 
 
+def text(value: Any) -> str:
+    """A figure as the record rounded it; "-" when missing."""
+    return "-" if value is None else str(value)
+
+
 def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> str:
-    dev = device_info()
-    cpu = rec["cpu"]
+    """reports/benchmark_peak.md."""
+    cpu, fps = rec["cpu"], rec["flops_per_sample"]
     m, k, n = rec["gemm_shape"]
     native = cpu["bf16_kernel"] or "none: bf16 converted in software"
     int8 = "AMX" if cpu["amx_int8"] else "AVX512-VNNI" if cpu["avx512_vnni"] else "AVX2 only"
-    fps = rec["flops_per_sample"]
     spread = rec.get("peaks_before_after_gflops", {})
-    lines = [
-        "# Serving forms against the machine's own GEMM peaks, measured side by side in one run",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB; native bf16: "
-        f"{native}; int8 dot products: {int8}; "
-        f"measured {time.strftime('%Y-%m-%d %H:%M')}.  ",
+    peaks = "; ".join(
+        f"{name} {v:,.1f} GFLOP/s"
+        + (f" ({' / '.join(map(str, spread[name]))})" if name in spread else "")
+        for name, v in rec["peaks_gflops"].items()
+    )
+    table = []
+    for r in rec["rows"]:
+        if r["refused"]:
+            table.append(
+                [
+                    r["form"],
+                    f"refused: {r['refused']}",
+                    None,
+                    None,
+                    r["peak"],
+                    text(r["peak_gflops"]),
+                    None,
+                ]
+            )
+            continue
+        sps = text(r.get("offline_sps")) + ("" if r.get("offline_valid") else " (INVALID)")
+        table.append(
+            [
+                r["form"],
+                sps,
+                *map(text, (r["vs_baseline"], r["useful_gflops"])),
+                r["peak"],
+                *map(text, (r["peak_gflops"], r["fraction_of_peak"])),
+            ]
+        )
+    lines = measure.header(
+        "Serving forms against the machine's own GEMM peaks, measured side by side in one run",
+        command,
+        f"CPU: native bf16: {native}; int8 dot products: {int8}.  ",
         f"Model: {args.model}/{args.task}, encoder {args.peak_encoder} ({rec['model_kind']} weights), "
         f"threads {args.threads or 'library default'}, {args.duration:g} s per LoadGen Offline run.  ",
         f"FLOPs per sample: {fps / 1e9:.3f} GFLOP (mean {rec['mean_tokens']:.1f} tokens, unpadded; "
@@ -322,38 +278,27 @@ def render_peak(rec: dict[str, Any], args: argparse.Namespace, command: str) -> 
         else "FLOPs per sample: n/a (no form ran).",
         "",
         f"GEMM peaks, [{m} x {k}] @ [{k} x {n}], best of the timed calls, the better of the passes "
-        "before and after the runs (before / after in brackets): "
-        + "; ".join(
-            f"{name} {v:,.1f} GFLOP/s"
-            + (f" ({' / '.join(map(str, spread[name]))})" if name in spread else "")
-            for name, v in rec["peaks_gflops"].items()
-        )
-        + ".",
+        f"before and after the runs (before / after in brackets): {peaks}.",
         "",
-        "| form | Offline samples/s | vs PyTorch fp32 | useful GFLOP/s | peak | peak GFLOP/s "
-        "| fraction of peak |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rec["rows"]:
-        if r["refused"]:
-            lines.append(
-                f"| {r['form']} | refused: {r['refused']} | | | {r['peak']} | {r['peak_gflops']} | |"
-            )
-            continue
-        valid = "" if r.get("offline_valid") else " (INVALID)"
-        lines.append(
-            f"| {r['form']} | {r.get('offline_sps')}{valid} | {r['vs_baseline']} | "
-            f"{r['useful_gflops']} | {r['peak']} | {r['peak_gflops']} | {r['fraction_of_peak']} |"
-        )
-    load = rec.get("load_average")
-    if load:
+        *markdown_table(
+            [
+                "form",
+                "Offline samples/s",
+                "vs PyTorch fp32",
+                "useful GFLOP/s",
+                "peak",
+                "peak GFLOP/s",
+                "fraction of peak",
+            ],
+            table,
+        ),
+    )
+    if load := rec.get("load_average"):
+        before, after = (", ".join(f"{x:.1f}" for x in load[k]) for k in ("before", "after"))
         lines += [
             "",
-            "Load average (1, 5, 15 min) before: "
-            + ", ".join(f"{x:.1f}" for x in load["before"])
-            + "; after: "
-            + ", ".join(f"{x:.1f}" for x in load["after"])
-            + f" (on {dev['cpu_cores']} cores: what the figures competed with).",
+            f"Load average (1, 5, 15 min) before: {before}; after: {after} (on "
+            f"{device_info()['cpu_cores']} cores: what the figures competed with).",
         ]
     if rec["errors"]:
         lines += ["", "Errors: " + "; ".join(rec["errors"])]

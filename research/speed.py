@@ -1,29 +1,7 @@
-"""`python -m research speed` (or `study --speed`): in-process micro-benchmarks, before/after side by side.
-
-Every comparison builds both sides in one process, warms each up once, then runs them interleaved
-batch by batch (each batch on A then B, the order rotating; part b, whose sides are different
-runtimes, by whole passes; `--repeats` rounds) over the same samples, and reports the MEDIAN
-samples/s of each and the median of the per-round ratios, so a noisy machine slows both sides
-alike. Samples: XNLI token lengths (the tiny zoo's tokenizer; a seeded synthetic distribution, labelled, when no tokenizer is found) with random ids.
-All weights are RANDOM (model_kind "random"): speed only. Parts (letter: its key in speed.json and
-its `--parts` letter; name: what it measures, `--parts` takes it too):
-  a  batching: length-sorted token-budget batches (sut/batching.py) vs fixed 32-sample batches padded
-     to the task's max length (128), PyTorch, model full.
-  b  onnxruntime_vs_pytorch: transformer fusions on vs off (fp32), int8 dynamic quantisation vs fp32 (both
-     fused), and both vs PyTorch eager (targets: fp32 >= 1.2x, int8 >= 1.5x), tiny and base shapes. Accuracy change per XNLI language comes from the study's accuracy runs (study.md).
-  c  fusion_fold: AdapterFusion, the library's fusion layer vs models.fusion.fold_fusion_layers (max |diff| checked
-     < 1e-4, throughput ratio).
-  d  adapter_cost: adapter (unmerged seq_bn), adapter-squad (AdapterFusion) and lora-squad (merged) vs full,
-     PyTorch at XNLI lengths, as served (models/dispatch_free.py, fusion folded) and, `-library`, in the
-     adapters library's own form. Targets: adapter cost <= 10%, merged LoRA within 2%.
-  e  real_shapes: base and large XLM-R (RANDOM weights) throughput and batch-1 latency, PyTorch and
-     ONNX Runtime fp32.
-  f  adapter_cost_base: part d at the XLM-R base shape (RANDOM weights): what adapters cost when the model, not the
-     per-operator overhead of a tiny model, dominates.
-  g  flop_counts: FLOPs (torch FlopCounterMode) of every variant relative to full, tiny and base shapes.
-Writes `<out>/speed.json` and `<out>/speed.md` and prints the ratios. `python -m research speed`
-runs it; `python -m research study --speed` is the same with the study's --threads and --out.
-"""
+"""`python -m research speed` (or `study --speed`): in-process micro-benchmarks, before/after side by
+side, interleaved in one process over the same samples, all weights random (speed only). Parts a-g,
+each a function below whose docstring's first line is its title in speed.md; docs/benchmark.md says
+what each measures. Writes `<out>/speed.json` and `<out>/speed.md` and prints the ratios."""
 
 from __future__ import annotations
 
@@ -39,10 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from common.names import lookup
 from common.paths import REPO
-from models.registry import MODELS
+from harness.info import device_info, git_state, package_versions
+from models.backends import create_backend
+from models.base import Backend, BackendOptions
+from models.fusion import fold_fusion_layers
+from models.registry import MODELS, resolve
+from research.tables import markdown_table
+from sut.batching import BatchLimits, plan_batches
+from tasks.registry import get_task
 
 Predict = Callable[[np.ndarray, np.ndarray], Any]
 
@@ -51,9 +38,6 @@ def xnli_lengths(n: int, models_dir: str | None, seed: int = 0) -> tuple[np.ndar
     """n XNLI token lengths (seeded sample over all languages) and where they came from."""
     rng = np.random.default_rng(seed)
     try:
-        from models.registry import resolve
-        from tasks.registry import get_task
-
         tok = resolve("full", "xnli", "tiny", weights="random", models_dir=models_dir).tokenizer()
         lengths = get_task("xnli").features(tok, progress=False).lengths
         return rng.choice(lengths, size=n, replace=len(lengths) < n), "XNLI dev, tiny tokenizer"
@@ -65,8 +49,6 @@ def xnli_lengths(n: int, models_dir: str | None, seed: int = 0) -> tuple[np.ndar
 def make_batches(lengths: np.ndarray, sorted_budget: bool, vocab: int, seed: int = 0) -> list[tuple]:
     """Padded (input_ids, attention_mask) batches. sorted_budget: sut/batching.plan_batches with
     BatchLimits(32, 4096); else fixed 32-sample batches in order, padded to 128 (naive reference)."""
-    from sut.batching import BatchLimits, plan_batches
-
     rng = np.random.default_rng(seed)
     if sorted_budget:
         groups = plan_batches(lengths, BatchLimits(max_batch=32, token_budget=4096))
@@ -97,10 +79,11 @@ def interleaved(
     drift in machine speed hits all sides alike; else each side runs its whole pass in turn (the
     order rotating per round), for sides on different runtimes, which slow each other down when
     they alternate call by call (PyTorch at 0.7x its speed between ONNX Runtime calls:
-    reports/scripts/mixed_runtimes.py).
+    docs/study.md).
     Each timed unit is preceded by an untimed `settle_s` sleep, so the previous side's thread pool
-    has stopped spin-waiting (a precaution: it did not cure the mixed-runtime slowdown). One warm-up call per side first. Per side: the median over rounds,
-    the rounds' spread, and the per-round rates (`rounds`) that `_ratio` pairs."""
+    has stopped spin-waiting (a precaution: it did not cure the mixed-runtime slowdown). One warm-up
+    call per side first. Per side: the median over rounds, the rounds' spread, and the per-round
+    rates (`rounds`) that `_ratio` pairs."""
     names = list(sides)
     for predict, batches in sides.values():
         predict(*batches[0])
@@ -128,8 +111,6 @@ def interleaved(
 
 
 def torch_predict(module) -> Predict:
-    import torch
-
     def predict(ids: np.ndarray, mask: np.ndarray):
         with torch.inference_mode():
             return module(torch.from_numpy(ids), torch.from_numpy(mask))
@@ -138,9 +119,12 @@ def torch_predict(module) -> Predict:
 
 
 def _served(model: str, encoder: str, models_dir: str | None):
-    from models.registry import resolve
-
     return resolve(model, "xnli", encoder, weights="random", models_dir=models_dir)
+
+
+def vocab(served: Any) -> int:
+    """The served encoder's vocabulary size: random ids are drawn below it."""
+    return int(served.encoder_config["vocab_size"])
 
 
 def _ratio(result: dict[str, dict[str, Any]], new: str, old: str) -> float:
@@ -150,12 +134,13 @@ def _ratio(result: dict[str, dict[str, Any]], new: str, old: str) -> float:
 
 
 def batching(lengths, args) -> dict[str, Any]:
-    predict = torch_predict(_served("full", "tiny", args.models_dir).torch_module())
-    vocab = 8002
+    """Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny shape, PyTorch)"""
+    served = _served("full", "tiny", args.models_dir)
+    predict = torch_predict(served.torch_module())
     res = interleaved(
         {
-            "naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab)),
-            "sorted_token_budget": (predict, make_batches(lengths, True, vocab)),
+            "naive_fixed32_pad128": (predict, make_batches(lengths, False, vocab(served))),
+            "sorted_token_budget": (predict, make_batches(lengths, True, vocab(served))),
         },
         args.repeats,
     )
@@ -165,12 +150,12 @@ def batching(lengths, args) -> dict[str, Any]:
 def _backend_sides(encoder: str, lengths, args, unfused: bool) -> dict[str, Any]:
     """PyTorch eager vs ONNX Runtime fp32 (fused; also unfused if asked) and int8, model full, in
     whole passes interleaved round by round (mixed runtimes, see `interleaved`)."""
-    from models.backends import create_backend
-    from models.base import BackendOptions
-
     served = _served("full", encoder, args.models_dir)
-    batches = make_batches(lengths, True, int(served.encoder_config["vocab_size"]))
-    make = lambda **kw: create_backend("onnxruntime", served, BackendOptions(threads=args.threads, **kw))  # noqa: E731
+    batches = make_batches(lengths, True, vocab(served))
+
+    def make(**options: Any) -> Backend:
+        return create_backend("onnxruntime", served, BackendOptions(threads=args.threads, **options))
+
     sides = {"fp32_unfused": make(optimize=False)} if unfused else {}
     sides |= {"fp32_fused": make(optimize=True), "int8_fused": make(optimize=True, dtype="int8")}
     predicts = {k: b.predict for k, b in sides.items()} | {
@@ -188,6 +173,7 @@ def _backend_sides(encoder: str, lengths, args, unfused: bool) -> dict[str, Any]
 
 
 def onnxruntime_vs_pytorch(lengths, args) -> dict[str, Any]:
+    """ONNX Runtime: transformer fusions, int8 dynamic quantisation, vs PyTorch eager"""
     out = _backend_sides("tiny", lengths, args, unfused=True)
     res = out["results"]
     out |= {
@@ -203,11 +189,9 @@ def onnxruntime_vs_pytorch(lengths, args) -> dict[str, Any]:
 
 
 def fusion_fold(lengths, args) -> dict[str, Any]:
-    import torch
-
-    from models.fusion import fold_fusion_layers
-
-    library = _served("adapter-squad", "tiny", args.models_dir).torch_module(lean=False)
+    """AdapterFusion: the library's layer vs the exact fold (tiny adapter-squad)"""
+    served = _served("adapter-squad", "tiny", args.models_dir)
+    library = served.torch_module(lean=False)
     with torch.no_grad():  # non-trivial adapter and fusion weights (the library's init is near identity)
         torch.manual_seed(0)
         for name, p in library.named_parameters():
@@ -215,7 +199,7 @@ def fusion_fold(lengths, args) -> dict[str, Any]:
                 p.normal_(0, 0.05)
     folded = copy.deepcopy(library)
     replaced = fold_fusion_layers(folded)
-    batches = make_batches(lengths, True, 8002)
+    batches = make_batches(lengths, True, vocab(served))
     a, b = torch_predict(library), torch_predict(folded)
     diff = max(float((a(*x) - b(*x)).abs().max()) for x in batches[:4])
     scale = max(float(a(*x).abs().max()) for x in batches[:4])
@@ -254,9 +238,9 @@ def _variants(encoder: str, models_dir: str | None) -> dict[str, Any]:
 
 
 def adapter_cost(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
+    """Adapters vs full, PyTorch fp32 (tiny shape)"""
     modules = _variants(encoder, args.models_dir)
-    vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
-    batches = make_batches(lengths, True, vocab)
+    batches = make_batches(lengths, True, vocab(_served("full", encoder, args.models_dir)))
     res = interleaved({k: (torch_predict(m), batches) for k, m in modules.items()}, args.repeats)
     cost = {k: 1 - _ratio(res, k, "full") for k in res if k != "full"}
     return {
@@ -272,21 +256,20 @@ def adapter_cost(lengths, args, encoder: str = "tiny") -> dict[str, Any]:
 
 
 def adapter_cost_base(lengths, args) -> dict[str, Any]:
-    """Part d at the real XLM-R base shape (RANDOM weights; --real_samples samples per pass)."""
+    """Adapters vs full at the XLM-R base shape, RANDOM weights, PyTorch fp32
+
+    Part d at that shape, --real_samples samples per pass."""
     return adapter_cost(lengths[: min(args.real_samples, len(lengths))], args, encoder="base")
 
 
 def real_shapes(lengths, args) -> dict[str, Any]:
-    from models.backends import create_backend
-    from models.base import BackendOptions
-
+    """Real shapes, RANDOM weights: Offline throughput and batch-1 latency"""
     out: dict[str, Any] = {"weights": "RANDOM (speed only)"}
     n = min(args.real_samples, len(lengths))
     for encoder in ("base", "large"):
         served = _served("full", encoder, args.models_dir)
-        vocab = int(served.encoder_config["vocab_size"])
-        batches = make_batches(lengths[:n], True, vocab)
-        singles = make_batches(lengths[: max(4, n // 2)], True, vocab)
+        batches = make_batches(lengths[:n], True, vocab(served))
+        singles = make_batches(lengths[: max(4, n // 2)], True, vocab(served))
         singles = [
             (ids[i : i + 1, : int(m[i].sum())], m[i : i + 1, : int(m[i].sum())])
             for ids, m in singles
@@ -311,21 +294,18 @@ def real_shapes(lengths, args) -> dict[str, Any]:
 
 def forward_flops(module, ids: np.ndarray, mask: np.ndarray) -> int:
     """FLOPs of one forward pass as PyTorch's FlopCounterMode counts them (matmuls and attention)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(torch.from_numpy(ids), torch.from_numpy(mask))
     return int(counter.get_total_flops())
 
 
 def flop_counts(lengths, args, encoders: tuple[str, ...] = ("tiny", "base")) -> dict[str, Any]:
-    """FLOPs of each served variant relative to full on the same batch, tiny and base shapes: a
-    count, not a timing, so it does not move with the machine's noise."""
+    """FLOPs of each variant relative to full, one batch of 8 (a count: no timing noise)
+
+    Tiny and base shapes, each variant on the same batch."""
     out: dict[str, Any] = {}
     for encoder in encoders:
-        vocab = int(_served("full", encoder, args.models_dir).encoder_config["vocab_size"])
-        ids, mask = make_batches(lengths[:8], True, vocab)[0]
+        ids, mask = make_batches(lengths[:8], True, vocab(_served("full", encoder, args.models_dir)))[0]
         modules = _variants(encoder, args.models_dir)
         flops = {m: forward_flops(mod, ids, mask) for m, mod in modules.items()}
         out[encoder] = {
@@ -347,47 +327,19 @@ class Part:
     measure: Callable[[np.ndarray, argparse.Namespace], dict[str, Any]]
 
 
+MEASURES = (
+    batching,
+    onnxruntime_vs_pytorch,
+    fusion_fold,
+    adapter_cost,
+    real_shapes,
+    adapter_cost_base,
+    flop_counts,
+)
+# a part's name is its function's, its title the first line of that function's docstring
 PARTS: dict[str, Part] = {
-    p.letter: p
-    for p in (
-        Part(
-            "a",
-            "batching",
-            "Batching: length-sorted token-budget batches vs 32 padded to 128 (tiny shape, PyTorch)",
-            batching,
-        ),
-        Part(
-            "b",
-            "onnxruntime_vs_pytorch",
-            "ONNX Runtime: transformer fusions, int8 dynamic quantisation, vs PyTorch eager",
-            onnxruntime_vs_pytorch,
-        ),
-        Part(
-            "c",
-            "fusion_fold",
-            "AdapterFusion: the library's layer vs the exact fold (tiny adapter-squad)",
-            fusion_fold,
-        ),
-        Part("d", "adapter_cost", "Adapters vs full, PyTorch fp32 (tiny shape)", adapter_cost),
-        Part(
-            "e",
-            "real_shapes",
-            "Real shapes, RANDOM weights: Offline throughput and batch-1 latency",
-            real_shapes,
-        ),
-        Part(
-            "f",
-            "adapter_cost_base",
-            "Adapters vs full at the XLM-R base shape, RANDOM weights, PyTorch fp32",
-            adapter_cost_base,
-        ),
-        Part(
-            "g",
-            "flop_counts",
-            "FLOPs of each variant relative to full, one batch of 8 (a count: no timing noise)",
-            flop_counts,
-        ),
-    )
+    letter: Part(letter, f.__name__, f.__doc__.splitlines()[0], f)
+    for letter, f in zip("abcdefg", MEASURES, strict=True)
 }
 
 
@@ -433,11 +385,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the selected parts; print ratios; write speed.json / speed.md under args.out."""
-    from harness.info import device_info, git_state, package_versions
-
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     chosen = selected(args.parts)
     lengths, source = xnli_lengths(args.samples, args.models_dir)
@@ -492,18 +440,15 @@ def _section(result: dict[str, Any]) -> list[str]:
     nested = {k: v for k, v in result.items() if isinstance(v, dict) and "results" in v}
     shapes = {k: v for k, v in result.items() if isinstance(v, dict) and "batch1_p50_ms" in v}
     if shapes:
-        lines = ["| shape/backend | samples/s | batch-1 p50 ms | batch-1 p90 ms |", "|---|---|---|---|"]
-        lines += [
-            f"| {k} | {v['samples_per_s']:,.2f} | {v['batch1_p50_ms']:,.1f} | "
-            f"{v['batch1_p90_ms']:,.1f} |"
-            for k, v in shapes.items()
-        ]
+        header = ["shape/backend", "samples/s", "batch-1 p50 ms", "batch-1 p90 ms"]
+        keys = ("samples_per_s", "batch1_p50_ms", "batch1_p90_ms")
+        lines = markdown_table(header, ([k, *(v[x] for x in keys)] for k, v in shapes.items()), digits=2)
     else:
-        lines = ["| variant | samples/s (median) | spread |", "|---|---|---|"]
-        lines += [
-            f"| {name} | {v['samples_per_s']:,.1f} | {100 * v['spread']:.0f}% |"
-            for name, v in result.get("results", {}).items()
+        rows = [
+            [k, v["samples_per_s"], f"{100 * v['spread']:.0f}%"]
+            for k, v in result.get("results", {}).items()
         ]
+        lines = markdown_table(["variant", "samples/s (median)", "spread"], rows)
     lines.append("")
     lines += [
         f"- {key}: {json.dumps(_short(value), default=str)}"

@@ -29,6 +29,14 @@ from common.exit_codes import INVALID
 from common.names import lookup
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
+from harness.find_peak import (
+    EARLY_STOPPING_MARGIN,
+    LONGER_TRIALS,
+    MAX_TRIAL_S,
+    SERVER_TRIAL,
+    search_folder,
+)
+from harness.find_peak import RECORD as PEAK_RECORD
 from harness.launch import launch
 from harness.run_folder import RunFolder
 from harness.run_record import Results, RunRecord
@@ -36,14 +44,6 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.recipe import seed_models_dir
-from research.find_peak import (
-    EARLY_STOPPING_MARGIN,
-    LONGER_TRIALS,
-    MAX_TRIAL_S,
-    SERVER_TRIAL,
-    search_folder,
-)
-from research.find_peak import RECORD as PEAK_RECORD
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 

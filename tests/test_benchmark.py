@@ -1,27 +1,55 @@
 """The SUT benchmark's report: verdicts against the issue's targets, figures carried into the table."""
 
-from research.benchmark import RATIOS, render
+import argparse
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import numpy as np
+
+from harness.config import RunConfig
+from harness.run_record import Results
+from models.cpu_caps import CpuCaps
+from research import benchmark, measure, ray_bench
+from research.benchmark import RATIOS, configure_parser, main, render
+from research.gpu_check import flops_per_sample
+from research.peak_bench import PEAKS, SHAPE, gemm_flops, render_peak, summarise
+from research.ray_bench import render_ray
 
 
 def row(encoder: str, **ratios) -> dict:
     base = {
-        "encoder": encoder, "model_kind": "tiny" if encoder == "tiny" else "random",
-        "plain_loop_sps": 101.0, "in_run_predict_sps": 98.5, "offline_samples": 1111, "offline_sps": 97.0, "offline_valid": True,
-        "reference_sps": 40.0, "bare_single_p90_ms": 4.0, "in_run_predict_p90_ms": 4.1, "singlestream_p90_ms": 4.2, "singlestream_samples": 2000,
+        "encoder": encoder,
+        "model_kind": "tiny" if encoder == "tiny" else "random",
+        "plain_loop_sps": 101.0,
+        "in_run_predict_sps": 98.5,
+        "offline_samples": 1111,
+        "offline_sps": 97.0,
+        "offline_valid": True,
+        "reference_sps": 40.0,
+        "bare_single_p90_ms": 4.0,
+        "in_run_predict_p90_ms": 4.1,
+        "singlestream_p90_ms": 4.2,
+        "singlestream_samples": 2000,
         "server_runs": [{"fraction": 0.9, "target_qps": 87.3, "valid": True, "p99_ms": 55.0}],
-        "offline_efficiency": 0.96, "offline_vs_model_calls": 0.985, "vs_reference": 2.43, "server_vs_offline": 0.9,
-        "singlestream_ratio": 1.02, "singlestream_vs_loop": 1.05, "errors": [],
-    }  # fmt: skip
+        "offline_efficiency": 0.96,
+        "offline_vs_model_calls": 0.985,
+        "vs_reference": 2.43,
+        "server_vs_offline": 0.9,
+        "singlestream_ratio": 1.02,
+        "singlestream_vs_loop": 1.05,
+        "errors": [],
+    }
     return {**base, **ratios}
 
 
+def table_rows(text: str, width: int) -> list[list[str]]:
+    """The cells of every markdown table line of `width` columns."""
+    rows = ([c.strip() for c in line.strip("|").split("|")] for line in text.splitlines())
+    return [cells for cells in rows if len(cells) == width]
+
+
 def verdicts(text: str) -> dict[tuple[str, str], str]:
-    out = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 6 and cells[1] in RATIOS:
-            out[(cells[0].split()[0], cells[1])] = cells[4]
-    return out
+    return {(c[0].split()[0], c[1]): c[4] for c in table_rows(text, 6) if c[1] in RATIOS}
 
 
 def test_verdicts_follow_the_targets_per_encoder():
@@ -61,30 +89,49 @@ def test_report_links_the_hand_written_notes_only_when_they_exist(tmp_path):
 
 def ray_row(**changes) -> dict:
     base = {
-        "model": "full", "task": "xnli", "backend": "pytorch", "model_kind": "tiny", "duration_s": 10.0,
-        "offline_samples": 6000, "offline_thread_samples": 6000, "offline_thread_sps": 500.0, "offline_thread_2x1_sps": 480.0,
+        "model": "full",
+        "task": "xnli",
+        "backend": "pytorch",
+        "model_kind": "tiny",
+        "duration_s": 10.0,
+        "offline_samples": 6000,
+        "offline_thread_samples": 6000,
+        "offline_thread_sps": 500.0,
+        "offline_thread_2x1_sps": 480.0,
         "offline_ray_sps": 470.0,
-        "offline_ray_actors": [{"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
-                               {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"}],
-        "noop_thread_sps": 90000.0, "noop_ray_sps": {"1": 21000.0, "2": 30500.0}, "noop_best_actors": 2,
-        "round_trips": {"batch": [32, 128], "bare_init_s": 2.2, "bare_round_trip": {"median_ms": 1.0, "p99_ms": 3.0},
-                        "proxy_round_trip": {"median_ms": 1.1, "p99_ms": 3.5}, "bare_pipelined_calls_per_s": 2500.0,
-                        "bare_pipelined_samples_per_s": 80000.0},
-        "server_runs": [{"fraction": 0.9, "target_qps": 423.0, "valid": False, "p99_ms": 900.0},
-                        {"fraction": 0.8, "target_qps": 376.0, "valid": True, "p99_ms": 80.0}],
+        "offline_ray_actors": [
+            {"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
+            {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"},
+        ],
+        "noop_thread_sps": 90000.0,
+        "noop_ray_sps": {"1": 21000.0, "2": 30500.0},
+        "noop_best_actors": 2,
+        "round_trips": {
+            "batch": [32, 128],
+            "bare_init_s": 2.2,
+            "bare_round_trip": {"median_ms": 1.0, "p99_ms": 3.0},
+            "proxy_round_trip": {"median_ms": 1.1, "p99_ms": 3.5},
+            "bare_pipelined_calls_per_s": 2500.0,
+            "bare_pipelined_samples_per_s": 80000.0,
+        },
+        "server_runs": [
+            {"fraction": 0.9, "target_qps": 423.0, "valid": False, "p99_ms": 900.0},
+            {"fraction": 0.8, "target_qps": 376.0, "valid": True, "p99_ms": 80.0},
+        ],
         "server_thread_control": {"target_qps": 376.0, "valid": True, "p99_ms": 60.0},
-        "offline_ray_vs_thread": 0.94, "dispatch_ceiling": 30500.0, "server_vs_offline_ray": 0.8,
-        "load_average": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]}, "errors": [],
-    }  # fmt: skip
+        "offline_ray_vs_thread": 0.94,
+        "dispatch_ceiling": 30500.0,
+        "server_vs_offline_ray": 0.8,
+        "load_average": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]},
+        "errors": [],
+    }
     return {**base, **changes}
 
 
 def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
-    from research.ray_bench import render_ray
 
     text = render_ray(ray_row(), "python -m research benchmark --sections ray")
-    rows = {c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in text.splitlines())
-            if len(c) == 6}  # fmt: skip
+    rows = {c[0]: c for c in table_rows(text, 6)}
     assert rows["offline_ray_vs_thread"][2:5] == ["0.94", ">= 0.9", "met"]
     assert rows["dispatch_ceiling"][2:5] == ["30,500", ">= 40,000", "MISSED"]
     assert rows["server_vs_offline_ray"][2:5] == ["0.8", ">= 0.7", "met"]
@@ -99,7 +146,7 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
     assert "ray-worker-1 3000 samples in 101 batches (node abcdef01)" in text
     assert "Command: `python -m research benchmark --sections ray`" in text
     missing = render_ray(ray_row(server_vs_offline_ray=None, errors=["x: exit 2, see y.log"]), "c")
-    assert "| server_vs_offline_ray | tiny: full/xnli pytorch | None | >= 0.7 | n/a |" in missing
+    assert "| server_vs_offline_ray | tiny: full/xnli pytorch | - | >= 0.7 | n/a |" in missing
     assert "Errors: x: exit 2, see y.log" in missing
 
 
@@ -108,10 +155,6 @@ E5_SMALL = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 
 
 
 def test_gemm_and_per_sample_flops_by_hand():
-    import numpy as np
-
-    from research.gpu_check import flops_per_sample
-    from research.peak_bench import SHAPE, gemm_flops
 
     assert gemm_flops(*SHAPE) == 1_509_949_440  # 2 x 1280 x 384 x 1536
     # one 40-token sample, per layer: 2 x 40 x (4 x 384^2 + 2 x 384 x 1536) = 141,557,760
@@ -143,12 +186,6 @@ def peak_rows():
 
 
 def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
-    import argparse
-
-    import numpy as np
-
-    from models.cpu_caps import CpuCaps
-    from research.peak_bench import render_peak, summarise
 
     peaks = {"torch-fp32": 264e9, "torch-bf16": 1.3e9, "onnxruntime-int8": 500e9}
     caps = CpuCaps("AMD EPYC", amx_bf16=False, avx512_bf16=False)
@@ -175,7 +212,9 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
         "| onnxruntime-int8 | 181.0 (INVALID) | 1.81 | 312.8 | onnxruntime-int8 | 500.0 | 0.626 |"
         in text
     )
-    assert "| pytorch-bf16 | refused: dtype bf16 on CPU needs AMX | | | torch-bf16 | 1.3 | |" in text
+    assert (
+        "| pytorch-bf16 | refused: dtype bf16 on CPU needs AMX | - | - | torch-bf16 | 1.3 | - |" in text
+    )
     assert "FLOPs per sample: 1.728 GFLOP (mean 40.0 tokens" in text
     assert "torch-fp32 264.0 GFLOP/s (264.0 / 250.5); torch-bf16 1.3 GFLOP/s;" in text
     assert "Load average (1, 5, 15 min) before: 1.0, 2.2, 3.0; after: 8.0, 5.0, 4.0 (on " in text
@@ -184,9 +223,6 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
 
 def test_peak_gemms_run_on_both_libraries():
     """Each peak's callable multiplies the real operands (checked against numpy), not only runs."""
-    import numpy as np
-
-    from research.peak_bench import PEAKS, SHAPE
 
     m, k, n = SHAPE
     out = {name: make(1)() for name, make in PEAKS.items() if name != "torch-bf16"}
@@ -204,9 +240,6 @@ def test_peak_gemms_run_on_both_libraries():
 
 
 def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
-    import argparse
-
-    from research.benchmark import configure_parser, main
 
     parser = argparse.ArgumentParser()
     configure_parser(parser)
@@ -219,3 +252,156 @@ def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
         "error: --peak_forms: pytorch-int4 not in pytorch, pytorch-bf16, onnxruntime, onnxruntime-int8"
     ]
     assert not (tmp_path / "peak").exists() and not (tmp_path / "benchmark_peak.json").exists()
+
+
+def test_server_search_stops_at_the_first_valid_load_and_keeps_every_run(tmp_path, monkeypatch):
+    """The benchmark's and the Ray section's Server search: loads tried in the given order, each a
+    child run with its own user.conf line, until one is VALID; a failed run counts as INVALID."""
+
+    seen = []
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        seen.append((lines, name, changes))
+        qps = float(lines[0].rsplit("=", 1)[1])
+        res = Results(result_valid=qps <= 60, latency_ns={"p99": 1e6 * qps})
+        rc = 2 if qps > 85 else 0  # the first run fails outright: its results are not read
+        return SimpleNamespace(rc=rc, log=runs_dir / name / "benchmark.log", results=res)  # a Launched
+
+    monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
+    cfg = RunConfig.layered(model="full", task="xnli", encoder="tiny")
+    runs = {}
+    tried = measure.server_search(cfg, 100.0, [0.9, 0.75, 0.6, 0.5], "server", tmp_path, runs, workers=2)
+    assert [(t["target_qps"], t["valid"], t["p99_ms"]) for t in tried] == [
+        (90.0, False, 0.0),
+        (75.0, False, 75.0),
+        (60.0, True, 60.0),
+    ]
+    assert seen[0] == (
+        [f"{cfg.loadgen_model_name}.Server.target_qps = 90.00"],
+        "server_0.9",
+        {"scenario": "Server", "workers": 2},
+    )
+    assert list(runs) == ["server_0.9", "server_0.75", "server_0.6"]
+    assert measure.best_valid(tried) == 60.0
+    assert measure.errors(runs) == [
+        f"server_0.9: exit 2, see {tmp_path / 'server_0.9' / 'benchmark.log'}"
+    ]
+    assert measure.server_text(tried[1:]) == "75.0 QPS INVALID p99 75.0 ms; 60.0 QPS VALID p99 60.0 ms"
+
+
+def test_measure_encoder_sizes_each_run_and_divides_the_runs_own_figures(tmp_path, monkeypatch):
+    """One encoder of the sut section with the in-process estimates and the child runs faked: each
+    run's user.conf line comes from its estimate, and every ratio from the runs' own figures."""
+    work = SimpleNamespace(
+        served=SimpleNamespace(model_kind="tiny"),
+        task=SimpleNamespace(feature_settings=lambda: {"max_length": 128}),
+        qsl=SimpleNamespace(total_sample_count=10, lengths=np.array([5, 9])),
+        backends=[None],
+    )
+    monkeypatch.setattr(measure, "prepared", contextmanager(lambda cfg: (yield work)))
+    estimates = iter([200.0, 50.0])  # the plain loop, then the reference (padded, batch 1) loop
+    monkeypatch.setattr(measure, "loop_sps", lambda *a, **k: next(estimates))
+    monkeypatch.setattr(benchmark, "bare_single_p90_ms", lambda *a: 4.0)
+    figures = {
+        "offline": Results(
+            result_valid=True,
+            samples_per_second=190.0,
+            retimed={
+                "plain_loop_samples_per_second": 200.0,
+                "in_run_predict_samples_per_second": 195.0,
+                "samples": 2200,
+            },
+        ),
+        "reference": Results(result_valid=True, samples_per_second=47.5),
+        "singlestream": Results(
+            result_valid=True,
+            latency_ns={"p90": 4.4e6},
+            retimed={"bare_p90_ms": 4.0, "in_run_predict_p90_ms": 4.2, "samples": 500},
+        ),
+        "server_0.9": Results(result_valid=False, latency_ns={"p99": 200e6}),
+        "server_0.75": Results(result_valid=True, latency_ns={"p99": 80e6}),
+    }
+    launched = {}
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched[name] = (lines[0].split(".", 1)[1], changes)
+        return SimpleNamespace(rc=0, log=runs_dir / name / "benchmark.log", results=figures[name])
+
+    monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(["--runs_dir", str(tmp_path), "--duration", "10"])
+    r = benchmark.measure_encoder("tiny", args)
+    assert launched == {
+        "offline": ("Offline.target_qps = 300.00", {"scenario": "Offline", "retime": True}),
+        "reference": (
+            "Offline.target_qps = 75.00",
+            {"scenario": "Offline", "max_batch": 1, "token_budget": 0, "pad_to": 128},
+        ),
+        "singlestream": (
+            "SingleStream.target_latency = 4.000",
+            {"scenario": "SingleStream", "retime": True},
+        ),
+        "server_0.9": ("Server.target_qps = 171.00", {"scenario": "Server"}),
+        "server_0.75": ("Server.target_qps = 142.50", {"scenario": "Server"}),
+    }
+    assert r["offline_efficiency"] == 0.95  # 190 / 200
+    assert r["offline_vs_model_calls"] == 0.974  # 190 / 195
+    assert r["vs_reference"] == 4.0  # 190 / 47.5
+    assert r["server_vs_offline"] == 0.75  # 142.5 / 190
+    assert r["singlestream_ratio"] == 1.048  # 4.4 / 4.2
+    assert r["singlestream_vs_loop"] == 1.1  # 4.4 / 4.0
+    assert r["model_kind"] == "tiny" and r["errors"] == []
+
+
+def test_measure_ray_runs_each_layout_and_divides_the_runs_own_figures(tmp_path, monkeypatch):
+    """The Ray section with the in-process figures and the child runs faked: the Offline query is
+    the same for thread and Ray, the no-op runs are capped, the Server search stops at the first
+    VALID load, and the thread control runs at that load."""
+    work = SimpleNamespace(served=SimpleNamespace(model_kind="tiny"))
+    monkeypatch.setattr(measure, "prepared", contextmanager(lambda cfg: (yield work)))
+    estimates = iter([100.0, 50_000.0])  # the tiny model's loop, then the no-op backend's
+    monkeypatch.setattr(measure, "loop_sps", lambda *a, **k: next(estimates))
+    monkeypatch.setattr(ray_bench, "create_backend", lambda *a, **k: None)
+    rtt = {"bare_pipelined_samples_per_s": 300_000.0}
+    monkeypatch.setattr(ray_bench, "round_trips", lambda served: rtt)
+    sps = {
+        "offline_thread": 500.0,
+        "offline_ray": 470.0,
+        "offline_thread_2x1": 480.0,
+        "noop_thread": 90_000.0,
+        "noop_ray_1": 21_000.0,
+        "noop_ray_2": 30_500.0,
+    }
+    launched = {}
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched[name] = (float(lines[0].rsplit("=", 1)[1]), changes)
+        valid = name in sps or name.endswith(("_0.8", "control_1"))
+        res = Results(result_valid=valid, samples_per_second=sps.get(name), latency_ns={"p99": 9e7})
+        return SimpleNamespace(rc=0, log=runs_dir / name / "benchmark.log", results=res)
+
+    monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    r = ray_bench.measure_ray(parser.parse_args(["--runs_dir", str(tmp_path), "--duration", "10"]))
+    # 4096 samples / (1.1 x 10 s) = 372.36 QPS is above 1.5 x 100: the query's floor sizes both
+    assert launched["offline_thread"] == (372.36, {"scenario": "Offline", "workers": 1, "threads": 2})
+    assert launched["offline_ray"][0] == 372.36 and launched["offline_ray"][1]["executor"] == "ray"
+    # no-op runs: at most 1,000,000 samples / (1.1 x 5 s) = 181,818.18 QPS
+    assert launched["noop_thread"][0] == 50_000.0 and launched["noop_ray_2"][0] == 181_818.18
+    assert launched["noop_ray_2"][1]["workers"] == 2 and launched["noop_ray_2"][1]["max_batch"] == 32
+    assert [n for n in launched if "server" in n] == [
+        "server_ray_0.9",
+        "server_ray_0.8",
+        "server_thread_control_1",
+    ]
+    assert launched["server_thread_control_1"] == (
+        376.0,
+        {"scenario": "Server", "workers": 2, "threads": 1},
+    )
+    assert r["offline_ray_vs_thread"] == 0.94  # 470 / 500
+    assert r["dispatch_ceiling"] == 30_500.0 and r["noop_best_actors"] == 2
+    assert r["server_vs_offline_ray"] == 0.8  # 376 / 470
+    assert r["server_thread_control"] == {"target_qps": 376.0, "valid": True, "p99_ms": 90.0}
+    assert r["errors"] == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.paths import REPO
+from harness import find_peak
 from harness.config import RunConfig, add_run_arguments
 from harness.launch import child_argv, launch
 from harness.run_folder import RunFolder
@@ -127,7 +128,7 @@ _RUN_PATH = re.compile(
 # find_peak keeps its trials in <output_dir>/<MODEL>/<TASK>/trial_NN/ (each trial's run folder is
 # made by the launcher below that): its own folder, not a run folder
 ALLOWED = {
-    "research/find_peak.py": 'return Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task'
+    "harness/find_peak.py": 'return Path(cfg.output_dir or BUILD / "peak") / cfg.model / cfg.task'
 }
 
 
@@ -159,7 +160,6 @@ def test_find_peak_offline_resizes_a_too_short_trial(tmp_path, monkeypatch):
     """No target in user.conf: LoadGen's query is tiny and its rate mostly start-up (INVALID, min
     duration); find_peak sizes the next trial from that rate until one lasts min duration."""
     from harness.run_record import Results
-    from research import find_peak
 
     rates = iter([39.4, 90.0, 108.0])  # what each trial measures
     seen = []
@@ -215,7 +215,6 @@ def test_run_task_options(flags, kind, expected):
 def test_find_peak_server_never_reports_an_untried_bound(tmp_path, monkeypatch):
     """--low is assumed VALID and never run: when every trial is INVALID there is no peak to report."""
     from harness.run_record import Results
-    from research import find_peak
 
     offered = []
 
@@ -247,7 +246,6 @@ def test_a_new_find_peak_search_sets_the_earlier_one_aside(tmp_path, monkeypatch
     import time
 
     from harness.run_record import Results, find_records
-    from research import find_peak
 
     def run_folder(trial: Path, qps: float, valid: bool) -> None:
         folder = trial / "full" / "xnli" / "Server" / "performance"
@@ -302,7 +300,6 @@ def test_find_peak_server_runs_a_trial_short_of_queries_again_for_longer(tmp_pat
     said it needed x the margin, repeated while the shortfall shrinks (at most LONGER_TRIALS, never
     past MAX_TRIAL_S); any other INVALID trial is final."""
     from harness.run_record import Results
-    from research import find_peak
 
     runs = []
     shortfalls = []  # the queries short of each trial at 32 QPS in turn; none left: VALID
@@ -349,3 +346,15 @@ def test_find_peak_server_runs_a_trial_short_of_queries_again_for_longer(tmp_pat
     assert find_peak.longer_trial_s(600.0, big, 32.0) is None  # already as long as allowed
     official = parse(["--encoder", "e5-small", "--scenario", "Server"])  # no --duration: 600 s runs
     assert find_peak.longer_trial_s(official.duration_s, big, 32.0) is None
+
+
+def test_find_peak_is_a_core_command_and_refuses_singlestream(capsys):
+    """`python -m harness find_peak` (make find_peak) runs harness/find_peak.py itself, with no
+    forward to research; a SingleStream search is a bad input (exit 3) naming what it measures."""
+    from harness.cli import COMMANDS, ELSEWHERE, main
+    from research.cli import COMMANDS as RESEARCH  # the test may import research; the core may not
+
+    assert COMMANDS["find_peak"][0] == "harness.find_peak"
+    assert "find_peak" not in ELSEWHERE and "find_peak" not in RESEARCH
+    assert main(["find_peak", "--scenario", "SingleStream"]) == 3
+    assert "find_peak: measures Server and Offline" in capsys.readouterr().err

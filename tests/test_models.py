@@ -267,7 +267,7 @@ def test_heldout_probe_scores_the_english_heldout_rows_and_leaves_the_model_trai
     """The training-curve probe (bf16, unfolded AdapterFusion as it trains) on the XNLI held-out rows:
     300 English rows scored like the in-process evaluation (fp32, folded); its forward runs under
     no_grad, not inference_mode (where the library's unfolded fusion is 11-14x slower: the speed
-    itself is reports/scripts/fusion_probe.py's to measure); a training step still works after it."""
+    itself is in docs/zoo.md); a training step still works after it."""
     from models.loaders import load_model
     from models.zoo_eval import evaluate, heldout_probe
 

@@ -1,4 +1,5 @@
-"""`python -m research find_peak`: the user.conf target that fits this machine, per scenario.
+"""`python -m harness find_peak` (`make find_peak`): the user.conf target that fits this machine, per
+scenario.
 
 Server (the default): the highest VALID Server target_qps, by bisection over short runs. Each trial
 is a separate `python -m harness run --scenario Server` process (one LoadGen test per process,
@@ -53,9 +54,8 @@ EARLY_STOPPING_MARGIN = 1.2
 LONGER_TRIALS = 3
 MAX_TRIAL_S = 600.0
 OFFLINE_TRIALS = 3
-OFFLINE_RESIZE = (
-    2.0  # an INVALID (too short) trial's rate underestimates: the next query is sized above it
-)
+# an INVALID (too short) trial's rate underestimates: the next query is sized above it
+OFFLINE_RESIZE = 2.0
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
