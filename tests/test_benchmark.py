@@ -6,10 +6,13 @@ from research.benchmark import RATIOS, render
 def row(encoder: str, **ratios) -> dict:
     base = {
         "encoder": encoder, "model_kind": "tiny" if encoder == "tiny" else "random",
-        "plain_loop_sps": 101.0, "in_run_predict_sps": 98.5, "offline_samples": 1111, "offline_sps": 97.0, "offline_valid": True,
-        "reference_sps": 40.0, "bare_single_p90_ms": 4.0, "in_run_predict_p90_ms": 4.1, "singlestream_p90_ms": 4.2, "singlestream_samples": 2000,
+        "plain_loop_sps": 101.0, "in_run_predict_sps": 98.5,
+        "offline_samples": 1111, "offline_sps": 97.0, "offline_valid": True,
+        "reference_sps": 40.0, "bare_single_p90_ms": 4.0, "in_run_predict_p90_ms": 4.1,
+        "singlestream_p90_ms": 4.2, "singlestream_samples": 2000,
         "server_runs": [{"fraction": 0.9, "target_qps": 87.3, "valid": True, "p99_ms": 55.0}],
-        "offline_efficiency": 0.96, "offline_vs_model_calls": 0.985, "vs_reference": 2.43, "server_vs_offline": 0.9,
+        "offline_efficiency": 0.96, "offline_vs_model_calls": 0.985, "vs_reference": 2.43,
+        "server_vs_offline": 0.9,
         "singlestream_ratio": 1.02, "singlestream_vs_loop": 1.05, "errors": [],
     }  # fmt: skip
     return {**base, **ratios}
@@ -62,14 +65,17 @@ def test_report_links_the_hand_written_notes_only_when_they_exist(tmp_path):
 def ray_row(**changes) -> dict:
     base = {
         "model": "full", "task": "xnli", "backend": "pytorch", "model_kind": "tiny", "duration_s": 10.0,
-        "offline_samples": 6000, "offline_thread_samples": 6000, "offline_thread_sps": 500.0, "offline_thread_2x1_sps": 480.0,
-        "offline_ray_sps": 470.0,
-        "offline_ray_actors": [{"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
-                               {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"}],
+        "offline_samples": 6000, "offline_thread_samples": 6000, "offline_thread_sps": 500.0,
+        "offline_thread_2x1_sps": 480.0, "offline_ray_sps": 470.0,
+        "offline_ray_actors": [
+            {"name": "ray-worker-0", "samples": 3000, "batches": 100, "node_id": "abcdef0123"},
+            {"name": "ray-worker-1", "samples": 3000, "batches": 101, "node_id": "abcdef0123"},
+        ],
         "noop_thread_sps": 90000.0, "noop_ray_sps": {"1": 21000.0, "2": 30500.0}, "noop_best_actors": 2,
-        "round_trips": {"batch": [32, 128], "bare_init_s": 2.2, "bare_round_trip": {"median_ms": 1.0, "p99_ms": 3.0},
-                        "proxy_round_trip": {"median_ms": 1.1, "p99_ms": 3.5}, "bare_pipelined_calls_per_s": 2500.0,
-                        "bare_pipelined_samples_per_s": 80000.0},
+        "round_trips": {"batch": [32, 128], "bare_init_s": 2.2,
+                        "bare_round_trip": {"median_ms": 1.0, "p99_ms": 3.0},
+                        "proxy_round_trip": {"median_ms": 1.1, "p99_ms": 3.5},
+                        "bare_pipelined_calls_per_s": 2500.0, "bare_pipelined_samples_per_s": 80000.0},
         "server_runs": [{"fraction": 0.9, "target_qps": 423.0, "valid": False, "p99_ms": 900.0},
                         {"fraction": 0.8, "target_qps": 376.0, "valid": True, "p99_ms": 80.0}],
         "server_thread_control": {"target_qps": 376.0, "valid": True, "p99_ms": 60.0},
@@ -83,8 +89,8 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
     from research.ray_bench import render_ray
 
     text = render_ray(ray_row(), "python -m research benchmark --sections ray")
-    rows = {c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in text.splitlines())
-            if len(c) == 6}  # fmt: skip
+    cells = ([x.strip() for x in line.strip("|").split("|")] for line in text.splitlines())
+    rows = {c[0]: c for c in cells if len(c) == 6}
     assert rows["offline_ray_vs_thread"][2:5] == ["0.94", ">= 0.9", "met"]
     assert rows["dispatch_ceiling"][2:5] == ["30,500", ">= 40,000", "MISSED"]
     assert rows["server_vs_offline_ray"][2:5] == ["0.8", ">= 0.7", "met"]
