@@ -87,7 +87,8 @@ def device_info() -> dict[str, Any]:
         "onnxruntime_providers": [],
     }
     try:
-        import torch  # noqa: PLC0415 - lazy: seconds to import; info still prints without it
+        # lazy: torch takes seconds to import, and info must print even where it is broken
+        import torch  # noqa: PLC0415
 
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
@@ -96,7 +97,8 @@ def device_info() -> dict[str, Any]:
     except ImportError:
         pass
     try:
-        import onnxruntime  # noqa: PLC0415 - lazy: optional (the cpu or gpu extra)
+        # lazy: onnxruntime is optional (the cpu or gpu extra)
+        import onnxruntime  # noqa: PLC0415
 
         info["onnxruntime_providers"] = onnxruntime.get_available_providers()
     except ImportError:
