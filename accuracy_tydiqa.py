@@ -1,4 +1,7 @@
-"""Score an MLPerf accuracy log of TyDiQA-GoldP: python accuracy_tydiqa.py mlperf_log_accuracy.json [--help]."""
+"""Score an MLPerf accuracy log of TyDiQA-GoldP.
+
+python accuracy_tydiqa.py mlperf_log_accuracy.json [--help]
+"""
 
 import sys
 

@@ -8,18 +8,18 @@ import json
 import os
 import platform
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from common.paths import BUILD, DATA, REPO
+from tasks.data import cache_root
 
 PACKAGES = ("torch", "transformers", "adapters", "onnxruntime", "mlperf_loadgen", "numpy", "onnx", "ray")
 
 
 def package_versions() -> dict[str, str | None]:
     """Installed version of each runtime dependency (None when missing)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     dist = {"mlperf_loadgen": "mlcommons-loadgen", "onnxruntime": None}
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -87,7 +87,8 @@ def device_info() -> dict[str, Any]:
         "onnxruntime_providers": [],
     }
     try:
-        import torch
+        # lazy: torch takes seconds to import, and info must print even where it is broken
+        import torch  # noqa: PLC0415
 
         if torch.cuda.is_available():
             for i in range(torch.cuda.device_count()):
@@ -96,7 +97,8 @@ def device_info() -> dict[str, Any]:
     except ImportError:
         pass
     try:
-        import onnxruntime
+        # lazy: onnxruntime is optional (the cpu or gpu extra)
+        import onnxruntime  # noqa: PLC0415
 
         info["onnxruntime_providers"] = onnxruntime.get_available_providers()
     except ImportError:
@@ -121,8 +123,6 @@ def _registries() -> dict[str, Any]:
 
 
 def collect() -> dict[str, Any]:
-    from tasks.data import cache_root
-
     return {
         "versions": package_versions(),
         **git_state(),

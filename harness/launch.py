@@ -26,6 +26,7 @@ from common.paths import REPO
 from harness.config import RunConfig, add_run_arguments
 from harness.run_folder import RunFolder
 from harness.run_record import RunRecord
+from harness.settings import user_conf_with
 
 
 @cache
@@ -124,8 +125,11 @@ def launch(
         out.write(" ".join(argv) + "\n\n")
         out.flush()
     try:
-        rc = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                            timeout=timeout_s, check=False).returncode  # fmt: skip
+        stderr = subprocess.STDOUT if out else None
+        proc = subprocess.run(
+            argv, cwd=cwd, env=env, stdout=out, stderr=stderr, timeout=timeout_s, check=False
+        )
+        rc = proc.returncode
     except subprocess.TimeoutExpired:
         rc = -9
     finally:
@@ -145,8 +149,6 @@ def launch_with_conf(
     """One child run of `cfg` with `changes` (RunConfig fields), `conf_lines` appended to a copy of
     its user.conf, into runs_dir/name; INVALID results are kept (allow_invalid). The benchmarks'
     runs (research/benchmark.py, research/ray_bench.py)."""
-    from harness.settings import user_conf_with
-
     out = runs_dir / name
     conf = user_conf_with(cfg.user_conf, conf_lines, out / "user.conf", f"benchmark: {name}")
     child = replace(cfg, user_conf=conf, output_dir=out, allow_invalid=True, **changes)

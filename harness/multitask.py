@@ -13,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tasks.base import tokenizer_fingerprint
 from tasks.mixed import MixedTask, parse_task_list, score_mixed_log
+from tasks.qsl import QuerySampleLibrary
 
 
 def check_options(backend: str, executor: str, dtype: str, weights: str | None) -> None:
@@ -38,10 +40,9 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
     """The Workload fields of a task-list run: every task resolved (ValueError naming the fix when
     one lacks a checkpoint or the tasks cannot share the form), the union QSL, one backend per
     worker. `task_options(cfg, served)`: the runner's per-task options (run with each task's name)."""
-    from models.multitask import MultiTaskBackend, resolve_tasks
-    from models.recipe import tokenizer_for
-    from tasks.base import tokenizer_fingerprint
-    from tasks.qsl import QuerySampleLibrary
+    # lazy: both import torch (seconds), and the config check imports this module for check_options
+    from models.multitask import MultiTaskBackend, resolve_tasks  # noqa: PLC0415
+    from models.recipe import tokenizer_for  # noqa: PLC0415
 
     task_list = parse_task_list(cfg.task)
     multi = resolve_tasks(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from common.names import lookup
 from models.base import DTYPES, Backend, BackendOptions
+from models.cpu_caps import bf16_kernel
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,6 @@ def check_options(name: str, options: BackendOptions) -> str | None:
             f"backend {name} serves {', '.join(served)} on {kind}, not {options.dtype}{hint}"
         )
     if entry.computes and kind == "cpu" and options.dtype == "bf16":
-        from models.cpu_caps import bf16_kernel
-
         return bf16_kernel()
     return None
 

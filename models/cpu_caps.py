@@ -15,6 +15,7 @@ use the tiles) and the kernel's flag list (`/proc/cpuinfo`); tests replace `prob
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
 @functools.lru_cache(maxsize=1)
 def probe() -> CpuCaps:
     """This machine's CpuCaps (cached: the answer cannot change within a process)."""
-    import torch
+    # lazy: torch takes seconds to import, and the config check and the ONNX backend import this module
+    import torch  # noqa: PLC0415
 
     model, flags = _cpuinfo()
     cpu = torch.cpu
@@ -125,8 +127,6 @@ def autocast_bf16(wanted: bool = True) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _say_fp32_once() -> None:
-    import sys
-
     print(
         f"[models] {probe().model} has no native bf16 (AMX or AVX512-BF16): training in fp32 "
         "instead of bf16 autocast",

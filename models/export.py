@@ -2,9 +2,10 @@
 
 build/onnx/<key>.onnx is the exported fp32 graph of `served.torch_module(attn_implementation="eager")`
 (the adapters library cannot export itself: the served module calls it with keyword arguments,
-docs/zoo.md, "The adapters library"); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-opt-int8.onnx (dynamic; -int8w7: 7-bit weights)
-and <key>-int8s-<tag>.onnx (static QDQ) are derived from it. The key hashes the served model's
-description, the checkpoint files (names, sizes, mtimes), the opset and torch version.
+docs/zoo.md, "The adapters library"); <key>-opt.onnx, <key>-opt-fp16.onnx, <key>-opt-int8.onnx
+(dynamic; -int8w7: 7-bit weights) and <key>-int8s-<tag>.onnx (static QDQ) are derived from it. The
+key hashes the served model's description, the checkpoint files (names, sizes, mtimes), the opset
+and torch version.
 Every file is written under a temporary name and renamed: an interrupted export leaves no cache entry.
 Graphs over 2 GB (large) keep their weights in <name>.data beside them.
 """
@@ -18,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
+from onnx import TensorProto
 
 from common.paths import BUILD
+from models.loaders import base_source
 
 OPSET = 17
 GRAPH_VERSION = (
@@ -36,8 +40,6 @@ def onnx_dir() -> Path:
 
 
 def _checkpoint_fingerprint(served) -> list[Any]:
-    from models.loaders import base_source
-
     files = []
     if served.checkpoint is not None:
         for root in {Path(served.checkpoint), Path(base_source(Path(served.checkpoint)))}:
@@ -77,8 +79,6 @@ def _dummy_inputs(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _save(model_proto, path: Path) -> None:
     """Save an onnx ModelProto at `path` atomically (external data for > 2 GB graphs)."""
-    import onnx
-
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     big = sum(t.ByteSize() for t in model_proto.graph.initializer) > _PROTO_LIMIT
     if big:
@@ -94,8 +94,6 @@ def export_onnx(served, out_dir: str | Path | None = None, progress: bool = True
     Inputs input_ids / attention_mask int64 [batch, sequence] (both axes dynamic); output "output"
     float32 with the task kind's shape. Opset 17, TorchScript exporter (dynamo=False).
     """
-    import onnx
-
     out_dir = Path(out_dir) if out_dir is not None else onnx_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{export_key(served)}.onnx"
@@ -133,7 +131,8 @@ def optimized(path: Path, served, use_gpu: bool = False, fp16: bool = False) -> 
 
     fp16 converts weights and compute to float16 with float32 inputs/outputs kept (GPU only).
     """
-    from onnxruntime.transformers.optimizer import optimize_model
+    # lazy: ORT's optimizer takes seconds to import, and only the optimised graphs need it
+    from onnxruntime.transformers.optimizer import optimize_model  # noqa: PLC0415
 
     out = path.with_name(
         path.stem + ("-opt-fp16" if fp16 else "-opt") + (".gpu" if use_gpu else "") + ".onnx"
@@ -160,8 +159,8 @@ def quantized(path: Path, weight_bits: int = 8) -> Path:
     [-64, 64] (ONNX Runtime's reduce_range): exact on a CPU whose u8 x s8 kernel saturates on
     full-range weights (models/cpu_caps.py CpuCaps.int8_exact), compared in
     docs/amx.md."""
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    # lazy: ORT's quantisation tools take seconds to import, and only the int8 graphs need them
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
 
     if weight_bits not in (7, 8):
         raise ValueError(f"weight_bits must be 7 or 8, got {weight_bits}")
@@ -191,9 +190,8 @@ def static_quantized(path: Path, calibration: list[tuple[np.ndarray, np.ndarray]
     attention products Q K^T and P V (both sides activations; P is the softmax's output), Gemm (the
     classification head), and everything that is not a MatMul (softmax, LayerNorm, GELU).
     ValueError on an empty calibration set."""
-    import onnx
-    from onnx import TensorProto
-    from onnxruntime.quantization import (
+    # lazy: ORT's quantisation tools take seconds to import, and only the int8 graphs need them
+    from onnxruntime.quantization import (  # noqa: PLC0415
         CalibrationDataReader,
         CalibrationMethod,
         QuantFormat,

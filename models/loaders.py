@@ -25,14 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from common.files import sha256_file
 from common.paths import BUILD
+from models.encoders import ENCODERS, EncoderSpec, get_encoder, xlmr_config
+from models.fusion import fold_fusion_layers
 from models.modules import wrap
 
 if TYPE_CHECKING:
-    from models.encoders import EncoderSpec
     from models.spec import ModelSpec
     from tasks.base import Task
 
@@ -76,8 +78,6 @@ def rebuild_hint(folder: Path, build: Path | None = None) -> str:
         stage = None
     if stage is None:
         return f"replace the checkpoint in {folder} (it was not built by `make models`)"
-    from models.encoders import ENCODERS
-
     root = folder.parent if stage == "encoder" else folder.parent.parent
     build = build or BUILD
     command = f"python -m harness models --models_dir {root}"
@@ -111,8 +111,6 @@ def _damaged_file(folder: Path) -> Path | None:
     for path in _checkpoint_files(folder):
         try:
             if path.suffix == ".safetensors":
-                from safetensors import safe_open
-
                 with safe_open(str(path), framework="pt") as f:
                     for key in f.keys():  # reads every tensor: a truncated file fails here
                         f.get_slice(key)[:]
@@ -199,9 +197,8 @@ def load_tokenizer(served: ServedModel):
     encoder's own from a local dir or the Hugging Face cache, else XLM-R's genuine tokenizer that
     comes with e5-small, converted on first use), so speed runs see XLM-R's token lengths; the tiny
     zoo's tokenizer for tiny shapes."""
-    from transformers import AutoTokenizer
-
-    from models.encoders import get_encoder
+    # lazy: transformers takes seconds to import; resolving and checking a checkpoint does not need it
+    from transformers import AutoTokenizer  # noqa: PLC0415
 
     if served.checkpoint is not None:
         ckpt = str(served.checkpoint)
@@ -227,7 +224,12 @@ def load_tokenizer(served: ServedModel):
 
 # --- model construction, one function per serving form ---------------------------------------------
 def _plain_class(task_kind: str):
-    from transformers import AutoModel, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
+    # lazy: transformers takes seconds to import; resolving and checking a checkpoint does not need it
+    from transformers import (  # noqa: PLC0415
+        AutoModel,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+    )
 
     return {
         "classification": AutoModelForSequenceClassification,
@@ -237,8 +239,6 @@ def _plain_class(task_kind: str):
 
 
 def _config(served: ServedModel, attn: str):
-    from models.encoders import xlmr_config
-
     extra = {"num_labels": served.num_labels} if served.task_kind == "classification" else {}
     return xlmr_config(served.encoder_config, attn_implementation=attn, **extra)
 
@@ -282,9 +282,11 @@ def activate(model: nn.Module, setup: Any) -> None:
 def load_adapter_model(served: ServedModel, attn: str) -> nn.Module:
     """adapter / fusion: XLMRobertaAdapterModel on the frozen base + adapters (+ fusion) + head.
 
-    Activation order matters (docs/zoo.md, "The adapters library"): set_active_adapters before anything else reads the setup.
+    Activation order matters (docs/zoo.md, "The adapters library"): set_active_adapters before
+    anything else reads the setup.
     """
-    from adapters import Fuse, XLMRobertaAdapterModel
+    # lazy: adapters (with transformers) takes seconds to import; only the adapter forms need it
+    from adapters import Fuse, XLMRobertaAdapterModel  # noqa: PLC0415
 
     names = adapter_names(served)
     head = None if served.task_kind == "retrieval" else served.task
@@ -334,8 +336,8 @@ def load_model(served: ServedModel, attn_implementation: str = "sdpa", lean: boo
         served.checkpoint, "model", lambda: LOADERS[served.serving](served, attn_implementation)
     ).eval()
     if lean and served.serving in ("adapter", "fusion"):
-        from models.dispatch_free import strip_adapter_dispatch
-        from models.fusion import fold_fusion_layers
+        # lazy: dispatch_free imports adapters (seconds); only the adapter forms need it
+        from models.dispatch_free import strip_adapter_dispatch  # noqa: PLC0415
 
         strip_adapter_dispatch(model)
         fold_fusion_layers(model)
@@ -382,8 +384,6 @@ class ServedModel:
     def task_options(self) -> dict[str, Any]:
         """Options for `tasks.registry.get_task` that the encoder's conventions set: the retrieval
         input prefix of an embedding model (e5's "query: "); none otherwise."""
-        from models.encoders import get_encoder
-
         prefix = get_encoder(self.encoder).retrieval_prefix
         return {"prefix": prefix} if self.task_kind == "retrieval" and prefix else {}
 
@@ -409,8 +409,9 @@ class ServedModel:
         if self.model_kind == "random":
             raise ValueError(
                 f"model {self.name!r} on {self.task!r} uses random weights (model_kind='random', "
-                f"encoder {self.encoder!r}): fine for speed studies, meaningless for accuracy. Build the "
-                "zoo (`python -m harness models`) or pass a trained checkpoint with --weights PATH."
+                f"encoder {self.encoder!r}): fine for speed studies, meaningless for accuracy. "
+                "Build the zoo (`python -m harness models`) or pass a trained checkpoint with "
+                "--weights PATH."
             )
 
     def with_pooling_layer(self, layer: int) -> ServedModel:

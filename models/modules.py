@@ -2,11 +2,12 @@
 
 They wrap a transformers / adapters model (plain, adapter, fusion or merged: the wrapper does not care)
 and turn its output into the task kind's array (tasks/base.py):
-  classification  logits                          [B, num_labels]
-  qa              stack(start, end logits)        [B, 2, L]
-  retrieval       mean over the attention mask of hidden_states[layer], <s> and </s> included  [B, H]
+  classification  logits                                [B, num_labels]
+  qa              stack(start, end logits)              [B, 2, L]
+  retrieval       masked mean of hidden_states[layer]   [B, H]  (the mean includes <s> and </s>)
 The same modules are exported to ONNX (models/export.py), so they take tensors positionally and call
-the wrapped model with keyword arguments (the adapters library needs keywords: docs/zoo.md, "The adapters library").
+the wrapped model with keyword arguments (the adapters library needs keywords: docs/zoo.md, "The
+adapters library").
 """
 
 from __future__ import annotations

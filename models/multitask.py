@@ -28,11 +28,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from adapters import XLMRobertaAdapterModel
+from adapters.methods.bottleneck import BottleneckLayer
 from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
 
 from models.base import Backend, BackendOptions
 from models.dispatch_free import SEQ_BN_FLAGS, strip_adapter_dispatch
-from models.loaders import ServedModel, activate, add_head, base_source
+from models.loaders import ServedModel, _config, activate, add_head, base_source, loading
 from models.pytorch_backend import serial_intra_op
 from models.registry import resolve
 from tasks.mixed import MixedOutput, TaskList
@@ -226,8 +229,6 @@ class MixedAdapterForm(nn.Module):
 
     def __init__(self, model: nn.Module, names: list[str], kinds: list[str]):
         super().__init__()
-        from adapters.methods.bottleneck import BottleneckLayer
-
         self.names, self.kinds = list(names), list(kinds)
         self.current = RowTasks()
         self.banks = nn.ModuleList()
@@ -272,8 +273,6 @@ class MixedAdapterForm(nn.Module):
             seq = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         finally:
             self.current.rows = None
-        from transformers.modeling_outputs import BaseModelOutput
-
         parts = []
         for k in torch.unique(tasks).tolist():
             rows = torch.nonzero(tasks == k).flatten()
@@ -293,9 +292,6 @@ class MixedAdapterForm(nn.Module):
 def load_mixed_adapter_model(multi: MultiServed, attn: str = "sdpa") -> MixedAdapterForm:
     """The adapter form of `multi`: the frozen base encoder once, every task's adapter and head
     loaded into it (ValueError when the tasks' adapters were trained on different encoders)."""
-    from adapters import XLMRobertaAdapterModel
-
-    from models.loaders import _config, loading
 
     first = multi.models[0]
     if multi.synthetic or first.checkpoint is None:

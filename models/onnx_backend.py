@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import onnxruntime as ort
 
 from models import cpu_caps
 from models.backends import check_options
@@ -30,8 +31,6 @@ class OnnxRuntimeBackend(Backend):
     name: ClassVar[str] = "onnxruntime"
 
     def __init__(self, served, options: BackendOptions, onnx_dir: str | Path | None = None):
-        import onnxruntime as ort
-
         check_options(self.name, options)  # ValueError: bf16 anywhere, fp16 on CPU
         gpu = options.device.startswith("cuda")
         self.served, self.options = served, options
@@ -79,8 +78,6 @@ class OnnxRuntimeBackend(Backend):
         return binding.copy_outputs_to_cpu()[0]
 
     def describe(self) -> dict[str, Any]:
-        import onnxruntime as ort
-
         return {
             "backend": self.name,
             "onnxruntime": ort.__version__,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.names import lookup
 from common.paths import BUILD
-from models.encoders import get_encoder
+from models.encoders import ENCODERS, default_pooling_layer, get_encoder
 from models.spec import ModelSpec
 from tasks import registry as task_registry
 from tasks.base import Task
@@ -83,7 +83,8 @@ def resolve(
     Raises ValueError for unknown names and FileNotFoundError (saying how to build it) for a missing
     zoo checkpoint.
     """
-    from models.loaders import ServedModel, encoder_config_of, find_checkpoint
+    # lazy: models.loaders imports torch (seconds); the config check and `harness info` read the names
+    from models.loaders import ServedModel, encoder_config_of, find_checkpoint  # noqa: PLC0415
 
     spec = get_model_spec(model)
     target = get_target(task)
@@ -116,13 +117,9 @@ def resolve(
 
 
 def default_layer(config: dict[str, Any]) -> int:
-    from models.encoders import default_pooling_layer
-
     return default_pooling_layer(int(config["num_hidden_layers"]))
 
 
 def available() -> dict[str, list[str]]:
     """Registry contents for `harness info`: models, tasks, encoders."""
-    from models.encoders import ENCODERS
-
     return {"models": list(MODELS), "tasks": list(TASKS), "encoders": list(ENCODERS)}

@@ -26,8 +26,9 @@ def train_tokenizer(
 
     Returns the loaded `XLMRobertaTokenizerFast`. Deterministic for the same sentences and seed.
     """
-    import sentencepiece as spm
-    from transformers import XLMRobertaTokenizerFast
+    # lazy: models/__init__.py imports this module for its warning filter; transformers takes seconds
+    import sentencepiece as spm  # noqa: PLC0415
+    from transformers import XLMRobertaTokenizerFast  # noqa: PLC0415
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

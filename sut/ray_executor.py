@@ -32,13 +32,15 @@ complete empty; exit 2). The runner also exits 2 after a run that recovered: no 
 the figures were measured with an actor missing (harness/runner.py). A model error raised inside an
 actor is not retried (it would recur anywhere): it reaches the SUT as that error.
 
-Ray is imported only here in the core, and only when the executor is used: the thread executor
-never needs it.
+Ray is imported only here in the core, and this module only when the executor is used: the thread
+executor never needs it. Ray is optional (the `ray` extra): without it this module still imports
+(the proxy pool works over any transport), and `RayExecutor.start` refuses in one line.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import sys
@@ -52,6 +54,12 @@ import numpy as np
 
 from common.paths import REPO
 from models.base import Backend, BackendOptions
+
+try:
+    import ray
+    from ray.exceptions import ActorDiedError, GetTimeoutError, RayError, RayTaskError
+except ImportError:  # the optional ray extra is not installed: start() says how to install it
+    ray = None
 
 START_TIMEOUT_S = 300.0  # all actors placed and their backends built within this
 CONNECT_TIMEOUT_S = 5.0  # TCP check of --ray_address before Ray's own (slow, retrying) connect
@@ -94,8 +102,6 @@ class BackendActor:
 
     def where(self) -> dict[str, Any]:
         """This actor's node and process (they change when Ray restarts it elsewhere)."""
-        import ray
-
         return {
             "node_id": ray.get_runtime_context().get_node_id(),
             "node_ip": ray.util.get_node_ip_address(),
@@ -338,9 +344,6 @@ class RayTransport:
         self._lock = threading.Lock()
 
     def call(self, actor: int, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        import ray
-        from ray.exceptions import GetTimeoutError, RayError, RayTaskError
-
         try:
             ref = self.handles[actor].predict.remote(input_ids, attention_mask)
             return ray.get(ref, timeout=self.timeout_s)
@@ -359,9 +362,6 @@ class RayTransport:
             raise ActorLost(first_line(exc)) from exc
 
     def probe(self, actor: int, wait_s: float) -> dict[str, Any] | None | bool:
-        import ray
-        from ray.exceptions import ActorDiedError, RayError
-
         deadline = time.monotonic() + wait_s
         while True:
             with self._lock:
@@ -453,10 +453,8 @@ class RayExecutor:
         """Connect to `address` (None: start an embedded local cluster), start `actors` actors that
         each build `make()`, wait until all are ready. ValueError (one line) when that fails."""
         t0 = time.monotonic()
-        try:
-            import ray
-        except ImportError as exc:
-            raise ValueError("--executor ray needs Ray: pip install -e '.[ray]'") from exc
+        if ray is None:
+            raise ValueError("--executor ray needs Ray: pip install -e '.[ray]'")
         owns = not ray.is_initialized()
         if owns:
             _connect(ray, address, actors, resources)
@@ -497,8 +495,6 @@ class RayExecutor:
 
     def describe(self) -> dict[str, Any]:
         """run_config.json "ray": the cluster as the run found it and where each actor was placed."""
-        import ray
-
         nodes = [
             {
                 "node_id": n["NodeID"],
@@ -535,8 +531,6 @@ class RayExecutor:
 
     def close(self) -> None:
         """End the actors; stop the embedded cluster (or leave a joined one as it was)."""
-        import ray
-
         if not ray.is_initialized():
             return
         for handle in self.handles:
@@ -552,8 +546,6 @@ def _connect(ray: Any, address: str | None, actors: int, resources: ActorResourc
     """ray.init: join `address`, or start an embedded cluster with room for the actors. The workers'
     PYTHONPATH starts with this checkout (Ray itself adds only the driver's working directory), so
     the actors import the same code whatever directory the run was started from."""
-    import logging
-
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     common = {
         "include_dashboard": False,
@@ -607,8 +599,6 @@ def _wait_ready(
 ) -> list[dict[str, Any]]:
     """Each actor's ready() (where it runs, its backend's describe()); ValueError naming the actor
     when one is not placed in time or cannot build its backend."""
-    from ray.exceptions import RayError, RayTaskError
-
     refs = [h.ready.remote() for h in handles]
     done, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
     if pending:

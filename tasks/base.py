@@ -8,8 +8,8 @@ A task owns four things and nothing else:
 
 Kinds and what a backend must output for a batch of B samples padded to length L:
   "classification": logits,                 float32 [B, num_labels]
-  "qa":             start/end logits,       float32 [B, 2, L]  (response = [2, len_i] trimmed, row-major:
-                                                                  len_i start logits then len_i end logits)
+  "qa":             start/end logits,       float32 [B, 2, L]
+                    (response = [2, len_i] trimmed, row-major: len_i start logits then len_i end logits)
   "retrieval":      mean-pooled embedding,  float32 [B, hidden]
 """
 
@@ -202,8 +202,12 @@ class Task(ABC):
             try:
                 return FeatureSet.load(path)
             except Exception as e:  # noqa: BLE001 - any unreadable entry is rebuilt, never trusted
-                print(f"warning: feature cache {path} cannot be read ({type(e).__name__}: {e}); "
-                      "deleted, featurising again", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"warning: feature cache {path} cannot be read ({type(e).__name__}: {e}); "
+                    "deleted, featurising again",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 path.unlink(missing_ok=True)
         fs = self.featurize(tokenizer, settings)
         fs.meta.update({"cache_key": key, **key_src})

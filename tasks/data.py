@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from common.names import did_you_mean, lookup
 from common.paths import BUILD, DATA
@@ -222,7 +223,8 @@ class ClassificationExample:
 
 @dataclass(frozen=True)
 class QAExample:
-    """One SQuAD v1.1 question; answer_starts are character offsets into `context` (parallel to answers)."""
+    """One SQuAD v1.1 question; answer_starts are character offsets into `context` (parallel to
+    answers)."""
 
     language: str
     qid: str
@@ -362,7 +364,8 @@ def to_ragged(seqs: Sequence[Sequence[int]], dtype=np.int32) -> tuple[np.ndarray
 def pad_ragged(
     values: np.ndarray, offsets: np.ndarray, rows: Sequence[int], pad_id: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a ragged array padded to their longest -> (ids int64 [B, L], attention_mask int64 [B, L])."""
+    """Rows of a ragged array padded to their longest -> (ids int64 [B, L], attention_mask int64
+    [B, L])."""
     lengths = [int(offsets[i + 1] - offsets[i]) for i in rows]
     width = max(lengths, default=0)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
@@ -386,8 +389,6 @@ def batch_encode(
     Uses the fast tokenizer's batch call, `batch_size` rows at a time, with a tqdm bar (hidden when
     stderr is not a terminal).
     """
-    from tqdm.auto import tqdm
-
     out: list[list[int]] = []
     with keep_tokenizer_state(tokenizer):
         for lo in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=None):

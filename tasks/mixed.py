@@ -29,8 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from common.exit_codes import BAD_INPUT, ArgumentParser
 from tasks.base import FeatureSet, Task
+from tasks.data import DataError
 from tasks.registry import get_task, get_task_class
+from tasks.scoring import LogError, score_log, write_outputs
 
 SEP = "+"  # xnli+pawsx+tydiqa
 SYNTHETIC = "@"  # xnli@16: XNLI's samples over 16 synthetic tasks
@@ -238,14 +241,12 @@ def score_mixed_log(log_path: Path, parts: Sequence[dict[str, Any]], tokenizer: 
     """Score a mixed accuracy log task by task with the tasks' own scorers (tasks/scoring).
 
     parts: per task, in list order, {"task", "start", "count", "task_options", "languages" (None =
-    all), "score_options"} (run_config.json "task_options" "tasks" of the run). Writes <log folder>/<task>/ with the task's
-    own mlperf_log_accuracy.json (its own qsl indices; `python accuracy_<task>.py` scores it too), a
-    run_config.json holding its task options and the tokenizer, and its accuracy.txt / .json; then
-    the run's accuracy.txt (every task's table and final line, each under its name) and
-    accuracy.json ({task: metrics}). Returns {task: ScoreResult}; LogError / DataError on bad input."""
-    from tasks.scoring import score_log, write_outputs
-    from tasks.scoring.log import LogError
-
+    all), "score_options"} (run_config.json "task_options" "tasks" of the run).
+    Writes <log folder>/<task>/ with the task's own mlperf_log_accuracy.json (its own qsl indices;
+    `python accuracy_<task>.py` scores it too), a run_config.json holding its task options and the
+    tokenizer, and its accuracy.txt / .json; then the run's accuracy.txt (every task's table and
+    final line, each under its name) and accuracy.json ({task: metrics}).
+    Returns {task: ScoreResult}; LogError / DataError on bad input."""
     log_path = Path(log_path)
     try:
         per = split_log(log_path, [p["start"] for p in parts], [p["count"] for p in parts])
@@ -287,9 +288,6 @@ def check_task_list(text: str, languages: str | None = None) -> None:
 
 def main(argv: list[str]) -> int:
     """accuracy_mixed.py: score LOG per task from its run_config.json. Exit 0, or 3 on bad input."""
-    from common.exit_codes import BAD_INPUT, ArgumentParser
-    from tasks.data import DataError
-
     parser = ArgumentParser(prog="accuracy_mixed.py", description=main.__doc__)
     parser.add_argument("log", help="mlperf_log_accuracy.json of a task-list accuracy run")
     log = Path(parser.parse_args(argv).log)

@@ -21,7 +21,8 @@ from tasks.mixed import TASK_KEY
 @dataclass(frozen=True)
 class Batch:
     """A padded batch: input_ids / attention_mask int64 [B, L]; lengths int64 [B] (true lengths);
-    tasks int64 [B]: each row's task in a mixed run (features.extra["task"], tasks/mixed.py), else None."""
+    tasks int64 [B]: each row's task in a mixed run (features.extra["task"], tasks/mixed.py), else
+    None."""
 
     input_ids: np.ndarray
     attention_mask: np.ndarray

@@ -25,8 +25,8 @@ TASKS: dict[str, type[Task]] = {}
 def register(cls: type[Task]) -> type[Task]:
     """Add the task class `cls` under `cls.name` (usable as a class decorator). ValueError when the
     name is taken or the class lacks a declaration the harness reads (see tasks.base.Task)."""
-    missing = [a for a in ("name", "title", "kind", "languages", "scoring", "metrics", "primary_metric")
-               if not hasattr(cls, a)]  # fmt: skip
+    declared = ("name", "title", "kind", "languages", "scoring", "metrics", "primary_metric")
+    missing = [a for a in declared if not hasattr(cls, a)]
     if missing:
         raise ValueError(f"task class {cls.__name__} does not declare {', '.join(missing)}")
     if cls.name in TASKS:

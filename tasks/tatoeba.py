@@ -12,8 +12,9 @@ within a pair first the non-English lines in file order, then the English lines 
 gold = [(str(i), str(i))] for every line i.
 
 Features (RetrievalTask): `tokenizer(prefix + sentence, truncation=True, max_length=max_length)`, one
-sample per sentence (prefix "" by default; the encoder's convention, e.g. e5's "query: ", otherwise), max_length 128 tokens by default (XTREME's retrieval setting). `language[i]` is the
-pair's language on both sides. Extra arrays: "side" int8 [n] (0 = non-English, 1 = English),
+sample per sentence (prefix "" by default; the encoder's convention, e.g. e5's "query: ", otherwise),
+max_length 128 tokens by default (XTREME's retrieval setting). `language[i]` is the pair's language on
+both sides. Extra arrays: "side" int8 [n] (0 = non-English, 1 = English),
 "line" int32 [n] (0-based line of the sentence in its file, i.e. its index in src_ids / en_ids).
 """
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from tasks.base import FeatureSet, Task
 from tasks.data import (
@@ -150,8 +151,6 @@ def qa_windows(
 
 
 def _qa_windows(tokenizer, examples, max_length, doc_stride, max_query_length, desc, batch_size):
-    from tqdm.auto import tqdm
-
     questions = truncate_questions(tokenizer, [e.question for e in examples], max_query_length)
     qlens = tokenizer(questions, add_special_tokens=False, return_attention_mask=False)["input_ids"]
     specials = tokenizer.num_special_tokens_to_add(pair=True)

@@ -40,7 +40,8 @@ from tasks.data import (
 
 
 class ClassificationTask(Task):
-    """A sentence-pair classification task; subclasses only declare their data (names, languages, labels)."""
+    """A sentence-pair classification task; subclasses only declare their data (names, languages,
+    labels)."""
 
     kind = "classification"
     scoring = "classification"

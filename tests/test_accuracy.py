@@ -1,4 +1,5 @@
-"""Accuracy scripts: gold-derived logs score 100, hand-computed metric fixtures, bad input never a traceback.
+"""Accuracy scripts: gold-derived logs score 100, hand-computed metric fixtures, bad input never a
+traceback.
 
 Logs are written as LoadGen does: a JSON list of {seq_id, qsl_idx, data = uppercase hex of the
 little-endian float32 response bytes}.
@@ -55,7 +56,8 @@ def test_classification_gold_log_scores_100(task_name, tmp_path, capsys):
 def test_classification_wrong_answers_and_heldout_rows(tmp_path):
     task = get_task("pawsx")
     ex = task.read()
-    # predict the gold label only on held-out rows: held-out accuracy 100, all-rows accuracy = share held out
+    # predict the gold label only on held-out rows: held-out accuracy 100, all-rows accuracy = share
+    # held out
     logits = [np.eye(2, dtype=np.float32)[e.label if e.row >= 1000 else 1 - e.label] for e in ex]
     log = write_log(tmp_path / "log.json", logits)
     assert score_log("pawsx", log, heldout_rows=True).metrics["accuracy"] == 100.0

@@ -16,7 +16,8 @@ def test_help_lists_every_command(capsys):
 
 
 def test_research_commands_keep_their_harness_names(capsys):
-    """`python -m harness study ...` is `python -m research study ...` (the Makefile calls the latter)."""
+    """`python -m harness study ...` is `python -m research study ...` (the Makefile calls the
+    latter)."""
     from research.cli import COMMANDS as RESEARCH
     from research.cli import main as research_main
 

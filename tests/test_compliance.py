@@ -186,8 +186,8 @@ def test_fallback_passes_when_outputs_differ_but_scores_agree(tmp_path, monkeypa
 
 
 def test_fallback_fails_when_the_scores_differ(tmp_path, monkeypatch):
-    """Other logits (one-hot at qsl_idx mod 3) change the predictions: the deterministic check and the fallback both fail,
-    and so does TEST01 (exit 1); staging and our check then refuse it."""
+    """Other logits (one-hot at qsl_idx mod 3) change the predictions: the deterministic check and the
+    fallback both fail, and so does TEST01 (exit 1); staging and our check then refuse it."""
     d = tmp_path / "D"
     _runs(d)
     scen = d / "tiny" / "pytorch" / "adapter-squad" / "xnli" / "Offline"

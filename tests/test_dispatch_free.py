@@ -1,4 +1,5 @@
-"""models/dispatch_free.py: adapter models without the library's no-op dispatch give the library's outputs."""
+"""models/dispatch_free.py: adapter models without the library's no-op dispatch give the library's
+outputs."""
 
 import copy
 
@@ -15,10 +16,17 @@ LAYERS = 2
 
 
 def _model(adapters: dict[str, str], setup, head: str | None = "cls"):
-    """A 2-layer adapter model; adapter, fusion and head weights randomised (the library's init is ~identity)."""
+    """A 2-layer adapter model; adapter, fusion and head weights randomised (the library's init is
+    ~identity)."""
     torch.manual_seed(0)
-    config = XLMRobertaConfig(vocab_size=300, hidden_size=64, num_hidden_layers=LAYERS, num_attention_heads=4,
-                              intermediate_size=128, max_position_embeddings=80)  # fmt: skip
+    config = XLMRobertaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=80,
+    )
     model = AutoAdapterModel.from_config(config)
     for name, cfg in adapters.items():
         model.add_adapter(name, config=cfg)

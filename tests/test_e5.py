@@ -22,7 +22,8 @@ Q4 = ("emb.word",) + tuple(f"l{i}.{k}.w" for i in range(2) for k in ("q", "k", "
 
 
 def small_tensors(seed: int = 0) -> dict[str, np.ndarray]:
-    """Random e5-style tensors (names and [out, in] shapes of docs/real_weights.md) for the SMALL config."""
+    """Random e5-style tensors (names and [out, in] shapes of docs/real_weights.md) for the SMALL
+    config."""
     rng = np.random.default_rng(seed)
     h, f = SMALL["hidden"], SMALL["ffn"]
     shapes = {"emb.word": (SMALL["vocab"], h), "emb.pos": (SMALL["pos"], h), "emb.type": (2, h)}

@@ -25,7 +25,10 @@ from harness.cli import main as cli
 from tests.fault_child import N
 from tests.polling import GUARD_S, wait_for
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+}
 
 
 def child(out: Path, backend: str, *flags: str) -> list[str]:
@@ -95,8 +98,13 @@ def test_nonfinite_outputs_are_counted_and_fail_an_accuracy_run(tmp_path):
     assert acc.returncode == 2, acc.stdout[-2000:]
     assert f"error: {N // 2} samples returned NaN or Inf: accuracy not scored" in acc.stdout
     assert results(run_dir)["nonfinite_samples"] == N // 2 and not (run_dir / "accuracy.txt").exists()
-    script = subprocess.run([sys.executable, "accuracy_xnli.py", str(run_dir / "mlperf_log_accuracy.json")],
-                            cwd=REPO, env=ENV, capture_output=True, text=True)  # fmt: skip
+    script = subprocess.run(
+        [sys.executable, "accuracy_xnli.py", str(run_dir / "mlperf_log_accuracy.json")],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert script.returncode == 3 and script.stdout == ""
     assert script.stderr.count("\n") == 1 and "responses hold NaN or Inf" in script.stderr
 
@@ -128,8 +136,10 @@ def test_signal_mid_run_ends_it_cleanly(tmp_path, scenario, sig, grace, loadgen_
     schedule to min duration (30 s) whatever the SUT does, so the process leaves --abort_grace_s
     (4 s) after the signal with LoadGen's logs so far."""
     run_dir = folder(tmp_path, scenario)
-    proc = start_and_wait(child(tmp_path, "ok", "--scenario", scenario, "--duration", "30",
-                                "--abort_grace_s", str(grace)), run_dir / "mlperf_log_detail.txt")  # fmt: skip
+    proc = start_and_wait(
+        child(tmp_path, "ok", "--scenario", scenario, "--duration", "30", "--abort_grace_s", str(grace)),
+        run_dir / "mlperf_log_detail.txt",
+    )
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=grace + 120)
     assert proc.returncode == 128 + sig, err[-2000:]
@@ -146,8 +156,10 @@ def test_second_signal_exits_at_once(tmp_path):
     """After the first SIGINT a Server run would wait for LoadGen's 600 s schedule (or the 600 s
     grace); the second one leaves at once, well inside the communicate guard."""
     run_dir = folder(tmp_path, "Server")
-    proc = start_and_wait(child(tmp_path, "ok", "--scenario", "Server", "--duration", "600",
-                                "--abort_grace_s", "600"), run_dir / "mlperf_log_detail.txt")  # fmt: skip
+    proc = start_and_wait(
+        child(tmp_path, "ok", "--scenario", "Server", "--duration", "600", "--abort_grace_s", "600"),
+        run_dir / "mlperf_log_detail.txt",
+    )
     proc.send_signal(signal.SIGINT)
     stdout_txt = run_dir / "stdout.txt"  # the run's tee: the first signal's line lands there
     wait_for(lambda: "SIGINT: ending the test" in stdout_txt.read_text(), "the first SIGINT", alive=proc)
@@ -312,7 +324,8 @@ def test_corrupt_checkpoint_is_one_line_naming_the_file(tiny_checkpoint, tmp_pat
     and nothing checked the checkpoints' integrity."""
     weights = _damaged_copy(tiny_checkpoint, tmp_path / "ckpt")
     cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages",
-           "en", "--count", "8", "--weights", str(weights.parent), "--output_dir", str(tmp_path / "out")]  # fmt: skip
+           "en", "--count", "8", "--weights", str(weights.parent),
+           "--output_dir", str(tmp_path / "out")]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 3, proc.stdout[-2000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("error: ")]

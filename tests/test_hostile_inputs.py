@@ -233,7 +233,8 @@ def write_embedding_log(path: Path, entries: int, width: int) -> np.ndarray:
         for k, q in enumerate(rng.permutation(entries)):
             sep = ",\n" if k else ""
             f.write(
-                f'{sep}{{ "seq_id" : {k}, "qsl_idx" : {q}, "data" : "{rows[q].tobytes().hex().upper()}" }}'
+                f'{sep}{{ "seq_id" : {k}, "qsl_idx" : {q}, '
+                f'"data" : "{rows[q].tobytes().hex().upper()}" }}'
             )
         f.write("\n]\n")
     return rows

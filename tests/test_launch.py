@@ -75,8 +75,8 @@ def test_launch_runs_the_child_and_reads_its_run_folder(tmp_path):
         "(out / 'run_config.json').write_text(json.dumps({'model': 'full', 'task': 'xnli', "
         "'scenario': 'Offline', 'mode': 'performance', 'backend': 'pytorch', 'backend_options': "
         "{'dtype': 'int8'}, 'command': sys.argv}))\n"
-        "(out / 'results.json').write_text(json.dumps({'result_valid': True, 'samples_per_second': 12.5, "
-        "'latency_ns': {'p90': 3e6}, 'probe': {'samples': 4}}))\n"
+        "(out / 'results.json').write_text(json.dumps({'result_valid': True, "
+        "'samples_per_second': 12.5, 'latency_ns': {'p90': 3e6}, 'probe': {'samples': 4}}))\n"
     )
     cfg = RunConfig.layered(output_dir=tmp_path / "runs", threads=2)
     run = launch(
@@ -106,7 +106,8 @@ def test_record_reads_what_accuracy_json_holds(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "run_config.json").write_text(json.dumps(
-        {"model": "adapter", "task": "tydiqa", "scenario": "Offline", "mode": "accuracy", "backend": "pytorch"}
+        {"model": "adapter", "task": "tydiqa", "scenario": "Offline", "mode": "accuracy",
+         "backend": "pytorch"}
     ))  # fmt: skip
     (folder / "accuracy.json").write_text(json.dumps(
         {"exact_match": 10.0, "f1": 20.0, "per_language": {"en": {"exact_match": 5.0, "f1": 8.0}}}
@@ -269,8 +270,12 @@ def test_a_new_find_peak_search_sets_the_earlier_one_aside(tmp_path, monkeypatch
     def fake_trial(cfg, lines, folder):
         q = float(lines[0].rsplit("=", 1)[1])
         run_folder(folder, q, q <= 20)
-        return Results(result_valid=q <= 20, scenario="Server", latency_ns={"p99": 1e6 * (100 if q <= 20 else 150)},
-                       constraints_failed=() if q <= 20 else ("latency",))  # fmt: skip
+        return Results(
+            result_valid=q <= 20,
+            scenario="Server",
+            latency_ns={"p99": 1e6 * (100 if q <= 20 else 150)},
+            constraints_failed=() if q <= 20 else ("latency",),
+        )
 
     monkeypatch.setattr(find_peak, "trial", fake_trial)
     parser = argparse.ArgumentParser()
@@ -281,8 +286,13 @@ def test_a_new_find_peak_search_sets_the_earlier_one_aside(tmp_path, monkeypatch
     earlier = out / "superseded" / time.strftime("%Y%m%d-%H%M%S", time.localtime(ended))
     assert json.loads((earlier / "find_peak.json").read_text()) == {"peak_valid_qps": 31.4}
     assert (earlier / "trial_00_31" / "full" / "xnli" / "Server" / "performance").is_dir()
-    assert sorted(p.name for p in out.iterdir()) == ["Offline", "find_peak.json", "superseded", "trial_00_20",
-                                                     "trial_01_25"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "Offline",
+        "find_peak.json",
+        "superseded",
+        "trial_00_20",
+        "trial_01_25",
+    ]
     assert json.loads((out / "find_peak.json").read_text())["trials"] == [
         {"target_qps": 20.0, "p99_ms": 100.0, "constraints_failed": [], "valid": True},
         {"target_qps": 25.0, "p99_ms": 150.0, "constraints_failed": ["latency"], "valid": False},

@@ -99,8 +99,10 @@ def test_calls_go_to_the_home_actor_and_are_counted_per_actor_and_node():
     assert t.calls == [(0, 4), (1, 4), (1, 4)]
     s = p.stats()
     assert [(a["batches"], a["samples"]) for a in s["actors"]] == [(1, 4), (2, 8)]
-    assert s["nodes"] == {PLACES[0]["node_id"]: {"node_ip": "10.0.0.0", "batches": 1, "samples": 4},
-                          PLACES[1]["node_id"]: {"node_ip": "10.0.0.1", "batches": 2, "samples": 8}}  # fmt: skip
+    assert s["nodes"] == {
+        PLACES[0]["node_id"]: {"node_ip": "10.0.0.0", "batches": 1, "samples": 4},
+        PLACES[1]["node_id"]: {"node_ip": "10.0.0.1", "batches": 2, "samples": 8},
+    }
     assert s["faults"] == [] and p.fault_summary() is None
     p.reset_counts()
     assert p.stats()["nodes"] == {} and [a["samples"] for a in p.stats()["actors"]] == [0, 0]
@@ -197,7 +199,8 @@ class PoolProxy(RayBackend):
 
 
 # Server with 4 workers hung here about 1 run in 6 until the SUT's queue left SimpleQueue (see
-# tests/test_sut.py::test_a_server_gather_ends_at_its_deadline_when_its_wake_up_is_taken_by_another_thread)
+# tests/test_sut.py,
+# test_a_server_gather_ends_at_its_deadline_when_its_wake_up_is_taken_by_another_thread)
 @pytest.mark.parametrize("scenario", ["Offline", "Server"])
 def test_sut_through_proxies_completes_every_sample_once_when_an_actor_is_lost(tmp_path, scenario):
     p, t = pool()
@@ -303,11 +306,14 @@ def test_a_cluster_address_is_tried_once_and_checked_first():
         _connect(FakeRay(fail=0), "127.0.0.1:abc", actors=1, resources=ActorResources(1, 0))
 
 
-# --- a real Ray cluster ---------------------------------------------------------------------------------
+# --- a real Ray cluster -------------------------------------------------------------------------
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="Ray is not installed (pip install -e '.[ray]')")  # fmt: skip
-ENV = {**os.environ, "RAY_AUTH_MODE": "disabled",
-       "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+ENV = {
+    **os.environ,
+    "RAY_AUTH_MODE": "disabled",
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+}
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
@@ -393,8 +399,8 @@ def _results(run_dir: Path) -> dict:
 
 
 def harness(out: Path, *flags: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages", "en",
-           "--output_dir", str(out), *flags]  # fmt: skip
+    cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli",
+           "--languages", "en", "--output_dir", str(out), *flags]  # fmt: skip
     return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
@@ -481,9 +487,10 @@ def test_sigterm_during_a_ray_run_ends_it_cleanly(tmp_path, tiny_checkpoint, two
     """ray.init installs Ray's own SIGTERM handler in the driver (it ends the process at once); the
     runner takes SIGTERM back, so a Ray run ends like any other: exit 143, results.json says so."""
     run_dir = tmp_path / "tiny" / "pytorch-ray" / "full" / "xnli" / "Offline" / "performance"
-    cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages", "en",
-           "--output_dir", str(tmp_path), "--weights", str(tiny_checkpoint), "--executor", "ray",
-           "--ray_address", two_nodes, "--duration", "60", "--count", "96"]  # fmt: skip
+    cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli",
+           "--languages", "en", "--output_dir", str(tmp_path), "--weights", str(tiny_checkpoint),
+           "--executor", "ray", "--ray_address", two_nodes,
+           "--duration", "60", "--count", "96"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -525,8 +532,9 @@ def test_accuracy_through_ray_equals_accuracy_through_threads(tmp_path, tiny_che
     threads = harness(tmp_path / "t", *flags)
     assert threads.returncode == 0, threads.stdout[-3000:] + threads.stderr[-3000:]
     env_without_address = {k: v for k, v in ENV.items() if k != "RAY_ADDRESS"}
-    cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli", "--languages", "en",
-           "--output_dir", str(tmp_path / "r"), *flags, "--executor", "ray", "--workers", "2"]  # fmt: skip
+    cmd = [sys.executable, "-m", "harness", "run", "--model", "full", "--task", "xnli",
+           "--languages", "en", "--output_dir", str(tmp_path / "r"), *flags,
+           "--executor", "ray", "--workers", "2"]  # fmt: skip
     ray_run = subprocess.run(cmd, cwd=REPO, env=env_without_address, capture_output=True, text=True,
                              timeout=300)  # fmt: skip
     assert ray_run.returncode == 0, ray_run.stdout[-3000:] + ray_run.stderr[-3000:]

@@ -76,8 +76,9 @@ def test_a_run_of_other_languages_into_an_earlier_runs_folder_is_refused(tmp_pat
     assert proc.returncode == 3, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        f"error: run folder {folder} holds another measurement (languages was 'en,de', this run's is "
-        "'en'); a run would replace it: choose another --output_dir (LOG_DIR), or delete that folder first"
+        f"error: run folder {folder} holds another measurement (languages was 'en,de', this run's "
+        "is 'en'); a run would replace it: choose another --output_dir (LOG_DIR), or delete that "
+        "folder first"
     ]
     assert {
         p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != ".lock"

@@ -17,7 +17,11 @@ from common.paths import REPO
 from harness.run_record import RunRecord
 from harness.submission.system import build_system_json
 
-TEST01 = "*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n*.*.accuracy_log_sampling_target = 4096\n"
+TEST01 = (
+    "*.*.mode = 2\n"
+    "*.*.accuracy_log_rng_seed = 720381539243781796\n"
+    "*.*.accuracy_log_sampling_target = 4096\n"
+)
 COUNT = 96
 
 
@@ -40,7 +44,8 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     if not backend_available(backend):
         pytest.skip(f"backend {backend} not implemented yet (models engineer)")
     flags = ["--scenario", scenario, "--backend", backend, "--weights", str(tiny_checkpoint),
-             "--duration", "1", "--allow_invalid"] + (["--accuracy"] if mode == "accuracy" else ["--probe"])  # fmt: skip
+             "--duration", "1", "--allow_invalid"]  # fmt: skip
+    flags += ["--accuracy"] if mode == "accuracy" else ["--probe"]
     proc = harness_run(tmp_path, *flags)
     run_dir = tmp_path / "tiny" / backend / "full" / "xnli" / scenario / mode
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -323,7 +323,8 @@ def test_tydiqa_windows_max_context_ties_and_a_window_without_a_span(tmp_path):
     Max context (min(j, n - 1 - j) + 0.01 n): aa only in W0; bb scores .02 in W0, .02 in W1, .01 in
     W2 -> W0 (the earliest of the best); cc only in W1. Logits: W0 start aa 10, end aa 10 -> 'aa' 20.
     W1 start bb 30 (not a valid start there), cc 10, end cc 10 -> 'cc' 20: a tie, the earlier window
-    wins ('aa'); were bb a valid start in W1, 'bb cc' (40) would win. W2: bb is no valid start: no span."""
+    wins ('aa'); were bb a valid start in W1, 'bb cc' (40) would win. W2: bb is no valid start: no
+    span."""
     ex = [QAExample("en", "q5", "?", "aa bb cc", ["aa"], [0])]
     fs = qa_features([(0, [(0, 2), (3, 5)]), (0, [(3, 5), (6, 8)]), (0, [(3, 5)])])
     task = HandTask("tydiqa", "squad", ex, ("en",), feature_set=fs)
@@ -833,7 +834,8 @@ def test_mine_ids_duplicates_all_keeps_the_best_score_per_id_pair():
         ('{"a": , "b": 1}', "found a JSON object)"),
         (
             "7",
-            "not a LoadGen accuracy log (expected a JSON list of {seq_id, qsl_idx, data} objects, found a JSON int)",
+            "not a LoadGen accuracy log (expected a JSON list of {seq_id, qsl_idx, data} objects, "
+            "found a JSON int)",
         ),
         ('["x"]', 'entry 0 is "x")'),
     ],
@@ -868,7 +870,8 @@ def test_log_that_is_not_utf8_is_named(tmp_path):
 # `--help` of three scripts, as argparse prints it 200 columns wide: the options each task takes
 HELP = {
     "xnli": (
-        "usage: accuracy_xnli.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] [--dtype {float32,float16}] [--output OUTPUT] [--heldout_rows] LOG\n"
+        "usage: accuracy_xnli.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] "
+        "[--dtype {float32,float16}] [--output OUTPUT] [--heldout_rows] LOG\n"
         "\n"
         "Score an MLPerf accuracy log (mlperf_log_accuracy.json) of xnli as XTREME does.\n"
         "\n"
@@ -883,10 +886,12 @@ HELP = {
         "  --dtype {float32,float16}\n"
         "                        response element type\n"
         "  --output OUTPUT       write all metrics as JSON to this file (+ predictions beside it)\n"
-        "  --heldout_rows        score only rows >= 1245 of each language (those the tiny model zoo did not train on)\n"
+        "  --heldout_rows        score only rows >= 1245 of each language "
+        "(those the tiny model zoo did not train on)\n"
     ),
     "tydiqa": (
-        "usage: accuracy_tydiqa.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] [--dtype {float32,float16}] [--output OUTPUT] [--tokenizer TOKENIZER] LOG\n"
+        "usage: accuracy_tydiqa.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] "
+        "[--dtype {float32,float16}] [--output OUTPUT] [--tokenizer TOKENIZER] LOG\n"
         "\n"
         "Score an MLPerf accuracy log (mlperf_log_accuracy.json) of tydiqa as XTREME does.\n"
         "\n"
@@ -902,10 +907,13 @@ HELP = {
         "                        response element type\n"
         "  --output OUTPUT       write all metrics as JSON to this file (+ predictions beside it)\n"
         "  --tokenizer TOKENIZER\n"
-        '                        the run\'s tokenizer folder (default: "tokenizer" in run_config.json beside LOG)\n'
+        "                        the run's tokenizer folder "
+        '(default: "tokenizer" in run_config.json beside LOG)\n'
     ),
     "bucc": (
-        "usage: accuracy_bucc.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] [--dtype {float32,float16}] [--output OUTPUT] [--threshold THRESHOLD] [--duplicates {all,drop}] LOG\n"
+        "usage: accuracy_bucc.py [-h] [--data_dir DATA_DIR] [--languages LANGUAGES] "
+        "[--dtype {float32,float16}] [--output OUTPUT] [--threshold THRESHOLD] "
+        "[--duplicates {all,drop}] LOG\n"
         "\n"
         "Score an MLPerf accuracy log (mlperf_log_accuracy.json) of bucc as XTREME does.\n"
         "\n"
@@ -923,7 +931,8 @@ HELP = {
         "  --threshold THRESHOLD\n"
         "                        apply this margin threshold instead of tuning\n"
         "  --duplicates {all,drop}\n"
-        "                        drop (default, as XTREME): discard mined pairs of repeated sentences; all: a mined duplicate sentence stands for all its ids\n"
+        "                        drop (default, as XTREME): discard mined pairs of repeated sentences; "
+        "all: a mined duplicate sentence stands for all its ids\n"
     ),
 }
 
@@ -1031,7 +1040,8 @@ def test_tokenizer_from_run_config_beside_the_log_or_one_folder_up(tmp_path, loa
         resolve_tokenizer(sub / "log.json")
     cfg = sub / "run_config.json"
     assert str(info.value) == (
-        f"cannot load the tokenizer from {cfg} (\"tokenizer\": 'missing'): {sub / 'missing'} is not a folder"
+        f"cannot load the tokenizer from {cfg} (\"tokenizer\": 'missing'): "
+        f"{sub / 'missing'} is not a folder"
     )
 
 

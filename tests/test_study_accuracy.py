@@ -212,7 +212,8 @@ def test_round_ratios_and_the_same_graph_check():
     mean, low, high = (math.exp(statistics.fmean(logs) + d) for d in (0.0, -half, half))
     assert (
         "lora-squad serves full's very graph: its range includes 1.00 in 2 of 2 figures; with 5 rounds"
-        " a figure's range misses 1.00 by chance alone with probability 1/16, 0.1 of 2 figures on average."
+        " a figure's range misses 1.00 by chance alone with probability 1/16, 0.1 of 2 figures on"
+        " average."
         " Per round, its cost relative to full over the figures (geometric mean; time per sample or"
         f" latency): {', '.join(f'{c:.3f}' for c in per_round)}; over the 5 rounds {mean:.3f}x"
         f" [{low:.3f}-{high:.3f}] (Student's t 95% interval): no bias of the harness shows." in text
@@ -462,7 +463,8 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     assert "find_peak" in argv and "--duration" in argv
     assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
     assert server.settings_key(s)["duration_s"] == 60.0
-    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S) is another cell
+    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S) is another
+    # cell
     assert server.settings_key(s)["peak_search"] == [0.06, 0.30, 3, 1.2, 3, 600.0]
     assert "peak_search" not in offline.settings_key(s)  # keys of finished cells unchanged
     # the plan counts 3 trials of 60 s + 1 s each (LoadGen issues Server queries for min_duration),
@@ -602,8 +604,8 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     table = "\n".join(markdown(with_untested))
     assert "| XNLI | full-squad - full |" not in table  # titles only when given
     assert (
-        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested | "
-        "- | - | +3.0 | - | not tested |" in table
+        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | "
+        "untested | - | - | +3.0 | - | not tested |" in table
     )
     # Holm by hand: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05; 0.005 < 0.05/4 and 0.01 < 0.05/3 are
     # rejected, 0.03 > 0.05/2 stops: it and 0.04 are judged at 1 - 0.025
@@ -634,8 +636,8 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     )
     table = "\n".join(markdown(study))
     assert (
-        "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained encoder "
-        "(no fine-tuning) |" in table
+        "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained "
+        "encoder (no fine-tuning) |" in table
     )
 
 

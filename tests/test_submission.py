@@ -132,7 +132,8 @@ def test_package_accepted_and_stamped(package):
     errors, notes = check_package(package, "TestOrg")
     # the fake Server run's bound is 100 s (VALID on any machine): the one thing our check rejects
     assert errors == [
-        f"{datacenter(package)}/results/tiny_cpu/{BENCH}/Server/performance/run_1/mlperf_log_detail.txt: "
+        f"{datacenter(package)}/results/tiny_cpu/{BENCH}/Server/performance/run_1/"
+        "mlperf_log_detail.txt: "
         "Server target latency 100000000000 ns exceeds bert-99's bound 130000000 ns"
     ]
     assert sum("performance_sample_count 32 < 10833" in n for n in notes) == 3

@@ -1,4 +1,5 @@
-"""SUT, QSL and batching with real LoadGen (in-process, no FromConfig) and a deterministic fake backend."""
+"""SUT, QSL and batching with real LoadGen (in-process, no FromConfig) and a deterministic fake
+backend."""
 
 from __future__ import annotations
 
@@ -58,8 +59,9 @@ def expected(fs: FeatureSet, i: int, kind: str) -> np.ndarray:
 
 
 def run_loadgen(tmp: Path, scenario: str, accuracy: bool, backend: Backend | None,
-                kind: str = "classification", options: SUTOptions | None = None, timeout: float = GUARD_S,
-                during=None, backends: list[Backend] | None = None):  # fmt: skip
+                kind: str = "classification", options: SUTOptions | None = None,
+                timeout: float = GUARD_S, during=None,
+                backends: list[Backend] | None = None):  # fmt: skip
     """One LoadGen test with hand-made settings; returns (sut, out_dir). Fails the test on a hang.
     during(sut), if given, runs on the calling thread while the test runs. `backends` (one per
     worker of `options`) replaces the single `backend`."""
@@ -247,12 +249,13 @@ def test_stall_drain_completes_a_query_held_back_by_a_server_worker(monkeypatch)
 
 
 def test_a_server_gather_ends_at_its_deadline_when_its_wake_up_is_taken_by_another_thread():
-    """Regression (found 2026-11-30, 1 Server run in 6 with 4 workers): CPython's SimpleQueue.get(timeout)
-    blocks until the NEXT put when its waiter is woken by a put, another thread takes that item first,
-    and the deadline has passed by the time the waiter runs again (the timeout it recomputes is negative,
-    which the lock reads as "forever"). A gathering worker then held its first sample with LoadGen's
-    last query issued: the run never ended and the watchdog could not see the sample. Here this thread
-    is the other consumer, and holds the GIL past the gather's deadline while it takes the item."""
+    """Regression (found 2026-11-30, 1 Server run in 6 with 4 workers): CPython's
+    SimpleQueue.get(timeout) blocks until the NEXT put when its waiter is woken by a put, another
+    thread takes that item first, and the deadline has passed by the time the waiter runs again (the
+    timeout it recomputes is negative, which the lock reads as "forever"). A gathering worker then
+    held its first sample with LoadGen's last query issued: the run never ended and the watchdog
+    could not see the sample. Here this thread is the other consumer, and holds the GIL past the
+    gather's deadline while it takes the item."""
     import sys
 
     from sut.base import Work
@@ -362,9 +365,13 @@ def test_each_worker_warms_its_backend_on_its_own_thread(monkeypatch):
 
     threads: list[str] = []
     fs = make_features()
-    sut = get_sut_class("Offline")([FakeBackend()], QuerySampleLibrary(fs), "classification",
-                                   SUTOptions(max_batch=8, token_budget=256),
-                                   warm_up=lambda b: threads.append(threading.current_thread().name))  # fmt: skip
+    sut = get_sut_class("Offline")(
+        [FakeBackend()],
+        QuerySampleLibrary(fs),
+        "classification",
+        SUTOptions(max_batch=8, token_budget=256),
+        warm_up=lambda b: threads.append(threading.current_thread().name),
+    )
     with sut:
         assert threads == ["sut-worker-0"]  # done before start() returned
     completed: list[tuple[int, int]] = []

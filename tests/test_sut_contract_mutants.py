@@ -484,7 +484,8 @@ def test_drain_bound(monkeypatch, completions, elapsed, issued, completed, flush
     assert (sut.stop_reason is not None) == ends
     if ends:
         assert sut.stop_reason.startswith(
-            f"drain bound: {issued - completed} samples outstanding {elapsed:.0f} s after the first query"
+            f"drain bound: {issued - completed} samples outstanding {elapsed:.0f} s after the first "
+            "query"
         )
         assert sut.stop_reason.endswith("past 30 s (2 x min duration 10 s + 10 s)")
 

@@ -110,9 +110,13 @@ def test_registration_refuses_a_task_missing_a_declaration():
 def test_toy_task_runs_through_loadgen_and_scoring(toy_checkpoint, tmp_path):
     out = tmp_path / "runs"
     argv = [sys.executable, "-c", CHILD, "run", "--task", "toy", "--model", "full", "--weights",
-            str(toy_checkpoint), "--scenario", "Offline", "--accuracy", "--output_dir", str(out)]  # fmt: skip
-    env = {**os.environ, "XLMR_HARNESS_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+            str(toy_checkpoint), "--scenario", "Offline", "--accuracy",
+            "--output_dir", str(out)]  # fmt: skip
+    env = {
+        **os.environ,
+        "XLMR_HARNESS_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 from common.exit_codes import BAD_INPUT
+from harness.submission.check import check_package, run_official
 from harness.submission.layout import DEFAULT_LOG_DIR, DEFAULT_ROOT, full_logs_dir
+from harness.submission.pack import pack
+from harness.submission.stage import stage
+from harness.submission.truncate import truncate
 
 
 def _mapping(items: list[str]) -> dict[str, str]:
@@ -89,8 +93,6 @@ def main(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     root = args.root.resolve()
     if args.action == "stage":
-        from harness.submission.stage import stage
-
         if not args.system:
             raise ValueError("--system NAME is required (results/<system>, systems/<system>.json)")
 
@@ -112,14 +114,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"stage: {count} benchmark/scenario result(s) in {root}/<package>/open/{args.submitter}")
         return 0
     if args.action == "truncate":
-        from harness.submission.truncate import truncate
-
         changed = truncate(root, args.submitter)
         print(f"truncate: {len(changed)} accuracy log(s) truncated; full logs in {full_logs_dir(root)}")
         return 0
     if args.action == "check":
-        from harness.submission.check import check_package, run_official
-
         errors, notes = check_package(root, args.submitter)
         for n in notes:
             print(f"NOTE: {n}")
@@ -136,9 +134,6 @@ def _run(args: argparse.Namespace) -> int:
             print(f"official checkers: exit status {official}")
             status = status or official
         return status
-    from harness.submission.check import check_package
-    from harness.submission.pack import pack
-
     errors, _ = check_package(root, args.submitter)
     if errors:
         for e in errors:

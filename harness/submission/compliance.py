@@ -25,8 +25,8 @@ A development audit run (--duration / --count) is sized like the performance run
 with: it uses that run's user.conf copy plus the line that sizes its queries from the rate that run
 measured x 1.1 (harness.settings.sizing_line), so a quicker moment of the machine cannot end it
 under min duration. Official audit runs use user.conf as it is.
-Exit codes (common/exit_codes.py): 0 TEST PASS (or FALLBACK PASS), 1 TEST FAIL or an INVALID audit run, 2 / 130 /
-143 the audit run's own, 3 bad input (names, missing performance or accuracy run).
+Exit codes (common/exit_codes.py): 0 TEST PASS (or FALLBACK PASS), 1 TEST FAIL or an INVALID audit
+run, 2 / 130 / 143 the audit run's own, 3 bad input (names, missing performance or accuracy run).
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ from common.loadgen_log import LoadgenLog
 from common.paths import REPO
 from harness.config import RunConfig, check_names
 from harness.launch import child_argv, launch
+from harness.results import read_results
 from harness.run_folder import RunFolder
+from harness.run_record import RunRecord
+from harness.settings import sizing_line, user_conf_with
 from harness.submission.layout import (
     DEFAULT_LOG_DIR,
     PERF_FILES,
@@ -55,6 +58,9 @@ from harness.submission.layout import (
     TEST01_FALLBACK_FILES,
     test01_dir_of,
 )
+from sut.registry import SCENARIOS
+from tasks.registry import get_task
+from tasks.scoring import score_log
 
 AUDIT_CONF = REPO / "audit.conf"
 # What runs the audit: None = `python -m harness run` (tests put a fake runner here).
@@ -186,10 +192,6 @@ def score_responses(entries: list[dict], accuracy_run: Path, dtype: str) -> tupl
     """Score `entries` the way the accuracy run was scored (its task, languages, task options and
     held-out rows): (the accuracy script's output, the task's primary metric, its name). ValueError
     (LogError) when they cannot be scored, e.g. no entry at all."""
-    from harness.run_record import RunRecord
-    from tasks.registry import get_task
-    from tasks.scoring import score_log
-
     record = RunRecord.load(accuracy_run)
     config = json.loads((accuracy_run / "run_config.json").read_text())
     languages = (config.get("config") or {}).get("languages")
@@ -345,17 +347,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def dev_audit_conf(perf_dir: Path, model: str, scenario: str, dest: Path) -> tuple[Path, str | None]:
     """The user.conf of a development audit run: the performance run's copy, plus its sizing line
     (from the rate it measured x 1.1) where the scenario has one. Returns (dest, the line)."""
-    from harness.results import read_results
-    from harness.settings import sizing_line, user_conf_with
-
     line = sizing_line(model, scenario, read_results(perf_dir) or {})
     why = "compliance: development audit run sized like its performance run"
     return user_conf_with(perf_dir / "user.conf", [line] if line else [], dest, why), line
 
 
 def main(args: argparse.Namespace) -> int:
-    from sut.registry import SCENARIOS
-
     if args.accuracy:
         print("compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy")
         return BAD_INPUT

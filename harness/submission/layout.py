@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.paths import BUILD
+from harness.seeds import SEEDS
 
 DEFAULT_ROOT = BUILD / "submission"  # holds one checker --input per package: <root>/<package>/
 DEFAULT_LOG_DIR = BUILD / "logs" / "latest"
@@ -46,8 +47,6 @@ class Package:
     measurements_dir: bool = False
 
     def seed_values(self) -> tuple[int, int, int]:
-        from harness.seeds import SEEDS
-
         return SEEDS[self.seeds] if self.seeds else CURRENT_SEEDS
 
     def root(self, root: Path) -> Path:

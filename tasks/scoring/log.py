@@ -3,7 +3,8 @@
 LoadGen writes a JSON list with one entry per logged sample:
     {"seq_id": int, "qsl_idx": int, "data": "<uppercase hex of the raw response bytes>"}
 The bytes are the SUT's response: little-endian float32 (float16 where `--dtype float16` says so).
-Every problem is raised as `LogError` whose message names the file: the scripts print it, never a traceback.
+Every problem is raised as `LogError` whose message names the file: the scripts print it, never a
+traceback.
 Hostile input is bounded: only a regular file (not a FIFO, a device or a directory) of at most
 MAX_LOG_BYTES is read, in chunks; entries are flat objects (nesting deeper than the format's two
 levels is refused before any recursive parsing), and memory stays proportional to the log's size.
@@ -93,8 +94,8 @@ def open_log(path: Path, limit: int) -> BinaryIO:
         raise LogError(f"{path}: not a regular file ({_file_kind(st.st_mode)}); pass the run's log file")
     if st.st_size > limit:
         raise LogError(
-            f"{path}: {st.st_size:,} bytes, more than the {limit:,} bytes an accuracy log of these tasks "
-            "can hold: not a LoadGen accuracy log of this harness"
+            f"{path}: {st.st_size:,} bytes, more than the {limit:,} bytes an accuracy log of these "
+            "tasks can hold: not a LoadGen accuracy log of this harness"
         )
     if st.st_size == 0:
         raise LogError(f"{path}: the file is empty (did the accuracy run finish?)")
@@ -222,8 +223,8 @@ def _entries(scan: _Scanner, not_log: str) -> Iterator[tuple[int, dict]]:
             raise scan.truncated()
         if b"{" in raw[1:] or b"[" in raw:
             raise LogError(
-                f"{not_log}; entry {j} at byte {at} holds a nested list or object, deeper than a LoadGen "
-                "log's two levels)"
+                f"{not_log}; entry {j} at byte {at} holds a nested list or object, deeper than a "
+                "LoadGen log's two levels)"
             )
         try:
             entry = json.loads(raw)
@@ -286,7 +287,8 @@ def read_accuracy_log(
             if len(value) % dt.itemsize:
                 raise LogError(
                     f"{path}: entry {j} (qsl_idx {q}) has {len(value)} bytes, not a whole number of "
-                    f"{dtype} values ({dt.itemsize} bytes each): wrong --dtype, or not this harness's log"
+                    f"{dtype} values ({dt.itemsize} bytes each): wrong --dtype, or not this "
+                    "harness's log"
                 )
             idx.append(q)
             starts.append(used)
@@ -306,9 +308,9 @@ def _decode(
     dup = idx[1:][idx[1:] == idx[:-1]]
     if len(dup):
         raise LogError(
-            f"{path}: {len(np.unique(dup))} qsl_idx logged more than once (first: {int(dup[0])}); an accuracy "
-            "log (AccuracyOnly mode) logs each sample exactly once: this looks like a performance-mode or "
-            "audit (TEST01) log"
+            f"{path}: {len(np.unique(dup))} qsl_idx logged more than once (first: {int(dup[0])}); "
+            "an accuracy log (AccuracyOnly mode) logs each sample exactly once: this looks like a "
+            "performance-mode or audit (TEST01) log"
         )
     ends = np.append(starts[1:], len(raw))
     sizes = ((ends - starts) // dt.itemsize)[order]
@@ -347,8 +349,9 @@ def check_coverage(log: AccuracyLog, n_samples: int, task: str) -> np.ndarray:
     top = int(log.qsl_idx[-1])
     if top >= n_samples:
         raise LogError(
-            f"{log.path}: qsl_idx {top} is out of range: {task} has {n_samples} samples (for the languages "
-            f"and data selected); this looks like a log from {log.shape_guess()}, or from other --languages"
+            f"{log.path}: qsl_idx {top} is out of range: {task} has {n_samples} samples (for the "
+            f"languages and data selected); this looks like a log from {log.shape_guess()}, or from "
+            "other --languages"
         )
     covered = np.zeros(n_samples, dtype=bool)
     covered[log.qsl_idx] = True

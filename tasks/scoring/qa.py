@@ -44,10 +44,11 @@ def resolve_tokenizer(log_path: Path, tokenizer=None):
                 break
         else:
             raise LogError(
-                f"{log_path}: TyDiQA needs the run's tokenizer to rebuild the windows: pass --tokenizer PATH "
-                f'(no {RUN_CONFIG} with a "tokenizer" entry beside the log)'
+                f"{log_path}: TyDiQA needs the run's tokenizer to rebuild the windows: "
+                f'pass --tokenizer PATH (no {RUN_CONFIG} with a "tokenizer" entry beside the log)'
             )
-    from transformers import AutoTokenizer
+    # lazy: transformers takes seconds to import, and only TyDiQA scoring needs a tokenizer
+    from transformers import AutoTokenizer  # noqa: PLC0415
 
     try:
         return AutoTokenizer.from_pretrained(str(tokenizer))
@@ -70,7 +71,8 @@ def check_window_sizes(log: AccuracyLog, lengths: np.ndarray, task: str) -> None
     )
     raise LogError(
         f"{log.path}: {len(bad)} of {len(log)} entries do not have 2 x window-length floats "
-        f"(first: qsl_idx {int(log.qsl_idx[j])} has {int(log.sizes[j])}, expected {int(want[j])}); {hint}"
+        f"(first: qsl_idx {int(log.qsl_idx[j])} has {int(log.sizes[j])}, "
+        f"expected {int(want[j])}); {hint}"
     )
 
 

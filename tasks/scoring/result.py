@@ -16,7 +16,8 @@ class ScoreResult:
     metrics:      everything (per-language numbers, counts, options), JSON-serialisable
     table_text:   the per-language table (what the script prints before the final line)
     final_line:   the one-line JSON the MLPerf submission checker reads (accuracy.txt's last line)
-    predictions:  TyDiQA {qid: answer}, BUCC [(src_id, en_id, score)] mined above the threshold, else None
+    predictions:  TyDiQA {qid: answer}, BUCC [(src_id, en_id, score)] mined above the threshold,
+                  else None
     predictions_name: file name for the predictions in a run folder
     warnings:     partial coverage and similar (printed to stderr by the CLI)
     per_sample:   the unit scores behind the figure, for paired bootstraps (research/bootstrap.py):

@@ -32,7 +32,8 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def nearest(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
-    """int64 [n_queries]: index of each query's most similar (dot product) database row, first on ties."""
+    """int64 [n_queries]: index of each query's most similar (dot product) database row, first on
+    ties."""
     out = np.empty(len(queries), dtype=np.int64)
     for lo in range(0, len(queries), CHUNK):
         out[lo : lo + CHUNK] = np.argmax(queries[lo : lo + CHUNK] @ database.T, axis=1)
@@ -174,7 +175,8 @@ def optimize_threshold(scores: np.ndarray, is_gold: np.ndarray, n_gold: int) -> 
 def bucc_score(
     candidates: list[tuple[str, str, float]], gold: list[tuple[str, str]], threshold: float | None = None
 ) -> BuccResult:
-    """Tune the threshold on gold (unless given), keep candidates with score >= threshold, P/R/F1 x100."""
+    """Tune the threshold on gold (unless given), keep candidates with score >= threshold; P/R/F1
+    x100."""
     gold_set = set(gold)
     scores = np.array([c[2] for c in candidates], dtype=np.float64)
     if threshold is None:
@@ -221,7 +223,8 @@ def pair_embeddings(
     width = check_uniform_width(log, task.name)
     if width <= 3:  # 2 or 3 floats are classification logits, not sentence embeddings
         raise LogError(
-            f"{log.path}: {width}-float responses are not embeddings: this looks like a log from {log.shape_guess()}"
+            f"{log.path}: {width}-float responses are not embeddings: "
+            f"this looks like a log from {log.shape_guess()}"
         )
     emb = np.zeros((n, width), dtype=np.float32)
     emb[log.qsl_idx] = log.dense()
@@ -281,7 +284,8 @@ def score_tatoeba(task, log: AccuracyLog) -> ScoreResult:
 def score_bucc(
     task, log: AccuracyLog, duplicates: str = "drop", threshold: float | None = None
 ) -> ScoreResult:
-    """Mine each pair, tune the threshold on its gold (or apply `threshold`), P/R/F1 per pair and mean."""
+    """Mine each pair, tune the threshold on its gold (or apply `threshold`); P/R/F1 per pair and
+    their mean."""
     if duplicates not in ("all", "drop"):
         raise LogError(f"{log.path}: duplicates must be 'all' or 'drop', got {duplicates!r}")
     pairs, arrays, warnings = pair_embeddings(task, log)
@@ -305,8 +309,8 @@ def score_bucc(
         else {lang: r.threshold for lang, r in per.items()}
     )
     note = (
-        "threshold tuned on the gold of the same split (XTREME tunes on the sample split and applies it to "
-        "test; only the sample split is bundled, so this is the tuned-threshold F1)"
+        "threshold tuned on the gold of the same split (XTREME tunes on the sample split and "
+        "applies it to test; only the sample split is bundled, so this is the tuned-threshold F1)"
         if tuned
         else "threshold given by the user"
     )

@@ -29,7 +29,8 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def normalize_answer(s: str) -> str:
-    """SQuAD v1.1 normalisation: lower, remove ASCII punctuation, remove articles, collapse whitespace."""
+    """SQuAD v1.1 normalisation: lower case, remove ASCII punctuation, remove articles, collapse
+    whitespace."""
     s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
     return " ".join(_ARTICLES.sub(" ", s).split())
 
