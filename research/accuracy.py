@@ -36,8 +36,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scipy import stats
+
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
-from research.collect import Run, t_cdf, t_quantile
+from research.collect import Run
 from tasks.registry import TASKS
 
 # (a, b, what a - b measures): the study's question, then the intermediate task's effect
@@ -251,7 +253,7 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
                 v.test_set = True
             se = math.sqrt(var)
             v.basis, v.observed, v.df = "seeds", mean, df
-            v.p = 2.0 * (1.0 - t_cdf(abs(mean) / se, df)) if se > 0 else float(mean == 0)
+            v.p = 2.0 * float(stats.t.sf(abs(mean) / se, df)) if se > 0 else float(mean == 0)
             tails.append((v, lambda level, m=mean, s=se, d=df: _t_interval(m, s, d, level)))
         elif boot is not None:
             v.basis, v.observed, v.p, v.test_set = "one seed", boot["average"].value, boot["p"], True
@@ -269,7 +271,7 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
 
 
 def _t_interval(mean: float, se: float, df: float, level: float) -> Interval:
-    half = t_quantile(0.5 + level / 2, df) * se
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     return Interval(mean, mean - half, mean + half)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from scipy import stats
 
 from harness.run_record import NS_PER_MS, Results, RunRecord, find_records
 from tasks.registry import TASKS
@@ -383,29 +383,6 @@ def per_round_cost(rows: Iterable[dict[str, Any]]) -> dict[int, float]:
     return {n: math.exp(statistics.fmean(v)) for n, v in sorted(logs.items())}
 
 
-def t_cdf(x: float, df: float) -> float:
-    """Student's t distribution function with `df` (> 0, not necessarily whole) degrees of freedom:
-    its density integrated numerically (Simpson's rule); t_quantile, which inverts it, is tested
-    against the printed tables."""
-    if x < 0:
-        return 1.0 - t_cdf(-x, df)
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-    grid = np.linspace(0.0, x, 4001)
-    pdf = c * (1.0 + grid**2 / df) ** (-(df + 1) / 2)
-    h = x / 4000
-    return 0.5 + h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Student's t quantile (p > 0.5) with `df` degrees of freedom: t_cdf inverted by bisection;
-    within 1e-4 of the tables."""
-    low, high = 0.0, 1000.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if t_cdf(mid, df) < p else (low, mid)
-    return (low + high) / 2
-
-
 def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
     """The geometric mean of positive `values` (ratios) with Student's t interval on their logs
     (ValueError with fewer than 2 values)."""
@@ -413,7 +390,7 @@ def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, 
     if len(logs) < 2:
         raise ValueError(f"an interval needs at least 2 values, got {len(logs)}")
     mean = statistics.fmean(logs)
-    half = t_quantile(0.5 + level / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    half = stats.t.ppf(0.5 + level / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
