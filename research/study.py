@@ -546,6 +546,13 @@ class _Preset(argparse.Action):
         setattr(namespace, self.dest, value)
 
 
+def preset(name: str) -> dict[str, Any]:
+    """The flag values of preset `name` (research/grids/NAME.toml), checked against this parser."""
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    return load_preset(name, parser)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a(

@@ -23,14 +23,12 @@ import numpy as np
 from common.paths import REPO
 from harness.run_record import RunRecord
 from research.speed import interleaved, make_batches, xnli_lengths
-from research.study import PRESETS, Cell, StudySettings
+from research.study import Cell, StudySettings, preset
 
 
 def onnx_file(model: str, backend: str) -> str:
     """The graph the e5-small study's round-0 Offline XNLI cell of `model` on `backend` served."""
-    settings = StudySettings(
-        runs_dir=PRESETS["e5-small"]["runs_dir"], encoder="e5-small", duration_s=5.0
-    )
+    settings = StudySettings(runs_dir=preset("e5-small")["runs_dir"], encoder="e5-small", duration_s=5.0)
     folder = Cell(model, "xnli", backend, "Offline", "performance").run_folder(settings)
     try:
         return RunRecord.load(folder).backend_options["onnx_file"]
