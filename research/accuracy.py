@@ -40,6 +40,7 @@ from scipy import stats
 
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
 from research.collect import Run
+from research.tables import markdown_table
 from tasks.registry import TASKS
 
 # (a, b, what a - b measures): the study's question, then the intermediate task's effect
@@ -337,14 +338,13 @@ def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:
 
 def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) -> list[str]:
     """The accuracy section of study.md: figures, test-set differences, verdicts, int8, seeds."""
-    titles = task_titles or {}
+    title = (task_titles or {}).get
     lines = ["## Accuracy (zero-shot, LoadGen AccuracyOnly runs)", ""]
     if not study.figures:
         lines += [
             "No per-sample scores of trained checkpoints (model kind `real`) were read: no "
             "bootstrap interval; the verdicts below use the runs' task figures and training "
             "seeds only.",
-            "",
         ]
     else:
         lines += [
@@ -354,26 +354,29 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             "the same item in every language), the other tasks their units within each language. "
             "Differences are paired: both models on the same resampled samples.",
             "",
-            "| task | metric | model | score [95% CI] | English minus others [95% CI] |",
-            "|---|---|---|---|---|",
+            *markdown_table(
+                ["task", "metric", "model", "score [95% CI]", "English minus others [95% CI]"],
+                (
+                    [title(t, t), study.metric.get(t, ""), m, f["average"].text(signed=False)]
+                    + [g.text() if (g := study.gaps.get((t, m))) else "-"]
+                    for (t, m), f in study.figures.items()
+                ),
+            ),
         ]
-        for (task, model), f in study.figures.items():
-            gap = study.gaps.get((task, model))
-            lines.append(
-                f"| {titles.get(task, task)} | {study.metric.get(task, '')} | {model} | "
-                f"{f['average'].text(signed=False)} | {gap.text() if gap else '-'} |"
-            )
     if study.differences:
         lines += [
             "",
             "Test-set differences of the seed-0 checkpoints (a minus b, points), 95% CI, "
             "uncorrected (the verdicts below correct them):",
             "",
-            "| task | a - b | difference [95% CI] |",
-            "|---|---|---|",
+            *markdown_table(
+                ["task", "a - b", "difference [95% CI]"],
+                (
+                    [title(t, t), f"{a} - {b}", d["average"].text()]
+                    for (t, a, b), d in study.differences.items()
+                ),
+            ),
         ]
-        for (task, a, b), d in study.differences.items():
-            lines.append(f"| {titles.get(task, task)} | {a} - {b} | {d['average'].text()} |")
     if study.verdicts:
         lines += [
             "",
@@ -382,46 +385,51 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             "training-seed and test-set variance (Welch); `one seed`: the seed-0 checkpoints' "
             "test-set interval, no method claim; `untested`: no interval in the data read.",
             "",
-            "| task | a - b | what it compares | seeds (a, b) | basis | p | Holm level | "
-            "difference [interval] | verdict |",
-            "|---|---|---|---|---|---|---|---|---|",
+            *markdown_table(
+                ["task", "a - b", "what it compares", "seeds (a, b)", "basis", "p", "Holm level"]
+                + ["difference [Holm interval]", "uncorrected 95%", "Welch df", "verdict"],
+                (
+                    [title(v.task, v.task), f"{v.a} - {v.b}", what_it_measures(v)]
+                    + [f"{v.seeds[0]}, {v.seeds[1]}", v.basis, "-" if v.p is None else f"{v.p:.3g}"]
+                    + [f"{100 * v.level:.2f}%" if v.interval else "-"]
+                    + [v.interval.text() if v.interval else f"{v.observed:+.1f}"]
+                    + [v.interval95.text() if v.interval95 else "-"]
+                    + ["-" if v.df is None else f"{v.df:.1f}", v.word]
+                    for v in study.verdicts
+                ),
+            ),
         ]
-        for v in study.verdicts:
-            p = "-" if v.p is None else f"{v.p:.3g}"
-            iv = v.interval.text() if v.interval else f"{v.observed:+.1f}"
-            iv95 = v.interval95.text() if v.interval95 else "-"
-            level = f"{100 * v.level:.2f}%" if v.interval else "-"
-            lines.append(
-                f"| {titles.get(v.task, v.task)} | {v.a} - {v.b} | {what_it_measures(v)} | "
-                f"{v.seeds[0]}, {v.seeds[1]} | {v.basis} | {p} | {level} | {iv} | {iv95} | {v.word} |"
-            )
-    if study.int8:
+    int8 = [
+        [title(t, t), m, study.int8[(t, m)].text() if (t, m) in study.int8 else "-", f"{d:+.2f}"]
+        for (t, m), d in sorted(study.int8_figures.items())
+    ]
+    if int8:
         lines += [
             "",
-            "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points) [95% CI]:",
+            "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points): the paired 95% CI "
+            "where the per-sample scores were read, and the difference of the two task figures:",
             "",
-            "| task | model | int8 - fp32 |",
-            "|---|---|---|",
+            *markdown_table(["task", "model", "int8 - fp32 [95% CI]", "task figures"], int8),
         ]
-        for (task, model), d in study.int8.items():
-            lines.append(f"| {titles.get(task, task)} | {model} | {d.text()} |")
     if study.seeds:
         lines += [
             "",
             "Training noise (PyTorch fp32 runs of zoos trained with other seeds):",
             "",
-            "| task | model | per seed | mean | sd |",
-            "|---|---|---|---|---|",
+            *markdown_table(
+                ["task", "model", "per seed", "mean", "sd"],
+                (
+                    [title(s["task"], s["task"]), s["model"]]
+                    + [", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())]
+                    + [f"{s['mean']:.2f}", f"{s['sd']:.2f}"]
+                    for s in study.seeds.values()
+                ),
+            ),
         ]
-        for s in study.seeds.values():
-            per = ", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())
-            lines.append(
-                f"| {titles.get(s['task'], s['task'])} | {s['model']} | {per} | "
-                f"{s['mean']:.2f} | {s['sd']:.2f} |"
-            )
     missing = [
         e for e in study.errors if e.endswith("missing; rescore the run (accuracy run, this version)")
     ]
+    lines += [""] if study.refused or study.errors else []
     for note in (*study.refused, *(e for e in study.errors if e not in missing)):
         lines.append(f"- left out: {note}")
     if missing:

@@ -45,6 +45,7 @@ from research.find_peak import (
     search_folder,
 )
 from research.find_peak import RECORD as PEAK_RECORD
+from research.report import write_report
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -666,12 +667,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--encoder", default="tiny")
     a("--runs_dir", type=Path, default=BUILD / "study")
     a("--out", type=Path, default=REPO / "reports")
-    a(
-        "--answer_doc",
-        type=Path,
-        default=REPO / "docs" / "study.md",
-        help="the document whose generated answer block is rewritten (only from trained checkpoints)",
-    )
     a("--cell_timeout", type=float, default=900.0, help="seconds before a cell's process is killed")
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
     a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
@@ -753,18 +748,9 @@ def main(args: argparse.Namespace) -> int:
         )
         for r in failed:
             print(f"  FAILED {r['cell']}: {r['error']}")
-    from research.report import write_report
-
     command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     title = f"Study: full fine-tuning vs adapters, encoder {settings.encoder}"
-    written = write_report(
-        settings.runs_dir,
-        args.out,
-        title,
-        command=command.strip(),
-        answer_doc=args.answer_doc,
-        runs_csv=args.from_runs_csv,
-    )
+    written = write_report(settings.runs_dir, args.out, title, command.strip(), args.from_runs_csv)
     for name, path in written.items():
         print(f"  {name:<24} {path}")
     return 1 if failed else 0

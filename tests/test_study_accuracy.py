@@ -1,5 +1,5 @@
-"""The study's accuracy half (research/accuracy.py) and its generated answer (research/answer.py):
-figures and differences from per-sample scores, wording that follows the intervals, refusal of
+"""The study's accuracy half (research/accuracy.py) and its tables in the report (research/report.py):
+figures and differences from per-sample scores, verdicts that follow the intervals, refusal of
 tiny and random models."""
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 
 from research.accuracy import Interval, accuracy_study, effect_verdict, keeps_verdict, markdown
-from research.answer import study_answer_lines
-from research.collect import Run
+from research.collect import Run, frame
+from research.report import markdown as report_markdown
+from research.report import same_graph_rows
+
+MACHINE = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "memory_gib": 23.5}
 
 LANGS = ("en", "de", "sw")
 
@@ -88,24 +91,22 @@ def test_keeps_loses_and_intermediate_effect(tmp_path, base):
     ]  # Holm, m = 4
     assert verdicts[("adapter", "full")].word == "keeps"
     assert verdicts[("full-squad", "full")].word == "adds"
-    answer = "\n".join(study_answer_lines(study))
-    assert answer.startswith(
-        "- Verdicts: 4 contrasts (research/accuracy.py CONTRASTS, all of them, untested ones included), "
-        "Holm-corrected for a family-wise error of 5%: each interval is at its Holm level and the words "
-        "follow it. With several training seeds per model: 0; with one seed per model (no method "
-        "claim): 4; without an interval: 0; XNLI resampled by premise, jointly across its 15 languages."
+    table = verdict_rows(markdown(study))
+    assert table["adapter - full"].startswith(
+        "| xnli | adapter - full | adapters instead of full fine-tuning | 1, 1 | one seed |"
     )
-    assert (
-        "- XNLI, one training seed: adapter - full accuracy " in answer
-        and "One seed per model compares two checkpoints, not the methods; for these checkpoints: "
-        "the bottleneck adapter keeps full fine-tuning's accuracy"
-        in answer
+    v = verdicts[("adapter", "full")]
+    assert table["adapter - full"].endswith(
+        f"| {100 * v.level:.2f}% | {v.interval.text()} | {v.interval95.text()} | - | keeps |"
     )
-    assert "AdapterFusion (after SQuAD) does not keep full fine-tuning's accuracy" in answer
-    assert "the intermediate task (SQuAD) adds" in answer and "Phang et al. 2020" in answer
-    assert "Retrieval" not in answer  # no retrieval task, no pooling note
-    table = "\n".join(markdown(study))
-    assert "| xnli | adapter - full | adapters instead of full fine-tuning | 1, 1 | one seed |" in table
+    assert table["adapter-squad - full-squad"].endswith("| loses |")
+    assert table["full-squad - full"].endswith("| adds |")
+
+
+def verdict_rows(lines: list[str]) -> dict[str, str]:
+    """The verdict table's rows of an accuracy section, by their 'a - b' column."""
+    rows = [line for line in lines if line.startswith("| ") and line.count(" | ") == 10]
+    return {line.split(" | ")[1]: line for line in rows[1:]}
 
 
 def test_keeps_only_when_the_interval_allows():
@@ -124,8 +125,9 @@ def test_wording_with_an_undecided_interval(tmp_path, base):
     study = accuracy_study(runs, n_boot=400)
     iv = study.differences[("xnli", "adapter", "full")]["average"]
     assert iv.low < -1.0 and iv.high >= 0  # the premise: neither keeps nor measurably loses
-    answer = "\n".join(study_answer_lines(study))
-    assert "keeps" not in answer and "cannot be told apart" in answer
+    (v,) = study.verdicts
+    assert v.word == "cannot tell"
+    assert verdict_rows(markdown(study))["adapter - full"].endswith("| - | cannot tell |")
 
 
 def test_tiny_and_random_models_make_no_accuracy_claim(tmp_path, base):
@@ -136,8 +138,9 @@ def test_tiny_and_random_models_make_no_accuracy_claim(tmp_path, base):
         len(study.refused) == 2
         and "no accuracy claim is made from tiny or random models" in study.refused[0]
     )
-    answer = study_answer_lines(study)
-    assert len(answer) == 1 and answer[0].startswith("- No accuracy claim:")
+    lines = markdown(study)
+    assert study.verdicts == [] and sum(line.startswith("- left out: ") for line in lines) == 2
+    assert "no accuracy claim is made from tiny or random models" in lines[-3]
 
 
 def test_seeds_int8_and_missing_scores(tmp_path, base):
@@ -161,16 +164,15 @@ def test_seeds_int8_and_missing_scores(tmp_path, base):
         for m in ("adapter", "full")
     ]
     assert seeded.observed == pytest.approx(means[0] - means[1])
-    answer = "\n".join(study_answer_lines(study))
-    assert "mean of 3 and 3 training seeds" in answer and "training-seed and test-set variance" in answer
+    row = verdict_rows(markdown(study))["adapter - full"]
+    assert f"| 3, 3 | seeds | {seeded.p:.3g} |" in row and f"| {seeded.df:.1f} |" in row
     assert study.int8[("xnli", "full")].high < 0  # int8 lost 1% of the right answers
     assert any("per_sample.json: missing" in e for e in study.errors)
     assert ("xnli", "full-squad") not in study.figures
 
 
 def test_round_ratios_and_the_same_graph_check():
-    from research.answer import answer_lines
-    from research.collect import VARIANT_COLUMNS, round_of, round_ratios
+    from research.collect import round_of, round_ratios, variant_rows
 
     def perf(model, rnd, sps, p90=None, scenario="Offline"):
         return Run(
@@ -202,64 +204,41 @@ def test_round_ratios_and_the_same_graph_check():
     rows = {r["model"]: r for r in round_ratios(runs) if r["figure"] == "offline"}
     assert rows["adapter"]["median"] == pytest.approx(0.9) and rows["adapter"]["rounds"] == 5
     assert (rows["lora-squad"]["min"], rows["lora-squad"]["max"]) == pytest.approx((0.97, 1.02))
-    text = "\n".join(answer_lines([], runs))
-    assert "adapter 0.90x [0.90-0.90]" in text
+    md = report_markdown(frame(runs), variant_rows(runs), None, device=MACHINE)
+    assert "| offline | xnli | pytorch | adapter | 0.900 | 0.900-0.900 | 5 |" in md
     # each round's cost: the geometric mean over the two figures, 1/1.02 with 1.01 and so on; over the
     # 5 rounds a t interval (t(0.975, 4) = 2.7764 from the tables)
     per_round = [math.sqrt(ss / off) for off, ss in zip(lora_offline, lora_p90, strict=True)]
     logs = [math.log(c) for c in per_round]
     half = 2.7764 * statistics.stdev(logs) / math.sqrt(5)
     mean, low, high = (math.exp(statistics.fmean(logs) + d) for d in (0.0, -half, half))
-    assert (
-        "lora-squad serves full's very graph: its range includes 1.00 in 2 of 2 figures; with 5 rounds"
-        " a figure's range misses 1.00 by chance alone with probability 1/16, 0.1 of 2 figures on average."
-        " Per round, its cost relative to full over the figures (geometric mean; time per sample or"
-        f" latency): {', '.join(f'{c:.3f}' for c in per_round)}; over the 5 rounds {mean:.3f}x"
-        f" [{low:.3f}-{high:.3f}] (Student's t 95% interval): no bias of the harness shows." in text
-    )
     assert (mean, low, high) == pytest.approx((1.002, 0.990, 1.014), abs=5e-4)
-    assert "- Cost at inference (XNLI Offline" not in text  # no single-run ratios beside the rounds
-    # the backends within each round too; no round-0-only latency line beside the rounds' p90 ratios
+    costs = ", ".join(f"{c:.3f}" for c in per_round)
+    # in 2 of 2 figures the range holds 1.00; 2 x 2 x 0.5^5 = 0.1 would miss it by chance alone
+    assert f"| lora-squad | 2 of 2 | 0.1 | {costs} | {mean:.3f} | {low:.3f}-{high:.3f} |" in md
+    # the backends within each round too
     ort = [
         perf("full", k, v * f)
         for k, (v, f) in enumerate(zip(full, (0.8, 0.9, 0.85, 0.9, 0.7), strict=True))
     ]
     for r in ort:
         r.backend = "onnxruntime"
-    blank = dict.fromkeys(VARIANT_COLUMNS)
-    rows0 = [
-        blank
-        | {
-            "model": m,
-            "task": "xnli",
-            "backend": "pytorch",
-            "offline_samples_per_s": sps,
-            "singlestream_p90_ms": p90,
-        }
-        for m, sps, p90 in (("full", 100.0, 4.0), ("adapter", 90.0, 8.0))
-    ]
-    lines = answer_lines(rows0, runs + ort)
-    assert (
-        "- Backends (full, XNLI Offline samples/s relative to PyTorch paired by round; median "
-        "[min-max]): ONNX Runtime 0.85x [0.70-0.90] (-15%, 5 rounds)."
-    ) in lines
-    assert not any(line.startswith("- Latency (") for line in lines)
+    md = report_markdown(frame(runs + ort), variant_rows(runs + ort), None, device=MACHINE)
+    assert "| offline | xnli | full | onnxruntime | 0.850 | 0.700-0.900 | 5 |" in md
     biased = [r for r in runs if r.model != "lora-squad"]
     slower = (0.9, 0.92, 0.88, 0.9, 0.91)
     biased += [perf("lora-squad", k, v * f) for k, (v, f) in enumerate(zip(full, slower, strict=True))]
     biased += [perf("lora-squad", k, None, v * 1.1, "SingleStream") for k, v in enumerate(p90)]
-    text = "\n".join(answer_lines([], biased))
-    assert (
-        "its range includes 1.00 in 0 of 2 figures (not in Offline samples/s, XNLI, PyTorch "
-        "[0.88-0.92]; SingleStream p90 latency, XNLI, PyTorch [1.10-1.10]);"
-    ) in text
-    assert "(Student's t 95% interval): a bias of +10% to find" in text
+    (row,) = same_graph_rows([r for r in round_ratios(biased) if r["rounds"] > 1])
+    assert row[:3] == ["lora-squad", "0 of 2", "0.1"]
+    expected = math.exp(statistics.fmean(math.log(math.sqrt(1.1 / f)) for f in slower))
+    assert float(row[4]) == pytest.approx(expected, abs=5e-4)
+    assert float(row[5].split("-")[0]) > 1.0  # the interval excludes 1.00: a bias to find
     assert round_of("build/study/round-3/pytorch/full") == 3 and round_of("build/study/pytorch") == 0
 
 
 def test_server_ratios_come_from_the_common_load_runs_only():
-    from research.answer import answer_lines
-    from research.collect import VARIANT_COLUMNS, load_of_path, round_ratios, variant_rows
+    from research.collect import load_of_path, records, round_ratios, variant_rows
 
     def server(model, rnd, p99, qps, common=True):
         where = f"runs/round-{rnd}/pytorch" if rnd else "runs/pytorch"
@@ -293,34 +272,14 @@ def test_server_ratios_come_from_the_common_load_runs_only():
     rows = {r["model"]: r for r in round_ratios(runs) if r["figure"] == "server_p99"}
     assert rows["adapter"]["ratios"] == pytest.approx([1.2, 1.5, 1.3])
     assert rows["lora-squad"]["min"] == pytest.approx(0.9) and rows["lora-squad"]["rounds"] == 3
-    text = "\n".join(answer_lines([], runs))
-    assert (
-        "  - Server p99 latency at 21.7 QPS offered to every model, XNLI, PyTorch (3 rounds): "
-        "adapter 1.30x [1.20-1.50], lora-squad (merged) 1.00x [0.90-1.10]."
-    ) in text
-    assert "common-load Server cells ran in 3 interleaved rounds" in text
+    md = report_markdown(frame(runs), variant_rows(runs), None, device=MACHINE)
+    assert "| server_p99 | xnli | pytorch | adapter | 1.300 | 1.200-1.500 | 3 |" in md
+    assert "| server_p99 | xnli | pytorch | lora-squad | 1.000 | 0.900-1.100 | 3 |" in md
+    assert "| xnli | pytorch | full | 21.7 | 3 | 3 |" in md  # the common load: 3 models, 3 rounds
     # the variant table's Server column stays find_peak's: the common load is not a search result
-    table = {r["model"]: r for r in variant_rows(runs)}
+    table = {r["model"]: r for r in records(variant_rows(runs))}
     assert table["adapter"]["server_target_qps"] == 15.0 and table["full"]["server_p99_ms"] == 500.0
-    # searches in which full found no VALID load: no peak ratio, the lowest loads tried instead
-    blank = dict.fromkeys(VARIANT_COLUMNS)
-    searched = [
-        blank
-        | {
-            "model": m,
-            "task": "xnli",
-            "backend": "pytorch",
-            "server_target_qps": q,
-            "server_valid": False,
-        }
-        for m, q in (("full", 19.6), ("adapter", 16.4))
-    ]
-    server_line = [line for line in answer_lines(searched, runs) if line.startswith("- Server")]
-    assert server_line == [
-        "- Server (PyTorch, XNLI): each of the 2 models' peaks comes from one find_peak search, and one "
-        "search per model ranks nothing, so no peak is compared here (the table above lists them). The "
-        "common-load p99 ratios above compare the forms."
-    ]
+    assert "| xnli | pytorch | adapter | yes | 15.0 | - | 90.00 |" in md
     assert load_of_path("b/round-2/pytorch/qps-0.20-of-full/adapter/xnli") == "full"
     assert load_of_path("b/pytorch/qps-0.50/full") is None
 
@@ -364,7 +323,7 @@ def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
 
 
 def test_memory_rows_extra_parameters():
-    from research.collect import memory_rows
+    from research.collect import memory_rows, records
 
     def off(model, params, rss, rnd=0):
         return Run(
@@ -380,48 +339,13 @@ def test_memory_rows_extra_parameters():
             round=rnd,
         )
 
-    rows = {
-        r["model"]: r
-        for r in memory_rows(
-            [off("full", 1000, 900.0), off("adapter", 1150, 910.0), off("adapter", 9999, 1.0, rnd=1)]
-        )
-    }
+    memory = memory_rows(
+        [off("full", 1000, 900.0), off("adapter", 1150, 910.0), off("adapter", 9999, 1.0, rnd=1)]
+    )
+    rows = {r["model"]: r for r in records(memory)}
     assert rows["adapter"]["extra_parameters"] == 150 and rows["full"]["extra_parameters"] == 0
     assert rows["adapter"]["peak_rss_mib"] == 910.0  # round 0 only
     assert rows["adapter"]["parameter_mib"] == pytest.approx(4600 / 2**20)
-
-
-def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path, base):
-    from research.report import ANSWER_END, ANSWER_START, write_answer
-
-    doc = tmp_path / "study.md"
-    doc.write_text("# The study\n\nHand-written text stays.\n")
-    real = accuracy_study(
-        [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.002, 1))], n_boot=100
-    )
-    answer = ["## Answer", "", "Question: q?", "", *study_answer_lines(real)]
-    report = tmp_path / "reports" / "study-e5" / "study.md"
-    assert write_answer(doc, answer, "python -m research study --preset e5-small", real, report)
-    text = doc.read_text()
-    assert "the figures in [study.md](reports/study-e5/study.md) by" in text  # relative to doc
-    assert text.startswith(f"# The study\n\n{ANSWER_START}\nModel: multilingual-e5-small")
-    assert (
-        "the bottleneck adapter keeps full fine-tuning's accuracy" in text
-        and "Hand-written text stays." in text
-    )
-    assert "`python -m research study --preset e5-small`" in text
-    other = tmp_path / "second"
-    other.mkdir()
-    worse = accuracy_study(
-        [run(other, "full", base), run(other, "adapter", flip(base, 0.2, 2))], n_boot=100
-    )
-    assert write_answer(doc, ["## Answer", "", *study_answer_lines(worse)], None, worse)
-    text = doc.read_text()
-    assert text.count(ANSWER_START) == 1 and text.count(ANSWER_END) == 1
-    assert "does not keep" in text and "keeps full fine-tuning's accuracy (the interval" not in text
-    tiny = accuracy_study([run(other, "lora-squad", base, kind="tiny")], n_boot=10)
-    assert not write_answer(doc, ["## Answer", "", "- tiny"], None, tiny)
-    assert doc.read_text() == text  # nothing written from a tiny model
 
 
 def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
@@ -586,24 +510,15 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     assert (seeded.interval.low, seeded.interval.high) == pytest.approx(
         (-5 - 3.4954 * se, -5 + 3.4954 * se), abs=2e-3
     )
-    answer = "\n".join(study_answer_lines(with_untested))
-    assert (
-        "- XNLI: The bottleneck adapter cannot be told apart from a loss over 1 point or from no loss: "
-        "the interval admits both (adapter - full accuracy, mean of 3 and 3 training seeds: -5.0 "
-        "[-10.7, +0.7] at Holm's 97.50% level, training-seed variance only: no per-sample scores read "
-        "for the test set's, Welch's 4.0 "
-        "degrees of freedom; uncorrected 95%: -5.0 [-9.5, -0.5])."
-    ) in answer
-    assert answer.endswith(
-        "- No verdict (one training seed per model, and no per-sample scores in the data read for a "
-        "test-set interval; the seed-0 checkpoints' difference only): XNLI full-squad - full "
-        "accuracy +3.0."
+    rows = verdict_rows(markdown(with_untested))
+    assert "| XNLI | full-squad - full |" not in "\n".join(rows.values())  # titles only when given
+    assert rows["adapter - full"].endswith(
+        f"| 3, 3 | seeds | {seeded.p:.3g} | 97.50% | -5.0 [-10.7, +0.7] | -5.0 [-9.5, -0.5] | 4.0 "
+        "| cannot tell |"
     )
-    table = "\n".join(markdown(with_untested))
-    assert "| XNLI | full-squad - full |" not in table  # titles only when given
-    assert (
+    assert rows["full-squad - full"] == (
         "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested | "
-        "- | - | +3.0 | - | not tested |" in table
+        "- | - | +3.0 | - | - | not tested |"
     )
     # Holm by hand: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05; 0.005 < 0.05/4 and 0.01 < 0.05/3 are
     # rejected, 0.03 > 0.05/2 stops: it and 0.04 are judged at 1 - 0.025
@@ -623,15 +538,13 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     study = accuracy_study(runs, n_boot=300)
     words = {(v.a, v.b): v.word for v in study.verdicts}
     assert words == {("adapter-squad", "full-squad"): "adds", ("full-squad", "full"): "costs"}
-    answer = "\n".join(study_answer_lines(study))
-    assert (
-        "for these checkpoints: the encoder with the SQuAD adapter alone retrieves better than the "
-        "encoder fully fine-tuned on SQuAD."
-    ) in answer
-    assert "full fine-tuning's accuracy" not in answer and "keeps" not in answer
-    assert (
-        "chosen by comparing layers 8 and 12 and both prefixes on Tatoeba and BUCC themselves" in answer
+    rows = verdict_rows(markdown(study))
+    assert rows["adapter-squad - full-squad"].startswith(
+        "| tatoeba | adapter-squad - full-squad | the encoder with the SQuAD adapter alone vs the "
+        "encoder fully fine-tuned on SQuAD | 1, 1 | one seed |"
     )
+    assert rows["adapter-squad - full-squad"].endswith("| adds |")
+    assert not any("keeps" in row or "exceeds" in row for row in rows.values())
     table = "\n".join(markdown(study))
     assert (
         "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained encoder "
