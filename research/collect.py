@@ -175,7 +175,8 @@ def runs_from_csv(path: str | Path) -> list[Run]:
 def write_csv(table: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
     """`table`'s `columns` as a CSV (missing figures empty)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.reindex(columns=list(columns)).to_csv(path, index=False, lineterminator="\r\n")  # as csv.writer
+    # \r\n as the csv module writes: the committed CSVs keep their bytes
+    table.reindex(columns=list(columns)).to_csv(path, index=False, lineterminator="\r\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,7 +272,8 @@ def int8_language_deltas(runs: pd.DataFrame | Iterable[Run], task: str = "xnli")
     accuracy run of that seed when present, else its pytorch one."""
     t = frame(runs)
     t = t[(t["task"] == task) & (t["mode"] == "accuracy")]
-    t = t[t["per_language"].map(bool).astype(bool)].drop_duplicates(["model", "backend", "seed"], keep="last")
+    t = t[t["per_language"].map(bool).astype(bool)]
+    t = t.drop_duplicates(["model", "backend", "seed"], keep="last")
     per = t.set_index(["model", "backend", "seed"])["per_language"]
     out = []
     for (model, backend, seed), int8 in per.sort_index().items():
