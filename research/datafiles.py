@@ -33,8 +33,8 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def check(path: Path, table: Any, schema: Any, where: str = "") -> None:
-    """Check `table` against `schema`: a dict of key -> schema (a key ending in "?" optional), a one-entry
-    dict {str: schema} (any keys, each value of that schema), a list [schema] (a list of such
+    """Check `table` against `schema`: a dict of key -> schema (a key ending in "?" optional), a
+    one-entry dict {str: schema} (any keys, each value of that schema), a list [schema] (a list of such
     values) or a type or tuple of types (a leaf)."""
     at = f"key {where!r}" if where else "the file"
     if isinstance(schema, dict) and list(schema) == [str]:

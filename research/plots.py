@@ -6,6 +6,7 @@ or None when there is nothing to draw (e.g. no Server runs).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.lines import Line2D  # noqa: E402
 
 
 def _tasks(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -155,8 +157,6 @@ BACKEND_MARKERS = {"pytorch": "o", "onnxruntime": "s", "onnxruntime-int8": "^"}
 
 def _offline_spread(runs: list[Any]) -> dict[tuple[str, str, str], tuple[float, float, float]]:
     """(task, model, backend) -> (median, min, max) Offline samples/s over the rounds."""
-    import statistics
-
     by: dict[tuple[str, str, str], list[float]] = {}
     for r in runs:
         if r.scenario == "Offline" and r.mode == "performance" and r.samples_per_second and not r.seed:
@@ -214,8 +214,6 @@ def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
         ax.set_title(f"{task}: {metric.get(task, '')} vs Offline throughput (measured points)")
         ax.set_xlabel("Offline samples/s (median, min-max over rounds)")
         ax.set_ylabel(f"{metric.get(task, '')} (95% CI where computed)")
-    from matplotlib.lines import Line2D
-
     handles = [
         Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in MODEL_COLORS.items()
     ]

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from common.exit_codes import BAD_INPUT, INVALID
 from common.names import lookup
 from common.paths import BUILD, REPO
@@ -36,6 +38,7 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.recipe import seed_models_dir
+from research import speed
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from research.find_peak import (
     EARLY_STOPPING_MARGIN,
@@ -328,10 +331,11 @@ def common_load_cells(
 
 
 def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
-    """Expected wall time of `cells` from the encoder's rates (research/rates.toml): a planning figure, not a promise.
-    A find_peak Server cell counts as PEAK.trials runs plus PEAK.longer_s of longer trials. An
-    Offline query is sized to 1.1 x duration x target_qps and lasts `offline_stretch` times 1.1 x
-    duration; SingleStream and Server runs last their duration (a 60 s common-load cell took 66 s)."""
+    """Expected wall time of `cells` from the encoder's rates (research/rates.toml): a planning
+    figure, not a promise. A find_peak Server cell counts as PEAK.trials runs plus PEAK.longer_s
+    of longer trials. An Offline query is sized to 1.1 x duration x target_qps and lasts
+    `offline_stretch` times 1.1 x duration; SingleStream and Server runs last their duration (a
+    60 s common-load cell took 66 s)."""
     rates = RATES.get(s.encoder, RATES["e5-small"])
     total = 0.0
     for c in cells:
@@ -375,7 +379,8 @@ def time_by_group(
 
 
 def language_share(task: str, languages: Sequence[str]) -> float:
-    """The share of `task`'s languages among `languages` (1 when empty): an accuracy pass scales with it."""
+    """The share of `task`'s languages among `languages` (1 when empty): an accuracy pass scales
+    with it."""
     every = get_task_class(task).languages
     return len(set(languages) & set(every)) / len(every) if languages else 1.0
 
@@ -514,8 +519,6 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
 def run_study(cells: Sequence[Cell], s: StudySettings, progress: bool = True) -> list[dict[str, Any]]:
     """Run every cell not already done, in order, with a tqdm bar over cells. Returns the records of
     the cells run (skipped cells get {"cell", "skipped": True})."""
-    from tqdm import tqdm
-
     s.runs_dir.mkdir(parents=True, exist_ok=True)
     records = []
     bar = tqdm(cells, desc="study cells", unit="cell", disable=not progress)
@@ -680,9 +683,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     a("--speed", action="store_true", help="run the in-process micro-benchmarks (research/speed.py)")
     a("--no_progress", action="store_true")
-    from research.speed import add_arguments
-
-    add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
+    speed.add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
@@ -708,8 +709,6 @@ def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
 
 def main(args: argparse.Namespace) -> int:
     if args.speed:
-        from research import speed
-
         return speed.main(args)
     cells, settings = plan(args)
     est = estimate_seconds(cells, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import stat
 import subprocess
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from research import collect, report, study
+from research.accuracy import accuracy_study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -311,7 +313,7 @@ def test_the_report_tables_its_ratios_searches_and_same_graph_check():
     assert "| xnli | pytorch | adapter | NO | 9.0 | - | - |" in md
     costs = [1 / 1.02, 1 / 0.98, 1.0]  # Offline: time per sample relative to full
     mean, low, high = collect.mean_interval(costs)
-    # logs -0.0198, +0.0202, 0: mean 0.0001, sd 0.0200; half-width t(0.975, 2) = 4.3027 x 0.0200 / sqrt(3)
+    # logs -0.0198, +0.0202, 0: mean 0.0001, sd 0.0200; half-width t(0.975, 2) 4.3027 x 0.0200 / sqrt(3)
     assert (mean, low, high) == pytest.approx((1.0001, 0.9517, 1.0511), abs=5e-4)
     assert (
         f"| lora-squad | 1 of 1 | 0.2 | 0.980, 1.020, 1.000 | {mean:.3f} | {low:.3f}-{high:.3f} |" in md
@@ -745,8 +747,8 @@ def test_report_from_the_committed_runs_csv(tmp_path):
         ("full-squad", 0, 58.0),
     ]
     assert (
-        "| XNLI | adapter - full | adapters instead of full fine-tuning | 3, 3 | seeds | 0.0376 | 97.50% "
-        "| -5.0 [-10.7, +0.7] | -5.0 [-9.5, -0.5] | 4.0 | cannot tell |"
+        "| XNLI | adapter - full | adapters instead of full fine-tuning | 3, 3 | seeds | 0.0376 "
+        "| 97.50% | -5.0 [-10.7, +0.7] | -5.0 [-9.5, -0.5] | 4.0 | cannot tell |"
     ) in md
     assert (
         "| XNLI | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested"
@@ -760,10 +762,6 @@ def test_the_report_keeps_per_sample_scores_and_rebuilds_its_intervals_from_them
     """A report made from run folders copies each accuracy run's per_sample.json (gzip, no timestamp)
     into per_sample/; rebuilt from its study_runs.csv alone it reads them back, so its bootstrap
     intervals and verdicts are the very ones the run folders gave."""
-    import gzip
-
-    from research.accuracy import accuracy_study
-
     root, out = tmp_path / "runs", tmp_path / "out"
     rng = np.random.default_rng(7)
     right = rng.random((3, 60)) < 0.6

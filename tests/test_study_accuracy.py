@@ -4,6 +4,8 @@ tiny and random models."""
 
 from __future__ import annotations
 
+import argparse
+import gzip
 import json
 import math
 import statistics
@@ -12,8 +14,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research.accuracy import Interval, accuracy_study, effect_verdict, keeps_verdict, markdown
-from research.collect import Run, frame
+from harness.launch import Launched, child_argv
+from research import study as grid
+from research.accuracy import (
+    CLUSTERS,
+    Interval,
+    accuracy_study,
+    effect_verdict,
+    holm_levels,
+    keeps_verdict,
+    markdown,
+)
+from research.collect import (
+    Run,
+    frame,
+    load_of_path,
+    memory_rows,
+    records,
+    round_of,
+    round_ratios,
+    variant_rows,
+)
+from research.plots import write_study_plots
 from research.report import markdown as report_markdown
 from research.report import same_graph_rows
 
@@ -172,8 +194,6 @@ def test_seeds_int8_and_missing_scores(tmp_path, base):
 
 
 def test_round_ratios_and_the_same_graph_check():
-    from research.collect import round_of, round_ratios, variant_rows
-
     def perf(model, rnd, sps, p90=None, scenario="Offline"):
         return Run(
             path=f"runs/round-{rnd}/pytorch/{model}" if rnd else f"runs/pytorch/{model}",
@@ -238,8 +258,6 @@ def test_round_ratios_and_the_same_graph_check():
 
 
 def test_server_ratios_come_from_the_common_load_runs_only():
-    from research.collect import load_of_path, records, round_ratios, variant_rows
-
     def server(model, rnd, p99, qps, common=True):
         where = f"runs/round-{rnd}/pytorch" if rnd else "runs/pytorch"
         where += f"/qps-0.20-of-full/{model}" if common else f"/{model}/xnli/trial_00"
@@ -285,9 +303,6 @@ def test_server_ratios_come_from_the_common_load_runs_only():
 
 
 def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
-    from research.collect import round_ratios
-    from research.plots import write_study_plots
-
     runs = [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.05, 1))]
     for k in range(3):
         for model, sps in (("full", 100.0 + k), ("adapter", 90.0 + k)):
@@ -323,8 +338,6 @@ def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
 
 
 def test_memory_rows_extra_parameters():
-    from research.collect import memory_rows, records
-
     def off(model, params, rss, rnd=0):
         return Run(
             path=f"r/{model}/{rnd}",
@@ -349,12 +362,10 @@ def test_memory_rows_extra_parameters():
 
 
 def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
-    from research import study
-
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small")
-    server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
-    assert study.peak_bounds(server, s) == []  # no Offline run yet: find_peak's own search
-    folder = study.Cell("full", "xnli", "pytorch", "Offline", "performance").run_folder(s)
+    s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small")
+    server = grid.Cell("full", "xnli", "pytorch", "Server", "performance")
+    assert grid.peak_bounds(server, s) == []  # no Offline run yet: find_peak's own search
+    folder = grid.Cell("full", "xnli", "pytorch", "Offline", "performance").run_folder(s)
     folder.mkdir(parents=True)
     (folder / "run_config.json").write_text(
         json.dumps(
@@ -368,25 +379,22 @@ def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
         )
     )
     (folder / "results.json").write_text(json.dumps({"samples_per_second": 100.0, "result_valid": True}))
-    assert study.peak_bounds(server, s) == ["--low", "6.00", "--high", "30.00", "--steps", "3"]
-    offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
-    assert study.peak_bounds(offline, s) == []
+    assert grid.peak_bounds(server, s) == ["--low", "6.00", "--high", "30.00", "--steps", "3"]
+    offline = grid.Cell("full", "xnli", "pytorch", "Offline", "performance")
+    assert grid.peak_bounds(offline, s) == []
 
 
 def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tmp_path):
-    from harness.launch import child_argv
-    from research import study
-
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", duration_s=5.0)
-    server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
-    offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
-    accuracy = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
+    s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small", duration_s=5.0)
+    server = grid.Cell("full", "xnli", "pytorch", "Server", "performance")
+    offline = grid.Cell("full", "xnli", "pytorch", "Offline", "performance")
+    accuracy = grid.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
     assert [c.duration_s(s) for c in (server, offline, accuracy)] == [60.0, 5.0, None]
     argv = child_argv(server.config(s), server.subcommand)
     assert "find_peak" in argv and "--duration" in argv
     assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
     assert server.settings_key(s)["duration_s"] == 60.0
-    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S) is another cell
+    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S): another cell
     assert server.settings_key(s)["peak_search"] == [0.06, 0.30, 3, 1.2, 3, 600.0]
     assert "peak_search" not in offline.settings_key(s)  # keys of finished cells unchanged
     # the plan counts 3 trials of 60 s + 1 s each (LoadGen issues Server queries for min_duration),
@@ -394,11 +402,11 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     # duration and lasts longer by the task's stretch (its target_qps sits above most models' rate)
     # written out for e5-small: a 5 s process start per trial, 3 x (60 + 1 + 5) = 198 s, plus two
     # 60 s trials' worth of longer trials = 318 s, against the 317 s median of the 4 searches measured
-    # (docs/study.md, Planning); Offline: 5 + 1.1 x 1.45 x 5 + 1 = 13.975 s; tiny: 5 + 1.1 x 5 + 1
-    assert study.estimate_seconds([server], s) == pytest.approx(318.0)
-    assert study.estimate_seconds([offline], s) == pytest.approx(13.975)
-    tiny = study.StudySettings(runs_dir=tmp_path, encoder="tiny", duration_s=5.0)
-    assert study.estimate_seconds([offline], tiny) == pytest.approx(11.5)
+    # (docs/grid.md, Planning); Offline: 5 + 1.1 x 1.45 x 5 + 1 = 13.975 s; tiny: 5 + 1.1 x 5 + 1
+    assert grid.estimate_seconds([server], s) == pytest.approx(318.0)
+    assert grid.estimate_seconds([offline], s) == pytest.approx(13.975)
+    tiny = grid.StudySettings(runs_dir=tmp_path, encoder="tiny", duration_s=5.0)
+    assert grid.estimate_seconds([offline], tiny) == pytest.approx(11.5)
 
 
 @pytest.mark.parametrize(
@@ -406,28 +414,21 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
 )
 def test_presets_are_planned_within_their_budgets(preset, cells, budget_min):
     """`make study` within the 3 h 10 min the README gives (the issue's 3 hours do not hold with
-    every figure on 2 cores: docs/study.md, "Planning"), `make study QUICK=1` within 20 minutes, by
+    every figure on 2 cores: docs/grid.md, "Planning"), `make study QUICK=1` within 20 minutes, by
     RATES, the medians of the measured cells."""
-    import argparse
-
-    from research import study
-
     parser = argparse.ArgumentParser()
-    study.configure_parser(parser)
-    planned, settings = study.plan(parser.parse_args(["--preset", preset]))
+    grid.configure_parser(parser)
+    planned, settings = grid.plan(parser.parse_args(["--preset", preset]))
     assert len(planned) == cells and settings.encoder == "e5-small"
     assert settings.runs_dir.name == ("study-e5" if preset == "e5-small" else "study-e5-quick")
-    assert study.estimate_seconds(planned, settings) / 60 <= budget_min
+    assert grid.estimate_seconds(planned, settings) / 60 <= budget_min
 
 
 def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch):
     """find_peak exits 1 when no trial was VALID: its record is the cell's result, so `make study`
     does not run the search again; and each cell reads only its own model's trials."""
-    from harness.launch import Launched
-    from research import study
-
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small")
-    cells = [study.Cell(m, "xnli", "pytorch", "Server", "performance") for m in ("full", "adapter")]
+    s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small")
+    cells = [grid.Cell(m, "xnli", "pytorch", "Server", "performance") for m in ("full", "adapter")]
 
     def fake_launch(cfg, log, command, more_flags, python, timeout_s):
         assert command == "find_peak"
@@ -449,13 +450,13 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
         (peak / "find_peak.json").write_text(json.dumps({"peak_valid_qps": None}))
         return Launched([], 1, trial, None, log)
 
-    monkeypatch.setattr(study, "launch", fake_launch)
-    record = study.run_cell(cells[0], s)
+    monkeypatch.setattr(grid, "launch", fake_launch)
+    record = grid.run_cell(cells[0], s)
     assert record["note"] == "no VALID trial" and "error" not in record
-    assert study.is_done(cells[0], s) and not study.is_done(cells[1], s)
-    study.run_cell(cells[1], s)
-    assert study.result_folder(cells[0], s).parts[-4] == "full"  # not the newer adapter trial
-    assert study.is_done(cells[0], s) and study.is_done(cells[1], s)
+    assert grid.is_done(cells[0], s) and not grid.is_done(cells[1], s)
+    grid.run_cell(cells[1], s)
+    assert grid.result_folder(cells[0], s).parts[-4] == "full"  # not the newer adapter trial
+    assert grid.is_done(cells[0], s) and grid.is_done(cells[1], s)
 
 
 def _figure_run(model: str, value: float, seed: int = 0, task: str = "xnli", backend: str = "pytorch"):
@@ -480,8 +481,6 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     Alone, its 95% interval is -5 +- 2.7764 sqrt(8/3) = [-9.53, -0.47] (t table, df 4): 'loses'. With
     a second contrast in the family (untested: p = 1), Holm judges it at 97.5%: -5 +- 3.4954
     sqrt(8/3) = [-10.71, +0.71], which admits no loss: 'cannot tell'."""
-    from research.accuracy import holm_levels
-
     runs = [_figure_run("adapter", v, s) for s, v in enumerate((50.0, 52.0, 54.0))]
     runs += [_figure_run("full", v, s) for s, v in enumerate((55.0, 57.0, 59.0))]
     (alone,) = accuracy_study(runs, n_boot=10).verdicts
@@ -517,8 +516,8 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
         "| cannot tell |"
     )
     assert rows["full-squad - full"] == (
-        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested | "
-        "- | - | +3.0 | - | - | not tested |"
+        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 "
+        "| untested | - | - | +3.0 | - | - | not tested |"
     )
     # Holm by hand: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05; 0.005 < 0.05/4 and 0.01 < 0.05/3 are
     # rejected, 0.03 > 0.05/2 stops: it and 0.04 are judged at 1 - 0.025
@@ -547,18 +546,14 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     assert not any("keeps" in row or "exceeds" in row for row in rows.values())
     table = "\n".join(markdown(study))
     assert (
-        "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained encoder "
-        "(no fine-tuning) |" in table
+        "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained "
+        "encoder (no fine-tuning) |" in table
     )
 
 
 def test_xnli_is_resampled_by_premise_the_same_rows_in_every_language():
     """The cluster of a held-out XNLI row is its premise: rows of one cluster share the English
     premise, rows of different clusters do not (read from the bundled data)."""
-    import gzip
-
-    from research.accuracy import CLUSTERS
-
     with gzip.open(
         Path(__file__).parents[1] / "data" / "xnli" / "dev-en.tsv.gz", "rt", encoding="utf-8"
     ) as f:
