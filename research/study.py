@@ -48,7 +48,6 @@ from research.find_peak import (
     search_folder,
 )
 from research.find_peak import RECORD as PEAK_RECORD
-from research.report import write_report
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -747,6 +746,10 @@ def main(args: argparse.Namespace) -> int:
         )
         for r in failed:
             print(f"  FAILED {r['cell']}: {r['error']}")
+    # lazy: the report's pandas, scipy and matplotlib add 2.4 s to the start of every `study`
+    # command, --plan included (python -X importtime -c "import research.study", 2 busy cores)
+    from research.report import write_report  # noqa: PLC0415
+
     command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     title = f"Study: full fine-tuning vs adapters, encoder {settings.encoder}"
     written = write_report(settings.runs_dir, args.out, title, command.strip(), args.from_runs_csv)
