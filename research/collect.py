@@ -1,6 +1,6 @@
 """The study's figures: one `Run` per run folder, gathered into ONE pandas DataFrame (`frame`: a
 row per run, a column per Run field), of which every table is a view (`variant_rows`, `overhead_rows`,
-`round_ratios`, `per_round_cost`, `memory_rows`, `int8_language_deltas`, `server_searches`).
+`round_ratios`, `per_round_cost`, `memory_rows`, `int8_language_deltas`).
 
 Input: any tree of the runner's run folders (read through harness.run_record.RunRecord), or the
 study_runs.csv a report wrote of them. Nothing here runs a model or writes prose: research/report.py
@@ -147,20 +147,16 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def runs_of(table: pd.DataFrame) -> list[Run]:
-    """The typed records of a run table (NaN back to each field's default)."""
-    defaults = {f.name: f for f in fields(Run)}
+    """The typed records of a run table (a missing figure: the field's default)."""
     out = []
     for row in records(table[[c for c in RUN_COLUMNS if c in table.columns]]):
-        values = {}
-        for name, value in row.items():
-            if value is None:
-                continue  # the field's default
-            if name in ("seed", "round", "parameters", "parameter_bytes"):
-                value = int(value)
-            elif name == "result_valid":
-                value = value in (True, "True")
-            values[name] = value
-        out.append(Run(**{k: v for k, v in values.items() if k in defaults}))
+        values = {k: v for k, v in row.items() if v is not None}
+        for name in ("seed", "round", "parameters", "parameter_bytes"):
+            if name in values:
+                values[name] = int(values[name])
+        if "result_valid" in values:
+            values["result_valid"] = values["result_valid"] in (True, "True")
+        out.append(Run(**values))
     return out
 
 
