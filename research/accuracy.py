@@ -279,22 +279,13 @@ def _t_interval(mean: float, se: float, df: float, level: float) -> Interval:
 def _seed_noise(acc: Sequence[Run], study: AccuracyStudy) -> None:
     """Per model with runs of more than one training seed (PyTorch fp32): the figure of each seed,
     their mean and sample standard deviation."""
-    by_model: dict[tuple[str, str], dict[int, float]] = {}
-    for r in acc:
-        if r.backend == FP32 and r.metric_value is not None:
-            by_model.setdefault((r.task, r.model), {})[r.seed] = r.metric_value
-    for (task, model), values in sorted(by_model.items()):
-        if len(values) < 2:
-            continue
+    for (task, model), values in seed_values(acc).items():
         vals = list(values.values())
-        study.seeds[f"{task}/{model}"] = {
-            "task": task,
-            "model": model,
-            "values": dict(sorted(values.items())),
-            "mean": statistics.fmean(vals),
-            "sd": statistics.stdev(vals),
-            "range": max(vals) - min(vals),
-        }
+        if len(vals) > 1:
+            study.seeds[f"{task}/{model}"] = {"task": task, "model": model, "values": values}
+            study.seeds[f"{task}/{model}"].update(
+                mean=statistics.fmean(vals), sd=statistics.stdev(vals), range=max(vals) - min(vals)
+            )
 
 
 # --- words -------------------------------------------------------------------------------------------
@@ -438,16 +429,3 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             "data read: their figures enter the verdicts, not the bootstrap."
         )
     return [*lines, ""]
-
-
-def per_language_rows(study: AccuracyStudy, task: str, models: Sequence[str]) -> list[dict]:
-    """For the per-language bar chart: one dict per (language, model) with value and interval."""
-    rows = []
-    for model in models:
-        f = study.figures.get((task, model))
-        if f:
-            rows += [
-                {"language": lang, "model": model, "value": i.value, "low": i.low, "high": i.high}
-                for lang, i in f["per_language"].items()
-            ]
-    return rows
