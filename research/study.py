@@ -1,7 +1,7 @@
 """`python -m research study`: the full vs adapter efficiency study, one LoadGen test per subprocess.
 
 Grid: model x task x backend variant x (scenario, mode). Every cell is one `python -m harness run`
-process (LoadGen allows one test per process, MLPERF_FACTS.md) writing the runner's run folder
+process (LoadGen allows one test per process: docs/architecture.md) writing the runner's run folder
 `<runs_dir>/<backend>[/qps-F]/<MODEL>/<TASK>/<Scenario>/<mode>/`. Cells run in an order where each
 Server cell comes after the Offline cell of its variant (its offered load is a fraction of that
 Offline throughput, or the peak found by `find_peak` with `--server_qps peak`).
