@@ -10,6 +10,7 @@ setup(
     description="MLPerf LoadGen harness for XLM-R (full / adapter / LoRA fine-tuned) on XTREME tasks",
     python_requires=">=3.10",
     packages=find_packages(include=["common*", "harness*", "sut*", "models*", "tasks*", "research*"]),
+    package_data={"research": ["rates.toml", "grids/*.toml"]},  # the study's presets and rates
     py_modules=[
         "accuracy_xnli",
         "accuracy_pawsx",

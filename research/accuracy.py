@@ -36,8 +36,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scipy import stats
+
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
-from research.collect import Run, t_cdf, t_quantile
+from research.collect import Run
+from research.tables import markdown_table
 from tasks.registry import TASKS
 
 # (a, b, what a - b measures): the study's question, then the intermediate task's effect
@@ -251,7 +254,7 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
                 v.test_set = True
             se = math.sqrt(var)
             v.basis, v.observed, v.df = "seeds", mean, df
-            v.p = 2.0 * (1.0 - t_cdf(abs(mean) / se, df)) if se > 0 else float(mean == 0)
+            v.p = 2.0 * float(stats.t.sf(abs(mean) / se, df)) if se > 0 else float(mean == 0)
             tails.append((v, lambda level, m=mean, s=se, d=df: _t_interval(m, s, d, level)))
         elif boot is not None:
             v.basis, v.observed, v.p, v.test_set = "one seed", boot["average"].value, boot["p"], True
@@ -269,29 +272,20 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
 
 
 def _t_interval(mean: float, se: float, df: float, level: float) -> Interval:
-    half = t_quantile(0.5 + level / 2, df) * se
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     return Interval(mean, mean - half, mean + half)
 
 
 def _seed_noise(acc: Sequence[Run], study: AccuracyStudy) -> None:
     """Per model with runs of more than one training seed (PyTorch fp32): the figure of each seed,
     their mean and sample standard deviation."""
-    by_model: dict[tuple[str, str], dict[int, float]] = {}
-    for r in acc:
-        if r.backend == FP32 and r.metric_value is not None:
-            by_model.setdefault((r.task, r.model), {})[r.seed] = r.metric_value
-    for (task, model), values in sorted(by_model.items()):
-        if len(values) < 2:
-            continue
+    for (task, model), values in seed_values(acc).items():
         vals = list(values.values())
-        study.seeds[f"{task}/{model}"] = {
-            "task": task,
-            "model": model,
-            "values": dict(sorted(values.items())),
-            "mean": statistics.fmean(vals),
-            "sd": statistics.stdev(vals),
-            "range": max(vals) - min(vals),
-        }
+        if len(vals) > 1:
+            study.seeds[f"{task}/{model}"] = {"task": task, "model": model, "values": values}
+            study.seeds[f"{task}/{model}"].update(
+                mean=statistics.fmean(vals), sd=statistics.stdev(vals), range=max(vals) - min(vals)
+            )
 
 
 # --- words -------------------------------------------------------------------------------------------
@@ -335,14 +329,13 @@ def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:
 
 def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) -> list[str]:
     """The accuracy section of study.md: figures, test-set differences, verdicts, int8, seeds."""
-    titles = task_titles or {}
+    title = (task_titles or {}).get
     lines = ["## Accuracy (zero-shot, LoadGen AccuracyOnly runs)", ""]
     if not study.figures:
         lines += [
             "No per-sample scores of trained checkpoints (model kind `real`) were read: no "
             "bootstrap interval; the verdicts below use the runs' task figures and training "
             "seeds only.",
-            "",
         ]
     else:
         lines += [
@@ -352,26 +345,29 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             "the same item in every language), the other tasks their units within each language. "
             "Differences are paired: both models on the same resampled samples.",
             "",
-            "| task | metric | model | score [95% CI] | English minus others [95% CI] |",
-            "|---|---|---|---|---|",
+            *markdown_table(
+                ["task", "metric", "model", "score [95% CI]", "English minus others [95% CI]"],
+                (
+                    [title(t, t), study.metric.get(t, ""), m, f["average"].text(signed=False)]
+                    + [g.text() if (g := study.gaps.get((t, m))) else "-"]
+                    for (t, m), f in study.figures.items()
+                ),
+            ),
         ]
-        for (task, model), f in study.figures.items():
-            gap = study.gaps.get((task, model))
-            lines.append(
-                f"| {titles.get(task, task)} | {study.metric.get(task, '')} | {model} | "
-                f"{f['average'].text(signed=False)} | {gap.text() if gap else '-'} |"
-            )
     if study.differences:
         lines += [
             "",
             "Test-set differences of the seed-0 checkpoints (a minus b, points), 95% CI, "
             "uncorrected (the verdicts below correct them):",
             "",
-            "| task | a - b | difference [95% CI] |",
-            "|---|---|---|",
+            *markdown_table(
+                ["task", "a - b", "difference [95% CI]"],
+                (
+                    [title(t, t), f"{a} - {b}", d["average"].text()]
+                    for (t, a, b), d in study.differences.items()
+                ),
+            ),
         ]
-        for (task, a, b), d in study.differences.items():
-            lines.append(f"| {titles.get(task, task)} | {a} - {b} | {d['average'].text()} |")
     if study.verdicts:
         lines += [
             "",
@@ -380,46 +376,51 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             "training-seed and test-set variance (Welch); `one seed`: the seed-0 checkpoints' "
             "test-set interval, no method claim; `untested`: no interval in the data read.",
             "",
-            "| task | a - b | what it compares | seeds (a, b) | basis | p | Holm level | "
-            "difference [interval] | verdict |",
-            "|---|---|---|---|---|---|---|---|---|",
+            *markdown_table(
+                ["task", "a - b", "what it compares", "seeds (a, b)", "basis", "p", "Holm level"]
+                + ["difference [Holm interval]", "uncorrected 95%", "Welch df", "verdict"],
+                (
+                    [title(v.task, v.task), f"{v.a} - {v.b}", what_it_measures(v)]
+                    + [f"{v.seeds[0]}, {v.seeds[1]}", v.basis, "-" if v.p is None else f"{v.p:.3g}"]
+                    + [f"{100 * v.level:.2f}%" if v.interval else "-"]
+                    + [v.interval.text() if v.interval else f"{v.observed:+.1f}"]
+                    + [v.interval95.text() if v.interval95 else "-"]
+                    + ["-" if v.df is None else f"{v.df:.1f}", v.word]
+                    for v in study.verdicts
+                ),
+            ),
         ]
-        for v in study.verdicts:
-            p = "-" if v.p is None else f"{v.p:.3g}"
-            iv = v.interval.text() if v.interval else f"{v.observed:+.1f}"
-            iv95 = v.interval95.text() if v.interval95 else "-"
-            level = f"{100 * v.level:.2f}%" if v.interval else "-"
-            lines.append(
-                f"| {titles.get(v.task, v.task)} | {v.a} - {v.b} | {what_it_measures(v)} | "
-                f"{v.seeds[0]}, {v.seeds[1]} | {v.basis} | {p} | {level} | {iv} | {iv95} | {v.word} |"
-            )
-    if study.int8:
+    int8 = [
+        [title(t, t), m, study.int8[(t, m)].text() if (t, m) in study.int8 else "-", f"{d:+.2f}"]
+        for (t, m), d in sorted(study.int8_figures.items())
+    ]
+    if int8:
         lines += [
             "",
-            "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points) [95% CI]:",
+            "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points): the paired 95% CI "
+            "where the per-sample scores were read, and the difference of the two task figures:",
             "",
-            "| task | model | int8 - fp32 |",
-            "|---|---|---|",
+            *markdown_table(["task", "model", "int8 - fp32 [95% CI]", "task figures"], int8),
         ]
-        for (task, model), d in study.int8.items():
-            lines.append(f"| {titles.get(task, task)} | {model} | {d.text()} |")
     if study.seeds:
         lines += [
             "",
             "Training noise (PyTorch fp32 runs of zoos trained with other seeds):",
             "",
-            "| task | model | per seed | mean | sd |",
-            "|---|---|---|---|---|",
+            *markdown_table(
+                ["task", "model", "per seed", "mean", "sd"],
+                (
+                    [title(s["task"], s["task"]), s["model"]]
+                    + [", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())]
+                    + [f"{s['mean']:.2f}", f"{s['sd']:.2f}"]
+                    for s in study.seeds.values()
+                ),
+            ),
         ]
-        for s in study.seeds.values():
-            per = ", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())
-            lines.append(
-                f"| {titles.get(s['task'], s['task'])} | {s['model']} | {per} | "
-                f"{s['mean']:.2f} | {s['sd']:.2f} |"
-            )
     missing = [
         e for e in study.errors if e.endswith("missing; rescore the run (accuracy run, this version)")
     ]
+    lines += [""] if study.refused or study.errors else []
     for note in (*study.refused, *(e for e in study.errors if e not in missing)):
         lines.append(f"- left out: {note}")
     if missing:
@@ -428,16 +429,3 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
             "data read: their figures enter the verdicts, not the bootstrap."
         )
     return [*lines, ""]
-
-
-def per_language_rows(study: AccuracyStudy, task: str, models: Sequence[str]) -> list[dict]:
-    """For the per-language bar chart: one dict per (language, model) with value and interval."""
-    rows = []
-    for model in models:
-        f = study.figures.get((task, model))
-        if f:
-            rows += [
-                {"language": lang, "model": model, "value": i.value, "low": i.low, "high": i.high}
-                for lang, i in f["per_language"].items()
-            ]
-    return rows

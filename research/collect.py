@@ -1,22 +1,24 @@
-"""The study's figures, collected from run folders: one `Run` per folder, one row per variant.
+"""The study's figures: one `Run` per run folder, gathered into ONE pandas DataFrame (`frame`: a
+row per run, a column per Run field), of which every table is a view (`variant_rows`, `overhead_rows`,
+`round_ratios`, `per_round_cost`, `memory_rows`, `int8_language_deltas`).
 
-Input: any tree of the runner's run folders (read through harness.run_record.RunRecord). Nothing here
-runs a model or writes prose: research/answer.py turns these figures into words, research/report.py
-writes study.csv, study_runs.csv, study.md and the figures. Latencies in ms; throughput in
-samples/s (Offline) or queries/s (Server).
+Input: any tree of the runner's run folders (read through harness.run_record.RunRecord), or the
+study_runs.csv a report wrote of them. Nothing here runs a model or writes prose: research/report.py
+writes study.csv, study_runs.csv, study.md and the figures. Latencies in ms; throughput in samples/s
+(Offline) or queries/s (Server).
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
+from scipy import stats
 
 from harness.run_record import NS_PER_MS, Results, RunRecord, find_records
 from tasks.registry import TASKS
@@ -125,48 +127,58 @@ def collect_runs(root: str | Path) -> list[Run]:
     return [load_run(r) for r in find_records(root) if r.results is not None]
 
 
-# study_runs.csv's columns (write_report: every Run field but per_language and latency_pct_ms), typed
-RUN_INT_FIELDS = ("seed", "round", "parameters", "parameter_bytes")
-RUN_STR_FIELDS = (
-    "path",
-    "model",
-    "task",
-    "scenario",
-    "mode",
-    "backend",
-    "encoder",
-    "model_kind",
-    "metric",
-    "load_of",
-)
+RUN_COLUMNS = tuple(f.name for f in fields(Run))
+# study_runs.csv holds every Run field but the per-language figures and latency percentiles
+CSV_COLUMNS = tuple(c for c in RUN_COLUMNS if c not in ("per_language", "latency_pct_ms"))
+
+
+def frame(runs: pd.DataFrame | Iterable[Run]) -> pd.DataFrame:
+    """THE table of the study: one row per run, a column per Run field (a DataFrame is returned as
+    it is). Missing figures are NaN (numbers) or None (text, flags)."""
+    if isinstance(runs, pd.DataFrame):
+        return runs
+    return pd.DataFrame([asdict(r) for r in runs], columns=list(RUN_COLUMNS))
+
+
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a view as dicts, None where the figure is missing (NaN), for code that reads rows
+    one by one (the figures)."""
+    return table.astype(object).where(table.notna(), None).to_dict("records")
+
+
+def runs_of(table: pd.DataFrame) -> list[Run]:
+    """The typed records of a run table (a missing figure: the field's default)."""
+    out = []
+    for row in records(table[[c for c in RUN_COLUMNS if c in table.columns]]):
+        values = {k: v for k, v in row.items() if v is not None}
+        for name in ("seed", "round", "parameters", "parameter_bytes"):
+            if name in values:
+                values[name] = int(values[name])
+        if "result_valid" in values:
+            values["result_valid"] = values["result_valid"] in (True, "True")
+        out.append(Run(**values))
+    return out
 
 
 def runs_from_csv(path: str | Path) -> list[Run]:
     """The runs of a study_runs.csv (the committed record of a study's run folders). Per-language
     figures, latency percentiles and per-sample scores are not in it: what needs them is left out."""
-    runs = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            values: dict[str, Any] = {}
-            for name in Run.__dataclass_fields__:
-                raw = row.get(name, "")
-                if name not in row or raw == "":
-                    continue  # the field's default (None, 0, "")
-                if name == "result_valid":
-                    values[name] = raw == "True"
-                elif name in RUN_INT_FIELDS:
-                    values[name] = int(raw)
-                elif name in RUN_STR_FIELDS:
-                    values[name] = raw
-                else:
-                    values[name] = float(raw)
-            runs.append(Run(**values))
-    return runs
+    return runs_of(
+        pd.read_csv(path, dtype={c: str for c in ("path", "model", "task", "metric", "load_of")})
+    )
+
+
+def write_csv(table: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
+    """`table`'s `columns` as a CSV (missing figures empty)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # \r\n as the csv module writes: the committed CSVs keep their bytes
+    table.reindex(columns=list(columns)).to_csv(path, index=False, lineterminator="\r\n")
 
 
 # ----------------------------------------------------------------------------------------------
-# One row per variant
+# Views of the run table
 # ----------------------------------------------------------------------------------------------
+KEYS = ["model", "task", "backend"]
 VARIANT_COLUMNS = (
     "model",
     "task",
@@ -188,87 +200,59 @@ VARIANT_COLUMNS = (
 )
 
 
-def _best_server(runs: list[Run]) -> Run | None:
-    """The highest offered Server load that is VALID (else the lowest offered load, to show failure)."""
-    if not runs:
-        return None
-    valid = [r for r in runs if r.result_valid]
-    key = lambda r: r.target_qps or 0.0  # noqa: E731
-    return max(valid, key=key) if valid else min(runs, key=key)
+def _search(trials: pd.DataFrame) -> pd.Series:
+    """One model's Server search: the highest VALID offered load (else the lowest offered, to show
+    failure), and the lowest INVALID load above a VALID one (with it, the search brackets the peak)."""
+    load = trials["target_qps"].fillna(0.0)
+    valid = trials["result_valid"] == True  # noqa: E712 (None is not VALID)
+    best = trials.loc[load[valid].idxmax()] if valid.any() else trials.loc[load.idxmin()]
+    above = load[~valid & (load > best["target_qps"])] if valid.any() else load[[]]
+    return pd.Series(
+        {
+            "server_target_qps": best["target_qps"],
+            "server_completed_qps": best["completed_qps"],
+            "server_p99_ms": best["p99_ms"],
+            "server_valid": best["result_valid"],
+            "server_invalid_above_qps": above.min() if len(above) else None,
+        }
+    )
 
 
-def _invalid_above(runs: list[Run], best: Run | None) -> float | None:
-    """The lowest INVALID offered Server load above the VALID `best` one: with it, a search brackets
-    the peak (None when `best` is not VALID or nothing above it was tried)."""
-    if best is None or not best.result_valid or best.target_qps is None:
-        return None
-    above = [
-        r.target_qps for r in runs if not r.result_valid and (r.target_qps or 0.0) > best.target_qps
-    ]
-    return min(above) if above else None
-
-
-def variant_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
-    """Group the seed-0 runs by (model, task, backend): the table rows, in a stable order."""
-    groups: dict[tuple[str, str, str], list[Run]] = {}
-    for r in runs:
-        if r.seed or r.round:  # other seeds: training noise (research/accuracy.py); other rounds:
-            continue  # the spread of the ratios (round_ratios)
-        groups.setdefault((r.model, r.task, r.backend), []).append(r)
-    rows = []
-    for (model, task, backend), rs in sorted(groups.items()):
-        perf = {r.scenario: r for r in rs if r.mode == "performance" and r.scenario != "Server"}
-        acc = next((r for r in rs if r.mode == "accuracy" and r.metric_value is not None), None)
-        searched = [
-            r for r in rs if r.mode == "performance" and r.scenario == "Server" and not r.load_of
-        ]
-        server = _best_server(searched)
-        off, ss = perf.get("Offline"), perf.get("SingleStream")
-        rows.append(
-            {
-                "model": model,
-                "task": task,
-                "backend": backend,
-                "encoder": rs[0].encoder,
-                "model_kind": rs[0].model_kind,
-                "offline_samples_per_s": off.samples_per_second if off else None,
-                "offline_valid": off.result_valid if off else None,
-                "singlestream_p90_ms": (ss.early_stopping_p90_ms or ss.p90_ms) if ss else None,
-                "singlestream_p99_ms": ss.p99_ms if ss else None,
-                "singlestream_valid": ss.result_valid if ss else None,
-                "server_target_qps": server.target_qps if server else None,
-                "server_completed_qps": server.completed_qps if server else None,
-                "server_p99_ms": server.p99_ms if server else None,
-                "server_valid": server.result_valid if server else None,
-                "server_invalid_above_qps": _invalid_above(searched, server),
-                "metric": acc.metric if acc else None,
-                "metric_value": acc.metric_value if acc else None,
-            }
-        )
-    return rows
-
-
-def write_csv(rows: list[dict[str, Any]], path: Path, columns: Iterable[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-
-
-def overhead_rows(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
-    """Offline throughput of each model relative to `reference` on the same task and backend."""
-    ref = {
-        (r["task"], r["backend"]): r["offline_samples_per_s"] for r in rows if r["model"] == reference
-    }
-    out = []
-    for r in rows:
-        base = ref.get((r["task"], r["backend"]))
-        if r["model"] != reference and base and r["offline_samples_per_s"]:
-            ratio = r["offline_samples_per_s"] / base
-            out.append({**r, "ratio_vs_full": ratio, "cost_pct": 100.0 * (1.0 - ratio)})
+def variant_rows(runs: pd.DataFrame | Iterable[Run]) -> pd.DataFrame:
+    """One row per (model, task, backend) of the seed-0, round-0 runs (other seeds: training noise,
+    research/accuracy.py; other rounds: the spread of the ratios, round_ratios), sorted."""
+    t = frame(runs)
+    t = t[(t["seed"] == 0) & (t["round"] == 0)]
+    out = t.groupby(KEYS)[["encoder", "model_kind"]].first()
+    perf = t[t["mode"] == "performance"]
+    off = perf[perf["scenario"] == "Offline"].drop_duplicates(KEYS, keep="last").set_index(KEYS)
+    out["offline_samples_per_s"] = off["samples_per_second"]
+    out["offline_valid"] = off["result_valid"]
+    ss = perf[perf["scenario"] == "SingleStream"].drop_duplicates(KEYS, keep="last").set_index(KEYS)
+    out["singlestream_p90_ms"] = ss["early_stopping_p90_ms"].where(
+        ss["early_stopping_p90_ms"].fillna(0.0) != 0.0, ss["p90_ms"]
+    )
+    out["singlestream_p99_ms"] = ss["p99_ms"]
+    out["singlestream_valid"] = ss["result_valid"]
+    searched = perf[(perf["scenario"] == "Server") & perf["load_of"].isna()]
+    if len(searched):
+        out = out.join(searched.groupby(KEYS)[list(searched.columns)].apply(_search))
+    acc = t[(t["mode"] == "accuracy") & t["metric_value"].notna()]
+    acc = acc.drop_duplicates(KEYS, keep="first").set_index(KEYS)
+    out["metric"], out["metric_value"] = acc["metric"], acc["metric_value"]
+    out = out.reset_index().reindex(columns=list(VARIANT_COLUMNS))
+    for flag in ("offline_valid", "singlestream_valid", "server_valid"):
+        out[flag] = out[flag].astype(object).where(out[flag].notna(), None)
     return out
+
+
+def overhead_rows(rows: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """Offline throughput of each model relative to `reference` on the same task and backend."""
+    ref = rows.loc[rows["model"] == reference, ["task", "backend", "offline_samples_per_s"]]
+    out = rows.merge(ref.rename(columns={"offline_samples_per_s": "ref"}), on=["task", "backend"])
+    out = out[(out["model"] != reference) & (out["ref"] > 0) & (out["offline_samples_per_s"] > 0)]
+    out = out.assign(ratio_vs_full=out["offline_samples_per_s"] / out["ref"])
+    return out.assign(cost_pct=100.0 * (1.0 - out["ratio_vs_full"])).drop(columns="ref")
 
 
 # fp32 references for the int8 accuracy comparison, in order of preference: the same runtime when
@@ -277,40 +261,28 @@ def overhead_rows(rows: list[dict[str, Any]], reference: str = REFERENCE) -> lis
 INT8_REFERENCES = ("onnxruntime", "pytorch")
 
 
-def int8_language_deltas(runs: Iterable[Run], task: str = "xnli") -> list[dict[str, Any]]:
+def int8_language_deltas(runs: pd.DataFrame | Iterable[Run], task: str = "xnli") -> pd.DataFrame:
     """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model and training
     seed (points): the int8 run and its reference serve the same seed's checkpoint, so the change
-    is the quantisation's alone (another seed's fp32 run differs by its training noise).
-
-    The reference is the model's onnxruntime (fp32) accuracy run of that seed when present, else
-    its pytorch one; each row names it in `reference` and the seed in `seed`."""
-    acc = {
-        (r.model, r.backend, r.seed): r
-        for r in runs
-        if r.task == task and r.mode == "accuracy" and r.per_language
-    }
+    is the quantisation's alone. The reference (column `reference`) is the model's onnxruntime fp32
+    accuracy run of that seed when present, else its pytorch one."""
+    t = frame(runs)
+    t = t[(t["task"] == task) & (t["mode"] == "accuracy")]
+    t = t[t["per_language"].map(bool).astype(bool)]
+    t = t.drop_duplicates(["model", "backend", "seed"], keep="last")
+    per = t.set_index(["model", "backend", "seed"])["per_language"]
     out = []
-    for (model, backend, seed), r in sorted(acc.items()):
-        if backend != "onnxruntime-int8":
+    for (model, backend, seed), int8 in per.sort_index().items():
+        reference = next((b for b in INT8_REFERENCES if (model, b, seed) in per.index), None)
+        if backend != "onnxruntime-int8" or reference is None:
             continue
-        reference = next((b for b in INT8_REFERENCES if (model, b, seed) in acc), None)
-        if reference is None:
-            continue
-        ref = acc[(model, reference, seed)]
-        for lang in sorted(set(r.per_language) & set(ref.per_language)):
-            fp32, int8 = ref.per_language[lang], r.per_language[lang]
-            out.append(
-                {
-                    "model": model,
-                    "seed": seed,
-                    "reference": reference,
-                    "language": lang,
-                    "fp32": fp32,
-                    "int8": int8,
-                    "delta": int8 - fp32,
-                }
-            )
-    return out
+        fp32 = per[(model, reference, seed)]
+        out += [
+            (model, seed, reference, lang, fp32[lang], int8[lang], int8[lang] - fp32[lang])
+            for lang in sorted(set(int8) & set(fp32))
+        ]
+    columns = ["model", "seed", "reference", "language", "fp32", "int8", "delta"]
+    return pd.DataFrame(out, columns=columns)
 
 
 # Per-round figures: the ratio of each model to the reference within one round (the same minutes of
@@ -324,46 +296,35 @@ ROUND_FIGURES = {
 
 
 def round_ratios(
-    runs: Iterable[Run], reference: str = REFERENCE, across: str = "model"
+    runs: pd.DataFrame | Iterable[Run], reference: str = REFERENCE, across: str = "model"
 ) -> list[dict[str, Any]]:
     """One row per (figure, task, backend, model other than reference) with runs in at least one
-    round: the ratio model / reference in every round where both ran, its median, min and max.
-    Offline samples/s, SingleStream p90 ms and Server p99 ms at the common load (for latency, a
-    ratio above 1 is a cost).
+    round: the ratio model / reference in every round where both ran (`ratios`, `round_numbers`),
+    its median, min and max, and the number of rounds. Offline samples/s, SingleStream p90 ms and
+    Server p99 ms at the common load (for latency, a ratio above 1 is a cost).
     across="backend": the same for each backend variant / the `reference` backend, per model."""
     other = {"model": "backend", "backend": "model"}[across]
-    by: dict[tuple, float] = {}
-    for r in runs:
-        for fig, (scenario, attr) in ROUND_FIGURES.items():
-            value = getattr(r, attr)
-            common = r.scenario != "Server" or r.load_of is not None
-            if r.mode == "performance" and r.scenario == scenario and value and not r.seed and common:
-                by[(fig, r.task, getattr(r, other), getattr(r, across), r.round)] = float(value)
-    rows = []
-    keys = sorted({k[:4] for k in by if k[3] != reference})
-    for fig, task, group, member in keys:
-        both = [
-            n
-            for n in sorted({k[4] for k in by})
-            if (fig, task, group, member, n) in by and (fig, task, group, reference, n) in by
-        ]
-        ratios = [by[(fig, task, group, member, n)] / by[(fig, task, group, reference, n)] for n in both]
-        if ratios:
-            rows.append(
-                {
-                    "figure": fig,
-                    "task": task,
-                    other: group,
-                    across: member,
-                    "ratios": ratios,
-                    "round_numbers": both,
-                    "median": statistics.median(ratios),
-                    "min": min(ratios),
-                    "max": max(ratios),
-                    "rounds": len(ratios),
-                }
-            )
-    return rows
+    key = ["figure", "task", other, across]
+    t = frame(runs)
+    t = t[(t["mode"] == "performance") & (t["seed"] == 0)]
+    parts = []
+    for fig, (scenario, column) in ROUND_FIGURES.items():
+        sub = t[(t["scenario"] == scenario) & (t[column].fillna(0.0) != 0.0)]
+        sub = sub[sub["load_of"].notna()] if scenario == "Server" else sub
+        parts.append(sub.assign(figure=fig, value=sub[column].astype(float)))
+    long = pd.concat(parts)[[*key, "round", "value"]].drop_duplicates([*key, "round"], keep="last")
+    ref = long[long[across] == reference].drop(columns=across).rename(columns={"value": "ref"})
+    pairs = long[long[across] != reference].merge(ref, on=["figure", "task", other, "round"])
+    pairs = pairs.assign(ratio=pairs["value"] / pairs["ref"]).sort_values([*key, "round"])
+    out = pairs.groupby(key).agg(
+        ratios=("ratio", list),
+        round_numbers=("round", list),
+        median=("ratio", "median"),
+        min=("ratio", "min"),
+        max=("ratio", "max"),
+        rounds=("ratio", "size"),
+    )
+    return out.reset_index().to_dict("records")
 
 
 def cost_ratios(row: dict[str, Any]) -> list[float]:
@@ -383,29 +344,6 @@ def per_round_cost(rows: Iterable[dict[str, Any]]) -> dict[int, float]:
     return {n: math.exp(statistics.fmean(v)) for n, v in sorted(logs.items())}
 
 
-def t_cdf(x: float, df: float) -> float:
-    """Student's t distribution function with `df` (> 0, not necessarily whole) degrees of freedom:
-    its density integrated numerically (Simpson's rule); t_quantile, which inverts it, is tested
-    against the printed tables."""
-    if x < 0:
-        return 1.0 - t_cdf(-x, df)
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-    grid = np.linspace(0.0, x, 4001)
-    pdf = c * (1.0 + grid**2 / df) ** (-(df + 1) / 2)
-    h = x / 4000
-    return 0.5 + h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Student's t quantile (p > 0.5) with `df` degrees of freedom: t_cdf inverted by bisection;
-    within 1e-4 of the tables."""
-    low, high = 0.0, 1000.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if t_cdf(mid, df) < p else (low, mid)
-    return (low + high) / 2
-
-
 def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
     """The geometric mean of positive `values` (ratios) with Student's t interval on their logs
     (ValueError with fewer than 2 values)."""
@@ -413,31 +351,29 @@ def mean_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, 
     if len(logs) < 2:
         raise ValueError(f"an interval needs at least 2 values, got {len(logs)}")
     mean = statistics.fmean(logs)
-    half = t_quantile(0.5 + level / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    half = stats.t.ppf(0.5 + level / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
-def memory_rows(runs: Iterable[Run], reference: str = REFERENCE) -> list[dict[str, Any]]:
+def memory_rows(runs: pd.DataFrame | Iterable[Run], reference: str = REFERENCE) -> pd.DataFrame:
     """Per (task, model, backend), from the round-0 Offline performance run: parameters (PyTorch),
     extra parameters against `reference` on the same task, and the process's peak resident MiB."""
-    offline = {
-        (r.task, r.model, r.backend): r
-        for r in runs
-        if r.scenario == "Offline" and r.mode == "performance" and not r.round and not r.seed
-    }
-    rows = []
-    for (task, model, backend), r in sorted(offline.items()):
-        ref = offline.get((task, reference, backend))
-        extra = (r.parameters - ref.parameters) if r.parameters and ref and ref.parameters else None
-        rows.append(
-            {
-                "task": task,
-                "model": model,
-                "backend": backend,
-                "parameters": r.parameters,
-                "extra_parameters": extra,
-                "parameter_mib": (r.parameter_bytes or 0) / 2**20 or None,
-                "peak_rss_mib": r.peak_rss_mib,
-            }
-        )
-    return rows
+    t = frame(runs)
+    t = t[(t["scenario"] == "Offline") & (t["mode"] == "performance") & (t["round"] == 0)]
+    t = t[t["seed"] == 0].drop_duplicates(["task", "model", "backend"], keep="last")
+    t = t.sort_values(["task", "model", "backend"])
+    ref = t.loc[t["model"] == reference, ["task", "backend", "parameters"]]
+    t = t.merge(ref.rename(columns={"parameters": "ref"}), on=["task", "backend"], how="left")
+    extra = (t["parameters"] - t["ref"]).where((t["parameters"] > 0) & (t["ref"] > 0))
+    mib = t["parameter_bytes"].astype(float) / 2**20
+    return pd.DataFrame(
+        {
+            "task": t["task"],
+            "model": t["model"],
+            "backend": t["backend"],
+            "parameters": t["parameters"],
+            "extra_parameters": extra,
+            "parameter_mib": mib.where(mib > 0),
+            "peak_rss_mib": t["peak_rss_mib"],
+        }
+    )

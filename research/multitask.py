@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,7 +33,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from common.paths import REPO
+from harness.config import RunConfig
+from harness.launch import launch_with_conf
+from models.backends import create_backend
+from models.base import BackendOptions
+from models.multitask import MultiTaskBackend, resolve_tasks
+from models.recipe import tokenizer_for
+from models.registry import resolve
+from research.speed import interleaved
+from research.tables import markdown_table
+from sut.batching import BatchLimits, plan_batches
+from tasks.mixed import MixedTask, parse_task_list
+from tasks.qsl import QuerySampleLibrary
 
 FORMS = ("adapter", "full")
 
@@ -59,26 +74,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _multi(form: str, k: int, args: argparse.Namespace):
-    from models.multitask import resolve_tasks
-    from tasks.mixed import parse_task_list
-
     encoder, weights = (args.shape, "random") if args.shape else ("tiny", None)
     return resolve_tasks(form, parse_task_list(f"xnli@{k}"), encoder, weights, args.models_dir)
 
 
 def _rss_mib() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One (form, K): build the backend in this fresh process; memory and the time to add a task."""
-    import torch
-
-    from models.base import BackendOptions
-    from models.multitask import MultiTaskBackend
-
     form, k = args.child.split(":")
     before = _rss_mib()
     t0 = time.perf_counter()
@@ -136,16 +141,6 @@ def memory_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> l
 
 def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dict[str, dict[str, Any]]:
     """samples/s of every (form, K) side and of the single-task baselines, per form group."""
-    from models.backends import create_backend
-    from models.base import BackendOptions
-    from models.multitask import MultiTaskBackend
-    from models.recipe import tokenizer_for
-    from models.registry import resolve
-    from research.speed import interleaved
-    from sut.batching import BatchLimits, plan_batches
-    from tasks.mixed import MixedTask
-    from tasks.qsl import QuerySampleLibrary
-
     options = BackendOptions(threads=args.threads)
     tokenizer = tokenizer_for(resolve("adapter", "xnli", models_dir=args.models_dir))
     results: dict[str, dict[str, Any]] = {}
@@ -186,9 +181,6 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
 def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> list[dict[str, Any]]:
     """Offline samples/s, Server p99 at --server_qps and SingleStream p90 through LoadGen (one child
     run each, `harness run --task xnli@K`, the first --samples XNLI samples), xnli alone as K=1."""
-    from harness.config import RunConfig
-    from harness.launch import launch_with_conf
-
     rows = []
     for scenario in ("Offline", "Server", "SingleStream"):
         for form in forms:
@@ -230,40 +222,41 @@ def _ratio(res: dict[str, Any], new: str, old: str) -> tuple[float, float, float
 
 
 def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: list, command: str) -> str:
+    """The markdown of a run: memory per (form, K), throughput ratios, the LoadGen runs."""
     kind = f"random weights, {args.shape} shapes" if args.shape else f"tiny zoo {args.models_dir}"
     full1 = next((m for m in memory if m["form"] == "full" and m["k"] == 1), None)
-    lines = [
-        f"Model kind: {kind}. Command: `{command}`.",
-        "",
-        "| form | K | parameter MB | x one full model | peak RSS MiB (before build) | build s | add one task s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for m in memory:
-        ratio = f"{m['parameter_bytes'] / full1['parameter_bytes']:.3f}" if full1 else "-"
-        lines.append(
-            f"| {m['form']} | {m['k']} | {m['parameter_bytes'] / 1e6:.2f} | {ratio} | {m['peak_rss_mib']:.0f} "
-            f"({m['rss_before_mib']:.0f}) | {m['build_s']:.2f} | {m.get('add_task_s', '-')} |"
-        )
+    lines = [f"Model kind: {kind}. Command: `{command}`.", ""]
+    lines += markdown_table(
+        ["form", "K", "parameter MB", "x one full model", "peak RSS MiB (before build)", "build s"]
+        + ["add one task s"],
+        (
+            [m["form"], m["k"], f"{m['parameter_bytes'] / 1e6:.2f}"]
+            + [f"{m['parameter_bytes'] / full1['parameter_bytes']:.3f}" if full1 else "-"]
+            + [f"{m['peak_rss_mib']:.0f} ({m['rss_before_mib']:.0f})", f"{m['build_s']:.2f}"]
+            + [m.get("add_task_s", "-")]
+            for m in memory
+        ),
+    )
     lines += [
         "",
         "Offline-style throughput, interleaved rounds (median samples/s; ratio to the "
         "single-task backend of the same model in the same rounds: median [min, max] over "
         f"{args.rounds} rounds):",
         "",
-        "| form | K | samples/s | / adapter single-task | / full single-task |",
-        "| --- | --- | --- | --- | --- |",
     ]
+    rows = []
     for form, res in tput.items():
         for name, r in res.items():
-            cells = []
-            for base in ("adapter single-task", "full single-task"):
-                med, lo, hi = _ratio(res, name, base)
-                cells.append(f"{med:.3f} [{lo:.3f}, {hi:.3f}]")
+            cells = [
+                "{:.3f} [{:.3f}, {:.3f}]".format(*_ratio(res, name, base))
+                for base in ("adapter single-task", "full single-task")
+            ]
             k = name.split("K=")[1] if "K=" in name else "1 (plain)"
-            label = name.split(" K=")[0]
-            lines.append(
-                f"| {label} ({form} group) | {k} | {r['samples_per_s']:.1f} | {' | '.join(cells)} |"
+            rows.append(
+                [f"{name.split(' K=')[0]} ({form} group)", k, f"{r['samples_per_s']:.1f}", *cells]
             )
+    header = ["form", "K", "samples/s", "/ adapter single-task", "/ full single-task"]
+    lines += markdown_table(header, rows)
     if loadgen:
         lines += [
             "",
@@ -271,17 +264,16 @@ def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: li
             f"{args.loadgen_s:g} s, the first {args.samples} XNLI samples; Server at "
             f"target_qps {args.server_qps:g} for every side; task `xnli` = the single-task run):",
             "",
-            "| scenario | form | task | validity | samples/s | p90 ms | p99 ms |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for r in loadgen:
-            cells = [
-                f"{r[k]:.2f}" if isinstance(r[k], float) else "-"
-                for k in ("samples_per_s", "p90_ms", "p99_ms")
-            ]
-            lines.append(
-                f"| {r['scenario']} | {r['form']} | {r['task']} | {r['validity']} | {' | '.join(cells)} |"
-            )
+        lines += markdown_table(
+            ["scenario", "form", "task", "validity", "samples/s", "p90 ms", "p99 ms"],
+            (
+                [r["scenario"], r["form"], r["task"], r["validity"]]
+                + [r[k] for k in ("samples_per_s", "p90_ms", "p99_ms")]
+                for r in loadgen
+            ),
+            digits=2,
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ or None when there is nothing to draw (e.g. no Server runs).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.lines import Line2D  # noqa: E402
 
 
 def _tasks(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -48,33 +50,20 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_throughput(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Offline samples/s per variant, one panel per task."""
-    rows = [r for r in rows if r["offline_samples_per_s"]]
+def plot_bars(rows: list[dict[str, Any]], path: Path, keys: dict[str, str], what: str, unit: str):
+    """One bar per variant and key (`keys`: row key -> label), one panel per task; a legend when
+    there are several keys. None when no row has any of the keys."""
+    rows = [r for r in rows if any(r[k] for k in keys)]
     if not rows:
         return None
     tasks = _tasks(rows)
     fig, axes = _figure(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
-        _grouped_bars(ax, [r for r in rows if r["task"] == task], ["offline_samples_per_s"], ["Offline"])
-        ax.set_title(f"{task}: Offline throughput")
-        ax.set_ylabel("samples/s")
-    return _save(fig, path)
-
-
-def plot_latency(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """SingleStream p90 and p99 latency per variant, one panel per task."""
-    rows = [r for r in rows if r["singlestream_p90_ms"] or r["singlestream_p99_ms"]]
-    if not rows:
-        return None
-    tasks = _tasks(rows)
-    fig, axes = _figure(len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
-        sub = [r for r in rows if r["task"] == task]
-        _grouped_bars(ax, sub, ["singlestream_p90_ms", "singlestream_p99_ms"], ["p90", "p99"])
-        ax.set_title(f"{task}: SingleStream latency")
-        ax.set_ylabel("ms")
-        ax.legend(fontsize=8)
+        _grouped_bars(ax, [r for r in rows if r["task"] == task], list(keys), list(keys.values()))
+        ax.set_title(f"{task}: {what}")
+        ax.set_ylabel(unit)
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -134,8 +123,20 @@ def plot_server(runs: list[Any], path: Path) -> Path | None:
 def write_plots(rows: list[dict[str, Any]], runs: list[Any], out: Path) -> dict[str, Path]:
     """All figures that have data; {figure name: path}."""
     made = {
-        "throughput": plot_throughput(rows, out / "throughput.png"),
-        "latency": plot_latency(rows, out / "latency.png"),
+        "throughput": plot_bars(
+            rows,
+            out / "throughput.png",
+            {"offline_samples_per_s": "Offline"},
+            "Offline throughput",
+            "samples/s",
+        ),
+        "latency": plot_bars(
+            rows,
+            out / "latency.png",
+            {"singlestream_p90_ms": "p90", "singlestream_p99_ms": "p99"},
+            "SingleStream latency",
+            "ms",
+        ),
         "accuracy_vs_throughput": plot_accuracy_vs_throughput(rows, out / "accuracy_vs_throughput.png"),
         "server_latency": plot_server(runs, out / "server_latency.png"),
     }
@@ -155,8 +156,6 @@ BACKEND_MARKERS = {"pytorch": "o", "onnxruntime": "s", "onnxruntime-int8": "^"}
 
 def _offline_spread(runs: list[Any]) -> dict[tuple[str, str, str], tuple[float, float, float]]:
     """(task, model, backend) -> (median, min, max) Offline samples/s over the rounds."""
-    import statistics
-
     by: dict[tuple[str, str, str], list[float]] = {}
     for r in runs:
         if r.scenario == "Offline" and r.mode == "performance" and r.samples_per_second and not r.seed:
@@ -214,8 +213,6 @@ def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
         ax.set_title(f"{task}: {metric.get(task, '')} vs Offline throughput (measured points)")
         ax.set_xlabel("Offline samples/s (median, min-max over rounds)")
         ax.set_ylabel(f"{metric.get(task, '')} (95% CI where computed)")
-    from matplotlib.lines import Line2D
-
     handles = [
         Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in MODEL_COLORS.items()
     ]

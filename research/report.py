@@ -1,66 +1,146 @@
-"""The study's report: `write_report` collects a tree of run folders (research/collect.py) and writes
-`<out>/study.csv` (one row per variant = model x task x backend label), `<out>/study_runs.csv` (one
-row per run folder), PNG figures (research/plots.py) and `<out>/study.md`: how it was made, the
-tables, the figures written, and the answer in words (research/answer.py).
+"""The study's report: `<out>/study.csv` (one row per variant), `<out>/study_runs.csv` (one row per
+run folder), PNG figures (research/plots.py) and `<out>/study.md`: how it was made and every figure
+as a table (research/tables.py), with its interval or range where it has one.
+
+No sentence here says what the figures mean: the study's answer in words is written by people in
+docs/study.md, and tests/test_study_answer.py checks that every number it quotes is in the tables
+of reports/study-e5/study.md, which `python -m research study --preset e5-small --from_runs_csv
+reports/study-e5/study_runs.csv` writes.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import re
-import statistics
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from research.accuracy import accuracy_study, per_sample_name, seed_rows
-from research.answer import answer_lines
+import pandas as pd
+
+from harness.info import device_info
+from models.registry import MODELS
+from research import accuracy as acc
 from research.collect import (
+    CSV_COLUMNS,
+    REFERENCE,
     VARIANT_COLUMNS,
     Run,
     collect_runs,
+    frame,
     int8_language_deltas,
+    mean_interval,
     memory_rows,
     overhead_rows,
+    per_round_cost,
+    records,
     round_ratios,
     runs_from_csv,
     variant_rows,
     write_csv,
 )
+from research.plots import write_plots, write_study_plots
+from research.tables import cell, markdown_table
+from tasks.registry import TASKS
 from tasks.scoring.result import PER_SAMPLE
 
+# Models whose served graph is the reference's (plain weights, or LoRA merged): their ratio to it is
+# the harness's noise, and their per-round cost must hold 1.00 (the same-graph check).
+SAME_GRAPH = tuple(n for n, s in MODELS.items() if n != REFERENCE and s.serving in ("plain", "merged"))
 
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
+
+def section(title: str, lead: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A '## title' section: a lead paragraph (none when empty) and a table; nothing without rows."""
+    rows = list(rows)
+    if not rows:
+        return []
+    return ["", f"## {title}", "", *([lead, ""] if lead else []), *markdown_table(header, rows)]
+
+
+def ratio_cells(r: dict[str, Any]) -> list[str]:
+    return [f"{r['median']:.3f}", f"{r['min']:.3f}-{r['max']:.3f}", str(r["rounds"])]
+
+
+def variant_lines(rows: pd.DataFrame) -> list[str]:
+    body = []
+    for r in records(rows):
+        flags = [
+            r[k] for k in ("offline_valid", "singlestream_valid", "server_valid") if r[k] is not None
+        ]
+        body.append(
+            [r["model"], r["task"], r["backend"], cell(r["offline_samples_per_s"])]
+            + [cell(r[k], 2) for k in ("singlestream_p90_ms", "singlestream_p99_ms")]
+            + [cell(r["server_completed_qps"]), cell(r["server_p99_ms"], 2), cell(r["metric"])]
+            + [cell(r["metric_value"], 2), cell(all(flags)) if flags else "-"]
+        )
+    header = ["model", "task", "backend", "Offline samples/s", "SS p90 ms", "SS p99 ms", "Server QPS"]
+    return markdown_table([*header, "Server p99 ms", "metric", "value", "all valid"], body)
+
+
+def same_graph_rows(ratios: list[dict[str, Any]]) -> list[list[str]]:
+    """Per same-graph model with rounds: in how many figures its range holds 1.00, how many would
+    miss it by chance alone (all of a figure's rounds on one side: 2 x 0.5^rounds each), each round's
+    cost over the figures (collect.per_round_cost) and their geometric mean with Student's t 95%."""
+    out = []
+    for model in SAME_GRAPH:
+        same = [r for r in ratios if r["model"] == model]
+        if not same:
+            continue
+        inside = sum(r["min"] <= 1.0 <= r["max"] for r in same)
+        chance = len(same) * 2.0 * 0.5 ** min(r["rounds"] for r in same)
+        costs = per_round_cost(same)
+        mean, low, high = mean_interval(costs.values())
+        per_round = ", ".join(f"{c:.3f}" for c in costs.values())
+        out.append([model, f"{inside} of {len(same)}", f"{chance:.1f}", per_round, f"{mean:.3f}"])
+        out[-1].append(f"{low:.3f}-{high:.3f}")
+    return out
+
+
+def server_rows(rows: pd.DataFrame) -> list[list[Any]]:
+    """The find_peak searches: the highest VALID offered load and the next INVALID one tried."""
+    searched = records(rows[rows["server_target_qps"].notna()])
+    return [
+        [r["task"], r["backend"], r["model"], cell(r["server_valid"]), cell(r["server_target_qps"])]
+        + [cell(r["server_invalid_above_qps"]), cell(r["server_p99_ms"], 2)]
+        for r in searched
+    ]
+
+
+def common_load_rows(runs: pd.DataFrame) -> list[list[Any]]:
+    """The offered loads of the common-load Server cells, per task and backend."""
+    common = runs[runs["load_of"].notna() & (runs["mode"] == "performance")]
+    out = []
+    for (task, backend, of), g in common.groupby(["task", "backend", "load_of"]):
+        low, high = g["target_qps"].min(), g["target_qps"].max()
+        qps = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
+        out.append([task, backend, of, qps, g["model"].nunique(), g["round"].nunique()])
+    return out
+
+
+def run_kind_rows(runs: pd.DataFrame) -> list[list[Any]]:
+    """How many runs of each scenario and mode, in how many rounds, with which min_duration."""
+    out = []
+    for (scenario, mode), g in runs.groupby(["scenario", "mode"]):
+        d = g["duration_s"].dropna()
+        length = "-" if d.empty else f"{d.min():g}" if d.min() == d.max() else f"{d.min():g}-{d.max():g}"
+        out.append([scenario, mode, len(g), g["round"].nunique(), g["seed"].nunique(), length])
+    return out
 
 
 def markdown(
-    rows: list[dict[str, Any]],
-    runs: list[Run],
+    runs: pd.DataFrame,
+    rows: pd.DataFrame,
+    study: acc.AccuracyStudy | None,
     title: str = "Efficiency study",
     figures: Sequence[str] = (),
     command: str | None = None,
-    speed: dict[str, Any] | None = None,
-    accuracy=None,
     device: dict[str, Any] | None = None,
     notes: Sequence[str] = (),
+    speed: bool = False,
 ) -> str:
-    """The study.md text: how it was made, the variant table, the overhead table, the int8
-    per-language table, the figures that were actually written, and the answer in words
-    (`speed`: the parsed speed.json beside study.md, None if there is none; `device`: the machine
-    the runs were measured on, default this one: harness.info.device_info; `notes`: paragraphs
-    printed under the machine line)."""
-    from harness.info import device_info
-
+    """The study.md text: how it was made and every table (`device`: the machine the runs were
+    measured on, default this one; `notes`: paragraphs under the machine line; `speed`: whether a
+    speed.md lies beside it)."""
     dev = device or device_info()
     lines = [f"# {title}", ""]
     if command:
@@ -68,163 +148,107 @@ def markdown(
     lines += [f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB.", ""]
     for note in notes:
         lines += [note, ""]
-    kinds = sorted({r["model_kind"] for r in rows if r["model_kind"]})
+    kinds = sorted({k for k in rows["model_kind"] if k})
     if kinds:
         lines += [
             f"Model kind(s): {', '.join(kinds)} (tiny = the offline zoo; random = speed only).",
             "",
         ]
-    head = [
-        "model",
-        "task",
-        "backend",
-        "Offline samples/s",
-        "SS p90 ms",
-        "SS p99 ms",
-        "Server QPS",
-        "Server p99 ms",
-        "metric",
-        "value",
-        "all valid",
-    ]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        flags = [
-            r[k] for k in ("offline_valid", "singlestream_valid", "server_valid") if r[k] is not None
-        ]
-        cells = [
-            r["model"],
-            r["task"],
-            r["backend"],
-            _fmt(r["offline_samples_per_s"]),
-            _fmt(r["singlestream_p90_ms"], 2),
-            _fmt(r["singlestream_p99_ms"], 2),
-            _fmt(r["server_completed_qps"]),
-            _fmt(r["server_p99_ms"], 2),
-            _fmt(r["metric"]),
-            _fmt(r["metric_value"], 2),
-            _fmt(all(flags)) if flags else "-",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    over = overhead_rows(rows)
-    if over:
-        lines += [
-            "",
-            "## Offline throughput relative to `full` (same task and backend)",
-            "",
-            "| model | task | backend | ratio | cost % |",
-            "|---|---|---|---|---|",
-        ]
-        for r in over:
-            lines.append(
-                f"| {r['model']} | {r['task']} | {r['backend']} | {r['ratio_vs_full']:.3f} | "
-                f"{r['cost_pct']:+.1f} |"
-            )
-    rounds = [r for r in round_ratios(runs) if r["rounds"] > 1]
-    if rounds:
-        lines += [
-            "",
-            "## Ratios to `full` over interleaved rounds (same task, backend and round)",
-            "",
-            "Each round runs every model back to back; a ratio is taken within one round, so "
-            "the machine's drift between rounds cancels. Offline: samples/s (below 1 = slower); "
-            "SingleStream: p90 latency (above 1 = slower); Server: p99 latency at one offered load "
-            "common to every model (above 1 = slower).",
-            "",
-            "| figure | task | backend | model | median | min-max | rounds |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in rounds:
-            lines.append(
-                f"| {r['figure']} | {r['task']} | {r['backend']} | {r['model']} | "
-                f"{r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | {r['rounds']} |"
-            )
-    memory = [m for m in memory_rows(runs) if m["parameters"] or m["peak_rss_mib"]]
-    if memory:
-        lines += [
-            "",
-            "## Memory (round-0 Offline runs)",
-            "",
-            "Parameters of the served module (PyTorch; adapters and fusion layers included where "
-            "they are served), extra against `full`, and the run process's peak resident memory "
-            "(model, features, runtime, LoadGen).",
-            "",
-            "| task | model | backend | parameters | extra vs full | parameters MiB | peak RSS MiB |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for m in memory:
-            extra = f"{m['extra_parameters']:+,}" if m["extra_parameters"] is not None else "-"
-            lines.append(
-                f"| {m['task']} | {m['model']} | {m['backend']} | {_fmt(m['parameters'])} | {extra} | "
-                f"{_fmt(m['parameter_mib'])} | {_fmt(m['peak_rss_mib'])} |"
-            )
+    lines += variant_lines(rows)
+    lines += section(
+        "Runs",
+        "The run folders read, per scenario and mode: rounds and training seeds among them, and the "
+        "LoadGen min_duration of their runs (seconds; accuracy runs are one pass).",
+        ["scenario", "mode", "runs", "rounds", "seeds", "min_duration s"],
+        run_kind_rows(runs),
+    )
+    lines += section(
+        "Offline throughput relative to `full` (same task and backend)",
+        "",
+        ["model", "task", "backend", "ratio", "cost %"],
+        (
+            [r["model"], r["task"], r["backend"], f"{r['ratio_vs_full']:.3f}", f"{r['cost_pct']:+.1f}"]
+            for r in records(overhead_rows(rows))
+        ),
+    )
+    ratios = [r for r in round_ratios(runs) if r["rounds"] > 1]
+    lines += section(
+        "Ratios to `full` over interleaved rounds (same task, backend and round)",
+        "Each round runs every model back to back; a ratio is taken within one round, so the "
+        "machine's drift between rounds cancels. Offline: samples/s (below 1 = slower); "
+        "SingleStream: p90 latency (above 1 = slower); Server: p99 latency at one offered load "
+        "common to every model (above 1 = slower).",
+        ["figure", "task", "backend", "model", "median", "min-max", "rounds"],
+        ([r["figure"], r["task"], r["backend"], r["model"], *ratio_cells(r)] for r in ratios),
+    )
+    lines += section(
+        "Server at a common load",
+        "The load offered to every model in the common-load Server cells: a fraction of `of`'s "
+        "Offline samples/s (round 0).",
+        ["task", "backend", "of", "offered QPS", "models", "rounds"],
+        common_load_rows(runs),
+    )
+    lines += section(
+        "Same graph as `full`: the harness's bias",
+        "These models serve full's very graph, so each ratio should hold 1.00. Per figure: in how "
+        "many its min-max range holds 1.00, and how many would miss it by chance alone (a figure's "
+        "rounds all on one side). Per round: the cost relative to full over the figures (geometric "
+        "mean of time per sample or latency), the round being the independent unit; over the rounds "
+        "their geometric mean with Student's t 95% interval.",
+        ["model", "figures holding 1.00", "missing by chance", "cost per round", "mean", "95% interval"],
+        same_graph_rows(ratios),
+    )
+    backends = [r for r in round_ratios(runs, reference="pytorch", across="backend") if r["rounds"] > 1]
+    lines += section(
+        "Backends relative to PyTorch over interleaved rounds (same task, model and round)",
+        "",
+        ["figure", "task", "model", "backend", "median", "min-max", "rounds"],
+        ([r["figure"], r["task"], r["model"], r["backend"], *ratio_cells(r)] for r in backends),
+    )
+    lines += section(
+        "Server searches (find_peak)",
+        "One search per model: the highest VALID offered load and the lowest INVALID one above it "
+        "(the peak lies between); a single search ranks nothing (a short run's p99 tail moves more "
+        "than the models differ), which the common-load ratios above do.",
+        ["task", "backend", "model", "VALID", "offered QPS", "INVALID above QPS", "p99 ms"],
+        server_rows(rows),
+    )
+    memory = memory_rows(runs)
+    memory = memory[memory["parameters"].fillna(0).gt(0) | memory["peak_rss_mib"].fillna(0).gt(0)]
+    lines += section(
+        "Memory (round-0 Offline runs)",
+        "Parameters of the served module (PyTorch; adapters and fusion layers included where they "
+        "are served), extra against `full`, and the run process's peak resident memory (model, "
+        "features, runtime, LoadGen).",
+        ["task", "model", "backend", "parameters", "extra vs full", "parameters MiB", "peak RSS MiB"],
+        (
+            [m["task"], m["model"], m["backend"], cell(m["parameters"] and int(m["parameters"]))]
+            + ["-" if m["extra_parameters"] is None else f"{int(m['extra_parameters']):+,}"]
+            + [cell(m["parameter_mib"]), cell(m["peak_rss_mib"])]
+            for m in records(memory)
+        ),
+    )
     deltas = int8_language_deltas(runs)
-    if deltas:
-        lines += [
-            "",
-            "## XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference",
-            "",
-            "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its "
-            "PyTorch fp32 run (the same fp32 math) of the same training seed; the `reference` "
-            "column names it.",
-            "",
-            "| model | seed | reference | language | fp32 | int8 | delta |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for d in deltas:
-            lines.append(
-                f"| {d['model']} | {d['seed']} | {d['reference']} | {d['language']} | "
-                f"{d['fp32']:.2f} | {d['int8']:.2f} | {d['delta']:+.2f} |"
-            )
-        mean = statistics.fmean(d["delta"] for d in deltas)
-        lines += ["", f"Mean change over models and languages: {mean:+.2f}."]
-    if accuracy is not None and (accuracy.figures or accuracy.verdicts or accuracy.refused):
-        from research.accuracy import markdown as accuracy_markdown
-        from tasks.registry import TASKS
-
-        lines += [""] + accuracy_markdown(accuracy, {k: c.title for k, c in TASKS.items()})
+    lines += section(
+        "XNLI accuracy per language: ONNX Runtime int8 minus an fp32 reference",
+        "Reference: the model's ONNX Runtime fp32 accuracy run where there is one, else its PyTorch "
+        "fp32 run (the same fp32 math) of the same training seed; the `reference` column names it.",
+        ["model", "seed", "reference", "language", "fp32", "int8", "delta"],
+        (
+            [d["model"], d["seed"], d["reference"], d["language"]]
+            + [f"{d['fp32']:.2f}", f"{d['int8']:.2f}", f"{d['delta']:+.2f}"]
+            for d in records(deltas)
+        ),
+    )
+    if len(deltas):
+        lines += ["", f"Mean change over models and languages: {deltas['delta'].mean():+.2f}."]
+    if study is not None and (study.figures or study.verdicts or study.refused):
+        lines += [""] + acc.markdown(study, {k: c.title for k, c in TASKS.items()})
     if figures:
         lines += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
-    machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
-    lines += [""] + answer_lines(rows, runs, machine=machine, speed=speed, accuracy=accuracy)
+    if speed:
+        lines += ["", "Side-by-side ratios measured in one process: [speed.md](speed.md)."]
     return "\n".join(lines) + "\n"
-
-
-ANSWER_START, ANSWER_END = "<!-- answer: generated by research/report.py -->", "<!-- /answer -->"
-MODEL_STATEMENT = (
-    "Model: multilingual-e5-small (12 layers x 384, XLM-R's vocabulary and tokenizer; its 4-bit "
-    "published weights dequantised to fp32), fine-tuned here zero-shot from English only: the first "
-    "1,245 English XNLI dev rows, the 3,696 TyDiQA-GoldP train-en questions, and XQuAD-en's 1,190 "
-    "questions as the SQuAD intermediate task. Phang et al. 2020 used XLM-R large and full-size "
-    "intermediate tasks: the directions of the effects are comparable, their sizes are not."
-)
-
-
-def write_answer(
-    doc: Path, answer: list[str], command: str | None, accuracy, report: Path | None = None
-) -> bool:
-    """Replace the generated answer block of `doc` (between ANSWER_START and ANSWER_END, added
-    after the title when missing) with `answer`, linking to `report` (the study.md it came from).
-    Only for a study with accuracy figures or verdicts of trained checkpoints (research.accuracy
-    refuses tiny and random models); returns whether it wrote."""
-    if accuracy is None or not (accuracy.figures or accuracy.verdicts):
-        return False
-    text = doc.read_text() if doc.is_file() else "# The study\n"
-    if ANSWER_START not in text:
-        title, _, rest = text.partition("\n")
-        text = f"{title}\n\n{ANSWER_START}\n{ANSWER_END}\n{rest}"
-    head, rest = text.split(ANSWER_START, 1)
-    tail = rest.split(ANSWER_END, 1)[1] if ANSWER_END in rest else rest
-    made = ""
-    if command:
-        source = "the study's report"
-        if report is not None:
-            link = os.path.relpath(Path(report).resolve(), Path(doc).resolve().parent)
-            source = f"[{Path(report).name}]({link})"
-        made = f"Generated from the figures in {source} by `{command}`."
-    block = [MODEL_STATEMENT, "", *answer[2:], "", made]  # answer[:2]: its own heading
-    doc.write_text(f"{head}{ANSWER_START}\n" + "\n".join(block).strip() + f"\n{ANSWER_END}{tail}")
-    return True
 
 
 MACHINE_LINE = re.compile(
@@ -257,7 +281,7 @@ def keep_per_sample(runs: Sequence[Run], runs_root: Path, kept: Path) -> list[Pa
         if r.mode != "accuracy" or not source.is_file():
             continue
         kept.mkdir(parents=True, exist_ok=True)
-        target = kept / per_sample_name(str(Path(r.path).relative_to(runs_root)))
+        target = kept / acc.per_sample_name(str(Path(r.path).relative_to(runs_root)))
         target.write_bytes(gzip.compress(source.read_bytes(), compresslevel=9, mtime=0))
         written.append(target)
     return written
@@ -282,59 +306,45 @@ def write_report(
     out: str | Path,
     title: str = "Efficiency study",
     command: str | None = None,
-    answer_doc: Path | None = None,
     runs_csv: Path | None = None,
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written.
-    answer_doc: a document (docs/study.md) whose generated answer block is rewritten (write_answer).
     From run folders, each accuracy run's per-sample scores are kept in `out`/per_sample/
     (keep_per_sample). runs_csv: read the runs from this study_runs.csv instead of run folders (the
     committed record), with the per-sample scores of `out`/per_sample/ where it exists; no
     per-language figures or latency percentiles, so the per-language tables and the figures that
     need them are left out; the machine is the one the previous `out`/study.md names."""
-    from research.plots import write_plots, write_study_plots
-
     out, runs_root = Path(out), Path(runs_root)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "study.csv", "runs_csv": out / "study_runs.csv", "md": out / "study.md"}
     device = recorded_device(written["md"]) if runs_csv is not None else None
     runs = runs_from_csv(runs_csv) if runs_csv is not None else collect_runs(runs_root)
-    rows = variant_rows(runs)
+    table = frame(runs)  # the one table; everything below is a view of it
+    rows = variant_rows(table)
     write_csv(rows, written["csv"], VARIANT_COLUMNS)
+    kept = out / PER_SAMPLE_DIR
     if runs_csv is not None:
         written["runs_csv"] = Path(runs_csv)  # the record read stays as it is
     else:  # run folders relative to runs_root: the csv reads the same on any checkout
-        run_dicts = [asdict(r) | {"path": str(Path(r.path).relative_to(runs_root))} for r in runs]
-        write_csv(
-            run_dicts,
-            written["runs_csv"],
-            [k for k in Run.__dataclass_fields__ if k not in ("per_language", "latency_pct_ms")],
-        )
-    kept = out / PER_SAMPLE_DIR
-    if runs_csv is None:
+        paths = table["path"].map(lambda p: str(Path(p).relative_to(runs_root)))
+        write_csv(table.assign(path=paths), written["runs_csv"], CSV_COLUMNS)
         keep_per_sample(runs, runs_root, kept)
-    accuracy = accuracy_study(runs, kept=kept if runs_csv is not None and kept.is_dir() else None)
-    seeds = seed_rows(accuracy, runs)  # the per-seed figures the verdicts use, to recompute them
+    study = acc.accuracy_study(runs, kept=kept if runs_csv is not None and kept.is_dir() else None)
+    seeds = acc.seed_rows(study, runs)  # the per-seed figures the verdicts use, to recompute them
     if seeds:
         written["seeds_csv"] = out / "accuracy_seeds.csv"
-        write_csv(seeds, written["seeds_csv"], ("task", "model", "seed", "metric", "value"))
-    figures = write_plots(rows, runs, out)
-    figures.update(write_study_plots(accuracy, runs, round_ratios(runs), out))
+        write_csv(
+            pd.DataFrame(seeds), written["seeds_csv"], ("task", "model", "seed", "metric", "value")
+        )
+    row_records = records(rows)
+    figures = write_plots(row_records, runs, out)
+    figures.update(write_study_plots(study, runs, round_ratios(table), out))
     names = sorted(path.name for path in figures.values())
-    # speed.json and speed.md are written together by `python -m research study --speed`
-    speed = json.loads((out / "speed.json").read_text()) if (out / "speed.json").is_file() else None
-    if runs_csv is None:
-        notes = []
-    else:
+    notes = []
+    if runs_csv is not None:
         notes = [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)]
-    written["md"].write_text(markdown(rows, runs, title, names, command, speed, accuracy, device, notes))
-    if answer_doc is not None:
-        from harness.info import device_info
-
-        dev = device or device_info()
-        machine = f"{dev['cpu_cores']}-core CPU ({dev['cpu_model']})"
-        answer = answer_lines(rows, runs, machine=machine, speed=speed, accuracy=accuracy)
-        if write_answer(Path(answer_doc), answer, command, accuracy, written["md"]):
-            written["answer"] = Path(answer_doc)
+    speed = (out / "speed.json").is_file()  # written with speed.md by `python -m research study --speed`
+    text = markdown(table, rows, study, title, names, command, device, notes, speed)
+    written["md"].write_text(text)
     written.update(figures)
     return written

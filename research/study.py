@@ -1,7 +1,7 @@
 """`python -m research study`: the full vs adapter efficiency study, one LoadGen test per subprocess.
 
 Grid: model x task x backend variant x (scenario, mode). Every cell is one `python -m harness run`
-process (LoadGen allows one test per process, MLPERF_FACTS.md) writing the runner's run folder
+process (LoadGen allows one test per process: docs/architecture.md) writing the runner's run folder
 `<runs_dir>/<backend>[/qps-F]/<MODEL>/<TASK>/<Scenario>/<mode>/`. Cells run in an order where each
 Server cell comes after the Offline cell of its variant (its offered load is a fraction of that
 Offline throughput, or the peak found by `find_peak` with `--server_qps peak`).
@@ -21,11 +21,13 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from common.exit_codes import INVALID
+from tqdm import tqdm
+
+from common.exit_codes import BAD_INPUT, INVALID
 from common.names import lookup
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
@@ -44,6 +46,8 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.recipe import seed_models_dir
+from research import speed
+from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -60,96 +64,16 @@ MODELS = tuple(model_registry.MODELS)  # every MODEL= name
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
-# find_peak's search for a Server cell, x the variant's Offline samples/s, in FIND_PEAK_TRIALS
-# bisection steps (resolution 0.24 / 2^3 = 3% of Offline). Measured on e5-small, XNLI, PyTorch, 2 cores:
-# VALID loads found on earlier days lay at 0.2-0.35 x the model's Offline rate (full: 33 QPS, p99
-# 109 ms, later 26.1 QPS), but on 2026-11-30 every model was INVALID down to 0.15 x (p99 161-277 ms
-# at 12-20 QPS; build/study-e5/pytorch/*/xnli/superseded/): within a 130 ms p99 bound on 2 cores the
-# Server SUT's dynamic batches stay far smaller than Offline's, and the edge moves with the machine's
-# day. Until 2026-11-30 the bounds were 0.15-0.75 (4 steps), then 0.15-0.45 (3 steps).
-PEAK_BOUNDS = (0.06, 0.30)
-FIND_PEAK_TRIALS = 3
-# min_duration of each find_peak Server trial (at least the study's --duration). LoadGen's early
-# stopping must be met for VALID: a first search with 20 s trials (session of 2026-11-30, its folders
-# not kept) was INVALID for it alone at 36 QPS, 723 queries, "would need at least 584 more queries".
-# At 60 s full's trial at 33 QPS met it (about 2,000 queries). Without --duration a trial would be an
-# official run (600 s, 270,336 queries).
-PEAK_TRIAL_S = 60.0
-# What a search's longer trials add to it on average, for the plan: the 4 e5-small searches of
-# 2026-11-30 (3 of them re-ran 4 trials longer for early stopping, 74-125 s each) took 317 s median,
-# about 120 s more than 3 plain trials (3 x (60 + 1 + 5 s start) = 198 s).
-PEAK_LONGER_S = 2 * PEAK_TRIAL_S
+# find_peak's search for a Server cell and each encoder's planning figures: measured, with the
+# command and date that measured them, in research/rates.toml.
+PEAK, RATES = load_rates()
 # Server at a common load (--server_common F): every model offered the same F x COMMON_LOAD_MODEL's
-# Offline samples/s (round 0, same task and backend), in every round, for PEAK_TRIAL_S. One find_peak
+# Offline samples/s (round 0, same task and backend), in every round, for PEAK.trial_s. One find_peak
 # per model cannot rank the forms on these 2 cores (its VALID/INVALID edge moves with one short run's
 # p99 tail); p99 at one shared load, in interleaved rotated rounds, is a paired ratio with a range.
 COMMON_LOAD_MODEL = "full"
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
-
-
-@dataclass(frozen=True)
-class Rates:
-    """One encoder's planning figures on 2 CPU cores: seconds to start a cell's process (imports,
-    model load, cached ONNX export and features), seconds of one accuracy pass over each task, the
-    seconds to train one seed's XNLI stage (--seeds), and the Offline target_qps each task's
-    performance cells are given (`offline_qps_by_backend`: per task and backend, where measured).
-    Offline query size is 1.1 x duration x target_qps (MLPERF_FACTS.md), so a run lasts about that
-    many samples / throughput and is INVALID (too short) when target_qps is below the real rate:
-    these sit above the fastest variant measured. --offline_qps overrides."""
-
-    start_s: float
-    accuracy_s: dict[str, float]
-    seed_training_s: float
-    offline_qps: dict[str, float]
-    offline_qps_by_backend: dict[tuple[str, str], float] = field(default_factory=dict)
-    # how much longer than 1.1 x duration an Offline query lasts, per task: target_qps / the
-    # typical variant's real rate (the target sits above the fastest variant's rate)
-    offline_stretch: dict[str, float] = field(default_factory=dict)
-
-    def offline_target(self, task: str, backend: str) -> float:
-        """The Offline target_qps of `task` on `backend` (0 = none known: user.conf's)."""
-        return self.offline_qps_by_backend.get((task, backend), self.offline_qps.get(task, 0.0))
-
-
-# tiny: build/study/study_log.jsonl of the tiny grid (2026-11-28, 135 cells in 43.4 min; fastest tiny
-# variants: XNLI 884 samples/s, TyDiQA 200, Tatoeba 7367, BUCC 4574, reports/study.csv).
-# e5-small: the medians of the cells' own wall times in build/study-e5 (`--plan` prints them; 2026-11-30,
-# 2 cores): a SingleStream cell 10.9 s for a 5 s run, a 60 s common-load Server cell 66 s, so 5 s a
-# start; Offline cells with E5_OFFLINE_QPS 14 s (XNLI) and 16 s (TyDiQA), their queries lasting about
-# (14 - 5 - 1) / 5.5 = 1.45 and (16 - 5 - 1) / 5.5 = 1.8 x (1.1 x 5 s); XNLI accuracy cells 196 s (18,675 held-out samples), TyDiQA 290 s; a
-# seed's XNLI training adds 118 s (seed cells 314 s); Tatoeba 168 s (31,692 sentences), BUCC 130 s.
-# e5-small's Offline targets per task and backend: 1.25 x the fastest of the 25 runs (5 models x 5
-# rounds) each backend gave (the largest samples_per_second of the Offline performance rows per task
-# and backend in reports/study-e5/study_runs.csv as of commit 0204c16; XNLI: PyTorch 119.5
-# samples/s, ONNX Runtime 110.9, int8 192.3; TyDiQA: 28.2, 26.4, 39.0). One target per backend keeps
-# every model's query the same size, so the rounds' ratios compare like with like; with the single
-# per-task target a slow model's query took up to 2.5 x the duration (250 on XNLI: 1,375 samples, 21 s
-# at 66 samples/s): the 150 Offline cells took 56.7 min, with these 38.7 (one `make study`, 2026-11-30).
-E5_OFFLINE_QPS = {
-    ("xnli", "pytorch"): 150.0,
-    ("xnli", "onnxruntime"): 140.0,
-    ("xnli", "onnxruntime-int8"): 240.0,
-    ("tydiqa", "pytorch"): 35.0,
-    ("tydiqa", "onnxruntime"): 33.0,
-    ("tydiqa", "onnxruntime-int8"): 49.0,
-}
-RATES: dict[str, Rates] = {
-    "tiny": Rates(
-        5.0,
-        {"xnli": 67.0, "pawsx": 27.0, "tydiqa": 67.0, "tatoeba": 14.0, "bucc": 10.0},
-        60.0,
-        {"xnli": 1000.0, "pawsx": 1000.0, "tydiqa": 300.0, "tatoeba": 10000.0, "bucc": 6000.0},
-    ),
-    "e5-small": Rates(
-        5.0,
-        {"xnli": 191.0, "pawsx": 100.0, "tydiqa": 285.0, "tatoeba": 163.0, "bucc": 125.0},
-        118.0,
-        {"xnli": 250.0, "pawsx": 250.0, "tydiqa": 60.0, "tatoeba": 1500.0, "bucc": 1000.0},
-        E5_OFFLINE_QPS,
-        {"xnli": 1.45, "tydiqa": 1.8},
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -165,7 +89,7 @@ class StudySettings:
     cell_timeout_s: float = 900.0
     python: str = sys.executable
     user_conf: Path = REPO / "user.conf"  # base user.conf; Server/Offline cells get a copy
-    offline_qps: float | None = None  # None = RATES' per task; 0 = user.conf's value
+    offline_qps: float | None = None  # None = rates.toml's per task; 0 = user.conf's value
     languages: tuple[str, ...] = ()  # every cell serves only these languages (empty: all)
 
 
@@ -207,12 +131,12 @@ class Cell:
 
     def duration_s(self, s: StudySettings) -> float | None:
         """min_duration of each of the cell's runs: --duration for performance runs, at least
-        PEAK_TRIAL_S for find_peak's Server trials and common-load Server runs; None (one pass) for
+        PEAK.trial_s for find_peak's Server trials and common-load Server runs; None (one pass) for
         accuracy runs."""
         if self.mode != "performance":
             return None
         long = self.subcommand == "find_peak" or self.load_of is not None
-        return max(s.duration_s, PEAK_TRIAL_S) if long else s.duration_s
+        return max(s.duration_s, PEAK.trial_s) if long else s.duration_s
 
     def config(self, s: StudySettings, user_conf: Path | None = None) -> RunConfig:
         """The run of this cell (`cell_config` adds the user.conf derived for it). Performance runs
@@ -251,8 +175,8 @@ class Cell:
         peak = (
             {
                 "peak_search": [
-                    *PEAK_BOUNDS,
-                    FIND_PEAK_TRIALS,
+                    *PEAK.bounds,
+                    PEAK.trials,
                     EARLY_STOPPING_MARGIN,
                     LONGER_TRIALS,
                     MAX_TRIAL_S,
@@ -406,10 +330,11 @@ def common_load_cells(
 
 
 def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
-    """Expected wall time of `cells` from the encoder's RATES: a planning figure, not a promise.
-    A find_peak Server cell counts as FIND_PEAK_TRIALS runs plus PEAK_LONGER_S of longer trials. An
-    Offline query is sized to 1.1 x duration x target_qps and lasts `offline_stretch` times 1.1 x
-    duration; SingleStream and Server runs last their duration (a 60 s common-load cell took 66 s)."""
+    """Expected wall time of `cells` from the encoder's rates (research/rates.toml): a planning
+    figure, not a promise. A find_peak Server cell counts as PEAK.trials runs plus PEAK.longer_s
+    of longer trials. An Offline query is sized to 1.1 x duration x target_qps and lasts
+    `offline_stretch` times 1.1 x duration; SingleStream and Server runs last their duration (a
+    60 s common-load cell took 66 s)."""
     rates = RATES.get(s.encoder, RATES["e5-small"])
     total = 0.0
     for c in cells:
@@ -417,11 +342,11 @@ def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
             run = rates.accuracy_s.get(c.task, 300.0) * language_share(c.task, s.languages)
             run += rates.seed_training_s if c.seed else 0.0
         else:
-            trials = FIND_PEAK_TRIALS if c.subcommand == "find_peak" else 1
+            trials = PEAK.trials if c.subcommand == "find_peak" else 1
             offline = c.scenario == "Offline"
             length = c.duration_s(s) * (1.1 * rates.offline_stretch.get(c.task, 1.0) if offline else 1.0)
             run = trials * (length + 1.0 + rates.start_s) - rates.start_s
-            run += PEAK_LONGER_S if c.subcommand == "find_peak" else 0.0
+            run += PEAK.longer_s if c.subcommand == "find_peak" else 0.0
         total += rates.start_s + run
     return total
 
@@ -453,7 +378,8 @@ def time_by_group(
 
 
 def language_share(task: str, languages: Sequence[str]) -> float:
-    """The share of `task`'s languages among `languages` (1 when empty): an accuracy pass scales with it."""
+    """The share of `task`'s languages among `languages` (1 when empty): an accuracy pass scales
+    with it."""
     every = get_task_class(task).languages
     return len(set(languages) & set(every)) / len(every) if languages else 1.0
 
@@ -539,12 +465,12 @@ def cell_user_conf(cell: Cell, s: StudySettings, target_qps: float) -> Path:
 
 
 def peak_bounds(cell: Cell, s: StudySettings) -> list[str]:
-    """find_peak's bisection bounds for a Server cell: PEAK_BOUNDS x the variant's Offline samples/s
+    """find_peak's bisection bounds for a Server cell: PEAK.bounds x the variant's Offline samples/s
     (no doubling search from 1 QPS), when that Offline run exists; else none (find_peak's defaults)."""
     if cell.subcommand != "find_peak" or (sps := offline_throughput(cell, s)) is None:
         return []
-    low, high = PEAK_BOUNDS
-    return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}", "--steps", str(FIND_PEAK_TRIALS)]
+    low, high = PEAK.bounds
+    return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}", "--steps", str(PEAK.trials)]
 
 
 def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
@@ -592,8 +518,6 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
 def run_study(cells: Sequence[Cell], s: StudySettings, progress: bool = True) -> list[dict[str, Any]]:
     """Run every cell not already done, in order, with a tqdm bar over cells. Returns the records of
     the cells run (skipped cells get {"cell", "skipped": True})."""
-    from tqdm import tqdm
-
     s.runs_dir.mkdir(parents=True, exist_ok=True)
     records = []
     bar = tqdm(cells, desc="study cells", unit="cell", disable=not progress)
@@ -610,53 +534,26 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-# The e5-small study (`make study`, `make study QUICK=1`): named sets of flags, applied where
-# --preset appears, so flags after it override them. Sized from measured rates on 2 cores
-# (docs/study.md, "Planning"): the full grid in about 3 h 4 min (the issue's 3 hours do not hold
-# with every figure it names), quick within 20 minutes.
-PRESETS: dict[str, dict[str, Any]] = {
-    "e5-small": {
-        "encoder": "e5-small",
-        "tasks": ["xnli", "tydiqa", "tatoeba", "bucc"],
-        "backends": list(BACKEND_VARIANTS),
-        "scenarios": list(SCENARIOS),
-        "latency_tasks": ["xnli"],
-        "perf_tasks": ["xnli", "tydiqa"],
-        "retrieval_models": ["full", "full-squad", "adapter-squad", "lora-squad"],
-        "accuracy_backends": ["pytorch", "onnxruntime-int8"],
-        "other_accuracy_models": ["full"],
-        "server_backends": ["pytorch"],
-        "server_qps": "peak",
-        "server_models": ["full", "adapter", "adapter-squad", "lora-squad"],
-        "server_common": 0.2,
-        "seeds": [0, 1, 2],
-        "rounds": 5,
-        "duration": 5.0,
-        "runs_dir": BUILD / "study-e5",
-        "out": REPO / "reports" / "study-e5",
-    },
-    "e5-small-quick": {
-        "encoder": "e5-small",
-        "tasks": ["xnli"],
-        "backends": ["pytorch"],
-        "scenarios": ["Offline", "SingleStream"],
-        "latency_tasks": ["xnli"],
-        "accuracy_backends": ["pytorch"],
-        "rounds": 3,
-        "duration": 5.0,
-        "languages": ["en", "de", "ar", "sw", "zh"],
-        "runs_dir": BUILD / "study-e5-quick",
-        "out": REPO / "reports" / "study-e5-quick",
-        "answer_doc": REPO / "reports" / "study-e5-quick" / "answer.md",
-    },
-}
-
-
 class _Preset(argparse.Action):
+    """--preset NAME: the flags of research/grids/NAME.toml, where --preset appears (flags after it
+    override them); a file that does not match the study's flags is one `error:` line, exit 3."""
+
     def __call__(self, parser, namespace, value, option_string=None):
-        for key, preset_value in PRESETS[value].items():
+        try:
+            flags = load_preset(value, parser)
+        except DataFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            parser.exit(BAD_INPUT)
+        for key, preset_value in flags.items():
             setattr(namespace, key, preset_value)
         setattr(namespace, self.dest, value)
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The flag values of preset `name` (research/grids/NAME.toml), checked against this parser."""
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    return load_preset(name, parser)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -664,10 +561,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a(
         "--preset",
         action=_Preset,
-        choices=list(PRESETS),
+        choices=preset_names(),
         default=None,
-        help="a named grid (e5-small: the whole study, about 3 h 4 min; e5-small-quick: under 20 min); put it "
-        "first: flags after it override it",
+        help="a named grid, research/grids/NAME.toml (e5-small: the whole study, about 3 h 4 min; "
+        "e5-small-quick: under 20 min); put it first: flags after it override it",
     )
     a("--models", type=_csv, default=list(MODELS), help=f"comma list (default: all, {','.join(MODELS)})")
     a("--tasks", type=_csv, default=list(TASKS), help="comma list (default: xnli,tydiqa,tatoeba,bucc)")
@@ -759,7 +656,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="Offline target_qps written to each Offline cell's user.conf (default: per task for tiny, "
-        "see RATES; 0 = user.conf's)",
+        "research/rates.toml; 0 = user.conf's)",
     )
     a("--count", type=int, default=None, help="passed to the runner as --count")
     a(
@@ -772,12 +669,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--encoder", default="tiny")
     a("--runs_dir", type=Path, default=BUILD / "study")
     a("--out", type=Path, default=REPO / "reports")
-    a(
-        "--answer_doc",
-        type=Path,
-        default=REPO / "docs" / "study.md",
-        help="the document whose generated answer block is rewritten (only from trained checkpoints)",
-    )
     a("--cell_timeout", type=float, default=900.0, help="seconds before a cell's process is killed")
     a("--run_args", default="", help="extra flags passed to every `harness run`, one string")
     a("--plan", action="store_true", help="print the cells and the estimated wall time, run nothing")
@@ -791,9 +682,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     a("--speed", action="store_true", help="run the in-process micro-benchmarks (research/speed.py)")
     a("--no_progress", action="store_true")
-    from research.speed import add_arguments
-
-    add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
+    speed.add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
@@ -819,14 +708,12 @@ def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
 
 def main(args: argparse.Namespace) -> int:
     if args.speed:
-        from research import speed
-
         return speed.main(args)
     cells, settings = plan(args)
     est = estimate_seconds(cells, settings)
     print(
         f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
-        f"(research/study.py RATES for {settings.encoder}: process start + run time)"
+        f"(research/rates.toml for {settings.encoder}: process start + run time)"
     )
     if args.plan:
         done = {c.name: measured_seconds(c, settings) for c in cells if is_done(c, settings)}
@@ -859,18 +746,13 @@ def main(args: argparse.Namespace) -> int:
         )
         for r in failed:
             print(f"  FAILED {r['cell']}: {r['error']}")
-    from research.report import write_report
+    # lazy: the report's pandas, scipy and matplotlib add 2.4 s to the start of every `study`
+    # command, --plan included (python -X importtime -c "import research.study", 2 busy cores)
+    from research.report import write_report  # noqa: PLC0415
 
     command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     title = f"Study: full fine-tuning vs adapters, encoder {settings.encoder}"
-    written = write_report(
-        settings.runs_dir,
-        args.out,
-        title,
-        command=command.strip(),
-        answer_doc=args.answer_doc,
-        runs_csv=args.from_runs_csv,
-    )
+    written = write_report(settings.runs_dir, args.out, title, command.strip(), args.from_runs_csv)
     for name, path in written.items():
         print(f"  {name:<24} {path}")
     return 1 if failed else 0

@@ -371,3 +371,59 @@ def test_languages_go_to_each_task_that_has_them():
     with pytest.raises(ValueError, match="leaves tatoeba, tydiqa no language; add one of tatoeba: afr,"):
         task_languages(tasks, "de")
     assert RunConfig(model="full", task="xnli+tatoeba", languages="de,deu").languages == "de,deu"
+
+
+def test_research_multitask_command_writes_its_tables(tmp_path, zoo):
+    """`python -m research multitask`, the command behind reports/multitask.md's tables, end to end
+    on the tiny zoo: parameter bytes per (form, K) are the backends' own, K whole models are K x one,
+    and every side divided by itself in the same rounds is exactly 1."""
+    out = tmp_path / "multitask.md"
+    argv = [
+        "--models_dir",
+        str(zoo),
+        "--ks",
+        "1,2",
+        "--rounds",
+        "2",
+        "--samples",
+        "8",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "research", "multitask", *argv], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    lines = text.splitlines()
+    assert (
+        lines[0]
+        == f"Model kind: tiny zoo {zoo}. Command: `python -m research multitask {' '.join(argv)}`."
+    )
+    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| ")]
+    memory = {(r[0], r[1]): r for r in rows if r[0] in ("adapter", "full")}
+    size = {
+        (form, k): MultiTaskBackend(
+            resolve_tasks(form, parse_task_list(f"xnli@{k}"), models_dir=zoo), BackendOptions()
+        ).memory()["parameter_bytes"]
+        for form in ("adapter", "full")
+        for k in (1, 2)
+    }
+    for (form, k), nbytes in size.items():  # parameter MB and the ratio to one whole model
+        row = memory[(form, str(k))]
+        assert row[2:4] == [f"{nbytes / 1e6:.2f}", f"{nbytes / size['full', 1]:.3f}"], text
+    assert memory[("full", "2")][3] == "2.000"  # K whole models
+    tput = [r for r in rows if r[0].endswith(" group)")]
+    assert [r[0] for r in tput] == [
+        "adapter (adapter group)",
+        "adapter (adapter group)",
+        "adapter single-task (adapter group)",
+        "full single-task (adapter group)",
+        "full (full group)",
+        "full (full group)",
+        "adapter single-task (full group)",
+        "full single-task (full group)",
+    ], text
+    assert [r[1] for r in tput[:2]] == ["1", "2"]
+    # a side divided by itself in the same rounds is exactly 1
+    assert tput[2][3] == "1.000 [1.000, 1.000]" and tput[7][4] == "1.000 [1.000, 1.000]", text

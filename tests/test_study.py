@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import stat
 import subprocess
@@ -10,9 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from research import answer, collect, report, study
+from research import collect, report, study
+from research.accuracy import accuracy_study
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -120,9 +123,8 @@ def synthetic_tree(tmp_path):
 def test_report_table_equals_inputs(synthetic_tree, tmp_path):
     out = tmp_path / "reports"
     written = report.write_report(synthetic_tree, out)
-    rows = {
-        (r["model"], r["backend"]): r for r in collect.variant_rows(collect.collect_runs(synthetic_tree))
-    }
+    table = collect.variant_rows(collect.collect_runs(synthetic_tree))
+    rows = {(r["model"], r["backend"]): r for r in collect.records(table)}
     assert len(rows) == 4
     full_int8 = rows[("full", "onnxruntime-int8")]
     assert full_int8["offline_samples_per_s"] == 800.0
@@ -151,8 +153,10 @@ def test_report_table_equals_inputs(synthetic_tree, tmp_path):
     assert "| adapter | xnli | onnxruntime | 380.0 |" in md
     assert "| adapter | xnli | onnxruntime | 0.950 | +5.0 |" in md  # 380 / 400
     assert "| full | 0 | onnxruntime | en | 80.00 | 78.00 | -2.00 |" in md  # int8 per-language change
-    assert md.rstrip().splitlines()[-1].startswith("- Caveats: ")  # the answer ends the report
-    assert "## Answer (from the figures above)" in md.split("## Figures")[1]
+    assert "| xnli | onnxruntime-int8 | full | yes | 400.0 | 720.0 | 10.00 |" in md  # the search
+    assert "| xnli | onnxruntime | full | yes | 360.0 | - | 50.00 |" in md
+    assert "| Server | performance | 8 | 1 | 1 | 3 |" in md  # the runs read: 4 variants x 2 loads
+    assert "## Answer" not in md and "Caveats" not in md  # tables only: the words are people's
     for name in ("throughput", "latency", "accuracy_vs_throughput", "server_latency"):
         png = written[name].read_bytes()
         assert png.startswith(PNG_MAGIC) and len(png) > 5000
@@ -193,7 +197,7 @@ def test_int8_deltas_use_pytorch_fp32_when_onnxruntime_fp32_has_no_accuracy_run(
             {},
             {"accuracy": en, "per_language": {"en": en}},
         )
-    deltas = collect.int8_language_deltas(collect.collect_runs(root))
+    deltas = collect.records(collect.int8_language_deltas(collect.collect_runs(root)))
     assert deltas == [  # adapter: ONNX Runtime fp32 preferred over its (different) PyTorch figure
         {
             "model": "adapter",
@@ -233,14 +237,14 @@ def test_int8_deltas_pair_the_int8_run_with_the_fp32_run_of_the_same_seed(tmp_pa
         _acc_run("adapter", "pytorch", {"en": 45.0, "de": 35.0}),
     ]
     deltas = collect.int8_language_deltas(runs)
-    got = [(d["model"], d["seed"], d["language"], d["fp32"], d["int8"], d["delta"]) for d in deltas]
+    got = list(deltas[["model", "seed", "language", "fp32", "int8", "delta"]].itertuples(index=False))
     assert got == [
         ("adapter", 1, "de", 30.0, 30.5, 0.5),
         ("adapter", 1, "en", 40.0, 39.0, -1.0),
         ("full", 0, "de", 50.0, 48.5, -1.5),
         ("full", 0, "en", 62.0, 61.0, -1.0),
     ]
-    md = report.markdown([], runs)
+    md = report.markdown(collect.frame(runs), collect.variant_rows(runs), None, device=MACHINE)
     assert "| full | 0 | pytorch | en | 62.00 | 61.00 | -1.00 |" in md
     assert "Mean change over models and languages: -0.75." in md  # (0.5 - 1 - 1.5 - 1) / 4
 
@@ -282,137 +286,39 @@ def _acc_run(model: str, backend: str, per_language: dict, seed: int = 0) -> col
     )
 
 
-def test_answer_quotes_the_measured_ratios():
+MACHINE = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "memory_gib": 23.5}
+
+
+def test_the_report_tables_its_ratios_searches_and_same_graph_check():
+    """The variant view and its tables: Offline ratios to full, the searches' brackets, and the
+    same-graph check of the interleaved rounds (per-round cost and Student's t interval)."""
     rows = [
         _row("full", "pytorch", sps=500.0, p90=4.0, value=34.0),
-        _row("adapter", "pytorch", sps=455.0, value=33.5),  # 0.91x; no SingleStream run
-        _row("adapter-squad", "pytorch", sps=230.0, p90=6.8, value=35.25),  # 0.46x; p90 1.70x
+        _row("adapter", "pytorch", sps=455.0, value=33.5),  # 0.91x
         _row("lora-squad", "pytorch", sps=510.0),  # 1.02x
-        _row("full-squad", "pytorch", sps=475.0),  # 0.95x
-        _row("full", "onnxruntime", sps=700.0),
-        _row("full-squad", "onnxruntime", sps=728.0),  # 1.04x
-        _row("full", "onnxruntime-int8", sps=950.0, value=33.0),
-        _row("full", "onnxruntime-int8", value=6.0, task="tydiqa", metric="f1"),
-        _row("adapter", "onnxruntime-int8", value=4.5, task="tydiqa", metric="f1"),
     ]
-    rows[0].update(server_target_qps=400.0, server_valid=True)
-    rows[1].update(server_target_qps=360.0, server_valid=True)
-    rows[2].update(server_target_qps=150.0, server_valid=False)  # no VALID trial: lowest tried
+    rows[0].update(server_target_qps=12.6, server_valid=True, server_invalid_above_qps=15.0)
+    rows[1].update(server_target_qps=9.0, server_valid=False)  # no VALID trial: the lowest tried
+    full = [100.0, 80.0, 120.0]
+    offline = dict(task="xnli", scenario="Offline", mode="performance", backend="pytorch")
     runs = [
-        _acc_run("full", "pytorch", {"en": 40.0, "de": 30.0}),
-        _acc_run("full", "onnxruntime-int8", {"en": 39.0, "de": 28.0}),
-        collect.Run(
-            path="",
-            model="full",
-            task="xnli",
-            scenario="Offline",
-            mode="performance",
-            backend="pytorch",
-            duration_s=3.0,
-        ),
+        collect.Run(path="", model=m, samples_per_second=v * f, round=k, duration_s=5.0, **offline)
+        for m, fs in (("full", (1.0, 1.0, 1.0)), ("lora-squad", (1.02, 0.98, 1.0)))
+        for k, (v, f) in enumerate(zip(full, fs, strict=True))
     ]
-    lines = answer.answer_lines(rows, runs, machine="2-core CPU (AMD EPYC)", speed={})
-    text = "\n".join(lines)
-    assert lines[0] == "## Answer (from the figures above)"
+    md = report.markdown(collect.frame(runs), pd.DataFrame(rows), None, device=MACHINE)
+    assert "| adapter | xnli | pytorch | 0.910 | +9.0 |" in md
+    assert "| lora-squad | xnli | pytorch | 1.020 | -2.0 |" in md
+    assert "| xnli | pytorch | full | yes | 12.6 | 15.0 | - |" in md
+    assert "| xnli | pytorch | adapter | NO | 9.0 | - | - |" in md
+    costs = [1 / 1.02, 1 / 0.98, 1.0]  # Offline: time per sample relative to full
+    mean, low, high = collect.mean_interval(costs)
+    # logs -0.0198, +0.0202, 0: mean 0.0001, sd 0.0200; half-width t(0.975, 2) 4.3027 x 0.0200 / sqrt(3)
+    assert (mean, low, high) == pytest.approx((1.0001, 0.9517, 1.0511), abs=5e-4)
     assert (
-        "  - PyTorch, XNLI (full 500.0 samples/s): adapter 0.91x of full (-9%), adapter-squad "
-        "(AdapterFusion, folded) 0.46x (-54%), lora-squad (merged) 1.02x (+2%)."
-    ) in lines
-    assert "  - ONNX Runtime, XNLI" not in text  # no adapter model measured on it
-    assert (
-        "  - Noise: full-squad and lora-squad run the very graph of full; their ratios "
-        "(0.95-1.04 over 3 runs) show the noise of single short runs: up to 5% either way. "
-        "Adapter ratios beyond that noise: adapter on PyTorch (0.91x), adapter-squad on "
-        "PyTorch (0.46x)."
-    ) in lines
-    assert (
-        "- Backends (full, XNLI Offline, relative to PyTorch at 500.0 samples/s): ONNX Runtime "
-        "700.0 samples/s (1.40x, +40%); ONNX Runtime int8 950.0 samples/s (1.90x, +90%)."
-    ) in lines
-    assert (
-        "- Latency (PyTorch, XNLI SingleStream p90): full 4.00 ms; adapter-squad 6.80 ms (1.70x, +70%)."
-    ) in lines
-
-    def server_lines(rows):
-        return [line for line in answer.answer_lines(rows, runs) if line.startswith("- Server")]
-
-    head = (
-        "- Server (PyTorch, XNLI): each of the 3 models' peaks comes from one find_peak search, and "
-        "one search per model ranks nothing, so no peak is compared here (the table above lists them)"
+        f"| lora-squad | 1 of 1 | 0.2 | 0.980, 1.020, 1.000 | {mean:.3f} | {low:.3f}-{high:.3f} |" in md
     )
-    assert server_lines(rows) == [head + "."]  # no QPS figure, no ratio: a single search ranks nothing
-    rows[3].update(server_target_qps=200.0, server_valid=False)  # merged LoRA: full's own graph
-    assert server_lines(rows) == [
-        head.replace("3 models", "4 models") + ": lora-squad, which serves "
-        "full's very graph, found no VALID load down to 200.0 QPS (full: "
-        "a peak of 400.0 QPS or more)."
-    ]
-    # the same graph VALID above full's first INVALID load: the searches measured the machine, not
-    # the models (2026-11-30: full 9.4-12.6 QPS, lora-squad 25.6 QPS or more)
-    rows[0].update(server_invalid_above_qps=450.0)
-    rows[3].update(server_target_qps=500.0, server_valid=True, server_invalid_above_qps=None)
-    assert server_lines(rows)[0].endswith(
-        "lora-squad, which serves full's very graph, found a peak of "
-        "500.0 QPS or more (full: a peak of 400.0-450.0 QPS)."
-    )
-    rows[3].update(server_target_qps=420.0, server_invalid_above_qps=480.0)  # brackets meet
-    assert server_lines(rows) == [head.replace("3 models", "4 models") + "."]
-    assert not any("QPS (" in line for line in answer.answer_lines(rows, runs))  # no peak ratio at all
-    assert (
-        "  - XNLI accuracy, PyTorch: full 34.00; adapter 33.50 (-0.50 points), adapter-squad "
-        "35.25 (+1.25 points)."
-    ) in lines  # pytorch preferred over the int8 figure
-    assert "  - TyDiQA f1, ONNX Runtime int8: full 6.00; adapter 4.50 (-1.50 points)." in lines
-    assert (
-        "  - ONNX Runtime int8 minus fp32 (XNLI, per language): mean -1.50 points over 2 "
-        "model-language pairs (reference: PyTorch fp32 for full)."
-    ) in lines
-    caveat = lines[-1]
-    assert caveat.startswith(
-        "- Caveats: Figures come from model kind(s) tiny (tiny = a 4-layer, 128-wide"
-    )
-    assert "near chance on XNLI" in caveat and "random =" not in caveat
-    assert (
-        "a single short run (min_duration 3 s, no repeats) on a shared 2-core CPU (AMD EPYC)" in caveat
-    )
-    assert "[speed.md](speed.md)" in caveat
-
-
-def test_answer_omits_bullets_without_figures():
-    rows = [
-        _row("full", "onnxruntime", sps=400.0, kind="random"),
-        _row("adapter", "onnxruntime", sps=300.0, kind="random"),
-    ]
-    lines = answer.answer_lines(rows, [])
-    text = "\n".join(lines)
-    assert "  - ONNX Runtime, XNLI (full 400.0 samples/s): adapter 0.75x of full (-25%)." in lines
-    for gone in ("Noise:", "- Backends", "- Latency", "- Server", "- Accuracy", "speed.md)"):
-        assert gone not in text  # no same-graph model, no PyTorch, no SingleStream, no accuracy
-    assert lines[-1].startswith("- Caveats: Figures come from model kind(s) random (random = ")
-    assert "tiny =" not in lines[-1] and "`python -m research study --speed` writes" in lines[-1]
-    rounds = [
-        collect.Run(
-            path="",
-            model="full",
-            task="xnli",
-            scenario="Offline",
-            mode="performance",
-            backend="pytorch",
-            duration_s=5.0,
-            round=r,
-        )
-        for r in range(3)
-    ]
-    caveat = answer.answer_lines(rows, rounds)[-1]
-    assert (
-        "a short run (min_duration 5 s) on a shared machine; Offline and SingleStream cells ran in 3 "
-        "interleaved rounds"
-        in caveat
-        and "no repeats" not in caveat
-    )
-    bare = answer.answer_lines([], [])
-    assert [line for line in bare if line.startswith("- ")] == [bare[-1]]  # only the caveats
-    assert "not recorded" in bare[-1]
+    assert "| Offline | performance | 6 | 3 | 1 | 5 |" in md
 
 
 def test_report_links_speed_md_only_when_it_exists(tmp_path):
@@ -788,70 +694,8 @@ def test_speed_flop_counts_follow_the_served_graphs(tmp_path):
     assert extra["adapter-library"] == extra["adapter"]  # the library's dispatch adds no FLOPs
 
 
-def test_answer_quotes_the_in_process_speed_figures():
-    """speed.json's parts d, f (timed) and g (counted) become one bullet with their own numbers."""
-    res = {
-        "full": {"samples_per_s": 100.0, "spread": 0.2},
-        "adapter": {"samples_per_s": 88.0, "spread": 0.35},
-    }
-    speed = {
-        "d": {
-            "cost_vs_full": {
-                "adapter": 0.12,
-                "adapter-squad": 0.3,
-                "adapter-squad-library": 0.55,
-                "lora-squad": -0.01,
-            },
-            "results": res,
-        },
-        "f": {
-            "cost_vs_full": {
-                "adapter": 0.04,
-                "adapter-library": 0.09,
-                "adapter-squad": 0.25,
-                "adapter-squad-library": 0.5,
-                "lora-squad": 0.0,
-            },
-            "results": res,
-        },
-        "b": {
-            "fp32_vs_pytorch": 1.234,
-            "int8_vs_pytorch": 1.9,
-            "base": {"fp32_vs_pytorch": 1.3, "int8_vs_pytorch": 2.5},
-        },
-        "g": {
-            "base": {
-                "extra_vs_full": {
-                    "adapter": 0.0123,
-                    "adapter-squad": 0.101,
-                    "adapter-squad-library": 0.2511,
-                    "lora-squad": 0.0,
-                }
-            }
-        },
-    }
-    lines = answer.answer_lines([], [], speed=speed)
-    assert (
-        "  - Timed, tiny shape (part d): adapter -12%, adapter-squad -30% (library form -55%), "
-        "lora-squad +1% vs full; the rounds spread up to 35%, and lora-squad runs full's very "
-        "graph, so its figure is noise."
-    ) in lines
-    assert (
-        "  - Timed, base shape (part f): adapter -4% (library form -9%), adapter-squad -25% "
-        "(library form -50%), lora-squad +0% vs full; the rounds spread up to 35%, and lora-squad "
-        "runs full's very graph, so its figure is noise."
-    ) in lines
-    assert "  - ONNX Runtime vs PyTorch, full, tiny shape (part b): fp32 1.23x, int8 1.90x." in lines
-    assert "  - ONNX Runtime vs PyTorch, full, base shape (part b): fp32 1.30x, int8 2.50x." in lines
-    assert (
-        "  - Counted FLOPs, base shape (part g, no noise): adapter +1.2%, adapter-squad +10.1% "
-        "(library form +25.1%), lora-squad +0.0% vs full."
-    ) in lines
-    assert not any("Side by side" in line for line in answer.answer_lines([], [], speed={}))
-
-
 def test_report_from_the_committed_runs_csv(tmp_path):
-    """`--from_runs_csv`: the report and the answer rebuilt from a study_runs.csv alone (no run folders):
+    """`--from_runs_csv`: the report rebuilt from a study_runs.csv alone (no run folders):
     the csv is left as it was, the machine is the previous report's, the per-seed figures are written,
     and the verdicts come from the seeds (a - b = 52 - 57 over 3 seeds each, variance 4 per model:
     95% interval -5 +- 2.7764 sqrt(8/3) on Welch's 4 df; with the untested full-squad - full beside it,
@@ -886,14 +730,8 @@ def test_report_from_the_committed_runs_csv(tmp_path):
     (out / "study_runs.csv").write_text("\n".join(lines) + "\n")
     before = (out / "study_runs.csv").read_bytes()
     (out / "study.md").write_text("# old\n\nMachine: Intel(R) Xeon(R) Processor, 2 cores, 23.5 GiB.\n")
-    doc = tmp_path / "study_doc.md"
-    doc.write_text("# The study\n")
     written = report.write_report(
-        tmp_path / "no-runs",
-        out,
-        command="python -m research study x",
-        answer_doc=doc,
-        runs_csv=out / "study_runs.csv",
+        tmp_path / "no-runs", out, command="python -m research study x", runs_csv=out / "study_runs.csv"
     )
     assert (out / "study_runs.csv").read_bytes() == before
     md = written["md"].read_text()
@@ -909,22 +747,22 @@ def test_report_from_the_committed_runs_csv(tmp_path):
         ("full", 2, 59.0),
         ("full-squad", 0, 58.0),
     ]
-    text = doc.read_text()
-    assert "mean of 3 and 3 training seeds: -5.0 [-10.7, +0.7] at Holm's 97.50% level" in text
-    assert "uncorrected 95%: -5.0 [-9.5, -0.5]" in text
-    assert "on a shared 2-core CPU (Intel(R) Xeon(R) Processor)" in text
-    assert "ONNX Runtime int8 on XNLI, full: -1.50 points against PyTorch fp32 of the same seed" in text
-    assert "the seed-0 checkpoints' difference only): XNLI full-squad - full accuracy +3.0." in text
+    assert (
+        "| XNLI | adapter - full | adapters instead of full fine-tuning | 3, 3 | seeds | 0.0376 "
+        "| 97.50% | -5.0 [-10.7, +0.7] | -5.0 [-9.5, -0.5] | 4.0 | cannot tell |"
+    ) in md
+    assert (
+        "| XNLI | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | untested"
+        in md
+    )
+    assert "| - | - | +3.0 | - | - | not tested |" in md  # the seed-0 checkpoints' difference only
+    assert "| XNLI | full | - | -1.50 |" in md  # int8 minus fp32, task figures (no per-sample scores)
 
 
 def test_the_report_keeps_per_sample_scores_and_rebuilds_its_intervals_from_them(tmp_path):
     """A report made from run folders copies each accuracy run's per_sample.json (gzip, no timestamp)
     into per_sample/; rebuilt from its study_runs.csv alone it reads them back, so its bootstrap
     intervals and verdicts are the very ones the run folders gave."""
-    import gzip
-
-    from research.accuracy import accuracy_study
-
     root, out = tmp_path / "runs", tmp_path / "out"
     rng = np.random.default_rng(7)
     right = rng.random((3, 60)) < 0.6

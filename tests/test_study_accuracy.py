@@ -1,9 +1,11 @@
-"""The study's accuracy half (research/accuracy.py) and its generated answer (research/answer.py):
-figures and differences from per-sample scores, wording that follows the intervals, refusal of
+"""The study's accuracy half (research/accuracy.py) and its tables in the report (research/report.py):
+figures and differences from per-sample scores, verdicts that follow the intervals, refusal of
 tiny and random models."""
 
 from __future__ import annotations
 
+import argparse
+import gzip
 import json
 import math
 import statistics
@@ -12,9 +14,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research.accuracy import Interval, accuracy_study, effect_verdict, keeps_verdict, markdown
-from research.answer import study_answer_lines
-from research.collect import Run
+from harness.launch import Launched, child_argv
+from research import study as grid
+from research.accuracy import (
+    CLUSTERS,
+    Interval,
+    accuracy_study,
+    effect_verdict,
+    holm_levels,
+    keeps_verdict,
+    markdown,
+)
+from research.collect import (
+    Run,
+    frame,
+    load_of_path,
+    memory_rows,
+    records,
+    round_of,
+    round_ratios,
+    variant_rows,
+)
+from research.plots import write_study_plots
+from research.report import markdown as report_markdown
+from research.report import same_graph_rows
+
+MACHINE = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "memory_gib": 23.5}
 
 LANGS = ("en", "de", "sw")
 
@@ -88,24 +113,22 @@ def test_keeps_loses_and_intermediate_effect(tmp_path, base):
     ]  # Holm, m = 4
     assert verdicts[("adapter", "full")].word == "keeps"
     assert verdicts[("full-squad", "full")].word == "adds"
-    answer = "\n".join(study_answer_lines(study))
-    assert answer.startswith(
-        "- Verdicts: 4 contrasts (research/accuracy.py CONTRASTS, all of them, untested ones included), "
-        "Holm-corrected for a family-wise error of 5%: each interval is at its Holm level and the words "
-        "follow it. With several training seeds per model: 0; with one seed per model (no method "
-        "claim): 4; without an interval: 0; XNLI resampled by premise, jointly across its 15 languages."
+    table = verdict_rows(markdown(study))
+    assert table["adapter - full"].startswith(
+        "| xnli | adapter - full | adapters instead of full fine-tuning | 1, 1 | one seed |"
     )
-    assert (
-        "- XNLI, one training seed: adapter - full accuracy " in answer
-        and "One seed per model compares two checkpoints, not the methods; for these checkpoints: "
-        "the bottleneck adapter keeps full fine-tuning's accuracy"
-        in answer
+    v = verdicts[("adapter", "full")]
+    assert table["adapter - full"].endswith(
+        f"| {100 * v.level:.2f}% | {v.interval.text()} | {v.interval95.text()} | - | keeps |"
     )
-    assert "AdapterFusion (after SQuAD) does not keep full fine-tuning's accuracy" in answer
-    assert "the intermediate task (SQuAD) adds" in answer and "Phang et al. 2020" in answer
-    assert "Retrieval" not in answer  # no retrieval task, no pooling note
-    table = "\n".join(markdown(study))
-    assert "| xnli | adapter - full | adapters instead of full fine-tuning | 1, 1 | one seed |" in table
+    assert table["adapter-squad - full-squad"].endswith("| loses |")
+    assert table["full-squad - full"].endswith("| adds |")
+
+
+def verdict_rows(lines: list[str]) -> dict[str, str]:
+    """The verdict table's rows of an accuracy section, by their 'a - b' column."""
+    rows = [line for line in lines if line.startswith("| ") and line.count(" | ") == 10]
+    return {line.split(" | ")[1]: line for line in rows[1:]}
 
 
 def test_keeps_only_when_the_interval_allows():
@@ -124,8 +147,9 @@ def test_wording_with_an_undecided_interval(tmp_path, base):
     study = accuracy_study(runs, n_boot=400)
     iv = study.differences[("xnli", "adapter", "full")]["average"]
     assert iv.low < -1.0 and iv.high >= 0  # the premise: neither keeps nor measurably loses
-    answer = "\n".join(study_answer_lines(study))
-    assert "keeps" not in answer and "cannot be told apart" in answer
+    (v,) = study.verdicts
+    assert v.word == "cannot tell"
+    assert verdict_rows(markdown(study))["adapter - full"].endswith("| - | cannot tell |")
 
 
 def test_tiny_and_random_models_make_no_accuracy_claim(tmp_path, base):
@@ -136,8 +160,9 @@ def test_tiny_and_random_models_make_no_accuracy_claim(tmp_path, base):
         len(study.refused) == 2
         and "no accuracy claim is made from tiny or random models" in study.refused[0]
     )
-    answer = study_answer_lines(study)
-    assert len(answer) == 1 and answer[0].startswith("- No accuracy claim:")
+    lines = markdown(study)
+    assert study.verdicts == [] and sum(line.startswith("- left out: ") for line in lines) == 2
+    assert "no accuracy claim is made from tiny or random models" in lines[-3]
 
 
 def test_seeds_int8_and_missing_scores(tmp_path, base):
@@ -161,17 +186,14 @@ def test_seeds_int8_and_missing_scores(tmp_path, base):
         for m in ("adapter", "full")
     ]
     assert seeded.observed == pytest.approx(means[0] - means[1])
-    answer = "\n".join(study_answer_lines(study))
-    assert "mean of 3 and 3 training seeds" in answer and "training-seed and test-set variance" in answer
+    row = verdict_rows(markdown(study))["adapter - full"]
+    assert f"| 3, 3 | seeds | {seeded.p:.3g} |" in row and f"| {seeded.df:.1f} |" in row
     assert study.int8[("xnli", "full")].high < 0  # int8 lost 1% of the right answers
     assert any("per_sample.json: missing" in e for e in study.errors)
     assert ("xnli", "full-squad") not in study.figures
 
 
 def test_round_ratios_and_the_same_graph_check():
-    from research.answer import answer_lines
-    from research.collect import VARIANT_COLUMNS, round_of, round_ratios
-
     def perf(model, rnd, sps, p90=None, scenario="Offline"):
         return Run(
             path=f"runs/round-{rnd}/pytorch/{model}" if rnd else f"runs/pytorch/{model}",
@@ -202,66 +224,40 @@ def test_round_ratios_and_the_same_graph_check():
     rows = {r["model"]: r for r in round_ratios(runs) if r["figure"] == "offline"}
     assert rows["adapter"]["median"] == pytest.approx(0.9) and rows["adapter"]["rounds"] == 5
     assert (rows["lora-squad"]["min"], rows["lora-squad"]["max"]) == pytest.approx((0.97, 1.02))
-    text = "\n".join(answer_lines([], runs))
-    assert "adapter 0.90x [0.90-0.90]" in text
+    md = report_markdown(frame(runs), variant_rows(runs), None, device=MACHINE)
+    assert "| offline | xnli | pytorch | adapter | 0.900 | 0.900-0.900 | 5 |" in md
     # each round's cost: the geometric mean over the two figures, 1/1.02 with 1.01 and so on; over the
     # 5 rounds a t interval (t(0.975, 4) = 2.7764 from the tables)
     per_round = [math.sqrt(ss / off) for off, ss in zip(lora_offline, lora_p90, strict=True)]
     logs = [math.log(c) for c in per_round]
     half = 2.7764 * statistics.stdev(logs) / math.sqrt(5)
     mean, low, high = (math.exp(statistics.fmean(logs) + d) for d in (0.0, -half, half))
-    assert (
-        "lora-squad serves full's very graph: its range includes 1.00 in 2 of 2 figures; with 5 rounds"
-        " a figure's range misses 1.00 by chance alone with probability 1/16, 0.1 of 2 figures on"
-        " average."
-        " Per round, its cost relative to full over the figures (geometric mean; time per sample or"
-        f" latency): {', '.join(f'{c:.3f}' for c in per_round)}; over the 5 rounds {mean:.3f}x"
-        f" [{low:.3f}-{high:.3f}] (Student's t 95% interval): no bias of the harness shows." in text
-    )
     assert (mean, low, high) == pytest.approx((1.002, 0.990, 1.014), abs=5e-4)
-    assert "- Cost at inference (XNLI Offline" not in text  # no single-run ratios beside the rounds
-    # the backends within each round too; no round-0-only latency line beside the rounds' p90 ratios
+    costs = ", ".join(f"{c:.3f}" for c in per_round)
+    # in 2 of 2 figures the range holds 1.00; 2 x 2 x 0.5^5 = 0.1 would miss it by chance alone
+    assert f"| lora-squad | 2 of 2 | 0.1 | {costs} | {mean:.3f} | {low:.3f}-{high:.3f} |" in md
+    # the backends within each round too
     ort = [
         perf("full", k, v * f)
         for k, (v, f) in enumerate(zip(full, (0.8, 0.9, 0.85, 0.9, 0.7), strict=True))
     ]
     for r in ort:
         r.backend = "onnxruntime"
-    blank = dict.fromkeys(VARIANT_COLUMNS)
-    rows0 = [
-        blank
-        | {
-            "model": m,
-            "task": "xnli",
-            "backend": "pytorch",
-            "offline_samples_per_s": sps,
-            "singlestream_p90_ms": p90,
-        }
-        for m, sps, p90 in (("full", 100.0, 4.0), ("adapter", 90.0, 8.0))
-    ]
-    lines = answer_lines(rows0, runs + ort)
-    assert (
-        "- Backends (full, XNLI Offline samples/s relative to PyTorch paired by round; median "
-        "[min-max]): ONNX Runtime 0.85x [0.70-0.90] (-15%, 5 rounds)."
-    ) in lines
-    assert not any(line.startswith("- Latency (") for line in lines)
+    md = report_markdown(frame(runs + ort), variant_rows(runs + ort), None, device=MACHINE)
+    assert "| offline | xnli | full | onnxruntime | 0.850 | 0.700-0.900 | 5 |" in md
     biased = [r for r in runs if r.model != "lora-squad"]
     slower = (0.9, 0.92, 0.88, 0.9, 0.91)
     biased += [perf("lora-squad", k, v * f) for k, (v, f) in enumerate(zip(full, slower, strict=True))]
     biased += [perf("lora-squad", k, None, v * 1.1, "SingleStream") for k, v in enumerate(p90)]
-    text = "\n".join(answer_lines([], biased))
-    assert (
-        "its range includes 1.00 in 0 of 2 figures (not in Offline samples/s, XNLI, PyTorch "
-        "[0.88-0.92]; SingleStream p90 latency, XNLI, PyTorch [1.10-1.10]);"
-    ) in text
-    assert "(Student's t 95% interval): a bias of +10% to find" in text
+    (row,) = same_graph_rows([r for r in round_ratios(biased) if r["rounds"] > 1])
+    assert row[:3] == ["lora-squad", "0 of 2", "0.1"]
+    expected = math.exp(statistics.fmean(math.log(math.sqrt(1.1 / f)) for f in slower))
+    assert float(row[4]) == pytest.approx(expected, abs=5e-4)
+    assert float(row[5].split("-")[0]) > 1.0  # the interval excludes 1.00: a bias to find
     assert round_of("build/study/round-3/pytorch/full") == 3 and round_of("build/study/pytorch") == 0
 
 
 def test_server_ratios_come_from_the_common_load_runs_only():
-    from research.answer import answer_lines
-    from research.collect import VARIANT_COLUMNS, load_of_path, round_ratios, variant_rows
-
     def server(model, rnd, p99, qps, common=True):
         where = f"runs/round-{rnd}/pytorch" if rnd else "runs/pytorch"
         where += f"/qps-0.20-of-full/{model}" if common else f"/{model}/xnli/trial_00"
@@ -294,42 +290,19 @@ def test_server_ratios_come_from_the_common_load_runs_only():
     rows = {r["model"]: r for r in round_ratios(runs) if r["figure"] == "server_p99"}
     assert rows["adapter"]["ratios"] == pytest.approx([1.2, 1.5, 1.3])
     assert rows["lora-squad"]["min"] == pytest.approx(0.9) and rows["lora-squad"]["rounds"] == 3
-    text = "\n".join(answer_lines([], runs))
-    assert (
-        "  - Server p99 latency at 21.7 QPS offered to every model, XNLI, PyTorch (3 rounds): "
-        "adapter 1.30x [1.20-1.50], lora-squad (merged) 1.00x [0.90-1.10]."
-    ) in text
-    assert "common-load Server cells ran in 3 interleaved rounds" in text
+    md = report_markdown(frame(runs), variant_rows(runs), None, device=MACHINE)
+    assert "| server_p99 | xnli | pytorch | adapter | 1.300 | 1.200-1.500 | 3 |" in md
+    assert "| server_p99 | xnli | pytorch | lora-squad | 1.000 | 0.900-1.100 | 3 |" in md
+    assert "| xnli | pytorch | full | 21.7 | 3 | 3 |" in md  # the common load: 3 models, 3 rounds
     # the variant table's Server column stays find_peak's: the common load is not a search result
-    table = {r["model"]: r for r in variant_rows(runs)}
+    table = {r["model"]: r for r in records(variant_rows(runs))}
     assert table["adapter"]["server_target_qps"] == 15.0 and table["full"]["server_p99_ms"] == 500.0
-    # searches in which full found no VALID load: no peak ratio, the lowest loads tried instead
-    blank = dict.fromkeys(VARIANT_COLUMNS)
-    searched = [
-        blank
-        | {
-            "model": m,
-            "task": "xnli",
-            "backend": "pytorch",
-            "server_target_qps": q,
-            "server_valid": False,
-        }
-        for m, q in (("full", 19.6), ("adapter", 16.4))
-    ]
-    server_line = [line for line in answer_lines(searched, runs) if line.startswith("- Server")]
-    assert server_line == [
-        "- Server (PyTorch, XNLI): each of the 2 models' peaks comes from one find_peak search, and one "
-        "search per model ranks nothing, so no peak is compared here (the table above lists them). The "
-        "common-load p99 ratios above compare the forms."
-    ]
+    assert "| xnli | pytorch | adapter | yes | 15.0 | - | 90.00 |" in md
     assert load_of_path("b/round-2/pytorch/qps-0.20-of-full/adapter/xnli") == "full"
     assert load_of_path("b/pytorch/qps-0.50/full") is None
 
 
 def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
-    from research.collect import round_ratios
-    from research.plots import write_study_plots
-
     runs = [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.05, 1))]
     for k in range(3):
         for model, sps in (("full", 100.0 + k), ("adapter", 90.0 + k)):
@@ -365,8 +338,6 @@ def test_study_figures_are_drawn_from_intervals_and_rounds(tmp_path, base):
 
 
 def test_memory_rows_extra_parameters():
-    from research.collect import memory_rows
-
     def off(model, params, rss, rnd=0):
         return Run(
             path=f"r/{model}/{rnd}",
@@ -381,57 +352,20 @@ def test_memory_rows_extra_parameters():
             round=rnd,
         )
 
-    rows = {
-        r["model"]: r
-        for r in memory_rows(
-            [off("full", 1000, 900.0), off("adapter", 1150, 910.0), off("adapter", 9999, 1.0, rnd=1)]
-        )
-    }
+    memory = memory_rows(
+        [off("full", 1000, 900.0), off("adapter", 1150, 910.0), off("adapter", 9999, 1.0, rnd=1)]
+    )
+    rows = {r["model"]: r for r in records(memory)}
     assert rows["adapter"]["extra_parameters"] == 150 and rows["full"]["extra_parameters"] == 0
     assert rows["adapter"]["peak_rss_mib"] == 910.0  # round 0 only
     assert rows["adapter"]["parameter_mib"] == pytest.approx(4600 / 2**20)
 
 
-def test_the_answer_block_of_docs_is_generated_only_from_trained_models(tmp_path, base):
-    from research.report import ANSWER_END, ANSWER_START, write_answer
-
-    doc = tmp_path / "study.md"
-    doc.write_text("# The study\n\nHand-written text stays.\n")
-    real = accuracy_study(
-        [run(tmp_path, "full", base), run(tmp_path, "adapter", flip(base, 0.002, 1))], n_boot=100
-    )
-    answer = ["## Answer", "", "Question: q?", "", *study_answer_lines(real)]
-    report = tmp_path / "reports" / "study-e5" / "study.md"
-    assert write_answer(doc, answer, "python -m research study --preset e5-small", real, report)
-    text = doc.read_text()
-    assert "the figures in [study.md](reports/study-e5/study.md) by" in text  # relative to doc
-    assert text.startswith(f"# The study\n\n{ANSWER_START}\nModel: multilingual-e5-small")
-    assert (
-        "the bottleneck adapter keeps full fine-tuning's accuracy" in text
-        and "Hand-written text stays." in text
-    )
-    assert "`python -m research study --preset e5-small`" in text
-    other = tmp_path / "second"
-    other.mkdir()
-    worse = accuracy_study(
-        [run(other, "full", base), run(other, "adapter", flip(base, 0.2, 2))], n_boot=100
-    )
-    assert write_answer(doc, ["## Answer", "", *study_answer_lines(worse)], None, worse)
-    text = doc.read_text()
-    assert text.count(ANSWER_START) == 1 and text.count(ANSWER_END) == 1
-    assert "does not keep" in text and "keeps full fine-tuning's accuracy (the interval" not in text
-    tiny = accuracy_study([run(other, "lora-squad", base, kind="tiny")], n_boot=10)
-    assert not write_answer(doc, ["## Answer", "", "- tiny"], None, tiny)
-    assert doc.read_text() == text  # nothing written from a tiny model
-
-
 def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
-    from research import study
-
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small")
-    server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
-    assert study.peak_bounds(server, s) == []  # no Offline run yet: find_peak's own search
-    folder = study.Cell("full", "xnli", "pytorch", "Offline", "performance").run_folder(s)
+    s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small")
+    server = grid.Cell("full", "xnli", "pytorch", "Server", "performance")
+    assert grid.peak_bounds(server, s) == []  # no Offline run yet: find_peak's own search
+    folder = grid.Cell("full", "xnli", "pytorch", "Offline", "performance").run_folder(s)
     folder.mkdir(parents=True)
     (folder / "run_config.json").write_text(
         json.dumps(
@@ -445,26 +379,22 @@ def test_find_peak_cells_search_around_the_offline_rate(tmp_path):
         )
     )
     (folder / "results.json").write_text(json.dumps({"samples_per_second": 100.0, "result_valid": True}))
-    assert study.peak_bounds(server, s) == ["--low", "6.00", "--high", "30.00", "--steps", "3"]
-    offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
-    assert study.peak_bounds(offline, s) == []
+    assert grid.peak_bounds(server, s) == ["--low", "6.00", "--high", "30.00", "--steps", "3"]
+    offline = grid.Cell("full", "xnli", "pytorch", "Offline", "performance")
+    assert grid.peak_bounds(offline, s) == []
 
 
 def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tmp_path):
-    from harness.launch import child_argv
-    from research import study
-
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small", duration_s=5.0)
-    server = study.Cell("full", "xnli", "pytorch", "Server", "performance")
-    offline = study.Cell("full", "xnli", "pytorch", "Offline", "performance")
-    accuracy = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
+    s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small", duration_s=5.0)
+    server = grid.Cell("full", "xnli", "pytorch", "Server", "performance")
+    offline = grid.Cell("full", "xnli", "pytorch", "Offline", "performance")
+    accuracy = grid.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
     assert [c.duration_s(s) for c in (server, offline, accuracy)] == [60.0, 5.0, None]
     argv = child_argv(server.config(s), server.subcommand)
     assert "find_peak" in argv and "--duration" in argv
     assert argv[argv.index("--duration") + 1] == "60"  # not an official 600 s trial
     assert server.settings_key(s)["duration_s"] == 60.0
-    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S) is another
-    # cell
+    # a search with other longer trials (EARLY_STOPPING_MARGIN, LONGER_TRIALS, MAX_TRIAL_S): another cell
     assert server.settings_key(s)["peak_search"] == [0.06, 0.30, 3, 1.2, 3, 600.0]
     assert "peak_search" not in offline.settings_key(s)  # keys of finished cells unchanged
     # the plan counts 3 trials of 60 s + 1 s each (LoadGen issues Server queries for min_duration),
@@ -472,11 +402,11 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
     # duration and lasts longer by the task's stretch (its target_qps sits above most models' rate)
     # written out for e5-small: a 5 s process start per trial, 3 x (60 + 1 + 5) = 198 s, plus two
     # 60 s trials' worth of longer trials = 318 s, against the 317 s median of the 4 searches measured
-    # (docs/study.md, Planning); Offline: 5 + 1.1 x 1.45 x 5 + 1 = 13.975 s; tiny: 5 + 1.1 x 5 + 1
-    assert study.estimate_seconds([server], s) == pytest.approx(318.0)
-    assert study.estimate_seconds([offline], s) == pytest.approx(13.975)
-    tiny = study.StudySettings(runs_dir=tmp_path, encoder="tiny", duration_s=5.0)
-    assert study.estimate_seconds([offline], tiny) == pytest.approx(11.5)
+    # (docs/grid.md, Planning); Offline: 5 + 1.1 x 1.45 x 5 + 1 = 13.975 s; tiny: 5 + 1.1 x 5 + 1
+    assert grid.estimate_seconds([server], s) == pytest.approx(318.0)
+    assert grid.estimate_seconds([offline], s) == pytest.approx(13.975)
+    tiny = grid.StudySettings(runs_dir=tmp_path, encoder="tiny", duration_s=5.0)
+    assert grid.estimate_seconds([offline], tiny) == pytest.approx(11.5)
 
 
 @pytest.mark.parametrize(
@@ -484,28 +414,21 @@ def test_find_peak_trials_are_development_runs_long_enough_for_early_stopping(tm
 )
 def test_presets_are_planned_within_their_budgets(preset, cells, budget_min):
     """`make study` within the 3 h 10 min the README gives (the issue's 3 hours do not hold with
-    every figure on 2 cores: docs/study.md, "Planning"), `make study QUICK=1` within 20 minutes, by
+    every figure on 2 cores: docs/grid.md, "Planning"), `make study QUICK=1` within 20 minutes, by
     RATES, the medians of the measured cells."""
-    import argparse
-
-    from research import study
-
     parser = argparse.ArgumentParser()
-    study.configure_parser(parser)
-    planned, settings = study.plan(parser.parse_args(["--preset", preset]))
+    grid.configure_parser(parser)
+    planned, settings = grid.plan(parser.parse_args(["--preset", preset]))
     assert len(planned) == cells and settings.encoder == "e5-small"
     assert settings.runs_dir.name == ("study-e5" if preset == "e5-small" else "study-e5-quick")
-    assert study.estimate_seconds(planned, settings) / 60 <= budget_min
+    assert grid.estimate_seconds(planned, settings) / 60 <= budget_min
 
 
 def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch):
     """find_peak exits 1 when no trial was VALID: its record is the cell's result, so `make study`
     does not run the search again; and each cell reads only its own model's trials."""
-    from harness.launch import Launched
-    from research import study
-
-    s = study.StudySettings(runs_dir=tmp_path, encoder="e5-small")
-    cells = [study.Cell(m, "xnli", "pytorch", "Server", "performance") for m in ("full", "adapter")]
+    s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small")
+    cells = [grid.Cell(m, "xnli", "pytorch", "Server", "performance") for m in ("full", "adapter")]
 
     def fake_launch(cfg, log, command, more_flags, python, timeout_s):
         assert command == "find_peak"
@@ -527,13 +450,13 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
         (peak / "find_peak.json").write_text(json.dumps({"peak_valid_qps": None}))
         return Launched([], 1, trial, None, log)
 
-    monkeypatch.setattr(study, "launch", fake_launch)
-    record = study.run_cell(cells[0], s)
+    monkeypatch.setattr(grid, "launch", fake_launch)
+    record = grid.run_cell(cells[0], s)
     assert record["note"] == "no VALID trial" and "error" not in record
-    assert study.is_done(cells[0], s) and not study.is_done(cells[1], s)
-    study.run_cell(cells[1], s)
-    assert study.result_folder(cells[0], s).parts[-4] == "full"  # not the newer adapter trial
-    assert study.is_done(cells[0], s) and study.is_done(cells[1], s)
+    assert grid.is_done(cells[0], s) and not grid.is_done(cells[1], s)
+    grid.run_cell(cells[1], s)
+    assert grid.result_folder(cells[0], s).parts[-4] == "full"  # not the newer adapter trial
+    assert grid.is_done(cells[0], s) and grid.is_done(cells[1], s)
 
 
 def _figure_run(model: str, value: float, seed: int = 0, task: str = "xnli", backend: str = "pytorch"):
@@ -558,8 +481,6 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     Alone, its 95% interval is -5 +- 2.7764 sqrt(8/3) = [-9.53, -0.47] (t table, df 4): 'loses'. With
     a second contrast in the family (untested: p = 1), Holm judges it at 97.5%: -5 +- 3.4954
     sqrt(8/3) = [-10.71, +0.71], which admits no loss: 'cannot tell'."""
-    from research.accuracy import holm_levels
-
     runs = [_figure_run("adapter", v, s) for s, v in enumerate((50.0, 52.0, 54.0))]
     runs += [_figure_run("full", v, s) for s, v in enumerate((55.0, 57.0, 59.0))]
     (alone,) = accuracy_study(runs, n_boot=10).verdicts
@@ -588,24 +509,15 @@ def test_a_seeded_verdict_is_welchs_interval_and_holm_widens_it():
     assert (seeded.interval.low, seeded.interval.high) == pytest.approx(
         (-5 - 3.4954 * se, -5 + 3.4954 * se), abs=2e-3
     )
-    answer = "\n".join(study_answer_lines(with_untested))
-    assert (
-        "- XNLI: The bottleneck adapter cannot be told apart from a loss over 1 point or from no loss: "
-        "the interval admits both (adapter - full accuracy, mean of 3 and 3 training seeds: -5.0 "
-        "[-10.7, +0.7] at Holm's 97.50% level, training-seed variance only: no per-sample scores read "
-        "for the test set's, Welch's 4.0 "
-        "degrees of freedom; uncorrected 95%: -5.0 [-9.5, -0.5])."
-    ) in answer
-    assert answer.endswith(
-        "- No verdict (one training seed per model, and no per-sample scores in the data read for a "
-        "test-set interval; the seed-0 checkpoints' difference only): XNLI full-squad - full "
-        "accuracy +3.0."
+    rows = verdict_rows(markdown(with_untested))
+    assert "| XNLI | full-squad - full |" not in "\n".join(rows.values())  # titles only when given
+    assert rows["adapter - full"].endswith(
+        f"| 3, 3 | seeds | {seeded.p:.3g} | 97.50% | -5.0 [-10.7, +0.7] | -5.0 [-9.5, -0.5] | 4.0 "
+        "| cannot tell |"
     )
-    table = "\n".join(markdown(with_untested))
-    assert "| XNLI | full-squad - full |" not in table  # titles only when given
-    assert (
-        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 | "
-        "untested | - | - | +3.0 | - | not tested |" in table
+    assert rows["full-squad - full"] == (
+        "| xnli | full-squad - full | the intermediate task (SQuAD), full fine-tuning | 1, 3 "
+        "| untested | - | - | +3.0 | - | - | not tested |"
     )
     # Holm by hand: p = 0.01, 0.04, 0.03, 0.005 at alpha 0.05; 0.005 < 0.05/4 and 0.01 < 0.05/3 are
     # rejected, 0.03 > 0.05/2 stops: it and 0.04 are judged at 1 - 0.025
@@ -625,15 +537,13 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     study = accuracy_study(runs, n_boot=300)
     words = {(v.a, v.b): v.word for v in study.verdicts}
     assert words == {("adapter-squad", "full-squad"): "adds", ("full-squad", "full"): "costs"}
-    answer = "\n".join(study_answer_lines(study))
-    assert (
-        "for these checkpoints: the encoder with the SQuAD adapter alone retrieves better than the "
-        "encoder fully fine-tuned on SQuAD."
-    ) in answer
-    assert "full fine-tuning's accuracy" not in answer and "keeps" not in answer
-    assert (
-        "chosen by comparing layers 8 and 12 and both prefixes on Tatoeba and BUCC themselves" in answer
+    rows = verdict_rows(markdown(study))
+    assert rows["adapter-squad - full-squad"].startswith(
+        "| tatoeba | adapter-squad - full-squad | the encoder with the SQuAD adapter alone vs the "
+        "encoder fully fine-tuned on SQuAD | 1, 1 | one seed |"
     )
+    assert rows["adapter-squad - full-squad"].endswith("| adds |")
+    assert not any("keeps" in row or "exceeds" in row for row in rows.values())
     table = "\n".join(markdown(study))
     assert (
         "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained "
@@ -644,10 +554,6 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
 def test_xnli_is_resampled_by_premise_the_same_rows_in_every_language():
     """The cluster of a held-out XNLI row is its premise: rows of one cluster share the English
     premise, rows of different clusters do not (read from the bundled data)."""
-    import gzip
-
-    from research.accuracy import CLUSTERS
-
     with gzip.open(
         Path(__file__).parents[1] / "data" / "xnli" / "dev-en.tsv.gz", "rt", encoding="utf-8"
     ) as f:

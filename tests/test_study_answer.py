@@ -1,0 +1,84 @@
+"""docs/study.md's answer is prose written by people; its numbers are the generated report's.
+
+The report (reports/study-e5/study.md, tables only) is what `python -m research study --preset
+e5-small --from_runs_csv reports/study-e5/study_runs.csv` writes from the committed runs, and every
+number between the `figures` markers of docs/study.md is one of that report's numbers, written the
+same way (real e5-small figures)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from common.paths import REPO
+from research.report import write_report
+
+REPORT = REPO / "reports" / "study-e5"
+DOC = REPO / "docs" / "study.md"
+START, END = "<!-- figures: reports/study-e5/study.md -->", "<!-- /figures -->"
+# a number as written: a sign only where it does not join a range (0.852-1.005), thousands commas,
+# never part of a word (e5, p99, int8) or of a longer number
+NUMBER = re.compile(r"(?<![\w.-])[+-]?\d+(?:,\d{3})*(?:\.\d+)?(?![\w])|(?<=\d-)\d+(?:\.\d+)?")
+
+
+def numbers(text: str) -> list[str]:
+    return NUMBER.findall(text)
+
+
+def unquoted(prose: str, report: str) -> list[str]:
+    """The numbers of `prose` that `report` does not hold, written the same way."""
+    held = set(numbers(report))
+    return [n for n in numbers(prose) if n not in held]
+
+
+def answer() -> str:
+    text = DOC.read_text()
+    assert text.count(START) == 1 and text.count(END) == 1
+    return text.split(START)[1].split(END)[0]
+
+
+def test_numbers_are_read_as_written():
+    assert numbers("-5.3 [-20.2, +9.6] at 99.69%, 0.852-1.005, e5-small p99 int8 373,920 x 2.0") == [
+        "-5.3",
+        "-20.2",
+        "+9.6",
+        "99.69",
+        "0.852",
+        "1.005",
+        "373,920",
+        "2.0",
+    ]
+
+
+def test_every_number_the_answer_quotes_is_in_the_generated_report():
+    prose, report = answer(), (REPORT / "study.md").read_text()
+    assert len(numbers(prose)) >= 40  # the answer quotes its figures: the check is not empty
+    assert unquoted(prose, report) == []
+    # a figure changed in the prose, or rounded differently, is caught
+    assert unquoted(prose.replace("0.881 (0.852", "0.88 (0.852"), report) == ["0.88"]
+    assert unquoted(prose.replace("[-9.0, -1.7]", "[-9.0, -1.6]"), report) == ["-1.6"]
+
+
+def test_the_committed_report_is_what_the_command_writes(tmp_path):
+    """The report the prose is checked against is the command's output from the committed runs, not
+    a file edited by hand: study.md, study.csv and accuracy_seeds.csv, byte for byte."""
+    out = tmp_path / "study-e5"
+    out.mkdir()
+    shutil.copy(REPORT / "study.md", out / "study.md")  # the machine the runs were measured on
+    command = (
+        "python -m research study --preset e5-small --from_runs_csv reports/study-e5/study_runs.csv"
+    )
+    title = "Study: full fine-tuning vs adapters, encoder e5-small"
+    written = write_report(tmp_path / "no-runs", out, title, command, REPORT / "study_runs.csv")
+    for name in ("study.md", "study.csv", "accuracy_seeds.csv"):
+        assert (out / name).read_bytes() == (REPORT / name).read_bytes(), name
+    assert sorted(
+        p.name for k, p in written.items() if k not in ("csv", "runs_csv", "md", "seeds_csv")
+    ) == [
+        "accuracy_vs_throughput.png",
+        "adapter_cost.png",
+        "latency.png",
+        "pareto.png",
+        "server_latency.png",
+        "throughput.png",
+    ]
