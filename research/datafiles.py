@@ -8,11 +8,10 @@ study's command line prints it as one `error:` line and exits 3 (bad configurati
 from __future__ import annotations
 
 import argparse
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 HERE = Path(__file__).resolve().parent
 GRIDS = HERE / "grids"  # one preset per file: research/grids/<name>.toml
