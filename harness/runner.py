@@ -40,7 +40,8 @@ import numpy as np
 from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
 from harness.config import RunConfig, add_run_arguments
 from harness.interrupts import Interrupted, SignalGate
-from harness.results import read_results, save_results, write_results
+from harness.results import Results
+from harness.retime import retime_issued
 from harness.run_folder import RunFolder, checkpoint_sha256
 from models.base import Backend
 from tasks.base import Task
@@ -237,9 +238,8 @@ def _run(cfg: RunConfig, workload: Workload | None, command: list[str], gate: Si
             print(f"error: {why}", file=sys.stderr, flush=True)
             if cfg.user_conf.is_file():
                 shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
-            write_results(run_dir, cfg.mode, cfg.submission_grade,
-                          {"result_valid": False, "validity": "INVALID", "loadgen_finished": False,
-                           "scenario": cfg.scenario, "exit_status": code, **fields})  # fmt: skip
+            res = Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario)
+            res.invalid().updated(loadgen_finished=False, exit_status=code, **fields).save(run_dir)
             tee.close()
             os._exit(code)
 
@@ -250,12 +250,12 @@ def _run(cfg: RunConfig, workload: Workload | None, command: list[str], gate: Si
             return _measure(cfg, workload, command, gate, folder, started, tee, leave)
         except Interrupted as i:
             print(f"interrupted by {i}: run ended, recorded in results.json", file=sys.stderr)
-            res = read_results(run_dir) or write_results(
-                run_dir, cfg.mode, cfg.submission_grade, {"scenario": cfg.scenario}
-            )
-            res.update(result_valid=False, validity="INVALID", interrupted=True, signal=str(i),
-                       exit_status=i.exit_code)  # fmt: skip
-            save_results(run_dir, res)
+            try:
+                res = Results.load(run_dir)
+            except ValueError:  # not ours to keep: measured again below
+                res = None
+            res = res or Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario)
+            res.interrupted_by(str(i), i.exit_code).save(run_dir)
             return i.exit_code
 
 
@@ -270,8 +270,8 @@ def _measure(
         gate.reclaim()  # a Ray executor's ray.init replaced our SIGTERM handler with its own
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
-        write_results(run_dir, cfg.mode, cfg.submission_grade,
-                      {"scenario": cfg.scenario, "error": str(e), "exit_status": BAD_INPUT})  # fmt: skip
+        res = Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario)
+        res.updated(error=str(e), exit_status=BAD_INPUT).save(run_dir)
         return BAD_INPUT
     try:
         run_config = {
@@ -311,43 +311,36 @@ def _measure(
         shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
         if cfg.audit_conf:
             shutil.copyfile(cfg.audit_conf, run_dir / "audit.config")
-        harness_fields: dict[str, Any] = {
-            "scenario": cfg.scenario,
-            "sut_failure": outcome.failure,
-            "sut_batches": outcome.batches,
-            "nonfinite_samples": outcome.nonfinite,
-            "interrupted": gate.signum is not None,
-            "ended_early": outcome.stop_reason,
-            "peak_rss_mib": peak_rss_mib(),
-            "executor": cfg.executor,
-        }
+        res = Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario).updated(
+            sut_failure=outcome.failure,
+            sut_batches=outcome.batches,
+            nonfinite_samples=outcome.nonfinite,
+            interrupted=gate.signum is not None,
+            signal=gate.name if gate.signum is not None else None,
+            ended_early=outcome.stop_reason,
+            peak_rss_mib=peak_rss_mib(),
+            executor=cfg.executor,
+        )
         if work.executor is not None:
-            harness_fields["ray"] = work.executor.stats()
+            res = res.updated(ray=work.executor.stats())
             outcome.actors_lost = work.executor.fault_summary()
             if outcome.failure is None and outcome.actors_lost:
-                harness_fields["sut_failure"] = f"Ray: {outcome.actors_lost}"
+                res = res.updated(sut_failure=f"Ray: {outcome.actors_lost}")
         clean = outcome.failure is None and outcome.stop_reason is None and not outcome.nonfinite
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: a complete, scored log
             metrics, error = score(cfg, work, run_dir) if clean else (None, None)
-            harness_fields["accuracy"] = metrics if error is None else {"error": error}
+            res = res.updated(accuracy=metrics if error is None else {"error": error})
             ok = clean and error is None
-            harness_fields.update(result_valid=ok, validity="VALID" if ok else "INVALID")
+            res = res.updated(result_valid=ok, validity="VALID" if ok else "INVALID")
         elif clean and outcome.issued:
-            from harness.retime import retime_issued
-
-            harness_fields["probe"] = retime_issued(
-                cfg, work.backends[0], work.qsl, outcome.issued, outcome.predict_s
+            res = res.updated(
+                retimed=retime_issued(cfg, work.backends[0], work.qsl, outcome.issued, outcome.predict_s)
             )
         if outcome.stop_reason is not None:
-            harness_fields.update(result_valid=False, validity="INVALID")
-        if gate.signum is not None:
-            harness_fields["signal"] = gate.name
-        res = write_results(run_dir, cfg.mode, cfg.submission_grade, harness_fields)
-        if outcome.stop_reason is not None and gate.signum is None:
-            res["constraints_failed"].append("drain bound")
+            res = res.invalid("drain bound" if gate.signum is None else None)
+        res.save(run_dir)
         code = report(cfg, res, run_dir, outcome, gate.exit_code)
-        res["exit_status"] = code
-        save_results(run_dir, res)
+        res.updated(exit_status=code).save(run_dir)
         return code
     finally:
         work.close()
@@ -421,14 +414,14 @@ def task_options(cfg: RunConfig, served: ServedModel) -> dict[str, Any]:
 
 
 def report(
-    cfg: RunConfig, res: dict[str, Any], run_dir: Path, outcome: SutOutcome, signalled: int | None
+    cfg: RunConfig, res: Results, run_dir: Path, outcome: SutOutcome, signalled: int | None
 ) -> int:
     """Print the summary, the folder and what went wrong (one line each); the exit code."""
     from harness.settings import sizing_fix
 
-    print("\n".join(f"  {k}: {v}" for k, v in res["summary"].items() if not isinstance(v, dict)))
+    print("\n".join(f"  {k}: {v}" for k, v in res.summary.items() if not isinstance(v, dict)))
     print(
-        f"result: {res['validity']} ({cfg.scenario}, {cfg.mode}, submission_grade={cfg.submission_grade})"
+        f"result: {res.validity} ({cfg.scenario}, {cfg.mode}, submission_grade={cfg.submission_grade})"
     )
     print(f"run folder: {run_dir}", flush=True)
 
@@ -457,14 +450,13 @@ def report(
         say(f"INVALID: {outcome.stop_reason}")
         return lenient
     if cfg.accuracy:
-        scored = res.get("accuracy")
-        error = scored.get("error") if isinstance(scored, dict) else None
+        error = res.accuracy.get("error") if isinstance(res.accuracy, dict) else None
         if error:
             say(f"INVALID: accuracy not scored: {error}")
             return lenient
         return VALID
-    if not res["result_valid"]:
-        reasons = ", ".join(res["constraints_failed"]) or "see mlperf_log_summary.txt"
+    if not res.result_valid:
+        reasons = ", ".join(res.constraints_failed) or "see mlperf_log_summary.txt"
         say(f"INVALID: {reasons}")
         fix = sizing_fix(cfg.loadgen_model_name, cfg.scenario, res)
         if fix:
