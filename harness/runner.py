@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -35,21 +36,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import mlperf_loadgen as lg
 import numpy as np
 
 from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
 from harness.config import RunConfig, add_run_arguments
+from harness.info import device_info, git_state, package_versions
 from harness.interrupts import Interrupted, SignalGate
+from harness.multitask import prepare as prepare_task_list
+from harness.multitask import score as score_task_list
+from harness.progress import Progress
 from harness.results import Results
 from harness.retime import retime_issued
 from harness.run_folder import RunFolder, checkpoint_sha256
+from harness.seeds import SEEDS
+from harness.settings import check_schedule, check_user_conf, make_test_settings, sizing_fix
+from models.backends import create_backend
 from models.base import Backend
+from models.e5 import parse_wheels
+from models.registry import resolve
+from sut.ray_executor import ActorResources, RayExecutor
+from sut.registry import get_sut_class
 from tasks.base import Task
+from tasks.mixed import is_mixed
 from tasks.qsl import QuerySampleLibrary
+from tasks.registry import get_task
+from tasks.scoring import score_log, write_outputs
+from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
 if TYPE_CHECKING:
     from models.loaders import ServedModel
-    from sut.ray_executor import RayExecutor
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -88,27 +104,21 @@ def make_backends(
     ValueError (one line) when the Ray cluster cannot be started or reached or cannot hold them."""
     if cfg.executor != "ray":
         return [make() for _ in range(cfg.workers)], None
-    from sut.ray_executor import ActorResources, RayExecutor
-
     executor = RayExecutor.start(
-        make, cfg.workers, ActorResources.for_backend(cfg.backend_options()), cfg.cluster_address,
+        make,
+        cfg.workers,
+        ActorResources.for_backend(cfg.backend_options()),
+        cfg.cluster_address,
         call_timeout_s=cfg.ray_call_timeout_s,
-    )  # fmt: skip
+    )
     return executor.proxies(cfg.inflight), executor
 
 
 def prepare(cfg: RunConfig) -> Workload:
     """Resolve the served model, tokenise the task, build one backend per worker, warm them up."""
-    from models.backends import create_backend
-    from models.e5 import parse_wheels
     from models.recipe import tokenizer_for
-    from models.registry import resolve
-    from tasks.mixed import is_mixed
-    from tasks.registry import get_task
 
     if is_mixed(cfg.task):  # a task list: one QSL over every task's samples (harness/multitask.py)
-        from harness.multitask import prepare as prepare_task_list
-
         return Workload(**prepare_task_list(cfg, task_options))
 
     def served_model():
@@ -201,7 +211,6 @@ def run(cfg: RunConfig, workload: Workload | None = None, command: list[str] | N
 def check_conf(cfg: RunConfig) -> list[str]:
     """user.conf (and audit.config) checked for this run, and the schedule LoadGen would generate
     from them: ValueError on errors, warnings returned."""
-    from harness.settings import check_schedule, check_user_conf
 
     warnings = check_user_conf(cfg.user_conf, cfg.loadgen_model_name, cfg.scenario)
     if cfg.audit_conf:
@@ -211,9 +220,9 @@ def check_conf(cfg: RunConfig) -> list[str]:
         cfg.loadgen_model_name,
         cfg.scenario,
         cfg.accuracy,
-        cfg.duration_s,
-        cfg.count,
-        cfg.audit_conf,
+        duration_s=cfg.duration_s,
+        count=cfg.count,
+        audit_conf=cfg.audit_conf,
     )
     return warnings
 
@@ -260,9 +269,15 @@ def _run(cfg: RunConfig, workload: Workload | None, command: list[str], gate: Si
 
 
 def _measure(
-    cfg: RunConfig, workload: Workload | None, command: list[str], gate: SignalGate,
-    folder: RunFolder, started: float, tee: Tee, leave: Callable[..., NoReturn],
-) -> int:  # fmt: skip
+    cfg: RunConfig,
+    workload: Workload | None,
+    command: list[str],
+    gate: SignalGate,
+    folder: RunFolder,
+    started: float,
+    tee: Tee,
+    leave: Callable[..., NoReturn],
+) -> int:
     """Prepare, run the LoadGen test, record and report: the part of a run inside its folder."""
     run_dir = folder.path
     try:
@@ -363,21 +378,13 @@ def _closing(work: Workload, leave: Callable[..., NoReturn]) -> Callable[..., No
 
 def peak_rss_mib() -> float:
     """The process's peak resident memory so far (MiB): model, features, runtimes and LoadGen."""
-    import resource
-
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str | None]:
     """Score the accuracy log in-process (tasks.scoring) into accuracy.txt / .json / predictions.
     Returns (metrics, None), or (None, why) when the log cannot be scored."""
-    from tasks.mixed import is_mixed
-    from tasks.scoring import score_log, write_outputs
-    from tasks.scoring.classification import HELDOUT_FIRST_ROW
-
     if is_mixed(cfg.task):  # per task, by each task's own scorer (harness/multitask.py)
-        from harness.multitask import score as score_task_list
-
         return score_task_list(workload, run_dir)
     try:
         options = {}
@@ -405,8 +412,6 @@ def task_options(cfg: RunConfig, served: ServedModel) -> dict[str, Any]:
     """The task's options for this run: the encoder's conventions (served.task_options()) and, for
     the recipe's zoos on XNLI/PAWS-X, `first_row`: the QSL holds only the held-out rows, which are
     all that can be scored (half of XNLI's, so an accuracy run takes half the time)."""
-    from tasks.scoring.classification import HELDOUT_FIRST_ROW
-
     options = served.task_options()
     if zoo_trained_on_dev(cfg, served) and cfg.task in HELDOUT_FIRST_ROW:
         options["first_row"] = HELDOUT_FIRST_ROW[cfg.task]
@@ -417,8 +422,6 @@ def report(
     cfg: RunConfig, res: Results, run_dir: Path, outcome: SutOutcome, signalled: int | None
 ) -> int:
     """Print the summary, the folder and what went wrong (one line each); the exit code."""
-    from harness.settings import sizing_fix
-
     print("\n".join(f"  {k}: {v}" for k, v in res.summary.items() if not isinstance(v, dict)))
     print(
         f"result: {res.validity} ({cfg.scenario}, {cfg.mode}, submission_grade={cfg.submission_grade})"
@@ -430,18 +433,24 @@ def report(
 
     lenient = VALID if cfg.allow_invalid else INVALID
     if outcome.nonfinite and not cfg.accuracy:
-        say(f"warning: {outcome.nonfinite} samples returned NaN or Inf outputs "
-            "(results.json nonfinite_samples; staging refuses this run): check the weights")  # fmt: skip
+        say(
+            f"warning: {outcome.nonfinite} samples returned NaN or Inf outputs "
+            "(results.json nonfinite_samples; staging refuses this run): check the weights"
+        )
     if signalled is not None:
-        say(f"{describe(signalled)}: the test was ended early; results.json marks the "
-            "run interrupted, result_valid false")  # fmt: skip
+        say(
+            f"{describe(signalled)}: the test was ended early; results.json marks the "
+            "run interrupted, result_valid false"
+        )
         return signalled
     if outcome.failure:
         say(f"error: the SUT failed, responses after the failure are empty: {outcome.failure}")
         return SUT_FAILURE
     if outcome.actors_lost:
-        say(f"error: Ray: {outcome.actors_lost}. Every query has its real response, but the run was "
-            "measured with an actor missing (results.json ray.faults)")  # fmt: skip
+        say(
+            f"error: Ray: {outcome.actors_lost}. Every query has its real response, but the run was "
+            "measured with an actor missing (results.json ray.faults)"
+        )
         return SUT_FAILURE
     if cfg.accuracy and outcome.nonfinite:
         say(f"error: {outcome.nonfinite} samples returned NaN or Inf: accuracy not scored")
@@ -460,8 +469,10 @@ def report(
         say(f"INVALID: {reasons}")
         fix = sizing_fix(cfg.loadgen_model_name, cfg.scenario, res)
         if fix:
-            say(f"  LoadGen's pre-generated queries ran out before min duration at this machine's "
-                f"speed; put this line into {cfg.user_conf} (the measured rate x 1.1):\n  {fix}")  # fmt: skip
+            say(
+                f"  LoadGen's pre-generated queries ran out before min duration at this machine's "
+                f"speed; put this line into {cfg.user_conf} (the measured rate x 1.1):\n  {fix}"
+            )
         return lenient
     return VALID
 
@@ -481,37 +492,41 @@ class SutOutcome:
 
 
 def run_loadgen_test(
-    cfg: RunConfig, workload: Workload, run_dir: Path, gate: SignalGate | None = None,
-    leave: Callable[..., NoReturn] | None = None, terminal_fd: int | None = None,
-) -> SutOutcome:  # fmt: skip
+    cfg: RunConfig,
+    workload: Workload,
+    run_dir: Path,
+    gate: SignalGate | None = None,
+    leave: Callable[..., NoReturn] | None = None,
+    terminal_fd: int | None = None,
+) -> SutOutcome:
     """TestSettings (FromConfig once), SUT + QSL constructed, StartTest on a helper thread, destroyed.
 
     The calling (main) thread waits: it draws the progress line (harness/progress.py), handles
     signals through `gate`, and calls `leave(code, why, ...)` when LoadGen has not ended
     `cfg.abort_grace_s` after a SUT failure or a signal. Never raises for a
     SUT failure: it is returned. ValueError when LoadGen refuses the settings."""
-    import mlperf_loadgen as lg
-
-    from harness.progress import Progress
-    from harness.settings import make_test_settings
-    from sut.registry import get_sut_class
-
     ts = make_test_settings(
-        cfg.user_conf, cfg.loadgen_model_name, cfg.scenario, cfg.accuracy,
-        workload.qsl.total_sample_count, cfg.duration_s, cfg.count,
-    )  # fmt: skip
+        cfg.user_conf,
+        cfg.loadgen_model_name,
+        cfg.scenario,
+        cfg.accuracy,
+        total_count=workload.qsl.total_sample_count,
+        duration_s=cfg.duration_s,
+        count=cfg.count,
+    )
     if cfg.seeds:  # an earlier round's seeds (LoadGen reads seeds from its built-in mlperf.conf only)
-        from harness.seeds import SEEDS
-
         ts.qsl_rng_seed, ts.sample_index_rng_seed, ts.schedule_rng_seed = SEEDS[cfg.seeds]
     log = lg.LogSettings()
     log.log_output.outdir = str(run_dir)  # exists: RunFolder.claim created it
     log.log_output.copy_summary_to_stdout = True
     log.enable_trace = False
     sut = get_sut_class(cfg.scenario)(
-        workload.backends, workload.qsl, workload.task.kind, cfg.sut_options(),
+        workload.backends,
+        workload.qsl,
+        workload.task.kind,
+        cfg.sut_options(),
         warm_up=lambda backend: warm_up(workload, [backend]),
-    )  # fmt: skip
+    )
     if cfg.retime:
         sut.record_issued()
     min_duration_s = ts.min_duration_ms / 1000
@@ -525,8 +540,11 @@ def run_loadgen_test(
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
-        print(f"\n{name}: ending the test (outstanding queries complete empty; again to exit at once)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"\n{name}: ending the test (outstanding queries complete empty; again to exit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
         sut.end_early(f"interrupted by {name}")
 
     with sut:  # start(): every worker has warmed up its backend
@@ -562,12 +580,17 @@ def run_loadgen_test(
                 if leave is None:
                     continue
                 if gate and gate.at is not None and now - gate.at > cfg.abort_grace_s:
-                    leave(gate.exit_code, f"LoadGen did not end within {cfg.abort_grace_s:g} s of "
-                          f"{gate.name}; its logs so far are kept", interrupted=True, signal=gate.name,
-                          ended_early=sut.stop_reason)  # fmt: skip
+                    why = f"LoadGen did not end within {cfg.abort_grace_s:g} s of {gate.name}"
+                    leave(
+                        gate.exit_code,
+                        f"{why}; its logs so far are kept",
+                        interrupted=True,
+                        signal=gate.name,
+                        ended_early=sut.stop_reason,
+                    )
                 if failed_at is not None and now - failed_at > cfg.abort_grace_s:
-                    leave(SUT_FAILURE, f"SUT failed and LoadGen did not finish within "
-                          f"{cfg.abort_grace_s:g} s: {sut.failure_text}", sut_failure=sut.failure_text)  # fmt: skip
+                    why = f"SUT failed and LoadGen did not finish within {cfg.abort_grace_s:g} s"
+                    leave(SUT_FAILURE, f"{why}: {sut.failure_text}", sut_failure=sut.failure_text)
         progress.close()
         lg.DestroyQSL(qsl_handle)
         lg.DestroyFastSUT(sut_handle)
@@ -576,16 +599,20 @@ def run_loadgen_test(
     trace = run_dir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen creates it even with tracing off
-    return SutOutcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s,
-                   sut.nonfinite, sut.stop_reason)  # fmt: skip
+    return SutOutcome(
+        failure=sut.failure_text or None,
+        batches=sut.batches,
+        issued=sut.issued_log,
+        predict_s=sut.predict_s,
+        nonfinite=sut.nonfinite,
+        stop_reason=sut.stop_reason,
+    )
 
 
 # --- provenance and the stdout tee -----------------------------------------------------------------
 def provenance() -> dict[str, Any]:
     """git sha / dirty, package versions, device, for run_config.json: the same collectors (and so
     the same keys) as `make info`, which the submission's systems/<system>.json is filled from."""
-    from harness.info import device_info, git_state, package_versions
-
     return {**git_state(), "versions": package_versions(), "device": device_info()}
 
 
