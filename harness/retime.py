@@ -100,7 +100,7 @@ def retime_issued(
     indices = np.concatenate([np.asarray(q, dtype=np.int64).ravel() for q in issued])
     out: dict[str, Any] = {"samples": len(indices)}
     if cfg.scenario == "Offline":
-        limits = BatchLimits(cfg.max_batch, cfg.token_budget)
+        limits = cfg.sut_options().limits
         key = "plain_loop_samples_per_second"
         fn = lambda: plain_loop_sps(backend, qsl, indices, limits, cfg.pad_to)  # noqa: E731
         if predict_s:
