@@ -35,8 +35,9 @@ from tasks.registry import get_task
 _SUT = SUTOptions()  # the one default of every scheduling knob
 # encoder -> overrides of the device defaults. Bigger models: smaller batches bound memory/latency;
 # on CPU their fixed cost per forward pass is worth fewer tokens. Measured on 2 EPYC cores, PyTorch
-# fp32, a forward pass of b x L tokens: tiny ~3.6 ms + 20 us/token (-> 192 above); base shape ~34 ms
-# + 1.2 ms/token (-> 32); large, by the same ratio, 16. On GPU (unmeasured) the device value stays.
+# fp32, a forward pass of b x L tokens: tiny ~3.6 ms + 20 us/token (-> SUTOptions' 192); base
+# shape ~34 ms + 1.2 ms/token (-> 32); large, by the same ratio, 16. On GPU (unmeasured) the device
+# value stays.
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
     "base": {"cpu_batch_overhead_tokens": 32},
     "large": {"token_budget_scale": 0.5, "cpu_batch_overhead_tokens": 16},
