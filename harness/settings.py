@@ -23,9 +23,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlperf_loadgen as lg
+
+from harness.results import Results
 
 LOADGEN_SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
 MAX_MS = 10**9  # durations and latencies above this (11.6 days) are typos, not settings
@@ -397,31 +398,32 @@ def development_overrides(
 # Scenario -> (user.conf key, its value from the run's results.json, format): a run whose pre-generated
 # queries ran out before min duration is sized from the rate it measured x 1.1 (Offline: the query is
 # 1.1 x min_duration x target_qps samples; SingleStream: 2 x min_duration / target_latency queries).
-_SIZING: dict[str, tuple[str, Callable[[dict[str, Any]], float | None], str]] = {
-    "Offline": ("target_qps", lambda r: 1.1 * r["samples_per_second"], "{:.1f}"),
-    "SingleStream": ("target_latency", lambda r: r["latency_ns"]["mean"] / 1e6 / 1.1, "{:.3f}"),
+_SIZING: dict[str, tuple[str, Callable[[Results], float | None], str]] = {
+    "Offline": ("target_qps", lambda r: 1.1 * r.samples_per_second, "{:.1f}"),
+    "SingleStream": ("target_latency", lambda r: r.latency_ms("mean") / 1.1, "{:.3f}"),
 }
 
 
-def sizing_line(model: str, scenario: str, results: dict[str, Any]) -> str | None:
+def sizing_line(model: str, scenario: str, results: Results | None) -> str | None:
     """The user.conf line that sizes `scenario`'s pre-generated queries to the rate `results`
-    measured x 1.1 (None where LoadGen's schedule does not depend on it, e.g. Server)."""
-    if scenario not in _SIZING:
+    measured x 1.1 (None where LoadGen's schedule does not depend on it, e.g. Server, or where
+    `results` holds no rate)."""
+    if scenario not in _SIZING or results is None:
         return None
     key, value_of, fmt = _SIZING[scenario]
     try:
         value = value_of(results)
-    except (KeyError, TypeError):
+    except TypeError:  # the rate is None: not measured
         return None
     if not value or not math.isfinite(value):
         return None
     return f"{model}.{scenario}.{key} = {fmt.format(value)}"
 
 
-def sizing_fix(model: str, scenario: str, results: dict[str, Any]) -> str | None:
+def sizing_fix(model: str, scenario: str, results: Results) -> str | None:
     """For a run INVALID for "min duration" / "min queries": the user.conf line that sizes it to
     this machine (`sizing_line`); None for other reasons."""
-    failed = set(results.get("constraints_failed") or ())
+    failed = set(results.constraints_failed)
     if not failed & {"min duration", "min queries"}:
         return None
     return sizing_line(model, scenario, results)

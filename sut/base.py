@@ -125,24 +125,31 @@ def respond(ids: Sequence[int], packed: Packed | None) -> None:
 # --- options and work ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SUTOptions:
-    """Scheduling knobs (LoadGen timing knobs live in user.conf, not here).
+    """Scheduling knobs, each with its one default (a CPU's; `for_device` gives another device's).
+    LoadGen timing knobs live in user.conf, not here; `harness run`'s flags are generated from these
+    fields (harness/config.py).
 
     max_batch / token_budget: batch limits (see sut/batching.py); SingleStream ignores them.
     max_wait_ms: Server only, how long a batch may wait for more samples after its first one arrived.
+    workers: worker threads, one Backend instance each.
+    watchdog_s: stall bound (see module doc); 0 disables it.
     gather: Server only, the most samples one planning step takes off the queue (0 = 4 x max_batch).
     batch_overhead_tokens: Server only, the fixed cost of one forward pass in padded tokens' worth of
       compute, which decides when a backlog is better run as several length-sorted batches.
-    workers: worker threads, one Backend instance each.
-    watchdog_s: stall bound (see module doc); 0 disables it.
     """
 
     max_batch: int = 32
-    token_budget: int = 8192
+    token_budget: int = 4096
     max_wait_ms: float = 2.0
     workers: int = 1
     watchdog_s: float = 60.0
     gather: int = 0
     batch_overhead_tokens: int = 192
+
+    @classmethod
+    def for_device(cls, kind: str) -> SUTOptions:
+        """The defaults on a device of `kind` (cpu | cuda): `DEVICE_OPTIONS` over the class's."""
+        return cls(**DEVICE_OPTIONS[kind])
 
     def __post_init__(self) -> None:
         BatchLimits(self.max_batch, self.token_budget)  # validates both
@@ -153,12 +160,26 @@ class SUTOptions:
 
     @property
     def gather_limit(self) -> int:
-        """Server: the most samples one planning step takes off the queue (`gather`, 0 = 4 x max_batch)."""
+        """Server: the most samples a planning step takes off the queue (`gather`, or 4 x max_batch)."""
         return self.gather or 4 * self.max_batch
 
     @property
     def limits(self) -> BatchLimits:
         return BatchLimits(self.max_batch, self.token_budget)
+
+
+# device kind -> its defaults where they differ from SUTOptions' (flags override). CPU: one worker
+# owning all intra-op threads. batch_overhead_tokens: a forward pass's fixed cost in padded tokens.
+DEVICE_OPTIONS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "cuda": {
+        "max_batch": 256,
+        "token_budget": 65536,
+        "workers": 2,
+        "max_wait_ms": 5.0,
+        "batch_overhead_tokens": 4096,
+    },
+}
 
 
 @dataclass
@@ -234,7 +255,7 @@ class SUT(ABC):
 
     # --- LoadGen callbacks (LoadGen's thread) -------------------------------------------------
     def issue_queries(self, ids: list[int], indices: list[int]) -> None:
-        """ConstructFastSUT's issue callback: enqueue only (complete at once once the test ends early)."""
+        """ConstructFastSUT's issue callback: enqueue only (ended early: complete at once, empty)."""
         try:
             now = time.monotonic()
             if self.first_issue is None:

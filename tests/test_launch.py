@@ -145,18 +145,6 @@ def test_no_module_but_the_launcher_builds_a_run_command_or_folder_path():
     assert offenders == []
 
 
-def test_the_record_reads_every_key_results_json_is_written_with():
-    """harness/results.py writes RESULT_KEYS and the runner adds its own fields: the one reader
-    (harness.run_record.Results) has a field for each (`probe` is read as `retimed`)."""
-    from harness.results import RESULT_KEYS
-    from harness.run_record import Results
-
-    runner_keys = ("interrupted signal ended_early nonfinite_samples sut_failure sut_batches "
-                   "exit_status accuracy loadgen_finished error").split()  # fmt: skip
-    read = {f.name for f in fields(Results)} | {"probe"}
-    assert set(RESULT_KEYS) | set(runner_keys) <= read
-
-
 def test_find_peak_offline_resizes_a_too_short_trial(tmp_path, monkeypatch):
     """No target in user.conf: LoadGen's query is tiny and its rate mostly start-up (INVALID, min
     duration); find_peak sizes the next trial from that rate until one lasts min duration."""

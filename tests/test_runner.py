@@ -14,6 +14,7 @@ import pytest
 
 from common.loadgen_log import LoadgenLog
 from common.paths import REPO
+from harness.results import Results
 from harness.run_record import RunRecord
 from harness.submission.system import build_system_json
 
@@ -76,15 +77,16 @@ def test_run_end_to_end(tmp_path, tiny_checkpoint, scenario, backend, mode):
     assert f"run folder: {run_dir}" in stdout
     if mode == "performance":
         assert "MLPerf Results Summary" in stdout and res["latency_ns"]["p50"] > 0
-        probe = res.get("probe", {})  # the issued samples, re-timed without LoadGen
+        retimed = res["retimed"]  # the issued samples, re-timed without LoadGen
         if scenario == "Offline":
-            assert probe["samples"] == int(res["summary"]["samples_per_query"])
-            assert probe["plain_loop_samples_per_second"] > 0
+            assert retimed["samples"] == int(res["summary"]["samples_per_query"])
+            assert retimed["plain_loop_samples_per_second"] > 0
         elif scenario == "SingleStream":
             queries = LoadgenLog.read(run_dir / "mlperf_log_detail.txt").get("result_query_count")
-            assert probe["samples"] == queries > 0 and probe["bare_p90_ms"] > 0
+            assert retimed["samples"] == queries > 0 and retimed["bare_p90_ms"] > 0
         else:
-            assert probe == {}
+            assert retimed == {}
+    assert record.results == Results.from_json(res)  # what the runner wrote, read back whole
     if mode == "accuracy":
         entries = json.loads((run_dir / "mlperf_log_accuracy.json").read_text())
         assert sorted(e["qsl_idx"] for e in entries) == list(range(COUNT))

@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -343,6 +344,18 @@ def _stage_with(log_dir: Path, tmp_path: Path, mode: str, name: str, **changes) 
 def test_stage_refuses(log_dir, tmp_path, mode, name, changes, message):
     problems = _stage_with(log_dir, tmp_path, mode, name, **changes)
     assert any(message in p for p in problems), problems
+
+
+def test_stage_names_a_results_json_it_cannot_read(log_dir, tmp_path):
+    """results.json is loaded by its one loader (harness.results.Results.load): a key it does not
+    know is one error naming the file, before anything is staged."""
+    d = tmp_path / "D"
+    shutil.copytree(log_dir, d)
+    run = scenario_dir(d, "Offline") / "performance"
+    _edit(run, "results.json", qps=1.0)
+    with pytest.raises(ValueError, match=re.escape(f"{run / 'results.json'}: unknown key 'qps'")):
+        stage([d], "TestOrg", "tiny_cpu", tmp_path / "sub", allow_test_runs=True)
+    assert not (tmp_path / "sub").exists()
 
 
 @pytest.mark.parametrize(

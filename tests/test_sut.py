@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from common.loadgen_log import LoadgenLog
-from harness.results import results_from_summary
+from harness.results import Results
 from models.base import Backend
 from sut.base import SUTOptions
 from sut.batching import BatchLimits, plan_batches, plan_least_cost
@@ -173,11 +173,10 @@ def test_performance_run_completes_every_query_and_its_validity_is_loadgens(
     than early stopping needs for a p99 estimate with no query over the bound (ln 0.01 / ln 0.99,
     about 459), so LoadGen says INVALID for that reason alone, whatever the latencies."""
     sut, _ = run_loadgen(tmp_path, scenario, False, backend())
-    res = results_from_summary((tmp_path / "mlperf_log_summary.txt").read_text(),
-                               tmp_path / "mlperf_log_detail.txt", "performance", False)  # fmt: skip
-    assert res["scenario"] == scenario and res["loadgen_errors"] == 0
-    assert res["result_valid"] is (not failed) and res["constraints_failed"] == failed
-    assert res["latency_ns"]["p99"] >= res["latency_ns"]["p50"] > 0
+    res = Results.measured(tmp_path, "performance", False, scenario)
+    assert res.scenario == res.summary["Scenario"] == scenario and res.loadgen_errors == 0
+    assert res.result_valid is (not failed) and list(res.constraints_failed) == failed
+    assert res.latency_ns["p99"] >= res.latency_ns["p50"] > 0
     queries = LoadgenLog.read(tmp_path / "mlperf_log_detail.txt").get("result_query_count")
     samples = queries * (1100 if scenario == "Offline" else 1)  # 1.1 x 2,000/s x 0.5 s in one query
     assert sut.issued == sut.completed == samples
@@ -344,19 +343,19 @@ def test_results_parse_real_summaries_keep_reasons():
     text = """Scenario : SingleStream\nResult is : INVALID\n  Min duration satisfied : NO
   Min queries satisfied : Yes\n  Early stopping satisfied: Yes
  * Early stopping 90.0th percentile estimate: 733992\n90.00 percentile latency (ns)   : 729456\n"""
-    res = results_from_summary(text, Path("/nonexistent"), "performance", True)
-    assert res["validity"] == "INVALID" and res["constraints_failed"] == ["min duration"]
-    assert res["early_stopping_latency_ns"] == 733992 and res["latency_ns"]["p90"] == 729456
-    assert res["early_stopping_queries_short"] is None
+    res = Results.from_summary(text, Path("/nonexistent"), "performance", True)
+    assert res.validity == "INVALID" and res.constraints_failed == ("min duration",)
+    assert res.early_stopping_latency_ns == 733992 and res.latency_ns == {"p90": 729456}
+    assert res.early_stopping_queries_short is None
     # a Server trial that met its latency bound but ran too few queries to show it (LoadGen 5.x)
     text = """Scenario : Server\nResult is : INVALID\n  Performance constraints satisfied : Yes
   Min duration satisfied : Yes\n  Min queries satisfied : Yes\n  Early stopping satisfied: NO
 Early Stopping Result:\n * Run unsuccessful.\n * Processed 1219 queries.
  * Would need to run at least 517 more queries,\n with the run being successful if every additional
  query were under latency.\n"""
-    res = results_from_summary(text, Path("/nonexistent"), "performance", True)
-    assert res["constraints_failed"] == ["early stopping"]
-    assert res["early_stopping_queries_short"] == 517
+    res = Results.from_summary(text, Path("/nonexistent"), "performance", True)
+    assert res.constraints_failed == ("early stopping",)
+    assert res.early_stopping_queries_short == 517
 
 
 def test_each_worker_warms_its_backend_on_its_own_thread(monkeypatch):

@@ -47,7 +47,7 @@ from common.loadgen_log import LoadgenLog
 from common.paths import REPO
 from harness.config import RunConfig, check_names
 from harness.launch import child_argv, launch
-from harness.results import read_results
+from harness.results import Results
 from harness.run_folder import RunFolder
 from harness.run_record import RunRecord
 from harness.settings import sizing_line, user_conf_with
@@ -347,7 +347,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def dev_audit_conf(perf_dir: Path, model: str, scenario: str, dest: Path) -> tuple[Path, str | None]:
     """The user.conf of a development audit run: the performance run's copy, plus its sizing line
     (from the rate it measured x 1.1) where the scenario has one. Returns (dest, the line)."""
-    line = sizing_line(model, scenario, read_results(perf_dir) or {})
+    line = sizing_line(model, scenario, Results.load(perf_dir))
     why = "compliance: development audit run sized like its performance run"
     return user_conf_with(perf_dir / "user.conf", [line] if line else [], dest, why), line
 
@@ -399,9 +399,13 @@ def main(args: argparse.Namespace) -> int:
             return 0 if ok else 1
     with tempfile.TemporaryDirectory(prefix="audit-conf-") as tmp:
         if args.duration or args.count:
-            conf, line = dev_audit_conf(
-                performance_run, args.model, args.scenario, Path(tmp) / "user.conf"
-            )
+            try:
+                conf, line = dev_audit_conf(
+                    performance_run, args.model, args.scenario, Path(tmp) / "user.conf"
+                )
+            except ValueError as exc:  # its results.json is not one this harness reads
+                print(f"compliance: {exc}")
+                return BAD_INPUT
             print(
                 f"compliance: development audit run sized like the performance run "
                 f"(its user.conf{' + ' + line if line else ''})"
