@@ -39,7 +39,6 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
     one lacks a checkpoint or the tasks cannot share the form), the union QSL, one backend per
     worker. `task_options(cfg, served)`: the runner's per-task options (run with each task's name)."""
     from models.multitask import MultiTaskBackend, resolve_tasks
-    from models.recipe import tokenizer_for
     from tasks.base import tokenizer_fingerprint
     from tasks.qsl import QuerySampleLibrary
 
@@ -49,7 +48,7 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
     )
     if cfg.accuracy:
         multi.check_for_accuracy()
-    tokenizers = [tokenizer_for(m) for m in multi.models]
+    tokenizers = [m.tokenizer() for m in multi.models]
     prints = {tokenizer_fingerprint(t) for t in tokenizers}
     if len(prints) > 1:
         raise ValueError(

@@ -14,13 +14,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from models.zoo_layout import seed_of_models_dir
+
 NS_PER_MS = 1e6
-
-
-def seed_of_models_dir(models_dir: str | None) -> int:
-    from models.recipe import seed_of_models_dir as seed_of
-
-    return seed_of(models_dir)
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -106,7 +102,7 @@ class RunRecord:
     git_dirty: bool | None = None
     started_at: str = ""
     command: tuple[str, ...] = ()
-    seed: int = 0  # the training seed of the zoo served (models.recipe.seed_of_models_dir)
+    seed: int = 0  # the training seed of the zoo served (models.zoo_layout.seed_of_models_dir)
     model_spec: dict[str, Any] = field(default_factory=dict)  # ServedModel.describe()
     backend_options: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)  # harness.info.device_info()

@@ -54,7 +54,7 @@ from harness.launch import Launched
 from harness.launch import launch_with_conf as loadgen_run
 from harness.retime import bare_single_p90_ms, plain_loop_sps
 from harness.run_record import Results
-from models.recipe import SIZES
+from zoo.recipe import SIZES
 from sut.batching import BatchLimits
 
 TARGETS = {

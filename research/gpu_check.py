@@ -135,7 +135,7 @@ def measured_matmul_peak(device: str, size: int, repeats: int = 20) -> float:
 
 def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Token lengths of the XNLI samples the runs use, and the bound encoder's config."""
-    from models.recipe import tokenizer_for
+    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.registry import get_task
 

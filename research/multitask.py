@@ -139,7 +139,7 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
     from models.backends import create_backend
     from models.base import BackendOptions
     from models.multitask import MultiTaskBackend
-    from models.recipe import tokenizer_for
+    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from research.speed import interleaved
     from sut.batching import BatchLimits, plan_batches

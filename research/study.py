@@ -35,7 +35,7 @@ from harness.run_record import Results, RunRecord
 from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
-from models.recipe import seed_models_dir
+from models.zoo_layout import seed_models_dir
 from research.find_peak import (
     EARLY_STOPPING_MARGIN,
     LONGER_TRIALS,

@@ -27,7 +27,7 @@ def main() -> None:
     from harness.config import RunConfig
     from harness.runner import task_options
     from models.export import export_onnx, optimized, quantized, static_quantized
-    from models.recipe import tokenizer_for
+    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from research.speed import _ratio, interleaved
     from sut.batching import BatchLimits, plan_batches

@@ -59,7 +59,7 @@ def main() -> None:
     from harness.runner import task_options
     from models.cpu_caps import probe
     from models.export import export_onnx, optimized, quantized
-    from models.recipe import tokenizer_for
+    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.qsl import QuerySampleLibrary
     from tasks.registry import get_task

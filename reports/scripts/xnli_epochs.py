@@ -33,7 +33,7 @@ def longer_run(model: str, epochs: float) -> tuple[Path, dict]:
     from harness.config import RunConfig
     from harness.launch import launch
     from harness.run_folder import RunFolder
-    from models.recipe import E5_SMALL, build_zoo
+    from zoo.recipe import E5_SMALL, build_zoo
 
     learning = MODELS[model].learning
     models_dir = BUILD / f"models-e5-small-xnli-{epochs:g}ep"
