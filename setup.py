@@ -9,7 +9,9 @@ setup(
     version="0.1.0",
     description="MLPerf LoadGen harness for XLM-R (full / adapter / LoRA fine-tuned) on XTREME tasks",
     python_requires=">=3.10",
-    packages=find_packages(include=["common*", "harness*", "sut*", "models*", "tasks*", "research*"]),
+    packages=find_packages(
+        include=["common*", "harness*", "sut*", "models*", "tasks*", "zoo*", "research*"]
+    ),
     py_modules=[
         "accuracy_xnli",
         "accuracy_pawsx",
