@@ -34,7 +34,7 @@ BASE_CONFIG = {**XLMR_COMMON, "hidden_size": 768, "num_hidden_layers": 12, "num_
 LARGE_CONFIG = {**XLMR_COMMON, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
                 "intermediate_size": 4096}  # fmt: skip
 
-# The tiny zoo encoder (pretrained by models/pretrain.py in about 3 minutes on 2 cores).
+# The tiny zoo encoder (pretrained by zoo/pretrain.py in about 3 minutes on 2 cores).
 TINY_CONFIG = {**XLMR_COMMON, "vocab_size": 8002, "hidden_size": 128, "num_hidden_layers": 4,
                "num_attention_heads": 4, "intermediate_size": 512}  # fmt: skip
 TINY_VOCAB = 8000  # SentencePiece pieces; the tokenizer adds <pad> and <mask> -> 8002 ids

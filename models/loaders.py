@@ -1,6 +1,6 @@
 """Loading a resolved model: checkpoint layout, tokenizer, and one loader per serving form.
 
-Zoo layout (written by models/recipe.py; `zoo.json` in each folder is the manifest, `.done` the marker):
+Zoo layout (written by zoo/recipe.py; `zoo.json` in each folder is the manifest, `.done` the marker):
   <models_dir>/encoder/                     tiny pretrained encoder (AutoModel) + tokenizer
   <models_dir>/<MODEL>/squad/               intermediate stage (served for retrieval tasks)
   <models_dir>/<MODEL>/<TASK>/              target stage (xnli, pawsx, tydiqa)

@@ -226,7 +226,7 @@ def test_a_read_only_models_folder(tmp_path, command):
 BUILDER = """
 import os, sys
 from pathlib import Path
-from models.recipe import run_stage
+from zoo.recipe import run_stage
 
 def build(partial):
     (partial / "who").write_text(str(os.getpid()))

@@ -1,7 +1,7 @@
 """One full fine-tuning step at the e5-small shape (word embeddings frozen, batch 32 x 48 tokens),
 fp32 against bf16 autocast, alternating passes, 3 steps each after a warm-up step:
     python reports/scripts/bf16_training_step.py
-The recipe's `bf16=True` (models/recipe.py, E5_SMALL) rests on this ratio (1.66x and 2.1x in two runs on these AMX cores)."""
+The recipe's `bf16=True` (zoo/recipe.py, E5_SMALL) rests on this ratio (1.66x and 2.1x in two runs on these AMX cores)."""
 
 import time
 

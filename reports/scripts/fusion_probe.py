@@ -1,4 +1,4 @@
-"""The zoo's held-out probe forward (models/zoo_eval.py `_TrainingModule`: bf16 autocast, the model as it
+"""The zoo's held-out probe forward (zoo/evaluate.py `_TrainingModule`: bf16 autocast, the model as it
 trains, AdapterFusion unfolded) under torch.inference_mode against torch.no_grad, side by side, for the
 adapter and the AdapterFusion forms at the e5-small shape (random weights: speed does not depend on
 their values), one batch of 16 x 64 tokens, alternating passes, the best of 3 each, in process CPU

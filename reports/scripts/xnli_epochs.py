@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from common.paths import BUILD  # noqa: E402
 from models.registry import MODELS  # noqa: E402
 
-RECIPE_EPOCHS = 5  # models.recipe.E5_SMALL's XNLI epochs, which the study's zoo was built with
+RECIPE_EPOCHS = 5  # zoo.recipe.E5_SMALL's XNLI epochs, which the study's zoo was built with
 
 
 def longer_run(model: str, epochs: float) -> tuple[Path, dict]:
