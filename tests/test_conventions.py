@@ -21,8 +21,15 @@ from harness.runner import prepare
 from models.loaders import DONE
 from models.registry import MODELS, TASKS
 from models.zoo_layout import ZOO_ENCODERS
+from zoo.cli import build_parser
 from zoo.cli import main as zoo_main
-from zoo.recipe import ENCODER_STAGES, SIZES, build_announcement, stages_for_run
+from zoo.recipe import (
+    ENCODER_STAGES,
+    SIZES,
+    build_announcement,
+    configure_for_run_parser,
+    stages_for_run,
+)
 
 
 # --- first use: the stages a run serves from -------------------------------------------------------
@@ -209,6 +216,12 @@ def test_the_zoo_build_for_a_run_reads_the_run_flags_and_ignores_the_others(caps
     assert capsys.readouterr().out == ""  # nothing to build, nothing said
     assert zoo_main(["frobnicate"]) == BAD_INPUT
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+    parser = build_parser()  # a flag left out builds what the run would serve without it
+    configure_for_run_parser(parser)
+    defaults, run = vars(parser.parse_args([])), RunConfig()
+    for key in ("model", "task", "encoder", "weights", "models_dir"):
+        assert defaults[key] == getattr(run, key), key
+    assert (defaults["model"], defaults["task"], defaults["encoder"]) == ("full", "xnli", "tiny")
 
 
 def test_the_zoo_builds_exactly_the_encoders_serving_counts_as_its_own():

@@ -543,25 +543,40 @@ def configure_for_run_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def build_what_a_run_serves(
+    model: str,
+    task: str,
+    encoder: str = "tiny",
+    weights: str | None = None,
+    models_dir: str | Path | None = None,
+    wheels: list[Path] | None = None,
+    sizes: Sizes | None = None,
+) -> None:
+    """Build what one run serves and is missing: `build_for_run` per task of a task list; for random
+    weights, their tokenizer's encoder; nothing for a --weights checkpoint or an encoder the zoo does
+    not build (base, large). The names are checked first (ValueError, "did you mean"). Tools that
+    start runs (research/) call it before them: `harness run` itself never builds."""
+    enc = get_encoder(encoder)
+    tasks = list(parse_task_list(task).names) if is_mixed(task) else [task]
+    served = [resolve(model, name, enc.name, "random", models_dir) for name in tasks]
+    if not built_by_zoo(enc.name, weights):
+        return
+    if weights == "random":
+        tokenizer_for(served[0], wheels, sizes)
+        return
+    for name in tasks:
+        build_for_run(model, name, Path(models_dir) if models_dir else None, enc.name, sizes, wheels)
+
+
 def main_for_run(args: argparse.Namespace) -> int:
-    """Build what one run of `args` serves and is missing (`build_for_run` per task of a task list;
-    random weights: their tokenizer's encoder). 0 when nothing was missing or the zoo builds nothing
-    for it (a --weights checkpoint, base/large); 3 with one `error:` line when it cannot be built."""
+    """`python -m zoo build --for_run`: `build_what_a_run_serves` for the run's flags. 0 when built
+    or nothing was missing; 3 with one `error:` line when it cannot be built."""
     try:
         wheels = e5.parse_wheels(args.e5_wheels)
-        enc = get_encoder(args.encoder)
-        tasks = list(parse_task_list(args.task).names) if is_mixed(args.task) else [args.task]
-        # the names checked (one line with "did you mean") before anything is built
-        served = [resolve(args.model, task, enc.name, "random", args.models_dir) for task in tasks]
-        if not built_by_zoo(enc.name, args.weights):
-            return 0
         sizes = TINY_TEST if args.tiny_test else None
-        if args.weights == "random":
-            tokenizer_for(served[0], wheels, sizes)
-            return 0
-        models_dir = Path(args.models_dir) if args.models_dir else None
-        for task in tasks:
-            build_for_run(args.model, task, models_dir, enc.name, sizes, wheels)
+        build_what_a_run_serves(
+            args.model, args.task, args.encoder, args.weights, args.models_dir, wheels, sizes
+        )
     except ValueError as e:  # E5Error, StageError, an unknown name: one line
         print(f"error: {e}", file=sys.stderr, flush=True)
         return BAD_INPUT
