@@ -196,8 +196,8 @@ def test_the_core_never_imports_the_zoo():
 
 
 def test_the_core_never_imports_research():
-    """harness/cli.py forwards `python -m harness study` by the name "research" (importlib, only
-    when such a command runs); no import statement of the core names the research package."""
+    """No import statement of the core names the research package (which has its own front door,
+    `python -m research`: the core's CLI neither lists nor forwards its commands)."""
     wrong = [
         f"{module} imports {target}"
         for module, targets in _graph().items()
