@@ -54,8 +54,8 @@ from harness.launch import Launched
 from harness.launch import launch_with_conf as loadgen_run
 from harness.retime import bare_single_p90_ms, plain_loop_sps
 from harness.run_record import Results
-from zoo.recipe import SIZES
 from sut.batching import BatchLimits
+from zoo.recipe import SIZES
 
 TARGETS = {
     "offline_efficiency": 0.95,

@@ -135,9 +135,9 @@ def measured_matmul_peak(device: str, size: int, repeats: int = 20) -> float:
 
 def task_lengths(plan: CheckPlan, models_dir: str | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Token lengths of the XNLI samples the runs use, and the bound encoder's config."""
-    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.registry import get_task
+    from zoo.recipe import tokenizer_for
 
     served = resolve("full", "xnli", plan.bound_encoder, weights="random", models_dir=models_dir)
     languages = "en" if plan.dry else None

@@ -139,12 +139,12 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
     from models.backends import create_backend
     from models.base import BackendOptions
     from models.multitask import MultiTaskBackend
-    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from research.speed import interleaved
     from sut.batching import BatchLimits, plan_batches
     from tasks.mixed import MixedTask
     from tasks.qsl import QuerySampleLibrary
+    from zoo.recipe import tokenizer_for
 
     options = BackendOptions(threads=args.threads)
     tokenizer = tokenizer_for(resolve("adapter", "xnli", models_dir=args.models_dir))

@@ -209,8 +209,8 @@ def test_zoo_report_rows_from_loadgen_runs(tmp_path):
 
 
 def test_every_trained_stage_records_its_training_time(zoo, tmp_path):
-    from zoo.recipe import TINY_TEST
     from zoo.evaluate import report_section, training_curves
+    from zoo.recipe import TINY_TEST
 
     curves = training_curves(zoo)
     # 5 models x (xnli, tydiqa) target stages + the squad stages of the 3 -squad models

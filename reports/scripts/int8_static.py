@@ -27,13 +27,13 @@ def main() -> None:
     from harness.config import RunConfig
     from harness.runner import task_options
     from models.export import export_onnx, optimized, quantized, static_quantized
-    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from research.speed import _ratio, interleaved
     from sut.batching import BatchLimits, plan_batches
     from tasks.qsl import QuerySampleLibrary
     from tasks.registry import get_task
     from tasks.scoring.classification import HELDOUT_FIRST_ROW
+    from zoo.recipe import tokenizer_for
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--encoder", default="e5-small")

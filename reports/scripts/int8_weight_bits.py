@@ -59,10 +59,10 @@ def main() -> None:
     from harness.runner import task_options
     from models.cpu_caps import probe
     from models.export import export_onnx, optimized, quantized
-    from zoo.recipe import tokenizer_for
     from models.registry import resolve
     from tasks.qsl import QuerySampleLibrary
     from tasks.registry import get_task
+    from zoo.recipe import tokenizer_for
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--encoder", default="e5-small")
