@@ -1,5 +1,6 @@
 # Thin front door: every target is one call into a Python CLI: python -m harness ... (the LoadGen
-# core, find_peak, compliance and submission) or python -m research ... (benchmark, study, gpu_check).
+# core, find_peak, compliance and submission), python -m zoo build (the model zoo) or python -m
+# research ... (benchmark, study, gpu_check); `run` is two: the build of what it serves, then the run.
 # Variables use ?= so they can come from the command line; RUN_ARGS passes anything else through.
 
 PYTHON_SYS ?= python3
@@ -26,6 +27,8 @@ CHECKER    ?=
 # a checkout of mlcommons/inference at tag v5.0: its checker knows round v4.1 (datacenter Server)
 CHECKER_V41 ?=
 RUN_ARGS   ?=
+# flags for the zoo build only (`make run` builds a missing model first), e.g. --tiny-test in tests
+ZOO_ARGS   ?=
 QUICK      ?=
 PYTEST_ARGS ?=
 
@@ -53,7 +56,12 @@ install: $(STAMP)
 # make reports the same N ("Error N"). GNU make's own status can only be 0 or 2 (or the signal that
 # stopped it: Ctrl-C gives the shell 130), whatever the recipe returns; scripts that branch on
 # INVALID (1), SUT failure (2) or bad input (3) call `$(PY) -m harness run ...` directly.
+# `harness run` only serves: first the zoo build of what this run serves and is missing (nothing when
+# it is built; announced with its measured minutes when not). The build reads the run's flags,
+# RUN_ARGS included (--models_dir, --weights, --e5_wheels for an air-gapped e5-small), and ignores
+# those it does not use; a build that fails stops make before the run (its one `error:` line, exit 3).
 run: $(STAMP)
+	$(PY) -m zoo build --for_run $(run_flags) $(RUN_ARGS) $(ZOO_ARGS)
 	$(PY) -m harness run $(run_flags) $(RUN_ARGS)
 
 test: $(STAMP)
@@ -71,7 +79,7 @@ info: $(STAMP)
 	$(PY) -m harness info
 
 models: $(STAMP)
-	$(PY) -m harness models $(if $(ENCODER),--encoder $(ENCODER)) $(RUN_ARGS)
+	$(PY) -m zoo build $(if $(ENCODER),--encoder $(ENCODER)) $(RUN_ARGS) $(ZOO_ARGS)
 
 find_peak: $(STAMP)
 	$(PY) -m harness find_peak $(run_flags) $(RUN_ARGS)

@@ -6,10 +6,9 @@ is broken. `dispatch` is the front door of any package built the same way (`pyth
 Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected exception prints its
 traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run exits 130.
 
-The research tooling's commands (`ELSEWHERE`: benchmark, study, gpu_check) belong to the
-`research` package, which uses the core and is never imported by it: `python -m harness study ...`
-is kept as a forward to `python -m research study ...`, whose module is looked up by name only when
-such a command runs. No core module imports research.
+Only the core's commands are here (find_peak included: the user.conf target is every submitter's
+step): building the model zoo is `python -m zoo build` (the zoo/ package), the study's tools are
+`python -m research ...`; the core names neither.
 """
 
 from __future__ import annotations
@@ -27,13 +26,10 @@ from common.exit_codes import BAD_INPUT, SUT_FAILURE, ArgumentParser, interrupte
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("harness.info", "print versions, devices, paths, registries"),
     "run": ("harness.runner", "one LoadGen test (performance or accuracy) in this process"),
-    "models": ("models.recipe", "build the model zoo (train / export checkpoints)"),
     "find_peak": ("harness.find_peak", "the user.conf target: Offline rate or highest VALID Server QPS"),
     "compliance": ("harness.submission.compliance", "TEST01 audit run and its verification"),
     "submission": ("harness.submission", "stage / truncate / check / pack an open-division package"),
 }
-# command -> the package whose own front door (`python -m <package>`, <package>.cli.main) runs it
-ELSEWHERE: dict[str, str] = {name: "research" for name in ("benchmark", "study", "gpu_check")}
 
 
 # Flags of the MLCommons reference harnesses (language/bert/run.py and its siblings) -> (our flag, or
@@ -58,7 +54,10 @@ REFERENCE_FLAGS: dict[str, tuple[str | None, str]] = {
     "--qps": ("--user_conf", "target_qps lives in user.conf (`MODEL.Scenario.target_qps = N`)"),
     "--max-latency": ("--user_conf", "target_latency lives in user.conf"),
     "--samples-per-query": ("--user_conf", "samples_per_query lives in user.conf"),
-    "--find-peak-performance": (None, "python -m harness find_peak searches the Server peak"),
+    "--find-peak-performance": (
+        None,
+        "python -m harness find_peak (make find_peak) searches the Server peak",
+    ),
 }
 for _flag in ("--node", "--port", "--sut_server"):
     REFERENCE_FLAGS[_flag] = REFERENCE_FLAGS["--network"]
@@ -89,22 +88,16 @@ def dispatch(
     argv: list[str],
     prog: str,
     description: str,
-    elsewhere: dict[str, str] | None = None,
 ) -> int:
     """Parse `argv` = [command, flags...] against `commands` and run the command's module."""
-    elsewhere = elsewhere or {}
     parser = ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="command")
     for name, (_, help_) in commands.items():
         sub.add_parser(name, help=help_, add_help=False)
-    for name, package in elsewhere.items():
-        sub.add_parser(name, help=f"(python -m {package} {name})", add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else BAD_INPUT
     name = argv[0]
-    if name in elsewhere:
-        return int(importlib.import_module(f"{elsewhere[name]}.cli").main(argv) or 0)
     if name not in commands:
         parser.parse_args(argv[:1])  # prints the choices and exits 3
         return BAD_INPUT
@@ -128,4 +121,4 @@ def dispatch(
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return dispatch(COMMANDS, argv, "python -m harness", __doc__.splitlines()[0], ELSEWHERE)
+    return dispatch(COMMANDS, argv, "python -m harness", __doc__.splitlines()[0])

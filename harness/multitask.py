@@ -40,9 +40,8 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
     """The Workload fields of a task-list run: every task resolved (ValueError naming the fix when
     one lacks a checkpoint or the tasks cannot share the form), the union QSL, one backend per
     worker. `task_options(cfg, served)`: the runner's per-task options (run with each task's name)."""
-    # lazy: both import torch (seconds), and the config check imports this module for check_options
+    # lazy: it imports torch (seconds), and the config check imports this module for check_options
     from models.multitask import MultiTaskBackend, resolve_tasks  # noqa: PLC0415
-    from models.recipe import tokenizer_for  # noqa: PLC0415
 
     task_list = parse_task_list(cfg.task)
     multi = resolve_tasks(
@@ -50,7 +49,7 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
     )
     if cfg.accuracy:
         multi.check_for_accuracy()
-    tokenizers = [tokenizer_for(m) for m in multi.models]
+    tokenizers = [m.tokenizer() for m in multi.models]
     prints = {tokenizer_fingerprint(t) for t in tokenizers}
     if len(prints) > 1:
         raise ValueError(

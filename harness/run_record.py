@@ -16,14 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.results import NS_PER_MS, Results
+from models.zoo_layout import seed_of_models_dir
 
 __all__ = ["NS_PER_MS", "SUPERSEDED", "Results", "RunRecord", "find_records"]
-
-
-def seed_of_models_dir(models_dir: str | None) -> int:
-    from models.recipe import seed_of_models_dir as seed_of
-
-    return seed_of(models_dir)
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -60,7 +55,7 @@ class RunRecord:
     git_dirty: bool | None = None
     started_at: str = ""
     command: tuple[str, ...] = ()
-    seed: int = 0  # the training seed of the zoo served (models.recipe.seed_of_models_dir)
+    seed: int = 0  # the training seed of the zoo served (models.zoo_layout.seed_of_models_dir)
     model_spec: dict[str, Any] = field(default_factory=dict)  # ServedModel.describe()
     backend_options: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)  # harness.info.device_info()

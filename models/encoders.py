@@ -46,7 +46,7 @@ def _xlmr(hidden: int, layers: int, heads: int, ffn: int, **changed: Any) -> dic
 BASE_CONFIG = _xlmr(hidden=768, layers=12, heads=12, ffn=3072)
 LARGE_CONFIG = _xlmr(hidden=1024, layers=24, heads=16, ffn=4096)
 
-# The tiny zoo encoder (pretrained by models/pretrain.py in about 3 minutes on 2 cores).
+# The tiny zoo encoder (pretrained by zoo/pretrain.py in about 3 minutes on 2 cores).
 TINY_CONFIG = _xlmr(hidden=128, layers=4, heads=4, ffn=512, vocab_size=8002)
 TINY_VOCAB = 8000  # SentencePiece pieces; the tokenizer adds <pad> and <mask> -> 8002 ids
 

@@ -1,6 +1,6 @@
 """Loading a resolved model: checkpoint layout, tokenizer, and one loader per serving form.
 
-Zoo layout (written by models/recipe.py; `zoo.json` in each folder is the manifest, `.done` the marker):
+Zoo layout (written by zoo/recipe.py; `zoo.json` in each folder is the manifest, `.done` the marker):
   <models_dir>/encoder/                     tiny pretrained encoder (AutoModel) + tokenizer
   <models_dir>/<MODEL>/squad/               intermediate stage (served for retrieval tasks)
   <models_dir>/<MODEL>/<TASK>/              target stage (xnli, pawsx, tydiqa)
@@ -80,7 +80,7 @@ def rebuild_hint(folder: Path, build: Path | None = None) -> str:
         return f"replace the checkpoint in {folder} (it was not built by `make models`)"
     root = folder.parent if stage == "encoder" else folder.parent.parent
     build = build or BUILD
-    command = f"python -m harness models --models_dir {root}"
+    command = f"python -m zoo build --models_dir {root}"
     for enc in ENCODERS.values():
         if root.resolve() == enc.default_models_dir(build).resolve():
             command = "make models" + ("" if enc.name == "tiny" else f" ENCODER={enc.name}")
@@ -170,7 +170,7 @@ def find_checkpoint(spec: ModelSpec, target: type[Task], root: Path, weights: st
         if not (path / DONE).exists() and not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"no checkpoint for model {spec.name!r} task {target.name!r} at {path}: build the zoo "
-                "with `python -m harness models` (make models), or pass --weights PATH, or "
+                "with `python -m zoo build` (make models), or pass --weights PATH, or "
                 "weights='random'"
             )
     verify_checkpoint(path)
@@ -215,8 +215,9 @@ def load_tokenizer(served: ServedModel):
         except (OSError, ValueError) as e:
             errors.append(f"{source}: {type(e).__name__}")
     # real shapes: XLM-R's tokenizer from the e5-small download; tiny: the tiny zoo's (built here);
-    # models.recipe.tokenizer_for builds it on first use (loading never trains or downloads itself)
-    build = "python -m harness models --encoder " + ("e5-small" if enc.name != "tiny" else "tiny")
+    # zoo.recipe.tokenizer_for builds it (loading never trains or downloads itself)
+    build = "python -m zoo build --models '' --no_eval --encoder "
+    build += f"tiny --models_dir {served.models_dir}" if enc.name == "tiny" else "e5-small"
     raise FileNotFoundError(
         "no tokenizer for random weights; tried " + "; ".join(errors) + f". Build it: {build}"
     )
@@ -410,7 +411,7 @@ class ServedModel:
             raise ValueError(
                 f"model {self.name!r} on {self.task!r} uses random weights (model_kind='random', "
                 f"encoder {self.encoder!r}): fine for speed studies, meaningless for accuracy. "
-                "Build the zoo (`python -m harness models`) or pass a trained checkpoint with "
+                "Build the zoo (`python -m zoo build`) or pass a trained checkpoint with "
                 "--weights PATH."
             )
 

@@ -38,6 +38,7 @@ from models.dispatch_free import SEQ_BN_FLAGS, strip_adapter_dispatch
 from models.loaders import ServedModel, _config, activate, add_head, base_source, loading
 from models.pytorch_backend import serial_intra_op
 from models.registry import resolve
+from models.zoo_layout import build_command
 from tasks.mixed import MixedOutput, TaskList
 
 MIXED_BATCH_FORMS = ("adapter",)  # forms whose rows of several tasks share one backbone pass
@@ -120,9 +121,7 @@ def resolve_tasks(
         except FileNotFoundError as e:
             raise ValueError(
                 f"model {model!r} has no checkpoint for task {name!r} ({e}); build it first: "
-                f"python -m harness run --model {model} --task {name} --encoder {encoder} --count 1"
-                + (f" --models_dir {models_dir}" if models_dir is not None else "")
-                + " (builds the missing zoo entry), or drop the task from the list"
+                f"{build_command(model, name, encoder, None, models_dir)}, or drop the task from the list"
             ) from None
     multi = MultiServed(tuple(models), task_list.synthetic)
     check_form(multi)

@@ -13,7 +13,7 @@ A model name says how the encoder was adapted (the paper's STILTs recipe, Phang 
 
 Retrieval tasks (tatoeba, bucc) train nothing: they serve the encoder after the intermediate stage (its
 adapter active where it has one, LoRA merged) and mean-pool `hidden_states[pooling_layer]`.
-Where the weights come from (`weights`): None = the zoo the recipe built (`python -m harness models`),
+Where the weights come from (`weights`): None = the zoo the recipe built (`python -m zoo build`),
 "random" = random weights with the real shapes (speed studies only), or a checkpoint directory laid out
 like a zoo entry.
 """

@@ -17,11 +17,11 @@ from common.exit_codes import BAD_INPUT
 from common.paths import BUILD, REPO
 from harness.config import RunConfig
 from harness.retime import bare_single_p90_ms
-from models.recipe import SIZES
 from research import measure
 from research.peak_bench import measure_peak_section, parse_forms, render_peak
 from research.ray_bench import measure_ray, render_ray
 from research.tables import markdown_table
+from zoo.recipe import SIZES
 
 # ratio -> (target, whether lower is better); vs_reference's target depends on the encoder
 TARGETS = {

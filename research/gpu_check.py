@@ -21,11 +21,11 @@ from harness.config import RunConfig
 from harness.info import device_info, git_state, package_versions
 from harness.launch import launch
 from harness.settings import user_conf_with
-from models.recipe import tokenizer_for
 from models.registry import resolve
 from research.measure import best_seconds, conf_line, flops_per_sample, gemm_flops
 from research.tables import markdown_table
 from tasks.registry import get_task
+from zoo.recipe import tokenizer_for
 
 # Dense (no sparsity) bf16 tensor-core peak, FLOP/s, from vendor datasheets (not measured here).
 # Matched by substring of torch's device name, first match wins (the more specific names first).

@@ -41,13 +41,13 @@ from harness.launch import launch_with_conf
 from models.backends import create_backend
 from models.base import BackendOptions
 from models.multitask import MultiTaskBackend, resolve_tasks
-from models.recipe import tokenizer_for
 from models.registry import resolve
 from research.speed import interleaved
 from research.tables import markdown_table
 from sut.batching import BatchLimits, plan_batches
 from tasks.mixed import MixedTask, parse_task_list
 from tasks.qsl import QuerySampleLibrary
+from zoo.recipe import tokenizer_for
 
 FORMS = ("adapter", "full")
 

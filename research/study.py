@@ -45,7 +45,7 @@ from harness.run_record import Results, RunRecord
 from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
-from models.recipe import seed_models_dir
+from models.zoo_layout import seed_models_dir
 from research import speed
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from sut import registry as sut_registry
@@ -103,7 +103,7 @@ class Cell:
     scenario: str
     mode: str  # performance | accuracy
     qps_fraction: float | None = None
-    seed: int = 0  # training seed of the zoo served (> 0: models.recipe.seed_models_dir)
+    seed: int = 0  # training seed of the zoo served (> 0: models.zoo_layout.seed_models_dir)
     round: int = 0  # repeat of a performance cell (> 0: --rounds; research/collect.py reads it back)
     load_of: str | None = None  # Server: qps_fraction is of this model's Offline rate (common load)
 

@@ -245,7 +245,7 @@ def test_training_autocasts_to_bf16_only_where_the_cpu_has_native_bf16(cpu, caps
 
     from torch import nn
 
-    from models import stages
+    from zoo import stages
 
     cpu(caps)
     cpu_caps._say_fp32_once.cache_clear()

@@ -1,5 +1,5 @@
-"""The import structure: no cycle between modules, each package uses only the packages below it, and
-the core never imports the research tooling (docs/architecture.md draws the layers).
+"""The import structure: no cycle between modules, each package uses only the packages below it, the
+core never imports the zoo's training nor the research tooling (docs/architecture.md draws the layers).
 
 Read from the code itself: every `import` statement of every module, at module level, inside
 functions and under `if TYPE_CHECKING:` alike (a type-only import still ties two modules together).
@@ -13,9 +13,20 @@ from pathlib import Path
 
 from common.paths import REPO
 
-# Lowest first: a package may import the packages before it in this list, never those after it.
-LAYERS = ("common", "tasks", "models", "sut", "harness", "research")
+# Lowest first. The core is a chain (each package imports those before it); the zoo's training sits
+# above models/ beside sut/ and harness/ (it uses what serving loads, and serving never trains);
+# research uses everything.
+LAYERS = ("common", "tasks", "models", "sut", "harness", "zoo", "research")
 CORE = ("common", "tasks", "models", "sut", "harness")
+USES = {
+    "common": set(),
+    "tasks": {"common"},
+    "models": {"common", "tasks"},
+    "sut": {"common", "tasks", "models"},
+    "harness": {"common", "tasks", "models", "sut"},
+    "zoo": {"common", "tasks", "models"},
+    "research": {"common", "tasks", "models", "sut", "harness", "zoo"},
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -157,19 +168,36 @@ def test_no_import_cycle_between_modules():
 
 
 def test_packages_import_only_the_layers_below_them():
+    assert set(USES) == set(LAYERS)
     wrong = [
         f"{module} imports {target}"
         for module, targets in _graph().items()
         if _layer(module) in LAYERS
         for target in targets
-        if _layer(target) in LAYERS and LAYERS.index(_layer(target)) > LAYERS.index(_layer(module))
+        if _layer(target) != _layer(module) and _layer(target) not in USES[_layer(module)]
     ]
     assert wrong == []
 
 
+def test_the_core_never_imports_the_zoo():
+    """`harness run` serves and never trains: no module of the core (nor an accuracy script) imports
+    the zoo package, at module level, in a function or for types only; research may."""
+    graph = _graph()
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if _layer(module) in CORE or module.startswith("accuracy_")
+        for target in targets
+        if _layer(target) == "zoo"
+    ]
+    assert wrong == []
+    assert {"zoo.recipe", "zoo.stages", "zoo.evaluate", "zoo.pretrain"} <= set(graph)  # walked
+    assert {"zoo.stages", "models.registry"} <= graph["zoo.recipe"]  # the zoo uses what serves
+
+
 def test_the_core_never_imports_research():
-    """harness/cli.py forwards `python -m harness study` by the name "research" (importlib, only
-    when such a command runs); no import statement of the core names the research package."""
+    """No import statement of the core names the research package (which has its own front door,
+    `python -m research`: the core's CLI neither lists nor forwards its commands)."""
     wrong = [
         f"{module} imports {target}"
         for module, targets in _graph().items()

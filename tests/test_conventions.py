@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from common.exit_codes import BAD_INPUT
 from common.paths import REPO
+from harness.config import RunConfig
+from harness.run_folder import checkpoint_sha256
+from harness.runner import prepare
+from models.loaders import DONE
 from models.registry import MODELS, TASKS
+from models.zoo_layout import ZOO_ENCODERS
+from zoo.cli import build_parser
+from zoo.cli import main as zoo_main
+from zoo.recipe import (
+    ENCODER_STAGES,
+    SIZES,
+    build_announcement,
+    configure_for_run_parser,
+    stages_for_run,
+)
 
 
 # --- first use: the stages a run serves from -------------------------------------------------------
@@ -28,7 +50,6 @@ def test_the_readme_lists_every_registered_model_and_task():
 def test_every_readme_model_and_task_builds_the_stage_its_run_serves(encoder):
     """For each MODEL x TASK of the README, the last stage `build_for_run` builds is the folder the
     run's checkpoint lookup serves from, and every stage it depends on comes before it."""
-    from models.recipe import stages_for_run
 
     for model in readme_names("MODEL"):
         spec = MODELS[model]
@@ -46,7 +67,6 @@ def test_every_readme_model_and_task_builds_the_stage_its_run_serves(encoder):
 
 
 def test_first_use_estimate_adds_the_measured_stage_times():
-    from models.recipe import build_announcement, stages_for_run
 
     plan = stages_for_run("adapter-squad", "xnli", "e5-small")
     assert [(s.folder, s.minutes) for s in plan] == [
@@ -66,32 +86,148 @@ def test_first_use_estimate_adds_the_measured_stage_times():
     )
 
 
-def test_a_retrieval_run_of_a_model_with_an_intermediate_stage_builds_it_on_first_use(
-    tmp_path, monkeypatch, capsys
-):
-    """A fresh clone's `make run MODEL=full-squad TASK=bucc` built the encoder only, then stopped
-    with "no checkpoint ... full-squad/squad". Here the runner's own preparation (what `harness run`
-    does before LoadGen) on an empty zoo folder, with the test-sized recipe."""
-    from harness.config import RunConfig
-    from harness.runner import prepare
-    from models import recipe
-    from models.loaders import DONE
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+}
+GUARD_S = 600  # a guard against a hang only
 
-    monkeypatch.setitem(recipe.SIZES, "tiny", recipe.TINY_TEST)
+
+def make_run_commands(tmp_path: Path, **variables: str) -> list[list[str]]:
+    """The command lines `make run` runs for these make variables (`make -n`: printed, not run), with
+    this interpreter as $(PY) and a fresh install stamp (so no install step is among them)."""
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    argv = ["make", "-n", "-s", "run", f"PY={sys.executable}", f"STAMP={stamp}"]
+    argv += [f"{name}={value}" for name, value in variables.items()]
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True, timeout=GUARD_S)
+    return [shlex.split(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=GUARD_S)
+
+
+def built(zoo: Path) -> list[str]:
+    """The zoo stages finished in `zoo` (folders holding the .done marker)."""
+    return sorted(str(p.parent.relative_to(zoo)) for p in zoo.rglob(DONE))
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_run_builds_a_missing_model_then_serves_it(tmp_path):
+    """A fresh clone's `make run MODEL=full-squad TASK=bucc` used to build the encoder only, then stop
+    with "no checkpoint ... full-squad/squad". The two commands `make run` runs, as it runs them: the
+    zoo build of the run's stages (the encoder and the intermediate stage; BUCC trains nothing), then
+    the run, which serves that stage. The test-sized recipe through ZOO_ARGS, the zoo in tmp_path."""
+    zoo, out = tmp_path / "zoo", tmp_path / "out"
+    build, serve = make_run_commands(
+        tmp_path,
+        MODEL="full-squad",
+        TASK="bucc",
+        ENCODER="tiny",
+        COUNT="8",
+        DURATION="1",
+        LOG_DIR=str(out),
+        RUN_ARGS=f"--models_dir {zoo} --languages zh --allow_invalid",
+        ZOO_ARGS="--tiny-test",
+    )
+    assert build[:5] == [sys.executable, "-m", "zoo", "build", "--for_run"] and "--tiny-test" in build
+    assert serve[:4] == [sys.executable, "-m", "harness", "run"] and "--tiny-test" not in serve
+    assert serve[4:] == [a for a in build[5:] if a != "--tiny-test"]  # the run's flags, RUN_ARGS too
+
+    first = run(build)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "first use of full-squad/bucc (tiny)" in first.stdout
+    assert "building 2 zoo stage(s): encoder tiny (not measured), full-squad squad" in first.stdout
+    assert built(zoo) == ["encoder", "full-squad/squad"]
+    assert not out.exists()  # the build writes no run folder
+
+    served = run(serve)
+    assert served.returncode == 0, served.stdout[-3000:] + served.stderr[-3000:]
+    assert "first use" not in served.stdout and built(zoo) == ["encoder", "full-squad/squad"]
+    (results,) = out.rglob("results.json")
+    config = json.loads((results.parent / "run_config.json").read_text())
+    assert config["checkpoint_sha256"] == checkpoint_sha256(zoo / "full-squad" / "squad")
+    assert (config["model_kind"], config["task"], config["count"]) == ("tiny", "bucc", 8)
+    assert json.loads(results.read_text())["exit_status"] == 0
+
+    again = run(build)  # built once: the next `make run` builds nothing and says nothing of it
+    assert again.returncode == 0 and "first use" not in again.stdout, again.stderr[-3000:]
+
+
+def test_harness_run_alone_on_a_missing_model_exits_3_naming_the_build_command(tmp_path):
+    """`harness run` serves and never trains: on an empty zoo folder it ends with one `error:` line
+    (exit 3, results.json says so) naming the exact build command, and builds nothing. That command
+    (with the test-sized recipe) builds what the run needs: the same run then succeeds."""
+    zoo, out = tmp_path / "zoo", tmp_path / "out"
+    flags = ["--model", "full", "--task", "xnli", "--encoder", "tiny", "--models_dir", str(zoo)]
+    harness = [sys.executable, "-m", "harness", "run", *flags, "--languages", "en", "--count", "8"]
+    harness += ["--duration", "1", "--allow_invalid", "--output_dir", str(out)]
+    missing = run(harness)
+    both = missing.stdout + missing.stderr
+    assert missing.returncode == BAD_INPUT, both[-3000:]
+    (line,) = [x for x in both.splitlines() if x.startswith("error:")]
+    command = f"python -m zoo build --for_run {' '.join(flags)}"
+    assert line == (
+        f"error: full/xnli (tiny): its zoo stage(s) not built in {zoo}; build it first with "
+        f"`{command}` (`make run` runs it before the run)"
+    )
+    assert "Traceback" not in both and not zoo.exists()  # nothing built, not even the folder
+    (results,) = out.rglob("results.json")
+    assert json.loads(results.read_text())["exit_status"] == BAD_INPUT
+
+    named = shlex.split(command)
+    build = run([sys.executable, *named[1:], "--tiny-test"])
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert built(zoo) == ["encoder", "full/xnli"]
+    served = run(harness)
+    assert served.returncode == 0, served.stdout[-3000:] + served.stderr[-3000:]
+
+
+def test_random_weights_without_their_tokenizer_name_the_build_of_the_encoder(tmp_path):
+    """Random weights take the tiny zoo's tokenizer: missing, the run names the build (which builds the
+    encoder alone, into the run's zoo folder); with the encoder built, the run prepares."""
     zoo = tmp_path / "zoo"
-    cfg = RunConfig(model="full-squad", task="bucc", languages="zh", count=8, models_dir=str(zoo))
+    cfg = RunConfig(task="xnli", languages="en", count=8, weights="random", models_dir=str(zoo))
+    with pytest.raises(FileNotFoundError) as err:
+        prepare(cfg)
+    command = "python -m zoo build --for_run --model full --task xnli --encoder tiny --weights random "
+    assert f"`{command}--models_dir {zoo}`" in str(err.value) and not zoo.exists()
+    assert zoo_main([*shlex.split(command)[3:], "--models_dir", str(zoo), "--tiny-test"]) == 0
+    assert built(zoo) == ["encoder"]
     work = prepare(cfg)
     try:
-        assert work.served.checkpoint == zoo / "full-squad" / "squad"
-        assert work.served.serving == "plain" and len(work.qsl.lengths) > 0
+        assert work.served.model_kind == "random" and len(work.qsl.lengths) == 8
+        assert work.tokenizer == str(zoo / "encoder")
     finally:
         work.close()
-    built = sorted(str(p.parent.relative_to(zoo)) for p in zoo.rglob(DONE))
-    assert built == ["encoder", "full-squad/squad"]  # no target stage: BUCC trains nothing
-    out = capsys.readouterr().out
-    assert "first use of full-squad/bucc (tiny)" in out and "building 2 zoo stage(s)" in out
-    # a second use builds nothing
-    assert recipe.build_for_run("full-squad", "bucc", zoo, "tiny", recipe.TINY_TEST) == []
+
+
+def test_the_zoo_build_for_a_run_reads_the_run_flags_and_ignores_the_others(capsys):
+    """`make run` hands the build every flag of the run: those it does not use are ignored (no
+    abbreviation: --model never passes for the whole-zoo build's --models), names are checked with
+    one `error:` line, and encoders the zoo does not build (base, large) need nothing here."""
+    run_flags = ["--scenario", "Server", "--backend", "onnxruntime", "--count", "8", "--accuracy"]
+    assert zoo_main(["build", "--for_run", "--model", "fulll", *run_flags]) == BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: unknown model 'fulll'. Did you mean 'full'? Known: " + ", ".join(MODELS)]
+    assert zoo_main(["build", "--for_run", "--encoder", "large", "--task", "tydiqa", *run_flags]) == 0
+    assert zoo_main(["build", "--for_run", "--weights", "/some/checkpoint", *run_flags]) == 0
+    assert capsys.readouterr().out == ""  # nothing to build, nothing said
+    assert zoo_main(["frobnicate"]) == BAD_INPUT
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+    parser = build_parser()  # a flag left out builds what the run would serve without it
+    configure_for_run_parser(parser)
+    defaults, run = vars(parser.parse_args([])), RunConfig()
+    for key in ("model", "task", "encoder", "weights", "models_dir"):
+        assert defaults[key] == getattr(run, key), key
+    assert (defaults["model"], defaults["task"], defaults["encoder"]) == ("full", "xnli", "tiny")
+
+
+def test_the_zoo_builds_exactly_the_encoders_serving_counts_as_its_own():
+    """models/zoo_layout.py (serving's view: scoring held-out rows, the build command) and the recipe's
+    sizes name the same encoders."""
+    assert tuple(SIZES) == tuple(ENCODER_STAGES) == ZOO_ENCODERS == ("tiny", "e5-small")
 
 
 # --- flags of the reference harness ----------------------------------------------------------------
@@ -126,7 +262,7 @@ def test_a_retrieval_run_of_a_model_with_an_intermediate_stage_builds_it_on_firs
             ["run", "--user-conf", "x.conf"],
             "python -m harness run: unknown flag --user-conf (did you mean --user_conf?)",
         ),
-        (["models", "--mlperf_conf", "x"], "python -m harness models: unknown flag --mlperf_conf"),
+        (["info", "--mlperf_conf", "x"], "python -m harness info: unknown flag --mlperf_conf"),
     ],
 )
 def test_a_reference_harness_flag_gets_one_error_line_naming_ours(capsys, argv, hint):

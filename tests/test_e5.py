@@ -270,7 +270,7 @@ def test_e5_small_retrieval_convention_comes_from_its_spec():
 
 
 def test_length_bucketed_batches_cover_every_row_once_and_pad_less():
-    from models.stages import batches
+    from zoo.stages import batches
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 300, 1000)

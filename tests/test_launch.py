@@ -349,10 +349,10 @@ def test_find_peak_server_runs_a_trial_short_of_queries_again_for_longer(tmp_pat
 def test_find_peak_is_a_core_command_and_refuses_singlestream(capsys):
     """`python -m harness find_peak` (make find_peak) runs harness/find_peak.py itself, with no
     forward to research; a SingleStream search is a bad input (exit 3) naming what it measures."""
-    from harness.cli import COMMANDS, ELSEWHERE, main
+    from harness.cli import COMMANDS, main
     from research.cli import COMMANDS as RESEARCH  # the test may import research; the core may not
 
     assert COMMANDS["find_peak"][0] == "harness.find_peak"
-    assert "find_peak" not in ELSEWHERE and "find_peak" not in RESEARCH
+    assert "find_peak" not in RESEARCH
     assert main(["find_peak", "--scenario", "SingleStream"]) == 3
     assert "find_peak: measures Server and Offline" in capsys.readouterr().err

@@ -19,7 +19,7 @@ KIND_TASKS = ("xnli", "tydiqa", "tatoeba")  # one task per kind
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory):
-    from models.recipe import TINY_TEST, build_zoo
+    from zoo.recipe import TINY_TEST, build_zoo
 
     root = tmp_path_factory.mktemp("zoo")
     build_zoo(root, "tiny", tasks=["xnli", "tydiqa"], sizes=TINY_TEST, progress=False)
@@ -47,7 +47,7 @@ def test_registry_errors_suggest_names(zoo):
         resolve("full", "paws", models_dir=zoo)
     with pytest.raises(ValueError, match="unknown encoder"):
         resolve("full", "xnli", encoder="huge", models_dir=zoo)
-    with pytest.raises(FileNotFoundError, match="harness models"):
+    with pytest.raises(FileNotFoundError, match="python -m zoo build"):
         resolve("full", "pawsx", models_dir=zoo)  # not built in this zoo
     from models.backends import create_backend
 
@@ -83,7 +83,7 @@ def test_merged_lora_equals_unmerged_and_has_no_lora_modules(zoo):
     from adapters import LoRAConfig
     from transformers import AutoModelForSequenceClassification
 
-    from models.stages import merge_lora
+    from zoo.stages import merge_lora
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -172,9 +172,9 @@ def test_onnx_parity_every_entry_and_kind(zoo, model, tmp_path):
 
 
 def test_zoo_report_rows_from_loadgen_runs(tmp_path):
-    """`harness models --from_runs`: figures of the encoder's default zoo on PyTorch fp32 from scored
+    """`python -m zoo build --from_runs`: figures of the encoder's default zoo on PyTorch fp32 from scored
     LoadGen accuracy runs, the newest run of a pair winning; other runs are ignored."""
-    from models.zoo_eval import runs_rows
+    from zoo.evaluate import runs_rows
 
     def folder(name, started, value, **cfg):
         d = tmp_path / name
@@ -209,8 +209,8 @@ def test_zoo_report_rows_from_loadgen_runs(tmp_path):
 
 
 def test_every_trained_stage_records_its_training_time(zoo, tmp_path):
-    from models.recipe import TINY_TEST
-    from models.zoo_eval import report_section, training_curves
+    from zoo.evaluate import report_section, training_curves
+    from zoo.recipe import TINY_TEST
 
     curves = training_curves(zoo)
     # 5 models x (xnli, tydiqa) target stages + the squad stages of the 3 -squad models
@@ -250,7 +250,7 @@ def test_every_trained_stage_records_its_training_time(zoo, tmp_path):
 def test_timed_build_without_trained_stages_is_refused_before_any_work(tmp_path):
     import argparse
 
-    from models.recipe import configure_parser, main
+    from zoo.recipe import configure_parser, main
 
     parser = argparse.ArgumentParser()
     configure_parser(parser)
@@ -269,7 +269,7 @@ def test_heldout_probe_scores_the_english_heldout_rows_and_leaves_the_model_trai
     no_grad, not inference_mode (where the library's unfolded fusion is 11-14x slower: the speed
     itself is in docs/zoo.md); a training step still works after it."""
     from models.loaders import load_model
-    from models.zoo_eval import evaluate, heldout_probe
+    from zoo.evaluate import evaluate, heldout_probe
 
     served = resolve("adapter-squad", "xnli", models_dir=zoo)
     assert served.serving == "fusion"

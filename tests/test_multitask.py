@@ -32,7 +32,7 @@ COUNT = 24  # samples of each task (the first 24 of each task's own qsl order)
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory):
-    from models.recipe import TINY_TEST, build_zoo
+    from zoo.recipe import TINY_TEST, build_zoo
 
     root = tmp_path_factory.mktemp("multitask-zoo")
     build_zoo(

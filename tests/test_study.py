@@ -535,7 +535,7 @@ def test_gpu_check_dry_end_to_end(tiny_tokenizer, tmp_path):
     argv = [
         sys.executable,
         "-m",
-        "harness",
+        "research",
         "gpu_check",
         "--dry",
         "--out",

@@ -299,7 +299,7 @@ def starting_weights(run: Run) -> tuple[str, str]:
     if run.encoder == "tiny":
         return (
             "none: a tiny XLM-R encoder pretrained from seeded random weights in this repository "
-            "(models/recipe.py)",
+            "(zoo/recipe.py)",
             "none (trained here in fp32)",
         )
     return (

@@ -1,4 +1,5 @@
-"""The tiny encoder: a SentencePiece tokenizer and a short masked-LM pretraining on bundled unlabelled text.
+"""The tiny encoder: a SentencePiece tokenizer and a short masked-LM pretraining on bundled
+unlabelled text.
 
 Text used (`unlabelled_corpus`), every sentence on its own and shuffled (never a pair, never a label):
   * XNLI premises and hypotheses, rows [0, 1245) of all 15 languages (the evaluation rows [1245, 2490)
@@ -22,9 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+from transformers import XLMRobertaForMaskedLM, get_linear_schedule_with_warmup
 
 from common.paths import DATA
 from models.encoders import xlmr_config
+from models.tokenizer import train_tokenizer
+from tasks.data import batch_encode, pad_ragged, read_squad, to_ragged
 
 XNLI_PRETRAIN_ROWS = 1245  # rows [0, 1245) of each XNLI language (the target training half)
 PAWSX_PRETRAIN_ROWS = 1000
@@ -37,8 +42,6 @@ def _gz_lines(path: Path) -> list[str]:
 
 
 def _squad_text(path: Path) -> list[str]:
-    from tasks.data import read_squad
-
     out: list[str] = []
     seen: set[str] = set()
     for ex in read_squad(path):
@@ -72,7 +75,6 @@ def unlabelled_corpus(
 def build_tokenizer(
     out_dir: Path, sentences: list[str], vocab_size: int, coverage: float, seed: int = 0
 ):
-    from models.tokenizer import train_tokenizer
 
     return train_tokenizer(
         sentences, out_dir, vocab_size=vocab_size, character_coverage=coverage, seed=seed
@@ -93,11 +95,6 @@ def pretrain_mlm(
 ) -> None:
     """Masked-LM pretraining (15% of tokens: 80% <mask>, 10% random, 10% kept) of a fresh XLM-R with
     `config`; saves the encoder (AutoModel, no pooler) and the tokenizer in out_dir."""
-    from tqdm.auto import tqdm
-    from transformers import XLMRobertaForMaskedLM, get_linear_schedule_with_warmup
-
-    from tasks.data import batch_encode, pad_ragged, to_ragged
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     values, offsets = to_ragged(

@@ -12,19 +12,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import adapters
 import numpy as np
 import torch
+from adapters import Fuse, LoRAConfig, XLMRobertaAdapterModel
 from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
 
+from models import loaders
 from models.cpu_caps import autocast_bf16
 from models.loaders import activate, add_head, write_manifest
 from models.registry import TASKS, ModelSpec
+from tasks.data import (
+    batch_encode,
+    find_file,
+    pad_ragged,
+    read_classification_file,
+    read_squad,
+    to_ragged,
+)
+from tasks.registry import get_task
+from tasks.tydiqa import squad_train_features
+from zoo.evaluate import heldout_probe
+from zoo.pretrain import build_tokenizer, pretrain_mlm, unlabelled_corpus
 
 
 @dataclass(frozen=True)
 class Context:
     models_dir: Path
-    sizes: Any  # recipe.Sizes
+    sizes: Any  # zoo.recipe.Sizes (not imported: the recipe imports this module)
     seed: int
     progress: bool
     squad_path: Path
@@ -35,9 +52,6 @@ class Context:
 # --- data ------------------------------------------------------------------------------------------
 def classification_data(task: str, tokenizer, rows: tuple[int, int]) -> dict[str, np.ndarray]:
     """English rows [lo, hi) of the task's bundled dev file -> ragged ids + labels."""
-    from tasks.data import batch_encode, find_file, read_classification_file, to_ragged
-    from tasks.registry import get_task
-
     t = get_task(task, languages="en")
     examples = read_classification_file(find_file(t.data_dir, "dev-en.tsv"), t.label_names, "en")
     examples = [e for e in examples if rows[0] <= e.row < rows[1]]
@@ -48,9 +62,6 @@ def classification_data(task: str, tokenizer, rows: tuple[int, int]) -> dict[str
 
 def qa_data(path: Path, tokenizer, max_length: int) -> dict[str, np.ndarray]:
     """SQuAD-format training windows (tasks.tydiqa.squad_train_features)."""
-    from tasks.data import read_squad
-    from tasks.tydiqa import squad_train_features
-
     return squad_train_features(
         tokenizer,
         read_squad(path, "en"),
@@ -85,9 +96,6 @@ def _train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
     if task == "squad":
         return qa_data(ctx.squad_path, tokenizer, ctx.sizes.qa_max_length)
     if TASKS[task].kind == "qa":
-        from tasks.data import find_file
-        from tasks.registry import get_task
-
         path = find_file(get_task(task).data_dir, "train-en.json")
         return qa_data(path, tokenizer, ctx.sizes.qa_max_length)
     return classification_data(task, tokenizer, ctx.train_rows[task])
@@ -129,13 +137,8 @@ def train(
     start_positions...). `epochs` > 0: length-bucketed passes over the data (`batches`); else `steps`
     random batches. ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master weights; 1.7-2x faster
     on CPUs with AMX: docs/zoo.md) where the CPU has native bf16, else fp32
-    (models/cpu_caps.py `autocast_bf16`; the stage records which). Returns the training curve: per epoch (or at the end)
-    the mean loss and, with `evaluate(model) -> float`, a held-out figure."""
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
-    from tasks.data import pad_ragged
-
+    (models/cpu_caps.py `autocast_bf16`; the stage records which). Returns the training curve: per
+    epoch (or at the end) the mean loss and, with `evaluate(model) -> float`, a held-out figure."""
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     bf16 = autocast_bf16(ctx.sizes.bf16)
@@ -190,12 +193,10 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
         plan = {"epochs": sizes.squad_epochs, "steps": sizes.squad_steps}
     else:
         epochs = dict(sizes.target_epochs)
-        plan = {"epochs": epochs.get(f"{stage}/{learning}", epochs.get(stage, 0.0)),
-                "steps": sizes.target_steps}  # fmt: skip
+        n_epochs = epochs.get(f"{stage}/{learning}", epochs.get(stage, 0.0))
+        plan = {"epochs": n_epochs, "steps": sizes.target_steps}
     evaluate = None
     if sizes.curve and stage != "squad" and tok is not None:
-        from models.zoo_eval import heldout_probe
-
         evaluate = heldout_probe(stage, tok)
     if sizes.freeze_word_embeddings:
         for name, p in model.named_parameters():
@@ -218,8 +219,9 @@ def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:
 def merge_lora(model: nn.Module, name: str, plain_cls) -> nn.Module:
     """Merge LoRA `name` into the weights and return a plain transformers model of the same class.
 
-    Activate first, merge second (set_active_adapters after a merge silently un-merges: docs/zoo.md, "The adapters library");
-    the merged weights are copied into a fresh model, so no LoRA module is left in the graph.
+    Activate first, merge second (set_active_adapters after a merge silently un-merges: docs/zoo.md,
+    "The adapters library"); the merged weights are copied into a fresh model, so no LoRA module is
+    left in the graph.
     """
     activate(model, name)
     model.merge_adapter(name)
@@ -234,9 +236,7 @@ def merge_lora(model: nn.Module, name: str, plain_cls) -> nn.Module:
 
 
 def _plain_class(task: str):
-    from models.loaders import _plain_class
-
-    return _plain_class(TASKS[task].kind)
+    return loaders._plain_class(TASKS[task].kind)
 
 
 def _head_kwargs(task: str) -> dict[str, Any]:
@@ -253,8 +253,6 @@ def _save_plain(model: nn.Module, tokenizer, out: Path, **manifest: Any) -> None
 
 
 def _tokenizer(ctx: Context):
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(ctx.encoder_dir)
 
 
@@ -266,8 +264,6 @@ def _base_ref(ctx: Context, out: Path) -> str:
 
 # --- stage 1: tiny encoder ---------------------------------------------------------------------------
 def pretrain(ctx: Context, out: Path, config: dict[str, Any]) -> None:
-    from models.pretrain import build_tokenizer, pretrain_mlm, unlabelled_corpus
-
     sentences = unlabelled_corpus(max_per_file=ctx.sizes.max_corpus_lines, seed=ctx.seed)
     tok = build_tokenizer(out, sentences, ctx.sizes.vocab_size, ctx.sizes.char_coverage, ctx.seed)
     pretrain_mlm(
@@ -278,16 +274,12 @@ def pretrain(ctx: Context, out: Path, config: dict[str, Any]) -> None:
 
 # --- stage 2: intermediate SQuAD ---------------------------------------------------------------------
 def squad_full(ctx: Context, out: Path, data: dict, tok) -> None:
-    from transformers import AutoModelForQuestionAnswering
-
     model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
     log = fit(model, data, ctx, "full", "squad", "squad full")
     _save_plain(model, tok, out, stage="squad", serving="plain", training=log)
 
 
 def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
-    from adapters import XLMRobertaAdapterModel
-
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
     model.add_adapter("squad", config="seq_bn")
     model.add_qa_head("squad")
@@ -303,10 +295,6 @@ def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
 
 
 def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
-    import adapters
-    from adapters import LoRAConfig
-    from transformers import AutoModelForQuestionAnswering
-
     model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
     adapters.init(model)
     model.add_adapter("squad", config=LoRAConfig(r=8, alpha=16))
@@ -343,8 +331,6 @@ def target_full(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict,
 
 
 def target_adapter(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
-    from adapters import XLMRobertaAdapterModel
-
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
     model.add_adapter(task, config="seq_bn")
     add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
@@ -361,8 +347,6 @@ def target_adapter(ctx: Context, spec: ModelSpec, task: str, out: Path, data: di
 
 def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
     """Target adapter trained jointly with Fuse(squad, task); the squad adapter stays frozen."""
-    from adapters import Fuse, XLMRobertaAdapterModel
-
     squad_dir = ctx.models_dir / spec.name / "squad"
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
     model.load_adapter(str(squad_dir / "adapters" / "squad"), with_head=False)
@@ -392,9 +376,6 @@ def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dic
 
 
 def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
-    import adapters
-    from adapters import LoRAConfig
-
     src = str(ctx.models_dir / spec.name / "squad")  # the SQuAD LoRA is already merged there
     model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
     adapters.init(model)

@@ -1,4 +1,4 @@
-"""Held-out dev figures of a built zoo (the recipe's last step) -> reports/zoo.md.
+"""Held-out dev figures of a built zoo (the recipe's last step: zoo/recipe.py) -> reports/zoo.md.
 
 Runs the PyTorch backend over each task's features and scores them with the tasks' own metrics
 (tasks/scoring) through an in-memory accuracy log. XNLI / PAWS-X: held-out rows only (every
@@ -14,18 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from common.loadgen_log import LoadgenLog
+from models.backends import create_backend
 from models.cpu_caps import autocast_bf16
+from models.loaders import read_manifest
+from models.modules import WRAPPERS
+from models.registry import resolve
+from tasks.data import pad_ragged
+from tasks.registry import get_task
+from tasks.scoring import score
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
+from tasks.scoring.log import AccuracyLog
 
 BATCH = 64
 
 
 def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
     """Run `indices` of FeatureSet `fs` through the backend (length-sorted batches) -> AccuracyLog."""
-    from tasks.data import pad_ragged
-    from tasks.scoring.log import AccuracyLog
-
     order = indices[np.argsort(fs.lengths[indices], kind="stable")]
     outputs: dict[int, np.ndarray] = {}
     for lo in range(0, len(order), BATCH):
@@ -52,13 +59,9 @@ class _TrainingModule:
     minutes, against 15 s for full's."""
 
     def __init__(self, kind: str, model) -> None:
-        from models.modules import WRAPPERS
-
         self.module = WRAPPERS[kind](model, 0)
 
     def predict(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        import torch
-
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16()):
             out = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
         return out.float().numpy()
@@ -67,9 +70,6 @@ class _TrainingModule:
 def heldout_probe(task_name: str, tokenizer, rows: int = 300):
     """evaluate(model) -> the task's main metric on English held-out data, for training curves:
     XNLI/PAWS-X the first `rows` English held-out rows, TyDiQA the English dev set (F1)."""
-    from tasks.registry import get_task
-    from tasks.scoring import score
-
     task = get_task(task_name, languages="en")
     kind = task.kind
     fs = task.features(tokenizer, progress=False)
@@ -91,10 +91,6 @@ def heldout_probe(task_name: str, tokenizer, rows: int = 300):
 def evaluate(served, languages: str | None = None, rows: int | None = None) -> dict[str, Any]:
     """Score one ServedModel on its task's held-out data (XNLI/PAWS-X: the first `rows` held-out rows
     of each language, all when None); returns the final-line metrics + details."""
-    from models.backends import create_backend
-    from tasks.registry import get_task
-    from tasks.scoring import score
-
     task = get_task(served.task, languages=languages, **served.task_options())
     tok = served.tokenizer()
     fs = task.features(tok, progress=False)
@@ -119,8 +115,6 @@ def evaluate(served, languages: str | None = None, rows: int | None = None) -> d
 def accuracy_sample_count(folder: Path) -> int | None:
     """The samples LoadGen issued in the accuracy run in `folder` (its detail log), the unit that
     in-process evaluation counts too; None without a readable detail log."""
-    from common.loadgen_log import LoadgenLog
-
     try:
         n = LoadgenLog.read(folder / "mlperf_log_detail.txt").get("effective_accuracy_sample_count")
     except OSError:
@@ -187,8 +181,6 @@ def evaluate_zoo(
     """One row per (model, task) that the zoo has: model, task, metrics, languages, samples, seconds.
     runs_dir: take a (model, task)'s figures from its LoadGen accuracy run there when it has one
     (runs_rows); the others are evaluated in-process."""
-    from models.registry import resolve
-
     rows = []
     langs = sizes.eval_languages or {}
     from_runs = runs_rows(runs_dir, encoder) if runs_dir else {}
@@ -242,7 +234,7 @@ def report_section(
         "",
         HEADERS.get(encoder, f"Encoder `{encoder}`."),
         "",
-        f"Built by `python -m harness models --encoder {encoder}`: "
+        f"Built by `python -m zoo build --encoder {encoder}`: "
         + (
             f"training stages that ran in this call {train_s:.0f} s"
             if train_s >= 1
@@ -306,7 +298,8 @@ def report_section(
         for stage, t in curves:
             loss = " ".join(f"{c['loss']:.3f}" for c in t["curve"])
             held = " ".join(f"{c['heldout']:.1f}" for c in t["curve"] if "heldout" in c) or "-"
-            row = f"| {stage} | {t['lr']:g} | {t['epochs'] or t['steps']} | {loss} | {held} | {_minutes(t)} |"
+            length = t["epochs"] or t["steps"]
+            row = f"| {stage} | {t['lr']:g} | {length} | {loss} | {held} | {_minutes(t)} |"
             lines.append(row + (f" {_minutes(timed_curves.get(stage, {}))} |" if timed_curves else ""))
     lines += ["", f"Sizes: `{sizes}`", ""]
     return "\n".join(lines)
@@ -328,8 +321,6 @@ def _training_time(curves: list[tuple[str, dict]], why_missing: str) -> str:
 
 def training_curves(models_dir: Path) -> list[tuple[str, dict]]:
     """(stage, training record) for every built stage whose manifest has one, in path order."""
-    from models.loaders import read_manifest
-
     out = []
     for manifest in sorted(Path(models_dir).glob("*/*/zoo.json")):
         training = read_manifest(manifest.parent).get("training")

