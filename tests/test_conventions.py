@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +112,6 @@ def built(zoo: Path) -> list[str]:
     return sorted(str(p.parent.relative_to(zoo)) for p in zoo.rglob(DONE))
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 def test_make_run_builds_a_missing_model_then_serves_it(tmp_path):
     """A fresh clone's `make run MODEL=full-squad TASK=bucc` used to build the encoder only, then stop
     with "no checkpoint ... full-squad/squad". The two commands `make run` runs, as it runs them: the

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return BAD_INPUT
     for_run = "--for_run" in argv[1:]
     parser = build_parser()
-    # imported when a build runs, not before: the recipe imports torch, transformers and adapters
-    # (seconds), which `python -m zoo --help` and a mistyped command need not wait for
+    # imported when a build runs, not before: the recipe imports torch (about 2 s), which
+    # `python -m zoo --help` and a mistyped command need not wait for
     recipe = importlib.import_module("zoo.recipe")
     if for_run:
         recipe.configure_for_run_parser(parser)
