@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.run_record import Results
 from harness.submission import compliance
+from harness.submission import stage as stage_module
+from harness.submission.layout import ACC_FILES, PERF_FILES
+from harness.submission.runs import Run
 from harness.submission.truncate import truncate, truncate_dir, truncate_file
 
 
@@ -284,3 +288,219 @@ def test_test01_accuracy_passed_reads_the_verdict_or_the_fallback_scores(tmp_pat
         False,
         f"the fallback scores in {unreadable / 'accuracy'} cannot be read",
     )
+
+
+# --- staging: the reasons a run is refused, on hand-made run folders ------------------------------
+def _run(folder: Path, mode: str = "performance", scenario: str = "Offline", **fields) -> Run:
+    """A run folder with every file staging needs, VALID and submission grade unless `fields` say
+    otherwise (`seeds`, `settings` and `errors` go to run_config.json and the detail log)."""
+    folder.mkdir(parents=True)
+    names = ACC_FILES if mode == "accuracy" else PERF_FILES
+    for name in (*names, "user.conf"):
+        (folder / name).write_text("x\n")
+    errors = fields.pop("errors", [])
+    (folder / "mlperf_log_detail.txt").write_text(
+        "".join(f':::MLLOG {{"key": "error", "value": "{e}"}}\n' for e in errors)
+    )
+    settings = {"seeds": fields.pop("seeds", None), **fields.pop("settings", {})}
+    (folder / "run_config.json").write_text(json.dumps({"config": settings}))
+    more = fields.pop("results", {})
+    results = (
+        None
+        if more is None
+        else Results(**{"result_valid": True, "validity": "VALID", "exit_status": 0, **more})
+    )
+    values = dict(
+        path=folder,
+        model="m",
+        task="xnli",
+        scenario=scenario,
+        mode=mode,
+        backend="pytorch",
+        encoder="tiny",
+        model_kind="tiny",
+        submission_grade=True,
+        git_sha="abc",
+        git_dirty=False,
+        results=results,
+    )
+    return Run(**{**values, **fields})
+
+
+def _problems(run: Run, allow: bool = False) -> list[str]:
+    where = f"xlmr-tiny-m-xnli/{run.scenario} {run.mode} run ({run.path}): "
+    out = stage_module.run_problems(run, allow)
+    assert all(p.startswith(where) for p in out), out
+    return [p[len(where) :] for p in out]
+
+
+def test_a_valid_submission_grade_run_has_no_problem(tmp_path):
+    assert _problems(_run(tmp_path / "p")) == []
+    assert _problems(_run(tmp_path / "a", "accuracy")) == []
+    assert _problems(_run(tmp_path / "s", scenario="Server", seeds="v4.1")) == []
+
+
+def test_run_problems_name_each_reason(tmp_path):
+    bad = _run(
+        tmp_path / "p",
+        results={
+            "nonfinite_samples": 3,
+            "sut_failure": "boom",
+            "exit_status": 2,
+            "interrupted": True,
+            "signal": "SIGINT",
+            "result_valid": False,
+            "validity": "INVALID",
+        },
+        submission_grade=False,
+        git_dirty=True,
+        errors=["first bad", "second bad"],
+    )
+    (bad.path / "user.conf").unlink()
+    assert _problems(bad) == [
+        "missing user.conf",
+        "3 samples returned NaN or Inf",
+        "SUT failure (boom); its measurement is incomplete",
+        "the run exited with status 2 (SUT failure); only runs that ended normally are staged",
+        "the run was interrupted (SIGINT)",
+        "result is INVALID (INVALID); only VALID runs can be staged",
+        "LoadGen reported 2 error(s), first: first bad",
+        "development run (submission_grade false: DURATION/COUNT overridden); rerun without them, or "
+        "pass --allow_test_runs for a NOT FOR SUBMISSION test package",
+        "made from a dirty git tree; commit, then rerun",
+    ]
+    # --allow_test_runs accepts a development run from a dirty tree, nothing else
+    assert len(_problems(bad, allow=True)) == 7
+
+
+def test_accuracy_run_problems(tmp_path):
+    acc = _run(tmp_path / "a", "accuracy", model_kind="random", results={"result_valid": False})
+    (acc.path / "accuracy.txt").unlink()
+    assert _problems(acc) == [
+        "missing accuracy.txt",
+        "the accuracy run is INVALID (see its results.json)",
+        "accuracy run on random weights (model_kind random); use trained weights",
+    ]
+    # an INVALID run that exited 1 (INVALID) is refused once, as INVALID; no results.json at all
+    perf = _run(
+        tmp_path / "p",
+        results={"exit_status": 1, "result_valid": False, "validity": "INVALID"},
+    )
+    assert _problems(perf) == ["result is INVALID (INVALID); only VALID runs can be staged"]
+    gone = _run(tmp_path / "g", results=None)
+    assert _problems(gone) == ["result is INVALID (no results.json); only VALID runs can be staged"]
+
+
+def test_runs_no_package_takes_are_refused_with_the_reason(tmp_path):
+    server = _run(tmp_path / "s", scenario="Server")
+    assert _problems(server) == [
+        "Server results are checked (bert-99's 130 ms bound) only by round v4.1's checker, which "
+        'needs that round\'s LoadGen seeds: rerun with RUN_ARGS="--seeds v4.1" (docs/submission.md)'
+    ]
+    single = _run(tmp_path / "ss", scenario="SingleStream", seeds="v4.1")
+    assert _problems(single) == [
+        "made with round v4.1's seeds, which only the datacenter package (Server, Offline) uses; "
+        "SingleStream goes to the edge package: rerun without --seeds"
+    ]
+    multi = _run(tmp_path / "ms", scenario="MultiStream")
+    assert _problems(multi) == ["no checker version validates bert-99 in MultiStream"]
+
+
+def test_symlinks_and_folders_are_not_copied(tmp_path):
+    run = _run(tmp_path / "p")
+    (run.path / "user.conf").unlink()
+    (run.path / "user.conf").symlink_to(tmp_path / "elsewhere.conf")
+    (run.path / "results.json").mkdir()
+    assert _problems(run) == [
+        f"{run.path / 'user.conf'} is a symlink (to {tmp_path / 'elsewhere.conf'}); staging copies "
+        "regular files only",
+        f"{run.path / 'results.json'} is not a regular file",
+        "missing user.conf",  # a dangling link does not exist
+    ]
+
+
+def test_pair_problems_compare_sha_user_conf_and_identity(tmp_path):
+    perf = _run(tmp_path / "p", settings={"languages": ["en", "de"]})
+    same = _run(tmp_path / "a", "accuracy", settings={"languages": ["en", "de"]})
+    assert stage_module.pair_problems(perf, same) == []
+    acc = _run(tmp_path / "b", "accuracy", git_sha="def", dtype="fp16", settings={"languages": ["en"]})
+    (acc.path / "user.conf").write_text("y\n")
+    assert stage_module.pair_problems(perf, acc) == [
+        "xlmr-tiny-m-xnli/Offline: git sha mismatch: performance run abc, accuracy run def",
+        "xlmr-tiny-m-xnli/Offline: user.conf mismatch between the performance and accuracy runs",
+        "xlmr-tiny-m-xnli/Offline: performance and accuracy runs differ in dtype 'fp32' vs 'fp16'",
+        "xlmr-tiny-m-xnli/Offline: performance and accuracy runs differ in languages ['en', 'de'] "
+        "vs ['en']",
+    ]
+
+
+def test_test01_problems_need_both_verdicts_and_the_accuracy_files(tmp_path):
+    perf = _run(tmp_path / "p")
+    t01 = tmp_path / "TEST01"
+    (t01 / "accuracy").mkdir(parents=True)
+    where = f"xlmr-tiny-m-xnli/Offline TEST01 ({t01}): "
+    assert stage_module.test01_problems(perf, t01) == [
+        where + "verify_performance.txt does not say TEST PASS",
+        where + "accuracy/mlperf_log_accuracy.json, accuracy/accuracy.txt missing; run `make "
+        "compliance TEST=TEST01 ...` again",
+        where + "verify_accuracy.txt is missing",
+    ]
+    (t01 / "verify_performance.txt").write_text("reference\nTEST PASS\n")
+    (t01 / "verify_accuracy.txt").write_text("TEST PASS\n")
+    (t01 / "accuracy" / "accuracy.txt").write_text("a\n")
+    assert stage_module.test01_problems(perf, t01) == [
+        where + "accuracy/mlperf_log_accuracy.json missing; run `make compliance TEST=TEST01 ...` again"
+    ]
+    (t01 / "accuracy" / "mlperf_log_accuracy.json").write_text("[]")
+    assert stage_module.test01_problems(perf, t01) == []
+    # "TEST PASS" must be a line of its own
+    (t01 / "verify_performance.txt").write_text("TEST PASSED?\n")
+    assert len(stage_module.test01_problems(perf, t01)) == 1
+
+
+def test_test01_audit_run_must_match_the_performance_run_except_its_count(tmp_path):
+    perf = _run(tmp_path / "p", count=100)
+    t01 = tmp_path / "TEST01"
+    (t01 / "accuracy").mkdir(parents=True)
+    for name in ("verify_performance.txt", "verify_accuracy.txt"):
+        (t01 / name).write_text("TEST PASS\n")
+    for name in ("accuracy.txt", "mlperf_log_accuracy.json"):
+        (t01 / "accuracy" / name).write_text("x")
+    config = {
+        "model": "m",
+        "task": "xnli",
+        "scenario": "Offline",
+        "mode": "performance",
+        "backend": "pytorch",
+        "encoder": "tiny",
+        "model_kind": "tiny",
+        "git_sha": "abc",
+        "count": 300,
+        "config": {},
+    }
+    (t01 / "audit_run").mkdir()
+    (t01 / "audit_run" / "run_config.json").write_text(json.dumps(config))
+    assert stage_module.test01_problems(perf, t01) == []
+    config.update(git_sha="zzz", model_kind="real")
+    (t01 / "audit_run" / "run_config.json").write_text(json.dumps(config))
+    where = f"xlmr-tiny-m-xnli/Offline TEST01 ({t01}): "
+    assert stage_module.test01_problems(perf, t01) == [
+        where + "git sha mismatch: audit run zzz, performance run abc",
+        where + "audit and performance runs differ in model kind 'real' vs 'tiny'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("harness/cli.py", True),
+        ("data/README.md", True),
+        ("data/xnli/dev.tsv", False),
+        ("docs/data/notes.md", True),  # only the top-level data/ is left out
+        (".ci/run.sh", False),
+        ("harness/.hidden", False),
+        (".gitignore", False),
+    ],
+)
+def test_shipped_leaves_out_data_and_dot_files(name, kept):
+    assert stage_module.shipped(name) is kept
