@@ -1,0 +1,113 @@
+"""Hand-made mutations of the submission and bootstrap code, each against the tests written for it.
+
+nice -n 19 python reports/scripts/mutation_hand_checks.py   (from the repository root, on a clean tree)
+
+For each case: replace one piece of source text, run the named tests, restore the file; prints
+KILLED (a test failed) or SURVIVED. A quick check of the tests of docs/mutation_testing.md when a
+full mutmut run does not fit the CPU time (reports/mutation.md has the last output).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CASES = [
+    (
+        "harness/submission/compliance.py",
+        "passed = mismatched == 0 and matched > 0",
+        "passed = mismatched == 0",
+        "tests/test_submission_mutants.py -k report_counts_every_case "
+        "tests/test_compliance.py::test_accuracy_fails_when_no_qsl_idx_overlaps",
+    ),
+    (
+        "harness/submission/compliance.py",
+        "r <= 200_000",
+        "r < 200_000",
+        "tests/test_submission_mutants.py -k threshold_by_scenario",
+    ),
+    (
+        "harness/submission/compliance.py",
+        "r <= 1_600_000",
+        "r < 1_600_000",
+        "tests/test_submission_mutants.py -k threshold_by_scenario",
+    ),
+    (
+        "harness/submission/compliance.py",
+        'ref.get("effective_target_latency_ns") != test.get(',
+        'ref.get("effective_target_latency_ns") == test.get(',
+        "tests/test_submission_mutants.py -k report_and_refusals",
+    ),
+    (
+        "harness/submission/compliance.py",
+        "bound = TEST01_FALLBACK_DELTA_PERCENT.get(mapped, 1.0)",
+        "bound = 1.0",
+        "tests/test_submission_mutants.py -k test01_accuracy_passed",
+    ),
+    (
+        "harness/submission/truncate.py",
+        "if size < VIEWABLE_BYTES:",
+        "if size <= VIEWABLE_BYTES:",
+        "tests/test_submission_mutants.py -k truncate_file",
+    ),
+    (
+        "harness/submission/truncate.py",
+        "log.stat().st_size <= MAX_ACCURACY_LOG_BYTES",
+        "log.stat().st_size < MAX_ACCURACY_LOG_BYTES",
+        "tests/test_submission_mutants.py -k limit_is_10_kib",
+    ),
+    (
+        "harness/submission/stage.py",
+        "res.exit_status not in (None, 0, 1)",
+        "res.exit_status not in (None, 0)",
+        "tests/test_submission_mutants.py -k accuracy_run_problems",
+    ),
+    (
+        "harness/submission/stage.py",
+        'if not d.startswith("count ")',
+        'if not d.startswith("counts ")',
+        "tests/test_submission_mutants.py -k except_its_count",
+    ),
+    (
+        "research/bootstrap.py",
+        "draw = rng.integers(0, n, size",
+        "draw = rng.integers(0, n - 1, size",
+        "tests/test_bootstrap_mutants.py -k three_possible_values",
+    ),
+    (
+        "research/bootstrap.py",
+        "for start in range(0, n_boot, 250):  # bounded",
+        "for start in range(0, n_boot - 250, 250):  # bounded",
+        "tests/test_bootstrap_mutants.py -k three_possible_values",
+    ),
+    (
+        "research/bootstrap.py",
+        "order.append(r.languages[lang][1][[pos[i] for i in ids]])",
+        "order.append(r.languages[lang][1])",
+        "tests/test_bootstrap_mutants.py -k aligned_puts",
+    ),
+]
+
+
+def main() -> int:
+    survived = 0
+    for path, old, new, tests in CASES:
+        file = Path(path)
+        source = file.read_text()
+        assert source.count(old) == 1, (path, old)
+        file.write_text(source.replace(old, new))
+        try:
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests.split()]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        finally:
+            file.write_text(source)
+        verdict = "KILLED" if proc.returncode == 1 else f"SURVIVED (pytest exit {proc.returncode})"
+        survived += proc.returncode != 1
+        last = proc.stdout.strip().splitlines()[-1]
+        print(f"{verdict}: {path}: {old!r} -> {new!r} [{last}]", flush=True)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
