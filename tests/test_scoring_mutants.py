@@ -36,14 +36,14 @@ def test_a_truncated_log_gets_the_whole_advice(tmp_path):
 
 
 def test_a_bad_entry_after_a_chunk_boundary_is_shown_in_full(tmp_path, monkeypatch):
-    """Chunks of 64 bytes: "[", the first entry (43 bytes) and ", " end at byte 46 of the first chunk, so
-    the 18 bytes left in it are fewer than the 80 the message shows: the next chunk is read, and the
+    """Chunks of 64 bytes: "[", the first entry (47 bytes) and ", " end at byte 50 of the first chunk, so
+    the 14 bytes left in it are fewer than the 80 the message shows: the next chunk is read, and the
     bad second entry, a 100-digit number, is shown as its first 80 digits."""
     monkeypatch.setattr(log_module, "CHUNK_BYTES", 64)
-    first = '{"seq_id": 0, "qsl_idx": 0, "data": "0000"}'
+    first = '{"seq_id": 0, "qsl_idx": 0, "data": "00000000"}'
     path = tmp_path / "log.json"
     path.write_text(f"[{first}, {'1' * 100}]")
-    assert len(f"[{first}, ") == 46
+    assert len(f"[{first}, ") == 50
     with pytest.raises(LogError) as e:
         read_accuracy_log(path)
     assert str(e.value).endswith(f"; entry 1 is {'1' * 80})")

@@ -14,6 +14,18 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.log.xǁ_Scannerǁrest__mutmut_2
+        "tasks/scoring/log.py",
+        "while len(self.buf) - self.pos < n and self._more():",
+        "while len(self.buf) + self.pos < n and self._more():",
+        "tests/test_scoring_mutants.py -k chunk_boundary",
+    ),
+    (  # mutmut's tasks.scoring.log.xǁ_Scannerǁtruncated__mutmut_7
+        "tasks/scoring/log.py",
+        '"or is this the submission checker\'s truncated copy? Score the full log)"',
+        '"OR IS THIS THE SUBMISSION CHECKER\'S TRUNCATED COPY? SCORE THE FULL LOG)"',
+        "tests/test_scoring_mutants.py -k whole_advice",
+    ),
     (
         "harness/submission/compliance.py",
         "passed = mismatched == 0 and matched > 0",
