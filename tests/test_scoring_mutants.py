@@ -6,12 +6,18 @@ from the code; docs/mutation_testing.md says which mutants each group of tests w
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+from tasks.data import RetrievalPair
 from tasks.scoring import log as log_module
+from tasks.scoring import retrieval, score
 from tasks.scoring.log import LogError, read_accuracy_log
 from tasks.scoring.retrieval import knn
+from tests.test_accuracy import write_log
+from tests.test_scoring_independent import HandTask
 
 
 def test_knn_takes_the_k_most_similar_rows_in_descending_order():
@@ -47,3 +53,45 @@ def test_a_bad_entry_after_a_chunk_boundary_is_shown_in_full(tmp_path, monkeypat
     with pytest.raises(LogError) as e:
         read_accuracy_log(path)
     assert str(e.value).endswith(f"; entry 1 is {'1' * 80})")
+
+
+# --- BUCC ------------------------------------------------------------------------------------------
+def test_optimize_threshold_takes_the_cut_of_the_best_f1_not_of_the_best_precision():
+    """10 gold pairs; 11 candidates scored 10, 9, ..., 1, 0.5, right at ranks 1, 9 and 10.
+    Cut 1: P 1, R 0.1, F1 2 x 0.1 / 1.1 = 0.18; cut 9: P 2/9, R 0.2, F1 0.21; cut 10: P 0.3, R 0.3,
+    F1 0.3 (the best); cut 11: P 3/11, R 0.3, F1 0.29. Threshold: between ranks 10 and 11,
+    (1 + 0.5) / 2 = 0.75. The first candidate is wrong: F1 of 0 / 0 must come out as 0, silently."""
+    scores = np.array([10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5])
+    gold = np.zeros(11, dtype=bool)
+    gold[[0, 8, 9]] = True
+    assert retrieval.optimize_threshold(scores, gold, 10) == 0.75
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would reach the script's stderr
+        # cut 1 wrong (0 / 0), cut 2 right: P 0.5, R 1 -> F1 2/3, cut 3: P 1/3 -> threshold (5 + 4) / 2
+        assert (
+            retrieval.optimize_threshold(np.array([6.0, 5.0, 4.0]), np.array([False, True, False]), 1)
+            == 4.5
+        )
+
+
+def test_bucc_duplicates_all_reaches_the_miner(tmp_path):
+    """de: source sentences a, b, a (ids d0, d1, d2) on e1, e2, e1; English A, B (n0, n1) on e1, e2;
+    gold (d0, n0), (d1, n1); threshold 1. k = min(4, 2) = 2, every neighbour mean is (1 + 0) / 2, so a
+    matching pair's margin is 1 / 0.5 = 2. "drop" leaves out sentence a (it occurs twice): 1 pair,
+    right: P 100, R 50, F1 66.67. "all" maps a-A to (d0, n0) and (d2, n0): 3 pairs, 2 right:
+    P 66.67, R 100, F1 80."""
+    gold = [("d0", "n0"), ("d1", "n1")]
+    pair = RetrievalPair("de", ["d0", "d1", "d2"], ["a", "b", "a"], ["n0", "n1"], ["A", "B"], gold)
+    task = HandTask("bucc", "bucc", [pair], ("de",))
+    e = np.eye(4, dtype=np.float32)
+    path = write_log(tmp_path / "log.json", [e[0], e[1], e[0], e[0], e[1]])
+    drop = score(task, read_accuracy_log(path), threshold=1.0)
+    assert drop.metrics["per_language"]["de"] == pytest.approx(
+        {"f1": 200 / 3, "precision": 100.0, "recall": 50.0, "threshold": 1.0, "mined": 1}
+    )
+    every = score(task, read_accuracy_log(path), duplicates="all", threshold=1.0)
+    assert every.metrics["duplicates"] == "all"
+    assert every.metrics["per_language"]["de"] == pytest.approx(
+        {"f1": 80.0, "precision": 200 / 3, "recall": 100.0, "threshold": 1.0, "mined": 3}
+    )
+    assert sorted((s, t) for s, t, _ in every.predictions) == [("d0", "n0"), ("d1", "n1"), ("d2", "n0")]

@@ -14,6 +14,24 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_optimize_threshold__mutmut_36
+        "tasks/scoring/retrieval.py",
+        "2 * p * r / (p + r)",
+        "2 * p * r * (p + r)",
+        "tests/test_scoring_mutants.py -k best_f1_not",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_optimize_threshold__mutmut_13
+        "tasks/scoring/retrieval.py",
+        'np.errstate(invalid="ignore", divide="ignore")',
+        'np.errstate(divide="ignore")',
+        "tests/test_scoring_mutants.py -k best_f1_not",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_score_bucc__mutmut_41
+        "tasks/scoring/retrieval.py",
+        "p.src_ids, p.en_ids, duplicates)",
+        "p.src_ids, p.en_ids)",
+        "tests/test_scoring_mutants.py -k duplicates_all_reaches",
+    ),
     (  # mutmut's tasks.scoring.log.xǁ_Scannerǁrest__mutmut_2
         "tasks/scoring/log.py",
         "while len(self.buf) - self.pos < n and self._more():",
