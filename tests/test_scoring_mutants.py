@@ -95,3 +95,18 @@ def test_bucc_duplicates_all_reaches_the_miner(tmp_path):
         {"f1": 80.0, "precision": 200 / 3, "recall": 100.0, "threshold": 1.0, "mined": 3}
     )
     assert sorted((s, t) for s, t, _ in every.predictions) == [("d0", "n0"), ("d1", "n1"), ("d2", "n0")]
+
+
+def test_mine_ids_drops_duplicated_sentences_by_default():
+    """Source sentences A, B, A and English A, B on orthonormal directions (as in the duplicates
+    test of tests/test_scoring_independent.py): by default (XTREME's evaluator) the pair of the
+    repeated sentence A is dropped, leaving (s1, t1) with margin 2."""
+    e = np.eye(4, dtype=np.float32)
+    args = (e[[0, 1, 0]], e[[0, 1]], ["A", "B", "A"], ["A", "B"], ["s0", "s1", "s2"], ["t0", "t1"])
+    assert retrieval.mine_ids(*args) == [("s1", "t1", 2.0)]
+
+
+def test_source_counts_count_every_gold_pair_of_a_source():
+    # s0 has two gold English sentences (a, b) and one right prediction: [1 right, 1 predicted, 2 gold]
+    counts = retrieval.source_counts([("s0", "a", 1.0)], [("s0", "a"), ("s0", "b")], ["s0"])
+    assert counts == {"s0": [1, 1, 2]}

@@ -14,6 +14,18 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_mine_ids__mutmut_2
+        "tasks/scoring/retrieval.py",
+        'duplicates: str = "drop",\n) -> list',
+        'duplicates: str = "DROP",\n) -> list',
+        "tests/test_scoring_mutants.py -k by_default",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_source_counts__mutmut_15
+        "tasks/scoring/retrieval.py",
+        "counts.setdefault(s, [0, 0, 0])[2] += 1",
+        "counts.setdefault(s, [0, 0, 0])[2] = 1",
+        "tests/test_scoring_mutants.py -k every_gold_pair",
+    ),
     (  # mutmut's tasks.scoring.retrieval.x_optimize_threshold__mutmut_36
         "tasks/scoring/retrieval.py",
         "2 * p * r / (p + r)",
