@@ -110,3 +110,29 @@ def test_source_counts_count_every_gold_pair_of_a_source():
     # s0 has two gold English sentences (a, b) and one right prediction: [1 right, 1 predicted, 2 gold]
     counts = retrieval.source_counts([("s0", "a", 1.0)], [("s0", "a"), ("s0", "b")], ["s0"])
     assert counts == {"s0": [1, 1, 2]}
+
+
+def test_mine_ids_drops_sentences_repeated_on_the_english_side_too():
+    """Source A, B; English A, B, A: English sentence A occurs twice, so its pair is dropped."""
+    e = np.eye(4, dtype=np.float32)
+    args = (e[[0, 1]], e[[0, 1, 0]], ["A", "B"], ["A", "B", "A"], ["s0", "s1"], ["t0", "t1", "t2"])
+    assert retrieval.mine_ids(*args, duplicates="drop") == [("s1", "t1", 2.0)]
+
+
+def test_bucc_keeps_the_warnings_of_a_partial_log(tmp_path):
+    """de complete (qsl 0..3), fr (qsl 4..7) only half logged: de is scored, and both warnings
+    (partial coverage, fr left out) reach the result."""
+    e = np.eye(4, dtype=np.float32)
+    pairs = [
+        RetrievalPair("de", ["d0", "d1"], ["a", "b"], ["n0", "n1"], ["A", "B"], [("d0", "n0")]),
+        RetrievalPair("fr", ["f0", "f1"], ["a", "b"], ["m0", "m1"], ["A", "B"], [("f0", "m0")]),
+    ]
+    task = HandTask("bucc", "bucc", pairs, ("de", "fr"))
+    path = write_log(tmp_path / "log.json", [e[0], e[1], e[0], e[1], e[0], e[1]])
+    r = score(task, read_accuracy_log(path))
+    assert list(r.metrics["per_language"]) == ["de"]
+    assert r.warnings == [
+        f"{path}: partial coverage: 6 of 8 samples logged (2 missing); scoring the covered ones only",
+        f"{path}: error for fr: only 2 of its 4 sentences were logged (qsl 4..7); a pair must be "
+        "complete to be scored: left out",
+    ]

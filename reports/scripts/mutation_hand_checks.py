@@ -14,6 +14,18 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_mine_ids__mutmut_33
+        "tasks/scoring/retrieval.py",
+        "len(rows_t) > 1",
+        "len(rows_t) > 2",
+        "tests/test_scoring_mutants.py -k english_side",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_score_bucc__mutmut_185
+        "tasks/scoring/retrieval.py",
+        '"predictions.tsv", warnings, per_sample',
+        '"predictions.tsv", per_sample',
+        "tests/test_scoring_mutants.py -k warnings_of_a_partial",
+    ),
     (  # mutmut's tasks.scoring.retrieval.x_mine_ids__mutmut_2
         "tasks/scoring/retrieval.py",
         'duplicates: str = "drop",\n) -> list',
