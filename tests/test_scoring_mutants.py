@@ -136,3 +136,53 @@ def test_bucc_keeps_the_warnings_of_a_partial_log(tmp_path):
         f"{path}: error for fr: only 2 of its 4 sentences were logged (qsl 4..7); a pair must be "
         "complete to be scored: left out",
     ]
+
+
+def simple_margin_mining(x: np.ndarray, y: np.ndarray, k: int) -> list[tuple[int, int, float]]:
+    """Ratio-margin mining written from its definition (XTREME's LASER procedure), one pair at a
+    time in float64: cos(a, b) / ((mean cos of a's k nearest + mean cos of b's k nearest) / 2); each
+    side's best candidate among its k nearest, both directions pooled (forward first), best score
+    first, kept one-to-one, score > 0."""
+    cos = x.astype(np.float64) @ y.astype(np.float64).T
+    n, m = cos.shape
+
+    def nearest_k(row: np.ndarray, kk: int) -> list[int]:
+        return sorted(range(len(row)), key=lambda j: (-row[j], j))[:kk]
+
+    kx, ky = min(k, m), min(k, n)
+    mean_x = [np.mean(cos[i, nearest_k(cos[i], kx)]) for i in range(n)]
+    mean_y = [np.mean(cos[nearest_k(cos[:, j], ky), j]) for j in range(m)]
+
+    def margin(i: int, j: int) -> float:
+        return cos[i, j] / ((mean_x[i] + mean_y[j]) / 2)
+
+    pool = [
+        max(((i, j, margin(i, j)) for j in nearest_k(cos[i], kx)), key=lambda c: c[2]) for i in range(n)
+    ]
+    pool += [
+        max(((i, j, margin(i, j)) for i in nearest_k(cos[:, j], ky)), key=lambda c: c[2])
+        for j in range(m)
+    ]
+    kept, used_x, used_y = [], set(), set()
+    for i, j, s in sorted(pool, key=lambda c: -c[2]):
+        if i not in used_x and j not in used_y:
+            used_x.add(i)
+            used_y.add(j)
+            if s > 0:
+                kept.append((i, j, s))
+    return kept
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mine_equals_the_simple_margin_mining_on_random_sentences(seed):
+    """Random unit vectors (7 source, 5 English, 6 dimensions, k = 4, and k = 2): each direction's
+    best candidate differs from the other's often, so a bug in either direction's margin changes the
+    pairs or their scores."""
+    rng = np.random.default_rng(seed)
+    x = retrieval.l2_normalize(rng.standard_normal((7, 6)).astype(np.float32))
+    y = retrieval.l2_normalize(rng.standard_normal((5, 6)).astype(np.float32))
+    for k in (4, 2):
+        src, trg, score_ = retrieval.mine(x, y, k)
+        want = simple_margin_mining(x, y, k)
+        assert list(zip(src.tolist(), trg.tolist(), strict=True)) == [(i, j) for i, j, _ in want]
+        assert score_.tolist() == pytest.approx([s for *_, s in want], rel=1e-5)

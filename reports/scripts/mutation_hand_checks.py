@@ -14,6 +14,30 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_21
+        "tasks/scoring/retrieval.py",
+        "x2y_sim / ((x2y_mean[:, None] + y2x_mean[x2y_idx]) / 2)",
+        "x2y_sim * ((x2y_mean[:, None] + y2x_mean[x2y_idx]) / 2)",
+        "tests/test_scoring_mutants.py -k simple_margin_mining",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_22
+        "tasks/scoring/retrieval.py",
+        "x2y_sim / ((x2y_mean[:, None] + y2x_mean[x2y_idx]) / 2)",
+        "x2y_sim / ((x2y_mean[:, None] + y2x_mean[x2y_idx]) * 2)",
+        "tests/test_scoring_mutants.py -k simple_margin_mining",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_26
+        "tasks/scoring/retrieval.py",
+        "y2x_sim / ((y2x_mean[:, None] + x2y_mean[y2x_idx]) / 2)",
+        "y2x_sim * ((y2x_mean[:, None] + x2y_mean[y2x_idx]) / 2)",
+        "tests/test_scoring_mutants.py -k simple_margin_mining",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_27
+        "tasks/scoring/retrieval.py",
+        "y2x_sim / ((y2x_mean[:, None] + x2y_mean[y2x_idx]) / 2)",
+        "y2x_sim / ((y2x_mean[:, None] + x2y_mean[y2x_idx]) * 2)",
+        "tests/test_scoring_mutants.py -k simple_margin_mining",
+    ),
     (  # mutmut's tasks.scoring.retrieval.x_mine_ids__mutmut_33
         "tasks/scoring/retrieval.py",
         "len(rows_t) > 1",
