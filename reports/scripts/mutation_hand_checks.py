@@ -14,6 +14,12 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_81
+        "tasks/scoring/retrieval.py",
+        "keep[i] = score[i] > 0",
+        "keep[i] = score[i] > 1",
+        "tests/test_scoring_mutants.py -k simple_margin_mining",
+    ),
     (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_21
         "tasks/scoring/retrieval.py",
         "x2y_sim / ((x2y_mean[:, None] + y2x_mean[x2y_idx]) / 2)",
