@@ -186,3 +186,22 @@ def test_mine_equals_the_simple_margin_mining_on_random_sentences(seed):
         want = simple_margin_mining(x, y, k)
         assert list(zip(src.tolist(), trg.tolist(), strict=True)) == [(i, j) for i, j, _ in want]
         assert score_.tolist() == pytest.approx([s for *_, s in want], rel=1e-5)
+
+
+# --- Tatoeba and BUCC logs that do not fit the task -----------------------------------------------
+def test_retrieval_log_errors_name_the_task(tmp_path):
+    """One Tatoeba pair of 2 + 2 sentences (qsl 0..3): a qsl_idx of 9 is out of range, and entries of
+    8 and 16 floats are not one embedding size; both messages name the task."""
+    pair = RetrievalPair("aaa", ["a0", "a1"], ["x", "y"], ["e0", "e1"], ["x", "y"], None)
+    task = HandTask("tatoeba", "tatoeba", [pair], ("aaa",))
+    e = np.eye(16, dtype=np.float32)
+    far = write_log(tmp_path / "far.json", [e[0, :8]], qsl=[9])
+    with pytest.raises(LogError) as info:
+        score(task, read_accuracy_log(far))
+    assert str(info.value).startswith(f"{far}: qsl_idx 9 is out of range: tatoeba has 4 samples")
+    mixed = write_log(tmp_path / "mixed.json", [e[0, :8], e[1], e[2, :8], e[3, :8]])
+    with pytest.raises(LogError) as info:
+        score(task, read_accuracy_log(mixed))
+    assert str(info.value).startswith(
+        f"{mixed}: tatoeba responses must have one embedding size for all entries; found sizes 8, 16"
+    )

@@ -14,6 +14,18 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_pair_embeddings__mutmut_9
+        "tasks/scoring/retrieval.py",
+        "covered = check_coverage(log, n, task.name)",
+        "covered = check_coverage(log, n, None)",
+        "tests/test_scoring_mutants.py -k name_the_task",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_pair_embeddings__mutmut_15
+        "tasks/scoring/retrieval.py",
+        "width = check_uniform_width(log, task.name)",
+        "width = check_uniform_width(log, None)",
+        "tests/test_scoring_mutants.py -k name_the_task",
+    ),
     (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_81
         "tasks/scoring/retrieval.py",
         "keep[i] = score[i] > 0",
