@@ -14,6 +14,36 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_optimize_threshold__mutmut_11
+        "tasks/scoring/retrieval.py",
+        'np.errstate(invalid="ignore", divide="ignore")',
+        'np.errstate(invalid=None, divide="ignore")',
+        "tests/test_scoring_mutants.py -k best_f1_not",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_score_bucc__mutmut_34
+        "tasks/scoring/retrieval.py",
+        "p.src_ids, p.en_ids, duplicates)",
+        "p.src_ids, p.en_ids, None)",
+        "tests/test_scoring_mutants.py -k duplicates_all_reaches",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_mine_ids__mutmut_1
+        "tasks/scoring/retrieval.py",
+        'duplicates: str = "drop",\n) -> list',
+        'duplicates: str = "XXdropXX",\n) -> list',
+        "tests/test_scoring_mutants.py -k by_default",
+    ),
+    (  # mutmut's tasks.scoring.log.xǁ_Scannerǁtruncated__mutmut_5
+        "tasks/scoring/log.py",
+        '"or is this the submission checker\'s truncated copy? Score the full log)"',
+        '"XXor is this the submission checker\'s truncated copy? Score the full log)XX"',
+        "tests/test_scoring_mutants.py -k whole_advice",
+    ),
+    (  # mutmut's tasks.scoring.log.xǁ_Scannerǁtruncated__mutmut_6
+        "tasks/scoring/log.py",
+        '"or is this the submission checker\'s truncated copy? Score the full log)"',
+        '"or is this the submission checker\'s truncated copy? score the full log)"',
+        "tests/test_scoring_mutants.py -k whole_advice",
+    ),
     (  # mutmut's tasks.scoring.retrieval.x_pair_embeddings__mutmut_9
         "tasks/scoring/retrieval.py",
         "covered = check_coverage(log, n, task.name)",
