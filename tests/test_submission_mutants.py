@@ -1,9 +1,9 @@
 """Hand-computed cases for submission truncation, staging and the TEST01 checks (mutation testing).
 
 Fast unit tests (no LoadGen run): the expected bytes and verdicts follow MLCommons' rules as
-docs/submission.md and harness/submission/compliance.py's docstring state them (truncation keeps
-the first and last 4 KiB; TEST01's 10 % bound, 20 % for short latencies), worked out by hand
-beside each case.
+MLCommons' truncation and TEST01 checks apply them (the first and last 4 KiB kept; the audit
+result within 10 %, 20 % for SingleStream latencies <= 200 us and MultiStream <= 1.6 ms, bounds
+included; docs/submission.md), worked out by hand beside each case.
 """
 
 from __future__ import annotations
