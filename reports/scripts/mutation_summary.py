@@ -1,6 +1,6 @@
 """Per-module kill rates of the last mutmut run (docs/mutation_testing.md), as markdown.
 
-python reports/scripts/mutation_summary.py [GLOB ...]   (run from the repository root, after `mutmut run`)
+python reports/scripts/mutation_summary.py [GLOB ...]   (from the repository root, after `mutmut run`)
 
 Reads mutants/**/*.meta (mutmut's result files: mutant name -> the exit code of its test run). Only
 mutants matching the globs are counted (default: the scope of docs/mutation_testing.md). Detected =
