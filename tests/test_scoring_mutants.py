@@ -205,3 +205,24 @@ def test_retrieval_log_errors_name_the_task(tmp_path):
     assert str(info.value).startswith(
         f"{mixed}: tatoeba responses must have one embedding size for all entries; found sizes 8, 16"
     )
+
+
+def test_mine_keeps_equal_margins_in_candidate_order():
+    """20 pairs, each sentence its own English twin (x_i = y_i), interleaved: even i on its own
+    axis e_i (group A), odd i on (e_i + f) / sqrt 2 with f one shared axis (group B). k = 4. A's 4
+    nearest cosines are 1, 0, 0, 0 (mean 1/4): margin 1 / (1/4) = 4. B's are 1, 1/2, 1/2, 1/2 (the
+    other B sentences share f; mean 5/8): margin 1 / (5/8) = 1.6. Every candidate appears twice
+    (forward, then backward), ties everywhere: the pairs come out best first and, within one
+    margin, in candidate order (the forward copy, by source index): 0, 2, ..., 18, then 1, 3, ..., 19.
+    (NumPy sorts arrays shorter than 17 stably by insertion: a smaller case could not see an
+    unstable sort.)"""
+    v = np.zeros((20, 21), dtype=np.float32)
+    for i in range(20):
+        v[i, i] = 1.0
+        if i % 2:
+            v[i, 20] = 1.0
+    v = retrieval.l2_normalize(v)
+    src, trg, score_ = retrieval.mine(v, v, 4)
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    assert src.tolist() == order and trg.tolist() == order
+    assert score_.tolist() == pytest.approx([4.0] * 10 + [1.6] * 10, rel=1e-6)

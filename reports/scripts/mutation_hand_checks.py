@@ -14,6 +14,30 @@ import sys
 from pathlib import Path
 
 CASES = [
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_67
+        "tasks/scoring/retrieval.py",
+        'for i in np.argsort(-score, kind="stable"):',
+        "for i in np.argsort(-score, kind=None):",
+        "tests/test_scoring_mutants.py -k equal_margins",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_69
+        "tasks/scoring/retrieval.py",
+        'for i in np.argsort(-score, kind="stable"):',
+        "for i in np.argsort(-score):",
+        "tests/test_scoring_mutants.py -k equal_margins",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_84
+        "tasks/scoring/retrieval.py",
+        'order = np.argsort(-score[keep], kind="stable")',
+        "order = np.argsort(-score[keep], kind=None)",
+        "tests/test_scoring_mutants.py -k equal_margins",
+    ),
+    (  # mutmut's tasks.scoring.retrieval.x_mine__mutmut_86
+        "tasks/scoring/retrieval.py",
+        'order = np.argsort(-score[keep], kind="stable")',
+        "order = np.argsort(-score[keep])",
+        "tests/test_scoring_mutants.py -k equal_margins",
+    ),
     (  # mutmut's tasks.scoring.retrieval.x_optimize_threshold__mutmut_11
         "tasks/scoring/retrieval.py",
         'np.errstate(invalid="ignore", divide="ignore")',
