@@ -22,7 +22,7 @@ from harness.info import device_info, git_state, package_versions
 from harness.launch import launch
 from harness.settings import user_conf_with
 from models.registry import resolve
-from research.measure import best_seconds, conf_line, flops_per_sample, gemm_flops
+from research.measure import best_seconds, built, conf_line, flops_per_sample, gemm_flops
 from research.tables import markdown_table
 from tasks.registry import get_task
 from zoo.recipe import tokenizer_for
@@ -145,7 +145,7 @@ def run_config(p: CheckRun, plan: CheckPlan, out: Path, models_dir: str | None) 
 def run_check(p: CheckRun, cfg: RunConfig, out: Path, timeout_s: float) -> dict[str, Any]:
     """Run one check run; its results (or the error) as a row of the table."""
     t0 = time.perf_counter()
-    run = launch(cfg, out / "logs" / f"{p.name}.log", timeout_s=timeout_s)
+    run = launch(built(cfg), out / "logs" / f"{p.name}.log", timeout_s=timeout_s)
     row: dict[str, Any] = {
         **asdict(p),
         "name": p.name,

@@ -22,7 +22,9 @@ from harness.retime import plain_loop_sps
 from harness.run_record import Results
 from harness.runner import Workload, prepare, warm_up
 from models.base import Backend
+from models.e5 import parse_wheels
 from sut.batching import BatchLimits
+from zoo.recipe import build_what_a_run_serves
 
 
 def floats(text: str) -> list[float]:
@@ -30,11 +32,21 @@ def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
+def built(cfg: RunConfig) -> RunConfig:
+    """`cfg`, once what it serves is built. `harness run` only serves, so every research tool that
+    starts a run or prepares one in-process first builds the zoo stages it lacks, as `make run`
+    does (nothing when they are built; ValueError naming the problem when they cannot be)."""
+    build_what_a_run_serves(
+        cfg.model, cfg.task, cfg.encoder, cfg.weights, cfg.models_dir, parse_wheels(cfg.e5_wheels)
+    )
+    return cfg
+
+
 # --- in-process estimates (they only size the LoadGen runs; every ratio comes from the runs) -------
 @contextmanager
 def prepared(cfg: RunConfig) -> Iterator[Workload]:
     """`cfg`'s workload, prepared and warmed up as a run would, closed on exit."""
-    work = prepare(cfg)
+    work = prepare(built(cfg))
     try:
         warm_up(work)
         yield work
@@ -90,7 +102,7 @@ def child(
     """One child run of `cfg` (with `changes`) in `scenario` into runs_dir/name, its user.conf the
     run's own plus `<model>.<scenario>.<knob> = value`; INVALID results are kept."""
     lines = conf_line(cfg, scenario, knob, value)
-    return launch_with_conf(cfg, lines, name, runs_dir, scenario=scenario, **changes)
+    return launch_with_conf(built(cfg), lines, name, runs_dir, scenario=scenario, **changes)
 
 
 def server_search(

@@ -42,6 +42,7 @@ from models.backends import create_backend
 from models.base import BackendOptions
 from models.multitask import MultiTaskBackend, resolve_tasks
 from models.registry import resolve
+from research.measure import built
 from research.speed import interleaved
 from research.tables import markdown_table
 from sut.batching import BatchLimits, plan_batches
@@ -198,7 +199,7 @@ def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> 
                     f"{cfg.loadgen_model_name}.Offline.target_qps = {args.offline_qps}",
                 ]
                 name = f"{scenario}-{form}-{task.replace('@', 'x')}"
-                done = launch_with_conf(cfg, lines, name, Path(args.runs_dir))
+                done = launch_with_conf(built(cfg), lines, name, Path(args.runs_dir))
                 res = done.results
                 row = {
                     "scenario": scenario,

@@ -48,6 +48,7 @@ from models.encoders import get_encoder
 from models.zoo_layout import seed_models_dir
 from research import speed
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
+from research.measure import built
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -481,9 +482,9 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     t0 = time.perf_counter()
     record: dict[str, Any] = {"cell": cell.name}
     try:
-        cfg = cell_config(cell, s)
-    except LookupError as exc:
-        return {**record, "rc": None, "wall_s": 0.0, "error": str(exc)}
+        cfg = built(cell_config(cell, s))  # harness run only serves: the cell's zoo stages first
+    except (LookupError, ValueError) as exc:  # a name, or a stage that cannot be built
+        return {**record, "rc": None, "wall_s": round(time.perf_counter() - t0, 1), "error": str(exc)}
     run = launch(
         cfg,
         log_dir / f"{cell.name}.log",

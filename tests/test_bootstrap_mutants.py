@@ -1,0 +1,138 @@
+"""Hand-computed cases for the paired bootstrap (mutation testing): tiny inputs whose figures,
+draws and intervals can be worked out by hand."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from research.bootstrap import (
+    BootstrapError,
+    Interval,
+    UnitScores,
+    aligned,
+    difference,
+    language_figure,
+    resample,
+)
+
+
+def test_f1_of_summed_counts():
+    # counts [correct, predicted, gold] summed: [1, 2, 2] -> P = 1/2, R = 1/2, F1 = 50
+    counts = np.array([[1, 2, 1], [0, 0, 1]], dtype=np.float64)
+    assert language_figure("f1_counts", counts) == 50.0
+    assert language_figure("mean", np.array([0.0, 100.0, 100.0, 0.0])) == 50.0
+    # nothing predicted and nothing gold: F1 0 (not NaN); predicted but none right: 0
+    assert language_figure("f1_counts", np.zeros((2, 3))) == 0.0
+    assert language_figure("f1_counts", np.array([[0.0, 1.0, 0.0]])) == 0.0
+
+
+def _counts(units: list[list[float]]) -> UnitScores:
+    return UnitScores("f1_counts", {"de": (list(range(len(units))), np.array(units, float))}, "c")
+
+
+@pytest.mark.parametrize("clusters", [None, lambda i: i])
+def test_f1_count_replicates_take_the_three_possible_values(clusters):
+    """Units [1, 1, 1] (one right pair) and [0, 1, 0] (one wrong prediction): a replicate draws
+    two units with replacement: both the first (sums [2, 2, 2], F1 100), one of each ([1, 2, 1]:
+    200 x 1 / 3 = 66.67) or both the second ([0, 2, 0]: F1 0), with probabilities 1/4, 1/2, 1/4.
+    260 replicates: a last batch of 10 after the first 250 is filled too."""
+    reps = resample([_counts([[1, 1, 1], [0, 1, 0]])], n_boot=4000, seed=5, clusters=clusters)
+    assert reps.observed.tolist() == [[pytest.approx(200 / 3)]]
+    r = reps.replicates[0, :, 0]
+    values = (0.0, 200 / 3, 100.0)
+    assert np.all(np.isclose(r[:, None], values).any(axis=1))
+    shares = [float(np.mean(np.isclose(r, v))) for v in values]
+    assert shares == pytest.approx([0.25, 0.5, 0.25], abs=0.03)
+    small = resample([_counts([[1, 1, 1], [0, 1, 0]])], n_boot=260, seed=5, clusters=clusters)
+    assert small.replicates.shape == (1, 260, 1)
+    assert np.all(np.isclose(small.replicates[0, :, 0][:, None], values).any(axis=1))
+
+
+def test_aligned_puts_every_run_in_the_first_runs_unit_order():
+    a = UnitScores("mean", {"en": ([0, 1, 2], np.array([100.0, 0.0, 0.0]))}, "a")
+    b = UnitScores("mean", {"en": ([2, 0, 1], np.array([0.0, 100.0, 50.0]))}, "b")
+    statistic, langs, per = aligned([a, b])
+    assert (statistic, langs) == ("mean", ["en"])
+    assert [x.tolist() for x in per[0]] == [[100.0, 0.0, 0.0], [100.0, 50.0, 0.0]]
+    c = UnitScores("f1_counts", {"en": ([0, 1, 2], np.zeros((3, 3)))}, "c")
+    with pytest.raises(BootstrapError) as e:
+        aligned([a, c])
+    assert str(e.value) == "runs mix statistics ['f1_counts', 'mean']: ['a', 'c']"
+    d = UnitScores("mean", {"en": ([0, 1], np.zeros(2))}, "d")  # a subset of a's units
+    with pytest.raises(BootstrapError) as e:
+        aligned([a, d])
+    assert str(e.value) == "d: the en samples differ from a's: not comparable"
+    f = UnitScores("mean", {"en": ([0, 1, 2], np.zeros(3)), "fr": ([0], np.zeros(1))}, "f")
+    with pytest.raises(BootstrapError) as e:
+        aligned([a, f])
+    assert str(e.value) == "f: languages ['en', 'fr'] differ from a's ['en']"
+
+
+def test_difference_per_language_count_and_p_value():
+    """a is right on every unit, b on none: every replicate's difference is 100 in each language."""
+    a = UnitScores("mean", {"en": ([0, 1], np.full(2, 100.0)), "sw": ([0, 1, 2], np.full(3, 100.0))})
+    b = UnitScores("mean", {"en": ([0, 1], np.zeros(2)), "sw": ([0, 1, 2], np.zeros(3))})
+    d = difference(a, b, n_boot=300)
+    assert d["n"] == 5 and d["p"] == 0.0
+    assert d["average"] == Interval(100.0, 100.0, 100.0)
+    assert d["per_language"] == {
+        "en": Interval(100.0, 100.0, 100.0),
+        "sw": Interval(100.0, 100.0, 100.0),
+    }
+    assert d["replicates"].shape == (300,) and np.all(d["replicates"] == 100.0)
+    # b - a: the same, negated
+    assert difference(b, a, n_boot=300)["average"] == Interval(-100.0, -100.0, -100.0)
+
+
+def test_language_and_transfer_gap_pick_the_right_rows():
+    reps = resample(
+        [
+            UnitScores(
+                "mean",
+                {
+                    "de": ([0], np.array([20.0])),
+                    "en": ([0], np.array([90.0])),
+                    "sw": ([0], np.array([40.0])),
+                },
+            )
+        ],
+        n_boot=10,
+    )
+    assert reps.language("sw")[0].tolist() == [40.0]
+    assert reps.language("en")[1][:, 0].tolist() == [90.0] * 10
+    obs, rep = reps.transfer_gap()  # 90 - (20 + 40) / 2 = 60
+    assert obs.tolist() == [60.0] and rep[:, 0].tolist() == [60.0] * 10
+    message = "the transfer gap needs English and at least one other language"
+    for per in ({"en": ([0], np.ones(1))}, {"de": ([0], np.ones(1)), "sw": ([0], np.ones(1))}):
+        with pytest.raises(BootstrapError) as e:
+            resample([UnitScores("mean", per)], n_boot=2).transfer_gap()
+        assert str(e.value) == message
+
+
+def test_interval_level_and_unsigned_text():
+    r = np.arange(101, dtype=float)  # percentile p of 0..100 is p itself
+    assert Interval.of(5.0, r) == Interval(5.0, pytest.approx(2.5), 97.5)
+    assert Interval.of(5.0, r, level=0.5) == Interval(5.0, 25.0, 75.0)
+    assert Interval(1.25, -0.5, 2.0).text(signed=False) == "1.2 [-0.5, 2.0]"
+    assert Interval(1.0, 1.0, 2.0).covers(1.0) and Interval(1.0, 1.0, 2.0).covers(2.0)
+    assert not Interval(1.0, 1.0, 2.0).covers(2.5)
+
+
+def test_unit_scores_read_plain_and_gzip_and_name_a_bad_file(tmp_path):
+    data = {"statistic": "mean", "per_language": {"en": {"ids": ["a", "b"], "scores": [100, 0]}}}
+    plain, packed = tmp_path / "s.json", tmp_path / "s.json.gz"
+    plain.write_text(json.dumps(data), encoding="utf-8")
+    packed.write_bytes(gzip.compress(json.dumps(data).encode("utf-8")))
+    for path in (plain, packed):
+        u = UnitScores.read(path)
+        assert u.statistic == "mean" and u.source == str(path)
+        assert u.languages["en"][0] == ["a", "b"] and u.languages["en"][1].tolist() == [100.0, 0.0]
+    broken = tmp_path / "b.json.gz"
+    broken.write_bytes(gzip.compress(b"{}")[:10])  # a gzip stream cut short
+    with pytest.raises(BootstrapError) as e:
+        UnitScores.read(broken)
+    assert str(e.value).startswith(f"{broken}: not a per-sample score file (")

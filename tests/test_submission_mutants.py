@@ -1,0 +1,508 @@
+"""Hand-computed cases for submission truncation, staging and the TEST01 checks (mutation testing).
+
+Fast unit tests (no LoadGen run): the expected bytes and verdicts follow MLCommons' rules as
+MLCommons' truncation and TEST01 checks apply them (the first and last 4 KiB kept; the audit
+result within 10 %, 20 % for SingleStream latencies <= 200 us and MultiStream <= 1.6 ms, bounds
+included; docs/submission.md), worked out by hand beside each case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from harness.run_record import Results
+from harness.submission import compliance
+from harness.submission import stage as stage_module
+from harness.submission.layout import ACC_FILES, PERF_FILES
+from harness.submission.runs import Run
+from harness.submission.truncate import truncate, truncate_dir, truncate_file
+
+
+def test_truncate_file_keeps_a_file_just_under_4_kib_whole_and_cuts_a_larger_one(tmp_path: Path):
+    small = tmp_path / "small.json"
+    small.write_bytes(b"a" * 4095)
+    truncate_file(small)
+    assert small.read_bytes() == b"a" * 4095
+    big = tmp_path / "big.json"
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    big.write_bytes(data)
+    truncate_file(big)
+    # first 4,096 bytes, the marker, the last 4,096 bytes (10,240 - 4,096 = 6,144 onward)
+    assert big.read_bytes() == data[:4096] + b"\n\n...\n\n" + data[6144:]
+
+
+def test_truncate_file_at_exactly_4_kib_keeps_it_twice_as_upstream(tmp_path: Path):
+    # upstream keeps a file whole only when it is SHORTER than 4 KiB: 4,096 bytes become
+    # head (all 4,096) + marker + tail (all 4,096)
+    log = tmp_path / "log.json"
+    data = bytes(range(256)) * 16
+    log.write_bytes(data)
+    truncate_file(log)
+    assert log.read_bytes() == data + b"\n\n...\n\n" + data
+
+
+def _accuracy_dir(folder: Path, log: bytes, txt: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "mlperf_log_accuracy.json").write_bytes(log)
+    (folder / "accuracy.txt").write_text(txt, encoding="utf-8")
+    return folder
+
+
+def test_truncate_dir_backs_up_hashes_and_cuts_once(tmp_path: Path):
+    data = b"[" + b"7" * 12_000 + b"]"  # 12,002 bytes
+    acc = _accuracy_dir(tmp_path / "acc", data, "accuracy = 50.0\n")
+    backup = tmp_path / "full" / "x"
+    assert truncate_dir(acc, backup) is True
+    assert (backup / "mlperf_log_accuracy.json").read_bytes() == data
+    digest = hashlib.sha256(data).hexdigest()
+    assert (acc / "accuracy.txt").read_text(encoding="utf-8") == f"accuracy = 50.0\n\nhash={digest}\n"
+    assert (acc / "mlperf_log_accuracy.json").read_bytes() == data[:4096] + b"\n\n...\n\n" + data[-4096:]
+    # a second pass finds the hash and a log of 8,199 bytes (<= 10 KiB): nothing changes
+    assert truncate_dir(acc, backup) is False
+    assert (acc / "accuracy.txt").read_text(encoding="utf-8").count("hash=") == 1
+
+
+def test_truncate_dir_limit_is_10_kib_inclusive(tmp_path: Path):
+    """A log that already has its hash line is left alone up to 10 KiB (10,240 bytes, the checker's
+    largest accepted accuracy log) and truncated again above it."""
+    hashed = "accuracy = 1.0\nhash=" + "0" * 64 + "\n"
+    at = _accuracy_dir(tmp_path / "at", b"1" * 10_240, hashed)
+    assert truncate_dir(at, tmp_path / "b1") is False
+    assert (at / "mlperf_log_accuracy.json").stat().st_size == 10_240
+    assert not (tmp_path / "b1").exists()
+    over = _accuracy_dir(tmp_path / "over", b"1" * 10_241, hashed)
+    assert truncate_dir(over, tmp_path / "b2") is True
+    assert (over / "mlperf_log_accuracy.json").stat().st_size == 4096 + 7 + 4096
+
+
+def _staged(root: Path, package: str, submitter: str) -> Path:
+    return root / package / "open" / submitter / "results"
+
+
+def test_truncate_walks_every_package_main_and_test01_and_keeps_full_logs_beside_the_root(tmp_path):
+    root = tmp_path / "submission"
+    big = b"9" * 9000
+    edge = _staged(root, "edge", "acme") / "sys" / "bench" / "Offline"
+    dc = _staged(root, "datacenter", "acme") / "sys" / "bench" / "Server"
+    dirs = [
+        _accuracy_dir(edge / "accuracy", big, "a\n"),
+        _accuracy_dir(edge / "TEST01" / "accuracy", big, "b\n"),
+        _accuracy_dir(dc / "accuracy", b"[]", "c\n"),  # small: hashed, kept whole
+    ]
+    changed = truncate(root, "acme")
+    assert sorted(changed) == sorted(dirs)
+    full = tmp_path / "submission_full_accuracy_logs"
+    for d in dirs:
+        rel = d.relative_to(root)
+        assert (full / rel / "mlperf_log_accuracy.json").read_bytes() in (big, b"[]")
+    assert (dirs[0] / "mlperf_log_accuracy.json").stat().st_size == 8199
+    assert (dirs[2] / "mlperf_log_accuracy.json").read_bytes() == b"[]"
+    assert truncate(root, "acme") == []
+
+
+def test_truncate_without_a_staged_package_names_the_submitter_and_root(tmp_path):
+    (tmp_path / "edge" / "open" / "other").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError) as e:
+        truncate(tmp_path, "acme")
+    assert str(e.value) == (
+        f"no package for submitter 'acme' under {tmp_path}: run `make stage_results` first"
+    )
+
+
+def _log(path: Path, entries: list[tuple[int, bytes]]) -> Path:
+    """An accuracy log of (qsl_idx, raw response bytes) entries, in the order given."""
+    path.write_text(
+        json.dumps(
+            [{"seq_id": i, "qsl_idx": q, "data": b.hex().upper()} for i, (q, b) in enumerate(entries)]
+        )
+    )
+    return path
+
+
+def _f32(*values: float) -> bytes:
+    return struct.pack(f"<{len(values)}f", *values)
+
+
+def test_first_elements_read_each_dtype_and_an_empty_response(tmp_path: Path):
+    log = _log(tmp_path / "a.json", [(3, _f32(0.5, 9.0)), (1, b""), (2, struct.pack("<2i", -7, 4))])
+    assert compliance._first_elements(log, "float32")[0] == (3, 0.5)
+    assert compliance._first_elements(log, "float32")[1] == (1, None)
+    assert compliance._first_elements(log, "int32")[2] == (2, -7)
+    # 0.5 as float32 is 00 00 00 3f: its first byte read as int8 is 0
+    assert compliance._first_elements(log, "byte")[0] == (3, 0)
+
+
+def test_verify_accuracy_report_counts_every_case_and_names_the_first_mismatch(tmp_path: Path):
+    ref = _log(tmp_path / "ref.json", [(q, _f32(q + 0.5)) for q in range(4)])  # 0.5, 1.5, 2.5, 3.5
+    audit = _log(
+        tmp_path / "audit.json",
+        [(0, _f32(0.5)), (2, _f32(9.0)), (3, _f32(8.0)), (6, _f32(1.0)), (1, _f32(1.5))],
+    )
+    ok, text = compliance.verify_accuracy(ref, audit)
+    assert ok is False
+    assert text.splitlines() == [
+        f"reference (accuracy run): {ref}",
+        f"test (audit run): {audit}",
+        "dtype = float32",
+        "num_acc_log_entries = 4",
+        "num_perf_log_qsl_idx_match = 2",
+        "num_perf_log_data_mismatch = 2",
+        "num_missing_qsl_idxs = 1",
+        "first mismatch: qsl_idx 2: accuracy run 2.5, audit 9.0",
+        "TEST FAIL",
+    ]
+    # one match, one missing, no mismatch: passes, with no mismatch line
+    ok, text = compliance.verify_accuracy(ref, _log(tmp_path / "b.json", [(1, _f32(1.5)), (9, b"")]))
+    assert ok is True and "first mismatch" not in text and text.endswith("TEST PASS\n")
+
+
+def _detail(path: Path, **records: object) -> Path:
+    path.write_text(
+        "".join(f":::MLLOG {json.dumps({'key': k, 'value': v})}\n" for k, v in records.items())
+    )
+    return path
+
+
+def _perf(path: Path, scenario: str, result: float, **more: object) -> Path:
+    key = {
+        "Offline": "result_samples_per_second",
+        "Server": "result_completed_samples_per_sec",
+        "SingleStream": "early_stopping_latency_ss",
+        "MultiStream": "early_stopping_latency_ms",
+    }[scenario]
+    return _detail(path, effective_scenario=scenario, result_validity="VALID", **{key: result}, **more)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "ref", "inside", "outside", "percent"),
+    [
+        ("SingleStream", 200_000, 239_000, 241_000, "20%"),  # <= 200 us: 20 %
+        ("SingleStream", 200_001, 219_000, 221_000, "10%"),
+        ("MultiStream", 1_600_000, 1_910_000, 1_930_000, "20%"),  # <= 1.6 ms: 20 %
+        ("MultiStream", 1_600_001, 1_750_000, 1_770_000, "10%"),
+        ("Offline", 100.0, 91.0, 89.0, "10%"),  # a throughput: 10 % at any size
+    ],
+)
+def test_verify_performance_threshold_by_scenario_and_size(
+    tmp_path, scenario, ref, inside, outside, percent
+):
+    r = _perf(tmp_path / "r.txt", scenario, ref)
+    ok, text = compliance.verify_performance(r, _perf(tmp_path / "in.txt", scenario, inside))
+    assert ok is True and f"threshold = {percent}" in text.splitlines() and text.endswith("TEST PASS\n")
+    ok, text = compliance.verify_performance(r, _perf(tmp_path / "out.txt", scenario, outside))
+    assert ok is False and f"(> {percent})" in text and text.endswith("TEST FAIL\n")
+
+
+def test_verify_performance_report_and_refusals(tmp_path: Path):
+    r = _perf(tmp_path / "r.txt", "Offline", 200.0)
+    ok, text = compliance.verify_performance(r, _perf(tmp_path / "t.txt", "Offline", 230.0))
+    # |230 / 200 - 1| = 15 %
+    assert ok is False and text.splitlines() == [
+        f"reference (performance run): {r}",
+        f"test (audit run): {tmp_path / 't.txt'}",
+        "reference score = 200.0",
+        "test score = 230.0",
+        "threshold = 10%",
+        "TEST FAIL: test score off by 15.0% (> 10%)",
+        "TEST FAIL",
+    ]
+    s = _perf(tmp_path / "s.txt", "Server", 50.0, effective_target_latency_ns=130_000_000)
+    other = _perf(tmp_path / "o.txt", "Server", 50.0, effective_target_latency_ns=100_000_000)
+    assert compliance.verify_performance(s, other)[1].splitlines()[-2] == (
+        "TEST FAIL: Server target latency differs"
+    )
+    same = _perf(tmp_path / "same.txt", "Server", 52.0, effective_target_latency_ns=130_000_000)
+    assert compliance.verify_performance(s, same)[0] is True
+    assert compliance.verify_performance(r, s)[1].splitlines()[-2] == (
+        "TEST FAIL: scenarios differ: Offline vs Server"
+    )
+    bad = _detail(tmp_path / "bad.txt", effective_scenario="Offline", result_validity="INVALID")
+    assert compliance.verify_performance(r, bad)[1].splitlines()[-2] == (
+        "TEST FAIL: test result is INVALID, not VALID"
+    )
+    assert compliance.verify_performance(bad, r)[1].splitlines()[-2] == (
+        "TEST FAIL: reference result is INVALID, not VALID"
+    )
+    no_result = _detail(tmp_path / "n.txt", effective_scenario="Offline", result_validity="VALID")
+    assert compliance.verify_performance(r, no_result)[1].splitlines()[-2] == (
+        "TEST FAIL: result missing from a detail log"
+    )
+
+
+def test_first_responses_keep_the_first_entry_of_each_sample(tmp_path: Path):
+    log = _log(tmp_path / "a.json", [(4, _f32(1.0)), (2, _f32(2.0)), (4, _f32(3.0)), (2, b"")])
+    assert [(e["qsl_idx"], e["data"]) for e in compliance.first_responses(log)] == [
+        (4, _f32(1.0).hex().upper()),
+        (2, _f32(2.0).hex().upper()),
+    ]
+
+
+def test_fallback_delta_is_the_relative_difference_in_percent():
+    assert compliance.fallback_delta(99.0, 100.0) == pytest.approx(1.0)  # |1 - 99/100| = 1 %
+    assert compliance.fallback_delta(80.0, 64.0) == pytest.approx(25.0)  # |1 - 80/64| = 25 %
+
+
+def _test01(folder: Path, verify: str, base: float | None = None, comp: float | None = None) -> Path:
+    (folder / "accuracy").mkdir(parents=True)
+    (folder / "verify_accuracy.txt").write_text(verify)
+    for name, value in (("baseline_accuracy.txt", base), ("compliance_accuracy.txt", comp)):
+        if value is not None:
+            (folder / "accuracy" / name).write_text(f"table\n{json.dumps({'f1': value})}\n")
+    return folder
+
+
+def test_test01_accuracy_passed_reads_the_verdict_or_the_fallback_scores(tmp_path: Path):
+    fallback = "TEST FAIL\nfallback_metric = f1\n"
+    assert compliance.test01_accuracy_passed(tmp_path / "none") == (
+        False,
+        "verify_accuracy.txt is missing",
+    )
+    assert compliance.test01_accuracy_passed(_test01(tmp_path / "p", "x\nTEST PASS\n")) == (True, "")
+    no_scores = (False, "verify_accuracy.txt does not say TEST PASS and there are no fallback scores")
+    assert (
+        compliance.test01_accuracy_passed(_test01(tmp_path / "f", "TEST FAIL\n", 1.0, 1.0)) == no_scores
+    )
+    assert compliance.test01_accuracy_passed(_test01(tmp_path / "h", fallback, 1.0)) == no_scores
+    # |1 - 99.5 / 100| = 0.5 %: inside bert-99's 1 %, outside bert-99.9's 0.1 %
+    close = _test01(tmp_path / "c", fallback, 99.5, 100.0)
+    assert compliance.test01_accuracy_passed(close) == (True, "")
+    assert compliance.test01_accuracy_passed(close, "bert-99.9") == (
+        False,
+        "deterministic check failed and the fallback's f1 differs by 0.5000% "
+        "(baseline 99.5, compliance 100.0; bound 0.1%)",
+    )
+    far = _test01(tmp_path / "far", fallback, 98.0, 100.0)  # 2 %
+    assert compliance.test01_accuracy_passed(far)[0] is False
+    zero = _test01(tmp_path / "z", fallback, 50.0, 0.0)
+    assert compliance.test01_accuracy_passed(zero)[1].startswith(
+        "deterministic check failed and the fallback's f1 differs by inf%"
+    )
+    both_zero = _test01(tmp_path / "zz", fallback, 0.0, 0.0)
+    assert compliance.test01_accuracy_passed(both_zero)[0] is False
+    unreadable = _test01(tmp_path / "u", fallback, 1.0, 1.0)
+    (unreadable / "accuracy" / "compliance_accuracy.txt").write_text("no json\n")
+    assert compliance.test01_accuracy_passed(unreadable) == (
+        False,
+        f"the fallback scores in {unreadable / 'accuracy'} cannot be read",
+    )
+
+
+# --- staging: the reasons a run is refused, on hand-made run folders ------------------------------
+def _run(folder: Path, mode: str = "performance", scenario: str = "Offline", **fields) -> Run:
+    """A run folder with every file staging needs, VALID and submission grade unless `fields` say
+    otherwise (`seeds`, `settings` and `errors` go to run_config.json and the detail log)."""
+    folder.mkdir(parents=True)
+    names = ACC_FILES if mode == "accuracy" else PERF_FILES
+    for name in (*names, "user.conf"):
+        (folder / name).write_text("x\n")
+    errors = fields.pop("errors", [])
+    (folder / "mlperf_log_detail.txt").write_text(
+        "".join(f':::MLLOG {{"key": "error", "value": "{e}"}}\n' for e in errors)
+    )
+    settings = {"seeds": fields.pop("seeds", None), **fields.pop("settings", {})}
+    (folder / "run_config.json").write_text(json.dumps({"config": settings}))
+    more = fields.pop("results", {})
+    results = (
+        None
+        if more is None
+        else Results(**{"result_valid": True, "validity": "VALID", "exit_status": 0, **more})
+    )
+    values = dict(
+        path=folder,
+        model="m",
+        task="xnli",
+        scenario=scenario,
+        mode=mode,
+        backend="pytorch",
+        encoder="tiny",
+        model_kind="tiny",
+        submission_grade=True,
+        git_sha="abc",
+        git_dirty=False,
+        results=results,
+    )
+    return Run(**{**values, **fields})
+
+
+def _problems(run: Run, allow: bool = False) -> list[str]:
+    where = f"xlmr-tiny-m-xnli/{run.scenario} {run.mode} run ({run.path}): "
+    out = stage_module.run_problems(run, allow)
+    assert all(p.startswith(where) for p in out), out
+    return [p[len(where) :] for p in out]
+
+
+def test_a_valid_submission_grade_run_has_no_problem(tmp_path):
+    assert _problems(_run(tmp_path / "p")) == []
+    assert _problems(_run(tmp_path / "a", "accuracy")) == []
+    assert _problems(_run(tmp_path / "s", scenario="Server", seeds="v4.1")) == []
+
+
+def test_run_problems_name_each_reason(tmp_path):
+    bad = _run(
+        tmp_path / "p",
+        results={
+            "nonfinite_samples": 3,
+            "sut_failure": "boom",
+            "exit_status": 2,
+            "interrupted": True,
+            "signal": "SIGINT",
+            "result_valid": False,
+            "validity": "INVALID",
+        },
+        submission_grade=False,
+        git_dirty=True,
+        errors=["first bad", "second bad"],
+    )
+    (bad.path / "user.conf").unlink()
+    assert _problems(bad) == [
+        "missing user.conf",
+        "3 samples returned NaN or Inf",
+        "SUT failure (boom); its measurement is incomplete",
+        "the run exited with status 2 (SUT failure); only runs that ended normally are staged",
+        "the run was interrupted (SIGINT)",
+        "result is INVALID (INVALID); only VALID runs can be staged",
+        "LoadGen reported 2 error(s), first: first bad",
+        "development run (submission_grade false: DURATION/COUNT overridden); rerun without them, or "
+        "pass --allow_test_runs for a NOT FOR SUBMISSION test package",
+        "made from a dirty git tree; commit, then rerun",
+    ]
+    # --allow_test_runs accepts a development run from a dirty tree, nothing else
+    assert len(_problems(bad, allow=True)) == 7
+
+
+def test_accuracy_run_problems(tmp_path):
+    acc = _run(tmp_path / "a", "accuracy", model_kind="random", results={"result_valid": False})
+    (acc.path / "accuracy.txt").unlink()
+    assert _problems(acc) == [
+        "missing accuracy.txt",
+        "the accuracy run is INVALID (see its results.json)",
+        "accuracy run on random weights (model_kind random); use trained weights",
+    ]
+    # an INVALID run that exited 1 (INVALID) is refused once, as INVALID; no results.json at all
+    perf = _run(
+        tmp_path / "p",
+        results={"exit_status": 1, "result_valid": False, "validity": "INVALID"},
+    )
+    assert _problems(perf) == ["result is INVALID (INVALID); only VALID runs can be staged"]
+    gone = _run(tmp_path / "g", results=None)
+    assert _problems(gone) == ["result is INVALID (no results.json); only VALID runs can be staged"]
+
+
+def test_runs_no_package_takes_are_refused_with_the_reason(tmp_path):
+    server = _run(tmp_path / "s", scenario="Server")
+    assert _problems(server) == [
+        "Server results are checked (bert-99's 130 ms bound) only by round v4.1's checker, which "
+        'needs that round\'s LoadGen seeds: rerun with RUN_ARGS="--seeds v4.1" (docs/submission.md)'
+    ]
+    single = _run(tmp_path / "ss", scenario="SingleStream", seeds="v4.1")
+    assert _problems(single) == [
+        "made with round v4.1's seeds, which only the datacenter package (Server, Offline) uses; "
+        "SingleStream goes to the edge package: rerun without --seeds"
+    ]
+    multi = _run(tmp_path / "ms", scenario="MultiStream")
+    assert _problems(multi) == ["no checker version validates bert-99 in MultiStream"]
+
+
+def test_symlinks_and_folders_are_not_copied(tmp_path):
+    run = _run(tmp_path / "p")
+    (run.path / "user.conf").unlink()
+    (run.path / "user.conf").symlink_to(tmp_path / "elsewhere.conf")
+    (run.path / "results.json").mkdir()
+    assert _problems(run) == [
+        f"{run.path / 'user.conf'} is a symlink (to {tmp_path / 'elsewhere.conf'}); staging copies "
+        "regular files only",
+        f"{run.path / 'results.json'} is not a regular file",
+        "missing user.conf",  # a dangling link does not exist
+    ]
+
+
+def test_pair_problems_compare_sha_user_conf_and_identity(tmp_path):
+    perf = _run(tmp_path / "p", settings={"languages": ["en", "de"]})
+    same = _run(tmp_path / "a", "accuracy", settings={"languages": ["en", "de"]})
+    assert stage_module.pair_problems(perf, same) == []
+    acc = _run(tmp_path / "b", "accuracy", git_sha="def", dtype="fp16", settings={"languages": ["en"]})
+    (acc.path / "user.conf").write_text("y\n")
+    assert stage_module.pair_problems(perf, acc) == [
+        "xlmr-tiny-m-xnli/Offline: git sha mismatch: performance run abc, accuracy run def",
+        "xlmr-tiny-m-xnli/Offline: user.conf mismatch between the performance and accuracy runs",
+        "xlmr-tiny-m-xnli/Offline: performance and accuracy runs differ in dtype 'fp32' vs 'fp16'",
+        "xlmr-tiny-m-xnli/Offline: performance and accuracy runs differ in languages ['en', 'de'] "
+        "vs ['en']",
+    ]
+
+
+def test_test01_problems_need_both_verdicts_and_the_accuracy_files(tmp_path):
+    perf = _run(tmp_path / "p")
+    t01 = tmp_path / "TEST01"
+    (t01 / "accuracy").mkdir(parents=True)
+    where = f"xlmr-tiny-m-xnli/Offline TEST01 ({t01}): "
+    assert stage_module.test01_problems(perf, t01) == [
+        where + "verify_performance.txt does not say TEST PASS",
+        where + "accuracy/mlperf_log_accuracy.json, accuracy/accuracy.txt missing; run `make "
+        "compliance TEST=TEST01 ...` again",
+        where + "verify_accuracy.txt is missing",
+    ]
+    (t01 / "verify_performance.txt").write_text("reference\nTEST PASS\n")
+    (t01 / "verify_accuracy.txt").write_text("TEST PASS\n")
+    (t01 / "accuracy" / "accuracy.txt").write_text("a\n")
+    assert stage_module.test01_problems(perf, t01) == [
+        where + "accuracy/mlperf_log_accuracy.json missing; run `make compliance TEST=TEST01 ...` again"
+    ]
+    (t01 / "accuracy" / "mlperf_log_accuracy.json").write_text("[]")
+    assert stage_module.test01_problems(perf, t01) == []
+    # "TEST PASS" must be a line of its own
+    (t01 / "verify_performance.txt").write_text("TEST PASSED?\n")
+    assert len(stage_module.test01_problems(perf, t01)) == 1
+
+
+def test_test01_audit_run_must_match_the_performance_run_except_its_count(tmp_path):
+    perf = _run(tmp_path / "p", count=100)
+    t01 = tmp_path / "TEST01"
+    (t01 / "accuracy").mkdir(parents=True)
+    for name in ("verify_performance.txt", "verify_accuracy.txt"):
+        (t01 / name).write_text("TEST PASS\n")
+    for name in ("accuracy.txt", "mlperf_log_accuracy.json"):
+        (t01 / "accuracy" / name).write_text("x")
+    config = {
+        "model": "m",
+        "task": "xnli",
+        "scenario": "Offline",
+        "mode": "performance",
+        "backend": "pytorch",
+        "encoder": "tiny",
+        "model_kind": "tiny",
+        "git_sha": "abc",
+        "count": 300,
+        "config": {},
+    }
+    (t01 / "audit_run").mkdir()
+    (t01 / "audit_run" / "run_config.json").write_text(json.dumps(config))
+    assert stage_module.test01_problems(perf, t01) == []
+    config.update(git_sha="zzz", model_kind="real")
+    (t01 / "audit_run" / "run_config.json").write_text(json.dumps(config))
+    where = f"xlmr-tiny-m-xnli/Offline TEST01 ({t01}): "
+    assert stage_module.test01_problems(perf, t01) == [
+        where + "git sha mismatch: audit run zzz, performance run abc",
+        where + "audit and performance runs differ in model kind 'real' vs 'tiny'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("harness/cli.py", True),
+        ("data/README.md", True),
+        ("data/xnli/dev.tsv", False),
+        ("docs/data/notes.md", True),  # only the top-level data/ is left out
+        (".ci/run.sh", False),
+        ("harness/.hidden", False),
+        (".gitignore", False),
+    ],
+)
+def test_shipped_leaves_out_data_and_dot_files(name, kept):
+    assert stage_module.shipped(name) is kept
