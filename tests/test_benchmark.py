@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from harness.config import RunConfig
 from harness.run_record import Results
@@ -14,6 +15,13 @@ from research.benchmark import RATIOS, configure_parser, main, render
 from research.gpu_check import flops_per_sample
 from research.peak_bench import PEAKS, SHAPE, gemm_flops, render_peak, summarise
 from research.ray_bench import render_ray
+
+
+@pytest.fixture(autouse=True)
+def no_zoo_build(monkeypatch):
+    """The runs here are faked and serve nothing: the zoo build that precedes each real child run
+    (research.measure.built; its own tests are in tests/test_conventions.py) is left out."""
+    monkeypatch.setattr(measure, "built", lambda cfg: cfg)
 
 
 def row(encoder: str, **ratios) -> dict:

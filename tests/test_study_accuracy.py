@@ -451,10 +451,14 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
         return Launched([], 1, trial, None, log)
 
     monkeypatch.setattr(grid, "launch", fake_launch)
+    built = []  # the zoo build each cell runs first (harness run only serves): recorded, not run
+    monkeypatch.setattr(grid, "built", lambda cfg: built.append((cfg.model, cfg.encoder)) or cfg)
     record = grid.run_cell(cells[0], s)
+    assert built == [("full", "e5-small")]
     assert record["note"] == "no VALID trial" and "error" not in record
     assert grid.is_done(cells[0], s) and not grid.is_done(cells[1], s)
     grid.run_cell(cells[1], s)
+    assert built == [("full", "e5-small"), ("adapter", "e5-small")]
     assert grid.result_folder(cells[0], s).parts[-4] == "full"  # not the newer adapter trial
     assert grid.is_done(cells[0], s) and grid.is_done(cells[1], s)
 
@@ -564,3 +568,20 @@ def test_xnli_is_resampled_by_premise_the_same_rows_in_every_language():
         by_cluster.setdefault(CLUSTERS["xnli"](row), set()).add(premises[row])
     assert len(by_cluster) == 415 and all(len(p) == 1 for p in by_cluster.values())
     assert len({p for ps in by_cluster.values() for p in ps}) == 415  # no premise in two clusters
+
+
+def test_a_cell_whose_zoo_stage_cannot_be_built_is_recorded_not_launched(tmp_path, monkeypatch):
+    """A study cell builds what it serves before its run; a build that fails (one line, ValueError)
+    becomes the cell's error and nothing is launched, so the study goes on with the next cell."""
+    s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small")
+    cell = grid.Cell("adapter", "xnli", "pytorch", "Offline", "performance")
+
+    def cannot_build(cfg):
+        raise ValueError(f"{cfg.model}/{cfg.task}: build/downloads/x.whl is truncated")
+
+    monkeypatch.setattr(grid, "built", cannot_build)
+    monkeypatch.setattr(grid, "launch", lambda *a, **k: pytest.fail("launched without its model"))
+    record = grid.run_cell(cell, s)
+    assert record["rc"] is None
+    assert record["error"] == "adapter/xnli: build/downloads/x.whl is truncated"
+    assert not grid.is_done(cell, s)
