@@ -121,7 +121,8 @@ def resolve_tasks(
         except FileNotFoundError as e:
             raise ValueError(
                 f"model {model!r} has no checkpoint for task {name!r} ({e}); build it first: "
-                f"{build_command(model, name, encoder, None, models_dir)}, or drop the task from the list"
+                f"{build_command(model, name, encoder, None, models_dir)}, "
+                "or drop the task from the list"
             ) from None
     multi = MultiServed(tuple(models), task_list.synthetic)
     check_form(multi)

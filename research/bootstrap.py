@@ -91,7 +91,8 @@ def aligned(runs: Sequence[UnitScores]) -> tuple[str, list[str], list[list[np.nd
     for r in runs[1:]:
         if set(r.languages) != set(langs):
             raise BootstrapError(
-                f"{r.source}: languages {sorted(r.languages)} differ from {runs[0].source}'s {sorted(langs)}"
+                f"{r.source}: languages {sorted(r.languages)} differ from "
+                f"{runs[0].source}'s {sorted(langs)}"
             )
     per_lang = []
     for lang in langs:

@@ -63,10 +63,11 @@ def _torch_gemm(dtype_name: str, threads: int) -> Callable[[], Any]:
 
 def _onnx_gemm(dtype_name: str, threads: int) -> Callable[[], Any]:
     """A one-node ONNX Runtime session: MatMul (fp32) or MatMulInteger (int8), weights constant."""
-    # onnx / onnxruntime: the optional `cpu` extra, needed only when an ONNX Runtime peak is timed
-    import onnx
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    # lazy: onnx / onnxruntime are the optional `cpu` extra, needed only when an ONNX Runtime peak is
+    # timed
+    import onnx  # noqa: PLC0415
+    import onnxruntime as ort  # noqa: PLC0415
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 
     m, k, n = SHAPE
     rng = np.random.default_rng(0)

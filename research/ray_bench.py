@@ -50,7 +50,8 @@ def _ms(times: list[float]) -> dict[str, float]:
 def round_trips(served: Any, calls: int = 300, pipelined: int = 2000) -> dict[str, Any]:
     """Bare Ray (init, sequential round trip, pipelined calls/s to two actors) and the harness's
     proxy (RayExecutor with the no-op backend in one actor, sequential round trip), same batch."""
-    import ray  # an optional dependency (the `ray` extra): imported when the section runs
+    # lazy: ray is an optional dependency (the `ray` extra), imported when the section runs
+    import ray  # noqa: PLC0415
 
     ids = np.ones(RTT_SHAPE, dtype=np.int64)
     out: dict[str, Any] = {"batch": list(RTT_SHAPE)}

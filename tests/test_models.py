@@ -172,8 +172,8 @@ def test_onnx_parity_every_entry_and_kind(zoo, model, tmp_path):
 
 
 def test_zoo_report_rows_from_loadgen_runs(tmp_path):
-    """`python -m zoo build --from_runs`: figures of the encoder's default zoo on PyTorch fp32 from scored
-    LoadGen accuracy runs, the newest run of a pair winning; other runs are ignored."""
+    """`python -m zoo build --from_runs`: figures of the encoder's default zoo on PyTorch fp32 from
+    scored LoadGen accuracy runs, the newest run of a pair winning; other runs are ignored."""
     from zoo.evaluate import runs_rows
 
     def folder(name, started, value, **cfg):

@@ -277,7 +277,7 @@ def build_zoo(
     wheels: list[Path] | None = None,
 ) -> dict[str, float]:
     """Build (or complete) the zoo in models_dir; returns seconds per stage that ran."""
-    from zoo import stages  # lazy: start-up time (above)
+    from zoo import stages  # noqa: PLC0415  (lazy: start-up time, above)
 
     models = [MODELS[m].name for m in (list(MODELS) if models is None else models)]
     tasks = [TASKS[t].name for t in (list(DEFAULT_TARGETS) if tasks is None else tasks)]
@@ -329,7 +329,7 @@ def build_zoo(
 
 
 def _pretrain_tiny(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
-    from zoo import stages  # lazy: start-up time (above)
+    from zoo import stages  # noqa: PLC0415  (lazy: start-up time, above)
 
     stages.pretrain(ctx, out, {**TINY_CONFIG, **dict(sizes.config)})
 
@@ -355,7 +355,8 @@ def main(args: argparse.Namespace) -> int:
     models = [m for m in args.models.split(",") if m]
     tasks = [t for t in args.tasks.split(",") if t]
     timed_dir = Path(args.timed_build) if args.timed_build else None
-    from zoo.evaluate import evaluate_zoo, report_section, training_curves, write_report  # lazy (above)
+    # lazy: start-up time (above)
+    from zoo.evaluate import evaluate_zoo, report_section, training_curves, write_report  # noqa: PLC0415
 
     if timed_dir and not args.no_eval and not training_curves(timed_dir):
         raise SystemExit(
