@@ -104,8 +104,8 @@ TINY_TEST = Sizes(
     max_corpus_lines=150,
     max_train_examples=120,
 )
-# multilingual-e5-small (12 x 384, real weights): epochs planned from measured rates (README, "Model
-# zoo"): bf16 autocast trains at 1.7-2x the fp32 rate on AMX cores (fp32 where the CPU has no
+# multilingual-e5-small (12 x 384, real weights): epochs planned from measured rates (docs/zoo.md):
+# bf16 autocast trains at 1.7-2x the fp32 rate on AMX cores (fp32 where the CPU has no
 # native bf16: models/cpu_caps.py autocast_bf16); an XNLI epoch is ~52 k tokens,
 # the SQuAD proxy (XQuAD-en) ~0.24 M and TyDiQA train-en ~0.58 M tokens.
 E5_SMALL = Sizes(
@@ -432,7 +432,7 @@ def tokenizer_for(served, wheels: list[Path] | None = None, sizes: Sizes | None 
 # announces before it builds (`build_for_run`). e5-small: the encoder is the README's measured
 # download, conversion and loading (1 min 15 s); the other stages are the "one build" column of
 # reports/zoo.md (the whole zoo timed in one build, 2026-11-30); PAWS-X stages are not measured.
-# tiny: not measured stage by stage; its whole zoo (14 stages) trains in 488 s (README, "Model zoo"),
+# tiny: not measured stage by stage; its whole zoo (14 stages) trains in 488 s (docs/zoo.md),
 # which bounds any part of it (`ZOO_MINUTES`). Keys: the stage's folder under the zoo folder.
 STAGE_MINUTES: dict[str, dict[str, float]] = {
     "e5-small": {
