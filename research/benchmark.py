@@ -93,8 +93,8 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     with measure.prepared(cfg) as work:
         model_kind = work.served.model_kind
         max_len = int(work.task.feature_settings().get("max_length", work.qsl.lengths.max()))
-        est = measure.loop_sps(work, measure.limits(cfg), 256, rng)
-        ref_est = measure.loop_sps(work, measure.limits(cfg), 32, rng, pad_to=max_len)
+        est = measure.loop_sps(work, cfg.sut_options().limits, 256, rng)
+        ref_est = measure.loop_sps(work, cfg.sut_options().limits, 32, rng, pad_to=max_len)
         single_est = bare_single_p90_ms(work.backends[0], work.qsl, measure.draw(work, 50, rng))
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
     # estimate keeps the run long enough when the machine speeds up between estimate and run

@@ -59,11 +59,6 @@ def draw(work: Workload, n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(work.qsl.total_sample_count, n)
 
 
-def limits(cfg: RunConfig) -> BatchLimits:
-    """How `cfg`'s SUT batches samples."""
-    return BatchLimits(cfg.max_batch, cfg.token_budget)
-
-
 def loop_sps(
     work: Workload,
     batching: BatchLimits,

@@ -45,7 +45,8 @@ from models.registry import resolve
 from research.measure import built
 from research.speed import interleaved
 from research.tables import markdown_table
-from sut.batching import BatchLimits, plan_batches
+from sut.base import SUTOptions
+from sut.batching import plan_batches
 from tasks.mixed import MixedTask, parse_task_list
 from tasks.qsl import QuerySampleLibrary
 from zoo.recipe import tokenizer_for
@@ -162,7 +163,7 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
             fs = MixedTask.build(f"xnli@{k}", count=args.samples).features(tokenizer)
             qsl = QuerySampleLibrary(fs, pad_id=int(tokenizer.pad_token_id))
             qsl.load_query_samples(list(range(len(fs))))
-            plan = plan_batches(qsl.lengths, BatchLimits(32, 4096))
+            plan = plan_batches(qsl.lengths, SUTOptions().limits)  # a run's default batching
             batches = [qsl.batch(p) for p in plan]
             backend = MultiTaskBackend(_multi(form, k, args), options)
             sides[f"{form} K={k}"] = (

@@ -170,7 +170,7 @@ def measure_peak_section(args: argparse.Namespace) -> dict[str, Any]:
         # once for the child); the QSL's lengths and the encoder's config give FLOPs per sample
         with measure.prepared(cfg) as work:
             rng = np.random.default_rng(0)
-            est = measure.loop_sps(work, measure.limits(cfg), args.peak_estimate_samples, rng)
+            est = measure.loop_sps(work, cfg.sut_options().limits, args.peak_estimate_samples, rng)
             lengths, config = np.asarray(work.qsl.lengths), dict(work.served.encoder_config)
             kind = work.served.model_kind
         runs[form.label] = measure.child(cfg, runs_dir, form.label, "Offline", "target_qps", 1.5 * est)

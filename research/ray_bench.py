@@ -106,7 +106,7 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
     runs_dir = Path(args.runs_dir) / "ray"
     rng = np.random.default_rng(0)
     with measure.prepared(cfg) as work:  # builds the tiny zoo entry on first use
-        est = measure.loop_sps(work, measure.limits(cfg), 1024, rng)  # sizes the runs
+        est = measure.loop_sps(work, cfg.sut_options().limits, 1024, rng)  # sizes the runs
         noop = create_backend("noop", work.served, BackendOptions())
         noop_est = measure.loop_sps(work, BatchLimits(32, 0), 4096, rng, backend=noop)
         served, model_kind = work.served, work.served.model_kind
