@@ -226,3 +226,14 @@ def test_mine_keeps_equal_margins_in_candidate_order():
     order = [*range(0, 20, 2), *range(1, 20, 2)]
     assert src.tolist() == order and trg.tolist() == order
     assert score_.tolist() == pytest.approx([4.0] * 10 + [1.6] * 10, rel=1e-6)
+
+
+@pytest.mark.parametrize("n_src, n_en", [(0, 3), (3, 0), (0, 0)])
+def test_a_side_with_no_sentence_mines_no_pair_and_scores_zero(n_src, n_en):
+    rng = np.random.default_rng(0)
+    src, en = rng.normal(size=(n_src, 4)), rng.normal(size=(n_en, 4))
+    src_ids, en_ids = [f"fr-{i}" for i in range(n_src)], [f"en-{i}" for i in range(n_en)]
+    cands = retrieval.mine_ids(src, en, src_ids, en_ids, src_ids, en_ids)
+    assert cands == []
+    result = retrieval.bucc_score(cands, [("fr-0", "en-0")])
+    assert (result.precision, result.recall, result.f1) == (0.0, 0.0, 0.0)

@@ -70,8 +70,10 @@ def mine(
     """Ratio-margin mining of unique, L2-normalised x [n, d] against y [m, d].
 
     Returns (src int64 [p], trg int64 [p], score float64 [p]) one-to-one pairs, best score first,
-    score > 0 (XTREME's mining threshold of 0).
+    score > 0 (XTREME's mining threshold of 0). A side with no sentences mines no pair.
     """
+    if not len(x) or not len(y):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
     x2y_sim, x2y_idx = knn(x, y, k)
     y2x_sim, y2x_idx = knn(y, x, k)
     x2y_mean, y2x_mean = x2y_sim.mean(axis=1), y2x_sim.mean(axis=1)
