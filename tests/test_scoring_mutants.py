@@ -237,3 +237,37 @@ def test_a_side_with_no_sentence_mines_no_pair_and_scores_zero(n_src, n_en):
     assert cands == []
     result = retrieval.bucc_score(cands, [("fr-0", "en-0")])
     assert (result.precision, result.recall, result.f1) == (0.0, 0.0, 0.0)
+
+
+def test_a_candidate_of_margin_exactly_zero_is_not_mined():
+    """x1 = e2 is orthogonal to both English sentences, so its best candidate y0 has a cosine of exactly
+    0; y0's neighbour mean is not 0 (cos(y0, x0) = 1/sqrt2), so the margin is exactly 0.0 and both
+    ends are still free when the greedy pass reaches it. XTREME mines only margins > 0: one pair."""
+    r = np.float32(1 / np.sqrt(2))
+    x = np.array([[1, 0, 0, 0], [0, 0, 1, 0]], dtype=np.float32)
+    y = np.array([[r, 0, 0, r], [1, 0, 0, 0]], dtype=np.float32)
+    src, trg, score_ = retrieval.mine(x, y)
+    assert list(zip(src.tolist(), trg.tolist(), strict=True)) == [(0, 1)]
+    assert score_[0] > 0
+
+
+def test_margins_are_computed_in_float32_as_xtreme_does():
+    """The neighbour means and the margins are float32 arithmetic (XTREME's faiss similarities), cast
+    to float64 only at the end: every score equals, to the last bit, the formula written here in
+    float32 from the definition (k nearest cosines, descending, averaged) for the direction that
+    proposed the pair (x @ y.T and y @ x.T may differ in their last bit)."""
+    rng = np.random.default_rng(3)
+    x = retrieval.l2_normalize(rng.standard_normal((9, 8)).astype(np.float32))
+    y = retrieval.l2_normalize(rng.standard_normal((7, 8)).astype(np.float32))
+    k = 4
+    cos_xy, cos_yx = x @ y.T, y @ x.T
+    mean_x = -np.sort(-cos_xy, axis=1)[:, :k].mean(axis=1)
+    mean_y = -np.sort(-cos_yx, axis=1)[:, :k].mean(axis=1)
+    assert (mean_x.dtype, mean_y.dtype) == (np.float32, np.float32)
+    src, trg, score_ = retrieval.mine(x, y, k)
+    assert len(src) >= 5 and score_.dtype == np.float64
+    half = np.float32(2)
+    for i, j, s in zip(src.tolist(), trg.tolist(), score_.tolist(), strict=True):
+        fwd = cos_xy[i, j] / ((mean_x[i] + mean_y[j]) / half)
+        bwd = cos_yx[j, i] / ((mean_y[j] + mean_x[i]) / half)
+        assert s in (float(fwd), float(bwd)), (i, j)
