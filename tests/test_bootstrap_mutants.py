@@ -136,3 +136,50 @@ def test_unit_scores_read_plain_and_gzip_and_name_a_bad_file(tmp_path):
     with pytest.raises(BootstrapError) as e:
         UnitScores.read(broken)
     assert str(e.value).startswith(f"{broken}: not a per-sample score file (")
+
+
+@pytest.mark.parametrize("clusters", [None, lambda i: i])
+def test_a_replicate_with_nothing_predicted_and_nothing_gold_has_f1_zero(clusters):
+    """Units [1, 1, 1] and [0, 0, 0]: a replicate that draws the second unit twice sums to [0, 0, 0]
+    (nothing predicted, nothing gold): F1 0, not 100 or NaN; every other replicate has F1 100. The
+    shares are 1/4 and 3/4."""
+    reps = resample([_counts([[1, 1, 1], [0, 0, 0]])], n_boot=2000, seed=2, clusters=clusters)
+    r = reps.replicates[0, :, 0].astype(np.float64)
+    assert set(np.unique(r).tolist()) == {0.0, 100.0}
+    assert float(np.mean(r == 0.0)) == pytest.approx(0.25, abs=0.03)
+
+
+def _three_languages() -> list[UnitScores]:
+    rng = np.random.default_rng(11)
+    langs = {lang: (list(range(20)), rng.integers(0, 2, 20) * 100.0) for lang in ("de", "en", "fr")}
+    return [UnitScores("mean", langs, "a")]
+
+
+def test_transfer_gap_is_english_minus_the_mean_of_the_others_in_every_replicate():
+    reps = resample(_three_languages(), n_boot=50, seed=0)
+    observed, replicates = reps.transfer_gap()
+    de, en, fr = (reps.languages.index(x) for x in ("de", "en", "fr"))
+    want = reps.replicates[en] - (reps.replicates[de] + reps.replicates[fr]) / 2
+    assert replicates.shape == (50, 1)
+    assert np.allclose(replicates, want)
+    assert observed.tolist() == pytest.approx(
+        [reps.observed[en, 0] - (reps.observed[de, 0] + reps.observed[fr, 0]) / 2]
+    )
+
+
+def test_transfer_gap_of_english_and_one_other_language():
+    two = UnitScores(
+        "mean", {"en": ([0, 1], np.array([100.0, 100.0])), "sw": ([0, 1], np.array([0.0, 100.0]))}
+    )
+    observed, _ = resample([two], n_boot=10).transfer_gap()
+    assert observed.tolist() == [50.0]
+    with pytest.raises(BootstrapError, match="needs English and at least one other language"):
+        resample([UnitScores("mean", {"en": ([0], np.array([1.0]))})], n_boot=10).transfer_gap()
+
+
+def test_resample_default_seed_is_zero_so_committed_intervals_reproduce():
+    runs = _three_languages()
+    default = resample(runs, n_boot=40).replicates
+    assert np.array_equal(default, resample(runs, n_boot=40).replicates)
+    assert np.array_equal(default, resample(runs, n_boot=40, seed=0).replicates)
+    assert not np.array_equal(default, resample(runs, n_boot=40, seed=1).replicates)

@@ -80,6 +80,18 @@ def test_truncate_dir_limit_is_10_kib_inclusive(tmp_path: Path):
     assert (over / "mlperf_log_accuracy.json").stat().st_size == 4096 + 7 + 4096
 
 
+def test_truncate_dir_again_after_restaging_replaces_the_backup(tmp_path: Path):
+    """`make submission` run twice: staging writes the full log again, and the second truncation finds
+    the first one's backup folder in place; it keeps the new full log there instead of failing."""
+    backup = tmp_path / "full" / "x"
+    first = _accuracy_dir(tmp_path / "acc", b"[" + b"1" * 12_000 + b"]", "accuracy = 50.0\n")
+    assert truncate_dir(first, backup) is True
+    again = b"[" + b"2" * 13_000 + b"]"
+    restaged = _accuracy_dir(tmp_path / "acc2", again, "accuracy = 50.0\n")
+    assert truncate_dir(restaged, backup) is True
+    assert (backup / "mlperf_log_accuracy.json").read_bytes() == again
+
+
 def _staged(root: Path, package: str, submitter: str) -> Path:
     return root / package / "open" / submitter / "results"
 
