@@ -4,6 +4,7 @@ audit-file hygiene."""
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.paths import DATA
 from harness.config import RunConfig
 from harness.submission import compliance
 from tests.test_submission import ENV, RUNNER, head_sha, write_fake_runner
@@ -93,7 +95,8 @@ def _args(log_dir: Path, **kw) -> argparse.Namespace:
         "--output_dir",
         str(log_dir),
     ]
-    return parser.parse_args(argv + [x for k, v in kw.items() for x in (f"--{k}", v)])
+    more = [x for k, v in kw.items() for x in ([f"--{k}"] if v is True else [f"--{k}", v])]
+    return parser.parse_args(argv + more)
 
 
 def _runs(d: Path) -> None:
@@ -118,8 +121,20 @@ def test_compliance_command_end_to_end(tmp_path, monkeypatch, capsys):
     perf = f"--perf_from {scen / 'performance'}"  # the audit reports the performance run's timing
     t01 = scen / "TEST01"
     assert compliance.main(_args(d, run_args=perf)) == 0
-    assert (t01 / "verify_accuracy.txt").read_text().splitlines()[-1] == "TEST PASS"
-    assert (t01 / "verify_performance.txt").read_text().splitlines()[-1] == "TEST PASS"
+    verify = (t01 / "verify_accuracy.txt").read_text() + (t01 / "verify_performance.txt").read_text()
+    assert verify.splitlines()[-1] == "TEST PASS" and verify.count("TEST PASS") == 2
+    out = capsys.readouterr().out
+    assert out.endswith(
+        f"{verify}Accuracy check pass: True\nPerformance check pass: True\nTEST01 results in {t01}\n"
+    )
+    # the audit run is kept for --verify_only, which checks it again without running it
+    assert (t01 / "audit_run" / "mlperf_log_accuracy.json").is_file()
+    monkeypatch.setattr(compliance, "RUNNER", tmp_path / "no-such-runner")
+    assert compliance.main(_args(d, verify_only=True)) == 0
+    assert capsys.readouterr().out.endswith(
+        f"Accuracy check pass: True\nPerformance check pass: True\nTEST01 results in {t01}\n"
+    )
+    assert (t01 / "audit_run" / "mlperf_log_accuracy.json").is_file()
     for rel in ("performance/run_1/mlperf_log_detail.txt", "accuracy/mlperf_log_accuracy.json"):
         assert (t01 / rel).is_file()
     # the deterministic pass needs no fallback files (the checker then expects exactly these two)
@@ -141,10 +156,6 @@ def _xnli_accuracy(indices: set[int], offset: float, flip: bool = False) -> floa
     """XNLI accuracy (x100) of the fake's responses on `indices`, computed here from the
     labels (a second, independent reading of the data file: qsl_idx 0-399 are the first rows of
     Arabic, the first language in the task's order)."""
-    import gzip
-
-    from common.paths import DATA
-
     with gzip.open(DATA / "xnli" / "dev-ar.tsv.gz", "rt", encoding="utf-8") as f:
         labels = [line.rstrip("\n").split("\t")[2] for line in f]
     names = ["entailment", "neutral", "contradiction"]
@@ -155,7 +166,7 @@ def _xnli_accuracy(indices: set[int], offset: float, flip: bool = False) -> floa
     return 100.0 * hits / len(indices)
 
 
-def test_fallback_passes_when_outputs_differ_but_scores_agree(tmp_path, monkeypatch):
+def test_fallback_passes_when_outputs_differ_but_scores_agree(tmp_path, monkeypatch, capsys):
     """Responses whose first elements differ (offset 0.5) but whose predictions are the same: the
     deterministic check fails, the fallback's two scores are equal, so TEST01 passes (exit 0) with
     baseline_accuracy.txt and compliance_accuracy.txt beside the audit log, as the checker expects."""
@@ -166,6 +177,9 @@ def test_fallback_passes_when_outputs_differ_but_scores_agree(tmp_path, monkeypa
     args = _args(d, run_args=f"--perf_from {scen / 'performance'} --offset 0.5")
     assert compliance.main(args) == 0
     t01 = scen / "TEST01"
+    assert (
+        "Accuracy check pass: True (fallback)\nPerformance check pass: True\n" in capsys.readouterr().out
+    )
     lines = (t01 / "verify_accuracy.txt").read_text().splitlines()
     assert (
         "TEST FAIL" in lines and lines[-1] == "FALLBACK PASS" and "delta = 0.0000% (bound 1.0%)" in lines
@@ -230,3 +244,232 @@ def test_fallback_with_no_overlapping_samples_fails(tmp_path):
         "1 samples logged by the audit run, 0 of them in the accuracy run's log"
     )
     assert lines[-1] == "FALLBACK FAIL" and not (tmp_path / "baseline_accuracy.txt").exists()
+
+
+# --- the command line, without a run (mutation testing found these unchecked) ----------------------
+def test_parser_defaults_and_types():
+    parser = argparse.ArgumentParser()
+    compliance.configure_parser(parser)
+    plain = parser.parse_args(["--scenario", "Offline", "--model", "full", "--task", "xnli"])
+    assert vars(plain) == {
+        "test": "TEST01",
+        "scenario": "Offline",
+        "model": "full",
+        "task": "xnli",
+        "backend": None,
+        "encoder": None,
+        "seeds": None,
+        "duration": None,
+        "count": None,
+        "accuracy": False,
+        "output_dir": None,
+        "dtype": "float32",
+        "verify_only": False,
+        "run_args": "",
+    }
+    more = "--duration 1.5 --count 7 --output_dir o --dtype int64 --verify_only --accuracy --test TEST01"
+    args = parser.parse_args(["--scenario", "Server", "--model", "m", "--task", "t", *more.split()])
+    assert (args.duration, args.count, args.output_dir, args.dtype) == (1.5, 7, Path("o"), "int64")
+    assert (args.verify_only, args.accuracy, args.test) == (True, True, "TEST01")
+
+
+@pytest.mark.parametrize(
+    "argv, complaint",
+    [
+        (["--model", "m", "--task", "t"], "the following arguments are required: --scenario"),
+        (["--scenario", "Offline", "--task", "t"], "the following arguments are required: --model"),
+        (["--scenario", "Offline", "--model", "m"], "the following arguments are required: --task"),
+        (["--scenario", "Offline", "--model", "m", "--task", "t", "--test", "TEST04"], "invalid choice"),
+        (["--scenario", "Offline", "--model", "m", "--task", "t", "--dtype", "int3"], "invalid choice"),
+        (["--scenario", "Offline", "--model", "m", "--task", "t", "--count", "1e3"], "invalid int"),
+        (["--scenario", "Offline", "--model", "m", "--task", "t", "--duration", "x"], "invalid float"),
+    ],
+)
+def test_parser_refuses_bad_command_lines(argv, complaint, capsys):
+    parser = argparse.ArgumentParser()
+    compliance.configure_parser(parser)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(argv)
+    assert exit_.value.code == 2 and complaint in capsys.readouterr().err
+
+
+def test_parser_help_documents_every_option():
+    parser = argparse.ArgumentParser()
+    compliance.configure_parser(parser)
+    shown = " ".join(parser.format_help().split())
+    for text in (
+        "--test {TEST01} BERT-class models need TEST01 only",
+        "--seeds SEEDS the seeds round of the runs compared (--seeds of harness run)",
+        "--duration DURATION development only: audit-run duration (s)",
+        "--count COUNT development only: sample count",
+        "--dtype {byte,float32,int32,int64} response element type",
+        "--verify_only re-verify an existing TEST01/audit_run",
+        "--run_args RUN_ARGS extra flags for the runner, one quoted string",
+    ):
+        assert text in shown
+    assert "--accuracy" not in shown  # accepted only to say why it is wrong
+
+
+def test_main_refuses_accuracy_mode_and_an_unknown_scenario(tmp_path, capsys):
+    assert compliance.main(_args(tmp_path, accuracy=True)) == 3
+    assert capsys.readouterr().out == (
+        "compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy\n"
+    )
+    assert compliance.main(_args(tmp_path, scenario="Streaming")) == 3
+    assert capsys.readouterr().out == (
+        "compliance: scenario 'Streaming' is not one of SingleStream, Offline, Server\n"
+    )
+
+
+def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, capsys):
+    """Every option reaches the audit run's configuration (non-default values, so that a dropped
+    option shows), the folders it compares with are the ones of those options, and a failed audit
+    run's exit status is the command's."""
+    d = tmp_path / "D"
+    opts = {
+        "scenario": "SingleStream",
+        "model": "full",
+        "task": "tatoeba",
+        "backend": "onnxruntime",
+        "encoder": "tiny",
+        "seeds": "v4.1",
+        "run_args": "--a 'b c'",
+    }
+    scen = d / "tiny" / "onnxruntime" / "full" / "tatoeba" / "SingleStream"
+    assert compliance.main(_args(d, **opts)) == 3
+    assert capsys.readouterr().out == (
+        f"compliance: no accuracy run at {scen / 'accuracy'}. TEST01 compares against it: run "
+        f"`make run SCENARIO=SingleStream MODEL=full TASK=tatoeba ACCURACY=1 LOG_DIR={d}` first "
+        "(same LOG_DIR for every run).\n"
+    )
+    (scen / "accuracy").mkdir(parents=True)
+    (scen / "accuracy" / "mlperf_log_detail.txt").write_text("")
+    assert compliance.main(_args(d, **opts)) == 3
+    assert f"compliance: no performance run at {scen / 'performance'}." in capsys.readouterr().out
+    (scen / "performance").mkdir()
+    (scen / "performance" / "mlperf_log_detail.txt").write_text("")
+    seen = []
+
+    def failing_audit(cfg, flags, runner):
+        seen.append((cfg, list(flags)))
+        raise compliance.AuditRunFailed(2)
+
+    monkeypatch.setattr(compliance, "run_audit", failing_audit)
+    (tmp_path / "user.conf").write_text("")
+    monkeypatch.setattr(compliance, "dev_audit_conf", lambda *a: (tmp_path / "user.conf", None))
+    assert compliance.main(_args(d, **opts, duration="1.5", count="7")) == 2
+    assert "compliance: audit run failed with exit status 2" in capsys.readouterr().out
+    cfg, flags = seen[0]
+    assert (cfg.scenario, cfg.model, cfg.task, cfg.backend, cfg.encoder, cfg.seeds) == (
+        "SingleStream",
+        "full",
+        "tatoeba",
+        "onnxruntime",
+        "tiny",
+        "v4.1",
+    )
+    assert (cfg.duration_s, cfg.count, cfg.output_dir, cfg.user_conf) == (
+        1.5,
+        7,
+        d.resolve(),
+        tmp_path / "user.conf",
+    )
+    assert flags == ["--a", "b c"]
+
+
+def _first_labels(n: int) -> list[int]:
+    """The gold class of XNLI's first n samples (Arabic rows 0..n-1), read here from the data file."""
+    names = ["entailment", "neutral", "contradiction"]
+    with gzip.open(DATA / "xnli" / "dev-ar.tsv.gz", "rt", encoding="utf-8") as f:
+        return [names.index(next(f).rstrip("\n").split("\t")[2]) for _ in range(n)]
+
+
+def _xnli_run(folder: Path, classes: list[int]) -> Path:
+    """An XNLI accuracy run folder whose log answers class classes[i] (one-hot logits) for sample i."""
+    folder.mkdir()
+    config = {"model": "full", "task": "xnli", "scenario": "Offline", "mode": "accuracy"}
+    (folder / "run_config.json").write_text(json.dumps({**config, "backend": "pytorch"}))
+    _xnli_log(folder / "mlperf_log_accuracy.json", classes)
+    return folder
+
+
+def _xnli_log(path: Path, classes: list[int]) -> Path:
+    entries = [
+        {"seq_id": i, "qsl_idx": i, "data": np.eye(3, dtype=np.float32)[c].tobytes().hex().upper()}
+        for i, c in enumerate(classes)
+    ]
+    path.write_text(json.dumps(entries))
+    return path
+
+
+@pytest.mark.parametrize("bound, passed", [(25.0, True), (24.9, False)])
+def test_fallback_scores_both_sides_and_passes_at_the_bound(tmp_path, bound, passed):
+    """The accuracy run has 3 of the 4 audited samples right (75.0), the audit run all 4 (100.0):
+    |1 - 75 / 100| = 25 % exactly, which a bound of 25 % accepts (<=) and 24.9 % does not."""
+    gold = _first_labels(4)
+    acc = _xnli_run(tmp_path / "acc", [*gold[:3], (gold[3] + 1) % 3])
+    audit = _xnli_log(tmp_path / "audit.json", gold)
+    assert compliance.accuracy_fallback(acc, audit, tmp_path, "float32", bound) == (
+        passed,
+        [
+            "fallback: 4 samples logged by the audit run, 4 of them in the accuracy run's log",
+            "fallback_metric = accuracy",
+            "baseline accuracy = 75.0",
+            "compliance accuracy = 100.0",
+            f"delta = 25.0000% (bound {bound}%)",
+            "FALLBACK PASS" if passed else "FALLBACK FAIL",
+        ],
+    )
+    for name, score in (("baseline_accuracy.txt", 75.0), ("compliance_accuracy.txt", 100.0)):
+        assert json.loads((tmp_path / name).read_text().splitlines()[-1])["accuracy"] == score
+
+
+def test_fallback_with_a_compliance_score_of_zero_fails_without_dividing_by_it(tmp_path):
+    gold = _first_labels(4)
+    acc = _xnli_run(tmp_path / "acc", gold)
+    audit = _xnli_log(tmp_path / "audit.json", [(c + 1) % 3 for c in gold])
+    ok, lines = compliance.accuracy_fallback(acc, audit, tmp_path, "float32", 1.0)
+    assert not ok
+    assert lines[2:] == [
+        "baseline accuracy = 100.0",
+        "compliance accuracy = 0.0",
+        "delta = inf% (bound 1.0%)",
+        "FALLBACK FAIL",
+    ]
+
+
+@pytest.mark.parametrize("baseline, passed", [(99.5, True), (98.5, False)])
+def test_test01_fallback_bound_of_a_model_without_one_is_one_percent(tmp_path, baseline, passed):
+    """A mapped model with no bound of its own gets the checker's default of 1 %: 0.5 % passes,
+    1.5 % does not."""
+    (tmp_path / "accuracy").mkdir()
+    (tmp_path / "verify_accuracy.txt").write_text("TEST FAIL\nfallback_metric = f1\n")
+    for name, value in (("baseline_accuracy.txt", baseline), ("compliance_accuracy.txt", 100.0)):
+        (tmp_path / "accuracy" / name).write_text(f"table\n{json.dumps({'f1': value})}\n")
+    assert compliance.test01_accuracy_passed(tmp_path, "resnet50") == (
+        passed,
+        ""
+        if passed
+        else "deterministic check failed and the fallback's f1 differs by 1.5000% "
+        "(baseline 98.5, compliance 100.0; bound 1.0%)",
+    )
+
+
+def test_write_test01_with_an_audit_log_that_cannot_be_scored(tmp_path, capsys):
+    """An audit run that logged no response: both checks fail, TEST01/accuracy/accuracy.txt says why
+    in one line, and the command's verdict is a fail (no traceback)."""
+    scen = tmp_path / "Offline"
+    scen.mkdir()
+    acc = _xnli_run(scen / "accuracy", _first_labels(2))
+    perf, audit = scen / "performance", tmp_path / "audit_run"
+    for folder in (perf, audit):
+        folder.mkdir()
+        _detail(folder / "mlperf_log_detail.txt", "Offline", 100.0)
+        (folder / "mlperf_log_summary.txt").write_text("summary\n")
+    (audit / "mlperf_log_accuracy.json").write_text("[]")
+    assert compliance.write_test01(acc, perf, audit, "float32") is False
+    text = (scen / "TEST01" / "accuracy" / "accuracy.txt").read_text()
+    assert (
+        text.startswith("error: the audit run's responses cannot be scored: ") and text.count("\n") == 1
+    )
+    assert "Accuracy check pass: False\nPerformance check pass: True\n" in capsys.readouterr().out
