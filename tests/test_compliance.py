@@ -120,7 +120,11 @@ def test_compliance_command_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(compliance, "RUNNER", write_fake_runner(tmp_path))
     perf = f"--perf_from {scen / 'performance'}"  # the audit reports the performance run's timing
     t01 = scen / "TEST01"
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(compliance.tempfile, "tempdir", str(temp))
     assert compliance.main(_args(d, run_args=perf)) == 0
+    assert list(temp.iterdir()) == []  # the audit run's working copies are gone
     verify = (t01 / "verify_accuracy.txt").read_text() + (t01 / "verify_performance.txt").read_text()
     assert verify.splitlines()[-1] == "TEST PASS" and verify.count("TEST PASS") == 2
     out = capsys.readouterr().out
@@ -356,9 +360,22 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(compliance, "run_audit", failing_audit)
     (tmp_path / "user.conf").write_text("")
-    monkeypatch.setattr(compliance, "dev_audit_conf", lambda *a: (tmp_path / "user.conf", None))
+    sized = []
+
+    def dev_audit_conf(perf_dir, model, scenario, dest):
+        sized.append((perf_dir, model, scenario, dest.name))
+        return tmp_path / "user.conf", "full-tiny.SingleStream.target_latency = 5"
+
+    monkeypatch.setattr(compliance, "dev_audit_conf", dev_audit_conf)
     assert compliance.main(_args(d, **opts, duration="1.5", count="7")) == 2
-    assert "compliance: audit run failed with exit status 2" in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        "compliance: development audit run sized like the performance run (its user.conf + "
+        "full-tiny.SingleStream.target_latency = 5)\n"
+        "compliance: audit run failed with exit status 2 (SUT failure)\n"
+    )
+    assert sized == [(scen / "performance", "full", "SingleStream", "user.conf")]
+    assert compliance.main(_args(d, **opts, count="7")) == 2  # --count alone sizes it too
+    assert len(sized) == 2
     cfg, flags = seen[0]
     assert (cfg.scenario, cfg.model, cfg.task, cfg.backend, cfg.encoder, cfg.seeds) == (
         "SingleStream",
