@@ -224,6 +224,7 @@ def test_fallback_fails_when_the_scores_differ(tmp_path, monkeypatch):
     )
     passed, why = compliance.test01_accuracy_passed(t01)
     assert not passed and "the fallback's accuracy differs by" in why
+    assert compliance.main(_args(d, verify_only=True)) == 1  # the kept audit run fails again
 
 
 def test_fallback_with_no_overlapping_samples_fails(tmp_path):
