@@ -6,14 +6,17 @@ from the code; docs/mutation_testing.md says which mutants each group of tests w
 
 from __future__ import annotations
 
+import os
+import stat
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tasks.data import RetrievalPair
+from tasks.scoring import cli, retrieval, score
 from tasks.scoring import log as log_module
-from tasks.scoring import retrieval, score
 from tasks.scoring.log import LogError, read_accuracy_log
 from tasks.scoring.retrieval import knn
 from tests.test_accuracy import write_log
@@ -271,3 +274,46 @@ def test_margins_are_computed_in_float32_as_xtreme_does():
         fwd = cos_xy[i, j] / ((mean_x[i] + mean_y[j]) / half)
         bwd = cos_yx[j, i] / ((mean_y[j] + mean_x[i]) / half)
         assert s in (float(fwd), float(bwd)), (i, j)
+
+
+# --- accuracy scripts' --output ---------------------------------------------------------------------
+def test_check_output_names_what_stops_the_write(tmp_path, monkeypatch):
+    with pytest.raises(LogError) as err:
+        cli.check_output(tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path}: --output names a directory; give a file name, e.g. {tmp_path / 'accuracy.json'}"
+    )
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    with pytest.raises(LogError) as err:
+        cli.check_output(plain / "sub" / "out.json")
+    assert str(err.value) == (
+        f"{plain / 'sub' / 'out.json'}: --output cannot be written: {plain} is not a directory"
+    )
+    cli.check_output(tmp_path / "new" / "deeper" / "out.json")  # missing folders are made later
+    asked = []
+
+    def no_write(path, mode):  # as for a user without write permission (the tests run as root)
+        asked.append((Path(path), mode))
+        return mode != os.W_OK | os.X_OK
+
+    monkeypatch.setattr(cli.os, "access", no_write)
+    with pytest.raises(LogError) as err:
+        cli.check_output(tmp_path / "out.json")
+    assert (
+        str(err.value)
+        == f"{tmp_path / 'out.json'}: --output cannot be written: {tmp_path} is not writable"
+    )
+    assert asked == [(tmp_path, os.W_OK | os.X_OK)]
+
+
+def test_write_atomically_makes_missing_folders_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "a" / "b" / "accuracy.json"
+    cli.write_atomically(target, "précision = 1\n")
+    assert target.read_bytes() == "précision = 1\n".encode()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["accuracy.json"]
+
+
+def test_a_file_of_no_known_kind_is_named_not_a_plain_file():
+    assert log_module._file_kind(0) == "not a plain file"
+    assert log_module._file_kind(stat.S_IFIFO) == "a named pipe"
