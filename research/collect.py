@@ -82,11 +82,11 @@ def load_run(record: RunRecord) -> Run:
     metric = TASKS[record.task].primary_metric if record.task in TASKS else None
     value = record.metric(metric) if metric else None
     es = res.early_stopping_latency_ns
+    # the fields of the same name in the record and in its results
+    named = ("model", "task", "scenario", "mode", "encoder", "model_kind")
     same = ("result_valid", "samples_per_second", "target_qps", "completed_qps", "scheduled_qps")
     return Run(
-        **{
-            k: getattr(record, k) for k in ("model", "task", "scenario", "mode", "encoder", "model_kind")
-        },
+        **{k: getattr(record, k) for k in named},
         **{k: getattr(res, k) for k in same},
         path=str(record.path),
         backend=record.backend_label,

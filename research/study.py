@@ -118,7 +118,8 @@ class Cell:
         """The run of this cell (`cell_config` adds its user.conf); performance runs may be INVALID."""
         backend, dtype = BACKEND_VARIANTS[self.backend]
         perf = self.mode == "performance"
-        models_dir = seed_models_dir(get_encoder(s.encoder).default_models_dir(BUILD), self.seed)
+        base = get_encoder(s.encoder).default_models_dir(BUILD) if self.seed else None
+        zoo = str(seed_models_dir(base, self.seed)) if base else None  # another seed's zoo
         return RunConfig.layered(
             scenario=self.scenario,
             model=self.model,
@@ -134,7 +135,7 @@ class Cell:
             threads=s.threads,
             user_conf=user_conf or s.user_conf,
             languages=",".join(s.languages) or None,
-            models_dir=str(models_dir) if self.seed else None,
+            models_dir=zoo,
         )
 
     def run_folder(self, s: StudySettings) -> Path:
