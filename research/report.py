@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ NO_PER_SAMPLE_NOTE = (
 PER_SAMPLE_NOTE = "The bootstrap intervals come from the per-sample scores kept in `per_sample/`."
 
 
-def section(title: str, lead: str, header: Sequence[str], rows) -> list[str]:
+def section(title: str, lead: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     """A '## title' section: a lead paragraph (none when empty) and a table; nothing without rows."""
     block = table_block(lead, header, rows)
     return ["", f"## {title}", *block] if block else []
