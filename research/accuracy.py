@@ -1,38 +1,15 @@
-"""The accuracy half of the study: figures and differences with paired-bootstrap intervals.
+"""The accuracy half of the study: figures, differences and Holm-corrected verdicts with intervals.
 
-Input: the study's accuracy runs (research/collect.py `Run`s of LoadGen AccuracyOnly runs, each scored
-in-process by the accuracy scripts' code, with its `per_sample.json`). Only trained checkpoints
-(model kind "real") are used: a tiny or random model's accuracy answers nothing about real encoders,
-so `accuracy_study` refuses them (`refused` says which runs and why).
-
-What it computes (PyTorch fp32 runs of seed 0 unless said otherwise; research/bootstrap.py):
-  * each model's task figure with its 95% interval, per task, and per language;
-  * the differences of COMPARISONS (a minus b, paired on the same samples), average and per language;
-  * the cross-lingual transfer gap (English minus the mean of the other languages) per model;
-  * int8 minus fp32 per model and task (ONNX Runtime int8 against the PyTorch fp32 run);
-  * training noise: the figures of the models trained with several seeds, their mean and spread;
-  * one verdict per contrast of CONTRASTS (`verdicts`), Holm-corrected across all of them.
-
-XNLI is resampled by premise (CLUSTERS), jointly across its languages: row i is the same item in
-every language and rows 3j, 3j+1, 3j+2 share one premise (1,245 held-out rows = 415 premises).
-
-Verdicts. A contrast whose two models both have runs of two or more training seeds gets an interval
-for the method: the difference of the seed means, with the seeds' variance (each model's sample
-variance over its seeds / its number of seeds) plus the test-set variance of the seed-0 difference
-(its clustered bootstrap replicates, where the per-sample files exist), and Student's t with Welch's
-degrees of freedom for the seed part. A contrast with one seed on either side gets the clustered
-bootstrap interval of the two checkpoints' difference, which says nothing about training noise: its
-verdict is about these checkpoints, not the method. Holm's correction runs over every contrast of
-CONTRASTS present in the runs (untested ones count, as p = 1): sorted by p-value, the i-th (from 0)
-is judged at level 1 - alpha / (m - i) until one fails, and every later one at that failing level;
-an interval excludes 0 at its level exactly when Holm's procedure rejects it.
+Input: the study's accuracy runs (research/collect.py `Run`s), with their per-sample scores where
+they exist (research/bootstrap.py resamples them). Only trained checkpoints (model kind "real") are
+compared. docs/study.md, "How the figures are made", says how each interval and verdict is made.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +17,7 @@ from scipy import stats
 
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
 from research.collect import Run
-from research.tables import markdown_table
+from research.tables import table_block
 from tasks.registry import TASKS
 
 # (a, b, what a - b measures): the study's question, then the intermediate task's effect
@@ -51,22 +28,12 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("full-squad", "full", "the intermediate task (SQuAD), full fine-tuning"),
     ("adapter-squad", "adapter", "the intermediate task (SQuAD), adapters"),
 )
-# Every contrast the study reads, in one place (task, a, b): the family Holm's correction covers.
-# Retrieval tasks serve the encoder only, so their models are the retrieval models of the e5-small
-# preset (research/study.py): there `full` (as `adapter`) is the pretrained encoder with no
-# fine-tuning, `full-squad` the encoder fully fine-tuned on SQuAD, `adapter-squad` the encoder with
-# the SQuAD adapter alone and `lora-squad` the encoder with the SQuAD LoRA merged (RETRIEVAL_FORM).
-CONTRASTS: tuple[tuple[str, str, str], ...] = (
-    *((task, a, b) for task in ("xnli", "tydiqa") for a, b, _ in COMPARISONS),
-    *(
-        (task, a, b)
-        for task in ("bucc", "tatoeba")
-        for a, b in (
-            ("adapter-squad", "full-squad"),
-            ("lora-squad", "full-squad"),
-            ("full-squad", "full"),
-        )
-    ),
+# Every contrast the study reads (task, a, b): the family Holm's correction covers. Retrieval tasks
+# serve the encoder only (there each model is what RETRIEVAL_FORM says): no plain adapter there.
+CONTRASTS: tuple[tuple[str, str, str], ...] = tuple(
+    (task, a, b)
+    for task in ("xnli", "tydiqa", "bucc", "tatoeba")
+    for a, b, _ in (COMPARISONS if task in ("xnli", "tydiqa") else COMPARISONS[1:4])
 )
 RETRIEVAL_FORM = {
     "full": "the pretrained encoder (no fine-tuning)",
@@ -75,8 +42,8 @@ RETRIEVAL_FORM = {
     "adapter-squad": "the encoder with the SQuAD adapter alone",
     "lora-squad": "the encoder with the SQuAD LoRA merged",
 }
-# XNLI's held-out rows come in threes sharing a premise (data/xnli: rows 3j, 3j+1, 3j+2), the same in
-# every language: the premise is the unit resampled.
+# XNLI's held-out rows come in threes sharing a premise (rows 3j, 3j+1, 3j+2), the same in every
+# language: the premise is the unit resampled.
 CLUSTERS = {"xnli": lambda row: int(row) // 3}
 ALPHA = 0.05  # family-wise error rate of the verdicts (Holm)
 CLAIM_KIND = "real"  # the only model kind whose accuracy the study compares
@@ -109,20 +76,23 @@ class Verdict:
         return bool(cls) and cls.kind == "retrieval"
 
     @property
-    def intermediate(self) -> bool:
-        return any("intermediate" in w for x, y, w in COMPARISONS if (x, y) == (self.a, self.b))
+    def what(self) -> str:
+        """The contrast in words: COMPARISONS' text, or for retrieval what each model is there."""
+        if self.retrieval:
+            return f"{RETRIEVAL_FORM[self.a]} vs {RETRIEVAL_FORM[self.b]}"
+        return next(w for x, y, w in COMPARISONS if (x, y) == (self.a, self.b))
 
 
 @dataclass
 class AccuracyStudy:
-    """Everything the report and the answer need; intervals in points of the task's metric."""
+    """Everything the report needs; intervals in points of the task's metric."""
 
-    figures: dict[tuple[str, str], dict] = field(default_factory=dict)  # (task, model) -> see below
+    figures: dict[tuple[str, str], dict] = field(default_factory=dict)  # (task, model)
     differences: dict[tuple[str, str, str], dict] = field(default_factory=dict)  # (task, a, b)
-    gaps: dict[tuple[str, str], Interval] = field(default_factory=dict)  # (task, model)
+    gaps: dict[tuple[str, str], Interval] = field(default_factory=dict)  # (task, model): transfer gap
     int8: dict[tuple[str, str], Interval] = field(default_factory=dict)  # (task, model)
     int8_figures: dict[tuple[str, str], float] = field(default_factory=dict)  # (task, model): seed 0
-    seeds: dict[str, dict] = field(default_factory=dict)  # model -> {"values": {seed: x}, ...}
+    seeds: dict[str, dict] = field(default_factory=dict)  # "task/model" -> values, mean, sd
     metric: dict[str, str] = field(default_factory=dict)  # task -> metric name
     verdicts: list[Verdict] = field(default_factory=list)  # one per contrast present, CONTRASTS order
     refused: list[str] = field(default_factory=list)  # runs left out, with why
@@ -130,41 +100,43 @@ class AccuracyStudy:
 
 
 def per_sample_name(run_path: str) -> str:
-    """The file name a run's per-sample scores are kept under in a report folder (write_report):
-    its run-folder path relative to the study's runs root, '/' replaced by '__', plus .json.gz."""
+    """The name a run's per-sample scores are kept under in a report folder: its run-folder path
+    relative to the runs root, '/' replaced by '__', plus .json.gz."""
     return str(run_path).strip("/").replace("/", "__") + ".json.gz"
-
-
-def _scores(run: Run, study: AccuracyStudy, kept: Path | None = None) -> UnitScores | None:
-    try:
-        if kept is not None:
-            return UnitScores.read(kept / per_sample_name(run.path))
-        return UnitScores.load(run.path)
-    except BootstrapError as exc:
-        study.errors.append(str(exc))
-        return None
 
 
 def accuracy_study(
     runs: Sequence[Run], n_boot: int = N_BOOT, seed: int = 0, kept: Path | None = None
 ) -> AccuracyStudy:
     """The study's accuracy figures from the accuracy runs among `runs` (others are ignored).
-    kept: a folder of per-sample files named by per_sample_name (a report's per_sample/), read
-    instead of the run folders' per_sample.json (runs rebuilt from study_runs.csv)."""
+    kept: a folder of per-sample files named by per_sample_name, read instead of the run folders'."""
     study = AccuracyStudy()
     acc = [r for r in runs if r.mode == "accuracy" and r.metric_value is not None]
-    for r in acc:
-        if r.model_kind != CLAIM_KIND:
-            study.refused.append(
-                f"{r.path}: model kind {r.model_kind or 'unknown'!r}: no accuracy claim is made from "
-                f"tiny or random models (only trained checkpoints, kind {CLAIM_KIND!r})"
-            )
+    study.refused = [
+        f"{r.path}: model kind {r.model_kind or 'unknown'!r}: no accuracy claim is made from tiny or "
+        f"random models (only trained checkpoints, kind {CLAIM_KIND!r})"
+        for r in acc
+        if r.model_kind != CLAIM_KIND
+    ]
     acc = [r for r in acc if r.model_kind == CLAIM_KIND]
+
+    def attempt(make: Callable, *args):  # None, and the error noted, where the scores fail
+        try:
+            return make(*args)
+        except BootstrapError as exc:
+            study.errors.append(str(exc))
+            return None
+
+    def scores(r: Run) -> UnitScores | None:
+        if kept is not None:
+            return attempt(UnitScores.read, kept / per_sample_name(r.path))
+        return attempt(UnitScores.load, r.path)
+
     main = {(r.task, r.model): r for r in acc if r.backend == FP32 and r.seed == 0}
-    loaded = {key: s for key, r in main.items() if (s := _scores(r, study, kept)) is not None}
-    for (task, model), scores in sorted(loaded.items()):
+    loaded = {key: s for key, r in main.items() if (s := scores(r)) is not None}
+    for (task, model), unit_scores in sorted(loaded.items()):
         study.metric[task] = main[(task, model)].metric or ""
-        reps = resample([scores], n_boot, seed, CLUSTERS.get(task))
+        reps = resample([unit_scores], n_boot, seed, CLUSTERS.get(task))
         obs, rep = reps.average()
         per = {}
         for lang in reps.languages:
@@ -179,21 +151,20 @@ def accuracy_study(
     for task in sorted({t for t, _ in loaded}):
         for a, b, _ in COMPARISONS:
             if (task, a) in loaded and (task, b) in loaded:
-                try:
-                    study.differences[(task, a, b)] = difference(
-                        loaded[(task, a)], loaded[(task, b)], n_boot, seed, CLUSTERS.get(task)
-                    )
-                except BootstrapError as exc:
-                    study.errors.append(str(exc))
+                pair = (loaded[(task, a)], loaded[(task, b)], n_boot, seed, CLUSTERS.get(task))
+                if (d := attempt(difference, *pair)) is not None:
+                    study.differences[(task, a, b)] = d
     for r in acc:
-        if r.backend == INT8 and r.seed == 0 and (r.task, r.model) in loaded:
-            if (q := _scores(r, study, kept)) is not None:
-                try:
-                    d = difference(q, loaded[(r.task, r.model)], n_boot, seed, CLUSTERS.get(r.task))
-                    study.int8[(r.task, r.model)] = d["average"]
-                except BootstrapError as exc:
-                    study.errors.append(str(exc))
-    _seed_noise(acc, study)
+        if r.backend != INT8 or r.seed != 0 or (r.task, r.model) not in loaded:
+            continue
+        if (q := scores(r)) is not None:
+            pair = (q, loaded[(r.task, r.model)], n_boot, seed, CLUSTERS.get(r.task))
+            if (d := attempt(difference, *pair)) is not None:
+                study.int8[(r.task, r.model)] = d["average"]
+    for (task, model), values in seed_values(acc).items():
+        if len(values) > 1:
+            spread = {"mean": statistics.fmean(values.values()), "sd": statistics.stdev(values.values())}
+            study.seeds[f"{task}/{model}"] = {"task": task, "model": model, "values": values, **spread}
     fp32 = {(r.task, r.model): r.metric_value for r in acc if r.backend == FP32 and r.seed == 0}
     for r in acc:
         study.metric.setdefault(r.task, r.metric or "")
@@ -214,8 +185,8 @@ def seed_values(acc: Sequence[Run]) -> dict[tuple[str, str], dict[int, float]]:
 
 def holm_levels(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
     """Holm's step-down as one confidence level per hypothesis (in input order): sorted by p, the
-    i-th (from 0) of m gets 1 - alpha / (m - i) while every earlier one was rejected (p below its
-    alpha / (m - i)); from the first that is not, it and all later ones get that first one's level."""
+    i-th (from 0) of m gets 1 - alpha / (m - i) while every earlier one was rejected; from the first
+    that is not, it and all later ones get that first one's level."""
     m = len(pvalues)
     levels = [0.0] * m
     stop = None
@@ -227,18 +198,10 @@ def holm_levels(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
     return levels
 
 
-def _seed_part(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, float]:
-    """(difference of the seed means, its variance over seeds, Welch's degrees of freedom)."""
-    va = statistics.variance(a.values()) / len(a)
-    vb = statistics.variance(b.values()) / len(b)
-    denom = (va**2 / (len(a) - 1) if va else 0.0) + (vb**2 / (len(b) - 1) if vb else 0.0)
-    df = (va + vb) ** 2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
-    return statistics.fmean(a.values()) - statistics.fmean(b.values()), va + vb, df
-
-
 def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = ALPHA) -> list[Verdict]:
     """One Verdict per contrast of CONTRASTS whose two models have a seed-0 PyTorch figure, Holm-
-    corrected across all of them (module docstring)."""
+    corrected across all of them: Welch's t over the seeds where both have two or more, else the
+    seed-0 checkpoints' bootstrap interval where their per-sample scores were read."""
     seeds = seed_values(acc)
     out, tails = [], []
     for task, a, b in CONTRASTS:
@@ -248,7 +211,11 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
         boot = study.differences.get((task, a, b))
         v = Verdict(task, a, b, sa[0] - sb[0], (len(sa), len(sb)), "untested")
         if len(sa) >= 2 and len(sb) >= 2:
-            mean, var, df = _seed_part(sa, sb)
+            va = statistics.variance(sa.values()) / len(sa)
+            vb = statistics.variance(sb.values()) / len(sb)
+            denom = (va**2 / (len(sa) - 1) if va else 0.0) + (vb**2 / (len(sb) - 1) if vb else 0.0)
+            df = (va + vb) ** 2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
+            mean, var = statistics.fmean(sa.values()) - statistics.fmean(sb.values()), va + vb
             if boot is not None:
                 var += float(boot["replicates"].var(ddof=1))  # the test set's share (df: infinite)
                 v.test_set = True
@@ -265,9 +232,8 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
         v.level = level
     for v, make in tails:
         v.interval, v.interval95 = make(v.level), make(0.95)
-        v.word = (
-            effect_verdict(v.interval) if v.intermediate or v.retrieval else keeps_verdict(v.interval)
-        )
+        intermediate = any("intermediate" in w for x, y, w in COMPARISONS if (x, y) == (v.a, v.b))
+        v.word = effect_verdict(v.interval) if intermediate or v.retrieval else keeps_verdict(v.interval)
     return out
 
 
@@ -276,46 +242,19 @@ def _t_interval(mean: float, se: float, df: float, level: float) -> Interval:
     return Interval(mean, mean - half, mean + half)
 
 
-def _seed_noise(acc: Sequence[Run], study: AccuracyStudy) -> None:
-    """Per model with runs of more than one training seed (PyTorch fp32): the figure of each seed,
-    their mean and sample standard deviation."""
-    for (task, model), values in seed_values(acc).items():
-        vals = list(values.values())
-        if len(vals) > 1:
-            study.seeds[f"{task}/{model}"] = {"task": task, "model": model, "values": values}
-            study.seeds[f"{task}/{model}"].update(
-                mean=statistics.fmean(vals), sd=statistics.stdev(vals), range=max(vals) - min(vals)
-            )
-
-
-# --- words -------------------------------------------------------------------------------------------
 def keeps_verdict(d: Interval, margin: float = MARGIN) -> str:
-    """'exceeds' when the interval lies above 0; 'keeps' when it rules out a loss larger than
-    `margin`; else 'loses' when it lies wholly below 0 (measurably lower, possibly by more than the
-    margin); 'cannot tell' otherwise."""
+    """'exceeds' (interval above 0), 'keeps' (it rules out a loss larger than `margin`), 'loses'
+    (wholly below 0), else 'cannot tell'."""
     if d.low > 0:
         return "exceeds"
     if d.low >= -margin:
         return "keeps"
-    if d.high < 0:
-        return "loses"
-    return "cannot tell"
+    return "loses" if d.high < 0 else "cannot tell"
 
 
 def effect_verdict(d: Interval) -> str:
     """'adds' (interval above 0), 'costs' (below 0) or 'no measurable effect' (covers 0)."""
-    if d.low > 0:
-        return "adds"
-    if d.high < 0:
-        return "costs"
-    return "no measurable effect"
-
-
-def what_it_measures(v: Verdict) -> str:
-    """The contrast in words: COMPARISONS' text, or for retrieval what each model is there."""
-    if v.retrieval:
-        return f"{RETRIEVAL_FORM[v.a]} vs {RETRIEVAL_FORM[v.b]}"
-    return next(w for x, y, w in COMPARISONS if (x, y) == (v.a, v.b))
+    return "adds" if d.low > 0 else "costs" if d.high < 0 else "no measurable effect"
 
 
 def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:
@@ -327,105 +266,80 @@ def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:
     ]
 
 
+MISSING = "missing; rescore the run (accuracy run, this version)"  # bootstrap's error for no scores
+
+
 def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) -> list[str]:
     """The accuracy section of study.md: figures, test-set differences, verdicts, int8, seeds."""
     title = (task_titles or {}).get
-    lines = ["## Accuracy (zero-shot, LoadGen AccuracyOnly runs)", ""]
+    lines = ["## Accuracy (zero-shot, LoadGen AccuracyOnly runs)"]
     if not study.figures:
         lines += [
-            "No per-sample scores of trained checkpoints (model kind `real`) were read: no "
-            "bootstrap interval; the verdicts below use the runs' task figures and training "
-            "seeds only.",
+            "",
+            "No per-sample scores of trained checkpoints (model kind `real`) were read: no bootstrap "
+            "interval; the verdicts below use the runs' task figures and training seeds only.",
         ]
-    else:
-        lines += [
-            f"Each figure: the task score of one PyTorch fp32 AccuracyOnly run, scored by the accuracy "
-            f"scripts; [low, high] = 2.5th-97.5th percentile of {N_BOOT} bootstrap replicates "
-            "(research/bootstrap.py): XNLI resamples premises jointly across its languages (row i is "
-            "the same item in every language), the other tasks their units within each language. "
-            "Differences are paired: both models on the same resampled samples.",
-            "",
-            *markdown_table(
-                ["task", "metric", "model", "score [95% CI]", "English minus others [95% CI]"],
-                (
-                    [title(t, t), study.metric.get(t, ""), m, f["average"].text(signed=False)]
-                    + [g.text() if (g := study.gaps.get((t, m))) else "-"]
-                    for (t, m), f in study.figures.items()
-                ),
-            ),
-        ]
-    if study.differences:
-        lines += [
-            "",
-            "Test-set differences of the seed-0 checkpoints (a minus b, points), 95% CI, "
-            "uncorrected (the verdicts below correct them):",
-            "",
-            *markdown_table(
-                ["task", "a - b", "difference [95% CI]"],
-                (
-                    [title(t, t), f"{a} - {b}", d["average"].text()]
-                    for (t, a, b), d in study.differences.items()
-                ),
-            ),
-        ]
-    if study.verdicts:
-        lines += [
-            "",
-            f"Verdicts: every contrast of research/accuracy.py CONTRASTS, Holm-corrected "
-            f"(family-wise {ALPHA:.0%}). Basis `seeds`: difference of the seed means, with "
-            "training-seed and test-set variance (Welch); `one seed`: the seed-0 checkpoints' "
-            "test-set interval, no method claim; `untested`: no interval in the data read.",
-            "",
-            *markdown_table(
-                ["task", "a - b", "what it compares", "seeds (a, b)", "basis", "p", "Holm level"]
-                + ["difference [Holm interval]", "uncorrected 95%", "Welch df", "verdict"],
-                (
-                    [title(v.task, v.task), f"{v.a} - {v.b}", what_it_measures(v)]
-                    + [f"{v.seeds[0]}, {v.seeds[1]}", v.basis, "-" if v.p is None else f"{v.p:.3g}"]
-                    + [f"{100 * v.level:.2f}%" if v.interval else "-"]
-                    + [v.interval.text() if v.interval else f"{v.observed:+.1f}"]
-                    + [v.interval95.text() if v.interval95 else "-"]
-                    + ["-" if v.df is None else f"{v.df:.1f}", v.word]
-                    for v in study.verdicts
-                ),
-            ),
-        ]
-    int8 = [
-        [title(t, t), m, study.int8[(t, m)].text() if (t, m) in study.int8 else "-", f"{d:+.2f}"]
-        for (t, m), d in sorted(study.int8_figures.items())
-    ]
-    if int8:
-        lines += [
-            "",
-            "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points): the paired 95% CI "
-            "where the per-sample scores were read, and the difference of the two task figures:",
-            "",
-            *markdown_table(["task", "model", "int8 - fp32 [95% CI]", "task figures"], int8),
-        ]
-    if study.seeds:
-        lines += [
-            "",
-            "Training noise (PyTorch fp32 runs of zoos trained with other seeds):",
-            "",
-            *markdown_table(
-                ["task", "model", "per seed", "mean", "sd"],
-                (
-                    [title(s["task"], s["task"]), s["model"]]
-                    + [", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())]
-                    + [f"{s['mean']:.2f}", f"{s['sd']:.2f}"]
-                    for s in study.seeds.values()
-                ),
-            ),
-        ]
-    missing = [
-        e for e in study.errors if e.endswith("missing; rescore the run (accuracy run, this version)")
-    ]
+    lines += table_block(
+        f"Each figure: the task score of one PyTorch fp32 AccuracyOnly run, scored by the accuracy "
+        f"scripts; [low, high] = 2.5th-97.5th percentile of {N_BOOT} bootstrap replicates "
+        "(research/bootstrap.py): XNLI resamples premises jointly across its languages (row i is "
+        "the same item in every language), the other tasks their units within each language. "
+        "Differences are paired: both models on the same resampled samples.",
+        ["task", "metric", "model", "score [95% CI]", "English minus others [95% CI]"],
+        (
+            [title(t, t), study.metric.get(t, ""), m, f["average"].text(signed=False)]
+            + [g.text() if (g := study.gaps.get((t, m))) else "-"]
+            for (t, m), f in study.figures.items()
+        ),
+    )
+    lines += table_block(
+        "Test-set differences of the seed-0 checkpoints (a minus b, points), 95% CI, uncorrected "
+        "(the verdicts below correct them):",
+        ["task", "a - b", "difference [95% CI]"],
+        ([title(t, t), f"{a} - {b}", d["average"].text()] for (t, a, b), d in study.differences.items()),
+    )
+    lines += table_block(
+        f"Verdicts: every contrast of research/accuracy.py CONTRASTS, Holm-corrected (family-wise "
+        f"{ALPHA:.0%}). Basis `seeds`: difference of the seed means, with training-seed and test-set "
+        "variance (Welch); `one seed`: the seed-0 checkpoints' test-set interval, no method claim; "
+        "`untested`: no interval in the data read.",
+        ["task", "a - b", "what it compares", "seeds (a, b)", "basis", "p", "Holm level"]
+        + ["difference [Holm interval]", "uncorrected 95%", "Welch df", "verdict"],
+        (
+            [title(v.task, v.task), f"{v.a} - {v.b}", v.what, f"{v.seeds[0]}, {v.seeds[1]}", v.basis]
+            + ["-" if v.p is None else f"{v.p:.3g}", f"{100 * v.level:.2f}%" if v.interval else "-"]
+            + [v.interval.text() if v.interval else f"{v.observed:+.1f}"]
+            + [v.interval95.text() if v.interval95 else "-"]
+            + ["-" if v.df is None else f"{v.df:.1f}", v.word]
+            for v in study.verdicts
+        ),
+    )
+    lines += table_block(
+        "ONNX Runtime int8 minus PyTorch fp32, same model and seed (points): the paired 95% CI where "
+        "the per-sample scores were read, and the difference of the two task figures:",
+        ["task", "model", "int8 - fp32 [95% CI]", "task figures"],
+        (
+            [title(t, t), m, study.int8[(t, m)].text() if (t, m) in study.int8 else "-", f"{d:+.2f}"]
+            for (t, m), d in sorted(study.int8_figures.items())
+        ),
+    )
+    lines += table_block(
+        "Training noise (PyTorch fp32 runs of zoos trained with other seeds):",
+        ["task", "model", "per seed", "mean", "sd"],
+        (
+            [title(s["task"], s["task"]), s["model"]]
+            + [", ".join(f"{k}: {v:.2f}" for k, v in s["values"].items())]
+            + [f"{s['mean']:.2f}", f"{s['sd']:.2f}"]
+            for s in study.seeds.values()
+        ),
+    )
+    missing = [e for e in study.errors if e.endswith(MISSING)]
     lines += [""] if study.refused or study.errors else []
-    for note in (*study.refused, *(e for e in study.errors if e not in missing)):
-        lines.append(f"- left out: {note}")
+    others = [e for e in study.errors if e not in missing]
+    lines += [f"- left out: {note}" for note in (*study.refused, *others)]
     if missing:
         lines.append(
-            f"- {len(missing)} accuracy runs have no per-sample file (per_sample.json) in the "
-            "data read: their figures enter the verdicts, not the bootstrap."
+            f"- {len(missing)} accuracy runs have no per-sample file (per_sample.json) in the data "
+            "read: their figures enter the verdicts, not the bootstrap."
         )
     return [*lines, ""]

@@ -1,11 +1,9 @@
-"""The study's figures: one `Run` per run folder, gathered into ONE pandas DataFrame (`frame`: a
-row per run, a column per Run field), of which every table is a view (`variant_rows`, `overhead_rows`,
-`round_ratios`, `per_round_cost`, `memory_rows`, `int8_language_deltas`).
+"""The study's figures: one `Run` per run folder, gathered into ONE pandas DataFrame (`frame`: a row
+per run, a column per Run field), of which every table is a view (a groupby, a merge or a pivot).
 
 Input: any tree of the runner's run folders (read through harness.run_record.RunRecord), or the
-study_runs.csv a report wrote of them. Nothing here runs a model or writes prose: research/report.py
-writes study.csv, study_runs.csv, study.md and the figures. Latencies in ms; throughput in samples/s
-(Offline) or queries/s (Server).
+study_runs.csv a report wrote of them. Latencies in ms; throughput in samples/s (Offline) or
+queries/s (Server). research/report.py writes the tables; docs/study.md says what each shows.
 """
 
 from __future__ import annotations
@@ -24,12 +22,6 @@ from harness.run_record import NS_PER_MS, Results, RunRecord, find_records
 from tasks.registry import TASKS
 
 REFERENCE = "full"  # the model every other one is compared with
-
-
-def primary_metric(task: str) -> str | None:
-    """The metric the study reports for `task` (its declaration in the task registry)."""
-    cls = TASKS.get(task)
-    return cls.primary_metric if cls else None
 
 
 @dataclass
@@ -75,8 +67,8 @@ def round_of(path: str | Path) -> int:
 
 
 def load_of_path(path: str | Path) -> str | None:
-    """M when a component of `path` is `qps-<F>-of-<M>` (research/study.py: a Server cell offered F x
-    model M's Offline samples/s, the same load for every model), else None."""
+    """M when a component of `path` is `qps-<F>-of-<M>` (a Server cell offered F x model M's Offline
+    samples/s, the same load for every model), else None."""
     for part in Path(path).parts:
         head, sep, model = part.partition("-of-")
         if sep and head.startswith("qps-") and model:
@@ -87,26 +79,18 @@ def load_of_path(path: str | Path) -> str | None:
 def load_run(record: RunRecord) -> Run:
     """Flatten one run folder's record into the study's row (latencies in ms)."""
     res = record.results or Results()
-    metric = primary_metric(record.task)
+    metric = TASKS[record.task].primary_metric if record.task in TASKS else None
     value = record.metric(metric) if metric else None
     es = res.early_stopping_latency_ns
+    # the fields of the same name in the record and in its results
+    named = ("model", "task", "scenario", "mode", "encoder", "model_kind")
+    same = ("result_valid", "samples_per_second", "target_qps", "completed_qps", "scheduled_qps")
     return Run(
+        **{k: getattr(record, k) for k in named},
+        **{k: getattr(res, k) for k in same},
         path=str(record.path),
-        model=record.model,
-        task=record.task,
-        scenario=record.scenario,
-        mode=record.mode,
         backend=record.backend_label,
-        encoder=record.encoder,
-        model_kind=record.model_kind,
-        result_valid=res.result_valid,
-        samples_per_second=res.samples_per_second,
-        target_qps=res.target_qps,
-        completed_qps=res.completed_qps,
-        scheduled_qps=res.scheduled_qps,
-        p50_ms=res.latency_ms("p50"),
-        p90_ms=res.latency_ms("p90"),
-        p99_ms=res.latency_ms("p99"),
+        **{f"{p}_ms": res.latency_ms(p) for p in ("p50", "p90", "p99")},
         early_stopping_p90_ms=None if es is None else float(es) / NS_PER_MS,
         duration_s=record.duration_s,
         metric=metric if value is not None else None,
@@ -141,13 +125,14 @@ def frame(runs: pd.DataFrame | Iterable[Run]) -> pd.DataFrame:
 
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows of a view as dicts, None where the figure is missing (NaN), for code that reads rows
-    one by one (the figures)."""
+    """The rows of a view as dicts, None where the figure is missing (NaN)."""
     return table.astype(object).where(table.notna(), None).to_dict("records")
 
 
-def runs_of(table: pd.DataFrame) -> list[Run]:
-    """The typed records of a run table (a missing figure: the field's default)."""
+def runs_from_csv(path: str | Path) -> list[Run]:
+    """The runs of a study_runs.csv (the committed record of a study's run folders): no per-language
+    figures, latency percentiles or per-sample scores."""
+    table = pd.read_csv(path, dtype={c: str for c in ("path", "model", "task", "metric", "load_of")})
     out = []
     for row in records(table[[c for c in RUN_COLUMNS if c in table.columns]]):
         values = {k: v for k, v in row.items() if v is not None}
@@ -158,14 +143,6 @@ def runs_of(table: pd.DataFrame) -> list[Run]:
             values["result_valid"] = values["result_valid"] in (True, "True")
         out.append(Run(**values))
     return out
-
-
-def runs_from_csv(path: str | Path) -> list[Run]:
-    """The runs of a study_runs.csv (the committed record of a study's run folders). Per-language
-    figures, latency percentiles and per-sample scores are not in it: what needs them is left out."""
-    return runs_of(
-        pd.read_csv(path, dtype={c: str for c in ("path", "model", "task", "metric", "load_of")})
-    )
 
 
 def write_csv(table: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
@@ -179,24 +156,10 @@ def write_csv(table: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
 # Views of the run table
 # ----------------------------------------------------------------------------------------------
 KEYS = ["model", "task", "backend"]
-VARIANT_COLUMNS = (
-    "model",
-    "task",
-    "backend",
-    "encoder",
-    "model_kind",
-    "offline_samples_per_s",
-    "offline_valid",
-    "singlestream_p90_ms",
-    "singlestream_p99_ms",
-    "singlestream_valid",
-    "server_target_qps",
-    "server_completed_qps",
-    "server_p99_ms",
-    "server_valid",
-    "server_invalid_above_qps",
-    "metric",
-    "metric_value",
+VARIANT_COLUMNS = tuple(
+    "model task backend encoder model_kind offline_samples_per_s offline_valid singlestream_p90_ms "
+    "singlestream_p99_ms singlestream_valid server_target_qps server_completed_qps server_p99_ms "
+    "server_valid server_invalid_above_qps metric metric_value".split()
 )
 
 
@@ -207,33 +170,26 @@ def _search(trials: pd.DataFrame) -> pd.Series:
     valid = trials["result_valid"] == True  # noqa: E712 (None is not VALID)
     best = trials.loc[load[valid].idxmax()] if valid.any() else trials.loc[load.idxmin()]
     above = load[~valid & (load > best["target_qps"])] if valid.any() else load[[]]
-    return pd.Series(
-        {
-            "server_target_qps": best["target_qps"],
-            "server_completed_qps": best["completed_qps"],
-            "server_p99_ms": best["p99_ms"],
-            "server_valid": best["result_valid"],
-            "server_invalid_above_qps": above.min() if len(above) else None,
-        }
-    )
+    row = best[["target_qps", "completed_qps", "p99_ms", "result_valid"]]
+    row.index = ["server_target_qps", "server_completed_qps", "server_p99_ms", "server_valid"]
+    return pd.concat([row, pd.Series({"server_invalid_above_qps": above.min() if len(above) else None})])
 
 
 def variant_rows(runs: pd.DataFrame | Iterable[Run]) -> pd.DataFrame:
-    """One row per (model, task, backend) of the seed-0, round-0 runs (other seeds: training noise,
-    research/accuracy.py; other rounds: the spread of the ratios, round_ratios), sorted."""
+    """One row per (model, task, backend) of the seed-0, round-0 runs, sorted."""
     t = frame(runs)
     t = t[(t["seed"] == 0) & (t["round"] == 0)]
     out = t.groupby(KEYS)[["encoder", "model_kind"]].first()
     perf = t[t["mode"] == "performance"]
-    off = perf[perf["scenario"] == "Offline"].drop_duplicates(KEYS, keep="last").set_index(KEYS)
-    out["offline_samples_per_s"] = off["samples_per_second"]
-    out["offline_valid"] = off["result_valid"]
-    ss = perf[perf["scenario"] == "SingleStream"].drop_duplicates(KEYS, keep="last").set_index(KEYS)
-    out["singlestream_p90_ms"] = ss["early_stopping_p90_ms"].where(
-        ss["early_stopping_p90_ms"].fillna(0.0) != 0.0, ss["p90_ms"]
-    )
-    out["singlestream_p99_ms"] = ss["p99_ms"]
-    out["singlestream_valid"] = ss["result_valid"]
+
+    def last(scenario: str) -> pd.DataFrame:
+        return perf[perf["scenario"] == scenario].drop_duplicates(KEYS, keep="last").set_index(KEYS)
+
+    off, ss = last("Offline"), last("SingleStream")
+    out["offline_samples_per_s"], out["offline_valid"] = off["samples_per_second"], off["result_valid"]
+    es = ss["early_stopping_p90_ms"]
+    out["singlestream_p90_ms"] = es.where(es.fillna(0.0) != 0.0, ss["p90_ms"])
+    out["singlestream_p99_ms"], out["singlestream_valid"] = ss["p99_ms"], ss["result_valid"]
     searched = perf[(perf["scenario"] == "Server") & perf["load_of"].isna()]
     if len(searched):
         out = out.join(searched.groupby(KEYS)[list(searched.columns)].apply(_search))
@@ -255,25 +211,17 @@ def overhead_rows(rows: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFram
     return out.assign(cost_pct=100.0 * (1.0 - out["ratio_vs_full"])).drop(columns="ref")
 
 
-# fp32 references for the int8 accuracy comparison, in order of preference: the same runtime when
-# its fp32 run exists, else PyTorch fp32 (the same fp32 math; the study's default accuracy backends
-# are pytorch and onnxruntime-int8, so ONNX Runtime fp32 usually has no accuracy run).
-INT8_REFERENCES = ("onnxruntime", "pytorch")
-
-
 def int8_language_deltas(runs: pd.DataFrame | Iterable[Run], task: str = "xnli") -> pd.DataFrame:
-    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference, per model and training
-    seed (points): the int8 run and its reference serve the same seed's checkpoint, so the change
-    is the quantisation's alone. The reference (column `reference`) is the model's onnxruntime fp32
-    accuracy run of that seed when present, else its pytorch one."""
+    """Per-language accuracy of onnxruntime-int8 minus an fp32 reference of the same model and
+    training seed (points): its onnxruntime fp32 run where there is one, else its pytorch one."""
     t = frame(runs)
     t = t[(t["task"] == task) & (t["mode"] == "accuracy")]
     t = t[t["per_language"].map(bool).astype(bool)]
-    t = t.drop_duplicates(["model", "backend", "seed"], keep="last")
-    per = t.set_index(["model", "backend", "seed"])["per_language"]
+    per = t.drop_duplicates(["model", "backend", "seed"], keep="last")
+    per = per.set_index(["model", "backend", "seed"])["per_language"]
     out = []
     for (model, backend, seed), int8 in per.sort_index().items():
-        reference = next((b for b in INT8_REFERENCES if (model, b, seed) in per.index), None)
+        reference = next((b for b in ("onnxruntime", "pytorch") if (model, b, seed) in per.index), None)
         if backend != "onnxruntime-int8" or reference is None:
             continue
         fp32 = per[(model, reference, seed)]
@@ -281,13 +229,10 @@ def int8_language_deltas(runs: pd.DataFrame | Iterable[Run], task: str = "xnli")
             (model, seed, reference, lang, fp32[lang], int8[lang], int8[lang] - fp32[lang])
             for lang in sorted(set(int8) & set(fp32))
         ]
-    columns = ["model", "seed", "reference", "language", "fp32", "int8", "delta"]
-    return pd.DataFrame(out, columns=columns)
+    return pd.DataFrame(out, columns=["model", "seed", "reference", "language", "fp32", "int8", "delta"])
 
 
-# Per-round figures: the ratio of each model to the reference within one round (the same minutes of
-# the machine), then their spread over rounds (the study's --rounds). Server: only the runs at the
-# load common to every model (a find_peak trial's load is the model's own).
+# figure -> (scenario, column) of the per-round ratios; Server: only the runs at the common load
 ROUND_FIGURES = {
     "offline": ("Offline", "samples_per_second"),
     "singlestream_p90": ("SingleStream", "p90_ms"),
@@ -298,11 +243,9 @@ ROUND_FIGURES = {
 def round_ratios(
     runs: pd.DataFrame | Iterable[Run], reference: str = REFERENCE, across: str = "model"
 ) -> list[dict[str, Any]]:
-    """One row per (figure, task, backend, model other than reference) with runs in at least one
-    round: the ratio model / reference in every round where both ran (`ratios`, `round_numbers`),
-    its median, min and max, and the number of rounds. Offline samples/s, SingleStream p90 ms and
-    Server p99 ms at the common load (for latency, a ratio above 1 is a cost).
-    across="backend": the same for each backend variant / the `reference` backend, per model."""
+    """One row per (figure, task, backend, model other than reference): the ratio model / reference
+    in every round where both ran (`ratios`, `round_numbers`), its median, min, max and number of
+    rounds (for latency a ratio above 1 is a cost). across="backend": each backend / `reference`."""
     other = {"model": "backend", "backend": "model"}[across]
     key = ["figure", "task", other, across]
     t = frame(runs)
@@ -327,19 +270,13 @@ def round_ratios(
     return out.reset_index().to_dict("records")
 
 
-def cost_ratios(row: dict[str, Any]) -> list[float]:
-    """A round_ratios row's ratios as costs (above 1: the model is slower than the reference):
-    inverted for throughput (Offline samples/s), as they are for latency."""
-    return [1.0 / r for r in row["ratios"]] if row["figure"] == "offline" else list(row["ratios"])
-
-
 def per_round_cost(rows: Iterable[dict[str, Any]]) -> dict[int, float]:
-    """Round number -> the geometric mean of the rows' costs (cost_ratios) in that round. The
-    figures of one round share the machine's minutes, so the round, not the figure, is the
-    independent unit of the interleaved design."""
+    """Round number -> the geometric mean of the rows' costs in that round (above 1: slower than the
+    reference; Offline ratios inverted). The round is the independent unit of the interleaved design."""
     logs: dict[int, list[float]] = {}
     for row in rows:
-        for n, cost in zip(row["round_numbers"], cost_ratios(row), strict=True):
+        costs = [1.0 / r for r in row["ratios"]] if row["figure"] == "offline" else row["ratios"]
+        for n, cost in zip(row["round_numbers"], costs, strict=True):
             logs.setdefault(n, []).append(math.log(cost))
     return {n: math.exp(statistics.fmean(v)) for n, v in sorted(logs.items())}
 
@@ -364,16 +301,11 @@ def memory_rows(runs: pd.DataFrame | Iterable[Run], reference: str = REFERENCE) 
     t = t.sort_values(["task", "model", "backend"])
     ref = t.loc[t["model"] == reference, ["task", "backend", "parameters"]]
     t = t.merge(ref.rename(columns={"parameters": "ref"}), on=["task", "backend"], how="left")
-    extra = (t["parameters"] - t["ref"]).where((t["parameters"] > 0) & (t["ref"] > 0))
     mib = t["parameter_bytes"].astype(float) / 2**20
-    return pd.DataFrame(
-        {
-            "task": t["task"],
-            "model": t["model"],
-            "backend": t["backend"],
-            "parameters": t["parameters"],
-            "extra_parameters": extra,
-            "parameter_mib": mib.where(mib > 0),
-            "peak_rss_mib": t["peak_rss_mib"],
-        }
+    t = t.assign(
+        extra_parameters=(t["parameters"] - t["ref"]).where((t["parameters"] > 0) & (t["ref"] > 0)),
+        parameter_mib=mib.where(mib > 0),
     )
+    return t[
+        ["task", "model", "backend", "parameters", "extra_parameters", "parameter_mib", "peak_rss_mib"]
+    ]

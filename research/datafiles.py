@@ -1,8 +1,8 @@
 """The study's data files, read with a schema: the presets (research/grids/<name>.toml, one grid each)
 and the planning figures (research/rates.toml, with the command and date that measured them).
 
-A file that does not match its schema raises DataFileError naming the file and the bad key; the
-study's command line prints it as one `error:` line and exits 3 (bad configuration or input).
+A file that does not match its schema raises DataFileError naming the file and the bad key (the
+command line: one `error:` line, exit 3).
 """
 
 from __future__ import annotations
@@ -36,27 +36,23 @@ def check(path: Path, table: Any, schema: Any, where: str = "") -> None:
     one-entry dict {str: schema} (any keys, each value of that schema), a list [schema] (a list of such
     values) or a type or tuple of types (a leaf)."""
     at = f"key {where!r}" if where else "the file"
+    prefix = f"{where}." if where else ""
+    for kind, word in ((dict, "table"), (list, "list")):
+        if isinstance(schema, kind) and not isinstance(table, kind):
+            raise DataFileError(f"{path}: {at} must be a {word}")
     if isinstance(schema, dict) and list(schema) == [str]:
-        if not isinstance(table, dict):
-            raise DataFileError(f"{path}: {at} must be a table")
         for key, value in table.items():
-            check(path, value, schema[str], f"{where}.{key}" if where else key)
+            check(path, value, schema[str], prefix + key)
     elif isinstance(schema, dict):
-        if not isinstance(table, dict):
-            raise DataFileError(f"{path}: {at} must be a table")
         known = {k.rstrip("?"): sub for k, sub in schema.items()}
         for key in table.keys() - known.keys():
-            name = f"{where}.{key}" if where else key
-            raise DataFileError(f"{path}: unknown key {name!r} (known: {', '.join(known)})")
-        for key, sub in schema.items():
-            name = f"{where}.{key.rstrip('?')}" if where else key.rstrip("?")
-            if key.rstrip("?") in table:
-                check(path, table[key.rstrip("?")], sub, name)
-            elif not key.endswith("?"):
-                raise DataFileError(f"{path}: missing key {name!r}")
+            raise DataFileError(f"{path}: unknown key {prefix + key!r} (known: {', '.join(known)})")
+        for key, sub in known.items():
+            if key in table:
+                check(path, table[key], sub, prefix + key)
+            elif f"{key}?" not in schema:
+                raise DataFileError(f"{path}: missing key {prefix + key!r}")
     elif isinstance(schema, list):
-        if not isinstance(table, list):
-            raise DataFileError(f"{path}: {at} must be a list")
         for i, value in enumerate(table):
             check(path, value, schema[0], f"{where}[{i}]")
     elif not isinstance(table, schema) or isinstance(table, bool):
@@ -83,15 +79,15 @@ class Rates:
     accuracy_s: dict[str, float]
     seed_training_s: float
     offline_qps: dict[str, float]
-    offline_qps_by_backend: dict[tuple[str, str], float] = field(default_factory=dict)
+    offline_qps_by_backend: dict[str, dict[str, float]] = field(default_factory=dict)
     offline_stretch: dict[str, float] = field(default_factory=dict)
 
     def offline_target(self, task: str, backend: str) -> float:
         """The Offline target_qps of `task` on `backend` (0 = none known: user.conf's)."""
-        return self.offline_qps_by_backend.get((task, backend), self.offline_qps.get(task, 0.0))
+        return self.offline_qps_by_backend.get(task, {}).get(backend, self.offline_qps.get(task, 0.0))
 
 
-SOURCE = {"measured": str, "command": str}
+SOURCE = {"measured": str, "command": str}  # where each figure comes from: checked, not kept
 RATES_SCHEMA = {
     "peak_search": {**SOURCE, "bounds": [NUMBER], "trials": int, "trial_s": NUMBER, "longer_s": NUMBER},
     "encoders": {
@@ -112,22 +108,14 @@ def load_rates(path: Path = RATES_FILE) -> tuple[PeakSearch, dict[str, Rates]]:
     """The peak search and each encoder's Rates of `path` (DataFileError when it does not match)."""
     data = read_toml(path)
     check(path, data, RATES_SCHEMA)
-    peak = data["peak_search"]
+    peak = {k: v for k, v in data["peak_search"].items() if k not in SOURCE}
     if len(peak["bounds"]) != 2 or not 0 < peak["bounds"][0] < peak["bounds"][1]:
         raise DataFileError(f"{path}: key 'peak_search.bounds' must be [low, high] with 0 < low < high")
-    search = PeakSearch(tuple(peak["bounds"]), peak["trials"], peak["trial_s"], peak["longer_s"])
-    rates = {}
-    for name, e in data["encoders"].items():
-        by_backend = e.get("offline_qps_by_backend", {})
-        rates[name] = Rates(
-            e["start_s"],
-            e["accuracy_s"],
-            e["seed_training_s"],
-            e["offline_qps"],
-            {(task, b): qps for task, per in by_backend.items() for b, qps in per.items()},
-            e.get("offline_stretch", {}),
-        )
-    return search, rates
+    rates = {
+        name: Rates(**{k: v for k, v in e.items() if k not in SOURCE})
+        for name, e in data["encoders"].items()
+    }
+    return PeakSearch(**peak | {"bounds": tuple(peak["bounds"])}), rates
 
 
 def preset_names(folder: Path | None = None) -> list[str]:

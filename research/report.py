@@ -1,11 +1,7 @@
 """The study's report: `<out>/study.csv` (one row per variant), `<out>/study_runs.csv` (one row per
-run folder), PNG figures (research/plots.py) and `<out>/study.md`: how it was made and every figure
-as a table (research/tables.py), with its interval or range where it has one.
-
-No sentence here says what the figures mean: the study's answer in words is written by people in
-docs/study.md, and tests/test_study_answer.py checks that every number it quotes is in the tables
-of reports/study-e5/study.md, which `python -m research study --preset e5-small --from_runs_csv
-reports/study-e5/study_runs.csv` writes.
+run folder), PNG figures (research/plots.py) and `<out>/study.md`, every figure a table with its
+interval or range where it has one. No sentence here says what the figures mean: docs/study.md does,
+written by people, and tests/test_study_answer.py checks each number it quotes against the tables.
 """
 
 from __future__ import annotations
@@ -40,28 +36,43 @@ from research.collect import (
     write_csv,
 )
 from research.plots import write_plots, write_study_plots
-from research.tables import cell, markdown_table
+from research.tables import cell, markdown_table, table_block
 from tasks.registry import TASKS
 from tasks.scoring.result import PER_SAMPLE
 
 # Models whose served graph is the reference's (plain weights, or LoRA merged): their ratio to it is
 # the harness's noise, and their per-round cost must hold 1.00 (the same-graph check).
 SAME_GRAPH = tuple(n for n, s in MODELS.items() if n != REFERENCE and s.serving in ("plain", "merged"))
+PER_SAMPLE_DIR = "per_sample"  # a report's copy of its accuracy runs' per-sample scores
+MACHINE_LINE = re.compile(
+    r"^Machine: (?P<cpu_model>.+), (?P<cpu_cores>\d+) cores, (?P<memory_gib>[\d.]+) GiB\.$"
+)
+FROM_CSV_NOTE = (
+    "Rebuilt from study_runs.csv, the committed record of the run folders: it holds each run's task "
+    "figure, seed and timings, not its per-language figures or latency percentiles, so this report "
+    "has no per-language table and no per-language or latency-distribution figure (the run folders, "
+    "`--runs_dir` without `--from_runs_csv`, give them). "
+)
+NO_PER_SAMPLE_NOTE = (
+    "Nor does this report's folder hold the runs' per-sample scores (`per_sample/`, written by a "
+    "report made from the run folders): no bootstrap interval, and the verdicts rest on the "
+    "training seeds where there are several."
+)
+PER_SAMPLE_NOTE = "The bootstrap intervals come from the per-sample scores kept in `per_sample/`."
 
 
 def section(title: str, lead: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     """A '## title' section: a lead paragraph (none when empty) and a table; nothing without rows."""
-    rows = list(rows)
-    if not rows:
-        return []
-    return ["", f"## {title}", "", *([lead, ""] if lead else []), *markdown_table(header, rows)]
+    block = table_block(lead, header, rows)
+    return ["", f"## {title}", *block] if block else []
 
 
 def ratio_cells(r: dict[str, Any]) -> list[str]:
     return [f"{r['median']:.3f}", f"{r['min']:.3f}-{r['max']:.3f}", str(r["rounds"])]
 
 
-def variant_lines(rows: pd.DataFrame) -> list[str]:
+def variant_table(rows: pd.DataFrame) -> list[str]:
+    """The variants' table: one row per model, task and backend."""
     body = []
     for r in records(rows):
         flags = [
@@ -69,7 +80,7 @@ def variant_lines(rows: pd.DataFrame) -> list[str]:
         ]
         body.append(
             [r["model"], r["task"], r["backend"], cell(r["offline_samples_per_s"])]
-            + [cell(r[k], 2) for k in ("singlestream_p90_ms", "singlestream_p99_ms")]
+            + [cell(r["singlestream_p90_ms"], 2), cell(r["singlestream_p99_ms"], 2)]
             + [cell(r["server_completed_qps"]), cell(r["server_p99_ms"], 2), cell(r["metric"])]
             + [cell(r["metric_value"], 2), cell(all(flags)) if flags else "-"]
         )
@@ -83,8 +94,7 @@ def same_graph_rows(ratios: list[dict[str, Any]]) -> list[list[str]]:
     cost over the figures (collect.per_round_cost) and their geometric mean with Student's t 95%."""
     out = []
     for model in SAME_GRAPH:
-        same = [r for r in ratios if r["model"] == model]
-        if not same:
+        if not (same := [r for r in ratios if r["model"] == model]):
             continue
         inside = sum(r["min"] <= 1.0 <= r["max"] for r in same)
         chance = len(same) * 2.0 * 0.5 ** min(r["rounds"] for r in same)
@@ -96,24 +106,14 @@ def same_graph_rows(ratios: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
-def server_rows(rows: pd.DataFrame) -> list[list[Any]]:
-    """The find_peak searches: the highest VALID offered load and the next INVALID one tried."""
-    searched = records(rows[rows["server_target_qps"].notna()])
-    return [
-        [r["task"], r["backend"], r["model"], cell(r["server_valid"]), cell(r["server_target_qps"])]
-        + [cell(r["server_invalid_above_qps"]), cell(r["server_p99_ms"], 2)]
-        for r in searched
-    ]
-
-
 def common_load_rows(runs: pd.DataFrame) -> list[list[Any]]:
     """The offered loads of the common-load Server cells, per task and backend."""
-    common = runs[runs["load_of"].notna() & (runs["mode"] == "performance")]
     out = []
+    common = runs[runs["load_of"].notna() & (runs["mode"] == "performance")]
     for (task, backend, of), g in common.groupby(["task", "backend", "load_of"]):
-        low, high = g["target_qps"].min(), g["target_qps"].max()
-        qps = f"{low:.1f}" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f}"
-        out.append([task, backend, of, qps, g["model"].nunique(), g["round"].nunique()])
+        low, high = f"{g['target_qps'].min():.1f}", f"{g['target_qps'].max():.1f}"
+        out.append([task, backend, of, low if low == high else f"{low}-{high}"])
+        out[-1] += [g["model"].nunique(), g["round"].nunique()]
     return out
 
 
@@ -142,19 +142,15 @@ def markdown(
     measured on, default this one; `notes`: paragraphs under the machine line; `speed`: whether a
     speed.md lies beside it)."""
     dev = device or device_info()
-    lines = [f"# {title}", ""]
-    if command:
-        lines += [f"Command: `{command}`  "]
+    lines = [f"# {title}", "", *([f"Command: `{command}`  "] if command else [])]
     lines += [f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB.", ""]
-    for note in notes:
-        lines += [note, ""]
-    kinds = sorted({k for k in rows["model_kind"] if k})
-    if kinds:
+    lines += [line for note in notes for line in (note, "")]
+    if kinds := sorted({k for k in rows["model_kind"] if k}):
         lines += [
             f"Model kind(s): {', '.join(kinds)} (tiny = the offline zoo; random = speed only).",
             "",
         ]
-    lines += variant_lines(rows)
+    lines += variant_table(rows)
     lines += section(
         "Runs",
         "The run folders read, per scenario and mode: rounds and training seeds among them, and the "
@@ -211,7 +207,11 @@ def markdown(
         "(the peak lies between); a single search ranks nothing (a short run's p99 tail moves more "
         "than the models differ), which the common-load ratios above do.",
         ["task", "backend", "model", "VALID", "offered QPS", "INVALID above QPS", "p99 ms"],
-        server_rows(rows),
+        (
+            [r["task"], r["backend"], r["model"], cell(r["server_valid"]), cell(r["server_target_qps"])]
+            + [cell(r["server_invalid_above_qps"]), cell(r["server_p99_ms"], 2)]
+            for r in records(rows[rows["server_target_qps"].notna()])
+        ),
     )
     memory = memory_rows(runs)
     memory = memory[memory["parameters"].fillna(0).gt(0) | memory["peak_rss_mib"].fillna(0).gt(0)]
@@ -251,54 +251,28 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-MACHINE_LINE = re.compile(
-    r"^Machine: (?P<cpu_model>.+), (?P<cpu_cores>\d+) cores, (?P<memory_gib>[\d.]+) GiB\.$"
-)
-
-
 def recorded_device(md: Path) -> dict[str, Any] | None:
-    """The machine a previous study.md names on its "Machine:" line (markdown writes it), or None:
-    a report rebuilt from study_runs.csv elsewhere keeps the machine the runs were measured on."""
-    if not md.is_file():
-        return None
-    for line in md.read_text().splitlines():
-        if m := MACHINE_LINE.match(line.strip()):
-            cores, memory = int(m["cpu_cores"]), float(m["memory_gib"])
-            return {"cpu_model": m["cpu_model"], "cpu_cores": cores, "memory_gib": memory}
+    """The machine a previous study.md names on its "Machine:" line, or None: a report rebuilt from
+    study_runs.csv elsewhere keeps the machine the runs were measured on."""
+    lines = md.read_text().splitlines() if md.is_file() else []
+    for m in filter(None, (MACHINE_LINE.match(line.strip()) for line in lines)):
+        return {
+            "cpu_model": m["cpu_model"],
+            "cpu_cores": int(m["cpu_cores"]),
+            "memory_gib": float(m["memory_gib"]),
+        }
     return None
 
 
-PER_SAMPLE_DIR = "per_sample"  # a report's copy of its accuracy runs' per-sample scores
-
-
-def keep_per_sample(runs: Sequence[Run], runs_root: Path, kept: Path) -> list[Path]:
-    """Copy each accuracy run's per_sample.json, gzip-compressed (no timestamp: the same bytes for
-    the same scores), into `kept` under research.accuracy.per_sample_name of its path relative to
-    `runs_root`: the committed report then holds what its bootstrap intervals are computed from."""
-    written = []
+def keep_per_sample(runs: Sequence[Run], runs_root: Path, kept: Path) -> None:
+    """Copy each accuracy run's per_sample.json, gzip-compressed with no timestamp (the same bytes for
+    the same scores), into `kept` under research.accuracy.per_sample_name of its relative path."""
     for r in runs:
         source = Path(r.path) / PER_SAMPLE
-        if r.mode != "accuracy" or not source.is_file():
-            continue
-        kept.mkdir(parents=True, exist_ok=True)
-        target = kept / acc.per_sample_name(str(Path(r.path).relative_to(runs_root)))
-        target.write_bytes(gzip.compress(source.read_bytes(), compresslevel=9, mtime=0))
-        written.append(target)
-    return written
-
-
-FROM_CSV_NOTE = (
-    "Rebuilt from study_runs.csv, the committed record of the run folders: it holds each run's task "
-    "figure, seed and timings, not its per-language figures or latency percentiles, so this report "
-    "has no per-language table and no per-language or latency-distribution figure (the run folders, "
-    "`--runs_dir` without `--from_runs_csv`, give them). "
-)
-NO_PER_SAMPLE_NOTE = (
-    "Nor does this report's folder hold the runs' per-sample scores (`per_sample/`, written by a "
-    "report made from the run folders): no bootstrap interval, and the verdicts rest on the "
-    "training seeds where there are several."
-)
-PER_SAMPLE_NOTE = "The bootstrap intervals come from the per-sample scores kept in `per_sample/`."
+        if r.mode == "accuracy" and source.is_file():
+            kept.mkdir(parents=True, exist_ok=True)
+            target = kept / acc.per_sample_name(str(Path(r.path).relative_to(runs_root)))
+            target.write_bytes(gzip.compress(source.read_bytes(), compresslevel=9, mtime=0))
 
 
 def write_report(
@@ -308,12 +282,10 @@ def write_report(
     command: str | None = None,
     runs_csv: Path | None = None,
 ) -> dict[str, Path]:
-    """Collect `runs_root`, write csv/md/png under `out`; returns {name: path} of what was written.
-    From run folders, each accuracy run's per-sample scores are kept in `out`/per_sample/
-    (keep_per_sample). runs_csv: read the runs from this study_runs.csv instead of run folders (the
-    committed record), with the per-sample scores of `out`/per_sample/ where it exists; no
-    per-language figures or latency percentiles, so the per-language tables and the figures that
-    need them are left out; the machine is the one the previous `out`/study.md names."""
+    """Collect `runs_root`, write csv/md/png under `out` (and keep the per-sample scores in
+    `out`/per_sample/); returns {name: path} of what was written. runs_csv: read the runs from this
+    study_runs.csv instead (the committed record), with `out`/per_sample/ where it exists; the
+    machine is then the one the previous `out`/study.md names."""
     out, runs_root = Path(out), Path(runs_root)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "study.csv", "runs_csv": out / "study_runs.csv", "md": out / "study.md"}
@@ -330,21 +302,17 @@ def write_report(
         write_csv(table.assign(path=paths), written["runs_csv"], CSV_COLUMNS)
         keep_per_sample(runs, runs_root, kept)
     study = acc.accuracy_study(runs, kept=kept if runs_csv is not None and kept.is_dir() else None)
-    seeds = acc.seed_rows(study, runs)  # the per-seed figures the verdicts use, to recompute them
-    if seeds:
+    if seeds := acc.seed_rows(study, runs):  # the per-seed figures the verdicts use
         written["seeds_csv"] = out / "accuracy_seeds.csv"
         write_csv(
             pd.DataFrame(seeds), written["seeds_csv"], ("task", "model", "seed", "metric", "value")
         )
-    row_records = records(rows)
-    figures = write_plots(row_records, runs, out)
+    figures = write_plots(records(rows), runs, out)
     figures.update(write_study_plots(study, runs, round_ratios(table), out))
     names = sorted(path.name for path in figures.values())
-    notes = []
-    if runs_csv is not None:
-        notes = [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)]
+    notes = (
+        [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)] if runs_csv else []
+    )
     speed = (out / "speed.json").is_file()  # written with speed.md by `python -m research study --speed`
-    text = markdown(table, rows, study, title, names, command, device, notes, speed)
-    written["md"].write_text(text)
-    written.update(figures)
-    return written
+    written["md"].write_text(markdown(table, rows, study, title, names, command, device, notes, speed))
+    return written | figures

@@ -31,3 +31,9 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], digits:
 def frame_table(frame: Any, digits: int = 1) -> list[str]:
     """A pandas DataFrame as a markdown table (its columns as the header, its index dropped)."""
     return markdown_table([str(c) for c in frame.columns], frame.itertuples(index=False), digits)
+
+
+def table_block(lead: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A blank line, a lead paragraph (none when empty) and a table; nothing when there are no rows."""
+    rows = list(rows)
+    return ["", *([lead, ""] if lead else []), *markdown_table(header, rows)] if rows else []

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from research.tables import cell, frame_table, markdown_table
+from research.tables import cell, frame_table, markdown_table, table_block
 
 
 def test_cells_render_missing_bools_and_floats():
@@ -32,3 +32,17 @@ def test_frame_table_uses_columns_and_drops_index():
         "| full | 108.2 |",
         "| adapter | 99.0 |",
     ]
+
+
+def test_table_block_leads_a_table_and_is_empty_without_rows():
+    rows = iter([["full", 1.5]])  # a generator is read once
+    assert table_block("Lead.", ["model", "x"], rows) == [
+        "",
+        "Lead.",
+        "",
+        "| model | x |",
+        "|---|---|",
+        "| full | 1.5 |",
+    ]
+    assert table_block("", ["model"], [["full"]]) == ["", "| model |", "|---|", "| full |"]
+    assert table_block("Lead.", ["model"], iter([])) == []

@@ -429,17 +429,9 @@ def test_study_is_resumable(tmp_path):
     assert "--allow_invalid" in calls[1] and "--allow_invalid" not in calls[2]
     assert "--duration 1" in calls[0] and "--accuracy" in calls[2]
     assert all(study.is_done(c, settings) for c in cells)
-    # `--plan` sums each finished cell's wall time from its marker
-    assert [study.measured_seconds(c, settings) for c in cells] == [r["wall_s"] for r in records]
     assert all(r["wall_s"] > 0 for r in records)
-    groups = study.time_by_group(cells, {r["cell"]: r["wall_s"] for r in records}, settings)
-    assert {g: (n, wall) for g, (n, wall, *_) in groups.items()} == {
-        "xnli Offline performance": (1, records[0]["wall_s"]),
-        "xnli Server performance": (1, records[1]["wall_s"]),
-        "xnli Offline accuracy": (1, records[2]["wall_s"]),
-    }
-    planned = study.estimate_seconds(cells[2:], settings)
-    assert groups["xnli Offline accuracy"][2] == pytest.approx(planned)
+    marker = json.loads((study.result_folder(cells[0], settings) / study.MARKER).read_text())
+    assert marker["wall_s"] == records[0]["wall_s"]  # each cell's wall time is kept in its marker
 
     again = study.run_study(cells, settings, progress=False)
     assert all(r.get("skipped") for r in again)

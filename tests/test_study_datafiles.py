@@ -153,9 +153,3 @@ def test_the_search_settings_of_a_cell_come_from_the_rates_file(tmp_path):
     ]
     assert cell.duration_s(study.StudySettings(runs_dir=tmp_path, duration_s=5.0)) == 60.0
     assert Path(datafiles.RATES_FILE) == REPO / "research" / "rates.toml"
-
-
-def test_a_preset_read_outside_the_command_line():
-    """study.preset(name): what reports/scripts read (the e5-small run folders' root)."""
-    assert study.preset("e5-small")["runs_dir"] == REPO / "build" / "study-e5"
-    assert study.preset("e5-small-quick")["tasks"] == ["xnli"]
