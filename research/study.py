@@ -10,7 +10,6 @@ Resumable: a finished cell leaves `study_cell.json` (its settings) beside result
 with the same settings skips it. Each cell's stdout/stderr goes to `<runs_dir>/logs/<cell>.log` and one
 line per finished cell (rc, wall seconds) to `<runs_dir>/study_log.jsonl`.
 At the end the runs are collected into `<out>/study.{csv,md}` and PNG figures (research/report.py).
-`--speed` runs the in-process micro-benchmarks instead (research/speed.py).
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.zoo_layout import seed_models_dir
-from research import speed
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from research.measure import built
 from sut import registry as sut_registry
@@ -681,9 +679,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="only write the report, from this study_runs.csv instead of runs_dir (the committed "
         "record: no per-sample scores, so no bootstrap intervals)",
     )
-    a("--speed", action="store_true", help="run the in-process micro-benchmarks (research/speed.py)")
     a("--no_progress", action="store_true")
-    speed.add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
@@ -708,8 +704,6 @@ def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.speed:
-        return speed.main(args)
     cells, settings = plan(args)
     est = estimate_seconds(cells, settings)
     print(
