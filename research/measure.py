@@ -60,12 +60,18 @@ def draw(work: Workload, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def loop_sps(
-    work: Workload, batching: BatchLimits, n: int, rng: np.random.Generator, **kw: Any
+    work: Workload,
+    batching: BatchLimits,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    pad_to: int | None = None,
+    backend: Backend | None = None,
 ) -> float:
     """Samples/s of a plain loop over `n` drawn samples batched by `batching`, on `backend` (default:
     the workload's first), padded to `pad_to` when given."""
-    backend: Backend = kw.pop("backend", None) or work.backends[0]
-    return plain_loop_sps(backend, work.qsl, draw(work, n, rng), batching, **kw)
+    backend = backend or work.backends[0]
+    return plain_loop_sps(backend, work.qsl, draw(work, n, rng), batching, pad_to=pad_to)
 
 
 # --- LoadGen runs (child processes) ---------------------------------------------------------------
@@ -84,9 +90,8 @@ def child(
 ) -> Launched:
     """One child run of `cfg` (with `changes`) in `scenario` into runs_dir/name, its user.conf the
     run's own plus `<model>.<scenario>.<knob> = value`; INVALID results are kept."""
-    line = (
-        f"{cfg.loadgen_model_name}.{scenario}.{knob} = {value:.{3 if knob == 'target_latency' else 2}f}"
-    )
+    digits = 3 if knob == "target_latency" else 2
+    line = f"{cfg.loadgen_model_name}.{scenario}.{knob} = {value:.{digits}f}"
     return launch_with_conf(built(cfg), [line], name, runs_dir, scenario=scenario, **changes)
 
 
@@ -135,7 +140,8 @@ def server_text(tried: list[dict[str, Any]]) -> str:
 # --- in-process timing and compute ----------------------------------------------------------------
 def flops_per_sample(config: dict[str, Any], lengths: np.ndarray) -> float:
     """Mean useful FLOPs per sample of an encoder of `config` over unpadded token `lengths`: per
-    layer 2 L (4 d^2 + 2 d f) for Q, K, V, O and the two FFN matmuls, + 4 L^2 d for Q K^T and P V."""
+    layer 2 L (4 d^2 + 2 d f) for Q, K, V, O and the two FFN matmuls, + 4 L^2 d for Q K^T and P V
+    (embeddings, norms, GELU and the head are not counted)."""
     d, f, n = (int(config[k]) for k in ("hidden_size", "intermediate_size", "num_hidden_layers"))
     L = np.asarray(lengths, dtype=np.float64)
     return float(np.mean(n * (2.0 * L * (4 * d * d + 2 * d * f) + 4.0 * L * L * d)))
@@ -145,12 +151,12 @@ def best_seconds(call: Callable[[], Any], repeats: int, warm: int = 2) -> float:
     """The fastest of `repeats` timed calls after `warm` untimed ones (a peak: the least disturbed)."""
     for _ in range(warm):
         call()
-    times = []
+    best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         call()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def interleaved(

@@ -75,12 +75,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     form, k = args.child.split(":")
     before, t0 = _rss_mib(), time.perf_counter()
     backend = MultiTaskBackend(_multi(form, int(k), args), BackendOptions(threads=args.threads))
-    out = {"form": form, "k": int(k), "rss_before_mib": round(before, 1)}
-    out |= {
-        "build_s": round(time.perf_counter() - t0, 3),
-        **backend.memory(),
-        "peak_rss_mib": round(_rss_mib(), 1),
-    }
+    built_s = round(time.perf_counter() - t0, 3)
+    out = {"form": form, "k": int(k), "rss_before_mib": round(before, 1), "build_s": built_s}
+    out |= backend.memory() | {"peak_rss_mib": round(_rss_mib(), 1)}
     served, adds = backend.multi.models[0], []
     with torch.inference_mode():
         for i in range(3):
@@ -98,17 +95,9 @@ def memory_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> l
     """One child process per (form, K): its `child` figures."""
     rows = []
     for form, k in ((f, k) for f in forms for k in ks if f == "adapter" or k <= args.max_full_k):
-        cmd = [
-            sys.executable,
-            "-m",
-            "research",
-            "multitask",
-            "--child",
-            f"{form}:{k}",
-            "--models_dir",
-            args.models_dir,
-        ]
-        cmd += ["--threads", str(args.threads), *(["--shape", args.shape] if args.shape else [])]
+        cmd = [sys.executable, "-m", "research", "multitask", "--child", f"{form}:{k}"]
+        cmd += ["--models_dir", args.models_dir, "--threads", str(args.threads)]
+        cmd += ["--shape", args.shape] if args.shape else []
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}")
@@ -181,29 +170,16 @@ def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: li
     kind = f"random weights, {args.shape} shapes" if args.shape else f"tiny zoo {args.models_dir}"
     full1 = next((m["parameter_bytes"] for m in memory if m["form"] == "full" and m["k"] == 1), None)
     lines = [f"Model kind: {kind}. Command: `{command}`.", ""]
-    lines += markdown_table(
-        [
-            "form",
-            "K",
-            "parameter MB",
-            "x one full model",
-            "peak RSS MiB (before build)",
-            "build s",
-            "add one task s",
-        ],
-        (
-            [
-                m["form"],
-                m["k"],
-                f"{m['parameter_bytes'] / 1e6:.2f}",
-                f"{m['parameter_bytes'] / full1:.3f}" if full1 else "-",
-                f"{m['peak_rss_mib']:.0f} ({m['rss_before_mib']:.0f})",
-                f"{m['build_s']:.2f}",
-                m.get("add_task_s", "-"),
-            ]
-            for m in memory
-        ),
-    )
+    header = ["form", "K", "parameter MB", "x one full model", "peak RSS MiB (before build)"]
+    table = []
+    for m in memory:
+        size = (
+            f"{m['parameter_bytes'] / 1e6:.2f}",
+            f"{m['parameter_bytes'] / full1:.3f}" if full1 else "-",
+        )
+        rss = f"{m['peak_rss_mib']:.0f} ({m['rss_before_mib']:.0f})"
+        table.append([m["form"], m["k"], *size, rss, f"{m['build_s']:.2f}", m.get("add_task_s", "-")])
+    lines += markdown_table([*header, "build s", "add one task s"], table)
     lines += [
         "",
         "Offline-style throughput, interleaved rounds (median samples/s; ratio to the single-task "

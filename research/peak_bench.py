@@ -116,7 +116,12 @@ def measure_peaks(args: argparse.Namespace, names: list[str]) -> dict[str, float
     for name in names:
         slow = name == "torch-bf16" and device_kind(args.device) == "cpu" and probe().bf16_kernel is None
         call = PEAKS[name](args.threads, shape, args.device)
-        out[name] = 2.0 * np.prod(shape) / measure.best_seconds(call, 1 if slow else args.peak_repeats)
+        seconds = (
+            measure.best_seconds(call, 1, warm=1)
+            if slow
+            else measure.best_seconds(call, args.peak_repeats)
+        )
+        out[name] = 2.0 * np.prod(shape) / seconds
     return out
 
 
@@ -131,9 +136,9 @@ def parse_forms(text: str) -> list[Form]:
 
 
 def measure_peak_section(args: argparse.Namespace, config: Callable[..., RunConfig]) -> dict[str, Any]:
-    """Every figure of the section, measured in this call (LoadGen runs as child processes); `config`
-    makes the benchmark's RunConfig of the given changes. Forms left once --budget s are spent are
-    listed as not run."""
+    """Every figure of the section, measured in this call (LoadGen runs as child processes);
+    `config(encoder, weights, **changes)` makes the benchmark's RunConfig. A form that would start
+    after --budget seconds is listed as not run."""
     t0, forms, runs_dir = time.perf_counter(), parse_forms(args.peak_forms), Path(args.runs_dir) / "peak"
     load_before = measure.load_average()
     names = sorted({f.peak_on(args.device) for f in forms})

@@ -172,7 +172,7 @@ E5_SMALL = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 
 
 def test_gemm_and_per_sample_flops_by_hand(monkeypatch):
     # the peak is 2 M K N FLOPs over the best time: 2 x 1280 x 384 x 1536 = 1,509,949,440 in 1 ms
-    monkeypatch.setattr(measure, "best_seconds", lambda call, repeats: 1e-3)
+    monkeypatch.setattr(measure, "best_seconds", lambda call, repeats, warm=2: 1e-3)
     args = argparse.Namespace(peak_shape="1280,384,1536", threads=0, device="cpu", peak_repeats=1)
     assert measure_peaks(args, ["torch-fp32"]) == {"torch-fp32": 1_509_949_440_000.0}
     # one 40-token sample, per layer: 2 x 40 x (4 x 384^2 + 2 x 384 x 1536) = 141,557,760

@@ -1,4 +1,4 @@
-"""The efficiency study: report collection, resumable cells, gpu_check's dry run (all CPU, small)."""
+"""The efficiency study: report collection, resumable cells (all CPU, small)."""
 
 from __future__ import annotations
 
