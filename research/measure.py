@@ -160,32 +160,26 @@ def best_seconds(call: Callable[[], Any], repeats: int, warm: int = 2) -> float:
 
 
 def interleaved(
-    sides: dict[str, tuple[Callable[..., Any], list[tuple]]],
-    repeats: int,
-    per_batch: bool = True,
-    settle_s: float = 0.02,
+    sides: dict[str, tuple[Callable[..., Any], list[tuple]]], repeats: int, settle_s: float = 0.02
 ) -> dict[str, dict[str, Any]]:
     """Samples/s of each side (a predict and its batches of arguments) over `repeats` rounds, after
-    one warm-up call per side. per_batch: each batch runs on every side back to back, the order
-    rotating from batch to batch and round to round; else each side runs its whole pass in turn (for
-    sides on different runtimes). Per side: the median, the spread (max/min - 1) and the rounds."""
+    one warm-up call per side: each batch runs on every side back to back, the order rotating from
+    batch to batch and round to round, so a drift in machine speed hits all sides alike. Per side:
+    the median, the spread (max/min - 1) and the per-round rates."""
     names = list(sides)
     for predict, batches in sides.values():
         predict(*batches[0])
     rounds: dict[str, list[float]] = {name: [] for name in names}
-    units = max(len(batches) for _, batches in sides.values()) if per_batch else 1
     for r in range(repeats):
         spent = dict.fromkeys(names, 0.0)
-        for i in range(units):
+        for i in range(max(len(batches) for _, batches in sides.values())):
             k = (r + i) % len(names)
             for name in names[k:] + names[:k]:
                 predict, batches = sides[name]
-                todo = batches[i : i + 1] if per_batch else batches
-                if todo:
+                if i < len(batches):
                     time.sleep(settle_s)  # the previous side's thread pool stops spin-waiting
                     t0 = time.perf_counter()
-                    for batch in todo:
-                        predict(*batch)
+                    predict(*batches[i])
                     spent[name] += time.perf_counter() - t0
         for name, (_, batches) in sides.items():
             rounds[name].append(sum(len(b[0]) for b in batches) / spent[name])

@@ -536,13 +536,3 @@ def test_interleaving_pairs_sides_batch_by_batch(monkeypatch):
     assert res["A"]["rounds"] == [12 / 3, 12 / 6, 12 / 9]  # 12 samples per pass, slowing down
     assert res["A"]["samples_per_s"] == 2.0 and res["A"]["spread"] == 2.0
     assert measure.round_ratios(res, "B", "A") == [0.5, 0.5, 0.5]
-
-
-def test_interleaving_by_whole_passes_for_mixed_runtimes():
-    """per_batch=False: each side runs its whole pass in turn, the order rotating per round."""
-    calls: list[str] = []
-    batches = [(np.zeros((2, 4)), np.ones((2, 4)))] * 3
-    sides = {n: (lambda ids, mask, n=n: calls.append(n), batches) for n in "AB"}
-    res = measure.interleaved(sides, repeats=2, per_batch=False, settle_s=0)
-    assert calls == ["A", "B"] + ["A"] * 3 + ["B"] * 3 + ["B"] * 3 + ["A"] * 3
-    assert len(res["A"]["rounds"]) == 2
