@@ -1,6 +1,7 @@
 # Thin front door: every target is one call into a Python CLI: python -m harness ... (the LoadGen
 # core, find_peak, compliance and submission), python -m zoo build (the model zoo) or python -m
-# research ... (benchmark, study, gpu_check); `run` is two: the build of what it serves, then the run.
+# research ... (benchmark, study; gpu_check is the benchmark's peak section on a GPU); `run` is two:
+# the build of what it serves, then the run.
 # Variables use ?= so they can come from the command line; RUN_ARGS passes anything else through.
 
 PYTHON_SYS ?= python3
@@ -30,6 +31,8 @@ RUN_ARGS   ?=
 # flags for the zoo build only (`make run` builds a missing model first), e.g. --tiny-test in tests
 ZOO_ARGS   ?=
 QUICK      ?=
+# gpu_check: DRY=1 runs the same path on CPU with the tiny shape (its numbers check the code only)
+DRY        ?=
 PYTEST_ARGS ?=
 
 run_flags = --scenario $(SCENARIO) --model $(MODEL) --task $(TASK) --backend $(BACKEND) \
@@ -119,8 +122,18 @@ benchmark: $(STAMP)
 study: $(STAMP)
 	$(PY) -m research study --preset $(if $(QUICK),e5-small-quick,e5-small) $(RUN_ARGS)
 
+# the prepared GPU check (docs/benchmark.md): the benchmark's peak section on CUDA, XLM-R large shape
+# with random weights, PyTorch bf16 and ONNX Runtime fp16 beside PyTorch fp32, forms started within
+# 7 minutes; DRY=1: tiny shape on CPU, 1-second runs on 64 English samples (needs `make models`)
+gpu_forms := pytorch-bf16,onnxruntime-fp16
+dry_forms := pytorch,onnxruntime
+gpu_flags = --device cuda --peak_encoder large --peak_forms $(gpu_forms) --peak_shape 8192,8192,8192 \
+	--duration 20 --budget 420 --peak_out reports/gpu_check.md
+dry_flags = --device cpu --peak_encoder tiny --peak_forms $(dry_forms) --peak_shape 512,512,512 \
+	--duration 1 --languages en --count 64 --peak_repeats 3 --peak_out build/gpu_check/gpu_check.md
 gpu_check: $(STAMP)
-	$(PY) -m research gpu_check $(RUN_ARGS)
+	$(PY) -m research benchmark --sections peak --peak_weights random --runs_dir build/gpu_check \
+		$(if $(DRY),$(dry_flags),$(gpu_flags)) $(RUN_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,7 +1,7 @@
 """The one launcher: a `RunConfig` -> the child `python -m harness run ...` that runs it, and its folder.
 
 LoadGen allows one test per process (harness/settings.py), so every tool that needs several runs
-(compliance, and the research tools: find_peak, the benchmark, the study, gpu_check) starts each one
+(compliance, and the research tools: find_peak, the benchmark, the study, multitask) starts each one
 as a child process here. `child_argv` is the only place a `harness run` command line is built; the
 child's run folder comes from `harness.run_folder.RunFolder.plan`, the only owner of that path; what the
 child left there is read back as a `RunRecord` (harness/run_record.py).

@@ -4,7 +4,7 @@ The runner (harness/runner.py) writes each run folder: run_config.json before th
 with which model, weights and code), results.json after it (`harness.results.Results`, which owns
 its fields and its loader: what LoadGen measured, plus the harness's own fields) and, for scored
 accuracy runs, accuracy.json (tasks/scoring: the task's metrics). `RunRecord.load(folder)` reads the
-three back; report, staging, the study, the benchmark, find_peak and gpu_check ask it instead of
+three back; report, staging, the study, the benchmark and find_peak ask it instead of
 probing the JSON themselves.
 """
 

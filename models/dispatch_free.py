@@ -10,8 +10,8 @@ loaded. Per layer and forward pass, with one bottleneck adapter loaded, it:
   * calls a ReFT forward hook and a Parallel-composition pre-hook.
 None of it changes the result of the setups the harness serves. On the tiny shape it is about half of
 what the adapter costs over full fine-tuning (11.8% -> 5.6% of Offline throughput); at the base
-shape, where the matmuls dominate, it is within noise (`python -m research study --speed --parts df`,
-reports/speed.md).
+shape, where the matmuls dominate, it is within noise (reports/speed.md, parts d and f: the output
+of a retired command, `git show e226239:research/speed.py`).
 
 `strip_adapter_dispatch(model)` rebinds, per module instance, what is provably a no-op for the
 model's active setup to the plain transformers code:

@@ -1,7 +1,7 @@
-"""`python -m research benchmark`: the SUT's speed targets, as ratios measured side by side in one run
-(section `sut`), plus the Ray executor's figures (research/ray_bench.py) and each serving form
-against the machine's GEMM peaks (research/peak_bench.py). docs/benchmark.md defines every ratio
-and its target."""
+"""`python -m research benchmark`: the SUT's speed targets as ratios measured side by side in one run
+(section `sut`), the Ray executor's figures (research/ray_bench.py) and each serving form against
+the machine's GEMM peaks (research/peak_bench.py; `make gpu_check` runs it on a GPU).
+docs/benchmark.md defines every figure and its target."""
 
 from __future__ import annotations
 
@@ -35,57 +35,66 @@ TARGETS = {
 RATIOS = tuple(TARGETS)
 VS_REFERENCE_TARGET = {"tiny": 2.0, "e5-small": 3.0, "base": 3.0, "large": 3.0}
 SECTIONS = ("sut", "ray", "peak")
+REPORTS = REPO / "reports"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a(
-        "--encoders",
-        default="tiny,e5-small,base",
-        help="comma-separated: tiny and e5-small (their zoos, built on first use), base/large (random "
-        "weights, XLM-R's tokenizer)",
-    )
+    a("--sections", default="sut,ray,peak", help=f"comma-separated, of {', '.join(SECTIONS)}")
+    a("--encoders", default="tiny,e5-small,base", help="sut section: tiny, e5-small (zoos), base, large")
     a("--model", default="full")
     a("--task", default="xnli")
     a("--backend", default="pytorch")
+    a("--dtype", default=None, help="sut section: the backend's dtype (default: the run's)")
+    a("--device", default="cpu", help="cpu or cuda[:N]")
     a("--threads", type=int, default=0, help="backend intra-op threads (0 = library default)")
     a("--duration", type=float, default=10.0, help="seconds per LoadGen run (Server needs >= 10)")
+    a("--models_dir", default=None, help="the zoo (random weights take its tokenizer for tiny)")
+    a("--languages", default=None, help="the task's languages (default: all)")
+    a("--count", type=int, default=None, help="the first COUNT samples only (development)")
     a("--server_fractions", default="0.9,0.75,0.6,0.5", help="Server loads tried (x Offline samples/s)")
     a("--runs_dir", default=str(BUILD / "benchmark"))
-    a("--out", default=str(REPO / "reports" / "benchmark.md"), help="markdown report ('' = none)")
-    a("--sections", default="sut,ray,peak", help=f"comma-separated, of {', '.join(SECTIONS)}")
-    a("--ray_out", default=str(REPO / "reports" / "benchmark_ray.md"), help="the ray section's report")
-    a("--peak_encoder", default="e5-small", help="peak section: the encoder of its Offline runs")
-    a("--peak_weights", default="random", help="peak section: 'random' (speed only) or 'zoo' (trained)")
-    a(
-        "--peak_forms",
-        default="pytorch,pytorch-bf16,onnxruntime,onnxruntime-int8",
-        help="peak section: serving forms (backend[-dtype]); PyTorch fp32 is measured beside them",
-    )
-    a("--peak_repeats", type=int, default=10, help="peak section: timed calls per GEMM peak (best kept)")
-    a("--peak_estimate_samples", type=int, default=128, help="peak section: samples of the sizing loop")
-    a(
-        "--peak_out",
-        default=str(REPO / "reports" / "benchmark_peak.md"),
-        help="the peak section's report",
-    )
+    a("--out", default=str(REPORTS / "benchmark.md"), help="the sut section's report ('' = none)")
+    a("--ray_out", default=str(REPORTS / "benchmark_ray.md"), help="the ray section's report")
     a("--ray_actors", default="1,2", help="ray section: actor counts of the no-op dispatch-ceiling runs")
     a("--noop_duration", type=float, default=5.0, help="ray section: seconds per no-op run")
     a("--ray_server_fractions", default="0.9,0.8,0.7,0.6,0.5", help="ray section: Server loads tried")
+    a("--peak_out", default=str(REPORTS / "benchmark_peak.md"), help="the peak section's report")
+    a("--peak_encoder", default="e5-small", help="peak section: the encoder of its Offline runs")
+    a("--peak_weights", default="random", help="peak section: 'random' (speed only) or 'zoo' (trained)")
+    forms = "pytorch,pytorch-bf16,onnxruntime,onnxruntime-int8"
+    a("--peak_forms", default=forms, help="peak section: backend[-dtype]s (+ PyTorch fp32 beside them)")
+    a("--peak_shape", default="1280,384,1536", help="peak section: M,K,N of the timed GEMM")
+    a("--peak_repeats", type=int, default=10, help="peak section: timed calls per GEMM peak (best kept)")
+    a("--peak_estimate_samples", type=int, default=128, help="peak section: samples of the sizing loop")
+    a(
+        "--budget",
+        type=float,
+        default=0,
+        help="peak section: seconds after which no form starts (0: none)",
+    )
+
+
+def config(args: argparse.Namespace, encoder: str, weights: str | None, **changes: Any) -> RunConfig:
+    """The benchmark's RunConfig of `encoder` (weights 'zoo' or None: its zoo), with `changes`."""
+    flags = (
+        "model",
+        "task",
+        "backend",
+        "dtype",
+        "device",
+        "threads",
+        "models_dir",
+        "languages",
+        "count",
+    )
+    given = {k: getattr(args, k) for k in flags} | {"duration_s": args.duration, "encoder": encoder}
+    return RunConfig.layered(**given | {"weights": None if weights == "zoo" else weights} | changes)
 
 
 def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     """Every ratio for one encoder, each from figures measured in this call."""
-    weights = None if encoder in SIZES else "random"  # the recipe's own zoos serve trained weights
-    cfg = RunConfig.layered(
-        model=args.model,
-        task=args.task,
-        backend=args.backend,
-        encoder=encoder,
-        weights=weights,
-        threads=args.threads,
-        duration_s=args.duration,
-    )
+    cfg = config(args, encoder, None if encoder in SIZES else "random")  # the recipe's zoos: trained
     runs_dir = Path(args.runs_dir) / encoder
     rng = np.random.default_rng(0)
     # estimates that only size the LoadGen runs (target_qps, target_latency); the ratios come from
@@ -99,17 +108,11 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     # Offline: LoadGen sizes the query as 1.1 x min_duration x target_qps; a target above the
     # estimate keeps the run long enough when the machine speeds up between estimate and run
     run = functools.partial(measure.child, cfg, runs_dir)
+    reference = {"max_batch": 1, "token_budget": 0, "pad_to": max_len}
     runs = {
         "offline": run("offline", "Offline", "target_qps", 1.5 * est, retime=True),
-        "reference": run(
-            "reference",
-            "Offline",
-            "target_qps",
-            1.5 * ref_est,
-            max_batch=1,
-            token_budget=0,
-            pad_to=max_len,
-        ),
+        # the MLCommons reference design: batch 1, padded to the task's max length
+        "reference": run("reference", "Offline", "target_qps", 1.5 * ref_est, **reference),
         "single": run(
             "singlestream", "SingleStream", "target_latency", max(single_est, 0.05), retime=True
         ),
@@ -124,7 +127,6 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     ss_p90_ms = single.latency_ms("p90") or 0.0
     bare_ms = single.retimed.get("bare_p90_ms") or 0.0
     in_run_ms = single.retimed.get("in_run_predict_p90_ms") or 0.0
-
     return {
         "encoder": encoder,
         "model_kind": model_kind,
@@ -150,8 +152,8 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) -> str:
-    """The report's markdown; `notes`, when that file exists, is linked at the end (the hand-written
-    reading of the figures lives there, so a rerun does not erase it)."""
+    """The sut section's report; `notes`, when that file exists, is linked at the end (the
+    hand-written reading of the figures lives there, so a rerun does not erase it)."""
     lines = measure.header(
         "SUT benchmark: ratios measured side by side in one run",
         command,
@@ -179,16 +181,9 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
         for name, (target, lower) in TARGETS.items():
             if name == "vs_reference":
                 target = VS_REFERENCE_TARGET.get(r["encoder"], target)
-            op = "<=" if lower else ">="
+            verdict = measure.verdict(r[name], target, lower)
             table.append(
-                [
-                    tag,
-                    name,
-                    str(r[name]),
-                    f"{op} {target}",
-                    measure.verdict(r[name], target, lower),
-                    figs[name],
-                ]
+                [tag, name, str(r[name]), f"{'<=' if lower else '>='} {target}", verdict, figs[name]]
             )
         if r["errors"]:
             table.append([tag, "errors", "; ".join(r["errors"]), "", "", ""])
@@ -201,18 +196,14 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
 def main(args: argparse.Namespace) -> int:
     sections = [x.strip() for x in args.sections.split(",") if x.strip()]
     unknown = [x for x in sections if x not in SECTIONS]
-    if unknown or not sections:
-        print(
-            f"error: --sections: {', '.join(unknown) or 'none'} not in {', '.join(SECTIONS)}",
-            file=sys.stderr,
-        )
-        return BAD_INPUT
-    if "peak" in sections:
-        try:
+    try:
+        if unknown or not sections:
+            raise ValueError(f"--sections: {', '.join(unknown) or 'none'} not in {', '.join(SECTIONS)}")
+        if "peak" in sections:
             parse_forms(args.peak_forms)  # checked before any section spends minutes
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return BAD_INPUT
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT
     command = ("python -m research benchmark " + " ".join(sys.argv[2:])).strip()
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -224,11 +215,11 @@ def main(args: argparse.Namespace) -> int:
         measure.publish(text, rows, runs_dir / "benchmark.json", out)
         errors |= any(r["errors"] for r in rows)
     if "ray" in sections:
-        row = measure_ray(args)
+        row = measure_ray(args, functools.partial(config, args))
         measure.publish(render_ray(row, command), row, runs_dir / "benchmark_ray.json", args.ray_out)
         errors |= bool(row["errors"])
     if "peak" in sections:
-        rec = measure_peak_section(args)
+        rec = measure_peak_section(args, functools.partial(config, args))
         text = render_peak(rec, args, command)
         measure.publish(text, rec, runs_dir / "benchmark_peak.json", args.peak_out)
         errors |= bool(rec["errors"])

@@ -1,7 +1,7 @@
 """`python -m research <command> ...`: the research tooling's commands, one per Makefile target.
 
-The Makefile's benchmark, study and gpu_check targets call it (find_peak, a product command, is
-`python -m harness find_peak`). Same contract as the core's
+The Makefile's benchmark, gpu_check (the benchmark's peak section on a GPU) and study targets call
+it (find_peak, a product command, is `python -m harness find_peak`). Same contract as the core's
 front door (harness.cli.dispatch): one module per command with `configure_parser(parser)` and
 `main(args) -> int`, imported only when its command runs."""
 
@@ -15,8 +15,6 @@ from harness.cli import dispatch
 COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("research.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
     "study": ("research.study", "the full vs adapter efficiency study"),
-    "speed": ("research.speed", "in-process micro-benchmarks side by side (= study --speed)"),
-    "gpu_check": ("research.gpu_check", "base/large-shape GPU figures (dry mode on CPU)"),
     "multitask": ("research.multitask", "K tasks in one process: memory, add-a-task time, throughput"),
     "mutation": ("research.mutation", "per-module kill rates of the last mutmut run, its survivors"),
 }

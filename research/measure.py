@@ -1,12 +1,13 @@
-"""What the benchmark commands share (benchmark, its ray and peak sections, gpu_check): the sizing
-estimate, the Server load search, the machine's matmul peak, the FLOP count of a shape, and the head
-and output of a report. Every figure is measured by the command that reports it; nothing here is a
-stored measurement."""
+"""What the benchmark commands share (benchmark with its ray and peak sections, multitask): building
+and sizing runs, the Server load search, interleaved timing, the FLOP count of a shape, and a
+report's head and output. docs/benchmark.md defines every figure; nothing here is a stored
+measurement."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,9 +34,8 @@ def floats(text: str) -> list[float]:
 
 
 def built(cfg: RunConfig) -> RunConfig:
-    """`cfg`, once what it serves is built. `harness run` only serves, so every research tool that
-    starts a run or prepares one in-process first builds the zoo stages it lacks, as `make run`
-    does (nothing when they are built; ValueError naming the problem when they cannot be)."""
+    """`cfg`, once the zoo stages it serves are built (`harness run` only serves, so every tool that
+    starts or prepares a run builds them first, as `make run` does; ValueError when it cannot)."""
     build_what_a_run_serves(
         cfg.model, cfg.task, cfg.encoder, cfg.weights, cfg.models_dir, parse_wheels(cfg.e5_wheels)
     )
@@ -68,8 +68,8 @@ def loop_sps(
     pad_to: int | None = None,
     backend: Backend | None = None,
 ) -> float:
-    """Samples/s of a plain loop over `n` drawn samples, batched by `batching` (on the workload's
-    first backend unless `backend` is given)."""
+    """Samples/s of a plain loop over `n` drawn samples batched by `batching`, on `backend` (default:
+    the workload's first), padded to `pad_to` when given."""
     backend = backend or work.backends[0]
     return plain_loop_sps(backend, work.qsl, draw(work, n, rng), batching, pad_to=pad_to)
 
@@ -85,42 +85,28 @@ def errors(runs: dict[str, Launched]) -> list[str]:
     return [f"{n}: exit {r.rc}, see {r.log}" for n, r in runs.items() if r.rc != 0 or r.results is None]
 
 
-def conf_line(cfg: RunConfig, scenario: str, knob: str, value: float) -> list[str]:
-    """The user.conf line a child run appends: `<model>.<Scenario>.<knob> = value`."""
-    digits = 3 if knob == "target_latency" else 2
-    return [f"{cfg.loadgen_model_name}.{scenario}.{knob} = {value:.{digits}f}"]
-
-
 def child(
     cfg: RunConfig, runs_dir: Path, name: str, scenario: str, knob: str, value: float, **changes: Any
 ) -> Launched:
     """One child run of `cfg` (with `changes`) in `scenario` into runs_dir/name, its user.conf the
     run's own plus `<model>.<scenario>.<knob> = value`; INVALID results are kept."""
-    lines = conf_line(cfg, scenario, knob, value)
-    return launch_with_conf(built(cfg), lines, name, runs_dir, scenario=scenario, **changes)
+    digits = 3 if knob == "target_latency" else 2
+    line = f"{cfg.loadgen_model_name}.{scenario}.{knob} = {value:.{digits}f}"
+    return launch_with_conf(built(cfg), [line], name, runs_dir, scenario=scenario, **changes)
 
 
 def server_search(
-    cfg: RunConfig,
-    rate: float,
-    fractions: list[float],
-    name: str,
-    runs_dir: Path,
-    runs: dict[str, Launched],
-    **changes: Any,
+    cfg: RunConfig, rate: float, fractions: list[float], name: str, runs_dir: Path, runs: dict, **kw: Any
 ) -> list[dict[str, Any]]:
     """Server runs offered fraction x `rate` QPS, in the given order, until one is VALID (each run
     added to `runs` as `<name>_<fraction>`); one row per run tried."""
     tried = []
     for frac in fractions:
-        qps = frac * rate
         key = f"{name}_{frac:g}"
-        runs[key] = child(cfg, runs_dir, key, "Server", "target_qps", qps, **changes)
+        runs[key] = child(cfg, runs_dir, key, "Server", "target_qps", frac * rate, **kw)
         res = results(runs[key])
-        p99 = res.latency_ms("p99") or 0.0
-        tried.append(
-            {"fraction": frac, "target_qps": round(qps, 2), "valid": res.result_valid, "p99_ms": p99}
-        )
+        p99, qps = res.latency_ms("p99") or 0.0, round(frac * rate, 2)
+        tried.append({"fraction": frac, "target_qps": qps, "valid": res.result_valid, "p99_ms": p99})
         if res.result_valid:
             break
     return tried
@@ -151,12 +137,7 @@ def server_text(tried: list[dict[str, Any]]) -> str:
     )
 
 
-# --- compute: FLOPs of a shape, the machine's matmul peak -----------------------------------------
-def gemm_flops(m: int, k: int, n: int) -> float:
-    """FLOPs of one [m x k] @ [k x n] matmul: a multiply and an add per term."""
-    return 2.0 * m * k * n
-
-
+# --- in-process timing and compute ----------------------------------------------------------------
 def flops_per_sample(config: dict[str, Any], lengths: np.ndarray) -> float:
     """Mean useful FLOPs per sample of an encoder of `config` over unpadded token `lengths`: per
     layer 2 L (4 d^2 + 2 d f) for Q, K, V, O and the two FFN matmuls, + 4 L^2 d for Q K^T and P V
@@ -178,6 +159,41 @@ def best_seconds(call: Callable[[], Any], repeats: int, warm: int = 2) -> float:
     return best
 
 
+def interleaved(
+    sides: dict[str, tuple[Callable[..., Any], list[tuple]]], repeats: int, settle_s: float = 0.02
+) -> dict[str, dict[str, Any]]:
+    """Samples/s of each side (a predict and its batches of arguments) over `repeats` rounds, after
+    one warm-up call per side: each batch runs on every side back to back, the order rotating from
+    batch to batch and round to round, so a drift in machine speed hits all sides alike. Per side:
+    the median, the spread (max/min - 1) and the per-round rates."""
+    names = list(sides)
+    for predict, batches in sides.values():
+        predict(*batches[0])
+    rounds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        spent = dict.fromkeys(names, 0.0)
+        for i in range(max(len(batches) for _, batches in sides.values())):
+            k = (r + i) % len(names)
+            for name in names[k:] + names[:k]:
+                predict, batches = sides[name]
+                if i < len(batches):
+                    time.sleep(settle_s)  # the previous side's thread pool stops spin-waiting
+                    t0 = time.perf_counter()
+                    predict(*batches[i])
+                    spent[name] += time.perf_counter() - t0
+        for name, (_, batches) in sides.items():
+            rounds[name].append(sum(len(b[0]) for b in batches) / spent[name])
+    return {
+        n: {"samples_per_s": statistics.median(r), "spread": max(r) / min(r) - 1, "rounds": r}
+        for n, r in rounds.items()
+    }
+
+
+def round_ratios(res: dict[str, dict[str, Any]], new: str, old: str) -> list[float]:
+    """new/old samples/s of `interleaved`'s sides, round by round (both timed in the same round)."""
+    return [a / b for a, b in zip(res[new]["rounds"], res[old]["rounds"], strict=True)]
+
+
 # --- reports --------------------------------------------------------------------------------------
 def load_average() -> list[float]:
     """The machine's load average (1, 5, 15 min): what a figure competed with on a shared machine."""
@@ -188,6 +204,8 @@ def header(title: str, command: str, *more: str) -> list[str]:
     """A report's first lines: title, the command, the machine and when; then `more` lines."""
     dev = device_info()
     machine = f"{dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB"
+    if dev["gpus"]:
+        machine += ", " + ", ".join(g["name"] for g in dev["gpus"])
     when = time.strftime("%Y-%m-%d %H:%M")
     return [
         f"# {title}",

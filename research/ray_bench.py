@@ -9,13 +9,13 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.config import RunConfig
-from harness.launch import Launched
 from models.backends import create_backend
 from models.base import BackendOptions
 from research import measure
@@ -24,15 +24,14 @@ from sut.batching import BatchLimits
 from sut.ray_executor import ActorResources, RayExecutor
 
 TARGETS = {"offline_ray_vs_thread": 0.90, "dispatch_ceiling": 40_000.0, "server_vs_offline_ray": 0.70}
-RTT_SHAPE = (32, 128)  # the batch of the round-trip figures (the issue's bare-Ray measurement)
+RTT_SHAPE = (32, 128)  # the batch of the round-trip figures
 # The Offline query of the thread-vs-Ray runs holds at least this many samples (about 130 batches of
-# the tiny model): an in-process estimate taken on a busy machine can be several times too low, and
-# a query of a few batches measures start-up, not throughput.
+# the tiny model): an estimate taken on a busy machine can be several times too low, and a query of
+# a few batches measures start-up, not throughput.
 OFFLINE_MIN_SAMPLES = 4096
 NOOP_MAX_SAMPLES = 1_000_000  # bounds a no-op run whose in-process estimate flatters it
 
 
-# --- in-process figures -----------------------------------------------------------------------------
 class _Zeros:
     """Bare Ray's actor for the reference figures: zeros for a batch, nothing else."""
 
@@ -40,7 +39,13 @@ class _Zeros:
         return np.zeros((len(input_ids), 3), dtype=np.float32)
 
 
-def _ms(times: list[float]) -> dict[str, float]:
+def _timed(call: Callable[[], Any], calls: int) -> dict[str, float]:
+    """Median and p99 in ms of `calls` sequential calls."""
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
     return {
         "median_ms": round(float(np.median(times)) * 1e3, 3),
         "p99_ms": round(float(np.percentile(times, 99)) * 1e3, 3),
@@ -67,12 +72,7 @@ def round_trips(served: Any, calls: int = 300, pipelined: int = 2000) -> dict[st
     try:
         actors = [ray.remote(num_cpus=1)(_Zeros).remote() for _ in range(2)]
         ray.get([a.predict.remote(ids, ids) for a in actors])
-        times = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            ray.get(actors[0].predict.remote(ids, ids))
-            times.append(time.perf_counter() - t)
-        out["bare_round_trip"] = _ms(times)
+        out["bare_round_trip"] = _timed(lambda: ray.get(actors[0].predict.remote(ids, ids)), calls)
         t = time.perf_counter()
         ray.get([actors[i % 2].predict.remote(ids, ids) for i in range(pipelined)])
         rate = pipelined / (time.perf_counter() - t)
@@ -84,25 +84,18 @@ def round_trips(served: Any, calls: int = 300, pipelined: int = 2000) -> dict[st
         executor = RayExecutor.start(make, 1, ActorResources(1, 0))
         (proxy,) = executor.proxies(1)
         proxy.predict(ids, ids)
-        times = []
-        for _ in range(calls):
-            t = time.perf_counter()
-            proxy.predict(ids, ids)
-            times.append(time.perf_counter() - t)
-        out["proxy_round_trip"] = _ms(times)
+        out["proxy_round_trip"] = _timed(lambda: proxy.predict(ids, ids), calls)
         executor.close()
     finally:
         ray.shutdown()
     return out
 
 
-# --- the section ------------------------------------------------------------------------------------
-def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
-    """Every figure of the section, measured in this call (LoadGen runs as child processes)."""
+def measure_ray(args: argparse.Namespace, config: Callable[..., RunConfig]) -> dict[str, Any]:
+    """Every figure of the section, measured in this call (LoadGen runs as child processes) on the
+    tiny zoo model; `config` makes the benchmark's RunConfig of an encoder."""
     load_before = measure.load_average()
-    cfg = RunConfig.layered(
-        model=args.model, task=args.task, backend=args.backend, encoder="tiny", duration_s=args.duration
-    )
+    cfg = config("tiny", "zoo")
     runs_dir = Path(args.runs_dir) / "ray"
     rng = np.random.default_rng(0)
     with measure.prepared(cfg) as work:  # builds the tiny zoo entry on first use
@@ -111,11 +104,10 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         noop_est = measure.loop_sps(work, BatchLimits(32, 0), 4096, rng, backend=noop)
         served, model_kind = work.served, work.served.model_kind
     rtt = round_trips(served)
-
     # LoadGen issues 1.1 x D x target_qps samples
     offline_qps = max(1.5 * est, OFFLINE_MIN_SAMPLES / (1.1 * args.duration))
     run = functools.partial(measure.child, cfg, runs_dir, scenario="Offline", knob="target_qps")
-    runs: dict[str, Launched] = {
+    runs = {
         "offline_thread": run("offline_thread", value=offline_qps, workers=1, threads=2),
         "offline_ray": run("offline_ray", value=offline_qps, executor="ray", workers=2, threads=1),
         # control: the thread executor with Ray's layout (2 workers x 1 thread): what Ray itself costs,
@@ -123,36 +115,30 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         "offline_thread_2x1": run("offline_thread_2x1", value=offline_qps, workers=2, threads=1),
     }
     # the no-op runs: max_batch 32 and no token budget, so every batch holds 32 samples; sized from
-    # in-process rates (thread: the no-op loop; Ray: bare Ray's pipelined rate), at most
-    # NOOP_MAX_SAMPLES a query (a slower run just takes longer)
+    # in-process rates (thread: the no-op loop; Ray: bare Ray's pipelined rate), capped
     noop_qps = NOOP_MAX_SAMPLES / (1.1 * args.noop_duration)
     noop_run = functools.partial(
         run, backend="noop", max_batch=32, token_budget=0, duration_s=args.noop_duration
     )
     runs["noop_thread"] = noop_run("noop_thread", value=min(noop_est, noop_qps))
-    actor_counts = [int(n) for n in args.ray_actors.split(",") if n.strip()]
+    actor_counts = [int(n) for n in measure.floats(args.ray_actors)]
     for n in actor_counts:
         rate = min(rtt["bare_pipelined_samples_per_s"], noop_qps)
         runs[f"noop_ray_{n}"] = noop_run(f"noop_ray_{n}", value=rate, executor="ray", workers=n)
     res = {name: measure.results(r) for name, r in runs.items()}
-    thread_sps = res["offline_thread"].samples_per_second or 0.0
-    ray_sps = res["offline_ray"].samples_per_second or 0.0
-
-    fractions = measure.floats(args.ray_server_fractions) if ray_sps else []
-    ray_layout = dict(workers=2, threads=1)
-    server_runs = measure.server_search(
-        cfg, ray_sps, fractions, "server_ray", runs_dir, runs, executor="ray", **ray_layout
-    )
+    sps = {name: r.samples_per_second or 0.0 for name, r in res.items()}
+    fractions = measure.floats(args.ray_server_fractions) if sps["offline_ray"] else []
+    layout = dict(workers=2, threads=1)
+    search = functools.partial(measure.server_search, cfg, runs_dir=runs_dir, runs=runs, **layout)
+    server_runs = search(sps["offline_ray"], fractions, "server_ray", executor="ray")
     # control: the thread executor (2 workers x 1 thread) at the last load tried through Ray, so an
     # INVALID Server run through Ray can be told from a machine that cannot hold the latency at all
-    control = None
-    if server_runs:
-        qps = server_runs[-1]["target_qps"]
-        (control,) = measure.server_search(
-            cfg, qps, [1.0], "server_thread_control", runs_dir, runs, **ray_layout
-        )
+    control = (
+        search(server_runs[-1]["target_qps"], [1.0], "server_thread_control")[0] if server_runs else None
+    )
+    if control:
         del control["fraction"]
-    ceiling = {n: res[f"noop_ray_{n}"].samples_per_second or 0.0 for n in actor_counts}
+    ceiling = {n: sps[f"noop_ray_{n}"] for n in actor_counts}
     best_n = max(ceiling, key=lambda n: ceiling[n]) if ceiling else None
     return {
         "model": args.model,
@@ -162,19 +148,19 @@ def measure_ray(args: argparse.Namespace) -> dict[str, Any]:
         "duration_s": args.duration,
         "offline_samples": int(res["offline_ray"].summary.get("samples_per_query", 0) or 0),
         "offline_thread_samples": int(res["offline_thread"].summary.get("samples_per_query", 0) or 0),
-        "offline_thread_sps": round(thread_sps, 2),
-        "offline_thread_2x1_sps": round(res["offline_thread_2x1"].samples_per_second or 0.0, 2),
-        "offline_ray_sps": round(ray_sps, 2),
+        "offline_thread_sps": round(sps["offline_thread"], 2),
+        "offline_thread_2x1_sps": round(sps["offline_thread_2x1"], 2),
+        "offline_ray_sps": round(sps["offline_ray"], 2),
         "offline_ray_actors": res["offline_ray"].ray.get("actors", []),
-        "noop_thread_sps": round(res["noop_thread"].samples_per_second or 0.0, 1),
+        "noop_thread_sps": round(sps["noop_thread"], 1),
         "noop_ray_sps": {str(n): round(v, 1) for n, v in ceiling.items()},
         "noop_best_actors": best_n,
         "round_trips": rtt,
         "server_runs": server_runs,
         "server_thread_control": control,
-        "offline_ray_vs_thread": measure.ratio(ray_sps, thread_sps),
+        "offline_ray_vs_thread": measure.ratio(sps["offline_ray"], sps["offline_thread"]),
         "dispatch_ceiling": round(ceiling[best_n], 1) if best_n is not None else None,
-        "server_vs_offline_ray": measure.ratio(measure.best_valid(server_runs), ray_sps),
+        "server_vs_offline_ray": measure.ratio(measure.best_valid(server_runs), sps["offline_ray"]),
         "load_average": {"before": load_before, "after": measure.load_average()},
         "errors": measure.errors(runs),
     }
@@ -189,10 +175,8 @@ def render_ray(r: dict[str, Any], command: str) -> str:
     control = ""
     if c := r.get("server_thread_control"):
         state = "VALID" if c["valid"] else "INVALID"
-        control = (
-            f"; control, threads 2 workers x 1 thread at {c['target_qps']} QPS: {state} "
-            f"p99 {c['p99_ms']:.1f} ms"
-        )
+        at = f"at {c['target_qps']} QPS: {state} p99 {c['p99_ms']:.1f} ms"
+        control = f"; control, threads 2 workers x 1 thread {at}"
     model = f"{kind}: {r['model']}/{r['task']} {r['backend']}"
     figures = {
         "offline_ray_vs_thread": (
@@ -215,13 +199,17 @@ def render_ray(r: dict[str, Any], command: str) -> str:
     }
     table = []
     for name, (model_cell, text) in figures.items():
-        value, target = r[name], TARGETS[name]
-        fmt = "{:,.0f}" if name == "dispatch_ceiling" else "{}"
+        value, target, fmt = r[name], TARGETS[name], "{:,.0f}" if name == "dispatch_ceiling" else "{}"
         shown = None if value is None else fmt.format(value)
         table.append(
             [name, model_cell, shown, f">= {fmt.format(target)}", measure.verdict(value, target), text]
         )
-    load = r["load_average"]
+    load, proxy, bare = r["load_average"], rt["proxy_round_trip"], rt["bare_round_trip"]
+    actors = "; ".join(
+        f"{a['name']} {a['samples']} samples in {a['batches']} batches "
+        f"(node {str(a.get('node_id'))[:8]})"
+        for a in r["offline_ray_actors"]
+    )
     lines = measure.header(
         "Ray executor: figures measured side by side in one run",
         command,
@@ -231,24 +219,15 @@ def render_ray(r: dict[str, Any], command: str) -> str:
         "run starts its own embedded cluster on this machine.",
         "",
         *markdown_table(["figure", "model", "value", "target", "verdict", "figures"], table),
-    )
-    lines += [
         "",
         f"Round trip of one {rt['batch'][0]} x {rt['batch'][1]} int64 batch, sequential calls from one "
-        f"process (median / p99): through the harness's proxy {rt['proxy_round_trip']['median_ms']} / "
-        f"{rt['proxy_round_trip']['p99_ms']} ms; bare Ray {rt['bare_round_trip']['median_ms']} / "
-        f"{rt['bare_round_trip']['p99_ms']} ms. Bare Ray, same run: init {rt['bare_init_s']} s, "
-        f"{rt['bare_pipelined_calls_per_s']:,.0f} pipelined calls/s to two actors = "
-        f"{rt['bare_pipelined_samples_per_s']:,.0f} samples/s.",
+        f"process (median / p99): through the harness's proxy {proxy['median_ms']} / {proxy['p99_ms']} "
+        f"ms; bare Ray {bare['median_ms']} / {bare['p99_ms']} ms. Bare Ray, same run: init "
+        f"{rt['bare_init_s']} s, {rt['bare_pipelined_calls_per_s']:,.0f} pipelined calls/s to two "
+        f"actors = {rt['bare_pipelined_samples_per_s']:,.0f} samples/s.",
         "",
-        "Ray Offline, per actor: "
-        + "; ".join(
-            f"{a['name']} {a['samples']} samples in {a['batches']} batches (node "
-            f"{str(a.get('node_id'))[:8]})"
-            for a in r["offline_ray_actors"]
-        )
-        + ".",
-    ]
+        f"Ray Offline, per actor: {actors}.",
+    )
     if r["errors"]:
         lines += ["", "Errors: " + "; ".join(r["errors"])]
     return "\n".join(lines) + "\n"

@@ -313,6 +313,6 @@ def write_report(
     notes = (
         [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)] if runs_csv else []
     )
-    speed = (out / "speed.json").is_file()  # written with speed.md by `python -m research study --speed`
+    speed = (out / "speed.json").is_file()  # the retired speed command's output (reports/speed.md)
     written["md"].write_text(markdown(table, rows, study, title, names, command, device, notes, speed))
     return written | figures

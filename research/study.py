@@ -31,7 +31,6 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.zoo_layout import seed_models_dir
-from research import speed
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from research.measure import built
 from sut import registry as sut_registry
@@ -459,7 +458,6 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
 SWITCHES = {
     "plan": "print the cells and the estimated wall time, run nothing",
     "report_only": "only collect runs_dir into the report",
-    "speed": "run the in-process micro-benchmarks (research/speed.py)",
     "no_progress": "no progress bar",
 }
 
@@ -476,7 +474,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}", type=kind, default=default, choices=choices, help=text)
     for name, text in SWITCHES.items():
         parser.add_argument(f"--{name}", action="store_true", help=text)
-    speed.add_arguments(parser.add_argument_group("--speed options (research/speed.py)"))
 
 
 def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
@@ -510,8 +507,6 @@ def print_plan(cells: Sequence[Cell], s: StudySettings) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.speed:
-        return speed.main(args)
     cells, settings = plan(args)
     est = estimate_seconds(cells, settings)
     print(

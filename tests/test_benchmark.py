@@ -1,20 +1,28 @@
-"""The SUT benchmark's report: verdicts against the issue's targets, figures carried into the table."""
+"""The benchmark's sections (sut, ray, peak and its GPU check), measured with faked runs or on CPU, and
+the timing and sizing helpers they share (research/measure.py)."""
 
 import argparse
+import json
+import shlex
+import subprocess
+import sys
 from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from common.paths import REPO
 from harness.config import RunConfig
 from harness.run_record import Results
 from models.cpu_caps import CpuCaps
-from research import benchmark, measure, ray_bench
+from research import benchmark, measure, peak_bench, ray_bench
 from research.benchmark import RATIOS, configure_parser, main, render
-from research.gpu_check import flops_per_sample
-from research.peak_bench import PEAKS, SHAPE, gemm_flops, render_peak, summarise
+from research.measure import flops_per_sample
+from research.peak_bench import PEAKS, measure_peaks, render_peak, summarise
 from research.ray_bench import render_ray
+
+SHAPE = (1280, 384, 1536)  # the peak section's default GEMM: one e5-small FFN matmul at 32 x 40 tokens
 
 
 @pytest.fixture(autouse=True)
@@ -162,9 +170,11 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
 E5_SMALL = {"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 12}
 
 
-def test_gemm_and_per_sample_flops_by_hand():
-
-    assert gemm_flops(*SHAPE) == 1_509_949_440  # 2 x 1280 x 384 x 1536
+def test_gemm_and_per_sample_flops_by_hand(monkeypatch):
+    # the peak is 2 M K N FLOPs over the best time: 2 x 1280 x 384 x 1536 = 1,509,949,440 in 1 ms
+    monkeypatch.setattr(measure, "best_seconds", lambda call, repeats, warm=2: 1e-3)
+    args = argparse.Namespace(peak_shape="1280,384,1536", threads=0, device="cpu", peak_repeats=1)
+    assert measure_peaks(args, ["torch-fp32"]) == {"torch-fp32": 1_509_949_440_000.0}
     # one 40-token sample, per layer: 2 x 40 x (4 x 384^2 + 2 x 384 x 1536) = 141,557,760
     # + attention 4 x 40^2 x 384 = 2,457,600 -> 144,015,360; x 12 layers (the issue's "about 1.7 GFLOP")
     assert flops_per_sample(E5_SMALL, np.array([40])) == 1_728_184_320
@@ -198,6 +208,7 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
     peaks = {"torch-fp32": 264e9, "torch-bf16": 1.3e9, "onnxruntime-int8": 500e9}
     caps = CpuCaps("AMD EPYC", amx_bf16=False, avx512_bf16=False)
     rec = summarise(peak_rows(), peaks, np.array([40, 40]), E5_SMALL, "random", caps, [])
+    rec["gemm_shape"] = list(SHAPE)
     rec["peaks_before_after_gflops"] = {"torch-fp32": [264.0, 250.5]}
     rec["load_average"] = {"before": [1.0, 2.25, 3.0], "after": [8.04, 5.0, 4.0]}
     rows = {r["form"]: r for r in rec["rows"]}
@@ -212,7 +223,7 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
         rows["pytorch-bf16"]["fraction_of_peak"] is None and rows["pytorch-bf16"]["peak_gflops"] == 1.3
     )
     args = argparse.Namespace(
-        model="full", task="xnli", peak_encoder="e5-small", threads=2, duration=10.0
+        model="full", task="xnli", peak_encoder="e5-small", threads=2, duration=10.0, device="cpu"
     )
     text = render_peak(rec, args, "python -m research benchmark --sections peak")
     assert "| pytorch | 100.0 | 1.0 | 172.82 | torch-fp32 | 264.0 | 0.655 |" in text
@@ -233,7 +244,9 @@ def test_peak_gemms_run_on_both_libraries():
     """Each peak's callable multiplies the real operands (checked against numpy), not only runs."""
 
     m, k, n = SHAPE
-    out = {name: make(1)() for name, make in PEAKS.items() if name != "torch-bf16"}
+    out = {
+        n: PEAKS[n](1, SHAPE, "cpu")() for n in ("torch-fp32", "onnxruntime-fp32", "onnxruntime-int8")
+    }
     assert tuple(out["torch-fp32"].shape) == (m, n)
     fp32 = out["onnxruntime-fp32"][0]
     rng = np.random.default_rng(0)
@@ -257,7 +270,8 @@ def test_unknown_peak_form_is_one_error_line_and_exit_3(tmp_path, capsys):
     assert main(args) == 3
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "error: --peak_forms: pytorch-int4 not in pytorch, pytorch-bf16, onnxruntime, onnxruntime-int8"
+        "error: --peak_forms: pytorch-int4 not in pytorch, pytorch-bf16, pytorch-fp16, onnxruntime, "
+        "onnxruntime-int8, onnxruntime-fp16"
     ]
     assert not (tmp_path / "peak").exists() and not (tmp_path / "benchmark_peak.json").exists()
 
@@ -392,7 +406,8 @@ def test_measure_ray_runs_each_layout_and_divides_the_runs_own_figures(tmp_path,
     monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    r = ray_bench.measure_ray(parser.parse_args(["--runs_dir", str(tmp_path), "--duration", "10"]))
+    args = parser.parse_args(["--runs_dir", str(tmp_path), "--duration", "10"])
+    r = ray_bench.measure_ray(args, lambda *a, **k: benchmark.config(args, *a, **k))
     # 4096 samples / (1.1 x 10 s) = 372.36 QPS is above 1.5 x 100: the query's floor sizes both
     assert launched["offline_thread"] == (372.36, {"scenario": "Offline", "workers": 1, "threads": 2})
     assert launched["offline_ray"][0] == 372.36 and launched["offline_ray"][1]["executor"] == "ray"
@@ -413,3 +428,111 @@ def test_measure_ray_runs_each_layout_and_divides_the_runs_own_figures(tmp_path,
     assert r["server_vs_offline_ray"] == 0.8  # 376 / 470
     assert r["server_thread_control"] == {"target_qps": 376.0, "valid": True, "p99_ms": 90.0}
     assert r["errors"] == []
+
+
+def test_peak_section_lists_refused_forms_and_starts_none_past_the_budget(tmp_path, monkeypatch):
+    """A form this machine cannot serve is listed with the RunConfig's reason; once --budget seconds
+    are spent no further form starts (listed as not run); every other form gets one Offline run."""
+    work = SimpleNamespace(
+        served=SimpleNamespace(model_kind="random", encoder_config=E5_SMALL),
+        qsl=SimpleNamespace(lengths=np.array([40, 40])),
+    )
+    monkeypatch.setattr(measure, "prepared", contextmanager(lambda cfg: (yield work)))
+    monkeypatch.setattr(measure, "loop_sps", lambda *a, **k: 10.0)
+    monkeypatch.setattr(peak_bench, "measure_peaks", lambda args, names: dict.fromkeys(names, 264e9))
+    clock = iter([0.0, 1.0, 2.0, 3.0, 100.0])  # the start, then one reading per form
+    monkeypatch.setattr(peak_bench.time, "perf_counter", lambda: next(clock))
+    launched = []
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched.append((name, lines[0].split(".", 1)[1]))
+        res = Results(result_valid=True, samples_per_second=100.0)
+        return SimpleNamespace(rc=0, log=runs_dir / name / "benchmark.log", results=res)
+
+    def config(encoder, weights, **changes):
+        if changes["dtype"] == "bf16":
+            raise ValueError("dtype bf16 on CPU needs AMX")
+        return RunConfig.layered(model="full", task="xnli", encoder=encoder, **changes)
+
+    monkeypatch.setattr(measure, "launch_with_conf", fake_launch)
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    forms = "pytorch-bf16,onnxruntime,onnxruntime-int8"
+    args = parser.parse_args(["--runs_dir", str(tmp_path), "--peak_forms", forms, "--budget", "50"])
+    rec = peak_bench.measure_peak_section(args, config)
+    rows = {r["form"]: r for r in rec["rows"]}
+    assert list(rows) == ["pytorch", "pytorch-bf16", "onnxruntime", "onnxruntime-int8"]
+    assert launched == [
+        ("pytorch", "Offline.target_qps = 15.00"),
+        ("onnxruntime", "Offline.target_qps = 15.00"),
+    ]
+    assert rows["pytorch-bf16"]["refused"] == "dtype bf16 on CPU needs AMX"
+    assert rows["onnxruntime-int8"]["refused"] == "not run: --budget 50 s spent"
+    # 100 samples/s x 1.72818432 GFLOP = 172.82 GFLOP/s; / 264 = 0.655
+    assert rows["onnxruntime"]["fraction_of_peak"] == 0.655 and rows["onnxruntime"]["vs_baseline"] == 1.0
+
+
+def test_make_gpu_check_dry_runs_the_peak_section_on_cpu(tiny_tokenizer, tmp_path):
+    """`make gpu_check DRY=1`'s very command, end to end on CPU: tiny random weights (the zoo's
+    tokenizer), 1-second Offline runs on 64 English samples, PyTorch and ONNX Runtime; the record's
+    figures are the runs' own, divided as the report says."""
+    tiny_tokenizer.save_pretrained(
+        tmp_path / "zoo" / "encoder"
+    )  # random weights use the zoo's tokenizer
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    make = ["make", "-n", "-s", "gpu_check", "DRY=1", f"PY={sys.executable}", f"STAMP={stamp}"]
+    printed = subprocess.run(make, cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
+    (argv,) = [shlex.split(x) for x in printed.stdout.replace("\\\n", " ").splitlines() if x.strip()]
+    assert argv[:4] == [sys.executable, "-m", "research", "benchmark"] and "--device" in argv
+    out = tmp_path / "runs"
+    argv += [
+        "--models_dir",
+        str(tmp_path / "zoo"),
+        "--runs_dir",
+        str(out),
+        "--peak_out",
+        str(out / "gpu.md"),
+    ]
+    # a guard against a hung run, not a limit
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rec = json.loads((out / "benchmark_peak.json").read_text())
+    rows = {r["form"]: r for r in rec["rows"]}
+    assert list(rows) == ["pytorch", "onnxruntime"] and rec["errors"] == []
+    assert rec["gemm_shape"] == [512, 512, 512] and rec["model_kind"] == "random"
+    for r in rows.values():
+        assert r["offline_sps"] > 0 and r["peak_gflops"] > 0
+        assert r["useful_gflops"] == round(r["offline_sps"] * rec["flops_per_sample"] / 1e9, 2)
+    assert rows["onnxruntime"]["vs_baseline"] == round(
+        rows["onnxruntime"]["offline_sps"] / rows["pytorch"]["offline_sps"], 3
+    )
+    assert "encoder tiny (random weights)" in (out / "gpu.md").read_text()
+
+
+# --- interleaved timing (research/measure.py), shared by the multitask command -------------------
+def test_interleaving_pairs_sides_batch_by_batch(monkeypatch):
+    """A machine that slows down round after round (x1, x2, x3) moves both sides' medians, but the
+    paired per-round ratio stays exact: B costs 2 units per batch, A costs 1, so B/A = 0.5."""
+    clock = {"t": 0.0}
+    calls: list[str] = []
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock["t"])
+    scales = iter([1.0] * 2 + [1.0] * 6 + [2.0] * 6 + [3.0] * 6)  # 2 warm-ups, then 3 rounds of 6 calls
+
+    def side(name: str, cost: float):
+        def predict(ids, mask):
+            calls.append(name)
+            clock["t"] += cost * next(scales)
+
+        return predict
+
+    batches = [(np.zeros((4, 8)), np.ones((4, 8)))] * 3
+    res = measure.interleaved(
+        {"A": (side("A", 1.0), batches), "B": (side("B", 2.0), batches)}, 3, settle_s=0
+    )
+    assert calls[:2] == ["A", "B"]  # warm-ups
+    assert calls[2:8] == ["A", "B", "B", "A", "A", "B"]  # round 0: the order rotates per batch
+    assert calls[8:10] == ["B", "A"]  # round 1 starts with the other side
+    assert res["A"]["rounds"] == [12 / 3, 12 / 6, 12 / 9]  # 12 samples per pass, slowing down
+    assert res["A"]["samples_per_s"] == 2.0 and res["A"]["spread"] == 2.0
+    assert measure.round_ratios(res, "B", "A") == [0.5, 0.5, 0.5]

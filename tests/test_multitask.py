@@ -427,3 +427,56 @@ def test_research_multitask_command_writes_its_tables(tmp_path, zoo):
     assert [r[1] for r in tput[:2]] == ["1", "2"]
     # a side divided by itself in the same rounds is exactly 1
     assert tput[2][3] == "1.000 [1.000, 1.000]" and tput[7][4] == "1.000 [1.000, 1.000]", text
+
+
+def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkeypatch):
+    """`--loadgen_ks` with the child runs faked: one `harness run --task xnli@K` per scenario, form
+    and task, each with the common Server and Offline target_qps lines; a run without results is
+    listed with its exit status and no figures; the report's LoadGen table shows the runs' figures."""
+    import argparse
+    from types import SimpleNamespace
+
+    from harness.results import Results
+    from research import multitask
+
+    launched = {}
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched[name] = (cfg.task, cfg.scenario, cfg.count, cfg.duration_s, lines)
+        ok = cfg.scenario != "SingleStream"
+        res = Results(validity="VALID", samples_per_second=40.0, latency_ns={"p90": 5e6, "p99": 7e6})
+        return SimpleNamespace(rc=0 if ok else 2, results=res if ok else None)
+
+    monkeypatch.setattr(multitask, "launch_with_conf", fake_launch)
+    monkeypatch.setattr(multitask, "built", lambda cfg: cfg)
+    parser = argparse.ArgumentParser()
+    multitask.configure_parser(parser)
+    flags = ["--models_dir", str(tmp_path), "--samples", "8", "--loadgen_s", "3", "--server_qps", "20"]
+    args = parser.parse_args([*flags, "--offline_qps", "100", "--runs_dir", str(tmp_path / "R")])
+    rows = multitask.loadgen_table(args, ["adapter"], [16])
+    assert list(launched) == [
+        f"{s}-adapter-{t}" for s in ("Offline", "Server", "SingleStream") for t in ("xnli", "xnlix16")
+    ]
+    task, scenario, count, duration, lines = launched["Server-adapter-xnlix16"]
+    assert (task, scenario, count, duration) == ("xnli@16", "Server", 8, 3.0)
+    assert [line.split(".", 1)[1] for line in lines] == [
+        "Server.target_qps = 20.0",
+        "Offline.target_qps = 100.0",
+    ]
+    assert rows[0] == {
+        "scenario": "Offline",
+        "form": "adapter",
+        "task": "xnli",
+        "exit": 0,
+        "validity": "VALID",
+        "samples_per_s": 40.0,
+        "p90_ms": 5.0,
+        "p99_ms": 7.0,
+    }
+    assert rows[-1]["exit"] == 2 and rows[-1]["validity"] == "-" and rows[-1]["p99_ms"] is None
+    memory = [{"form": "adapter", "k": 1, "parameter_bytes": 2e6, "peak_rss_mib": 300.0}]
+    memory[0] |= {"rss_before_mib": 200.0, "build_s": 1.5, "add_task_s": 0.1}
+    text = multitask.report(args, memory, {}, rows, "cmd")
+    assert "| Offline | adapter | xnli@16 | VALID | 40.00 | 5.00 | 7.00 |" in text
+    assert "| SingleStream | adapter | xnli | - | - | - | - |" in text
+    assert "min duration 3 s, the first 8 XNLI samples; Server at target_qps 20 for every side" in text

@@ -3,9 +3,12 @@
 import re
 
 from common.paths import REPO
+from research.cli import COMMANDS
 
 CITED = re.compile(r"reports/scripts/([\w.]+\.(?:py|sh))")
 RETIRED = re.compile(r"git show ([0-9a-f]{7,40}):reports/scripts/([\w.]+\.(?:py|sh))")
+RESEARCH_CITED = re.compile(r"research/(\w+\.py)|python -m research (\w+)")
+RESEARCH_RETIRED = re.compile(r"git show [0-9a-f]{7,40}:research/(\w+\.py)")
 
 
 def test_a_cited_report_script_exists_or_is_marked_retired_with_its_commit():
@@ -24,3 +27,21 @@ def test_a_cited_report_script_exists_or_is_marked_retired_with_its_commit():
     assert {"same_graph_speed.py", "xnli_epochs.py", "mutation_bug_checks.sh", "server_knobs.sh"} <= {
         n for _, n in missing
     }
+
+
+def test_a_cited_research_module_or_command_exists_or_is_marked_retired_with_its_commit():
+    """A research/ module or `python -m research` command that left the repository is cited with the
+    commit that still holds its code (`git show <sha>:research/<name>.py`) in the same file."""
+    unmarked = []
+    for path in [*REPO.glob("docs/*.md"), *REPO.rglob("reports/**/*.md"), REPO / "README.md"]:
+        text = path.read_text()
+        retired = set(RESEARCH_RETIRED.findall(text))
+        for module, command in RESEARCH_CITED.findall(text):
+            name = module or f"{command}.py"
+            known = (REPO / "research" / name).is_file() if module else command in COMMANDS
+            if not known and name not in retired:
+                unmarked.append(f"{path.relative_to(REPO)}: {module or command}")
+    assert unmarked == []
+    # the retired commands this change removed, each cited where its figures or its successor are
+    speed = (REPO / "reports" / "speed.md").read_text()
+    assert "python -m research speed" in speed and "git show e226239:research/speed.py" in speed
