@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from harness.run_record import Results
 from harness.submission import compliance
 from harness.submission import stage as stage_module
 from harness.submission.layout import ACC_FILES, PERF_FILES
+from harness.submission.mlperf_conf import builtin_mlperf_conf
 from harness.submission.runs import Run
 from harness.submission.truncate import truncate, truncate_dir, truncate_file
 
@@ -506,3 +508,299 @@ def test_test01_audit_run_must_match_the_performance_run_except_its_count(tmp_pa
 )
 def test_shipped_leaves_out_data_and_dot_files(name, kept):
     assert stage_module.shipped(name) is kept
+
+
+# --- staging: what stage() writes, on hand-made run folders and a small git repository ------------
+BENCH = "xlmr-tiny-adapter-squad-xnli"  # benchmark_name("tiny", "adapter-squad", "xnli")
+FULL = "xlmr-tiny-full-xnli"  # the same for model "full"
+SHA256 = "c" * 64  # the served checkpoint's digest recorded in run_config.json
+SOURCE = {  # the files of the small repository staged as src/
+    "README.md": "harness\n",
+    "harness/cli.py": "print('cli')\n",
+    "data/README.md": "where the data comes from\n",
+    "data/xnli/dev.tsv": "premise\thypothesis\n",
+    "docs/data/notes.md": "only the top-level data/ is left out\n",
+    ".gitignore": "build/\n",
+    ".ci/run.sh": "echo ci\n",
+    "harness/.hidden": "dot file\n",
+}
+SHIPPED = {"README.md", "harness/cli.py", "data/README.md", "docs/data/notes.md"}  # by hand from SOURCE
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def source_repo(tmp_path_factory) -> tuple[Path, str]:
+    """A git repository holding SOURCE in one commit: (its folder, the commit's sha)."""
+    repo = tmp_path_factory.mktemp("source")
+    for rel, text in SOURCE.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "init")
+    return repo, _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def staged_from(source_repo, monkeypatch) -> str:
+    """Staging archives the small repository (src/ of every package); returns its commit's sha."""
+    repo, sha = source_repo
+    original = stage_module.extract_source
+    monkeypatch.setattr(stage_module, "extract_source", lambda s, dst: original(s, dst, repo))
+    return sha
+
+
+def _run_dir(
+    folder: Path, sha: str, mode: str = "performance", scenario: str = "Offline", **config
+) -> Path:
+    """A run folder as `harness run` leaves it, VALID and submission grade: run_config.json
+    (`config` overrides its top-level fields), results.json, LoadGen's logs, user.conf and a stray
+    file. Each log's text names its folder and file, so that a copy from the wrong place shows."""
+    folder.mkdir(parents=True)
+    logs = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
+    logs += ("accuracy.txt", "mlperf_log_accuracy.json") if mode == "accuracy" else ()
+    for name in logs:
+        (folder / name).write_text(f"{folder.parent.name}/{folder.name} {name}\n")
+    (folder / "user.conf").write_text(f"*.{scenario}.target_qps = 7\n")
+    (folder / "stray.txt").write_text("not staged\n")
+    seeds = config.pop("seeds", None)
+    command = ["python", "-m", "harness", "run", "--scenario", scenario, "--note", "a b"]
+    values = {
+        "model": "adapter-squad",
+        "task": "xnli",
+        "scenario": scenario,
+        "mode": mode,
+        "backend": "pytorch",
+        "encoder": "tiny",
+        "model_kind": "tiny",
+        "submission_grade": True,
+        "git_sha": sha,
+        "git_dirty": False,
+        "started_at": "2026-01-01T00:00:00",
+        "command": command + (["--accuracy"] if mode == "accuracy" else []),
+        "checkpoint_sha256": SHA256,
+        "backend_options": {"dtype": "fp32"},
+        # the system description comes from the performance run's machine
+        "device": {"cpu_model": f"{mode} CPU", "cpu_cores": 2, "memory_gib": 8, "gpus": []},
+        "versions": {"torch": "2.3.0"},
+        "config": {"seeds": seeds, "device": "cpu"},
+    }
+    (folder / "run_config.json").write_text(json.dumps({**values, **config}))
+    (folder / "results.json").write_text(
+        json.dumps({"result_valid": True, "validity": "VALID", "exit_status": 0})
+    )
+    return folder
+
+
+def _test01_dir(folder: Path, fallback: bool) -> Path:
+    """A passed TEST01 folder (with the fallback's two score files when `fallback`) and a stray file."""
+    names = ["verify_accuracy.txt", "verify_performance.txt", "audit.log"]
+    names += [f"performance/run_1/{n}" for n in ("mlperf_log_summary.txt", "mlperf_log_detail.txt")]
+    names += [f"accuracy/{n}" for n in ("mlperf_log_accuracy.json", "accuracy.txt")]
+    names += ["accuracy/baseline_accuracy.txt", "accuracy/compliance_accuracy.txt"] if fallback else []
+    for rel in names:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(f"{folder.parent.name}/TEST01/{rel}\nTEST PASS\n")
+    return folder
+
+
+def _logs(log: Path, sha: str) -> Path:
+    """Four benchmark-scenarios: edge gets adapter-squad Offline (TEST01 with the fallback's scores)
+    and full SingleStream (TEST01 without them); datacenter (round v4.1's seeds) gets adapter-squad
+    Offline and Server, without TEST01."""
+    for scenario, folder, more in (
+        ("Offline", "edge-offline", {}),
+        ("SingleStream", "edge-single", {"model": "full"}),
+        ("Offline", "dc-offline", {"seeds": "v4.1"}),
+        ("Server", "dc-server", {"seeds": "v4.1"}),
+    ):
+        for mode in ("performance", "accuracy"):
+            _run_dir(log / folder / mode, sha, mode, scenario, **more)
+    _test01_dir(log / "edge-offline" / "TEST01", fallback=True)
+    _test01_dir(log / "edge-single" / "TEST01", fallback=False)
+    return log
+
+
+def _files(root: Path) -> list[str]:
+    """Every file under `root` but those of src/ (tested on their own), as sorted relative paths."""
+    found = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    return sorted(p for p in found if "/src/" not in p)
+
+
+def _scenario_files(results: str, test01: bool, fallback: bool) -> list[str]:
+    """What the checker wants in one results/<system>/<benchmark>/<Scenario>/ folder."""
+    names = ["README.md", "measurements.json", "mlperf.conf", "user.conf"]
+    names += ["performance/run_1/mlperf_log_detail.txt", "performance/run_1/mlperf_log_summary.txt"]
+    names += [f"accuracy/{n}" for n in ("accuracy.txt", "mlperf_log_accuracy.json")]
+    names += [f"accuracy/{n}" for n in ("mlperf_log_detail.txt", "mlperf_log_summary.txt")]
+    if test01:
+        names += ["TEST01/verify_accuracy.txt", "TEST01/verify_performance.txt"]
+        names += [f"TEST01/performance/run_1/mlperf_log_{n}.txt" for n in ("detail", "summary")]
+        names += ["TEST01/accuracy/accuracy.txt", "TEST01/accuracy/mlperf_log_accuracy.json"]
+        if fallback:
+            names += ["TEST01/accuracy/baseline_accuracy.txt", "TEST01/accuracy/compliance_accuracy.txt"]
+    return [f"{results}/{n}" for n in names]
+
+
+MEASUREMENTS_TINY = {
+    "input_data_types": "int64 (token ids and attention mask from the XLM-R tokenizer)",
+    "retraining": "yes: task fine-tuning of the public XLM-R encoder (adapter-squad)",
+    "starting_weights_filename": "none: a tiny XLM-R encoder pretrained from seeded random weights in "
+    "this repository (zoo/recipe.py)",
+    "weight_data_types": "fp32",
+    "weight_transformations": "none (trained here in fp32)",
+    "served_weights_sha256": SHA256,
+}
+
+
+def _readme(scenario: str, sha: str, package: str, seeds: bool, test01: bool, banner: bool = False):
+    """A staged README.md for the adapter-squad runs of _run_dir, written out by hand."""
+    flags = f"SCENARIO={scenario} MODEL=adapter-squad TASK=xnli BACKEND=pytorch ENCODER=tiny"
+    flags += ' RUN_ARGS="--seeds v4.1"' if seeds else ""
+    version = "v4.1" if seeds else "v6.1"
+    command = f"python -m harness run --scenario {scenario} --note 'a b'"
+    lines = [f"# {BENCH} / {scenario} on sys1", ""]
+    if banner:
+        lines += [
+            "**NOT FOR SUBMISSION**: built with --allow_test_runs from development runs (short or "
+            "overridden durations, possibly a dirty tree). Do not upload this package.",
+            "",
+        ]
+    lines += [
+        f"Package: {package} (system type {package}), checked with the MLPerf submission checker's "
+        f"round {version} rules.",
+        f"Harness source: `src/` of this package = git sha `{sha}` (see src/GIT_SHA); the evaluation "
+        "data is not included (src/DATA.md says how to obtain it).",
+        'Model: `adapter-squad` (tiny), encoder `tiny`, task `xnli`, backend `pytorch` {"dtype": '
+        f'"fp32"}}; weights sha256 `{SHA256}` (over the checkpoint\'s files).',
+        "",
+        "## Reproduce (from a checkout of the harness at that sha, one LOG_DIR for every run)",
+        "```",
+        "make install",
+        f"make run {flags} LOG_DIR=build/logs/submission",
+        f"make run {flags} ACCURACY=1 LOG_DIR=build/logs/submission",
+    ]
+    if test01:
+        lines.append(f"make compliance TEST=TEST01 {flags} LOG_DIR=build/logs/submission")
+    lines += [
+        "make submission SUBMITTER=<org> SYSTEM=<system> LOG_DIR=build/logs/submission",
+        "```",
+        "",
+        "Recorded command lines:",
+        "",
+        f"- performance: `{command}`",
+        f"- accuracy: `{command} --accuracy`",
+        "",
+        "user.conf in this folder is the copy the runs used; mlperf.conf is the one LoadGen applied "
+        "first (its built-in copy" + (", with round v4.1's seeds" if seeds else "") + ").",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_stage_lays_out_both_packages_file_by_file(tmp_path, staged_from):
+    sha = staged_from
+    log = _logs(tmp_path / "logs", sha)
+    root = tmp_path / "submission"
+    full = tmp_path / "submission_full_accuracy_logs"  # where truncation keeps the full logs
+    # an earlier staging of this submitter is replaced, other submitters' folders are kept
+    for stale in ("edge/open/acme/old.txt", "datacenter/open/acme/results/old.txt"):
+        for base in (root, full):
+            (base / stale).parent.mkdir(parents=True, exist_ok=True)
+            (base / stale).write_text("stale\n")
+    (root / "edge/open/other").mkdir(parents=True)
+    (root / "edge/open/other/keep.txt").write_text("kept\n")
+    (full / "edge/open/other").mkdir(parents=True)
+    (full / "edge/open/other/keep.txt").write_text("kept\n")
+    (root / "NOT_FOR_SUBMISSION.txt").write_text("from an earlier test package\n")
+
+    assert stage_module.stage([log], "acme", "sys1", root) == (4, [])
+
+    edge, dc = root / "edge/open/acme", root / "datacenter/open/acme"
+    expected = ["edge/open/other/keep.txt"]
+    for sub, results in (
+        ("edge/open/acme", f"results/sys1/{BENCH}/Offline"),
+        ("edge/open/acme", f"results/sys1/{FULL}/SingleStream"),
+        ("datacenter/open/acme", f"results/sys1/{BENCH}/Offline"),
+        ("datacenter/open/acme", f"results/sys1/{BENCH}/Server"),
+    ):
+        test01 = sub.startswith("edge")
+        expected += _scenario_files(f"{sub}/{results}", test01, fallback="Offline" in results)
+    for sub in ("edge/open/acme", "datacenter/open/acme"):
+        expected += [f"{sub}/model_mapping.json", f"{sub}/systems/sys1.json", f"{sub}/src/GIT_SHA"]
+    for scenario in ("Offline", "Server"):  # round v4.x's extra folders, datacenter only
+        legacy = f"datacenter/open/acme/measurements/sys1/{BENCH}/{scenario}"
+        expected += [f"{legacy}/{n}" for n in ("README.md", "mlperf.conf", "user.conf")]
+        expected.append(f"{legacy}/sys1_harness_{scenario}.json")
+    expected.append(f"datacenter/open/acme/code/{BENCH}/harness/README.md")
+    assert _files(root) == sorted(p for p in expected if "/src/" not in p)
+    assert _files(full) == ["edge/open/other/keep.txt"]
+    assert (edge / "src/GIT_SHA").read_text() == f"{sha}\n" == (dc / "src/GIT_SHA").read_text()
+
+    # every copied file holds its source's bytes: the performance run's logs and user.conf, the
+    # accuracy run's four files, the TEST01 folder's files
+    for sub, scen, folder in (
+        (edge, f"{BENCH}/Offline", "edge-offline"),
+        (edge, f"{FULL}/SingleStream", "edge-single"),
+        (dc, f"{BENCH}/Offline", "dc-offline"),
+        (dc, f"{BENCH}/Server", "dc-server"),
+    ):
+        dst = sub / "results/sys1" / scen
+        for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+            assert (dst / "performance/run_1" / name).read_text() == f"{folder}/performance {name}\n"
+        for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt"):
+            assert (dst / "accuracy" / name).read_text() == f"{folder}/accuracy {name}\n"
+        log_json = (dst / "accuracy/mlperf_log_accuracy.json").read_text()
+        assert log_json == f"{folder}/accuracy mlperf_log_accuracy.json\n"
+        scenario = scen.split("/")[1]
+        assert (dst / "user.conf").read_text() == f"*.{scenario}.target_qps = 7\n"
+        for rel in (p for p in _files(dst) if p.startswith("TEST01/")):
+            assert (dst / rel).read_text() == f"{folder}/{rel}\nTEST PASS\n"
+
+    offline = edge / f"results/sys1/{BENCH}/Offline"
+    assert (offline / "measurements.json").read_text() == json.dumps(MEASUREMENTS_TINY, indent=2) + "\n"
+    assert (offline / "README.md").read_text() == _readme("Offline", sha, "edge", False, True)
+    single = json.loads((edge / f"results/sys1/{FULL}/SingleStream/measurements.json").read_text())
+    assert single["retraining"] == "yes: task fine-tuning of the public XLM-R encoder (full)"
+    server = dc / f"results/sys1/{BENCH}/Server"
+    assert (server / "README.md").read_text() == _readme("Server", sha, "datacenter", True, False)
+    # mlperf.conf: LoadGen's built-in copy; with round v4.1's three seeds in the datacenter package
+    builtin = builtin_mlperf_conf()
+    assert (offline / "mlperf.conf").read_text() == builtin
+    seeded = (server / "mlperf.conf").read_text().splitlines()
+    note = (
+        "# LoadGen's built-in mlperf.conf; the three seeds are round v4.1's (harness run --seeds v4.1)"
+    )
+    assert seeded[0] == note
+    assert "*.*.qsl_rng_seed = 3066443479025735752" in seeded
+    assert "*.*.schedule_rng_seed = 14962580496156340209" in seeded
+    assert (dc / f"results/sys1/{BENCH}/Offline/mlperf.conf").read_text() == "\n".join(seeded) + "\n"
+
+    for sub, kind in ((edge, "edge"), (dc, "datacenter")):
+        system = json.loads((sub / "systems/sys1.json").read_text())
+        assert (system["system_type"], system["submitter"], system["system_name"]) == (
+            kind,
+            "acme",
+            "sys1",
+        )
+        assert system["host_processor_model_name"] == "performance CPU"
+    assert (edge / "model_mapping.json").read_text() == (
+        f'{{\n  "{BENCH}": "bert-99",\n  "{FULL}": "bert-99"\n}}\n'
+    )
+    assert (dc / "model_mapping.json").read_text() == f'{{\n  "{BENCH}": "bert-99"\n}}\n'
+
+    # round v4.1's measurements/ folder repeats each scenario's files; code/ points to src/
+    for scenario in ("Offline", "Server"):
+        legacy = dc / "measurements/sys1" / BENCH / scenario
+        results = dc / "results/sys1" / BENCH / scenario
+        for name in ("README.md", "mlperf.conf", "user.conf"):
+            assert (legacy / name).read_bytes() == (results / name).read_bytes()
+        legacy_json = (legacy / f"sys1_harness_{scenario}.json").read_bytes()
+        assert legacy_json == (results / "measurements.json").read_bytes()
+    assert (dc / f"code/{BENCH}/harness/README.md").read_text() == (
+        f"The harness source of this package is src/ at its root (git sha {sha}); src/DATA.md says "
+        "how to obtain the data.\n"
+    )
