@@ -804,3 +804,182 @@ def test_stage_lays_out_both_packages_file_by_file(tmp_path, staged_from):
         f"The harness source of this package is src/ at its root (git sha {sha}); src/DATA.md says "
         "how to obtain the data.\n"
     )
+
+
+BANNER_LINE = (
+    "**NOT FOR SUBMISSION**: built with --allow_test_runs from development runs (short or "
+    "overridden durations, possibly a dirty tree). Do not upload this package.\n"
+)
+
+
+def test_stage_test_runs_with_a_mapping_and_overrides_stamps_the_package(tmp_path, staged_from):
+    """--allow_test_runs takes development runs and stamps the package (root, package, README);
+    --map, --system_json and --measurements values reach their files; a package that gets no run this
+    time loses its earlier folder."""
+    sha = staged_from
+    log = tmp_path / "logs"
+    for mode in ("performance", "accuracy"):
+        _run_dir(log / mode, sha, mode, submission_grade=False, backend_options={"dtype": "fp16"})
+    root = tmp_path / "submission"
+    (root / "datacenter/open/acme/results").mkdir(parents=True)
+    staged = stage_module.stage(
+        [log],
+        "acme",
+        "sys1",
+        root,
+        allow_test_runs=True,
+        mapping={BENCH: "bert-99.9", "unused": "bert-99"},
+        system_overrides={"cooling": "liquid"},
+        measurement_overrides={"retraining": "no"},
+    )
+    assert staged == (1, [])
+    edge = root / "edge/open/acme"
+    assert not (root / "datacenter/open/acme").exists()
+    assert (root / "NOT_FOR_SUBMISSION.txt").read_text() == BANNER_LINE
+    assert (edge / "NOT_FOR_SUBMISSION.txt").read_text() == BANNER_LINE
+    readme = (edge / f"results/sys1/{BENCH}/Offline/README.md").read_text().splitlines()
+    assert readme[:4] == [f"# {BENCH} / Offline on sys1", "", BANNER_LINE.strip(), ""]
+    assert readme[6].startswith("Model: `adapter-squad` (tiny), encoder `tiny`, task `xnli`, backend")
+    assert '`pytorch` {"dtype": "fp16"}; weights sha256' in readme[6]
+    meas = json.loads((edge / f"results/sys1/{BENCH}/Offline/measurements.json").read_text())
+    assert meas == {
+        **MEASUREMENTS_TINY,
+        "retraining": "no",
+        "weight_data_types": "fp16",
+        "weight_transformations": "none (trained here in fp32); served as fp16 (pytorch)",
+    }
+    system = json.loads((edge / "systems/sys1.json").read_text())
+    assert (system["cooling"], system["system_type"]) == ("liquid", "edge")
+    assert system["host_processor_model_name"] == "performance CPU"
+    assert (edge / "model_mapping.json").read_text() == f'{{\n  "{BENCH}": "bert-99.9"\n}}\n'
+    # the same runs without --allow_test_runs: refused, and the stamped package is left as it was
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    count, problems = stage_module.stage([log], "acme", "sys1", root)
+    assert count == 0 and len(problems) == 2
+    assert all("development run (submission_grade false" in p for p in problems)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_stage_refusals_list_every_reason_and_write_nothing(tmp_path, staged_from):
+    sha = staged_from
+    root = tmp_path / "submission"
+    empty = [tmp_path / "a", tmp_path / "b"]
+    assert stage_module.stage(empty, "acme", "sys1", root) == (
+        0,
+        [f"no run folders (run_config.json) under {tmp_path / 'a'}, {tmp_path / 'b'}"],
+    )
+    log = tmp_path / "logs"
+    _run_dir(log / "o" / "performance", sha)  # Offline: no accuracy run
+    _run_dir(log / "s" / "accuracy", sha, "accuracy", "SingleStream")  # no performance run
+    # two complete benchmarks made at two shas
+    _run_dir(log / "f" / "performance", sha, model="full")
+    _run_dir(log / "f" / "accuracy", sha, "accuracy", model="full")
+    _run_dir(log / "g" / "performance", "f" * 40, model="g")
+    _run_dir(log / "g" / "accuracy", "f" * 40, "accuracy", model="g")
+    assert stage_module.stage([log], "acme", "sys1", root) == (
+        0,
+        [
+            f"{BENCH}/Offline: no accuracy run; run `make run ... ACCURACY=1` with the same LOG_DIR",
+            f"{BENCH}/SingleStream: accuracy run without a performance run",
+            f"runs come from 2 git shas {sorted([sha, 'f' * 40])}; src/ holds one: rerun on one sha",
+        ],
+    )
+    assert not root.exists()
+
+
+def test_stage_refuses_a_failed_test01_through_its_problems(tmp_path, staged_from):
+    log = tmp_path / "logs"
+    for mode in ("performance", "accuracy"):
+        _run_dir(log / "o" / mode, staged_from, mode)
+    t01 = _test01_dir(log / "o" / "TEST01", fallback=False)
+    (t01 / "verify_performance.txt").write_text("TEST FAIL\n")
+    root = tmp_path / "submission"
+    assert stage_module.stage([log], "acme", "sys1", root) == (
+        0,
+        [f"{BENCH}/Offline TEST01 ({t01}): verify_performance.txt does not say TEST PASS"],
+    )
+    assert not root.exists()
+
+
+def test_stage_reports_a_failure_while_writing_and_removes_the_half_written_package(
+    tmp_path, staged_from, monkeypatch
+):
+    log = tmp_path / "logs"
+    for mode in ("performance", "accuracy"):
+        _run_dir(log / mode, staged_from, mode)
+    root = tmp_path / "submission"
+
+    def no_conf(seeds):
+        raise RuntimeError("no built-in mlperf.conf found")
+
+    monkeypatch.setattr(stage_module, "mlperf_conf_for", no_conf)
+    assert stage_module.stage([log], "acme", "sys1", root) == (0, ["no built-in mlperf.conf found"])
+    assert not (root / "edge/open/acme").exists()  # src/ and systems/ were written, then removed
+
+
+def test_stage_at_a_sha_git_does_not_know_names_the_failure(tmp_path, staged_from):
+    log = tmp_path / "logs"
+    for mode in ("performance", "accuracy"):
+        _run_dir(log / mode, "0" * 40, mode)
+    count, problems = stage_module.stage([log], "acme", "sys1", tmp_path / "submission")
+    assert count == 0
+    # git's own words vary by version ("not a tree object: <sha>", "not a valid object name <sha>")
+    assert len(problems) == 1 and problems[0].endswith("0" * 40), problems
+    assert problems[0].startswith(f"git archive {'0' * 40} failed: fatal: not a ")
+    assert not (tmp_path / "submission/edge/open/acme").exists()
+
+
+def _shipped_files(dst: Path) -> dict[str, str]:
+    return {p.relative_to(dst).as_posix(): p.read_text() for p in dst.rglob("*") if p.is_file()}
+
+
+def test_extract_source_ships_the_commit_without_data_and_dot_files(tmp_path, source_repo):
+    repo, sha = source_repo
+    (repo / "harness/cli.py").write_text("an uncommitted edit\n")  # the commit is shipped, not the tree
+    dst = tmp_path / "src"
+    dst.mkdir()  # an existing empty folder is fine
+    try:
+        stage_module.extract_source(sha, dst, repo)
+    finally:
+        _git(repo, "checkout", "--", "harness/cli.py")
+    files = _shipped_files(dst)
+    assert sorted(files) == sorted([*SHIPPED, "GIT_SHA", "DATA.md"])
+    assert {rel: files[rel] for rel in SHIPPED} == {rel: SOURCE[rel] for rel in SHIPPED}
+    assert files["GIT_SHA"] == f"{sha}\n"
+    note = files["DATA.md"].splitlines()
+    assert note[0] == "# Data: not included"
+    licence = "licensed CC BY-NC 4.0; the BUCC 2018 data is for research use under the shared task's"
+    assert note[4].startswith(licence)
+    assert note[-1] == "bundled file whose row count differs."
+    assert len(note) == 13
+    assert sorted(p.name for p in dst.iterdir() if p.is_dir()) == ["data", "docs", "harness"]
+
+
+def test_extract_source_at_an_unknown_sha_writes_nothing(tmp_path, source_repo):
+    repo, _ = source_repo
+    dst = tmp_path / "out" / "src"
+    with pytest.raises(RuntimeError) as e:
+        stage_module.extract_source("f" * 40, dst, repo)
+    assert str(e.value).startswith(f"git archive {'f' * 40} failed: fatal: not a ")
+    assert str(e.value).endswith("f" * 40)
+    assert not (tmp_path / "out").exists()
+
+
+def test_extract_source_of_this_repository_at_head(tmp_path):
+    """This repository's HEAD: every committed file but data/ (data/README.md kept) and dot-files."""
+    top = Path(_git(Path(__file__).parent, "rev-parse", "--show-toplevel"))
+    sha = _git(top, "rev-parse", "HEAD")
+    dst = tmp_path / "src"
+    stage_module.extract_source(sha, dst, top)
+    committed = _git(top, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
+    assert "harness/submission/stage.py" in committed and ".gitignore" in committed
+    data = [p for p in committed if p.startswith("data/")]
+    assert "data/README.md" in data and len(data) > 10
+    dotted = [p for p in committed if any(part.startswith(".") for part in p.split("/"))]
+    assert dotted  # .gitignore at least
+    expected = set(committed) - set(data) - set(dotted) | {"data/README.md", "GIT_SHA", "DATA.md"}
+    shipped = {p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file()}
+    assert shipped == expected
+    stage_py = "harness/submission/stage.py"
+    assert (dst / stage_py).read_text() == _git(top, "show", f"HEAD:{stage_py}") + "\n"
+    assert (dst / "GIT_SHA").read_text() == f"{sha}\n"
