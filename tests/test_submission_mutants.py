@@ -780,7 +780,9 @@ def test_stage_lays_out_both_packages_file_by_file(tmp_path, staged_from):
     assert (dc / f"results/sys1/{BENCH}/Offline/mlperf.conf").read_text() == "\n".join(seeded) + "\n"
 
     for sub, kind in ((edge, "edge"), (dc, "datacenter")):
-        system = json.loads((sub / "systems/sys1.json").read_text())
+        text = (sub / "systems/sys1.json").read_text()
+        system = json.loads(text)
+        assert text == json.dumps(system, indent=2) + "\n"
         assert (system["system_type"], system["submitter"], system["system_name"]) == (
             kind,
             "acme",
@@ -804,6 +806,10 @@ def test_stage_lays_out_both_packages_file_by_file(tmp_path, staged_from):
         f"The harness source of this package is src/ at its root (git sha {sha}); src/DATA.md says "
         "how to obtain the data.\n"
     )
+    # staging again (no stamp to remove this time) writes the same files
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert stage_module.stage([log], "acme", "sys1", root) == (4, [])
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
 BANNER_LINE = (
@@ -869,7 +875,10 @@ def test_stage_refusals_list_every_reason_and_write_nothing(tmp_path, staged_fro
         [f"no run folders (run_config.json) under {tmp_path / 'a'}, {tmp_path / 'b'}"],
     )
     log = tmp_path / "logs"
-    _run_dir(log / "o" / "performance", sha)  # Offline: no accuracy run
+    # Offline and Server (v4.1 seeds): no accuracy run; listed in benchmark-scenario order, not by
+    # folder name
+    _run_dir(log / "z" / "performance", sha)
+    _run_dir(log / "a" / "performance", sha, scenario="Server", seeds="v4.1")
     _run_dir(log / "s" / "accuracy", sha, "accuracy", "SingleStream")  # no performance run
     # two complete benchmarks made at two shas
     _run_dir(log / "f" / "performance", sha, model="full")
@@ -880,6 +889,7 @@ def test_stage_refusals_list_every_reason_and_write_nothing(tmp_path, staged_fro
         0,
         [
             f"{BENCH}/Offline: no accuracy run; run `make run ... ACCURACY=1` with the same LOG_DIR",
+            f"{BENCH}/Server: no accuracy run; run `make run ... ACCURACY=1` with the same LOG_DIR",
             f"{BENCH}/SingleStream: accuracy run without a performance run",
             f"runs come from 2 git shas {sorted([sha, 'f' * 40])}; src/ holds one: rerun on one sha",
         ],
