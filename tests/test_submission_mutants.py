@@ -1081,3 +1081,18 @@ def test_copy_makes_the_folders_adds_to_an_existing_one_and_never_follows_a_syml
         stage_module._copy(src, ("a.txt", "link.txt"), tmp_path / "z")
     assert str(e.value) == f"{src / 'link.txt'} is a symlink; staging copies regular files only"
     assert not (tmp_path / "z" / "link.txt").exists()
+
+
+def test_run_problems_list_every_missing_file_and_a_linked_run_config(tmp_path):
+    acc = _run(tmp_path / "a", "accuracy")
+    (acc.path / "accuracy.txt").unlink()
+    (acc.path / "user.conf").unlink()
+    assert _problems(acc) == ["missing accuracy.txt, user.conf"]
+    perf = _run(tmp_path / "p")
+    (tmp_path / "elsewhere.json").write_text((perf.path / "run_config.json").read_text())
+    (perf.path / "run_config.json").unlink()
+    (perf.path / "run_config.json").symlink_to(tmp_path / "elsewhere.json")
+    assert _problems(perf) == [
+        f"{perf.path / 'run_config.json'} is a symlink (to {tmp_path / 'elsewhere.json'}); staging "
+        "copies regular files only"
+    ]
