@@ -491,3 +491,25 @@ def test_write_test01_with_an_audit_log_that_cannot_be_scored(tmp_path, capsys):
         text.startswith("error: the audit run's responses cannot be scored: ") and text.count("\n") == 1
     )
     assert "Accuracy check pass: False\nPerformance check pass: True\n" in capsys.readouterr().out
+
+
+def test_fallback_scores_with_the_accuracy_runs_languages_and_held_out_rows(tmp_path):
+    """score_responses scores like the accuracy run did: its languages (German only here, so qsl 0-3
+    and 1245-1248 are German rows) and, as its accuracy.json records, only the held-out rows (>= 1245):
+    4 of the 8 logged samples count."""
+    acc = tmp_path / "acc"
+    acc.mkdir()
+    config = {"model": "full", "task": "xnli", "scenario": "Offline", "mode": "accuracy"}
+    config |= {"backend": "pytorch", "config": {"languages": ["de"]}}
+    (acc / "run_config.json").write_text(json.dumps(config))
+    (acc / "accuracy.json").write_text(json.dumps({"accuracy": 50.0, "heldout_rows": 1245}))
+    rows = [0, 1, 2, 3, 1245, 1246, 1247, 1248]
+    one_hot = np.eye(3, dtype=np.float32)[0].tobytes().hex().upper()
+    entries = [{"seq_id": i, "qsl_idx": q, "data": one_hot} for i, q in enumerate(rows)]
+    text, score, metric = compliance.score_responses(entries, acc, "float32")
+    assert metric == "accuracy" and text.splitlines()[2].split() == ["de", "4", f"{score:.2f}"]
+    (acc / "accuracy.json").write_text(json.dumps({"accuracy": 50.0}))  # no held-out rows recorded
+    assert compliance.score_responses(entries, acc, "float32")[0].splitlines()[2].split()[:2] == [
+        "de",
+        "8",
+    ]
