@@ -513,3 +513,15 @@ def test_fallback_scores_with_the_accuracy_runs_languages_and_held_out_rows(tmp_
         "de",
         "8",
     ]
+
+
+def test_fallback_scores_with_the_accuracy_runs_task_options(tmp_path):
+    """An accuracy run made with `first_row 2` maps qsl 0 to data row 2: answers that are right for
+    rows 2-5 score 100 with the run's task options (and would not against rows 0-3)."""
+    gold = _first_labels(6)
+    assert gold[2:6] != gold[0:4]
+    acc = _xnli_run(tmp_path / "acc", gold[2:6])
+    config = json.loads((acc / "run_config.json").read_text())
+    (acc / "run_config.json").write_text(json.dumps({**config, "task_options": {"first_row": 2}}))
+    entries = json.loads((acc / "mlperf_log_accuracy.json").read_text())
+    assert compliance.score_responses(entries, acc, "float32")[1:] == (100.0, "accuracy")
