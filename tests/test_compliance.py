@@ -131,8 +131,14 @@ def test_compliance_command_end_to_end(tmp_path, monkeypatch, capsys):
     assert out.endswith(
         f"{verify}Accuracy check pass: True\nPerformance check pass: True\nTEST01 results in {t01}\n"
     )
-    # the audit run is kept for --verify_only, which checks it again without running it
+    # the audit run is kept for --verify_only, which checks it again without running it; it ran
+    # with the audit file staged in its working folder, which is gone
     assert (t01 / "audit_run" / "mlperf_log_accuracy.json").is_file()
+    staged = Path(json.loads((t01 / "audit_run" / "run_config.json").read_text())["audit_conf"])
+    assert staged.name == "audit.config" and staged.parent.parent == temp
+    assert not staged.parent.exists()
+    echo = f"+ (cwd {staged.parent}) "  # the audit run's command line, as run
+    assert any(ln.startswith(echo) and f"--audit_conf {staged}" in ln for ln in out.splitlines())
     monkeypatch.setattr(compliance, "RUNNER", tmp_path / "no-such-runner")
     assert compliance.main(_args(d, verify_only=True)) == 0
     assert capsys.readouterr().out.endswith(
