@@ -38,7 +38,11 @@ def _detail(path: Path, scenario: str, result: float, validity: str = "VALID") -
 def test_accuracy_pass_on_identical_first_elements(tmp_path):
     ref = _acc_log(tmp_path / "ref.json", {0: 1.5, 1: 2.5, 2: 3.5})
     ok, text = compliance.verify_accuracy(ref, _acc_log(tmp_path / "t.json", {2: 3.5, 0: 1.5}))
-    assert ok and text.splitlines()[-1] == "TEST PASS" and "num_perf_log_qsl_idx_match = 2" in text
+    assert ok and text == (
+        f"reference (accuracy run): {ref}\ntest (audit run): {tmp_path / 't.json'}\ndtype = float32\n"
+        "num_acc_log_entries = 3\nnum_perf_log_qsl_idx_match = 2\nnum_perf_log_data_mismatch = 0\n"
+        "num_missing_qsl_idxs = 0\nTEST PASS\n"
+    )
 
 
 def test_accuracy_fails_when_no_qsl_idx_overlaps(tmp_path):
@@ -67,6 +71,13 @@ def test_performance_within_and_beyond_10_percent(tmp_path):
         ref, _detail(tmp_path / "c.txt", "Offline", 1000.0, "INVALID")
     )
     assert not ok and "INVALID" in text
+
+
+@pytest.mark.parametrize("test", [900.0, 1000 * (1 + 0.10)])
+def test_performance_passes_at_exactly_10_percent_either_way(tmp_path, test):
+    ref = _detail(tmp_path / "ref.txt", "Offline", 1000.0)
+    ok, text = compliance.verify_performance(ref, _detail(tmp_path / "t.txt", "Offline", test))
+    assert ok and text.splitlines()[-1] == "TEST PASS"
 
 
 def test_audit_config_removed_even_when_the_run_fails(tmp_path):
