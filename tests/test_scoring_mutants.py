@@ -317,3 +317,61 @@ def test_write_atomically_makes_missing_folders_and_leaves_no_temporary_file(tmp
 def test_a_file_of_no_known_kind_is_named_not_a_plain_file():
     assert log_module._file_kind(0) == "not a plain file"
     assert log_module._file_kind(stat.S_IFIFO) == "a named pipe"
+
+
+def test_data_dir_reaches_the_scorer(tmp_path, capsys):
+    """--data_dir: two German rows of our own, answered right: 100 over 2 samples, no coverage warning
+    (the bundled file's 2,490 German rows would make the same log a partial one)."""
+    data = tmp_path / "xnli"
+    data.mkdir()
+    (data / "dev-de.tsv").write_text("a\tb\tneutral\nc\td\tentailment\n", encoding="utf-8")
+    log = write_log(tmp_path / "mlperf_log_accuracy.json", np.eye(3, dtype=np.float32)[[1, 0]])
+    argv = [str(log), "--data_dir", str(data), "--languages", "de"]
+    assert cli.main("xnli", argv) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.splitlines()[-1] == '{"accuracy": 100.0}'
+    assert out.splitlines()[2].split() == ["de", "2", "100.00"]
+
+
+def test_output_is_the_metrics_as_indented_json(tmp_path, capsys):
+    log = write_log(tmp_path / "mlperf_log_accuracy.json", np.eye(3, dtype=np.float32)[[1]])
+    data = tmp_path / "xnli"
+    data.mkdir()
+    (data / "dev-de.tsv").write_text("a\tb\tneutral\n", encoding="utf-8")
+    out = tmp_path / "accuracy.json"
+    argv = [str(log), "--data_dir", str(data), "--languages", "de", "--output", str(out)]
+    assert cli.main("xnli", argv) == 0
+    assert out.read_text(encoding="utf-8") == (
+        '{\n "task": "xnli",\n "accuracy": 100.0,\n "per_language": {\n  "de": 100.0\n },\n'
+        ' "count": {\n  "de": 1\n },\n "samples_scored": 1,\n "heldout_rows": null\n}\n'
+    )
+
+
+def test_an_output_that_cannot_be_written_is_one_error_line(tmp_path, capsys, monkeypatch):
+    log = write_log(tmp_path / "mlperf_log_accuracy.json", np.eye(3, dtype=np.float32)[[1]])
+    data = tmp_path / "xnli"
+    data.mkdir()
+    (data / "dev-de.tsv").write_text("a\tb\tneutral\n", encoding="utf-8")
+    out = tmp_path / "accuracy.json"
+
+    def full_disk(path, text):
+        raise OSError(28, "No space left on device")  # no file name: the message names --output
+
+    monkeypatch.setattr(cli, "write_atomically", full_disk)
+    argv = [str(log), "--data_dir", str(data), "--languages", "de", "--output", str(out)]
+    assert cli.main("xnli", argv) == 3
+    assert capsys.readouterr().err == (
+        f"error: {out}: --output cannot be written (No space left on device)\n"
+    )
+
+
+def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "_main", no_memory)
+    assert cli.main("xnli", [str(tmp_path / "big.json")]) == 3
+    assert capsys.readouterr() == (
+        "",
+        f"error: {tmp_path / 'big.json'}: not enough memory to score this log\n",
+    )
