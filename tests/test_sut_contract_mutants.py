@@ -672,3 +672,46 @@ def test_respond_refuses_a_packing_of_another_size(completions):
     with pytest.raises(ValueError, match="zip"):
         respond([1, 2, 3], packed)
     assert completions.calls == []  # nothing half-completed
+
+
+# --- a mixed run's batches and the device defaults ---------------------------------------------------
+class _Mixed:
+    """What tasks/mixed.py's model returns: (rows of the batch, the rows' task kind, their outputs)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+
+def _bytes_at(packed, i: int) -> bytes:
+    return ctypes.string_at(packed.addresses[i], packed.sizes[i])
+
+
+def test_pack_mixed_puts_each_tasks_responses_back_in_row_order():
+    """Rows 0 and 2 are classification (3 logits), row 1 is QA (length 2: starts then ends), row 3 is
+    classification with a NaN: each response's bytes at its row, one non-finite response counted."""
+    cls = np.array([[1, 2, 3], [4, 5, 6], [7, np.nan, 9]], dtype=np.float32)
+    qa = np.array([[[10, 11, 99], [12, 13, 99]]], dtype=np.float32)  # one window of 3, length 2
+    mixed = _Mixed([(np.array([0, 2, 3]), "classification", cls), (np.array([1]), "qa", qa)])
+    packed = base.pack_mixed(mixed, np.array([5, 2, 5, 5]))
+    assert packed.sizes == [12, 16, 12, 12]
+    want = [cls[0], np.array([10, 11, 12, 13], np.float32), cls[1], cls[2]]
+    assert [_bytes_at(packed, i) for i in range(4)] == [w.tobytes() for w in want]
+    assert packed.nonfinite == 1 and len(packed.buffer) == 2
+
+
+def test_pack_mixed_refuses_a_batch_its_parts_do_not_cover():
+    mixed = _Mixed([(np.array([0]), "classification", np.zeros((1, 3), np.float32))])
+    with pytest.raises(ValueError, match="^mixed output answers 1 rows of a batch of 2$"):
+        base.pack_mixed(mixed, np.array([4, 4]))
+
+
+def test_device_defaults_and_the_gather_limit():
+    assert SUTOptions.for_device("cpu") == SUTOptions()
+    cuda = SUTOptions.for_device("cuda")
+    assert (cuda.max_batch, cuda.token_budget, cuda.workers) == (256, 65536, 2)
+    assert (cuda.max_wait_ms, cuda.batch_overhead_tokens, cuda.gather) == (5.0, 4096, 0)
+    assert (SUTOptions().gather_limit, SUTOptions(gather=7).gather_limit, cuda.gather_limit) == (
+        128,
+        7,
+        1024,
+    )
