@@ -15,6 +15,7 @@ import pytest
 
 from common.paths import DATA
 from harness.config import RunConfig
+from harness.results import Results
 from harness.submission import compliance
 from tests.test_submission import ENV, RUNNER, head_sha, write_fake_runner
 
@@ -542,3 +543,26 @@ def test_fallback_scores_with_the_accuracy_runs_task_options(tmp_path):
     (acc / "run_config.json").write_text(json.dumps({**config, "task_options": {"first_row": 2}}))
     entries = json.loads((acc / "mlperf_log_accuracy.json").read_text())
     assert compliance.score_responses(entries, acc, "float32")[1:] == (100.0, "accuracy")
+
+
+def test_dev_audit_conf_is_the_performance_runs_user_conf_plus_its_sizing_line(tmp_path):
+    """A development audit run (--duration/--count) copies the performance run's user.conf and sizes
+    Offline's queries to 1.1 x the rate it measured (200 samples/s -> 220.0)."""
+    perf = tmp_path / "perf"
+    perf.mkdir()
+    (perf / "user.conf").write_text("full-tiny.Offline.min_duration = 1000\n")
+    Results(samples_per_second=200.0).save(perf)
+    dest = tmp_path / "audit" / "user.conf"
+    conf, line = compliance.dev_audit_conf(perf, "full-tiny", "Offline", dest)
+    assert (conf, line) == (dest, "full-tiny.Offline.target_qps = 220.0")
+    assert dest.read_text() == (
+        "full-tiny.Offline.min_duration = 1000\n"
+        "# compliance: development audit run sized like its performance run\n"
+        "full-tiny.Offline.target_qps = 220.0\n"
+    )
+    # Server has no sizing line: the copy alone
+    assert compliance.dev_audit_conf(perf, "full-tiny", "Server", tmp_path / "s.conf")[1] is None
+    assert (tmp_path / "s.conf").read_text() == (
+        "full-tiny.Offline.min_duration = 1000\n"
+        "# compliance: development audit run sized like its performance run\n"
+    )
