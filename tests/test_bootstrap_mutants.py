@@ -16,6 +16,7 @@ from research.bootstrap import (
     aligned,
     difference,
     language_figure,
+    p_value,
     resample,
 )
 
@@ -183,3 +184,42 @@ def test_resample_default_seed_is_zero_so_committed_intervals_reproduce():
     assert np.array_equal(default, resample(runs, n_boot=40).replicates)
     assert np.array_equal(default, resample(runs, n_boot=40, seed=0).replicates)
     assert not np.array_equal(default, resample(runs, n_boot=40, seed=1).replicates)
+
+
+@pytest.mark.parametrize(
+    "replicates, p",
+    [
+        ([0.0, 0.0, 0.0, 0.0], 1.0),  # all at 0: both sides hold every replicate; capped at 1
+        ([0.0, 0.0, 1.0, 2.0], 1.0),  # ties at 0 count on both sides: 2 x min(2/4, 4/4)
+        ([-1.0, 0.5, 0.5, 0.5], 0.5),  # 2 x min(1/4, 3/4): a side is >= 0, not >= 1
+        ([0.0, 0.0, -1.0, -2.0], 1.0),  # 2 x min(4/4, 2/4)
+        ([1.0, 2.0, 3.0, 4.0], 0.0),
+    ],
+)
+def test_p_value_counts_ties_at_zero_on_both_sides(replicates, p):
+    assert p_value(np.array(replicates)) == p
+
+
+def test_difference_per_language_and_average_are_a_minus_b_on_paired_draws():
+    """Every unit of run a scores 100 and of run b 0 in German, both 50 (the same units) in French:
+    a - b is +100 in German and 0 in French on every replicate, +50 on average, p = 0."""
+    a = UnitScores(
+        "mean", {"de": ([0, 1, 2], np.full(3, 100.0)), "fr": ([0, 1], np.array([0.0, 100.0]))}
+    )
+    b = UnitScores("mean", {"de": ([0, 1, 2], np.zeros(3)), "fr": ([0, 1], np.array([0.0, 100.0]))})
+    d = difference(a, b, n_boot=200)
+    assert d["per_language"]["de"] == Interval(100.0, 100.0, 100.0)
+    assert d["per_language"]["fr"] == Interval(0.0, 0.0, 0.0)  # paired: the same draws for a and b
+    assert d["average"] == Interval(50.0, 50.0, 50.0)
+    assert (d["n"], d["p"], d["replicates"].shape) == (5, 0.0, (200,))
+
+
+def test_difference_passes_its_seed_and_clusters_to_the_resampling():
+    rng = np.random.default_rng(4)
+    a, b = (UnitScores("mean", {"de": (list(range(30)), rng.integers(0, 2, 30) * 100.0)}) for _ in "ab")
+    pairs = lambda i: i // 2  # noqa: E731 -- units 2k and 2k+1 form one cluster
+    d = difference(a, b, n_boot=300, seed=7, clusters=pairs)
+    reps = resample([a, b], 300, seed=7, clusters=pairs).replicates[0]
+    assert np.array_equal(d["replicates"], reps[:, 0] - reps[:, 1])
+    default = resample([a, b], 300).replicates[0]
+    assert np.array_equal(difference(a, b, n_boot=300)["replicates"], default[:, 0] - default[:, 1])
