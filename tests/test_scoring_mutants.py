@@ -375,3 +375,15 @@ def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
         "",
         f"error: {tmp_path / 'big.json'}: not enough memory to score this log\n",
     )
+
+
+def test_a_run_config_of_more_than_1_mib_beside_the_log_is_refused_by_name(tmp_path):
+    log = tmp_path / "mlperf_log_accuracy.json"
+    cfg = tmp_path / "run_config.json"
+    body = '{"task_options": {"first_row": 2}}'
+    cfg.write_text(body + " " * ((1 << 20) - len(body)))  # exactly 1 MiB: still read
+    assert cli.run_task_options(log) == {"first_row": 2}
+    cfg.write_text(body + " " * ((1 << 20) - len(body) + 1))
+    with pytest.raises(LogError) as err:
+        cli.run_task_options(log)
+    assert str(err.value) == f"{cfg}: 1048577 bytes, more than a run_config.json can be (1048576)"

@@ -80,9 +80,14 @@ def run_task_options(log_path: Path) -> dict[str, Any]:
     if not cfg.is_file():  # False for a FIFO or a device too: nothing to read
         return {}
     try:
-        if cfg.stat().st_size > MAX_RUN_CONFIG_BYTES:
-            raise ValueError("too large")
+        size = cfg.stat().st_size
+        if size > MAX_RUN_CONFIG_BYTES:
+            raise LogError(
+                f"{cfg}: {size} bytes, more than a run_config.json can be ({MAX_RUN_CONFIG_BYTES})"
+            )
         options = json.loads(cfg.read_text(encoding="utf-8")).get("task_options") or {}
+    except LogError:
+        raise
     except (ValueError, AttributeError, OSError, RecursionError):
         raise LogError(f"{cfg}: not a JSON object (needed for the run's task options)") from None
     if not isinstance(options, dict):
