@@ -150,7 +150,9 @@ def test_compliance_command_end_to_end(tmp_path, monkeypatch, capsys):
     assert staged.name == "audit.config" and staged.parent.parent == temp
     assert not staged.parent.exists()
     echo = f"+ (cwd {staged.parent}) "  # the audit run's command line, as run
-    assert any(ln.startswith(echo) and f"--audit_conf {staged}" in ln for ln in out.splitlines())
+    (line,) = [ln for ln in out.splitlines() if ln.startswith(echo)]
+    assert f"--audit_conf {staged}" in line and line.endswith(perf)  # with the runner's own flags
+    assert f"{RUNNER} " in line  # the runner it was given, not the default one
     monkeypatch.setattr(compliance, "RUNNER", tmp_path / "no-such-runner")
     assert compliance.main(_args(d, verify_only=True)) == 0
     assert capsys.readouterr().out.endswith(
@@ -354,11 +356,11 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
         "model": "full",
         "task": "tatoeba",
         "backend": "onnxruntime",
-        "encoder": "tiny",
+        "encoder": "e5-small",
         "seeds": "v4.1",
         "run_args": "--a 'b c'",
     }
-    scen = d / "tiny" / "onnxruntime" / "full" / "tatoeba" / "SingleStream"
+    scen = d / "e5-small" / "onnxruntime" / "full" / "tatoeba" / "SingleStream"
     assert compliance.main(_args(d, **opts)) == 3
     assert capsys.readouterr().out == (
         f"compliance: no accuracy run at {scen / 'accuracy'}. TEST01 compares against it: run "
@@ -368,7 +370,11 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
     (scen / "accuracy").mkdir(parents=True)
     (scen / "accuracy" / "mlperf_log_detail.txt").write_text("")
     assert compliance.main(_args(d, **opts)) == 3
-    assert f"compliance: no performance run at {scen / 'performance'}." in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        f"compliance: no performance run at {scen / 'performance'}. TEST01 compares against it: run "
+        f"`make run SCENARIO=SingleStream MODEL=full TASK=tatoeba LOG_DIR={d}` first "
+        "(same LOG_DIR for every run).\n"
+    )
     (scen / "performance").mkdir()
     (scen / "performance" / "mlperf_log_detail.txt").write_text("")
     seen = []
@@ -383,25 +389,48 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
 
     def dev_audit_conf(perf_dir, model, scenario, dest):
         sized.append((perf_dir, model, scenario, dest.name))
-        return tmp_path / "user.conf", "full-tiny.SingleStream.target_latency = 5"
+        return tmp_path / "user.conf", "full-e5-small.SingleStream.target_latency = 5"
 
     monkeypatch.setattr(compliance, "dev_audit_conf", dev_audit_conf)
     assert compliance.main(_args(d, **opts, duration="1.5", count="7")) == 2
     assert capsys.readouterr().out == (
         "compliance: development audit run sized like the performance run (its user.conf + "
-        "full-tiny.SingleStream.target_latency = 5)\n"
+        "full-e5-small.SingleStream.target_latency = 5)\n"
         "compliance: audit run failed with exit status 2 (SUT failure)\n"
     )
     assert sized == [(scen / "performance", "full", "SingleStream", "user.conf")]
     assert compliance.main(_args(d, **opts, count="7")) == 2  # --count alone sizes it too
     assert len(sized) == 2
+    capsys.readouterr()
+    # no sizing line (e.g. Server): the copy alone; a results.json it cannot read: exit 3, one line
+    monkeypatch.setattr(compliance, "dev_audit_conf", lambda *a: (tmp_path / "user.conf", None))
+    assert compliance.main(_args(d, **opts, count="7")) == 2
+    assert capsys.readouterr().out.startswith(
+        "compliance: development audit run sized like the performance run (its user.conf)\n"
+    )
+
+    def unreadable(*args):
+        raise ValueError("perf/results.json: unknown key 'x'")
+
+    monkeypatch.setattr(compliance, "dev_audit_conf", unreadable)
+    assert compliance.main(_args(d, **opts, count="7")) == 3
+    assert capsys.readouterr().out == "compliance: perf/results.json: unknown key 'x'\n"
+
+    def lost(cfg, flags, runner):
+        raise RuntimeError("audit run left no LoadGen logs in x")
+
+    monkeypatch.setattr(compliance, "run_audit", lost)
+    assert compliance.main(_args(d, **opts)) == 2
+    assert capsys.readouterr().out == "compliance: audit run left no LoadGen logs in x\n"
+    assert compliance.main(_args(d, **opts, count="0")) == 3  # RunConfig refuses it before any run
+    assert capsys.readouterr().out.startswith("compliance: ")
     cfg, flags = seen[0]
     assert (cfg.scenario, cfg.model, cfg.task, cfg.backend, cfg.encoder, cfg.seeds) == (
         "SingleStream",
         "full",
         "tatoeba",
         "onnxruntime",
-        "tiny",
+        "e5-small",
         "v4.1",
     )
     assert (cfg.duration_s, cfg.count, cfg.output_dir, cfg.user_conf) == (
