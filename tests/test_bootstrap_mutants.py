@@ -226,10 +226,10 @@ def test_difference_passes_its_seed_and_clusters_to_the_resampling():
 
 
 def test_transfer_gap_of_two_runs_is_each_runs_own():
-    """Two runs (k = 2): run a's gap is 100 - 0 = 100, run b's 0 - 0 = 0; the mean over the other
-    languages is taken per run, never over both runs together."""
-    a = UnitScores("mean", {"en": ([0, 1], np.full(2, 100.0)), "sw": ([0, 1], np.zeros(2))})
+    """Two runs (k = 2): run a's gap is 100 - 50 = 50, run b's 0 - 0 = 0; the mean over the other
+    languages is taken per run, never over both runs together (that would give 75 and -25)."""
+    a = UnitScores("mean", {"en": ([0, 1], np.full(2, 100.0)), "sw": ([0, 1], np.full(2, 50.0))})
     b = UnitScores("mean", {"en": ([0, 1], np.zeros(2)), "sw": ([0, 1], np.zeros(2))})
     observed, replicates = resample([a, b], n_boot=20).transfer_gap()
-    assert observed.tolist() == [100.0, 0.0]
-    assert replicates.tolist() == [[100.0, 0.0]] * 20
+    assert observed.tolist() == [50.0, 0.0]
+    assert replicates.tolist() == [[50.0, 0.0]] * 20
