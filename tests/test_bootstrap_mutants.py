@@ -221,6 +221,7 @@ def test_difference_passes_its_seed_and_clusters_to_the_resampling():
     d = difference(a, b, n_boot=300, seed=7, clusters=pairs)
     reps = resample([a, b], 300, seed=7, clusters=pairs).replicates[0]
     assert np.array_equal(d["replicates"], reps[:, 0] - reps[:, 1])
+    assert 0.0 < d["p"] == p_value(d["replicates"])  # two independent runs: replicates on both sides
     default = resample([a, b], 300).replicates[0]
     assert np.array_equal(difference(a, b, n_boot=300)["replicates"], default[:, 0] - default[:, 1])
 
