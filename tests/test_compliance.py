@@ -81,9 +81,12 @@ def test_performance_passes_at_exactly_10_percent_either_way(tmp_path, test):
     assert ok and text.splitlines()[-1] == "TEST PASS"
 
 
-def test_audit_config_removed_even_when_the_run_fails(tmp_path):
+def test_audit_config_removed_even_when_the_run_fails(tmp_path, monkeypatch):
     runner = write_fake_runner(tmp_path)
     seen = tmp_path / "seen.txt"
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(compliance.tempfile, "tempdir", str(temp))
     with pytest.raises(RuntimeError, match="exit status 3"):
         compliance.run_audit(
             RunConfig(model="adapter-squad"), ["--fail", "--seen_file", str(seen)], runner
@@ -92,6 +95,18 @@ def test_audit_config_removed_even_when_the_run_fails(tmp_path):
     assert present == "True"  # the runner saw audit.config in its working directory ...
     assert not Path(workdir).exists()  # ... which is gone afterwards
     assert not (Path.cwd() / "audit.config").exists()
+    assert list(temp.iterdir()) == []  # neither the working folder nor the result folder is left
+
+
+def test_an_audit_run_that_leaves_no_loadgen_logs_is_a_failure(tmp_path, monkeypatch):
+    class Ended:
+        rc = 0
+        run_dir = tmp_path / "empty"
+
+    monkeypatch.setattr(compliance, "launch", lambda *args, **kwargs: Ended())
+    with pytest.raises(RuntimeError) as err:
+        compliance.run_audit(RunConfig(model="full"), [], ("python",))
+    assert str(err.value) == f"audit run left no LoadGen logs in {tmp_path / 'empty'}"
 
 
 def _args(log_dir: Path, **kw) -> argparse.Namespace:
