@@ -6,6 +6,7 @@ from the code; docs/mutation_testing.md says which mutants each group of tests w
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -59,6 +60,117 @@ def test_a_bad_entry_after_a_chunk_boundary_is_shown_in_full(tmp_path, monkeypat
 
 
 # --- BUCC ------------------------------------------------------------------------------------------
+NOT_LOG = "not a LoadGen accuracy log (expected a JSON list of {seq_id, qsl_idx, data} objects"
+NESTED = "holds a nested list or object, deeper than a LoadGen log's two levels)"
+COMPACT = '{"qsl_idx":%d,"data":"00000000"}'  # 31 bytes for a one-digit index, no spaces
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # entry 0 starts at byte 1, after the "["
+        ('[{"a": [1]}]', f"{NOT_LOG}; entry 0 at byte 1 {NESTED}"),
+        ('[{"a": {"b": 1}}]', f"{NOT_LOG}; entry 0 at byte 1 {NESTED}"),  # an object, no list
+        ("[{{}}]", f"{NOT_LOG}; entry 0 at byte 1 {NESTED}"),  # the second byte of the entry
+        # entry 1 starts at byte 1 + 31 + 1 = 33: entries written without spaces
+        (f'[{COMPACT % 0},{{"a": [1]}}]', f"{NOT_LOG}; entry 1 at byte 33 {NESTED}"),
+        # json's own message: the value missing at character 23 of the entry
+        (
+            '[{"qsl_idx": 0, "data": }]',
+            "not JSON (entry 0 at byte 1: Expecting value: line 1 column 24 (char 23))",
+        ),
+        # the entry fills bytes 1 to 34; the space at 35 is skipped; "x" at 36 is neither "," nor "]"
+        # (the message gives the offset after that byte, consumed)
+        (
+            '[{"qsl_idx": 0, "data": "00000000"} x]',
+            "not JSON (expected ',' or ']' after an entry at byte 37)",
+        ),
+        ("[]5", "not JSON (extra data after the list at byte 2)"),
+        # an entry that is no JSON value: shown up to its first "," or "]", whichever splits first
+        ("[bad x,y]z]", f"{NOT_LOG}; entry 0 is bad x)"),
+        ("[bad x]y,z]", f"{NOT_LOG}; entry 0 is bad x)"),
+        # an unterminated string: its first 80 characters, the quote and 79 letters
+        ('["' + "a" * 100 + '"]', f'{NOT_LOG}; entry 0 is "{"a" * 79})'),
+        # a string of 30 "é": dumped as ASCII, 6 characters each; 80 characters are the quote, 13 whole
+        # escapes and the backslash of the 14th
+        ('["' + "é" * 30 + '"]', f'{NOT_LOG}; entry 0 is "' + "\\u00e9" * 13 + "\\)"),
+        # four entries, the last without data: its number counts every entry before it
+        (
+            f'[{COMPACT % 0},{COMPACT % 1},{COMPACT % 2},{{"qsl_idx":3}}]',
+            f'{NOT_LOG}; entry 3 is {{"qsl_idx": 3}})',
+        ),
+    ],
+)
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_a_malformed_log_gets_its_exact_message(tmp_path, monkeypatch, text, message, chunk):
+    """Each message whole, with byte offsets counted from the file's first byte, whether the log is
+    read in 7-byte chunks (every offset crosses a chunk boundary) or at once."""
+    monkeypatch.setattr(log_module, "CHUNK_BYTES", chunk)
+    path = tmp_path / "log.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LogError) as e:
+        read_accuracy_log(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_offset(tmp_path):
+    path = tmp_path / "log.json"
+    path.write_bytes(b"[1\xff]")  # the entry "1" starts at byte 1; the bad byte is byte 2
+    with pytest.raises(LogError) as e:
+        read_accuracy_log(path)
+    assert str(e.value) == f"{path}: cannot be read as UTF-8 text (byte 2)"
+
+
+def test_the_log_is_read_one_chunk_at_a_time(monkeypatch):
+    """20 bytes in chunks of 7: three reads of 7 (the last returns 6) and one that finds the end."""
+    monkeypatch.setattr(log_module, "CHUNK_BYTES", 7)
+    asked = []
+
+    class Recording(io.BytesIO):
+        def read(self, n=-1):
+            asked.append(n)
+            return super().read(n)
+
+    scan = log_module._Scanner(Recording(b"[" + b" " * 18 + b"]"), Path("log.json"))
+    assert scan.until(b"]") == b"[" + b" " * 18 + b"]"
+    assert scan.peek() is None
+    assert asked == [7, 7, 7, 7]
+
+
+def test_a_repeated_index_is_named_with_its_count_and_the_likely_cause(tmp_path):
+    path = tmp_path / "log.json"
+    path.write_text(f"[{COMPACT % 1},{COMPACT % 2},{COMPACT % 1},{COMPACT % 2},{COMPACT % 3}]")
+    with pytest.raises(LogError) as e:
+        read_accuracy_log(path)
+    assert str(e.value) == (
+        f"{path}: 2 qsl_idx logged more than once (first: 1); an accuracy log (AccuracyOnly mode) "
+        "logs each sample exactly once: this looks like a performance-mode or audit (TEST01) log"
+    )
+
+
+def test_a_non_finite_value_past_the_first_block_names_its_entry(tmp_path, monkeypatch):
+    """Blocks of 4 values over three entries of 3: the NaN is value 6, in the second block, and
+    belongs to entry 2 (values 6 to 8)."""
+    monkeypatch.setattr(log_module, "CHUNK_BYTES", 4)
+    path = write_log(tmp_path / "log.json", [[0, 1, 2], [3, 4, 5], [np.nan, 7, 8]])
+    with pytest.raises(LogError) as e:
+        read_accuracy_log(path)
+    assert str(e.value) == (
+        f"{path}: 1 of 3 responses hold NaN or Inf (first: qsl_idx 2); the model produced non-finite "
+        "outputs (damaged weights?): nothing to score"
+    )
+
+
+def test_an_index_out_of_range_names_the_task_and_the_likely_causes(tmp_path):
+    path = write_log(tmp_path / "log.json", [[0, 1, 2]] * 3, qsl=[0, 1, 5])
+    with pytest.raises(LogError) as e:
+        log_module.check_coverage(read_accuracy_log(path), 4, "xnli")
+    assert str(e.value) == (
+        f"{path}: qsl_idx 5 is out of range: xnli has 4 samples (for the languages and data "
+        "selected); this looks like a log from xnli (3 logits per sample), or from other --languages"
+    )
+
+
 def test_optimize_threshold_takes_the_cut_of_the_best_f1_not_of_the_best_precision():
     """10 gold pairs; 11 candidates scored 10, 9, ..., 1, 0.5, right at ranks 1, 9 and 10.
     Cut 1: P 1, R 0.1, F1 2 x 0.1 / 1.1 = 0.18; cut 9: P 2/9, R 0.2, F1 0.21; cut 10: P 0.3, R 0.3,

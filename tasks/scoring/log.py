@@ -123,18 +123,17 @@ class _Scanner:
 
     def __init__(self, f: BinaryIO, path: Path) -> None:
         self.f, self.path = f, path
-        self.buf, self.pos, self.base, self.eof = b"", 0, 0, False  # base: file offset of buf[0]
+        self.buf, self.pos, self.base = b"", 0, 0  # base: file offset of buf[0]
 
     @property
     def offset(self) -> int:
         return self.base + self.pos
 
     def _more(self) -> bool:
-        if self.eof:
-            return False
+        """Append the next chunk to the buffer, dropping what was consumed; False at the end of the
+        file (a regular file: reading past its end returns nothing again)."""
         chunk = self.f.read(CHUNK_BYTES)
         if not chunk:
-            self.eof = True
             return False
         self.base += self.pos
         self.buf, self.pos = self.buf[self.pos :] + chunk, 0
@@ -303,7 +302,7 @@ def _decode(
     path: Path, idx: np.ndarray, starts: np.ndarray, raw: np.ndarray, dt: np.dtype
 ) -> AccuracyLog:
     """The entries sorted by qsl_idx, their responses copied once into one float32 array."""
-    order = np.argsort(idx, kind="stable")
+    order = np.argsort(idx)  # any order of equal indices: a repeated one is refused below
     idx = idx[order]
     dup = idx[1:][idx[1:] == idx[:-1]]
     if len(dup):
