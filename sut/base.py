@@ -85,15 +85,21 @@ def pack_mixed(out: Any, lengths: np.ndarray) -> Packed:
     the responses put back in row order; every part's buffer is kept alive with the Packed."""
     lengths = np.asarray(lengths, dtype=np.int64)
     addresses, sizes = [0] * len(lengths), [0] * len(lengths)
-    buffers, bad, seen = [], 0, 0
+    answers = np.zeros(len(lengths), dtype=np.int64)  # per row: how many parts answer it
+    buffers, bad = [], 0
     for rows, kind, part in out.parts:
         p = PACKERS[kind](part, lengths[rows])
         buffers.append(p.buffer)
         for r, a, n in zip(rows.tolist(), p.addresses, p.sizes, strict=True):
             addresses[r], sizes[r] = a, n
-        bad, seen = bad + p.nonfinite, seen + len(rows)
-    if seen != len(lengths):
-        raise ValueError(f"mixed output answers {seen} rows of a batch of {len(lengths)}")
+        np.add.at(answers, rows, 1)
+        bad += p.nonfinite
+    if (wrong := np.flatnonzero(answers != 1)).size:
+        r = int(wrong[0])
+        raise ValueError(
+            f"mixed output answers row {r} of a batch of {len(lengths)} {answers[r]} times: "
+            "each row must be answered exactly once"
+        )
     return Packed(buffers, addresses, sizes, bad)
 
 

@@ -979,6 +979,7 @@ def test_bucc_script_writes_predictions_beside_the_metrics(tmp_path, capsys, mon
     [
         ("[1, 2]", "not a JSON object (needed for the run's task options)"),
         ("{", "not a JSON object (needed for the run's task options)"),
+        ("[" * 100_000, "not a JSON object (needed for the run's task options)"),  # too deep
         ('{"task_options": "first_row"}', '"task_options" is not an object'),
     ],
 )
@@ -1048,14 +1049,17 @@ def test_tokenizer_from_run_config_beside_the_log_or_one_folder_up(tmp_path, loa
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ("{", "not a JSON object; pass --tokenizer PATH"),
-        ("[]", "not a JSON object; pass --tokenizer PATH"),
+        ("{", "not a JSON object (needed for the run's tokenizer; or pass --tokenizer PATH)"),
+        ("[]", "not a JSON object (needed for the run's tokenizer; or pass --tokenizer PATH)"),
+        (b"{\xff}", "not a JSON object (needed for the run's tokenizer; or pass --tokenizer PATH)"),
         ('{"model": "x"}', 'has no "tokenizer" entry; pass --tokenizer PATH'),
         ('{"tokenizer": ""}', 'has no "tokenizer" entry; pass --tokenizer PATH'),
+        ('{"tokenizer": 5}', 'has no "tokenizer" entry; pass --tokenizer PATH'),
     ],
 )
 def test_run_config_without_a_usable_tokenizer(tmp_path, loaded, config, message):
-    (tmp_path / "run_config.json").write_text(config)
+    """Not UTF-8 (b"\\xff") or a number for a path: one message naming the file, no traceback."""
+    (tmp_path / "run_config.json").write_bytes(config if isinstance(config, bytes) else config.encode())
     with pytest.raises(LogError) as info:
         resolve_tokenizer(tmp_path / "log.json")
     assert str(info.value) == f"{tmp_path / 'run_config.json'}: {message}"

@@ -697,12 +697,28 @@ def test_pack_mixed_puts_each_tasks_responses_back_in_row_order():
     want = [cls[0], np.array([10, 11, 12, 13], np.float32), cls[1], cls[2]]
     assert [_bytes_at(packed, i) for i in range(4)] == [w.tobytes() for w in want]
     assert packed.nonfinite == 1 and len(packed.buffer) == 2
+    # every response lies inside a buffer the Packed keeps alive until LoadGen has copied it
+    spans = [(b.ctypes.data, b.ctypes.data + b.nbytes) for b in packed.buffer]
+    for a, n in zip(packed.addresses, packed.sizes, strict=True):
+        assert sum(lo <= a and a + n <= hi for lo, hi in spans) == 1
 
 
-def test_pack_mixed_refuses_a_batch_its_parts_do_not_cover():
-    mixed = _Mixed([(np.array([0]), "classification", np.zeros((1, 3), np.float32))])
-    with pytest.raises(ValueError, match="^mixed output answers 1 rows of a batch of 2$"):
+@pytest.mark.parametrize(
+    ("parts", "row", "times"),
+    [
+        ([[0]], 1, 0),  # row 1 not answered
+        ([[0, 1], [1]], 1, 2),  # row 1 answered twice: the count is right, the rows are not
+        ([[1, 1]], 0, 0),  # row 1 twice in one part, row 0 never
+    ],
+)
+def test_pack_mixed_refuses_a_batch_its_parts_do_not_answer_once_each(parts, row, times):
+    mixed = _Mixed([(np.array(p), "classification", np.zeros((len(p), 3), np.float32)) for p in parts])
+    with pytest.raises(ValueError) as e:
         base.pack_mixed(mixed, np.array([4, 4]))
+    assert str(e.value) == (
+        f"mixed output answers row {row} of a batch of 2 {times} times: each row must be answered "
+        "exactly once"
+    )
 
 
 def test_device_defaults_and_the_gather_limit():

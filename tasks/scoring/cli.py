@@ -26,13 +26,19 @@ from common.names import lookup
 from tasks import registry
 from tasks.data import DataError
 from tasks.scoring.classification import HELDOUT_FIRST_ROW, score_classification
-from tasks.scoring.log import DTYPES, AccuracyLog, LogError, read_accuracy_log
+from tasks.scoring.log import (
+    DTYPES,
+    RUN_CONFIG,
+    AccuracyLog,
+    LogError,
+    read_accuracy_log,
+    read_run_config,
+)
 from tasks.scoring.qa import score_tydiqa
 from tasks.scoring.result import ScoreResult, write_predictions
 from tasks.scoring.retrieval import score_bucc, score_tatoeba
 
 EXIT_BAD_INPUT = BAD_INPUT
-MAX_RUN_CONFIG_BYTES = 1 << 20  # run_config.json beside a log is a few kB
 
 # Scoring method (a task's `scoring`, tasks/base.py) -> its function: (task, log, **options).
 SCORERS: dict[str, Callable[..., ScoreResult]] = {
@@ -76,20 +82,10 @@ def score_log(
 def run_task_options(log_path: Path) -> dict[str, Any]:
     """run_config.json's "task_options" beside the log ({} without one): the scorer must build the
     task exactly as the run did, or its qsl indices would point at other samples."""
-    cfg = log_path.parent / "run_config.json"
+    cfg = log_path.parent / RUN_CONFIG
     if not cfg.is_file():  # False for a FIFO or a device too: nothing to read
         return {}
-    try:
-        size = cfg.stat().st_size
-        if size > MAX_RUN_CONFIG_BYTES:
-            raise LogError(
-                f"{cfg}: {size} bytes, more than a run_config.json can be ({MAX_RUN_CONFIG_BYTES})"
-            )
-        options = json.loads(cfg.read_text(encoding="utf-8")).get("task_options") or {}
-    except LogError:
-        raise
-    except (ValueError, AttributeError, OSError, RecursionError):
-        raise LogError(f"{cfg}: not a JSON object (needed for the run's task options)") from None
+    options = read_run_config(cfg, "needed for the run's task options").get("task_options") or {}
     if not isinstance(options, dict):
         raise LogError(f'{cfg}: "task_options" is not an object')
     return options

@@ -30,6 +30,8 @@ _MAX_IDX = np.iinfo(np.int64).max
 # embeddings take 0.6 GB of hex; 4 GiB leaves room, and refuses /dev/zero-like inputs at once.
 MAX_LOG_BYTES = 4 << 30
 CHUNK_BYTES = 1 << 20  # read this much of a log at a time
+RUN_CONFIG = "run_config.json"  # what `harness run` writes beside the log: the run's settings
+MAX_RUN_CONFIG_BYTES = 1 << 20  # a run_config.json is a few kB
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
 
 
@@ -360,6 +362,25 @@ def check_coverage(log: AccuracyLog, n_samples: int, task: str) -> np.ndarray:
             f"({n_samples - len(log)} missing); scoring the covered ones only"
         )
     return covered
+
+
+def read_run_config(cfg: Path, needed_for: str) -> dict:
+    """The run_config.json `cfg` as a dict, or LogError naming the file and what it was `needed_for`."""
+    try:
+        size = cfg.stat().st_size
+    except OSError as e:
+        raise LogError(f"{cfg}: cannot be read ({e.strerror})") from None
+    if size > MAX_RUN_CONFIG_BYTES:
+        raise LogError(
+            f"{cfg}: {size} bytes, more than a run_config.json can be ({MAX_RUN_CONFIG_BYTES})"
+        )
+    try:
+        config = json.loads(cfg.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError):  # bad JSON or UTF-8, unreadable, nested too deep
+        config = None
+    if not isinstance(config, dict):
+        raise LogError(f"{cfg}: not a JSON object ({needed_for})")
+    return config
 
 
 def check_uniform_width(log: AccuracyLog, task: str, expected: int | None = None) -> int:

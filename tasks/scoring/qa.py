@@ -11,16 +11,13 @@ partial log scores the questions it covers rather than counting the others as wr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from tasks.scoring.log import AccuracyLog, LogError, check_coverage
+from tasks.scoring.log import RUN_CONFIG, AccuracyLog, LogError, check_coverage, read_run_config
 from tasks.scoring.result import ScoreResult, final_json, format_table, per_language_scores
 from tasks.scoring.squad import best_span, em_f1, max_context_mask
-
-RUN_CONFIG = "run_config.json"
 
 
 def resolve_tokenizer(log_path: Path, tokenizer=None):
@@ -33,13 +30,11 @@ def resolve_tokenizer(log_path: Path, tokenizer=None):
         for folder in (log_path.parent, log_path.parent.parent):
             cfg = folder / RUN_CONFIG
             if cfg.is_file():
-                try:
-                    value = json.loads(cfg.read_text(encoding="utf-8")).get("tokenizer")
-                except (json.JSONDecodeError, AttributeError, OSError):
-                    raise LogError(f"{cfg}: not a JSON object; pass --tokenizer PATH") from None
-                if not value:
+                value = read_run_config(cfg, "needed for the run's tokenizer; or pass --tokenizer PATH")
+                value = value.get("tokenizer")
+                if not value or not isinstance(value, str):
                     raise LogError(f'{cfg}: has no "tokenizer" entry; pass --tokenizer PATH')
-                tokenizer = Path(value) if Path(value).is_absolute() else folder / value
+                tokenizer = folder / value  # an absolute value stays itself (pathlib's join)
                 where = f'{cfg} ("tokenizer": {value!r})'
                 break
         else:
