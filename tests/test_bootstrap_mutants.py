@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 
 import numpy as np
 import pytest
 
+from research.accuracy import _t_interval, accuracy_study, effect_verdict, holm_levels, keeps_verdict
 from research.bootstrap import (
     BootstrapError,
     Interval,
@@ -19,6 +21,8 @@ from research.bootstrap import (
     p_value,
     resample,
 )
+from research.collect import mean_interval
+from tests.test_study_accuracy import _figure_run
 
 
 def test_f1_of_summed_counts():
@@ -234,3 +238,90 @@ def test_transfer_gap_of_two_runs_is_each_runs_own():
     observed, replicates = resample([a, b], n_boot=20).transfer_gap()
     assert observed.tolist() == [50.0, 0.0]
     assert replicates.tolist() == [[50.0, 0.0]] * 20
+
+
+# --- the study's statistics (research/accuracy.py, research/collect.py) ------------------------------
+# t quantiles from the closed form of Student's t with 2 degrees of freedom, F(t) = 1/2 + t / (2
+# sqrt(2 + t^2)): the two-sided level q has t = q sqrt(2 / (1 - q^2)).
+T2_95 = 0.95 * math.sqrt(2 / (1 - 0.95**2))  # 4.3027
+T2_90 = 0.90 * math.sqrt(2 / (1 - 0.90**2))  # 2.9200
+
+
+def test_holm_stops_at_a_p_value_equal_to_its_level():
+    # sorted: 0.025 meets alpha / 2 = 0.025 (not below it): it and every later one get 1 - 0.025
+    assert holm_levels([0.025, 0.05]) == pytest.approx([0.975, 0.975])
+    # 0.01 < 0.05 / 2 is rejected; 0.02 < 0.05 / 1 then gets the last level, 0.95
+    assert holm_levels([0.02, 0.01]) == pytest.approx([0.95, 0.975])
+    assert holm_levels([0.001], alpha=0.01) == pytest.approx([0.99])
+    assert holm_levels([]) == []
+
+
+def test_t_interval_is_the_t_quantile_times_the_standard_error():
+    i95, i90 = _t_interval(1.0, 0.5, 2, 0.95), _t_interval(1.0, 0.5, 2, 0.90)
+    assert (i95.value, i95.low, i95.high) == pytest.approx((1.0, 1 - 0.5 * T2_95, 1 + 0.5 * T2_95))
+    assert (i90.low, i90.high) == pytest.approx((1 - 0.5 * T2_90, 1 + 0.5 * T2_90))
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "keeps", "effect"),
+    [
+        (0.0, 1.0, "keeps", "no measurable effect"),  # 0 is not above 0
+        (1e-9, 1.0, "exceeds", "adds"),
+        (-1.0, 0.5, "keeps", "no measurable effect"),  # a loss of exactly the margin is ruled in
+        (-1.000001, 0.5, "cannot tell", "no measurable effect"),
+        (-3.0, 0.0, "cannot tell", "no measurable effect"),  # 0 is not below 0
+        (-3.0, -1e-9, "loses", "costs"),
+    ],
+)
+def test_verdict_words_at_their_boundaries(low, high, keeps, effect):
+    d = Interval((low + high) / 2, low, high)
+    assert (keeps_verdict(d), effect_verdict(d)) == (keeps, effect)
+    assert keeps_verdict(Interval(-1.4, -1.5, 0.5), margin=1.5) == "keeps"
+
+
+def test_welch_with_one_side_without_seed_variance():
+    """adapter 50, 52, 54 (variance 4: 4/3 for its mean); full 55 four times (variance 0). The
+    difference -3 has variance 4/3, Welch's df (4/3)^2 / ((4/3)^2 / 2) = 2, t = 3 / sqrt(4/3) =
+    sqrt(6.75), and with df 2 the two-sided p is 1 - t / sqrt(2 + t^2) = 1 - sqrt(27 / 35)."""
+    runs = [_figure_run("adapter", v, s) for s, v in enumerate((50.0, 52.0, 54.0))]
+    runs += [_figure_run("full", 55.0, s) for s in range(4)]
+    (v,) = accuracy_study(runs, n_boot=10).verdicts
+    se = math.sqrt(4 / 3)
+    assert (v.basis, v.seeds, v.observed, v.df, v.level) == (
+        "seeds",
+        (3, 4),
+        -3.0,
+        pytest.approx(2.0),
+        0.95,
+    )
+    assert v.p == pytest.approx(1 - math.sqrt(27 / 35))
+    assert (v.interval.low, v.interval.high) == pytest.approx((-3 - T2_95 * se, -3 + T2_95 * se))
+    assert (v.interval95.low, v.interval95.high) == pytest.approx((v.interval.low, v.interval.high))
+    assert v.word == "cannot tell" and not v.test_set
+
+
+@pytest.mark.parametrize(("full", "p", "word"), [(50.0, 0.0, "exceeds"), (55.0, 1.0, "keeps")])
+def test_seeds_that_agree_exactly_give_a_point_interval(full, p, word):
+    """No seed variance on either side: the standard error is 0, the interval the observed
+    difference itself, and p is 0 unless the difference is 0 too."""
+    runs = [_figure_run("adapter", 55.0, s) for s in range(2)]
+    runs += [_figure_run("full", full, s) for s in range(2)]
+    (v,) = accuracy_study(runs, n_boot=10).verdicts
+    assert (v.observed, v.p, v.interval.low, v.interval.high, v.word) == (
+        55.0 - full,
+        p,
+        55.0 - full,
+        55.0 - full,
+        word,
+    )
+    assert v.df == 1e6
+
+
+def test_mean_interval_of_ratios_by_hand():
+    """Ratios 1, e, e^2: logs 0, 1, 2 (mean 1, sd 1), so the geometric mean is e and the 95% interval
+    e^(1 -+ T2_95 / sqrt(3))."""
+    mean, low, high = mean_interval([1.0, math.e, math.e**2])
+    half = T2_95 / math.sqrt(3)
+    assert (mean, low, high) == pytest.approx((math.e, math.exp(1 - half), math.exp(1 + half)))
+    with pytest.raises(ValueError, match="^an interval needs at least 2 values, got 1$"):
+        mean_interval([2.0])
