@@ -117,7 +117,6 @@ def unify(sents: list[str]) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
 class BuccResult:
     """Mining outcome of one language pair. Scores are margins; P/R/F1 x100."""
 
-    candidates: list[tuple[str, str, float]]  # every mined (src_id, en_id, score), best first
     predictions: list[tuple[str, str, float]]  # those with score >= threshold
     threshold: float
     precision: float
@@ -191,7 +190,7 @@ def bucc_score(
         f1 = 2 * precision * recall / (precision + recall)
     else:
         precision = recall = f1 = 0.0
-    return BuccResult(candidates, predictions, threshold, 100 * precision, 100 * recall, 100 * f1)
+    return BuccResult(predictions, threshold, 100 * precision, 100 * recall, 100 * f1)
 
 
 def source_counts(
