@@ -121,6 +121,71 @@ def test_a_byte_that_is_not_utf8_is_named_by_its_offset(tmp_path):
     assert str(e.value) == f"{path}: cannot be read as UTF-8 text (byte 2)"
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nope", "not JSON (expected '[' of a JSON list at byte 0)"),
+        # a scalar is decoded from its first 4096 characters: a string of 4097 is not seen to end
+        ('"' + "a" * 4095 + '"', "not JSON (expected '[' of a JSON list at byte 0)"),
+        ('"' + "a" * 4094 + '"', f"{NOT_LOG}, found a JSON str)"),
+        # an entry without data: shown as its first 80 characters of JSON (21 before the letters)
+        (
+            '[{"qsl_idx": 0, "x": "' + "a" * 100 + '"}]',
+            f'{NOT_LOG}; entry 0 is {{"qsl_idx": 0, "x": "{"a" * 59})',
+        ),
+        # 3 bytes of data: not a whole number of float32 values
+        (
+            '[{"qsl_idx": 0, "data": "000000"}]',
+            "entry 0 (qsl_idx 0) has 3 bytes, not a whole number of float32 values (4 bytes each): "
+            "wrong --dtype, or not this harness's log",
+        ),
+    ],
+)
+def test_more_malformed_logs_get_their_exact_message(tmp_path, text, message):
+    path = tmp_path / "log.json"
+    path.write_text(text)
+    with pytest.raises(LogError) as e:
+        read_accuracy_log(path)
+    assert str(e.value) == f"{path}: {message}"
+
+
+def test_a_log_may_start_with_whitespace_and_hold_the_largest_index(tmp_path):
+    path = tmp_path / "log.json"
+    path.write_text(f'\n\n  [{{"qsl_idx": {2**63 - 1}, "data": "0000803F"}}]')  # 1.0 at index 2^63 - 1
+    log = read_accuracy_log(path)
+    assert (log.qsl_idx.tolist(), log.values.tolist()) == ([2**63 - 1], [1.0])
+
+
+def test_an_oversized_log_is_refused_with_both_sizes(tmp_path):
+    path = tmp_path / "log.json"
+    path.write_text(" " * 20)
+    with pytest.raises(LogError) as e:
+        read_accuracy_log(path, max_bytes=10)
+    assert str(e.value) == (
+        f"{path}: 20 bytes, more than the 10 bytes an accuracy log of these tasks can hold: not a "
+        "LoadGen accuracy log of this harness"
+    )
+
+
+def test_a_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, monkeypatch):
+    """A path under a regular file cannot even be looked at (ENOTDIR); a file that exists but cannot
+    be opened (as for a user without read permission: the tests run as root) gets the same message."""
+    (tmp_path / "file").write_text("x")
+    under_a_file = tmp_path / "file" / "log.json"
+    for read in (read_accuracy_log, lambda p: log_module.read_run_config(p, "needed for a test")):
+        with pytest.raises(LogError) as e:
+            read(under_a_file)
+        assert str(e.value) == f"{under_a_file}: cannot be read (Not a directory)"
+
+    def no_open(path, mode="r"):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(log_module, "open", no_open, raising=False)
+    with pytest.raises(LogError) as e:
+        read_accuracy_log(tmp_path / "file")
+    assert str(e.value) == f"{tmp_path / 'file'}: cannot be read (Permission denied)"
+
+
 def test_the_log_is_read_one_chunk_at_a_time(monkeypatch):
     """20 bytes in chunks of 7: three reads of 7 (the last returns 6) and one that finds the end."""
     monkeypatch.setattr(log_module, "CHUNK_BYTES", 7)
