@@ -9,8 +9,16 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from research.accuracy import _t_interval, accuracy_study, effect_verdict, holm_levels, keeps_verdict
+from research.accuracy import (
+    _t_interval,
+    accuracy_study,
+    contrast_verdicts,
+    effect_verdict,
+    holm_levels,
+    keeps_verdict,
+)
 from research.bootstrap import (
     BootstrapError,
     Interval,
@@ -22,7 +30,8 @@ from research.bootstrap import (
     resample,
 )
 from research.collect import mean_interval
-from tests.test_study_accuracy import _figure_run
+from tests.test_study_accuracy import _figure_run, flip
+from tests.test_study_accuracy import run as sample_run
 
 
 def test_f1_of_summed_counts():
@@ -323,5 +332,125 @@ def test_mean_interval_of_ratios_by_hand():
     mean, low, high = mean_interval([1.0, math.e, math.e**2])
     half = T2_95 / math.sqrt(3)
     assert (mean, low, high) == pytest.approx((math.e, math.exp(1 - half), math.exp(1 + half)))
+    # two ratios, 1 and e^2: logs 0 and 2 (mean 1, sd sqrt 2); t with 1 df at 0.975 is tan(0.475 pi)
+    mean, low, high = mean_interval([1.0, math.e**2])
+    half = math.tan(0.475 * math.pi) * math.sqrt(2) / math.sqrt(2)
+    assert (mean, low, high) == pytest.approx((math.e, math.exp(1 - half), math.exp(1 + half)))
     with pytest.raises(ValueError, match="^an interval needs at least 2 values, got 1$"):
         mean_interval([2.0])
+
+
+def _welch(a: list[float], b: list[float], extra_var: float = 0.0) -> tuple[float, float, float]:
+    """(difference of means, its variance, Welch's df) from seed figures, written out from the
+    definitions: each mean's variance s^2 / n, df = (va + vb)^2 / (va^2 / (na - 1) + vb^2 / (nb - 1));
+    extra_var (the test set's bootstrap variance) widens the variance, not the df."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return float(np.mean(a) - np.mean(b)), float(va + vb + extra_var), float(df)
+
+
+def test_seed_verdicts_with_unequal_variances_and_an_untested_contrast():
+    """adapter and full with three seeds each (unequal spreads), full-squad with one: adapter - full is
+    judged over the seeds; full-squad - full has too few seeds and no per-sample scores: untested, its
+    p counted as 1 in Holm's family of two. adapter - full's p (about 0.01) is below 0.05 / 2, so it
+    is judged at 97.5% and the untested one at 95%; the missing contrasts in between are skipped."""
+    a_seeds, f_seeds = [50.0, 50.5, 51.5], [55.0, 56.0, 58.0]
+    runs = [_figure_run("adapter", v, s) for s, v in enumerate(a_seeds)]
+    runs += [_figure_run("full", v, s) for s, v in enumerate(f_seeds)]
+    runs.append(_figure_run("full-squad", 58.0))
+    seeded, untested = accuracy_study(runs, n_boot=10).verdicts
+    mean, var, df = _welch(a_seeds, f_seeds)
+    p = 2 * stats.t.sf(abs(mean) / math.sqrt(var), df)
+    half = stats.t.ppf(1 - 0.025 / 2, df) * math.sqrt(var)
+    assert (seeded.task, seeded.a, seeded.b, seeded.basis, seeded.seeds) == (
+        "xnli",
+        "adapter",
+        "full",
+        "seeds",
+        (3, 3),
+    )
+    assert (seeded.observed, seeded.df, seeded.p) == pytest.approx((mean, df, p))
+    assert 0.005 < p < 0.025 and seeded.level == 0.975 and not seeded.test_set
+    assert (seeded.interval.low, seeded.interval.high) == pytest.approx((mean - half, mean + half))
+    assert seeded.word == "loses"
+    assert (untested.task, untested.a, untested.b, untested.basis) == (
+        "xnli",
+        "full-squad",
+        "full",
+        "untested",
+    )
+    assert (untested.observed, untested.seeds, untested.p, untested.level) == (3.0, (1, 3), None, 0.95)
+
+
+def test_a_contrast_whose_second_model_has_no_run_is_skipped():
+    runs = [_figure_run("adapter", v, s) for s, v in enumerate((50.0, 51.0))]
+    assert accuracy_study(runs, n_boot=10).verdicts == []
+
+
+def _per_sample_runs(tmp_path, seeds: dict[str, list[float]] | None = None):
+    """full, adapter (about 9 points worse) and full-squad (about 4 better) with per-sample scores
+    for seed 0, and optionally more seeds known by their figures only."""
+    base = np.random.default_rng(0).random((3, 1500)) < np.array([[0.7], [0.6], [0.5]])
+    runs = [
+        sample_run(tmp_path, "full", base),
+        sample_run(tmp_path, "adapter", flip(base, 0.15, 3)),
+        sample_run(tmp_path, "full-squad", base | (np.random.default_rng(2).random(base.shape) < 0.1)),
+    ]
+    for model, values in (seeds or {}).items():
+        runs += [_figure_run(model, v, s) for s, v in enumerate(values, start=1)]
+    return runs
+
+
+def test_one_seed_verdicts_are_the_bootstrap_of_the_test_set(tmp_path):
+    """One seed each: each verdict is the paired bootstrap's (basis 'one seed', the test set's
+    variance only): its observed value the difference of the two runs' task figures, its p and its
+    interval the bootstrap's, at Holm's level. adapter - full is judged by the keeps/loses words;
+    full-squad - full, an intermediate-task contrast, by adds/costs."""
+    runs = _per_sample_runs(tmp_path)
+    figure = {r.model: r.metric_value for r in runs}
+    study = accuracy_study(runs, n_boot=200)
+    verdicts = {(v.a, v.b): v for v in study.verdicts}
+    assert set(verdicts) == {("adapter", "full"), ("full-squad", "full")}
+    for (a, b), v in verdicts.items():
+        boot = study.differences[("xnli", a, b)]
+        lo, hi = np.percentile(boot["replicates"], [2.5, 97.5])
+        assert (v.task, v.basis, v.seeds, v.test_set, v.p) == (
+            "xnli",
+            "one seed",
+            (1, 1),
+            True,
+            boot["p"],
+        )
+        assert v.observed == pytest.approx(figure[a] - figure[b])
+        assert (v.interval95.low, v.interval95.high) == pytest.approx((lo, hi))
+        tail = 100 * (1 - v.level) / 2
+        assert (v.interval.low, v.interval.high) == pytest.approx(
+            tuple(np.percentile(boot["replicates"], [tail, 100 - tail]))
+        )
+    # Holm, both p far below 0.05 / 2: the first rejected at 1 - 0.05 / 2, the second at 1 - 0.05
+    assert sorted(v.level for v in verdicts.values()) == pytest.approx([0.95, 0.975])
+    assert (verdicts[("adapter", "full")].word, verdicts[("full-squad", "full")].word) == (
+        "loses",
+        "adds",
+    )
+    # alpha 0.10: Holm's levels 1 - 0.10 / 2 and 1 - 0.10
+    levels = sorted(v.level for v in contrast_verdicts(study, runs, alpha=0.10))
+    assert levels == pytest.approx([0.90, 0.95])
+
+
+def test_seed_verdicts_add_the_test_sets_bootstrap_variance(tmp_path):
+    """Seeds 1 and 2 beside the per-sample seed 0: the variance is the seeds' (Welch) plus the
+    bootstrap replicates' (ddof 1); the df stays the seeds'."""
+    runs = _per_sample_runs(tmp_path, {"adapter": [52.0, 50.0], "full": [60.0, 61.5]})
+    figure = {(r.model, r.seed): r.metric_value for r in runs}
+    study = accuracy_study(runs, n_boot=200)
+    (v,) = [v for v in study.verdicts if (v.a, v.b) == ("adapter", "full")]
+    boot = study.differences[("xnli", "adapter", "full")]
+    a_seeds = [figure[("adapter", s)] for s in range(3)]
+    f_seeds = [figure[("full", s)] for s in range(3)]
+    mean, var, df = _welch(a_seeds, f_seeds, extra_var=np.var(boot["replicates"], ddof=1))
+    half = stats.t.ppf(1 - (1 - v.level) / 2, df) * math.sqrt(var)
+    assert (v.basis, v.seeds, v.test_set) == ("seeds", (3, 3), True)
+    assert (v.observed, v.df) == pytest.approx((mean, df))
+    assert v.p == pytest.approx(2 * stats.t.sf(abs(mean) / math.sqrt(var), df))
+    assert (v.interval.low, v.interval.high) == pytest.approx((mean - half, mean + half))
