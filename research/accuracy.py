@@ -213,7 +213,7 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
         if len(sa) >= 2 and len(sb) >= 2:
             va = statistics.variance(sa.values()) / len(sa)
             vb = statistics.variance(sb.values()) / len(sb)
-            denom = (va**2 / (len(sa) - 1) if va else 0.0) + (vb**2 / (len(sb) - 1) if vb else 0.0)
+            denom = va**2 / (len(sa) - 1) + vb**2 / (len(sb) - 1)
             df = (va + vb) ** 2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
             mean, var = statistics.fmean(sa.values()) - statistics.fmean(sb.values()), va + vb
             if boot is not None:
