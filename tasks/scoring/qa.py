@@ -30,9 +30,9 @@ def resolve_tokenizer(log_path: Path, tokenizer=None):
         for folder in (log_path.parent, log_path.parent.parent):
             cfg = folder / RUN_CONFIG
             if cfg.is_file():
-                value = read_run_config(cfg, "needed for the run's tokenizer; or pass --tokenizer PATH")
-                value = value.get("tokenizer")
-                if not value or not isinstance(value, str):
+                config = read_run_config(cfg, "needed for the run's tokenizer; or pass --tokenizer PATH")
+                value = config.get("tokenizer")
+                if not isinstance(value, str) or not value:
                     raise LogError(f'{cfg}: has no "tokenizer" entry; pass --tokenizer PATH')
                 tokenizer = folder / value  # an absolute value stays itself (pathlib's join)
                 where = f'{cfg} ("tokenizer": {value!r})'
