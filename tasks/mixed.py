@@ -34,6 +34,7 @@ from tasks.base import FeatureSet, Task
 from tasks.data import DataError
 from tasks.registry import get_task, get_task_class
 from tasks.scoring import LogError, score_log, write_outputs
+from tasks.scoring.log import RUN_CONFIG, read_run_config
 
 SEP = "+"  # xnli+pawsx+tydiqa
 SYNTHETIC = "@"  # xnli@16: XNLI's samples over 16 synthetic tasks
@@ -291,11 +292,14 @@ def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="accuracy_mixed.py", description=main.__doc__)
     parser.add_argument("log", help="mlperf_log_accuracy.json of a task-list accuracy run")
     log = Path(parser.parse_args(argv).log)
-    cfg = log.parent / "run_config.json"
+    cfg = log.parent / RUN_CONFIG
     try:
-        record = json.loads(cfg.read_text(encoding="utf-8"))
+        record = read_run_config(cfg, "needed for the task list") if cfg.is_file() else {}
         parts, tokenizer = record["task_options"]["tasks"], record["tokenizer"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except LogError as e:  # too large, not JSON, nested too deep
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT
+    except (KeyError, TypeError):  # no file, or not a task list's
         print(
             f"error: {cfg}: no task list's run_config.json (task_options.tasks, tokenizer) beside "
             "the log; score a single-task log with accuracy_<task>.py",

@@ -23,6 +23,7 @@ from models.multitask import MixedBottleneck, MultiTaskBackend, parameter_memory
 from models.registry import resolve
 from sut.base import pack_mixed
 from tasks.mixed import MixedOutput, MixedTask, parse_task_list, split_log
+from tasks.mixed import main as mixed_main
 from tasks.qsl import QuerySampleLibrary
 
 TASKS = ("xnli", "pawsx", "tydiqa")
@@ -480,3 +481,23 @@ def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, mon
     assert "| Offline | adapter | xnli@16 | VALID | 40.00 | 5.00 | 7.00 |" in text
     assert "| SingleStream | adapter | xnli | - | - | - | - |" in text
     assert "min duration 3 s, the first 8 XNLI samples; Server at target_qps 20 for every side" in text
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "no task list's run_config.json"),  # no file beside the log
+        ('{"task_options": {}}', "no task list's run_config.json"),  # a single-task run's
+        ("[" * 100_000, "not a JSON object (needed for the task list)"),  # nested too deep
+    ],
+)
+def test_accuracy_mixed_refuses_a_log_without_a_task_lists_config_in_one_line(
+    tmp_path, capsys, config, message
+):
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text("[]")
+    if config is not None:
+        (tmp_path / "run_config.json").write_text(config)
+    assert mixed_main([str(log)]) == BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'run_config.json'}: {message}") and err.count("\n") == 1

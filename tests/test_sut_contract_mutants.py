@@ -707,8 +707,8 @@ def test_pack_mixed_puts_each_tasks_responses_back_in_row_order():
     ("parts", "row", "times"),
     [
         ([[0]], 1, 0),  # row 1 not answered
-        ([[0, 1], [1]], 1, 2),  # row 1 answered twice: the count is right, the rows are not
-        ([[1, 1]], 0, 0),  # row 1 twice in one part, row 0 never
+        ([[0, 1], [1]], 1, 2),  # row 1 answered twice: three answers for two rows
+        ([[1, 1]], 0, 0),  # row 1 twice in one part, row 0 never: the count is right, the rows not
     ],
 )
 def test_pack_mixed_refuses_a_batch_its_parts_do_not_answer_once_each(parts, row, times):
