@@ -16,6 +16,8 @@ trial's query from user.conf's target: when that is far too low (no line for the
 query ends before min duration and its rate is mostly start-up, so the trial is INVALID; it is then
 run again with the query sized from OFFLINE_RESIZE x the rate just measured, up to OFFLINE_TRIALS
 times, until a trial lasts min duration.
+A trial that measured nothing (its run failed: bad input, a SUT failure, a signal) stops the search
+with that run's exit status: it says nothing about the load.
 Writes <output_dir>/<MODEL>/<TASK>/find_peak.json (the trials' run folders beside it) and prints the
 user.conf line to use.
 """
@@ -30,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE
+from common.exit_codes import BAD_INPUT, INVALID, SUT_FAILURE, describe
 from common.paths import BUILD
 from harness.config import RunConfig, add_run_arguments
 from harness.launch import launch
@@ -66,10 +68,27 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(duration_s=None)
 
 
+class TrialFailed(Exception):
+    """A trial that measured nothing: its run exited with a SUT failure, bad input or a signal (with
+    --allow_invalid a measured run exits 0, VALID or not). Such a trial says nothing about the load,
+    so the search stops rather than bisect on it."""
+
+    def __init__(self, rc: int, folder: Path):
+        super().__init__(
+            f"find_peak: the trial in {folder} ended with exit status {rc} ({describe(rc)}) without "
+            "a measurement (its output above says why); the search stops, no target derived"
+        )
+        self.rc = rc
+
+
 def trial(cfg: RunConfig, lines: list[str], folder: Path) -> Results | None:
-    """One run of `cfg` with `lines` added to user.conf, into `folder`; its results (None if none)."""
+    """One run of `cfg` with `lines` added to user.conf, into `folder`; its results (None if none).
+    TrialFailed when the run did not end with a measurement."""
     conf = user_conf_with(Path(cfg.user_conf), lines, folder / "user.conf", "find_peak trial")
-    return launch(replace(cfg, user_conf=conf, output_dir=folder, allow_invalid=True)).results
+    launched = launch(replace(cfg, user_conf=conf, output_dir=folder, allow_invalid=True))
+    if launched.rc != 0:
+        raise TrialFailed(launched.rc, folder)
+    return launched.results
 
 
 def search_folder(cfg: RunConfig) -> Path:
@@ -91,7 +110,11 @@ def main(args: argparse.Namespace) -> int:
     cfg = RunConfig.from_args(args)
     out = search_folder(cfg)
     set_aside_earlier_search(out)
-    return modes[args.scenario](cfg, args, out)
+    try:
+        return modes[args.scenario](cfg, args, out)
+    except TrialFailed as failed:
+        print(failed, file=sys.stderr)
+        return failed.rc if failed.rc in (SUT_FAILURE, BAD_INPUT) or failed.rc > 128 else SUT_FAILURE
 
 
 def set_aside_earlier_search(out: Path) -> Path | None:

@@ -227,6 +227,40 @@ def test_find_peak_server_never_reports_an_untried_bound(tmp_path, monkeypatch):
     assert record["user_conf_line"] == "full-e5-small.Server.target_qps = 40.0"
 
 
+@pytest.mark.parametrize("scenario", ["Server", "Offline"])
+@pytest.mark.parametrize(("rc", "expected"), [(3, 3), (2, 2), (143, 143), (-9, 2)])
+def test_find_peak_stops_at_a_trial_that_measured_nothing(
+    tmp_path, monkeypatch, capsys, scenario, rc, expected
+):
+    """A trial run that failed (here a user.conf LoadGen cannot read: exit 3) used to count as an
+    INVALID load, and the search bisected on down to "no trial was VALID". The search stops at the
+    first such trial with its exit status, runs no other trial and derives no target."""
+    from harness.launch import Launched
+
+    launched = []
+
+    def fake_launch(cfg):
+        launched.append(cfg.output_dir)
+        return Launched(argv=[], rc=rc, run_dir=Path(cfg.output_dir), record=None)
+
+    monkeypatch.setattr(find_peak, "launch", fake_launch)
+    parser = argparse.ArgumentParser()
+    find_peak.configure_parser(parser)
+    args = parser.parse_args(
+        ["--encoder", "e5-small", "--scenario", scenario, "--output_dir", str(tmp_path), "--high", "8"]
+    )
+    assert find_peak.main(args) == expected
+    assert len(launched) == 1
+    out = tmp_path / "full" / "xnli"
+    assert not (out / "find_peak.json").exists()
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"find_peak: the trial in {launched[0]} ended with exit status {rc} "
+        f"({find_peak.describe(rc)}) without a measurement (its output above says why); the "
+        "search stops, no target derived"
+    )
+
+
 def test_a_new_find_peak_search_sets_the_earlier_one_aside(tmp_path, monkeypatch):
     """A search at other loads must not mix with an earlier one's trials (the study collects every
     run folder under its root): the earlier trials and find_peak.json move to
