@@ -40,20 +40,28 @@ def onnx_dir() -> Path:
 
 
 def _checkpoint_fingerprint(served) -> list[Any]:
+    """Name, size and mtime of every file of the checkpoint and of its base encoder, named relative
+    to their folder: the same checkpoint seen from another checkout (or through a symlink) keeps
+    its key, and so its export."""
     files = []
     if served.checkpoint is not None:
-        for root in {Path(served.checkpoint), Path(base_source(Path(served.checkpoint)))}:
+        checkpoint = Path(served.checkpoint)
+        base = Path(base_source(checkpoint))
+        roots = {"checkpoint": checkpoint}
+        if base.resolve() != checkpoint.resolve():
+            roots["base"] = base
+        for tag, root in roots.items():
             if root.is_dir():
                 for p in sorted(root.rglob("*")):
                     if p.is_file():
                         st = p.stat()
-                        files.append([str(p), st.st_size, int(st.st_mtime)])
+                        files.append([tag, p.relative_to(root).as_posix(), st.st_size, int(st.st_mtime)])
     return files
 
 
 def export_key(served) -> str:
     src = {
-        "served": served.describe(),
+        "served": {k: v for k, v in served.describe().items() if k != "checkpoint"},  # files below
         "config": served.encoder_config,
         "files": _checkpoint_fingerprint(served),
         "opset": OPSET,

@@ -171,6 +171,22 @@ def test_onnx_parity_every_entry_and_kind(zoo, model, tmp_path):
     assert q.predict(ids, mask).shape == (3, 3)
 
 
+def test_an_export_is_keyed_by_the_checkpoint_files_not_where_they_lie(zoo, tmp_path):
+    """The ONNX export of a checkpoint is reused from another checkout (its key once held absolute
+    paths, so a clone of the repository exported the same e5-small model again: 1.5 min, 1 GB).
+    A copy with the same files (names, sizes, mtimes) has the same key; a changed file does not."""
+    from models.export import export_key
+
+    copy = tmp_path / "elsewhere" / "zoo"
+    shutil.copytree(zoo, copy)  # copy2: sizes and mtimes kept
+    key = export_key(resolve("adapter-squad", "xnli", models_dir=zoo))
+    assert key.startswith("adapter-squad-xnli-tiny-")
+    assert export_key(resolve("adapter-squad", "xnli", models_dir=copy)) == key
+    head = copy / "adapter-squad" / "xnli" / "zoo.json"
+    head.write_text(head.read_text() + " ")
+    assert export_key(resolve("adapter-squad", "xnli", models_dir=copy)) != key
+
+
 def test_zoo_report_rows_from_loadgen_runs(tmp_path):
     """`python -m zoo build --from_runs`: figures of the encoder's default zoo on PyTorch fp32 from
     scored LoadGen accuracy runs, the newest run of a pair winning; other runs are ignored."""
