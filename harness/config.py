@@ -103,6 +103,7 @@ class RunConfig:
     watchdog_s: float = _SUT.watchdog_s
     pad_to: int | None = None  # reference-design baseline only: pad every batch to this length
     pooling_layer: int | None = None  # retrieval: hidden_states index to pool (None = registry's)
+    lora_form: str = "merged"  # a task list of a LoRA model: merged copies, or unmerged mixed batches
     abort_grace_s: float = 10.0  # after a SUT failure or a signal, how long StartTest may take to return
     allow_invalid: bool = False
     retime: bool = False  # after the test, time the issued samples again without LoadGen
@@ -149,8 +150,15 @@ class RunConfig:
         self.sut_options()  # validates the scheduling knobs
         # the dtype this backend serves on this device and CPU (bf16 on CPU: AMX or AVX512-BF16)
         check_backend_options(self.backend, self.backend_options())
+        if self.lora_form not in ("merged", "unmerged"):
+            raise ValueError(f"lora_form {self.lora_form!r} is not one of merged, unmerged")
         if is_mixed(self.task):  # a task list (harness/multitask.py)
             check_task_list_options(self.backend, self.executor, self.dtype, self.weights)
+        elif self.lora_form != "merged":
+            raise ValueError(
+                "--lora_form unmerged serves a task list's LoRA updates in mixed batches; one task "
+                "is served merged (its update folded into the weights): drop the flag"
+            )
 
     @property
     def mode(self) -> str:
@@ -284,6 +292,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--dtype", choices=DTYPES)
     a("--threads", type=int, help="backend intra-op threads (0 = library default)")
     a("--pooling_layer", type=int, help="retrieval tasks: hidden_states index to mean-pool")
+    a(
+        "--lora_form",
+        choices=("merged", "unmerged"),
+        help="a task list of a LoRA model (lora-squad): one merged copy per task (default), or one "
+        "backbone with every task's unmerged update in mixed batches (docs/multitask.md)",
+    )
     a("--pad_to", type=int, help="pad every batch to N tokens (the reference-design baseline only)")
     scheduling_arguments(parser)
     a(

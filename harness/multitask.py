@@ -45,7 +45,13 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
 
     task_list = parse_task_list(cfg.task)
     multi = resolve_tasks(
-        cfg.model, task_list, cfg.encoder, cfg.weights, cfg.models_dir, cfg.pooling_layer
+        cfg.model,
+        task_list,
+        cfg.encoder,
+        cfg.weights,
+        cfg.models_dir,
+        cfg.pooling_layer,
+        cfg.lora_form,
     )
     if cfg.accuracy:
         multi.check_for_accuracy()

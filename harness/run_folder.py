@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +38,15 @@ LOCK = ".lock"
 # RunConfig fields that make another measurement but are not in the path: a run into a folder whose
 # earlier run (its run_config.json "config") differs in one of them is refused. (Scheduling knobs
 # such as max_batch or threads tune the same measurement: a rerun with other values replaces it.)
-IDENTITY = ("weights", "models_dir", "languages", "loadgen_model", "pooling_layer", "seeds")
+IDENTITY = (
+    "weights",
+    "models_dir",
+    "languages",
+    "loadgen_model",
+    "pooling_layer",
+    "seeds",
+    "lora_form",
+)
 
 
 def variant(cfg: RunConfig) -> str:
@@ -118,8 +126,9 @@ class RunFolder:
             earlier = json.loads((self.path / "run_config.json").read_text()).get("config") or {}
         except (OSError, ValueError, AttributeError):
             return None  # no earlier run (or a damaged record: nothing to compare)
+        defaults = {f.name: f.default for f in fields(RunConfig)}  # a field newer than that record
         for key in IDENTITY:
-            before, now = earlier.get(key), self.identity.get(key)
+            before, now = earlier.get(key, defaults[key]), self.identity.get(key)
             if key in self.identity and before != now:
                 return f"{key} was {before!r}, this run's is {now!r}"
         return None

@@ -14,8 +14,14 @@ Forms (by the MODEL's serving form, models/spec.py):
   fusion         one model per task whose parameters equal to the first task's are tied to it (the
                  frozen backbone and the shared SQuAD adapter are stored once; each task keeps its
                  fusion layer, target adapter and head); sub-batches per task as for plain.
+  lora           (a LoRA model with --lora_form unmerged) ONE backbone, every task's low-rank
+                 query/value updates and head (`MixedLoRAForm`): mixed batches as for adapter, each
+                 row through its own task's update (`MixedLoRALinear`). The zoo stores LoRA merged,
+                 so each task's update is read back from its merged weights: their difference from
+                 the base they were trained on (the SQuAD stage), factorised at LoRA's rank.
 Synthetic tasks (`xnli@K`): K task modules of the real task's shapes, randomly initialised (adapter
-form: the adapters library's own initialisation; per-task forms: K separate copies of the model),
+form: the adapters library's own initialisation; lora: random updates of LoRA's rank and copies of
+the real task's head; per-task forms: K separate copies of the model),
 model_kind "random": accuracy runs refuse them.
 """
 
@@ -31,17 +37,19 @@ import torch
 from adapters import XLMRobertaAdapterModel
 from adapters.methods.bottleneck import BottleneckLayer
 from torch import nn
+from transformers import AutoModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from models.base import Backend, BackendOptions
 from models.dispatch_free import SEQ_BN_FLAGS, strip_adapter_dispatch
 from models.loaders import ServedModel, _config, activate, add_head, base_source, loading
 from models.pytorch_backend import serial_intra_op
-from models.registry import resolve
+from models.registry import MODELS, resolve
 from models.zoo_layout import build_command
 from tasks.mixed import MixedOutput, TaskList
 
-MIXED_BATCH_FORMS = ("adapter",)  # forms whose rows of several tasks share one backbone pass
+MIXED_BATCH_FORMS = ("adapter", "lora")  # forms whose rows of several tasks share one backbone pass
+LORA_FORMS = ("merged", "unmerged")  # --lora_form: how a task list serves a LoRA model
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class MultiServed:
 
     models: tuple[ServedModel, ...]
     synthetic: int = 0
+    lora_form: str = "merged"
 
     @property
     def name(self) -> str:
@@ -58,7 +67,10 @@ class MultiServed:
 
     @property
     def form(self) -> str:
-        """The serving form of the model's trained targets (models/spec.py SERVING)."""
+        """The serving form of the model's trained targets (models/spec.py SERVING); "lora" for a
+        LoRA model served unmerged."""
+        if self.lora_form == "unmerged":
+            return "lora"
         return self.models[0].spec.serving
 
     @property
@@ -110,10 +122,19 @@ def resolve_tasks(
     weights: str | None = None,
     models_dir: str | Path | None = None,
     pooling_layer: int | None = None,
+    lora_form: str = "merged",
 ) -> MultiServed:
     """Resolve MODEL=`model` for every task of `task_list` (weights: None = the zoo, or "random").
-    ValueError (one line naming the fix) for a missing checkpoint, or tasks whose heads cannot share
-    the form's mixed batches."""
+    ValueError (one line naming the fix) for a missing checkpoint, tasks whose heads cannot share
+    the form's mixed batches, or `lora_form` "unmerged" for a model not trained with LoRA."""
+    if lora_form not in LORA_FORMS:
+        raise ValueError(f"lora_form {lora_form!r} is not one of {', '.join(LORA_FORMS)}")
+    learning = MODELS[model].learning if model in MODELS else None  # resolve names an unknown one
+    if lora_form == "unmerged" and learning != "lora":
+        raise ValueError(
+            f"--lora_form unmerged serves a LoRA model (lora-squad); {model!r} is trained with "
+            f"{learning}: drop the flag"
+        )
     models = []
     for name in task_list.names:
         try:
@@ -124,30 +145,31 @@ def resolve_tasks(
                 f"{build_command(model, name, encoder, None, models_dir)}, "
                 "or drop the task from the list"
             ) from None
-    multi = MultiServed(tuple(models), task_list.synthetic)
+    multi = MultiServed(tuple(models), task_list.synthetic, lora_form)
     check_form(multi)
     return multi
 
 
 def check_form(multi: MultiServed) -> None:
-    """ValueError when the tasks cannot be served together in the model's form: the adapter form's
-    mixed batches need every task's rows to leave the backbone's last layer into a head, which a
-    retrieval task (a plain encoder cut at its pooling layer) does not."""
+    """ValueError when the tasks cannot be served together in the model's form: the mixed-batch
+    forms need every task's rows to leave the backbone's last layer into a head, which a retrieval
+    task (a plain encoder cut at its pooling layer) does not."""
     if multi.form not in MIXED_BATCH_FORMS:
         return
-    retrieval = [m.task for m in multi.models if m.serving != multi.form]
+    retrieval = [m.task for m in multi.models if m.task_kind == "retrieval"]
     if retrieval:  # alone too: a synthetic retrieval list has no head to stack
-        trained = [m.task for m in multi.models if m.serving == multi.form]
+        trained = [m.task for m in multi.models if m.task_kind != "retrieval"]
         if not trained:
             raise ValueError(
                 f"model {multi.name!r} serves {retrieval[0]} with the plain encoder (no adapter, no "
                 f"head): nothing to serve per task; run --task {retrieval[0]}, or use --model full"
             )
         raise ValueError(
-            f"model {multi.name!r} serves {', '.join(trained)} in mixed batches through adapters and "
-            f"heads on the last layer, but {', '.join(retrieval)} pools an intermediate layer of the "
-            f"plain encoder: their rows cannot share a batch. Run {'+'.join(retrieval)} on its own, "
-            f"or use a per-task form (--model full or lora-squad) for this list"
+            f"model {multi.name!r} serves {', '.join(trained)} in mixed batches through per-task "
+            f"{'adapters' if multi.form == 'adapter' else 'LoRA updates'} and heads on the last "
+            f"layer, but {', '.join(retrieval)} pools an intermediate layer of the plain encoder: "
+            f"their rows cannot share a batch. Run {'+'.join(retrieval)} on its own, or use a "
+            f"per-task form (--model full, or lora-squad served merged) for this list"
         )
 
 
@@ -328,6 +350,172 @@ def load_mixed_adapter_model(multi: MultiServed, attn: str = "sdpa") -> MixedAda
     return form
 
 
+# --- the mixed-batch LoRA layer -------------------------------------------------------------------
+LORA_RANK = 8  # the zoo's LoRAConfig(r=8) (zoo/stages.py)
+LORA_TOLERANCE = 1e-5  # largest |delta - A B| a merged update may leave: float rounding, not training
+LORA_MATRICES = ("query", "value")  # the adapters library's LoRA default: attention's Q and V
+
+
+class MixedLoRALinear(nn.Module):
+    """A frozen Linear plus K low-rank updates applied row by row: row b of x [B, L, in] gives
+    base(x_b) + x_b A[t_b] B[t_b], with A [K, in, R] and B [K, R, out] (LoRA's scaling folded into
+    B) gathered per row and applied by two batched matmuls whatever K. A zero row is the base."""
+
+    def __init__(self, base: nn.Linear, a: torch.Tensor, b: torch.Tensor, current: RowTasks):
+        super().__init__()
+        self.base = base
+        self.a = nn.Parameter(a, requires_grad=False)
+        self.b = nn.Parameter(b, requires_grad=False)
+        self.current = current
+
+    def append(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """One more task's update (row K): a [in, R], b [R, out]."""
+        self.a = nn.Parameter(torch.cat([self.a.data, a[None].to(self.a)]), requires_grad=False)
+        self.b = nn.Parameter(torch.cat([self.b.data, b[None].to(self.b)]), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.current.rows
+        return torch.baddbmm(self.base(x), torch.bmm(x, self.a[rows]), self.b[rows])
+
+
+def low_rank_update(delta: torch.Tensor, rank: int, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A [in, rank], B [rank, out]) with x A B = x delta^T, delta being a Linear weight's change
+    [out, in]: its truncated SVD. ValueError naming `where` when the rest exceeds LORA_TOLERANCE
+    (the change is not of rank <= `rank`: not a LoRA update of that base)."""
+    u, sv, vh = torch.linalg.svd(delta.double(), full_matrices=False)
+    a, b = vh[:rank].T * sv[:rank], u[:, :rank].T
+    rest = float((delta.double() - (a @ b).T).abs().max())
+    if rest > LORA_TOLERANCE:
+        raise ValueError(
+            f"{where} differs from the base by more than a rank-{rank} update (residual {rest:.2g} > "
+            f"{LORA_TOLERANCE:g}): not a LoRA of that base; serve the list merged"
+        )
+    return a.float(), b.float()
+
+
+def _lora_linears(backbone: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """(name, owning module, attribute) of every LoRA target Linear of an XLM-R backbone."""
+    found = []
+    for name, module in backbone.named_modules():
+        for attr in LORA_MATRICES:
+            if isinstance(getattr(module, attr, None), nn.Linear) and name.endswith("attention.self"):
+                found.append((f"{name}.{attr}", module, attr))
+    return found
+
+
+def _head(model: nn.Module, kind: str) -> nn.Module:
+    """A plain task model's head (classification: `classifier`, qa: `qa_outputs`)."""
+    return model.classifier if kind == "classification" else model.qa_outputs
+
+
+class MixedLoRAForm(nn.Module):
+    """One XLM-R backbone whose LoRA target Linears are `MixedLoRALinear`s holding every task's
+    update, and every task's head. forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        updates: list[dict[str, tuple]],
+        heads: list[nn.Module],
+        kinds: list[str],
+    ):
+        super().__init__()
+        self.kinds = list(kinds)
+        self.current = RowTasks()
+        self.backbone = backbone
+        self.layers: dict[str, MixedLoRALinear] = {}
+        for name, module, attr in _lora_linears(backbone):
+            a = torch.stack([u[name][0] for u in updates])
+            b = torch.stack([u[name][1] for u in updates])
+            layer = MixedLoRALinear(getattr(module, attr), a, b, self.current)
+            setattr(module, attr, layer)
+            self.layers[name] = layer
+        self.heads = nn.ModuleList(heads)
+
+    def add_task(self, update: dict[str, tuple], head: nn.Module, kind: str) -> None:
+        """Serve one more task: its update of every target Linear and its head."""
+        for name, layer in self.layers.items():
+            layer.append(*update[name])
+        self.heads.append(head)
+        self.kinds.append(kind)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
+        self.current.rows = tasks
+        try:
+            seq = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        finally:
+            self.current.rows = None
+        parts = []
+        for k in torch.unique(tasks).tolist():
+            rows = torch.nonzero(tasks == k).flatten()
+            logits = self.heads[k](seq[rows])
+            if self.kinds[k] == "qa":  # [n, L, 2] -> [n, 2, L], as the served SpanModule
+                logits = logits.permute(0, 2, 1)
+            parts.append((rows, self.kinds[k], logits.float()))
+        return parts
+
+
+def random_lora_update(backbone: nn.Module, rank: int, generator: torch.Generator) -> dict[str, tuple]:
+    """A synthetic task's update of every target Linear: A, B with N(0, 0.02) entries."""
+    update = {}
+    for name, module, attr in _lora_linears(backbone):
+        linear = getattr(module, attr)
+        a = torch.randn(linear.in_features, rank, generator=generator) * 0.02
+        b = torch.randn(rank, linear.out_features, generator=generator) * 0.02
+        update[name] = (a, b)
+    return update
+
+
+def load_mixed_lora_model(multi: MultiServed, attn: str = "sdpa") -> MixedLoRAForm:
+    """The unmerged LoRA form of `multi`. Real tasks: the backbone of the stage their LoRA was
+    trained on (the model's intermediate stage beside their checkpoints, else the first task's
+    backbone, at twice the rank), each task's update factorised from its merged weights
+    (`low_rank_update`; ValueError when another parameter of the backbone differs), each task's
+    head. Synthetic tasks: the real task's backbone and head, K random updates of LoRA_RANK."""
+    first = multi.models[0]
+    plain = [m.torch_module(attn_implementation=attn).model for m in multi.models]
+    kinds = [m.task_kind for m in multi.models]
+    if multi.synthetic or first.checkpoint is None:
+        backbone = plain[0].base_model
+        gen = torch.Generator().manual_seed(0)
+        k = multi.synthetic or len(multi.models)
+        updates = [random_lora_update(backbone, LORA_RANK, gen) for _ in range(k)]
+        heads = [copy.deepcopy(_head(plain[0], first.task_kind)) for _ in range(k)]
+        return MixedLoRAForm(backbone, updates, heads, [first.task_kind] * k).eval()
+    stage = Path(first.checkpoint).parent / str(first.spec.intermediate)
+    if first.spec.intermediate and (stage / "config.json").is_file():
+        base = loading(
+            stage,
+            "model",
+            lambda: AutoModel.from_pretrained(
+                str(stage), attn_implementation=attn, add_pooling_layer=False
+            ),
+        )
+        rank = LORA_RANK
+    else:
+        base, rank = plain[0].base_model, 2 * LORA_RANK  # B_t A_t - B_1 A_1
+    targets = {name for name, _, _ in _lora_linears(base)}
+    reference = dict(base.named_parameters())
+    updates = []
+    for m, model in zip(multi.models, plain, strict=True):
+        params = dict(model.base_model.named_parameters())
+        update = {}
+        for name, ref in reference.items():
+            layer = name.rsplit(".", 1)[0]
+            mine = params[name]
+            if layer in targets and name.endswith(".weight"):
+                where = f"task {m.task}'s {layer}"
+                update[layer] = low_rank_update(mine.data - ref.data, rank, where)
+            elif not torch.equal(mine.data, ref.data):
+                raise ValueError(
+                    f"task {m.task}'s {name} differs from the base's: LoRA changes only "
+                    f"{' and '.join(LORA_MATRICES)} weights; serve the list merged"
+                )
+        updates.append(update)
+    heads = [_head(model, kind) for model, kind in zip(plain, kinds, strict=True)]
+    return MixedLoRAForm(base, updates, heads, kinds).eval()
+
+
 # --- per-task forms --------------------------------------------------------------------------------
 def tie_equal_parameters(module: nn.Module, reference: nn.Module) -> int:
     """Make every parameter of `module` equal (same name, shape and values) to `reference`'s share
@@ -395,8 +583,10 @@ class MultiTaskBackend(Backend):
         self.multi, self.options = multi, options
         self.device = torch.device(options.device)
         with serial_intra_op():  # see models/pytorch_backend.py
-            if multi.form in MIXED_BATCH_FORMS:
+            if multi.form == "adapter":
                 module: nn.Module = load_mixed_adapter_model(multi)
+            elif multi.form == "lora":
+                module = load_mixed_lora_model(multi)
             else:
                 module = PerTaskForm(load_per_task_modules(multi), multi.kinds)
             self.module = module.eval().to(self.device)

@@ -7,6 +7,7 @@ checkpoint)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -125,6 +126,91 @@ def test_fusion_and_merged_forms_serve_rows_like_single_task_models(zoo, model):
         assert tie_equal_parameters(singles[1], singles[0]) > 0
     else:  # fine-tuned through LoRA on every layer and merged: nothing left equal but frozen parts
         assert got == sum(each)
+
+
+def test_unmerged_lora_form_serves_rows_like_the_merged_models(zoo):
+    """lora-squad with --lora_form unmerged: ONE backbone (the SQuAD stage the tasks' LoRA was trained
+    on), each task's query/value update read back from its merged weights at rank 8, mixed batches.
+    Every row equals the row alone through its task's merged model; the update rows are exact."""
+    from models.multitask import LORA_RANK, MixedLoRALinear
+
+    multi = resolve_tasks(
+        "lora-squad", parse_task_list("xnli+pawsx"), models_dir=zoo, lora_form="unmerged"
+    )
+    assert multi.form == "lora"
+    backend = MultiTaskBackend(multi, BackendOptions())
+    ids, mask = _batch(multi.models[0].tokenizer(), rows=6)
+    tasks = np.array([1, 0, 0, 1, 1, 0])
+    out = backend.predict(ids, mask, tasks)
+    alone = _rows_alone("lora-squad", zoo, ids, mask, tasks, ("xnli", "pawsx"))
+    assert sorted(r for rows, _, _ in out.parts for r in rows.tolist()) == list(range(6))
+    for rows, _, part in out.parts:
+        for j, r in enumerate(rows.tolist()):
+            np.testing.assert_allclose(part[j], alone[r], atol=1e-5, rtol=0)
+    layers = [m for m in backend.module.modules() if isinstance(m, MixedLoRALinear)]
+    cfg = multi.models[0].encoder_config
+    assert len(layers) == 2 * cfg["num_hidden_layers"]  # query and value of every layer
+    assert layers[0].a.shape == (2, cfg["hidden_size"], LORA_RANK)
+    assert backend.describe()["form"] == "lora"
+
+
+def test_unmerged_lora_memory_grows_by_one_update_and_head_per_task(zoo):
+    """Synthetic tasks (xnli@K) in the unmerged LoRA form: each adds rank-8 A and B for Q and V of
+    every layer and one classification head, nothing else."""
+    from models.multitask import LORA_RANK
+
+    served = resolve("lora-squad", "xnli", models_dir=zoo)
+    h, layers = served.encoder_config["hidden_size"], served.encoder_config["num_hidden_layers"]
+    update_bytes = layers * 2 * 4 * (h * LORA_RANK + LORA_RANK * h)
+    head_bytes = 4 * (h * h + h + h * 3 + 3)
+    sizes = {}
+    for k in (1, 4):
+        multi = resolve_tasks(
+            "lora-squad", parse_task_list(f"xnli@{k}"), models_dir=zoo, lora_form="unmerged"
+        )
+        sizes[k] = MultiTaskBackend(multi, BackendOptions()).memory()["parameter_bytes"]
+    assert sizes[4] - sizes[1] == 3 * (update_bytes + head_bytes)
+    single = parameter_memory(served.torch_module())["parameter_bytes"]
+    assert sizes[1] == single + update_bytes  # one backbone and head, plus one update
+
+
+def test_low_rank_update_is_exact_at_the_rank_and_refuses_more():
+    from models.multitask import LORA_TOLERANCE, low_rank_update
+
+    g = torch.Generator().manual_seed(3)
+    b, a = torch.randn(48, 8, generator=g) * 0.1, torch.randn(8, 32, generator=g) * 0.1
+    delta = b @ a  # a Linear weight change [out 48, in 32] of rank 8
+    left, right = low_rank_update(delta, 8, "x")
+    assert left.shape == (32, 8) and right.shape == (8, 48)
+    x = torch.randn(5, 32, generator=g)
+    torch.testing.assert_close(x @ left @ right, x @ delta.T, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError) as err:
+        low_rank_update(delta, 7, "task pawsx's encoder.layer.0.attention.self.query")
+    residual = float(torch.linalg.svdvals(delta.double())[7])
+    assert residual > LORA_TOLERANCE
+    assert str(err.value).startswith(
+        "task pawsx's encoder.layer.0.attention.self.query differs from the base by more than a "
+        "rank-7 update (residual "
+    )
+    assert str(err.value).endswith("not a LoRA of that base; serve the list merged")
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "says"),
+    [
+        ("adapter", "xnli+pawsx", "--lora_form unmerged serves a LoRA model (lora-squad); 'adapter'"),
+        ("lora-squad", "xnli", "--lora_form unmerged serves a task list's LoRA updates"),
+    ],
+)
+def test_lora_form_unmerged_needs_a_lora_task_list(model, task, says, capsys):
+    from harness.runner import configure_parser, main
+
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    args = parser.parse_args(["--model", model, "--task", task, "--lora_form", "unmerged"])
+    assert main(args) == BAD_INPUT
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0], errors
 
 
 def test_mixed_bottleneck_layer_equals_each_task_adapter(zoo):

@@ -86,6 +86,22 @@ def test_a_run_of_other_languages_into_an_earlier_runs_folder_is_refused(tmp_pat
     assert _run(tmp_path, "--languages", "en,de").returncode == 0  # the same measurement: replaced
 
 
+def test_a_record_older_than_an_identity_field_reads_as_its_default(tmp_path):
+    """A run folder written before a field joined IDENTITY (lora_form) holds the default measurement:
+    a rerun with the default takes it over, one with another value is refused naming the field."""
+    cfg = RunConfig(task="xnli+pawsx", model="lora-squad", output_dir=tmp_path)
+    folder = RunFolder.plan(cfg)
+    folder.path.mkdir(parents=True)
+    old = {"config": {"languages": None, "seeds": None}}  # no "lora_form": an older record
+    (folder.path / "run_config.json").write_text(json.dumps(old))
+    assert folder.earlier_run_differs() is None
+    unmerged = RunFolder.plan(
+        RunConfig(task="xnli+pawsx", model="lora-squad", output_dir=tmp_path, lora_form="unmerged")
+    )
+    assert unmerged.path == folder.path
+    assert unmerged.earlier_run_differs() == "lora_form was 'merged', this run's is 'unmerged'"
+
+
 def test_seeds_of_round_v41_reach_loadgen(tmp_path):
     assert _run(tmp_path, "--seeds", "v4.1", "--scenario", "SingleStream").returncode == 0
     detail = tmp_path / "tiny" / "pytorch" / "full" / "xnli" / "SingleStream" / "performance"
