@@ -9,7 +9,9 @@ in place every `every_s` seconds (1 s); elsewhere (a pipe, a log file) a full li
 
 Expected end: once LoadGen has issued everything (`flushed`; at once for Offline) it is now plus
 the outstanding samples at the current rate; before that LoadGen keeps issuing until min duration,
-so it is the later of the first issue + min duration and the backlog's end.
+so it is the later of the first issue + min duration and the backlog's end. An accuracy run issues
+every QSL sample once (`total`), however long that takes (a Server accuracy run at 2.5 QPS over
+11,205 samples: 75 min): its end is now plus the samples not yet done at the current rate.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Progress of one test, drawn on `fd` (None: nothing is drawn)."""
 
-    def __init__(self, sut: Any, min_duration_s: float, fd: int | None, every_s: float | None = None):
-        self.sut, self.min_duration_s, self.fd = sut, min_duration_s, fd
+    def __init__(
+        self,
+        sut: Any,
+        min_duration_s: float,
+        fd: int | None,
+        every_s: float | None = None,
+        total: int | None = None,
+    ):
+        self.sut, self.min_duration_s, self.fd, self.total = sut, min_duration_s, fd, total
         self.interactive = fd is not None and os.isatty(fd)
         self.every_s = every_s if every_s is not None else (1.0 if self.interactive else 60.0)
         self._seen: deque[tuple[float, int]] = deque()
@@ -61,7 +70,9 @@ class Progress:
             elapsed = now - sut.first_issue
             rate = done / elapsed if elapsed > 0 else 0.0
         backlog_end = now + outstanding / rate if rate > 0 else None
-        if sut.flushed:
+        if self.total is not None:  # an accuracy run: every sample, at the current rate
+            end = now + (self.total - done) / rate if rate > 0 else None
+        elif sut.flushed:
             end = backlog_end
         else:
             end = max(sut.first_issue + self.min_duration_s, backlog_end or 0.0)

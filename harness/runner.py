@@ -572,7 +572,9 @@ def run_loadgen_test(
             finally:
                 finished.set()
 
-        progress = Progress(sut, min_duration_s, terminal_fd)
+        # an accuracy run issues every QSL sample once, whatever min duration says
+        total = workload.qsl.total_sample_count if cfg.accuracy else None
+        progress = Progress(sut, min_duration_s, terminal_fd, total=total)
         failed_at: float | None = None
         # the gate routes signals to the SUT before LoadGen starts: a signal as the test begins
         # (its detail log just created) ends the test like any later one

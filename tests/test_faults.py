@@ -457,3 +457,23 @@ def test_progress_line_reads_the_sut_counters(tmp_path):
         "progress: 500 samples done, 55.6/s, ends in about 10 min"
     )  # min duration
     assert lines[1].startswith("progress: 1,500 samples done, 136.4/s, ends in about 62 s")  # backlog
+
+
+def test_progress_of_an_accuracy_run_counts_every_sample_not_min_duration():
+    """A Server accuracy run issues all its samples at the target rate, past min duration (11,205
+    samples at 2.5 QPS: 75 min); its line once said "ends in about 0 s" from the 600th second on."""
+    from types import SimpleNamespace
+
+    from harness.progress import Progress
+
+    sut = SimpleNamespace(first_issue=0.0, completed=0, issued=0, flushed=False)
+    progress = Progress(sut, min_duration_s=600, fd=None, total=11_205)
+    assert progress.line(0.5) == "progress: 0 samples done, 0.0/s, end not known yet"
+    sut.issued = sut.completed = 1500
+    progress.line(300.0)
+    sut.issued = sut.completed = 4000
+    text = progress.line(1300.0)  # past min duration, 7,205 samples to go at 2.5/s
+    assert text is not None and text.startswith(
+        "progress: 4,000 samples done, 2.5/s, ends in about 48 min"
+    )
+    assert progress.remaining_s == pytest.approx(7205 / 2.5)
