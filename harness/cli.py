@@ -2,13 +2,15 @@
 
 Each command lives in its own module exposing `configure_parser(parser)` and `main(args) -> int`;
 modules are imported only when their command runs, so `info` works even while a heavy dependency
-is broken. `dispatch` is the front door of any package built the same way (`python -m research`).
-Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected exception prints its
-traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run exits 130.
+is broken. `dispatch` is the front door of any package built the same way (`python -m research`,
+`python -m bench`). Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected
+exception prints its traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run
+exits 130.
 
 Only the core's commands are here (find_peak included: the user.conf target is every submitter's
-step): building the model zoo is `python -m zoo build` (the zoo/ package), the study's tools are
-`python -m research ...`; the core names neither.
+step): building the model zoo is `python -m zoo build` (the zoo/ package), the harness-efficiency
+benchmark is `python -m bench benchmark`, the study's tools are `python -m research ...`; the core
+names none of them.
 """
 
 from __future__ import annotations

@@ -17,15 +17,15 @@ from typing import Any
 
 import torch
 
+from bench.measure import built, interleaved, round_ratios
 from common.paths import REPO
+from common.tables import markdown_table
 from harness.config import RunConfig
 from harness.launch import launch_with_conf
 from models.backends import create_backend
 from models.base import BackendOptions
 from models.multitask import MultiTaskBackend, resolve_tasks
 from models.registry import resolve
-from research.measure import built, interleaved, round_ratios
-from research.tables import markdown_table
 from sut.base import SUTOptions
 from sut.batching import plan_batches
 from tasks.mixed import MixedTask, parse_task_list

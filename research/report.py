@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from common.tables import cell, markdown_table, table_block
 from harness.info import device_info
 from models.registry import MODELS
 from research import accuracy as acc
@@ -36,7 +37,6 @@ from research.collect import (
     write_csv,
 )
 from research.plots import write_plots, write_study_plots
-from research.tables import cell, markdown_table, table_block
 from tasks.registry import TASKS
 from tasks.scoring.result import PER_SAMPLE
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bench.measure import built
 from common.exit_codes import BAD_INPUT, INVALID
 from common.names import lookup
 from common.paths import BUILD, REPO
@@ -32,7 +33,6 @@ from models import registry as model_registry
 from models.encoders import get_encoder
 from models.zoo_layout import seed_models_dir
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
-from research.measure import built
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 

@@ -17,8 +17,11 @@ def test_help_lists_every_command(capsys):
 
 
 def test_the_core_cli_lists_only_the_core_commands(capsys):
-    """The zoo's build (`python -m zoo build`) and the study's tools (`python -m research ...`) have
-    their own front doors; the core's neither lists nor forwards them."""
+    """The zoo's build (`python -m zoo build`), the study's tools (`python -m research ...`) and the
+    harness-efficiency benchmark (`python -m bench benchmark`) have their own front doors; the core's
+    neither lists nor forwards them."""
+    from bench.cli import COMMANDS as BENCH
+    from bench.cli import main as bench_main
     from research.cli import COMMANDS as RESEARCH
     from research.cli import main as research_main
 
@@ -26,7 +29,7 @@ def test_the_core_cli_lists_only_the_core_commands(capsys):
     assert main(["--help"]) == 0
     listed = re.findall(r"^    (\w+)", capsys.readouterr().out, re.M)
     assert listed == ["info", "run", "find_peak", "compliance", "submission"]
-    for name in ["models", *RESEARCH]:
+    for name in ["models", *RESEARCH, *BENCH]:
         try:
             rc = main([name])
         except SystemExit as exc:  # argparse's invalid choice
@@ -36,6 +39,9 @@ def test_the_core_cli_lists_only_the_core_commands(capsys):
     argv = ["study", "--plan", "--tasks", "xnli", "--models", "full"]
     assert research_main(argv) == 0
     assert capsys.readouterr().out.startswith("study: ")
+    assert sorted(BENCH) == ["benchmark"] and not set(BENCH) & set(RESEARCH)
+    assert bench_main(["--help"]) == 0
+    assert re.findall(r"^    (\w+)", capsys.readouterr().out, re.M) == ["benchmark"]
 
 
 def test_usage_errors_exit_3_not_the_sut_failure_code(capsys):

@@ -1,4 +1,4 @@
-"""The benchmark's Ray section (`python -m research benchmark --sections ray`): thread executor vs
+"""The benchmark's Ray section (`python -m bench benchmark --sections ray`): thread executor vs
 Ray, the no-op dispatch ceiling, Server through Ray, and bare Ray's round trips, measured side by
 side in one run (docs/benchmark.md defines each figure)."""
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from bench import measure
+from common.tables import markdown_table
 from harness.config import RunConfig
 from models.backends import create_backend
 from models.base import BackendOptions
-from research import measure
-from research.tables import markdown_table
 from sut.batching import BatchLimits
 from sut.ray_executor import ActorResources, RayExecutor
 

@@ -1,7 +1,7 @@
-"""What the benchmark commands share (benchmark with its ray and peak sections, multitask): building
-and sizing runs, the Server load search, interleaved timing, the FLOP count of a shape, and a
-report's head and output. docs/benchmark.md defines every figure; nothing here is a stored
-measurement."""
+"""What the benchmark's sections (sut, ray, peak) share, and what research's study and multitask
+commands take from here (`built`, `interleaved`, `round_ratios`): building and sizing runs, the
+Server load search, interleaved timing, the FLOP count of a shape, and a report's head and output.
+docs/benchmark.md defines every figure; nothing here is a stored measurement."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""`python -m research benchmark`: the SUT's speed targets as ratios measured side by side in one run
-(section `sut`), the Ray executor's figures (research/ray_bench.py) and each serving form against
-the machine's GEMM peaks (research/peak_bench.py; `make gpu_check` runs it on a GPU).
+"""`python -m bench benchmark`: the SUT's speed targets as ratios measured side by side in one run
+(section `sut`), the Ray executor's figures (bench/ray_bench.py) and each serving form against
+the machine's GEMM peaks (bench/peak_bench.py; `make gpu_check` runs it on a GPU).
 docs/benchmark.md defines every figure and its target."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from bench import measure
+from bench.peak_bench import measure_peak_section, parse_forms, render_peak
+from bench.ray_bench import measure_ray, render_ray
 from common.exit_codes import BAD_INPUT
 from common.paths import BUILD, REPO
+from common.tables import markdown_table
 from harness.config import RunConfig
 from harness.retime import bare_single_p90_ms
-from research import measure
-from research.peak_bench import measure_peak_section, parse_forms, render_peak
-from research.ray_bench import measure_ray, render_ray
-from research.tables import markdown_table
 from zoo.recipe import SIZES
 
 # ratio -> (target, whether lower is better); vs_reference's target depends on the encoder
@@ -204,7 +204,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
-    command = ("python -m research benchmark " + " ".join(sys.argv[2:])).strip()
+    command = ("python -m bench benchmark " + " ".join(sys.argv[2:])).strip()
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     errors = False

@@ -1,4 +1,4 @@
-"""The benchmark's peak section (`python -m research benchmark --sections peak`, also `make gpu_check`
+"""The benchmark's peak section (`python -m bench benchmark --sections peak`, also `make gpu_check`
 on a GPU): each serving form's Offline rate against the machine's own GEMM peak for its library and
 dtype, measured side by side in one run (docs/benchmark.md says how)."""
 
@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import measure
+from common.tables import markdown_table
 from harness.config import RunConfig, device_kind
 from harness.info import device_info
 from models.cpu_caps import probe
-from research import measure
-from research.tables import markdown_table
 
 Shape = tuple[int, int, int]  # M, K, N of one [M x K] @ [K x N] matmul: 2 M K N FLOPs
 
