@@ -28,11 +28,6 @@ from sut.batching import BatchLimits
 from zoo.recipe import build_what_a_run_serves
 
 
-def floats(text: str) -> list[float]:
-    """A comma-separated flag ("0.9,0.75") as numbers."""
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
 def built(cfg: RunConfig) -> RunConfig:
     """`cfg`, once the zoo stages it serves are built (`harness run` only serves, so every tool that
     starts or prepares a run builds them first, as `make run` does; ValueError when it cannot)."""

@@ -85,6 +85,22 @@ def unknown_flag_hint(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     return f"{parser.prog}: unknown flag {flag}{hint}"
 
 
+def names(text: str | None) -> list[str]:
+    """A comma-separated flag ("xnli, tydiqa") as its items, stripped, blanks dropped (None: none):
+    the type of the list flags of every front door built on `dispatch`."""
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def floats(text: str | None) -> list[float]:
+    """A comma-separated flag of numbers ("0.9,0.75")."""
+    return [float(x) for x in names(text)]
+
+
+def ints(text: str | None) -> list[int]:
+    """A comma-separated flag of whole numbers ("1,2,4")."""
+    return [int(x) for x in names(text)]
+
+
 def dispatch(
     commands: dict[str, tuple[str, str]],
     argv: list[str],

@@ -5,7 +5,9 @@ import re
 import subprocess
 import sys
 
-from harness.cli import COMMANDS, main
+import pytest
+
+from harness.cli import COMMANDS, floats, ints, main, names
 from harness.info import package_versions
 
 
@@ -42,6 +44,16 @@ def test_the_core_cli_lists_only_the_core_commands(capsys):
     assert sorted(BENCH) == ["benchmark"] and not set(BENCH) & set(RESEARCH)
     assert bench_main(["--help"]) == 0
     assert re.findall(r"^    (\w+)", capsys.readouterr().out, re.M) == ["benchmark"]
+
+
+def test_list_flags_are_stripped_and_blank_items_dropped():
+    """The type of every list flag of the front doors (the study's, multitask's, the benchmark's)."""
+    assert names(" xnli, tydiqa,,") == ["xnli", "tydiqa"] and names("") == names(None) == []
+    assert floats("0.9, 0.75") == [0.9, 0.75] and ints("1,2,4,") == [1, 2, 4]
+    with pytest.raises(ValueError):  # argparse: one usage error, exit 3
+        floats("0.9,x")
+    with pytest.raises(ValueError):
+        ints("1.5")
 
 
 def test_usage_errors_exit_3_not_the_sut_failure_code(capsys):
