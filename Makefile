@@ -118,7 +118,7 @@ submission: $(STAMP)
 	$(PY) -m harness submission pack $(sub_flags)
 
 benchmark: $(STAMP)
-	$(PY) -m research benchmark $(RUN_ARGS)
+	$(PY) -m bench benchmark $(RUN_ARGS)
 
 # the e5-small study (docs/study.md): the whole grid, about 3 h 4 min here; QUICK=1: under 20 min
 study: $(STAMP)
@@ -134,7 +134,7 @@ gpu_flags = --device cuda --peak_encoder large --peak_forms $(gpu_forms) --peak_
 dry_flags = --device cpu --peak_encoder tiny --peak_forms $(dry_forms) --peak_shape 512,512,512 \
 	--duration 1 --languages en --count 64 --peak_repeats 3 --peak_out build/gpu_check/gpu_check.md
 gpu_check: $(STAMP)
-	$(PY) -m research benchmark --sections peak --peak_weights random --runs_dir build/gpu_check \
+	$(PY) -m bench benchmark --sections peak --peak_weights random --runs_dir build/gpu_check \
 		$(if $(DRY),$(dry_flags),$(gpu_flags)) $(RUN_ARGS)
 
 clean:

@@ -10,7 +10,7 @@ setup(
     description="MLPerf LoadGen harness for XLM-R (full / adapter / LoRA fine-tuned) on XTREME tasks",
     python_requires=">=3.11",  # tomllib: research/ reads its presets and rates with it
     packages=find_packages(
-        include=["common*", "harness*", "sut*", "models*", "tasks*", "zoo*", "research*"]
+        include=["common*", "harness*", "sut*", "models*", "tasks*", "zoo*", "bench*", "research*"]
     ),
     package_data={"research": ["rates.toml", "grids/*.toml"]},  # the study's presets and rates
     py_modules=[

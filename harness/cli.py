@@ -2,13 +2,15 @@
 
 Each command lives in its own module exposing `configure_parser(parser)` and `main(args) -> int`;
 modules are imported only when their command runs, so `info` works even while a heavy dependency
-is broken. `dispatch` is the front door of any package built the same way (`python -m research`).
-Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected exception prints its
-traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run exits 130.
+is broken. `dispatch` is the front door of any package built the same way (`python -m research`,
+`python -m bench`). Exit codes follow common/exit_codes.py: usage errors exit 3, an unexpected
+exception prints its traceback and exits 2 (never 1, which means INVALID), Ctrl-C outside a run
+exits 130.
 
 Only the core's commands are here (find_peak included: the user.conf target is every submitter's
-step): building the model zoo is `python -m zoo build` (the zoo/ package), the study's tools are
-`python -m research ...`; the core names neither.
+step): building the model zoo is `python -m zoo build` (the zoo/ package), the harness-efficiency
+benchmark is `python -m bench benchmark`, the study's tools are `python -m research ...`; the core
+names none of them.
 """
 
 from __future__ import annotations
@@ -81,6 +83,22 @@ def unknown_flag_hint(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     close = difflib.get_close_matches(flag.replace("-", "_").replace("__", "--"), ours, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]}?)" if close else f"; `{parser.prog} --help` lists them"
     return f"{parser.prog}: unknown flag {flag}{hint}"
+
+
+def names(text: str | None) -> list[str]:
+    """A comma-separated flag ("xnli, tydiqa") as its items, stripped, blanks dropped (None: none):
+    the type of the list flags of every front door built on `dispatch`."""
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+def floats(text: str | None) -> list[float]:
+    """A comma-separated flag of numbers ("0.9,0.75")."""
+    return [float(x) for x in names(text)]
+
+
+def ints(text: str | None) -> list[int]:
+    """A comma-separated flag of whole numbers ("1,2,4")."""
+    return [int(x) for x in names(text)]
 
 
 def dispatch(

@@ -1,10 +1,10 @@
 """The one launcher: a `RunConfig` -> the child `python -m harness run ...` that runs it, and its folder.
 
 LoadGen allows one test per process (harness/settings.py), so every tool that needs several runs
-(compliance, and the research tools: find_peak, the benchmark, the study, multitask) starts each one
-as a child process here. `child_argv` is the only place a `harness run` command line is built; the
-child's run folder comes from `harness.run_folder.RunFolder.plan`, the only owner of that path; what the
-child left there is read back as a `RunRecord` (harness/run_record.py).
+(compliance, find_peak, the benchmark in bench/, and the research tools: the study, multitask)
+starts each one as a child process here. `child_argv` is the only place a `harness run` command line
+is built; the child's run folder comes from `harness.run_folder.RunFolder.plan`, the only owner of
+that path; what the child left there is read back as a `RunRecord` (harness/run_record.py).
 
 The command line holds only the flags whose values differ from what the child resolves by itself
 (defaults < device < encoder, `RunConfig.layered`), so the child's RunConfig equals the parent's.
@@ -148,7 +148,7 @@ def launch_with_conf(
 ) -> Launched:
     """One child run of `cfg` with `changes` (RunConfig fields), `conf_lines` appended to a copy of
     its user.conf, into runs_dir/name; INVALID results are kept (allow_invalid). The benchmarks'
-    runs (research/benchmark.py, research/ray_bench.py)."""
+    runs (bench/benchmark.py, bench/ray_bench.py)."""
     out = runs_dir / name
     conf = user_conf_with(cfg.user_conf, conf_lines, out / "user.conf", f"benchmark: {name}")
     child = replace(cfg, user_conf=conf, output_dir=out, allow_invalid=True, **changes)

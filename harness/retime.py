@@ -3,7 +3,7 @@
 Right after the test, in the same process, on the very samples of that test: Offline runs them through
 a plain loop with the SUT's batching (sut.batching.plan_batches, or the run's pad_to), SingleStream as
 back-to-back single-sample forwards. Together with the model calls the SUT timed during the test
-(`SUT.record_issued`) this gives both sides of the benchmark's ratios (research/benchmark.py) in one
+(`SUT.record_issued`) this gives both sides of the benchmark's ratios (bench/benchmark.py) in one
 process, on the same samples, minutes apart at most: on a shared machine whose speed drifts between
 minutes, that is what makes a ratio mean something. results.json keeps these figures under "retimed".
 

@@ -3,7 +3,7 @@
 It measures the harness's dispatch ceiling: how many samples/s the LoadGen process (scheduling, QSL
 batches, response packing, QuerySamplesComplete) and the executor (threads, or Ray actors: the
 padded arrays still travel to the actor and the zeros back) can push when the model costs nothing
-(`make benchmark`, research/ray_bench.py). Its outputs mean nothing: accuracy runs refuse it.
+(`make benchmark`, bench/ray_bench.py). Its outputs mean nothing: accuracy runs refuse it.
 """
 
 from __future__ import annotations

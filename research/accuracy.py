@@ -15,9 +15,9 @@ from pathlib import Path
 
 from scipy import stats
 
+from common.tables import table_block
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
 from research.collect import Run
-from research.tables import table_block
 from tasks.registry import TASKS
 
 # (a, b, what a - b measures): the study's question, then the intermediate task's effect

@@ -1,9 +1,9 @@
-"""`python -m research <command> ...`: the research tooling's commands, one per Makefile target.
+"""`python -m research <command> ...`: the research tooling's commands.
 
-The Makefile's benchmark, gpu_check (the benchmark's peak section on a GPU) and study targets call
-it (find_peak, a product command, is `python -m harness find_peak`). Same contract as the core's
-front door (harness.cli.dispatch): one module per command with `configure_parser(parser)` and
-`main(args) -> int`, imported only when its command runs."""
+The Makefile's study target calls it (the harness-efficiency benchmark, `make benchmark` and
+`make gpu_check`, is `python -m bench benchmark`; find_peak, a product command, is `python -m harness
+find_peak`). Same contract as the core's front door (harness.cli.dispatch): one module per command
+with `configure_parser(parser)` and `main(args) -> int`, imported only when its command runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from harness.cli import dispatch
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "benchmark": ("research.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
     "study": ("research.study", "the full vs adapter efficiency study"),
     "multitask": ("research.multitask", "K tasks in one process: memory, add-a-task time, throughput"),
     "mutation": ("research.mutation", "per-module kill rates of the last mutmut run, its survivors"),

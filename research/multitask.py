@@ -17,15 +17,16 @@ from typing import Any
 
 import torch
 
+from bench.measure import built, interleaved, round_ratios
 from common.paths import REPO
+from common.tables import markdown_table
+from harness.cli import ints, names
 from harness.config import RunConfig
 from harness.launch import launch_with_conf
 from models.backends import create_backend
 from models.base import BackendOptions
 from models.multitask import MultiTaskBackend, resolve_tasks
 from models.registry import resolve
-from research.measure import built, interleaved, round_ratios
-from research.tables import markdown_table
 from sut.base import SUTOptions
 from sut.batching import plan_batches
 from tasks.mixed import MixedTask, parse_task_list
@@ -54,10 +55,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--offline_qps", type=float, default=200.0, help="LoadGen Offline runs: target_qps (query size)")
     a("--runs_dir", default="build/multitask", help="where the LoadGen runs' folders go")
     a("--child", default=None, help=argparse.SUPPRESS)  # FORM:K, one memory measurement
-
-
-def _ints(text: str | None) -> list[int]:
-    return [int(k) for k in (text or "").split(",") if k]
 
 
 def _multi(form: str, k: int, args: argparse.Namespace):
@@ -222,11 +219,11 @@ def main(args: argparse.Namespace) -> int:
     if args.child:
         print(json.dumps(child(args)), flush=True)
         return 0
-    ks, forms = _ints(args.ks), [f for f in args.forms.split(",") if f]
+    ks, forms = ints(args.ks), names(args.forms)
     command = "python -m research multitask " + " ".join(sys.argv[2:])
     memory = memory_table(args, forms, ks)
-    tput = throughput(args, forms, _ints(args.tput_ks) or ks)
-    loadgen = loadgen_table(args, forms, _ints(args.loadgen_ks)) if args.loadgen_ks else []
+    tput = throughput(args, forms, ints(args.tput_ks) or ks)
+    loadgen = loadgen_table(args, forms, ints(args.loadgen_ks)) if args.loadgen_ks else []
     text = report(args, memory, tput, loadgen, command)
     print(text)
     if args.out:

@@ -17,7 +17,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from research.tables import markdown_table
+from common.tables import markdown_table
 
 SCOPE = [
     "tasks.scoring.*",

@@ -34,8 +34,9 @@ def _panels(tasks: Sequence[str], width: float, height: float):
     return fig, zip(axes[0], tasks, strict=True)
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay out (within `rect` of the figure, default all of it), write and close."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -153,10 +154,7 @@ def plot_pareto(study, runs: list[Any], path: Path) -> Path | None:
     handles = [Line2D([], [], color=c, marker=mk, linestyle="", label=name) for name, c, mk in entries]
     # two rows: one row of 8 entries is wider than the figure and was cut at both sides
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, rect=(0, 0.13, 1, 1))
 
 
 def plot_languages(study, path: Path, task: str, models: Sequence[str] = ("full", "adapter")):
@@ -242,21 +240,14 @@ BARS = {
 }
 
 
-def write_plots(rows: list[dict[str, Any]], runs: list[Any], out: Path) -> dict[str, Path]:
-    """The variant figures that have data; {figure name: path}."""
-    made = {name: plot_bars(rows, out / f"{name}.png", *spec) for name, spec in BARS.items()}
-    made["accuracy_vs_throughput"] = plot_accuracy_vs_throughput(
-        rows, out / "accuracy_vs_throughput.png"
-    )
-    made["server_latency"] = plot_server(runs, out / "server_latency.png")
-    return {k: v for k, v in made.items() if v is not None}
-
-
-def write_study_plots(
-    study, runs: list[Any], ratios: list[dict[str, Any]], out: Path
+def write_plots(
+    rows: list[dict[str, Any]], runs: list[Any], study, ratios: list[dict[str, Any]], out: Path
 ) -> dict[str, Path]:
-    """The figures with uncertainty that have data; {figure name: path}."""
-    made = {
+    """Every figure that has data, the variants' then those with uncertainty; {figure name: path}."""
+    made = {name: plot_bars(rows, out / f"{name}.png", *spec) for name, spec in BARS.items()}
+    made |= {
+        "accuracy_vs_throughput": plot_accuracy_vs_throughput(rows, out / "accuracy_vs_throughput.png"),
+        "server_latency": plot_server(runs, out / "server_latency.png"),
         "pareto": plot_pareto(study, runs, out / "pareto.png"),
         "languages_xnli": plot_languages(study, out / "languages_xnli.png", "xnli"),
         "languages_tydiqa": plot_languages(study, out / "languages_tydiqa.png", "tydiqa"),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from common.tables import cell, markdown_table, table_block
 from harness.info import device_info
 from models.registry import MODELS
 from research import accuracy as acc
@@ -35,8 +36,7 @@ from research.collect import (
     variant_rows,
     write_csv,
 )
-from research.plots import write_plots, write_study_plots
-from research.tables import cell, markdown_table, table_block
+from research.plots import write_plots
 from tasks.registry import TASKS
 from tasks.scoring.result import PER_SAMPLE
 
@@ -307,8 +307,7 @@ def write_report(
         write_csv(
             pd.DataFrame(seeds), written["seeds_csv"], ("task", "model", "seed", "metric", "value")
         )
-    figures = write_plots(records(rows), runs, out)
-    figures.update(write_study_plots(study, runs, round_ratios(table), out))
+    figures = write_plots(records(rows), runs, study, round_ratios(table), out)
     names = sorted(path.name for path in figures.values())
     notes = (
         [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)] if runs_csv else []

@@ -19,10 +19,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bench.measure import built
 from common.exit_codes import BAD_INPUT, INVALID
 from common.names import lookup
 from common.paths import BUILD, REPO
 from harness import find_peak
+from harness.cli import floats, ints, names
 from harness.config import RunConfig
 from harness.launch import launch
 from harness.run_folder import RunFolder
@@ -32,7 +34,6 @@ from models import registry as model_registry
 from models.encoders import get_encoder
 from models.zoo_layout import seed_models_dir
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
-from research.measure import built
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 
@@ -397,18 +398,6 @@ def run_study(cells: Sequence[Cell], s: StudySettings, progress: bool = True) ->
     return records
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _floats(value: str) -> list[float]:
-    return [float(x) for x in _csv(value)]
-
-
-def _ints(value: str) -> list[int]:
-    return [int(x) for x in _csv(value)]
-
-
 class _Preset(argparse.Action):
     """--preset NAME: the flags of research/grids/NAME.toml, where --preset appears (flags after it
     override them); a file that does not match the study's flags is one `error:` line, exit 3."""
@@ -426,27 +415,27 @@ class _Preset(argparse.Action):
 
 # flag -> (type, default, help): every option of the study that takes a value
 OPTIONS: dict[str, tuple[Any, Any, str]] = {
-    "models": (_csv, list(MODELS), "comma list of MODEL= names (default: all)"),
-    "tasks": (_csv, list(TASKS), "comma list (default: xnli,tydiqa,tatoeba,bucc)"),
-    "backends": (_csv, list(BACKEND_VARIANTS), "comma list of backend variants"),
-    "scenarios": (_csv, list(SCENARIOS), "comma list of LoadGen scenarios"),
-    "latency_tasks": (_csv, ["xnli"], "tasks that also get SingleStream and Server ('all')"),
-    "accuracy_backends": (_csv, ["pytorch", "onnxruntime-int8"], "accuracy backends ('all', 'none')"),
+    "models": (names, list(MODELS), "comma list of MODEL= names (default: all)"),
+    "tasks": (names, list(TASKS), "comma list (default: xnli,tydiqa,tatoeba,bucc)"),
+    "backends": (names, list(BACKEND_VARIANTS), "comma list of backend variants"),
+    "scenarios": (names, list(SCENARIOS), "comma list of LoadGen scenarios"),
+    "latency_tasks": (names, ["xnli"], "tasks that also get SingleStream and Server ('all')"),
+    "accuracy_backends": (names, ["pytorch", "onnxruntime-int8"], "accuracy backends ('all', 'none')"),
     "server_qps": (str, "fraction", "Server load: fractions of Offline, or 'peak'"),
-    "server_fractions": (_floats, [0.5, 0.9], "Server loads, x the variant's Offline rate"),
+    "server_fractions": (floats, [0.5, 0.9], "Server loads, x the variant's Offline rate"),
     "server_common": (float, None, "a Server load for all, x full's Offline rate"),
-    "server_models": (_csv, None, "models with Server cells (default: all)"),
-    "server_backends": (_csv, ["pytorch", "onnxruntime-int8"], "backends with Server cells ('all')"),
-    "seeds": (_ints, [0], "training seeds: other than 0, XNLI accuracy cells of --seed_models"),
-    "seed_models": (_csv, ["full", "adapter"], "models trained with every seed"),
-    "perf_tasks": (_csv, None, "tasks with performance and non-PyTorch accuracy cells (default: all)"),
-    "retrieval_models": (_csv, None, "models run on retrieval tasks (default: all)"),
-    "other_accuracy_models": (_csv, None, "models with accuracy cells off PyTorch (default: all)"),
+    "server_models": (names, None, "models with Server cells (default: all)"),
+    "server_backends": (names, ["pytorch", "onnxruntime-int8"], "backends with Server cells ('all')"),
+    "seeds": (ints, [0], "training seeds: other than 0, XNLI accuracy cells of --seed_models"),
+    "seed_models": (names, ["full", "adapter"], "models trained with every seed"),
+    "perf_tasks": (names, None, "tasks with performance and non-PyTorch accuracy cells (default: all)"),
+    "retrieval_models": (names, None, "models run on retrieval tasks (default: all)"),
+    "other_accuracy_models": (names, None, "models with accuracy cells off PyTorch (default: all)"),
     "rounds": (int, 1, "interleaved repeats of the Offline/SingleStream performance cells"),
     "duration": (float, 3.0, "performance-run min_duration in seconds (600 official)"),
     "offline_qps": (float, None, "Offline target_qps (default: research/rates.toml's; 0: user.conf's)"),
     "count": (int, None, "passed to the runner as --count"),
-    "languages": (_csv, [], "serve only these languages in every cell (default all)"),
+    "languages": (names, [], "serve only these languages in every cell (default all)"),
     "threads": (int, 0, "intra-op threads (0 = library default)"),
     "encoder": (str, "tiny", "the encoder of the zoo served"),
     "runs_dir": (Path, BUILD / "study", "where the cells' run folders go"),

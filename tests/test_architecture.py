@@ -1,5 +1,6 @@
 """The import structure: no cycle between modules, each package uses only the packages below it, the
-core never imports the zoo's training nor the research tooling (docs/architecture.md draws the layers).
+core never imports the zoo's training, the harness-efficiency benchmarks nor the research tooling, and
+the benchmarks never import the research tooling (docs/architecture.md draws the layers).
 
 Read from the code itself: every `import` statement of every module, at module level, inside
 functions and under `if TYPE_CHECKING:` alike (a type-only import still ties two modules together).
@@ -14,9 +15,9 @@ from pathlib import Path
 from common.paths import REPO
 
 # Lowest first. The core is a chain (each package imports those before it); the zoo's training sits
-# above models/ beside sut/ and harness/ (it uses what serving loads, and serving never trains);
-# research uses everything.
-LAYERS = ("common", "tasks", "models", "sut", "harness", "zoo", "research")
+# above models/ beside sut/ and harness/ (it uses what serving loads, and serving never trains); the
+# harness-efficiency benchmarks (bench) sit above harness and zoo; research uses everything.
+LAYERS = ("common", "tasks", "models", "sut", "harness", "zoo", "bench", "research")
 CORE = ("common", "tasks", "models", "sut", "harness")
 USES = {
     "common": set(),
@@ -25,7 +26,8 @@ USES = {
     "sut": {"common", "tasks", "models"},
     "harness": {"common", "tasks", "models", "sut"},
     "zoo": {"common", "tasks", "models"},
-    "research": {"common", "tasks", "models", "sut", "harness", "zoo"},
+    "bench": {"common", "tasks", "models", "sut", "harness", "zoo"},
+    "research": {"common", "tasks", "models", "sut", "harness", "zoo", "bench"},
 }
 
 
@@ -181,7 +183,7 @@ def test_packages_import_only_the_layers_below_them():
 
 def test_the_core_never_imports_the_zoo():
     """`harness run` serves and never trains: no module of the core (nor an accuracy script) imports
-    the zoo package, at module level, in a function or for types only; research may."""
+    the zoo package, at module level, in a function or for types only; bench and research may."""
     graph = _graph()
     wrong = [
         f"{module} imports {target}"
@@ -195,14 +197,31 @@ def test_the_core_never_imports_the_zoo():
     assert {"zoo.stages", "models.registry"} <= graph["zoo.recipe"]  # the zoo uses what serves
 
 
-def test_the_core_never_imports_research():
-    """No import statement of the core names the research package (which has its own front door,
-    `python -m research`: the core's CLI neither lists nor forwards its commands)."""
+def test_the_core_never_imports_research_nor_the_benchmarks():
+    """No import statement of the core names the research package or the benchmarks' (each has its
+    own front door, `python -m research` and `python -m bench`: the core's CLI neither lists nor
+    forwards their commands)."""
     wrong = [
         f"{module} imports {target}"
         for module, targets in _graph().items()
         if _layer(module) in CORE or module.startswith("accuracy_")
         for target in targets
+        if _layer(target) in ("research", "bench")
+    ]
+    assert wrong == []
+
+
+def test_the_benchmarks_never_import_research():
+    """bench/ measures the harness and sits below research/: the study and multitask take run
+    building and timing from bench.measure, and nothing of bench names research."""
+    graph = _graph()
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if _layer(module) == "bench"
+        for target in targets
         if _layer(target) == "research"
     ]
     assert wrong == []
+    assert {"bench.benchmark", "bench.measure", "bench.peak_bench", "bench.ray_bench"} <= set(graph)
+    assert "bench.measure" in graph["research.study"] and "bench.measure" in graph["research.multitask"]

@@ -1,5 +1,5 @@
 """The benchmark's sections (sut, ray, peak and its GPU check), measured with faked runs or on CPU, and
-the timing and sizing helpers they share (research/measure.py)."""
+the timing and sizing helpers they share (bench/measure.py)."""
 
 import argparse
 import json
@@ -12,15 +12,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from bench import benchmark, measure, peak_bench, ray_bench
+from bench.benchmark import RATIOS, configure_parser, main, render
+from bench.measure import flops_per_sample
+from bench.peak_bench import PEAKS, measure_peaks, render_peak, summarise
+from bench.ray_bench import render_ray
 from common.paths import REPO
 from harness.config import RunConfig
 from harness.run_record import Results
 from models.cpu_caps import CpuCaps
-from research import benchmark, measure, peak_bench, ray_bench
-from research.benchmark import RATIOS, configure_parser, main, render
-from research.measure import flops_per_sample
-from research.peak_bench import PEAKS, measure_peaks, render_peak, summarise
-from research.ray_bench import render_ray
 
 SHAPE = (1280, 384, 1536)  # the peak section's default GEMM: one e5-small FFN matmul at 32 x 40 tokens
 
@@ -28,7 +28,7 @@ SHAPE = (1280, 384, 1536)  # the peak section's default GEMM: one e5-small FFN m
 @pytest.fixture(autouse=True)
 def no_zoo_build(monkeypatch):
     """The runs here are faked and serve nothing: the zoo build that precedes each real child run
-    (research.measure.built; its own tests are in tests/test_conventions.py) is left out."""
+    (bench.measure.built; its own tests are in tests/test_conventions.py) is left out."""
     monkeypatch.setattr(measure, "built", lambda cfg: cfg)
 
 
@@ -146,7 +146,7 @@ def ray_row(**changes) -> dict:
 
 def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
 
-    text = render_ray(ray_row(), "python -m research benchmark --sections ray")
+    text = render_ray(ray_row(), "python -m bench benchmark --sections ray")
     rows = {c[0]: c for c in table_rows(text, 6)}
     assert rows["offline_ray_vs_thread"][2:5] == ["0.94", ">= 0.9", "met"]
     assert rows["dispatch_ceiling"][2:5] == ["30,500", ">= 40,000", "MISSED"]
@@ -160,7 +160,7 @@ def test_ray_section_reports_each_target_and_a_missed_one_as_missed():
     ) in text
     assert "through the harness's proxy 1.1 / 3.5 ms; bare Ray 1.0 / 3.0 ms" in text
     assert "ray-worker-1 3000 samples in 101 batches (node abcdef01)" in text
-    assert "Command: `python -m research benchmark --sections ray`" in text
+    assert "Command: `python -m bench benchmark --sections ray`" in text
     missing = render_ray(ray_row(server_vs_offline_ray=None, errors=["x: exit 2, see y.log"]), "c")
     assert "| server_vs_offline_ray | tiny: full/xnli pytorch | - | >= 0.7 | n/a |" in missing
     assert "Errors: x: exit 2, see y.log" in missing
@@ -225,7 +225,7 @@ def test_fraction_of_peak_and_ratio_to_pytorch_fp32_by_hand():
     args = argparse.Namespace(
         model="full", task="xnli", peak_encoder="e5-small", threads=2, duration=10.0, device="cpu"
     )
-    text = render_peak(rec, args, "python -m research benchmark --sections peak")
+    text = render_peak(rec, args, "python -m bench benchmark --sections peak")
     assert "| pytorch | 100.0 | 1.0 | 172.82 | torch-fp32 | 264.0 | 0.655 |" in text
     assert (
         "| onnxruntime-int8 | 181.0 (INVALID) | 1.81 | 312.8 | onnxruntime-int8 | 500.0 | 0.626 |"
@@ -484,7 +484,7 @@ def test_make_gpu_check_dry_runs_the_peak_section_on_cpu(tiny_tokenizer, tmp_pat
     make = ["make", "-n", "-s", "gpu_check", "DRY=1", f"PY={sys.executable}", f"STAMP={stamp}"]
     printed = subprocess.run(make, cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
     (argv,) = [shlex.split(x) for x in printed.stdout.replace("\\\n", " ").splitlines() if x.strip()]
-    assert argv[:4] == [sys.executable, "-m", "research", "benchmark"] and "--device" in argv
+    assert argv[:4] == [sys.executable, "-m", "bench", "benchmark"] and "--device" in argv
     out = tmp_path / "runs"
     argv += [
         "--models_dir",
@@ -510,7 +510,7 @@ def test_make_gpu_check_dry_runs_the_peak_section_on_cpu(tiny_tokenizer, tmp_pat
     assert "encoder tiny (random weights)" in (out / "gpu.md").read_text()
 
 
-# --- interleaved timing (research/measure.py), shared by the multitask command -------------------
+# --- interleaved timing (bench/measure.py), shared with research's multitask command ----------------
 def test_interleaving_pairs_sides_batch_by_batch(monkeypatch):
     """A machine that slows down round after round (x1, x2, x3) moves both sides' medians, but the
     paired per-round ratio stays exact: B costs 2 units per batch, A costs 1, so B/A = 0.5."""

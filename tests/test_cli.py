@@ -5,7 +5,9 @@ import re
 import subprocess
 import sys
 
-from harness.cli import COMMANDS, main
+import pytest
+
+from harness.cli import COMMANDS, floats, ints, main, names
 from harness.info import package_versions
 
 
@@ -17,8 +19,11 @@ def test_help_lists_every_command(capsys):
 
 
 def test_the_core_cli_lists_only_the_core_commands(capsys):
-    """The zoo's build (`python -m zoo build`) and the study's tools (`python -m research ...`) have
-    their own front doors; the core's neither lists nor forwards them."""
+    """The zoo's build (`python -m zoo build`), the study's tools (`python -m research ...`) and the
+    harness-efficiency benchmark (`python -m bench benchmark`) have their own front doors; the core's
+    neither lists nor forwards them."""
+    from bench.cli import COMMANDS as BENCH
+    from bench.cli import main as bench_main
     from research.cli import COMMANDS as RESEARCH
     from research.cli import main as research_main
 
@@ -26,7 +31,7 @@ def test_the_core_cli_lists_only_the_core_commands(capsys):
     assert main(["--help"]) == 0
     listed = re.findall(r"^    (\w+)", capsys.readouterr().out, re.M)
     assert listed == ["info", "run", "find_peak", "compliance", "submission"]
-    for name in ["models", *RESEARCH]:
+    for name in ["models", *RESEARCH, *BENCH]:
         try:
             rc = main([name])
         except SystemExit as exc:  # argparse's invalid choice
@@ -36,6 +41,19 @@ def test_the_core_cli_lists_only_the_core_commands(capsys):
     argv = ["study", "--plan", "--tasks", "xnli", "--models", "full"]
     assert research_main(argv) == 0
     assert capsys.readouterr().out.startswith("study: ")
+    assert sorted(BENCH) == ["benchmark"] and not set(BENCH) & set(RESEARCH)
+    assert bench_main(["--help"]) == 0
+    assert re.findall(r"^    (\w+)", capsys.readouterr().out, re.M) == ["benchmark"]
+
+
+def test_list_flags_are_stripped_and_blank_items_dropped():
+    """The type of every list flag of the front doors (the study's, multitask's, the benchmark's)."""
+    assert names(" xnli, tydiqa,,") == ["xnli", "tydiqa"] and names("") == names(None) == []
+    assert floats("0.9, 0.75") == [0.9, 0.75] and ints("1,2,4,") == [1, 2, 4]
+    with pytest.raises(ValueError):  # argparse: one usage error, exit 3
+        floats("0.9,x")
+    with pytest.raises(ValueError):
+        ints("1.5")
 
 
 def test_usage_errors_exit_3_not_the_sut_failure_code(capsys):

@@ -2,13 +2,16 @@
 
 import re
 
+from bench.cli import COMMANDS as BENCH
 from common.paths import REPO
-from research.cli import COMMANDS
+from research.cli import COMMANDS as RESEARCH
 
 CITED = re.compile(r"reports/scripts/([\w.]+\.(?:py|sh))")
 RETIRED = re.compile(r"git show ([0-9a-f]{7,40}):reports/scripts/([\w.]+\.(?:py|sh))")
-RESEARCH_CITED = re.compile(r"research/(\w+\.py)|python -m research (\w+)")
-RESEARCH_RETIRED = re.compile(r"git show [0-9a-f]{7,40}:research/(\w+\.py)")
+# research/ and bench/ (the harness-efficiency benchmarks): their modules and front-door commands
+PACKAGES = {"research": RESEARCH, "bench": BENCH}
+PACKAGE_CITED = re.compile(r"\b(research|bench)/(\w+\.py)|python -m (research|bench) (\w+)")
+PACKAGE_RETIRED = re.compile(r"git show [0-9a-f]{7,40}:(research|bench)/(\w+\.py)")
 
 
 def test_a_cited_report_script_exists_or_is_marked_retired_with_its_commit():
@@ -30,17 +33,18 @@ def test_a_cited_report_script_exists_or_is_marked_retired_with_its_commit():
 
 
 def test_a_cited_research_module_or_command_exists_or_is_marked_retired_with_its_commit():
-    """A research/ module or `python -m research` command that left the repository is cited with the
-    commit that still holds its code (`git show <sha>:research/<name>.py`) in the same file."""
+    """A research/ or bench/ module, or a `python -m research` or `python -m bench` command, that left
+    the repository is cited with the commit that still holds its code (`git show
+    <sha>:research/<name>.py`) in the same file."""
     unmarked = []
     for path in [*REPO.glob("docs/*.md"), *REPO.rglob("reports/**/*.md"), REPO / "README.md"]:
         text = path.read_text()
-        retired = set(RESEARCH_RETIRED.findall(text))
-        for module, command in RESEARCH_CITED.findall(text):
-            name = module or f"{command}.py"
-            known = (REPO / "research" / name).is_file() if module else command in COMMANDS
-            if not known and name not in retired:
-                unmarked.append(f"{path.relative_to(REPO)}: {module or command}")
+        retired = set(PACKAGE_RETIRED.findall(text))
+        for where, module, runner, command in PACKAGE_CITED.findall(text):
+            package, name = (where, module) if module else (runner, f"{command}.py")
+            known = (REPO / package / name).is_file() if module else command in PACKAGES[package]
+            if not known and (package, name) not in retired:
+                unmarked.append(f"{path.relative_to(REPO)}: {package} {module or command}")
     assert unmarked == []
     # the retired commands this change removed, each cited where its figures or its successor are
     speed = (REPO / "reports" / "speed.md").read_text()

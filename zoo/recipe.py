@@ -568,7 +568,7 @@ def build_what_a_run_serves(
     """Build what one run serves and is missing: `build_for_run` per task of a task list; for random
     weights, their tokenizer's encoder; nothing for a --weights checkpoint or an encoder the zoo does
     not build (base, large). The names are checked first (ValueError, "did you mean"). Tools that
-    start runs (research/) call it before them: `harness run` itself never builds."""
+    start runs (bench/, research/) call it before them: `harness run` itself never builds."""
     enc = get_encoder(encoder)
     tasks = list(parse_task_list(task).names) if is_mixed(task) else [task]
     served = [resolve(model, name, enc.name, "random", models_dir) for name in tasks]

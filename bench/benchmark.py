@@ -1,6 +1,6 @@
-"""`python -m research benchmark`: the SUT's speed targets as ratios measured side by side in one run
-(section `sut`), the Ray executor's figures (research/ray_bench.py) and each serving form against
-the machine's GEMM peaks (research/peak_bench.py; `make gpu_check` runs it on a GPU).
+"""`python -m bench benchmark`: the SUT's speed targets as ratios measured side by side in one run
+(section `sut`), the Ray executor's figures (bench/ray_bench.py) and each serving form against
+the machine's GEMM peaks (bench/peak_bench.py; `make gpu_check` runs it on a GPU).
 docs/benchmark.md defines every figure and its target."""
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from bench import measure
+from bench.peak_bench import measure_peak_section, parse_forms, render_peak
+from bench.ray_bench import measure_ray, render_ray
 from common.exit_codes import BAD_INPUT
 from common.paths import BUILD, REPO
+from common.tables import markdown_table
+from harness.cli import floats, names
 from harness.config import RunConfig
 from harness.retime import bare_single_p90_ms
-from research import measure
-from research.peak_bench import measure_peak_section, parse_forms, render_peak
-from research.ray_bench import measure_ray, render_ray
-from research.tables import markdown_table
 from zoo.recipe import SIZES
 
 # ratio -> (target, whether lower is better); vs_reference's target depends on the encoder
@@ -119,7 +120,7 @@ def measure_encoder(encoder: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     offline, reference, single = (measure.results(r) for r in runs.values())
     off_sps = offline.samples_per_second or 0.0
-    fractions = measure.floats(args.server_fractions)
+    fractions = floats(args.server_fractions)
     server_runs = measure.server_search(cfg, off_sps, fractions, "server", runs_dir, runs)
     loop = offline.retimed.get("plain_loop_samples_per_second") or 0.0
     in_run_sps = offline.retimed.get("in_run_predict_samples_per_second")
@@ -194,7 +195,7 @@ def render(rows: list[dict[str, Any]], command: str, notes: Path | None = None) 
 
 
 def main(args: argparse.Namespace) -> int:
-    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    sections = names(args.sections)
     unknown = [x for x in sections if x not in SECTIONS]
     try:
         if unknown or not sections:
@@ -204,12 +205,12 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
-    command = ("python -m research benchmark " + " ".join(sys.argv[2:])).strip()
+    command = ("python -m bench benchmark " + " ".join(sys.argv[2:])).strip()
     runs_dir = Path(args.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     errors = False
     if "sut" in sections:
-        rows = [measure_encoder(e.strip(), args) for e in args.encoders.split(",") if e.strip()]
+        rows = [measure_encoder(e, args) for e in names(args.encoders)]
         out = Path(args.out) if args.out else None
         text = render(rows, command, out.with_name(f"{out.stem}_notes.md") if out else None)
         measure.publish(text, rows, runs_dir / "benchmark.json", out)

@@ -1,4 +1,4 @@
-"""The benchmark's peak section (`python -m research benchmark --sections peak`, also `make gpu_check`
+"""The benchmark's peak section (`python -m bench benchmark --sections peak`, also `make gpu_check`
 on a GPU): each serving form's Offline rate against the machine's own GEMM peak for its library and
 dtype, measured side by side in one run (docs/benchmark.md says how)."""
 
@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import measure
+from common.tables import markdown_table
+from harness.cli import floats
 from harness.config import RunConfig, device_kind
 from harness.info import device_info
 from models.cpu_caps import probe
-from research import measure
-from research.tables import markdown_table
 
 Shape = tuple[int, int, int]  # M, K, N of one [M x K] @ [K x N] matmul: 2 M K N FLOPs
 
@@ -112,7 +113,7 @@ PEAKS: dict[str, Callable[[int, Shape, str], Callable[[], Any]]] = {
 def measure_peaks(args: argparse.Namespace, names: list[str]) -> dict[str, float]:
     """FLOP/s of the --peak_shape matmul per peak name, best of --peak_repeats. A software bf16 GEMM
     (a CPU without AMX or AVX512-BF16) is timed once after one warm call: tens of times slower."""
-    shape, out = tuple(int(x) for x in measure.floats(args.peak_shape)), {}
+    shape, out = tuple(int(x) for x in floats(args.peak_shape)), {}
     for name in names:
         slow = name == "torch-bf16" and device_kind(args.device) == "cpu" and probe().bf16_kernel is None
         call = PEAKS[name](args.threads, shape, args.device)
@@ -171,7 +172,7 @@ def measure_peak_section(args: argparse.Namespace, config: Callable[..., RunConf
     # before and after the runs, and both kept in the record (their spread is the noise)
     best = {k: max(before[k], after[k]) for k in names}
     rec = summarise(rows, best, lengths, encoder, kind, probe(), measure.errors(runs))
-    rec["gemm_shape"] = [int(x) for x in measure.floats(args.peak_shape)]
+    rec["gemm_shape"] = [int(x) for x in floats(args.peak_shape)]
     rec["load_average"] = {"before": load_before, "after": measure.load_average()}
     rec["peaks_before_after_gflops"] = {
         k: [round(before[k] / 1e9, 1), round(after[k] / 1e9, 1)] for k in names

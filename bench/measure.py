@@ -1,7 +1,7 @@
-"""What the benchmark commands share (benchmark with its ray and peak sections, multitask): building
-and sizing runs, the Server load search, interleaved timing, the FLOP count of a shape, and a
-report's head and output. docs/benchmark.md defines every figure; nothing here is a stored
-measurement."""
+"""What the benchmark's sections (sut, ray, peak) share, and what research's study and multitask
+commands take from here (`built`, `interleaved`, `round_ratios`): building and sizing runs, the
+Server load search, interleaved timing, the FLOP count of a shape, and a report's head and output.
+docs/benchmark.md defines every figure; nothing here is a stored measurement."""
 
 from __future__ import annotations
 
@@ -26,11 +26,6 @@ from models.base import Backend
 from models.e5 import parse_wheels
 from sut.batching import BatchLimits
 from zoo.recipe import build_what_a_run_serves
-
-
-def floats(text: str) -> list[float]:
-    """A comma-separated flag ("0.9,0.75") as numbers."""
-    return [float(x) for x in text.split(",") if x.strip()]
 
 
 def built(cfg: RunConfig) -> RunConfig:

@@ -1,4 +1,4 @@
-"""The benchmark's Ray section (`python -m research benchmark --sections ray`): thread executor vs
+"""The benchmark's Ray section (`python -m bench benchmark --sections ray`): thread executor vs
 Ray, the no-op dispatch ceiling, Server through Ray, and bare Ray's round trips, measured side by
 side in one run (docs/benchmark.md defines each figure)."""
 
@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from bench import measure
+from common.tables import markdown_table
+from harness.cli import floats
 from harness.config import RunConfig
 from models.backends import create_backend
 from models.base import BackendOptions
-from research import measure
-from research.tables import markdown_table
 from sut.batching import BatchLimits
 from sut.ray_executor import ActorResources, RayExecutor
 
@@ -121,13 +122,13 @@ def measure_ray(args: argparse.Namespace, config: Callable[..., RunConfig]) -> d
         run, backend="noop", max_batch=32, token_budget=0, duration_s=args.noop_duration
     )
     runs["noop_thread"] = noop_run("noop_thread", value=min(noop_est, noop_qps))
-    actor_counts = [int(n) for n in measure.floats(args.ray_actors)]
+    actor_counts = [int(n) for n in floats(args.ray_actors)]
     for n in actor_counts:
         rate = min(rtt["bare_pipelined_samples_per_s"], noop_qps)
         runs[f"noop_ray_{n}"] = noop_run(f"noop_ray_{n}", value=rate, executor="ray", workers=n)
     res = {name: measure.results(r) for name, r in runs.items()}
     sps = {name: r.samples_per_second or 0.0 for name, r in res.items()}
-    fractions = measure.floats(args.ray_server_fractions) if sps["offline_ray"] else []
+    fractions = floats(args.ray_server_fractions) if sps["offline_ray"] else []
     layout = dict(workers=2, threads=1)
     search = functools.partial(measure.server_search, cfg, runs_dir=runs_dir, runs=runs, **layout)
     server_runs = search(sps["offline_ray"], fractions, "server_ray", executor="ray")

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from research.tables import cell, frame_table, markdown_table, table_block
+from common.tables import cell, frame_table, markdown_table, table_block
 
 
 def test_cells_render_missing_bools_and_floats():

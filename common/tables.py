@@ -1,4 +1,9 @@
-"""The one markdown table writer of research/ (every table in a generated report goes through it)."""
+"""The one markdown table writer of the generated reports (every table that research/ and bench/
+write goes through it).
+
+It lives in common/ because both packages need it: in research/, bench could not import it (bench
+sits below research); in bench/, the study's report would depend on the benchmark package for
+formatting alone. It imports nothing from the project, so the lowest layer can hold it."""
 
 from __future__ import annotations
 
