@@ -1,7 +1,7 @@
 # Thin front door: every target is one call into a Python CLI: python -m harness ... (the LoadGen
-# core, find_peak, compliance and submission), python -m zoo build (the model zoo) or python -m
-# research ... (benchmark, study; gpu_check is the benchmark's peak section on a GPU); `run` is two:
-# the build of what it serves, then the run.
+# core, find_peak, compliance and submission), python -m zoo build (the model zoo), python -m bench
+# benchmark (the harness benchmark; gpu_check is its peak section on a GPU) or python -m research
+# study; `run` is two: the build of what it serves, then the run.
 # Variables use ?= so they can come from the command line; RUN_ARGS passes anything else through.
 
 PYTHON_SYS ?= python3
