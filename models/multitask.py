@@ -244,10 +244,36 @@ def _is_seq_bn(adapter: nn.Module) -> bool:
     return all(getattr(adapter, f, None) == v for f, v in SEQ_BN_FLAGS.items())
 
 
-class MixedAdapterForm(nn.Module):
+class MixedBatchForm(nn.Module):
+    """What the mixed-batch forms share: one backbone pass with the batch's row -> task tensor set
+    for their mixed layers (`current`), then each task's rows through that task's head
+    (`head_logits`). forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+
+    backbone: nn.Module
+    current: RowTasks
+    kinds: list[str]
+
+    def head_logits(self, k: int, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
+        self.current.rows = tasks
+        try:
+            seq = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        finally:
+            self.current.rows = None
+        parts = []
+        for k in torch.unique(tasks).tolist():
+            rows = torch.nonzero(tasks == k).flatten()
+            logits = self.head_logits(k, seq[rows], attention_mask[rows])
+            parts.append((rows, self.kinds[k], logits.float()))
+        return parts
+
+
+class MixedAdapterForm(MixedBatchForm):
     """One XLMRobertaAdapterModel holding every task's adapter and head; its adapter blocks rebound
     to `MixedBottleneck` layers (the library's per-task adapter modules are then dropped: the stacks
-    hold the weights). forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+    hold the weights)."""
 
     def __init__(self, model: nn.Module, names: list[str], kinds: list[str]):
         super().__init__()
@@ -289,26 +315,13 @@ class MixedAdapterForm(nn.Module):
         self.names.append(name)
         self.kinds.append(kind)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
-        self.current.rows = tasks
-        try:
-            seq = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        finally:
-            self.current.rows = None
-        parts = []
-        for k in torch.unique(tasks).tolist():
-            rows = torch.nonzero(tasks == k).flatten()
-            out = self.heads[str(k)](
-                BaseModelOutput(last_hidden_state=seq[rows]),
-                attention_mask=attention_mask[rows],
-                return_dict=True,
-            )
-            if self.kinds[k] == "qa":
-                logits = torch.stack([out.start_logits, out.end_logits], dim=1)
-            else:
-                logits = out.logits
-            parts.append((rows, self.kinds[k], logits.float()))
-        return parts
+    def head_logits(self, k: int, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.heads[str(k)](
+            BaseModelOutput(last_hidden_state=seq), attention_mask=mask, return_dict=True
+        )
+        if self.kinds[k] == "qa":
+            return torch.stack([out.start_logits, out.end_logits], dim=1)
+        return out.logits
 
 
 def load_mixed_adapter_model(multi: MultiServed, attn: str = "sdpa") -> MixedAdapterForm:
@@ -408,9 +421,9 @@ def _head(model: nn.Module, kind: str) -> nn.Module:
     return model.classifier if kind == "classification" else model.qa_outputs
 
 
-class MixedLoRAForm(nn.Module):
+class MixedLoRAForm(MixedBatchForm):
     """One XLM-R backbone whose LoRA target Linears are `MixedLoRALinear`s holding every task's
-    update, and every task's head. forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+    update, and every task's head."""
 
     def __init__(
         self,
@@ -439,20 +452,11 @@ class MixedLoRAForm(nn.Module):
         self.heads.append(head)
         self.kinds.append(kind)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
-        self.current.rows = tasks
-        try:
-            seq = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        finally:
-            self.current.rows = None
-        parts = []
-        for k in torch.unique(tasks).tolist():
-            rows = torch.nonzero(tasks == k).flatten()
-            logits = self.heads[k](seq[rows])
-            if self.kinds[k] == "qa":  # [n, L, 2] -> [n, 2, L], as the served SpanModule
-                logits = logits.permute(0, 2, 1)
-            parts.append((rows, self.kinds[k], logits.float()))
-        return parts
+    def head_logits(self, k: int, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = self.heads[k](seq)
+        if self.kinds[k] == "qa":  # [n, L, 2] -> [n, 2, L], as the served SpanModule
+            return logits.permute(0, 2, 1)
+        return logits
 
 
 def random_lora_update(backbone: nn.Module, rank: int, generator: torch.Generator) -> dict[str, tuple]:
