@@ -23,8 +23,9 @@ import onnx
 import torch
 from onnx import TensorProto
 
+from common.files import sha256_file
 from common.paths import BUILD
-from models.loaders import base_source
+from models.loaders import MANIFEST, base_source
 
 OPSET = 17
 GRAPH_VERSION = (
@@ -42,7 +43,8 @@ def onnx_dir() -> Path:
 def _checkpoint_fingerprint(served) -> list[Any]:
     """Name, size and mtime of every file of the checkpoint and of its base encoder, named relative
     to their folder: the same checkpoint seen from another checkout (or through a symlink) keeps
-    its key, and so its export."""
+    its key, and so its export. The zoo's manifest (MANIFEST, the sha256 of every weight file) is
+    read whole, so two trainings saved alike in one second still differ."""
     files = []
     if served.checkpoint is not None:
         checkpoint = Path(served.checkpoint)
@@ -55,7 +57,9 @@ def _checkpoint_fingerprint(served) -> list[Any]:
                 for p in sorted(root.rglob("*")):
                     if p.is_file():
                         st = p.stat()
-                        files.append([tag, p.relative_to(root).as_posix(), st.st_size, int(st.st_mtime)])
+                        name = p.relative_to(root).as_posix()
+                        digest = sha256_file(p) if p.name == MANIFEST else None
+                        files.append([tag, name, st.st_size, int(st.st_mtime), digest])
     return files
 
 
