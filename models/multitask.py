@@ -475,17 +475,21 @@ def load_mixed_lora_model(multi: MultiServed, attn: str = "sdpa") -> MixedLoRAFo
     trained on (the model's intermediate stage beside their checkpoints, else the first task's
     backbone, at twice the rank), each task's update factorised from its merged weights
     (`low_rank_update`; ValueError when another parameter of the backbone differs), each task's
-    head. Synthetic tasks: the real task's backbone and head, K random updates of LoRA_RANK."""
+    head. Synthetic tasks: the real task's backbone and head, K random updates of LoRA_RANK; random
+    weights: each task's own head, one random update each."""
     first = multi.models[0]
     plain = [m.torch_module(attn_implementation=attn).model for m in multi.models]
     kinds = [m.task_kind for m in multi.models]
     if multi.synthetic or first.checkpoint is None:
-        backbone = plain[0].base_model
+        backbone = plain[0].base_model  # random weights: every task's backbone is the same seed's
+        if multi.synthetic:
+            kinds = [first.task_kind] * multi.synthetic
+            heads = [copy.deepcopy(_head(plain[0], first.task_kind)) for _ in kinds]
+        else:
+            heads = [_head(model, kind) for model, kind in zip(plain, kinds, strict=True)]
         gen = torch.Generator().manual_seed(0)
-        k = multi.synthetic or len(multi.models)
-        updates = [random_lora_update(backbone, LORA_RANK, gen) for _ in range(k)]
-        heads = [copy.deepcopy(_head(plain[0], first.task_kind)) for _ in range(k)]
-        return MixedLoRAForm(backbone, updates, heads, [first.task_kind] * k).eval()
+        updates = [random_lora_update(backbone, LORA_RANK, gen) for _ in kinds]
+        return MixedLoRAForm(backbone, updates, heads, kinds).eval()
     stage = Path(first.checkpoint).parent / str(first.spec.intermediate)
     if first.spec.intermediate and (stage / "config.json").is_file():
         base = loading(

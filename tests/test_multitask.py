@@ -174,6 +174,19 @@ def test_unmerged_lora_memory_grows_by_one_update_and_head_per_task(zoo):
     assert sizes[1] == single + update_bytes  # one backbone and head, plus one update
 
 
+def test_unmerged_lora_on_random_weights_gives_each_task_its_own_head():
+    """--weights random (speed studies): a list of tasks of different kinds keeps each task's head
+    and output shape (XNLI 3 logits, TyDiQA start and end logits per token)."""
+    multi = resolve_tasks(
+        "lora-squad", parse_task_list("xnli+tydiqa"), weights="random", lora_form="unmerged"
+    )
+    backend = MultiTaskBackend(multi, BackendOptions())
+    ids, mask = _batch(multi.models[0].tokenizer(), rows=4)
+    out = backend.predict(ids, mask, np.array([0, 1, 1, 0]))
+    shapes = {kind: part.shape for _, kind, part in out.parts}
+    assert shapes == {"classification": (2, 3), "qa": (2, 2, ids.shape[1])}
+
+
 def test_low_rank_update_is_exact_at_the_rank_and_refuses_more():
     from models.multitask import LORA_TOLERANCE, low_rank_update
 
