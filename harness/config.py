@@ -27,6 +27,7 @@ from models.base import DTYPES, BackendOptions
 from models.e5 import parse_wheels
 from models.encoders import get_encoder
 from models.registry import get_model_spec
+from models.spec import LORA_FORMS
 from sut.base import DEVICE_OPTIONS, SUTOptions
 from sut.registry import SCENARIOS
 from tasks.mixed import check_task_list, is_mixed
@@ -150,8 +151,8 @@ class RunConfig:
         self.sut_options()  # validates the scheduling knobs
         # the dtype this backend serves on this device and CPU (bf16 on CPU: AMX or AVX512-BF16)
         check_backend_options(self.backend, self.backend_options())
-        if self.lora_form not in ("merged", "unmerged"):
-            raise ValueError(f"lora_form {self.lora_form!r} is not one of merged, unmerged")
+        if self.lora_form not in LORA_FORMS:
+            raise ValueError(f"lora_form {self.lora_form!r} is not one of {', '.join(LORA_FORMS)}")
         if is_mixed(self.task):  # a task list (harness/multitask.py)
             check_task_list_options(self.backend, self.executor, self.dtype, self.weights)
         elif self.lora_form != "merged":
@@ -294,7 +295,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     a("--pooling_layer", type=int, help="retrieval tasks: hidden_states index to mean-pool")
     a(
         "--lora_form",
-        choices=("merged", "unmerged"),
+        choices=LORA_FORMS,
         help="a task list of a LoRA model (lora-squad): one merged copy per task (default), or one "
         "backbone with every task's unmerged update in mixed batches (docs/multitask.md)",
     )

@@ -45,11 +45,11 @@ from models.dispatch_free import SEQ_BN_FLAGS, strip_adapter_dispatch
 from models.loaders import ServedModel, _config, activate, add_head, base_source, loading
 from models.pytorch_backend import serial_intra_op
 from models.registry import MODELS, resolve
+from models.spec import LORA_FORMS, LORA_RANK
 from models.zoo_layout import build_command
 from tasks.mixed import MixedOutput, TaskList
 
 MIXED_BATCH_FORMS = ("adapter", "lora")  # forms whose rows of several tasks share one backbone pass
-LORA_FORMS = ("merged", "unmerged")  # --lora_form: how a task list serves a LoRA model
 
 
 @dataclass(frozen=True)
@@ -364,7 +364,6 @@ def load_mixed_adapter_model(multi: MultiServed, attn: str = "sdpa") -> MixedAda
 
 
 # --- the mixed-batch LoRA layer -------------------------------------------------------------------
-LORA_RANK = 8  # the zoo's LoRAConfig(r=8) (zoo/stages.py)
 LORA_TOLERANCE = 1e-5  # largest |delta - A B| a merged update may leave: float rounding, not training
 LORA_MATRICES = ("query", "value")  # the adapters library's LoRA default: attention's Q and V
 
@@ -380,11 +379,6 @@ class MixedLoRALinear(nn.Module):
         self.a = nn.Parameter(a, requires_grad=False)
         self.b = nn.Parameter(b, requires_grad=False)
         self.current = current
-
-    def append(self, a: torch.Tensor, b: torch.Tensor) -> None:
-        """One more task's update (row K): a [in, R], b [R, out]."""
-        self.a = nn.Parameter(torch.cat([self.a.data, a[None].to(self.a)]), requires_grad=False)
-        self.b = nn.Parameter(torch.cat([self.b.data, b[None].to(self.b)]), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.current.rows
@@ -436,21 +430,11 @@ class MixedLoRAForm(MixedBatchForm):
         self.kinds = list(kinds)
         self.current = RowTasks()
         self.backbone = backbone
-        self.layers: dict[str, MixedLoRALinear] = {}
         for name, module, attr in _lora_linears(backbone):
             a = torch.stack([u[name][0] for u in updates])
             b = torch.stack([u[name][1] for u in updates])
-            layer = MixedLoRALinear(getattr(module, attr), a, b, self.current)
-            setattr(module, attr, layer)
-            self.layers[name] = layer
+            setattr(module, attr, MixedLoRALinear(getattr(module, attr), a, b, self.current))
         self.heads = nn.ModuleList(heads)
-
-    def add_task(self, update: dict[str, tuple], head: nn.Module, kind: str) -> None:
-        """Serve one more task: its update of every target Linear and its head."""
-        for name, layer in self.layers.items():
-            layer.append(*update[name])
-        self.heads.append(head)
-        self.kinds.append(kind)
 
     def head_logits(self, k: int, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits = self.heads[k](seq)

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 LEARNING = ("full", "adapter", "fusion", "lora")
 SERVING = ("plain", "adapter", "fusion", "merged")
 INTERMEDIATE = ("squad",)
+# LoRA as the zoo trains it (zoo/stages.py) and as a task list can serve it (models/multitask.py)
+LORA_RANK = 8
+LORA_ALPHA = 16
+LORA_FORMS = ("merged", "unmerged")  # --lora_form: one merged copy per task, or mixed batches
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from common.paths import REPO
 from models.base import BackendOptions
 from models.multitask import MixedBottleneck, MultiTaskBackend, parameter_memory, resolve_tasks
 from models.registry import resolve
+from models.spec import LORA_RANK
 from sut.base import pack_mixed
 from tasks.mixed import MixedOutput, MixedTask, parse_task_list, split_log
 from tasks.mixed import main as mixed_main
@@ -132,7 +133,7 @@ def test_unmerged_lora_form_serves_rows_like_the_merged_models(zoo):
     """lora-squad with --lora_form unmerged: ONE backbone (the SQuAD stage the tasks' LoRA was trained
     on), each task's query/value update read back from its merged weights at rank 8, mixed batches.
     Every row equals the row alone through its task's merged model; the update rows are exact."""
-    from models.multitask import LORA_RANK, MixedLoRALinear
+    from models.multitask import MixedLoRALinear
 
     multi = resolve_tasks(
         "lora-squad", parse_task_list("xnli+pawsx"), models_dir=zoo, lora_form="unmerged"
@@ -157,7 +158,6 @@ def test_unmerged_lora_form_serves_rows_like_the_merged_models(zoo):
 def test_unmerged_lora_memory_grows_by_one_update_and_head_per_task(zoo):
     """Synthetic tasks (xnli@K) in the unmerged LoRA form: each adds rank-8 A and B for Q and V of
     every layer and one classification head, nothing else."""
-    from models.multitask import LORA_RANK
 
     served = resolve("lora-squad", "xnli", models_dir=zoo)
     h, layers = served.encoder_config["hidden_size"], served.encoder_config["num_hidden_layers"]

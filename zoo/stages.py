@@ -24,6 +24,7 @@ from models import loaders
 from models.cpu_caps import autocast_bf16
 from models.loaders import activate, add_head, write_manifest
 from models.registry import TASKS, ModelSpec
+from models.spec import LORA_ALPHA, LORA_RANK
 from tasks.data import (
     batch_encode,
     find_file,
@@ -297,7 +298,7 @@ def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
 def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
     model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
     adapters.init(model)
-    model.add_adapter("squad", config=LoRAConfig(r=8, alpha=16))
+    model.add_adapter("squad", config=LoRAConfig(r=LORA_RANK, alpha=LORA_ALPHA))
     activate(model, "squad")
     only_train(model, ("loras.squad.", "qa_outputs."))
     log = fit(model, data, ctx, "lora", "squad", "squad LoRA")
@@ -379,7 +380,7 @@ def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict,
     src = str(ctx.models_dir / spec.name / "squad")  # the SQuAD LoRA is already merged there
     model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
     adapters.init(model)
-    model.add_adapter(task, config=LoRAConfig(r=8, alpha=16))
+    model.add_adapter(task, config=LoRAConfig(r=LORA_RANK, alpha=LORA_ALPHA))
     activate(model, task)
     head = "qa_outputs." if TASKS[task].kind == "qa" else "classifier."
     only_train(model, (f"loras.{task}.", head))
