@@ -174,11 +174,16 @@ def test_unmerged_lora_memory_grows_by_one_update_and_head_per_task(zoo):
     assert sizes[1] == single + update_bytes  # one backbone and head, plus one update
 
 
-def test_unmerged_lora_on_random_weights_gives_each_task_its_own_head():
+def test_unmerged_lora_on_random_weights_gives_each_task_its_own_head(zoo):
     """--weights random (speed studies): a list of tasks of different kinds keeps each task's head
-    and output shape (XNLI 3 logits, TyDiQA start and end logits per token)."""
+    and output shape (XNLI 3 logits, TyDiQA start and end logits per token). The zoo gives only
+    the tokenizer (random weights need no checkpoint; the tiny tokenizer is the zoo's)."""
     multi = resolve_tasks(
-        "lora-squad", parse_task_list("xnli+tydiqa"), weights="random", lora_form="unmerged"
+        "lora-squad",
+        parse_task_list("xnli+tydiqa"),
+        weights="random",
+        models_dir=zoo,
+        lora_form="unmerged",
     )
     backend = MultiTaskBackend(multi, BackendOptions())
     ids, mask = _batch(multi.models[0].tokenizer(), rows=4)
