@@ -287,49 +287,48 @@ def test_fallback_with_no_overlapping_samples_fails(tmp_path):
 
 
 # --- the command line, without a run (mutation testing found these unchecked) ----------------------
-def test_parser_defaults_and_types():
-    parser = argparse.ArgumentParser()
+def test_parser_takes_every_run_flag_plus_the_audits_own():
+    """`make compliance` passes `make run`'s flags: the parser takes every `harness run` flag (same
+    names, same destinations) and four of its own, with their defaults."""
+    from harness.config import add_run_arguments
+
+    run, parser = argparse.ArgumentParser(), argparse.ArgumentParser()
+    add_run_arguments(run)
     compliance.configure_parser(parser)
-    plain = parser.parse_args(["--scenario", "Offline", "--model", "full", "--task", "xnli"])
-    assert vars(plain) == {
-        "test": "TEST01",
-        "scenario": "Offline",
-        "model": "full",
-        "task": "xnli",
-        "backend": None,
-        "encoder": None,
-        "seeds": None,
-        "duration": None,
-        "count": None,
-        "accuracy": False,
-        "output_dir": None,
-        "dtype": "float32",
-        "verify_only": False,
-        "run_args": "",
-    }
-    more = "--duration 1.5 --count 7 --output_dir o --dtype int64 --verify_only --accuracy --test TEST01"
+    plain = vars(parser.parse_args([]))
+    own = {"test": "TEST01", "response_dtype": "float32", "verify_only": False, "run_args": ""}
+    assert plain == {**vars(run.parse_args([])), **own}
+    assert len(plain) == len(vars(run.parse_args([]))) + 4  # no run flag shadowed by the audit's
+    more = "--duration 1.5 --count 7 --output_dir o --response_dtype int64 --verify_only --accuracy"
+    more += " --languages ar,de --dtype fp32 --weights random --models_dir z --executor ray"
     args = parser.parse_args(["--scenario", "Server", "--model", "m", "--task", "t", *more.split()])
-    assert (args.duration, args.count, args.output_dir, args.dtype) == (1.5, 7, Path("o"), "int64")
+    assert (args.duration_s, args.count, args.output_dir, args.response_dtype) == (1.5, 7, "o", "int64")
     assert (args.verify_only, args.accuracy, args.test) == (True, True, "TEST01")
+    assert (args.languages, args.dtype, args.weights, args.models_dir, args.executor) == (
+        "ar,de",
+        "fp32",
+        "random",
+        "z",
+        "ray",
+    )
 
 
 @pytest.mark.parametrize(
     "argv, complaint",
     [
-        (["--model", "m", "--task", "t"], "the following arguments are required: --scenario"),
-        (["--scenario", "Offline", "--task", "t"], "the following arguments are required: --model"),
-        (["--scenario", "Offline", "--model", "m"], "the following arguments are required: --task"),
-        (["--scenario", "Offline", "--model", "m", "--task", "t", "--test", "TEST04"], "invalid choice"),
-        (["--scenario", "Offline", "--model", "m", "--task", "t", "--dtype", "int3"], "invalid choice"),
-        (["--scenario", "Offline", "--model", "m", "--task", "t", "--count", "1e3"], "invalid int"),
-        (["--scenario", "Offline", "--model", "m", "--task", "t", "--duration", "x"], "invalid float"),
+        (["--test", "TEST04"], "argument --test: invalid choice: 'TEST04'"),
+        (["--response_dtype", "int3"], "argument --response_dtype: invalid choice: 'int3'"),
+        (["--dtype", "float32"], "argument --dtype: invalid choice: 'float32'"),  # the run's dtype
+        (["--scenario", "Streaming"], "argument --scenario: invalid choice: 'Streaming'"),
+        (["--count", "1e3"], "argument --count: invalid int value: '1e3'"),
+        (["--duration", "x"], "argument --duration: invalid float value: 'x'"),
     ],
 )
 def test_parser_refuses_bad_command_lines(argv, complaint, capsys):
     parser = argparse.ArgumentParser()
     compliance.configure_parser(parser)
     with pytest.raises(SystemExit) as exit_:
-        parser.parse_args(argv)
+        parser.parse_args(["--model", "m", "--task", "t", *argv])
     assert exit_.value.code == 2 and complaint in capsys.readouterr().err
 
 
@@ -339,26 +338,28 @@ def test_parser_help_documents_every_option():
     shown = " ".join(parser.format_help().split())
     for text in (
         "--test {TEST01} BERT-class models need TEST01 only",
-        "--seeds SEEDS the seeds round of the runs compared (--seeds of harness run)",
-        "--duration DURATION development only: audit-run duration (s)",
-        "--count COUNT development only: sample count",
-        "--dtype {byte,float32,int32,int64} response element type",
+        "--response_dtype {byte,float32,int32,int64} element type of the logged responses",
         "--verify_only re-verify an existing TEST01/audit_run",
-        "--run_args RUN_ARGS extra flags for the runner, one quoted string",
+        "--run_args RUN_ARGS extra flags for the audit run's runner, one quoted string",
+        "--languages LANGUAGES comma-separated subset of the task's languages",
+        "--duration DURATION_S development: run for S seconds",
     ):
         assert text in shown
-    assert "--accuracy" not in shown  # accepted only to say why it is wrong
 
 
-def test_main_refuses_accuracy_mode_and_an_unknown_scenario(tmp_path, capsys):
+def test_main_refuses_accuracy_mode_and_bad_flags_before_any_run(tmp_path, capsys):
     assert compliance.main(_args(tmp_path, accuracy=True)) == 3
     assert capsys.readouterr().out == (
         "compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy\n"
     )
-    assert compliance.main(_args(tmp_path, scenario="Streaming")) == 3
+    assert compliance.main(_args(tmp_path, languages="en,xx")) == 3  # checked as `harness run` does
     assert capsys.readouterr().out == (
-        "compliance: scenario 'Streaming' is not one of SingleStream, Offline, Server\n"
+        "compliance: unknown language 'xx' for task 'xnli'. Known: ar, bg, de, el, en, es, fr, hi, "
+        "ru, sw, th, tr, ur, vi, zh\n"
     )
+    missing = tmp_path / "no-audit.conf"
+    assert compliance.main(_args(tmp_path, audit_conf=str(missing))) == 3
+    assert capsys.readouterr().out == f"compliance: audit config not found: {missing}\n"
 
 
 def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, capsys):
@@ -373,8 +374,12 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
         "backend": "onnxruntime",
         "encoder": "e5-small",
         "seeds": "v4.1",
+        "languages": "de,fr",
+        "threads": "2",
+        "audit_conf": str(tmp_path / "my-audit.conf"),
         "run_args": "--a 'b c'",
     }
+    (tmp_path / "my-audit.conf").write_text("*.*.accuracy_log_sampling_target = 64\n")
     scen = d / "e5-small" / "onnxruntime" / "full" / "tatoeba" / "SingleStream"
     assert compliance.main(_args(d, **opts)) == 3
     assert capsys.readouterr().out == (
@@ -394,8 +399,8 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
     (scen / "performance" / "mlperf_log_detail.txt").write_text("")
     seen = []
 
-    def failing_audit(cfg, flags, runner):
-        seen.append((cfg, list(flags)))
+    def failing_audit(cfg, flags, runner, audit_conf):
+        seen.append((cfg, list(flags), audit_conf))
         raise compliance.AuditRunFailed(2)
 
     monkeypatch.setattr(compliance, "run_audit", failing_audit)
@@ -413,7 +418,8 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
         "full-e5-small.SingleStream.target_latency = 5)\n"
         "compliance: audit run failed with exit status 2 (SUT failure)\n"
     )
-    assert sized == [(scen / "performance", "full", "SingleStream", "user.conf")]
+    # sized under the name user.conf's lines use for this encoder (full-e5-small), not MODEL's
+    assert sized == [(scen / "performance", "full-e5-small", "SingleStream", "user.conf")]
     assert compliance.main(_args(d, **opts, count="7")) == 2  # --count alone sizes it too
     assert len(sized) == 2
     capsys.readouterr()
@@ -431,7 +437,7 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
     assert compliance.main(_args(d, **opts, count="7")) == 3
     assert capsys.readouterr().out == "compliance: perf/results.json: unknown key 'x'\n"
 
-    def lost(cfg, flags, runner):
+    def lost(cfg, flags, runner, audit_conf):
         raise RuntimeError("audit run left no LoadGen logs in x")
 
     monkeypatch.setattr(compliance, "run_audit", lost)
@@ -439,7 +445,7 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
     assert capsys.readouterr().out == "compliance: audit run left no LoadGen logs in x\n"
     assert compliance.main(_args(d, **opts, count="0")) == 3  # RunConfig refuses it before any run
     assert capsys.readouterr().out.startswith("compliance: ")
-    cfg, flags = seen[0]
+    cfg, flags, audit_conf = seen[0]
     assert (cfg.scenario, cfg.model, cfg.task, cfg.backend, cfg.encoder, cfg.seeds) == (
         "SingleStream",
         "full",
@@ -447,6 +453,12 @@ def test_main_builds_the_audit_run_from_every_option(tmp_path, monkeypatch, caps
         "onnxruntime",
         "e5-small",
         "v4.1",
+    )
+    assert (cfg.languages, cfg.threads, cfg.audit_conf, audit_conf) == (
+        "de,fr",
+        2,
+        None,  # the runs compared are plain runs; run_audit stages the file given
+        tmp_path / "my-audit.conf",
     )
     assert (cfg.duration_s, cfg.count, cfg.output_dir, cfg.user_conf) == (
         1.5,

@@ -45,7 +45,7 @@ import numpy as np
 from common.exit_codes import BAD_INPUT, SUT_FAILURE, describe
 from common.loadgen_log import LoadgenLog
 from common.paths import REPO
-from harness.config import RunConfig, check_names
+from harness.config import RunConfig, add_run_arguments
 from harness.launch import child_argv, launch
 from harness.results import Results
 from harness.run_folder import RunFolder
@@ -58,7 +58,6 @@ from harness.submission.layout import (
     TEST01_FALLBACK_FILES,
     test01_dir_of,
 )
-from sut.registry import SCENARIOS
 from tasks.registry import get_task
 from tasks.scoring import score_log
 
@@ -320,28 +319,24 @@ def write_test01(accuracy_run: Path, performance_run: Path, audit_run: Path, dty
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """`harness run`'s flags (the runs compared and the audit run are the runs those flags name, so
+    `make compliance` takes exactly `make run`'s), plus the audit's own."""
+    add_run_arguments(parser)
     parser.add_argument(
         "--test", default="TEST01", choices=["TEST01"], help="BERT-class models need TEST01 only"
     )
-    parser.add_argument("--scenario", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--backend")
-    parser.add_argument("--encoder")
-    parser.add_argument("--seeds", help="the seeds round of the runs compared (--seeds of harness run)")
-    parser.add_argument("--duration", type=float, help="development only: audit-run duration (s)")
-    parser.add_argument("--count", type=int, help="development only: sample count")
-    parser.add_argument("--accuracy", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--output_dir", type=Path, help=f"the log dir of the normal runs ({DEFAULT_LOG_DIR})"
-    )
-    parser.add_argument(
-        "--dtype", default="float32", choices=sorted(DTYPES), help="response element type"
+        "--response_dtype",
+        default="float32",
+        choices=sorted(DTYPES),
+        help="element type of the logged responses (float32 for every task of this harness)",
     )
     parser.add_argument(
         "--verify_only", action="store_true", help="re-verify an existing TEST01/audit_run"
     )
-    parser.add_argument("--run_args", default="", help="extra flags for the runner, one quoted string")
+    parser.add_argument(
+        "--run_args", default="", help="extra flags for the audit run's runner, one quoted string"
+    )
 
 
 def dev_audit_conf(perf_dir: Path, model: str, scenario: str, dest: Path) -> tuple[Path, str | None]:
@@ -356,29 +351,14 @@ def main(args: argparse.Namespace) -> int:
     if args.accuracy:
         print("compliance: TEST01 is a performance-mode audit run; drop ACCURACY / --accuracy")
         return BAD_INPUT
-    try:
-        check_names(args.model, args.task)  # they become folder names
-        if args.scenario not in SCENARIOS:
-            raise ValueError(f"scenario {args.scenario!r} is not one of {', '.join(SCENARIOS)}")
-    except ValueError as e:
-        print(f"compliance: {e}")
-        return BAD_INPUT
-    log_dir = (args.output_dir or DEFAULT_LOG_DIR).resolve()
-    try:
-        cfg = RunConfig.layered(
-            scenario=args.scenario,
-            model=args.model,
-            task=args.task,
-            backend=args.backend,
-            encoder=args.encoder,
-            duration_s=args.duration,
-            count=args.count,
-            output_dir=log_dir,
-            seeds=args.seeds,
-        )
+    try:  # the runs compared: plain runs with these flags (run_audit stages the audit file)
+        given = RunConfig.from_args(args)
     except ValueError as exc:
         print(f"compliance: {exc}")
         return BAD_INPUT
+    audit_conf = given.audit_conf or AUDIT_CONF
+    log_dir = (given.output_dir or DEFAULT_LOG_DIR).resolve()
+    cfg = replace(given, audit_conf=None, output_dir=log_dir)
     accuracy_run = RunFolder.plan(replace(cfg, accuracy=True)).path
     performance_run = RunFolder.plan(cfg).path
     for mode, folder, how in (
@@ -388,20 +368,22 @@ def main(args: argparse.Namespace) -> int:
         if not (folder / "mlperf_log_detail.txt").is_file():
             print(
                 f"compliance: no {mode} run at {folder}. TEST01 compares against it: run "
-                f"`make run SCENARIO={args.scenario} MODEL={args.model} TASK={args.task}{how} "
+                f"`make run SCENARIO={cfg.scenario} MODEL={cfg.model} TASK={cfg.task}{how} "
                 f"LOG_DIR={log_dir}` first (same LOG_DIR for every run)."
             )
             return BAD_INPUT
     if args.verify_only:  # re-verify a kept audit run (copied out first: TEST01/ is rewritten)
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(test01_dir_of(performance_run) / "audit_run", Path(tmp) / "audit_run")
-            ok = write_test01(accuracy_run, performance_run, Path(tmp) / "audit_run", args.dtype)
+            ok = write_test01(
+                accuracy_run, performance_run, Path(tmp) / "audit_run", args.response_dtype
+            )
             return 0 if ok else 1
     with tempfile.TemporaryDirectory(prefix="audit-conf-") as tmp:
-        if args.duration or args.count:
+        if not cfg.submission_grade:
             try:
                 conf, line = dev_audit_conf(
-                    performance_run, args.model, args.scenario, Path(tmp) / "user.conf"
+                    performance_run, cfg.loadgen_model_name, cfg.scenario, Path(tmp) / "user.conf"
                 )
             except ValueError as exc:  # its results.json is not one this harness reads
                 print(f"compliance: {exc}")
@@ -412,7 +394,7 @@ def main(args: argparse.Namespace) -> int:
             )
             cfg = replace(cfg, user_conf=conf)
         try:
-            audit_run = run_audit(cfg, shlex.split(args.run_args), RUNNER)
+            audit_run = run_audit(cfg, shlex.split(args.run_args), RUNNER, audit_conf)
         except AuditRunFailed as exc:
             print(f"compliance: {exc}")
             return exc.code
@@ -420,6 +402,6 @@ def main(args: argparse.Namespace) -> int:
             print(f"compliance: {exc}")
             return SUT_FAILURE
     try:
-        return 0 if write_test01(accuracy_run, performance_run, audit_run, args.dtype) else 1
+        return 0 if write_test01(accuracy_run, performance_run, audit_run, args.response_dtype) else 1
     finally:
         shutil.rmtree(audit_run.parent, ignore_errors=True)
