@@ -1,63 +1,20 @@
-"""The study's data files, read with a schema: the presets (research/grids/<name>.toml, one grid each)
-and the planning figures (research/rates.toml, with the command and date that measured them).
-
-A file that does not match its schema raises DataFileError naming the file and the bad key (the
-command line: one `error:` line, exit 3).
+"""The study's data files, read with a schema (common/datafiles.py): the presets
+(research/grids/<name>.toml, one grid each) and the planning figures (research/rates.toml, with the
+command and date that measured them).
 """
 
 from __future__ import annotations
 
 import argparse
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.datafiles import NUMBER, DataFileError, check, flag_values, read_toml
+
 HERE = Path(__file__).resolve().parent
 GRIDS = HERE / "grids"  # one preset per file: research/grids/<name>.toml
 RATES_FILE = HERE / "rates.toml"
-NUMBER = (int, float)
-
-
-class DataFileError(ValueError):
-    """A data file that cannot be read or does not match its schema (the message names both)."""
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DataFileError(f"{path}: {exc}") from exc
-
-
-def check(path: Path, table: Any, schema: Any, where: str = "") -> None:
-    """Check `table` against `schema`: a dict of key -> schema (a key ending in "?" optional), a
-    one-entry dict {str: schema} (any keys, each value of that schema), a list [schema] (a list of such
-    values) or a type or tuple of types (a leaf)."""
-    at = f"key {where!r}" if where else "the file"
-    prefix = f"{where}." if where else ""
-    for kind, word in ((dict, "table"), (list, "list")):
-        if isinstance(schema, kind) and not isinstance(table, kind):
-            raise DataFileError(f"{path}: {at} must be a {word}")
-    if isinstance(schema, dict) and list(schema) == [str]:
-        for key, value in table.items():
-            check(path, value, schema[str], prefix + key)
-    elif isinstance(schema, dict):
-        known = {k.rstrip("?"): sub for k, sub in schema.items()}
-        for key in table.keys() - known.keys():
-            raise DataFileError(f"{path}: unknown key {prefix + key!r} (known: {', '.join(known)})")
-        for key, sub in known.items():
-            if key in table:
-                check(path, table[key], sub, prefix + key)
-            elif f"{key}?" not in schema:
-                raise DataFileError(f"{path}: missing key {prefix + key!r}")
-    elif isinstance(schema, list):
-        for i, value in enumerate(table):
-            check(path, value, schema[0], f"{where}[{i}]")
-    elif not isinstance(table, schema) or isinstance(table, bool):
-        kinds = "number" if schema == NUMBER else getattr(schema, "__name__", str(schema))
-        raise DataFileError(f"{path}: {at} must be a {kinds}, not {table!r}")
 
 
 @dataclass(frozen=True)
@@ -126,30 +83,6 @@ def preset_names(folder: Path | None = None) -> list[str]:
 def load_preset(
     name: str, parser: argparse.ArgumentParser, folder: Path | None = None
 ) -> dict[str, Any]:
-    """The flag values of preset `name`, checked against the study's own parser: every key (but
-    `help`, the preset's one-line description) is a flag's name, and every value passes that flag's
-    type and choices, as if it had been typed (a list as a comma list); paths are relative to the
-    repository. DataFileError names the file and the key that does not."""
-    path = (folder or GRIDS) / f"{name}.toml"
-    data = read_toml(path)
-    actions = {
-        a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("preset", "help")
-    }
-    out = {}
-    for key, value in data.items():
-        if key == "help":
-            continue
-        action = actions.get(key)
-        if action is None:
-            raise DataFileError(f"{path}: unknown key {key!r} (not a flag of the study)")
-        text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
-        try:
-            converted = action.type(text) if action.type else text
-        except (TypeError, ValueError) as exc:
-            raise DataFileError(f"{path}: key {key!r}: bad value {value!r} ({exc})") from exc
-        if action.choices is not None and converted not in action.choices:
-            raise DataFileError(f"{path}: key {key!r}: {value!r} is not one of {list(action.choices)}")
-        if isinstance(converted, Path):
-            converted = HERE.parent / converted
-        out[key] = converted
-    return out
+    """The flag values of preset `name` (`help` is its one-line description): every key is a flag of
+    the study, every value passes it (common.datafiles.flag_values)."""
+    return flag_values((folder or GRIDS) / f"{name}.toml", parser, "the study", ("preset",))
