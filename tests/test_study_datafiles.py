@@ -54,6 +54,7 @@ def test_presets_are_the_study_flags_with_repository_paths():
             'tasks = ["xnli"]\ntaskz = ["xnli"]\n',
             "bad.toml: unknown key 'taskz' (not a flag of the study)",
         ),
+        ('preset = "e5-small"\n', "bad.toml: unknown key 'preset' (not a flag of the study)"),
         ('rounds = "five"\n', "bad.toml: key 'rounds': bad value 'five'"),
         ('server_qps = "fastest"\n', "bad.toml: key 'server_qps': 'fastest' is not one of"),
         ("rounds = \n", "bad.toml: "),
