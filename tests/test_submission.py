@@ -282,6 +282,38 @@ def test_check_rejects_untruncated_log(package, tmp_path):
     assert any("not truncated" in e for e in errors)
 
 
+def test_accuracy_txt_carries_the_line_the_checkers_read_and_check_wants_it(package, tmp_path):
+    """An XNLI accuracy run scores accuracy; staging appends bert-99's checker line with it as exact
+    match and F1 (the legacy checker rejects an accuracy run without one); check refuses a package
+    whose line is gone, and only notes a task staging could write none for."""
+    root, sub = _broken_copy(package, tmp_path)
+    txt = sub / "results/tiny_cpu" / BENCH / "Offline/accuracy/accuracy.txt"
+    lines = txt.read_text().splitlines()
+    scored = json.loads(lines[-5])["accuracy"]  # the XNLI scorer's final line
+    line = f'{{"exact_match": {scored:.4f}, "f1": {scored:.4f}}}'
+    note = "# for the MLPerf checkers, in bert-99's format (exact match, then F1): accuracy, "
+    note += "which equals the exact match and the micro-averaged F1 of one answer per sample"
+    assert lines[-4:] == [note, line, "", lines[-1]] and lines[-1].startswith("hash=")  # truncate's
+    before = check_package(root, "TestOrg")[0]  # a test package's own (its Server bound)
+    assert not any("accuracy.txt" in e for e in before)
+    txt.write_text("\n".join(ln for ln in lines if ln != line) + "\n")
+    errors, _ = check_package(root, "TestOrg")
+    assert [e for e in errors if e not in before] == [
+        f'{txt}: no line the official checkers read for bert-99 ({{"exact_match": ..., "f1": ...}}): '
+        "stage the runs again"
+    ]
+    txt.write_text("# no line for the MLPerf checkers: BUCC has no exact match\n" + lines[-1] + "\n")
+    errors, notes = check_package(root, "TestOrg")
+    assert (
+        errors == before
+        and (
+            f"{txt}: BUCC has no exact match: the legacy checker (submission_checker_old.py) rejects "
+            "this accuracy run; the current one accepts it"
+        )
+        in notes
+    )
+
+
 def test_check_rejects_wrong_folder_names_and_misfiled_scenarios(package, tmp_path):
     root, sub = _broken_copy(package, tmp_path)
     shutil.rmtree(datacenter(root).parent)

@@ -636,7 +636,30 @@ def _logs(log: Path, sha: str) -> Path:
             _run_dir(log / folder / mode, sha, mode, scenario, **more)
     _test01_dir(log / "edge-offline" / "TEST01", fallback=True)
     _test01_dir(log / "edge-single" / "TEST01", fallback=False)
+    for folder, metrics in SCORED.items():  # the scorers' final lines
+        with open(log / folder / "accuracy" / "accuracy.txt", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
     return log
+
+
+# The final lines of the accuracy runs' scorers in _logs, and the lines staging appends to their
+# accuracy.txt for the checkers: accuracy for both figures, a QA task's own two, BUCC's note, and
+# none where the scorer's line already is the checkers' (TyDiQA's).
+SCORED = {
+    "edge-offline": {"accuracy": 61.25},
+    "edge-single": {"exact_match": 40.5, "f1": 52.125, "per_language": {"en": 52.125}},
+    "dc-offline": {"f1": 80.0, "precision": 81.0, "recall": 79.0},
+    "dc-server": {"exact_match": 70.0, "f1": 75.5},
+}
+CHECKER_LINES = {
+    "edge-offline": "# for the MLPerf checkers, in bert-99's format (exact match, then F1): accuracy, "
+    "which equals the exact match and the micro-averaged F1 of one answer per sample\n"
+    '{"exact_match": 61.2500, "f1": 61.2500}\n',
+    "edge-single": "# for the MLPerf checkers, in bert-99's format (exact match, then F1): the task's "
+    'exact match and F1\n{"exact_match": 40.5000, "f1": 52.1250}\n',
+    "dc-offline": "# no line for the MLPerf checkers: the task has no accuracy or exact-match figure\n",
+    "dc-server": "",
+}
 
 
 def _files(root: Path) -> list[str]:
@@ -760,8 +783,11 @@ def test_stage_lays_out_both_packages_file_by_file(tmp_path, staged_from):
         dst = sub / "results/sys1" / scen
         for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
             assert (dst / "performance/run_1" / name).read_text() == f"{folder}/performance {name}\n"
-        for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt"):
+        for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
             assert (dst / "accuracy" / name).read_text() == f"{folder}/accuracy {name}\n"
+        txt = (dst / "accuracy/accuracy.txt").read_text()
+        scorer = json.dumps(SCORED[folder]) + "\n"
+        assert txt == f"{folder}/accuracy accuracy.txt\n" + scorer + CHECKER_LINES[folder]
         log_json = (dst / "accuracy/mlperf_log_accuracy.json").read_text()
         assert log_json == f"{folder}/accuracy mlperf_log_accuracy.json\n"
         scenario = scen.split("/")[1]

@@ -28,12 +28,14 @@ from common.loadgen_log import LoadgenLog
 from harness.submission.compliance import test01_accuracy_passed
 from harness.submission.layout import (
     ACC_FILES,
+    CHECKER_LINE,
     DIVISION,
     MAPPED_RULES,
     MAX_ACCURACY_LOG_BYTES,
     MEANINGFUL_SYSTEM_FIELDS,
     MEASUREMENT_KEYS,
     MIN_DURATION_MS,
+    NO_CHECKER_LINE,
     NOT_FOR_SUBMISSION,
     PACKAGES,
     PERF_FILES,
@@ -91,6 +93,26 @@ def _files(d: Path, names: tuple[str, ...], errors: list[str], nonempty: bool = 
             errors.append(f"{f}: must not be empty")
 
 
+def check_accuracy_txt(txt: Path, mapped: str, errors: list[str], notes: list[str]) -> None:
+    """The line the official checkers read for the mapped model (layout.CHECKER_LINE), or the note
+    staging wrote for a task without one."""
+    if not txt.is_file():
+        return
+    lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+    if any(CHECKER_LINE.match(line) for line in lines):
+        return
+    if why := next((ln for ln in lines if ln.startswith(NO_CHECKER_LINE)), None):
+        notes.append(
+            f"{txt}: {why.removeprefix(NO_CHECKER_LINE)}: the legacy checker "
+            "(submission_checker_old.py) rejects this accuracy run; the current one accepts it"
+        )
+    else:
+        errors.append(
+            f'{txt}: no line the official checkers read for {mapped} ({{"exact_match": ..., "f1": '
+            "...}): stage the runs again"
+        )
+
+
 def check_scenario(
     d: Path, mapped: str, pkg: Package, stamped: bool, errors: list[str], notes: list[str]
 ) -> None:
@@ -101,6 +123,7 @@ def check_scenario(
             errors.append(f"{d / 'measurements.json'}: key '{k}' missing or empty")
     _files(d / "performance" / "run_1", PERF_FILES, errors)
     _files(d / "accuracy", ACC_FILES, errors)
+    check_accuracy_txt(d / "accuracy" / "accuracy.txt", mapped, errors, notes)
     detail = d / "performance" / "run_1" / "mlperf_log_detail.txt"
     if detail.is_file():
         check_detail(detail, mapped, pkg, stamped, errors, notes)

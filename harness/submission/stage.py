@@ -34,6 +34,7 @@ from common.paths import REPO
 from harness.submission.compliance import test01_accuracy_passed
 from harness.submission.layout import (
     ACC_FILES,
+    CHECKER_LINE,
     DEFAULT_MAPPED_MODEL,
     DIVISION,
     IMPLEMENTATION,
@@ -44,6 +45,7 @@ from harness.submission.layout import (
     TEST01_FALLBACK_FILES,
     TEST01_FILES,
     Package,
+    checker_line,
     full_logs_dir,
     package_for,
     submitter_dir,
@@ -408,6 +410,29 @@ def legacy_measurements(sub: Path, system: str, perf: Run, scenario_dir: Path) -
     )
 
 
+def scorer_metrics(text: str) -> dict:
+    """The metrics of an accuracy.txt: its last line that is a JSON object (the task scorer's final
+    line), or {}."""
+    for line in reversed(text.splitlines()):
+        try:
+            value = json.loads(line) if line.startswith("{") else None
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def add_checker_line(accuracy_txt: Path) -> None:
+    """Append the checkers' bert-99 line (layout.checker_line) of the scorer's metrics to a staged
+    accuracy.txt, unless the scorer's output already holds one (TyDiQA's final line)."""
+    text = accuracy_txt.read_text(encoding="utf-8")
+    if any(CHECKER_LINE.match(line) for line in text.splitlines()):
+        return
+    note, line = checker_line(scorer_metrics(text))
+    accuracy_txt.write_text(text.rstrip("\n") + "\n" + "\n".join(filter(None, (note, line))) + "\n")
+
+
 def stage_package(
     pkg: Package,
     pairs: list[tuple[Run, Run, Path | None]],
@@ -433,6 +458,7 @@ def stage_package(
         dst = sub / "results" / system / perf.benchmark / perf.scenario
         _copy(perf.path, PERF_FILES, dst / "performance" / "run_1")
         _copy(acc.path, ACC_FILES, dst / "accuracy")
+        add_checker_line(dst / "accuracy" / "accuracy.txt")
         shutil.copy2(perf.path / "user.conf", dst / "user.conf")
         (dst / "mlperf.conf").write_text(conf)
         meas = measurements(perf, measurement_overrides)
