@@ -17,7 +17,7 @@ PACKAGE_RETIRED = re.compile(r"git show [0-9a-f]{7,40}:(research|bench)/(\w+\.py
 def test_a_cited_report_script_exists_or_is_marked_retired_with_its_commit():
     """A script that left the repository is cited with the commit that still holds it (`git show
     <sha>:reports/scripts/<name>`) in the same file, so its committed figures keep their source."""
-    texts = {p: p.read_text() for p in [*REPO.glob("docs/*.md"), *REPO.rglob("reports/**/*.md")]}
+    texts = {p: p.read_text() for p in [*REPO.glob("docs/*.md"), *(REPO / "reports").rglob("*.md")]}
     cited = {(p, name) for p, text in texts.items() for name in CITED.findall(text)}
     missing = {(p, n) for p, n in cited if not (REPO / "reports" / "scripts" / n).is_file()}
     unmarked = [
@@ -37,7 +37,7 @@ def test_a_cited_research_module_or_command_exists_or_is_marked_retired_with_its
     the repository is cited with the commit that still holds its code (`git show
     <sha>:research/<name>.py`) in the same file."""
     unmarked = []
-    for path in [*REPO.glob("docs/*.md"), *REPO.rglob("reports/**/*.md"), REPO / "README.md"]:
+    for path in [*REPO.glob("docs/*.md"), *(REPO / "reports").rglob("*.md"), REPO / "README.md"]:
         text = path.read_text()
         retired = set(PACKAGE_RETIRED.findall(text))
         for where, module, runner, command in PACKAGE_CITED.findall(text):
