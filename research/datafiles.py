@@ -2,62 +2,21 @@
 and the planning figures (research/rates.toml, with the command and date that measured them).
 
 A file that does not match its schema raises DataFileError naming the file and the bad key (the
-command line: one `error:` line, exit 3).
+command line: one `error:` line, exit 3); the schema checker is common/datafiles.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.datafiles import NUMBER, DataFileError, check, read_toml
+
 HERE = Path(__file__).resolve().parent
 GRIDS = HERE / "grids"  # one preset per file: research/grids/<name>.toml
 RATES_FILE = HERE / "rates.toml"
-NUMBER = (int, float)
-
-
-class DataFileError(ValueError):
-    """A data file that cannot be read or does not match its schema (the message names both)."""
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DataFileError(f"{path}: {exc}") from exc
-
-
-def check(path: Path, table: Any, schema: Any, where: str = "") -> None:
-    """Check `table` against `schema`: a dict of key -> schema (a key ending in "?" optional), a
-    one-entry dict {str: schema} (any keys, each value of that schema), a list [schema] (a list of such
-    values) or a type or tuple of types (a leaf)."""
-    at = f"key {where!r}" if where else "the file"
-    prefix = f"{where}." if where else ""
-    for kind, word in ((dict, "table"), (list, "list")):
-        if isinstance(schema, kind) and not isinstance(table, kind):
-            raise DataFileError(f"{path}: {at} must be a {word}")
-    if isinstance(schema, dict) and list(schema) == [str]:
-        for key, value in table.items():
-            check(path, value, schema[str], prefix + key)
-    elif isinstance(schema, dict):
-        known = {k.rstrip("?"): sub for k, sub in schema.items()}
-        for key in table.keys() - known.keys():
-            raise DataFileError(f"{path}: unknown key {prefix + key!r} (known: {', '.join(known)})")
-        for key, sub in known.items():
-            if key in table:
-                check(path, table[key], sub, prefix + key)
-            elif f"{key}?" not in schema:
-                raise DataFileError(f"{path}: missing key {prefix + key!r}")
-    elif isinstance(schema, list):
-        for i, value in enumerate(table):
-            check(path, value, schema[0], f"{where}[{i}]")
-    elif not isinstance(table, schema) or isinstance(table, bool):
-        kinds = "number" if schema == NUMBER else getattr(schema, "__name__", str(schema))
-        raise DataFileError(f"{path}: {at} must be a {kinds}, not {table!r}")
 
 
 @dataclass(frozen=True)
