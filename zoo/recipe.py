@@ -52,8 +52,19 @@ if TYPE_CHECKING:
 
 # English dev rows [0, first held-out row) train the targets; every language's rows from there on
 # are the evaluation rows (one definition, shared with the scorers' --heldout_rows).
-TRAIN_ROWS = {task: (0, first) for task, first in HELDOUT_FIRST_ROW.items()}
+TRAIN_ROWS = {task: range(0, first) for task, first in HELDOUT_FIRST_ROW.items()}
 EVAL_ROWS = {task: (first, None) for task, first in HELDOUT_FIRST_ROW.items()}
+# The selection's English dev split (`python -m zoo select`, docs/selection.md), carved from the
+# training rows alone: never a held-out row, never another language. XNLI's rows come in threes,
+# one premise with three hypotheses (premise = row // 3); every 5th premise goes whole to dev
+# (premises 4, 9, ..., 414: 83 premises, 249 rows) and the other 332 (996 rows) train the trials.
+PREMISE_ROWS = {"xnli": 3}  # rows per premise
+DEV_EVERY = 5  # every DEV_EVERY-th premise is a dev premise
+DEV_ROWS = {
+    task: tuple(r for r in TRAIN_ROWS[task] if r // k % DEV_EVERY == DEV_EVERY - 1)
+    for task, k in PREMISE_ROWS.items()
+}
+SELECT_ROWS = {task: tuple(r for r in TRAIN_ROWS[task] if r not in DEV_ROWS[task]) for task in DEV_ROWS}
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
 
@@ -73,6 +84,9 @@ class Sizes:
     target_steps: int = 50
     squad_epochs: float = 0.0  # > 0: passes over the data instead of steps
     target_epochs: tuple[tuple[str, float], ...] = ()  # (task, epochs) pairs; others use target_steps
+    # (task, epochs) pairs: a longer learning-rate schedule that target_epochs stop early in (a
+    # selection's max_epochs: `with_choice`); keys of both may be "<task>/<learning>"
+    target_schedule: tuple[tuple[str, float], ...] = ()
     lr: tuple[tuple[str, float], ...] = LR_TINY  # learning kind -> peak learning rate
     warmup: float = 0.1  # share of the steps spent warming up linearly
     bf16: bool = False  # autocast training matmuls to bfloat16 (fp32 master weights)
@@ -122,6 +136,22 @@ E5_SMALL = Sizes(
 )
 FULL_STEPS = Sizes(squad_steps=5000, target_steps=3000, batch_size=32, qa_max_length=384)  # base/large
 SIZES = {"tiny": TINY, "e5-small": E5_SMALL}  # the encoders the zoo builds itself (ZOO_ENCODERS)
+SQUAD_TRAIN = REPO / "data/squad_en/xquad.en.json.gz"  # the intermediate task's default training data
+
+
+def with_choice(
+    sizes: Sizes, task: str, learning: str, lr: float, epochs: float, schedule_epochs: float = 0.0
+) -> Sizes:
+    """`sizes` with learning kind `learning` trained on `task` at `lr` for `epochs` epochs (cut from
+    a schedule of `schedule_epochs` when longer): a selection trial, or a target stage built with
+    the selection's choice."""
+    key = f"{task}/{learning}"
+    return replace(
+        sizes,
+        lr=tuple({**dict(sizes.lr), learning: lr}.items()),
+        target_epochs=tuple({**dict(sizes.target_epochs), key: float(epochs)}.items()),
+        target_schedule=tuple({**dict(sizes.target_schedule), key: float(schedule_epochs)}.items()),
+    )
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -290,7 +320,7 @@ def build_zoo(
         sizes=sizes,
         seed=seed,
         progress=progress,
-        squad_path=Path(squad_train) if squad_train else REPO / "data/squad_en/xquad.en.json.gz",
+        squad_path=Path(squad_train) if squad_train else SQUAD_TRAIN,
         train_rows=TRAIN_ROWS,
     )
     timings: dict[str, float] = {}
