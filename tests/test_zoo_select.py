@@ -1,6 +1,6 @@
 """Learning rate and epoch selection on the English dev split (zoo/select.py, zoo/choice.py,
 docs/selection.md): the split, the choice rule, the grid files, a tiny selection end to end (records,
-resume, CSV, choices).
+resume, CSV, choices) and a zoo built with its choice.
 
 One tiny selection (full and full-squad x 2 learning rates x 2 epochs, the very small recipe) runs
 once per module, in a zoo folder that holds a seeded random-weight encoder of the very small shape
@@ -34,6 +34,8 @@ from zoo.recipe import (
     STAGE_MINUTES,
     TINY_TEST,
     TRAIN_ROWS,
+    StageError,
+    check_selected_stages,
 )
 from zoo.select import Trial, finished, load_grid, plan, train_rows
 
@@ -300,6 +302,46 @@ def test_a_rerun_trains_nothing_and_a_changed_setting_trains_again(
     grid = load_grid(TINY_GRID)
     assert sorted(t.name for t in finished(grid, TINY_TEST, copy)) == sorted(TINY_TRIALS[1:])
     assert len(finished(grid, TINY_TEST, selection)) == 4
+
+
+def test_a_zoo_built_with_the_selection_trains_and_records_the_choice(selection, capsys, tmp_path):
+    from models.loaders import read_manifest
+    from zoo.evaluate import report_section
+
+    zoo = selection / "zoo"  # the selection's zoo: the encoder and full-squad's SQuAD stage
+    chosen = selection / "selected.toml"
+    argv = ["build", "--encoder", "tiny", "--tiny-test", "--models_dir", str(zoo), "--models"]
+    argv += ["full", "--tasks", "xnli", "--no_eval", "--quiet", "--selected", str(chosen)]
+    assert zoo_main(argv) == 0
+    assert f"--selected {chosen}: chosen lr and epochs for full/xnli; the recipe's" in (
+        capsys.readouterr().out
+    )
+    selected = read_selected(chosen, "tiny")["xnli"]
+    c = selected["full"]
+    training = read_manifest(zoo / "full" / "xnli")["training"]
+    assert training["selection"] == {**c, "file": str(chosen)}
+    assert (training["lr"], training["epochs"], training["schedule_epochs"]) == (c["lr"], c["epochs"], 2)
+    # the 1245 training rows, cut to the very small recipe's first 120: 15 steps an epoch, no probe
+    assert training["train_samples"] == 120
+    assert [p["step"] for p in training["curve"]] == [15 * e for e in range(1, c["epochs"] + 1)]
+    assert {k for p in training["curve"] for k in p} == {"epoch", "step", "loss"}
+    section = report_section([], "tiny", TINY_TEST, 1.0, 2.0, zoo)  # reports/zoo.md's curves table
+    assert f"| full/xnli | {c['lr']:g} | {float(c['epochs'])} of 2.0 | " in section
+    # a zoo built with another choice is not passed off as this one: refused before any work
+    other = tmp_path / "other.toml"
+    other.write_text(chosen.read_text().replace("max_epochs = 2", "max_epochs = 3", 1))
+    assert zoo_main([*argv[:-1], str(other)]) == 3
+    err = capsys.readouterr().err
+    assert f"{zoo / 'full' / 'xnli'}: built already with lr {selected['full']['lr']:g}, " in err
+    assert f"not with {other}'s choice (" in err and "--force" in err
+    # a stage the recipe built (no choice recorded) is refused the same way
+    recipe_stage = tmp_path / "zoo" / "full" / "xnli"
+    recipe_stage.mkdir(parents=True)
+    (recipe_stage / ".done").write_text("1 s\n")
+    (recipe_stage / "zoo.json").write_text(json.dumps({"training": {"lr": 1e-4, "epochs": 0.0}}))
+    with pytest.raises(StageError, match="built already with the recipe's lr and epochs, not with"):
+        check_selected_stages(tmp_path / "zoo", ["full"], {"xnli": selected})
+    check_selected_stages(tmp_path / "zoo", ["adapter"], {"xnli": selected})  # no choice: built as is
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ Stages, each skipped when its folder already has a `.done` marker (resumable; --
                (merged) on English SQuAD-format data (bundled xquad.en, or --squad_train PATH)
                -> <models_dir>/<MODEL>/squad
   3. target    per model x xnli/tydiqa (pawsx with --tasks, or with --for_run), English
-               training data only -> <models_dir>/<MODEL>/<TASK>
+               training data only -> <models_dir>/<MODEL>/<TASK>; --selected FILE: the learning rate
+               and epochs `python -m zoo select` chose per model (docs/selection.md)
   4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
 The tiny sizes are set so that the whole of `make models` stays under 15 minutes on 2 cores.
 Honest splits of the bundled dev sets (no train set ships here): XNLI trains on English rows
@@ -37,11 +38,12 @@ from common.files import locked
 from common.paths import BUILD, REPO
 from models import e5
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
-from models.loaders import DONE, write_manifest
+from models.loaders import DONE, read_manifest, write_manifest
 from models.registry import MODELS, TASKS, get_model_spec, resolve
 from models.zoo_layout import built_by_zoo, seed_models_dir, seed_of_models_dir
 from tasks.mixed import is_mixed, parse_task_list
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
+from zoo.choice import read_selected
 
 if TYPE_CHECKING:
     from zoo import stages
@@ -200,6 +202,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="a second build of the same zoo made in one run (`--models_dir DIR --no_eval`) whose "
         "stages' recorded times reports/zoo.md gives as the whole zoo's training time",
     )
+    parser.add_argument(
+        "--selected",
+        default=None,
+        help="train the target stages with the learning rate and epochs `python -m zoo select` chose "
+        "per model (its selected.toml; docs/selection.md); recorded in each stage's zoo.json",
+    )
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -305,8 +313,11 @@ def build_zoo(
     force: bool = False,
     progress: bool = True,
     wheels: list[Path] | None = None,
+    selected: dict[str, dict[str, dict]] | None = None,
 ) -> dict[str, float]:
-    """Build (or complete) the zoo in models_dir; returns seconds per stage that ran."""
+    """Build (or complete) the zoo in models_dir; returns seconds per stage that ran. `selected`:
+    task -> model -> a selection's choice (zoo/choice.py read_selected), which that target stage
+    trains with (the recipe's learning rate and epochs for the others)."""
     from zoo import stages  # noqa: PLC0415  (lazy: start-up time, above)
 
     models = [MODELS[m].name for m in (list(MODELS) if models is None else models)]
@@ -315,6 +326,9 @@ def build_zoo(
         raise ValueError(
             f"no target training for {sorted(set(tasks) - set(TARGETS))}: pick of {TARGETS}"
         )
+    selected = {t: c for t, c in (selected or {}).items() if t in tasks}
+    if not force:
+        check_selected_stages(models_dir, models, selected)
     ctx = stages.Context(
         models_dir=models_dir,
         sizes=sizes,
@@ -350,12 +364,48 @@ def build_zoo(
                     lambda out, s=spec: stages.squad(ctx, s, out),
                 )
             if task is not None:
+                tctx = selected_context(ctx, spec.learning, task, selected.get(task, {}).get(name))
                 timed(
                     models_dir / name / task,
                     f"{name} {task}",
-                    lambda out, s=spec, t=task: stages.target(ctx, s, t, out),
+                    lambda out, s=spec, t=task, c=tctx: stages.target(c, s, t, out),
                 )
     return timings
+
+
+def selected_context(ctx: stages.Context, learning: str, task: str, choice: dict | None):
+    """The context a target stage trains in: `ctx`, or with a selection's choice (its learning rate,
+    its epochs cut from its max_epochs schedule, the choice itself for zoo.json)."""
+    if choice is None:
+        return ctx
+    sizes = with_choice(ctx.sizes, task, learning, choice["lr"], choice["epochs"], choice["max_epochs"])
+    return replace(ctx, sizes=sizes, selection=choice)
+
+
+SELECTED_KEYS = ("lr", "epochs", "max_epochs")  # what a choice changes in the training
+
+
+def check_selected_stages(models_dir: Path, models: list[str], selected: dict) -> None:
+    """StageError, before any work, when a target stage that `selected` has a choice for is built
+    already without that choice (it would be skipped, done): --force or another --models_dir."""
+    for task, chosen in selected.items():
+        for name in models:
+            out = models_dir / name / task
+            if name not in chosen or not (out / DONE).exists():
+                continue
+            recorded = (read_manifest(out).get("training") or {}).get("selection")
+            if recorded and all(recorded.get(k) == chosen[name][k] for k in SELECTED_KEYS):
+                continue
+            built = _choice_words(recorded) if recorded else "the recipe's lr and epochs"
+            raise StageError(
+                f"{out}: built already with {built}, not with {chosen[name]['file']}'s choice "
+                f"({_choice_words(chosen[name])}): rebuild it with --force, or build elsewhere with "
+                "--models_dir DIR"
+            )
+
+
+def _choice_words(choice: dict) -> str:
+    return f"lr {choice['lr']:g}, {choice['epochs']} of {choice['max_epochs']} epochs"
 
 
 def _pretrain_tiny(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
@@ -396,6 +446,14 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         wheels = e5.parse_wheels(args.e5_wheels)
+        selected = read_selected(Path(args.selected), enc.name) if args.selected else None
+        if selected:
+            chosen = [f"{m}/{t}" for t in tasks for m in models if m in selected.get(t, {})]
+            print(
+                f"[models] --selected {args.selected}: chosen lr and epochs for "
+                f"{', '.join(chosen) or 'none of these stages'}; the recipe's for the others",
+                flush=True,
+            )
         timings = build_zoo(
             models_dir,
             enc.name,
@@ -408,8 +466,9 @@ def main(args: argparse.Namespace) -> int:
             args.force,
             not args.quiet,
             wheels,
+            selected,
         )
-    except ValueError as e:  # E5Error, StageError, a task without target training: one line
+    except ValueError as e:  # E5Error, StageError, DataFileError, a task without target training
         print(f"error: {e}", file=sys.stderr, flush=True)
         return BAD_INPUT
     train_s = time.perf_counter() - t0
