@@ -257,6 +257,10 @@ def test_the_chosen_values_are_the_best_dev_epoch_of_the_best_lr(selection):
     selected = read_selected(selection / "selected.toml", "tiny")
     assert sorted(selected["xnli"]) == ["full", "full-squad"]
     report = (selection / "selection.md").read_text()
+    assert (
+        "`python -m zoo select --encoder tiny --grid zoo/grids/select-xnli-tiny.toml --tiny-test`"
+        in report
+    )
     for model in ("full", "full-squad"):
         # every (dev, epoch, lr) of the model; the best dev, then the fewer epochs, the smaller lr
         points = [

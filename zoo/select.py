@@ -481,6 +481,7 @@ def main(args: argparse.Namespace) -> int:
             )
         runs_dir = Path(args.runs_dir) if args.runs_dir else BUILD / f"select-{grid.encoder}"
         command = f"python -m zoo select --encoder {grid.encoder} --grid {grid.shown()}"
+        command += " --tiny-test" if args.tiny_test else ""
         run_selection(
             grid,
             TINY_TEST if args.tiny_test else SIZES[grid.encoder],
