@@ -1,8 +1,8 @@
 """TOML data files read with a schema: grids, presets and measured figures are data, never code.
 
 A file that does not match its schema raises DataFileError naming the file and the bad key (a
-command line turns it into one `error:` line, exit 3). Used by the study (research/datafiles.py)
-and by any other package whose settings live in data files.
+command line turns it into one `error:` line, exit 3). The study's presets and planning rates
+(research/) and the zoo's selection grids (zoo/) read their files here: zoo/ cannot import research/.
 """
 
 from __future__ import annotations

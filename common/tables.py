@@ -1,5 +1,5 @@
 """The one markdown table writer of the generated reports (every table that research/ and bench/
-write goes through it).
+write goes through it, and the zoo's selection report).
 
 It lives in common/ because both packages need it: in research/, bench could not import it (bench
 sits below research); in bench/, the study's report would depend on the benchmark package for

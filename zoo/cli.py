@@ -1,7 +1,9 @@
 """`python -m zoo build ...`: build the model zoo, whole (`make models`) or what one run serves
 (`--for_run`, which `make run` runs before the run: the run's own flags, the ones a build does not use
-ignored). Exit codes (common/exit_codes.py): 0 built (or nothing missing), 3 a usage error or a stage
-that cannot be built (one `error:` line), 2 an unexpected exception (its traceback), 130 Ctrl-C.
+ignored); `python -m zoo select ...`: choose each model's learning rate and epochs on an English dev
+split (zoo/select.py). Exit codes (common/exit_codes.py): 0 built (or nothing missing), 3 a usage
+error or a stage that cannot be built (one `error:` line), 2 an unexpected exception (its
+traceback), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import traceback
 
 from common.exit_codes import BAD_INPUT, SUT_FAILURE, ArgumentParser, interrupted
 
-COMMANDS = {"build": "build the model zoo (train / convert checkpoints), or what one run serves"}
+COMMANDS = {
+    "build": "build the model zoo (train / convert checkpoints), or what one run serves",
+    "select": "choose each model's learning rate and epochs on an English dev split",
+}
 
 
 def build_parser() -> ArgumentParser:
@@ -50,7 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     # imported when a build runs, not before: the recipe imports torch (about 2 s), which
     # `python -m zoo --help` and a mistyped command need not wait for
     recipe = importlib.import_module("zoo.recipe")
-    if for_run:
+    if argv[0] == "select":
+        select = importlib.import_module("zoo.select")
+        parser = ArgumentParser(
+            prog="python -m zoo select", description=select.__doc__.splitlines()[0], allow_abbrev=False
+        )
+        select.configure_parser(parser)
+        args = parser.parse_args(argv[1:])
+        command = select.main
+    elif for_run:
         recipe.configure_for_run_parser(parser)
         args, _ = parser.parse_known_args(argv[1:])  # the run's other flags are the run's business
         command = recipe.main_for_run
@@ -61,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(command(args) or 0)
     except KeyboardInterrupt:
-        print("\nbuild: interrupted", file=sys.stderr)
+        print(f"\n{argv[0]}: interrupted", file=sys.stderr)
         return interrupted(signal.SIGINT)
     except Exception:  # noqa: BLE001 - a bug, not a user error: show it, but never exit 1 (INVALID)
         traceback.print_exc()
-        print(f"build: internal error (exit {SUT_FAILURE})", file=sys.stderr)
+        print(f"{argv[0]}: internal error (exit {SUT_FAILURE})", file=sys.stderr)
         return SUT_FAILURE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -70,20 +71,27 @@ class _TrainingModule:
 def heldout_probe(task_name: str, tokenizer, rows: int = 300):
     """evaluate(model) -> the task's main metric on English held-out data, for training curves:
     XNLI/PAWS-X the first `rows` English held-out rows, TyDiQA the English dev set (F1)."""
+    if task_name in HELDOUT_FIRST_ROW:
+        first = HELDOUT_FIRST_ROW[task_name]
+        return row_probe(task_name, tokenizer, range(first, first + rows), heldout_rows=True)
+    return row_probe(task_name, tokenizer, None, tokenizer=tokenizer)
+
+
+def row_probe(task_name: str, tokenizer, rows: Collection[int] | None, **score_kwargs):
+    """evaluate(model) -> the task's main metric on the English file's rows `rows` (all when None),
+    scored by the task's own scorer with `score_kwargs`: the held-out probe above, and the selection's
+    dev probe on English training rows held out of its trials (zoo/recipe.py DEV_ROWS)."""
     task = get_task(task_name, languages="en")
     kind = task.kind
     fs = task.features(tokenizer, progress=False)
     indices = np.arange(len(fs))
-    if task_name in HELDOUT_FIRST_ROW:
-        row = fs.extra["row"]
-        first = HELDOUT_FIRST_ROW[task_name]
-        indices = indices[(row >= first) & (row < first + rows)]
-    kwargs = {"heldout_rows": True} if task_name in HELDOUT_FIRST_ROW else {"tokenizer": tokenizer}
+    if rows is not None:
+        indices = indices[np.isin(fs.extra["row"], np.fromiter(rows, dtype=np.int64))]
     metric = task.primary_metric
 
     def evaluate(model) -> float:
         log = predict_log(_TrainingModule(kind, model), fs, indices, kind, tokenizer.pad_token_id)
-        return float(json.loads(score(task, log, **kwargs).final_line)[metric])
+        return float(json.loads(score(task, log, **score_kwargs).final_line)[metric])
 
     return evaluate
 
@@ -299,6 +307,8 @@ def report_section(
             loss = " ".join(f"{c['loss']:.3f}" for c in t["curve"])
             held = " ".join(f"{c['heldout']:.1f}" for c in t["curve"] if "heldout" in c) or "-"
             length = t["epochs"] or t["steps"]
+            if t.get("schedule_epochs"):  # stopped early in a longer schedule (a selection's choice)
+                length = f"{t['epochs']} of {t['schedule_epochs']}"
             row = f"| {stage} | {t['lr']:g} | {length} | {loss} | {held} | {_minutes(t)} |"
             lines.append(row + (f" {_minutes(timed_curves.get(stage, {}))} |" if timed_curves else ""))
     lines += ["", f"Sizes: `{sizes}`", ""]

@@ -6,7 +6,8 @@ Stages, each skipped when its folder already has a `.done` marker (resumable; --
                (merged) on English SQuAD-format data (bundled xquad.en, or --squad_train PATH)
                -> <models_dir>/<MODEL>/squad
   3. target    per model x xnli/tydiqa (pawsx with --tasks, or with --for_run), English
-               training data only -> <models_dir>/<MODEL>/<TASK>
+               training data only -> <models_dir>/<MODEL>/<TASK>; --selected FILE: the learning rate
+               and epochs `python -m zoo select` chose per model (docs/selection.md)
   4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
 The tiny sizes are set so that the whole of `make models` stays under 15 minutes on 2 cores.
 Honest splits of the bundled dev sets (no train set ships here): XNLI trains on English rows
@@ -37,11 +38,12 @@ from common.files import locked
 from common.paths import BUILD, REPO
 from models import e5
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
-from models.loaders import DONE, write_manifest
+from models.loaders import DONE, read_manifest, write_manifest
 from models.registry import MODELS, TASKS, get_model_spec, resolve
 from models.zoo_layout import built_by_zoo, seed_models_dir, seed_of_models_dir
 from tasks.mixed import is_mixed, parse_task_list
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
+from zoo.choice import read_selected
 
 if TYPE_CHECKING:
     from zoo import stages
@@ -52,8 +54,19 @@ if TYPE_CHECKING:
 
 # English dev rows [0, first held-out row) train the targets; every language's rows from there on
 # are the evaluation rows (one definition, shared with the scorers' --heldout_rows).
-TRAIN_ROWS = {task: (0, first) for task, first in HELDOUT_FIRST_ROW.items()}
+TRAIN_ROWS = {task: range(0, first) for task, first in HELDOUT_FIRST_ROW.items()}
 EVAL_ROWS = {task: (first, None) for task, first in HELDOUT_FIRST_ROW.items()}
+# The selection's English dev split (`python -m zoo select`, docs/selection.md), carved from the
+# training rows alone: never a held-out row, never another language. XNLI's rows come in threes,
+# one premise with three hypotheses (premise = row // 3); every 5th premise goes whole to dev
+# (premises 4, 9, ..., 414: 83 premises, 249 rows) and the other 332 (996 rows) train the trials.
+PREMISE_ROWS = {"xnli": 3}  # rows per premise
+DEV_EVERY = 5  # every DEV_EVERY-th premise is a dev premise
+DEV_ROWS = {
+    task: tuple(r for r in TRAIN_ROWS[task] if r // k % DEV_EVERY == DEV_EVERY - 1)
+    for task, k in PREMISE_ROWS.items()
+}
+SELECT_ROWS = {task: tuple(r for r in TRAIN_ROWS[task] if r not in DEV_ROWS[task]) for task in DEV_ROWS}
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
 
@@ -73,6 +86,9 @@ class Sizes:
     target_steps: int = 50
     squad_epochs: float = 0.0  # > 0: passes over the data instead of steps
     target_epochs: tuple[tuple[str, float], ...] = ()  # (task, epochs) pairs; others use target_steps
+    # (task, epochs) pairs: a longer learning-rate schedule that target_epochs stop early in (a
+    # selection's max_epochs: `with_choice`); keys of both may be "<task>/<learning>"
+    target_schedule: tuple[tuple[str, float], ...] = ()
     lr: tuple[tuple[str, float], ...] = LR_TINY  # learning kind -> peak learning rate
     warmup: float = 0.1  # share of the steps spent warming up linearly
     bf16: bool = False  # autocast training matmuls to bfloat16 (fp32 master weights)
@@ -122,6 +138,22 @@ E5_SMALL = Sizes(
 )
 FULL_STEPS = Sizes(squad_steps=5000, target_steps=3000, batch_size=32, qa_max_length=384)  # base/large
 SIZES = {"tiny": TINY, "e5-small": E5_SMALL}  # the encoders the zoo builds itself (ZOO_ENCODERS)
+SQUAD_TRAIN = REPO / "data/squad_en/xquad.en.json.gz"  # the intermediate task's default training data
+
+
+def with_choice(
+    sizes: Sizes, task: str, learning: str, lr: float, epochs: float, schedule_epochs: float = 0.0
+) -> Sizes:
+    """`sizes` with learning kind `learning` trained on `task` at `lr` for `epochs` epochs (cut from
+    a schedule of `schedule_epochs` when longer): a selection trial, or a target stage built with
+    the selection's choice."""
+    key = f"{task}/{learning}"
+    return replace(
+        sizes,
+        lr=tuple({**dict(sizes.lr), learning: lr}.items()),
+        target_epochs=tuple({**dict(sizes.target_epochs), key: float(epochs)}.items()),
+        target_schedule=tuple({**dict(sizes.target_schedule), key: float(schedule_epochs)}.items()),
+    )
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +201,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a second build of the same zoo made in one run (`--models_dir DIR --no_eval`) whose "
         "stages' recorded times reports/zoo.md gives as the whole zoo's training time",
+    )
+    parser.add_argument(
+        "--selected",
+        default=None,
+        help="train the target stages with the learning rate and epochs `python -m zoo select` chose "
+        "per model (its selected.toml; docs/selection.md); recorded in each stage's zoo.json",
     )
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -275,8 +313,11 @@ def build_zoo(
     force: bool = False,
     progress: bool = True,
     wheels: list[Path] | None = None,
+    selected: dict[str, dict[str, dict]] | None = None,
 ) -> dict[str, float]:
-    """Build (or complete) the zoo in models_dir; returns seconds per stage that ran."""
+    """Build (or complete) the zoo in models_dir; returns seconds per stage that ran. `selected`:
+    task -> model -> a selection's choice (zoo/choice.py read_selected), which that target stage
+    trains with (the recipe's learning rate and epochs for the others)."""
     from zoo import stages  # noqa: PLC0415  (lazy: start-up time, above)
 
     models = [MODELS[m].name for m in (list(MODELS) if models is None else models)]
@@ -285,12 +326,15 @@ def build_zoo(
         raise ValueError(
             f"no target training for {sorted(set(tasks) - set(TARGETS))}: pick of {TARGETS}"
         )
+    selected = {t: c for t, c in (selected or {}).items() if t in tasks}
+    if not force:
+        check_selected_stages(models_dir, models, selected)
     ctx = stages.Context(
         models_dir=models_dir,
         sizes=sizes,
         seed=seed,
         progress=progress,
-        squad_path=Path(squad_train) if squad_train else REPO / "data/squad_en/xquad.en.json.gz",
+        squad_path=Path(squad_train) if squad_train else SQUAD_TRAIN,
         train_rows=TRAIN_ROWS,
     )
     timings: dict[str, float] = {}
@@ -320,12 +364,48 @@ def build_zoo(
                     lambda out, s=spec: stages.squad(ctx, s, out),
                 )
             if task is not None:
+                tctx = selected_context(ctx, spec.learning, task, selected.get(task, {}).get(name))
                 timed(
                     models_dir / name / task,
                     f"{name} {task}",
-                    lambda out, s=spec, t=task: stages.target(ctx, s, t, out),
+                    lambda out, s=spec, t=task, c=tctx: stages.target(c, s, t, out),
                 )
     return timings
+
+
+def selected_context(ctx: stages.Context, learning: str, task: str, choice: dict | None):
+    """The context a target stage trains in: `ctx`, or with a selection's choice (its learning rate,
+    its epochs cut from its max_epochs schedule, the choice itself for zoo.json)."""
+    if choice is None:
+        return ctx
+    sizes = with_choice(ctx.sizes, task, learning, choice["lr"], choice["epochs"], choice["max_epochs"])
+    return replace(ctx, sizes=sizes, selection=choice)
+
+
+SELECTED_KEYS = ("lr", "epochs", "max_epochs")  # what a choice changes in the training
+
+
+def check_selected_stages(models_dir: Path, models: list[str], selected: dict) -> None:
+    """StageError, before any work, when a target stage that `selected` has a choice for is built
+    already without that choice (it would be skipped, done): --force or another --models_dir."""
+    for task, chosen in selected.items():
+        for name in models:
+            out = models_dir / name / task
+            if name not in chosen or not (out / DONE).exists():
+                continue
+            recorded = (read_manifest(out).get("training") or {}).get("selection")
+            if recorded and all(recorded.get(k) == chosen[name][k] for k in SELECTED_KEYS):
+                continue
+            built = _choice_words(recorded) if recorded else "the recipe's lr and epochs"
+            raise StageError(
+                f"{out}: built already with {built}, not with {chosen[name]['file']}'s choice "
+                f"({_choice_words(chosen[name])}): rebuild it with --force, or build elsewhere with "
+                "--models_dir DIR"
+            )
+
+
+def _choice_words(choice: dict) -> str:
+    return f"lr {choice['lr']:g}, {choice['epochs']} of {choice['max_epochs']} epochs"
 
 
 def _pretrain_tiny(ctx: stages.Context, out: Path, sizes: Sizes, wheels) -> None:
@@ -366,6 +446,14 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         wheels = e5.parse_wheels(args.e5_wheels)
+        selected = read_selected(Path(args.selected), enc.name) if args.selected else None
+        if selected:
+            chosen = [f"{m}/{t}" for t in tasks for m in models if m in selected.get(t, {})]
+            print(
+                f"[models] --selected {args.selected}: chosen lr and epochs for "
+                f"{', '.join(chosen) or 'none of these stages'}; the recipe's for the others",
+                flush=True,
+            )
         timings = build_zoo(
             models_dir,
             enc.name,
@@ -378,8 +466,9 @@ def main(args: argparse.Namespace) -> int:
             args.force,
             not args.quiet,
             wheels,
+            selected,
         )
-    except ValueError as e:  # E5Error, StageError, a task without target training: one line
+    except ValueError as e:  # E5Error, StageError, DataFileError, a task without target training
         print(f"error: {e}", file=sys.stderr, flush=True)
         return BAD_INPUT
     train_s = time.perf_counter() - t0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,32 +31,51 @@ from tasks.data import (
     find_file,
     pad_ragged,
     read_classification_file,
+    read_snli,
     read_squad,
     to_ragged,
 )
 from tasks.registry import get_task
 from tasks.tydiqa import squad_train_features
-from zoo.evaluate import heldout_probe
+from zoo.evaluate import heldout_probe, row_probe
 from zoo.pretrain import build_tokenizer, pretrain_mlm, unlabelled_corpus
 
 
 @dataclass(frozen=True)
 class Context:
+    """What a stage trains with. `train_rows`: task -> the English rows of its bundled dev file that
+    train it (zoo/recipe.py TRAIN_ROWS, or the selection's SELECT_ROWS); `dev_rows`: task -> English
+    rows scored after every epoch instead of the held-out probe (curve key "dev": the selection's
+    DEV_ROWS); `snli_pairs`: the first N SNLI pairs (tasks.data.read_snli order) added to XNLI's
+    training rows, None all of them; `selection`: the dev-split choice a target stage's learning rate
+    and epochs come from (zoo/choice.py), recorded in its zoo.json."""
+
     models_dir: Path
     sizes: Any  # zoo.recipe.Sizes (not imported: the recipe imports this module)
     seed: int
     progress: bool
     squad_path: Path
-    train_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    train_rows: dict[str, Collection[int]] = field(default_factory=dict)
     encoder_dir: str = ""
+    dev_rows: dict[str, Collection[int]] = field(default_factory=dict)
+    snli_pairs: int | None = 0
+    selection: dict[str, Any] | None = None
 
 
 # --- data ------------------------------------------------------------------------------------------
-def classification_data(task: str, tokenizer, rows: tuple[int, int]) -> dict[str, np.ndarray]:
-    """English rows [lo, hi) of the task's bundled dev file -> ragged ids + labels."""
+def classification_data(
+    task: str, tokenizer, rows: Collection[int], snli_pairs: int | None = 0
+) -> dict[str, np.ndarray]:
+    """English rows `rows` of the task's bundled dev file (then, for XNLI, the first `snli_pairs` SNLI
+    pairs, None all, labelled in XNLI's label order) -> ragged ids + labels."""
     t = get_task(task, languages="en")
     examples = read_classification_file(find_file(t.data_dir, "dev-en.tsv"), t.label_names, "en")
-    examples = [e for e in examples if rows[0] <= e.row < rows[1]]
+    keep = set(rows)
+    examples = [e for e in examples if e.row in keep]
+    if snli_pairs != 0:
+        if task != "xnli":
+            raise ValueError(f"SNLI pairs train XNLI only, not {task}")
+        examples += read_snli(t.label_names)[:snli_pairs]
     ids = batch_encode(tokenizer, [e.text_a for e in examples], [e.text_b for e in examples], 128)
     values, offsets = to_ragged(ids)
     return {"input_ids": values, "offsets": offsets, "labels": np.array([e.label for e in examples])}
@@ -76,8 +96,11 @@ _MEMO: dict[tuple, dict[str, np.ndarray]] = {}  # featurised training data, reus
 
 
 def train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
-    """Training arrays of `task` (or "squad"), featurised once per (encoder, task, sizes)."""
-    key = (ctx.encoder_dir, task, repr(ctx.sizes), str(ctx.squad_path))  # Sizes holds a dict
+    """Training arrays of `task` (or "squad"), featurised once per (encoder, task, data settings)."""
+    sizes = ctx.sizes
+    rows = ctx.train_rows.get(task)
+    key = (ctx.encoder_dir, task, str(ctx.squad_path), repr(rows), ctx.snli_pairs)
+    key += (sizes.qa_max_length, sizes.max_train_examples)
     if key not in _MEMO:
         _MEMO[key] = _subset(_train_data(ctx, task, tokenizer), ctx.sizes.max_train_examples)
     return _MEMO[key]
@@ -99,7 +122,7 @@ def _train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
     if TASKS[task].kind == "qa":
         path = find_file(get_task(task).data_dir, "train-en.json")
         return qa_data(path, tokenizer, ctx.sizes.qa_max_length)
-    return classification_data(task, tokenizer, ctx.train_rows[task])
+    return classification_data(task, tokenizer, ctx.train_rows[task], ctx.snli_pairs)
 
 
 # --- training loop ---------------------------------------------------------------------------------
@@ -131,15 +154,19 @@ def train(
     desc: str,
     steps: int = 0,
     epochs: float = 0.0,
-    evaluate: Any = None,
+    probes: dict[str, Callable[[nn.Module], float]] | None = None,
+    schedule_epochs: float = 0.0,
 ) -> list[dict[str, float]]:
     """AdamW + linear warm-up (ctx.sizes.warmup of the steps) and decay on the parameters with
     requires_grad, padded per batch; label arrays in `data` are passed to the model by name (labels /
     start_positions...). `epochs` > 0: length-bucketed passes over the data (`batches`); else `steps`
-    random batches. ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master weights; 1.7-2x faster
-    on CPUs with AMX: docs/zoo.md) where the CPU has native bf16, else fp32
+    random batches. `schedule_epochs` > `epochs`: the warm-up and decay are those of that many
+    epochs, and training stops after `epochs` of them (early stopping: the first `epochs` epochs of
+    a longer run, batch for batch). ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master
+    weights; 1.7-2x faster on CPUs with AMX: docs/zoo.md) where the CPU has native bf16, else fp32
     (models/cpu_caps.py `autocast_bf16`; the stage records which). Returns the training curve: per
-    epoch (or at the end) the mean loss and, with `evaluate(model) -> float`, a held-out figure."""
+    epoch (or at the end) the mean loss and, for each of `probes` (name -> evaluate(model) -> float),
+    its figure under that name."""
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     bf16 = autocast_bf16(ctx.sizes.bf16)
@@ -147,12 +174,17 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     n = len(data["offsets"]) - 1
     if epochs > 0:
-        plan = batches(np.diff(data["offsets"]), ctx.sizes.batch_size, rng, epochs)
+        per_epoch = int(np.ceil(n / ctx.sizes.batch_size))
+        schedule = batches(
+            np.diff(data["offsets"]), ctx.sizes.batch_size, rng, max(epochs, schedule_epochs)
+        )
+        plan = schedule[: max(1, round(epochs * per_epoch))]
     else:
-        plan = [rng.integers(0, n, ctx.sizes.batch_size) for _ in range(steps)]
-    per_epoch = int(np.ceil(n / ctx.sizes.batch_size)) if epochs > 0 else len(plan)
+        plan = schedule = [rng.integers(0, n, ctx.sizes.batch_size) for _ in range(steps)]
+        per_epoch = len(plan)
+    total = len(schedule)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    sched = get_linear_schedule_with_warmup(opt, max(1, int(len(plan) * ctx.sizes.warmup)), len(plan))
+    sched = get_linear_schedule_with_warmup(opt, max(1, int(total * ctx.sizes.warmup)), total)
     curve: list[dict[str, float]] = []
     losses: list[float] = []
     model.train()
@@ -173,9 +205,9 @@ def train(
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if step % per_epoch == 0 or step == len(plan):
             point = {"epoch": round(step / per_epoch, 2), "step": step, "loss": float(np.mean(losses))}
-            if evaluate is not None:
+            if probes:
                 model.eval()
-                point["heldout"] = float(evaluate(model))
+                point |= {name: float(probe(model)) for name, probe in probes.items()}
                 model.train()
             curve.append(point)
             losses = []
@@ -185,29 +217,44 @@ def train(
     return curve
 
 
+def per_stage(pairs: tuple[tuple[str, float], ...], stage: str, learning: str) -> float:
+    """A Sizes entry of (key, value) pairs for a target stage: its "<task>/<learning>" key, else its
+    task's, else 0."""
+    table = dict(pairs)
+    return table.get(f"{stage}/{learning}", table.get(stage, 0.0))
+
+
 def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, desc: str, tok=None):
-    """Train with the recipe's plan for (stage, learning): epochs or steps, learning rate, and the
-    held-out curve for target tasks (ctx.sizes.curve). stage is "squad" or a target task name."""
+    """Train with the recipe's plan for (stage, learning): epochs or steps (and the schedule they are
+    cut from), learning rate, and the curve for target tasks: the dev rows' figure where ctx.dev_rows
+    names the task (the selection's trials), else the held-out probe (ctx.sizes.curve). stage is
+    "squad" or a target task name."""
     sizes = ctx.sizes
     lr = dict(sizes.lr)[learning]
     if stage == "squad":
         plan = {"epochs": sizes.squad_epochs, "steps": sizes.squad_steps}
     else:
-        epochs = dict(sizes.target_epochs)
-        n_epochs = epochs.get(f"{stage}/{learning}", epochs.get(stage, 0.0))
-        plan = {"epochs": n_epochs, "steps": sizes.target_steps}
-    evaluate = None
-    if sizes.curve and stage != "squad" and tok is not None:
-        evaluate = heldout_probe(stage, tok)
+        plan = {"epochs": per_stage(sizes.target_epochs, stage, learning), "steps": sizes.target_steps}
+        if schedule := per_stage(sizes.target_schedule, stage, learning):
+            plan["schedule_epochs"] = schedule
+    probes = {}
+    if stage in ctx.dev_rows and tok is not None:
+        probes["dev"] = row_probe(stage, tok, ctx.dev_rows[stage])
+    elif sizes.curve and stage != "squad" and tok is not None:
+        probes["heldout"] = heldout_probe(stage, tok)
     if sizes.freeze_word_embeddings:
         for name, p in model.named_parameters():
             if name.endswith("word_embeddings.weight"):
                 p.requires_grad_(False)
     start = time.perf_counter()
-    curve = train(model, data, lr, ctx, desc, evaluate=evaluate, **plan)
+    curve = train(model, data, lr, ctx, desc, probes=probes, **plan)
     seconds = round(time.perf_counter() - start, 1)  # wall time, held-out probes included
     bf16 = autocast_bf16(sizes.bf16)  # what train() used on this CPU
-    return {"lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve, "train_s": seconds}
+    log = {"lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve, "train_s": seconds}
+    log["train_samples"] = len(data["offsets"]) - 1  # rows (QA: windows) trained on
+    if ctx.selection is not None and stage != "squad":
+        log["selection"] = ctx.selection
+    return log
 
 
 def only_train(model: nn.Module, prefixes: tuple[str, ...]) -> None:

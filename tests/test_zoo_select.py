@@ -1,0 +1,409 @@
+"""Learning rate and epoch selection on the English dev split (zoo/select.py, zoo/choice.py,
+docs/selection.md): the split, the choice rule, the grid files, a tiny selection end to end (records,
+resume, CSV, choices) and a zoo built with its choice.
+
+One tiny selection (full and full-squad x 2 learning rates x 2 epochs, the very small recipe) runs
+once per module, in a zoo folder that holds a seeded random-weight encoder of the very small shape
+(pretraining one would take longer than the selection): the selection builds full-squad's SQuAD
+stage there and trains its trials from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from common.datafiles import DataFileError
+from common.paths import DATA, REPO
+from tasks.data import find_file, read_classification_file, read_snli
+from tasks.scoring.classification import HELDOUT_FIRST_ROW
+from tasks.xnli import XnliTask
+from zoo.choice import choose, read_selected
+from zoo.cli import main as zoo_main
+from zoo.recipe import (
+    DEV_ROWS,
+    SELECT_ROWS,
+    STAGE_MINUTES,
+    TINY_TEST,
+    TRAIN_ROWS,
+    StageError,
+    check_selected_stages,
+)
+from zoo.select import Trial, finished, load_grid, plan, train_rows
+
+LABELS = XnliTask.label_names
+TINY_GRID = REPO / "zoo" / "grids" / "select-xnli-tiny.toml"
+TINY_TRIALS = [  # the grid's order
+    "full_lr0.0003_seed0_xnli",
+    "full_lr0.001_seed0_xnli",
+    "full-squad_lr0.0003_seed0_xnli",
+    "full-squad_lr0.001_seed0_xnli",
+]
+
+
+# --- the dev split ---------------------------------------------------------------------------------
+def test_the_dev_split_holds_out_whole_english_premises_of_the_training_rows():
+    dev, rest = DEV_ROWS["xnli"], SELECT_ROWS["xnli"]
+    assert (len(dev), len(rest)) == (249, 996)
+    assert not set(dev) & set(rest)
+    assert sorted(dev + rest) == list(TRAIN_ROWS["xnli"]) == list(range(1245))
+    assert max(dev) < HELDOUT_FIRST_ROW["xnli"] == 1245  # never a held-out (test) row
+    assert dev[:6] == (12, 13, 14, 27, 28, 29) and dev[-1] == 1244  # premises 4, 9, ..., 414
+    examples = read_classification_file(find_file(DATA / "xnli", "dev-en.tsv"), LABELS, "en")
+    premise = {e.row: e.text_a for e in examples}
+    dev_premises, rest_premises = {premise[r] for r in dev}, {premise[r] for r in rest}
+    assert (len(dev_premises), len(rest_premises)) == (83, 332)
+    assert not dev_premises & rest_premises  # no premise on both sides, by its text
+    assert Counter(examples[r].label for r in dev) == {0: 83, 1: 83, 2: 83}
+
+
+# --- the choice rule --------------------------------------------------------------------------------
+def test_the_choice_is_the_best_mean_dev_figure_ties_to_fewer_epochs_then_the_smaller_lr():
+    # 70 at epochs 2 and 4 of lr 1e-3: the fewer epochs
+    c = choose({1e-3: [[60.0, 70.0, 65.0, 70.0]], 3e-3: [[50.0, 60.0, 69.0, 69.5]]})
+    assert (c.lr, c.epochs, c.dev, c.max_epochs, c.flattened) == (1e-3, 2, 70.0, 4, True)
+    assert c.why() == "yes: best at epoch 2 of 4"
+    # the same figure at the same epoch for two learning rates: the smaller one
+    c = choose({3e-4: [[60.0, 72.0]], 1e-4: [[61.0, 72.0]]})
+    assert (c.lr, c.epochs) == (1e-4, 2)
+    # float noise is no difference: 0.1 + 0.2 != 0.3 in binary, a tie here
+    c = choose({2e-4: [[0.1 + 0.2]], 1e-4: [[0.3]]})
+    assert c.lr == 1e-4
+    # averaged over seeds: 65 (70, 60) loses to 66 (66, 66)
+    c = choose({1e-3: [[70.0], [60.0]], 1e-4: [[66.0], [66.0]]})
+    assert (c.lr, c.dev) == (1e-4, 66.0)
+    with pytest.raises(ValueError, match="unequal lengths"):
+        choose({1e-3: [[70.0], [60.0, 61.0]]})
+
+
+def test_a_curve_has_flattened_when_its_best_epoch_is_not_the_last_or_its_last_two_epochs_gain_little():
+    c = choose({1e-3: [[50.0, 60.0, 60.2, 60.4]]})  # best at the last epoch, +0.4 over the last two
+    assert (c.epochs, c.flattened, c.gain) == (4, True, pytest.approx(0.4))
+    assert c.why() == "yes: last 2 epochs +0.4 (< 0.5)"
+    c = choose({1e-3: [[50.0, 55.0, 58.0, 60.0]]})
+    assert (c.flattened, c.gain) == (False, 5.0)
+    assert c.why() == "NO: best at the last epoch, last 2 epochs +5.0"
+    c = choose({1e-3: [[50.0, 60.0]]})  # too short to tell
+    assert (c.flattened, c.gain) == (False, None)
+    assert c.why() == "NO: best at the last epoch, too few epochs to tell"
+
+
+# --- the grid files ---------------------------------------------------------------------------------
+GOOD = {
+    "encoder": '"tiny"',
+    "task": '"xnli"',
+    "models": '["full", "lora-squad"]',
+    "seeds": "[0]",
+    "data": '["xnli"]',
+    "max_epochs": "2",
+}
+LR = "\n[lr]\nfull = [1e-4]\nlora = [1e-3]\n"
+
+
+def _grid(tmp_path: Path, lr: str = LR, **keys: str | None) -> Path:
+    path = tmp_path / "bad.toml"
+    lines = [f"{k} = {v}" for k, v in {**GOOD, **keys}.items() if v is not None]
+    path.write_text("\n".join(lines) + "\n" + lr)
+    return path
+
+
+@pytest.mark.parametrize(
+    "keys, lr, message",
+    [
+        ({"max_epochs": None}, LR, "missing key 'max_epochs'"),
+        ({"epochs": "3"}, LR, "unknown key 'epochs'"),
+        ({"models": '"full"'}, LR, "key 'models' must be a list"),
+        ({"max_epochs": '"ten"'}, LR, "key 'max_epochs' must be a int, not 'ten'"),
+        ({"models": '["full", "fulll"]'}, LR, "key 'models': unknown model 'fulll'"),
+        ({"data": '["xnli+mnli"]'}, LR, "key 'data': unknown training data 'xnli+mnli'"),
+        ({"task": '"tydiqa"'}, LR, "key 'task': 'tydiqa' has no dev split"),
+        ({"encoder": '"base"'}, LR, "key 'encoder': 'base' is not built by the zoo"),
+        ({"seeds": "[]"}, LR, "key 'seeds': needs at least one value"),
+        ({"max_epochs": "0"}, LR, "key 'max_epochs': must be at least 1"),
+        ({}, "\n[lr]\nfull = [1e-4]\n", "key 'lr.lora': missing"),
+        ({}, LR + "fusion = [1e-3]\n", "key 'lr.fusion': no model of the grid learns by 'fusion'"),
+        ({}, "\n[lr]\nfull = [1e-4, 1e-4]\nlora = [1e-3]\n", "key 'lr.full': needs learning rates > 0"),
+        ({}, '\n[lr]\nfull = ["fast"]\nlora = [1e-3]\n', "key 'lr.full[0]' must be a number"),
+    ],
+)
+def test_a_bad_grid_file_names_the_file_and_the_key(tmp_path, keys, lr, message):
+    path = _grid(tmp_path, lr, **keys)
+    with pytest.raises(DataFileError) as err:
+        load_grid(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+def test_the_command_refuses_a_grid_for_another_encoder_in_one_line(capsys):
+    assert zoo_main(["select", "--grid", str(TINY_GRID), "--encoder", "e5-small", "--plan"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {TINY_GRID}: key 'encoder': the grid is for 'tiny', not --encoder 'e5-small'"
+    ]
+
+
+def test_the_e5_small_grid_and_its_planned_time(tmp_path):
+    grid = load_grid(REPO / "zoo" / "grids" / "select-xnli-e5-small.toml")
+    assert (grid.encoder, grid.task, grid.seeds, grid.data, grid.max_epochs) == (
+        "e5-small",
+        "xnli",
+        (0,),
+        ("xnli",),
+        10,
+    )
+    assert grid.models == ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
+    assert grid.lr == {
+        "full": (2e-5, 5e-5, 1e-4),
+        "adapter": (3e-4, 1e-3, 3e-3),
+        "fusion": (2e-4, 5e-4, 1e-3),
+        "lora": (3e-4, 1e-3, 3e-3),
+    }
+    trials = grid.trials()
+    assert len(trials) == 15 and trials[0] == Trial("full", 2e-5, 0, "xnli")
+    lines, minutes = plan(grid, trials, tmp_path / "empty-zoo")
+    xnli = STAGE_MINUTES["e5-small"]
+    per_epoch_996_rows = {m: xnli[f"{m}/xnli"] / 5 * 996 / 1245 for m in grid.models}
+    assert per_epoch_996_rows["full"] == pytest.approx(0.416)  # measured: 2.6 min for 5 x 1245 rows
+    squad = 1.25 + 6.0 + 5.0 + 4.8  # the encoder and the three SQuAD stages, measured
+    assert minutes == pytest.approx(squad + 3 * 10 * sum(per_epoch_996_rows.values()))
+    assert round(minutes) == 91
+    assert lines[0].startswith(
+        "first the zoo stages the trials start from: encoder e5-small (~1.25 min)"
+    )
+    assert lines[1] == "full: 3 trial(s) x 10 epochs (~12.5 min)"
+    assert train_rows("xnli", "xnli") == 996 and train_rows("xnli", "xnli+snli5k") == 5996
+    assert train_rows("xnli", "xnli+snli") == 996 + 19666
+
+
+# --- one tiny selection, end to end -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def selection(tmp_path_factory, tiny_tokenizer):
+    from transformers import XLMRobertaModel
+
+    from models.encoders import TINY_CONFIG, xlmr_config
+    from models.loaders import DONE, write_manifest
+
+    runs = tmp_path_factory.mktemp("select")
+    encoder = runs / "zoo" / "encoder"
+    torch.manual_seed(0)
+    config = xlmr_config({**TINY_CONFIG, **dict(TINY_TEST.config)}, vocab_size=len(tiny_tokenizer))
+    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(encoder)
+    tiny_tokenizer.save_pretrained(encoder)
+    write_manifest(encoder, stage="encoder", serving="plain")
+    (encoder / DONE).write_text("0 s\n")
+    argv = ["select", "--grid", "select-xnli-tiny", "--tiny-test", "--quiet", "--runs_dir", str(runs)]
+    assert zoo_main([*argv, "--models_dir", str(runs / "zoo")]) == 0
+    return runs
+
+
+def _records(runs: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((runs / "trials").glob("*.json"))}
+
+
+def test_each_trial_records_its_dev_curve_settings_and_rows(selection):
+    records = _records(selection)
+    assert sorted(records) == sorted(TINY_TRIALS)
+    grid = load_grid(TINY_GRID)
+    assert [t.name for t in grid.trials()] == TINY_TRIALS  # the grid's order: the CSV's
+    for name, r in records.items():
+        model, lr, seed, data = name.split("_")
+        assert r["settings"] == {
+            "encoder": "tiny",
+            "task": "xnli",
+            "model": model,
+            "learning": "full",
+            "lr": float(lr.removeprefix("lr")),
+            "seed": 0,
+            "data": "xnli",
+            "max_epochs": 2,
+            "sizes": repr(TINY_TEST),
+        }
+        assert Trial(model, float(lr.removeprefix("lr")), 0, data) in grid.trials()
+        # 120 training rows (the very small recipe's first 120 of the 996) in batches of 8
+        assert r["rows"] == {"train": 120, "dev": 249}
+        assert [(p["epoch"], p["step"]) for p in r["curve"]] == [(1.0, 15), (2.0, 30)]
+        for p in r["curve"]:  # a share of the 249 dev rows, no other figure
+            assert set(p) == {"epoch", "step", "loss", "dev"}
+            assert p["dev"] * 249 / 100 == pytest.approx(round(p["dev"] * 249 / 100), abs=1e-6)
+        assert r["train_s"] > 0
+    assert not (selection / ".work").exists() or not any((selection / ".work").iterdir())
+
+
+def test_the_csv_has_one_row_per_trial_and_epoch(selection):
+    records = _records(selection)
+    with open(selection / "selection.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    expected = [
+        [name.split("_")[0], str(r["settings"]["lr"]), str(p["epoch"]), str(p["dev"]), str(p["loss"])]
+        for name, r in sorted(records.items(), key=lambda kv: TINY_TRIALS.index(kv[0]))
+        for p in r["curve"]
+    ]
+    assert [[row[k] for k in ("model", "lr", "epoch", "dev", "loss")] for row in rows] == expected
+    assert {(row["train_rows"], row["dev_rows"], row["data"], row["seed"]) for row in rows} == {
+        ("120", "249", "xnli", "0")
+    }
+
+
+def test_the_chosen_values_are_the_best_dev_epoch_of_the_best_lr(selection):
+    records = _records(selection)
+    selected = read_selected(selection / "selected.toml", "tiny")
+    assert sorted(selected["xnli"]) == ["full", "full-squad"]
+    report = (selection / "selection.md").read_text()
+    assert (
+        "`python -m zoo select --encoder tiny --grid zoo/grids/select-xnli-tiny.toml --tiny-test`"
+        in report
+    )
+    for model in ("full", "full-squad"):
+        # every (dev, epoch, lr) of the model; the best dev, then the fewer epochs, the smaller lr
+        points = [
+            (-p["dev"], int(p["epoch"]), r["settings"]["lr"])
+            for r in records.values()
+            if r["settings"]["model"] == model
+            for p in r["curve"]
+        ]
+        dev, epochs, lr = min(points)
+        c = selected["xnli"][model]
+        assert (c["lr"], c["epochs"], c["max_epochs"], c["dev"], c["seeds"]) == (
+            lr,
+            epochs,
+            2,
+            -dev,
+            [0],
+        )
+        assert f"| {model} | " in report and f"| {lr:g} | {epochs} | {-dev:.1f} |" in report
+
+
+def test_a_rerun_trains_nothing_and_a_changed_setting_trains_again(
+    selection, capsys, monkeypatch, tmp_path
+):
+    from zoo import stages
+
+    before = {p.name: p.stat().st_mtime_ns for p in (selection / "trials").iterdir()}
+    squad = selection / "zoo" / "full-squad" / "squad" / ".done"
+    squad_before = squad.stat().st_mtime_ns
+    monkeypatch.setattr(stages, "target", lambda *a: pytest.fail("a finished trial was trained again"))
+    argv = ["select", "--grid", str(TINY_GRID), "--tiny-test", "--quiet", "--runs_dir", str(selection)]
+    assert zoo_main([*argv, "--models_dir", str(selection / "zoo")]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials, 4 done, 0 to train" in out and "[select] trial " not in out
+    assert {p.name: p.stat().st_mtime_ns for p in (selection / "trials").iterdir()} == before
+    assert squad.stat().st_mtime_ns == squad_before
+    # a record made with other settings does not count as done
+    copy = tmp_path / "runs"
+    shutil.copytree(selection / "trials", copy / "trials")
+    changed = copy / "trials" / f"{TINY_TRIALS[0]}.json"
+    record = json.loads(changed.read_text())
+    record["settings"]["max_epochs"] = 3
+    changed.write_text(json.dumps(record))
+    grid = load_grid(TINY_GRID)
+    assert sorted(t.name for t in finished(grid, TINY_TEST, copy)) == sorted(TINY_TRIALS[1:])
+    assert len(finished(grid, TINY_TEST, selection)) == 4
+
+
+def test_a_zoo_built_with_the_selection_trains_and_records_the_choice(selection, capsys, tmp_path):
+    from models.loaders import read_manifest
+    from zoo.evaluate import report_section
+
+    zoo = selection / "zoo"  # the selection's zoo: the encoder and full-squad's SQuAD stage
+    chosen = selection / "selected.toml"
+    argv = ["build", "--encoder", "tiny", "--tiny-test", "--models_dir", str(zoo), "--models"]
+    argv += ["full", "--tasks", "xnli", "--no_eval", "--quiet", "--selected", str(chosen)]
+    assert zoo_main(argv) == 0
+    assert f"--selected {chosen}: chosen lr and epochs for full/xnli; the recipe's" in (
+        capsys.readouterr().out
+    )
+    selected = read_selected(chosen, "tiny")["xnli"]
+    c = selected["full"]
+    training = read_manifest(zoo / "full" / "xnli")["training"]
+    assert training["selection"] == {**c, "file": str(chosen)}
+    assert (training["lr"], training["epochs"], training["schedule_epochs"]) == (c["lr"], c["epochs"], 2)
+    # the 1245 training rows, cut to the very small recipe's first 120: 15 steps an epoch, no probe
+    assert training["train_samples"] == 120
+    assert [p["step"] for p in training["curve"]] == [15 * e for e in range(1, c["epochs"] + 1)]
+    assert {k for p in training["curve"] for k in p} == {"epoch", "step", "loss"}
+    section = report_section([], "tiny", TINY_TEST, 1.0, 2.0, zoo)  # reports/zoo.md's curves table
+    assert f"| full/xnli | {c['lr']:g} | {float(c['epochs'])} of 2.0 | " in section
+    # a zoo built with another choice is not passed off as this one: refused before any work
+    other = tmp_path / "other.toml"
+    other.write_text(chosen.read_text().replace("max_epochs = 2", "max_epochs = 3", 1))
+    assert zoo_main([*argv[:-1], str(other)]) == 3
+    err = capsys.readouterr().err
+    assert f"{zoo / 'full' / 'xnli'}: built already with lr {selected['full']['lr']:g}, " in err
+    assert f"not with {other}'s choice (" in err and "--force" in err
+    # a stage the recipe built (no choice recorded) is refused the same way
+    recipe_stage = tmp_path / "zoo" / "full" / "xnli"
+    recipe_stage.mkdir(parents=True)
+    (recipe_stage / ".done").write_text("1 s\n")
+    (recipe_stage / "zoo.json").write_text(json.dumps({"training": {"lr": 1e-4, "epochs": 0.0}}))
+    with pytest.raises(StageError, match="built already with the recipe's lr and epochs, not with"):
+        check_selected_stages(tmp_path / "zoo", ["full"], {"xnli": selected})
+    check_selected_stages(tmp_path / "zoo", ["adapter"], {"xnli": selected})  # no choice: built as is
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (('encoder = "tiny"', 'encoder = "e5-small"'), "key 'encoder': selected for 'e5-small'"),
+        (("epochs = ", "epochs = 9\nx = "), "unknown key 'selected.xnli.full.x'"),
+        (
+            ('[selected.xnli."full"]', '[selected.xnli."fulll"]'),
+            "key 'selected.xnli.fulll': unknown model",
+        ),
+        (("epochs = ", "epochs = 3 #"), "needs lr > 0 and 1 <= epochs <= max_epochs"),
+    ],
+)
+def test_a_bad_selected_file_names_the_file_and_the_key(selection, tmp_path, edit, message):
+    path = tmp_path / "selected.toml"
+    path.write_text((selection / "selected.toml").read_text().replace(*edit, 1))
+    with pytest.raises(DataFileError) as err:
+        read_selected(path, "tiny")
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+# --- training pieces --------------------------------------------------------------------------------
+def test_early_stopping_in_a_longer_schedule_is_the_start_of_that_run():
+    """`--selected` trains the chosen epochs of the trial's max_epochs schedule: batch for batch the
+    first epochs of the trial, not a run with a schedule of its own."""
+    from zoo import stages
+
+    class Toy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, input_ids, attention_mask, labels):
+            x = (input_ids * attention_mask).float().mean(dim=1)
+            return SimpleNamespace(loss=((self.w * x - labels.float()) ** 2).mean())
+
+    sizes = SimpleNamespace(batch_size=2, warmup=0.1, bf16=False)
+    ctx = stages.Context(Path("."), sizes, seed=0, progress=False, squad_path=Path("."))
+    data = {"input_ids": np.arange(1, 13), "offsets": np.arange(0, 13, 2), "labels": [0, 1, 2, 0, 1, 2]}
+    whole = stages.train(Toy(), data, 0.05, ctx, "t", epochs=4)
+    stopped = stages.train(Toy(), data, 0.05, ctx, "t", epochs=2, schedule_epochs=4)
+    own = stages.train(Toy(), data, 0.05, ctx, "t", epochs=2)
+    assert len(whole) == 4 and stopped == whole[:2]
+    assert own[1]["loss"] != whole[1]["loss"]  # a schedule of 2 epochs decays sooner
+
+
+def test_snli_pairs_join_the_english_rows_in_xnli_label_order(selection):
+    from transformers import AutoTokenizer
+
+    from zoo.stages import classification_data
+
+    tok = AutoTokenizer.from_pretrained(selection / "zoo" / "encoder")
+    data = classification_data("xnli", tok, SELECT_ROWS["xnli"], 5000)
+    assert len(data["labels"]) == 996 + 5000
+    snli = read_snli(LABELS)[:5000]
+    assert data["labels"][996:].tolist() == [e.label for e in snli]
+    assert [LABELS[k] for k in data["labels"][996:998]] == ["neutral", "entailment"]  # its first two
+    with pytest.raises(ValueError, match="SNLI pairs train XNLI only, not pawsx"):
+        classification_data("pawsx", tok, range(10), 5)
