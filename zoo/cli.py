@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "select":
         select = importlib.import_module("zoo.select")
         parser = ArgumentParser(
-            prog="python -m zoo select", description=select.__doc__.splitlines()[0], allow_abbrev=False
+            prog="python -m zoo select", description=COMMANDS["select"], allow_abbrev=False
         )
         select.configure_parser(parser)
         args = parser.parse_args(argv[1:])
