@@ -8,6 +8,7 @@ checkpoint)."""
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -172,6 +173,75 @@ def test_unmerged_lora_memory_grows_by_one_update_and_head_per_task(zoo):
     assert sizes[4] - sizes[1] == 3 * (update_bytes + head_bytes)
     single = parameter_memory(served.torch_module())["parameter_bytes"]
     assert sizes[1] == single + update_bytes  # one backbone and head, plus one update
+
+
+def _by_row(out: MixedOutput) -> dict[int, np.ndarray]:
+    return {r: part[j] for rows, _, part in out.parts for j, r in enumerate(rows.tolist())}
+
+
+def test_unmerged_lora_add_task_serves_the_new_task_and_leaves_the_others(zoo):
+    """MixedLoRAForm.add_task appends one more task's update to every MixedLoRALinear stack and its
+    head: a random update (with a copy of a head), then XNLI's own update read back from its merged
+    checkpoint (`one_more_lora_task`). Each new task's rows equal the row alone through a reference
+    to 1e-5: the SQuAD stage with that update merged into its query and value weights, then the
+    head; XNLI's merged model. The tasks served before answer exactly as before, and each addition
+    grows resident memory by exactly one update and one head. An update of another rank is refused
+    with nothing changed."""
+    from transformers import AutoModel
+
+    from models.multitask import one_more_lora_task, random_lora_update
+
+    multi = resolve_tasks(
+        "lora-squad", parse_task_list("xnli+pawsx"), models_dir=zoo, lora_form="unmerged"
+    )
+    backend = MultiTaskBackend(multi, BackendOptions())
+    form = backend.module
+    cfg = multi.models[0].encoder_config
+    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    update_bytes = layers * 2 * 4 * (h * LORA_RANK + LORA_RANK * h)  # Q and V: A [H, 8], B [8, H]
+    head_bytes = 4 * (h * h + h + h * 3 + 3)  # a 3-label classification head
+    ids, mask = _batch(multi.models[0].tokenizer(), rows=8)
+    old = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    before = _by_row(backend.predict(ids, mask, old))
+    sizes = [backend.memory()["parameter_bytes"]]
+
+    update = random_lora_update(form.backbone, form.rank, torch.Generator().manual_seed(5))
+    head = copy.deepcopy(form.heads[0])
+    bad = {name: (a[:, :4], b[:4]) for name, (a, b) in update.items()}  # rank 4 onto rank 8 stacks
+    with pytest.raises(ValueError, match=rf"does not stack onto A \(2, {h}, {LORA_RANK}\)"):
+        form.add_task(bad, head, "classification")
+    assert backend.memory()["parameter_bytes"] == sizes[0] and len(form.heads) == 2
+    form.add_task(update, head, "classification")  # task 2
+    sizes.append(backend.memory()["parameter_bytes"])
+    xnli = resolve("lora-squad", "xnli", models_dir=zoo)
+    form.add_task(*one_more_lora_task(form, xnli, seed=0), "classification")  # task 3
+    sizes.append(backend.memory()["parameter_bytes"])
+    assert [sizes[1] - sizes[0], sizes[2] - sizes[1]] == [update_bytes + head_bytes] * 2
+    assert form.layers["encoder.layer.1.attention.self.value"].a.shape == (4, h, LORA_RANK)
+
+    again = _by_row(backend.predict(ids, mask, old))  # the same batch: the same computation
+    for r in range(len(ids)):
+        np.testing.assert_array_equal(again[r], before[r])
+    tasks = np.array([0, 1, 2, 3, 0, 1, 3, 2])
+    after = _by_row(backend.predict(ids, mask, tasks))
+    for r in (0, 1, 4, 5):  # the old tasks' rows in a batch shared with the new tasks
+        np.testing.assert_allclose(after[r], before[r], atol=1e-5, rtol=0)
+    stage = AutoModel.from_pretrained(
+        str(Path(xnli.checkpoint).parent / "squad"), add_pooling_layer=False
+    ).eval()
+    with torch.no_grad():  # the random update merged into the frozen backbone's weights
+        for name, (a, b) in update.items():
+            stage.get_submodule(name).weight += (a @ b).T
+    merged_xnli = xnli.torch_module()
+    with torch.inference_mode():
+        for r in (2, 7, 3, 6):
+            n = int(mask[r].sum())
+            one = torch.from_numpy(ids[r : r + 1, :n]), torch.from_numpy(mask[r : r + 1, :n])
+            if tasks[r] == 2:
+                want = head(stage(input_ids=one[0], attention_mask=one[1]).last_hidden_state)[0]
+            else:
+                want = merged_xnli(*one)[0]
+            np.testing.assert_allclose(after[r], want.numpy(), atol=1e-5, rtol=0)
 
 
 def test_unmerged_lora_on_random_weights_gives_each_task_its_own_head(zoo):
