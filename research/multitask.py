@@ -175,7 +175,8 @@ def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: li
             f"{m['parameter_bytes'] / full1:.3f}" if full1 else "-",
         )
         rss = f"{m['peak_rss_mib']:.0f} ({m['rss_before_mib']:.0f})"
-        table.append([m["form"], m["k"], *size, rss, f"{m['build_s']:.2f}", m.get("add_task_s", "-")])
+        add = f"{m['add_task_s']:.4f}" if "add_task_s" in m else "-"  # markdown_table keeps 1 digit
+        table.append([m["form"], m["k"], *size, rss, f"{m['build_s']:.2f}", add])
     lines += markdown_table([*header, "build s", "add one task s"], table)
     lines += [
         "",
