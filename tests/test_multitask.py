@@ -604,6 +604,74 @@ def test_research_multitask_command_writes_its_tables(tmp_path, zoo):
     assert tput[2][3] == "1.000 [1.000, 1.000]" and tput[7][4] == "1.000 [1.000, 1.000]", text
 
 
+def test_research_multitask_measures_the_lora_forms(tmp_path, zoo):
+    """`--forms lora-merged,lora-unmerged`: merged LoRA holds one whole model per task (K = 2: twice
+    one lora-squad model, nothing shared), unmerged LoRA one backbone and head plus one rank-8 update
+    per task (K = 2 minus K = 1: exactly one update and one head, the report's "bytes per added
+    task"); the throughput groups gain the single-task LoRA model, and its ratio column."""
+    from research.multitask import FORMS
+
+    out = tmp_path / "multitask.md"
+    argv = ["--models_dir", str(zoo), "--forms", "lora-merged,lora-unmerged", "--ks", "1,2"]
+    argv += ["--tput_ks", "2", "--rounds", "1", "--samples", "8", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "research", "multitask", *argv], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    rows = [line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    memory = {(r[0], r[1]): r for r in rows if r[0] in FORMS}
+    size = {}
+    for form in ("lora-merged", "lora-unmerged"):
+        for k in (1, 2):
+            f = FORMS[form]
+            multi = resolve_tasks(
+                f.model, parse_task_list(f"xnli@{k}"), models_dir=zoo, lora_form=f.lora_form
+            )
+            size[form, k] = MultiTaskBackend(multi, BackendOptions()).memory()["parameter_bytes"]
+    served = resolve("lora-squad", "xnli", models_dir=zoo)
+    h, layers = served.encoder_config["hidden_size"], served.encoder_config["num_hidden_layers"]
+    update_bytes = layers * 2 * 4 * (h * LORA_RANK + LORA_RANK * h)
+    head_bytes = 4 * (h * h + h + h * 3 + 3)
+    one_model = parameter_memory(served.torch_module())["parameter_bytes"]
+    assert size["lora-merged", 1] == one_model and size["lora-merged", 2] == 2 * one_model
+    assert size["lora-unmerged", 1] == one_model + update_bytes
+    assert size["lora-unmerged", 2] - size["lora-unmerged", 1] == update_bytes + head_bytes
+    header = next(r for r in rows if r[0] == "form" and "bytes per added task" in r)
+    assert header[2:5] == ["parameter MB", "x one full model", "bytes per added task"], text
+    for (form, k), nbytes in size.items():  # the report's rows are the backends' own bytes
+        row = memory[(form, str(k))]
+        assert row[2:4] == [f"{nbytes / 1e6:.2f}", "-"], text  # no full row: no ratio
+        assert float(row[7]) >= 0  # the time to add one more task
+    assert memory[("lora-merged", "2")][4] == str(one_model)  # one more whole model
+    assert memory[("lora-unmerged", "2")][4] == str(update_bytes + head_bytes)
+    assert memory[("lora-merged", "1")][4] == memory[("lora-unmerged", "1")][4] == "-"
+    ratios = next(r for r in rows if r[:3] == ["form", "K", "samples/s"])[3:]
+    assert ratios == ["/ adapter single-task", "/ full single-task", "/ lora single-task"], text
+    tput = [r for r in rows if r[0].endswith(" group)")]
+    singles = ["adapter single-task", "full single-task", "lora single-task"]
+    assert [r[0] for r in tput] == [
+        f"{name} ({form} group)"
+        for form in ("lora-merged", "lora-unmerged")
+        for name in (form, *singles)
+    ], text
+    assert [r[1] for r in tput[::4]] == ["2", "2"]
+    assert tput[3][5] == tput[7][5] == "1.000 [1.000, 1.000]", text  # lora single-task / itself
+
+
+def test_research_multitask_refuses_an_unknown_form(capsys):
+    from research import multitask
+
+    parser = argparse.ArgumentParser()
+    multitask.configure_parser(parser)
+    args = parser.parse_args(["--models_dir", "Z", "--forms", "adapter,lora"])
+    assert multitask.main(args) == BAD_INPUT
+    assert capsys.readouterr().err.startswith(
+        "error: --forms: unknown form 'lora'. Did you mean 'lora-merged'? Known: adapter, full, "
+        "lora-merged, lora-unmerged"
+    )
+
+
 def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkeypatch):
     """`--loadgen_ks` with the child runs faked: one `harness run --task xnli@K` per scenario, form
     and task, each with the common Server and Offline target_qps lines; a run without results is
