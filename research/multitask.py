@@ -212,7 +212,8 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
 def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> list[dict[str, Any]]:
     """Offline samples/s, Server p99 at --server_qps and SingleStream p90 through LoadGen (one child
     run each, `harness run --task xnli@K --model MODEL [--lora_form F]`, the first --samples XNLI
-    samples), xnli alone as K=1 (one task is served merged)."""
+    samples; random weights at --shape), xnli alone as K=1 (one task is served merged)."""
+    encoder, weights = _shape(args)
     rows = []
     for scenario in ("Offline", "Server", "SingleStream"):
         for form, task in ((f, t) for f in forms for t in ["xnli", *(f"xnli@{k}" for k in ks)]):
@@ -221,6 +222,8 @@ def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> 
                 lora_form=FORMS[form].lora_form if is_mixed(task) else None,
                 task=task,
                 scenario=scenario,
+                encoder=encoder,
+                weights=weights,
                 models_dir=args.models_dir,
                 count=args.samples,
                 duration_s=args.loadgen_s,

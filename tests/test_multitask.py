@@ -725,6 +725,36 @@ def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, mon
     assert "min duration 3 s, the first 8 XNLI samples; Server at target_qps 20 for every side" in text
 
 
+def test_research_multitask_loadgen_runs_serve_each_form_as_harness_run_names_it(tmp_path, monkeypatch):
+    """The LoadGen runs of the LoRA forms are `harness run --model lora-squad` with --lora_form
+    unmerged for lora-unmerged's task lists (one task, `xnli`, is served merged by every form), and
+    with --shape the runs take random weights at that encoder's shapes, as the other tables do."""
+    from types import SimpleNamespace
+
+    from research import multitask
+
+    launched = {}
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched[name] = (cfg.model, cfg.lora_form, cfg.task, cfg.encoder, cfg.weights)
+        return SimpleNamespace(rc=2, results=None)
+
+    monkeypatch.setattr(multitask, "launch_with_conf", fake_launch)
+    monkeypatch.setattr(multitask, "built", lambda cfg: cfg)
+    parser = argparse.ArgumentParser()
+    multitask.configure_parser(parser)
+    args = parser.parse_args(["--models_dir", str(tmp_path), "--shape", "e5-small"])
+    rows = multitask.loadgen_table(args, ["lora-merged", "lora-unmerged"], [4])
+    assert [r["form"] for r in rows[:4]] == ["lora-merged"] * 2 + ["lora-unmerged"] * 2
+    random = ("e5-small", "random")
+    assert {n: v for n, v in launched.items() if n.startswith("Server-")} == {
+        "Server-lora-merged-xnli": ("lora-squad", "merged", "xnli", *random),
+        "Server-lora-merged-xnlix4": ("lora-squad", "merged", "xnli@4", *random),
+        "Server-lora-unmerged-xnli": ("lora-squad", "merged", "xnli", *random),
+        "Server-lora-unmerged-xnlix4": ("lora-squad", "unmerged", "xnli@4", *random),
+    }
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
