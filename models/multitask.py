@@ -20,9 +20,12 @@ Forms (by the MODEL's serving form, models/spec.py):
                  so each task's update is read back from its merged weights: their difference from
                  the base they were trained on (the SQuAD stage), factorised at LoRA's rank.
 Synthetic tasks (`xnli@K`): K task modules of the real task's shapes, randomly initialised (adapter
-form: the adapters library's own initialisation; lora: random updates of LoRA's rank and copies of
-the real task's head; per-task forms: K separate copies of the model),
-model_kind "random": accuracy runs refuse them.
+form: the adapters library's own initialisation; lora: random updates of LoRA's rank on the backbone
+real tasks would share, and copies of the real task's head; per-task forms: K separate copies of the
+model), model_kind "random": accuracy runs refuse them.
+Adding a task to a built form (the next batch may hold its rows): `PerTaskForm.add_task` (a whole
+model), `MixedAdapterForm.add_task` (a saved or new adapter and head), `MixedLoRAForm.add_task` (an
+update, e.g. `MixedLoRAForm.update_of` a merged checkpoint or `random_lora_update`, and a head).
 """
 
 from __future__ import annotations
@@ -44,12 +47,18 @@ from models.base import Backend, BackendOptions
 from models.dispatch_free import SEQ_BN_FLAGS, strip_adapter_dispatch
 from models.loaders import ServedModel, _config, activate, add_head, base_source, loading
 from models.pytorch_backend import serial_intra_op
-from models.registry import MODELS, resolve
+from models.registry import MODELS, get_model_spec, resolve
 from models.spec import LORA_FORMS, LORA_RANK
 from models.zoo_layout import build_command
 from tasks.mixed import MixedOutput, TaskList
 
 MIXED_BATCH_FORMS = ("adapter", "lora")  # forms whose rows of several tasks share one backbone pass
+
+
+def serving_form(model: str, lora_form: str = "merged") -> str:
+    """How a task list of MODEL=`model` is served: its trained targets' serving form (models/spec.py
+    SERVING), or "lora" for a LoRA model served unmerged (--lora_form unmerged)."""
+    return "lora" if lora_form == "unmerged" else get_model_spec(model).serving
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,8 @@ class MultiServed:
 
     @property
     def form(self) -> str:
-        """The serving form of the model's trained targets (models/spec.py SERVING); "lora" for a
-        LoRA model served unmerged."""
-        if self.lora_form == "unmerged":
-            return "lora"
-        return self.models[0].spec.serving
+        """The serving form of the model's trained targets (`serving_form`)."""
+        return serving_form(self.name, self.lora_form)
 
     @property
     def model_kind(self) -> str:
@@ -380,6 +386,29 @@ class MixedLoRALinear(nn.Module):
         self.b = nn.Parameter(b, requires_grad=False)
         self.current = current
 
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def check(self, a: torch.Tensor, b: torch.Tensor, where: str) -> None:
+        """ValueError naming `where` unless A [in, R] and B [R, out] fit the stacks."""
+        if a.shape != self.a.shape[1:] or b.shape != self.b.shape[1:]:
+            raise ValueError(
+                f"{where}: an update of shapes {tuple(a.shape)} and {tuple(b.shape)} does not stack "
+                f"onto A {tuple(self.a.shape)} and B {tuple(self.b.shape)}"
+            )
+
+    def append(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """One more task (row K of both stacks): A [in, R], B [R, out] (`check` them first)."""
+        for name, row in (("a", a), ("b", b)):
+            stack = getattr(self, name)
+            grown = torch.cat([stack.data, row[None].to(stack)])
+            setattr(self, name, nn.Parameter(grown, requires_grad=False))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.current.rows
         return torch.baddbmm(self.base(x), torch.bmm(x, self.a[rows]), self.b[rows])
@@ -400,12 +429,38 @@ def low_rank_update(delta: torch.Tensor, rank: int, where: str) -> tuple[torch.T
     return a.float(), b.float()
 
 
+def task_update(
+    reference: dict[str, torch.Tensor], targets: set[str], merged: nn.Module, rank: int, task: str
+) -> dict[str, tuple]:
+    """One task's update read back from its merged backbone: for every target Linear (`targets`,
+    the names `_lora_linears` gives), `low_rank_update` of its weight's difference from the base's
+    (`reference`: the base backbone's parameters by name) at `rank`. ValueError when any other
+    parameter differs from the base's (not a LoRA of that base)."""
+    params = dict(merged.named_parameters())
+    update = {}
+    for name, ref in reference.items():
+        layer = name.rsplit(".", 1)[0]
+        mine = params[name].data
+        ref = ref.data.to(mine.device)
+        if layer in targets and name.endswith(".weight"):
+            update[layer] = low_rank_update(mine - ref, rank, f"task {task}'s {layer}")
+        elif not torch.equal(mine, ref):
+            raise ValueError(
+                f"task {task}'s {name} differs from the base's: LoRA changes only "
+                f"{' and '.join(LORA_MATRICES)} weights; serve the list merged"
+            )
+    return update
+
+
 def _lora_linears(backbone: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    """(name, owning module, attribute) of every LoRA target Linear of an XLM-R backbone."""
+    """(name, owning module, attribute) of every LoRA target of an XLM-R backbone: its attention's
+    query and value Linears, or the `MixedLoRALinear`s that replaced them."""
     found = []
     for name, module in backbone.named_modules():
+        if not name.endswith("attention.self"):
+            continue
         for attr in LORA_MATRICES:
-            if isinstance(getattr(module, attr, None), nn.Linear) and name.endswith("attention.self"):
+            if isinstance(getattr(module, attr, None), nn.Linear | MixedLoRALinear):
                 found.append((f"{name}.{attr}", module, attr))
     return found
 
@@ -417,7 +472,7 @@ def _head(model: nn.Module, kind: str) -> nn.Module:
 
 class MixedLoRAForm(MixedBatchForm):
     """One XLM-R backbone whose LoRA target Linears are `MixedLoRALinear`s holding every task's
-    update, and every task's head."""
+    update (`layers`, by the Linear's name), and every task's head."""
 
     def __init__(
         self,
@@ -430,11 +485,52 @@ class MixedLoRAForm(MixedBatchForm):
         self.kinds = list(kinds)
         self.current = RowTasks()
         self.backbone = backbone
+        self.layers: dict[str, MixedLoRALinear] = {}
         for name, module, attr in _lora_linears(backbone):
             a = torch.stack([u[name][0] for u in updates])
             b = torch.stack([u[name][1] for u in updates])
-            setattr(module, attr, MixedLoRALinear(getattr(module, attr), a, b, self.current))
+            self.layers[name] = MixedLoRALinear(getattr(module, attr), a, b, self.current)
+            setattr(module, attr, self.layers[name])
         self.heads = nn.ModuleList(heads)
+
+    @property
+    def rank(self) -> int:
+        """The rank R of the stacked updates (A [K, in, R])."""
+        return next(iter(self.layers.values())).a.shape[-1]
+
+    def add_task(self, update: dict[str, tuple], head: nn.Module, kind: str) -> None:
+        """Serve one more task: its update (A [in, R], B [R, out] of every target Linear, as
+        `random_lora_update` and `update_of` give them) appended to every stack, and its head (the
+        next batch may hold its rows). ValueError, nothing changed, for an update that does not
+        cover every target or does not fit the stacks."""
+        targets = set(self.layers)
+        if set(update) != targets:
+            missing, unknown = sorted(targets - set(update)), sorted(set(update) - targets)
+            raise ValueError(f"an update names every target: missing {missing}, unknown {unknown}")
+        for name, layer in self.layers.items():
+            layer.check(*update[name], name)
+        for name, layer in self.layers.items():
+            layer.append(*update[name])
+        device = next(iter(self.layers.values())).a.device
+        self.heads.append(head.to(device).eval())
+        self.kinds.append(kind)
+
+    def frozen_parameters(self) -> dict[str, torch.Tensor]:
+        """The backbone's frozen parameters by their names in the plain backbone (a target's base
+        Linear weight as `<name>.weight`); the stacks left out."""
+        out = {}
+        for name, p in self.backbone.named_parameters():
+            owner, leaf = name.rsplit(".", 1)
+            if owner in self.layers:  # a stack
+                continue
+            target = owner.removesuffix(".base")
+            out[f"{target}.{leaf}" if target in self.layers else name] = p
+        return out
+
+    def update_of(self, merged: nn.Module, task: str) -> dict[str, tuple]:
+        """A task's update read back from its merged backbone against this form's frozen backbone,
+        at the stacks' rank (`task_update`): what `add_task` takes for a task of the zoo."""
+        return task_update(self.frozen_parameters(), set(self.layers), merged, self.rank, task)
 
     def head_logits(self, k: int, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits = self.heads[k](seq)
@@ -444,7 +540,8 @@ class MixedLoRAForm(MixedBatchForm):
 
 
 def random_lora_update(backbone: nn.Module, rank: int, generator: torch.Generator) -> dict[str, tuple]:
-    """A synthetic task's update of every target Linear: A, B with N(0, 0.02) entries."""
+    """A synthetic task's update of every target Linear of `backbone` (plain, or a `MixedLoRAForm`'s):
+    A, B with N(0, 0.02) entries."""
     update = {}
     for name, module, attr in _lora_linears(backbone):
         linear = getattr(module, attr)
@@ -454,26 +551,21 @@ def random_lora_update(backbone: nn.Module, rank: int, generator: torch.Generato
     return update
 
 
-def load_mixed_lora_model(multi: MultiServed, attn: str = "sdpa") -> MixedLoRAForm:
-    """The unmerged LoRA form of `multi`. Real tasks: the backbone of the stage their LoRA was
-    trained on (the model's intermediate stage beside their checkpoints, else the first task's
-    backbone, at twice the rank), each task's update factorised from its merged weights
-    (`low_rank_update`; ValueError when another parameter of the backbone differs), each task's
-    head. Synthetic tasks: the real task's backbone and head, K random updates of LoRA_RANK; random
-    weights: each task's own head, one random update each."""
-    first = multi.models[0]
-    plain = [m.torch_module(attn_implementation=attn).model for m in multi.models]
-    kinds = [m.task_kind for m in multi.models]
-    if multi.synthetic or first.checkpoint is None:
-        backbone = plain[0].base_model  # random weights: every task's backbone is the same seed's
-        if multi.synthetic:
-            kinds = [first.task_kind] * multi.synthetic
-            heads = [copy.deepcopy(_head(plain[0], first.task_kind)) for _ in kinds]
-        else:
-            heads = [_head(model, kind) for model, kind in zip(plain, kinds, strict=True)]
-        gen = torch.Generator().manual_seed(0)
-        updates = [random_lora_update(backbone, LORA_RANK, gen) for _ in kinds]
-        return MixedLoRAForm(backbone, updates, heads, kinds).eval()
+def one_more_lora_task(form: MixedLoRAForm, served: ServedModel, seed: int) -> tuple[dict, nn.Module]:
+    """(update, head) of one more task of `served`'s kind for `form.add_task`: with a checkpoint,
+    `served`'s own (its merged model loaded, its update read back against the form's backbone, its
+    head); random weights: a random update at the form's rank (`seed`) and a copy of task 0's head."""
+    if served.checkpoint is None:
+        update = random_lora_update(form.backbone, form.rank, torch.Generator().manual_seed(seed))
+        return update, copy.deepcopy(form.heads[0])
+    model = served.torch_module().model
+    return form.update_of(model.base_model, served.task), _head(model, served.task_kind)
+
+
+def _lora_base(first: ServedModel, plain: nn.Module, attn: str) -> tuple[nn.Module, int]:
+    """The backbone the tasks' updates apply to and their rank: the stage the model's LoRA was trained
+    on (its intermediate stage beside the first task's checkpoint) at LORA_RANK, else the first
+    task's own backbone (`plain`'s) at twice the rank (each task's B_t A_t - B_1 A_1)."""
     stage = Path(first.checkpoint).parent / str(first.spec.intermediate)
     if first.spec.intermediate and (stage / "config.json").is_file():
         base = loading(
@@ -483,28 +575,36 @@ def load_mixed_lora_model(multi: MultiServed, attn: str = "sdpa") -> MixedLoRAFo
                 str(stage), attn_implementation=attn, add_pooling_layer=False
             ),
         )
-        rank = LORA_RANK
-    else:
-        base, rank = plain[0].base_model, 2 * LORA_RANK  # B_t A_t - B_1 A_1
-    targets = {name for name, _, _ in _lora_linears(base)}
-    reference = dict(base.named_parameters())
-    updates = []
-    for m, model in zip(multi.models, plain, strict=True):
-        params = dict(model.base_model.named_parameters())
-        update = {}
-        for name, ref in reference.items():
-            layer = name.rsplit(".", 1)[0]
-            mine = params[name]
-            if layer in targets and name.endswith(".weight"):
-                where = f"task {m.task}'s {layer}"
-                update[layer] = low_rank_update(mine.data - ref.data, rank, where)
-            elif not torch.equal(mine.data, ref.data):
-                raise ValueError(
-                    f"task {m.task}'s {name} differs from the base's: LoRA changes only "
-                    f"{' and '.join(LORA_MATRICES)} weights; serve the list merged"
-                )
-        updates.append(update)
+        return base, LORA_RANK
+    return plain.base_model, 2 * LORA_RANK
+
+
+def load_mixed_lora_model(multi: MultiServed, attn: str = "sdpa") -> MixedLoRAForm:
+    """The unmerged LoRA form of `multi`. Real tasks: the backbone of the stage their LoRA was
+    trained on (`_lora_base`), each task's update factorised from its merged weights (`task_update`;
+    ValueError when another parameter of the backbone differs), each task's head. Synthetic tasks:
+    that backbone, K random updates of LORA_RANK and copies of the real task's head; random
+    weights: the (one seed's) backbone, one random update per task and each task's own head."""
+    first = multi.models[0]
+    plain = [m.torch_module(attn_implementation=attn).model for m in multi.models]
+    kinds = [m.task_kind for m in multi.models]
     heads = [_head(model, kind) for model, kind in zip(plain, kinds, strict=True)]
+    if first.checkpoint is None:  # random weights: every task's backbone is the same seed's
+        base, rank = plain[0].base_model, LORA_RANK
+    else:
+        base, rank = _lora_base(first, plain[0], attn)
+    if multi.synthetic or first.checkpoint is None:
+        if multi.synthetic:
+            kinds = [first.task_kind] * multi.synthetic
+            heads = [copy.deepcopy(heads[0]) for _ in kinds]
+        gen = torch.Generator().manual_seed(0)
+        updates = [random_lora_update(base, LORA_RANK, gen) for _ in kinds]
+    else:
+        reference, targets = dict(base.named_parameters()), {n for n, _, _ in _lora_linears(base)}
+        updates = [
+            task_update(reference, targets, model.base_model, rank, m.task)
+            for m, model in zip(multi.models, plain, strict=True)
+        ]
     return MixedLoRAForm(base, updates, heads, kinds).eval()
 
 

@@ -1,7 +1,8 @@
 """`python -m research multitask`: how serving K tasks (`xnli@K`) from one process scales, per serving
-form of models/multitask.py: resident parameter bytes and peak RSS (one child process per form and
-K), the time to add one more task, Offline-style throughput against the single-task backends in
-interleaved rounds, and optionally LoadGen runs. docs/multitask.md says how each is measured."""
+form of models/multitask.py (`FORMS`: adapter, full, lora-merged, lora-unmerged): resident parameter
+bytes and peak RSS (one child process per form and K), the time to add one more task, Offline-style
+throughput against the single-task backends in interleaved rounds, and optionally LoadGen runs.
+docs/multitask.md says how each is measured."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench.measure import built, interleaved, round_ratios
+from common.exit_codes import BAD_INPUT
+from common.names import lookup
 from common.paths import REPO
 from common.tables import markdown_table
 from harness.cli import ints, names
@@ -25,26 +29,74 @@ from harness.config import RunConfig
 from harness.launch import launch_with_conf
 from models.backends import create_backend
 from models.base import BackendOptions
-from models.multitask import MultiTaskBackend, resolve_tasks
+from models.multitask import (
+    MIXED_BATCH_FORMS,
+    MixedAdapterForm,
+    MixedLoRAForm,
+    MultiTaskBackend,
+    one_more_lora_task,
+    resolve_tasks,
+    serving_form,
+)
 from models.registry import resolve
 from sut.base import SUTOptions
 from sut.batching import plan_batches
-from tasks.mixed import MixedTask, parse_task_list
+from tasks.mixed import MixedTask, is_mixed, parse_task_list
 from tasks.qsl import QuerySampleLibrary
 from zoo.recipe import tokenizer_for
 
-FORMS = ("adapter", "full")
+
+@dataclass(frozen=True)
+class Form:
+    """A serving form as the command line names it: MODEL= and --lora_form (harness run's flags)."""
+
+    model: str
+    lora_form: str = "merged"
+
+    @property
+    def whole_models(self) -> bool:
+        """One whole model per task (a per-task form): K of them are bounded by --max_full_k."""
+        return serving_form(self.model, self.lora_form) not in MIXED_BATCH_FORMS
+
+
+FORMS = {
+    "adapter": Form("adapter"),  # one backbone, per-task adapters and heads, mixed batches
+    "full": Form("full"),  # one whole model per task
+    "lora-merged": Form("lora-squad"),  # one merged LoRA copy per task
+    "lora-unmerged": Form("lora-squad", "unmerged"),  # one backbone, per-task updates, mixed batches
+}
+DEFAULT_FORMS = ("adapter", "full")
+# the throughput groups' single-task sides (`<name> single-task`): name -> MODEL served alone; adapter
+# and full always, lora (merged LoRA alone: full's graph) when a form serves lora-squad
+BASELINES = {"adapter": "adapter", "full": "full", "lora": "lora-squad"}
+ALWAYS = ("adapter", "full")
+
+
+def baselines(forms: list[str]) -> dict[str, str]:
+    """The single-task sides of every throughput group for these forms: name -> MODEL."""
+    served = {FORMS[f].model for f in forms}
+    return {b: m for b, m in BASELINES.items() if b in ALWAYS or m in served}
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--models_dir", required=True, help="a zoo with adapter and full for xnli (its tokenizer too)")
+    a(
+        "--models_dir",
+        required=True,
+        help="a zoo with xnli's checkpoint of every form's MODEL (adapter, full, lora-squad; with "
+        "--shape only its tokenizer is used)",
+    )
     a("--shape", default=None, help="random weights of this encoder's shapes (e5-small, base)")
     a("--ks", default="1,2,4,8,16,32", help="numbers of tasks (memory and add-a-task)")
     a("--tput_ks", default=None, help="numbers of tasks for throughput (default: --ks)")
-    a("--forms", default=",".join(FORMS), help="MODEL names: adapter (mixed batches), full")
-    a("--max_full_k", type=int, default=32, help="largest K for the full form (K whole models)")
-    a("--max_full_tput_k", type=int, default=None, help="largest K of the full form's throughput side")
+    a(
+        "--forms",
+        default=",".join(DEFAULT_FORMS),
+        help="serving forms: adapter, lora-unmerged (mixed batches), full, lora-merged (one whole "
+        "model per task)",
+    )
+    a("--max_full_k", type=int, default=32, help="largest K for full and lora-merged (K whole models)")
+    a("--max_full_tput_k", type=int, default=None, help="the same for their throughput sides")
     a("--samples", type=int, default=256, help="XNLI samples per pass")
     a("--rounds", type=int, default=5, help="interleaved rounds")
     a("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
@@ -57,18 +109,45 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--child", default=None, help=argparse.SUPPRESS)  # FORM:K, one memory measurement
 
 
+def _shape(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(encoder, weights): random weights at --shape, else the tiny zoo's."""
+    return (args.shape, "random") if args.shape else ("tiny", None)
+
+
 def _multi(form: str, k: int, args: argparse.Namespace):
-    encoder, weights = (args.shape, "random") if args.shape else ("tiny", None)
-    return resolve_tasks(form, parse_task_list(f"xnli@{k}"), encoder, weights, args.models_dir)
+    f = FORMS[form]
+    task_list = parse_task_list(f"xnli@{k}")
+    return resolve_tasks(f.model, task_list, *_shape(args), args.models_dir, lora_form=f.lora_form)
+
+
+def _ks(form: str, ks: list[int], largest: int | None) -> list[int]:
+    """The Ks a form is measured at: every K for the mixed-batch forms, up to `largest` for K whole
+    models."""
+    return [k for k in ks if not FORMS[form].whole_models or largest is None or k <= largest]
 
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def add_one_task(module: Any, served: Any, i: int) -> None:
+    """Serve one more task of `served`'s (the real task behind xnli@K) in the backend's module, as a
+    running backend would: the adapter form loads its saved adapter and head (random weights: a new
+    seq_bn adapter and head), unmerged LoRA reads its update back from its merged checkpoint against
+    the backbone and takes its head (random weights: a random update and a copy of a head), the
+    per-task forms build one more whole model (loaded, or randomly initialised)."""
+    if isinstance(module, MixedAdapterForm):
+        folder = None if served.checkpoint is None else Path(served.checkpoint) / "adapters" / "xnli"
+        module.add_task(folder, f"added{i}", served.task_kind, served.num_labels)
+    elif isinstance(module, MixedLoRAForm):
+        module.add_task(*one_more_lora_task(module, served, seed=1000 + i), served.task_kind)
+    else:
+        module.add_task(served.torch_module(), served.task_kind)
+
+
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One (form, K): build the backend in this fresh process; memory and the time to add a task
-    (median of 3: a saved adapter and head, or one more whole model; random ones with --shape)."""
+    (median of 3, `add_one_task`)."""
     form, k = args.child.split(":")
     before, t0 = _rss_mib(), time.perf_counter()
     backend = MultiTaskBackend(_multi(form, int(k), args), BackendOptions(threads=args.threads))
@@ -79,11 +158,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     with torch.inference_mode():
         for i in range(3):
             t0 = time.perf_counter()
-            if form == "adapter":
-                folder = None if args.shape else Path(served.checkpoint) / "adapters" / "xnli"
-                backend.module.add_task(folder, f"added{i}", served.task_kind, served.num_labels)
-            else:
-                backend.module.add_task(served.torch_module(), served.task_kind)
+            add_one_task(backend.module, served, i)
             adds.append(time.perf_counter() - t0)
     return out | {"add_task_s": round(statistics.median(adds), 4)}
 
@@ -91,7 +166,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 def memory_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> list[dict[str, Any]]:
     """One child process per (form, K): its `child` figures."""
     rows = []
-    for form, k in ((f, k) for f in forms for k in ks if f == "adapter" or k <= args.max_full_k):
+    for form, k in ((f, k) for f in forms for k in _ks(f, ks, args.max_full_k)):
         cmd = [sys.executable, "-m", "research", "multitask", "--child", f"{form}:{k}"]
         cmd += ["--models_dir", args.models_dir, "--threads", str(args.threads)]
         cmd += ["--shape", args.shape] if args.shape else []
@@ -108,12 +183,14 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
     Offline SUT's default batch plan, every batch through every side back to back."""
     options = BackendOptions(threads=args.threads)
     tokenizer = tokenizer_for(resolve("adapter", "xnli", models_dir=args.models_dir))
-    shape = (args.shape, "random") if args.shape else ("tiny", None)
+    singles = {
+        f"{name} single-task": resolve(model, "xnli", *_shape(args), args.models_dir)
+        for name, model in baselines(forms).items()
+    }
     results: dict[str, dict[str, Any]] = {}
     for form in forms:
-        singles = {f"{m} single-task": resolve(m, "xnli", *shape, args.models_dir) for m in FORMS}
         sides = {}
-        for k in [k for k in ks if form == "adapter" or k <= (args.max_full_tput_k or args.max_full_k)]:
+        for k in _ks(form, ks, args.max_full_tput_k or args.max_full_k):
             fs = MixedTask.build(f"xnli@{k}", count=args.samples).features(tokenizer)
             qsl = QuerySampleLibrary(fs, pad_id=int(tokenizer.pad_token_id))
             qsl.load_query_samples(list(range(len(fs))))
@@ -134,14 +211,19 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
 
 def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> list[dict[str, Any]]:
     """Offline samples/s, Server p99 at --server_qps and SingleStream p90 through LoadGen (one child
-    run each, `harness run --task xnli@K`, the first --samples XNLI samples), xnli alone as K=1."""
+    run each, `harness run --task xnli@K --model MODEL [--lora_form F]`, the first --samples XNLI
+    samples; random weights at --shape), xnli alone as K=1 (one task is served merged)."""
+    encoder, weights = _shape(args)
     rows = []
     for scenario in ("Offline", "Server", "SingleStream"):
         for form, task in ((f, t) for f in forms for t in ["xnli", *(f"xnli@{k}" for k in ks)]):
             cfg = RunConfig.layered(
-                model=form,
+                model=FORMS[form].model,
+                lora_form=FORMS[form].lora_form if is_mixed(task) else None,
                 task=task,
                 scenario=scenario,
+                encoder=encoder,
+                weights=weights,
                 models_dir=args.models_dir,
                 count=args.samples,
                 duration_s=args.loadgen_s,
@@ -162,21 +244,33 @@ def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> 
     return rows
 
 
+def per_added_task(memory: list[dict[str, Any]], row: dict[str, Any]) -> str:
+    """Parameter bytes a form's K-task row holds beyond its K=1 row, per task added ("-" at K=1 or
+    without a K=1 row): one adapter and head, one LoRA update and head, one whole model."""
+    one = next((m["parameter_bytes"] for m in memory if m["form"] == row["form"] and m["k"] == 1), None)
+    if one is None or row["k"] == 1:
+        return "-"
+    grown, added = row["parameter_bytes"] - one, row["k"] - 1
+    return str(grown // added) if grown % added == 0 else f"{grown / added:.1f}"
+
+
 def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: list, command: str) -> str:
     """The markdown of a run: memory per (form, K), throughput ratios, the LoadGen runs."""
     kind = f"random weights, {args.shape} shapes" if args.shape else f"tiny zoo {args.models_dir}"
     full1 = next((m["parameter_bytes"] for m in memory if m["form"] == "full" and m["k"] == 1), None)
     lines = [f"Model kind: {kind}. Command: `{command}`.", ""]
-    header = ["form", "K", "parameter MB", "x one full model", "peak RSS MiB (before build)"]
+    header = ["form", "K", "parameter MB", "x one full model", "bytes per added task"]
     table = []
     for m in memory:
         size = (
             f"{m['parameter_bytes'] / 1e6:.2f}",
             f"{m['parameter_bytes'] / full1:.3f}" if full1 else "-",
+            per_added_task(memory, m),
         )
         rss = f"{m['peak_rss_mib']:.0f} ({m['rss_before_mib']:.0f})"
-        table.append([m["form"], m["k"], *size, rss, f"{m['build_s']:.2f}", m.get("add_task_s", "-")])
-    lines += markdown_table([*header, "build s", "add one task s"], table)
+        add = f"{m['add_task_s']:.4f}" if "add_task_s" in m else "-"  # markdown_table keeps 1 digit
+        table.append([m["form"], m["k"], *size, rss, f"{m['build_s']:.2f}", add])
+    lines += markdown_table([*header, "peak RSS MiB (before build)", "build s", "add one task s"], table)
     lines += [
         "",
         "Offline-style throughput, interleaved rounds (median samples/s; ratio to the single-task "
@@ -184,20 +278,17 @@ def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: li
         f"{args.rounds} rounds):",
         "",
     ]
+    bases = [f"{b} single-task" for b in baselines(names(args.forms))]
     rows = []
     for form, res in tput.items():
         for name, r in res.items():
-            spans = (
-                round_ratios(res, name, base) for base in ("adapter single-task", "full single-task")
-            )
+            spans = (round_ratios(res, name, base) for base in bases)
             cells = [f"{statistics.median(x):.3f} [{min(x):.3f}, {max(x):.3f}]" for x in spans]
             k = name.split("K=")[1] if "K=" in name else "1 (plain)"
             rows.append(
                 [f"{name.split(' K=')[0]} ({form} group)", k, f"{r['samples_per_s']:.1f}", *cells]
             )
-    lines += markdown_table(
-        ["form", "K", "samples/s", "/ adapter single-task", "/ full single-task"], rows
-    )
+    lines += markdown_table(["form", "K", "samples/s", *(f"/ {b}" for b in bases)], rows)
     if loadgen:
         lines += [
             "",
@@ -220,6 +311,12 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(child(args)), flush=True)
         return 0
     ks, forms = ints(args.ks), names(args.forms)
+    try:
+        for form in forms:
+            lookup("form", form, FORMS)
+    except ValueError as e:
+        print(f"error: --forms: {e}", file=sys.stderr)
+        return BAD_INPUT
     command = "python -m research multitask " + " ".join(sys.argv[2:])
     memory = memory_table(args, forms, ks)
     tput = throughput(args, forms, ints(args.tput_ks) or ks)

@@ -8,6 +8,7 @@ checkpoint)."""
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -172,6 +173,75 @@ def test_unmerged_lora_memory_grows_by_one_update_and_head_per_task(zoo):
     assert sizes[4] - sizes[1] == 3 * (update_bytes + head_bytes)
     single = parameter_memory(served.torch_module())["parameter_bytes"]
     assert sizes[1] == single + update_bytes  # one backbone and head, plus one update
+
+
+def _by_row(out: MixedOutput) -> dict[int, np.ndarray]:
+    return {r: part[j] for rows, _, part in out.parts for j, r in enumerate(rows.tolist())}
+
+
+def test_unmerged_lora_add_task_serves_the_new_task_and_leaves_the_others(zoo):
+    """MixedLoRAForm.add_task appends one more task's update to every MixedLoRALinear stack and its
+    head: a random update (with a copy of a head), then XNLI's own update read back from its merged
+    checkpoint (`one_more_lora_task`). Each new task's rows equal the row alone through a reference
+    to 1e-5: the SQuAD stage with that update merged into its query and value weights, then the
+    head; XNLI's merged model. The tasks served before answer exactly as before, and each addition
+    grows resident memory by exactly one update and one head. An update of another rank is refused
+    with nothing changed."""
+    from transformers import AutoModel
+
+    from models.multitask import one_more_lora_task, random_lora_update
+
+    multi = resolve_tasks(
+        "lora-squad", parse_task_list("xnli+pawsx"), models_dir=zoo, lora_form="unmerged"
+    )
+    backend = MultiTaskBackend(multi, BackendOptions())
+    form = backend.module
+    cfg = multi.models[0].encoder_config
+    h, layers = cfg["hidden_size"], cfg["num_hidden_layers"]
+    update_bytes = layers * 2 * 4 * (h * LORA_RANK + LORA_RANK * h)  # Q and V: A [H, 8], B [8, H]
+    head_bytes = 4 * (h * h + h + h * 3 + 3)  # a 3-label classification head
+    ids, mask = _batch(multi.models[0].tokenizer(), rows=8)
+    old = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    before = _by_row(backend.predict(ids, mask, old))
+    sizes = [backend.memory()["parameter_bytes"]]
+
+    update = random_lora_update(form.backbone, form.rank, torch.Generator().manual_seed(5))
+    head = copy.deepcopy(form.heads[0])
+    bad = {name: (a[:, :4], b[:4]) for name, (a, b) in update.items()}  # rank 4 onto rank 8 stacks
+    with pytest.raises(ValueError, match=rf"does not stack onto A \(2, {h}, {LORA_RANK}\)"):
+        form.add_task(bad, head, "classification")
+    assert backend.memory()["parameter_bytes"] == sizes[0] and len(form.heads) == 2
+    form.add_task(update, head, "classification")  # task 2
+    sizes.append(backend.memory()["parameter_bytes"])
+    xnli = resolve("lora-squad", "xnli", models_dir=zoo)
+    form.add_task(*one_more_lora_task(form, xnli, seed=0), "classification")  # task 3
+    sizes.append(backend.memory()["parameter_bytes"])
+    assert [sizes[1] - sizes[0], sizes[2] - sizes[1]] == [update_bytes + head_bytes] * 2
+    assert form.layers["encoder.layer.1.attention.self.value"].a.shape == (4, h, LORA_RANK)
+
+    again = _by_row(backend.predict(ids, mask, old))  # the same batch: the same computation
+    for r in range(len(ids)):
+        np.testing.assert_array_equal(again[r], before[r])
+    tasks = np.array([0, 1, 2, 3, 0, 1, 3, 2])
+    after = _by_row(backend.predict(ids, mask, tasks))
+    for r in (0, 1, 4, 5):  # the old tasks' rows in a batch shared with the new tasks
+        np.testing.assert_allclose(after[r], before[r], atol=1e-5, rtol=0)
+    stage = AutoModel.from_pretrained(
+        str(Path(xnli.checkpoint).parent / "squad"), add_pooling_layer=False
+    ).eval()
+    with torch.no_grad():  # the random update merged into the frozen backbone's weights
+        for name, (a, b) in update.items():
+            stage.get_submodule(name).weight += (a @ b).T
+    merged_xnli = xnli.torch_module()
+    with torch.inference_mode():
+        for r in (2, 7, 3, 6):
+            n = int(mask[r].sum())
+            one = torch.from_numpy(ids[r : r + 1, :n]), torch.from_numpy(mask[r : r + 1, :n])
+            if tasks[r] == 2:
+                want = head(stage(input_ids=one[0], attention_mask=one[1]).last_hidden_state)[0]
+            else:
+                want = merged_xnli(*one)[0]
+            np.testing.assert_allclose(after[r], want.numpy(), atol=1e-5, rtol=0)
 
 
 def test_unmerged_lora_on_random_weights_gives_each_task_its_own_head(zoo):
@@ -534,6 +604,74 @@ def test_research_multitask_command_writes_its_tables(tmp_path, zoo):
     assert tput[2][3] == "1.000 [1.000, 1.000]" and tput[7][4] == "1.000 [1.000, 1.000]", text
 
 
+def test_research_multitask_measures_the_lora_forms(tmp_path, zoo):
+    """`--forms lora-merged,lora-unmerged`: merged LoRA holds one whole model per task (K = 2: twice
+    one lora-squad model, nothing shared), unmerged LoRA one backbone and head plus one rank-8 update
+    per task (K = 2 minus K = 1: exactly one update and one head, the report's "bytes per added
+    task"); the throughput groups gain the single-task LoRA model, and its ratio column."""
+    from research.multitask import FORMS
+
+    out = tmp_path / "multitask.md"
+    argv = ["--models_dir", str(zoo), "--forms", "lora-merged,lora-unmerged", "--ks", "1,2"]
+    argv += ["--tput_ks", "2", "--rounds", "1", "--samples", "8", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "research", "multitask", *argv], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = out.read_text()
+    rows = [line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    memory = {(r[0], r[1]): r for r in rows if r[0] in FORMS}
+    size = {}
+    for form in ("lora-merged", "lora-unmerged"):
+        for k in (1, 2):
+            f = FORMS[form]
+            multi = resolve_tasks(
+                f.model, parse_task_list(f"xnli@{k}"), models_dir=zoo, lora_form=f.lora_form
+            )
+            size[form, k] = MultiTaskBackend(multi, BackendOptions()).memory()["parameter_bytes"]
+    served = resolve("lora-squad", "xnli", models_dir=zoo)
+    h, layers = served.encoder_config["hidden_size"], served.encoder_config["num_hidden_layers"]
+    update_bytes = layers * 2 * 4 * (h * LORA_RANK + LORA_RANK * h)
+    head_bytes = 4 * (h * h + h + h * 3 + 3)
+    one_model = parameter_memory(served.torch_module())["parameter_bytes"]
+    assert size["lora-merged", 1] == one_model and size["lora-merged", 2] == 2 * one_model
+    assert size["lora-unmerged", 1] == one_model + update_bytes
+    assert size["lora-unmerged", 2] - size["lora-unmerged", 1] == update_bytes + head_bytes
+    header = next(r for r in rows if r[0] == "form" and "bytes per added task" in r)
+    assert header[2:5] == ["parameter MB", "x one full model", "bytes per added task"], text
+    for (form, k), nbytes in size.items():  # the report's rows are the backends' own bytes
+        row = memory[(form, str(k))]
+        assert row[2:4] == [f"{nbytes / 1e6:.2f}", "-"], text  # no full row: no ratio
+        assert float(row[7]) >= 0  # the time to add one more task
+    assert memory[("lora-merged", "2")][4] == str(one_model)  # one more whole model
+    assert memory[("lora-unmerged", "2")][4] == str(update_bytes + head_bytes)
+    assert memory[("lora-merged", "1")][4] == memory[("lora-unmerged", "1")][4] == "-"
+    ratios = next(r for r in rows if r[:3] == ["form", "K", "samples/s"])[3:]
+    assert ratios == ["/ adapter single-task", "/ full single-task", "/ lora single-task"], text
+    tput = [r for r in rows if r[0].endswith(" group)")]
+    singles = ["adapter single-task", "full single-task", "lora single-task"]
+    assert [r[0] for r in tput] == [
+        f"{name} ({form} group)"
+        for form in ("lora-merged", "lora-unmerged")
+        for name in (form, *singles)
+    ], text
+    assert [r[1] for r in tput[::4]] == ["2", "2"]
+    assert tput[3][5] == tput[7][5] == "1.000 [1.000, 1.000]", text  # lora single-task / itself
+
+
+def test_research_multitask_refuses_an_unknown_form(capsys):
+    from research import multitask
+
+    parser = argparse.ArgumentParser()
+    multitask.configure_parser(parser)
+    args = parser.parse_args(["--models_dir", "Z", "--forms", "adapter,lora"])
+    assert multitask.main(args) == BAD_INPUT
+    assert capsys.readouterr().err.startswith(
+        "error: --forms: unknown form 'lora'. Did you mean 'lora-merged'? Known: adapter, full, "
+        "lora-merged, lora-unmerged"
+    )
+
+
 def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkeypatch):
     """`--loadgen_ks` with the child runs faked: one `harness run --task xnli@K` per scenario, form
     and task, each with the common Server and Offline target_qps lines; a run without results is
@@ -585,6 +723,36 @@ def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, mon
     assert "| Offline | adapter | xnli@16 | VALID | 40.00 | 5.00 | 7.00 |" in text
     assert "| SingleStream | adapter | xnli | - | - | - | - |" in text
     assert "min duration 3 s, the first 8 XNLI samples; Server at target_qps 20 for every side" in text
+
+
+def test_research_multitask_loadgen_runs_serve_each_form_as_harness_run_names_it(tmp_path, monkeypatch):
+    """The LoadGen runs of the LoRA forms are `harness run --model lora-squad` with --lora_form
+    unmerged for lora-unmerged's task lists (one task, `xnli`, is served merged by every form), and
+    with --shape the runs take random weights at that encoder's shapes, as the other tables do."""
+    from types import SimpleNamespace
+
+    from research import multitask
+
+    launched = {}
+
+    def fake_launch(cfg, lines, name, runs_dir, **changes):
+        launched[name] = (cfg.model, cfg.lora_form, cfg.task, cfg.encoder, cfg.weights)
+        return SimpleNamespace(rc=2, results=None)
+
+    monkeypatch.setattr(multitask, "launch_with_conf", fake_launch)
+    monkeypatch.setattr(multitask, "built", lambda cfg: cfg)
+    parser = argparse.ArgumentParser()
+    multitask.configure_parser(parser)
+    args = parser.parse_args(["--models_dir", str(tmp_path), "--shape", "e5-small"])
+    rows = multitask.loadgen_table(args, ["lora-merged", "lora-unmerged"], [4])
+    assert [r["form"] for r in rows[:4]] == ["lora-merged"] * 2 + ["lora-unmerged"] * 2
+    random = ("e5-small", "random")
+    assert {n: v for n, v in launched.items() if n.startswith("Server-")} == {
+        "Server-lora-merged-xnli": ("lora-squad", "merged", "xnli", *random),
+        "Server-lora-merged-xnlix4": ("lora-squad", "merged", "xnli@4", *random),
+        "Server-lora-unmerged-xnli": ("lora-squad", "merged", "xnli", *random),
+        "Server-lora-unmerged-xnlix4": ("lora-squad", "unmerged", "xnli@4", *random),
+    }
 
 
 @pytest.mark.parametrize(
