@@ -13,6 +13,7 @@ from harness.cli import dispatch
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("bench.benchmark", "harness-efficiency benchmark (ratios measured in one run)"),
+    "multitask": ("bench.multitask", "K tasks in one process: memory, add-a-task time, throughput"),
 }
 
 

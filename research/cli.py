@@ -14,7 +14,6 @@ from harness.cli import dispatch
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("research.study", "the full vs adapter efficiency study"),
-    "multitask": ("research.multitask", "K tasks in one process: memory, add-a-task time, throughput"),
     "mutation": ("research.mutation", "per-module kill rates of the last mutmut run, its survivors"),
 }
 

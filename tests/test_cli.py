@@ -41,9 +41,9 @@ def test_the_core_cli_lists_only_the_core_commands(capsys):
     argv = ["study", "--plan", "--tasks", "xnli", "--models", "full"]
     assert research_main(argv) == 0
     assert capsys.readouterr().out.startswith("study: ")
-    assert sorted(BENCH) == ["benchmark"] and not set(BENCH) & set(RESEARCH)
+    assert sorted(BENCH) == ["benchmark", "multitask"] and not set(BENCH) & set(RESEARCH)
     assert bench_main(["--help"]) == 0
-    assert re.findall(r"^    (\w+)", capsys.readouterr().out, re.M) == ["benchmark"]
+    assert re.findall(r"^    (\w+)", capsys.readouterr().out, re.M) == ["benchmark", "multitask"]
 
 
 def test_list_flags_are_stripped_and_blank_items_dropped():

@@ -548,8 +548,8 @@ def test_languages_go_to_each_task_that_has_them():
     assert RunConfig(model="full", task="xnli+tatoeba", languages="de,deu").languages == "de,deu"
 
 
-def test_research_multitask_command_writes_its_tables(tmp_path, zoo):
-    """`python -m research multitask`, the command behind reports/multitask.md's tables, end to end
+def test_bench_multitask_command_writes_its_tables(tmp_path, zoo):
+    """`python -m bench multitask`, the command behind reports/multitask.md's tables, end to end
     on the tiny zoo: parameter bytes per (form, K) are the backends' own, K whole models are K x one,
     and every side divided by itself in the same rounds is exactly 1."""
     out = tmp_path / "multitask.md"
@@ -566,14 +566,13 @@ def test_research_multitask_command_writes_its_tables(tmp_path, zoo):
         str(out),
     ]
     proc = subprocess.run(
-        [sys.executable, "-m", "research", "multitask", *argv], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "bench", "multitask", *argv], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     lines = text.splitlines()
     assert (
-        lines[0]
-        == f"Model kind: tiny zoo {zoo}. Command: `python -m research multitask {' '.join(argv)}`."
+        lines[0] == f"Model kind: tiny zoo {zoo}. Command: `python -m bench multitask {' '.join(argv)}`."
     )
     rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| ")]
     memory = {(r[0], r[1]): r for r in rows if r[0] in ("adapter", "full")}
@@ -604,18 +603,18 @@ def test_research_multitask_command_writes_its_tables(tmp_path, zoo):
     assert tput[2][3] == "1.000 [1.000, 1.000]" and tput[7][4] == "1.000 [1.000, 1.000]", text
 
 
-def test_research_multitask_measures_the_lora_forms(tmp_path, zoo):
+def test_bench_multitask_measures_the_lora_forms(tmp_path, zoo):
     """`--forms lora-merged,lora-unmerged`: merged LoRA holds one whole model per task (K = 2: twice
     one lora-squad model, nothing shared), unmerged LoRA one backbone and head plus one rank-8 update
     per task (K = 2 minus K = 1: exactly one update and one head, the report's "bytes per added
     task"); the throughput groups gain the single-task LoRA model, and its ratio column."""
-    from research.multitask import FORMS
+    from bench.multitask import FORMS
 
     out = tmp_path / "multitask.md"
     argv = ["--models_dir", str(zoo), "--forms", "lora-merged,lora-unmerged", "--ks", "1,2"]
     argv += ["--tput_ks", "2", "--rounds", "1", "--samples", "8", "--out", str(out)]
     proc = subprocess.run(
-        [sys.executable, "-m", "research", "multitask", *argv], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "bench", "multitask", *argv], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
@@ -659,8 +658,8 @@ def test_research_multitask_measures_the_lora_forms(tmp_path, zoo):
     assert tput[3][5] == tput[7][5] == "1.000 [1.000, 1.000]", text  # lora single-task / itself
 
 
-def test_research_multitask_refuses_an_unknown_form(capsys):
-    from research import multitask
+def test_bench_multitask_refuses_an_unknown_form(capsys):
+    from bench import multitask
 
     parser = argparse.ArgumentParser()
     multitask.configure_parser(parser)
@@ -672,15 +671,15 @@ def test_research_multitask_refuses_an_unknown_form(capsys):
     )
 
 
-def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkeypatch):
+def test_bench_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkeypatch):
     """`--loadgen_ks` with the child runs faked: one `harness run --task xnli@K` per scenario, form
     and task, each with the common Server and Offline target_qps lines; a run without results is
     listed with its exit status and no figures; the report's LoadGen table shows the runs' figures."""
     import argparse
     from types import SimpleNamespace
 
+    from bench import multitask
     from harness.results import Results
-    from research import multitask
 
     launched = {}
 
@@ -725,13 +724,13 @@ def test_research_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, mon
     assert "min duration 3 s, the first 8 XNLI samples; Server at target_qps 20 for every side" in text
 
 
-def test_research_multitask_loadgen_runs_serve_each_form_as_harness_run_names_it(tmp_path, monkeypatch):
+def test_bench_multitask_loadgen_runs_serve_each_form_as_harness_run_names_it(tmp_path, monkeypatch):
     """The LoadGen runs of the LoRA forms are `harness run --model lora-squad` with --lora_form
     unmerged for lora-unmerged's task lists (one task, `xnli`, is served merged by every form), and
     with --shape the runs take random weights at that encoder's shapes, as the other tables do."""
     from types import SimpleNamespace
 
-    from research import multitask
+    from bench import multitask
 
     launched = {}
 

@@ -1,4 +1,4 @@
-"""`python -m research multitask`: how serving K tasks (`xnli@K`) from one process scales, per serving
+"""`python -m bench multitask`: how serving K tasks (`xnli@K`) from one process scales, per serving
 form of models/multitask.py (`FORMS`: adapter, full, lora-merged, lora-unmerged): resident parameter
 bytes and peak RSS (one child process per form and K), the time to add one more task, Offline-style
 throughput against the single-task backends in interleaved rounds, and optionally LoadGen runs.
@@ -167,7 +167,7 @@ def memory_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> l
     """One child process per (form, K): its `child` figures."""
     rows = []
     for form, k in ((f, k) for f in forms for k in _ks(f, ks, args.max_full_k)):
-        cmd = [sys.executable, "-m", "research", "multitask", "--child", f"{form}:{k}"]
+        cmd = [sys.executable, "-m", "bench", "multitask", "--child", f"{form}:{k}"]
         cmd += ["--models_dir", args.models_dir, "--threads", str(args.threads)]
         cmd += ["--shape", args.shape] if args.shape else []
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
@@ -317,7 +317,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: --forms: {e}", file=sys.stderr)
         return BAD_INPUT
-    command = "python -m research multitask " + " ".join(sys.argv[2:])
+    command = "python -m bench multitask " + " ".join(sys.argv[2:])
     memory = memory_table(args, forms, ks)
     tput = throughput(args, forms, ints(args.tput_ks) or ks)
     loadgen = loadgen_table(args, forms, ints(args.loadgen_ks)) if args.loadgen_ks else []
