@@ -30,6 +30,7 @@ from zoo.choice import choose, read_selected
 from zoo.cli import main as zoo_main
 from zoo.recipe import (
     DEV_ROWS,
+    E5_SMALL,
     SELECT_ROWS,
     STAGE_MINUTES,
     TINY_TEST,
@@ -180,6 +181,29 @@ def test_the_e5_small_grid_and_its_planned_time(tmp_path):
     assert lines[1] == "full: 3 trial(s) x 10 epochs (~12.5 min)"
     assert train_rows("xnli", "xnli") == 996 and train_rows("xnli", "xnli+snli5k") == 5996
     assert train_rows("xnli", "xnli+snli") == 996 + 19666
+
+
+@pytest.mark.parametrize(("kernel", "says_fp32"), [("amx", False), (None, True)])
+def test_the_plan_says_when_this_cpu_trains_in_fp32(tmp_path, monkeypatch, capsys, kernel, says_fp32):
+    """The plan's minutes are bf16 stage times: on a CPU without native bf16 the printed plan says
+    training runs in fp32, slower than that (the first e5-small trial here took about twice its plan)."""
+    from zoo import select
+
+    monkeypatch.setattr(select, "probe", lambda: SimpleNamespace(bf16_kernel=kernel))
+    grid = load_grid(REPO / "zoo" / "grids" / "select-xnli-e5-small.toml")
+    report = tmp_path / "selection.md"
+    chosen = select.run_selection(
+        grid, E5_SMALL, tmp_path, tmp_path / "zoo", report, "c", plan_only=True
+    )
+    first = capsys.readouterr().out.splitlines()[0]
+    assert chosen is None and not report.exists()
+    assert first.startswith(
+        "[select] zoo/grids/select-xnli-e5-small.toml: 15 trials, 0 done, 15 to train; "
+    )
+    assert (
+        first.endswith("; this CPU has no native bf16, so it trains in fp32, slower than that")
+        == says_fp32
+    )
 
 
 # --- one tiny selection, end to end -----------------------------------------------------------------

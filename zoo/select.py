@@ -29,6 +29,7 @@ from common.datafiles import NUMBER, DataFileError, check, read_toml
 from common.exit_codes import BAD_INPUT
 from common.paths import BUILD, REPO
 from common.tables import markdown_table
+from models.cpu_caps import probe
 from models.loaders import DONE, read_manifest
 from models.registry import MODELS
 from models.zoo_layout import seed_models_dir
@@ -403,11 +404,13 @@ def run_selection(
     todo = [t for t in trials if t not in done]
     lines, total = plan(grid, todo, models_dir)
     estimate = (
-        f"about {total:.0f} min on a quiet 2-core CPU (the zoo's measured stage times, scaled to the "
-        "rows and epochs; loading and saving each trial's model come on top)"
+        f"about {total:.0f} min on a quiet 2-core CPU (the zoo's stage times, measured with bf16 "
+        "autocast, scaled to the rows and epochs; loading and saving each trial's model come on top)"
         if total is not None
         else "time not measured for this encoder"
     )
+    if total is not None and sizes.bf16 and probe().bf16_kernel is None:
+        estimate += "; this CPU has no native bf16, so it trains in fp32, slower than that"
     print(
         f"[select] {grid.shown()}: {len(trials)} trials, {len(done)} done, {len(todo)} to train; "
         f"{estimate}",
