@@ -43,7 +43,6 @@ from sut.base import SUTOptions
 from sut.batching import plan_batches
 from tasks.mixed import MixedTask, is_mixed, parse_task_list
 from tasks.qsl import QuerySampleLibrary
-from zoo.recipe import tokenizer_for
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     a("--out", default=None, help="write the markdown report here (default: print only)")
     a("--loadgen_ks", default="", help="K values run through LoadGen (xnli alone is always run)")
     a("--loadgen_s", type=float, default=10.0, help="LoadGen runs: min duration in seconds")
+    a("--loadgen_rounds", type=int, default=1, help="LoadGen runs: rounds (every run once each)")
+    a("--scenarios", default="Offline,Server,SingleStream", help="LoadGen runs: the scenarios")
     a("--server_qps", type=float, default=50.0, help="LoadGen Server runs: the common target_qps")
     a("--offline_qps", type=float, default=200.0, help="LoadGen Offline runs: target_qps (query size)")
     a("--runs_dir", default="build/multitask", help="where the LoadGen runs' folders go")
@@ -179,17 +180,19 @@ def memory_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> l
 
 
 def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dict[str, dict[str, Any]]:
-    """samples/s of every (form, K) side and of the single-task baselines, per form group: the
-    Offline SUT's default batch plan, every batch through every side back to back."""
+    """samples/s of every (form, K) side and of the single-task baselines, all in one interleaved
+    group (a ratio between any two sides pairs rates of the same round): the Offline SUT's default
+    batch plan, every batch through every side back to back. Token ids: the served tokenizer (with
+    --shape, XLM-R's for the real shapes, as a run tokenises)."""
     options = BackendOptions(threads=args.threads)
-    tokenizer = tokenizer_for(resolve("adapter", "xnli", models_dir=args.models_dir))
+    tokenizer = _multi(forms[0], 1, args).models[0].tokenizer()
     singles = {
         f"{name} single-task": resolve(model, "xnli", *_shape(args), args.models_dir)
         for name, model in baselines(forms).items()
     }
-    results: dict[str, dict[str, Any]] = {}
+    sides: dict[str, tuple] = {}
+    plain: list[tuple] = []
     for form in forms:
-        sides = {}
         for k in _ks(form, ks, args.max_full_tput_k or args.max_full_k):
             fs = MixedTask.build(f"xnli@{k}", count=args.samples).features(tokenizer)
             qsl = QuerySampleLibrary(fs, pad_id=int(tokenizer.pad_token_id))
@@ -200,23 +203,31 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
                 backend.predict,
                 [(b.input_ids, b.attention_mask, b.tasks) for b in batches],
             )
-        plain = [(b.input_ids, b.attention_mask) for b in batches]
-        for name, served in singles.items():
-            sides[name] = (create_backend("pytorch", served, options).predict, plain)
-        results[form] = interleaved(sides, args.rounds)
-        for name, r in results[form].items():
-            print(f"throughput [{form} group] {name}: {r['samples_per_s']:.1f} samples/s", flush=True)
+            plain = [(b.input_ids, b.attention_mask) for b in batches]
+    for name, served in singles.items():
+        sides[name] = (create_backend("pytorch", served, options).predict, plain)
+    results = interleaved(sides, args.rounds)
+    for name, r in results.items():
+        print(f"throughput {name}: {r['samples_per_s']:.1f} samples/s", flush=True)
     return results
 
 
 def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> list[dict[str, Any]]:
     """Offline samples/s, Server p99 at --server_qps and SingleStream p90 through LoadGen (one child
     run each, `harness run --task xnli@K --model MODEL [--lora_form F]`, the first --samples XNLI
-    samples; random weights at --shape), xnli alone as K=1 (one task is served merged)."""
+    samples; random weights at --shape), xnli alone as K=1 (one task is served merged), in
+    --loadgen_rounds rounds: every run once per round, the order rotating from round to round."""
     encoder, weights = _shape(args)
+    runs = [
+        (scenario, form, task)
+        for scenario in names(args.scenarios)
+        for form in forms
+        for task in ["xnli", *(f"xnli@{k}" for k in ks)]
+    ]
     rows = []
-    for scenario in ("Offline", "Server", "SingleStream"):
-        for form, task in ((f, t) for f in forms for t in ["xnli", *(f"xnli@{k}" for k in ks)]):
+    for r in range(args.loadgen_rounds):
+        shift = r % len(runs)
+        for scenario, form, task in runs[shift:] + runs[:shift]:
             cfg = RunConfig.layered(
                 model=FORMS[form].model,
                 lora_form=FORMS[form].lora_form if is_mixed(task) else None,
@@ -232,16 +243,17 @@ def loadgen_table(args: argparse.Namespace, forms: list[str], ks: list[int]) -> 
                 f"{cfg.loadgen_model_name}.Server.target_qps = {args.server_qps}",
                 f"{cfg.loadgen_model_name}.Offline.target_qps = {args.offline_qps}",
             ]
-            name = f"{scenario}-{form}-{task.replace('@', 'x')}"
+            name = f"{scenario}-{form}-{task.replace('@', 'x')}" + (f"-r{r}" if r else "")
             done = launch_with_conf(built(cfg), lines, name, Path(args.runs_dir))
             res = done.results
-            rows.append({"scenario": scenario, "form": form, "task": task, "exit": done.rc})
-            rows[-1]["validity"] = res.validity if res else "-"
-            rows[-1]["samples_per_s"] = res.samples_per_second if res else None
+            row = {"scenario": scenario, "form": form, "task": task, "round": r, "exit": done.rc}
+            row["validity"] = res.validity if res else "-"
+            row["samples_per_s"] = res.samples_per_second if res else None
             for p in ("p90", "p99"):
-                rows[-1][f"{p}_ms"] = res.latency_ms(p) if res else None
-            print(f"loadgen {rows[-1]}", flush=True)
-    return rows
+                row[f"{p}_ms"] = res.latency_ms(p) if res else None
+            rows.append(row)
+            print(f"loadgen {row}", flush=True)
+    return sorted(rows, key=lambda x: (runs.index((x["scenario"], x["form"], x["task"])), x["round"]))
 
 
 def per_added_task(memory: list[dict[str, Any]], row: dict[str, Any]) -> str:
@@ -273,37 +285,106 @@ def report(args, memory: list[dict[str, Any]], tput: dict[str, Any], loadgen: li
     lines += markdown_table([*header, "peak RSS MiB (before build)", "build s", "add one task s"], table)
     lines += [
         "",
-        "Offline-style throughput, interleaved rounds (median samples/s; ratio to the single-task "
-        "backend of the same model in the same rounds: median [min, max] over "
+        "Offline-style throughput, every side in the same interleaved rounds (median samples/s; "
+        "ratio to each single-task backend in the same rounds: median [min, max] over "
         f"{args.rounds} rounds):",
         "",
     ]
     bases = [f"{b} single-task" for b in baselines(names(args.forms))]
     rows = []
-    for form, res in tput.items():
-        for name, r in res.items():
-            spans = (round_ratios(res, name, base) for base in bases)
-            cells = [f"{statistics.median(x):.3f} [{min(x):.3f}, {max(x):.3f}]" for x in spans]
-            k = name.split("K=")[1] if "K=" in name else "1 (plain)"
-            rows.append(
-                [f"{name.split(' K=')[0]} ({form} group)", k, f"{r['samples_per_s']:.1f}", *cells]
-            )
+    for name, r in tput.items():
+        cells = [span(round_ratios(tput, name, base)) for base in bases]
+        k = name.split("K=")[1] if "K=" in name else "1 (plain)"
+        rows.append([name.split(" K=")[0], k, f"{r['samples_per_s']:.1f}", *cells])
     lines += markdown_table(["form", "K", "samples/s", *(f"/ {b}" for b in bases)], rows)
     if loadgen:
+        n = args.loadgen_rounds
         lines += [
             "",
-            f"Through LoadGen (`harness run --task xnli@K`, one run each, min duration "
-            f"{args.loadgen_s:g} s, the first {args.samples} XNLI samples; Server at target_qps "
-            f"{args.server_qps:g} for every side; task `xnli` = the single-task run):",
+            f"Through LoadGen (`harness run --task xnli@K`, each run once per round, {n} round(s), "
+            f"median [min, max] over rounds; min duration {args.loadgen_s:g} s, the first "
+            f"{args.samples} XNLI samples; Server at target_qps {args.server_qps:g} for every side; "
+            "task `xnli` = the single-task run):",
             "",
         ]
-        keys = ("scenario", "form", "task", "validity", "samples_per_s", "p90_ms", "p99_ms")
+        table = []
+        for key in dict.fromkeys((r["scenario"], r["form"], r["task"]) for r in loadgen):
+            runs = [r for r in loadgen if (r["scenario"], r["form"], r["task"]) == key]
+            valid = sum(r["validity"] == "VALID" for r in runs)
+            figures = [span([r[f] for r in runs if r[f] is not None], 2) for f in LOADGEN_FIGURES]
+            table.append([*key, f"{valid}/{len(runs)}", *figures])
         lines += markdown_table(
-            ["scenario", "form", "task", "validity", "samples/s", "p90 ms", "p99 ms"],
-            ([r[k] for k in keys] for r in loadgen),
-            digits=2,
+            ["scenario", "form", "task", "VALID", "samples/s", "p90 ms", "p99 ms"], table
         )
+    lines += overtaking(memory, tput, loadgen)
     return "\n".join(lines) + "\n"
+
+
+LOADGEN_FIGURES = ("samples_per_s", "p90_ms", "p99_ms")
+
+
+def span(values: list[float], digits: int = 3) -> str:
+    """median [min, max] of `values` ("-" for none; one value alone)."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    lo, mid, hi = min(values), statistics.median(values), max(values)
+    return f"{mid:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def verdict(ratios: list[float], form: str) -> str:
+    """Who is ahead on per-round ratios form/full (> 1: the form): the whole range must agree."""
+    if not ratios:
+        return "-"
+    if min(ratios) > 1:
+        return f"{form} ahead"
+    return "full ahead" if max(ratios) < 1 else "not separated"
+
+
+def server_p99_ratios(loadgen: list[dict[str, Any]], form: str, task: str) -> list[float]:
+    """full's Server p99 / the form's, round by round (> 1: the form's p99 is lower); a round
+    counts only when both runs were VALID."""
+
+    def p99s(f: str) -> dict[int, float]:
+        return {
+            r["round"]: r["p99_ms"]
+            for r in loadgen
+            if (r["scenario"], r["form"], r["task"]) == ("Server", f, task) and r["validity"] == "VALID"
+        }
+
+    mine, full = p99s(form), p99s("full")
+    return [full[r] / mine[r] for r in sorted(mine.keys() & full.keys())]
+
+
+def overtaking(memory: list[dict[str, Any]], tput: dict, loadgen: list[dict[str, Any]]) -> list[str]:
+    """The table of where each one-backbone form overtakes full fine-tuning with K tasks: samples/s
+    per GB of resident parameters (round ratios x the exact bytes) and Server p99 at the common
+    load (round ratios of VALID runs), each with its range over rounds and who is ahead."""
+    nbytes = {(m["form"], m["k"]): m["parameter_bytes"] for m in memory}
+    rows = []
+    for form in dict.fromkeys(m["form"] for m in memory):
+        if FORMS[form].whole_models:
+            continue
+        ks = sorted({k for f, k in nbytes if f == form and (("full", k) in nbytes)})
+        for k in ks:
+            side, full = f"{form} K={k}", f"full K={k}"
+            ratios = round_ratios(tput, side, full) if side in tput and full in tput else []
+            per_gb = [x * nbytes["full", k] / nbytes[form, k] for x in ratios]
+            server = server_p99_ratios(loadgen, form, "xnli" if k == 1 else f"xnli@{k}")
+            cells = [span(ratios), span(per_gb), verdict(per_gb, form), span(server)]
+            rows.append([form, k, *cells, verdict(server, form)])
+    if not rows:
+        return []
+    head = ["form", "K", "samples/s / full's", "per GB / full's", "per GB", "full p99 / its p99"]
+    return [
+        "",
+        "Against full fine-tuning with the same K (median [min, max] of per-round ratios; "
+        "per GB = samples/s per byte of resident parameters; a verdict needs the whole range on "
+        "one side of 1):",
+        "",
+        *markdown_table([*head, "Server p99"], rows),
+    ]
 
 
 def main(args: argparse.Namespace) -> int:

@@ -574,8 +574,10 @@ def test_bench_multitask_command_writes_its_tables(tmp_path, zoo):
     assert (
         lines[0] == f"Model kind: tiny zoo {zoo}. Command: `python -m bench multitask {' '.join(argv)}`."
     )
-    rows = [line.strip("| ").split(" | ") for line in lines if line.startswith("| ")]
-    memory = {(r[0], r[1]): r for r in rows if r[0] in ("adapter", "full")}
+    tables = [t for t in text.split("\n\n") if t.startswith("| ")]
+    memory = {
+        (r[0], r[1]): r for r in (line.strip("| ").split(" | ") for line in tables[0].splitlines()[2:])
+    }
     size = {
         (form, k): MultiTaskBackend(
             resolve_tasks(form, parse_task_list(f"xnli@{k}"), models_dir=zoo), BackendOptions()
@@ -587,20 +589,26 @@ def test_bench_multitask_command_writes_its_tables(tmp_path, zoo):
         row = memory[(form, str(k))]
         assert row[2:4] == [f"{nbytes / 1e6:.2f}", f"{nbytes / size['full', 1]:.3f}"], text
     assert memory[("full", "2")][3] == "2.000"  # K whole models
-    tput = [r for r in rows if r[0].endswith(" group)")]
-    assert [r[0] for r in tput] == [
-        "adapter (adapter group)",
-        "adapter (adapter group)",
-        "adapter single-task (adapter group)",
-        "full single-task (adapter group)",
-        "full (full group)",
-        "full (full group)",
-        "adapter single-task (full group)",
-        "full single-task (full group)",
+    tput = [line.strip("| ").split(" | ") for line in tables[1].splitlines()[2:]]
+    assert [r[:2] for r in tput] == [  # every side in one group of rounds
+        ["adapter", "1"],
+        ["adapter", "2"],
+        ["full", "1"],
+        ["full", "2"],
+        ["adapter single-task", "1 (plain)"],
+        ["full single-task", "1 (plain)"],
     ], text
-    assert [r[1] for r in tput[:2]] == ["1", "2"]
     # a side divided by itself in the same rounds is exactly 1
-    assert tput[2][3] == "1.000 [1.000, 1.000]" and tput[7][4] == "1.000 [1.000, 1.000]", text
+    assert tput[4][3] == "1.000 [1.000, 1.000]" and tput[5][4] == "1.000 [1.000, 1.000]", text
+    # against full fine-tuning at the same K: per GB = the samples/s ratio x full's bytes / adapter's
+    versus = [line.strip("| ").split(" | ") for line in tables[2].splitlines()[2:]]
+    assert [r[:2] for r in versus] == [["adapter", "1"], ["adapter", "2"]], text
+    for _, k, ratio, per_gb, who, server, server_who in versus:
+        scale = size["full", int(k)] / size["adapter", int(k)]
+        assert float(per_gb.split()[0]) == pytest.approx(float(ratio.split()[0]) * scale, abs=2e-3)
+        assert who in ("adapter ahead", "full ahead", "not separated")
+        assert (server, server_who) == ("-", "-")  # no LoadGen runs
+    assert scale == pytest.approx(1.9, abs=0.1)  # K = 2: two whole models against one backbone
 
 
 def test_bench_multitask_measures_the_lora_forms(tmp_path, zoo):
@@ -619,7 +627,10 @@ def test_bench_multitask_measures_the_lora_forms(tmp_path, zoo):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
     rows = [line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith("| ")]
-    memory = {(r[0], r[1]): r for r in rows if r[0] in FORMS}
+    tables = [t for t in text.split("\n\n") if t.startswith("| ")]
+    memory = {
+        (r[0], r[1]): r for r in (line.strip("| ").split(" | ") for line in tables[0].splitlines()[2:])
+    }
     size = {}
     for form in ("lora-merged", "lora-unmerged"):
         for k in (1, 2):
@@ -647,15 +658,15 @@ def test_bench_multitask_measures_the_lora_forms(tmp_path, zoo):
     assert memory[("lora-merged", "1")][4] == memory[("lora-unmerged", "1")][4] == "-"
     ratios = next(r for r in rows if r[:3] == ["form", "K", "samples/s"])[3:]
     assert ratios == ["/ adapter single-task", "/ full single-task", "/ lora single-task"], text
-    tput = [r for r in rows if r[0].endswith(" group)")]
+    assert len(tables) == 2, text  # no full form: no table against full fine-tuning
+    tput = [line.strip("| ").split(" | ") for line in tables[1].splitlines()[2:]]
     singles = ["adapter single-task", "full single-task", "lora single-task"]
-    assert [r[0] for r in tput] == [
-        f"{name} ({form} group)"
-        for form in ("lora-merged", "lora-unmerged")
-        for name in (form, *singles)
+    assert [r[:2] for r in tput] == [
+        ["lora-merged", "2"],
+        ["lora-unmerged", "2"],
+        *([name, "1 (plain)"] for name in singles),
     ], text
-    assert [r[1] for r in tput[::4]] == ["2", "2"]
-    assert tput[3][5] == tput[7][5] == "1.000 [1.000, 1.000]", text  # lora single-task / itself
+    assert tput[4][5] == "1.000", text  # lora single-task / itself (one round: one value)
 
 
 def test_bench_multitask_refuses_an_unknown_form(capsys):
@@ -685,8 +696,12 @@ def test_bench_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkey
 
     def fake_launch(cfg, lines, name, runs_dir, **changes):
         launched[name] = (cfg.task, cfg.scenario, cfg.count, cfg.duration_s, lines)
-        ok = cfg.scenario != "SingleStream"
-        res = Results(validity="VALID", samples_per_second=40.0, latency_ns={"p90": 5e6, "p99": 7e6})
+        ok, r = cfg.scenario != "SingleStream", name.endswith("-r1")  # round 2 is slower
+        res = Results(
+            validity="VALID",
+            samples_per_second=40.0 + 4 * r,
+            latency_ns={"p90": 5e6 + 1e6 * r, "p99": 7e6 + 2e6 * r},
+        )
         return SimpleNamespace(rc=0 if ok else 2, results=res if ok else None)
 
     monkeypatch.setattr(multitask, "launch_with_conf", fake_launch)
@@ -694,11 +709,14 @@ def test_bench_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkey
     parser = argparse.ArgumentParser()
     multitask.configure_parser(parser)
     flags = ["--models_dir", str(tmp_path), "--samples", "8", "--loadgen_s", "3", "--server_qps", "20"]
-    args = parser.parse_args([*flags, "--offline_qps", "100", "--runs_dir", str(tmp_path / "R")])
+    flags += ["--offline_qps", "100", "--runs_dir", str(tmp_path / "R"), "--loadgen_rounds", "2"]
+    args = parser.parse_args(flags)
     rows = multitask.loadgen_table(args, ["adapter"], [16])
-    assert list(launched) == [
+    runs = [
         f"{s}-adapter-{t}" for s in ("Offline", "Server", "SingleStream") for t in ("xnli", "xnlix16")
     ]
+    # round 2 starts one run later: a drift in machine speed does not always hit the same run first
+    assert list(launched) == runs + [f"{n}-r1" for n in runs[1:] + runs[:1]]
     task, scenario, count, duration, lines = launched["Server-adapter-xnlix16"]
     assert (task, scenario, count, duration) == ("xnli@16", "Server", 8, 3.0)
     assert [line.split(".", 1)[1] for line in lines] == [
@@ -709,6 +727,7 @@ def test_bench_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkey
         "scenario": "Offline",
         "form": "adapter",
         "task": "xnli",
+        "round": 0,
         "exit": 0,
         "validity": "VALID",
         "samples_per_s": 40.0,
@@ -719,9 +738,56 @@ def test_bench_multitask_loadgen_rows_are_each_runs_own_figures(tmp_path, monkey
     memory = [{"form": "adapter", "k": 1, "parameter_bytes": 2e6, "peak_rss_mib": 300.0}]
     memory[0] |= {"rss_before_mib": 200.0, "build_s": 1.5, "add_task_s": 0.1}
     text = multitask.report(args, memory, {}, rows, "cmd")
-    assert "| Offline | adapter | xnli@16 | VALID | 40.00 | 5.00 | 7.00 |" in text
-    assert "| SingleStream | adapter | xnli | - | - | - | - |" in text
-    assert "min duration 3 s, the first 8 XNLI samples; Server at target_qps 20 for every side" in text
+    row = "| Offline | adapter | xnli@16 | 2/2 | 42.00 [40.00, 44.00] | 5.50 [5.00, 6.00] | "
+    assert row + "8.00 [7.00, 9.00] |" in text, text
+    assert "| SingleStream | adapter | xnli | 0/2 | - | - | - |" in text
+    assert "2 round(s), median [min, max] over rounds; min duration 3 s, the first 8 XNLI" in text
+    assert "Server at target_qps 20 for every side" in text
+
+
+def test_bench_multitask_says_where_a_one_backbone_form_overtakes_full():
+    """The table against full fine-tuning: per GB = each round's samples/s ratio x the exact bytes
+    ratio; Server p99 pairs rounds in which both runs were VALID (an INVALID round drops out); a
+    verdict needs the whole range on one side of 1."""
+    from bench import multitask
+
+    gb = 10**9
+    memory = [
+        {"form": "adapter", "k": 1, "parameter_bytes": 1.0 * gb},
+        {"form": "adapter", "k": 4, "parameter_bytes": 1.0 * gb},
+        {"form": "full", "k": 1, "parameter_bytes": 1.0 * gb},
+        {"form": "full", "k": 4, "parameter_bytes": 4.0 * gb},
+    ]
+    tput = {
+        "adapter K=1": {"rounds": [8.0, 9.0, 10.0]},
+        "adapter K=4": {"rounds": [8.0, 8.0, 8.0]},
+        "full K=1": {"rounds": [10.0, 10.0, 10.0]},
+        "full K=4": {"rounds": [4.0, 5.0, 6.0]},
+    }
+
+    def server(form, task, rnd, p99, validity="VALID"):
+        return {"scenario": "Server", "form": form, "task": task, "round": rnd, "p99_ms": p99,
+                "validity": validity}  # fmt: skip
+
+    loadgen = [
+        server("adapter", "xnli", 0, 50.0),
+        server("adapter", "xnli", 1, 60.0),
+        server("full", "xnli", 0, 40.0),
+        server("full", "xnli", 1, 45.0),
+        server("adapter", "xnli@4", 0, 50.0),
+        server("adapter", "xnli@4", 1, 10.0, "INVALID"),
+        server("full", "xnli@4", 0, 100.0),
+        server("full", "xnli@4", 1, 100.0),
+    ]
+    text = "\n".join(multitask.overtaking(memory, tput, loadgen))
+    assert "| adapter | 1 | 0.900 [0.800, 1.000] | 0.900 [0.800, 1.000] | not separated | " in text
+    assert "0.775 [0.750, 0.800] | full ahead |" in text  # 40/50 and 45/60
+    # K = 4: 8/4, 8/5, 8/6 x 4 GB / 1 GB; Server: round 1's INVALID adapter run drops out
+    assert (
+        "| adapter | 4 | 1.600 [1.333, 2.000] | 6.400 [5.333, 8.000] | adapter ahead | 2.000 | " in text
+    )
+    assert text.rstrip().endswith("| adapter ahead |"), text
+    assert multitask.overtaking(memory[2:], tput, loadgen) == []  # no one-backbone form
 
 
 def test_bench_multitask_loadgen_runs_serve_each_form_as_harness_run_names_it(tmp_path, monkeypatch):
