@@ -23,6 +23,8 @@ Synthetic tasks (`xnli@K`): K task modules of the real task's shapes, randomly i
 form: the adapters library's own initialisation; lora: random updates of LoRA's rank on the backbone
 real tasks would share, and copies of the real task's head; per-task forms: K separate copies of the
 model), model_kind "random": accuracy runs refuse them.
+ONNX Runtime serves the per-task forms (plain, merged, fusion) with one session per task
+(models/onnx_backend.py `MultiTaskOnnxBackend`); the mixed-batch forms run here only.
 Adding a task to a built form (the next batch may hold its rows): `PerTaskForm.add_task` (a whole
 model), `MixedAdapterForm.add_task` (a saved or new adapter and head), `MixedLoRAForm.add_task` (an
 update, e.g. `MixedLoRAForm.update_of` a merged checkpoint or `random_lora_update`, and a head).
@@ -630,7 +632,8 @@ def load_per_task_modules(multi: MultiServed, attn: str = "sdpa") -> list[nn.Mod
 
 class PerTaskForm(nn.Module):
     """One module per task; a mixed batch runs as one sub-batch per task present, each cut to its own
-    longest row (tasks/mixed.py `group_rows`). forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+    longest row (tasks/mixed.py `group_rows`, which the ONNX Runtime form, models/onnx_backend.py
+    `MultiTaskOnnxBackend`, shares). forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
 
     def __init__(self, modules: list[nn.Module], kinds: list[str]):
         super().__init__()
