@@ -154,7 +154,9 @@ class RunConfig:
         if self.lora_form not in LORA_FORMS:
             raise ValueError(f"lora_form {self.lora_form!r} is not one of {', '.join(LORA_FORMS)}")
         if is_mixed(self.task):  # a task list (harness/multitask.py)
-            check_task_list_options(self.backend, self.executor, self.dtype, self.weights)
+            check_task_list_options(
+                self.backend, self.executor, self.dtype, self.weights, self.model, self.lora_form
+            )
         elif self.lora_form != "merged":
             raise ValueError(
                 "--lora_form unmerged serves a task list's LoRA updates in mixed batches; one task "

@@ -13,17 +13,31 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from models.registry import serving_form
+from models.spec import MIXED_BATCH_FORMS
 from tasks.base import tokenizer_fingerprint
 from tasks.mixed import MixedTask, parse_task_list, score_mixed_log
 from tasks.qsl import QuerySampleLibrary
 
+TASK_LIST_BACKENDS = ("pytorch", "onnxruntime")  # onnxruntime: the per-task forms only
 
-def check_options(backend: str, executor: str, dtype: str, weights: str | None) -> None:
-    """ValueError (one line naming the fix) for run options a task list cannot take."""
-    if backend != "pytorch":
+
+def check_options(
+    backend: str,
+    executor: str,
+    dtype: str,
+    weights: str | None,
+    model: str,
+    lora_form: str,
+) -> None:
+    """ValueError (one line naming the fix) for run options a task list cannot take. Cheap: no torch
+    or onnxruntime import (the form comes from the model's spec, models/registry.py serving_form).
+    ONNX Runtime serves the per-task forms (full, merged lora-squad, adapter-squad); the mixed-batch
+    forms (adapter, --lora_form unmerged) run on PyTorch only."""
+    if backend not in TASK_LIST_BACKENDS:
         raise ValueError(
-            f"backend {backend!r} serves one task per run; a task list runs on --backend pytorch "
-            "(docs/multitask.md says how ONNX Runtime could serve one)"
+            f"backend {backend!r} serves one task per run; a task list runs on --backend "
+            f"{' or '.join(TASK_LIST_BACKENDS)}"
         )
     if executor != "thread":
         raise ValueError("a task list runs on --executor thread (Ray actors take two arrays per batch)")
@@ -33,6 +47,16 @@ def check_options(backend: str, executor: str, dtype: str, weights: str | None) 
         raise ValueError(
             f"--weights {weights}: one checkpoint folder serves one task; serve a task list from a zoo "
             "(--models_dir DIR) or with --weights random"
+        )
+    if backend == "onnxruntime" and serving_form(model, lora_form) in MIXED_BATCH_FORMS:
+        what = (
+            "--lora_form unmerged serves the list's LoRA updates"
+            if lora_form == "unmerged"
+            else f"model {model!r} serves a task list's adapters"
+        )
+        raise ValueError(
+            f"{what} in mixed batches (one backbone pass), which run on PyTorch only: use --backend "
+            "pytorch, or a per-task MODEL on onnxruntime (full, adapter-squad, lora-squad merged)"
         )
 
 
@@ -66,7 +90,14 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
     mixed = MixedTask.build(cfg.task, cfg.languages, cfg.count, options)
     features = mixed.features(tokenizers[0])
     qsl = QuerySampleLibrary(features, pad_id=int(tokenizers[0].pad_token_id), pad_to=cfg.pad_to)
-    backends = [MultiTaskBackend(multi, cfg.backend_options()) for _ in range(cfg.workers)]
+    if cfg.backend == "onnxruntime":  # the per-task forms, one session per task
+        # lazy: onnxruntime takes seconds to import, and a PyTorch run never needs it
+        from models.onnx_backend import MultiTaskOnnxBackend  # noqa: PLC0415
+
+        backend_class: Callable[..., Any] = MultiTaskOnnxBackend
+    else:
+        backend_class = MultiTaskBackend
+    backends = [backend_class(multi, cfg.backend_options()) for _ in range(cfg.workers)]
     parts = [
         {
             "task": t.name,

@@ -23,6 +23,8 @@ Synthetic tasks (`xnli@K`): K task modules of the real task's shapes, randomly i
 form: the adapters library's own initialisation; lora: random updates of LoRA's rank on the backbone
 real tasks would share, and copies of the real task's head; per-task forms: K separate copies of the
 model), model_kind "random": accuracy runs refuse them.
+ONNX Runtime serves the per-task forms (plain, merged, fusion) with one session per task
+(models/onnx_backend.py `MultiTaskOnnxBackend`); the mixed-batch forms run here only.
 Adding a task to a built form (the next batch may hold its rows): `PerTaskForm.add_task` (a whole
 model), `MixedAdapterForm.add_task` (a saved or new adapter and head), `MixedLoRAForm.add_task` (an
 update, e.g. `MixedLoRAForm.update_of` a merged checkpoint or `random_lora_update`, and a head).
@@ -47,18 +49,10 @@ from models.base import Backend, BackendOptions
 from models.dispatch_free import SEQ_BN_FLAGS, strip_adapter_dispatch
 from models.loaders import ServedModel, _config, activate, add_head, base_source, loading
 from models.pytorch_backend import serial_intra_op
-from models.registry import MODELS, get_model_spec, resolve
-from models.spec import LORA_FORMS, LORA_RANK
+from models.registry import MODELS, resolve, serving_form
+from models.spec import LORA_FORMS, LORA_RANK, MIXED_BATCH_FORMS
 from models.zoo_layout import build_command
-from tasks.mixed import MixedOutput, TaskList
-
-MIXED_BATCH_FORMS = ("adapter", "lora")  # forms whose rows of several tasks share one backbone pass
-
-
-def serving_form(model: str, lora_form: str = "merged") -> str:
-    """How a task list of MODEL=`model` is served: its trained targets' serving form (models/spec.py
-    SERVING), or "lora" for a LoRA model served unmerged (--lora_form unmerged)."""
-    return "lora" if lora_form == "unmerged" else get_model_spec(model).serving
+from tasks.mixed import MixedOutput, TaskList, group_rows
 
 
 @dataclass(frozen=True)
@@ -269,10 +263,10 @@ class MixedBatchForm(nn.Module):
         finally:
             self.current.rows = None
         parts = []
-        for k in torch.unique(tasks).tolist():
-            rows = torch.nonzero(tasks == k).flatten()
-            logits = self.head_logits(k, seq[rows], attention_mask[rows])
-            parts.append((rows, self.kinds[k], logits.float()))
+        for k, rows, _ in group_rows(tasks, attention_mask):
+            index = torch.tensor(rows, device=tasks.device)
+            logits = self.head_logits(k, seq[index], attention_mask[index])
+            parts.append((index, self.kinds[k], logits.float()))
         return parts
 
 
@@ -638,7 +632,8 @@ def load_per_task_modules(multi: MultiServed, attn: str = "sdpa") -> list[nn.Mod
 
 class PerTaskForm(nn.Module):
     """One module per task; a mixed batch runs as one sub-batch per task present, each cut to its own
-    longest row. forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
+    longest row (tasks/mixed.py `group_rows`, which the ONNX Runtime form, models/onnx_backend.py
+    `MultiTaskOnnxBackend`, shares). forward(ids, mask, tasks) -> list of (rows, kind, out tensor)."""
 
     def __init__(self, modules: list[nn.Module], kinds: list[str]):
         super().__init__()
@@ -652,12 +647,10 @@ class PerTaskForm(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, tasks: torch.Tensor):
         parts = []
-        for k in torch.unique(tasks).tolist():
-            rows = torch.nonzero(tasks == k).flatten()
-            mask = attention_mask[rows]
-            width = int(mask.sum(dim=1).max())
-            out = self.tasks[k](input_ids[rows, :width], mask[:, :width])
-            parts.append((rows, self.kinds[k], out.float()))
+        for k, rows, width in group_rows(tasks, attention_mask):  # as the ONNX Runtime form groups
+            index = torch.tensor(rows, device=tasks.device)
+            out = self.tasks[k](input_ids[index, :width], attention_mask[index, :width])
+            parts.append((index, self.kinds[k], out.float()))
         return parts
 
 

@@ -1,4 +1,6 @@
-"""ONNX Runtime backend: the exported served module (models/export.py) in an InferenceSession."""
+"""ONNX Runtime backends: the exported served module (models/export.py) in an InferenceSession
+(`OnnxRuntimeBackend`), and a task list's per-task forms, one session per task
+(`MultiTaskOnnxBackend`, docs/multitask.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from models import cpu_caps
 from models.backends import check_options
 from models.base import Backend, BackendOptions
 from models.export import INPUTS, OUTPUT, export_onnx, optimized, quantized
+from models.spec import MIXED_BATCH_FORMS
+from tasks.mixed import MixedOutput, group_rows
 
 # device type -> execution providers in order of preference (filtered by what this build has)
 DEFAULT_PROVIDERS = {
@@ -93,3 +97,88 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self.session = None
+
+
+class MultiTaskOnnxBackend(Backend):
+    """A task list's per-task forms on ONNX Runtime (fp32): one `OnnxRuntimeBackend`, i.e. one
+    InferenceSession of the task's single-task export, per real task; synthetic tasks (TASK@K) K
+    separate sessions of the one task's graph (K copies resident, as full fine-tuning holds K
+    models). Forms: plain (`full`), merged (`lora-squad`), fusion (`adapter-squad`: each task's
+    graph holds its own copy of the shared backbone). The mixed-batch forms (adapter, unmerged LoRA)
+    are PyTorch only (ValueError).
+
+    predict(input_ids int64 [B, L], attention_mask int64 [B, L], tasks int64 [B]) -> MixedOutput:
+    rows grouped per task exactly as models/multitask.py `PerTaskForm` groups them (tasks/mixed.py
+    `group_rows`), each task's sub-batch cut to its own longest row."""
+
+    name: ClassVar[str] = "onnxruntime"
+
+    def __init__(self, multi, options: BackendOptions, onnx_dir: str | Path | None = None):
+        if multi.form in MIXED_BATCH_FORMS:
+            raise ValueError(
+                f"form {multi.form!r} serves a task list in mixed batches, which run on PyTorch only: "
+                "use --backend pytorch, or a per-task MODEL (full, adapter-squad, lora-squad)"
+            )
+        if options.dtype != "fp32":
+            raise ValueError(f"a task list is served in fp32 only, got dtype {options.dtype}")
+        self.multi, self.options = multi, options
+        self.kinds: list[str] = list(multi.kinds)
+        self.sessions: list[OnnxRuntimeBackend] = []
+        for served in multi.models:
+            self.sessions.append(OnnxRuntimeBackend(served, options, onnx_dir))
+        if multi.synthetic:  # K separate sessions of the one graph (export and fusions cached)
+            self.sessions += [
+                OnnxRuntimeBackend(multi.models[0], options, onnx_dir)
+                for _ in range(multi.synthetic - 1)
+            ]
+
+    def predict(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, tasks: np.ndarray | None = None
+    ) -> MixedOutput:
+        if tasks is None:
+            raise ValueError("a task list's backend needs each row's task (a mixed QSL's Batch.inputs)")
+        parts = []
+        for k, rows, width in group_rows(tasks, attention_mask):
+            index = np.asarray(rows, dtype=np.int64)
+            out = self.sessions[k].predict(input_ids[index, :width], attention_mask[index, :width])
+            parts.append((index, self.kinds[k], np.asarray(out, dtype=np.float32)))
+        return MixedOutput(parts)
+
+    def describe(self) -> dict[str, Any]:
+        first = self.sessions[0]
+        return {
+            "backend": self.name,
+            "onnxruntime": ort.__version__,
+            "device": self.options.device,
+            "dtype": self.options.dtype,
+            "form": self.multi.form,
+            "tasks": len(self.kinds),
+            "onnx_files": [str(s.path) for s in self.sessions[: len(self.multi.models)]],
+            "providers": first.session.get_providers() if first.session is not None else [],
+            "optimize": self.options.optimize,
+            "threads": self.options.threads,
+            "io_binding": first.io_binding,
+            **self.memory(),
+        }
+
+    def memory(self) -> dict[str, int]:
+        """The ONNX graphs held: `sessions` (one per task, K for TASK@K) and `graph_bytes`, the size
+        of each session's graph file (with its external weights file, if any) counted once per
+        session, so K sessions of one graph count K times (each session holds its own copy of the
+        weights). Not counted: ONNX Runtime's own allocations (prepacked weights, arenas), which
+        the process's RSS shows."""
+        return {
+            "sessions": len(self.sessions),
+            "graph_bytes": sum(graph_bytes(s.path) for s in self.sessions),
+        }
+
+    def close(self) -> None:
+        for s in self.sessions:
+            s.close()
+
+
+def graph_bytes(path: Path) -> int:
+    """The bytes of an ONNX graph on disk: its file, plus its external weights (<name>.data, models/
+    export.py writes them beside graphs over 2 GB)."""
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.is_file() else 0)

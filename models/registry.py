@@ -63,6 +63,13 @@ def get_model_spec(name: str) -> ModelSpec:
     return lookup("model", name, MODELS)
 
 
+def serving_form(model: str, lora_form: str = "merged") -> str:
+    """How a task list of MODEL=`model` is served (models/multitask.py): its trained targets' serving
+    form (models/spec.py SERVING), or "lora" for a LoRA model served unmerged (--lora_form
+    unmerged). Cheap (no torch): the run's configuration checks it before anything is built."""
+    return "lora" if lora_form == "unmerged" else get_model_spec(model).serving
+
+
 def get_target(name: str) -> type[Task]:
     """The declarations of TASK=`name` (its Task class); ValueError listing the known tasks."""
     return task_registry.get_task_class(name)

@@ -15,6 +15,8 @@ INTERMEDIATE = ("squad",)
 LORA_RANK = 8
 LORA_ALPHA = 16
 LORA_FORMS = ("merged", "unmerged")  # --lora_form: one merged copy per task, or mixed batches
+# task-list forms whose rows of several tasks share one backbone pass (models/multitask.py)
+MIXED_BATCH_FORMS = ("adapter", "lora")
 
 
 @dataclass(frozen=True)

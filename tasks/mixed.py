@@ -133,6 +133,19 @@ class MixedOutput:
         return sum(len(rows) for rows, _, _ in self.parts)
 
 
+def group_rows(tasks: Any, attention_mask: Any) -> list[tuple[int, list[int], int]]:
+    """A mixed batch's rows per task present, in ascending task order: (k, rows, width) with `rows`
+    the batch positions of task k's rows (ascending) and `width` the longest of them (its attention
+    mask's sum), what a per-task sub-batch is cut to. `tasks` [B] and `attention_mask` [B, L] are
+    numpy arrays or torch tensors alike (only `.tolist()` and `.sum(1)` are used): the PyTorch
+    forms (models/multitask.py) and the ONNX Runtime one (models/onnx_backend.py) group alike."""
+    lengths = attention_mask.sum(1).tolist()
+    groups: dict[int, list[int]] = {}
+    for row, k in enumerate(tasks.tolist()):
+        groups.setdefault(int(k), []).append(row)
+    return [(k, rows, int(max(lengths[r] for r in rows))) for k, rows in sorted(groups.items())]
+
+
 class MixedTask:
     """The tasks of one mixed run, with the union QSL's features (`features`). kind = "mixed".
 

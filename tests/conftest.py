@@ -48,3 +48,19 @@ def tiny_checkpoint(tiny_tokenizer, tmp_path_factory) -> Path:
     XLMRobertaForSequenceClassification(xlmr_config(TINY_CONFIG, num_labels=3)).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def multitask_zoo(tmp_path_factory) -> Path:
+    """The task lists' very small zoo (2 layers, hidden 64), built once per session and shared by
+    tests/test_multitask.py and tests/test_multitask_onnx.py: full and adapter for XNLI, PAWS-X and
+    TyDiQA, lora-squad and adapter-squad for XNLI and PAWS-X only (so one task list lacks a
+    checkpoint)."""
+    from zoo.recipe import TINY_TEST, build_zoo
+
+    root = tmp_path_factory.mktemp("multitask-zoo")
+    tasks = ["xnli", "pawsx", "tydiqa"]
+    build_zoo(root, "tiny", models=["full", "adapter"], tasks=tasks, sizes=TINY_TEST, progress=False)
+    pairs_only = ["lora-squad", "adapter-squad"]  # no TyDiQA: one task list lacks a checkpoint
+    build_zoo(root, "tiny", models=pairs_only, tasks=tasks[:2], sizes=TINY_TEST, progress=False)
+    return root

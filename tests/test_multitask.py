@@ -1,9 +1,9 @@
 """Task lists (`--task xnli+pawsx+tydiqa`): the union QSL, mixed packing, the serving forms against
 single-task models, per-task scores equal to single-task runs, and bad input (docs/multitask.md).
 
-One very small zoo (2 layers, hidden 64) is built once per session: full and adapter for XNLI,
-PAWS-X and TyDiQA, lora-squad and adapter-squad for XNLI and PAWS-X only (so one task list lacks a
-checkpoint)."""
+One very small zoo (2 layers, hidden 64) is built once per session (tests/conftest.py
+`multitask_zoo`): full and adapter for XNLI, PAWS-X and TyDiQA, lora-squad and adapter-squad for
+XNLI and PAWS-X only (so one task list lacks a checkpoint)."""
 
 from __future__ import annotations
 
@@ -35,16 +35,9 @@ COUNT = 24  # samples of each task (the first 24 of each task's own qsl order)
 
 
 @pytest.fixture(scope="session")
-def zoo(tmp_path_factory):
-    from zoo.recipe import TINY_TEST, build_zoo
-
-    root = tmp_path_factory.mktemp("multitask-zoo")
-    build_zoo(
-        root, "tiny", models=["full", "adapter"], tasks=list(TASKS), sizes=TINY_TEST, progress=False
-    )
-    pairs_only = ["lora-squad", "adapter-squad"]  # no TyDiQA: one task list lacks a checkpoint
-    build_zoo(root, "tiny", models=pairs_only, tasks=["xnli", "pawsx"], sizes=TINY_TEST, progress=False)
-    return root
+def zoo(multitask_zoo):
+    """tests/conftest.py's task-list zoo (built once per session, shared with test_multitask_onnx)."""
+    return multitask_zoo
 
 
 def _batch(tokenizer, rows: int = 9) -> tuple[np.ndarray, np.ndarray]:
