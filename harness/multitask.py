@@ -86,7 +86,9 @@ def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dic
             f"the tasks' checkpoints of model {cfg.model!r} carry different tokenizers: one QSL "
             "cannot feed them; rebuild them on one encoder"
         )
-    options = [task_options(replace(cfg, task=m.task, languages=None), m) for m in multi.models]
+    # each task's options as its own single-task run would take them (one task is served merged)
+    one = [replace(cfg, task=m.task, languages=None, lora_form="merged") for m in multi.models]
+    options = [task_options(c, m) for c, m in zip(one, multi.models, strict=True)]
     mixed = MixedTask.build(cfg.task, cfg.languages, cfg.count, options)
     features = mixed.features(tokenizers[0])
     qsl = QuerySampleLibrary(features, pad_id=int(tokenizers[0].pad_token_id), pad_to=cfg.pad_to)

@@ -506,6 +506,28 @@ def test_mixed_accuracy_run_scores_equal_single_task_runs(tmp_path, zoo, model):
 
 
 @pytest.mark.slow
+def test_unmerged_lora_accuracy_run_scores_like_the_merged_form(tmp_path, zoo):
+    """`--lora_form unmerged` through a whole run (each task's options are prepared as its own
+    single-task run's, served merged: the flag applies to the list only): exit 0, VALID, and every
+    task's accuracy within one sample of the merged form's on the same samples (unmerged LoRA
+    serves each update at rank 8, equal to the merged weights to LORA_TOLERANCE, not bit for bit)."""
+    common = ["--model", "lora-squad", "--task", "xnli+pawsx", "--models_dir", str(zoo)]
+    common += f"--languages en --count {COUNT} --accuracy".split()
+    scores = {}
+    for form in ("merged", "unmerged"):
+        proc = _run(tmp_path / form, *common, "--lora_form", form)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        run_dir = tmp_path / form / VARIANT / "lora-squad" / "xnli+pawsx" / "Offline" / "accuracy"
+        assert json.loads((run_dir / "results.json").read_text())["validity"] == "VALID"
+        cfg = json.loads((run_dir / "run_config.json").read_text())
+        assert cfg["model_spec"]["form"] == ("lora" if form == "unmerged" else "merged")
+        scores[form] = _metrics(run_dir)
+    for task in ("xnli", "pawsx"):
+        gap = abs(scores["unmerged"][task]["accuracy"] - scores["merged"][task]["accuracy"])
+        assert gap <= 100 / COUNT + 1e-9, (task, scores)
+
+
+@pytest.mark.slow
 def test_mixed_offline_performance_run_is_valid_and_synthetic_accuracy_is_refused(tmp_path, zoo):
     flags = f"--model adapter --task {LIST} --languages en --count {COUNT} --duration 1".split()
     # Offline's one query is 1.1 x target_qps x 1 s samples: 5,500 outlast the 1 s min duration on
