@@ -373,6 +373,8 @@ def overtaking(memory: list[dict[str, Any]], tput: dict, loadgen: list[dict[str,
             ratios = round_ratios(tput, side, full) if side in tput and full in tput else []
             per_gb = [x * nbytes["full", k] / nbytes[form, k] for x in ratios]
             server = server_p99_ratios(loadgen, form, "xnli" if k == 1 else f"xnli@{k}")
+            if not ratios and not server:
+                continue  # memory only at this K: nothing to set against full fine-tuning
             cells = [span(ratios), span(per_gb), verdict(per_gb, form), span(server)]
             rows.append([form, k, *cells, verdict(server, form)])
     if not rows:

@@ -772,6 +772,8 @@ def test_bench_multitask_says_where_a_one_backbone_form_overtakes_full():
         {"form": "adapter", "k": 4, "parameter_bytes": 1.0 * gb},
         {"form": "full", "k": 1, "parameter_bytes": 1.0 * gb},
         {"form": "full", "k": 4, "parameter_bytes": 4.0 * gb},
+        {"form": "adapter", "k": 2, "parameter_bytes": 1.0 * gb},  # memory only: no row
+        {"form": "full", "k": 2, "parameter_bytes": 2.0 * gb},
     ]
     tput = {
         "adapter K=1": {"rounds": [8.0, 9.0, 10.0]},
@@ -802,6 +804,7 @@ def test_bench_multitask_says_where_a_one_backbone_form_overtakes_full():
         "| adapter | 4 | 1.600 [1.333, 2.000] | 6.400 [5.333, 8.000] | adapter ahead | 2.000 | " in text
     )
     assert text.rstrip().endswith("| adapter ahead |"), text
+    assert "| adapter | 2 |" not in text
     assert multitask.overtaking(memory[2:], tput, loadgen) == []  # no one-backbone form
 
 
