@@ -558,16 +558,41 @@ STAGE_MINUTES: dict[str, dict[str, float]] = {
     "tiny": {},
 }
 ZOO_MINUTES = {"tiny": 8.1}  # the whole zoo's training stages, where its stages are not measured
+# The newer arms' stages (models/registry.py, beyond DEFAULT_MODELS) are not measured. A stage that
+# trains what a measured stage trains, only from another starting point (the same data, learning
+# rate, epochs and trained parameters), is estimated by that stage's measured minutes:
+# new folder -> the measured folder it mirrors; the announcement says "estimated from" it. The NLI
+# stages (SNLI) mirror no measured stage: "not measured".
+MIRRORED_MODELS = {
+    "full-nli": "full-squad",  # full fine-tuning of the target after an intermediate stage
+    "adapter-nli": "adapter",  # a seq_bn adapter and head on the frozen encoder
+    "adapter-seq-squad": "adapter",
+    "lora": "lora-squad",  # LoRA r=8 on the target, merged
+}
+MIRRORS = {
+    f"{new}/{task}": f"{old}/{task}" for new, old in MIRRORED_MODELS.items() for task in TARGETS
+} | {"adapter-seq-squad/squad": "adapter-squad/squad"}  # the same stage: seq_bn adapter on SQuAD
 
 
 @dataclass(frozen=True)
 class Stage:
     """One zoo stage a run needs: its folder under the zoo folder, the name the build prints, and
-    its measured minutes on this machine (None: not measured)."""
+    its measured minutes on this machine (None: not measured), or, where `mirrors` names a measured
+    stage, that stage's minutes as its estimate (`MIRRORS`)."""
 
     folder: str
     desc: str
     minutes: float | None
+    mirrors: str | None = None
+
+
+def stage_minutes(encoder: str, folder: str) -> tuple[float | None, str | None]:
+    """(minutes, the measured stage they come from when not this one) of a zoo stage."""
+    times = STAGE_MINUTES.get(encoder, {})
+    if folder in times:
+        return times[folder], None
+    source = MIRRORS.get(folder)
+    return (times[source], source) if source in times else (None, None)
 
 
 def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
@@ -576,22 +601,19 @@ def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
     stage of a task with target training."""
     spec = get_model_spec(model)
     enc = get_encoder(encoder)
-    times = STAGE_MINUTES.get(enc.name, {})
     plan = [("encoder", f"encoder {enc.name}")] if enc.name in ENCODER_STAGES else []
     if spec.intermediate:
         plan.append((f"{spec.name}/{spec.intermediate}", f"{spec.name} {spec.intermediate}"))
     if task in TARGETS:
         plan.append((f"{spec.name}/{task}", f"{spec.name} {task}"))
-    return [Stage(folder, desc, times.get(folder)) for folder, desc in plan]
+    return [Stage(folder, desc, *stage_minutes(enc.name, folder)) for folder, desc in plan]
 
 
 def build_announcement(missing: list[Stage], what: str, whole_zoo: float | None = None) -> str:
     """The line a first use prints before it builds: each stage with its measured minutes, and
     their sum (a lower bound where a stage is not measured; `whole_zoo`, the minutes of the whole
     zoo's training, bounds it instead where given)."""
-    parts = [
-        f"{s.desc} (~{s.minutes:g} min)" if s.minutes else f"{s.desc} (not measured)" for s in missing
-    ]
+    parts = [f"{s.desc} ({_minutes_words(s)})" for s in missing]
     known = sum(s.minutes or 0.0 for s in missing)
     unknown = sum(s.minutes is None for s in missing)
     if not unknown:
@@ -604,6 +626,12 @@ def build_announcement(missing: list[Stage], what: str, whole_zoo: float | None 
         f"[models] first use of {what}: building {len(missing)} zoo stage(s): {', '.join(parts)}; "
         f"{total} on a quiet 2-core CPU (measured stage times: docs/configuration.md)"
     )
+
+
+def _minutes_words(stage: Stage) -> str:
+    if not stage.minutes:
+        return "not measured"
+    return f"~{stage.minutes:g} min" + (f", estimated from {stage.mirrors}" if stage.mirrors else "")
 
 
 def build_for_run(
