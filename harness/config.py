@@ -274,7 +274,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The `run` flags (shared by find_peak and benchmark). Unset = None so precedence can apply."""
     a = parser.add_argument
     a("--scenario", choices=SCENARIOS, help="LoadGen scenario (default Offline)")
-    a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad)")
+    a("--model", help="MODEL= name (full, full-squad, adapter, adapter-squad, lora-squad, ...)")
     a("--task", help="TASK= name (xnli, pawsx, tydiqa, bucc, tatoeba), or a list: xnli+pawsx+tydiqa")
     a("--backend", help="pytorch | onnxruntime | noop (zeros at once: the dispatch ceiling)")
     a("--encoder", help="tiny | e5-small | base | large (default tiny)")

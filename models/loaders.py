@@ -2,7 +2,7 @@
 
 Zoo layout (written by zoo/recipe.py; `zoo.json` in each folder is the manifest, `.done` the marker):
   <models_dir>/encoder/                     tiny pretrained encoder (AutoModel) + tokenizer
-  <models_dir>/<MODEL>/squad/               intermediate stage (served for retrieval tasks)
+  <models_dir>/<MODEL>/squad/ or nli/       intermediate stage (served for retrieval tasks)
   <models_dir>/<MODEL>/<TASK>/              target stage (xnli, pawsx, tydiqa)
 Forms:
   plain / merged: a `save_pretrained` folder (model + tokenizer): plain AutoModelFor... loads it.
@@ -258,8 +258,9 @@ def load_plain(served: ServedModel, attn: str) -> nn.Module:
 
 
 def adapter_names(served: ServedModel) -> list[str]:
-    """Adapters active when serving: the target's, behind Fuse(squad, target) for fusion; retrieval
-    uses the intermediate stage's adapter alone."""
+    """Adapters active when serving: the target's (a sequential adapter, "adapter-seq", is saved
+    under the target's name too), behind Fuse(squad, target) for fusion; retrieval uses the
+    intermediate stage's adapter alone."""
     if served.task_kind == "retrieval":
         return [served.spec.intermediate or "squad"]
     if served.serving == "fusion":

@@ -558,10 +558,13 @@ def one_more_lora_task(form: MixedLoRAForm, served: ServedModel, seed: int) -> t
 
 def _lora_base(first: ServedModel, plain: nn.Module, attn: str) -> tuple[nn.Module, int]:
     """The backbone the tasks' updates apply to and their rank: the stage the model's LoRA was trained
-    on (its intermediate stage beside the first task's checkpoint) at LORA_RANK, else the first
-    task's own backbone (`plain`'s) at twice the rank (each task's B_t A_t - B_1 A_1)."""
-    stage = Path(first.checkpoint).parent / str(first.spec.intermediate)
-    if first.spec.intermediate and (stage / "config.json").is_file():
+    on (its intermediate stage beside the first task's checkpoint; for a model without one, `lora`,
+    the zoo's pretrained encoder) at LORA_RANK, else the first task's own backbone (`plain`'s) at
+    twice the rank (each task's B_t A_t - B_1 A_1)."""
+    model_dir = Path(first.checkpoint).parent
+    inter = first.spec.intermediate
+    stage = model_dir / inter if inter else model_dir.parent / "encoder"
+    if (stage / "config.json").is_file():
         base = loading(
             stage,
             "model",

@@ -2,14 +2,22 @@
 
 A model name says how the encoder was adapted (the paper's STILTs recipe, Phang et al. 2020):
 
-  name           intermediate  target learning                          served as
-  full           -             full fine-tune                           plain XLM-R graph
-  full-squad     squad         full fine-tune after full SQuAD tuning   plain
-  adapter        -             seq_bn adapter (frozen encoder)          adapter (unmerged)
-  adapter-squad  squad         seq_bn adapter "squad" on SQuAD, then a target adapter trained through
-                               AdapterFusion Fuse(squad, <task>)        fusion (unmerged)
-  lora-squad     squad         LoRA on SQuAD, then LoRA on the target;  merged (plain graph, no LoRA
-                               both merged into the weights              modules left)
+  name               intermediate  target learning                              served as
+  full               -             full fine-tune                               plain XLM-R graph
+  full-squad         squad         full fine-tune after full SQuAD tuning       plain
+  adapter            -             seq_bn adapter (frozen encoder)              adapter (unmerged)
+  adapter-squad      squad         seq_bn adapter "squad" on SQuAD, then a target adapter trained
+                                   through AdapterFusion Fuse(squad, <task>)    fusion (unmerged)
+  lora-squad         squad         LoRA on SQuAD, then LoRA on the target;      merged (plain graph,
+                                   both merged into the weights                 no LoRA modules left)
+  full-nli           nli           full fine-tune after full SNLI tuning        plain
+  adapter-nli        nli           seq_bn adapter "nli" on SNLI, then the same  adapter (unmerged)
+                                   adapter trained further on the target
+                                   (learning "adapter-seq", encoder frozen)
+  adapter-seq-squad  squad         seq_bn adapter "squad" on SQuAD, then the    adapter (unmerged)
+                                   same adapter trained further on the target
+                                   (adapter-squad's arm without AdapterFusion)
+  lora               -             LoRA on the target, merged                   merged (plain graph)
 
 Retrieval tasks (tatoeba, bucc) train nothing: they serve the encoder after the intermediate stage (its
 adapter active where it has one, LoRA merged) and mean-pool `hidden_states[pooling_layer]`.
@@ -49,8 +57,30 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             "lora-squad", "squad", "lora", "merged", "LoRA on SQuAD then on the target, both merged"
         ),
+        ModelSpec("full-nli", "nli", "full", "plain", "full fine-tune on SNLI, then on the target"),
+        ModelSpec(
+            "adapter-nli",
+            "nli",
+            "adapter-seq",
+            "adapter",
+            "seq_bn adapter on SNLI, then the same adapter trained further on the target",
+        ),
+        ModelSpec(
+            "adapter-seq-squad",
+            "squad",
+            "adapter-seq",
+            "adapter",
+            "seq_bn adapter on SQuAD, then the same adapter trained further on the target (no fusion)",
+        ),
+        ModelSpec("lora", None, "lora", "merged", "LoRA (r=8) on the target alone, merged"),
     )
 }
+# The five arms the study was designed with: what `python -m zoo build` (make models) builds and
+# `python -m research study` runs unless given --models. The newer arms above (a second intermediate
+# task, NLI, and the sequential adapter and LoRA without an intermediate task) are built and served
+# on request (`--models full-nli,...`, `--model full-nli`): the study's design takes them in when
+# its grid does.
+DEFAULT_MODELS = ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
 
 
 # TASK= names: the task registry's own table (tasks/registry.py), not a copy. Each value is the Task

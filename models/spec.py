@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LEARNING = ("full", "adapter", "fusion", "lora")
+# Target-task learning kinds: full fine-tuning; a fresh seq_bn adapter on the frozen encoder
+# ("adapter"); a fresh target adapter trained through AdapterFusion Fuse(<intermediate>, <task>)
+# ("fusion"); the intermediate stage's seq_bn adapter trained further on the target, sequentially
+# ("adapter-seq": the intermediate adapter initialises the target adapter, the encoder frozen); LoRA
+# merged into the weights ("lora").
+LEARNING = ("full", "adapter", "fusion", "adapter-seq", "lora")
 SERVING = ("plain", "adapter", "fusion", "merged")
-INTERMEDIATE = ("squad",)
+# English intermediate tasks (STILTs, Phang et al.): SQuAD-format extractive QA, and NLI on SNLI
+# (English, 3 labels: the analogue of their MNLI)
+INTERMEDIATE = ("squad", "nli")
+NEEDS_INTERMEDIATE = ("fusion", "adapter-seq")  # learning kinds that start from an intermediate stage
 # LoRA as the zoo trains it (zoo/stages.py) and as a task list can serve it (models/multitask.py)
 LORA_RANK = 8
 LORA_ALPHA = 16
@@ -24,7 +32,7 @@ class ModelSpec:
     """One MODEL= entry. `serving` is the form for trained targets; see `serving_for` for retrieval."""
 
     name: str
-    intermediate: str | None  # "squad" or None
+    intermediate: str | None  # one of INTERMEDIATE, or None
     learning: str  # one of LEARNING (target-task learning)
     serving: str  # one of SERVING
     summary: str
@@ -34,9 +42,12 @@ class ModelSpec:
             raise ValueError(f"{self.name}: intermediate {self.intermediate!r} not in {INTERMEDIATE}")
         if self.learning not in LEARNING or self.serving not in SERVING:
             raise ValueError(f"{self.name}: bad learning/serving {self.learning!r}/{self.serving!r}")
+        if self.intermediate is None and self.learning in NEEDS_INTERMEDIATE:
+            raise ValueError(f"{self.name}: learning {self.learning!r} needs an intermediate task")
 
     def serving_for(self, task_kind: str) -> str:
-        """How the model is served for a task kind: retrieval uses the intermediate-stage encoder."""
+        """How the model is served for a task kind: retrieval uses the intermediate-stage encoder
+        (plain after full fine-tuning, its adapter alone for the adapter kinds, merged for LoRA)."""
         if task_kind != "retrieval":
             return self.serving
         if self.intermediate is None or self.learning == "full":

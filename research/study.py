@@ -44,7 +44,8 @@ BACKEND_VARIANTS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "fp32"),
     "onnxruntime-int8": ("onnxruntime", "int8"),
 }
-MODELS = tuple(model_registry.MODELS)  # every MODEL= name
+# the study's arms: the registry's DEFAULT_MODELS (its newer arms join when the study's design does)
+MODELS = model_registry.DEFAULT_MODELS
 TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")  # the default tasks (PAWS-X only on request)
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)

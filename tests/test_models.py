@@ -1,6 +1,8 @@
 """Model zoo: registry, loaders, LoRA merge, AdapterFusion reload, ONNX parity, pooling, random weights.
 
-One very small zoo (2 layers, hidden 64, 2000 pieces, a few steps) is built once per session.
+One very small zoo (2 layers, hidden 64, 2000 pieces, a few steps) is built once per session: the
+default zoo's five models (models/registry.py DEFAULT_MODELS); the newer arms (NLI, the sequential
+adapter, LoRA alone) have their own in tests/test_nli_stage.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.registry import MODELS, resolve
+from models.registry import DEFAULT_MODELS, resolve
 
 KIND_TASKS = ("xnli", "tydiqa", "tatoeba")  # one task per kind
 
@@ -23,7 +25,9 @@ def zoo(tmp_path_factory):
     from zoo.recipe import TINY_TEST, build_zoo
 
     root = tmp_path_factory.mktemp("zoo")
-    build_zoo(root, "tiny", tasks=["xnli", "tydiqa"], sizes=TINY_TEST, progress=False)
+    build_zoo(
+        root, "tiny", list(DEFAULT_MODELS), tasks=["xnli", "tydiqa"], sizes=TINY_TEST, progress=False
+    )
     return root
 
 
@@ -57,7 +61,7 @@ def test_registry_errors_suggest_names(zoo):
 
 
 def test_serving_forms_and_shapes(zoo):
-    forms = {(m, t): resolve(m, t, models_dir=zoo).serving for m in MODELS for t in KIND_TASKS}
+    forms = {(m, t): resolve(m, t, models_dir=zoo).serving for m in DEFAULT_MODELS for t in KIND_TASKS}
     assert forms[("adapter-squad", "xnli")] == "fusion"
     assert forms[("adapter-squad", "tatoeba")] == "adapter"
     assert forms[("lora-squad", "tydiqa")] == "merged"
@@ -151,7 +155,7 @@ def test_pooling_layer_is_honoured(zoo):
         s.with_pooling_layer(3)
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", list(DEFAULT_MODELS))
 def test_onnx_parity_every_entry_and_kind(zoo, model, tmp_path):
     from models.backends import create_backend
     from models.base import BackendOptions

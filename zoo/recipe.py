@@ -1,15 +1,18 @@
-"""`python -m zoo build`: build the model zoo (tiny encoder -> intermediate SQuAD -> English target).
+"""`python -m zoo build`: build the model zoo (tiny encoder -> intermediate task -> English target).
 
 Stages, each skipped when its folder already has a `.done` marker (resumable; --force redoes them):
   1. encoder   (tiny only) tokenizer + masked-LM pretraining  -> <models_dir>/encoder
   2. squad     per model with an intermediate task: full fine-tune / seq_bn adapter "squad" / LoRA
-               (merged) on English SQuAD-format data (bundled xquad.en, or --squad_train PATH)
-               -> <models_dir>/<MODEL>/squad
+     or nli    (merged) on English SQuAD-format data (bundled xquad.en, or --squad_train PATH)
+               -> <models_dir>/<MODEL>/squad; or on NLI, the vendored SNLI pairs (English, 3 labels:
+               tasks.data.read_snli) -> <models_dir>/<MODEL>/nli
   3. target    per model x xnli/tydiqa (pawsx with --tasks, or with --for_run), English
                training data only -> <models_dir>/<MODEL>/<TASK>; --selected FILE: the learning rate
                and epochs `python -m zoo select` chose per model (docs/selection.md)
   4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
 The tiny sizes are set so that the whole of `make models` stays under 15 minutes on 2 cores.
+`--models` defaults to the study's five arms (models/registry.py DEFAULT_MODELS); the newer arms
+(full-nli, adapter-nli, adapter-seq-squad, lora) are built when named.
 Honest splits of the bundled dev sets (no train set ships here): XNLI trains on English rows
 TRAIN_ROWS and must be evaluated on rows EVAL_ROWS of every language (PAWS-X likewise);
 TyDiQA trains on train-en and is evaluated on the dev sets. Deterministic for a given --seed.
@@ -39,7 +42,7 @@ from common.paths import BUILD, REPO
 from models import e5
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
 from models.loaders import DONE, read_manifest, write_manifest
-from models.registry import MODELS, TASKS, get_model_spec, resolve
+from models.registry import DEFAULT_MODELS, MODELS, TASKS, get_model_spec, resolve
 from models.zoo_layout import built_by_zoo, seed_models_dir, seed_of_models_dir
 from tasks.mixed import is_mixed, parse_task_list
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
@@ -71,7 +74,9 @@ TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval t
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
 
 
-LR_TINY = (("full", 1e-4), ("adapter", 1e-3), ("fusion", 1e-3), ("lora", 1e-3))
+# learning kind -> peak learning rate; "adapter-seq" (a sequential adapter: the intermediate stage's
+# adapter trained further on the target) takes the adapter's rate, not tuned for it
+LR_TINY = (("full", 1e-4), ("adapter", 1e-3), ("fusion", 1e-3), ("adapter-seq", 1e-3), ("lora", 1e-3))
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class Sizes:
     squad_steps: int = 50  # random batches; used when squad_epochs is 0
     target_steps: int = 50
     squad_epochs: float = 0.0  # > 0: passes over the data instead of steps
+    nli_steps: int = 50  # the NLI intermediate stage (SNLI), as squad_steps / squad_epochs
+    nli_epochs: float = 0.0
     target_epochs: tuple[tuple[str, float], ...] = ()  # (task, epochs) pairs; others use target_steps
     # (task, epochs) pairs: a longer learning-rate schedule that target_epochs stop early in (a
     # selection's max_epochs: `with_choice`); keys of both may be "<task>/<learning>"
@@ -114,6 +121,7 @@ TINY_TEST = Sizes(
     ),
     pretrain_steps=30,
     squad_steps=6,
+    nli_steps=6,
     target_steps=6,
     batch_size=8,
     qa_max_length=128,
@@ -123,11 +131,13 @@ TINY_TEST = Sizes(
 # multilingual-e5-small (12 x 384, real weights): epochs planned from measured rates (docs/zoo.md):
 # bf16 autocast trains at 1.7-2x the fp32 rate on AMX cores (fp32 where the CPU has no
 # native bf16: models/cpu_caps.py autocast_bf16); an XNLI epoch is ~52 k tokens,
-# the SQuAD proxy (XQuAD-en) ~0.24 M and TyDiQA train-en ~0.58 M tokens.
+# the SQuAD proxy (XQuAD-en) ~0.24 M and TyDiQA train-en ~0.58 M tokens. The NLI stage: one pass
+# over SNLI's 19,666 pairs, as the SQuAD stage makes one over its data (not timed yet).
 E5_SMALL = Sizes(
     squad_epochs=1.0,
+    nli_epochs=1.0,
     target_epochs=(("xnli", 5.0), ("pawsx", 3.0), ("tydiqa", 2.0)),
-    lr=(("full", 5e-5), ("adapter", 1e-3), ("fusion", 5e-4), ("lora", 1e-3)),
+    lr=(("full", 5e-5), ("adapter", 1e-3), ("fusion", 5e-4), ("adapter-seq", 1e-3), ("lora", 1e-3)),
     warmup=0.1,
     bf16=True,
     freeze_word_embeddings=True,
@@ -136,7 +146,8 @@ E5_SMALL = Sizes(
     qa_max_length=384,
     eval_languages={"tydiqa": None},
 )
-FULL_STEPS = Sizes(squad_steps=5000, target_steps=3000, batch_size=32, qa_max_length=384)  # base/large
+# base/large: fixed steps; the NLI stage one pass over SNLI (615 batches of 32), like e5-small's
+FULL_STEPS = Sizes(squad_steps=5000, nli_epochs=1.0, target_steps=3000, batch_size=32, qa_max_length=384)
 SIZES = {"tiny": TINY, "e5-small": E5_SMALL}  # the encoders the zoo builds itself (ZOO_ENCODERS)
 SQUAD_TRAIN = REPO / "data/squad_en/xquad.en.json.gz"  # the intermediate task's default training data
 
@@ -167,7 +178,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--encoder_path", default=None, help="base/large weights: local dir or hub id")
     parser.add_argument("--models_dir", default=None, help="default build/models[-<encoder>]")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated MODEL names")
+    parser.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated MODEL names (default: the study's five; all: {','.join(MODELS)})",
+    )
     parser.add_argument(
         "--tasks", default=",".join(DEFAULT_TARGETS), help=f"comma-separated, of {','.join(TARGETS)}"
     )
@@ -320,7 +335,7 @@ def build_zoo(
     trains with (the recipe's learning rate and epochs for the others)."""
     from zoo import stages  # noqa: PLC0415  (lazy: start-up time, above)
 
-    models = [MODELS[m].name for m in (list(MODELS) if models is None else models)]
+    models = [get_model_spec(m).name for m in (list(DEFAULT_MODELS) if models is None else models)]
     tasks = [TASKS[t].name for t in (list(DEFAULT_TARGETS) if tasks is None else tasks)]
     if not set(tasks) <= set(TARGETS):
         raise ValueError(
@@ -359,9 +374,9 @@ def build_zoo(
             spec = MODELS[name]
             if spec.intermediate:
                 timed(
-                    models_dir / name / "squad",
-                    f"{name} squad",
-                    lambda out, s=spec: stages.squad(ctx, s, out),
+                    models_dir / name / spec.intermediate,
+                    f"{name} {spec.intermediate}",
+                    lambda out, s=spec: stages.intermediate(ctx, s, out),
                 )
             if task is not None:
                 tctx = selected_context(ctx, spec.learning, task, selected.get(task, {}).get(name))
@@ -543,16 +558,41 @@ STAGE_MINUTES: dict[str, dict[str, float]] = {
     "tiny": {},
 }
 ZOO_MINUTES = {"tiny": 8.1}  # the whole zoo's training stages, where its stages are not measured
+# The newer arms' stages (models/registry.py, beyond DEFAULT_MODELS) are not measured. A stage that
+# trains what a measured stage trains, only from another starting point (the same data, learning
+# rate, epochs and trained parameters), is estimated by that stage's measured minutes:
+# new folder -> the measured folder it mirrors; the announcement says "estimated from" it. The NLI
+# stages (SNLI) mirror no measured stage: "not measured".
+MIRRORED_MODELS = {
+    "full-nli": "full-squad",  # full fine-tuning of the target after an intermediate stage
+    "adapter-nli": "adapter",  # a seq_bn adapter and head on the frozen encoder
+    "adapter-seq-squad": "adapter",
+    "lora": "lora-squad",  # LoRA r=8 on the target, merged
+}
+MIRRORS = {
+    f"{new}/{task}": f"{old}/{task}" for new, old in MIRRORED_MODELS.items() for task in TARGETS
+} | {"adapter-seq-squad/squad": "adapter-squad/squad"}  # the same stage: seq_bn adapter on SQuAD
 
 
 @dataclass(frozen=True)
 class Stage:
     """One zoo stage a run needs: its folder under the zoo folder, the name the build prints, and
-    its measured minutes on this machine (None: not measured)."""
+    its measured minutes on this machine (None: not measured), or, where `mirrors` names a measured
+    stage, that stage's minutes as its estimate (`MIRRORS`)."""
 
     folder: str
     desc: str
     minutes: float | None
+    mirrors: str | None = None
+
+
+def stage_minutes(encoder: str, folder: str) -> tuple[float | None, str | None]:
+    """(minutes, the measured stage they come from when not this one) of a zoo stage."""
+    times = STAGE_MINUTES.get(encoder, {})
+    if folder in times:
+        return times[folder], None
+    source = MIRRORS.get(folder)
+    return (times[source], source) if source in times else (None, None)
 
 
 def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
@@ -561,22 +601,19 @@ def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
     stage of a task with target training."""
     spec = get_model_spec(model)
     enc = get_encoder(encoder)
-    times = STAGE_MINUTES.get(enc.name, {})
     plan = [("encoder", f"encoder {enc.name}")] if enc.name in ENCODER_STAGES else []
     if spec.intermediate:
         plan.append((f"{spec.name}/{spec.intermediate}", f"{spec.name} {spec.intermediate}"))
     if task in TARGETS:
         plan.append((f"{spec.name}/{task}", f"{spec.name} {task}"))
-    return [Stage(folder, desc, times.get(folder)) for folder, desc in plan]
+    return [Stage(folder, desc, *stage_minutes(enc.name, folder)) for folder, desc in plan]
 
 
 def build_announcement(missing: list[Stage], what: str, whole_zoo: float | None = None) -> str:
     """The line a first use prints before it builds: each stage with its measured minutes, and
     their sum (a lower bound where a stage is not measured; `whole_zoo`, the minutes of the whole
     zoo's training, bounds it instead where given)."""
-    parts = [
-        f"{s.desc} (~{s.minutes:g} min)" if s.minutes else f"{s.desc} (not measured)" for s in missing
-    ]
+    parts = [f"{s.desc} ({_minutes_words(s)})" for s in missing]
     known = sum(s.minutes or 0.0 for s in missing)
     unknown = sum(s.minutes is None for s in missing)
     if not unknown:
@@ -589,6 +626,12 @@ def build_announcement(missing: list[Stage], what: str, whole_zoo: float | None 
         f"[models] first use of {what}: building {len(missing)} zoo stage(s): {', '.join(parts)}; "
         f"{total} on a quiet 2-core CPU (measured stage times: docs/configuration.md)"
     )
+
+
+def _minutes_words(stage: Stage) -> str:
+    if not stage.minutes:
+        return "not measured"
+    return f"~{stage.minutes:g} min" + (f", estimated from {stage.mirrors}" if stage.mirrors else "")
 
 
 def build_for_run(

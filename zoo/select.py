@@ -44,11 +44,11 @@ from zoo.recipe import (
     SELECT_ROWS,
     SIZES,
     SQUAD_TRAIN,
-    STAGE_MINUTES,
     TINY_TEST,
     TRAIN_ROWS,
     Sizes,
     build_zoo,
+    stage_minutes,
     stages_for_run,
     with_choice,
 )
@@ -240,9 +240,10 @@ def run_trial(
 # --- the plan ---------------------------------------------------------------------------------------
 def trial_minutes(grid: Grid, trial: Trial) -> float | None:
     """A trial's expected minutes: the zoo's measured target stage (zoo/recipe.py STAGE_MINUTES, its
-    held-out probe included, like the trial's dev probe) per epoch and row, times the trial's epochs
-    and rows; None where the stage is not measured."""
-    stage = STAGE_MINUTES.get(grid.encoder, {}).get(f"{trial.model}/{grid.task}")
+    held-out probe included, like the trial's dev probe; a newer arm's: the measured stage it
+    mirrors, `stage_minutes`) per epoch and row, times the trial's epochs and rows; None where the
+    stage is not measured."""
+    stage, _ = stage_minutes(grid.encoder, f"{trial.model}/{grid.task}")
     if stage is None:
         return None
     epochs = dict(SIZES[grid.encoder].target_epochs)[grid.task]

@@ -19,13 +19,13 @@ import torch
 from adapters import Fuse, LoRAConfig, XLMRobertaAdapterModel
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from models import loaders
 from models.cpu_caps import autocast_bf16
 from models.loaders import activate, add_head, write_manifest
 from models.registry import TASKS, ModelSpec
-from models.spec import LORA_ALPHA, LORA_RANK
+from models.spec import INTERMEDIATE, LORA_ALPHA, LORA_RANK
 from tasks.data import (
     batch_encode,
     find_file,
@@ -76,6 +76,17 @@ def classification_data(
         if task != "xnli":
             raise ValueError(f"SNLI pairs train XNLI only, not {task}")
         examples += read_snli(t.label_names)[:snli_pairs]
+    return _pair_data(tokenizer, examples)
+
+
+def nli_data(tokenizer) -> dict[str, np.ndarray]:
+    """The intermediate NLI task's training pairs: every vendored SNLI pair (tasks.data.read_snli
+    order: dev, then test; 19,666 English pairs), labelled in XNLI's label order (0 entailment,
+    1 neutral, 2 contradiction) -> ragged ids + labels."""
+    return _pair_data(tokenizer, read_snli(TASKS["xnli"].label_names))
+
+
+def _pair_data(tokenizer, examples: list) -> dict[str, np.ndarray]:
     ids = batch_encode(tokenizer, [e.text_a for e in examples], [e.text_b for e in examples], 128)
     values, offsets = to_ragged(ids)
     return {"input_ids": values, "offsets": offsets, "labels": np.array([e.label for e in examples])}
@@ -96,7 +107,8 @@ _MEMO: dict[tuple, dict[str, np.ndarray]] = {}  # featurised training data, reus
 
 
 def train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
-    """Training arrays of `task` (or "squad"), featurised once per (encoder, task, data settings)."""
+    """Training arrays of `task` (or an intermediate task: "squad", "nli"), featurised once per
+    (encoder, task, data settings)."""
     sizes = ctx.sizes
     rows = ctx.train_rows.get(task)
     key = (ctx.encoder_dir, task, str(ctx.squad_path), repr(rows), ctx.snli_pairs)
@@ -119,6 +131,8 @@ def _subset(data: dict[str, np.ndarray], n: int | None) -> dict[str, np.ndarray]
 def _train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
     if task == "squad":
         return qa_data(ctx.squad_path, tokenizer, ctx.sizes.qa_max_length)
+    if task == "nli":
+        return nli_data(tokenizer)
     if TASKS[task].kind == "qa":
         path = find_file(get_task(task).data_dir, "train-en.json")
         return qa_data(path, tokenizer, ctx.sizes.qa_max_length)
@@ -228,11 +242,12 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     """Train with the recipe's plan for (stage, learning): epochs or steps (and the schedule they are
     cut from), learning rate, and the curve for target tasks: the dev rows' figure where ctx.dev_rows
     names the task (the selection's trials), else the held-out probe (ctx.sizes.curve). stage is
-    "squad" or a target task name."""
+    an intermediate task (models/spec.py INTERMEDIATE: Sizes.<stage>_epochs / <stage>_steps) or a
+    target task name."""
     sizes = ctx.sizes
     lr = dict(sizes.lr)[learning]
-    if stage == "squad":
-        plan = {"epochs": sizes.squad_epochs, "steps": sizes.squad_steps}
+    if stage in INTERMEDIATE:
+        plan = {"epochs": getattr(sizes, f"{stage}_epochs"), "steps": getattr(sizes, f"{stage}_steps")}
     else:
         plan = {"epochs": per_stage(sizes.target_epochs, stage, learning), "steps": sizes.target_steps}
         if schedule := per_stage(sizes.target_schedule, stage, learning):
@@ -240,7 +255,7 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     probes = {}
     if stage in ctx.dev_rows and tok is not None:
         probes["dev"] = row_probe(stage, tok, ctx.dev_rows[stage])
-    elif sizes.curve and stage != "squad" and tok is not None:
+    elif sizes.curve and stage not in INTERMEDIATE and tok is not None:
         probes["heldout"] = heldout_probe(stage, tok)
     if sizes.freeze_word_embeddings:
         for name, p in model.named_parameters():
@@ -252,7 +267,7 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     bf16 = autocast_bf16(sizes.bf16)  # what train() used on this CPU
     log = {"lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve, "train_s": seconds}
     log["train_samples"] = len(data["offsets"]) - 1  # rows (QA: windows) trained on
-    if ctx.selection is not None and stage != "squad":
+    if ctx.selection is not None and stage not in INTERMEDIATE:
         log["selection"] = ctx.selection
     return log
 
@@ -320,60 +335,105 @@ def pretrain(ctx: Context, out: Path, config: dict[str, Any]) -> None:
     write_manifest(out, stage="encoder", serving="plain", sentences=len(sentences), config=config)
 
 
-# --- stage 2: intermediate SQuAD ---------------------------------------------------------------------
-def squad_full(ctx: Context, out: Path, data: dict, tok) -> None:
-    model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
-    log = fit(model, data, ctx, "full", "squad", "squad full")
-    _save_plain(model, tok, out, stage="squad", serving="plain", training=log)
+# --- stage 2: intermediate task (SQuAD, NLI) ----------------------------------------------------------
+# intermediate task -> (head kind, labels): SQuAD-format extractive QA; NLI on SNLI's three labels
+INTERMEDIATE_HEADS = {"squad": ("qa", 0), "nli": ("classification", 3)}
 
 
-def squad_adapter(ctx: Context, out: Path, data: dict, tok) -> None:
+def _intermediate_head(name: str) -> tuple[str, dict[str, Any], str]:
+    """(head kind, the plain class's head keyword arguments, the plain head's parameter prefix)."""
+    kind, labels = INTERMEDIATE_HEADS[name]
+    kwargs = {"num_labels": labels} if kind == "classification" else {}
+    return kind, kwargs, "qa_outputs." if kind == "qa" else "classifier."
+
+
+def intermediate_full(ctx: Context, name: str, out: Path, data: dict, tok) -> None:
+    kind, kwargs, _ = _intermediate_head(name)
+    model = loaders._plain_class(kind).from_pretrained(ctx.encoder_dir, **kwargs)
+    log = fit(model, data, ctx, "full", name, f"{name} full")
+    _save_plain(model, tok, out, stage=name, serving="plain", training=log)
+
+
+def intermediate_adapter(ctx: Context, name: str, out: Path, data: dict, tok) -> None:
+    """seq_bn adapter `name` (+ its head) on the frozen encoder: what AdapterFusion fuses
+    (learning "fusion") or the target stage trains further (learning "adapter-seq")."""
+    kind, labels = INTERMEDIATE_HEADS[name]
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
-    model.add_adapter("squad", config="seq_bn")
-    model.add_qa_head("squad")
-    activate(model, "squad")
-    only_train(model, ("adapters.squad.", "heads.squad."))
-    log = fit(model, data, ctx, "adapter", "squad", "squad seq_bn adapter")
-    (out / "adapters" / "squad").mkdir(parents=True)
-    model.save_adapter(str(out / "adapters" / "squad"), "squad", with_head=True)
+    model.add_adapter(name, config="seq_bn")
+    add_head(model, kind, name, labels)
+    activate(model, name)
+    only_train(model, (f"adapters.{name}.", f"heads.{name}."))
+    log = fit(model, data, ctx, "adapter", name, f"{name} seq_bn adapter")
+    (out / "adapters" / name).mkdir(parents=True)
+    model.save_adapter(str(out / "adapters" / name), name, with_head=True)
     tok.save_pretrained(out)
     write_manifest(
-        out, stage="squad", serving="adapter", base=_base_ref(ctx, out), adapters=["squad"], training=log
+        out, stage=name, serving="adapter", base=_base_ref(ctx, out), adapters=[name], training=log
     )
 
 
-def squad_lora(ctx: Context, out: Path, data: dict, tok) -> None:
-    model = AutoModelForQuestionAnswering.from_pretrained(ctx.encoder_dir)
+def intermediate_lora(ctx: Context, name: str, out: Path, data: dict, tok) -> None:
+    kind, kwargs, head = _intermediate_head(name)
+    plain_cls = loaders._plain_class(kind)
+    model = plain_cls.from_pretrained(ctx.encoder_dir, **kwargs)
     adapters.init(model)
-    model.add_adapter("squad", config=LoRAConfig(r=LORA_RANK, alpha=LORA_ALPHA))
-    activate(model, "squad")
-    only_train(model, ("loras.squad.", "qa_outputs."))
-    log = fit(model, data, ctx, "lora", "squad", "squad LoRA")
+    model.add_adapter(name, config=LoRAConfig(r=LORA_RANK, alpha=LORA_ALPHA))
+    activate(model, name)
+    only_train(model, (f"loras.{name}.", head))
+    log = fit(model, data, ctx, "lora", name, f"{name} LoRA")
     _save_plain(
-        merge_lora(model, "squad", AutoModelForQuestionAnswering),
+        merge_lora(model, name, plain_cls),
         tok,
         out,
-        stage="squad",
+        stage=name,
         serving="merged",
-        merged=["squad"],
+        merged=[name],
         training=log,
     )
 
 
-SQUAD_STAGES = {"full": squad_full, "fusion": squad_adapter, "lora": squad_lora}
+# target learning kind -> how its intermediate stage trains (both adapter kinds: a seq_bn adapter)
+INTERMEDIATE_STAGES = {
+    "full": intermediate_full,
+    "fusion": intermediate_adapter,
+    "adapter-seq": intermediate_adapter,
+    "lora": intermediate_lora,
+}
 
 
-def squad(ctx: Context, spec: ModelSpec, out: Path) -> None:
+def intermediate(ctx: Context, spec: ModelSpec, out: Path) -> None:
+    """The intermediate stage of `spec` (its `intermediate` task) -> <models_dir>/<MODEL>/<task>."""
     torch.manual_seed(ctx.seed)  # the new heads' initial weights: one stage, one seed
     tok = _tokenizer(ctx)
-    data = train_data(ctx, "squad", tok)
-    SQUAD_STAGES[spec.learning](ctx, out, data, tok)
+    data = train_data(ctx, spec.intermediate, tok)
+    INTERMEDIATE_STAGES[spec.learning](ctx, spec.intermediate, out, data, tok)
 
 
 # --- stage 3: target task ------------------------------------------------------------------------------
+def _intermediate_dir(ctx: Context, spec: ModelSpec) -> Path:
+    return ctx.models_dir / spec.name / str(spec.intermediate)
+
+
+def _target_model(src: str, spec: ModelSpec, task: str) -> nn.Module:
+    """The plain model of `task` on the encoder in `src` (the intermediate stage, or the encoder).
+    A classification head that the intermediate stage trained (NLI's) is not carried into the
+    target: a classification target (XNLI, PAWS-X) gets a new output layer, as each task has its
+    own head in Phang et al.'s setup, and a QA target its 2 outputs (start, end), not the stage's 3
+    labels. `from_pretrained` keeps whatever else matches: a SQuAD stage's QA head goes on into
+    TyDiQA (full-squad, lora-squad), as it always has."""
+    cls, kwargs = _plain_class(task), _head_kwargs(task)
+    if not spec.intermediate or INTERMEDIATE_HEADS[spec.intermediate][0] != "classification":
+        return cls.from_pretrained(src, **kwargs)
+    kwargs.setdefault("num_labels", 2)  # QA: start and end logits
+    model = cls.from_pretrained(src, ignore_mismatched_sizes=True, **kwargs)  # PAWS-X: 2 labels
+    if TASKS[task].kind == "classification":
+        model.classifier.apply(model._init_weights)
+    return model
+
+
 def target_full(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
-    src = str(ctx.models_dir / spec.name / "squad") if spec.intermediate else ctx.encoder_dir
-    model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
+    src = str(_intermediate_dir(ctx, spec)) if spec.intermediate else ctx.encoder_dir
+    model = _target_model(src, spec, task)
     log = fit(model, data, ctx, "full", task, f"{spec.name} {task}", tok)
     _save_plain(model, tok, out, stage=task, serving="plain", source=src, training=log)
 
@@ -381,32 +441,58 @@ def target_full(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict,
 def target_adapter(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
     model.add_adapter(task, config="seq_bn")
+    _train_target_adapter(ctx, spec, task, out, data, tok, model)
+
+
+def target_adapter_seq(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
+    """Sequential adapter training: the intermediate stage's seq_bn adapter, loaded under the task's
+    name (its head left behind), trained further on the target with a fresh head; encoder frozen.
+    Served like `adapter`: one adapter, `adapters/<task>`."""
+    src = _intermediate_dir(ctx, spec) / "adapters" / str(spec.intermediate)
+    model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
+    model.load_adapter(str(src), load_as=task, with_head=False)
+    source = os.path.relpath(src.resolve(), out.resolve())  # zoo.json: where the adapter started
+    _train_target_adapter(ctx, spec, task, out, data, tok, model, initialised_from=source)
+
+
+def _train_target_adapter(
+    ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok, model, **manifest: Any
+) -> None:
+    """Train adapter `task` of `model` and a fresh head on the target; save both (serving
+    "adapter")."""
     add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
     activate(model, task)
     only_train(model, (f"adapters.{task}.", f"heads.{task}."))
-    log = fit(model, data, ctx, "adapter", task, f"{spec.name} {task}", tok)
+    log = fit(model, data, ctx, spec.learning, task, f"{spec.name} {task}", tok)
     (out / "adapters" / task).mkdir(parents=True)
     model.save_adapter(str(out / "adapters" / task), task, with_head=True)
     tok.save_pretrained(out)
     write_manifest(
-        out, stage=task, serving="adapter", base=_base_ref(ctx, out), adapters=[task], training=log
+        out,
+        stage=task,
+        serving="adapter",
+        base=_base_ref(ctx, out),
+        adapters=[task],
+        training=log,
+        **manifest,
     )
 
 
 def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
-    """Target adapter trained jointly with Fuse(squad, task); the squad adapter stays frozen."""
-    squad_dir = ctx.models_dir / spec.name / "squad"
+    """Target adapter trained jointly with Fuse(<intermediate>, task); the intermediate adapter
+    (squad) stays frozen."""
+    inter = str(spec.intermediate)
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
-    model.load_adapter(str(squad_dir / "adapters" / "squad"), with_head=False)
+    model.load_adapter(str(_intermediate_dir(ctx, spec) / "adapters" / inter), with_head=False)
     model.add_adapter(task, config="seq_bn")
     add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
-    fuse = Fuse("squad", task)
+    fuse = Fuse(inter, task)
     model.add_adapter_fusion(fuse)
     activate(model, fuse)
     model.active_head = task
-    only_train(model, (f"adapters.{task}.", f"adapter_fusion_layer.squad,{task}.", f"heads.{task}."))
+    only_train(model, (f"adapters.{task}.", f"adapter_fusion_layer.{inter},{task}.", f"heads.{task}."))
     log = fit(model, data, ctx, "fusion", task, f"{spec.name} {task}", tok)
-    for name in ("squad", task):
+    for name in (inter, task):
         (out / "adapters" / name).mkdir(parents=True)
         model.save_adapter(str(out / "adapters" / name), name, with_head=name == task)
     (out / "fusion").mkdir()
@@ -417,15 +503,17 @@ def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dic
         stage=task,
         serving="fusion",
         base=_base_ref(ctx, out),
-        adapters=["squad", task],
-        fusion=["squad", task],
+        adapters=[inter, task],
+        fusion=[inter, task],
         training=log,
     )
 
 
 def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
-    src = str(ctx.models_dir / spec.name / "squad")  # the SQuAD LoRA is already merged there
-    model = _plain_class(task).from_pretrained(src, **_head_kwargs(task))
+    """LoRA on the target, merged: on the intermediate stage (whose LoRA is merged there already),
+    or on the pretrained encoder for a model without an intermediate task (`lora`)."""
+    src = str(_intermediate_dir(ctx, spec)) if spec.intermediate else ctx.encoder_dir
+    model = _target_model(src, spec, task)
     adapters.init(model)
     model.add_adapter(task, config=LoRAConfig(r=LORA_RANK, alpha=LORA_ALPHA))
     activate(model, task)
@@ -438,7 +526,7 @@ def target_lora(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict,
         out,
         stage=task,
         serving="merged",
-        merged=["squad", task],
+        merged=[*filter(None, [spec.intermediate]), task],
         training=log,
     )
 
@@ -447,6 +535,7 @@ TARGET_STAGES = {
     "full": target_full,
     "adapter": target_adapter,
     "fusion": target_fusion,
+    "adapter-seq": target_adapter_seq,
     "lora": target_lora,
 }
 
