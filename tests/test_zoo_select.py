@@ -431,3 +431,39 @@ def test_snli_pairs_join_the_english_rows_in_xnli_label_order(selection):
     assert [LABELS[k] for k in data["labels"][996:998]] == ["neutral", "entailment"]  # its first two
     with pytest.raises(ValueError, match="SNLI pairs train XNLI only, not pawsx"):
         classification_data("pawsx", tok, range(10), 5)
+
+
+# the exact `sizes` of an e5-small trial recorded before the recipe gained the NLI stage and the
+# sequential adapter's learning rate: fields a trial never reads
+RECORDED_E5_SIZES = (
+    "Sizes(vocab_size=8000, char_coverage=0.9995, config=(), pretrain_steps=400, squad_steps=50, "
+    "target_steps=50, squad_epochs=1.0, target_epochs=(('xnli', 5.0), ('pawsx', 3.0), "
+    "('tydiqa', 2.0)), target_schedule=(), lr=(('full', 5e-05), ('adapter', 0.001), "
+    "('fusion', 0.0005), ('lora', 0.001)), warmup=0.1, bf16=True, freeze_word_embeddings=True, "
+    "curve=True, batch_size=32, qa_max_length=384, max_corpus_lines=None, "
+    "max_train_examples=None, eval_languages={'tydiqa': None}, eval_rows=None)"
+)
+
+
+def test_a_record_matches_when_only_fields_a_trial_never_reads_changed():
+    """A trial recorded before the recipe gained a stage (NLI) and a learning kind (its lr) is
+    still done; a change to what the trial reads (its epochs, its rows), a lost field or a record
+    that is not a Sizes literal trains it again."""
+    from dataclasses import replace
+
+    from zoo.recipe import SIZES
+    from zoo.select import same_settings
+
+    sizes = SIZES["e5-small"]
+    assert sizes.nli_epochs == 1.0 and ("adapter-seq", 0.001) in sizes.lr  # changed since
+    rest = {"encoder": "e5-small", "model": "full", "lr": 2e-05, "seed": 0}
+    old = rest | {"sizes": RECORDED_E5_SIZES}
+    now = rest | {"sizes": repr(sizes)}
+    assert same_settings(old, now, sizes)
+    assert not same_settings(old | {"seed": 1}, now, sizes)
+    assert not same_settings(old, now, replace(sizes, target_epochs=(("xnli", 10.0),)))
+    assert not same_settings(old, now, replace(sizes, max_train_examples=500))
+    lost = old | {"sizes": RECORDED_E5_SIZES.replace("eval_rows=None", "")}
+    assert not same_settings(lost, now, sizes)
+    assert not same_settings(old | {"sizes": "Sizes(vocab_size=open('x'))"}, now, sizes)
+    assert not same_settings(old | {"sizes": "not python ("}, now, sizes)

@@ -16,12 +16,13 @@ selected.toml, which `python -m zoo build --selected` trains with.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +193,34 @@ def finished(grid: Grid, sizes: Sizes, runs_dir: Path) -> dict[Trial, dict[str, 
             record = json.loads(record_path(runs_dir, trial).read_text())
         except (OSError, ValueError):
             continue
-        if record.get("settings") == settings(grid, trial, sizes):
+        if same_settings(record.get("settings") or {}, settings(grid, trial, sizes), sizes):
             out[trial] = record
     return out
+
+
+# Sizes fields a trial's training never reads: the learning-rate table (a trial names its own lr)
+# and the NLI intermediate stage's length. A record matches whatever they say, so adding a learning
+# kind or a stage to the recipe keeps the trials already trained.
+NOT_READ_BY_A_TRIAL = ("lr", "nli_steps", "nli_epochs")
+_MISSING = object()  # a field the record lacks: never equal
+
+
+def same_settings(recorded: dict[str, Any], current: dict[str, Any], sizes: Sizes) -> bool:
+    """A record's settings match the current ones: every key equal, and its `sizes` (the repr of
+    the Sizes it trained with) equal to `sizes` in every field a trial reads."""
+    rest = {k: v for k, v in recorded.items() if k != "sizes"}
+    if rest != {k: v for k, v in current.items() if k != "sizes"}:
+        return False
+    try:  # "Sizes(vocab_size=8000, ...)": each keyword's value is a Python literal
+        call = ast.parse(str(recorded.get("sizes", "")), mode="eval").body
+        held = {k.arg: ast.literal_eval(k.value) for k in getattr(call, "keywords", [])}
+    except (SyntaxError, ValueError):
+        return False
+    return bool(held) and all(
+        held.get(f.name, _MISSING) == getattr(sizes, f.name)
+        for f in fields(sizes)
+        if f.name not in NOT_READ_BY_A_TRIAL
+    )
 
 
 def run_trial(
