@@ -361,7 +361,8 @@ def server_p99_ratios(loadgen: list[dict[str, Any]], form: str, task: str) -> li
 def overtaking(memory: list[dict[str, Any]], tput: dict, loadgen: list[dict[str, Any]]) -> list[str]:
     """The table of where each one-backbone form overtakes full fine-tuning with K tasks: samples/s
     per GB of resident parameters (round ratios x the exact bytes) and Server p99 at the common
-    load (round ratios of VALID runs), each with its range over rounds and who is ahead."""
+    load (`server_p99_ratios`), each with its range over rounds and who is ahead. A K is compared
+    where both forms have a memory row (full fine-tuning's stop at --max_full_k)."""
     nbytes = {(m["form"], m["k"]): m["parameter_bytes"] for m in memory}
     rows = []
     for form in dict.fromkeys(m["form"] for m in memory):
