@@ -190,20 +190,21 @@ def throughput(args: argparse.Namespace, forms: list[str], ks: list[int]) -> dic
         f"{name} single-task": resolve(model, "xnli", *_shape(args), args.models_dir)
         for name, model in baselines(forms).items()
     }
+    measured = {f: _ks(f, ks, args.max_full_tput_k or args.max_full_k) for f in forms}
+    batches = {}  # K -> the batch plan of xnli@K: the same samples and rows for every K and form
+    for k in sorted({k for f_ks in measured.values() for k in f_ks}):
+        fs = MixedTask.build(f"xnli@{k}", count=args.samples).features(tokenizer)
+        qsl = QuerySampleLibrary(fs, pad_id=int(tokenizer.pad_token_id))
+        qsl.load_query_samples(list(range(len(fs))))
+        batches[k] = [qsl.batch(p) for p in plan_batches(qsl.lengths, SUTOptions().limits)]
     sides: dict[str, tuple] = {}
-    plain: list[tuple] = []
-    for form in forms:
-        for k in _ks(form, ks, args.max_full_tput_k or args.max_full_k):
-            fs = MixedTask.build(f"xnli@{k}", count=args.samples).features(tokenizer)
-            qsl = QuerySampleLibrary(fs, pad_id=int(tokenizer.pad_token_id))
-            qsl.load_query_samples(list(range(len(fs))))
-            batches = [qsl.batch(p) for p in plan_batches(qsl.lengths, SUTOptions().limits)]
+    for form, f_ks in measured.items():
+        for k in f_ks:
             backend = MultiTaskBackend(_multi(form, k, args), options)
-            sides[f"{form} K={k}"] = (
-                backend.predict,
-                [(b.input_ids, b.attention_mask, b.tasks) for b in batches],
-            )
-            plain = [(b.input_ids, b.attention_mask) for b in batches]
+            args_k = [(b.input_ids, b.attention_mask, b.tasks) for b in batches[k]]
+            sides[f"{form} K={k}"] = (backend.predict, args_k)
+    # xnli@K only reassigns the samples' tasks: any K's batches, without the tasks, are the plain ones
+    plain = [(b.input_ids, b.attention_mask) for b in next(iter(batches.values()))]
     for name, served in singles.items():
         sides[name] = (create_backend("pytorch", served, options).predict, plain)
     results = interleaved(sides, args.rounds)

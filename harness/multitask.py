@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.registry import serving_form
-from models.spec import MIXED_BATCH_FORMS
+from models.spec import MIXED_BATCH_FORMS, mixed_batches_on_pytorch_only
 from tasks.base import tokenizer_fingerprint
 from tasks.mixed import MixedTask, parse_task_list, score_mixed_log
 from tasks.qsl import QuerySampleLibrary
@@ -54,10 +54,7 @@ def check_options(
             if lora_form == "unmerged"
             else f"model {model!r} serves a task list's adapters"
         )
-        raise ValueError(
-            f"{what} in mixed batches (one backbone pass), which run on PyTorch only: use --backend "
-            "pytorch, or a per-task MODEL on onnxruntime (full, adapter-squad, lora-squad merged)"
-        )
+        raise ValueError(mixed_batches_on_pytorch_only(what))
 
 
 def prepare(cfg: Any, task_options: Callable[[Any, Any], dict[str, Any]]) -> dict[str, Any]:

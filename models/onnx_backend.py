@@ -14,7 +14,7 @@ from models import cpu_caps
 from models.backends import check_options
 from models.base import Backend, BackendOptions
 from models.export import INPUTS, OUTPUT, export_onnx, optimized, quantized
-from models.spec import MIXED_BATCH_FORMS
+from models.spec import MIXED_BATCH_FORMS, mixed_batches_on_pytorch_only
 from tasks.mixed import MixedOutput, group_rows
 
 # device type -> execution providers in order of preference (filtered by what this build has)
@@ -115,10 +115,7 @@ class MultiTaskOnnxBackend(Backend):
 
     def __init__(self, multi, options: BackendOptions, onnx_dir: str | Path | None = None):
         if multi.form in MIXED_BATCH_FORMS:
-            raise ValueError(
-                f"form {multi.form!r} serves a task list in mixed batches, which run on PyTorch only: "
-                "use --backend pytorch, or a per-task MODEL (full, adapter-squad, lora-squad)"
-            )
+            raise ValueError(mixed_batches_on_pytorch_only(f"form {multi.form!r} serves a task list"))
         if options.dtype != "fp32":
             raise ValueError(f"a task list is served in fp32 only, got dtype {options.dtype}")
         self.multi, self.options = multi, options

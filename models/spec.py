@@ -27,6 +27,15 @@ LORA_FORMS = ("merged", "unmerged")  # --lora_form: one merged copy per task, or
 MIXED_BATCH_FORMS = ("adapter", "lora")
 
 
+def mixed_batches_on_pytorch_only(what: str) -> str:
+    """The one line refusing a mixed-batch form (`what` serves ...) on ONNX Runtime: the run
+    options' check (harness/multitask.py) and the ONNX backend itself say the same."""
+    return (
+        f"{what} in mixed batches (one backbone pass), which run on PyTorch only: use --backend "
+        "pytorch, or a per-task MODEL on onnxruntime (full, adapter-squad, lora-squad merged)"
+    )
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One MODEL= entry. `serving` is the form for trained targets; see `serving_for` for retrieval."""
