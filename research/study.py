@@ -32,10 +32,13 @@ from harness.run_record import Results, RunRecord
 from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
+from models.loaders import DONE
 from models.zoo_layout import seed_models_dir
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
+from zoo.choice import read_selected
+from zoo.recipe import SELECTED_KEYS, SIZES, stages_for_run
 
 MARKER = "study_cell.json"
 # study backend label -> (runner --backend, --dtype). One lookup, no branching on names elsewhere.
@@ -52,7 +55,20 @@ ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells
 PEAK, RATES = load_rates()  # find_peak's search and each encoder's planning figures (rates.toml)
 COMMON_LOAD_MODEL = "full"  # --server_common offers every model a fraction of this one's Offline rate
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
-SEED_TASK = "xnli"  # the task whose training noise the study measures with other seeds (--seeds)
+
+
+def seed_tasks(text: str | None) -> list[tuple[str, int | None]]:
+    """--seed_tasks: the tasks whose training noise the study measures with other seeds, a comma list
+    of TASK or TASK:N (N: only the first N of --seeds, so a costly task can take fewer), e.g.
+    "xnli,tydiqa:2". ValueError names a bad item (argparse and the presets report it)."""
+    out: list[tuple[str, int | None]] = []
+    for item in names(text):
+        task, _, n = item.partition(":")
+        get_task_class(task)  # ValueError listing the known tasks
+        if n and not (n.isdigit() and int(n) >= 1):
+            raise ValueError(f"{item!r}: N in TASK:N must be a whole number >= 1")
+        out.append((task, int(n) if n else None))
+    return out
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,11 @@ class StudySettings:
     user_conf: Path = REPO / "user.conf"  # base user.conf; Server/Offline cells get a copy
     offline_qps: float | None = None  # None = rates.toml's per task; 0 = user.conf's value
     languages: tuple[str, ...] = ()  # every cell serves only these languages (empty: all)
+    # the zoo every cell serves (None: the encoder's default folder), seed k's beside it
+    # (models.zoo_layout.seed_models_dir); `selected`: a selection's choices (zoo/choice.py), which
+    # the stages a cell builds train with and the stages it finds built must have been trained with
+    models_dir: Path | None = None
+    selected: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -119,7 +140,7 @@ class Cell:
         """The run of this cell (`cell_config` adds its user.conf); performance runs may be INVALID."""
         backend, dtype = BACKEND_VARIANTS[self.backend]
         perf = self.mode == "performance"
-        base = get_encoder(s.encoder).default_models_dir(BUILD) if self.seed else None
+        base = s.models_dir or (get_encoder(s.encoder).default_models_dir(BUILD) if self.seed else None)
         zoo = str(seed_models_dir(base, self.seed)) if base else None  # another seed's zoo
         return RunConfig.layered(
             scenario=self.scenario,
@@ -150,17 +171,31 @@ class Cell:
         trials = [*PEAK.bounds, PEAK.trials, fp.EARLY_STOPPING_MARGIN, fp.LONGER_TRIALS, fp.MAX_TRIAL_S]
         cell = {k: v for k, v in asdict(self).items() if v is not None or k != "load_of"}
         offline = self.scenario == "Offline" and self.mode == "performance"
-        return ({"peak_search": trials} if search else {}) | {
-            "cell": cell,  # load_of only where set: markers written before it existed still match
-            "duration_s": self.duration_s(s),
-            "encoder": s.encoder,
-            "count": s.count,
-            "languages": list(s.languages),
-            "threads": s.threads,
-            "run_args": list(s.run_args),
-            "server_qps": "peak" if search else None,
-            "offline_qps": offline_qps(self, s) if offline else None,
-        }
+        return (
+            ({"peak_search": trials} if search else {})
+            | {
+                "cell": cell,  # load_of only where set: markers written before it existed still match
+                "duration_s": self.duration_s(s),
+                "encoder": s.encoder,
+                "count": s.count,
+                "languages": list(s.languages),
+                "threads": s.threads,
+                "run_args": list(s.run_args),
+                "server_qps": "peak" if search else None,
+                "offline_qps": offline_qps(self, s) if offline else None,
+            }
+            | self.selection_key(s)
+        )
+
+    def selection_key(self, s: StudySettings) -> dict[str, Any]:
+        """The zoo a cell serves, where not the encoder's default, and the selection's choice of its
+        stage: a cell done on other weights is not done (none of this where neither is set, so
+        markers written before these flags existed still match)."""
+        key: dict[str, Any] = {"models_dir": str(s.models_dir)} if s.models_dir else {}
+        if s.selected:
+            chosen = (choices(s) or {}).get(self.task, {}).get(self.model)
+            key["selection"] = {k: chosen[k] for k in SELECTED_KEYS} if chosen else None
+        return key
 
 
 @dataclass(frozen=True)
@@ -178,7 +213,8 @@ class Grid:
     server_qps: str = "fraction"  # "fraction" or "peak"
     server_backends: Sequence[str] | None = None
     seeds: Sequence[int] = ()
-    seed_models: Sequence[str] = ("full", "adapter")
+    seed_models: Sequence[str] | None = None  # None: every model the task runs
+    seed_tasks: Sequence[tuple[str, int | None]] = (("xnli", None),)
     rounds: int = 1
     perf_tasks: Sequence[str] | None = None
     retrieval_models: Sequence[str] | None = None
@@ -241,9 +277,14 @@ def plan_cells(g: Grid) -> list[Cell]:
                     ]
                     if (model, backend) in serves:
                         cells += common_load_cells(model, task, backend, task_models, g.server_common, r)
-        if task == SEED_TASK:
-            seeds = [(m, seed) for seed in g.seeds if seed for m in g.seed_models if m in g.models]
-            cells += [Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=k) for m, k in seeds]
+        if task in (seeded := dict(g.seed_tasks)):
+            chosen = [m for m in task_models if g.seed_models is None or m in g.seed_models]
+            seeds = [k for k in list(g.seeds)[: seeded[task]] if k]  # seed 0: the cells above
+            cells += [
+                Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=k)
+                for k in seeds
+                for m in chosen
+            ]
     return cells
 
 
@@ -267,7 +308,6 @@ def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
             every = get_task_class(c.task).languages
             share = len(set(s.languages) & set(every)) / len(every) if s.languages else 1.0
             run = rates.accuracy_s.get(c.task, 300.0) * share
-            run += rates.seed_training_s if c.seed else 0.0
         else:
             trials = PEAK.trials if c.subcommand == "find_peak" else 1
             offline = c.scenario == "Offline"
@@ -276,6 +316,29 @@ def estimate_seconds(cells: Sequence[Cell], s: StudySettings) -> float:
             run += PEAK.longer_s if c.subcommand == "find_peak" else 0.0
         total += rates.start_s + run
     return total
+
+
+def zoo_training(cells: Sequence[Cell], s: StudySettings) -> tuple[float, int, int]:
+    """(minutes, stages, of which not measured) of the zoo training the cells need first: every
+    stage they serve that is not built yet, once per zoo (a seed's SQuAD stage serves all its
+    tasks), at the zoo's measured stage times (zoo/recipe.py `stages_for_run`), a target stage
+    that trains with the selection's choice scaled by its epochs over the recipe's."""
+    encoder = get_encoder(s.encoder)
+    chosen, recipe = choices(s) or {}, dict(SIZES.get(encoder.name, SIZES["tiny"]).target_epochs)
+    todo: dict[Path, float | None] = {}
+    for c in cells:
+        zoo = Path(c.config(s).models_dir or encoder.default_models_dir(BUILD))
+        for stage in stages_for_run(c.model, c.task, encoder.name):
+            folder = zoo / stage.folder
+            if folder in todo or (folder / DONE).exists():
+                continue
+            choice = (
+                chosen.get(c.task, {}).get(c.model) if stage.folder == f"{c.model}/{c.task}" else None
+            )
+            scale = choice["epochs"] / recipe[c.task] if choice and c.task in recipe else 1.0
+            todo[folder] = stage.minutes * scale if stage.minutes is not None else None
+    minutes = sum(m for m in todo.values() if m is not None)
+    return minutes, len(todo), sum(m is None for m in todo.values())
 
 
 def result_folder(cell: Cell, s: StudySettings) -> Path:
@@ -307,6 +370,11 @@ def is_done(cell: Cell, s: StudySettings) -> bool:
         return json.loads((folder / MARKER).read_text()).get("settings") == cell.settings_key(s)
     except json.JSONDecodeError:
         return False
+
+
+def choices(s: StudySettings) -> dict[str, dict[str, dict]] | None:
+    """task -> model -> the choice of `s.selected` (zoo/choice.py read_selected), None without one."""
+    return read_selected(s.selected, s.encoder) if s.selected else None
 
 
 def offline_throughput(cell: Cell, s: StudySettings) -> float | None:
@@ -358,7 +426,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     t0 = time.perf_counter()
     record: dict[str, Any] = {"cell": cell.name}
     try:
-        cfg = built(cell_config(cell, s))  # harness run only serves: the cell's zoo stages first
+        cfg = built(cell_config(cell, s), choices(s))  # harness run only serves: zoo stages first
     except (LookupError, ValueError) as exc:  # a name, or a stage that cannot be built
         return {**record, "rc": None, "wall_s": round(time.perf_counter() - t0, 1), "error": str(exc)}
     flags = [*peak_bounds(cell, s), *s.run_args]
@@ -427,8 +495,19 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "server_common": (float, None, "a Server load for all, x full's Offline rate"),
     "server_models": (names, None, "models with Server cells (default: all)"),
     "server_backends": (names, ["pytorch", "onnxruntime-int8"], "backends with Server cells ('all')"),
-    "seeds": (ints, [0], "training seeds: other than 0, XNLI accuracy cells of --seed_models"),
-    "seed_models": (names, ["full", "adapter"], "models trained with every seed"),
+    "seeds": (
+        ints,
+        [0],
+        "training seeds: other than 0, accuracy cells of --seed_models on --seed_tasks",
+    ),
+    "seed_tasks": (
+        seed_tasks,
+        [("xnli", None)],
+        "tasks with seed cells, TASK or TASK:N (the first N seeds)",
+    ),
+    "seed_models": (names, None, "models trained with every seed (default: every model)"),
+    "models_dir": (Path, None, "the zoo served (default: the encoder's; seed k's beside it, -seed<k>)"),
+    "selected": (Path, None, "a selection's selected.toml: the zoo's stages train with its choices"),
     "perf_tasks": (names, None, "tasks with performance and non-PyTorch accuracy cells (default: all)"),
     "retrieval_models": (names, None, "models run on retrieval tasks (default: all)"),
     "other_accuracy_models": (names, None, "models with accuracy cells off PyTorch (default: all)"),
@@ -478,7 +557,10 @@ def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
         cell_timeout_s=args.cell_timeout,
         offline_qps=args.offline_qps,
         languages=tuple(args.languages),
+        models_dir=args.models_dir,
+        selected=args.selected,
     )
+    choices(settings)  # a selection file that does not match its schema: ValueError, before any cell
     grid = {f.name: getattr(args, f.name) for f in fields(Grid)}  # the flags of the same names
     for key in ("latency_tasks", "server_backends", "server_models"):
         grid[key] = None if grid[key] == ["all"] else grid[key]
@@ -497,12 +579,23 @@ def print_plan(cells: Sequence[Cell], s: StudySettings) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    cells, settings = plan(args)
+    try:
+        cells, settings = plan(args)
+    except ValueError as exc:  # an unknown name, a --selected file that does not match its schema
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
     est = estimate_seconds(cells, settings)
     print(
         f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
         f"(research/rates.toml for {settings.encoder}: process start + run time)"
     )
+    minutes, stages, unmeasured = zoo_training(cells, settings)
+    if stages:
+        more = f", {unmeasured} of them not measured (counted as 0)" if unmeasured else ""
+        print(
+            f"study: first {stages} zoo stage(s) to train, about {minutes:.0f} min at the zoo's "
+            f"measured stage times{more} (zoo/recipe.py STAGE_MINUTES)"
+        )
     if args.plan:
         print_plan(cells, settings)
         return 0

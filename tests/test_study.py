@@ -352,6 +352,95 @@ def test_plan_orders_offline_before_server_and_counts_cells():
         plan(["full"], ["xnli"], ["onnx-int8"], ["Offline"])
 
 
+def test_seed_cells_per_task_for_every_model_and_the_first_n_seeds():
+    """--seeds 0,1,2 --seed_tasks xnli,tydiqa:2: XNLI accuracy cells of seeds 1 and 2 and TyDiQA's
+    of seed 1 only, for every model the task runs (seed 0's are the ordinary cells)."""
+    models = ["full", "adapter", "lora-squad"]
+    grid = dict(accuracy_backends=["pytorch"], seeds=[0, 1, 2])
+    tasks = ["xnli", "tydiqa", "tatoeba"]
+    cells = plan(
+        models, tasks, ["pytorch"], ["Offline"], seed_tasks=[("xnli", None), ("tydiqa", 2)], **grid
+    )
+    seeded = [(c.model, c.task, c.seed) for c in cells if c.seed]
+    assert seeded == [
+        ("full", "xnli", 1), ("adapter", "xnli", 1), ("lora-squad", "xnli", 1),
+        ("full", "xnli", 2), ("adapter", "xnli", 2), ("lora-squad", "xnli", 2),
+        ("full", "tydiqa", 1), ("adapter", "tydiqa", 1), ("lora-squad", "tydiqa", 1),
+    ]  # fmt: skip
+    assert {(c.backend, c.scenario, c.mode) for c in cells if c.seed} == {
+        ("pytorch", "Offline", "accuracy")
+    }
+    assert [c.name for c in cells if c.seed][-1] == "lora-squad.tydiqa.pytorch.Offline.accuracy.seed1"
+    # --seed_models narrows them; the default --seed_tasks is XNLI alone
+    narrow = plan(models, tasks, ["pytorch"], ["Offline"], seed_models=["adapter"], **grid)
+    assert [(c.model, c.task, c.seed) for c in narrow if c.seed] == [
+        ("adapter", "xnli", 1),
+        ("adapter", "xnli", 2),
+    ]
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("tydiqa:0", "'tydiqa:0': N in TASK:N must be a whole number >= 1"),
+        ("tydiqa:two", "'tydiqa:two': N in TASK:N must be a whole number >= 1"),
+        ("tydqa", "tydqa"),
+    ],
+)
+def test_seed_tasks_refuses_a_bad_item_by_name(flag, message):
+    with pytest.raises(ValueError, match=message):
+        study.seed_tasks(flag)
+    assert study.seed_tasks("xnli, tydiqa:2") == [("xnli", None), ("tydiqa", 2)]
+
+
+def test_another_zoo_and_its_seeds_are_served_and_keyed(tmp_path):
+    """--models_dir: seed 0 serves that zoo, seed k the one beside it; a cell done on another zoo is
+    not done (the key names the zoo only where it is set, so older markers still match)."""
+    base = study.StudySettings(runs_dir=tmp_path / "runs", encoder="tiny")
+    moved = study.StudySettings(runs_dir=tmp_path / "runs", encoder="tiny", models_dir=tmp_path / "zoo")
+    cell = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
+    seeded = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy", seed=2)
+    assert cell.config(base).models_dir is None
+    assert cell.config(moved).models_dir == str(tmp_path / "zoo")
+    assert seeded.config(moved).models_dir == str(tmp_path / "zoo-seed2")
+    assert "models_dir" not in cell.settings_key(base)
+    assert cell.settings_key(moved)["models_dir"] == str(tmp_path / "zoo")
+
+
+def test_the_plan_counts_each_zoo_stage_still_to_train_once(tmp_path):
+    """e5-small, seed 0's encoder and full/xnli built: what is left is seed 1's encoder and full/xnli,
+    adapter-squad's SQuAD stage (once, though two cells serve it) and TyDiQA stage, and full-nli's
+    NLI stage (not measured: counted, not timed); a selected 8 of 5 epochs scales full/xnli."""
+    zoo = tmp_path / "zoo"
+    for built in ("encoder", "full/xnli"):
+        (zoo / built).mkdir(parents=True)
+        (zoo / built / ".done").write_text("1 s\n")
+    s = study.StudySettings(runs_dir=tmp_path / "runs", encoder="e5-small", models_dir=zoo)
+    acc = dict(backend="pytorch", scenario="Offline", mode="accuracy")
+    cells = [
+        study.Cell("full", "xnli", **acc),
+        study.Cell("full", "xnli", **acc, seed=1),
+        study.Cell("adapter-squad", "tydiqa", **acc),
+        study.Cell("adapter-squad", "tatoeba", **acc),
+        study.Cell("full-nli", "bucc", **acc),
+    ]
+    minutes, stages, unmeasured = study.zoo_training(cells, s)
+    assert (stages, unmeasured) == (5, 1)
+    assert minutes == pytest.approx(1.25 + 2.6 + 5.0 + 27.7)
+    chosen = tmp_path / "selected.toml"
+    chosen.write_text(
+        'encoder = "e5-small"\ngrid = "g"\n[selected.xnli.full]\n'
+        "lr = 5e-5\nepochs = 8\nmax_epochs = 10\ndev = 60.0\nseeds = [0]\n"
+    )
+    selected = study.StudySettings(
+        runs_dir=s.runs_dir, encoder="e5-small", models_dir=zoo, selected=chosen
+    )
+    assert study.zoo_training(cells[1:2], selected)[0] == pytest.approx(1.25 + 2.6 * 8 / 5)
+    (zoo.with_name("zoo-seed1") / "full" / "xnli").mkdir(parents=True)
+    (zoo.with_name("zoo-seed1") / "full" / "xnli" / ".done").write_text("1 s\n")
+    assert study.zoo_training(cells[1:2], selected) == (1.25, 1, 0)
+
+
 def test_rounds_are_interleaved_and_rotated():
     """Every model of a round runs before the next round, and round r starts at the r-th model:
     over len(models) rounds each model goes first once (TyDiQA, 2026-11-30: full, first in every

@@ -467,3 +467,45 @@ def test_a_record_matches_when_only_fields_a_trial_never_reads_changed():
     assert not same_settings(lost, now, sizes)
     assert not same_settings(old | {"sizes": "Sizes(vocab_size=open('x'))"}, now, sizes)
     assert not same_settings(old | {"sizes": "not python ("}, now, sizes)
+
+
+def test_the_study_serves_the_selection_and_refuses_a_stage_built_without_it(
+    selection, tmp_path, capsys
+):
+    """research study --selected FILE: a cell's settings carry its stage's choice (a new choice makes
+    it undone), and a stage found built with the recipe's lr and epochs is refused, not served,
+    even when nothing is missing (zoo/recipe.py build_for_run)."""
+    from research import study
+    from research.cli import main as research_main
+    from zoo.recipe import build_for_run
+
+    chosen = read_selected(selection / "selected.toml", "tiny")
+    s = study.StudySettings(
+        runs_dir=tmp_path / "runs", encoder="tiny", selected=selection / "selected.toml"
+    )
+    full = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
+    c = chosen["xnli"]["full"]
+    assert full.settings_key(s)["selection"] == {k: c[k] for k in ("lr", "epochs", "max_epochs")}
+    assert (
+        study.Cell("full", "tatoeba", "pytorch", "Offline", "accuracy").settings_key(s)["selection"]
+        is None
+    )
+    assert "selection" not in full.settings_key(study.StudySettings(runs_dir=tmp_path, encoder="tiny"))
+    recipe_stage = tmp_path / "zoo" / "full" / "xnli"
+    recipe_stage.mkdir(parents=True)
+    (recipe_stage / ".done").write_text("1 s\n")
+    (recipe_stage / "zoo.json").write_text(json.dumps({"training": {"lr": 1e-4, "epochs": 2.0}}))
+    with pytest.raises(
+        StageError, match=f"{recipe_stage}: built already with the recipe's lr and epochs"
+    ):
+        build_for_run("full", "xnli", tmp_path / "zoo", "tiny", selected=chosen)
+    # a selection file that does not match its schema: one error line before any cell, exit 3
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        (selection / "selected.toml").read_text().replace('encoder = "tiny"', 'encoder = "e5-small"')
+    )
+    argv = ["study", "--encoder", "tiny", "--models", "full", "--tasks", "xnli", "--plan"]
+    assert research_main([*argv, "--runs_dir", str(tmp_path / "r"), "--selected", str(bad)]) == 3
+    assert capsys.readouterr().err == (
+        f"error: {bad}: key 'encoder': selected for 'e5-small', not for --encoder 'tiny'\n"
+    )

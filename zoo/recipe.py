@@ -641,13 +641,18 @@ def build_for_run(
     encoder: str = "tiny",
     sizes: Sizes | None = None,
     wheels: list[Path] | None = None,
+    selected: dict[str, dict[str, dict]] | None = None,
 ) -> list[str]:
     """Build the zoo stages one run needs that are missing (first use of `make run`) for an encoder
     built here (tiny, e5-small): `stages_for_run`, announced with their measured times first;
-    `wheels`: the e5-small wheels a user supplied (--e5_wheels). Returns the folders (under the zoo
-    folder) of the stages it found missing."""
+    `wheels`: the e5-small wheels a user supplied (--e5_wheels); `selected`: a selection's choices
+    (zoo/choice.py read_selected), which a missing target stage trains with and a built one must
+    have been trained with (StageError otherwise, `check_selected_stages`). Returns the folders
+    (under the zoo folder) of the stages it found missing."""
     enc = get_encoder(encoder)
     models_dir = models_dir or enc.default_models_dir(BUILD)
+    if selected:
+        check_selected_stages(models_dir, [model], selected)
     missing = [
         s for s in stages_for_run(model, task, enc.name) if not (models_dir / s.folder / DONE).exists()
     ]
@@ -664,6 +669,7 @@ def build_for_run(
         sizes or SIZES[enc.name],
         seed=seed_of_models_dir(models_dir),
         wheels=wheels,
+        selected=selected,
     )
     return [s.folder for s in missing]
 
@@ -696,11 +702,13 @@ def build_what_a_run_serves(
     models_dir: str | Path | None = None,
     wheels: list[Path] | None = None,
     sizes: Sizes | None = None,
+    selected: dict[str, dict[str, dict]] | None = None,
 ) -> None:
-    """Build what one run serves and is missing: `build_for_run` per task of a task list; for random
-    weights, their tokenizer's encoder; nothing for a --weights checkpoint or an encoder the zoo does
-    not build (base, large). The names are checked first (ValueError, "did you mean"). Tools that
-    start runs (bench/, research/) call it before them: `harness run` itself never builds."""
+    """Build what one run serves and is missing: `build_for_run` per task of a task list (with
+    `selected`'s choices, if given); for random weights, their tokenizer's encoder; nothing for a
+    --weights checkpoint or an encoder the zoo does not build (base, large). The names are checked
+    first (ValueError, "did you mean"). Tools that start runs (bench/, research/) call it before
+    them: `harness run` itself never builds."""
     enc = get_encoder(encoder)
     tasks = list(parse_task_list(task).names) if is_mixed(task) else [task]
     served = [resolve(model, name, enc.name, "random", models_dir) for name in tasks]
@@ -710,7 +718,8 @@ def build_what_a_run_serves(
         tokenizer_for(served[0], wheels, sizes)
         return
     for name in tasks:
-        build_for_run(model, name, Path(models_dir) if models_dir else None, enc.name, sizes, wheels)
+        zoo = Path(models_dir) if models_dir else None
+        build_for_run(model, name, zoo, enc.name, sizes, wheels, selected)
 
 
 def main_for_run(args: argparse.Namespace) -> int:
