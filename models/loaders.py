@@ -2,7 +2,8 @@
 
 Zoo layout (written by zoo/recipe.py; `zoo.json` in each folder is the manifest, `.done` the marker):
   <models_dir>/encoder/                     tiny pretrained encoder (AutoModel) + tokenizer
-  <models_dir>/<MODEL>/squad/ or nli/       intermediate stage (served for retrieval tasks)
+  <models_dir>/<MODEL>/squad/ or nli/       intermediate stage (served for retrieval tasks; a MODEL
+                                            with `intermediate_of` serves that MODEL's stage)
   <models_dir>/<MODEL>/<TASK>/              target stage (xnli, pawsx, tydiqa)
 Forms:
   plain / merged: a `save_pretrained` folder (model + tokenizer): plain AutoModelFor... loads it.
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,8 +167,7 @@ def find_checkpoint(spec: ModelSpec, target: type[Task], root: Path, weights: st
                 f"--weights {path}: not a directory (expected a zoo-style checkpoint)"
             )
     else:
-        stage = spec.stage_dir(target.kind, target.name)
-        path = root / spec.name / stage if stage else root / "encoder"
+        path = root / spec.folder(target.kind, target.name)
         if not (path / DONE).exists() and not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"no checkpoint for model {spec.name!r} task {target.name!r} at {path}: build the zoo "
@@ -268,17 +269,25 @@ def adapter_names(served: ServedModel) -> list[str]:
     return [served.task]
 
 
-def activate(model: nn.Module, setup: Any) -> None:
-    """model.set_active_adapters(setup), without the library's spurious "none are activated"
-    warning: set_active_adapters first resets the old setup through a forward context, which warns
-    on every call. The warning stays on for real forward passes, where it would mean a bug."""
+@contextmanager
+def no_setup_warning() -> Iterator[None]:
+    """Silence the adapters library's spurious "none are activated" warning while a setup is set:
+    set_active_adapters (also called by train_adapter_fusion) first resets the old setup through a
+    forward context, which warns on every call. The warning stays on for real forward passes, where
+    it would mean a bug."""
     log = logging.getLogger("adapters.model_mixin")
     level = log.level
     log.setLevel(logging.ERROR)
     try:
-        model.set_active_adapters(setup)
+        yield
     finally:
         log.setLevel(level)
+
+
+def activate(model: nn.Module, setup: Any) -> None:
+    """model.set_active_adapters(setup), without the library's spurious warning (`no_setup_warning`)."""
+    with no_setup_warning():
+        model.set_active_adapters(setup)
 
 
 def load_adapter_model(served: ServedModel, attn: str) -> nn.Module:

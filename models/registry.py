@@ -18,9 +18,16 @@ A model name says how the encoder was adapted (the paper's STILTs recipe, Phang 
                                    same adapter trained further on the target
                                    (adapter-squad's arm without AdapterFusion)
   lora               -             LoRA on the target, merged                   merged (plain graph)
+  adapter-fusion-    squad         AdapterFusion in two stages (Pfeiffer et al.  fusion (unmerged)
+  squad              (adapter-     2021): adapter-squad's SQuAD adapter and the
+                     squad's)      `adapter` arm's task adapter (adapter/<task>),
+                                   each trained first, both loaded frozen; only
+                                   Fuse(squad, <task>) and a new head train
+                                   (learning "fusion2")
 
 Retrieval tasks (tatoeba, bucc) train nothing: they serve the encoder after the intermediate stage (its
-adapter active where it has one, LoRA merged) and mean-pool `hidden_states[pooling_layer]`.
+adapter active where it has one, LoRA merged; adapter-fusion-squad serves adapter-squad's stage
+itself) and mean-pool `hidden_states[pooling_layer]`.
 Where the weights come from (`weights`): None = the zoo the recipe built (`python -m zoo build`),
 "random" = random weights with the real shapes (speed studies only), or a checkpoint directory laid out
 like a zoo entry.
@@ -73,13 +80,50 @@ MODELS: dict[str, ModelSpec] = {
             "seq_bn adapter on SQuAD, then the same adapter trained further on the target (no fusion)",
         ),
         ModelSpec("lora", None, "lora", "merged", "LoRA (r=8) on the target alone, merged"),
+        ModelSpec(
+            "adapter-fusion-squad",
+            "squad",
+            "fusion2",
+            "fusion",
+            "two-stage AdapterFusion: Fuse(squad, <task>) over adapter-squad's SQuAD adapter and the "
+            "adapter arm's task adapter, both frozen; the fusion layer and head train",
+            intermediate_of="adapter-squad",
+            adapter_of="adapter",
+        ),
     )
 }
+
+
+def _check_shared_stages(models: dict[str, ModelSpec]) -> None:
+    """A MODEL reusing another's stage names one that builds what it takes (ValueError otherwise):
+    `intermediate_of`, a MODEL with its own stage of the same intermediate task, trained in the form
+    this one serves it for retrieval (a seq_bn adapter for the adapter kinds); `adapter_of`, a plain
+    adapter arm (a seq_bn task adapter on the encoder, no intermediate stage)."""
+    for spec in models.values():
+        if spec.intermediate_of is not None:
+            owner = models.get(spec.intermediate_of)
+            if (
+                owner is None
+                or owner.intermediate_of is not None
+                or owner.intermediate != spec.intermediate
+                or owner.serving_for("retrieval") != spec.serving_for("retrieval")
+            ):
+                raise ValueError(
+                    f"{spec.name}: intermediate_of {spec.intermediate_of!r} builds no "
+                    f"{spec.intermediate} stage of its form"
+                )
+        if spec.adapter_of is not None:
+            source = models.get(spec.adapter_of)
+            if source is None or (source.intermediate, source.learning) != (None, "adapter"):
+                raise ValueError(f"{spec.name}: adapter_of {spec.adapter_of!r} is no plain adapter arm")
+
+
+_check_shared_stages(MODELS)
 # The five arms the study was designed with: what `python -m zoo build` (make models) builds and
 # `python -m research study` runs unless given --models. The newer arms above (a second intermediate
-# task, NLI, and the sequential adapter and LoRA without an intermediate task) are built and served
-# on request (`--models full-nli,...`, `--model full-nli`): the study's design takes them in when
-# its grid does.
+# task, NLI, the sequential adapter, LoRA without an intermediate task, and two-stage AdapterFusion)
+# are built and served on request (`--models full-nli,...`, `--model full-nli`): the study's design
+# takes them in when its grid does.
 DEFAULT_MODELS = ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
 
 

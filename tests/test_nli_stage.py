@@ -73,7 +73,7 @@ def test_the_registry_names_the_new_arms_and_the_defaults_stay_the_studys_five()
     from research import study
     from zoo.recipe import configure_parser
 
-    assert list(MODELS) == [*DEFAULT_MODELS, *NEW]
+    assert list(MODELS) == [*DEFAULT_MODELS, *NEW, "adapter-fusion-squad"]  # tests/test_fusion2.py
     assert DEFAULT_MODELS == ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
     assert "nli" in INTERMEDIATE and "adapter-seq" in LEARNING
     specs = {m: (MODELS[m].intermediate, MODELS[m].learning, MODELS[m].serving) for m in NEW}
@@ -83,17 +83,17 @@ def test_the_registry_names_the_new_arms_and_the_defaults_stay_the_studys_five()
         "adapter-seq-squad": ("squad", "adapter-seq", "adapter"),
         "lora": (None, "lora", "merged"),
     }
-    # retrieval serves the intermediate stage's encoder ("": the pretrained encoder itself)
+    # retrieval serves the intermediate stage's encoder ("encoder": the pretrained encoder itself)
     retrieval = {
-        m: (MODELS[m].serving_for("retrieval"), MODELS[m].stage_dir("retrieval", "bucc")) for m in NEW
+        m: (MODELS[m].serving_for("retrieval"), MODELS[m].folder("retrieval", "bucc")) for m in NEW
     }
     assert retrieval == {
-        "full-nli": ("plain", "nli"),
-        "adapter-nli": ("adapter", "nli"),
-        "adapter-seq-squad": ("adapter", "squad"),
-        "lora": ("plain", ""),
+        "full-nli": ("plain", "full-nli/nli"),
+        "adapter-nli": ("adapter", "adapter-nli/nli"),
+        "adapter-seq-squad": ("adapter", "adapter-seq-squad/squad"),
+        "lora": ("plain", "encoder"),
     }
-    assert all(MODELS[m].stage_dir("classification", "xnli") == "xnli" for m in NEW)
+    assert all(MODELS[m].folder("classification", "xnli") == f"{m}/xnli" for m in NEW)
     with pytest.raises(ValueError, match="needs an intermediate task"):
         ModelSpec("x", None, "adapter-seq", "adapter", "a sequential adapter from nothing")
     with pytest.raises(ValueError, match="not in"):

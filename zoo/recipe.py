@@ -12,7 +12,10 @@ Stages, each skipped when its folder already has a `.done` marker (resumable; --
   4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
 The tiny sizes are set so that the whole of `make models` stays under 15 minutes on 2 cores.
 `--models` defaults to the study's five arms (models/registry.py DEFAULT_MODELS); the newer arms
-(full-nli, adapter-nli, adapter-seq-squad, lora) are built when named.
+(full-nli, adapter-nli, adapter-seq-squad, lora, adapter-fusion-squad) are built when named. A model
+that reuses another's stage builds it there when it is missing, once: adapter-fusion-squad fuses
+adapter-squad's SQuAD stage (<models_dir>/adapter-squad/squad) and the `adapter` arm's target stage
+of the same task (<models_dir>/adapter/<TASK>), built before its own target stage.
 Honest splits of the bundled dev sets (no train set ships here): XNLI trains on English rows
 TRAIN_ROWS and must be evaluated on rows EVAL_ROWS of every language (PAWS-X likewise);
 TyDiQA trains on train-en and is evaluated on the dev sets. Deterministic for a given --seed.
@@ -75,8 +78,20 @@ DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X
 
 
 # learning kind -> peak learning rate; "adapter-seq" (a sequential adapter: the intermediate stage's
-# adapter trained further on the target) takes the adapter's rate, not tuned for it
-LR_TINY = (("full", 1e-4), ("adapter", 1e-3), ("fusion", 1e-3), ("adapter-seq", 1e-3), ("lora", 1e-3))
+# adapter trained further on the target) takes the adapter's rate, not tuned for it. "fusion2"
+# (two-stage AdapterFusion: the fusion layer and head alone) takes the recipe's "fusion" rate, the
+# rate its fusion layer trains at in adapter-squad: the AdapterFusion code of Pfeiffer et al. (the
+# adapters library's docs/training.md, "Train AdapterFusion", run_fusion_glue.py on GLUE) trains
+# fusion at 5e-5 beside task adapters at 1e-4, half the adapter rate, as e5-small's 5e-4 is of 1e-3
+# (the tiny recipe keeps one rate, 1e-3, for every adapter kind). Not tuned for it.
+LR_TINY = (
+    ("full", 1e-4),
+    ("adapter", 1e-3),
+    ("fusion", 1e-3),
+    ("adapter-seq", 1e-3),
+    ("lora", 1e-3),
+    ("fusion2", 1e-3),
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,14 @@ E5_SMALL = Sizes(
     squad_epochs=1.0,
     nli_epochs=1.0,
     target_epochs=(("xnli", 5.0), ("pawsx", 3.0), ("tydiqa", 2.0)),
-    lr=(("full", 5e-5), ("adapter", 1e-3), ("fusion", 5e-4), ("adapter-seq", 1e-3), ("lora", 1e-3)),
+    lr=(
+        ("full", 5e-5),
+        ("adapter", 1e-3),
+        ("fusion", 5e-4),
+        ("adapter-seq", 1e-3),
+        ("lora", 1e-3),
+        ("fusion2", 5e-4),  # the "fusion" rate (LR_TINY)
+    ),
     warmup=0.1,
     bf16=True,
     freeze_word_embeddings=True,
@@ -342,8 +364,8 @@ def build_zoo(
             f"no target training for {sorted(set(tasks) - set(TARGETS))}: pick of {TARGETS}"
         )
     selected = {t: c for t, c in (selected or {}).items() if t in tasks}
-    if not force:
-        check_selected_stages(models_dir, models, selected)
+    if not force:  # the stages others start from too (adapter/<TASK> for adapter-fusion-squad)
+        check_selected_stages(models_dir, with_prerequisites(models), selected)
     ctx = stages.Context(
         models_dir=models_dir,
         sizes=sizes,
@@ -366,26 +388,41 @@ def build_zoo(
         ctx = replace(ctx, encoder_dir=str(models_dir / "encoder"))
     else:
         ctx = replace(ctx, encoder_dir=encoder_path or enc.source)
+
+    def target(name: str, task: str) -> None:
+        spec = MODELS[name]
+        tctx = selected_context(ctx, spec.learning, task, selected.get(task, {}).get(name))
+        timed(
+            models_dir / name / task,
+            f"{name} {task}",
+            lambda out, s=spec, t=task, c=tctx: stages.target(c, s, t, out),
+        )
+
     # task by task (every model's XNLI before any TyDiQA): the short stages first, so an interrupted
-    # build has whole tasks to serve; each model's intermediate stage just before its first target.
+    # build has whole tasks to serve; each model's intermediate stage just before its first target
+    # (a shared one in the folder of the model that owns it, as that model builds it), and the
+    # target stages it starts from (another model's, built as that model builds them) before its own.
     # No target task (a run on a retrieval task): the models' intermediate stages alone.
     for task in tasks or [None]:
         for name in models:
             spec = MODELS[name]
             if spec.intermediate:
+                owner = MODELS[spec.intermediate_of or name]
                 timed(
-                    models_dir / name / spec.intermediate,
-                    f"{name} {spec.intermediate}",
-                    lambda out, s=spec: stages.intermediate(ctx, s, out),
+                    models_dir / str(spec.intermediate_folder()),
+                    f"{owner.name} {spec.intermediate}",
+                    lambda out, s=owner: stages.intermediate(ctx, s, out),
                 )
             if task is not None:
-                tctx = selected_context(ctx, spec.learning, task, selected.get(task, {}).get(name))
-                timed(
-                    models_dir / name / task,
-                    f"{name} {task}",
-                    lambda out, s=spec, t=task, c=tctx: stages.target(c, s, t, out),
-                )
+                for before in spec.prerequisites():
+                    target(before, task)
+                target(name, task)
     return timings
+
+
+def with_prerequisites(models: list[str]) -> list[str]:
+    """`models` and the models whose target stages theirs start from (`ModelSpec.prerequisites`)."""
+    return list(dict.fromkeys(m for name in models for m in (*MODELS[name].prerequisites(), name)))
 
 
 def selected_context(ctx: stages.Context, learning: str, task: str, choice: dict | None):
@@ -562,12 +599,17 @@ ZOO_MINUTES = {"tiny": 8.1}  # the whole zoo's training stages, where its stages
 # trains what a measured stage trains, only from another starting point (the same data, learning
 # rate, epochs and trained parameters), is estimated by that stage's measured minutes:
 # new folder -> the measured folder it mirrors; the announcement says "estimated from" it. The NLI
-# stages (SNLI) mirror no measured stage: "not measured".
+# stages (SNLI) mirror no measured stage: "not measured". adapter-fusion-squad's target stage runs
+# adapter-squad's target stage (the same data, learning rate and epochs, the same forward and
+# backward pass through Fuse(squad, <TASK>) on every layer) with fewer parameters trained (the
+# fusion layer and head, not the target adapter): estimated by it, an upper bound. Its other
+# stages are the measured stages themselves (adapter-squad/squad, adapter/<TASK>).
 MIRRORED_MODELS = {
     "full-nli": "full-squad",  # full fine-tuning of the target after an intermediate stage
     "adapter-nli": "adapter",  # a seq_bn adapter and head on the frozen encoder
     "adapter-seq-squad": "adapter",
     "lora": "lora-squad",  # LoRA r=8 on the target, merged
+    "adapter-fusion-squad": "adapter-squad",  # Fuse(squad, <TASK>) trained on the target
 }
 MIRRORS = {
     f"{new}/{task}": f"{old}/{task}" for new, old in MIRRORED_MODELS.items() for task in TARGETS
@@ -597,15 +639,17 @@ def stage_minutes(encoder: str, folder: str) -> tuple[float | None, str | None]:
 
 def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
     """Every zoo stage a run of `model` on `task` serves from, in build order: the encoder (when the
-    recipe builds it), the model's intermediate stage (which retrieval tasks serve), and the target
-    stage of a task with target training."""
+    recipe builds it), the model's intermediate stage (which retrieval tasks serve; another model's
+    where it reuses that one's), and for a task with target training the target stages of the
+    models its own starts from, then its own."""
     spec = get_model_spec(model)
     enc = get_encoder(encoder)
     plan = [("encoder", f"encoder {enc.name}")] if enc.name in ENCODER_STAGES else []
     if spec.intermediate:
-        plan.append((f"{spec.name}/{spec.intermediate}", f"{spec.name} {spec.intermediate}"))
+        folder = str(spec.intermediate_folder())
+        plan.append((folder, folder.replace("/", " ")))
     if task in TARGETS:
-        plan.append((f"{spec.name}/{task}", f"{spec.name} {task}"))
+        plan += [(f"{m}/{task}", f"{m} {task}") for m in (*spec.prerequisites(), spec.name)]
     return [Stage(folder, desc, *stage_minutes(enc.name, folder)) for folder, desc in plan]
 
 

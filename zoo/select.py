@@ -129,6 +129,13 @@ def load_grid(path: Path) -> Grid:
     for model in data["models"]:
         if model not in MODELS:
             raise bad("models", f"unknown model {model!r} (known: {', '.join(MODELS)})")
+        if source := MODELS[model].adapter_of:  # two-stage AdapterFusion
+            raise bad(
+                "models",
+                f"{model!r} cannot be selected: it fuses the task adapter of the {source!r} arm's "
+                f"{data['task']} stage, trained on every English training row, this dev split's "
+                "included, so its trials would score rows their adapter was trained on",
+            )
     for option in data["data"]:
         if option not in TRAIN_DATA:
             raise bad("data", f"unknown training data {option!r} (known: {', '.join(TRAIN_DATA)})")

@@ -23,7 +23,7 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from models import loaders
 from models.cpu_caps import autocast_bf16
-from models.loaders import activate, add_head, write_manifest
+from models.loaders import DONE, activate, add_head, no_setup_warning, write_manifest
 from models.registry import TASKS, ModelSpec
 from models.spec import INTERMEDIATE, LORA_ALPHA, LORA_RANK
 from tasks.data import (
@@ -265,7 +265,8 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     curve = train(model, data, lr, ctx, desc, probes=probes, **plan)
     seconds = round(time.perf_counter() - start, 1)  # wall time, held-out probes included
     bf16 = autocast_bf16(sizes.bf16)  # what train() used on this CPU
-    log = {"lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve, "train_s": seconds}
+    log = {"learning": learning, "lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve}
+    log["train_s"] = seconds
     log["train_samples"] = len(data["offsets"]) - 1  # rows (QA: windows) trained on
     if ctx.selection is not None and stage not in INTERMEDIATE:
         log["selection"] = ctx.selection
@@ -356,7 +357,7 @@ def intermediate_full(ctx: Context, name: str, out: Path, data: dict, tok) -> No
 
 def intermediate_adapter(ctx: Context, name: str, out: Path, data: dict, tok) -> None:
     """seq_bn adapter `name` (+ its head) on the frozen encoder: what AdapterFusion fuses
-    (learning "fusion") or the target stage trains further (learning "adapter-seq")."""
+    (learning "fusion", "fusion2") or the target stage trains further (learning "adapter-seq")."""
     kind, labels = INTERMEDIATE_HEADS[name]
     model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
     model.add_adapter(name, config="seq_bn")
@@ -392,12 +393,13 @@ def intermediate_lora(ctx: Context, name: str, out: Path, data: dict, tok) -> No
     )
 
 
-# target learning kind -> how its intermediate stage trains (both adapter kinds: a seq_bn adapter)
+# target learning kind -> how its intermediate stage trains (the adapter kinds: a seq_bn adapter)
 INTERMEDIATE_STAGES = {
     "full": intermediate_full,
     "fusion": intermediate_adapter,
     "adapter-seq": intermediate_adapter,
     "lora": intermediate_lora,
+    "fusion2": intermediate_adapter,
 }
 
 
@@ -411,7 +413,8 @@ def intermediate(ctx: Context, spec: ModelSpec, out: Path) -> None:
 
 # --- stage 3: target task ------------------------------------------------------------------------------
 def _intermediate_dir(ctx: Context, spec: ModelSpec) -> Path:
-    return ctx.models_dir / spec.name / str(spec.intermediate)
+    """The intermediate stage `spec` starts from: its own, or the one it reuses (`intermediate_of`)."""
+    return ctx.models_dir / str(spec.intermediate_folder())
 
 
 def _target_model(src: str, spec: ModelSpec, task: str) -> nn.Module:
@@ -492,7 +495,57 @@ def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dic
     model.active_head = task
     only_train(model, (f"adapters.{task}.", f"adapter_fusion_layer.{inter},{task}.", f"heads.{task}."))
     log = fit(model, data, ctx, "fusion", task, f"{spec.name} {task}", tok)
-    for name in (inter, task):
+    _save_fusion(ctx, model, fuse, task, out, tok, training=log)
+
+
+def target_fusion2(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dict, tok) -> None:
+    """Two-stage AdapterFusion (Pfeiffer et al. 2021), its second stage (knowledge composition):
+    the intermediate stage's adapter (squad) and the task adapter trained first on the target
+    alone (stage 1, knowledge extraction: the target stage of `spec.adapter_of`, the `adapter`
+    arm) are loaded, their heads left behind, and frozen beside the frozen encoder; only
+    Fuse(<intermediate>, task) and a new head train (the library's `train_adapter_fusion`). Saved
+    and served like `target_fusion`'s stage (serving "fusion"); zoo.json's `fused_from` names the
+    two adapters' folders."""
+    inter = str(spec.intermediate)
+    sources = {
+        inter: _intermediate_dir(ctx, spec),
+        task: ctx.models_dir / str(spec.adapter_of) / task,
+    }
+    for name, stage in sources.items():
+        if not (stage / DONE).exists():
+            raise ValueError(
+                f"{stage}: not built, and {spec.name} {task} fuses its adapter {name!r}: build it "
+                f"first (python -m zoo build --models {spec.name} --tasks {task} builds both)"
+            )
+    model = XLMRobertaAdapterModel.from_pretrained(ctx.encoder_dir)
+    for name, stage in sources.items():
+        model.load_adapter(str(stage / "adapters" / name), load_as=name, with_head=False)
+    add_head(model, TASKS[task].kind, task, TASKS[task].num_labels)
+    fuse = Fuse(inter, task)
+    model.add_adapter_fusion(fuse)
+    with no_setup_warning():  # it activates Fuse(inter, task)
+        model.train_adapter_fusion(fuse)  # encoder and adapters frozen, the fusion layers trainable
+    model.active_head = task
+    trained = (f"adapter_fusion_layer.{inter},{task}.", f"heads.{task}.")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    wrong = [n for n in trainable if not any(t in n for t in trained)]
+    head = any(n.startswith(trained[1]) for n in trainable)
+    if wrong or not head:  # never an adapter nor the encoder; always the head
+        raise RuntimeError(f"{spec.name} {task}: trainable besides fusion {wrong[:3]}, head {head}")
+    log = fit(model, data, ctx, spec.learning, task, f"{spec.name} {task}", tok)
+    fused_from = {
+        name: os.path.relpath((stage / "adapters" / name).resolve(), out.resolve())
+        for name, stage in sources.items()
+    }
+    frozen = [inter, task]
+    _save_fusion(ctx, model, fuse, task, out, tok, training=log, frozen=frozen, fused_from=fused_from)
+
+
+def _save_fusion(ctx: Context, model, fuse, task: str, out: Path, tok, **manifest: Any) -> None:
+    """An AdapterFusion target stage (serving "fusion"): both adapters (the target's head with the
+    target's adapter), the fusion layer, the tokenizer and zoo.json."""
+    names = list(fuse.children)
+    for name in names:
         (out / "adapters" / name).mkdir(parents=True)
         model.save_adapter(str(out / "adapters" / name), name, with_head=name == task)
     (out / "fusion").mkdir()
@@ -503,9 +556,9 @@ def target_fusion(ctx: Context, spec: ModelSpec, task: str, out: Path, data: dic
         stage=task,
         serving="fusion",
         base=_base_ref(ctx, out),
-        adapters=[inter, task],
-        fusion=[inter, task],
-        training=log,
+        adapters=names,
+        fusion=names,
+        **manifest,
     )
 
 
@@ -537,6 +590,7 @@ TARGET_STAGES = {
     "fusion": target_fusion,
     "adapter-seq": target_adapter_seq,
     "lora": target_lora,
+    "fusion2": target_fusion2,
 }
 
 
