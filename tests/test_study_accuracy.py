@@ -9,11 +9,13 @@ import gzip
 import json
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from common.paths import REPO
 from harness.launch import Launched, child_argv
 from research import study as grid
 from research.accuracy import (
@@ -422,6 +424,34 @@ def test_presets_are_planned_within_their_budgets(preset, cells, budget_min):
     assert len(planned) == cells and settings.encoder == "e5-small"
     assert settings.runs_dir.name == ("study-e5" if preset == "e5-small" else "study-e5-quick")
     assert grid.estimate_seconds(planned, settings) / 60 <= budget_min
+
+
+def test_the_second_design_and_its_evening_part():
+    """--preset e5-small-v2: every arm on four tasks, seeds 0-2 on XNLI and 0-1 on TyDiQA, accuracy
+    only, its own zoo; --preset e5-small-xnli-seeds: its XNLI part, whose cells and training (on a
+    zoo with nothing built) the plan puts within 4 hours, and whose cells v2 reuses."""
+    parser = argparse.ArgumentParser()
+    grid.configure_parser(parser)
+    v2, s2 = grid.plan(parser.parse_args(["--preset", "e5-small-v2"]))
+    assert {(c.backend, c.scenario, c.mode) for c in v2} == {("pytorch", "Offline", "accuracy")}
+    seeds = {(c.task, c.seed) for c in v2}
+    assert seeds == {
+        ("xnli", 0),
+        ("xnli", 1),
+        ("xnli", 2),
+        ("tydiqa", 0),
+        ("tydiqa", 1),
+        ("tatoeba", 0),
+        ("bucc", 0),
+    }
+    assert sum(c.task == "xnli" for c in v2) == 10 * 3 and sum(c.task == "tydiqa" for c in v2) == 10 * 2
+    evening, s1 = grid.plan(parser.parse_args(["--preset", "e5-small-xnli-seeds"]))
+    assert len(evening) == 8 * 3 and {c.name for c in evening} < {c.name for c in v2}
+    assert s1.models_dir == s2.models_dir == REPO / "build/models-e5-small-v2"
+    assert [c.settings_key(s1) for c in evening] == [c.settings_key(s2) for c in evening]
+    cells_min = grid.estimate_seconds(evening, s1) / 60
+    training_min = grid.zoo_training(evening, replace(s1, models_dir=Path("/nonexistent/zoo")))[0]
+    assert cells_min + training_min <= 240
 
 
 def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch):
