@@ -35,7 +35,7 @@ def test_the_committed_rates_are_the_measured_figures():
 
 
 def test_presets_are_the_study_flags_with_repository_paths():
-    assert datafiles.preset_names() == ["e5-small", "e5-small-quick"]
+    assert datafiles.preset_names() == ["e5-small", "e5-small-curve", "e5-small-quick"]
     flags = datafiles.load_preset("e5-small", parser())
     assert (
         flags["runs_dir"] == REPO / "build" / "study-e5"
