@@ -563,8 +563,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def study_train_data(args: argparse.Namespace) -> str:
     """--train_data (default xnli), checked: ValueError for an unknown option, or for another option
     than the default with a task other than XNLI (SNLI pairs train XNLI's target stages only: such
-    a cell would serve the default zoo's stage again, under the option's name)."""
+    a cell would serve the default zoo's stage again, under the option's name) or with --selected
+    (its choices were made on the default data)."""
     option = check_train_data(args.train_data or DEFAULT_TRAIN_DATA)
+    if option != DEFAULT_TRAIN_DATA and args.selected:
+        raise ValueError(
+            f"--selected {args.selected}: its choices were made on the {DEFAULT_TRAIN_DATA} training "
+            f"data, not on --train_data {option}: run without --selected"
+        )
     if option != DEFAULT_TRAIN_DATA and (others := [t for t in args.tasks if t != DATA_TASK]):
         raise ValueError(
             f"--train_data {option} adds SNLI pairs to {DATA_TASK}'s training rows only, not to "

@@ -243,7 +243,13 @@ def test_a_stage_built_with_other_data_is_refused_naming_the_folder(snli5k_zoo, 
     assert err.count("\n") == 1
 
 
-def test_another_task_than_xnli_is_refused_with_another_option(snli5k_zoo, capsys):
+SELECTED = (
+    'encoder = "tiny"\ngrid = "g"\n[selected.xnli.full]\n'
+    "lr = 1e-4\nepochs = 1\nmax_epochs = 2\ndev = 40.0\nseeds = [0]\n"
+)
+
+
+def test_another_task_or_a_selection_is_refused_with_another_option(snli5k_zoo, tmp_path, capsys):
     capsys.readouterr()
     argv = [*BUILD_ARGS, "--models_dir", str(snli5k_zoo), "--train_data", "xnli+snli5k"]
     assert zoo_main([*argv, "--tasks", "xnli,tydiqa"]) == 3
@@ -255,6 +261,14 @@ def test_another_task_than_xnli_is_refused_with_another_option(snli5k_zoo, capsy
     run = ["build", "--for_run", "--model", "full", "--task", "pawsx", "--encoder", "tiny"]
     assert zoo_main([*run, "--models_dir", str(snli5k_zoo), "--tiny-test"]) == 3
     assert "not pawsx (the default zoo's" in capsys.readouterr().err
+    # a selection's choices, made on the default data: refused with another option
+    chosen = tmp_path / "selected.toml"
+    chosen.write_text(SELECTED)
+    assert zoo_main([*argv, "--selected", str(chosen)]) == 3
+    assert capsys.readouterr().err == (
+        f"error: --selected {chosen}: its choices were made on the xnli training data, not on "
+        "xnli+snli5k (selected.toml carries those alone): build without --selected\n"
+    )
     assert zoo_main([*BUILD_ARGS, "--train_data", "xnli+snli1k"]) == 3
     assert capsys.readouterr().err == (
         "error: unknown training data 'xnli+snli1k' (known: xnli, xnli+snli5k, xnli+snli)\n"
@@ -332,7 +346,7 @@ def test_the_curve_preset_and_its_plan_per_option(tmp_path, capsys):
     ]
 
 
-def test_a_bad_option_or_another_task_is_one_error_line_and_exit_3(tmp_path, capsys):
+def test_a_bad_option_another_task_or_a_selection_is_one_error_line_and_exit_3(tmp_path, capsys):
     argv = ["study", "--encoder", "tiny", "--runs_dir", str(tmp_path / "r"), "--plan"]
     assert research_main([*argv, "--tasks", "xnli", "--train_data", "snli"]) == 3
     assert capsys.readouterr().err == (
@@ -342,6 +356,14 @@ def test_a_bad_option_or_another_task_is_one_error_line_and_exit_3(tmp_path, cap
     assert capsys.readouterr().err == (
         "error: --train_data xnli+snli adds SNLI pairs to xnli's training rows only, not to tydiqa's: "
         "run those tasks without --train_data (here: --tasks xnli)\n"
+    )
+    chosen = tmp_path / "selected.toml"
+    chosen.write_text(SELECTED)
+    argv += ["--tasks", "xnli", "--selected", str(chosen)]
+    assert research_main([*argv, "--train_data", "xnli+snli5k"]) == 3
+    assert capsys.readouterr().err == (
+        f"error: --selected {chosen}: its choices were made on the xnli training data, not on "
+        "--train_data xnli+snli5k: run without --selected\n"
     )
     assert not (tmp_path / "r").exists() and not (tmp_path / "r-xnli+snli").exists()
 

@@ -422,8 +422,8 @@ def build_zoo(
         raise ValueError(
             f"no target training for {sorted(set(tasks) - set(TARGETS))}: pick of {TARGETS}"
         )
-    check_data_tasks(train_data, tasks, models_dir)
     selected = {t: c for t, c in (selected or {}).items() if t in tasks}
+    check_data_tasks(train_data, tasks, models_dir, selected)
     if not force:  # the stages others start from too (adapter/<TASK> for adapter-fusion-squad)
         check_selected_stages(models_dir, with_prerequisites(models), selected)
         check_train_data_stages(models_dir, with_prerequisites(models), tasks, train_data)
@@ -507,11 +507,20 @@ def data_context(ctx: stages.Context, task: str, train_data: str):
     return replace(ctx, snli_pairs=TRAIN_DATA[train_data], train_data=record)
 
 
-def check_data_tasks(train_data: str, tasks: list[str], models_dir: Path) -> None:
+def check_data_tasks(
+    train_data: str, tasks: list[str], models_dir: Path, selected: dict | None = None
+) -> None:
     """ValueError when a zoo of training data other than the default is asked for a target stage of
-    another task than XNLI: SNLI pairs join XNLI's training rows only, so such a stage would train
-    on the default zoo's very data, under another zoo's name."""
+    another task than XNLI (SNLI pairs join XNLI's training rows only, so such a stage would train
+    on the default zoo's very data, under another zoo's name), or with a selection's choices
+    (selected.toml carries the choices made on the default data alone: zoo/select.py BUILD_DATA)."""
     check_train_data(train_data)
+    files = [c["file"] for task in (selected or {}).values() for c in task.values()]
+    if train_data != DEFAULT_TRAIN_DATA and files:
+        raise StageError(
+            f"--selected {files[0]}: its choices were made on the {DEFAULT_TRAIN_DATA} training data, "
+            f"not on {train_data} (selected.toml carries those alone): build without --selected"
+        )
     others = [t for t in tasks if t != DATA_TASK]
     if train_data != DEFAULT_TRAIN_DATA and others:
         raise StageError(
@@ -868,7 +877,9 @@ def build_for_run(
     models_dir = models_dir or enc.default_models_dir(BUILD)
     train_data = train_data_of_models_dir(models_dir)
     tasks = [task] if task in TARGETS else []
-    check_data_tasks(train_data, tasks, models_dir)
+    check_data_tasks(
+        train_data, tasks, models_dir, {t: c for t, c in (selected or {}).items() if t in tasks}
+    )
     if selected:
         check_selected_stages(models_dir, [model], selected)
     check_train_data_stages(models_dir, with_prerequisites([model]), tasks, train_data)
