@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.results import NS_PER_MS, Results
-from models.zoo_layout import seed_of_models_dir
+from models.zoo_layout import seed_of_models_dir, train_data_of_models_dir
 
 __all__ = ["NS_PER_MS", "SUPERSEDED", "Results", "RunRecord", "find_records"]
 
@@ -56,6 +56,9 @@ class RunRecord:
     started_at: str = ""
     command: tuple[str, ...] = ()
     seed: int = 0  # the training seed of the zoo served (models.zoo_layout.seed_of_models_dir)
+    # the training data of the zoo served (models.zoo_layout.train_data_of_models_dir: "xnli" for
+    # any folder not named for another option)
+    train_data: str = "xnli"
     model_spec: dict[str, Any] = field(default_factory=dict)  # ServedModel.describe()
     backend_options: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)  # harness.info.device_info()
@@ -93,6 +96,7 @@ class RunRecord:
             started_at=str(config.get("started_at") or ""),
             command=tuple(config.get("command") or ()),
             seed=seed_of_models_dir((config.get("config") or {}).get("models_dir")),
+            train_data=train_data_of_models_dir((config.get("config") or {}).get("models_dir")),
             model_spec=config.get("model_spec") or {},
             backend_options=options,
             device=config.get("device") or {},

@@ -56,6 +56,9 @@ class Run:
     parameters: int | None = None  # the served module's (PyTorch backend)
     parameter_bytes: int | None = None
     peak_rss_mib: float | None = None  # the run process's peak resident memory
+    # training data of the zoo served (models/zoo_layout.py TRAIN_DATA; "xnli": the default zoo, and
+    # every run of a study_runs.csv written before the column existed)
+    train_data: str = "xnli"
 
 
 def round_of(path: str | Path) -> int:
@@ -103,6 +106,7 @@ def load_run(record: RunRecord) -> Run:
         parameters=record.backend_options.get("parameters"),
         parameter_bytes=record.backend_options.get("parameter_bytes"),
         peak_rss_mib=res.peak_rss_mib,
+        train_data=record.train_data,
     )
 
 
@@ -132,7 +136,8 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
 def runs_from_csv(path: str | Path) -> list[Run]:
     """The runs of a study_runs.csv (the committed record of a study's run folders): no per-language
     figures, latency percentiles or per-sample scores."""
-    table = pd.read_csv(path, dtype={c: str for c in ("path", "model", "task", "metric", "load_of")})
+    text = ("path", "model", "task", "metric", "load_of", "train_data")
+    table = pd.read_csv(path, dtype=dict.fromkeys(text, str))
     out = []
     for row in records(table[[c for c in RUN_COLUMNS if c in table.columns]]):
         values = {k: v for k, v in row.items() if v is not None}

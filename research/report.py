@@ -39,6 +39,7 @@ from research.collect import (
 from research.plots import write_plots
 from tasks.registry import TASKS
 from tasks.scoring.result import PER_SAMPLE
+from zoo.recipe import DEFAULT_TRAIN_DATA, data_words
 
 # Models whose served graph is the reference's (plain weights, or LoRA merged): their ratio to it is
 # the harness's noise, and their per-round cost must hold 1.00 (the same-graph check).
@@ -137,12 +138,14 @@ def markdown(
     device: dict[str, Any] | None = None,
     notes: Sequence[str] = (),
     speed: bool = False,
+    data_line: str = "",
 ) -> str:
     """The study.md text: how it was made and every table (`device`: the machine the runs were
     measured on, default this one; `notes`: paragraphs under the machine line; `speed`: whether a
-    speed.md lies beside it)."""
+    speed.md lies beside it; `data_line`: the runs' training data, under the command)."""
     dev = device or device_info()
     lines = [f"# {title}", "", *([f"Command: `{command}`  "] if command else [])]
+    lines += [f"{data_line}  "] if data_line else []
     lines += [f"Machine: {dev['cpu_model']}, {dev['cpu_cores']} cores, {dev['memory_gib']} GiB.", ""]
     lines += [line for note in notes for line in (note, "")]
     if kinds := sorted({k for k in rows["model_kind"] if k}):
@@ -251,6 +254,22 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+def data_of(table: pd.DataFrame, source: Path, train_data: str | None) -> str | None:
+    """The one training data option of the runs in `table` (and `train_data`, where given) when the
+    report must say it: given, or not the default; None for the default's runs when not given.
+    ValueError when there are several (`source`: where the runs were read)."""
+    found = set(table["train_data"].dropna()) | ({train_data} if train_data else set())
+    if len(found) > 1:
+        raise ValueError(
+            f"{source}: runs of several training data ({', '.join(sorted(found))}"
+            + (f"; asked --train_data {train_data}" if train_data else "")
+            + "): one report per training data, each in the runs_dir the study gives it "
+            "(<runs_dir>-<option>)"
+        )
+    data = found.pop() if found else None
+    return data if train_data or data != DEFAULT_TRAIN_DATA else None
+
+
 def recorded_device(md: Path) -> dict[str, Any] | None:
     """The machine a previous study.md names on its "Machine:" line, or None: a report rebuilt from
     study_runs.csv elsewhere keeps the machine the runs were measured on."""
@@ -281,17 +300,23 @@ def write_report(
     title: str = "Efficiency study",
     command: str | None = None,
     runs_csv: Path | None = None,
+    train_data: str | None = None,
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out` (and keep the per-sample scores in
     `out`/per_sample/); returns {name: path} of what was written. runs_csv: read the runs from this
     study_runs.csv instead (the committed record), with `out`/per_sample/ where it exists; the
-    machine is then the one the previous `out`/study.md names."""
+    machine is then the one the previous `out`/study.md names. train_data: the study's
+    --train_data where given. The runs' training data (their zoo folders' names, `Run.train_data`)
+    must be one option, that one where given (ValueError otherwise: one report per training data);
+    where given or not the default, study.md says it under its command and accuracy_seeds.csv
+    gets a `train_data` column (a report of the default zoo's runs, not asked for, is as before)."""
     out, runs_root = Path(out), Path(runs_root)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "study.csv", "runs_csv": out / "study_runs.csv", "md": out / "study.md"}
     device = recorded_device(written["md"]) if runs_csv is not None else None
     runs = runs_from_csv(runs_csv) if runs_csv is not None else collect_runs(runs_root)
     table = frame(runs)  # the one table; everything below is a view of it
+    data = data_of(table, runs_root if runs_csv is None else runs_csv, train_data)
     rows = variant_rows(table)
     write_csv(rows, written["csv"], VARIANT_COLUMNS)
     kept = out / PER_SAMPLE_DIR
@@ -304,14 +329,17 @@ def write_report(
     study = acc.accuracy_study(runs, kept=kept if runs_csv is not None and kept.is_dir() else None)
     if seeds := acc.seed_rows(study, runs):  # the per-seed figures the verdicts use
         written["seeds_csv"] = out / "accuracy_seeds.csv"
-        write_csv(
-            pd.DataFrame(seeds), written["seeds_csv"], ("task", "model", "seed", "metric", "value")
-        )
+        columns = ("task", "model", "seed", "metric", "value", *(["train_data"] if data else []))
+        write_csv(pd.DataFrame(seeds).assign(train_data=data), written["seeds_csv"], columns)
     figures = write_plots(records(rows), runs, study, round_ratios(table), out)
     names = sorted(path.name for path in figures.values())
     notes = (
         [FROM_CSV_NOTE + (PER_SAMPLE_NOTE if kept.is_dir() else NO_PER_SAMPLE_NOTE)] if runs_csv else []
     )
     speed = (out / "speed.json").is_file()  # the retired speed command's output (reports/speed.md)
-    written["md"].write_text(markdown(table, rows, study, title, names, command, device, notes, speed))
+    data_line = (
+        f"Training data: `{data}`, {data_words(data)} (docs/zoo.md, `--train_data`)." if data else ""
+    )
+    text = markdown(table, rows, study, title, names, command, device, notes, speed, data_line)
+    written["md"].write_text(text)
     return written | figures

@@ -33,12 +33,12 @@ from harness.settings import user_conf_with
 from models import registry as model_registry
 from models.encoders import get_encoder
 from models.loaders import DONE
-from models.zoo_layout import seed_models_dir
+from models.zoo_layout import DEFAULT_TRAIN_DATA, check_train_data, data_models_dir, seed_models_dir
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 from zoo.choice import read_selected
-from zoo.recipe import SELECTED_KEYS, SIZES, stages_for_run
+from zoo.recipe import DATA_TASK, SELECTED_KEYS, SIZES, data_words, stages_for_run
 
 MARKER = "study_cell.json"
 # study backend label -> (runner --backend, --dtype). One lookup, no branching on names elsewhere.
@@ -91,6 +91,10 @@ class StudySettings:
     # the stages a cell builds train with and the stages it finds built must have been trained with
     models_dir: Path | None = None
     selected: Path | None = None
+    # the zoo's training data (models/zoo_layout.py TRAIN_DATA): other than the default, every cell
+    # serves that option's zoo, `-<option>` beside the zoo above (data_models_dir), its seeds beside
+    # it, and builds its XNLI target stages on that data
+    train_data: str = DEFAULT_TRAIN_DATA
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,9 @@ class Cell:
         """The run of this cell (`cell_config` adds its user.conf); performance runs may be INVALID."""
         backend, dtype = BACKEND_VARIANTS[self.backend]
         perf = self.mode == "performance"
-        base = s.models_dir or (get_encoder(s.encoder).default_models_dir(BUILD) if self.seed else None)
+        moved = self.seed or s.train_data != DEFAULT_TRAIN_DATA  # not the encoder's default zoo
+        base = s.models_dir or (get_encoder(s.encoder).default_models_dir(BUILD) if moved else None)
+        base = data_models_dir(base, s.train_data) if base else None  # another training data's zoo
         zoo = str(seed_models_dir(base, self.seed)) if base else None  # another seed's zoo
         return RunConfig.layered(
             scenario=self.scenario,
@@ -188,10 +194,13 @@ class Cell:
         )
 
     def selection_key(self, s: StudySettings) -> dict[str, Any]:
-        """The zoo a cell serves, where not the encoder's default, and the selection's choice of its
-        stage: a cell done on other weights is not done (none of this where neither is set, so
-        markers written before these flags existed still match)."""
+        """The zoo a cell serves, where not the encoder's default, its training data where not the
+        default, and the selection's choice of its stage: a cell done on other weights is not done
+        (none of this where none is set, so markers written before these flags existed still
+        match)."""
         key: dict[str, Any] = {"models_dir": str(s.models_dir)} if s.models_dir else {}
+        if s.train_data != DEFAULT_TRAIN_DATA:
+            key["train_data"] = s.train_data
         if s.selected:
             chosen = (choices(s) or {}).get(self.task, {}).get(self.model)
             key["selection"] = {k: chosen[k] for k in SELECTED_KEYS} if chosen else None
@@ -328,7 +337,7 @@ def zoo_training(cells: Sequence[Cell], s: StudySettings) -> tuple[float, int, i
     todo: dict[Path, float | None] = {}
     for c in cells:
         zoo = Path(c.config(s).models_dir or encoder.default_models_dir(BUILD))
-        for stage in stages_for_run(c.model, c.task, encoder.name):
+        for stage in stages_for_run(c.model, c.task, encoder.name, s.train_data):
             folder = zoo / stage.folder
             if folder in todo or (folder / DONE).exists():
                 continue
@@ -508,6 +517,12 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "seed_models": (names, None, "models trained with every seed (default: every model)"),
     "models_dir": (Path, None, "the zoo served (default: the encoder's; seed k's beside it, -seed<k>)"),
     "selected": (Path, None, "a selection's selected.toml: the zoo's stages train with its choices"),
+    "train_data": (
+        str,
+        None,
+        "the zoo's training data: xnli (default), xnli+snli5k, xnli+snli (XNLI only); other than xnli, "
+        "its zoo, runs_dir and out get a -<option> suffix",
+    ),
     "perf_tasks": (names, None, "tasks with performance and non-PyTorch accuracy cells (default: all)"),
     "retrieval_models": (names, None, "models run on retrieval tasks (default: all)"),
     "other_accuracy_models": (names, None, "models with accuracy cells off PyTorch (default: all)"),
@@ -545,10 +560,31 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}", action="store_true", help=text)
 
 
+def study_train_data(args: argparse.Namespace) -> str:
+    """--train_data (default xnli), checked: ValueError for an unknown option, or for another option
+    than the default with a task other than XNLI (SNLI pairs train XNLI's target stages only: such
+    a cell would serve the default zoo's stage again, under the option's name) or with --selected
+    (its choices were made on the default data)."""
+    option = check_train_data(args.train_data or DEFAULT_TRAIN_DATA)
+    if option != DEFAULT_TRAIN_DATA and args.selected:
+        raise ValueError(
+            f"--selected {args.selected}: its choices were made on the {DEFAULT_TRAIN_DATA} training "
+            f"data, not on --train_data {option}: run without --selected"
+        )
+    if option != DEFAULT_TRAIN_DATA and (others := [t for t in args.tasks if t != DATA_TASK]):
+        raise ValueError(
+            f"--train_data {option} adds SNLI pairs to {DATA_TASK}'s training rows only, not to "
+            f"{', '.join(others)}'s: run those tasks without --train_data (here: --tasks {DATA_TASK})"
+        )
+    return option
+
+
 def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
-    """The cells and settings the parsed command line asks for."""
+    """The cells and settings the parsed command line asks for (another training data than the
+    default: its runs in <runs_dir>-<option>, models/zoo_layout.py data_models_dir)."""
+    train_data = study_train_data(args)
     settings = StudySettings(
-        runs_dir=args.runs_dir,
+        runs_dir=data_models_dir(args.runs_dir, train_data),
         duration_s=args.duration,
         encoder=args.encoder,
         count=args.count,
@@ -559,6 +595,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Cell], StudySettings]:
         languages=tuple(args.languages),
         models_dir=args.models_dir,
         selected=args.selected,
+        train_data=train_data,
     )
     choices(settings)  # a selection file that does not match its schema: ValueError, before any cell
     grid = {f.name: getattr(args, f.name) for f in fields(Grid)}  # the flags of the same names
@@ -585,6 +622,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
     est = estimate_seconds(cells, settings)
+    out = data_models_dir(args.out, settings.train_data)  # its report beside the default's
+    if args.train_data is not None:
+        print(
+            f"study: training data {settings.train_data} ({data_words(settings.train_data)}): runs "
+            f"in {settings.runs_dir}, report in {out}"
+        )
     print(
         f"study: {len(cells)} cells, estimated {est / 60:.0f} min "
         f"(research/rates.toml for {settings.encoder}: process start + run time)"
@@ -617,7 +660,12 @@ def main(args: argparse.Namespace) -> int:
 
     command = "python -m research study " + " ".join(a for a in sys.argv[2:] if a != "--report_only")
     title = f"Study: full fine-tuning vs adapters, encoder {settings.encoder}"
-    written = write_report(settings.runs_dir, args.out, title, command.strip(), args.from_runs_csv)
+    label = settings.train_data if args.train_data is not None else None  # asked for: said
+    try:
+        written = write_report(settings.runs_dir, out, title, command.strip(), args.from_runs_csv, label)
+    except ValueError as exc:  # runs of several training data in one runs_dir
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
     for name, path in written.items():
         print(f"  {name:<24} {path}")
     return 1 if failed else 0

@@ -37,6 +37,7 @@ def test_the_committed_rates_are_the_measured_figures():
 def test_presets_are_the_study_flags_with_repository_paths():
     assert datafiles.preset_names() == [
         "e5-small",
+        "e5-small-curve",
         "e5-small-quick",
         "e5-small-v2",
         "e5-small-xnli-seeds",

@@ -233,16 +233,23 @@ def report_section(
     total_s: float,
     models_dir: Path,
     timed_dir: Path | None = None,
+    train_data: tuple[str, str] | None = None,
 ) -> str:
     """One encoder's section of reports/zoo.md: averages, per-language figures, training curves.
     timed_dir: a second build of the same zoo, made in one run for its time (`--timed_build`); its
-    stages' recorded times are reported as the whole zoo's training time, stage by stage."""
+    stages' recorded times are reported as the whole zoo's training time, stage by stage.
+    train_data: (option, its words) of a zoo built with `--train_data` other than the default,
+    named in the section's title and first lines (None: the default, as before the option)."""
+    option, words = train_data or ("", "")
     lines = [
-        f"## `{encoder}` zoo",
+        f"## `{encoder}` zoo" + (f", training data `{option}`" if option else ""),
         "",
         HEADERS.get(encoder, f"Encoder `{encoder}`."),
         "",
-        f"Built by `python -m zoo build --encoder {encoder}`: "
+        *([f"Its XNLI target stages trained on {words} ({models_dir}).", ""] if option else []),
+        f"Built by `python -m zoo build --encoder {encoder}"
+        + (f" --train_data {option}" if option else "")
+        + "`: "
         + (
             f"training stages that ran in this call {train_s:.0f} s"
             if train_s >= 1

