@@ -312,6 +312,7 @@ def test_the_curve_preset_and_its_plan_per_option(tmp_path, capsys):
         "seeds": [0, 1, 2],
         "seed_tasks": [("xnli", None)],
         "train_data": "xnli",
+        "models_dir": REPO / "build" / "models-e5-small-v2",  # the second design's zoo
         "runs_dir": REPO / "build" / "study-e5-curve",
         "out": REPO / "reports" / "study-e5-curve",
     }
