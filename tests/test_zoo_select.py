@@ -274,6 +274,8 @@ def test_the_csv_has_one_row_per_trial_and_epoch(selection):
     assert {(row["train_rows"], row["dev_rows"], row["data"], row["seed"]) for row in rows} == {
         ("120", "249", "xnli", "0")
     }
+    # how each trial trained: the tiny-test recipe asks for no bf16 autocast
+    assert {row["bf16"] for row in rows} == {"False"} == {str(r["bf16"]) for r in records.values()}
 
 
 def test_the_chosen_values_are_the_best_dev_epoch_of_the_best_lr(selection):

@@ -325,7 +325,7 @@ def choices(grid: Grid, records: dict[Trial, dict]) -> dict[tuple[str, str], Cho
     }
 
 
-CSV_COLUMNS = "model learning data lr seed epoch step loss dev train_rows dev_rows train_s".split()
+CSV_COLUMNS = "model learning data lr seed epoch step loss dev train_rows dev_rows train_s bf16".split()
 
 
 def csv_rows(grid: Grid, records: dict[Trial, dict]) -> list[dict[str, Any]]:
@@ -341,6 +341,7 @@ def csv_rows(grid: Grid, records: dict[Trial, dict]) -> list[dict[str, Any]]:
             "train_rows": records[t]["rows"]["train"],
             "dev_rows": records[t]["rows"]["dev"],
             "train_s": records[t]["train_s"],
+            "bf16": records[t]["bf16"],  # trials made on other machines may differ
         }
         for t in grid.trials()
         for point in records[t]["curve"]
