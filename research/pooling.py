@@ -148,9 +148,10 @@ def report(encoder: str, scores: Sequence[Score], served_layer: int, n: int, com
             "",
             f"Data: XNLI's training rows 0-{ROWS - 1} (no evaluation row, no Tatoeba or BUCC sentence):",
             f"{n} sentences per language (each premise once, then every hypothesis), the same",
-            f"sentences in all {len(languages) + 1} languages. Score: top-1 accuracy of retrieving",
-            "each language's sentence from the English ones by cosine (Tatoeba's scoring), mean over",
-            f"the {len(languages)} other languages.",
+            f"sentences in all {len(languages) + 1} languages. Score: top-1 accuracy of retrieving "
+            "each language's",
+            "sentence from the English ones by cosine (Tatoeba's scoring), mean over "
+            f"{len(languages)} languages.",
             "Embedding: the masked mean of `hidden_states[layer]`, as served.",
             "",
             *markdown_table(["layer", "prefix", "mean", *languages], rows),
@@ -197,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
             ("encoder", args.encoder),
             ("layers", args.layers),
             ("prefixes", args.prefixes),
-            ("languages", args.languages),
+            *([("languages", args.languages)] if set(args.languages) != set(XnliTask.languages) else []),
         )
     )
     text = report(args.encoder, scores, served_layer, n, command)

@@ -84,3 +84,20 @@ def test_the_command_on_a_tiny_encoder_writes_the_choice(tmp_path, tiny_tokenize
     # a layer the encoder does not have: one error line, exit 3
     assert research_main([*argv[:-1], "3", "--out", str(out)]) == 3
     assert capsys.readouterr().err.strip().endswith("error: --layers [3]: tiny has hidden_states 0..2")
+
+
+def test_the_committed_choice_is_the_layer_e5_small_serves():
+    """reports/retrieval_pooling.md (real e5-small): its best row is the one it names, and that is
+    the layer and prefix the harness serves for retrieval (models/encoders.py)."""
+    import re
+
+    from common.paths import REPO
+    from models.encoders import get_encoder
+
+    text = (REPO / "reports" / "retrieval_pooling.md").read_text()
+    rows = [line.strip("|").split("|") for line in text.splitlines() if re.match(r"\| \d+ \|", line)]
+    table = {(int(r[0]), r[1].strip()): float(r[2]) for r in rows}
+    assert len(table) == 10 and table[(12, "''")] == 93.0 and table[(12, "'query: '")] == 90.6
+    best = max(table, key=table.get)
+    assert best == (get_encoder("e5-small").retrieval_layer, "''")
+    assert "**Chosen: layer 12, prefix ''** (mean 93.0)" in text and "the choice agrees with it" in text
