@@ -64,3 +64,47 @@ def multitask_zoo(tmp_path_factory) -> Path:
     pairs_only = ["lora-squad", "adapter-squad"]  # no TyDiQA: one task list lacks a checkpoint
     build_zoo(root, "tiny", models=pairs_only, tasks=tasks[:2], sizes=TINY_TEST, progress=False)
     return root
+
+
+# --- helpers shared by the zoo tests ------------------------------------------------------------------
+def save_tiny_encoder(folder: Path, tokenizer, config: dict | None = None) -> Path:
+    """A seeded random-weight XLM-R encoder of TINY_CONFIG (with `config`'s overrides), saved
+    zoo-style with `tokenizer` and marked done: what `python -m zoo build` leaves in <zoo>/encoder."""
+    import torch
+    from transformers import XLMRobertaModel
+
+    from models.encoders import TINY_CONFIG, xlmr_config
+    from models.loaders import DONE, write_manifest
+
+    torch.manual_seed(0)
+    model_config = xlmr_config({**TINY_CONFIG, **(config or {})}, vocab_size=len(tokenizer))
+    XLMRobertaModel(model_config, add_pooling_layer=False).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_manifest(folder, stage="encoder", serving="plain")
+    (folder / DONE).write_text("0 s\n")
+    return folder
+
+
+def build_watched(argv: list[str]) -> dict:
+    """Run `python -m zoo <argv>` (exit 0 asserted) with every training call watched: desc ->
+    (the parameters before and after it trained, the names it trained, its data and rate)."""
+    from types import SimpleNamespace
+
+    from zoo import stages
+    from zoo.cli import main as zoo_main
+
+    seen: dict = {}
+    train = stages.train
+
+    def watched(model, data, lr, ctx, desc, **kwargs):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+        curve = train(model, data, lr, ctx, desc, **kwargs)
+        after = {n: p.detach().clone() for n, p in model.named_parameters()}
+        seen[desc] = SimpleNamespace(before=before, after=after, trainable=trainable, data=data, lr=lr)
+        return curve
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stages, "train", watched)
+        assert zoo_main(argv) == 0
+    return seen

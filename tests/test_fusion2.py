@@ -24,6 +24,7 @@ from common.exit_codes import BAD_INPUT
 from common.files import sha256_file
 from common.paths import REPO
 from models.registry import DEFAULT_MODELS, MODELS, resolve
+from tests.conftest import build_watched
 
 ARM = "adapter-fusion-squad"
 TASK = "xnli"
@@ -34,26 +35,9 @@ STAGE = f"{ARM} {TASK}"  # the watched training call of the fusion stage
 def fusion2_zoo(tmp_path_factory):
     """`python -m zoo build --models adapter-fusion-squad --tasks xnli`; `seen[desc]`: each training
     call's parameters before and after it trained, the names it trained, and its rate."""
-    from zoo import stages
-    from zoo.cli import main as zoo_main
-
     root = tmp_path_factory.mktemp("fusion2-zoo")
-    seen: dict[str, SimpleNamespace] = {}
-    train = stages.train
-
-    def watched(model, data, lr, ctx, desc, **kwargs):
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-        curve = train(model, data, lr, ctx, desc, **kwargs)
-        after = {n: p.detach().clone() for n, p in model.named_parameters()}
-        seen[desc] = SimpleNamespace(before=before, after=after, trainable=trainable, lr=lr)
-        return curve
-
     argv = ["build", "--tiny-test", "--models_dir", str(root), "--models", ARM, "--tasks", TASK]
-    argv += ["--no_eval", "--quiet"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(stages, "train", watched)
-        assert zoo_main(argv) == 0
+    seen = build_watched([*argv, "--no_eval", "--quiet"])
     return SimpleNamespace(root=root, seen=seen)
 
 

@@ -22,6 +22,7 @@ import torch
 from common.paths import REPO
 from models.registry import DEFAULT_MODELS, MODELS, resolve
 from tasks.xnli import XnliTask
+from tests.conftest import build_watched
 
 NEW = ("full-nli", "adapter-nli", "adapter-seq-squad", "lora")
 TARGETS = ("xnli", "tydiqa")
@@ -31,25 +32,9 @@ TARGETS = ("xnli", "tydiqa")
 def nli_zoo(tmp_path_factory):
     """The new arms and `full` (for the parameter count) on XNLI and TyDiQA; `seen[desc]`: each
     training call's parameters before it trained, the names it trained, its data and rate."""
-    from zoo import stages
-    from zoo.cli import main as zoo_main
-
     root = tmp_path_factory.mktemp("nli-zoo")
-    seen: dict[str, SimpleNamespace] = {}
-    train = stages.train
-
-    def watched(model, data, lr, ctx, desc, **kwargs):
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
-        curve = train(model, data, lr, ctx, desc, **kwargs)
-        seen[desc] = SimpleNamespace(before=before, trainable=trainable, data=data, lr=lr)
-        return curve
-
     argv = ["build", "--tiny-test", "--models_dir", str(root), "--models", ",".join(("full", *NEW))]
-    argv += ["--tasks", ",".join(TARGETS), "--no_eval", "--quiet"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(stages, "train", watched)
-        assert zoo_main(argv) == 0
+    seen = build_watched([*argv, "--tasks", ",".join(TARGETS), "--no_eval", "--quiet"])
     return SimpleNamespace(root=root, seen=seen)
 
 

@@ -8,6 +8,7 @@ from research import pooling
 from research.cli import main as research_main
 from tasks.data import find_file, read_classification_file
 from tasks.xnli import XnliTask
+from tests.conftest import save_tiny_encoder
 
 
 def test_the_sentences_are_the_training_rows_the_same_in_every_language():
@@ -41,19 +42,7 @@ def test_the_best_score_and_its_ties():
 
 
 def test_the_command_on_a_tiny_encoder_writes_the_choice(tmp_path, tiny_tokenizer, capsys):
-    import torch
-    from transformers import XLMRobertaModel
-
-    from models.encoders import TINY_CONFIG, xlmr_config
-    from models.loaders import DONE, write_manifest
-
-    encoder = tmp_path / "zoo" / "encoder"
-    torch.manual_seed(0)
-    config = xlmr_config({**TINY_CONFIG, "num_hidden_layers": 2}, vocab_size=len(tiny_tokenizer))
-    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(encoder)
-    tiny_tokenizer.save_pretrained(encoder)
-    write_manifest(encoder, stage="encoder", serving="plain")
-    (encoder / DONE).write_text("0 s\n")
+    save_tiny_encoder(tmp_path / "zoo" / "encoder", tiny_tokenizer, {"num_hidden_layers": 2})
     out = tmp_path / "pooling.md"
     argv = [
         "pooling",

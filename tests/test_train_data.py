@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 
 from common.paths import BUILD, DATA, REPO
 from models.loaders import DONE, read_manifest
@@ -35,6 +34,7 @@ from research import collect, datafiles, report, study
 from research.cli import main as research_main
 from tasks.data import find_file, read_classification_file, read_snli
 from tasks.xnli import XnliTask
+from tests.conftest import save_tiny_encoder
 from zoo import recipe
 from zoo.cli import main as zoo_main
 from zoo.recipe import TINY_TEST, TRAIN_ROWS, StageError, build_for_run, data_record
@@ -96,19 +96,8 @@ def test_a_build_writes_the_option_folder_and_refuses_a_folder_named_for_other_d
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory, tiny_tokenizer) -> Path:
     """A seeded random-weight encoder of the very small recipe's shape, zoo-style, marked done."""
-    from transformers import XLMRobertaModel
-
-    from models.encoders import TINY_CONFIG, xlmr_config
-    from models.loaders import write_manifest
-
     folder = tmp_path_factory.mktemp("encoder") / "encoder"
-    torch.manual_seed(0)
-    config = xlmr_config({**TINY_CONFIG, **dict(TINY_TEST.config)}, vocab_size=len(tiny_tokenizer))
-    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    write_manifest(folder, stage="encoder", serving="plain")
-    (folder / DONE).write_text("0 s\n")
-    return folder
+    return save_tiny_encoder(folder, tiny_tokenizer, dict(TINY_TEST.config))
 
 
 def _zoo(encoder: Path, folder: Path) -> Path:

@@ -26,6 +26,7 @@ from common.paths import DATA, REPO
 from tasks.data import find_file, read_classification_file, read_snli
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 from tasks.xnli import XnliTask
+from tests.conftest import save_tiny_encoder
 from zoo.choice import choose, read_selected
 from zoo.cli import main as zoo_main
 from zoo.recipe import (
@@ -209,19 +210,8 @@ def test_the_plan_says_when_this_cpu_trains_in_fp32(tmp_path, monkeypatch, capsy
 # --- one tiny selection, end to end -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def selection(tmp_path_factory, tiny_tokenizer):
-    from transformers import XLMRobertaModel
-
-    from models.encoders import TINY_CONFIG, xlmr_config
-    from models.loaders import DONE, write_manifest
-
     runs = tmp_path_factory.mktemp("select")
-    encoder = runs / "zoo" / "encoder"
-    torch.manual_seed(0)
-    config = xlmr_config({**TINY_CONFIG, **dict(TINY_TEST.config)}, vocab_size=len(tiny_tokenizer))
-    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(encoder)
-    tiny_tokenizer.save_pretrained(encoder)
-    write_manifest(encoder, stage="encoder", serving="plain")
-    (encoder / DONE).write_text("0 s\n")
+    save_tiny_encoder(runs / "zoo" / "encoder", tiny_tokenizer, dict(TINY_TEST.config))
     argv = ["select", "--grid", "select-xnli-tiny", "--tiny-test", "--quiet", "--runs_dir", str(runs)]
     assert zoo_main([*argv, "--models_dir", str(runs / "zoo")]) == 0
     return runs
