@@ -435,7 +435,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     t0 = time.perf_counter()
     record: dict[str, Any] = {"cell": cell.name}
     try:
-        cfg = built(cell_config(cell, s), choices(s))  # harness run only serves: zoo stages first
+        cfg = built(cell_config(cell, s), selected=choices(s))  # harness run only serves: stages first
     except (LookupError, ValueError) as exc:  # a name, or a stage that cannot be built
         return {**record, "rc": None, "wall_s": round(time.perf_counter() - t0, 1), "error": str(exc)}
     flags = [*peak_bounds(cell, s), *s.run_args]

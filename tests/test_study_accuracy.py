@@ -482,13 +482,15 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
 
     monkeypatch.setattr(grid, "launch", fake_launch)
     built = []  # the zoo build each cell runs first (harness run only serves): recorded, not run
-    monkeypatch.setattr(grid, "built", lambda cfg: built.append((cfg.model, cfg.encoder)) or cfg)
+    monkeypatch.setattr(
+        grid, "built", lambda cfg, selected: built.append((cfg.model, cfg.encoder, selected)) or cfg
+    )
     record = grid.run_cell(cells[0], s)
-    assert built == [("full", "e5-small")]
+    assert built == [("full", "e5-small", None)]  # no --selected: the recipe's values
     assert record["note"] == "no VALID trial" and "error" not in record
     assert grid.is_done(cells[0], s) and not grid.is_done(cells[1], s)
     grid.run_cell(cells[1], s)
-    assert built == [("full", "e5-small"), ("adapter", "e5-small")]
+    assert built == [("full", "e5-small", None), ("adapter", "e5-small", None)]
     assert grid.result_folder(cells[0], s).parts[-4] == "full"  # not the newer adapter trial
     assert grid.is_done(cells[0], s) and grid.is_done(cells[1], s)
 
@@ -606,7 +608,7 @@ def test_a_cell_whose_zoo_stage_cannot_be_built_is_recorded_not_launched(tmp_pat
     s = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small")
     cell = grid.Cell("adapter", "xnli", "pytorch", "Offline", "performance")
 
-    def cannot_build(cfg):
+    def cannot_build(cfg, selected):
         raise ValueError(f"{cfg.model}/{cfg.task}: build/downloads/x.whl is truncated")
 
     monkeypatch.setattr(grid, "built", cannot_build)
