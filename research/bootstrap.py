@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.scoring.result import PER_SAMPLE
+from tasks.scoring.result import PER_SAMPLE, PER_SAMPLE_GZ
 
 N_BOOT = 2000
 ENGLISH = "en"
@@ -49,8 +49,9 @@ class UnitScores:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> UnitScores:
-        """The per_sample.json of a run folder."""
-        return cls.read(Path(run_dir) / PER_SAMPLE)
+        """The per_sample.json of a run folder, or its gzip copy where only that is kept."""
+        plain, kept = Path(run_dir) / PER_SAMPLE, Path(run_dir) / PER_SAMPLE_GZ
+        return cls.read(kept if not plain.is_file() and kept.is_file() else plain)
 
     @classmethod
     def read(cls, path: str | Path) -> UnitScores:

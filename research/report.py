@@ -6,7 +6,6 @@ written by people, and tests/test_study_answer.py checks each number it quotes a
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ from research.collect import (
 )
 from research.plots import write_plots
 from tasks.registry import TASKS
-from tasks.scoring.result import PER_SAMPLE
+from tasks.scoring.result import PER_SAMPLE, PER_SAMPLE_GZ, gzip_fixed
 from zoo.recipe import DEFAULT_TRAIN_DATA, data_words
 
 # Models whose served graph is the reference's (plain weights, or LoRA merged): their ratio to it is
@@ -285,13 +284,15 @@ def recorded_device(md: Path) -> dict[str, Any] | None:
 
 def keep_per_sample(runs: Sequence[Run], runs_root: Path, kept: Path) -> None:
     """Copy each accuracy run's per_sample.json, gzip-compressed with no timestamp (the same bytes for
-    the same scores), into `kept` under research.accuracy.per_sample_name of its relative path."""
+    the same scores), into `kept` under research.accuracy.per_sample_name of its relative path (a
+    run folder that keeps only the gzip copy: that copy)."""
     for r in runs:
-        source = Path(r.path) / PER_SAMPLE
-        if r.mode == "accuracy" and source.is_file():
-            kept.mkdir(parents=True, exist_ok=True)
-            target = kept / acc.per_sample_name(str(Path(r.path).relative_to(runs_root)))
-            target.write_bytes(gzip.compress(source.read_bytes(), compresslevel=9, mtime=0))
+        plain, gz = Path(r.path) / PER_SAMPLE, Path(r.path) / PER_SAMPLE_GZ
+        if r.mode != "accuracy" or not (plain.is_file() or gz.is_file()):
+            continue
+        kept.mkdir(parents=True, exist_ok=True)
+        target = kept / acc.per_sample_name(str(Path(r.path).relative_to(runs_root)))
+        target.write_bytes(gzip_fixed(plain.read_bytes()) if plain.is_file() else gz.read_bytes())
 
 
 def write_report(

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from bench.measure import built
 from common.exit_codes import BAD_INPUT, INVALID
 from common.names import lookup
-from common.paths import BUILD, REPO
+from common.paths import BUILD, REPO, repo_relative
 from harness import find_peak
 from harness.cli import floats, ints, names
 from harness.config import RunConfig
@@ -37,6 +37,7 @@ from models.zoo_layout import DEFAULT_TRAIN_DATA, check_train_data, data_models_
 from research.datafiles import DataFileError, load_preset, load_rates, preset_names
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
+from tasks.scoring.result import keep_gzipped
 from zoo.choice import read_selected
 from zoo.recipe import DATA_TASK, SELECTED_KEYS, SIZES, data_words, stages_for_run
 
@@ -197,8 +198,9 @@ class Cell:
         """The zoo a cell serves, where not the encoder's default, its training data where not the
         default, and the selection's choice of its stage: a cell done on other weights is not done
         (none of this where none is set, so markers written before these flags existed still
-        match)."""
-        key: dict[str, Any] = {"models_dir": str(s.models_dir)} if s.models_dir else {}
+        match). The zoo is named relative to the repository where it lies inside it, so a marker
+        committed on one checkout matches on another."""
+        key: dict[str, Any] = {"models_dir": repo_relative(s.models_dir)} if s.models_dir else {}
         if s.train_data != DEFAULT_TRAIN_DATA:
             key["train_data"] = s.train_data
         if s.selected:
@@ -453,6 +455,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     if searched:
         record["note"] = "no VALID trial"
     if (run.rc == 0 or searched) and results_of(folder) is not None:
+        keep_gzipped(folder)  # the per-sample scores a run folder kept in the repository holds
         marker = {"settings": cell.settings_key(s), "argv": run.argv, "wall_s": record["wall_s"]}
         (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     elif run.rc == 0:

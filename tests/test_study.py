@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from common.paths import REPO
 from research import collect, report, study
 from research.accuracy import accuracy_study
+from research.bootstrap import UnitScores
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -404,7 +407,36 @@ def test_another_zoo_and_its_seeds_are_served_and_keyed(tmp_path):
     assert cell.config(moved).models_dir == str(tmp_path / "zoo")
     assert seeded.config(moved).models_dir == str(tmp_path / "zoo-seed2")
     assert "models_dir" not in cell.settings_key(base)
-    assert cell.settings_key(moved)["models_dir"] == str(tmp_path / "zoo")
+    assert cell.settings_key(moved)["models_dir"] == str(tmp_path / "zoo")  # outside: as given
+    inside = study.StudySettings(runs_dir=tmp_path, encoder="tiny", models_dir=REPO / "build" / "zoo")
+    assert cell.settings_key(inside)["models_dir"] == "build/zoo"  # a committed marker: any checkout
+
+
+def test_a_study_run_folder_in_reports_keeps_its_record_not_its_logs():
+    """The second design's run folders live in reports/ (committed as each cell finishes, so another
+    checkout resumes): git keeps their records and gzip scores, not the logs or plain copies."""
+    folder = "reports/study-e5-v2/runs/seed-1/e5-small/pytorch/full/xnli/Offline/accuracy/"
+    paths = [
+        folder + name
+        for name in (
+            "results.json",
+            "run_config.json",
+            "accuracy.json",
+            study.MARKER,
+            "per_sample.json.gz",
+            "per_sample.json",
+            "mlperf_log_accuracy.json",
+            "mlperf_log_detail.txt",
+        )
+    ] + ["reports/study-e5-v2/runs/logs/full.log", "reports/study-e5-v2/runs/study_log.jsonl"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *paths],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert ignored == paths[5:]
 
 
 def test_the_plan_counts_each_zoo_stage_still_to_train_once(tmp_path):
@@ -487,6 +519,9 @@ if "--user_conf" in argv:
 cfg = {{"model": arg("--model"), "task": arg("--task"), "scenario": arg("--scenario"), "mode": mode,
         "backend": "pytorch"}}
 (folder / "run_config.json").write_text(json.dumps(cfg))
+if mode == "accuracy":
+    scores = {{"statistic": "mean", "per_language": {{"en": {{"ids": [0, 1], "scores": [1.0, 0.0]}}}}}}
+    (folder / "per_sample.json").write_text(json.dumps(scores))
 with open({calls!r}, "a") as f:
     f.write(" ".join(argv) + "\\n")
 """
@@ -520,6 +555,14 @@ def test_study_is_resumable(tmp_path):
     assert all(r["wall_s"] > 0 for r in records)
     marker = json.loads((study.result_folder(cells[0], settings) / study.MARKER).read_text())
     assert marker["wall_s"] == records[0]["wall_s"]  # each cell's wall time is kept in its marker
+    accuracy = study.result_folder(cells[2], settings)  # its scores also gzip-kept, fixed bytes
+    kept = (accuracy / "per_sample.json.gz").read_bytes()
+    assert gzip.decompress(kept) == (accuracy / "per_sample.json").read_bytes()
+    assert kept[4:8] == b"\0\0\0\0"  # no timestamp: the same scores give the same committed bytes
+    (accuracy / "per_sample.json").unlink()  # as a clone of the repository has it
+    scores = UnitScores.load(accuracy)
+    assert scores.statistic == "mean" and scores.languages["en"][0] == [0, 1]
+    assert list(scores.languages["en"][1]) == [1.0, 0.0]
 
     again = study.run_study(cells, settings, progress=False)
     assert all(r.get("skipped") for r in again)

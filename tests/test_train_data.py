@@ -302,7 +302,7 @@ def test_the_curve_preset_and_its_plan_per_option(tmp_path, capsys):
         "seed_tasks": [("xnli", None)],
         "train_data": "xnli",
         "models_dir": REPO / "build" / "models-e5-small-v2",  # the second design's zoo
-        "runs_dir": REPO / "build" / "study-e5-curve",
+        "runs_dir": REPO / "reports" / "study-e5-curve" / "runs",  # committed as cells finish
         "out": REPO / "reports" / "study-e5-curve",
     }
     expected = {"xnli": (2.6, 27), "xnli+snli5k": (13.0, 121), "xnli+snli": (43.7, 397)}

@@ -32,6 +32,7 @@ from zoo.cli import main as zoo_main
 from zoo.recipe import (
     DEV_ROWS,
     E5_SMALL,
+    MIRRORS,
     SELECT_ROWS,
     STAGE_MINUTES,
     TINY_TEST,
@@ -160,22 +161,27 @@ def test_the_e5_small_grid_and_its_planned_time(tmp_path):
         ("xnli",),
         10,
     )
-    assert grid.models == ("full", "full-squad", "adapter", "adapter-squad", "lora-squad")
+    assert grid.models == (
+        "full", "full-squad", "adapter", "adapter-squad", "lora-squad", "adapter-seq-squad", "lora"
+    )  # fmt: skip
     assert grid.lr == {
         "full": (2e-5, 5e-5, 1e-4),
         "adapter": (3e-4, 1e-3, 3e-3),
         "fusion": (2e-4, 5e-4, 1e-3),
+        "adapter-seq": (3e-4, 1e-3, 3e-3),
         "lora": (3e-4, 1e-3, 3e-3),
     }
     trials = grid.trials()
-    assert len(trials) == 15 and trials[0] == Trial("full", 2e-5, 0, "xnli")
+    assert len(trials) == 21 and trials[0] == Trial("full", 2e-5, 0, "xnli")
     lines, minutes = plan(grid, trials, tmp_path / "empty-zoo")
     xnli = STAGE_MINUTES["e5-small"]
-    per_epoch_996_rows = {m: xnli[f"{m}/xnli"] / 5 * 996 / 1245 for m in grid.models}
+    measured = {m: MIRRORS.get(f"{m}/xnli", f"{m}/xnli") for m in grid.models}  # the newer arms'
+    assert measured["adapter-seq-squad"] == "adapter/xnli" and measured["lora"] == "lora-squad/xnli"
+    per_epoch_996_rows = {m: xnli[measured[m]] / 5 * 996 / 1245 for m in grid.models}
     assert per_epoch_996_rows["full"] == pytest.approx(0.416)  # measured: 2.6 min for 5 x 1245 rows
-    squad = 1.25 + 6.0 + 5.0 + 4.8  # the encoder and the three SQuAD stages, measured
+    squad = 1.25 + 6.0 + 5.0 + 4.8 + 5.0  # the encoder and four SQuAD stages (the last mirrored)
     assert minutes == pytest.approx(squad + 3 * 10 * sum(per_epoch_996_rows.values()))
-    assert round(minutes) == 91
+    assert round(minutes) == 121
     assert lines[0].startswith(
         "first the zoo stages the trials start from: encoder e5-small (~1.25 min)"
     )
@@ -199,7 +205,7 @@ def test_the_plan_says_when_this_cpu_trains_in_fp32(tmp_path, monkeypatch, capsy
     first = capsys.readouterr().out.splitlines()[0]
     assert chosen is None and not report.exists()
     assert first.startswith(
-        "[select] zoo/grids/select-xnli-e5-small.toml: 15 trials, 0 done, 15 to train; "
+        "[select] zoo/grids/select-xnli-e5-small.toml: 21 trials, 0 done, 21 to train; "
     )
     assert (
         first.endswith("; this CPU has no native bf16, so it trains in fp32, slower than that")

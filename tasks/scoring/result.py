@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,23 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], average: 
 
 
 PER_SAMPLE = "per_sample.json"  # ScoreResult.per_sample in a run folder
+# its gzip copy: what a run folder kept in the repository holds (the plain file is not committed)
+PER_SAMPLE_GZ = PER_SAMPLE + ".gz"
+
+
+def gzip_fixed(raw: bytes) -> bytes:
+    """`raw` gzip-compressed with no timestamp: the same bytes for the same content."""
+    return gzip.compress(raw, compresslevel=9, mtime=0)
+
+
+def keep_gzipped(folder: str | Path) -> Path | None:
+    """Write `folder`/per_sample.json.gz from its per_sample.json; None where there is none."""
+    source = Path(folder) / PER_SAMPLE
+    if not source.is_file():
+        return None
+    target = source.with_name(PER_SAMPLE_GZ)
+    target.write_bytes(gzip_fixed(source.read_bytes()))
+    return target
 
 
 def per_language_scores(
