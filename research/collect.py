@@ -8,6 +8,7 @@ queries/s (Server). research/report.py writes the tables; docs/study.md says wha
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.run_record import NS_PER_MS, Results, RunRecord, find_records
+from research.datafiles import MARKER
 from tasks.registry import TASKS
 
 REFERENCE = "full"  # the model every other one is compared with
@@ -59,6 +61,8 @@ class Run:
     # training data of the zoo served (models/zoo_layout.py TRAIN_DATA; "xnli": the default zoo, and
     # every run of a study_runs.csv written before the column existed)
     train_data: str = "xnli"
+    # the study cell's wall time (its marker): the run, and the zoo stages the cell was first to need
+    cell_wall_s: float | None = None
 
 
 def round_of(path: str | Path) -> int:
@@ -77,6 +81,15 @@ def load_of_path(path: str | Path) -> str | None:
         if sep and head.startswith("qps-") and model:
             return model
     return None
+
+
+def cell_wall_s(folder: str | Path) -> float | None:
+    """The wall seconds the study's marker in `folder` records; None without one (not a study cell,
+    or a marker not readable)."""
+    try:
+        return float(json.loads((Path(folder) / MARKER).read_text())["wall_s"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def load_run(record: RunRecord) -> Run:
@@ -107,6 +120,7 @@ def load_run(record: RunRecord) -> Run:
         parameter_bytes=record.backend_options.get("parameter_bytes"),
         peak_rss_mib=res.peak_rss_mib,
         train_data=record.train_data,
+        cell_wall_s=cell_wall_s(record.path),
     )
 
 

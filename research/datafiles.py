@@ -15,6 +15,7 @@ from common.datafiles import NUMBER, DataFileError, check, flag_values, read_tom
 HERE = Path(__file__).resolve().parent
 GRIDS = HERE / "grids"  # one preset per file: research/grids/<name>.toml
 RATES_FILE = HERE / "rates.toml"
+MARKER = "study_cell.json"  # in a finished cell's run folder: its settings, command and wall time
 
 
 @dataclass(frozen=True)

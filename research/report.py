@@ -127,6 +127,17 @@ def run_kind_rows(runs: pd.DataFrame) -> list[list[Any]]:
     return out
 
 
+def time_rows(runs: pd.DataFrame, cores: int) -> list[list[Any]]:
+    """The study cells' wall time (their markers) per task, mode and training seed, then in all:
+    cells, wall hours and core-hours (wall x `cores`); [] when no run has a marker."""
+    timed = runs[runs["cell_wall_s"].notna()]
+    out = []
+    for key, g in [*timed.groupby(["task", "mode", "seed"]), (("all", "", ""), timed)]:
+        hours = g["cell_wall_s"].sum() / 3600
+        out.append([*key, len(g), f"{hours:.2f}", f"{hours * cores:.2f}"])
+    return out if len(timed) else []
+
+
 def markdown(
     runs: pd.DataFrame,
     rows: pd.DataFrame,
@@ -159,6 +170,15 @@ def markdown(
         "LoadGen min_duration of their runs (seconds; accuracy runs are one pass).",
         ["scenario", "mode", "runs", "rounds", "seeds", "min_duration s"],
         run_kind_rows(runs),
+    )
+    lines += section(
+        "Time spent",
+        "Wall time of the study's cells (each cell's marker), training included: a cell's time "
+        "holds the zoo stages it was the first to need (the encoder, an intermediate stage, its "
+        "own target stage), so one model's figure depends on the order the cells ran in; compare "
+        f"the totals. Core-hours: wall hours x the machine's {dev['cpu_cores']} cores.",
+        ["task", "mode", "seed", "cells", "wall h", "core-h"],
+        time_rows(runs, int(dev["cpu_cores"])),
     )
     lines += section(
         "Offline throughput relative to `full` (same task and backend)",

@@ -34,14 +34,13 @@ from models import registry as model_registry
 from models.encoders import get_encoder
 from models.loaders import DONE
 from models.zoo_layout import DEFAULT_TRAIN_DATA, check_train_data, data_models_dir, seed_models_dir
-from research.datafiles import DataFileError, load_preset, load_rates, preset_names
+from research.datafiles import MARKER, DataFileError, load_preset, load_rates, preset_names
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 from tasks.scoring.result import keep_gzipped
 from zoo.choice import read_selected
 from zoo.recipe import DATA_TASK, SELECTED_KEYS, SIZES, data_words, stages_for_run
 
-MARKER = "study_cell.json"
 # study backend label -> (runner --backend, --dtype). One lookup, no branching on names elsewhere.
 BACKEND_VARIANTS: dict[str, tuple[str, str]] = {
     "pytorch": ("pytorch", "fp32"),

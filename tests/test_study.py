@@ -751,3 +751,27 @@ def test_the_report_keeps_per_sample_scores_and_rebuilds_its_intervals_from_them
     md = report.write_report(root, out, runs_csv=out / "study_runs.csv")["md"].read_text()
     assert "The bootstrap intervals come from the per-sample scores kept in `per_sample/`." in md
     assert f"| XNLI | adapter - full | {a.interval95.text()} |" in md
+
+
+def test_time_spent_sums_the_cells_markers_per_task_mode_and_seed(tmp_path):
+    """The report's "Time spent": each cell's marker gives its wall seconds (training included);
+    rows per task, mode and seed, then all, in wall hours and core-hours; a run without a marker
+    counts in none."""
+    (tmp_path / study.MARKER).write_text(json.dumps({"settings": {}, "wall_s": 5400.0}))
+    assert collect.cell_wall_s(tmp_path) == 5400.0
+    (tmp_path / study.MARKER).write_text("{not json")
+    assert collect.cell_wall_s(tmp_path) is None and collect.cell_wall_s(tmp_path / "none") is None
+
+    def run(seed, wall, mode="accuracy"):
+        return collect.Run("p", "full", "xnli", "Offline", mode, "pytorch", seed=seed, cell_wall_s=wall)
+
+    table = collect.frame(
+        [run(0, 5400.0), run(1, 1800.0), run(1, 900.0), run(1, None), run(0, 360.0, "performance")]
+    )
+    assert report.time_rows(table, cores=2) == [
+        ["xnli", "accuracy", 0, 1, "1.50", "3.00"],
+        ["xnli", "accuracy", 1, 2, "0.75", "1.50"],
+        ["xnli", "performance", 0, 1, "0.10", "0.20"],
+        ["all", "", "", 4, "2.35", "4.70"],
+    ]
+    assert report.time_rows(collect.frame([run(0, None)]), cores=2) == []

@@ -11,6 +11,7 @@ stage there and trains its trials from it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -40,7 +41,17 @@ from zoo.recipe import (
     StageError,
     check_selected_stages,
 )
-from zoo.select import Trial, finished, load_grid, plan, train_rows
+from zoo.select import (
+    Trial,
+    choices,
+    finished,
+    load_grid,
+    plan,
+    report_text,
+    settings,
+    train_rows,
+    trial_minutes,
+)
 
 LABELS = XnliTask.label_names
 TINY_GRID = REPO / "zoo" / "grids" / "select-xnli-tiny.toml"
@@ -135,6 +146,8 @@ def _grid(tmp_path: Path, lr: str = LR, **keys: str | None) -> Path:
         ({}, LR + "fusion = [1e-3]\n", "key 'lr.fusion': no model of the grid learns by 'fusion'"),
         ({}, "\n[lr]\nfull = [1e-4, 1e-4]\nlora = [1e-3]\n", "key 'lr.full': needs learning rates > 0"),
         ({}, '\n[lr]\nfull = ["fast"]\nlora = [1e-3]\n', "key 'lr.full[0]' must be a number"),
+        ({}, LR + "[max_epochs_of]\nadapter = 20\n", "key 'max_epochs_of.adapter': no model of the"),
+        ({}, LR + "[max_epochs_of]\nlora = 0\n", "key 'max_epochs_of.lora': must be at least 1"),
     ],
 )
 def test_a_bad_grid_file_names_the_file_and_the_key(tmp_path, keys, lr, message):
@@ -142,6 +155,38 @@ def test_a_bad_grid_file_names_the_file_and_the_key(tmp_path, keys, lr, message)
     with pytest.raises(DataFileError) as err:
         load_grid(path)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+def test_a_learning_kind_with_its_own_schedule_trains_reports_and_keys_it(tmp_path):
+    """[max_epochs_of] lora = 4: LoRA's trials run 4 epochs under a 4-epoch schedule, their records
+    are keyed by it, the plan and the report say it, and its curve rows are the longest."""
+    grid = load_grid(_grid(tmp_path, LR + "[max_epochs_of]\nlora = 4\n"))
+    assert (grid.epochs_of("full"), grid.epochs_of("lora-squad"), grid.epochs_text()) == (
+        2,
+        4,
+        "2 (lora 4)",
+    )
+    full, lora = Trial("full", 1e-4, 0, "xnli"), Trial("lora-squad", 1e-3, 0, "xnli")
+    assert settings(grid, full, TINY_TEST)["max_epochs"] == 2
+    assert settings(grid, lora, TINY_TEST)["max_epochs"] == 4
+    e5 = dataclasses.replace(grid, encoder="e5-small")  # measured stage minutes: 4 epochs cost twice 2
+    assert trial_minutes(e5, lora) == pytest.approx(
+        2 * trial_minutes(dataclasses.replace(e5, max_epochs_of={}), lora)
+    )
+    lines, _ = plan(e5, [full, lora], tmp_path / "zoo")
+    assert lines[-2:] == [
+        f"full: 1 trial(s) x 2 epochs (~{trial_minutes(e5, full):.1f} min)",
+        f"lora-squad: 1 trial(s) x 4 epochs (~{trial_minutes(e5, lora):.1f} min)",
+    ]
+    records = {
+        t: {"curve": [{"dev": 40.0 + k} for k in range(grid.epochs_of(t.model))], "train_s": 60.0}
+        for t in grid.trials()
+    }
+    text = report_text(grid, records, choices(grid, records), "cmd")
+    assert "up to 2 (lora 4) epochs" in text
+    assert "| full | xnli | 0.0001 | 40.0 | 41.0 |  |  |" in text  # padded to LoRA's 4 epochs
+    assert "| lora-squad | xnli | 0.001 | 40.0 | 41.0 | 42.0 | 43.0 |" in text
+    assert choices(grid, records)[("lora-squad", "xnli")].max_epochs == 4
 
 
 def test_the_command_refuses_a_grid_for_another_encoder_in_one_line(capsys):
@@ -180,8 +225,11 @@ def test_the_e5_small_grid_and_its_planned_time(tmp_path):
     per_epoch_996_rows = {m: xnli[measured[m]] / 5 * 996 / 1245 for m in grid.models}
     assert per_epoch_996_rows["full"] == pytest.approx(0.416)  # measured: 2.6 min for 5 x 1245 rows
     squad = 1.25 + 6.0 + 5.0 + 4.8 + 5.0  # the encoder and four SQuAD stages (the last mirrored)
-    assert minutes == pytest.approx(squad + 3 * 10 * sum(per_epoch_996_rows.values()))
-    assert round(minutes) == 121
+    assert grid.max_epochs_of == {"lora": 20}  # LoRA's curve still rose at 10 epochs
+    epochs = {m: grid.epochs_of(m) for m in grid.models}
+    assert epochs["lora-squad"] == epochs["lora"] == 20 and epochs["full"] == 10
+    assert minutes == pytest.approx(squad + 3 * sum(per_epoch_996_rows[m] * epochs[m] for m in epochs))
+    assert round(minutes) == 146
     assert lines[0].startswith(
         "first the zoo stages the trials start from: encoder e5-small (~1.25 min)"
     )

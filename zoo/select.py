@@ -22,7 +22,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,7 @@ GRID_SCHEMA = {
     "seeds": [int],
     "data": [str],
     "max_epochs": int,
+    "max_epochs_of?": {str: int},  # per learning kind, where its curves need a longer schedule
 }
 
 
@@ -92,6 +93,16 @@ class Grid:
     seeds: tuple[int, ...]
     data: tuple[str, ...]
     max_epochs: int
+    max_epochs_of: dict[str, int] = field(default_factory=dict)  # learning kind -> its own
+
+    def epochs_of(self, model: str) -> int:
+        """The max_epochs of `model`'s trials: its learning kind's where the grid sets one."""
+        return self.max_epochs_of.get(MODELS[model].learning, self.max_epochs)
+
+    def epochs_text(self) -> str:
+        """'10', or '10 (lora 20)' where a learning kind has its own."""
+        own = ", ".join(f"{kind} {n}" for kind, n in self.max_epochs_of.items())
+        return f"{self.max_epochs} ({own})" if own else str(self.max_epochs)
 
     def trials(self) -> list[Trial]:
         """Every trial, data option by data option, model by model, learning rate, then seed."""
@@ -152,6 +163,14 @@ def load_grid(path: Path) -> Grid:
         )
     if data["max_epochs"] < 1:
         raise bad("max_epochs", "must be at least 1")
+    for kind, n in data.get("max_epochs_of", {}).items():
+        if kind not in needed:
+            raise bad(
+                f"max_epochs_of.{kind}",
+                f"no model of the grid learns by {kind!r} ({', '.join(sorted(needed))})",
+            )
+        if n < 1:
+            raise bad(f"max_epochs_of.{kind}", "must be at least 1")
     return Grid(
         path,
         data["encoder"],
@@ -161,6 +180,7 @@ def load_grid(path: Path) -> Grid:
         tuple(data["seeds"]),
         tuple(data["data"]),
         data["max_epochs"],
+        dict(data.get("max_epochs_of", {})),
     )
 
 
@@ -181,7 +201,7 @@ def settings(grid: Grid, trial: Trial, sizes: Sizes) -> dict[str, Any]:
         "lr": trial.lr,
         "seed": trial.seed,
         "data": trial.data,
-        "max_epochs": grid.max_epochs,
+        "max_epochs": grid.epochs_of(trial.model),
         "sizes": repr(sizes),
     }
 
@@ -239,7 +259,7 @@ def run_trial(
     zoo_dir = seed_models_dir(models_dir, trial.seed)
     ctx = stages.Context(
         models_dir=zoo_dir,
-        sizes=with_choice(sizes, grid.task, spec.learning, trial.lr, grid.max_epochs),
+        sizes=with_choice(sizes, grid.task, spec.learning, trial.lr, grid.epochs_of(trial.model)),
         seed=trial.seed,
         progress=progress,
         squad_path=SQUAD_TRAIN,
@@ -279,7 +299,7 @@ def trial_minutes(grid: Grid, trial: Trial) -> float | None:
         return None
     epochs = dict(SIZES[grid.encoder].target_epochs)[grid.task]
     per_row_epoch = stage / epochs / len(TRAIN_ROWS[grid.task])
-    return per_row_epoch * train_rows(grid.task, trial.data) * grid.max_epochs
+    return per_row_epoch * train_rows(grid.task, trial.data) * grid.epochs_of(trial.model)
 
 
 def plan(grid: Grid, todo: list[Trial], models_dir: Path) -> tuple[list[str], float | None]:
@@ -303,7 +323,7 @@ def plan(grid: Grid, todo: list[Trial], models_dir: Path) -> tuple[list[str], fl
         if mine:
             each = [trial_minutes(grid, t) for t in mine]
             cost = f"~{sum(each):.1f} min" if None not in each else "not measured"
-            lines.append(f"{model}: {len(mine)} trial(s) x {grid.max_epochs} epochs ({cost})")
+            lines.append(f"{model}: {len(mine)} trial(s) x {grid.epochs_of(model)} epochs ({cost})")
     return lines, total
 
 
@@ -366,8 +386,8 @@ def report_text(grid: Grid, records: dict[Trial, dict], chosen: dict, command: s
         "(test) row and no other language is read.",
         "",
         f"**Grid** (`{grid.shown()}`): models {', '.join(grid.models)}; learning rates {lrs}; seeds "
-        f"{', '.join(map(str, grid.seeds))}; data {', '.join(grid.data)}; up to {grid.max_epochs} "
-        f"epochs, all epochs of a trial under one linear schedule of {grid.max_epochs} epochs: the "
+        f"{', '.join(map(str, grid.seeds))}; data {', '.join(grid.data)}; up to {grid.epochs_text()} "
+        "epochs, all epochs of a trial under one linear schedule of that many epochs: the "
         "epoch count is chosen by early stopping on the dev curve under that schedule, and "
         "`python -m zoo build --selected` trains the same way (the chosen epochs of a schedule of "
         "max_epochs, on all the training rows, dev rows included).",
@@ -389,17 +409,22 @@ def report_text(grid: Grid, records: dict[Trial, dict], chosen: dict, command: s
             for (m, d), c in chosen.items()
         ],
     )
-    epochs = range(1, grid.max_epochs + 1)
+    epochs = range(1, max(map(grid.epochs_of, grid.models)) + 1)
     lines += ["", "Dev accuracy after each epoch (mean over seeds):", ""]
     lines += markdown_table(
         ["model", "data", "lr", *map(str, epochs)],
         [
-            [m, d, f"{lr:g}", *mean_curve(curves)]
+            [m, d, f"{lr:g}", *pad(mean_curve(curves), len(epochs))]
             for (m, d) in chosen
             for lr, curves in curves_of(grid, records, m, d).items()
         ],
     )
     return "\n".join(lines) + "\n"
+
+
+def pad(values: list, n: int) -> list:
+    """`values` followed by empty cells up to `n` (a shorter schedule's row of the curve table)."""
+    return [*values, *[""] * (n - len(values))]
 
 
 def write_outputs(
