@@ -20,27 +20,60 @@ from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, dif
 from research.collect import Run
 from tasks.registry import TASKS
 
-# (a, b, what a - b measures): the study's question, then the intermediate task's effect
+# (a, b, what a - b measures), the pre-registered contrasts: first the first design's five (their
+# order and Holm family unchanged where the newer arms are absent), then the second design's arms:
+# LoRA without an intermediate task, a plain adapter after SQuAD, two-stage AdapterFusion, NLI.
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
     ("adapter", "full", "adapters instead of full fine-tuning"),
     ("adapter-squad", "full-squad", "AdapterFusion instead of full fine-tuning, after SQuAD"),
     ("lora-squad", "full-squad", "merged LoRA instead of full fine-tuning, after SQuAD"),
     ("full-squad", "full", "the intermediate task (SQuAD), full fine-tuning"),
-    ("adapter-squad", "adapter", "the intermediate task (SQuAD), adapters"),
+    # not SQuAD alone: adapter-squad also adds a fusion layer (adapter-seq-squad - adapter does not)
+    ("adapter-squad", "adapter", "the intermediate task (SQuAD) with a fusion layer, adapters"),
+    ("lora", "full", "merged LoRA instead of full fine-tuning"),
+    ("adapter-seq-squad", "full-squad", "a plain adapter instead of full fine-tuning, after SQuAD"),
+    (
+        "adapter-fusion-squad",
+        "full-squad",
+        "two-stage AdapterFusion instead of full fine-tuning, after SQuAD",
+    ),
+    ("adapter-nli", "full-nli", "adapters instead of full fine-tuning, after NLI"),
+    ("adapter-seq-squad", "adapter", "the intermediate task (SQuAD), a plain adapter"),
+    ("lora-squad", "lora", "the intermediate task (SQuAD), merged LoRA"),
+    (
+        "adapter-fusion-squad",
+        "adapter",
+        "the intermediate task (SQuAD) fused with the task adapter, adapters",
+    ),
+    ("full-nli", "full", "the intermediate task (NLI), full fine-tuning"),
+    ("adapter-nli", "adapter", "the intermediate task (NLI), adapters"),
 )
-# Every contrast the study reads (task, a, b): the family Holm's correction covers. Retrieval tasks
-# serve the encoder only (there each model is what RETRIEVAL_FORM says): no plain adapter there.
+# Retrieval tasks serve the encoder alone (RETRIEVAL_FORM says what each model is there): the
+# intermediate task's effect on it, and adapters against full fine-tuning on that task.
+RETRIEVAL_PAIRS = (
+    ("adapter-squad", "full-squad"),
+    ("lora-squad", "full-squad"),
+    ("full-squad", "full"),
+    ("full-nli", "full"),
+    ("adapter-nli", "full-nli"),
+)
+# Every contrast the study reads (task, a, b): the family Holm's correction covers.
 CONTRASTS: tuple[tuple[str, str, str], ...] = tuple(
     (task, a, b)
     for task in ("xnli", "tydiqa", "bucc", "tatoeba")
-    for a, b, _ in (COMPARISONS if task in ("xnli", "tydiqa") else COMPARISONS[1:4])
+    for a, b in ([(a, b) for a, b, _ in COMPARISONS] if task in ("xnli", "tydiqa") else RETRIEVAL_PAIRS)
 )
 RETRIEVAL_FORM = {
     "full": "the pretrained encoder (no fine-tuning)",
     "adapter": "the pretrained encoder (no fine-tuning)",
+    "lora": "the pretrained encoder (no fine-tuning)",
     "full-squad": "the encoder fully fine-tuned on SQuAD",
     "adapter-squad": "the encoder with the SQuAD adapter alone",
+    "adapter-seq-squad": "the encoder with the SQuAD adapter alone",
+    "adapter-fusion-squad": "the encoder with the SQuAD adapter alone",
     "lora-squad": "the encoder with the SQuAD LoRA merged",
+    "full-nli": "the encoder fully fine-tuned on NLI (SNLI)",
+    "adapter-nli": "the encoder with the NLI adapter alone",
 }
 # XNLI's held-out rows come in threes sharing a premise (rows 3j, 3j+1, 3j+2), the same in every
 # language: the premise is the unit resampled.
@@ -50,6 +83,11 @@ CLAIM_KIND = "real"  # the only model kind whose accuracy the study compares
 FP32 = "pytorch"
 INT8 = "onnxruntime-int8"
 MARGIN = 1.0  # points: a form "keeps" accuracy when its interval rules out a loss larger than this
+
+
+def is_retrieval(task: str) -> bool:
+    cls = TASKS.get(task)
+    return bool(cls) and cls.kind == "retrieval"
 
 
 @dataclass
@@ -72,8 +110,7 @@ class Verdict:
 
     @property
     def retrieval(self) -> bool:
-        cls = TASKS.get(self.task)
-        return bool(cls) and cls.kind == "retrieval"
+        return is_retrieval(self.task)
 
     @property
     def what(self) -> str:
@@ -149,7 +186,7 @@ def accuracy_study(
         except BootstrapError:
             pass  # no English (Tatoeba, BUCC): no transfer gap
     for task in sorted({t for t, _ in loaded}):
-        for a, b, _ in COMPARISONS:
+        for a, b in [(a, b) for t, a, b in CONTRASTS if t == task]:
             if (task, a) in loaded and (task, b) in loaded:
                 pair = (loaded[(task, a)], loaded[(task, b)], n_boot, seed, CLUSTERS.get(task))
                 if (d := attempt(difference, *pair)) is not None:
@@ -269,6 +306,14 @@ def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:
 MISSING = "missing; rescore the run (accuracy run, this version)"  # bootstrap's error for no scores
 
 
+def model_words(task: str, model: str) -> str:
+    """The model as a figures row names it: on a retrieval task, also what it is there (several
+    models serve the same encoder)."""
+    return (
+        f"{model}: {RETRIEVAL_FORM[model]}" if is_retrieval(task) and model in RETRIEVAL_FORM else model
+    )
+
+
 def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) -> list[str]:
     """The accuracy section of study.md: figures, test-set differences, verdicts, int8, seeds."""
     title = (task_titles or {}).get
@@ -287,7 +332,7 @@ def markdown(study: AccuracyStudy, task_titles: dict[str, str] | None = None) ->
         "Differences are paired: both models on the same resampled samples.",
         ["task", "metric", "model", "score [95% CI]", "English minus others [95% CI]"],
         (
-            [title(t, t), study.metric.get(t, ""), m, f["average"].text(signed=False)]
+            [title(t, t), study.metric.get(t, ""), model_words(t, m), f["average"].text(signed=False)]
             + [g.text() if (g := study.gaps.get((t, m))) else "-"]
             for (t, m), f in study.figures.items()
         ),

@@ -445,6 +445,10 @@ def test_the_second_design_and_its_evening_part():
         ("bucc", 0),
     }
     assert sum(c.task == "xnli" for c in v2) == 10 * 3 and sum(c.task == "tydiqa" for c in v2) == 10 * 2
+    retrieval = ["full", "full-squad", "adapter-squad", "lora-squad", "full-nli", "adapter-nli"]
+    for task in ("tatoeba", "bucc"):  # one cell per distinct encoder (several arms serve the same)
+        assert [c.model for c in v2 if c.task == task] == retrieval
+    assert len(v2) == 62
     evening, s1 = grid.plan(parser.parse_args(["--preset", "e5-small-xnli-seeds"]))
     assert len(evening) == 8 * 3 and {c.name for c in evening} < {c.name for c in v2}
     assert s1.models_dir == s2.models_dir == REPO / "build/models-e5-small-v2"
@@ -617,3 +621,73 @@ def test_a_cell_whose_zoo_stage_cannot_be_built_is_recorded_not_launched(tmp_pat
     assert record["rc"] is None
     assert record["error"] == "adapter/xnli: build/downloads/x.whl is truncated"
     assert not grid.is_done(cell, s)
+
+
+V2_ARMS = (
+    "full", "full-squad", "adapter", "adapter-squad", "lora-squad",
+    "full-nli", "adapter-nli", "adapter-seq-squad", "lora", "adapter-fusion-squad",
+)  # fmt: skip
+
+
+def test_the_second_designs_arms_are_contrasted_and_the_first_designs_family_is_unchanged():
+    """Ten arms with three seeds on XNLI: 14 pre-registered contrasts (the clean SQuAD effect for
+    adapters is adapter-seq-squad - adapter; adapter-squad - adapter says it adds a fusion layer),
+    one Holm family; the first design's five arms alone keep their five contrasts and levels."""
+    base = dict(zip(V2_ARMS, (60, 62, 55, 54, 59, 63, 56, 57, 58, 56), strict=True))
+    runs = [_figure_run(m, v, s) for m, v in base.items() for s in range(3)]  # no seed spread
+    verdicts = accuracy_study(runs, n_boot=10).verdicts
+    assert [(v.a, v.b) for v in verdicts] == [
+        ("adapter", "full"),
+        ("adapter-squad", "full-squad"),
+        ("lora-squad", "full-squad"),
+        ("full-squad", "full"),
+        ("adapter-squad", "adapter"),
+        ("lora", "full"),
+        ("adapter-seq-squad", "full-squad"),
+        ("adapter-fusion-squad", "full-squad"),
+        ("adapter-nli", "full-nli"),
+        ("adapter-seq-squad", "adapter"),
+        ("lora-squad", "lora"),
+        ("adapter-fusion-squad", "adapter"),
+        ("full-nli", "full"),
+        ("adapter-nli", "adapter"),
+    ]
+    by = {(v.a, v.b): v for v in verdicts}
+    assert by[("adapter-seq-squad", "adapter")].what == "the intermediate task (SQuAD), a plain adapter"
+    assert by[("adapter-squad", "adapter")].what == (
+        "the intermediate task (SQuAD) with a fusion layer, adapters"
+    )
+    # no seed spread and no per-sample scores: each interval is zero-wide, so the words follow the
+    # sign; a method contrast is keeps/exceeds/loses, an intermediate task's effect adds/costs
+    assert by[("lora", "full")].observed == pytest.approx(-2.0) and by[("lora", "full")].word == "loses"
+    assert by[("full-nli", "full")].word == "adds" and by[("adapter-nli", "adapter")].word == "adds"
+    assert by[("adapter-fusion-squad", "adapter")].word == "adds"
+    assert all(v.basis == "seeds" and v.seeds == (3, 3) for v in verdicts)
+    first = [r for r in runs if r.model in V2_ARMS[:5]]
+    alone = accuracy_study(first, n_boot=10).verdicts
+    assert [(v.a, v.b) for v in alone] == [(v.a, v.b) for v in verdicts[:5]]
+    # every p is 0 (exact differences): Holm's levels are 1 - 0.05/m ... 1 - 0.05/1 over the family
+    assert sorted(round(v.level, 4) for v in alone) == [0.95, 0.975, 0.9833, 0.9875, 0.99]
+    assert max(v.level for v in verdicts) == pytest.approx(1 - 0.05 / 14)
+
+
+def test_retrieval_rows_and_verdicts_of_the_nli_arms_say_what_each_model_is(tmp_path):
+    """On Tatoeba the NLI arms are the encoder fine-tuned on NLI or its NLI adapter alone; the
+    figures table names each model's form, not only its name."""
+    rng = np.random.default_rng(5)
+    right = rng.random((3, 800)) < 0.8
+    models = ("full", "full-squad", "full-nli", "adapter-nli")
+    runs = [run(tmp_path, m, flip(right, 0.01 * k, k), task="tatoeba") for k, m in enumerate(models)]
+    study = accuracy_study(runs, n_boot=200)
+    assert [(v.a, v.b) for v in study.verdicts] == [
+        ("full-squad", "full"),
+        ("full-nli", "full"),
+        ("adapter-nli", "full-nli"),
+    ]
+    table = "\n".join(markdown(study))
+    assert "| tatoeba | accuracy | full-nli: the encoder fully fine-tuned on NLI (SNLI) | " in table
+    assert "| tatoeba | accuracy | full: the pretrained encoder (no fine-tuning) | " in table
+    assert (
+        "| adapter-nli - full-nli | the encoder with the NLI adapter alone vs the encoder fully "
+        in table
+    )
