@@ -303,6 +303,31 @@ def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:
     ]
 
 
+VERDICT_COLUMNS = (
+    "task", "a", "b", "what", "seeds_a", "seeds_b", "basis", "p", "level", "difference", "low", "high",
+    "low95", "high95", "df", "verdict",
+)  # fmt: skip
+
+
+def verdict_rows(study: AccuracyStudy) -> list[dict]:
+    """The verdicts as rows (VERDICT_COLUMNS; None where a contrast has no interval): what
+    verdicts.csv holds, and what `python -m research curve` reads of each report."""
+    rows = []
+    for v in study.verdicts:
+        hi, lo = v.interval, v.interval95
+        rows.append(
+            {"task": v.task, "a": v.a, "b": v.b, "what": v.what, "seeds_a": v.seeds[0]}
+            | {"seeds_b": v.seeds[1], "basis": v.basis, "p": v.p, "level": v.level if hi else None}
+            | {
+                "difference": hi.value if hi else v.observed,
+                "low": hi and hi.low,
+                "high": hi and hi.high,
+            }
+            | {"low95": lo and lo.low, "high95": lo and lo.high, "df": v.df, "verdict": v.word}
+        )
+    return rows
+
+
 MISSING = "missing; rescore the run (accuracy run, this version)"  # bootstrap's error for no scores
 
 

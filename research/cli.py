@@ -14,6 +14,7 @@ from harness.cli import dispatch
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("research.study", "the full vs adapter efficiency study"),
+    "curve": ("research.curve", "the learning curve's reports side by side (more English data)"),
     "pooling": ("research.pooling", "the retrieval embedding's layer, chosen on XNLI's training rows"),
     "mutation": ("research.mutation", "per-module kill rates of the last mutmut run, its survivors"),
 }

@@ -352,6 +352,9 @@ def write_report(
         written["seeds_csv"] = out / "accuracy_seeds.csv"
         columns = ("task", "model", "seed", "metric", "value", *(["train_data"] if data else []))
         write_csv(pd.DataFrame(seeds).assign(train_data=data), written["seeds_csv"], columns)
+    if verdicts := acc.verdict_rows(study):  # the verdicts as data (`python -m research curve`)
+        written["verdicts_csv"] = out / "verdicts.csv"
+        write_csv(pd.DataFrame(verdicts), written["verdicts_csv"], acc.VERDICT_COLUMNS)
     figures = write_plots(records(rows), runs, study, round_ratios(table), out)
     names = sorted(path.name for path in figures.values())
     notes = (

@@ -74,7 +74,7 @@ def test_every_number_the_multitask_line_quotes_is_in_its_report():
 
 def test_the_committed_report_is_what_the_command_writes(tmp_path):
     """The report the prose is checked against is the command's output from the committed runs, not
-    a file edited by hand: study.md, study.csv and accuracy_seeds.csv, byte for byte."""
+    a file edited by hand: study.md, study.csv, accuracy_seeds.csv and verdicts.csv, byte for byte."""
     out = tmp_path / "study-e5"
     out.mkdir()
     shutil.copy(REPORT / "study.md", out / "study.md")  # the machine the runs were measured on
@@ -83,10 +83,10 @@ def test_the_committed_report_is_what_the_command_writes(tmp_path):
     )
     title = "Study: full fine-tuning vs adapters, encoder e5-small"
     written = write_report(tmp_path / "no-runs", out, title, command, REPORT / "study_runs.csv")
-    for name in ("study.md", "study.csv", "accuracy_seeds.csv"):
+    for name in ("study.md", "study.csv", "accuracy_seeds.csv", "verdicts.csv"):
         assert (out / name).read_bytes() == (REPORT / name).read_bytes(), name
     assert sorted(
-        p.name for k, p in written.items() if k not in ("csv", "runs_csv", "md", "seeds_csv")
+        p.name for k, p in written.items() if k not in ("csv", "runs_csv", "md", "seeds_csv", "verdicts_csv")
     ) == [
         "accuracy_vs_throughput.png",
         "adapter_cost.png",

@@ -301,7 +301,7 @@ def test_the_curve_preset_and_its_plan_per_option(tmp_path, capsys):
         "seeds": [0, 1, 2],
         "seed_tasks": [("xnli", None)],
         "train_data": "xnli",
-        "models_dir": REPO / "build" / "models-e5-small-v2",  # the second design's zoo
+        "models_dir": REPO / "build" / "models-e5-small-curve",  # the recipe's values at every point
         "runs_dir": REPO / "reports" / "study-e5-curve" / "runs",  # committed as cells finish
         "out": REPO / "reports" / "study-e5-curve",
     }

@@ -1,0 +1,82 @@
+"""`python -m research curve`: the learning curve's reports side by side, each figure its report's."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from research import accuracy
+from research.cli import main as research_main
+from research.collect import Run, write_csv
+
+
+def _runs(values: dict[str, tuple[float, ...]]) -> list[Run]:
+    """PyTorch fp32 accuracy runs of trained checkpoints known by their task figure, one per seed."""
+    return [
+        Run(
+            f"/none/{m}-{k}",
+            m,
+            "xnli",
+            "Offline",
+            "accuracy",
+            "pytorch",
+            model_kind="real",
+            metric="accuracy",
+            metric_value=v,
+            seed=k,
+        )  # fmt: skip
+        for m, vs in values.items()
+        for k, v in enumerate(vs)
+    ]
+
+
+def _report(folder, values) -> accuracy.AccuracyStudy:
+    """A report folder's verdicts.csv and accuracy_seeds.csv, as `research study` writes them."""
+    runs = _runs(values)
+    study = accuracy.accuracy_study(runs, n_boot=10)
+    write_csv(
+        pd.DataFrame(accuracy.verdict_rows(study)), folder / "verdicts.csv", accuracy.VERDICT_COLUMNS
+    )
+    seeds = pd.DataFrame(accuracy.seed_rows(study, runs))
+    write_csv(seeds, folder / "accuracy_seeds.csv", ("task", "model", "seed", "metric", "value"))
+    return study
+
+
+def test_each_point_is_its_reports_figures_and_a_missing_point_says_not_run(tmp_path, capsys):
+    base = tmp_path / "study-e5-curve"
+    small = _report(
+        base, {"full": (60.0, 61.0, 62.0), "adapter": (54.0, 56.0, 58.0), "lora": (59.0, 60.0, 61.0)}
+    )
+    more = tmp_path / "study-e5-curve-xnli+snli5k"
+    _report(more, {"full": (66.0, 67.0, 68.0), "adapter": (65.0, 66.0, 67.0)})  # lora not run there
+    assert research_main(["curve", "--base", str(base)]) == 0
+    assert capsys.readouterr().out == f"curve: 2 of 3 points read -> {base / 'curve.md'}\n"
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in (base / "curve.md").read_text().splitlines()
+        if line.startswith("| xnli")
+    }
+    by = {(v.a, v.b): v for v in small.verdicts}
+    ad, lo = by[("adapter", "full")], by[("lora", "full")]
+    assert ad.observed == pytest.approx(-5.0) and lo.observed == pytest.approx(-1.0)
+    assert rows["xnli"] == (
+        "| xnli | the 1,245 English XNLI training rows alone | 61.00 (3) | 56.00 (3) | 60.00 (3) | "
+        f"-5.0 [{ad.interval.low:+.1f}, {ad.interval.high:+.1f}, {100 * ad.level:.2f}%] | {ad.word} | "
+        f"-1.0 [{lo.interval.low:+.1f}, {lo.interval.high:+.1f}, {100 * lo.level:.2f}%] | {lo.word} |"
+    )
+    assert rows["xnli+snli5k"].startswith(
+        "| xnli+snli5k | the 1,245 English XNLI training rows and the first 5,000 SNLI pairs | "
+        "67.00 (3) | 66.00 (3) | - | -1.0 ["
+    )
+    assert rows["xnli+snli5k"].endswith("| - | - |")  # no lora there: no contrast
+    assert rows["xnli+snli"].endswith("| not run | not run | not run | - | - | - | - |")
+
+
+def test_a_report_that_cannot_be_read_is_one_error_line(tmp_path, capsys):
+    base = tmp_path / "study-e5-curve"
+    base.mkdir()
+    (base / "verdicts.csv").write_text("task,a\nxnli\n")  # no accuracy_seeds.csv beside it
+    assert research_main(["curve", "--base", str(base)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {base}: not a study report's verdicts.csv")
+    assert not (base / "curve.md").exists()
