@@ -415,7 +415,7 @@ def test_another_zoo_and_its_seeds_are_served_and_keyed(tmp_path):
 def test_a_study_run_folder_in_reports_keeps_its_record_not_its_logs():
     """The second design's run folders live in reports/ (committed as each cell finishes, so another
     checkout resumes): git keeps their records and gzip scores, not the logs or plain copies."""
-    folder = "reports/study-e5-v2/runs/seed-1/e5-small/pytorch/full/xnli/Offline/accuracy/"
+    folder = "reports/study-e5-v2/runs/seed-1/pytorch/e5-small/pytorch/full/xnli/Offline/accuracy/"
     paths = [
         folder + name
         for name in (
@@ -427,6 +427,7 @@ def test_a_study_run_folder_in_reports_keeps_its_record_not_its_logs():
             "per_sample.json",
             "mlperf_log_accuracy.json",
             "mlperf_log_detail.txt",
+            ".lock",
         )
     ] + ["reports/study-e5-v2/runs/logs/full.log", "reports/study-e5-v2/runs/study_log.jsonl"]
     ignored = subprocess.run(
