@@ -442,8 +442,9 @@ def test_a_study_run_folder_in_reports_keeps_its_record_not_its_logs():
 
 def test_the_plan_counts_each_zoo_stage_still_to_train_once(tmp_path):
     """e5-small, seed 0's encoder and full/xnli built: what is left is seed 1's encoder and full/xnli,
-    adapter-squad's SQuAD stage (once, though two cells serve it) and TyDiQA stage, and full-nli's
-    NLI stage (not measured: counted, not timed); a selected 8 of 5 epochs scales full/xnli."""
+    adapter-squad's SQuAD stage (once, though two cells serve it) and TyDiQA stage, full-nli's NLI
+    stage (estimated from full/xnli by rows x epochs) and full's PAWS-X stage (not measured:
+    counted, not timed); a selected 8 of 5 epochs scales full/xnli."""
     zoo = tmp_path / "zoo"
     for built in ("encoder", "full/xnli"):
         (zoo / built).mkdir(parents=True)
@@ -456,10 +457,11 @@ def test_the_plan_counts_each_zoo_stage_still_to_train_once(tmp_path):
         study.Cell("adapter-squad", "tydiqa", **acc),
         study.Cell("adapter-squad", "tatoeba", **acc),
         study.Cell("full-nli", "bucc", **acc),
+        study.Cell("full", "pawsx", **acc),
     ]
     minutes, stages, unmeasured = study.zoo_training(cells, s)
-    assert (stages, unmeasured) == (5, 1)
-    assert minutes == pytest.approx(1.25 + 2.6 + 5.0 + 27.7)
+    assert (stages, unmeasured) == (6, 1)
+    assert minutes == pytest.approx(1.25 + 2.6 + 5.0 + 27.7 + 8.2)
     chosen = tmp_path / "selected.toml"
     chosen.write_text(
         'encoder = "e5-small"\ngrid = "g"\n[selected.xnli.full]\n'

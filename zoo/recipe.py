@@ -789,11 +789,26 @@ class Stage:
     rows: int | None = None
 
 
+# The NLI stages (SNLI, every vendored pair, Sizes.nli_epochs) are not measured: each is estimated
+# from the XNLI target stage that trains the same parameters the same way (full fine-tuning, or a
+# seq_bn adapter and head on the frozen encoder), scaled by rows x epochs. Likely high: an SNLI pair
+# is shorter than an XNLI row.
+NLI_MIRRORS = {"full-nli/nli": "full/xnli", "adapter-nli/nli": "adapter/xnli"}
+
+
 def stage_minutes(encoder: str, folder: str) -> tuple[float | None, str | None]:
     """(minutes, the measured stage they come from when not this one) of a zoo stage."""
     times = STAGE_MINUTES.get(encoder, {})
     if folder in times:
         return times[folder], None
+    if (source := NLI_MIRRORS.get(folder)) in times and encoder in SIZES:
+        epochs = dict(SIZES[encoder].target_epochs)[DATA_TASK]
+        scale = (
+            snli_pairs_of("xnli+snli")
+            * SIZES[encoder].nli_epochs
+            / (len(TRAIN_ROWS[DATA_TASK]) * epochs)
+        )
+        return round(times[source] * scale, 1), f"{source} scaled by rows x epochs"
     source = MIRRORS.get(folder)
     return (times[source], source) if source in times else (None, None)
 
