@@ -28,7 +28,7 @@ from typing import Any
 
 from common.datafiles import NUMBER, DataFileError, check, read_toml
 from common.exit_codes import BAD_INPUT
-from common.paths import BUILD, REPO
+from common.paths import BUILD, repo_relative
 from common.tables import markdown_table
 from models.cpu_caps import probe
 from models.loaders import DONE, read_manifest
@@ -116,8 +116,7 @@ class Grid:
 
     def shown(self) -> str:
         """The grid's path as the report prints it (relative to the repository when inside)."""
-        path = self.path.resolve()
-        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(self.path)
+        return repo_relative(self.path)
 
 
 def load_grid(path: Path) -> Grid:
