@@ -120,9 +120,10 @@ submission: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) -m bench benchmark $(RUN_ARGS)
 
-# the e5-small study (docs/study.md): the whole grid, about 3 h 4 min here; QUICK=1: under 20 min
+# the e5-small study (docs/study.md): the whole grid, about 3 h 4 min here; QUICK=1: under 20 min;
+# PRESET=NAME: another of research/grids/ (e5-small-xnli-seeds, e5-small-v2, e5-small-curve)
 study: $(STAMP)
-	$(PY) -m research study --preset $(if $(QUICK),e5-small-quick,e5-small) $(RUN_ARGS)
+	$(PY) -m research study --preset $(or $(PRESET),$(if $(QUICK),e5-small-quick,e5-small)) $(RUN_ARGS)
 
 # the prepared GPU check (docs/benchmark.md): the benchmark's peak section on CUDA, XLM-R large shape
 # with random weights, PyTorch bf16 and ONNX Runtime fp16 beside PyTorch fp32, forms started within
