@@ -80,6 +80,13 @@ def test_every_number_the_selection_line_quotes_is_in_its_report():
     assert unquoted(prose.replace("LoRA 69.1", "LoRA 69.2"), report) == ["69.2"]
 
 
+def test_every_number_the_second_design_line_quotes_is_in_its_report():
+    path = "reports/study-e5-xnli-seeds/study.md"
+    prose, report = blocks()[path], (REPO / path).read_text()
+    assert len(numbers(prose)) >= 15
+    assert unquoted(prose, report) == []
+
+
 def test_the_committed_report_is_what_the_command_writes(tmp_path):
     """The report the prose is checked against is the command's output from the committed runs, not
     a file edited by hand: study.md, study.csv, accuracy_seeds.csv and verdicts.csv, byte for byte."""
