@@ -108,8 +108,8 @@ def main(args: argparse.Namespace) -> int:
         "`python -m research study --preset e5-small-curve [--train_data OPTION]`: each row's figures "
         "are its report's (PyTorch fp32, the average over XNLI's 15 languages, zero-shot from English "
         "training), each model's mean over its training seeds (how many in brackets), each contrast's "
-        "interval at its report's Holm level (seed and test-set variance: docs/study.md). Every "
-        "point trains with the recipe's learning rates and epochs.",
+        "interval at its report's Holm level (seed and test-set variance: docs/study.md). The "
+        "preset trains every point with the recipe's learning rates and epochs.",
         "",
         *table,
         "",
