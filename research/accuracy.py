@@ -314,17 +314,16 @@ def verdict_rows(study: AccuracyStudy) -> list[dict]:
     verdicts.csv holds, and what `python -m research curve` reads of each report."""
     rows = []
     for v in study.verdicts:
-        hi, lo = v.interval, v.interval95
-        rows.append(
-            {"task": v.task, "a": v.a, "b": v.b, "what": v.what, "seeds_a": v.seeds[0]}
-            | {"seeds_b": v.seeds[1], "basis": v.basis, "p": v.p, "level": v.level if hi else None}
-            | {
-                "difference": hi.value if hi else v.observed,
-                "low": hi and hi.low,
-                "high": hi and hi.high,
-            }
-            | {"low95": lo and lo.low, "high95": lo and lo.high, "df": v.df, "verdict": v.word}
-        )
+        hi, lo = v.interval, v.interval95  # the Holm interval and the uncorrected 95% one
+        rows.append({
+            "task": v.task, "a": v.a, "b": v.b, "what": v.what,
+            "seeds_a": v.seeds[0], "seeds_b": v.seeds[1], "basis": v.basis, "p": v.p,
+            "level": v.level if hi else None,
+            "difference": hi.value if hi else v.observed,
+            "low": hi.low if hi else None, "high": hi.high if hi else None,
+            "low95": lo.low if lo else None, "high95": lo.high if lo else None,
+            "df": v.df, "verdict": v.word,
+        })  # fmt: skip
     return rows
 
 
