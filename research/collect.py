@@ -61,8 +61,10 @@ class Run:
     # training data of the zoo served (models/zoo_layout.py TRAIN_DATA; "xnli": the default zoo, and
     # every run of a study_runs.csv written before the column existed)
     train_data: str = "xnli"
-    # the study cell's wall time (its marker): the run, and the zoo stages the cell was first to need
+    # the study cell's wall time and CPU time (its marker): the run, and the zoo stages the cell was
+    # first to need; CPU seconds (user + system, every process of the cell) do not count a pause
     cell_wall_s: float | None = None
+    cell_cpu_s: float | None = None
 
 
 def round_of(path: str | Path) -> int:
@@ -83,11 +85,11 @@ def load_of_path(path: str | Path) -> str | None:
     return None
 
 
-def cell_wall_s(folder: str | Path) -> float | None:
-    """The wall seconds the study's marker in `folder` records; None without one (not a study cell,
-    or a marker not readable)."""
+def cell_seconds(folder: str | Path, key: str = "wall_s") -> float | None:
+    """The seconds (`key`: wall_s or cpu_s) the study's marker in `folder` records; None without
+    one (not a study cell, a marker not readable, or one written before it recorded `key`)."""
     try:
-        return float(json.loads((Path(folder) / MARKER).read_text())["wall_s"])
+        return float(json.loads((Path(folder) / MARKER).read_text())[key])
     except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -120,7 +122,8 @@ def load_run(record: RunRecord) -> Run:
         parameter_bytes=record.backend_options.get("parameter_bytes"),
         peak_rss_mib=res.peak_rss_mib,
         train_data=record.train_data,
-        cell_wall_s=cell_wall_s(record.path),
+        cell_wall_s=cell_seconds(record.path),
+        cell_cpu_s=cell_seconds(record.path, "cpu_s"),
     )
 
 

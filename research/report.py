@@ -128,13 +128,16 @@ def run_kind_rows(runs: pd.DataFrame) -> list[list[Any]]:
 
 
 def time_rows(runs: pd.DataFrame, cores: int) -> list[list[Any]]:
-    """The study cells' wall time (their markers) per task, mode and training seed, then in all:
-    cells, wall hours and core-hours (wall x `cores`); [] when no run has a marker."""
+    """The study cells' time (their markers) per task, mode and training seed, then in all: cells,
+    wall hours, wall hours x `cores` (the machine's bound), CPU core-hours measured (user + system of
+    every process of the cell; a pause spends none) and how many cells' markers record it ('-' where
+    none does); [] when no run has a marker."""
     timed = runs[runs["cell_wall_s"].notna()]
     out = []
     for key, g in [*timed.groupby(["task", "mode", "seed"]), (("all", "", ""), timed)]:
-        hours = g["cell_wall_s"].sum() / 3600
-        out.append([*key, len(g), f"{hours:.2f}", f"{hours * cores:.2f}"])
+        hours, cpu = g["cell_wall_s"].sum() / 3600, g["cell_cpu_s"].dropna()
+        cpu_h = f"{cpu.sum() / 3600:.2f}" if len(cpu) else "-"
+        out.append([*key, len(g), f"{hours:.2f}", f"{hours * cores:.2f}", cpu_h, len(cpu)])
     return out if len(timed) else []
 
 
@@ -176,8 +179,10 @@ def markdown(
         "Wall time of the study's cells (each cell's marker), training included: a cell's time "
         "holds the zoo stages it was the first to need (the encoder, an intermediate stage, its "
         "own target stage), so one model's figure depends on the order the cells ran in; compare "
-        f"the totals. Core-hours: wall hours x the machine's {dev['cpu_cores']} cores.",
-        ["task", "mode", "seed", "cells", "wall h", "core-h"],
+        f"the totals. Wall x cores: the bound, wall hours x the machine's {dev['cpu_cores']} cores; "
+        "CPU h: the core-hours the cell's processes spent (user + system), measured by markers "
+        "written since they record it (the last column counts them), and not inflated by a pause.",
+        ["task", "mode", "seed", "cells", "wall h", "wall x cores h", "CPU h", "CPU-timed cells"],
         time_rows(runs, int(dev["cpu_cores"])),
     )
     lines += section(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -428,12 +429,19 @@ def peak_bounds(cell: Cell, s: StudySettings) -> list[str]:
     return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}", "--steps", str(PEAK.trials)]
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children waited for so far: a cell's
+    cost in core-seconds, training included (a paused process spends none)."""
+    own, kids = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     """Run one cell as a subprocess; log its output; write the marker on success. Never raises for a
     failing cell: returns {"cell", "rc", "wall_s", "error"?} so the study goes on."""
     log = s.runs_dir / "logs" / f"{cell.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     record: dict[str, Any] = {"cell": cell.name}
     try:
         cfg = built(cell_config(cell, s), selected=choices(s))  # harness run only serves: stages first
@@ -443,7 +451,9 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     run = launch(
         cfg, log, command=cell.subcommand, more_flags=flags, python=s.python, timeout_s=s.cell_timeout_s
     )
-    record.update(rc=run.rc, wall_s=round(time.perf_counter() - t0, 2))
+    record.update(
+        rc=run.rc, wall_s=round(time.perf_counter() - t0, 2), cpu_s=round(cpu_seconds() - cpu0, 2)
+    )
     folder = result_folder(cell, s)
     # a search that finished without a VALID trial is a result (find_peak.json says so), not a failure
     searched = (
@@ -455,7 +465,8 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
         record["note"] = "no VALID trial"
     if (run.rc == 0 or searched) and results_of(folder) is not None:
         keep_gzipped(folder)  # the per-sample scores a run folder kept in the repository holds
-        marker = {"settings": cell.settings_key(s), "argv": run.argv, "wall_s": record["wall_s"]}
+        times = {k: record[k] for k in ("wall_s", "cpu_s")}
+        marker = {"settings": cell.settings_key(s), "argv": run.argv, **times}
         (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     elif run.rc == 0:
         record["error"] = f"exit 0 but no results.json in {folder}"

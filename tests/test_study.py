@@ -557,7 +557,8 @@ def test_study_is_resumable(tmp_path):
     assert all(study.is_done(c, settings) for c in cells)
     assert all(r["wall_s"] > 0 for r in records)
     marker = json.loads((study.result_folder(cells[0], settings) / study.MARKER).read_text())
-    assert marker["wall_s"] == records[0]["wall_s"]  # each cell's wall time is kept in its marker
+    # each cell's wall and CPU time are kept in its marker (the fake runs are child processes)
+    assert marker["wall_s"] == records[0]["wall_s"] and marker["cpu_s"] == records[0]["cpu_s"] > 0
     accuracy = study.result_folder(cells[2], settings)  # its scores also gzip-kept, fixed bytes
     kept = (accuracy / "per_sample.json.gz").read_bytes()
     assert gzip.decompress(kept) == (accuracy / "per_sample.json").read_bytes()
@@ -757,24 +758,49 @@ def test_the_report_keeps_per_sample_scores_and_rebuilds_its_intervals_from_them
 
 
 def test_time_spent_sums_the_cells_markers_per_task_mode_and_seed(tmp_path):
-    """The report's "Time spent": each cell's marker gives its wall seconds (training included);
-    rows per task, mode and seed, then all, in wall hours and core-hours; a run without a marker
-    counts in none."""
+    """The report's "Time spent": each cell's marker gives its wall and CPU seconds (training
+    included); rows per task, mode and seed, then all, in wall hours, wall x cores, and CPU hours
+    over the cells whose marker records them (older markers have wall_s only); a run without a
+    marker counts in none."""
     (tmp_path / study.MARKER).write_text(json.dumps({"settings": {}, "wall_s": 5400.0}))
-    assert collect.cell_wall_s(tmp_path) == 5400.0
+    assert collect.cell_seconds(tmp_path) == 5400.0 and collect.cell_seconds(tmp_path, "cpu_s") is None
+    (tmp_path / study.MARKER).write_text(json.dumps({"wall_s": 5400.0, "cpu_s": 9000.0}))
+    assert collect.cell_seconds(tmp_path, "cpu_s") == 9000.0
     (tmp_path / study.MARKER).write_text("{not json")
-    assert collect.cell_wall_s(tmp_path) is None and collect.cell_wall_s(tmp_path / "none") is None
+    assert collect.cell_seconds(tmp_path) is None and collect.cell_seconds(tmp_path / "none") is None
 
-    def run(seed, wall, mode="accuracy"):
-        return collect.Run("p", "full", "xnli", "Offline", mode, "pytorch", seed=seed, cell_wall_s=wall)
+    def run(seed, wall, mode="accuracy", cpu=None):
+        return collect.Run(
+            "p", "full", "xnli", "Offline", mode, "pytorch", seed=seed, cell_wall_s=wall, cell_cpu_s=cpu
+        )
 
     table = collect.frame(
-        [run(0, 5400.0), run(1, 1800.0), run(1, 900.0), run(1, None), run(0, 360.0, "performance")]
+        [
+            run(0, 5400.0, cpu=7200.0),
+            run(1, 1800.0, cpu=1800.0),
+            run(1, 900.0),
+            run(1, None, cpu=50.0),
+            run(0, 360.0, "performance"),
+        ]
     )
     assert report.time_rows(table, cores=2) == [
-        ["xnli", "accuracy", 0, 1, "1.50", "3.00"],
-        ["xnli", "accuracy", 1, 2, "0.75", "1.50"],
-        ["xnli", "performance", 0, 1, "0.10", "0.20"],
-        ["all", "", "", 4, "2.35", "4.70"],
+        ["xnli", "accuracy", 0, 1, "1.50", "3.00", "2.00", 1],
+        ["xnli", "accuracy", 1, 2, "0.75", "1.50", "0.50", 1],
+        ["xnli", "performance", 0, 1, "0.10", "0.20", "-", 0],
+        ["all", "", "", 4, "2.35", "4.70", "2.50", 2],
     ]
     assert report.time_rows(collect.frame([run(0, None)]), cores=2) == []
+
+
+def test_cpu_seconds_count_a_child_process_and_not_a_pause():
+    """A cell's CPU seconds include the processes it waited for (the run, a zoo build) and nothing
+    for time spent waiting: a child that burns CPU adds about its CPU time; one that sleeps adds
+    almost none, however long it sleeps."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass"
+    before = study.cpu_seconds()
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    burned = study.cpu_seconds() - before
+    before = study.cpu_seconds()
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(1.0)"], check=True)
+    slept = study.cpu_seconds() - before
+    assert burned >= 0.6 and slept < 0.5
