@@ -106,7 +106,7 @@ def pretrain_mlm(
     sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), steps)
     special = torch.tensor([tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id])
     model.train()
-    bar = tqdm(range(steps), desc="pretrain tiny MLM", disable=not progress)
+    bar = tqdm(range(steps), desc="pretrain tiny MLM", disable=None if progress else True)
     for _ in bar:
         rows = rng.integers(0, len(offsets) - 1, batch_size)
         ids, mask = (

@@ -205,7 +205,7 @@ def train(
     curve: list[dict[str, float]] = []
     losses: list[float] = []
     model.train()
-    bar = tqdm(plan, desc=desc, disable=not ctx.progress, unit="step")
+    bar = tqdm(plan, desc=desc, disable=None if ctx.progress else True, unit="step")  # None: TTY only
     for step, rows in enumerate(bar, 1):
         ids, mask = pad_ragged(data["input_ids"], data["offsets"], rows, 1)
         labels = {k: torch.from_numpy(np.asarray(data[k])[rows]).long() for k in label_keys}
