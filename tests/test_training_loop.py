@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -36,3 +37,52 @@ def test_a_log_file_gets_one_line_per_epoch_and_no_progress_bar(capsys):
     quiet = stages.Context(Path("."), sizes, seed=0, progress=False, squad_path=Path("."))
     stages.train(Model(), data, 1e-3, quiet, "full xnli", epochs=3)
     assert capsys.readouterr() == ("", "")
+
+
+def test_the_zoo_trains_where_zoo_device_or_a_visible_gpu_says(monkeypatch):
+    """No ZOO_DEVICE: the GPU where torch sees one, else the CPU; ZOO_DEVICE chooses (cuda:N kept);
+    a value that is no device, or a GPU this machine lacks, is an error naming the variable. bf16
+    autocast follows the device: a GPU's own bf16 support, a CPU's native bf16 (the probe)."""
+    from models import training_device as td
+
+    monkeypatch.delenv(td.ENV, raising=False)
+    for gpu in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda gpu=gpu: gpu)
+        assert td.training_device() == ("cuda" if gpu else "cpu")
+        monkeypatch.setenv(td.ENV, "cpu")
+        assert td.training_device() == "cpu"
+        monkeypatch.setenv(td.ENV, "cuda:1")
+        if gpu:
+            assert td.training_device() == "cuda:1"
+        else:
+            with pytest.raises(ValueError, match=r"ZOO_DEVICE=cuda:1: torch .* sees no CUDA GPU"):
+                td.training_device()
+        monkeypatch.delenv(td.ENV)
+    for bad in ("tpu", "mps"):
+        monkeypatch.setenv(td.ENV, bad)
+        with pytest.raises(ValueError, match=f"ZOO_DEVICE='{bad}' is not a training device"):
+            td.training_device()
+    for supported in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert td.autocast_bf16_on("cuda:0") is supported
+        assert td.autocast_bf16_on("cuda:0", wanted=False) is False
+    monkeypatch.setattr(td, "autocast_bf16", lambda wanted: "the CPU probe's answer")
+    assert td.autocast_bf16_on("cpu") == "the CPU probe's answer"
+
+
+def test_a_stage_context_trains_on_the_chosen_device_and_returns_the_model_to_the_cpu(monkeypatch):
+    """Context's device comes from ZOO_DEVICE (read when the build makes it); after `train` the model
+    is on the CPU, where the stages merge, fuse and save it."""
+    from models import training_device as td
+
+    monkeypatch.setenv(td.ENV, "cpu")
+    sizes = SimpleNamespace(batch_size=2, warmup=0.1, bf16=False)
+    ctx = stages.Context(Path("."), sizes, seed=0, progress=False, squad_path=Path("."))
+    assert ctx.device == "cpu"
+    model = Model()
+    data = {"input_ids": np.arange(1, 9), "offsets": np.array([0, 2, 4, 6, 8]), "labels": [0, 1, 0, 1]}
+    stages.train(model, data, 1e-1, ctx, "t", epochs=1)
+    assert model.w.device.type == "cpu" and model.w.item() != 1.0  # trained, on the CPU
+    monkeypatch.setenv(td.ENV, "gpu")
+    with pytest.raises(ValueError, match="ZOO_DEVICE='gpu'"):
+        stages.Context(Path("."), sizes, seed=0, progress=False, squad_path=Path("."))

@@ -19,10 +19,10 @@ import torch
 
 from common.loadgen_log import LoadgenLog
 from models.backends import create_backend
-from models.cpu_caps import autocast_bf16
 from models.loaders import read_manifest
 from models.modules import WRAPPERS
 from models.registry import resolve
+from models.training_device import autocast_bf16_on
 from tasks.data import pad_ragged
 from tasks.registry import get_task
 from tasks.scoring import score
@@ -52,8 +52,8 @@ def predict_log(backend, fs, indices: np.ndarray, kind: str, pad_id: int = 1):
 
 class _TrainingModule:
     """Backend-like view of a model being trained: the task kind's wrapper (models/modules.py)
-    without freezing its parameters; bf16 autocast where the CPU has native bf16 (a curve probe, not
-    a reported figure). no_grad,
+    without freezing its parameters, on the device the model trains on; bf16 autocast where that
+    device has native bf16 (a curve probe, not a reported figure). no_grad,
     not inference_mode: under inference_mode and autocast the adapters library's unfolded
     AdapterFusion forward runs 11-14x slower (docs/zoo.md); in the
     timed zoo build of 2026-11-30 (reports/zoo.md) each TyDiQA probe of adapter-squad took 11
@@ -63,9 +63,11 @@ class _TrainingModule:
         self.module = WRAPPERS[kind](model, 0)
 
     def predict(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16()):
-            out = self.module(torch.from_numpy(ids), torch.from_numpy(mask))
-        return out.float().numpy()
+        device = next(self.module.parameters()).device  # where the model trains
+        bf16 = autocast_bf16_on(str(device))
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self.module(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+        return out.float().cpu().numpy()
 
 
 def heldout_probe(task_name: str, tokenizer, rows: int = 300):

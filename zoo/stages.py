@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from models import loaders
-from models.cpu_caps import autocast_bf16
 from models.loaders import DONE, activate, add_head, no_setup_warning, write_manifest
 from models.registry import TASKS, ModelSpec
 from models.spec import INTERMEDIATE, LORA_ALPHA, LORA_RANK
+from models.training_device import autocast_bf16_on, training_device
 from tasks.data import (
     batch_encode,
     find_file,
@@ -50,7 +50,8 @@ class Context:
     training rows, None all of them; `selection`: the dev-split choice a target stage's learning rate
     and epochs come from (zoo/choice.py), recorded in its zoo.json; `train_data`: the training data
     option a target stage of a `--train_data` zoo trains on and its row counts (zoo/recipe.py
-    `data_record`), recorded in its zoo.json (None: the default, recorded by its absence)."""
+    `data_record`), recorded in its zoo.json (None: the default, recorded by its absence); `device`:
+    where `train` runs (models/training_device.py; the model comes back to the CPU after it)."""
 
     models_dir: Path
     sizes: Any  # zoo.recipe.Sizes (not imported: the recipe imports this module)
@@ -63,6 +64,7 @@ class Context:
     snli_pairs: int | None = 0
     selection: dict[str, Any] | None = None
     train_data: dict[str, Any] | None = None
+    device: str = field(default_factory=training_device)
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -180,14 +182,17 @@ def train(
     random batches. `schedule_epochs` > `epochs`: the warm-up and decay are those of that many
     epochs, and training stops after `epochs` of them (early stopping: the first `epochs` epochs of
     a longer run, batch for batch). ctx.sizes.bf16: autocast matmuls to bfloat16 (fp32 master
-    weights; 1.7-2x faster on CPUs with AMX: docs/zoo.md) where the CPU has native bf16, else fp32
-    (models/cpu_caps.py `autocast_bf16`; the stage records which). Returns the training curve: per
+    weights; 1.7-2x faster on CPUs with AMX: docs/zoo.md) where ctx.device has native bf16, else
+    fp32 (models/training_device.py; the stage records which). Trains on ctx.device and leaves the
+    model on the CPU. Returns the training curve: per
     epoch (or at the end) the mean loss and, for each of `probes` (name -> evaluate(model) -> float),
     its figure under that name."""
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
-    bf16 = autocast_bf16(ctx.sizes.bf16)
+    device = torch.device(ctx.device)
+    bf16 = autocast_bf16_on(ctx.device, ctx.sizes.bf16)
     label_keys = [k for k in ("labels", "start_positions", "end_positions") if k in data]
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     n = len(data["offsets"]) - 1
     if epochs > 0:
@@ -208,11 +213,10 @@ def train(
     bar = tqdm(plan, desc=desc, disable=None if ctx.progress else True, unit="step")  # None: TTY only
     for step, rows in enumerate(bar, 1):
         ids, mask = pad_ragged(data["input_ids"], data["offsets"], rows, 1)
-        labels = {k: torch.from_numpy(np.asarray(data[k])[rows]).long() for k in label_keys}
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(
-                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **labels
-            ).loss
+        labels = {k: torch.from_numpy(np.asarray(data[k])[rows]).long().to(device) for k in label_keys}
+        ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=ids, attention_mask=mask, **labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -231,6 +235,7 @@ def train(
             if ctx.progress:
                 print(f"[models] {desc}: {point}", flush=True)
     model.eval()
+    model.to("cpu")  # the stages merge, fuse and save on the CPU
     return curve
 
 
@@ -267,8 +272,10 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     start = time.perf_counter()
     curve = train(model, data, lr, ctx, desc, probes=probes, **plan)
     seconds = round(time.perf_counter() - start, 1)  # wall time, held-out probes included
-    bf16 = autocast_bf16(sizes.bf16)  # what train() used on this CPU
+    bf16 = autocast_bf16_on(ctx.device, sizes.bf16)  # what train() used there
     log = {"learning": learning, "lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve}
+    if ctx.device != "cpu":  # the CPU recorded by its absence: the records made before GPUs trained
+        log["device"] = ctx.device
     log["train_s"] = seconds
     log["train_samples"] = len(data["offsets"]) - 1  # rows (QA: windows) trained on
     if ctx.selection is not None and stage not in INTERMEDIATE:
