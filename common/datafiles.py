@@ -82,5 +82,14 @@ def flag_values(
             raise DataFileError(f"{path}: key {key!r}: bad value {value!r} ({exc})") from exc
         if action.choices is not None and converted not in action.choices:
             raise DataFileError(f"{path}: key {key!r}: {value!r} is not one of {list(action.choices)}")
-        out[key] = REPO / converted if isinstance(converted, Path) else converted
+        out[key] = in_repo(converted)
     return out
+
+
+def in_repo(value: Any) -> Any:
+    """A path, or each path of a tuple of them, taken relative to the repository; others as given."""
+    if isinstance(value, Path):
+        return REPO / value
+    if isinstance(value, tuple) and value and all(isinstance(v, Path) for v in value):
+        return tuple(REPO / v for v in value)
+    return value

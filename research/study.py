@@ -39,7 +39,7 @@ from research.datafiles import MARKER, DataFileError, load_preset, load_rates, p
 from sut import registry as sut_registry
 from tasks.registry import get_task_class
 from tasks.scoring.result import keep_gzipped
-from zoo.choice import read_selected
+from zoo.choice import read_selections
 from zoo.recipe import DATA_TASK, SELECTED_KEYS, SIZES, data_words, stages_for_run
 
 # study backend label -> (runner --backend, --dtype). One lookup, no branching on names elsewhere.
@@ -72,6 +72,11 @@ def seed_tasks(text: str | None) -> list[tuple[str, int | None]]:
     return out
 
 
+def paths(text: str | None) -> tuple[Path, ...]:
+    """--selected: a comma list of files (empty: none)."""
+    return tuple(Path(p) for p in names(text))
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """What every cell shares. duration_s: LoadGen min_duration of performance runs (seconds)."""
@@ -88,10 +93,11 @@ class StudySettings:
     offline_qps: float | None = None  # None = rates.toml's per task; 0 = user.conf's value
     languages: tuple[str, ...] = ()  # every cell serves only these languages (empty: all)
     # the zoo every cell serves (None: the encoder's default folder), seed k's beside it
-    # (models.zoo_layout.seed_models_dir); `selected`: a selection's choices (zoo/choice.py), which
-    # the stages a cell builds train with and the stages it finds built must have been trained with
+    # (models.zoo_layout.seed_models_dir); `selected`: selections' files (zoo/choice.py, one per
+    # task), whose choices the stages a cell builds train with and the stages it finds built must
+    # have been trained with
     models_dir: Path | None = None
-    selected: Path | None = None
+    selected: tuple[Path, ...] = ()
     # the zoo's training data (models/zoo_layout.py TRAIN_DATA): other than the default, every cell
     # serves that option's zoo, `-<option>` beside the zoo above (data_models_dir), its seeds beside
     # it, and builds its XNLI target stages on that data
@@ -384,8 +390,9 @@ def is_done(cell: Cell, s: StudySettings) -> bool:
 
 
 def choices(s: StudySettings) -> dict[str, dict[str, dict]] | None:
-    """task -> model -> the choice of `s.selected` (zoo/choice.py read_selected), None without one."""
-    return read_selected(s.selected, s.encoder) if s.selected else None
+    """task -> model -> the choice of `s.selected`'s files (zoo/choice.py read_selections), None
+    without one."""
+    return read_selections(s.selected, s.encoder) if s.selected else None
 
 
 def offline_throughput(cell: Cell, s: StudySettings) -> float | None:
@@ -529,7 +536,12 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     ),
     "seed_models": (names, None, "models trained with every seed (default: every model)"),
     "models_dir": (Path, None, "the zoo served (default: the encoder's; seed k's beside it, -seed<k>)"),
-    "selected": (Path, None, "a selection's selected.toml: the zoo's stages train with its choices"),
+    "selected": (
+        paths,
+        (),
+        "selections' selected.toml files, comma-separated, one per task: the zoo's stages train "
+        "with their choices",
+    ),
     "train_data": (
         str,
         None,
@@ -581,7 +593,8 @@ def study_train_data(args: argparse.Namespace) -> str:
     option = check_train_data(args.train_data or DEFAULT_TRAIN_DATA)
     if option != DEFAULT_TRAIN_DATA and args.selected:
         raise ValueError(
-            f"--selected {args.selected}: its choices were made on the {DEFAULT_TRAIN_DATA} training "
+            f"--selected {','.join(map(str, args.selected))}: its choices were made on the "
+            f"{DEFAULT_TRAIN_DATA} training "
             f"data, not on --train_data {option}: run without --selected"
         )
     if option != DEFAULT_TRAIN_DATA and (others := [t for t in args.tasks if t != DATA_TASK]):

@@ -299,6 +299,17 @@ def read_squad(path: str | Path, language: str = "") -> list[QAExample]:
     return out
 
 
+def squad_titles(path: str | Path) -> list[str]:
+    """The article title of every question of a SQuAD v1.1 file, in read_squad's order (a file
+    read_squad accepts; an article without a title gives "")."""
+    return [
+        str(article.get("title", ""))
+        for article in read_json(path)["data"]
+        for para in article.get("paragraphs", [])
+        for _ in para.get("qas", [])
+    ]
+
+
 def _squad_question(qa: Any, context: str, language: str, where: str, seen: set[str]) -> QAExample:
     if not isinstance(qa, dict) or not isinstance(qa.get("question"), str) or "id" not in qa:
         raise DataError(f"{where}: a question needs 'id' and 'question'")

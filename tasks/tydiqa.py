@@ -1,6 +1,8 @@
 """TyDiQA-GoldP (and any SQuAD v1.1 file): extractive QA as overlapping windows over each context.
 
-Files: `<data_dir>/dev-<lang>.json[.gz]`, SQuAD v1.1 JSON (read by tasks.data.read_squad).
+Files: `<data_dir>/dev-<lang>.json[.gz]`, SQuAD v1.1 JSON (read by tasks.data.read_squad); split
+"train": `train-en.json[.gz]`, English only, the questions the zoo trains on (the selection's dev
+probe scores some of them: zoo/recipe.py `dev_rows`).
 
 qsl_idx order: languages ar bn en fi id ko ru sw te (the active ones, in this order); within a language
 the questions in file order (articles, paragraphs, questions); within a question its windows from the
@@ -33,6 +35,7 @@ from tqdm.auto import tqdm
 from tasks.base import FeatureSet, Task
 from tasks.data import (
     DataError,
+    check_choice,
     QAExample,
     check_max_length,
     find_file,
@@ -54,6 +57,7 @@ class TydiqaTask(Task):
     metrics = ("exact_match", "f1")
     primary_metric = "f1"
     languages = ("ar", "bn", "en", "fi", "id", "ko", "ru", "sw", "te")
+    splits = ("dev", "train")  # train: English only
 
     def __init__(
         self,
@@ -62,8 +66,17 @@ class TydiqaTask(Task):
         max_length: int = 384,
         doc_stride: int = 128,
         max_query_length: int = 64,
+        split: str = "dev",
     ):
         super().__init__(data_dir, languages)
+        self.split = check_choice(split, self.splits, "split")
+        if self.split == "train":
+            if languages and tuple(self.active_languages) != ("en",):
+                raise ValueError(
+                    f"tydiqa split 'train' is English only (train-en.json), not languages "
+                    f"{', '.join(self.active_languages)}"
+                )
+            self.active_languages = ("en",)
         self.max_length = check_max_length(max_length, minimum=32)
         self.doc_stride = check_max_length(doc_stride, "doc_stride", minimum=1)
         self.max_query_length = check_max_length(max_query_length, "max_query_length", minimum=1)
@@ -74,8 +87,8 @@ class TydiqaTask(Task):
             )
 
     def data_files(self) -> list[Path]:
-        """`dev-<lang>.json` (or .gz) per active language, in qsl order."""
-        return [find_file(self.data_dir, f"dev-{lang}.json") for lang in self.active_languages]
+        """`<split>-<lang>.json` (or .gz) per active language, in qsl order."""
+        return [find_file(self.data_dir, f"{self.split}-{lang}.json") for lang in self.active_languages]
 
     def read(self) -> list[QAExample]:
         """Every question of the active languages, in qsl order."""

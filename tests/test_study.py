@@ -468,7 +468,7 @@ def test_the_plan_counts_each_zoo_stage_still_to_train_once(tmp_path):
         "lr = 5e-5\nepochs = 8\nmax_epochs = 10\ndev = 60.0\nseeds = [0]\n"
     )
     selected = study.StudySettings(
-        runs_dir=s.runs_dir, encoder="e5-small", models_dir=zoo, selected=chosen
+        runs_dir=s.runs_dir, encoder="e5-small", models_dir=zoo, selected=(chosen,)
     )
     assert study.zoo_training(cells[1:2], selected)[0] == pytest.approx(1.25 + 2.6 * 8 / 5)
     (zoo.with_name("zoo-seed1") / "full" / "xnli").mkdir(parents=True)

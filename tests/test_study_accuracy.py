@@ -456,7 +456,7 @@ def test_the_second_design_and_its_evening_part():
     assert [c.settings_key(s1) for c in evening] == [c.settings_key(s2) for c in evening]
     cells_min = grid.estimate_seconds(evening, s1) / 60
     training_min = grid.zoo_training(evening, replace(s1, models_dir=Path("/nonexistent/zoo")))[0]
-    assert s1.selected == s2.selected == REPO / "reports/select-e5-small/selected.toml"
+    assert s1.selected == s2.selected == (REPO / "reports/select-e5-small/selected.toml",)
     assert round(cells_min) == 78 and round(training_min) == 209  # LoRA's 16-18 epochs of 20 weigh
     assert cells_min + training_min <= 300
 

@@ -24,22 +24,22 @@ import torch
 
 from common.datafiles import DataFileError
 from common.paths import DATA, REPO
-from tasks.data import find_file, read_classification_file, read_snli
+from tasks.data import find_file, read_classification_file, read_snli, read_squad, squad_titles
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
+from tasks.tydiqa import squad_train_features
 from tasks.xnli import XnliTask
 from tests.conftest import save_tiny_encoder
 from zoo.choice import choose, read_selected
 from zoo.cli import main as zoo_main
 from zoo.recipe import (
-    DEV_ROWS,
     E5_SMALL,
     MIRRORS,
-    SELECT_ROWS,
     STAGE_MINUTES,
     TINY_TEST,
     TRAIN_ROWS,
     StageError,
     check_selected_stages,
+    dev_split,
 )
 from zoo.select import (
     Trial,
@@ -65,7 +65,7 @@ TINY_TRIALS = [  # the grid's order
 
 # --- the dev split ---------------------------------------------------------------------------------
 def test_the_dev_split_holds_out_whole_english_premises_of_the_training_rows():
-    dev, rest = DEV_ROWS["xnli"], SELECT_ROWS["xnli"]
+    dev, rest = dev_split("xnli").dev, dev_split("xnli").train
     assert (len(dev), len(rest)) == (249, 996)
     assert not set(dev) & set(rest)
     assert sorted(dev + rest) == list(TRAIN_ROWS["xnli"]) == list(range(1245))
@@ -77,6 +77,110 @@ def test_the_dev_split_holds_out_whole_english_premises_of_the_training_rows():
     assert (len(dev_premises), len(rest_premises)) == (83, 332)
     assert not dev_premises & rest_premises  # no premise on both sides, by its text
     assert Counter(examples[r].label for r in dev) == {0: 83, 1: 83, 2: 83}
+
+
+def test_the_tydiqa_dev_split_holds_out_whole_wikipedia_articles_of_train_en():
+    """TyDiQA's dev split: every 5th article title of train-en.json (order of first appearance)
+    taken whole, so no article has a passage on both sides; indices are train-en's questions."""
+    split = dev_split("tydiqa")
+    path = find_file(DATA / "tydiqa_goldp", "train-en.json")
+    titles, examples = squad_titles(path), read_squad(path, "en")
+    assert len(titles) == len(examples) == split.total == 3696
+    assert (len(split.dev), len(split.train), split.groups) == (724, 2972, 603)
+    assert sorted(split.dev + split.train) == list(range(3696)) and not set(split.dev) & set(split.train)
+    dev_titles, train_titles = {titles[i] for i in split.dev}, {titles[i] for i in split.train}
+    assert (len(dev_titles), len(train_titles)) == (603, 3016 - 603) and not dev_titles & train_titles
+    first = list(dict.fromkeys(titles))  # the 5th, 10th ... title in order of first appearance
+    assert [t for k, t in enumerate(first) if k % 5 == 4] == sorted(dev_titles, key=first.index)
+    assert not {examples[i].context for i in split.dev} & {examples[i].context for i in split.train}
+    assert split.words == "every 5th Wikipedia article title of train-en.json taken whole (603 titles of 3016)"
+    with pytest.raises(ValueError, match="'pawsx' has no dev split"):
+        dev_split("pawsx")
+    from tasks.registry import get_task
+
+    assert get_task("tydiqa", split="train").active_languages == ("en",)
+    with pytest.raises(ValueError, match="tydiqa split 'train' is English only .*not languages ar"):
+        get_task("tydiqa", languages="ar", split="train")
+
+
+def test_a_tydiqa_trial_trains_on_its_questions_and_probes_the_held_out_ones(monkeypatch, tiny_tokenizer):
+    """A trial's QA training windows come from the split's training questions only; its dev probe
+    reads train-en.json (not the dev-en evaluation file) and scores the windows of the dev questions
+    only."""
+    from zoo import evaluate, stages
+
+    path = find_file(DATA / "tydiqa_goldp", "train-en.json")
+    examples = read_squad(path, "en")
+    picked = stages.qa_data(path, tiny_tokenizer, 128, questions=[5, 2])
+    expected = squad_train_features(tiny_tokenizer, [examples[2], examples[5]], 128, 48, 32)
+    assert picked.keys() == expected.keys()
+    assert all(np.array_equal(picked[k], expected[k]) for k in expected)
+    seen = {}
+
+    def fake_predict(backend, fs, indices, kind, pad_id):
+        seen["questions"] = sorted(set(fs.extra["example_index"][indices].tolist()))
+        seen["windows"] = len(indices)
+        return "log"
+
+    def fake_score(task, log, **kwargs):
+        seen["files"] = [p.name for p in task.data_files()]
+        seen["tokenizer"] = kwargs.get("tokenizer")
+        return SimpleNamespace(final_line=json.dumps({"f1": 12.5}))
+
+    monkeypatch.setattr(evaluate, "predict_log", fake_predict)
+    monkeypatch.setattr(evaluate, "score", fake_score)
+    monkeypatch.setattr(evaluate, "_TrainingModule", lambda kind, model: None)
+    dev = dev_split("tydiqa").dev[:3]
+    assert evaluate.row_probe("tydiqa", tiny_tokenizer, dev)(None) == 12.5
+    assert seen["questions"] == list(dev) and seen["windows"] >= 3
+    assert seen["files"] == ["train-en.json.gz"] and seen["tokenizer"] is tiny_tokenizer
+    evaluate.row_probe("tydiqa", tiny_tokenizer, None)(None)  # the held-out probe: dev-en, all of it
+    assert seen["files"] == ["dev-en.json.gz"] and len(seen["questions"]) == 440
+
+
+def test_a_tiny_tydiqa_selection_runs_end_to_end_into_its_own_folder(tmp_path, tiny_tokenizer):
+    """A TyDiQA grid (one model, one learning rate, 2 epochs): the trial trains on the split's
+    training questions (the very small recipe's first 120 windows), scores the 724 dev questions
+    after each epoch as F1, and the report, the CSV and selected.toml say TyDiQA; its default
+    folder is not the XNLI selection's."""
+    grid = tmp_path / "select-tydiqa-tiny.toml"
+    grid.write_text(
+        'encoder = "tiny"\ntask = "tydiqa"\nmodels = ["full"]\nseeds = [0]\nmax_epochs = 2\n'
+        "[lr]\nfull = [1e-3]\n"
+    )
+    save_tiny_encoder(tmp_path / "zoo" / "encoder", tiny_tokenizer, dict(TINY_TEST.config))
+    argv = ["select", "--grid", str(grid), "--tiny-test", "--quiet", "--runs_dir", str(tmp_path)]
+    assert zoo_main([*argv, "--models_dir", str(tmp_path / "zoo")]) == 0
+    record = json.loads((tmp_path / "trials" / "full_lr0.001_seed0_xnli.json").read_text())
+    assert record["settings"]["task"] == "tydiqa" and record["rows"] == {"train": 120, "dev": 724}
+    assert [(p["epoch"], p["step"]) for p in record["curve"]] == [(1.0, 15), (2.0, 30)]
+    assert all(0.0 <= p["dev"] <= 100.0 for p in record["curve"])
+    report = (tmp_path / "selection.md").read_text()
+    assert "**Dev split**: 724 English tydiqa questions, every 5th Wikipedia article title" in report
+    assert "the trials train on the other 2972 questions of train-en.json. No held-out" in report
+    assert "| model | learning | data | lr | epochs | dev F1 |" in report
+    chosen = read_selected(tmp_path / "selected.toml", "tiny")
+    assert list(chosen) == ["tydiqa"] and chosen["tydiqa"]["full"]["lr"] == 1e-3
+    assert "chosen on the English tydiqa dev split." in (tmp_path / "selected.toml").read_text()
+    from zoo.select import default_runs_dir
+
+    assert default_runs_dir(load_grid(grid)).name == "select-tiny-tydiqa"
+    assert default_runs_dir(load_grid(TINY_GRID)).name == "select-tiny"
+
+
+def test_the_e5_small_tydiqa_grid_is_the_xnli_grid_at_four_epochs_and_plans_for_a_gpu(tmp_path):
+    """The TyDiQA grid: the XNLI grid's arms and learning rates, up to 4 epochs (the recipe trains
+    2); planned at about 19 hours on 2 cores from the measured TyDiQA stages."""
+    grid = load_grid(REPO / "zoo" / "grids" / "select-tydiqa-e5-small.toml")
+    xnli = load_grid(REPO / "zoo" / "grids" / "select-xnli-e5-small.toml")
+    assert (grid.task, grid.models, grid.lr, grid.data, grid.max_epochs, grid.max_epochs_of) == (
+        "tydiqa", xnli.models, xnli.lr, ("xnli",), 4, {}
+    )  # fmt: skip
+    _, minutes = plan(grid, grid.trials(), tmp_path / "empty-zoo")
+    tydiqa = STAGE_MINUTES["e5-small"]
+    per_epoch = tydiqa["full/tydiqa"] / 2 * 2972 / 3696  # measured: 2 epochs of all 3,696 questions
+    assert trial_minutes(grid, Trial("full", 5e-5, 0, "xnli")) == pytest.approx(4 * per_epoch)
+    assert round(minutes) == 1124
 
 
 # --- the choice rule --------------------------------------------------------------------------------
@@ -138,7 +242,8 @@ def _grid(tmp_path: Path, lr: str = LR, **keys: str | None) -> Path:
         ({"max_epochs": '"ten"'}, LR, "key 'max_epochs' must be a int, not 'ten'"),
         ({"models": '["full", "fulll"]'}, LR, "key 'models': unknown model 'fulll'"),
         ({"data": '["xnli+mnli"]'}, LR, "key 'data': unknown training data 'xnli+mnli'"),
-        ({"task": '"tydiqa"'}, LR, "key 'task': 'tydiqa' has no dev split"),
+        ({"task": '"pawsx"'}, LR, "key 'task': 'pawsx' has no dev split"),
+        ({"task": '"tydiqa"', "data": '["xnli+snli5k"]'}, LR, "a tydiqa grid takes none"),
         ({"encoder": '"base"'}, LR, "key 'encoder': 'base' is not built by the zoo"),
         ({"seeds": "[]"}, LR, "key 'seeds': needs at least one value"),
         ({"max_epochs": "0"}, LR, "key 'max_epochs': must be at least 1"),
@@ -470,7 +575,7 @@ def test_snli_pairs_join_the_english_rows_in_xnli_label_order(selection):
     from zoo.stages import classification_data
 
     tok = AutoTokenizer.from_pretrained(selection / "zoo" / "encoder")
-    data = classification_data("xnli", tok, SELECT_ROWS["xnli"], 5000)
+    data = classification_data("xnli", tok, dev_split("xnli").train, 5000)
     assert len(data["labels"]) == 996 + 5000
     snli = read_snli(LABELS)[:5000]
     assert data["labels"][996:].tolist() == [e.label for e in snli]
@@ -527,7 +632,7 @@ def test_the_study_serves_the_selection_and_refuses_a_stage_built_without_it(
 
     chosen = read_selected(selection / "selected.toml", "tiny")
     s = study.StudySettings(
-        runs_dir=tmp_path / "runs", encoder="tiny", selected=selection / "selected.toml"
+        runs_dir=tmp_path / "runs", encoder="tiny", selected=(selection / "selected.toml",)
     )
     full = study.Cell("full", "xnli", "pytorch", "Offline", "accuracy")
     c = chosen["xnli"]["full"]
@@ -554,4 +659,42 @@ def test_the_study_serves_the_selection_and_refuses_a_stage_built_without_it(
     assert research_main([*argv, "--runs_dir", str(tmp_path / "r"), "--selected", str(bad)]) == 3
     assert capsys.readouterr().err == (
         f"error: {bad}: key 'encoder': selected for 'e5-small', not for --encoder 'tiny'\n"
+    )
+
+
+def test_the_study_reads_one_selection_file_per_task_and_refuses_two_for_one(tmp_path):
+    """--selected takes a comma list (XNLI's and TyDiQA's grids write one file each): the choices
+    merge by task; two files choosing for one task is an error naming both; a preset's files are
+    taken relative to the repository."""
+    import argparse
+
+    from research import study
+    from zoo.choice import read_selections
+
+    def selection(name, task, lr):
+        path = tmp_path / name
+        path.write_text(
+            f'encoder = "e5-small"\ngrid = "g"\n[selected.{task}.full]\n'
+            f"lr = {lr}\nepochs = 2\nmax_epochs = 4\ndev = 50.0\nseeds = [0]\n"
+        )
+        return path
+
+    xnli, tydiqa = selection("x.toml", "xnli", 1e-4), selection("t.toml", "tydiqa", 5e-5)
+    merged = read_selections([xnli, tydiqa], "e5-small")
+    assert {t: c["full"]["lr"] for t, c in merged.items()} == {"xnli": 1e-4, "tydiqa": 5e-5}
+    assert merged["tydiqa"]["full"]["file"] == str(tydiqa)
+    again = selection("x2.toml", "xnli", 3e-4)
+    with pytest.raises(DataFileError, match=f"^{again}: key 'selected.xnli': {xnli} chooses for xnli already"):
+        read_selections([xnli, tydiqa, again], "e5-small")
+    parser = argparse.ArgumentParser()
+    study.configure_parser(parser)
+    args = parser.parse_args(["--selected", f"{xnli}, {tydiqa}"])
+    assert args.selected == (xnli, tydiqa)
+    preset = tmp_path / "p.toml"
+    preset.write_text('selected = ["reports/a.toml", "reports/b.toml"]\n')
+    from common.datafiles import flag_values
+
+    assert flag_values(preset, parser, "the study")["selected"] == (
+        REPO / "reports/a.toml",
+        REPO / "reports/b.toml",
     )

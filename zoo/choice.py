@@ -8,6 +8,7 @@ recipe (zoo/recipe.py) reads it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ def selected_text(
     """The selected-values file (TOML) for `choices` (model -> Choice) on `task`."""
     lines = [
         f"# Written by `python -m zoo select --grid {grid}` (docs/selection.md): per model the",
-        "# learning rate and epoch count chosen on the English dev split, trained on XNLI rows only.",
+        "# learning rate and epoch count chosen on the English dev split, trained on XNLI rows only."
+        if task == "xnli"
+        else f"# learning rate and epoch count chosen on the English {task} dev split.",
         "# `python -m zoo build --selected <this file>` trains the target stages with them.",
         f"encoder = {json.dumps(encoder)}",
         f"grid = {json.dumps(grid)}",
@@ -125,4 +128,20 @@ def read_selected(path: Path, encoder: str) -> dict[str, dict[str, dict[str, Any
                     f"{path}: key {where!r}: needs lr > 0 and 1 <= epochs <= max_epochs, got {c}"
                 )
             out.setdefault(task, {})[model] = {"file": str(path), **c}
+    return out
+
+
+def read_selections(paths: Sequence[Path], encoder: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """`read_selected` of each file, merged by task (one selection per task: XNLI's and TyDiQA's
+    grids write one file each); DataFileError naming both files when two choose for one task."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    source: dict[str, Path] = {}
+    for path in paths:
+        for task, chosen in read_selected(path, encoder).items():
+            if task in source:
+                raise DataFileError(
+                    f"{path}: key 'selected.{task}': {source[task]} chooses for {task} already "
+                    "(one selection file per task)"
+                )
+            out[task], source[task] = chosen, path
     return out

@@ -24,7 +24,7 @@ from models.modules import WRAPPERS
 from models.registry import resolve
 from models.training_device import autocast_bf16_on
 from tasks.data import pad_ragged
-from tasks.registry import get_task
+from tasks.registry import get_task, get_task_class
 from tasks.scoring import score
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 from tasks.scoring.log import AccuracyLog
@@ -76,19 +76,26 @@ def heldout_probe(task_name: str, tokenizer, rows: int = 300):
     if task_name in HELDOUT_FIRST_ROW:
         first = HELDOUT_FIRST_ROW[task_name]
         return row_probe(task_name, tokenizer, range(first, first + rows), heldout_rows=True)
-    return row_probe(task_name, tokenizer, None, tokenizer=tokenizer)
+    return row_probe(task_name, tokenizer, None)
 
 
 def row_probe(task_name: str, tokenizer, rows: Collection[int] | None, **score_kwargs):
-    """evaluate(model) -> the task's main metric on the English file's rows `rows` (all when None),
-    scored by the task's own scorer with `score_kwargs`: the held-out probe above, and the selection's
-    dev probe on English training rows held out of its trials (zoo/recipe.py DEV_ROWS)."""
-    task = get_task(task_name, languages="en")
+    """evaluate(model) -> the task's main metric on English rows `rows` of the file its target stage
+    trains from (all of the English evaluation file when None), scored by the task's own scorer with
+    `score_kwargs`: the held-out probe above, and the selection's dev probe on English training data
+    held out of its trials (zoo/recipe.py `dev_split`). XNLI/PAWS-X: rows of the English dev file;
+    TyDiQA: questions of train-en.json (file order), all of each question's windows."""
+    qa = get_task_class(task_name).kind == "qa"
+    options = {"split": "train"} if qa and rows is not None else {}
+    task = get_task(task_name, languages="en", **options)
     kind = task.kind
     fs = task.features(tokenizer, progress=False)
     indices = np.arange(len(fs))
     if rows is not None:
-        indices = indices[np.isin(fs.extra["row"], np.fromiter(rows, dtype=np.int64))]
+        unit = fs.extra["example_index" if qa else "row"]
+        indices = indices[np.isin(unit, np.fromiter(rows, dtype=np.int64))]
+    if qa:  # the scorer rebuilds the windows with the tokenizer
+        score_kwargs.setdefault("tokenizer", tokenizer)
     metric = task.primary_metric
 
     def evaluate(model) -> float:

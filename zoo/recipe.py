@@ -60,8 +60,9 @@ from models.zoo_layout import (
     seed_of_models_dir,
     train_data_of_models_dir,
 )
-from tasks.data import read_snli
+from tasks.data import read_snli, squad_titles
 from tasks.mixed import is_mixed, parse_task_list
+from tasks.registry import get_task
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 from zoo.choice import read_selected
 
@@ -76,17 +77,60 @@ if TYPE_CHECKING:
 # are the evaluation rows (one definition, shared with the scorers' --heldout_rows).
 TRAIN_ROWS = {task: range(0, first) for task, first in HELDOUT_FIRST_ROW.items()}
 EVAL_ROWS = {task: (first, None) for task, first in HELDOUT_FIRST_ROW.items()}
-# The selection's English dev split (`python -m zoo select`, docs/selection.md), carved from the
-# training rows alone: never a held-out row, never another language. XNLI's rows come in threes,
-# one premise with three hypotheses (premise = row // 3); every 5th premise goes whole to dev
-# (premises 4, 9, ..., 414: 83 premises, 249 rows) and the other 332 (996 rows) train the trials.
-PREMISE_ROWS = {"xnli": 3}  # rows per premise
-DEV_EVERY = 5  # every DEV_EVERY-th premise is a dev premise
-DEV_ROWS = {
-    task: tuple(r for r in TRAIN_ROWS[task] if r // k % DEV_EVERY == DEV_EVERY - 1)
-    for task, k in PREMISE_ROWS.items()
-}
-SELECT_ROWS = {task: tuple(r for r in TRAIN_ROWS[task] if r not in DEV_ROWS[task]) for task in DEV_ROWS}
+# The selection's English dev splits (`python -m zoo select`, docs/selection.md), carved from the
+# training data alone: never a held-out or test item, never another language, whole groups at a time.
+# XNLI's rows come in threes, one premise with three hypotheses (premise = row // 3); every 5th
+# premise goes whole to dev (premises 4, 9, ..., 414: 83 premises, 249 rows) and the other 332 (996
+# rows) train the trials. TyDiQA trains on train-en.json's questions (one per article entry, several
+# entries per Wikipedia article): every 5th article title, in order of first appearance, goes whole
+# to dev, so no dev passage's article is trained on.
+PREMISE_ROWS = 3  # XNLI rows per premise
+DEV_EVERY = 5  # every DEV_EVERY-th group is a dev group
+DEV_TASKS = ("xnli", "tydiqa")  # the tasks with a dev split
+
+
+@dataclass(frozen=True)
+class DevSplit:
+    """A task's English dev split: `dev` and `train` index the units the target stage trains on
+    (XNLI: rows of the English dev file, TRAIN_ROWS; TyDiQA: questions of train-en.json, in file
+    order); `groups` whole groups went to dev; `words` says it in the selection's report."""
+
+    task: str
+    dev: tuple[int, ...]
+    train: tuple[int, ...]
+    groups: int
+    words: str
+
+    @property
+    def total(self) -> int:
+        return len(self.dev) + len(self.train)
+
+
+@functools.cache
+def dev_split(task: str) -> DevSplit:
+    """`task`'s dev split (DEV_TASKS); ValueError for a task without one."""
+    if task == "xnli":
+        rows = TRAIN_ROWS[task]
+        dev = tuple(r for r in rows if r // PREMISE_ROWS % DEV_EVERY == DEV_EVERY - 1)
+        words = (
+            f"every {DEV_EVERY}th premise of the training rows [{rows.start}, {rows.stop}) taken whole "
+            f"({len(dev) // PREMISE_ROWS} premises)"
+        )
+        return DevSplit(task, dev, tuple(r for r in rows if r not in dev), len(dev) // PREMISE_ROWS, words)
+    if task == "tydiqa":
+        titles = squad_titles(get_task(task, split="train").data_files()[0])
+        rank = {t: k for k, t in enumerate(dict.fromkeys(titles))}  # order of first appearance
+        is_dev = [rank[t] % DEV_EVERY == DEV_EVERY - 1 for t in titles]
+        n_titles = sum(1 for t, k in rank.items() if k % DEV_EVERY == DEV_EVERY - 1)
+        words = (
+            f"every {DEV_EVERY}th Wikipedia article title of train-en.json taken whole "
+            f"({n_titles} titles of {len(rank)})"
+        )
+        dev = tuple(i for i, d in enumerate(is_dev) if d)
+        return DevSplit(task, dev, tuple(i for i, d in enumerate(is_dev) if not d), n_titles, words)
+    raise ValueError(f"{task!r} has no dev split (one of {', '.join(DEV_TASKS)})")
+
+
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
 DEFAULT_TARGETS = ("xnli", "tydiqa")  # `make models`: the study's tasks (PAWS-X is an extra)
 # --train_data OPTION (models/zoo_layout.py TRAIN_DATA, shared with `python -m zoo select`'s trials):
@@ -105,7 +149,7 @@ def snli_pairs_of(option: str) -> int:
 
 def data_record(option: str, rows: Collection[int] = TRAIN_ROWS[DATA_TASK]) -> dict[str, Any]:
     """What an XNLI target stage trained on `option` records in its zoo.json (`training.train_data`):
-    the option, the English XNLI rows (`rows`: TRAIN_ROWS, or a trial's SELECT_ROWS), the SNLI pairs
+    the option, the English XNLI rows (`rows`: TRAIN_ROWS, or a trial's `dev_split("xnli").train`), the SNLI pairs
     and their sum: the option's real counts. A test recipe's Sizes.max_train_examples trains on the
     first N of those rows only (XNLI's come first), which `training.train_samples` records."""
     snli = snli_pairs_of(option)

@@ -1,11 +1,12 @@
 """`python -m zoo select --grid FILE`: choose each model's learning rate and epoch count on an English
 dev split carved from the training rows (docs/selection.md).
 
-A grid file (zoo/grids/*.toml, checked against GRID_SCHEMA) names the encoder, the task (XNLI: the
-task with a dev split, zoo/recipe.py DEV_ROWS), the models, the learning rates of each learning kind,
-the seeds, the training data options and max_epochs. One trial = (model, learning rate, seed, data):
-the zoo's own target stage (zoo/stages.py `target`, with zoo/recipe.py `with_choice`) trained on the
-training rows left (SELECT_ROWS, plus SNLI pairs for the `xnli+snli*` options) for max_epochs epochs
+A grid file (zoo/grids/*.toml, checked against GRID_SCHEMA) names the encoder, the task (one with a
+dev split: XNLI or TyDiQA, zoo/recipe.py `dev_split`), the models, the learning rates of each learning
+kind, the seeds, the training data options (XNLI only) and max_epochs. One trial = (model, learning
+rate, seed, data): the zoo's own target stage (zoo/stages.py `target`, with zoo/recipe.py
+`with_choice`) trained on the training data left (the split's `train`, plus SNLI pairs for XNLI's
+`xnli+snli*` options) for max_epochs epochs
 of one schedule, scoring the dev rows after every epoch; models with an intermediate stage start
 from it, built first with the zoo's own build in the selection's zoo folder. Each finished trial
 writes one JSON record under <runs_dir>/trials/; a rerun with the same settings trains only what has
@@ -37,18 +38,16 @@ from models.zoo_layout import seed_models_dir
 from tasks.scoring.cli import write_atomically
 from zoo.choice import FLAT_GAIN, FLAT_WINDOW, Choice, choose, mean_curve, selected_text
 from zoo.recipe import (
-    DEV_EVERY,
-    DEV_ROWS,
-    PREMISE_ROWS,
-    SELECT_ROWS,
+    DATA_TASK,
+    DEV_TASKS,
     SIZES,
     SQUAD_TRAIN,
     TINY_TEST,
     TRAIN_DATA,
-    TRAIN_ROWS,
     Sizes,
     build_zoo,
     data_record,
+    dev_split,
     stage_minutes,
     stages_for_run,
     with_choice,
@@ -65,7 +64,7 @@ GRID_SCHEMA = {
     "models": [str],
     "lr": {str: [NUMBER]},
     "seeds": [int],
-    "data": [str],
+    "data?": [str],  # default [BUILD_DATA]; other options add SNLI pairs to XNLI's rows
     "max_epochs": int,
     "max_epochs_of?": {str: int},  # per learning kind, where its curves need a longer schedule
 }
@@ -130,8 +129,9 @@ def load_grid(path: Path) -> Grid:
 
     if data["encoder"] not in SIZES:
         raise bad("encoder", f"{data['encoder']!r} is not built by the zoo (one of {', '.join(SIZES)})")
-    if data["task"] not in DEV_ROWS:
-        raise bad("task", f"{data['task']!r} has no dev split (one of {', '.join(DEV_ROWS)})")
+    if data["task"] not in DEV_TASKS:
+        raise bad("task", f"{data['task']!r} has no dev split (one of {', '.join(DEV_TASKS)})")
+    data.setdefault("data", [BUILD_DATA])
     for key in ("models", "seeds", "data"):
         if not data[key] or len(set(data[key])) != len(data[key]):
             raise bad(key, "needs at least one value, none twice")
@@ -148,6 +148,8 @@ def load_grid(path: Path) -> Grid:
     for option in data["data"]:
         if option not in TRAIN_DATA:
             raise bad("data", f"unknown training data {option!r} (known: {', '.join(TRAIN_DATA)})")
+        if option != BUILD_DATA and data["task"] != DATA_TASK:
+            raise bad("data", f"{option!r} adds SNLI pairs to {DATA_TASK}'s rows: a {data['task']} grid takes none")
     needed = {MODELS[m].learning for m in data["models"]}
     for kind, rates in data["lr"].items():
         if kind not in needed:
@@ -184,9 +186,11 @@ def load_grid(path: Path) -> Grid:
 
 
 def train_rows(task: str, data: str) -> int:
-    """How many rows a trial with training data `data` trains on (before Sizes.max_train_examples):
-    the zoo build's count (zoo/recipe.py `data_record`) over the selection's rows."""
-    return data_record(data, SELECT_ROWS[task])["rows"]
+    """How many rows (TyDiQA: questions) a trial with training data `data` trains on (before
+    Sizes.max_train_examples): the zoo build's count (zoo/recipe.py `data_record`) over the split's
+    training part."""
+    rows = dev_split(task).train
+    return data_record(data, rows)["rows"] if task == DATA_TASK else len(rows)
 
 
 # --- records ----------------------------------------------------------------------------------------
@@ -256,15 +260,16 @@ def run_trial(
 
     spec = MODELS[trial.model]
     zoo_dir = seed_models_dir(models_dir, trial.seed)
+    split = dev_split(grid.task)
     ctx = stages.Context(
         models_dir=zoo_dir,
         sizes=with_choice(sizes, grid.task, spec.learning, trial.lr, grid.epochs_of(trial.model)),
         seed=trial.seed,
         progress=progress,
         squad_path=SQUAD_TRAIN,
-        train_rows=SELECT_ROWS,
+        train_rows={grid.task: split.train},
         encoder_dir=str(zoo_dir / "encoder"),
-        dev_rows=DEV_ROWS,
+        dev_rows={grid.task: split.dev},
         snli_pairs=TRAIN_DATA[trial.data],
     )
     work = runs_dir / ".work" / trial.name
@@ -279,7 +284,7 @@ def run_trial(
         "settings": settings(grid, trial, sizes),
         "curve": training["curve"],
         "train_s": training["train_s"],
-        "rows": {"train": training["train_samples"], "dev": len(DEV_ROWS[grid.task])},
+        "rows": {"train": training["train_samples"], "dev": len(split.dev)},
         "bf16": training["bf16"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -297,7 +302,7 @@ def trial_minutes(grid: Grid, trial: Trial) -> float | None:
     if stage is None:
         return None
     epochs = dict(SIZES[grid.encoder].target_epochs)[grid.task]
-    per_row_epoch = stage / epochs / len(TRAIN_ROWS[grid.task])
+    per_row_epoch = stage / epochs / dev_split(grid.task).total
     return per_row_epoch * train_rows(grid.task, trial.data) * grid.epochs_of(trial.model)
 
 
@@ -369,20 +374,26 @@ def csv_rows(grid: Grid, records: dict[Trial, dict]) -> list[dict[str, Any]]:
 
 def report_text(grid: Grid, records: dict[Trial, dict], chosen: dict, command: str) -> str:
     """The selection's markdown report."""
-    task, n_dev = grid.task, len(DEV_ROWS[grid.task])
-    rows = TRAIN_ROWS[task]
+    task, split = grid.task, dev_split(grid.task)
+    metric = "accuracy" if task == DATA_TASK else "F1"
     lrs = "; ".join(f"{kind} {', '.join(f'{r:g}' for r in rates)}" for kind, rates in grid.lr.items())
+    if task == DATA_TASK:
+        trained = (
+            f"the trials train on the other {len(split.train)} English rows (data `xnli`; "
+            "`xnli+snli5k` and `xnli+snli` add the first 5,000 and all 19,666 SNLI pairs)"
+        )
+        units = "rows"
+    else:
+        trained = f"the trials train on the other {len(split.train)} questions of train-en.json"
+        units = "questions"
     lines = [
         f"# Learning rate and epochs per model: {grid.encoder}, {task}",
         "",
         f"Made by `{command}` (docs/selection.md) from one record per trial "
         "(`<runs_dir>/trials/*.json`); every epoch of every trial is in the CSV beside this file.",
         "",
-        f"**Dev split**: {n_dev} English {task} rows, every {DEV_EVERY}th premise of the training "
-        f"rows [{rows.start}, {rows.stop}) taken whole ({n_dev // PREMISE_ROWS[task]} premises); the "
-        f"trials train on the other {len(SELECT_ROWS[task])} English rows (data `xnli`; "
-        "`xnli+snli5k` and `xnli+snli` add the first 5,000 and all 19,666 SNLI pairs). No held-out "
-        "(test) row and no other language is read.",
+        f"**Dev split**: {len(split.dev)} English {task} {units}, {split.words}; {trained}. No "
+        "held-out (test) row and no other language is read.",
         "",
         f"**Grid** (`{grid.shown()}`): models {', '.join(grid.models)}; learning rates {lrs}; seeds "
         f"{', '.join(map(str, grid.seeds))}; data {', '.join(grid.data)}; up to {grid.epochs_text()} "
@@ -392,7 +403,7 @@ def report_text(grid: Grid, records: dict[Trial, dict], chosen: dict, command: s
         "max_epochs, on all the training rows, dev rows included).",
         "",
         "**Choice**: per model and data, the learning rate and epoch count with the highest dev "
-        "accuracy averaged over seeds (a tie: fewer epochs, then the smaller learning rate). "
+        f"{metric} averaged over seeds (a tie: fewer epochs, then the smaller learning rate). "
         f"Flattened: the best epoch is not the last, or the chosen learning rate's curve gained less "
         f"than {FLAT_GAIN:g} points over its last {FLAT_WINDOW} epochs.",
         "",
@@ -402,14 +413,14 @@ def report_text(grid: Grid, records: dict[Trial, dict], chosen: dict, command: s
         for m, d in chosen
     }
     lines += markdown_table(
-        ["model", "learning", "data", "lr", "epochs", "dev accuracy", "flattened", "training (min)"],
+        ["model", "learning", "data", "lr", "epochs", f"dev {metric}", "flattened", "training (min)"],
         [
             [m, MODELS[m].learning, d, f"{c.lr:g}", c.epochs, c.dev, c.why(), minutes[(m, d)]]
             for (m, d), c in chosen.items()
         ],
     )
     epochs = range(1, max(map(grid.epochs_of, grid.models)) + 1)
-    lines += ["", "Dev accuracy after each epoch (mean over seeds):", ""]
+    lines += ["", f"Dev {metric} after each epoch (mean over seeds):", ""]
     lines += markdown_table(
         ["model", "data", "lr", *map(str, epochs)],
         [
@@ -497,6 +508,13 @@ def run_selection(
     return chosen
 
 
+def default_runs_dir(grid: Grid) -> Path:
+    """build/select-<encoder> for XNLI (the first grids'), build/select-<encoder>-<task> for another
+    task: its trials and selected.toml never overwrite an XNLI selection's."""
+    suffix = "" if grid.task == DATA_TASK else f"-{grid.task}"
+    return BUILD / f"select-{grid.encoder}{suffix}"
+
+
 def grid_path(text: str) -> Path:
     """A grid file's path, or the name of one in zoo/grids/."""
     path = Path(text)
@@ -511,7 +529,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--encoder", default=None, help="the grid's encoder (checked when given)")
     parser.add_argument(
-        "--runs_dir", default=None, help="trial records and outputs (default build/select-<encoder>)"
+        "--runs_dir",
+        default=None,
+        help="trial records and outputs (default build/select-<encoder>[-<task> but for xnli])",
     )
     parser.add_argument(
         "--models_dir",
@@ -539,7 +559,7 @@ def main(args: argparse.Namespace) -> int:
                 f"{grid.path}: key 'encoder': the grid is for {grid.encoder!r}, "
                 f"not --encoder {args.encoder!r}"
             )
-        runs_dir = Path(args.runs_dir) if args.runs_dir else BUILD / f"select-{grid.encoder}"
+        runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir(grid)
         command = f"python -m zoo select --encoder {grid.encoder} --grid {grid.shown()}"
         command += " --tiny-test" if args.tiny_test else ""
         run_selection(

@@ -97,11 +97,17 @@ def _pair_data(tokenizer, examples: list) -> dict[str, np.ndarray]:
     return {"input_ids": values, "offsets": offsets, "labels": np.array([e.label for e in examples])}
 
 
-def qa_data(path: Path, tokenizer, max_length: int) -> dict[str, np.ndarray]:
-    """SQuAD-format training windows (tasks.tydiqa.squad_train_features)."""
+def qa_data(
+    path: Path, tokenizer, max_length: int, questions: Collection[int] | None = None
+) -> dict[str, np.ndarray]:
+    """SQuAD-format training windows (tasks.tydiqa.squad_train_features) of the file's questions
+    (those at indices `questions` in file order, all when None)."""
+    examples = read_squad(path, "en")
+    if questions is not None:
+        examples = [examples[i] for i in sorted(questions)]
     return squad_train_features(
         tokenizer,
-        read_squad(path, "en"),
+        examples,
         max_length,
         128 if max_length > 200 else 48,
         64 if max_length > 200 else 32,
@@ -138,9 +144,9 @@ def _train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
         return qa_data(ctx.squad_path, tokenizer, ctx.sizes.qa_max_length)
     if task == "nli":
         return nli_data(tokenizer)
-    if TASKS[task].kind == "qa":
-        path = find_file(get_task(task).data_dir, "train-en.json")
-        return qa_data(path, tokenizer, ctx.sizes.qa_max_length)
+    if TASKS[task].kind == "qa":  # train-en's questions (those of ctx.train_rows where it names the task)
+        path = get_task(task, split="train").data_files()[0]
+        return qa_data(path, tokenizer, ctx.sizes.qa_max_length, ctx.train_rows.get(task))
     return classification_data(task, tokenizer, ctx.train_rows[task], ctx.snli_pairs)
 
 
