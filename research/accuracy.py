@@ -105,7 +105,7 @@ class Verdict:
     interval: Interval | None = None  # at `level`
     interval95: Interval | None = None  # at 95%, uncorrected (for reference only)
     word: str = "not tested"  # keeps_verdict / effect_verdict of `interval`
-    df: float | None = None  # Welch's degrees of freedom (basis "seeds")
+    df: float | None = None  # Welch-Satterthwaite degrees of freedom (basis "seeds")
     test_set: bool = False  # whether the interval holds the test set's variance (per-sample scores read)
 
     @property
@@ -250,12 +250,15 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
         if len(sa) >= 2 and len(sb) >= 2:
             va = statistics.variance(sa.values()) / len(sa)
             vb = statistics.variance(sb.values()) / len(sb)
-            denom = va**2 / (len(sa) - 1) + vb**2 / (len(sb) - 1)
-            df = (va + vb) ** 2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
             mean, var = statistics.fmean(sa.values()) - statistics.fmean(sb.values()), va + vb
             if boot is not None:
-                var += float(boot["replicates"].var(ddof=1))  # the test set's share (df: infinite)
+                var += float(boot["replicates"].var(ddof=1))  # the test set's share
                 v.test_set = True
+            # Welch-Satterthwaite over the variance's parts: the seeds' with n - 1 df each, the
+            # test set's from 2,000 replicates as good as known (infinite df: it adds to the
+            # numerator only, so a seed spread far below the test set's leaves t near the normal)
+            denom = va**2 / (len(sa) - 1) + vb**2 / (len(sb) - 1)
+            df = var**2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
             se = math.sqrt(var)
             v.basis, v.observed, v.df = "seeds", mean, df
             v.p = 2.0 * float(stats.t.sf(abs(mean) / se, df)) if se > 0 else float(mean == 0)

@@ -341,11 +341,12 @@ def test_mean_interval_of_ratios_by_hand():
 
 
 def _welch(a: list[float], b: list[float], extra_var: float = 0.0) -> tuple[float, float, float]:
-    """(difference of means, its variance, Welch's df) from seed figures, written out from the
-    definitions: each mean's variance s^2 / n, df = (va + vb)^2 / (va^2 / (na - 1) + vb^2 / (nb - 1));
-    extra_var (the test set's bootstrap variance) widens the variance, not the df."""
+    """(difference of means, its variance, Welch-Satterthwaite df) from seed figures, written out
+    from the definitions: each mean's variance s^2 / n; extra_var (the test set's bootstrap
+    variance, infinite df) joins the variance, so df = (va + vb + extra)^2 / (va^2 / (na - 1) +
+    vb^2 / (nb - 1))."""
     va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    df = (va + vb + extra_var) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     return float(np.mean(a) - np.mean(b)), float(va + vb + extra_var), float(df)
 
 
@@ -438,9 +439,30 @@ def test_one_seed_verdicts_are_the_bootstrap_of_the_test_set(tmp_path):
     assert levels == pytest.approx([0.90, 0.95])
 
 
+def test_seeds_that_agree_leave_the_interval_near_the_test_sets_not_ten_times_wider(tmp_path):
+    """Two seeds per model whose figures agree to 0.05 points: the seeds add almost no variance, so
+    the seeded 95% interval is about the one-seed (test-set) one, t near the normal. With the df of
+    the seed part alone (about 1 here) the same variance would give t(1) = 12.7: an interval ten
+    times wider than the one seed's, for having trained a second seed."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = accuracy_study(_per_sample_runs(tmp_path / "one"), n_boot=400)
+    runs = _per_sample_runs(tmp_path / "two")
+    seed0 = {r.model: r.metric_value for r in runs}
+    runs += [_figure_run(m, seed0[m] + d, 1) for m, d in (("adapter", 0.05), ("full", -0.05))]
+    two = accuracy_study(runs, n_boot=400)
+    (single,) = [v for v in one.verdicts if (v.a, v.b) == ("adapter", "full")]
+    (seeded,) = [v for v in two.verdicts if (v.a, v.b) == ("adapter", "full")]
+    assert (single.basis, seeded.basis, seeded.seeds) == ("one seed", "seeds", (2, 2))
+    width = seeded.interval95.high - seeded.interval95.low
+    single_width = single.interval95.high - single.interval95.low
+    assert seeded.df > 1000 and 0.9 < width / single_width < 1.2
+
+
 def test_seed_verdicts_add_the_test_sets_bootstrap_variance(tmp_path):
     """Seeds 1 and 2 beside the per-sample seed 0: the variance is the seeds' (Welch) plus the
-    bootstrap replicates' (ddof 1); the df stays the seeds'."""
+    bootstrap replicates' (ddof 1); the df is Welch-Satterthwaite's over both parts, the test
+    set's with infinite df."""
     runs = _per_sample_runs(tmp_path, {"adapter": [52.0, 50.0], "full": [60.0, 61.5]})
     figure = {(r.model, r.seed): r.metric_value for r in runs}
     study = accuracy_study(runs, n_boot=200)
