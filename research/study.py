@@ -436,6 +436,12 @@ def peak_bounds(cell: Cell, s: StudySettings) -> list[str]:
     return ["--low", f"{low * sps:.2f}", "--high", f"{high * sps:.2f}", "--steps", str(PEAK.trials)]
 
 
+def portable(argv: Sequence[str]) -> list[str]:
+    """A command line as a committed marker keeps it: paths inside the repository relative to it
+    (the same text on any checkout), the rest as given."""
+    return [a.removeprefix(f"{REPO}/") for a in argv]
+
+
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process and of its children waited for so far: a cell's
     cost in core-seconds, training included (a paused process spends none)."""
@@ -473,7 +479,7 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     if (run.rc == 0 or searched) and results_of(folder) is not None:
         keep_gzipped(folder)  # the per-sample scores a run folder kept in the repository holds
         times = {k: record[k] for k in ("wall_s", "cpu_s")}
-        marker = {"settings": cell.settings_key(s), "argv": run.argv, **times}
+        marker = {"settings": cell.settings_key(s), "argv": portable(run.argv), **times}
         (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     elif run.rc == 0:
         record["error"] = f"exit 0 but no results.json in {folder}"

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 from tasks.base import FeatureSet, Task
 from tasks.data import (
     DataError,
-    check_choice,
     QAExample,
+    check_choice,
     check_max_length,
     find_file,
     keep_tokenizer_state,

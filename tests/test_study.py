@@ -559,6 +559,16 @@ def test_study_is_resumable(tmp_path):
     marker = json.loads((study.result_folder(cells[0], settings) / study.MARKER).read_text())
     # each cell's wall and CPU time are kept in its marker (the fake runs are child processes)
     assert marker["wall_s"] == records[0]["wall_s"] and marker["cpu_s"] == records[0]["cpu_s"] > 0
+    assert marker["argv"][0] == str(fake)  # outside the repository: as given
+    inside = [f"{REPO}/.venv/bin/python", "-m", "harness", "--models_dir", f"{REPO}/build/m", "/opt/x"]
+    assert study.portable(inside) == [
+        ".venv/bin/python",
+        "-m",
+        "harness",
+        "--models_dir",
+        "build/m",
+        "/opt/x",
+    ]
     accuracy = study.result_folder(cells[2], settings)  # its scores also gzip-kept, fixed bytes
     kept = (accuracy / "per_sample.json.gz").read_bytes()
     assert gzip.decompress(kept) == (accuracy / "per_sample.json").read_bytes()

@@ -93,7 +93,10 @@ def test_the_tydiqa_dev_split_holds_out_whole_wikipedia_articles_of_train_en():
     first = list(dict.fromkeys(titles))  # the 5th, 10th ... title in order of first appearance
     assert [t for k, t in enumerate(first) if k % 5 == 4] == sorted(dev_titles, key=first.index)
     assert not {examples[i].context for i in split.dev} & {examples[i].context for i in split.train}
-    assert split.words == "every 5th Wikipedia article title of train-en.json taken whole (603 titles of 3016)"
+    assert (
+        split.words
+        == "every 5th Wikipedia article title of train-en.json taken whole (603 titles of 3016)"
+    )
     with pytest.raises(ValueError, match="'pawsx' has no dev split"):
         dev_split("pawsx")
     from tasks.registry import get_task
@@ -103,7 +106,9 @@ def test_the_tydiqa_dev_split_holds_out_whole_wikipedia_articles_of_train_en():
         get_task("tydiqa", languages="ar", split="train")
 
 
-def test_a_tydiqa_trial_trains_on_its_questions_and_probes_the_held_out_ones(monkeypatch, tiny_tokenizer):
+def test_a_tydiqa_trial_trains_on_its_questions_and_probes_the_held_out_ones(
+    monkeypatch, tiny_tokenizer
+):
     """A trial's QA training windows come from the split's training questions only; its dev probe
     reads train-en.json (not the dev-en evaluation file) and scores the windows of the dev questions
     only."""
@@ -684,7 +689,9 @@ def test_the_study_reads_one_selection_file_per_task_and_refuses_two_for_one(tmp
     assert {t: c["full"]["lr"] for t, c in merged.items()} == {"xnli": 1e-4, "tydiqa": 5e-5}
     assert merged["tydiqa"]["full"]["file"] == str(tydiqa)
     again = selection("x2.toml", "xnli", 3e-4)
-    with pytest.raises(DataFileError, match=f"^{again}: key 'selected.xnli': {xnli} chooses for xnli already"):
+    with pytest.raises(
+        DataFileError, match=f"^{again}: key 'selected.xnli': {xnli} chooses for xnli already"
+    ):
         read_selections([xnli, tydiqa, again], "e5-small")
     parser = argparse.ArgumentParser()
     study.configure_parser(parser)

@@ -116,7 +116,9 @@ def dev_split(task: str) -> DevSplit:
             f"every {DEV_EVERY}th premise of the training rows [{rows.start}, {rows.stop}) taken whole "
             f"({len(dev) // PREMISE_ROWS} premises)"
         )
-        return DevSplit(task, dev, tuple(r for r in rows if r not in dev), len(dev) // PREMISE_ROWS, words)
+        return DevSplit(
+            task, dev, tuple(r for r in rows if r not in dev), len(dev) // PREMISE_ROWS, words
+        )
     if task == "tydiqa":
         titles = squad_titles(get_task(task, split="train").data_files()[0])
         rank = {t: k for k, t in enumerate(dict.fromkeys(titles))}  # order of first appearance
@@ -149,9 +151,10 @@ def snli_pairs_of(option: str) -> int:
 
 def data_record(option: str, rows: Collection[int] = TRAIN_ROWS[DATA_TASK]) -> dict[str, Any]:
     """What an XNLI target stage trained on `option` records in its zoo.json (`training.train_data`):
-    the option, the English XNLI rows (`rows`: TRAIN_ROWS, or a trial's `dev_split("xnli").train`), the SNLI pairs
-    and their sum: the option's real counts. A test recipe's Sizes.max_train_examples trains on the
-    first N of those rows only (XNLI's come first), which `training.train_samples` records."""
+    the option, the English XNLI rows (`rows`: TRAIN_ROWS, or a trial's `dev_split("xnli").train`),
+    the SNLI pairs and their sum: the option's real counts. A test recipe's Sizes.max_train_examples
+    trains on the first N of those rows only (XNLI's come first), which `training.train_samples`
+    records."""
     snli = snli_pairs_of(option)
     return {"option": option, "xnli_rows": len(rows), "snli_pairs": snli, "rows": len(rows) + snli}
 

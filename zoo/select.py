@@ -149,7 +149,10 @@ def load_grid(path: Path) -> Grid:
         if option not in TRAIN_DATA:
             raise bad("data", f"unknown training data {option!r} (known: {', '.join(TRAIN_DATA)})")
         if option != BUILD_DATA and data["task"] != DATA_TASK:
-            raise bad("data", f"{option!r} adds SNLI pairs to {DATA_TASK}'s rows: a {data['task']} grid takes none")
+            raise bad(
+                "data",
+                f"{option!r} adds SNLI pairs to {DATA_TASK}'s rows: a {data['task']} grid takes none",
+            )
     needed = {MODELS[m].learning for m in data["models"]}
     for kind, rates in data["lr"].items():
         if kind not in needed:

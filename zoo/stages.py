@@ -144,7 +144,9 @@ def _train_data(ctx: Context, task: str, tokenizer) -> dict[str, np.ndarray]:
         return qa_data(ctx.squad_path, tokenizer, ctx.sizes.qa_max_length)
     if task == "nli":
         return nli_data(tokenizer)
-    if TASKS[task].kind == "qa":  # train-en's questions (those of ctx.train_rows where it names the task)
+    if (
+        TASKS[task].kind == "qa"
+    ):  # train-en's questions (those of ctx.train_rows where it names the task)
         path = get_task(task, split="train").data_files()[0]
         return qa_data(path, tokenizer, ctx.sizes.qa_max_length, ctx.train_rows.get(task))
     return classification_data(task, tokenizer, ctx.train_rows[task], ctx.snli_pairs)
