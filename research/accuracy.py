@@ -19,6 +19,7 @@ from common.tables import table_block
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
 from research.collect import Run
 from tasks.registry import TASKS
+from tasks.xnli import premise_of
 
 # (a, b, what a - b measures), the pre-registered contrasts: first the first design's five (their
 # order and Holm family unchanged where the newer arms are absent), then the second design's arms:
@@ -75,9 +76,9 @@ RETRIEVAL_FORM = {
     "full-nli": "the encoder fully fine-tuned on NLI (SNLI)",
     "adapter-nli": "the encoder with the NLI adapter alone",
 }
-# XNLI's held-out rows come in threes sharing a premise (rows 3j, 3j+1, 3j+2), the same in every
-# language: the premise is the unit resampled.
-CLUSTERS = {"xnli": lambda row: int(row) // 3}
+# XNLI's held-out rows come in threes sharing a premise, the same in every language: the premise is
+# the unit resampled.
+CLUSTERS = {"xnli": premise_of}
 ALPHA = 0.05  # family-wise error rate of the verdicts (Holm)
 CLAIM_KIND = "real"  # the only model kind whose accuracy the study compares
 FP32 = "pytorch"

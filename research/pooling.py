@@ -30,10 +30,9 @@ from tasks.data import batch_encode, find_file, pad_ragged, read_classification_
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
 from tasks.scoring.cli import write_atomically
 from tasks.scoring.retrieval import tatoeba_correct
-from tasks.xnli import XnliTask
+from tasks.xnli import PREMISE_ROWS, XnliTask
 
 ROWS = HELDOUT_FIRST_ROW["xnli"]  # rows [0, 1245): the zoo's training rows, no evaluation row
-PREMISE_ROWS = 3  # XNLI's rows come in threes, one premise with three hypotheses
 MAX_LENGTH = 128  # Tatoeba's and BUCC's max_length (tasks/tatoeba.py)
 
 

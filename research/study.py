@@ -600,8 +600,7 @@ def study_train_data(args: argparse.Namespace) -> str:
     if option != DEFAULT_TRAIN_DATA and args.selected:
         raise ValueError(
             f"--selected {','.join(map(str, args.selected))}: its choices were made on the "
-            f"{DEFAULT_TRAIN_DATA} training "
-            f"data, not on --train_data {option}: run without --selected"
+            f"{DEFAULT_TRAIN_DATA} training data, not on --train_data {option}: run without --selected"
         )
     if option != DEFAULT_TRAIN_DATA and (others := [t for t in args.tasks if t != DATA_TASK]):
         raise ValueError(

@@ -107,6 +107,16 @@ class ClassificationTask(Task):
         )
 
 
+# XNLI's rows come in threes, one premise with three hypotheses (rows 3j, 3j+1, 3j+2), the same item
+# in every language: the unit the bootstrap resamples and the dev split holds out whole.
+PREMISE_ROWS = 3
+
+
+def premise_of(row: int) -> int:
+    """The premise (0, 1, ...) of XNLI row `row`."""
+    return int(row) // PREMISE_ROWS
+
+
 class XnliTask(ClassificationTask):
     """XNLI (Conneau et al. 2018): premise/hypothesis -> entailment, neutral, contradiction."""
 

@@ -87,6 +87,21 @@ def test_every_number_the_second_design_line_quotes_is_in_its_report():
     assert unquoted(prose, report) == []
 
 
+def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_path):
+    """The second design's quoted figures come from a report of 21 cells, while its run folders keep
+    growing as seeds land: its own committed record (study_runs.csv and per_sample/) rewrites the
+    same per-seed figures and verdicts, byte for byte, with `--from_runs_csv`."""
+    report = REPO / "reports" / "study-e5-xnli-seeds"
+    out = tmp_path / "study-e5-xnli-seeds"
+    shutil.copytree(report / "per_sample", out / "per_sample")
+    shutil.copy(report / "study.md", out / "study.md")  # the machine the runs were measured on
+    title = "Study: full fine-tuning vs adapters, encoder e5-small"
+    write_report(tmp_path / "no-runs", out, title, "cmd", report / "study_runs.csv")
+    for name in ("accuracy_seeds.csv", "verdicts.csv"):
+        assert (out / name).read_bytes() == (report / name).read_bytes(), name
+    assert len((report / "accuracy_seeds.csv").read_text().splitlines()) == 1 + 21
+
+
 def test_the_committed_report_is_what_the_command_writes(tmp_path):
     """The report the prose is checked against is the command's output from the committed runs, not
     a file edited by hand: study.md, study.csv, accuracy_seeds.csv and verdicts.csv, byte for byte."""

@@ -38,7 +38,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +64,7 @@ from tasks.data import read_snli, squad_titles
 from tasks.mixed import is_mixed, parse_task_list
 from tasks.registry import get_task
 from tasks.scoring.classification import HELDOUT_FIRST_ROW
+from tasks.xnli import premise_of
 from zoo.choice import read_selected
 
 if TYPE_CHECKING:
@@ -84,7 +85,6 @@ EVAL_ROWS = {task: (first, None) for task, first in HELDOUT_FIRST_ROW.items()}
 # rows) train the trials. TyDiQA trains on train-en.json's questions (one per article entry, several
 # entries per Wikipedia article): every 5th article title, in order of first appearance, goes whole
 # to dev, so no dev passage's article is trained on.
-PREMISE_ROWS = 3  # XNLI rows per premise
 DEV_EVERY = 5  # every DEV_EVERY-th group is a dev group
 DEV_TASKS = ("xnli", "tydiqa")  # the tasks with a dev split
 
@@ -111,26 +111,27 @@ def dev_split(task: str) -> DevSplit:
     """`task`'s dev split (DEV_TASKS); ValueError for a task without one."""
     if task == "xnli":
         rows = TRAIN_ROWS[task]
-        dev = tuple(r for r in rows if r // PREMISE_ROWS % DEV_EVERY == DEV_EVERY - 1)
-        words = (
-            f"every {DEV_EVERY}th premise of the training rows [{rows.start}, {rows.stop}) taken whole "
-            f"({len(dev) // PREMISE_ROWS} premises)"
-        )
-        return DevSplit(
-            task, dev, tuple(r for r in rows if r not in dev), len(dev) // PREMISE_ROWS, words
-        )
-    if task == "tydiqa":
+        dev, train, n = carve([premise_of(r) for r in rows])
+        where = f"premise of the training rows [{rows.start}, {rows.stop}) taken whole ({n} premises)"
+    elif task == "tydiqa":
         titles = squad_titles(get_task(task, split="train").data_files()[0])
-        rank = {t: k for k, t in enumerate(dict.fromkeys(titles))}  # order of first appearance
-        is_dev = [rank[t] % DEV_EVERY == DEV_EVERY - 1 for t in titles]
-        n_titles = sum(1 for t, k in rank.items() if k % DEV_EVERY == DEV_EVERY - 1)
-        words = (
-            f"every {DEV_EVERY}th Wikipedia article title of train-en.json taken whole "
-            f"({n_titles} titles of {len(rank)})"
+        dev, train, n = carve(titles)
+        where = (
+            f"Wikipedia article title of train-en.json taken whole ({n} titles of {len(set(titles))})"
         )
-        dev = tuple(i for i, d in enumerate(is_dev) if d)
-        return DevSplit(task, dev, tuple(i for i, d in enumerate(is_dev) if not d), n_titles, words)
-    raise ValueError(f"{task!r} has no dev split (one of {', '.join(DEV_TASKS)})")
+    else:
+        raise ValueError(f"{task!r} has no dev split (one of {', '.join(DEV_TASKS)})")
+    return DevSplit(task, dev, train, n, f"every {DEV_EVERY}th {where}")
+
+
+def carve(groups: Sequence[Hashable]) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(dev, train, dev groups) for units whose group is groups[i]: every DEV_EVERY-th group, in
+    order of first appearance, goes whole to dev."""
+    rank = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+    is_dev = [rank[g] % DEV_EVERY == DEV_EVERY - 1 for g in groups]
+    dev = tuple(i for i, d in enumerate(is_dev) if d)
+    train = tuple(i for i, d in enumerate(is_dev) if not d)
+    return dev, train, len(rank) // DEV_EVERY
 
 
 TARGETS = ("xnli", "pawsx", "tydiqa")  # tasks with target training (retrieval tasks train nothing)
