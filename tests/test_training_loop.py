@@ -86,3 +86,26 @@ def test_a_stage_context_trains_on_the_chosen_device_and_returns_the_model_to_th
     monkeypatch.setenv(td.ENV, "gpu")
     with pytest.raises(ValueError, match="ZOO_DEVICE='gpu'"):
         stages.Context(Path("."), sizes, seed=0, progress=False, squad_path=Path("."))
+
+
+def test_the_bf16_a_stage_records_is_the_autocast_train_ran_with(monkeypatch):
+    """One answer per context (Context.bf16, which `fit` records): the recipe's wish and the device's
+    native bf16. `train` autocasts with exactly it; a recipe without bf16 never autocasts."""
+    seen = []
+    real_autocast = torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True):
+        seen.append(enabled)
+        return real_autocast(device_type, dtype=dtype, enabled=False)  # run fp32 on any CPU
+
+    monkeypatch.setattr(stages.torch, "autocast", spy)
+    data = {"input_ids": np.arange(1, 9), "offsets": np.array([0, 2, 4, 6, 8]), "labels": [0, 1, 0, 1]}
+    for wanted, native in ((True, True), (True, False), (False, True)):
+        monkeypatch.setattr(stages, "autocast_bf16_on", lambda d, w, n=native: w and n)
+        sizes = SimpleNamespace(batch_size=2, warmup=0.1, bf16=wanted)
+        ctx = stages.Context(
+            Path("."), sizes, seed=0, progress=False, squad_path=Path("."), device="cpu"
+        )
+        seen.clear()
+        stages.train(Model(), data, 1e-3, ctx, "t", epochs=1)
+        assert seen == [wanted and native] * 2 and ctx.bf16 is (wanted and native)

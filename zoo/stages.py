@@ -66,6 +66,12 @@ class Context:
     train_data: dict[str, Any] | None = None
     device: str = field(default_factory=training_device)
 
+    @property
+    def bf16(self) -> bool:
+        """Whether `train` autocasts to bf16: the recipe wants it and ctx.device multiplies bf16
+        natively (models/training_device.py); the stage records this answer."""
+        return autocast_bf16_on(self.device, self.sizes.bf16)
+
 
 # --- data ------------------------------------------------------------------------------------------
 def classification_data(
@@ -198,7 +204,7 @@ def train(
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = torch.device(ctx.device)
-    bf16 = autocast_bf16_on(ctx.device, ctx.sizes.bf16)
+    bf16 = ctx.bf16
     label_keys = [k for k in ("labels", "start_positions", "end_positions") if k in data]
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -280,8 +286,7 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
     start = time.perf_counter()
     curve = train(model, data, lr, ctx, desc, probes=probes, **plan)
     seconds = round(time.perf_counter() - start, 1)  # wall time, held-out probes included
-    bf16 = autocast_bf16_on(ctx.device, sizes.bf16)  # what train() used there
-    log = {"learning": learning, "lr": lr, **plan, "bf16": bf16, "seed": ctx.seed, "curve": curve}
+    log = {"learning": learning, "lr": lr, **plan, "bf16": ctx.bf16, "seed": ctx.seed, "curve": curve}
     if ctx.device != "cpu":  # the CPU recorded by its absence: the records made before GPUs trained
         log["device"] = ctx.device
     log["train_s"] = seconds
