@@ -82,6 +82,11 @@ class ModelSpec:
             self.learning, self.serving
         )
 
+    def pretrained_for(self, task_kind: str) -> bool:
+        """Whether the model serves the pretrained encoder untouched for `task_kind` (retrieval
+        without an intermediate stage): every training seed then serves the same weights."""
+        return task_kind == "retrieval" and self.intermediate is None
+
     def intermediate_folder(self) -> str | None:
         """The intermediate stage's folder under the zoo folder: <MODEL>/<intermediate>, or that of
         the MODEL it reuses the stage of (`intermediate_of`); None without an intermediate task."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from scipy import stats
 
 from common.tables import table_block
+from models.registry import MODELS
 from research.bootstrap import N_BOOT, BootstrapError, Interval, UnitScores, difference, resample
 from research.collect import Run
 from tasks.registry import TASKS
@@ -89,6 +90,13 @@ MARGIN = 1.0  # points: a form "keeps" accuracy when its interval rules out a lo
 def is_retrieval(task: str) -> bool:
     cls = TASKS.get(task)
     return bool(cls) and cls.kind == "retrieval"
+
+
+def untrained(task: str, model: str) -> bool:
+    """Whether `model` serves the pretrained encoder untouched on `task` (models/spec.py
+    `pretrained_for`): its seeds are one set of weights, so its one figure has no training variance."""
+    spec = MODELS.get(model)
+    return spec is not None and is_retrieval(task) and spec.pretrained_for("retrieval")
 
 
 @dataclass
@@ -238,7 +246,8 @@ def holm_levels(pvalues: Sequence[float], alpha: float = ALPHA) -> list[float]:
 
 def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = ALPHA) -> list[Verdict]:
     """One Verdict per contrast of CONTRASTS whose two models have a seed-0 PyTorch figure, Holm-
-    corrected across all of them: Welch's t over the seeds where both have two or more, else the
+    corrected across all of them: Welch's t over the seeds where both have two or more (a model
+    serving the pretrained encoder untouched, `untrained`, counts as exact with one), else the
     seed-0 checkpoints' bootstrap interval where their per-sample scores were read."""
     seeds = seed_values(acc)
     out, tails = [], []
@@ -248,17 +257,23 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
             continue
         boot = study.differences.get((task, a, b))
         v = Verdict(task, a, b, sa[0] - sb[0], (len(sa), len(sb)), "untested")
-        if len(sa) >= 2 and len(sb) >= 2:
-            va = statistics.variance(sa.values()) / len(sa)
-            vb = statistics.variance(sb.values()) / len(sb)
-            mean, var = statistics.fmean(sa.values()) - statistics.fmean(sb.values()), va + vb
+        fixed_a, fixed_b = untrained(task, a), untrained(task, b)
+        if (len(sa) >= 2 or fixed_a) and (len(sb) >= 2 or fixed_b):
+            # per side: (mean, variance of the mean, its df); an untrained side is exact
+            parts = [
+                (statistics.fmean(s.values()), 0.0, math.inf)
+                if fixed
+                else (statistics.fmean(s.values()), statistics.variance(s.values()) / len(s), len(s) - 1)
+                for s, fixed in ((sa, fixed_a), (sb, fixed_b))
+            ]
+            mean, var = parts[0][0] - parts[1][0], parts[0][1] + parts[1][1]
             if boot is not None:
                 var += float(boot["replicates"].var(ddof=1))  # the test set's share
                 v.test_set = True
             # Welch-Satterthwaite over the variance's parts: the seeds' with n - 1 df each, the
             # test set's from 2,000 replicates as good as known (infinite df: it adds to the
             # numerator only, so a seed spread far below the test set's leaves t near the normal)
-            denom = va**2 / (len(sa) - 1) + vb**2 / (len(sb) - 1)
+            denom = sum(vm**2 / df for _, vm, df in parts if vm > 0)
             df = var**2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
             se = math.sqrt(var)
             v.basis, v.observed, v.df = "seeds", mean, df

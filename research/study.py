@@ -254,7 +254,8 @@ def plan_cells(g: Grid) -> list[Cell]:
     for task in g.tasks:
         latency = g.latency_tasks is None or task in g.latency_tasks
         perf = g.perf_tasks is None or task in g.perf_tasks
-        retrieval = get_task_class(task).kind == "retrieval"
+        kind = get_task_class(task).kind
+        retrieval = kind == "retrieval"
         task_models = [
             m for m in g.models if not retrieval or g.retrieval_models is None or m in g.retrieval_models
         ]
@@ -295,7 +296,12 @@ def plan_cells(g: Grid) -> list[Cell]:
                     if (model, backend) in serves:
                         cells += common_load_cells(model, task, backend, task_models, g.server_common, r)
         if task in (seeded := dict(g.seed_tasks)):
-            chosen = [m for m in task_models if g.seed_models is None or m in g.seed_models]
+            chosen = [  # a model serving the pretrained encoder here: its one figure is every seed's
+                m
+                for m in task_models
+                if (g.seed_models is None or m in g.seed_models)
+                and not model_registry.get_model_spec(m).pretrained_for(kind)
+            ]
             seeds = [k for k in list(g.seeds)[: seeded[task]] if k]  # seed 0: the cells above
             cells += [
                 Cell(m, task, REFERENCE_BACKEND, "Offline", "accuracy", seed=k)

@@ -476,3 +476,27 @@ def test_seed_verdicts_add_the_test_sets_bootstrap_variance(tmp_path):
     assert (v.observed, v.df) == pytest.approx((mean, df))
     assert v.p == pytest.approx(2 * stats.t.sf(abs(mean) / math.sqrt(var), df))
     assert (v.interval.low, v.interval.high) == pytest.approx((mean - half, mean + half))
+
+
+def test_a_retrieval_contrast_with_the_pretrained_encoder_counts_only_the_trained_sides_seeds():
+    """Tatoeba serves `full` as the pretrained encoder untouched (no intermediate stage): its one
+    figure, 80, is every seed's, so full-squad (70, 72, 74: variance 4, 4/3 for the mean) - full is
+    judged over the seeds with the encoder exact: -8 +- t(2) sqrt(4/3), df 2 as in the one-sided
+    Welch case. On XNLI the same figures leave `full` one seed short: untested. A model with an
+    intermediate stage is never exact (full-squad with one seed: untested)."""
+    squad = [70.0, 72.0, 74.0]
+    runs = [_figure_run("full-squad", v, s, task="tatoeba") for s, v in enumerate(squad)]
+    runs.append(_figure_run("full", 80.0, task="tatoeba"))
+    (v,) = accuracy_study(runs, n_boot=10).verdicts
+    se = math.sqrt(4 / 3)
+    assert (v.task, v.a, v.b, v.basis, v.seeds, v.level) == (
+        "tatoeba", "full-squad", "full", "seeds", (3, 1), 0.95,
+    )  # fmt: skip
+    assert (v.observed, v.df) == pytest.approx((-8.0, 2.0))
+    assert (v.interval.low, v.interval.high) == pytest.approx((-8 - T2_95 * se, -8 + T2_95 * se))
+    assert v.word == "costs"
+    xnli = [_figure_run("full-squad", v, s) for s, v in enumerate(squad)] + [_figure_run("full", 80.0)]
+    assert [v.basis for v in accuracy_study(xnli, n_boot=10).verdicts] == ["untested"]
+    one = [_figure_run("full-squad", 70.0, task="tatoeba")]
+    one += [_figure_run("full", 80.0, s, task="tatoeba") for s in range(3)]
+    assert [v.basis for v in accuracy_study(one, n_boot=10).verdicts] == ["untested"]

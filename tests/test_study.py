@@ -380,6 +380,13 @@ def test_seed_cells_per_task_for_every_model_and_the_first_n_seeds():
         ("adapter", "xnli", 1),
         ("adapter", "xnli", 2),
     ]
+    # on a retrieval task a model without an intermediate stage serves the pretrained encoder,
+    # the same weights under every seed: no seed cells for it (full, adapter), only for lora-squad
+    retrieval = plan(models, tasks, ["pytorch"], ["Offline"], seed_tasks=[("tatoeba", None)], **grid)
+    assert [(c.model, c.task, c.seed) for c in retrieval if c.seed] == [
+        ("lora-squad", "tatoeba", 1),
+        ("lora-squad", "tatoeba", 2),
+    ]
 
 
 @pytest.mark.parametrize(
