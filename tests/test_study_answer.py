@@ -88,8 +88,8 @@ def test_every_number_the_second_design_line_quotes_is_in_its_report():
 
 
 def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_path):
-    """The second design's quoted figures come from a report of 21 cells, while its run folders keep
-    growing as seeds land: its own committed record (study_runs.csv and per_sample/) rewrites the
+    """The second design's quoted figures come from a report of its 24 XNLI cells, while its run
+    folders keep growing as v2's other arms land: its own committed record (study_runs.csv and per_sample/) rewrites the
     same per-seed figures and verdicts, byte for byte, with `--from_runs_csv`."""
     report = REPO / "reports" / "study-e5-xnli-seeds"
     out = tmp_path / "study-e5-xnli-seeds"
@@ -99,7 +99,7 @@ def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_pat
     write_report(tmp_path / "no-runs", out, title, "cmd", report / "study_runs.csv")
     for name in ("accuracy_seeds.csv", "verdicts.csv"):
         assert (out / name).read_bytes() == (report / name).read_bytes(), name
-    assert len((report / "accuracy_seeds.csv").read_text().splitlines()) == 1 + 21
+    assert len((report / "accuracy_seeds.csv").read_text().splitlines()) == 1 + 24
 
 
 def test_the_committed_report_is_what_the_command_writes(tmp_path):
