@@ -49,8 +49,10 @@ def test_each_point_is_its_reports_figures_and_a_missing_point_says_not_run(tmp_
     )
     more = tmp_path / "study-e5-curve-xnli+snli5k"
     _report(more, {"full": (66.0, 67.0, 68.0), "adapter": (65.0, 66.0, 67.0)})  # lora not run there
-    assert research_main(["curve", "--base", str(base)]) == 0
-    assert capsys.readouterr().out == f"curve: 2 of 3 points read -> {base / 'curve.md'}\n"
+    selected = tmp_path / "study-e5-xnli-seeds"
+    _report(selected, {"full": (62.0, 63.0, 64.0), "adapter": (56.0, 57.0, 58.0), "lora": (61.0,)})
+    assert research_main(["curve", "--base", str(base), "--selected", str(selected)]) == 0
+    assert capsys.readouterr().out == f"curve: 3 of 4 points read -> {base / 'curve.md'}\n"
     rows = {
         line.split(" | ")[0].lstrip("| "): line
         for line in (base / "curve.md").read_text().splitlines()
@@ -70,6 +72,18 @@ def test_each_point_is_its_reports_figures_and_a_missing_point_says_not_run(tmp_
     )
     assert rows["xnli+snli5k"].endswith("| - | - |")  # no lora there: no contrast
     assert rows["xnli+snli"].endswith("| not run | not run | not run | - | - | - | - |")
+    # the last row: the 1,245 rows as the dev split tuned them (lora: one seed, its seed-0 difference)
+    assert rows["xnli, selected"].startswith(
+        "| xnli, selected | the 1,245 English XNLI training rows alone, each arm's learning rate "
+        "and epochs selected on the English dev split (the second design) | 63.00 (3) | 57.00 (3) | "
+        "61.00 (1) | -6.0 ["
+    )
+    assert rows["xnli, selected"].endswith("| -1.0 (no interval: untested) | not tested |")
+    assert list(rows) == ["xnli", "xnli+snli5k", "xnli+snli", "xnli, selected"]
+    assert f"from `{selected}`" in (base / "curve.md").read_text()
+    # without the selected report: its row says not run
+    assert research_main(["curve", "--base", str(base), "--selected", str(tmp_path / "no")]) == 0
+    assert capsys.readouterr().out == f"curve: 2 of 4 points read -> {base / 'curve.md'}\n"
 
 
 def test_a_report_that_cannot_be_read_is_one_error_line(tmp_path, capsys):
