@@ -317,7 +317,8 @@ def test_the_e5_small_grid_and_its_planned_time(tmp_path):
         10,
     )
     assert grid.models == (
-        "full", "full-squad", "adapter", "adapter-squad", "lora-squad", "adapter-seq-squad", "lora"
+        "full", "full-squad", "adapter", "adapter-squad", "lora-squad", "adapter-seq-squad", "lora",
+        "full-nli", "adapter-nli",
     )  # fmt: skip
     assert grid.lr == {
         "full": (2e-5, 5e-5, 1e-4),
@@ -327,19 +328,24 @@ def test_the_e5_small_grid_and_its_planned_time(tmp_path):
         "lora": (3e-4, 1e-3, 3e-3),
     }
     trials = grid.trials()
-    assert len(trials) == 21 and trials[0] == Trial("full", 2e-5, 0, "xnli")
+    assert len(trials) == 27 and trials[0] == Trial("full", 2e-5, 0, "xnli")
     lines, minutes = plan(grid, trials, tmp_path / "empty-zoo")
     xnli = STAGE_MINUTES["e5-small"]
     measured = {m: MIRRORS.get(f"{m}/xnli", f"{m}/xnli") for m in grid.models}  # the newer arms'
     assert measured["adapter-seq-squad"] == "adapter/xnli" and measured["lora"] == "lora-squad/xnli"
+    assert measured["full-nli"] == "full-squad/xnli" and measured["adapter-nli"] == "adapter/xnli"
     per_epoch_996_rows = {m: xnli[measured[m]] / 5 * 996 / 1245 for m in grid.models}
     assert per_epoch_996_rows["full"] == pytest.approx(0.416)  # measured: 2.6 min for 5 x 1245 rows
     squad = 1.25 + 6.0 + 5.0 + 4.8 + 5.0  # the encoder and four SQuAD stages (the last mirrored)
+    # the two NLI stages: 19,666 SNLI pairs x 1 epoch, estimated from the XNLI stage of the same
+    # learning (5 x 1,245 rows) scaled by rows x epochs
+    nli = 2 * round(2.6 * 19666 / (5 * 1245), 1)
     assert grid.max_epochs_of == {"lora": 20}  # LoRA's curve still rose at 10 epochs
     epochs = {m: grid.epochs_of(m) for m in grid.models}
     assert epochs["lora-squad"] == epochs["lora"] == 20 and epochs["full"] == 10
-    assert minutes == pytest.approx(squad + 3 * sum(per_epoch_996_rows[m] * epochs[m] for m in epochs))
-    assert round(minutes) == 146
+    trials_min = 3 * sum(per_epoch_996_rows[m] * epochs[m] for m in epochs)
+    assert minutes == pytest.approx(squad + nli + trials_min)
+    assert round(minutes) == 188
     assert lines[0].startswith(
         "first the zoo stages the trials start from: encoder e5-small (~1.25 min)"
     )
@@ -363,7 +369,7 @@ def test_the_plan_says_when_this_cpu_trains_in_fp32(tmp_path, monkeypatch, capsy
     first = capsys.readouterr().out.splitlines()[0]
     assert chosen is None and not report.exists()
     assert first.startswith(
-        "[select] zoo/grids/select-xnli-e5-small.toml: 21 trials, 0 done, 21 to train; "
+        "[select] zoo/grids/select-xnli-e5-small.toml: 27 trials, 0 done, 27 to train; "
     )
     assert (
         first.endswith("; this CPU has no native bf16, so it trains in fp32, slower than that")
