@@ -7,7 +7,7 @@ written by people, and tests/test_study_answer.py checks each number it quotes a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +327,7 @@ def write_report(
     command: str | None = None,
     runs_csv: Path | None = None,
     train_data: str | None = None,
+    scope: tuple[Collection[str], Collection[str]] | None = None,
 ) -> dict[str, Path]:
     """Collect `runs_root`, write csv/md/png under `out` (and keep the per-sample scores in
     `out`/per_sample/); returns {name: path} of what was written. runs_csv: read the runs from this
@@ -335,12 +336,16 @@ def write_report(
     --train_data where given. The runs' training data (their zoo folders' names, `Run.train_data`)
     must be one option, that one where given (ValueError otherwise: one report per training data);
     where given or not the default, study.md says it under its command and accuracy_seeds.csv
-    gets a `train_data` column (a report of the default zoo's runs, not asked for, is as before)."""
+    gets a `train_data` column (a report of the default zoo's runs, not asked for, is as before).
+    scope: (models, tasks): only the runs of those models on those tasks (a study's plan: presets
+    share a runs_dir, and each report holds its own grid's runs); None: every run."""
     out, runs_root = Path(out), Path(runs_root)
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "study.csv", "runs_csv": out / "study_runs.csv", "md": out / "study.md"}
     device = recorded_device(written["md"]) if runs_csv is not None else None
     runs = runs_from_csv(runs_csv) if runs_csv is not None else collect_runs(runs_root)
+    if scope is not None:
+        runs = [r for r in runs if r.model in scope[0] and r.task in scope[1]]
     table = frame(runs)  # the one table; everything below is a view of it
     data = data_of(table, runs_root if runs_csv is None else runs_csv, train_data)
     rows = variant_rows(table)

@@ -699,7 +699,10 @@ def main(args: argparse.Namespace) -> int:
     title = f"Study: full fine-tuning vs adapters, encoder {settings.encoder}"
     label = settings.train_data if args.train_data is not None else None  # asked for: said
     try:
-        written = write_report(settings.runs_dir, out, title, command.strip(), args.from_runs_csv, label)
+        scope = ({c.model for c in cells}, {c.task for c in cells})  # the plan's runs, not others'
+        written = write_report(
+            settings.runs_dir, out, title, command.strip(), args.from_runs_csv, label, scope
+        )
     except ValueError as exc:  # runs of several training data in one runs_dir
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT

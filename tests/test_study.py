@@ -18,6 +18,7 @@ from common.paths import REPO
 from research import collect, report, study
 from research.accuracy import accuracy_study
 from research.bootstrap import UnitScores
+from research.cli import main as research_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -120,6 +121,24 @@ def synthetic_tree(tmp_path):
             },
         )
     return root
+
+
+def test_a_report_holds_the_runs_of_its_scope_only(synthetic_tree, tmp_path, monkeypatch):
+    """Presets share a runs_dir (the second design's evening part and the whole of it): a study's
+    report reads only its plan's models and tasks, so another preset's cells never enter its tables
+    or its Holm family. `research study` passes its plan's (models, tasks)."""
+    everything = report.write_report(synthetic_tree, tmp_path / "all")
+    scoped = report.write_report(synthetic_tree, tmp_path / "full", scope=({"full"}, {"xnli"}))
+    models = [pd.read_csv(w["csv"])["model"].tolist() for w in (everything, scoped)]
+    assert sorted(set(models[0])) == ["adapter", "full"] and set(models[1]) == {"full"}
+    assert len(models[1]) == 2  # full on its two backend variants
+    other_task = report.write_report(synthetic_tree, tmp_path / "none", scope=({"full"}, {"tydiqa"}))
+    assert pd.read_csv(other_task["csv"]).empty
+    seen = {}
+    monkeypatch.setattr(report, "write_report", lambda *a: seen.setdefault("scope", a[-1]) and {})
+    argv = ["study", "--models", "full,lora", "--tasks", "xnli,tatoeba", "--backends", "pytorch"]
+    assert research_main([*argv, "--runs_dir", str(tmp_path / "r"), "--report_only"]) == 0
+    assert seen["scope"] == ({"full", "lora"}, {"xnli", "tatoeba"})
 
 
 def test_report_table_equals_inputs(synthetic_tree, tmp_path):

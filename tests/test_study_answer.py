@@ -88,10 +88,9 @@ def test_every_number_the_second_design_line_quotes_is_in_its_report():
 
 
 def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_path):
-    """The second design's quoted figures come from a report of its 24 XNLI cells, while its run
-    folders keep growing as v2's other arms land: its own committed record (study_runs.csv and
-    per_sample/) rewrites the same per-seed figures and verdicts, byte for byte, with
-    `--from_runs_csv`."""
+    """The second design's quoted figures come from a report of its 24 XNLI cells: its own
+    committed record (study_runs.csv and per_sample/), without the run folders, rewrites the same
+    per-seed figures and verdicts, byte for byte, with `--from_runs_csv`."""
     report = REPO / "reports" / "study-e5-xnli-seeds"
     out = tmp_path / "study-e5-xnli-seeds"
     shutil.copytree(report / "per_sample", out / "per_sample")
