@@ -95,8 +95,8 @@ def is_retrieval(task: str) -> bool:
 def untrained(task: str, model: str) -> bool:
     """Whether `model` serves the pretrained encoder untouched on `task` (models/spec.py
     `pretrained_for`): its seeds are one set of weights, so its one figure has no training variance."""
-    spec = MODELS.get(model)
-    return spec is not None and is_retrieval(task) and spec.pretrained_for("retrieval")
+    spec, cls = MODELS.get(model), TASKS.get(task)
+    return spec is not None and cls is not None and spec.pretrained_for(cls.kind)
 
 
 @dataclass
