@@ -175,7 +175,7 @@ def test_a_tiny_tydiqa_selection_runs_end_to_end_into_its_own_folder(tmp_path, t
 
 def test_the_e5_small_tydiqa_grid_is_the_xnli_grid_at_four_epochs_and_plans_for_a_gpu(tmp_path):
     """The TyDiQA grid: the XNLI grid's arms and learning rates, up to 4 epochs (the recipe trains
-    2); planned at about 19 hours on 2 cores from the measured TyDiQA stages."""
+    2); planned at about 24 hours on 2 cores from the measured TyDiQA stages."""
     grid = load_grid(REPO / "zoo" / "grids" / "select-tydiqa-e5-small.toml")
     xnli = load_grid(REPO / "zoo" / "grids" / "select-xnli-e5-small.toml")
     assert (grid.task, grid.models, grid.lr, grid.data, grid.max_epochs, grid.max_epochs_of) == (
@@ -185,7 +185,7 @@ def test_the_e5_small_tydiqa_grid_is_the_xnli_grid_at_four_epochs_and_plans_for_
     tydiqa = STAGE_MINUTES["e5-small"]
     per_epoch = tydiqa["full/tydiqa"] / 2 * 2972 / 3696  # measured: 2 epochs of all 3,696 questions
     assert trial_minutes(grid, Trial("full", 5e-5, 0, "xnli")) == pytest.approx(4 * per_epoch)
-    assert round(minutes) == 1124
+    assert round(minutes) == 1440
 
 
 # --- the choice rule --------------------------------------------------------------------------------
