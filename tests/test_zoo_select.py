@@ -711,3 +711,15 @@ def test_the_study_reads_one_selection_file_per_task_and_refuses_two_for_one(tmp
         REPO / "reports/a.toml",
         REPO / "reports/b.toml",
     )
+
+
+def test_the_xnli_dev_split_holds_row_ids_even_where_training_rows_do_not_start_at_zero(monkeypatch):
+    """carve() returns positions; the XNLI split maps them back to row ids: training rows [30, 60)
+    are premises 10-19, of which the 5th and 10th (premises 14 and 19) go whole to dev."""
+    from zoo import recipe
+
+    monkeypatch.setitem(recipe.TRAIN_ROWS, "xnli", range(30, 60))
+    split = recipe.dev_split.__wrapped__("xnli")  # not the cached split of the real rows
+    assert split.dev == (42, 43, 44, 57, 58, 59)
+    assert split.train == tuple(r for r in range(30, 60) if r not in split.dev)
+    assert split.groups == 2 and "[30, 60)" in split.words

@@ -112,6 +112,7 @@ def dev_split(task: str) -> DevSplit:
     if task == "xnli":
         rows = TRAIN_ROWS[task]
         dev, train, n = carve([premise_of(r) for r in rows])
+        dev, train = tuple(rows[i] for i in dev), tuple(rows[i] for i in train)  # positions -> rows
         where = f"premise of the training rows [{rows.start}, {rows.stop}) taken whole ({n} premises)"
     elif task == "tydiqa":
         titles = squad_titles(get_task(task, split="train").data_files()[0])
@@ -125,8 +126,8 @@ def dev_split(task: str) -> DevSplit:
 
 
 def carve(groups: Sequence[Hashable]) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-    """(dev, train, dev groups) for units whose group is groups[i]: every DEV_EVERY-th group, in
-    order of first appearance, goes whole to dev."""
+    """(dev, train, dev groups) for units whose group is groups[i], dev and train as positions i:
+    every DEV_EVERY-th group, in order of first appearance, goes whole to dev."""
     rank = {g: k for k, g in enumerate(dict.fromkeys(groups))}
     is_dev = [rank[g] % DEV_EVERY == DEV_EVERY - 1 for g in groups]
     dev = tuple(i for i, d in enumerate(is_dev) if d)
