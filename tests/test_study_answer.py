@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import shutil
 
+import pytest
+
 from common.paths import REPO
 from research.report import write_report
 
@@ -80,26 +82,29 @@ def test_every_number_the_selection_line_quotes_is_in_its_report():
     assert unquoted(prose.replace("LoRA 69.1", "LoRA 69.2"), report) == ["69.2"]
 
 
-def test_every_number_the_second_design_line_quotes_is_in_its_report():
-    path = "reports/study-e5-xnli-seeds/study.md"
+@pytest.mark.parametrize("folder", ["study-e5-xnli-seeds", "study-e5-v2"])
+def test_every_number_the_second_design_blocks_quote_is_in_their_report(folder):
+    path = f"reports/{folder}/study.md"
     prose, report = blocks()[path], (REPO / path).read_text()
     assert len(numbers(prose)) >= 15
     assert unquoted(prose, report) == []
 
 
-def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_path):
-    """The second design's quoted figures come from a report of its 24 XNLI cells: its own
-    committed record (study_runs.csv and per_sample/), without the run folders, rewrites the same
-    per-seed figures and verdicts, byte for byte, with `--from_runs_csv`."""
-    report = REPO / "reports" / "study-e5-xnli-seeds"
-    out = tmp_path / "study-e5-xnli-seeds"
+@pytest.mark.parametrize("folder, cells", [("study-e5-xnli-seeds", 24), ("study-e5-v2", 30)])
+def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_path, folder, cells):
+    """The second design's quoted figures come from reports of its XNLI cells (the evening preset's
+    24, the whole design's 30 with the NLI arms): each one's own committed record (study_runs.csv
+    and per_sample/), without the run folders, rewrites the same per-seed figures and verdicts,
+    byte for byte, with `--from_runs_csv`."""
+    report = REPO / "reports" / folder
+    out = tmp_path / folder
     shutil.copytree(report / "per_sample", out / "per_sample")
     shutil.copy(report / "study.md", out / "study.md")  # the machine the runs were measured on
     title = "Study: full fine-tuning vs adapters, encoder e5-small"
     write_report(tmp_path / "no-runs", out, title, "cmd", report / "study_runs.csv")
     for name in ("accuracy_seeds.csv", "verdicts.csv"):
         assert (out / name).read_bytes() == (report / name).read_bytes(), name
-    assert len((report / "accuracy_seeds.csv").read_text().splitlines()) == 1 + 24
+    assert len((report / "accuracy_seeds.csv").read_text().splitlines()) == 1 + cells
 
 
 def test_the_committed_report_is_what_the_command_writes(tmp_path):
