@@ -58,6 +58,9 @@ RETRIEVAL_PAIRS = (
     ("full-squad", "full"),
     ("full-nli", "full"),
     ("adapter-nli", "full-nli"),
+    # the intermediate task's effect on the adapter's encoder (`full` is the pretrained encoder)
+    ("adapter-squad", "full"),
+    ("adapter-nli", "full"),
 )
 # Every contrast the study reads (task, a, b): the family Holm's correction covers.
 CONTRASTS: tuple[tuple[str, str, str], ...] = tuple(

@@ -585,7 +585,11 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     ]
     study = accuracy_study(runs, n_boot=300)
     words = {(v.a, v.b): v.word for v in study.verdicts}
-    assert words == {("adapter-squad", "full-squad"): "adds", ("full-squad", "full"): "costs"}
+    assert words == {
+        ("adapter-squad", "full-squad"): "adds",
+        ("full-squad", "full"): "costs",
+        ("adapter-squad", "full"): "costs",  # the SQuAD adapter alone against no fine-tuning
+    }
     rows = verdict_rows(markdown(study))
     assert rows["adapter-squad - full-squad"].startswith(
         "| tatoeba | adapter-squad - full-squad | the encoder with the SQuAD adapter alone vs the "
@@ -681,18 +685,34 @@ def test_the_second_designs_arms_are_contrasted_and_the_first_designs_family_is_
 
 
 def test_retrieval_rows_and_verdicts_of_the_nli_arms_say_what_each_model_is(tmp_path):
-    """On Tatoeba the NLI arms are the encoder fine-tuned on NLI or its NLI adapter alone; the
-    figures table names each model's form, not only its name."""
+    """On Tatoeba the six distinct encoders of the second design: the figures table names each
+    model's form, not only its name, and the seven retrieval contrasts come in their pinned order,
+    the intermediate task's effect judged with the effect words (adds / costs) on both methods'
+    encoders."""
     rng = np.random.default_rng(5)
     right = rng.random((3, 800)) < 0.8
-    models = ("full", "full-squad", "full-nli", "adapter-nli")
+    models = ("full", "full-squad", "adapter-squad", "lora-squad", "full-nli", "adapter-nli")
     runs = [run(tmp_path, m, flip(right, 0.01 * k, k), task="tatoeba") for k, m in enumerate(models)]
     study = accuracy_study(runs, n_boot=200)
     assert [(v.a, v.b) for v in study.verdicts] == [
+        ("adapter-squad", "full-squad"),
+        ("lora-squad", "full-squad"),
         ("full-squad", "full"),
         ("full-nli", "full"),
         ("adapter-nli", "full-nli"),
+        ("adapter-squad", "full"),
+        ("adapter-nli", "full"),
     ]
+    by = {(v.a, v.b): v for v in study.verdicts}
+    # adapter-nli's figure minus the pretrained encoder's, from the scores themselves
+    drop = 100.0 * (flip(right, 0.05, 5).mean() - right.mean())
+    assert drop == pytest.approx(-5.79, abs=0.01)
+    assert by[("adapter-nli", "full")].observed == pytest.approx(drop)
+    assert by[("adapter-nli", "full")].word == "costs"
+    assert by[("adapter-squad", "full")].word == "costs"
+    assert by[("adapter-nli", "full")].what == (
+        "the encoder with the NLI adapter alone vs the pretrained encoder (no fine-tuning)"
+    )
     table = "\n".join(markdown(study))
     assert "| tatoeba | accuracy | full-nli: the encoder fully fine-tuned on NLI (SNLI) | " in table
     assert "| tatoeba | accuracy | full: the pretrained encoder (no fine-tuning) | " in table
