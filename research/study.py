@@ -54,6 +54,10 @@ TASKS = ("xnli", "tydiqa", "tatoeba", "bucc")  # the default tasks (PAWS-X only 
 SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
 PEAK, RATES = load_rates()  # find_peak's search and each encoder's planning figures (rates.toml)
+# a cell's process is killed after the longer of --cell_timeout and this many times its planned
+# seconds: a hung run ends, and a slow cell on a busy machine (a Tatoeba cell ran 5.5x its quiet
+# time beside a test run and was killed at a flat 900 s) is not
+CELL_TIMEOUT_STRETCH = 8.0
 COMMON_LOAD_MODEL = "full"  # --server_common offers every model a fraction of this one's Offline rate
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
 
@@ -455,6 +459,11 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def cell_timeout(cell: Cell, s: StudySettings) -> float:
+    """Seconds of wall time before `cell`'s process is killed (CELL_TIMEOUT_STRETCH)."""
+    return max(s.cell_timeout_s, CELL_TIMEOUT_STRETCH * estimate_seconds([cell], s))
+
+
 def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
     """Run one cell as a subprocess; log its output; write the marker on success. Never raises for a
     failing cell: returns {"cell", "rc", "wall_s", "error"?} so the study goes on."""
@@ -468,7 +477,12 @@ def run_cell(cell: Cell, s: StudySettings) -> dict[str, Any]:
         return {**record, "rc": None, "wall_s": round(time.perf_counter() - t0, 1), "error": str(exc)}
     flags = [*peak_bounds(cell, s), *s.run_args]
     run = launch(
-        cfg, log, command=cell.subcommand, more_flags=flags, python=s.python, timeout_s=s.cell_timeout_s
+        cfg,
+        log,
+        command=cell.subcommand,
+        more_flags=flags,
+        python=s.python,
+        timeout_s=cell_timeout(cell, s),
     )
     record.update(
         rc=run.rc, wall_s=round(time.perf_counter() - t0, 2), cpu_s=round(cpu_seconds() - cpu0, 2)
@@ -572,7 +586,11 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "encoder": (str, "tiny", "the encoder of the zoo served"),
     "runs_dir": (Path, BUILD / "study", "where the cells' run folders go"),
     "out": (Path, REPO / "reports", "where the report goes"),
-    "cell_timeout": (float, 900.0, "seconds before a cell's process is killed"),
+    "cell_timeout": (
+        float,
+        900.0,
+        f"seconds before a cell's process is killed (or {CELL_TIMEOUT_STRETCH:g}x its planned time)",
+    ),
     "run_args": (str, "", "extra flags passed to every `harness run`, one string"),
     "from_runs_csv": (Path, None, "only write the report, from this study_runs.csv"),
 }

@@ -508,6 +508,31 @@ def test_a_search_without_a_valid_trial_is_a_finished_cell(tmp_path, monkeypatch
     assert grid.is_done(cells[0], s) and grid.is_done(cells[1], s)
 
 
+def test_a_cell_is_killed_after_the_flat_timeout_or_a_multiple_of_its_planned_time(
+    tmp_path, monkeypatch
+):
+    """A hung run ends at --cell_timeout; a cell planned longer (an e5-small Tatoeba pass: 5 s start +
+    163 s, research/rates.toml) gets 8x its planned time, so a busy machine does not kill it."""
+    e5 = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small")
+    tatoeba = grid.Cell("full", "tatoeba", "pytorch", "Offline", "accuracy")
+    assert grid.cell_timeout(tatoeba, e5) == pytest.approx(8 * (5.0 + 163.0))
+    tiny = grid.StudySettings(runs_dir=tmp_path, encoder="tiny")
+    assert grid.cell_timeout(grid.Cell("full", "xnli", "pytorch", "Offline", "accuracy"), tiny) == 900.0
+    longer = grid.StudySettings(runs_dir=tmp_path, encoder="e5-small", cell_timeout_s=3600.0)
+    assert grid.cell_timeout(tatoeba, longer) == 3600.0
+    given = []
+    monkeypatch.setattr(grid, "built", lambda cfg, selected: cfg)
+    monkeypatch.setattr(
+        grid,
+        "launch",
+        lambda cfg, log, command, more_flags, python, timeout_s: (
+            given.append(timeout_s) or Launched([], 124, tmp_path, None, log)
+        ),
+    )
+    record = grid.run_cell(tatoeba, e5)
+    assert given == [pytest.approx(1344.0)] and record["rc"] == 124 and "error" in record
+
+
 def _figure_run(model: str, value: float, seed: int = 0, task: str = "xnli", backend: str = "pytorch"):
     """An accuracy run known by its task figure only (no per-sample file: the committed-data case)."""
     return Run(
