@@ -55,8 +55,8 @@ SCENARIOS = sut_registry.SCENARIOS
 ROUND_DIR = "round-"  # runs_dir/round-<R>/...: round R of the performance cells (research/collect.py)
 PEAK, RATES = load_rates()  # find_peak's search and each encoder's planning figures (rates.toml)
 # a cell's process is killed after the longer of --cell_timeout and this many times its planned
-# seconds: a hung run ends, and a slow cell on a busy machine (a Tatoeba cell ran 5.5x its quiet
-# time beside a test run and was killed at a flat 900 s) is not
+# seconds: a hung run ends, and a slow cell on a busy machine is not (Tatoeba cells beside a test
+# run were still going at a flat 900 s, over 5x their planned time, and were killed)
 CELL_TIMEOUT_STRETCH = 8.0
 COMMON_LOAD_MODEL = "full"  # --server_common offers every model a fraction of this one's Offline rate
 REFERENCE_BACKEND = "pytorch"  # the fp32 backend every accuracy comparison is made on
