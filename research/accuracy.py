@@ -87,7 +87,7 @@ ALPHA = 0.05  # family-wise error rate of the verdicts (Holm)
 CLAIM_KIND = "real"  # the only model kind whose accuracy the study compares
 FP32 = "pytorch"
 INT8 = "onnxruntime-int8"
-MARGIN = 1.0  # points: a form "keeps" accuracy when its interval rules out a loss larger than this
+MARGIN = 1.0  # points: "keeps" and "negligible" rule out a loss (or either effect) larger than this
 
 
 def is_retrieval(task: str) -> bool:
@@ -311,9 +311,15 @@ def keeps_verdict(d: Interval, margin: float = MARGIN) -> str:
     return "loses" if d.high < 0 else "cannot tell"
 
 
-def effect_verdict(d: Interval) -> str:
-    """'adds' (interval above 0), 'costs' (below 0) or 'no measurable effect' (covers 0)."""
-    return "adds" if d.low > 0 else "costs" if d.high < 0 else "no measurable effect"
+def effect_verdict(d: Interval, margin: float = MARGIN) -> str:
+    """'adds' (interval above 0), 'costs' (below 0), 'negligible' (it covers 0 and rules out an
+    effect larger than `margin` either way), else 'cannot tell': an interval as wide as
+    [-20, +16] covers 0 but says nothing about the effect."""
+    if d.low > 0:
+        return "adds"
+    if d.high < 0:
+        return "costs"
+    return "negligible" if -margin <= d.low and d.high <= margin else "cannot tell"
 
 
 def seed_rows(study: AccuracyStudy, acc: Sequence[Run]) -> list[dict]:

@@ -274,11 +274,12 @@ def test_t_interval_is_the_t_quantile_times_the_standard_error():
 @pytest.mark.parametrize(
     ("low", "high", "keeps", "effect"),
     [
-        (0.0, 1.0, "keeps", "no measurable effect"),  # 0 is not above 0
+        (0.0, 1.0, "keeps", "negligible"),  # 0 is not above 0; a gain of exactly the margin is ruled in
+        (0.0, 1.000001, "keeps", "cannot tell"),
         (1e-9, 1.0, "exceeds", "adds"),
-        (-1.0, 0.5, "keeps", "no measurable effect"),  # a loss of exactly the margin is ruled in
-        (-1.000001, 0.5, "cannot tell", "no measurable effect"),
-        (-3.0, 0.0, "cannot tell", "no measurable effect"),  # 0 is not below 0
+        (-1.0, 0.5, "keeps", "negligible"),  # a loss of exactly the margin is ruled in
+        (-1.000001, 0.5, "cannot tell", "cannot tell"),
+        (-3.0, 0.0, "cannot tell", "cannot tell"),  # 0 is not below 0
         (-3.0, -1e-9, "loses", "costs"),
     ],
 )
@@ -286,6 +287,7 @@ def test_verdict_words_at_their_boundaries(low, high, keeps, effect):
     d = Interval((low + high) / 2, low, high)
     assert (keeps_verdict(d), effect_verdict(d)) == (keeps, effect)
     assert keeps_verdict(Interval(-1.4, -1.5, 0.5), margin=1.5) == "keeps"
+    assert effect_verdict(Interval(0.0, -1.5, 1.5), margin=1.5) == "negligible"
 
 
 def test_welch_with_one_side_without_seed_variance():

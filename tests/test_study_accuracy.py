@@ -139,7 +139,9 @@ def test_keeps_only_when_the_interval_allows():
     assert keeps_verdict(Interval(-3.0, -4.0, -2.0)) == "loses"
     assert keeps_verdict(Interval(-0.8, -1.2, -0.4), margin=1.5) == "keeps"
     assert keeps_verdict(Interval(3.8, 2.7, 5.0)) == "exceeds"
-    assert effect_verdict(Interval(0.5, -0.1, 1.1)) == "no measurable effect"
+    assert effect_verdict(Interval(0.2, -0.1, 0.9)) == "negligible"
+    assert effect_verdict(Interval(0.5, -0.1, 1.1)) == "cannot tell"  # a 1.1-point gain is possible
+    assert effect_verdict(Interval(-2.8, -21.8, 16.2)) == "cannot tell"
 
 
 def test_wording_with_an_undecided_interval(tmp_path, base):
