@@ -93,9 +93,9 @@ def test_every_number_the_second_design_blocks_quote_is_in_their_report(folder):
 @pytest.mark.parametrize("folder, cells", [("study-e5-xnli-seeds", 24), ("study-e5-v2", 62)])
 def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_path, folder, cells):
     """The second design's quoted figures come from reports of its cells (the evening preset's 24
-    on XNLI; the whole design's 62 on XNLI, Tatoeba and BUCC): each one's own committed record (study_runs.csv
-    and per_sample/), without the run folders, rewrites the same per-seed figures and verdicts,
-    byte for byte, with `--from_runs_csv`."""
+    on XNLI; the whole design's 62 on XNLI, Tatoeba and BUCC): each one's own committed record
+    (study_runs.csv and per_sample/), without the run folders, rewrites the same per-seed figures
+    and verdicts, byte for byte, with `--from_runs_csv`."""
     report = REPO / "reports" / folder
     out = tmp_path / folder
     shutil.copytree(report / "per_sample", out / "per_sample")
