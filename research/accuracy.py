@@ -87,6 +87,8 @@ ALPHA = 0.05  # family-wise error rate of the verdicts (Holm)
 CLAIM_KIND = "real"  # the only model kind whose accuracy the study compares
 FP32 = "pytorch"
 INT8 = "onnxruntime-int8"
+EFFECT_WORDS = ("adds", "costs")  # an intermediate task's effect, above or below 0
+RETRIEVAL_WORDS = ("retrieves better", "retrieves worse")  # a - b on BUCC and Tatoeba
 MARGIN = 1.0  # points: "keeps" and "negligible" rule out a loss (or either effect) larger than this
 
 
@@ -292,7 +294,10 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
     for v, make in tails:
         v.interval, v.interval95 = make(v.level), make(0.95)
         intermediate = any("intermediate" in w for x, y, w in COMPARISONS if (x, y) == (v.a, v.b))
-        v.word = effect_verdict(v.interval) if intermediate or v.retrieval else keeps_verdict(v.interval)
+        if v.retrieval:  # two encoders: no method keeps the other's accuracy, no stage adds to it
+            v.word = effect_verdict(v.interval, words=RETRIEVAL_WORDS)
+        else:
+            v.word = effect_verdict(v.interval) if intermediate else keeps_verdict(v.interval)
     return out
 
 
@@ -311,14 +316,15 @@ def keeps_verdict(d: Interval, margin: float = MARGIN) -> str:
     return "loses" if d.high < 0 else "cannot tell"
 
 
-def effect_verdict(d: Interval, margin: float = MARGIN) -> str:
+def effect_verdict(d: Interval, margin: float = MARGIN, words: tuple[str, str] = EFFECT_WORDS) -> str:
     """'adds' (interval above 0), 'costs' (below 0), 'negligible' (it covers 0 and rules out an
     effect larger than `margin` either way), else 'cannot tell': an interval as wide as
-    [-20, +16] covers 0 but says nothing about the effect."""
+    [-20, +16] covers 0 but says nothing about the effect. `words` name the two signs (two
+    encoders compared on retrieval: RETRIEVAL_WORDS)."""
     if d.low > 0:
-        return "adds"
+        return words[0]
     if d.high < 0:
-        return "costs"
+        return words[1]
     return "negligible" if -margin <= d.low and d.high <= margin else "cannot tell"
 
 

@@ -496,7 +496,7 @@ def test_a_retrieval_contrast_with_the_pretrained_encoder_counts_only_the_traine
     )  # fmt: skip
     assert (v.observed, v.df) == pytest.approx((-8.0, 2.0))
     assert (v.interval.low, v.interval.high) == pytest.approx((-8 - T2_95 * se, -8 + T2_95 * se))
-    assert v.word == "costs"
+    assert v.word == "retrieves worse"
     xnli = [_figure_run("full-squad", v, s) for s, v in enumerate(squad)] + [_figure_run("full", 80.0)]
     assert [v.basis for v in accuracy_study(xnli, n_boot=10).verdicts] == ["untested"]
     one = [_figure_run("full-squad", 70.0, task="tatoeba")]

@@ -613,17 +613,17 @@ def test_retrieval_verdicts_name_what_each_model_is_there(tmp_path):
     study = accuracy_study(runs, n_boot=300)
     words = {(v.a, v.b): v.word for v in study.verdicts}
     assert words == {
-        ("adapter-squad", "full-squad"): "adds",
-        ("full-squad", "full"): "costs",
-        ("adapter-squad", "full"): "costs",  # the SQuAD adapter alone against no fine-tuning
+        ("adapter-squad", "full-squad"): "retrieves better",
+        ("full-squad", "full"): "retrieves worse",
+        ("adapter-squad", "full"): "retrieves worse",  # the SQuAD adapter alone against no fine-tuning
     }
     rows = verdict_rows(markdown(study))
     assert rows["adapter-squad - full-squad"].startswith(
         "| tatoeba | adapter-squad - full-squad | the encoder with the SQuAD adapter alone vs the "
         "encoder fully fine-tuned on SQuAD | 1, 1 | one seed |"
     )
-    assert rows["adapter-squad - full-squad"].endswith("| adds |")
-    assert not any("keeps" in row or "exceeds" in row for row in rows.values())
+    assert rows["adapter-squad - full-squad"].endswith("| retrieves better |")
+    assert not any(w in row for row in rows.values() for w in ("keeps", "exceeds", "adds", "costs"))
     table = "\n".join(markdown(study))
     assert (
         "| tatoeba | full-squad - full | the encoder fully fine-tuned on SQuAD vs the pretrained "
@@ -714,8 +714,8 @@ def test_the_second_designs_arms_are_contrasted_and_the_first_designs_family_is_
 def test_retrieval_rows_and_verdicts_of_the_nli_arms_say_what_each_model_is(tmp_path):
     """On Tatoeba the six distinct encoders of the second design: the figures table names each
     model's form, not only its name, and the seven retrieval contrasts come in their pinned order,
-    the intermediate task's effect judged with the effect words (adds / costs) on both methods'
-    encoders."""
+    each judged with the retrieval words (retrieves better / worse: two encoders, no method or
+    stage adding to the other)."""
     rng = np.random.default_rng(5)
     right = rng.random((3, 800)) < 0.8
     models = ("full", "full-squad", "adapter-squad", "lora-squad", "full-nli", "adapter-nli")
@@ -735,8 +735,8 @@ def test_retrieval_rows_and_verdicts_of_the_nli_arms_say_what_each_model_is(tmp_
     drop = 100.0 * (flip(right, 0.05, 5).mean() - right.mean())
     assert drop == pytest.approx(-5.79, abs=0.01)
     assert by[("adapter-nli", "full")].observed == pytest.approx(drop)
-    assert by[("adapter-nli", "full")].word == "costs"
-    assert by[("adapter-squad", "full")].word == "costs"
+    assert by[("adapter-nli", "full")].word == "retrieves worse"
+    assert by[("adapter-squad", "full")].word == "retrieves worse"
     assert by[("adapter-nli", "full")].what == (
         "the encoder with the NLI adapter alone vs the pretrained encoder (no fine-tuning)"
     )
