@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from common.paths import REPO
 from research import accuracy
 from research.cli import main as research_main
 from research.collect import Run, write_csv
@@ -94,3 +95,12 @@ def test_a_report_that_cannot_be_read_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {base}: not a study report's verdicts.csv")
     assert not (base / "curve.md").exists()
+
+
+def test_the_committed_curve_is_what_the_command_writes_from_the_committed_reports(tmp_path, capsys):
+    """reports/study-e5-curve/curve.md, which docs/study.md quotes, is the command's output from
+    the reports committed beside it, byte for byte (a point run since makes it stale: rerun it)."""
+    out = tmp_path / "curve.md"
+    assert research_main(["curve", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("curve: ")
+    assert out.read_bytes() == (REPO / "reports" / "study-e5-curve" / "curve.md").read_bytes()
