@@ -84,18 +84,26 @@ def test_every_block_quotes_only_the_report_its_marker_names(path):
     assert unquoted(prose, report) == []
 
 
-@pytest.mark.parametrize("folder, cells", [("study-e5-xnli-seeds", 24), ("study-e5-v2", 62)])
-def test_the_second_design_verdicts_are_what_its_committed_record_writes(tmp_path, folder, cells):
+@pytest.mark.parametrize(
+    ("folder", "cells", "train_data"),
+    [("study-e5-xnli-seeds", 24, None), ("study-e5-v2", 62, None), ("study-e5-curve", 9, "xnli")],
+)
+def test_the_second_design_verdicts_are_what_its_committed_record_writes(
+    tmp_path, folder, cells, train_data
+):
     """The second design's quoted figures come from reports of its cells (the evening preset's 24
-    on XNLI; the whole design's 62 on XNLI, Tatoeba and BUCC): each one's own committed record
-    (study_runs.csv and per_sample/), without the run folders, rewrites the same per-seed figures
-    and verdicts, byte for byte, with `--from_runs_csv`."""
+    on XNLI; the whole design's 62 on XNLI, Tatoeba and BUCC; the learning curve's first point, 9,
+    asked with its --train_data): each one's own committed record (study_runs.csv and
+    per_sample/), without the run folders, rewrites the same per-seed figures and verdicts, byte
+    for byte, with `--from_runs_csv`."""
     report = REPO / "reports" / folder
     out = tmp_path / folder
     shutil.copytree(report / "per_sample", out / "per_sample")
     shutil.copy(report / "study.md", out / "study.md")  # the machine the runs were measured on
     title = "Study: full fine-tuning vs adapters, encoder e5-small"
-    write_report(tmp_path / "no-runs", out, title, "cmd", report / "study_runs.csv")
+    write_report(
+        tmp_path / "no-runs", out, title, "cmd", report / "study_runs.csv", train_data=train_data
+    )
     for name in ("accuracy_seeds.csv", "verdicts.csv"):
         assert (out / name).read_bytes() == (report / name).read_bytes(), name
     assert len((report / "accuracy_seeds.csv").read_text().splitlines()) == 1 + cells
