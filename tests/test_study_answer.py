@@ -93,14 +93,14 @@ def test_every_block_quotes_only_the_report_its_marker_names(path):
         ("study-e5-curve-xnli+snli5k", 9, "xnli+snli5k"),
     ],
 )
-def test_the_second_design_verdicts_are_what_its_committed_record_writes(
+def test_each_quoted_study_report_is_what_its_committed_record_writes(
     tmp_path, folder, cells, train_data
 ):
-    """The second design's quoted figures come from reports of its cells (the evening preset's 24
-    on XNLI; the whole design's 62 on XNLI, Tatoeba and BUCC; the learning curve's points, 9 each,
-    asked with their --train_data): each one's own committed record (study_runs.csv and
-    per_sample/), without the run folders, rewrites the same per-seed figures and verdicts, byte
-    for byte, with `--from_runs_csv`."""
+    """The second design's and the learning curve's quoted reports (the evening preset's 24 XNLI
+    cells; the whole design's 62 on XNLI, Tatoeba and BUCC; each curve point's 9, asked with its
+    --train_data): each one's own committed record (study_runs.csv and per_sample/), without the
+    run folders, rewrites the same per-seed figures and verdicts, byte for byte, with
+    `--from_runs_csv`."""
     report = REPO / "reports" / folder
     out = tmp_path / folder
     shutil.copytree(report / "per_sample", out / "per_sample")
