@@ -152,26 +152,44 @@ def test_accuracy_log_is_complete_and_exact(tmp_path, scenario, kind):
 
 
 class Paced(FakeBackend):
-    """Each batch waits 5 ms: Offline's 1,100-sample query then lasts past the 500 ms min duration
-    by construction, however fast the machine (a slower one only lasts longer)."""
+    """Each batch waits `wait_s` (5 ms): Offline's 1,100-sample query then lasts past the 500 ms min
+    duration by construction, however fast the machine (a slower one only lasts longer)."""
+
+    wait_s = 0.005
 
     def predict(self, input_ids, attention_mask):
-        threading.Event().wait(0.005)
+        threading.Event().wait(self.wait_s)
         return super().predict(input_ids, attention_mask)
 
 
-# SingleStream runs to LoadGen's own minimum of 1,024 queries, however long that takes: 500 ms
-# alone held too few queries for early stopping's p90 on a machine slowed by other work (INVALID
-# on a fresh-clone run beside two CPU-bound jobs)
-ENOUGH_QUERIES = {"min_query_count": 1024, "max_duration_ms": 0}
+class PacedSample(Paced):
+    """1 ms per SingleStream query: LoadGen's own minimum of 1,024 queries (enough for early
+    stopping's p90 however slow the machine) then lasts past the 500 ms min duration by construction.
+    Unpaced, a fast machine answered LoadGen's whole generated schedule (10,001 queries at about
+    31 us each) in about 310 ms and the run was INVALID for min duration."""
+
+    wait_s = 0.001
+
+
+# LoadGen schedules SingleStream queries for the min duration at the expected latency: at the 1 ms
+# PacedSample takes, that is 500, so min_query_count (1,024) sets the count
+ENOUGH_QUERIES = {
+    "min_query_count": 1024,
+    "max_duration_ms": 0,
+    "single_stream_expected_latency_ns": 1_000_000,
+}
+# Server issues its whole schedule (no max duration cutting the last queries short of the min
+# duration on a slow machine) under a latency bound no busy machine misses (10 s): early stopping is
+# then the one unmet constraint on any machine
+WHOLE_SCHEDULE = {"max_duration_ms": 0, "server_target_latency_ns": 10_000_000_000}
 
 
 @pytest.mark.parametrize(
     ("scenario", "backend", "settings", "failed"),
     [
-        ("SingleStream", FakeBackend, ENOUGH_QUERIES, []),
+        ("SingleStream", PacedSample, ENOUGH_QUERIES, []),
         ("Offline", Paced, {}, []),
-        ("Server", FakeBackend, {}, ["early stopping"]),
+        ("Server", FakeBackend, WHOLE_SCHEDULE, ["early stopping"]),
     ],
 )
 def test_performance_run_completes_every_query_and_its_validity_is_loadgens(
@@ -180,20 +198,22 @@ def test_performance_run_completes_every_query_and_its_validity_is_loadgens(
     """SingleStream and Offline are VALID on any machine. Server's 500 ms at 400 QPS are about 200
     queries, fewer than early stopping needs for a p99 estimate with no query over the bound
     (ln 0.01 / ln 0.99, about 459), so LoadGen says INVALID for that reason alone, whatever the
-    latencies."""
+    latencies (a busy machine's once added "latency" and "min duration": WHOLE_SCHEDULE)."""
     sut, _ = run_loadgen(tmp_path, scenario, False, backend(), settings=settings)
     res = Results.measured(tmp_path, "performance", False, scenario)
     assert res.scenario == res.summary["Scenario"] == scenario and res.loadgen_errors == 0
-    assert res.result_valid is (not failed) and list(res.constraints_failed) == failed
+    assert list(res.constraints_failed) == failed and res.result_valid is (not failed)
     assert res.latency_ns["p99"] >= res.latency_ns["p50"] > 0
     queries = LoadgenLog.read(tmp_path / "mlperf_log_detail.txt").get("result_query_count")
     samples = queries * (1100 if scenario == "Offline" else 1)  # 1.1 x 2,000/s x 0.5 s in one query
     assert sut.issued == sut.completed == samples
     if scenario == "SingleStream":
+        assert queries == 1024  # min_query_count, not the min duration, set the count
         assert sut.batches == sut.completed  # one sample at a time
     elif scenario == "Offline":
         assert 0 < sut.batches < sut.completed  # batched
     else:  # Server batches what has queued up, which depends on the arrivals
+        assert 0 < queries < 459  # too few for early stopping's p99, by the schedule's length
         assert 0 < sut.batches <= sut.completed
 
 
