@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,26 +264,13 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
         v = Verdict(task, a, b, sa[0] - sb[0], (len(sa), len(sb)), "untested")
         fixed_a, fixed_b = untrained(task, a), untrained(task, b)
         if (len(sa) >= 2 or fixed_a) and (len(sb) >= 2 or fixed_b):
-            # per side: (mean, variance of the mean, its df); an untrained side is exact
-            parts = [
-                (statistics.fmean(s.values()), 0.0, math.inf)
-                if fixed
-                else (statistics.fmean(s.values()), statistics.variance(s.values()) / len(s), len(s) - 1)
-                for s, fixed in ((sa, fixed_a), (sb, fixed_b))
-            ]
-            mean, var = parts[0][0] - parts[1][0], parts[0][1] + parts[1][1]
+            test_var = 0.0
             if boot is not None:
-                var += float(boot["replicates"].var(ddof=1))  # the test set's share
+                test_var = float(boot["replicates"].var(ddof=1))  # the test set's share
                 v.test_set = True
-            # Welch-Satterthwaite over the variance's parts: the seeds' with n - 1 df each, the
-            # test set's from 2,000 replicates as good as known (infinite df: it adds to the
-            # numerator only, so a seed spread far below the test set's leaves t near the normal)
-            denom = sum(vm**2 / df for _, vm, df in parts if vm > 0)
-            df = var**2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
-            se = math.sqrt(var)
-            v.basis, v.observed, v.df = "seeds", mean, df
-            v.p = 2.0 * float(stats.t.sf(abs(mean) / se, df)) if se > 0 else float(mean == 0)
-            tails.append((v, lambda level, m=mean, s=se, d=df: _t_interval(m, s, d, level)))
+            est = seed_combination([(1.0, sa, fixed_a), (-1.0, sb, fixed_b)], test_var)
+            v.basis, v.observed, v.df, v.p = "seeds", est.mean, est.df, est.p
+            tails.append((v, est.interval))
         elif boot is not None:
             v.basis, v.observed, v.p, v.test_set = "one seed", boot["average"].value, boot["p"], True
             tails.append((v, lambda level, o=v.observed, r=boot["replicates"]: Interval.of(o, r, level)))
@@ -299,6 +286,47 @@ def contrast_verdicts(study: AccuracyStudy, acc: Sequence[Run], alpha: float = A
         else:
             v.word = effect_verdict(v.interval) if intermediate else keeps_verdict(v.interval)
     return out
+
+
+@dataclass(frozen=True)
+class SeedEstimate:
+    """A combination of models' seed means with the seeds' and the test set's variance."""
+
+    mean: float
+    se: float
+    df: float  # Welch-Satterthwaite
+
+    @property
+    def p(self) -> float:
+        """Two-sided p-value of "the combination is 0" (Welch's t)."""
+        if self.se <= 0:
+            return float(self.mean == 0)
+        return 2.0 * float(stats.t.sf(abs(self.mean) / self.se, self.df))
+
+    def interval(self, level: float) -> Interval:
+        return _t_interval(self.mean, self.se, self.df, level)
+
+
+def seed_combination(
+    sides: Sequence[tuple[float, Mapping[int, float], bool]], test_var: float = 0.0
+) -> SeedEstimate:
+    """sum(coefficient x seed mean) over `sides`, each (coefficient, {seed: figure}, exact): a - b
+    is [(1, a, ...), (-1, b, ...)]. Its variance: each side's variance of its seed mean (none for
+    an exact side, a model serving the pretrained encoder untouched, whose one figure has no
+    training variance) plus the test set's `test_var` (the variance of the same combination's
+    paired bootstrap replicates). Welch-Satterthwaite over the parts: the seeds' with n - 1 df
+    each, the test set's from 2,000 replicates as good as known (infinite df: it adds to the
+    numerator only, so a seed spread far below the test set's leaves t near the normal)."""
+    parts = []  # (coefficient x seed mean, variance of that, its df)
+    for c, s, exact in sides:
+        n = len(s)
+        seeds_var = 0.0 if exact else c * c * statistics.variance(s.values()) / n
+        parts.append((c * statistics.fmean(s.values()), seeds_var, math.inf if exact else n - 1))
+    mean = sum(m for m, _, _ in parts)
+    var = sum(vm for _, vm, _ in parts) + test_var
+    denom = sum(vm**2 / df for _, vm, df in parts if vm > 0)
+    df = var**2 / denom if denom > 0 else 1e6  # no seed variance: t is the normal
+    return SeedEstimate(mean, math.sqrt(var), df)
 
 
 def _t_interval(mean: float, se: float, df: float, level: float) -> Interval:

@@ -30,7 +30,8 @@ SCOPE = [
     "harness.submission.stage.*",
     "research.bootstrap.*",
     *(f"research.accuracy.x_{f}*" for f in ("holm_levels", "contrast_verdicts", "_t_interval")),
-    *(f"research.accuracy.x_{f}*" for f in ("keeps_verdict", "effect_verdict")),
+    *(f"research.accuracy.x_{f}*" for f in ("seed_combination", "keeps_verdict", "effect_verdict")),
+    "research.accuracy.xǁSeedEstimateǁ*",
     "research.collect.x_mean_interval*",
 ]
 # mutmut's exit codes (mutmut/stats.py): 1, 3 killed; 0 survived; 5, 33 no tests; 24, 36, 152, 255,
