@@ -1,6 +1,8 @@
-"""Hand-made mutations of the submission and bootstrap code, each against the tests written for it.
+"""Hand-made mutations of the submission, bootstrap and study-statistics code, each against the tests
+written for it.
 
-nice -n 19 python reports/scripts/mutation_hand_checks.py   (from the repository root, on a clean tree)
+nice -n 19 python reports/scripts/mutation_hand_checks.py [FILE ...]   (from the repository root, on
+a clean tree; FILE: only the cases that mutate these files)
 
 For each case: replace one piece of source text, run the named tests, restore the file; prints
 KILLED (a test failed) or SURVIVED. A quick check of the tests of docs/mutation_testing.md when a
@@ -236,12 +238,56 @@ CASES = [
         "order.append(r.languages[lang][1])",
         "tests/test_bootstrap_mutants.py -k aligned_puts",
     ),
+    (  # the learning curve's gap change: a side's variance scaled by c, not c^2 (negative for -1)
+        "research/accuracy.py",
+        "seeds_var = 0.0 if exact else c * c * statistics.variance(s.values()) / n",
+        "seeds_var = 0.0 if exact else c * statistics.variance(s.values()) / n",
+        "tests/test_curve.py -k welch_interval",
+    ),
+    (  # Welch's df with n, not n - 1, per seed side
+        "research/accuracy.py",
+        "math.inf if exact else n - 1))",
+        "math.inf if exact else n))",
+        "tests/test_curve.py -k welch_interval",
+    ),
+    (  # the first point's b counted with the later point's sign
+        "research/curve.py",
+        "(base, base_scores, b, 1.0)]",
+        "(base, base_scores, b, -1.0)]",
+        "tests/test_curve.py -k welch_interval",
+    ),
+    (  # XNLI resampled by row within each language, not by premise across languages
+        "research/curve.py",
+        "resample(runs, n_boot, seed, CLUSTERS[TASK])",
+        "resample(runs, n_boot, seed)",
+        "tests/test_curve.py -k premise",
+    ),
+    (  # the test set's share left out
+        "research/curve.py",
+        "[(c, s, False) for c, s in zip(coefficients, seeds, strict=True)], test_var",
+        "[(c, s, False) for c, s in zip(coefficients, seeds, strict=True)], 0.0",
+        "tests/test_curve.py -k premise",
+    ),
+    (  # no Holm correction over the changes
+        "research/curve.py",
+        "levels = holm_levels([e.p for e in estimates.values()], ALPHA)",
+        "levels = [1 - ALPHA] * len(estimates)",
+        "tests/test_curve.py -k welch_interval",
+    ),
+    (  # the change's words swapped
+        "research/curve.py",
+        'CHANGE_WORDS = ("rises", "falls")',
+        'CHANGE_WORDS = ("falls", "rises")',
+        "tests/test_curve.py -k welch_interval",
+    ),
 ]
 
 
-def main() -> int:
+def main(files: list[str]) -> int:
     survived = 0
     for path, old, new, tests in CASES:
+        if files and path not in files:
+            continue
         file = Path(path)
         source = file.read_text()
         assert source.count(old) == 1, (path, old)
@@ -259,4 +305,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
