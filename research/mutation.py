@@ -33,6 +33,7 @@ SCOPE = [
     *(f"research.accuracy.x_{f}*" for f in ("seed_combination", "keeps_verdict", "effect_verdict")),
     "research.accuracy.xǁSeedEstimateǁ*",
     "research.collect.x_mean_interval*",
+    "research.curve.x_gap_changes*",
 ]
 # mutmut's exit codes (mutmut/stats.py): 1, 3 killed; 0 survived; 5, 33 no tests; 24, 36, 152, 255,
 # -24 timeout; negative signals other than SIGXCPU: the test process crashed (detected)
