@@ -325,6 +325,33 @@ def test_a_failed_build_leaves_nothing(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == [".encoder.lock"]
 
 
+def test_a_stages_training_checkpoints_outlive_a_failed_build_not_its_publication(tmp_path):
+    """The checkpoints a stage's training keeps (recipe.resume_dir, beside the stage) survive a build
+    that fails or is killed, for the next build to resume from; publishing the stage removes them,
+    and --force, which trains from the start, removes them before it trains."""
+    out = tmp_path / "zoo" / "full" / "xnli"
+    resume = recipe.resume_dir(out)
+    assert resume == tmp_path / "zoo" / "full" / ".xnli.resume"
+
+    def checkpoints_then_fails(partial: Path) -> None:
+        resume.mkdir(parents=True, exist_ok=True)
+        (resume / "full xnli.pt").write_bytes(b"epoch 1")
+        raise RuntimeError("killed in epoch 2")
+
+    with pytest.raises(RuntimeError, match="epoch 2"):
+        recipe.run_stage(out, "full xnli", checkpoints_then_fails)
+    assert (resume / "full xnli.pt").read_bytes() == b"epoch 1"
+    seen = []
+    assert recipe.run_stage(
+        out, "full xnli", lambda p: seen.append((resume / "full xnli.pt").read_bytes())
+    )
+    assert seen == [b"epoch 1"] and (out / DONE).is_file() and not resume.exists()
+    resume.mkdir()
+    (resume / "full xnli.pt").write_bytes(b"stale")
+    assert recipe.run_stage(out, "full xnli", lambda p: seen.append(resume.exists()), force=True)
+    assert seen[-1] is False and not resume.exists()
+
+
 def test_a_rebuilt_stage_is_never_missing(tmp_path, monkeypatch):
     """--force: the new folder replaces the old in one atomic exchange. Every filesystem step of the
     publication is watched: `out` exists, complete, before and after each."""

@@ -23,6 +23,7 @@ import pytest
 
 from common.paths import BUILD, DATA, REPO
 from models.loaders import DONE, read_manifest
+from models.registry import MODELS
 from models.zoo_layout import (
     TRAIN_DATA,
     data_models_dir,
@@ -442,3 +443,24 @@ def test_the_report_states_its_training_data_and_refuses_a_mix(tmp_path):
         f"{mixed}: runs of several training data (xnli, xnli+snli5k): one report per training data, "
         "each in the runs_dir the study gives it (<runs_dir>-<option>)"
     )
+
+
+def test_every_training_stage_keeps_its_checkpoints_beside_its_own_folder(
+    encoder, tmp_path, monkeypatch
+):
+    """build_zoo gives each intermediate and target stage's training the resume folder of that
+    stage (recipe.resume_dir: `.<name>.resume` beside it), so a killed build resumes each stage
+    from its own checkpoints and no two stages share one."""
+    zoo = _zoo(encoder, tmp_path / "models")
+    seen = []
+    from zoo import stages
+
+    monkeypatch.setattr(stages, "intermediate", lambda ctx, spec, out: seen.append(ctx.resume))
+    monkeypatch.setattr(stages, "target", lambda ctx, spec, task, out: seen.append(ctx.resume))
+    recipe.build_zoo(zoo, "tiny", ["full-squad", "adapter"], ["xnli"], TINY_TEST, progress=False)
+    squad = zoo / str(MODELS["full-squad"].intermediate_folder())
+    assert seen == [
+        squad.with_name(f".{squad.name}.resume"),
+        zoo / "full-squad" / ".xnli.resume",
+        zoo / "adapter" / ".xnli.resume",
+    ]

@@ -109,3 +109,80 @@ def test_the_bf16_a_stage_records_is_the_autocast_train_ran_with(monkeypatch):
         seen.clear()
         stages.train(Model(), data, 1e-3, ctx, "t", epochs=1)
         assert seen == [wanted and native] * 2 and ctx.bf16 is (wanted and native)
+
+
+class Noisy(nn.Module):
+    """Embedding, dropout (the random state a resumed training must carry on), linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)  # every instance starts from the same weights
+        self.emb, self.drop, self.head = nn.Embedding(10, 4), nn.Dropout(0.5), nn.Linear(4, 3)
+
+    def forward(self, input_ids, attention_mask, labels):
+        h = (self.drop(self.emb(input_ids)) * attention_mask[..., None]).sum(1)
+        return SimpleNamespace(loss=nn.functional.cross_entropy(self.head(h), labels))
+
+
+def _noisy_data() -> dict:
+    lengths = np.array([2, 3, 1, 4, 2, 3, 2, 1, 4, 3, 2, 2, 3, 1, 2, 4, 3, 2, 1, 2])  # 20 rows
+    rng = np.random.default_rng(0)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return {
+        "input_ids": rng.integers(2, 10, offsets[-1]),
+        "offsets": offsets,
+        "labels": rng.integers(0, 3, len(lengths)),
+    }
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_as_if_never_stopped(tmp_path, capsys):
+    """A training stopped in its second epoch (here by a probe that raises) resumes after its
+    first from ctx.resume: the same curve and, bit for bit, the same weights as a training never
+    stopped (dropout's random state, the optimizer's moments and the schedule carried over). A
+    finished checkpoint returns at once; one made with other settings is not used."""
+    sizes = SimpleNamespace(batch_size=4, warmup=0.1, bf16=False)
+    plain = stages.Context(Path("."), sizes, seed=3, progress=False, squad_path=Path("."), device="cpu")
+    ctx = stages.Context(
+        Path("."), sizes, 3, progress=False, squad_path=Path("."), device="cpu", resume=tmp_path / "r"
+    )
+    data = _noisy_data()
+
+    def probe(m):
+        return float(m.head.weight.detach().sum())
+
+    whole = Noisy()
+    curve = stages.train(whole, data, 0.05, plain, "full xnli", epochs=3, probes={"p": probe})
+    assert [p["step"] for p in curve] == [5, 10, 15] and not (tmp_path / "r").exists()
+
+    calls = []
+
+    def dies_in_epoch_two(m):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return probe(m)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        stages.train(Noisy(), data, 0.05, ctx, "full xnli", epochs=3, probes={"p": dies_in_epoch_two})
+    assert torch.load(tmp_path / "r" / "full xnli.pt", weights_only=False)["step"] == 5
+
+    resumed, record = Noisy(), {}
+    again = stages.train(
+        resumed, data, 0.05, ctx, "full xnli", epochs=3, probes={"p": probe}, record=record
+    )
+    assert again == curve and record["resumed_at_step"] == 5 and record["earlier_s"] > 0
+    for (name, a), (_, b) in zip(whole.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert "full xnli: resuming after step 5 of 15" in capsys.readouterr().out
+
+    finished, record = Noisy(), {}  # a second call: the finished checkpoint, nothing trained
+    assert stages.train(finished, data, 0.05, ctx, "full xnli", epochs=3, record=record) == curve
+    assert record["resumed_at_step"] == 15 and torch.equal(finished.head.weight, whole.head.weight)
+
+    other, record = Noisy(), {}  # another learning rate: another training, from the start
+    stages.train(other, data, 0.01, ctx, "full xnli", epochs=3, record=record)
+    assert (
+        record["resumed_at_step"] == 0
+        and "made with other settings: starting over" in capsys.readouterr().out
+    )
+    assert not torch.equal(other.head.weight, whole.head.weight)

@@ -362,6 +362,12 @@ class StageError(ValueError):
 UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 
 
+def resume_dir(out: Path) -> Path:
+    """Where the training of stage `out` keeps its checkpoints (zoo/stages.py `train`): beside the
+    stage's folder, so a killed build resumes from them; removed once the stage is published."""
+    return out.with_name(f".{out.name}.resume")
+
+
 def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
     """Run fn(partial) and publish it as `out` unless out/.done exists; True if it ran.
 
@@ -369,7 +375,9 @@ def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
     `out`, an fcntl lock the kernel drops when its holder exits, even by SIGKILL) and then find it
     done. The stage is written into a sibling partial folder and published whole by a rename, so
     `out` is never half-written and (with --force) never missing under a reader. Partial folders
-    of killed builds are removed under the lock, where no other builder can be using them."""
+    of killed builds are removed under the lock, where no other builder can be using them; their
+    training checkpoints (`resume_dir`) are kept for the next build to resume from, but not by
+    --force, which trains from the start, and not once the stage is published."""
     if (out / DONE).exists() and not force:
         print(f"[models] {desc}: done already ({out})", flush=True)
         return False
@@ -383,6 +391,8 @@ def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
                 print(f"[models] {desc}: built by another process meanwhile ({out})", flush=True)
                 return False
             sweep_partials(out)
+            if force:
+                shutil.rmtree(resume_dir(out), ignore_errors=True)
             partial = out.with_name(f".{out.name}.partial")
             partial.mkdir()
             try:
@@ -391,6 +401,7 @@ def run_stage(out: Path, desc: str, fn, force: bool = False) -> bool:
                 fn(partial)
                 (partial / DONE).write_text(f"{time.perf_counter() - t0:.1f} s\n")
                 publish(partial, out)
+                shutil.rmtree(resume_dir(out), ignore_errors=True)
             finally:  # a failed stage leaves nothing behind (a killed one: swept next time)
                 shutil.rmtree(partial, ignore_errors=True)
     except OSError as e:
@@ -502,7 +513,7 @@ def build_zoo(
     def target(name: str, task: str) -> None:
         spec = MODELS[name]
         tctx = selected_context(ctx, spec.learning, task, selected.get(task, {}).get(name))
-        tctx = data_context(tctx, task, train_data)
+        tctx = replace(data_context(tctx, task, train_data), resume=resume_dir(models_dir / name / task))
         timed(
             models_dir / name / task,
             f"{name} {task}",
@@ -519,10 +530,12 @@ def build_zoo(
             spec = MODELS[name]
             if spec.intermediate:
                 owner = MODELS[spec.intermediate_of or name]
+                folder = models_dir / str(spec.intermediate_folder())
+                ictx = replace(ctx, resume=resume_dir(folder))
                 timed(
-                    models_dir / str(spec.intermediate_folder()),
+                    folder,
                     f"{owner.name} {spec.intermediate}",
-                    lambda out, s=owner: stages.intermediate(ctx, s, out),
+                    lambda out, s=owner, c=ictx: stages.intermediate(c, s, out),
                 )
             if task is not None:
                 for before in spec.prerequisites():

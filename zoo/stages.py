@@ -6,6 +6,7 @@ Each stage writes one zoo folder in the layout models/loaders.py reads (and docu
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import time
 from collections.abc import Callable, Collection
@@ -51,7 +52,9 @@ class Context:
     and epochs come from (zoo/choice.py), recorded in its zoo.json; `train_data`: the training data
     option a target stage of a `--train_data` zoo trains on and its row counts (zoo/recipe.py
     `data_record`), recorded in its zoo.json (None: the default, recorded by its absence); `device`:
-    where `train` runs (models/training_device.py; the model comes back to the CPU after it)."""
+    where `train` runs (models/training_device.py; the model comes back to the CPU after it);
+    `resume`: the folder where `train` keeps its checkpoints for this stage (zoo/recipe.py
+    `resume_dir`, beside the stage's folder), None for none."""
 
     models_dir: Path
     sizes: Any  # zoo.recipe.Sizes (not imported: the recipe imports this module)
@@ -65,6 +68,7 @@ class Context:
     selection: dict[str, Any] | None = None
     train_data: dict[str, Any] | None = None
     device: str = field(default_factory=training_device)
+    resume: Path | None = None
 
     @property
     def bf16(self) -> bool:
@@ -179,6 +183,26 @@ def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, epoc
     return out[: max(1, round(epochs * int(np.ceil(n / batch_size))))]
 
 
+SAVE_EVERY = 500  # steps between checkpoints where no epoch ends sooner (step-planned stages)
+
+
+def resume_key(model: nn.Module, data: dict, lr: float, ctx: Context, desc: str, plan: dict) -> dict:
+    """What a checkpoint must match to be resumed: the stage's training settings, a digest of its
+    data and of the trainable parameters it starts from (a different start is another training)."""
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode() + np.ascontiguousarray(np.asarray(data[key])).tobytes())
+    start = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            start.update(name.encode() + p.detach().cpu().float().numpy().tobytes())
+    return {
+        "desc": desc, "lr": lr, **plan, "seed": ctx.seed, "batch_size": ctx.sizes.batch_size,
+        "warmup": ctx.sizes.warmup, "bf16": ctx.bf16, "device": ctx.device,
+        "data": digest.hexdigest(), "start": start.hexdigest(),
+    }  # fmt: skip
+
+
 def train(
     model: nn.Module,
     data: dict[str, np.ndarray],
@@ -189,6 +213,7 @@ def train(
     epochs: float = 0.0,
     probes: dict[str, Callable[[nn.Module], float]] | None = None,
     schedule_epochs: float = 0.0,
+    record: dict[str, Any] | None = None,
 ) -> list[dict[str, float]]:
     """AdamW + linear warm-up (ctx.sizes.warmup of the steps) and decay on the parameters with
     requires_grad, padded per batch; label arrays in `data` are passed to the model by name (labels /
@@ -200,14 +225,27 @@ def train(
     fp32 (models/training_device.py; the stage records which). Trains on ctx.device and leaves the
     model on the CPU. Returns the training curve: per
     epoch (or at the end) the mean loss and, for each of `probes` (name -> evaluate(model) -> float),
-    its figure under that name."""
+    its figure under that name.
+
+    ctx.resume: after every epoch (every SAVE_EVERY steps where no epoch ends sooner) and at the
+    end, the trainable parameters, the optimizer, schedule and random state, and the curve so far
+    go to `<ctx.resume>/<desc>.pt`; a call that finds one made with the same `resume_key`
+    continues after its last step, as the uninterrupted training would have (tests/
+    test_training_loop.py), or returns at once where it had finished. `record` (a dict) gets
+    "resumed_at_step" and "earlier_s", the wall seconds the checkpoint's training had taken."""
     torch.manual_seed(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = torch.device(ctx.device)
     bf16 = ctx.bf16
     label_keys = [k for k in ("labels", "start_positions", "end_positions") if k in data]
+    checkpoint = ctx.resume / f"{desc.replace('/', '_')}.pt" if ctx.resume is not None else None
+    key = None
+    if checkpoint is not None:
+        plan_args = {"steps": steps, "epochs": epochs, "schedule_epochs": schedule_epochs}
+        key = resume_key(model, data, lr, ctx, desc, plan_args)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     n = len(data["offsets"]) - 1
     if epochs > 0:
         per_epoch = int(np.ceil(n / ctx.sizes.batch_size))
@@ -223,9 +261,46 @@ def train(
     sched = get_linear_schedule_with_warmup(opt, max(1, int(total * ctx.sizes.warmup)), total)
     curve: list[dict[str, float]] = []
     losses: list[float] = []
+    done, earlier_s = 0, 0.0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)  # our own file
+        if state["key"] == key:
+            with torch.no_grad():
+                for name, p in named:
+                    p.copy_(state["params"][name])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            torch.set_rng_state(state["torch_rng"])
+            done, earlier_s = state["step"], state["elapsed_s"]
+            curve, losses = state["curve"], state["losses"]
+            print(
+                f"[models] {desc}: resuming after step {done} of {len(plan)} ({checkpoint})", flush=True
+            )
+        else:
+            print(
+                f"[models] {desc}: {checkpoint} was made with other settings: starting over", flush=True
+            )
+    if record is not None:
+        record |= {"resumed_at_step": done, "earlier_s": earlier_s}
+    t0 = time.perf_counter()
+
+    def save(step: int) -> None:
+        state = {
+            "key": key, "step": step, "elapsed_s": earlier_s + time.perf_counter() - t0,
+            "params": {name: p.detach().cpu() for name, p in named}, "opt": opt.state_dict(),
+            "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
+            "losses": losses,
+        }  # fmt: skip
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, checkpoint)  # a kill mid-write leaves the last whole checkpoint
+
     model.train()
-    bar = tqdm(plan, desc=desc, disable=None if ctx.progress else True, unit="step")  # None: TTY only
-    for step, rows in enumerate(bar, 1):
+    bar = tqdm(
+        plan[done:], desc=desc, disable=None if ctx.progress else True, unit="step"
+    )  # None: TTY only
+    for step, rows in enumerate(bar, done + 1):
         ids, mask = pad_ragged(data["input_ids"], data["offsets"], rows, 1)
         labels = {k: torch.from_numpy(np.asarray(data[k])[rows]).long().to(device) for k in label_keys}
         ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
@@ -238,7 +313,8 @@ def train(
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if step % per_epoch == 0 or step == len(plan):
+        point_due = step % per_epoch == 0 or step == len(plan)
+        if point_due:
             point = {"epoch": round(step / per_epoch, 2), "step": step, "loss": float(np.mean(losses))}
             if probes:
                 model.eval()
@@ -248,6 +324,8 @@ def train(
             losses = []
             if ctx.progress:
                 print(f"[models] {desc}: {point}", flush=True)
+        if checkpoint is not None and (point_due or step % SAVE_EVERY == 0):
+            save(step)
     model.eval()
     model.to("cpu")  # the stages merge, fuse and save on the CPU
     return curve
@@ -283,13 +361,16 @@ def fit(model: nn.Module, data: dict, ctx: Context, learning: str, stage: str, d
         for name, p in model.named_parameters():
             if name.endswith("word_embeddings.weight"):
                 p.requires_grad_(False)
-    start = time.perf_counter()
-    curve = train(model, data, lr, ctx, desc, probes=probes, **plan)
-    seconds = round(time.perf_counter() - start, 1)  # wall time, held-out probes included
+    start, resumed = time.perf_counter(), {}
+    curve = train(model, data, lr, ctx, desc, probes=probes, record=resumed, **plan)
+    # wall time, held-out probes included; a resumed training adds its checkpoint's
+    seconds = round(time.perf_counter() - start + resumed["earlier_s"], 1)
     log = {"learning": learning, "lr": lr, **plan, "bf16": ctx.bf16, "seed": ctx.seed, "curve": curve}
     if ctx.device != "cpu":  # the CPU recorded by its absence: the records made before GPUs trained
         log["device"] = ctx.device
     log["train_s"] = seconds
+    if resumed["resumed_at_step"]:
+        log["resumed_at_step"] = resumed["resumed_at_step"]  # after a killed build
     log["train_samples"] = len(data["offsets"]) - 1  # rows (QA: windows) trained on
     if ctx.selection is not None and stage not in INTERMEDIATE:
         log["selection"] = ctx.selection
