@@ -139,7 +139,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_as_if_never_stopped(tmp_p
     """A training stopped in its second epoch (here by a probe that raises) resumes after its
     first from ctx.resume: the same curve and, bit for bit, the same weights as a training never
     stopped (dropout's random state, the optimizer's moments and the schedule carried over). A
-    finished checkpoint returns at once; one made with other settings is not used."""
+    finished checkpoint returns at once; one made with other settings, or damaged, is not used."""
     sizes = SimpleNamespace(batch_size=4, warmup=0.1, bf16=False)
     plain = stages.Context(Path("."), sizes, seed=3, progress=False, squad_path=Path("."), device="cpu")
     ctx = stages.Context(
@@ -186,3 +186,12 @@ def test_a_killed_training_resumes_from_its_checkpoint_as_if_never_stopped(tmp_p
         and "made with other settings: starting over" in capsys.readouterr().out
     )
     assert not torch.equal(other.head.weight, whole.head.weight)
+
+    (tmp_path / "r" / "full xnli.pt").write_bytes(b"half a checkpoint")  # damaged: not used
+    damaged, record = Noisy(), {}
+    assert (
+        stages.train(damaged, data, 0.05, ctx, "full xnli", epochs=3, probes={"p": probe}, record=record)
+        == curve
+    )
+    assert record["resumed_at_step"] == 0 and torch.equal(damaged.head.weight, whole.head.weight)
+    assert "full xnli.pt cannot be read (" in capsys.readouterr().out

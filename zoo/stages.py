@@ -262,15 +262,22 @@ def train(
     curve: list[dict[str, float]] = []
     losses: list[float] = []
     done, earlier_s = 0, 0.0
+    state = None
     if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)  # our own file
-        if state["key"] == key:
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own file
+        except Exception as exc:  # noqa: BLE001  (any damage: train from the start, say why)
+            print(f"[models] {desc}: {checkpoint} cannot be read ({exc}): starting over", flush=True)
+    if state is not None:
+        if isinstance(state, dict) and state.get("key") == key:
             with torch.no_grad():
                 for name, p in named:
                     p.copy_(state["params"][name])
             opt.load_state_dict(state["opt"])
             sched.load_state_dict(state["sched"])
             torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda":  # dropout draws from the device's own generator there
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
             done, earlier_s = state["step"], state["elapsed_s"]
             curve, losses = state["curve"], state["losses"]
             print(
@@ -291,6 +298,8 @@ def train(
             "sched": sched.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
             "losses": losses,
         }  # fmt: skip
+        if device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(device)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = checkpoint.with_name(checkpoint.name + ".tmp")
         torch.save(state, tmp)
