@@ -200,3 +200,17 @@ def test_the_committed_curve_is_what_the_command_writes_from_the_committed_repor
     assert research_main(["curve", "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith("curve: ")
     assert out.read_bytes() == (REPO / "reports" / "study-e5-curve" / "curve.md").read_bytes()
+
+
+def test_a_missing_per_sample_file_is_one_error_line_naming_it(tmp_path, capsys):
+    """The gap changes need each point's seed-0 per-sample scores: a report without one is refused
+    by name, and no curve.md is written."""
+    base, more = tmp_path / "study-e5-curve", tmp_path / "study-e5-curve-xnli+snli5k"
+    for folder in (base, more):
+        _report(folder, {"full": (60.0, 61.0), "adapter": (55.0, 57.0)})
+    gone = more / "per_sample" / accuracy.per_sample_name("/none/adapter-0")
+    gone.unlink()
+    assert research_main(["curve", "--base", str(base), "--selected", str(tmp_path / "no")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {gone}: missing; rescore the run (accuracy run, this version)"]
+    assert not (base / "curve.md").exists()
