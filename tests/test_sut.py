@@ -171,8 +171,8 @@ class PacedSample(Paced):
     wait_s = 0.001
 
 
-# LoadGen schedules SingleStream queries for the min duration at the expected latency: at the 1 ms
-# PacedSample takes, that is 500, so min_query_count (1,024) sets the count
+# LoadGen schedules SingleStream for 2 x min duration / expected latency queries (0.1 ms: the
+# 10,001 above; at the 1 ms PacedSample takes, 1,000), so min_query_count (1,024) sets the count
 ENOUGH_QUERIES = {
     "min_query_count": 1024,
     "max_duration_ms": 0,
